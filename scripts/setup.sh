@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what lvsctl's build and tests need on a Debian machine, idempotently (run as root).
+#  - the musl target: lvsctl installs a static build of itself on hosts;
+#  - qemu, a Debian kernel and busybox: the real-kernel tests boot a guest when this kernel lacks IPVS;
+#  - openssh-server/-client and iproute2: lab hosts run a real sshd; ipvsadm is the tests' independent
+#    view of the IPVS table (lvsctl itself talks generic netlink and needs no ipvsadm on hosts).
+set -euo pipefail
+
+packages=(qemu-system-x86 linux-image-amd64 busybox-static openssh-server openssh-client iproute2 kmod ipvsadm procps)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+    echo "setup: adding the Rust target x86_64-unknown-linux-musl"
+    rustup target add x86_64-unknown-linux-musl
+fi

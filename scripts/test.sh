@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every test of lvsctl: unit tests, the inventory corpus, golden plans, namespace tests and
+# the real-kernel lab tests (in a qemu guest when this kernel has no IPVS). Run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+# The static build is what gets installed on lab hosts; tests find it through LVSCTL_BIN.
+cargo build --release --target x86_64-unknown-linux-musl
+export LVSCTL_BIN="$PWD/target/x86_64-unknown-linux-musl/release/lvsctl"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --no-fail-fast "$@"
+else
+    cargo test --no-fail-fast "$@"
+fi

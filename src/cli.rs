@@ -1,0 +1,319 @@
+//! Command-line interface definitions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const ABOUT: &str = "Provision Linux Virtual Server (LVS/IPVS) labs over SSH, and undo it exactly";
+
+const LONG_ABOUT: &str = "\
+lvsctl provisions a whole LVS lab (client, router, director, real servers) in NAT, DR or TUN mode
+from one inventory file, over SSH, and persists it so hosts come back provisioned after a reboot.
+`down` undoes exactly what `up` did, from a journal kept on each host: a sysctl that was 2 before
+`up` is 2 again after `down`, and an address that existed before is kept.
+
+Typical session:
+  lvsctl check  inventories/dr.toml     # validate the inventory, touch nothing
+  lvsctl plan   inventories/dr.toml     # what each host will get, and why
+  lvsctl up     inventories/dr.toml     # make it so (prints before -> after per change)
+  lvsctl status inventories/dr.toml     # in sync or drifted, plus the director's IPVS table
+  lvsctl verify inventories/dr.toml     # send requests from the client, check the split
+  lvsctl doctor inventories/dr.toml     # explain what is wrong, host by host
+  lvsctl down   inventories/dr.toml     # restore every host as it was before `up`
+
+No IPVS machines at hand? `lvsctl lab create INV` builds the inventory's hosts on this machine as
+network namespaces with a real sshd each; `lvsctl lab vm -- CMD` runs CMD inside a qemu guest with
+a distribution kernel when this kernel lacks IPVS.";
+
+const AFTER_HELP: &str = "\
+Exit status: 0 success; 1 error; 2 usage error; 3 invalid inventory or templates;
+4 some hosts failed (the others completed); 5 some hosts unreachable;
+6 a check did not pass (status drifted, verify failed, doctor found problems).";
+
+#[derive(Parser, Debug)]
+#[command(name = "lvsctl", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate an inventory and report every problem with file, line and key.
+    #[command(
+        long_about = "Validate an inventory and report every problem at once, each with its file, line, column, key\n\
+and how to fix it. Touches no host. Exit status 3 when the inventory is invalid."
+    )]
+    Check(InventoryArg),
+
+    /// Print what every host will get, and why (no host is contacted).
+    #[command(
+        long_about = "Print the desired state of every host: kernel modules, sysctls, links, addresses, routes, IPVS\n\
+services and destinations, and the persistent files, each with the reason it is there.\n\
+This is computed from the inventory alone; `lvsctl up --dry-run` compares it with live state."
+    )]
+    Plan(PlanArgs),
+
+    /// Render the persistent configuration (sysctl.d, ipvsadm rules, systemd unit, start/stop script).
+    #[command(
+        long_about = "Render, per host, the files that persist the lab: a sysctl.d file, the director's rules in\n\
+ipvsadm-save format (load with `ipvsadm-restore`), a systemd unit, and a standalone\n\
+`start|stop|status` shell script for hosts that cannot run lvsctl (its `stop` restores the values\n\
+found at `start`, not 0). Templates are embedded; --templates DIR replaces them by file name."
+    )]
+    Render(RenderArgs),
+
+    /// Apply the inventory on every host over SSH and persist it.
+    #[command(
+        long_about = "Apply the plan on every host: lvsctl installs its own static binary on each host (once, checked\n\
+by sha256) and runs it as an agent that reads the current state, records the prior value of\n\
+everything it changes in /var/lib/lvsctl/LAB/journal.json, then applies the changes. Prints per\n\
+host what changed (before -> after) and a summary. A second `up` reports 0 changes."
+    )]
+    Up(UpArgs),
+
+    /// Undo on every host exactly what `up` did, from the host's journal.
+    #[command(
+        long_about = "Undo what `up` did on every host, in reverse order, from the journal kept on the host: sysctls\n\
+get their prior values back (not 0), only addresses, routes, IPVS entries and files that `up`\n\
+added are removed, the boot unit and persistent files are removed, the journal last.\n\
+Works after the inventory was edited: hosts that `up` reached but are no longer in the inventory\n\
+are found through the controller's state file."
+    )]
+    Down(DownArgs),
+
+    /// Compare every host with the plan: in sync or drifted (and how), plus the IPVS table.
+    Status(StatusArgs),
+
+    /// Send requests from the client to every service and check the split between real servers.
+    Verify(VerifyArgs),
+
+    /// Check live state against the rules of each mode and explain every problem found.
+    Doctor(DoctorArgs),
+
+    /// Build an inventory's hosts on this machine (network namespaces with sshd), or in a VM.
+    #[command(subcommand)]
+    Lab(LabCommand),
+
+    /// Run as the on-host agent (used by lvsctl itself over SSH).
+    #[command(hide = true)]
+    Agent(AgentArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct InventoryArg {
+    /// The inventory file (TOML).
+    pub inventory: PathBuf,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    pub inventory: PathBuf,
+    /// Only these hosts (repeatable).
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Directory of templates replacing the embedded ones by file name.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RenderArgs {
+    pub inventory: PathBuf,
+    /// Only these hosts (repeatable).
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Write the files to DIR/HOST/ instead of printing them.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Directory of templates replacing the embedded ones by file name.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConnectArgs {
+    /// Only these hosts (repeatable).
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// How many hosts to work on at once.
+    #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallel: u16,
+    /// ssh_config file for every connection (default: the lab's, when `lvsctl lab create` made one).
+    #[arg(long, value_name = "FILE", env = "LVSCTL_SSH_CONFIG")]
+    pub ssh_config: Option<PathBuf>,
+    /// Static lvsctl binary to install on hosts (default: this binary, when it is static).
+    #[arg(long, value_name = "FILE", env = "LVSCTL_AGENT_BINARY")]
+    pub agent_binary: Option<PathBuf>,
+    /// Where the controller keeps which hosts each lab touched.
+    #[arg(long, value_name = "DIR", env = "LVSCTL_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    pub inventory: PathBuf,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Show what would change on each host, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Directory of templates replacing the embedded ones by file name.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug)]
+pub struct DownArgs {
+    pub inventory: PathBuf,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    pub inventory: PathBuf,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Directory of templates replacing the embedded ones by file name.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    pub inventory: PathBuf,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Requests per service.
+    #[arg(long, default_value_t = 40, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100000))]
+    pub requests: u32,
+    /// Send from this client host (default: every host with role = client... the first one).
+    #[arg(long, value_name = "HOST")]
+    pub from: Option<String>,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    pub inventory: PathBuf,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Directory of templates replacing the embedded ones by file name.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LabCommand {
+    /// Build the inventory's hosts as network namespaces with a real sshd each.
+    #[command(
+        long_about = "Build the inventory's hosts on this machine: one network namespace per host, one bridge per\n\
+[lab] segment (the bridges live in a namespace of their own, so this machine's root namespace is\n\
+left alone), a management network carrying each host's `ssh` address, private /etc, /var, /root,\n\
+/usr/local and /opt per host, and a real sshd per host trusted through a lab key. Hosts start bare:\n\
+`lvsctl up` does all the provisioning over SSH. Real servers run a tiny responder that answers\n\
+each service port with the host's name. Later lvsctl commands on the same inventory reach the\n\
+hosts through the lab automatically. Needs root, and a kernel with IPVS (see `lab vm`)."
+    )]
+    Create(InventoryArg),
+    /// Remove everything `lab create` made (also after a failed create).
+    Destroy(InventoryArg),
+    /// Run a command inside a lab host's namespaces (network and files).
+    Exec(LabExecArgs),
+    /// Simulate a reboot of a host: fresh kernel state, same files, boot units started.
+    Reboot(LabRebootArgs),
+    /// Run a command inside a qemu guest with a distribution kernel (IPVS, ipip) and this machine's files.
+    #[command(
+        long_about = "Boot a qemu guest (software emulation) with the newest kernel in /boot and this machine's root\n\
+filesystem shared read-only under a writable overlay, run COMMAND inside it (same working directory),\n\
+print its output, and exit with its status. For kernels without IPVS, such as many CI machines:\n\
+  lvsctl lab vm -- sh -c 'lvsctl lab create dr.toml && lvsctl up dr.toml'\n\
+Installs qemu-system-x86, linux-image-amd64 and busybox-static with apt-get when missing."
+    )]
+    Vm(LabVmArgs),
+    /// Serve a host's name over TCP/UDP (the lab's real-server responder).
+    #[command(hide = true)]
+    Responder(ResponderArgs),
+    /// Inside the guest: stage-two init of `lab vm`.
+    #[command(hide = true)]
+    VmInit,
+}
+
+#[derive(Args, Debug)]
+pub struct LabExecArgs {
+    pub inventory: PathBuf,
+    pub host: String,
+    #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LabRebootArgs {
+    pub inventory: PathBuf,
+    pub host: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LabVmArgs {
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 3072)]
+    pub memory: u32,
+    /// Guest CPUs.
+    #[arg(long, default_value_t = 2)]
+    pub cpus: u32,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub timeout: u64,
+    /// Do not install missing Debian packages; fail instead.
+    #[arg(long)]
+    pub no_install: bool,
+    #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ResponderArgs {
+    /// The name to answer with.
+    #[arg(long)]
+    pub name: String,
+    /// tcp:PORT or udp:PORT (repeatable).
+    #[arg(long = "listen", required = true)]
+    pub listen: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    pub command: AgentCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentCommand {
+    /// Read one request (JSON) on stdin, answer with JSON lines on stdout.
+    Serve,
+    /// Boot-time entry point used by the systemd unit.
+    Boot {
+        #[arg(value_parser = ["start", "stop"])]
+        action: String,
+        #[arg(long)]
+        lab: String,
+    },
+}

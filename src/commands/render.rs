@@ -1,0 +1,50 @@
+//! `lvsctl render`: the persistent configuration of each host, printed or written to a directory.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+
+use anyhow::Context as _;
+
+use crate::cli::RenderArgs;
+use crate::plan::{self, Context};
+use crate::render::render_host;
+
+pub fn run(args: &RenderArgs) -> anyhow::Result<u8> {
+    let lab = super::load_inventory(&args.inventory)?;
+    super::check_host_filter(&lab, &args.hosts)?;
+    let templates = super::load_templates(args.templates.as_deref())?;
+    let ctx = Context { agent_path: super::agent_path_for_display(None), templates: &templates };
+    let plans = plan::plan(&lab, &ctx)?;
+    for p in plans.iter().filter(|p| args.hosts.is_empty() || args.hosts.contains(&p.host)) {
+        let files = render_host(p, &ctx)?;
+        match &args.out {
+            None => {
+                for f in files {
+                    println!("==> {}/{} <==", p.host, f.name);
+                    print!("{}", f.content);
+                    if !f.content.ends_with('\n') {
+                        println!();
+                    }
+                    println!();
+                }
+            }
+            Some(dir) => {
+                let hdir = dir.join(&p.host);
+                std::fs::create_dir_all(&hdir).with_context(|| format!("cannot create {}", hdir.display()))?;
+                for f in files {
+                    let path = hdir.join(&f.name);
+                    let mut file = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(f.mode)
+                        .open(&path)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    file.write_all(f.content.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!("wrote {}", path.display());
+                }
+            }
+        }
+    }
+    Ok(crate::exit::OK)
+}

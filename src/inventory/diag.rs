@@ -1,0 +1,142 @@
+//! Diagnostics for inventory files: every problem names the file, line, column and key path,
+//! says what is wrong and how to fix it. All problems of a file are collected, not just the first.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// One problem found in an inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    /// Dotted key path, e.g. `hosts.web1.gateway` or `services[0].real_servers[1].host`.
+    /// Empty for problems of the whole document (TOML syntax errors).
+    pub key: String,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        write!(f, "{}", self.message)?;
+        if let Some(help) = &self.help {
+            write!(f, "\n  help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every problem found in one inventory; the error type of [`crate::inventory::load`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+impl Diagnostics {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Turns byte offsets of one source text into 1-based line and column (in characters).
+pub struct SourceMap<'a> {
+    pub file: &'a Path,
+    src: &'a str,
+    line_starts: Vec<usize>,
+}
+
+impl<'a> SourceMap<'a> {
+    pub fn new(file: &'a Path, src: &'a str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(src.match_indices('\n').map(|(i, _)| i + 1));
+        SourceMap { file, src, line_starts }
+    }
+
+    pub fn position(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.src.len());
+        let line = match self.line_starts.binary_search(&offset) {
+            Ok(i) => i,
+            Err(i) => i - 1,
+        };
+        let start = self.line_starts[line];
+        let column = self.src[start..offset].chars().count() + 1;
+        (line + 1, column)
+    }
+
+    pub fn diagnostic(
+        &self,
+        span: Range<usize>,
+        key: &str,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) -> Diagnostic {
+        let (line, column) = self.position(span.start);
+        Diagnostic { file: self.file.to_path_buf(), line, column, key: key.to_string(), message: message.into(), help }
+    }
+}
+
+/// The closest candidate to `word`, if it is close enough to be a likely typo.
+pub fn did_you_mean<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
+    let word_l = word.to_ascii_lowercase();
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(&word_l, &c.to_ascii_lowercase()), *c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// A help line for a value that must be one of `allowed`.
+pub fn one_of_help(word: &str, allowed: &[&str]) -> String {
+    let list = allowed.join(", ");
+    match did_you_mean(word, allowed) {
+        Some(s) => format!("did you mean \"{s}\"? expected one of: {list}"),
+        None => format!("expected one of: {list}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_one_based_and_count_characters() {
+        let src = "a = 1\nbé = \"x\"\n";
+        let map = SourceMap::new(Path::new("f.toml"), src);
+        assert_eq!(map.position(0), (1, 1));
+        assert_eq!(map.position(6), (2, 1));
+        // 'é' is two bytes but one column.
+        let eq = src.find('=').unwrap();
+        let second_eq = src[eq + 1..].find('=').unwrap() + eq + 1;
+        assert_eq!(map.position(second_eq), (2, 4));
+    }
+
+    #[test]
+    fn suggestions_only_for_near_misses() {
+        let roles = ["client", "router", "director", "real-server"];
+        assert_eq!(did_you_mean("realserver", &roles), Some("real-server"));
+        assert_eq!(did_you_mean("Director", &roles), Some("director"));
+        assert_eq!(did_you_mean("database", &roles), None);
+    }
+}

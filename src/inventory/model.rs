@@ -1,0 +1,285 @@
+//! The validated lab: what the rest of lvsctl works from. Every value here passed validation.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Nat,
+    Dr,
+    Tun,
+}
+
+impl Mode {
+    pub const NAMES: [&'static str; 3] = ["nat", "dr", "tun"];
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "nat" => Some(Mode::Nat),
+            "dr" => Some(Mode::Dr),
+            "tun" => Some(Mode::Tun),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Nat => "nat",
+            Mode::Dr => "dr",
+            Mode::Tun => "tun",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Client,
+    Router,
+    Director,
+    RealServer,
+}
+
+impl Role {
+    pub const NAMES: [&'static str; 4] = ["client", "router", "director", "real-server"];
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "client" => Some(Role::Client),
+            "router" => Some(Role::Router),
+            "director" => Some(Role::Director),
+            "real-server" => Some(Role::RealServer),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Client => "client",
+            Role::Router => "router",
+            Role::Director => "director",
+            Role::RealServer => "real-server",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    pub const NAMES: [&'static str; 3] = ["tcp", "udp", "sctp"];
+    pub fn parse(s: &str) -> Option<Protocol> {
+        match s {
+            "tcp" => Some(Protocol::Tcp),
+            "udp" => Some(Protocol::Udp),
+            "sctp" => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+    /// IP protocol number, as IPVS wants it.
+    pub fn number(self) -> u16 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Sctp => 132,
+        }
+    }
+    pub fn from_number(n: u16) -> Option<Protocol> {
+        match n {
+            6 => Some(Protocol::Tcp),
+            17 => Some(Protocol::Udp),
+            132 => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// IPVS schedulers shipped with Linux (each is the module `ip_vs_<name>`).
+pub const SCHEDULERS: [&str; 13] =
+    ["rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh"];
+pub const DEFAULT_SCHEDULER: &str = "wlc";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyPolicy {
+    /// The host key must already be in known_hosts.
+    #[default]
+    Strict,
+    /// Unknown hosts are added on first contact; changed keys are still refused.
+    AcceptNew,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SshTarget {
+    /// Apply on this machine, without SSH.
+    Local,
+    /// An address or host name (resolved by ssh, so ssh_config aliases work).
+    Remote(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshSettings {
+    pub target: SshTarget,
+    pub user: String,
+    pub port: u16,
+    pub identity: Option<PathBuf>,
+    pub host_key: HostKeyPolicy,
+    pub known_hosts: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub connect_timeout: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interface {
+    pub name: String,
+    pub addresses: Vec<Ipv4Net>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Host {
+    pub name: String,
+    pub role: Role,
+    pub ssh: SshSettings,
+    /// The default route lvsctl ensures.
+    pub gateway: Option<Ipv4Addr>,
+    /// True when `gateway` was not written but derived (NAT real servers route through the director).
+    pub gateway_defaulted: bool,
+    pub interfaces: Vec<Interface>,
+    /// Director: the device that holds VIPs (None: the interface on the VIP's subnet, else `lo`).
+    pub vip_device: Option<String>,
+    /// Real server: the address the director sends to (TUN across routers, or to pick one of several).
+    pub address: Option<Ipv4Addr>,
+}
+
+impl Host {
+    pub fn all_addresses(&self) -> impl Iterator<Item = (&str, Ipv4Net)> {
+        self.interfaces.iter().flat_map(|i| i.addresses.iter().map(move |a| (i.name.as_str(), *a)))
+    }
+
+    /// This host's address on the subnet of `other`, with the interface holding it.
+    pub fn address_on_subnet_of(&self, other: Ipv4Net) -> Option<(&str, Ipv4Net)> {
+        self.all_addresses().find(|(_, a)| a.trunc() == other.trunc())
+    }
+
+    /// The interface whose subnet contains `ip`.
+    pub fn interface_for(&self, ip: Ipv4Addr) -> Option<(&str, Ipv4Net)> {
+        self.all_addresses().find(|(_, a)| a.contains(&ip))
+    }
+
+    pub fn has_address(&self, ip: Ipv4Addr) -> bool {
+        self.all_addresses().any(|(_, a)| a.addr() == ip)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backend {
+    pub host: String,
+    /// The address in the IPVS rule.
+    pub address: Ipv4Addr,
+    /// The port in the IPVS rule (differs from the service port only with NAT port mapping).
+    pub port: u16,
+    pub weight: u32,
+    pub u_threshold: u32,
+    pub l_threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    /// Position in the inventory's `[[services]]` list.
+    pub index: usize,
+    pub name: Option<String>,
+    pub vip: Ipv4Addr,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub scheduler: String,
+    /// Persistence timeout in seconds; 0 = off.
+    pub persistence: u32,
+    pub netmask: Option<Ipv4Addr>,
+    pub mode: Mode,
+    pub real_servers: Vec<Backend>,
+}
+
+impl Service {
+    /// A short name for messages: `tcp 192.168.188.100:80`.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(n) => format!("{n} ({} {}:{})", self.protocol, self.vip, self.port),
+            None => format!("{} {}:{}", self.protocol, self.vip, self.port),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub name: String,
+    /// (host, interface) pairs joined on this L2 segment.
+    pub members: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabSpec {
+    pub segments: Vec<Segment>,
+    /// The management network carrying every host's `ssh` address.
+    pub management: Ipv4Net,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lab {
+    pub name: String,
+    pub mode: Mode,
+    pub file: PathBuf,
+    /// Sorted by name.
+    pub hosts: Vec<Host>,
+    pub services: Vec<Service>,
+    pub lab: Option<LabSpec>,
+}
+
+impl Lab {
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    pub fn director(&self) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.role == Role::Director)
+    }
+
+    pub fn hosts_with_role(&self, role: Role) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().filter(move |h| h.role == role)
+    }
+
+    /// Services that `host` is a real server of.
+    pub fn services_of(&self, host: &str) -> impl Iterator<Item = &Service> {
+        self.services.iter().filter(move |s| s.real_servers.iter().any(|b| b.host == host))
+    }
+}

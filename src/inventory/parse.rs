@@ -1,0 +1,640 @@
+//! Field-level parsing: TOML tree → drafts. Cross-field rules live in `validate.rs`.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+
+use super::diag::one_of_help;
+use super::model::*;
+use super::reader::{Item, Reader, Table};
+
+pub const TOP_KEYS: [&str; 7] = ["name", "description", "mode", "ssh", "hosts", "services", "lab"];
+pub const SSH_KEYS: [&str; 7] = ["user", "port", "identity", "host_key", "known_hosts", "config", "connect_timeout"];
+pub const HOST_SSH_KEYS: [&str; 8] =
+    ["address", "user", "port", "identity", "host_key", "known_hosts", "config", "connect_timeout"];
+pub const HOST_KEYS: [&str; 6] = ["role", "ssh", "gateway", "interfaces", "vip_device", "address"];
+pub const SERVICE_KEYS: [&str; 10] =
+    ["name", "vip", "port", "protocol", "scheduler", "persistence", "netmask", "mode", "real_servers", "description"];
+pub const BACKEND_KEYS: [&str; 5] = ["host", "weight", "port", "u_threshold", "l_threshold"];
+pub const LAB_KEYS: [&str; 2] = ["segments", "management"];
+
+pub struct Draft {
+    /// False when `hosts` is missing or not a table: references to hosts are then not checked.
+    pub hosts_ok: bool,
+    pub name: Option<String>,
+    pub mode: Option<Mode>,
+    pub hosts: Vec<DraftHost>,
+    pub services: Vec<DraftService>,
+    pub lab: Option<DraftLab>,
+}
+
+pub struct DraftHost {
+    pub name: String,
+    pub path: String,
+    pub role: Option<Role>,
+    pub ssh: Option<SshSettings>,
+    pub gateway: Option<Ipv4Addr>,
+    pub interfaces: Vec<Interface>,
+    pub vip_device: Option<String>,
+    pub address: Option<Ipv4Addr>,
+}
+
+pub struct DraftBackend {
+    pub path: String,
+    pub host: Option<String>,
+    pub weight: u32,
+    pub port: Option<u16>,
+    pub u_threshold: u32,
+    pub l_threshold: u32,
+}
+
+pub struct DraftService {
+    pub index: usize,
+    pub path: String,
+    pub name: Option<String>,
+    pub vip: Option<Ipv4Addr>,
+    pub port: Option<u16>,
+    pub protocol: Protocol,
+    pub scheduler: String,
+    pub persistence: u32,
+    pub netmask: Option<Ipv4Addr>,
+    pub mode: Option<Mode>,
+    /// None: every real-server host, weight 1.
+    pub real_servers: Option<Vec<DraftBackend>>,
+}
+
+/// A `host:iface` member of a lab segment, with the key path of its item.
+pub struct DraftMember {
+    pub host: String,
+    pub iface: String,
+    pub path: String,
+}
+
+pub struct DraftSegment {
+    pub name: String,
+    pub members: Vec<DraftMember>,
+}
+
+pub struct DraftLab {
+    pub path: String,
+    pub segments: Vec<DraftSegment>,
+    pub management: Option<Ipv4Net>,
+}
+
+/// Defaults from the top-level `[ssh]` table, before a host's own settings override them.
+#[derive(Clone)]
+struct SshDefaults {
+    user: String,
+    port: u16,
+    identity: Option<PathBuf>,
+    host_key: HostKeyPolicy,
+    known_hosts: Option<PathBuf>,
+    config: Option<PathBuf>,
+    connect_timeout: u32,
+}
+
+impl Default for SshDefaults {
+    fn default() -> Self {
+        SshDefaults {
+            user: "root".into(),
+            port: 22,
+            identity: None,
+            host_key: HostKeyPolicy::Strict,
+            known_hosts: None,
+            config: None,
+            connect_timeout: 10,
+        }
+    }
+}
+
+pub fn parse_document(r: &mut Reader, root: Table) -> Draft {
+    let name = root
+        .require(r, "name", "add `name = \"mylab\"` (lowercase letters, digits and '-'; used in file and unit names)")
+        .and_then(|i| {
+            let s = i.str(r)?;
+            check_lab_name(s).map_err(|(m, h)| r.error(i.span(), &i.path, m, Some(h))).ok()?;
+            Some(s.to_string())
+        });
+    if let Some(i) = root.get(r, "description") {
+        i.str(r);
+    }
+    let mode = root
+        .require(r, "mode", "add `mode = \"dr\"` (one of nat, dr, tun)")
+        .and_then(|i| parse_enum(r, &i, &Mode::NAMES, Mode::parse, "mode"));
+
+    let defaults = match root.get(r, "ssh") {
+        Some(i) => match i.table(r) {
+            Some(t) => parse_ssh_defaults(r, t, SshDefaults::default()),
+            None => SshDefaults::default(),
+        },
+        None => SshDefaults::default(),
+    };
+
+    let mut hosts = Vec::new();
+    let mut hosts_ok = false;
+    if let Some(item) = root.require(r, "hosts", "add one table per host, e.g. `[hosts.web1]` with `role` and `ssh`")
+        && let Some(t) = item.table(r)
+    {
+        hosts_ok = true;
+        for (name, key_span, hi) in t.entries(r) {
+            if let Err((m, h)) = check_host_name(&name) {
+                r.error(key_span, &hi.path, m, Some(h));
+                continue;
+            }
+            if let Some(ht) = hi.table(r) {
+                hosts.push(parse_host(r, name, ht, &defaults));
+            }
+        }
+        t.finish(r, &[]);
+    }
+
+    let mut services = Vec::new();
+    if let Some(item) = root.get(r, "services")
+        && let Some(items) = item.array(r)
+    {
+        for (index, si) in items.into_iter().enumerate() {
+            if let Some(st) = si.table(r) {
+                services.push(parse_service(r, index, st));
+            }
+        }
+    }
+
+    let lab = root.get(r, "lab").and_then(|i| i.table(r)).map(|t| parse_lab(r, t));
+    root.finish(r, &TOP_KEYS);
+    Draft { hosts_ok, name, mode, hosts, services, lab }
+}
+
+fn parse_enum<T: Copy>(
+    r: &mut Reader,
+    i: &Item,
+    names: &[&str],
+    parse: impl Fn(&str) -> Option<T>,
+    what: &str,
+) -> Option<T> {
+    let s = i.str(r)?;
+    match parse(s) {
+        Some(v) => Some(v),
+        None => {
+            r.error(i.span(), &i.path, format!("unknown {what} \"{s}\""), Some(one_of_help(s, names)));
+            None
+        }
+    }
+}
+
+fn check_lab_name(s: &str) -> Result<(), (String, String)> {
+    let ok = !s.is_empty()
+        && s.len() <= 20
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err((
+            format!("invalid lab name \"{}\"", s.escape_debug()),
+            "use 1 to 20 characters: lowercase letters, digits and '-', not starting with '-' (it becomes part of file, unit and namespace names)".into(),
+        ))
+    }
+}
+
+fn check_host_name(s: &str) -> Result<(), (String, String)> {
+    let ok = !s.is_empty()
+        && s.len() <= 32
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err((
+            format!("invalid host name \"{}\"", s.escape_debug()),
+            "use 1 to 32 characters: lowercase letters, digits, '-' and '_', starting with a letter or digit".into(),
+        ))
+    }
+}
+
+/// Why the kernel (or our own naming rules) would refuse an interface name, if it would.
+pub fn interface_name_problem(s: &str) -> Option<String> {
+    if s.is_empty() {
+        return Some("is empty".into());
+    }
+    if s.len() > 15 {
+        return Some(format!("is {} bytes long; Linux interface names have at most 15", s.len()));
+    }
+    if s == "." || s == ".." {
+        return Some("is reserved by the kernel".into());
+    }
+    if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))) {
+        let what = if c == '/' {
+            "'/' (the kernel refuses it)".to_string()
+        } else if c.is_whitespace() {
+            "whitespace (the kernel refuses it)".to_string()
+        } else if c.is_control() {
+            "a control character".to_string()
+        } else if c == ':' {
+            "':' (reserved for address labels)".to_string()
+        } else {
+            format!("{c:?}, which shells and tools treat specially")
+        };
+        return Some(format!("contains {what}"));
+    }
+    if s.starts_with('-') {
+        return Some("starts with '-', which tools read as an option".into());
+    }
+    None
+}
+
+const IFNAME_HELP: &str = "use up to 15 letters, digits, '.', '-' or '_', like eth0 or ens3";
+
+pub fn parse_ipv4(s: &str) -> Result<Ipv4Addr, (String, String)> {
+    if let Ok(a) = s.parse::<Ipv4Addr>() {
+        return Ok(a);
+    }
+    let shown = s.escape_debug();
+    if s.contains(':') {
+        return Err((format!("\"{shown}\" is an IPv6 address"), "lvsctl supports IPv4 labs only for now".into()));
+    }
+    if s.contains('/') {
+        return Err((format!("\"{shown}\" has a prefix length"), "write the address alone, without /PREFIX".into()));
+    }
+    let parts: Vec<&str> = s.split('.').collect();
+    if parts.len() == 4
+        && let Some(p) = parts.iter().find(|p| p.parse::<u32>().is_ok_and(|n| n > 255))
+    {
+        return Err((
+            format!("\"{shown}\" is not an IPv4 address: {p} is more than 255"),
+            "each of the four numbers is 0 to 255".into(),
+        ));
+    }
+    Err((
+        format!("\"{shown}\" is not an IPv4 address"),
+        "write four numbers from 0 to 255 separated by dots, like 192.168.10.6".into(),
+    ))
+}
+
+/// An interface address `ADDR/PREFIX` (a host address, not the network or broadcast address).
+pub fn parse_interface_cidr(s: &str) -> Result<Ipv4Net, (String, String)> {
+    let shown = s.escape_debug();
+    let Some((addr, prefix)) = s.split_once('/') else {
+        return Err((
+            format!("\"{shown}\" has no prefix length"),
+            format!("write ADDRESS/PREFIX, like {s}/24, so lvsctl knows the subnet"),
+        ));
+    };
+    let ip = parse_ipv4(addr)?;
+    let prefix: u8 = match prefix.parse() {
+        Ok(p) if p <= 32 => p,
+        _ => {
+            return Err((
+                format!("\"{shown}\": prefix length \"{prefix}\" is not 0 to 32"),
+                "write ADDRESS/PREFIX, like 192.168.10.6/24".into(),
+            ));
+        }
+    };
+    let net = Ipv4Net::new(ip, prefix).expect("prefix checked");
+    if prefix < 31 && ip == net.network() {
+        return Err((
+            format!("\"{shown}\" is the network address of its subnet"),
+            "give the host's own address, like ".to_string() + &format!("{}/{prefix}", next_host(net)),
+        ));
+    }
+    if prefix < 31 && ip == net.broadcast() {
+        return Err((
+            format!("\"{shown}\" is the broadcast address of its subnet"),
+            "give the host's own address within the subnet".into(),
+        ));
+    }
+    Ok(net)
+}
+
+fn next_host(net: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(net.network()) + 1)
+}
+
+fn parse_ip_item(r: &mut Reader, i: &Item) -> Option<Ipv4Addr> {
+    let s = i.str(r)?;
+    match parse_ipv4(s) {
+        Ok(a) => Some(a),
+        Err((m, h)) => {
+            r.error(i.span(), &i.path, m, Some(h));
+            None
+        }
+    }
+}
+
+fn parse_path_item(r: &mut Reader, i: &Item) -> Option<PathBuf> {
+    let s = i.str(r)?;
+    if s.is_empty() || s.chars().any(|c| c.is_control()) {
+        r.error(i.span(), &i.path, "invalid path", Some("give a file path, like ~/.ssh/id_ed25519".into()));
+        return None;
+    }
+    Some(PathBuf::from(s))
+}
+
+fn ssh_field(r: &mut Reader, t: &Table, d: &mut SshDefaults) {
+    if let Some(i) = t.get(r, "user")
+        && let Some(s) = i.str(r)
+    {
+        let ok = !s.is_empty()
+            && s.len() <= 32
+            && !s.starts_with('-')
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if ok {
+            d.user = s.to_string();
+        } else {
+            r.error(
+                i.span(),
+                &i.path,
+                format!("invalid user name \"{}\"", s.escape_debug()),
+                Some("use a login name like root (letters, digits, '_', '-', '.')".into()),
+            );
+        }
+    }
+    if let Some(i) = t.get(r, "port")
+        && let Some(p) = i.int_in(r, 1, 65535, "port")
+    {
+        d.port = p as u16;
+    }
+    if let Some(i) = t.get(r, "identity") {
+        d.identity = parse_path_item(r, &i);
+    }
+    if let Some(i) = t.get(r, "known_hosts") {
+        d.known_hosts = parse_path_item(r, &i);
+    }
+    if let Some(i) = t.get(r, "config") {
+        d.config = parse_path_item(r, &i);
+    }
+    if let Some(i) = t.get(r, "host_key")
+        && let Some(s) = i.str(r)
+    {
+        match s {
+            "strict" => d.host_key = HostKeyPolicy::Strict,
+            "accept-new" => d.host_key = HostKeyPolicy::AcceptNew,
+            _ => r.error(
+                i.span(),
+                &i.path,
+                format!("unknown host key policy \"{}\"", s.escape_debug()),
+                Some(one_of_help(s, &["strict", "accept-new"])),
+            ),
+        }
+    }
+    if let Some(i) = t.get(r, "connect_timeout")
+        && let Some(v) = i.int_in(r, 1, 3600, "connect_timeout")
+    {
+        d.connect_timeout = v as u32;
+    }
+}
+
+fn parse_ssh_defaults(r: &mut Reader, t: Table, mut d: SshDefaults) -> SshDefaults {
+    ssh_field(r, &t, &mut d);
+    t.finish(r, &SSH_KEYS);
+    d
+}
+
+fn parse_ssh_target(r: &mut Reader, i: &Item) -> Option<SshTarget> {
+    let s = i.str(r)?;
+    if s == "local" {
+        return Some(SshTarget::Local);
+    }
+    let ok = !s.is_empty()
+        && !s.starts_with('-')
+        && s.len() <= 253
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if !ok {
+        r.error(
+            i.span(),
+            &i.path,
+            format!("invalid ssh destination \"{}\"", s.escape_debug()),
+            Some("give an IPv4 address, a host name or an ssh_config alias (letters, digits, '.', '-', '_'), or \"local\" for this machine; put user and port in [ssh]".into()),
+        );
+        return None;
+    }
+    Some(SshTarget::Remote(s.to_string()))
+}
+
+fn parse_host(r: &mut Reader, name: String, t: Table, defaults: &SshDefaults) -> DraftHost {
+    let path = t.path.clone();
+    let role = t
+        .require(r, "role", "add `role = \"real-server\"` (one of client, router, director, real-server)")
+        .and_then(|i| parse_enum(r, &i, &Role::NAMES, Role::parse, "role"));
+    let ssh = match t.require(r, "ssh", "add `ssh = \"10.250.0.81\"` (address, host name, or \"local\")") {
+        Some(i) if i.is_table() => {
+            let st = i.table(r).expect("is a table");
+            let mut d = defaults.clone();
+            ssh_field(r, &st, &mut d);
+            let target = st
+                .require(r, "address", "add `address = \"10.250.0.81\"` to this host's ssh table")
+                .and_then(|a| parse_ssh_target(r, &a));
+            st.finish(r, &HOST_SSH_KEYS);
+            target.map(|target| settings(target, d))
+        }
+        Some(i) => parse_ssh_target(r, &i).map(|target| settings(target, defaults.clone())),
+        None => None,
+    };
+    let gateway = t.get(r, "gateway").and_then(|i| parse_ip_item(r, &i));
+    let mut interfaces = Vec::new();
+    if let Some(i) = t.get(r, "interfaces")
+        && let Some(it) = i.table(r)
+    {
+        for (ifname, key_span, ai) in it.entries(r) {
+            if let Some(problem) = interface_name_problem(&ifname) {
+                r.error(
+                    key_span,
+                    &ai.path,
+                    format!("interface name \"{}\" {problem}", ifname.escape_debug()),
+                    Some(IFNAME_HELP.into()),
+                );
+                continue;
+            }
+            let mut addresses = Vec::new();
+            if let Some(items) = ai.array(r) {
+                for a in items {
+                    if let Some(s) = a.str(r) {
+                        match parse_interface_cidr(s) {
+                            Ok(n) => addresses.push(n),
+                            Err((m, h)) => r.error(a.span(), &a.path, m, Some(h)),
+                        }
+                    }
+                }
+            }
+            interfaces.push(Interface { name: ifname, addresses });
+        }
+        it.finish(r, &[]);
+    }
+    let vip_device = t.get(r, "vip_device").and_then(|i| {
+        let s = i.str(r)?;
+        if let Some(problem) = interface_name_problem(s) {
+            r.error(
+                i.span(),
+                &i.path,
+                format!("interface name \"{}\" {problem}", s.escape_debug()),
+                Some(IFNAME_HELP.into()),
+            );
+            return None;
+        }
+        Some(s.to_string())
+    });
+    let address = t.get(r, "address").and_then(|i| parse_ip_item(r, &i));
+    t.finish(r, &HOST_KEYS);
+    DraftHost { name, path, role, ssh, gateway, interfaces, vip_device, address }
+}
+
+fn settings(target: SshTarget, d: SshDefaults) -> SshSettings {
+    SshSettings {
+        target,
+        user: d.user,
+        port: d.port,
+        identity: d.identity,
+        host_key: d.host_key,
+        known_hosts: d.known_hosts,
+        config: d.config,
+        connect_timeout: d.connect_timeout,
+    }
+}
+
+fn parse_service(r: &mut Reader, index: usize, t: Table) -> DraftService {
+    let path = t.path.clone();
+    let name = t.get(r, "name").and_then(|i| i.str(r).map(str::to_string));
+    if let Some(i) = t.get(r, "description") {
+        i.str(r);
+    }
+    let vip = t
+        .require(r, "vip", "add `vip = \"192.168.188.100\"`, the address clients connect to")
+        .and_then(|i| parse_ip_item(r, &i));
+    let port = t
+        .require(r, "port", "add `port = 80`, the port clients connect to")
+        .and_then(|i| i.int_in(r, 1, 65535, "port"))
+        .map(|p| p as u16);
+    let protocol = match t.get(r, "protocol") {
+        Some(i) => parse_enum(r, &i, &Protocol::NAMES, Protocol::parse, "protocol").unwrap_or(Protocol::Tcp),
+        None => Protocol::Tcp,
+    };
+    let scheduler = match t.get(r, "scheduler") {
+        Some(i) => match i.str(r) {
+            Some(s) if SCHEDULERS.contains(&s) => s.to_string(),
+            Some(s) => {
+                r.error(
+                    i.span(),
+                    &i.path,
+                    format!("unknown scheduler \"{}\"", s.escape_debug()),
+                    Some(one_of_help(s, &SCHEDULERS)),
+                );
+                DEFAULT_SCHEDULER.into()
+            }
+            None => DEFAULT_SCHEDULER.into(),
+        },
+        None => DEFAULT_SCHEDULER.into(),
+    };
+    let persistence =
+        t.get(r, "persistence").and_then(|i| i.int_in(r, 0, u32::MAX as i128, "persistence")).unwrap_or(0) as u32;
+    let netmask = t.get(r, "netmask").and_then(|i| {
+        let a = parse_ip_item(r, &i)?;
+        if ipnet::ipv4_mask_to_prefix(a).is_err() {
+            r.error(
+                i.span(),
+                &i.path,
+                format!("\"{a}\" is not a netmask"),
+                Some("a netmask is contiguous ones then zeros, like 255.255.255.0".into()),
+            );
+            return None;
+        }
+        if persistence == 0 {
+            r.error(
+                i.span(),
+                &i.path,
+                "netmask has no effect without persistence",
+                Some("set `persistence = 300` (seconds) or remove netmask".into()),
+            );
+            return None;
+        }
+        Some(a)
+    });
+    let mode = t.get(r, "mode").and_then(|i| parse_enum(r, &i, &Mode::NAMES, Mode::parse, "mode"));
+    let real_servers = t.get(r, "real_servers").and_then(|i| i.array(r)).map(|items| {
+        items
+            .into_iter()
+            .filter_map(|bi| {
+                let bt = bi.table(r)?;
+                let host = bt
+                    .require(r, "host", "add `host = \"web1\"`, the name of a [hosts.web1] table")
+                    .and_then(|h| h.str(r).map(str::to_string));
+                let weight = bt.get(r, "weight").and_then(|w| w.int_in(r, 0, 65535, "weight")).unwrap_or(1) as u32;
+                let port = bt.get(r, "port").and_then(|p| p.int_in(r, 1, 65535, "port")).map(|p| p as u16);
+                let u_threshold =
+                    bt.get(r, "u_threshold").and_then(|p| p.int_in(r, 0, u32::MAX as i128, "u_threshold")).unwrap_or(0)
+                        as u32;
+                let l_threshold =
+                    bt.get(r, "l_threshold").and_then(|p| p.int_in(r, 0, u32::MAX as i128, "l_threshold")).unwrap_or(0)
+                        as u32;
+                let path = bt.path.clone();
+                bt.finish(r, &BACKEND_KEYS);
+                Some(DraftBackend { path, host, weight, port, u_threshold, l_threshold })
+            })
+            .collect()
+    });
+    t.finish(r, &SERVICE_KEYS);
+    DraftService { index, path, name, vip, port, protocol, scheduler, persistence, netmask, mode, real_servers }
+}
+
+fn parse_lab(r: &mut Reader, t: Table) -> DraftLab {
+    let path = t.path.clone();
+    let mut segments = Vec::new();
+    if let Some(i) = t.require(
+        r,
+        "segments",
+        "add `segments = { lan = [\"client:eth0\", \"router:eth1\"] }`: which host interfaces share a link",
+    ) && let Some(st) = i.table(r)
+    {
+        for (name, key_span, si) in st.entries(r) {
+            if name.is_empty()
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                || name.len() > 32
+            {
+                r.error(
+                    key_span,
+                    &si.path,
+                    format!("invalid segment name \"{}\"", name.escape_debug()),
+                    Some("use up to 32 letters, digits, '-' or '_'".into()),
+                );
+                continue;
+            }
+            let mut members = Vec::new();
+            if let Some(items) = si.array(r) {
+                for m in items {
+                    let Some(s) = m.str(r) else { continue };
+                    match s.split_once(':') {
+                        Some((h, ifn)) if !h.is_empty() && !ifn.is_empty() => members.push(DraftMember {
+                            host: h.to_string(),
+                            iface: ifn.to_string(),
+                            path: m.path.clone(),
+                        }),
+                        _ => r.error(
+                            m.span(),
+                            &m.path,
+                            format!("\"{}\" is not HOST:INTERFACE", s.escape_debug()),
+                            Some("write the host name and one of its interfaces, like \"web1:eth0\"".into()),
+                        ),
+                    }
+                }
+            }
+            segments.push(DraftSegment { name, members });
+        }
+        st.finish(r, &[]);
+    }
+    let management = t.get(r, "management").and_then(|i| {
+        let s = i.str(r)?;
+        match s.parse::<Ipv4Net>() {
+            Ok(n) if n.prefix_len() <= 30 => Some(n.trunc()),
+            _ => {
+                r.error(
+                    i.span(),
+                    &i.path,
+                    format!("\"{}\" is not an IPv4 subnet of at most /30", s.escape_debug()),
+                    Some("write NETWORK/PREFIX, like 10.250.0.0/24".into()),
+                );
+                None
+            }
+        }
+    });
+    t.finish(r, &LAB_KEYS);
+    DraftLab { path, segments, management }
+}

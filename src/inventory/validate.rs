@@ -1,0 +1,614 @@
+//! Cross-field rules: the things that make a lab work or not, checked before any host is touched.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use ipnet::Ipv4Net;
+
+use super::diag::did_you_mean;
+use super::model::*;
+use super::parse::{Draft, DraftHost, DraftService};
+use super::reader::{Reader, join};
+
+/// The name of the management interface `lvsctl lab create` gives every host.
+pub const LAB_MGMT_IFNAME: &str = "mgmt0";
+
+fn addr_path(h: &DraftHost, ifname: &str, idx: usize) -> String {
+    format!("{}[{idx}]", join(&join(&h.path, "interfaces"), ifname))
+}
+
+fn addresses(h: &DraftHost) -> impl Iterator<Item = (&str, usize, Ipv4Net)> {
+    h.interfaces.iter().flat_map(|i| i.addresses.iter().enumerate().map(move |(n, a)| (i.name.as_str(), n, *a)))
+}
+
+fn address_on_subnet(h: &DraftHost, net: Ipv4Net) -> Option<Ipv4Net> {
+    addresses(h).map(|(_, _, a)| a).find(|a| a.trunc() == net.trunc())
+}
+
+fn net_containing(h: &DraftHost, ip: Ipv4Addr) -> Option<Ipv4Net> {
+    addresses(h).map(|(_, _, a)| a).find(|a| a.contains(&ip))
+}
+
+fn host_key_path(h: &DraftHost) -> String {
+    if h.interfaces.is_empty() { h.path.clone() } else { join(&h.path, "interfaces") }
+}
+
+pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
+    let Draft { hosts_ok, name, mode, mut hosts, services, lab } = d;
+    hosts.sort_by(|a, b| a.name.cmp(&b.name));
+    let by_name: BTreeMap<&str, &DraftHost> = hosts.iter().map(|h| (h.name.as_str(), h)).collect();
+    let names: Vec<&str> = by_name.keys().copied().collect();
+
+    // Keys that only make sense for one role.
+    for h in &hosts {
+        if h.vip_device.is_some() && h.role.is_some_and(|r| r != Role::Director) {
+            r.error_at(
+                &join(&h.path, "vip_device"),
+                "vip_device is only for the director",
+                Some("remove it: real servers hold VIPs on lo (DR) or tunl0 (TUN)".into()),
+            );
+        }
+        if h.address.is_some() && h.role.is_some_and(|r| r != Role::RealServer) {
+            r.error_at(
+                &join(&h.path, "address"),
+                "address is only for real servers",
+                Some("remove it; other hosts are reached through their interfaces".into()),
+            );
+        }
+    }
+
+    // Exactly one director.
+    let directors: Vec<&DraftHost> = hosts.iter().filter(|h| h.role == Some(Role::Director)).collect();
+    let all_roles_known = hosts.iter().all(|h| h.role.is_some());
+    if directors.is_empty() && all_roles_known && !hosts.is_empty() {
+        r.error_at(
+            "hosts",
+            "no host has role = \"director\"",
+            Some("make exactly one host the director: it holds the VIPs and the IPVS rules".into()),
+        );
+    }
+    for extra in directors.iter().skip(1) {
+        r.error_at(
+            &join(&extra.path, "role"),
+            format!("a second director (the first is {})", directors[0].name),
+            Some("lvsctl supports exactly one director per lab for now (HA pairs come later): make this host a real-server or remove it".into()),
+        );
+    }
+    let director = directors.first().copied();
+
+    // Unique ssh endpoints.
+    let mut endpoints: HashMap<(SshTarget, u16), &str> = HashMap::new();
+    for h in &hosts {
+        if let Some(ssh) = &h.ssh {
+            let key = (ssh.target.clone(), if ssh.target == SshTarget::Local { 0 } else { ssh.port });
+            if let Some(first) = endpoints.get(&key) {
+                let shown = match &ssh.target {
+                    SshTarget::Local => "local".to_string(),
+                    SshTarget::Remote(a) => format!("{a} port {}", ssh.port),
+                };
+                r.error_at(
+                    &join(&h.path, "ssh"),
+                    format!("same ssh endpoint as host {first} ({shown})"),
+                    Some("each host needs its own machine: give it its own address".into()),
+                );
+            } else {
+                endpoints.insert(key, &h.name);
+            }
+        }
+    }
+
+    // Unique interface addresses; gateways on a subnet of the host.
+    let mut seen: HashMap<Ipv4Addr, String> = HashMap::new();
+    for h in &hosts {
+        for (ifname, idx, a) in addresses(h) {
+            let p = addr_path(h, ifname, idx);
+            if let Some(first) = seen.get(&a.addr()) {
+                r.error_at(
+                    &p,
+                    format!("address {} is also at {first}", a.addr()),
+                    Some("every interface address must be unique in the lab".into()),
+                );
+            } else {
+                seen.insert(a.addr(), p);
+            }
+        }
+        if let Some(gw) = h.gateway {
+            let gp = join(&h.path, "gateway");
+            if addresses(h).any(|(_, _, a)| a.addr() == gw) {
+                r.error_at(
+                    &gp,
+                    format!("gateway {gw} is {}'s own address", h.name),
+                    Some("the gateway is the next hop: a router's or the director's address".into()),
+                );
+            } else if !h.interfaces.is_empty() && net_containing(h, gw).is_none() {
+                let subnets: Vec<String> = addresses(h).map(|(_, _, a)| a.trunc().to_string()).collect();
+                r.error_at(
+                    &gp,
+                    format!("gateway {gw} is on none of {}'s subnets ({})", h.name, subnets.join(", ")),
+                    Some("a gateway must be directly reachable: use an address on one of the host's subnets".into()),
+                );
+            }
+        }
+    }
+
+    // Services.
+    let lab_mode = mode;
+    let mut out_services = Vec::new();
+    let mut service_keys: HashMap<(Ipv4Addr, u16, Protocol), usize> = HashMap::new();
+    let mut rs_modes: BTreeMap<String, BTreeMap<Mode, String>> = BTreeMap::new();
+    let mut reported_rs: BTreeSet<(String, Mode)> = BTreeSet::new();
+    let rs_hosts: Vec<&str> =
+        hosts.iter().filter(|h| h.role == Some(Role::RealServer)).map(|h| h.name.as_str()).collect();
+    for s in &services {
+        let smode = s.mode.or(lab_mode);
+        if let Some(svc) = check_service(r, s, smode, hosts_ok, &by_name, &names, &rs_hosts, director, &mut reported_rs)
+        {
+            if let (Some(vip), Some(port)) = (s.vip, s.port) {
+                if let Some(first) = service_keys.get(&(vip, port, s.protocol)) {
+                    r.error_at(
+                        &join(&s.path, "vip"),
+                        format!("{} {vip}:{port} is already services[{first}]", s.protocol),
+                        Some("each (vip, port, protocol) may appear once; add real servers to the first one".into()),
+                    );
+                } else {
+                    service_keys.insert((vip, port, s.protocol), s.index);
+                }
+            }
+            for b in &svc.real_servers {
+                rs_modes.entry(b.host.clone()).or_default().entry(svc.mode).or_insert_with(|| svc.label());
+            }
+            out_services.push(svc);
+        }
+    }
+    if services.is_empty() {
+        r.error_at(
+            "services",
+            "the inventory has no [[services]]",
+            Some("add at least one [[services]] table with vip and port".into()),
+        );
+    }
+
+    // A real server serves one kind of forwarding: its default route depends on it.
+    let mut gateways: HashMap<String, (Option<Ipv4Addr>, bool)> =
+        hosts.iter().map(|h| (h.name.clone(), (h.gateway, false))).collect();
+    for (rs, modes) in &rs_modes {
+        let h = by_name[rs.as_str()];
+        if modes.contains_key(&Mode::Nat) && modes.len() > 1 {
+            let other = modes.iter().find(|(m, _)| **m != Mode::Nat).expect("more than one mode");
+            r.error_at(
+                &h.path,
+                format!("{rs} serves NAT service {} and {} service {}", modes[&Mode::Nat], other.0.as_str().to_uppercase(), other.1),
+                Some("NAT needs the real server's gateway to be the director and DR/TUN need it not to be: give each real server one forwarding mode".into()),
+            );
+            continue;
+        }
+        let Some(director) = director else { continue };
+        if modes.contains_key(&Mode::Nat) {
+            // Replies must come back through the director so it can undo the address translation.
+            let Some(rs_addr) =
+                out_services.iter().flat_map(|s| &s.real_servers).find(|b| &b.host == rs).map(|b| b.address)
+            else {
+                continue;
+            };
+            let rs_net = net_containing(h, rs_addr).or_else(|| net_containing(director, rs_addr));
+            let expected = rs_net.and_then(|n| address_on_subnet(director, n)).map(|a| a.addr());
+            match (h.gateway, expected) {
+                (None, Some(e)) => {
+                    gateways.insert(rs.clone(), (Some(e), true));
+                }
+                (Some(g), Some(e)) if g != e => r.error_at(
+                    &join(&h.path, "gateway"),
+                    format!("in NAT mode {rs}'s replies must return through the director, but its gateway is {g}"),
+                    Some(format!("set gateway = \"{e}\" ({}'s address on {rs}'s subnet) or remove the key to let lvsctl derive it", director.name)),
+                ),
+                (_, None) if reported_rs.insert((rs.clone(), Mode::Nat)) => {
+                    r.error_at(&host_key_path(h), format!("cannot route {rs}'s NAT replies through the director: {} has no address on {rs}'s subnet", director.name), Some("give the director an interface on the real servers' subnet".into()));
+                }
+                _ => {}
+            }
+        } else if modes.contains_key(&Mode::Dr)
+            && let Some(g) = h.gateway
+            && addresses(director).any(|(_, _, a)| a.addr() == g)
+        {
+            let router_hint = hosts
+                .iter()
+                .filter(|x| x.role == Some(Role::Router))
+                .find_map(|x| net_containing(h, g).and_then(|n| address_on_subnet(x, n)))
+                .map(|a| format!("set gateway to the router's address ({})", a.addr()))
+                .unwrap_or_else(|| "set gateway to a router's address".into());
+            r.error_at(
+                &join(&h.path, "gateway"),
+                format!("{rs}'s gateway {g} is the director: in DR mode replies go straight to the client, not back through the director"),
+                Some(router_hint),
+            );
+        }
+    }
+
+    // NAT: a client on a real server's subnet would get replies straight from the real server.
+    for s in out_services.iter().filter(|s| s.mode == Mode::Nat) {
+        for b in &s.real_servers {
+            let Some(rs_net) = net_containing(by_name[b.host.as_str()], b.address) else { continue };
+            for c in hosts.iter().filter(|h| h.role == Some(Role::Client)) {
+                for (ifname, idx, a) in addresses(c) {
+                    if a.trunc() == rs_net.trunc() {
+                        r.error_at(
+                            &addr_path(c, ifname, idx),
+                            format!("{} is on real server {}'s subnet {}", c.name, b.host, rs_net.trunc()),
+                            Some("in NAT mode the real server would answer the client directly and bypass the director's translation: put the client on another subnet".into()),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    // The router must be able to send VIP traffic to the director.
+    if let Some(director) = director {
+        for router in hosts.iter().filter(|h| h.role == Some(Role::Router) && !h.interfaces.is_empty()) {
+            for s in &out_services {
+                let on_router_segment = net_containing(router, s.vip).is_some();
+                let shared = addresses(router).any(|(_, _, a)| address_on_subnet(director, a).is_some());
+                if !on_router_segment && !shared && !director.interfaces.is_empty() {
+                    r.error_at(
+                        &join(&format!("services[{}]", s.index), "vip"),
+                        format!("VIP {} is on none of {}'s subnets, and {} shares no subnet with director {}: clients behind it cannot reach the VIP", s.vip, router.name, router.name, director.name),
+                        Some("connect the router and the director on one subnet, or choose a VIP on a router subnet".into()),
+                    );
+                }
+            }
+        }
+    }
+
+    let lab_spec = lab.and_then(|l| check_lab(r, l, &hosts, &by_name, &names));
+
+    if !r.diags.is_empty() {
+        return None;
+    }
+    let hosts = hosts
+        .into_iter()
+        .map(|h| {
+            let (gateway, gateway_defaulted) = gateways[&h.name];
+            Host {
+                name: h.name,
+                role: h.role.expect("validated"),
+                ssh: h.ssh.expect("validated"),
+                gateway,
+                gateway_defaulted,
+                interfaces: h.interfaces,
+                vip_device: h.vip_device,
+                address: h.address,
+            }
+        })
+        .collect();
+    Some(Lab {
+        name: name.expect("validated"),
+        mode: mode.expect("validated"),
+        file: file.to_path_buf(),
+        hosts,
+        services: out_services,
+        lab: lab_spec,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_service(
+    r: &mut Reader,
+    s: &DraftService,
+    mode: Option<Mode>,
+    hosts_ok: bool,
+    by_name: &BTreeMap<&str, &DraftHost>,
+    names: &[&str],
+    rs_hosts: &[&str],
+    director: Option<&DraftHost>,
+    reported: &mut BTreeSet<(String, Mode)>,
+) -> Option<Service> {
+    if let Some(vip) = s.vip {
+        for h in by_name.values().filter(|h| h.role != Some(Role::Director)) {
+            if addresses(h).any(|(_, _, a)| a.addr() == vip) {
+                r.error_at(
+                    &join(&s.path, "vip"),
+                    format!("VIP {vip} is {}'s own address", h.name),
+                    Some("choose an address no host but the director holds; lvsctl puts the VIP where each mode needs it".into()),
+                );
+            }
+        }
+    }
+    let mut backends = Vec::new();
+    let explicit = s.real_servers.is_some();
+    let list: Vec<(String, String, u32, Option<u16>, u32, u32)> = match &s.real_servers {
+        Some(list) => {
+            if list.is_empty() {
+                r.error_at(&join(&s.path, "real_servers"), "real_servers is empty", Some("list at least one real server, or remove the key to use every host with role = \"real-server\"".into()));
+            }
+            list.iter()
+                .filter_map(|b| {
+                    let host = b.host.clone()?;
+                    Some((host, b.path.clone(), b.weight, b.port, b.u_threshold, b.l_threshold))
+                })
+                .collect()
+        }
+        None => {
+            if rs_hosts.is_empty() && by_name.values().all(|h| h.role.is_some()) {
+                r.error_at(
+                    &s.path,
+                    "this service has no real servers",
+                    Some("add a host with role = \"real-server\" or list real_servers".into()),
+                );
+            }
+            rs_hosts.iter().map(|h| (h.to_string(), format!("hosts.{h}"), 1, None, 0, 0)).collect()
+        }
+    };
+    let mut seen = BTreeSet::new();
+    for (host, bpath, weight, port, u_threshold, l_threshold) in list {
+        let hp = if explicit { join(&bpath, "host") } else { bpath.clone() };
+        let Some(h) = by_name.get(host.as_str()).copied() else {
+            if !hosts_ok {
+                // The hosts table itself is broken (already reported): naming it again helps nobody.
+                continue;
+            }
+            let help = match did_you_mean(&host, names) {
+                Some(n) => format!("did you mean \"{n}\"? hosts are: {}", names.join(", ")),
+                None => format!("hosts are: {}", names.join(", ")),
+            };
+            r.error_at(&hp, format!("unknown host \"{host}\""), Some(help));
+            continue;
+        };
+        if h.role.is_some_and(|role| role != Role::RealServer) {
+            r.error_at(
+                &hp,
+                format!("{host} is a {}, not a real-server", h.role.expect("checked")),
+                Some("list only hosts with role = \"real-server\"".into()),
+            );
+            continue;
+        }
+        if !seen.insert(host.clone()) {
+            r.error_at(
+                &hp,
+                format!("{host} is listed twice in this service"),
+                Some("list each real server once; use weight to give it a bigger share".into()),
+            );
+            continue;
+        }
+        let (Some(mode), Some(sport)) = (mode, s.port) else { continue };
+        let address = resolve_rs_address(r, h, director, mode, reported);
+        if let Some(p) = port
+            && p != sport
+            && mode != Mode::Nat
+        {
+            r.error_at(
+                &join(&bpath, "port"),
+                format!("port mapping ({sport} → {p}) needs NAT, but this service uses {} mode", mode.as_str().to_uppercase()),
+                Some(format!("in {} mode the real server receives the packet unchanged, so it must listen on port {sport}: remove `port`, or set mode = \"nat\" on the service", mode.as_str().to_uppercase())),
+            );
+        }
+        let Some(address) = address else {
+            continue;
+        };
+        backends.push(Backend { host, address, port: port.unwrap_or(sport), weight, u_threshold, l_threshold });
+    }
+    // A service with some bad backends is still returned (with the good ones), so that the
+    // rules that follow report their own problems in the same run; the reader's diagnostics
+    // decide whether the lab is valid.
+    if backends.is_empty() {
+        return None;
+    }
+    Some(Service {
+        index: s.index,
+        name: s.name.clone(),
+        vip: s.vip?,
+        port: s.port?,
+        protocol: s.protocol,
+        scheduler: s.scheduler.clone(),
+        persistence: s.persistence,
+        netmask: s.netmask,
+        mode: mode?,
+        real_servers: backends,
+    })
+}
+
+/// The address the director forwards to for real server `h`.
+fn resolve_rs_address(
+    r: &mut Reader,
+    h: &DraftHost,
+    director: Option<&DraftHost>,
+    mode: Mode,
+    reported: &mut BTreeSet<(String, Mode)>,
+) -> Option<Ipv4Addr> {
+    let director_nets: Vec<Ipv4Net> = director.map(|d| addresses(d).map(|(_, _, a)| a).collect()).unwrap_or_default();
+    let same_l2 = matches!(mode, Mode::Dr | Mode::Nat);
+    let mut report = |r: &mut Reader, key: String, msg: String, help: String| {
+        if reported.insert((h.name.clone(), mode)) {
+            r.error_at(&key, msg, Some(help));
+        }
+    };
+    if let Some(a) = h.address {
+        if !h.interfaces.is_empty() && !addresses(h).any(|(_, _, x)| x.addr() == a) {
+            report(
+                r,
+                join(&h.path, "address"),
+                format!("{a} is not one of {}'s interface addresses", h.name),
+                "use an address from its interfaces table".into(),
+            );
+            return None;
+        }
+        if same_l2 && !director_nets.is_empty() && !director_nets.iter().any(|n| n.contains(&a)) {
+            report(
+                r,
+                join(&h.path, "address"),
+                format!(
+                    "{a} is on no subnet of the director: {} mode needs the director and {} on one L2 segment",
+                    mode.as_str().to_uppercase(),
+                    h.name
+                ),
+                "use the real server's address on the director's subnet, or use TUN mode across routers".into(),
+            );
+            return None;
+        }
+        return Some(a);
+    }
+    if let Some(a) = addresses(h).map(|(_, _, a)| a).find(|a| director_nets.iter().any(|n| n.trunc() == a.trunc())) {
+        return Some(a.addr());
+    }
+    let own: Vec<Ipv4Net> = addresses(h).map(|(_, _, a)| a).collect();
+    if mode == Mode::Tun && own.len() == 1 {
+        return Some(own[0].addr());
+    }
+    let dname = director.map(|d| d.name.as_str()).unwrap_or("the director");
+    if same_l2 {
+        let subnets: Vec<String> = director_nets.iter().map(|n| n.trunc().to_string()).collect();
+        let want = if subnets.is_empty() {
+            "give the director and the real server interfaces on one subnet".to_string()
+        } else {
+            format!("give {} an address on {}", h.name, subnets.join(" or "))
+        };
+        report(
+            r,
+            host_key_path(h),
+            format!(
+                "{} shares no subnet with director {dname}: {} mode forwards on one L2 segment",
+                h.name,
+                mode.as_str().to_uppercase()
+            ),
+            want,
+        );
+    } else {
+        report(
+            r,
+            h.path.clone(),
+            format!("cannot tell which address of {} the director should tunnel to", h.name),
+            format!("set `address = \"...\"` in [{}]", h.path),
+        );
+    }
+    None
+}
+
+fn check_lab(
+    r: &mut Reader,
+    l: super::parse::DraftLab,
+    hosts: &[DraftHost],
+    by_name: &BTreeMap<&str, &DraftHost>,
+    names: &[&str],
+) -> Option<LabSpec> {
+    let mut ok = true;
+    let mut placed: HashMap<(String, String), String> = HashMap::new();
+    let mut segments = Vec::new();
+    for seg in l.segments {
+        let name = seg.name;
+        let mut ms = Vec::new();
+        for m in seg.members {
+            let (host, ifname, mpath) = (m.host, m.iface, m.path);
+            let Some(h) = by_name.get(host.as_str()) else {
+                let help = match did_you_mean(&host, names) {
+                    Some(n) => format!("did you mean \"{n}\"? hosts are: {}", names.join(", ")),
+                    None => format!("hosts are: {}", names.join(", ")),
+                };
+                r.error_at(&mpath, format!("unknown host \"{host}\""), Some(help));
+                ok = false;
+                continue;
+            };
+            if !h.interfaces.iter().any(|i| i.name == ifname) {
+                let known: Vec<&str> = h.interfaces.iter().map(|i| i.name.as_str()).collect();
+                r.error_at(
+                    &mpath,
+                    format!("{host} has no interface \"{ifname}\" in its interfaces table"),
+                    Some(format!(
+                        "{host}'s interfaces: {}",
+                        if known.is_empty() { "none".into() } else { known.join(", ") }
+                    )),
+                );
+                ok = false;
+                continue;
+            }
+            if let Some(first) = placed.get(&(host.clone(), ifname.clone())) {
+                r.error_at(
+                    &mpath,
+                    format!("{host}:{ifname} is already on segment {first}"),
+                    Some("an interface is plugged into one segment".into()),
+                );
+                ok = false;
+                continue;
+            }
+            placed.insert((host.clone(), ifname.clone()), name.clone());
+            ms.push((host, ifname));
+        }
+        segments.push(Segment { name, members: ms });
+    }
+    for h in hosts {
+        for i in &h.interfaces {
+            if i.name == LAB_MGMT_IFNAME {
+                r.error_at(
+                    &join(&join(&h.path, "interfaces"), &i.name),
+                    format!("{LAB_MGMT_IFNAME} is the lab's management interface"),
+                    Some("rename this interface (lab hosts get mgmt0 for SSH)".into()),
+                );
+                ok = false;
+            } else if !placed.contains_key(&(h.name.clone(), i.name.clone())) {
+                r.error_at(
+                    &join(&join(&h.path, "interfaces"), &i.name),
+                    format!("{}:{} is on no [lab] segment", h.name, i.name),
+                    Some(format!(
+                        "add \"{}:{}\" to one of lab.segments, or the lab would leave it unplugged",
+                        h.name, i.name
+                    )),
+                );
+                ok = false;
+            }
+        }
+    }
+    // Management network: every host's ssh address.
+    let mut ssh_addrs = Vec::new();
+    for h in hosts {
+        match h.ssh.as_ref().map(|s| &s.target) {
+            Some(SshTarget::Remote(a)) => match a.parse::<Ipv4Addr>() {
+                Ok(ip) => ssh_addrs.push((h, ip)),
+                Err(_) => {
+                    r.error_at(
+                        &join(&h.path, "ssh"),
+                        format!("lab hosts need an IPv4 ssh address, not \"{a}\""),
+                        Some("the lab gives each host its ssh address on the management network".into()),
+                    );
+                    ok = false;
+                }
+            },
+            Some(SshTarget::Local) => {
+                r.error_at(
+                    &join(&h.path, "ssh"),
+                    "a lab host cannot be \"local\"",
+                    Some("give it an IPv4 address on the management network".into()),
+                );
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    let management =
+        l.management.or_else(|| ssh_addrs.first().map(|(_, ip)| Ipv4Net::new(*ip, 24).expect("24 is valid").trunc()));
+    let management = management?;
+    for (h, ip) in &ssh_addrs {
+        if !management.contains(ip) || *ip == management.network() || *ip == management.broadcast() {
+            r.error_at(
+                &join(&h.path, "ssh"),
+                format!("{ip} is not a host address of the management network {management}"),
+                Some("put every host's ssh address in one subnet, or set lab.management".into()),
+            );
+            ok = false;
+        }
+    }
+    for x in hosts {
+        for (ifname, idx, a) in addresses(x) {
+            if a.trunc().contains(&management.network()) || management.contains(&a.addr()) {
+                r.error_at(
+                    &addr_path(x, ifname, idx),
+                    format!("{a} overlaps the management network {management}"),
+                    Some("keep lab subnets apart from the network used for SSH".into()),
+                );
+                ok = false;
+            }
+        }
+    }
+    if !ok {
+        return None;
+    }
+    Some(LabSpec { segments, management })
+}

@@ -1,0 +1,14 @@
+//! lvsctl: provision Linux Virtual Server labs (NAT, DR, TUN) over SSH, and undo it exactly.
+
+pub mod cli;
+pub mod commands;
+pub mod exit;
+pub mod inventory;
+pub mod plan;
+pub mod remote;
+pub mod render;
+
+/// `1 host`, `2 hosts`.
+pub fn plural(n: usize, word: &str) -> String {
+    if n == 1 { format!("{n} {word}") } else { format!("{n} {word}s") }
+}

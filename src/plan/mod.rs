@@ -1,0 +1,407 @@
+//! The plan: a pure function from a validated lab to, per host, the ordered desired state.
+//!
+//! The same `HostPlan` is printed by `lvsctl plan`, rendered into templates, persisted on the host
+//! for boot, and sent as JSON to the agent, which compares it with live state.
+
+pub mod display;
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::inventory::{Host, Lab, Mode, Protocol, Role, Service};
+use crate::render::Templates;
+
+/// The kernel caps address labels at 15 bytes (IFNAMSIZ - 1).
+const LABEL_MAX: usize = 15;
+/// Suffix of the label lvsctl puts on every address it adds: its ownership mark.
+pub const LABEL_SUFFIX: &str = ":lvs";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleSpec {
+    pub name: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SysctlSpec {
+    /// sysctl(8) notation; a '.' inside an interface name is written '/' (`net.ipv4.conf.eth0/100.rp_filter`).
+    pub key: String,
+    pub value: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkSpec {
+    pub dev: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressSpec {
+    pub dev: String,
+    pub address: Ipv4Net,
+    pub label: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteSpec {
+    pub destination: Ipv4Net,
+    pub gateway: Option<Ipv4Addr>,
+    pub dev: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Forward {
+    /// NAT (ipvsadm -m)
+    Masq,
+    /// Direct routing (ipvsadm -g)
+    Route,
+    /// IP-in-IP (ipvsadm -i)
+    Tunnel,
+}
+
+impl Forward {
+    pub fn for_mode(m: Mode) -> Forward {
+        match m {
+            Mode::Nat => Forward::Masq,
+            Mode::Dr => Forward::Route,
+            Mode::Tun => Forward::Tunnel,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Forward::Masq => "masq",
+            Forward::Route => "route",
+            Forward::Tunnel => "tunnel",
+        }
+    }
+    /// The ipvsadm flag for this forwarding method.
+    pub fn ipvsadm_flag(self) -> &'static str {
+        match self {
+            Forward::Masq => "-m",
+            Forward::Route => "-g",
+            Forward::Tunnel => "-i",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestSpec {
+    /// The inventory host behind this destination (for messages).
+    pub host: String,
+    pub address: Ipv4Addr,
+    pub port: u16,
+    pub forward: Forward,
+    pub weight: u32,
+    pub u_threshold: u32,
+    pub l_threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualServiceSpec {
+    pub protocol: Protocol,
+    pub vip: Ipv4Addr,
+    pub port: u16,
+    pub scheduler: String,
+    /// Persistence timeout in seconds; 0 = off.
+    pub persistence: u32,
+    pub netmask: Option<Ipv4Addr>,
+    pub destinations: Vec<DestSpec>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSpec {
+    pub path: String,
+    pub mode: u32,
+    pub content: String,
+    pub reason: String,
+}
+
+/// Everything lvsctl ensures on one host, in the order the agent applies it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostPlan {
+    pub lab: String,
+    pub host: String,
+    pub role: Role,
+    pub modules: Vec<ModuleSpec>,
+    pub sysctls: Vec<SysctlSpec>,
+    pub links_up: Vec<LinkSpec>,
+    pub addresses: Vec<AddressSpec>,
+    pub routes: Vec<RouteSpec>,
+    pub ipvs: Vec<VirtualServiceSpec>,
+    pub files: Vec<FileSpec>,
+    /// The systemd unit that re-applies the runtime state at boot (enabled when systemd runs).
+    pub boot_unit: Option<String>,
+}
+
+impl HostPlan {
+    fn new(lab: &Lab, host: &Host) -> Self {
+        HostPlan {
+            lab: lab.name.clone(),
+            host: host.name.clone(),
+            role: host.role,
+            modules: vec![],
+            sysctls: vec![],
+            links_up: vec![],
+            addresses: vec![],
+            routes: vec![],
+            ipvs: vec![],
+            files: vec![],
+            boot_unit: None,
+        }
+    }
+
+    /// The runtime part only: what the boot unit re-applies (no files, no unit).
+    pub fn runtime(&self) -> HostPlan {
+        HostPlan { files: vec![], boot_unit: None, ..self.clone() }
+    }
+
+    fn module(&mut self, name: &str, reason: &str) {
+        if !self.modules.iter().any(|m| m.name == name) {
+            self.modules.push(ModuleSpec { name: name.into(), reason: reason.into() });
+        }
+    }
+
+    fn sysctl(&mut self, key: &str, value: &str, reason: &str) {
+        if !self.sysctls.iter().any(|s| s.key == key) {
+            self.sysctls.push(SysctlSpec { key: key.into(), value: value.into(), reason: reason.into() });
+        }
+    }
+
+    fn link_up(&mut self, dev: &str, reason: &str) {
+        if !self.links_up.iter().any(|l| l.dev == dev) {
+            self.links_up.push(LinkSpec { dev: dev.into(), reason: reason.into() });
+        }
+    }
+
+    fn address(&mut self, dev: &str, address: Ipv4Net, reason: String) {
+        if !self.addresses.iter().any(|a| a.address.addr() == address.addr()) {
+            self.addresses.push(AddressSpec { dev: dev.into(), address, label: label_for(dev), reason });
+        }
+    }
+}
+
+/// The label lvsctl gives addresses on `dev` (`lo:lvs`), if the kernel's 15-byte limit allows it.
+pub fn label_for(dev: &str) -> Option<String> {
+    let l = format!("{dev}{LABEL_SUFFIX}");
+    (l.len() <= LABEL_MAX).then_some(l)
+}
+
+/// sysctl key for an interface setting, in sysctl(8) notation.
+pub fn conf_key(dev: &str, setting: &str) -> String {
+    format!("net.ipv4.conf.{}.{setting}", dev.replace('.', "/"))
+}
+
+pub const JOURNAL_DIR: &str = "/var/lib/lvsctl";
+pub const CONFIG_DIR: &str = "/etc/lvsctl";
+
+pub fn unit_name(lab: &str) -> String {
+    format!("lvsctl-{lab}.service")
+}
+pub fn host_plan_path(lab: &str) -> String {
+    format!("{CONFIG_DIR}/{lab}/host.json")
+}
+pub fn sysctl_conf_path(lab: &str) -> String {
+    format!("/etc/sysctl.d/90-lvsctl-{lab}.conf")
+}
+pub fn unit_path(lab: &str) -> String {
+    format!("/etc/systemd/system/{}", unit_name(lab))
+}
+
+/// What the persistent files need to know beyond the lab itself.
+pub struct Context<'a> {
+    /// Where the agent binary lives on hosts (the boot unit runs it).
+    pub agent_path: String,
+    pub templates: &'a Templates,
+}
+
+/// The plan of every host of the lab, in host-name order.
+pub fn plan(lab: &Lab, ctx: &Context) -> Result<Vec<HostPlan>, crate::render::RenderError> {
+    lab.hosts.iter().map(|h| plan_host(lab, h, ctx)).collect()
+}
+
+pub fn plan_host(lab: &Lab, host: &Host, ctx: &Context) -> Result<HostPlan, crate::render::RenderError> {
+    let mut p = runtime_plan(lab, host);
+    let runtime = p.runtime();
+    p.files = crate::render::persistent_files(lab, &runtime, ctx)?;
+    p.boot_unit = Some(unit_name(&lab.name));
+    Ok(p)
+}
+
+fn runtime_plan(lab: &Lab, host: &Host) -> HostPlan {
+    let mut p = HostPlan::new(lab, host);
+
+    for iface in &host.interfaces {
+        p.link_up(&iface.name, "interface from the inventory");
+        for a in &iface.addresses {
+            p.address(&iface.name, *a, "interface address from the inventory".into());
+        }
+    }
+
+    match host.role {
+        Role::Director => plan_director(lab, host, &mut p),
+        Role::RealServer => plan_real_server(lab, host, &mut p),
+        Role::Router => plan_router(lab, host, &mut p),
+        Role::Client => {}
+    }
+
+    if let Some(gw) = host.gateway {
+        let reason = match (host.role, host.gateway_defaulted) {
+            (Role::RealServer, true) => "NAT real server: replies return through the director (derived)".to_string(),
+            (Role::RealServer, false) if lab.services_of(&host.name).any(|s| s.mode == Mode::Nat) => {
+                "NAT real server: replies return through the director".to_string()
+            }
+            (Role::Client, _) => "client: gateway towards the router".to_string(),
+            _ => "gateway from the inventory".to_string(),
+        };
+        p.routes.push(RouteSpec { destination: default_route(), gateway: Some(gw), dev: None, reason });
+    }
+    p
+}
+
+pub fn default_route() -> Ipv4Net {
+    Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0).expect("valid")
+}
+
+fn vips(services: &[&Service]) -> Vec<Ipv4Addr> {
+    let mut seen = BTreeSet::new();
+    services.iter().map(|s| s.vip).filter(|v| seen.insert(*v)).collect()
+}
+
+fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
+    p.module("ip_vs", "IPVS, the kernel's load balancer");
+    for s in &lab.services {
+        p.module(&format!("ip_vs_{}", s.scheduler), &format!("scheduler {} of {}", s.scheduler, s.label()));
+    }
+    if lab.services.iter().any(|s| s.mode == Mode::Nat) {
+        p.sysctl("net.ipv4.ip_forward", "1", "NAT director routes the real servers' replies back to clients");
+    }
+    let all: Vec<&Service> = lab.services.iter().collect();
+    for vip in vips(&all) {
+        if host.has_address(vip) {
+            // The VIP is one of the director's own interface addresses: it is planned (or pre-existing) already.
+            continue;
+        }
+        let dev = host
+            .vip_device
+            .clone()
+            .or_else(|| host.interface_for(vip).map(|(d, _)| d.to_string()))
+            .unwrap_or_else(|| "lo".to_string());
+        let users: Vec<String> = lab.services.iter().filter(|s| s.vip == vip).map(|s| s.label()).collect();
+        p.address(&dev, Ipv4Net::new(vip, 32).expect("valid"), format!("VIP of {}", users.join(", ")));
+    }
+    for s in &lab.services {
+        p.ipvs.push(VirtualServiceSpec {
+            protocol: s.protocol,
+            vip: s.vip,
+            port: s.port,
+            scheduler: s.scheduler.clone(),
+            persistence: s.persistence,
+            netmask: s.netmask,
+            destinations: s
+                .real_servers
+                .iter()
+                .map(|b| DestSpec {
+                    host: b.host.clone(),
+                    address: b.address,
+                    port: b.port,
+                    forward: Forward::for_mode(s.mode),
+                    weight: b.weight,
+                    u_threshold: b.u_threshold,
+                    l_threshold: b.l_threshold,
+                })
+                .collect(),
+            reason: format!("service {} ({} mode)", s.label(), s.mode),
+        });
+    }
+}
+
+fn plan_real_server(lab: &Lab, host: &Host, p: &mut HostPlan) {
+    let mine: Vec<&Service> = lab.services_of(&host.name).collect();
+    let dr: Vec<&Service> = mine.iter().copied().filter(|s| s.mode == Mode::Dr).collect();
+    let tun: Vec<&Service> = mine.iter().copied().filter(|s| s.mode == Mode::Tun).collect();
+    if !dr.is_empty() || !tun.is_empty() {
+        // The VIP is local on every real server; only the director may answer ARP for it.
+        let why_ignore = "answer ARP only for addresses on the asking interface, never for the VIP";
+        let why_announce = "never use the VIP as ARP source address";
+        p.sysctl(&conf_key("all", "arp_ignore"), "1", why_ignore);
+        p.sysctl(&conf_key("all", "arp_announce"), "2", why_announce);
+        if !dr.is_empty() {
+            p.sysctl(&conf_key("lo", "arp_ignore"), "1", why_ignore);
+            p.sysctl(&conf_key("lo", "arp_announce"), "2", why_announce);
+        }
+    }
+    if !tun.is_empty() {
+        p.module("ipip", "decapsulates the director's IP-in-IP packets (creates tunl0)");
+        p.sysctl(&conf_key("tunl0", "arp_ignore"), "1", "answer ARP only for addresses on the asking interface");
+        p.sysctl(&conf_key("tunl0", "arp_announce"), "2", "never use the VIP as ARP source address");
+        // Decapsulated packets arrive on tunl0 with the client's source address, which routes via
+        // another interface: reverse-path filtering would drop them. The effective value is the
+        // max of `all` and the interface, so both must be 0.
+        p.sysctl(
+            &conf_key("tunl0", "rp_filter"),
+            "0",
+            "decapsulated packets from clients arrive on tunl0: no reverse-path filter",
+        );
+        p.sysctl(&conf_key("all", "rp_filter"), "0", "the effective rp_filter of tunl0 is the max of `all` and tunl0");
+        p.link_up("tunl0", "receives the director's IP-in-IP packets");
+    }
+    for vip in vips(&dr) {
+        p.address(
+            "lo",
+            Ipv4Net::new(vip, 32).expect("valid"),
+            format!("DR: accept packets for VIP {vip} (no ARP: arp_ignore)"),
+        );
+    }
+    for vip in vips(&tun) {
+        p.address(
+            "tunl0",
+            Ipv4Net::new(vip, 32).expect("valid"),
+            format!("TUN: accept decapsulated packets for VIP {vip}"),
+        );
+    }
+}
+
+fn plan_router(lab: &Lab, host: &Host, p: &mut HostPlan) {
+    p.sysctl("net.ipv4.ip_forward", "1", "router forwards between segments");
+    let Some(director) = lab.director() else { return };
+    let all: Vec<&Service> = lab.services.iter().collect();
+    for vip in vips(&all) {
+        if host.interface_for(vip).is_some() {
+            continue;
+        }
+        let via = host.all_addresses().find_map(|(_, a)| director.address_on_subnet_of(a)).map(|(_, a)| a.addr());
+        if let Some(via) = via {
+            p.routes.push(RouteSpec {
+                destination: Ipv4Net::new(vip, 32).expect("valid"),
+                gateway: Some(via),
+                dev: None,
+                reason: format!("VIP {vip} is on no router segment: send it to director {}", director.name),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_respect_the_kernel_limit() {
+        assert_eq!(label_for("lo").as_deref(), Some("lo:lvs"));
+        assert_eq!(label_for("enp0s31f6").as_deref(), Some("enp0s31f6:lvs"));
+        assert_eq!(label_for("enp0s31f6abc"), None);
+    }
+
+    #[test]
+    fn dotted_interface_names_use_slash_in_sysctl_keys() {
+        assert_eq!(conf_key("eth0.100", "rp_filter"), "net.ipv4.conf.eth0/100.rp_filter");
+    }
+}

@@ -1,0 +1,101 @@
+//! The static lvsctl binary that is installed on hosts and run as the agent.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use sha2::{Digest, Sha256};
+
+/// Hosts keep agents here, one directory per content hash, so versions never overwrite each other.
+pub const INSTALL_ROOT: &str = "/usr/local/lib/lvsctl";
+
+#[derive(Debug, Clone)]
+pub struct AgentBinary {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+    /// As `uname -m` prints it.
+    pub arch: &'static str,
+}
+
+impl AgentBinary {
+    /// Where this binary lives on a host.
+    pub fn install_path(&self) -> String {
+        install_path(&self.sha256)
+    }
+}
+
+pub fn install_path(sha256: &str) -> String {
+    format!("{INSTALL_ROOT}/{sha256}/lvsctl")
+}
+
+/// What an ELF file says about itself: (machine as `uname -m` names it, statically linked).
+pub fn elf_info(bytes: &[u8]) -> Option<(&'static str, bool)> {
+    if bytes.len() < 64 || &bytes[0..4] != b"\x7fELF" || bytes[4] != 2 || bytes[5] != 1 {
+        return None; // not a 64-bit little-endian ELF
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]);
+    let machine = match u16_at(0x12) {
+        62 => "x86_64",
+        183 => "aarch64",
+        _ => "unknown",
+    };
+    let phoff = u64::from_le_bytes(bytes[0x20..0x28].try_into().ok()?) as usize;
+    let phentsize = u16_at(0x36) as usize;
+    let phnum = u16_at(0x38) as usize;
+    let mut has_interp = false;
+    for i in 0..phnum {
+        let o = phoff.checked_add(i.checked_mul(phentsize)?)?;
+        let t = bytes.get(o..o + 4)?;
+        // PT_INTERP: the file needs a dynamic loader, which the host may not have (or not in this version).
+        if u32::from_le_bytes(t.try_into().ok()?) == 3 {
+            has_interp = true;
+        }
+    }
+    Some((machine, !has_interp))
+}
+
+/// The binary to install on hosts: `explicit`, or this very binary when it is statically linked.
+pub fn resolve(explicit: Option<&Path>) -> anyhow::Result<AgentBinary> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_exe().context("cannot find the running lvsctl binary")?,
+    };
+    let mut f = std::fs::File::open(&path).with_context(|| format!("cannot open agent binary {}", path.display()))?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).with_context(|| format!("cannot read agent binary {}", path.display()))?;
+    let Some((arch, is_static)) = elf_info(&bytes) else {
+        bail!("{} is not a 64-bit Linux executable", path.display());
+    };
+    if !is_static {
+        bail!(
+            "{} is dynamically linked, and hosts may lack its C library: lvsctl installs a static build on hosts.\n\
+             Build one with `cargo build --release --target x86_64-unknown-linux-musl` and run \
+             target/x86_64-unknown-linux-musl/release/lvsctl, or point --agent-binary (LVSCTL_AGENT_BINARY) at it",
+            path.display()
+        );
+    }
+    let sha256 = hex(&Sha256::digest(&bytes));
+    Ok(AgentBinary { path, sha256, size: bytes.len() as u64, arch })
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_this_test_binary() {
+        let bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let (arch, _) = elf_info(&bytes).unwrap();
+        assert_eq!(arch, std::env::consts::ARCH);
+    }
+
+    #[test]
+    fn rejects_non_elf() {
+        assert!(elf_info(b"#!/bin/sh\necho hi\n").is_none());
+    }
+}

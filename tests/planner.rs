@@ -1,0 +1,157 @@
+//! What each mode must produce, stated directly (the golden files show everything else).
+
+use std::path::Path;
+
+use lvsctl::plan::{self, Context, Forward, HostPlan};
+use lvsctl::render::Templates;
+
+fn plans(inv: &str) -> Vec<HostPlan> {
+    let lab = lvsctl::inventory::load(Path::new(inv)).unwrap();
+    let t = Templates::embedded();
+    plan::plan(&lab, &Context { agent_path: "/a".into(), templates: &t }).unwrap()
+}
+
+fn plans_of(src: &str) -> Vec<HostPlan> {
+    let lab = lvsctl::inventory::parse_str(Path::new("inline.toml"), src).unwrap_or_else(|e| panic!("{e}"));
+    let t = Templates::embedded();
+    plan::plan(&lab, &Context { agent_path: "/a".into(), templates: &t }).unwrap()
+}
+
+fn host<'a>(p: &'a [HostPlan], name: &str) -> &'a HostPlan {
+    p.iter().find(|h| h.host == name).unwrap()
+}
+
+fn sysctl(p: &HostPlan, key: &str) -> Option<String> {
+    p.sysctls.iter().find(|s| s.key == key).map(|s| s.value.clone())
+}
+
+fn has_address(p: &HostPlan, dev: &str, cidr: &str) -> bool {
+    p.addresses.iter().any(|a| a.dev == dev && a.address.to_string() == cidr)
+}
+
+#[test]
+fn dr_real_servers_hold_the_vip_on_lo_and_ignore_arp_on_all_and_lo() {
+    let p = plans("inventories/dr.toml");
+    for rs in ["web1", "web2"] {
+        let h = host(&p, rs);
+        assert!(has_address(h, "lo", "192.168.188.100/32"));
+        for dev in ["all", "lo"] {
+            assert_eq!(sysctl(h, &format!("net.ipv4.conf.{dev}.arp_ignore")).as_deref(), Some("1"));
+            assert_eq!(sysctl(h, &format!("net.ipv4.conf.{dev}.arp_announce")).as_deref(), Some("2"));
+        }
+        // Replies go through the router, not the director.
+        assert_eq!(h.routes[0].gateway.unwrap().to_string(), "192.168.188.200");
+        assert!(h.modules.is_empty());
+    }
+    let d = host(&p, "lvs");
+    assert!(has_address(d, "eth0", "192.168.188.100/32"), "the director holds the VIP on its segment");
+    assert_eq!(sysctl(d, "net.ipv4.ip_forward"), None, "a DR director does not route replies");
+    let svc = &d.ipvs[0];
+    assert_eq!(svc.scheduler, "wrr");
+    assert!(svc.destinations.iter().all(|x| x.forward == Forward::Route && x.port == 80));
+    assert_eq!(svc.destinations.iter().map(|x| x.weight).collect::<Vec<_>>(), vec![3, 1]);
+}
+
+#[test]
+fn nat_director_forwards_and_real_servers_route_through_it() {
+    let p = plans("inventories/nat.toml");
+    let d = host(&p, "lvs");
+    assert_eq!(sysctl(d, "net.ipv4.ip_forward").as_deref(), Some("1"));
+    assert!(d.ipvs[0].destinations.iter().all(|x| x.forward == Forward::Masq));
+    // Port mapping on web2.
+    let ports: Vec<u16> = d.ipvs[0].destinations.iter().map(|x| x.port).collect();
+    assert_eq!(ports, vec![80, 8080]);
+    // web1's gateway was left out: derived as the director's address on its subnet.
+    let w1 = host(&p, "web1");
+    assert_eq!(w1.routes[0].gateway.unwrap().to_string(), "10.10.0.1");
+    assert!(w1.routes[0].reason.contains("derived"));
+    assert!(w1.sysctls.is_empty(), "NAT real servers need no ARP tricks");
+}
+
+#[test]
+fn tun_real_servers_use_tunl0_and_disable_rp_filter() {
+    let p = plans("inventories/tun.toml");
+    let h = host(&p, "web1");
+    assert_eq!(h.modules[0].name, "ipip");
+    assert!(h.links_up.iter().any(|l| l.dev == "tunl0"));
+    assert!(has_address(h, "tunl0", "192.168.188.100/32"));
+    assert_eq!(sysctl(h, "net.ipv4.conf.tunl0.rp_filter").as_deref(), Some("0"));
+    assert_eq!(sysctl(h, "net.ipv4.conf.all.rp_filter").as_deref(), Some("0"));
+    assert_eq!(sysctl(h, "net.ipv4.conf.all.arp_ignore").as_deref(), Some("1"));
+    assert_eq!(sysctl(h, "net.ipv4.conf.all.arp_announce").as_deref(), Some("2"));
+    assert!(!has_address(h, "lo", "192.168.188.100/32"));
+    assert!(host(&p, "lvs").ipvs[0].destinations.iter().all(|x| x.forward == Forward::Tunnel));
+}
+
+#[test]
+fn router_gets_a_host_route_to_a_vip_on_no_segment() {
+    let p = plans("inventories/dr-multisubnet.toml");
+    let r = host(&p, "router");
+    let route = r.routes.iter().find(|x| x.destination.to_string() == "192.168.200.100/32").expect("route to VIP");
+    assert_eq!(route.gateway.unwrap().to_string(), "192.168.188.8");
+    assert_eq!(sysctl(r, "net.ipv4.ip_forward").as_deref(), Some("1"));
+    assert!(has_address(host(&p, "lvs"), "lo", "192.168.200.100/32"), "the VIP is on no director segment: lo");
+    // Two services on one VIP: one address, two IPVS services.
+    assert_eq!(
+        host(&p, "lvs").addresses.iter().filter(|a| a.address.addr().to_string() == "192.168.200.100").count(),
+        1
+    );
+    assert_eq!(host(&p, "lvs").ipvs.len(), 2);
+}
+
+#[test]
+fn router_needs_no_route_for_a_vip_on_its_own_segment() {
+    let p = plans("inventories/dr.toml");
+    assert!(host(&p, "router").routes.is_empty());
+}
+
+const NAT_OWN_ADDRESS: &str = r#"
+name = "natown"
+mode = "nat"
+[hosts.lvs]
+role = "director"
+ssh = "10.0.0.8"
+interfaces = { eth0 = ["192.168.188.100/24"], eth1 = ["10.10.0.1/24"] }
+[hosts.web1]
+role = "real-server"
+ssh = "10.0.0.81"
+interfaces = { eth0 = ["10.10.0.81/24"] }
+[[services]]
+vip = "192.168.188.100"
+port = 80
+persistence = 300
+netmask = "255.255.255.0"
+"#;
+
+#[test]
+fn a_vip_that_is_the_directors_own_address_is_not_added_twice() {
+    let p = plans_of(NAT_OWN_ADDRESS);
+    let d = host(&p, "lvs");
+    let vip: Vec<_> = d.addresses.iter().filter(|a| a.address.addr().to_string() == "192.168.188.100").collect();
+    assert_eq!(vip.len(), 1);
+    assert_eq!(vip[0].address.prefix_len(), 24, "kept as the interface address, not a /32 VIP");
+    assert_eq!(d.ipvs[0].persistence, 300);
+    assert_eq!(d.ipvs[0].netmask.unwrap().to_string(), "255.255.255.0");
+}
+
+#[test]
+fn vip_device_overrides_where_the_director_holds_vips() {
+    let src = NAT_OWN_ADDRESS
+        .replace("\"192.168.188.100/24\"", "\"192.168.188.8/24\"")
+        .replace("role = \"director\"", "role = \"director\"\nvip_device = \"lo\"");
+    let p = plans_of(&src);
+    assert!(has_address(host(&p, "lvs"), "lo", "192.168.188.100/32"));
+}
+
+#[test]
+fn every_host_gets_a_boot_unit_and_its_runtime_plan() {
+    for p in plans("inventories/dr.toml") {
+        assert_eq!(p.boot_unit.as_deref(), Some("lvsctl-dr.service"));
+        let json = p.files.iter().find(|f| f.path == "/etc/lvsctl/dr/host.json").unwrap();
+        let runtime: HostPlan = serde_json::from_str(&json.content).unwrap();
+        assert_eq!(runtime, p.runtime());
+        let unit = p.files.iter().find(|f| f.path == "/etc/systemd/system/lvsctl-dr.service").unwrap();
+        assert!(unit.content.contains("ExecStart=/a agent boot start --lab dr"));
+        assert!(unit.content.contains("ExecStop=/a agent boot stop --lab dr"));
+    }
+}
