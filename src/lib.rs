@@ -4,6 +4,7 @@ pub mod cli;
 pub mod commands;
 pub mod exit;
 pub mod inventory;
+pub mod lab;
 pub mod plan;
 pub mod remote;
 pub mod render;

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use lvsctl::cli::{Cli, Command};
+use lvsctl::cli::{Cli, Command, LabCommand};
 use lvsctl::commands;
 use lvsctl::exit::{self, Exit};
 
@@ -22,6 +22,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Plan(a) => commands::plan::run(a),
         Command::Render(a) => commands::render::run(a),
+        Command::Lab(LabCommand::Vm(a)) => lvsctl::lab::vm::run(a),
+        Command::Lab(LabCommand::VmInit) => lvsctl::lab::vm::guest_init(),
         _ => Err(Exit::new(exit::ERROR, "not implemented yet").into()),
     }
 }
