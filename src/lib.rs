@@ -4,6 +4,7 @@ pub mod cli;
 pub mod commands;
 pub mod exit;
 pub mod inventory;
+pub mod ipvs;
 pub mod lab;
 pub mod plan;
 pub mod remote;

@@ -1,0 +1,146 @@
+//! A synchronous IPVS generic netlink client.
+
+use std::fmt::Debug;
+use std::io;
+
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_MULTIPART, NLM_F_REQUEST, NetlinkDeserializable, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload, NetlinkSerializable,
+};
+use netlink_packet_generic::GenlMessage;
+use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
+use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_GENERIC};
+
+use super::{DestConfig, DestEntry, DestKey, IpvsMessage, ServiceConfig, ServiceEntry, ServiceKey};
+
+pub struct IpvsClient {
+    socket: Socket,
+    family: u16,
+    seq: u32,
+}
+
+fn decode_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("cannot decode a netlink reply: {e}"))
+}
+
+impl IpvsClient {
+    /// Opens a generic netlink socket and resolves the IPVS family.
+    ///
+    /// Resolving the family makes the kernel load `ip_vs` when it is not loaded (its module
+    /// alias is the genl family name): callers that must not change the host check
+    /// `/proc/net/ip_vs` first.
+    pub fn connect() -> io::Result<IpvsClient> {
+        let mut socket = Socket::new(NETLINK_GENERIC)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        let mut c = IpvsClient { socket, family: 0, seq: 0 };
+        let ctrl =
+            GenlCtrl { cmd: GenlCtrlCmd::GetFamily, nlas: vec![GenlCtrlAttrs::FamilyName(super::FAMILY_NAME.into())] };
+        let replies = c.transact(GenlMessage::from_payload(ctrl), NLM_F_REQUEST | NLM_F_ACK)?;
+        let family = replies
+            .iter()
+            .flat_map(|m| m.payload.nlas.iter())
+            .find_map(|a| if let GenlCtrlAttrs::FamilyId(id) = a { Some(*id) } else { None });
+        match family {
+            Some(f) => {
+                c.family = f;
+                Ok(c)
+            }
+            None => Err(io::Error::new(io::ErrorKind::NotFound, "the kernel has no IPVS generic netlink family")),
+        }
+    }
+
+    fn transact<T>(&mut self, payload: T, flags: u16) -> io::Result<Vec<T>>
+    where
+        T: NetlinkSerializable + NetlinkDeserializable + Debug,
+    {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let mut header = NetlinkHeader::default();
+        header.flags = flags;
+        header.sequence_number = seq;
+        let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(payload));
+        msg.finalize();
+        let mut buf = vec![0u8; msg.buffer_len()];
+        msg.serialize(&mut buf);
+        self.socket.send(&buf, 0)?;
+
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        let mut out = Vec::new();
+        loop {
+            let (data, _) = self.socket.recv_from_full()?;
+            let mut off = 0;
+            while off < data.len() {
+                let reply = NetlinkMessage::<T>::deserialize(&data[off..]).map_err(decode_err)?;
+                let len = reply.header.length as usize;
+                if len == 0 {
+                    break;
+                }
+                off += len;
+                if reply.header.sequence_number != seq {
+                    continue; // a late answer to an earlier request
+                }
+                match reply.payload {
+                    NetlinkPayload::Done(_) => return Ok(out),
+                    NetlinkPayload::Error(e) => match e.code {
+                        None => return Ok(out), // ACK
+                        Some(code) => return Err(io::Error::from_raw_os_error(-code.get())),
+                    },
+                    NetlinkPayload::InnerMessage(m) => {
+                        out.push(m);
+                        if !dump && reply.header.flags & NLM_F_MULTIPART == 0 && flags & NLM_F_ACK == 0 {
+                            return Ok(out);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn call(&mut self, m: IpvsMessage, flags: u16) -> io::Result<Vec<IpvsMessage>> {
+        let mut g = GenlMessage::from_payload(m);
+        g.set_resolved_family_id(self.family);
+        Ok(self.transact(g, flags)?.into_iter().map(|g| g.payload).collect())
+    }
+
+    fn act(&mut self, m: IpvsMessage) -> io::Result<()> {
+        self.call(m, NLM_F_REQUEST | NLM_F_ACK).map(|_| ())
+    }
+
+    pub fn services(&mut self) -> io::Result<Vec<ServiceEntry>> {
+        Ok(self
+            .call(IpvsMessage::get_services(), NLM_F_REQUEST | NLM_F_DUMP)?
+            .iter()
+            .filter_map(|m| m.service_entry())
+            .collect())
+    }
+
+    pub fn dests(&mut self, svc: &ServiceKey) -> io::Result<Vec<DestEntry>> {
+        Ok(self
+            .call(IpvsMessage::get_dests(svc), NLM_F_REQUEST | NLM_F_DUMP)?
+            .iter()
+            .filter_map(|m| m.dest_entry())
+            .collect())
+    }
+
+    pub fn new_service(&mut self, k: &ServiceKey, c: &ServiceConfig) -> io::Result<()> {
+        self.act(IpvsMessage::new_service(k, c))
+    }
+    pub fn set_service(&mut self, k: &ServiceKey, c: &ServiceConfig) -> io::Result<()> {
+        self.act(IpvsMessage::set_service(k, c))
+    }
+    pub fn del_service(&mut self, k: &ServiceKey) -> io::Result<()> {
+        self.act(IpvsMessage::del_service(k))
+    }
+    pub fn new_dest(&mut self, s: &ServiceKey, k: &DestKey, c: &DestConfig) -> io::Result<()> {
+        self.act(IpvsMessage::new_dest(s, k, c))
+    }
+    pub fn set_dest(&mut self, s: &ServiceKey, k: &DestKey, c: &DestConfig) -> io::Result<()> {
+        self.act(IpvsMessage::set_dest(s, k, c))
+    }
+    pub fn del_dest(&mut self, s: &ServiceKey, k: &DestKey) -> io::Result<()> {
+        self.act(IpvsMessage::del_dest(s, k))
+    }
+}
