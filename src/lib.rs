@@ -1,5 +1,6 @@
 //! lvsctl: provision Linux Virtual Server labs (NAT, DR, TUN) over SSH, and undo it exactly.
 
+pub mod agent;
 pub mod cli;
 pub mod commands;
 pub mod exit;

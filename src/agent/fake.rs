@@ -1,0 +1,348 @@
+//! A recording fake host for unit tests: state in memory, every mutating call logged.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+
+use super::system::{AddrFact, FileFact, IpvsService, Result, RouteFact, System};
+use crate::ipvs::{DestConfig, DestEntry, DestKey, ServiceConfig, ServiceEntry, ServiceKey, Stats};
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FakeState {
+    pub modules: BTreeSet<String>,
+    pub sysctls: BTreeMap<String, String>,
+    pub links: BTreeMap<String, bool>,
+    pub addresses: Vec<AddrFact>,
+    pub routes: Vec<RouteFact>,
+    /// None: ip_vs not loaded.
+    pub ipvs: Option<Vec<IpvsService>>,
+    pub files: BTreeMap<String, FileFact>,
+    pub dirs: BTreeSet<String>,
+    pub systemd: bool,
+    pub enabled: BTreeSet<String>,
+    pub active: BTreeSet<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Fake {
+    pub state: FakeState,
+    pub log: Vec<String>,
+    /// Operations (log prefixes) that fail with EPERM.
+    pub fail: Vec<String>,
+}
+
+/// Which modules a load brings in, and which module each one needs.
+fn deps(m: &str) -> Vec<&'static str> {
+    match m {
+        "ipip" => vec!["tunnel4", "ip_tunnel"],
+        "ip_vs" => vec!["nf_conntrack"],
+        s if s.starts_with("ip_vs_") => vec!["ip_vs", "nf_conntrack"],
+        _ => vec![],
+    }
+}
+
+impl Fake {
+    /// A bare host: lo and eth0 down, kernel-default sysctls, no modules.
+    pub fn new() -> Fake {
+        let mut s = FakeState::default();
+        for dev in ["all", "default", "lo", "eth0"] {
+            s.sysctls.insert(format!("net.ipv4.conf.{dev}.arp_ignore"), "0".into());
+            s.sysctls.insert(format!("net.ipv4.conf.{dev}.arp_announce"), "0".into());
+            s.sysctls.insert(format!("net.ipv4.conf.{dev}.rp_filter"), "0".into());
+        }
+        s.sysctls.insert("net.ipv4.ip_forward".into(), "0".into());
+        s.links.insert("lo".into(), true);
+        s.links.insert("eth0".into(), false);
+        s.dirs.extend(["/etc", "/etc/systemd", "/etc/systemd/system", "/etc/sysctl.d"].map(String::from));
+        Fake { state: s, log: vec![], fail: vec![] }
+    }
+
+    fn op(&mut self, what: String) -> Result<()> {
+        if self.fail.iter().any(|f| what.starts_with(f.as_str())) {
+            self.log.push(format!("FAILED {what}"));
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+        self.log.push(what);
+        Ok(())
+    }
+
+    fn svc(&mut self, k: &ServiceKey) -> Result<&mut IpvsService> {
+        let t = self.state.ipvs.as_mut().ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        t.iter_mut().find(|s| s.entry.key == *k).ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))
+    }
+}
+
+impl System for Fake {
+    fn loaded_modules(&self) -> Result<Vec<String>> {
+        Ok(self.state.modules.iter().cloned().collect())
+    }
+
+    fn load_module(&mut self, name: &str) -> Result<()> {
+        self.op(format!("modprobe {name}"))?;
+        for d in deps(name) {
+            if d == "ip_vs" && !self.state.modules.contains("ip_vs") {
+                self.state.ipvs = Some(vec![]);
+            }
+            self.state.modules.insert(d.to_string());
+        }
+        self.state.modules.insert(name.to_string());
+        if name == "ip_vs" && self.state.ipvs.is_none() {
+            self.state.ipvs = Some(vec![]);
+        }
+        if name == "ipip" && !self.state.links.contains_key("tunl0") {
+            self.state.links.insert("tunl0".into(), false);
+            for (k, v) in [("arp_ignore", "0"), ("arp_announce", "0"), ("rp_filter", "2")] {
+                self.state.sysctls.insert(format!("net.ipv4.conf.tunl0.{k}"), v.into());
+            }
+        }
+        Ok(())
+    }
+
+    fn unload_module(&mut self, name: &str) -> Result<()> {
+        if !self.state.modules.contains(name) {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
+        let used = self.state.modules.iter().any(|m| deps(m).contains(&name))
+            || name
+                .strip_prefix("ip_vs_")
+                .is_some_and(|sched| self.state.ipvs.iter().flatten().any(|s| s.entry.config.scheduler == sched));
+        if used {
+            return Err(io::Error::from_raw_os_error(libc::EWOULDBLOCK));
+        }
+        self.op(format!("rmmod {name}"))?;
+        self.state.modules.remove(name);
+        if name == "ip_vs" {
+            self.state.ipvs = None;
+        }
+        if name == "ipip" {
+            self.state.links.remove("tunl0");
+            self.state.sysctls.retain(|k, _| !k.contains(".tunl0."));
+            self.state.addresses.retain(|a| a.dev != "tunl0");
+        }
+        Ok(())
+    }
+
+    fn module_refcount(&self, name: &str) -> Result<Option<u32>> {
+        Ok(self.state.modules.contains(name).then_some(0))
+    }
+
+    fn read_sysctl(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.state.sysctls.get(key).cloned())
+    }
+
+    fn write_sysctl(&mut self, key: &str, value: &str) -> Result<()> {
+        if !self.state.sysctls.contains_key(key) {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
+        self.op(format!("sysctl {key}={value}"))?;
+        self.state.sysctls.insert(key.into(), value.into());
+        Ok(())
+    }
+
+    fn link_up(&mut self, dev: &str) -> Result<Option<bool>> {
+        Ok(self.state.links.get(dev).copied())
+    }
+
+    fn set_link(&mut self, dev: &str, up: bool) -> Result<()> {
+        if !self.state.links.contains_key(dev) {
+            return Err(io::Error::from_raw_os_error(libc::ENODEV));
+        }
+        self.op(format!("link {dev} {}", if up { "up" } else { "down" }))?;
+        self.state.links.insert(dev.into(), up);
+        Ok(())
+    }
+
+    fn addresses(&mut self) -> Result<Vec<AddrFact>> {
+        Ok(self.state.addresses.clone())
+    }
+
+    fn add_address(&mut self, a: &AddrFact) -> Result<()> {
+        if !self.state.links.contains_key(&a.dev) {
+            return Err(io::Error::from_raw_os_error(libc::ENODEV));
+        }
+        if self.state.addresses.iter().any(|x| x.dev == a.dev && x.address == a.address) {
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
+        self.op(format!("addr add {} dev {}", a.address, a.dev))?;
+        self.state.addresses.push(a.clone());
+        Ok(())
+    }
+
+    fn del_address(&mut self, a: &AddrFact) -> Result<()> {
+        let before = self.state.addresses.len();
+        self.op(format!("addr del {} dev {}", a.address, a.dev))?;
+        self.state.addresses.retain(|x| !(x.dev == a.dev && x.address == a.address));
+        if self.state.addresses.len() == before {
+            Err(io::Error::from_raw_os_error(libc::EADDRNOTAVAIL))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn routes(&mut self) -> Result<Vec<RouteFact>> {
+        Ok(self.state.routes.clone())
+    }
+
+    fn add_route(&mut self, r: &RouteFact, replace: bool) -> Result<()> {
+        let slot = self.state.routes.iter().position(|x| x.destination == r.destination && x.metric == r.metric);
+        match (slot, replace) {
+            (Some(_), false) => return Err(io::Error::from_raw_os_error(libc::EEXIST)),
+            (Some(i), true) => {
+                self.op(format!("route replace {}", r.describe()))?;
+                self.state.routes[i] = r.clone();
+            }
+            (None, _) => {
+                self.op(format!("route add {}", r.describe()))?;
+                self.state.routes.push(r.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn del_route(&mut self, r: &RouteFact) -> Result<()> {
+        self.op(format!("route del {}", r.describe()))?;
+        let before = self.state.routes.len();
+        self.state
+            .routes
+            .retain(|x| !(x.destination == r.destination && x.metric == r.metric && x.gateway == r.gateway));
+        if self.state.routes.len() == before { Err(io::Error::from_raw_os_error(libc::ESRCH)) } else { Ok(()) }
+    }
+
+    fn ipvs_loaded(&self) -> bool {
+        self.state.ipvs.is_some()
+    }
+
+    fn ipvs_table(&mut self) -> Result<Vec<IpvsService>> {
+        self.state.ipvs.clone().ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+    }
+
+    fn ipvs_new_service(&mut self, k: &ServiceKey, c: &ServiceConfig) -> Result<()> {
+        if self.svc(k).is_ok() {
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
+        self.op(format!("ipvs add {k} {}", c.describe()))?;
+        let sched = format!("ip_vs_{}", c.scheduler);
+        self.state.modules.insert(sched); // the kernel autoloads the scheduler
+        self.state.ipvs.as_mut().ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?.push(IpvsService {
+            entry: ServiceEntry { key: *k, config: c.clone(), stats: Stats::default() },
+            dests: vec![],
+        });
+        Ok(())
+    }
+
+    fn ipvs_set_service(&mut self, k: &ServiceKey, c: &ServiceConfig) -> Result<()> {
+        self.svc(k)?;
+        self.op(format!("ipvs set {k} {}", c.describe()))?;
+        self.svc(k)?.entry.config = c.clone();
+        Ok(())
+    }
+
+    fn ipvs_del_service(&mut self, k: &ServiceKey) -> Result<()> {
+        self.svc(k)?;
+        self.op(format!("ipvs del {k}"))?;
+        self.state.ipvs.as_mut().expect("checked").retain(|s| s.entry.key != *k);
+        Ok(())
+    }
+
+    fn ipvs_new_dest(&mut self, s: &ServiceKey, k: &DestKey, c: &DestConfig) -> Result<()> {
+        if self.svc(s)?.dests.iter().any(|d| d.key == *k) {
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
+        self.op(format!("ipvs add dest {k} to {s} {}", c.describe()))?;
+        self.svc(s)?.dests.push(DestEntry {
+            key: *k,
+            config: c.clone(),
+            active_conns: 0,
+            inact_conns: 0,
+            persist_conns: 0,
+            stats: Stats::default(),
+        });
+        Ok(())
+    }
+
+    fn ipvs_set_dest(&mut self, s: &ServiceKey, k: &DestKey, c: &DestConfig) -> Result<()> {
+        if !self.svc(s)?.dests.iter().any(|d| d.key == *k) {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
+        self.op(format!("ipvs set dest {k} of {s} {}", c.describe()))?;
+        self.svc(s)?.dests.iter_mut().find(|d| d.key == *k).expect("checked").config = c.clone();
+        Ok(())
+    }
+
+    fn ipvs_del_dest(&mut self, s: &ServiceKey, k: &DestKey) -> Result<()> {
+        if !self.svc(s)?.dests.iter().any(|d| d.key == *k) {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
+        self.op(format!("ipvs del dest {k} of {s}"))?;
+        self.svc(s)?.dests.retain(|d| d.key != *k);
+        Ok(())
+    }
+
+    fn read_file(&self, path: &str) -> Result<Option<FileFact>> {
+        Ok(self.state.files.get(path).cloned())
+    }
+
+    fn write_file(&mut self, path: &str, content: &[u8], mode: u32) -> Result<()> {
+        let parent = std::path::Path::new(path).parent().expect("absolute").to_string_lossy().into_owned();
+        if !self.state.dirs.contains(&parent) {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
+        self.op(format!("write {path}"))?;
+        self.state.files.insert(path.into(), FileFact { content: content.to_vec(), mode });
+        Ok(())
+    }
+
+    fn remove_file(&mut self, path: &str) -> Result<()> {
+        self.op(format!("rm {path}"))?;
+        self.state.files.remove(path).map(|_| ()).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+    }
+
+    fn dir_exists(&self, path: &str) -> bool {
+        self.state.dirs.contains(path)
+    }
+
+    fn make_dir(&mut self, path: &str) -> Result<()> {
+        self.op(format!("mkdir {path}"))?;
+        self.state.dirs.insert(path.into());
+        Ok(())
+    }
+
+    fn remove_dir_if_empty(&mut self, path: &str) -> Result<bool> {
+        let prefix = format!("{path}/");
+        if self.state.files.keys().chain(self.state.dirs.iter()).any(|p| p.starts_with(&prefix)) {
+            return Ok(false);
+        }
+        self.op(format!("rmdir {path}"))?;
+        self.state.dirs.remove(path);
+        Ok(true)
+    }
+
+    fn systemd_running(&self) -> bool {
+        self.state.systemd
+    }
+
+    fn systemctl(&mut self, args: &[&str]) -> Result<String> {
+        match args {
+            ["is-enabled", u] => Ok(if self.state.enabled.contains(*u) { "enabled\n" } else { "disabled\n" }.into()),
+            ["is-active", u] => Ok(if self.state.active.contains(*u) { "active\n" } else { "inactive\n" }.into()),
+            _ => {
+                self.op(format!("systemctl {}", args.join(" ")))?;
+                match args {
+                    ["enable", u] => {
+                        self.state.enabled.insert(u.to_string());
+                    }
+                    ["disable", u] => {
+                        self.state.enabled.remove(*u);
+                    }
+                    ["start", "--no-block", u] => {
+                        self.state.active.insert(u.to_string());
+                    }
+                    ["stop", u] => {
+                        self.state.active.remove(*u);
+                    }
+                    _ => {}
+                }
+                Ok(String::new())
+            }
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! The real host: rtnetlink for links, addresses and routes; the sysctl crate (or /proc/sys
+//! directly where it cannot name the key); the IPVS generic netlink module; modprobe and
+//! delete_module(2) for modules; plain files; systemctl.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use rtnetlink::{AddressMessageBuilder, Handle, LinkUnspec, RouteMessageBuilder};
+use sysctl::Sysctl;
+
+use super::system::{AddrFact, FileFact, IpvsService, Result, RouteFact, System};
+use crate::ipvs::client::IpvsClient;
+use crate::ipvs::{DestConfig, DestKey, ServiceConfig, ServiceKey};
+
+pub struct Linux {
+    rt: tokio::runtime::Runtime,
+    handle: Handle,
+    ipvs: Option<IpvsClient>,
+}
+
+fn nl(e: rtnetlink::Error) -> io::Error {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.to_io(),
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+fn valid_module_name(name: &str) -> io::Result<()> {
+    if !name.is_empty() && name.len() <= 56 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        Ok(())
+    } else {
+        Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid module name {name:?}")))
+    }
+}
+
+/// /proc/sys path of a sysctl(8) key: dots separate components, '/' stands for a dot inside one.
+pub fn sysctl_path(key: &str) -> String {
+    let parts: Vec<String> = key.split('.').map(|p| p.replace('/', ".")).collect();
+    format!("/proc/sys/{}", parts.join("/"))
+}
+
+impl Linux {
+    pub fn new() -> io::Result<Linux> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let handle = {
+            let _guard = rt.enter();
+            let (conn, handle, _) = rtnetlink::new_connection()?;
+            rt.spawn(conn);
+            handle
+        };
+        Ok(Linux { rt, handle, ipvs: None })
+    }
+
+    fn link_names(&mut self) -> Result<HashMap<u32, String>> {
+        let h = self.handle.clone();
+        self.rt.block_on(async move {
+            let mut names = HashMap::new();
+            let mut links = h.link().get().execute();
+            while let Some(m) = links.try_next().await.map_err(nl)? {
+                for a in &m.attributes {
+                    if let LinkAttribute::IfName(n) = a {
+                        names.insert(m.header.index, n.clone());
+                    }
+                }
+            }
+            Ok(names)
+        })
+    }
+
+    fn index_of(&mut self, dev: &str) -> Result<Option<u32>> {
+        let h = self.handle.clone();
+        let dev = dev.to_string();
+        self.rt.block_on(async move {
+            match h.link().get().match_name(dev).execute().try_next().await {
+                Ok(Some(m)) => Ok(Some(m.header.index)),
+                Ok(None) => Ok(None),
+                Err(e) => {
+                    let e = nl(e);
+                    if e.raw_os_error() == Some(libc::ENODEV) { Ok(None) } else { Err(e) }
+                }
+            }
+        })
+    }
+
+    fn need_index(&mut self, dev: &str) -> Result<u32> {
+        self.index_of(dev)?.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no interface {dev}")))
+    }
+
+    fn client(&mut self) -> Result<&mut IpvsClient> {
+        if self.ipvs.is_none() {
+            self.ipvs = Some(IpvsClient::connect()?);
+        }
+        Ok(self.ipvs.as_mut().expect("just set"))
+    }
+
+    fn route_message(&mut self, r: &RouteFact) -> Result<RouteMessage> {
+        let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(r.destination.addr(), r.destination.prefix_len())
+            .protocol(RouteProtocol::from(r.protocol))
+            .scope(RouteScope::from(r.scope));
+        if let Some(g) = r.gateway {
+            b = b.gateway(g);
+        }
+        if let Some(dev) = &r.dev {
+            b = b.output_interface(self.need_index(dev)?);
+        }
+        if r.metric != 0 {
+            b = b.priority(r.metric);
+        }
+        if let Some(src) = r.prefsrc {
+            b = b.pref_source(src);
+        }
+        Ok(b.build())
+    }
+}
+
+fn route_fact(m: &RouteMessage, names: &HashMap<u32, String>) -> Option<RouteFact> {
+    if m.header.address_family != AddressFamily::Inet || m.header.kind != RouteType::Unicast {
+        return None;
+    }
+    let mut table = m.header.table as u32;
+    let (mut dst, mut gateway, mut dev, mut metric, mut prefsrc) = (Ipv4Addr::UNSPECIFIED, None, None, 0, None);
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = *d,
+            RouteAttribute::Gateway(RouteAddress::Inet(g)) => gateway = Some(*g),
+            RouteAttribute::Oif(i) => dev = names.get(i).cloned(),
+            RouteAttribute::Priority(p) => metric = *p,
+            RouteAttribute::PrefSource(RouteAddress::Inet(s)) => prefsrc = Some(*s),
+            _ => {}
+        }
+    }
+    if table != RouteHeader::RT_TABLE_MAIN as u32 {
+        return None;
+    }
+    Some(RouteFact {
+        destination: Ipv4Net::new(dst, m.header.destination_prefix_length).ok()?,
+        gateway,
+        dev,
+        metric,
+        protocol: m.header.protocol.into(),
+        scope: m.header.scope.into(),
+        prefsrc,
+    })
+}
+
+fn address_fact(m: &AddressMessage, names: &HashMap<u32, String>) -> Option<AddrFact> {
+    if m.header.family != AddressFamily::Inet {
+        return None;
+    }
+    let (mut local, mut address, mut label) = (None, None, None);
+    for a in &m.attributes {
+        match a {
+            AddressAttribute::Local(IpAddr::V4(v)) => local = Some(*v),
+            AddressAttribute::Address(IpAddr::V4(v)) => address = Some(*v),
+            AddressAttribute::Label(l) => label = Some(l.clone()),
+            _ => {}
+        }
+    }
+    // IFA_LOCAL is the host's own address (IFA_ADDRESS is the peer on point-to-point links).
+    let ip = local.or(address)?;
+    Some(AddrFact {
+        dev: names.get(&m.header.index)?.clone(),
+        address: Ipv4Net::new(ip, m.header.prefix_len).ok()?,
+        label,
+    })
+}
+
+impl System for Linux {
+    fn loaded_modules(&self) -> Result<Vec<String>> {
+        let s = match std::fs::read_to_string("/proc/modules") {
+            Ok(s) => s,
+            // A kernel without loadable-module support has no /proc/modules: everything is built in.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(e),
+        };
+        Ok(s.lines().filter_map(|l| l.split_whitespace().next().map(str::to_string)).collect())
+    }
+
+    fn load_module(&mut self, name: &str) -> Result<()> {
+        valid_module_name(name)?;
+        let out = Command::new("modprobe")
+            .arg("--")
+            .arg(name)
+            .output()
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot run modprobe (install kmod): {e}")))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!("modprobe {name}: {}", String::from_utf8_lossy(&out.stderr).trim())))
+        }
+    }
+
+    fn unload_module(&mut self, name: &str) -> Result<()> {
+        valid_module_name(name)?;
+        let c = CString::new(name).expect("validated");
+        // SAFETY: delete_module(2) with a valid NUL-terminated name; O_NONBLOCK fails with
+        // EWOULDBLOCK instead of waiting when the module is in use.
+        let r = unsafe { libc::syscall(libc::SYS_delete_module, c.as_ptr(), libc::O_NONBLOCK) };
+        if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    }
+
+    fn module_refcount(&self, name: &str) -> Result<Option<u32>> {
+        match std::fs::read_to_string(format!("/sys/module/{name}/refcnt")) {
+            Ok(s) => Ok(s.trim().parse().ok()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn read_sysctl(&self, key: &str) -> Result<Option<String>> {
+        let path = sysctl_path(key);
+        if !Path::new(&path).exists() {
+            return Ok(None);
+        }
+        if key.contains('/') {
+            // The sysctl crate maps every '.' to '/', so it cannot name `eth0.100`.
+            return std::fs::read_to_string(&path).map(|s| Some(s.trim().to_string()));
+        }
+        let ctl = sysctl::Ctl::new(key).map_err(|e| io::Error::other(format!("sysctl {key}: {e}")))?;
+        ctl.value_string()
+            .map(|s| Some(s.trim().to_string()))
+            .map_err(|e| io::Error::other(format!("sysctl {key}: {e}")))
+    }
+
+    fn write_sysctl(&mut self, key: &str, value: &str) -> Result<()> {
+        if key.contains('/') {
+            return std::fs::write(sysctl_path(key), value);
+        }
+        let ctl =
+            sysctl::Ctl::new(key).map_err(|e| io::Error::new(io::ErrorKind::NotFound, format!("sysctl {key}: {e}")))?;
+        ctl.set_value_string(value).map(|_| ()).map_err(|e| io::Error::other(format!("sysctl {key}: {e}")))
+    }
+
+    fn link_up(&mut self, dev: &str) -> Result<Option<bool>> {
+        let h = self.handle.clone();
+        let dev = dev.to_string();
+        self.rt.block_on(async move {
+            match h.link().get().match_name(dev).execute().try_next().await {
+                Ok(Some(m)) => Ok(Some(m.header.flags.contains(LinkFlags::Up))),
+                Ok(None) => Ok(None),
+                Err(e) => {
+                    let e = nl(e);
+                    if e.raw_os_error() == Some(libc::ENODEV) { Ok(None) } else { Err(e) }
+                }
+            }
+        })
+    }
+
+    fn set_link(&mut self, dev: &str, up: bool) -> Result<()> {
+        let b = LinkUnspec::new_with_name(dev);
+        let msg = if up { b.up().build() } else { b.down().build() };
+        let h = self.handle.clone();
+        self.rt.block_on(async move { h.link().set(msg).execute().await.map_err(nl) })
+    }
+
+    fn addresses(&mut self) -> Result<Vec<AddrFact>> {
+        let names = self.link_names()?;
+        let h = self.handle.clone();
+        self.rt.block_on(async move {
+            let mut out = Vec::new();
+            let mut s = h.address().get().execute();
+            while let Some(m) = s.try_next().await.map_err(nl)? {
+                if let Some(a) = address_fact(&m, &names) {
+                    out.push(a);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn add_address(&mut self, a: &AddrFact) -> Result<()> {
+        let index = self.need_index(&a.dev)?;
+        let mut req = self.handle.address().add(index, IpAddr::V4(a.address.addr()), a.address.prefix_len());
+        if let Some(l) = &a.label {
+            req.message_mut().attributes.push(AddressAttribute::Label(l.clone()));
+        }
+        self.rt.block_on(async move { req.execute().await.map_err(nl) })
+    }
+
+    fn del_address(&mut self, a: &AddrFact) -> Result<()> {
+        let index = self.need_index(&a.dev)?;
+        let msg = AddressMessageBuilder::<Ipv4Addr>::new()
+            .index(index)
+            .address(a.address.addr(), a.address.prefix_len())
+            .build();
+        let h = self.handle.clone();
+        self.rt.block_on(async move { h.address().del(msg).execute().await.map_err(nl) })
+    }
+
+    fn routes(&mut self) -> Result<Vec<RouteFact>> {
+        let names = self.link_names()?;
+        let h = self.handle.clone();
+        self.rt.block_on(async move {
+            let mut out = Vec::new();
+            let mut s = h.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build()).execute();
+            while let Some(m) = s.try_next().await.map_err(nl)? {
+                if let Some(r) = route_fact(&m, &names) {
+                    out.push(r);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn add_route(&mut self, r: &RouteFact, replace: bool) -> Result<()> {
+        let msg = self.route_message(r)?;
+        let h = self.handle.clone();
+        self.rt.block_on(async move {
+            let req = h.route().add(msg);
+            let req = if replace { req.replace() } else { req };
+            req.execute().await.map_err(nl)
+        })
+    }
+
+    fn del_route(&mut self, r: &RouteFact) -> Result<()> {
+        let msg = self.route_message(r)?;
+        let h = self.handle.clone();
+        self.rt.block_on(async move { h.route().del(msg).execute().await.map_err(nl) })
+    }
+
+    fn ipvs_loaded(&self) -> bool {
+        Path::new("/proc/thread-self/net/ip_vs").exists()
+    }
+
+    fn ipvs_table(&mut self) -> Result<Vec<IpvsService>> {
+        let c = self.client()?;
+        let mut out = Vec::new();
+        for entry in c.services()? {
+            let dests = c.dests(&entry.key)?;
+            out.push(IpvsService { entry, dests });
+        }
+        Ok(out)
+    }
+
+    fn ipvs_new_service(&mut self, k: &ServiceKey, c: &ServiceConfig) -> Result<()> {
+        self.client()?.new_service(k, c)
+    }
+    fn ipvs_set_service(&mut self, k: &ServiceKey, c: &ServiceConfig) -> Result<()> {
+        self.client()?.set_service(k, c)
+    }
+    fn ipvs_del_service(&mut self, k: &ServiceKey) -> Result<()> {
+        self.client()?.del_service(k)
+    }
+    fn ipvs_new_dest(&mut self, s: &ServiceKey, k: &DestKey, c: &DestConfig) -> Result<()> {
+        self.client()?.new_dest(s, k, c)
+    }
+    fn ipvs_set_dest(&mut self, s: &ServiceKey, k: &DestKey, c: &DestConfig) -> Result<()> {
+        self.client()?.set_dest(s, k, c)
+    }
+    fn ipvs_del_dest(&mut self, s: &ServiceKey, k: &DestKey) -> Result<()> {
+        self.client()?.del_dest(s, k)
+    }
+
+    fn read_file(&self, path: &str) -> Result<Option<FileFact>> {
+        match std::fs::read(path) {
+            Ok(content) => {
+                let mode = std::fs::metadata(path)?.permissions().mode() & 0o7777;
+                Ok(Some(FileFact { content, mode }))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn write_file(&mut self, path: &str, content: &[u8], mode: u32) -> Result<()> {
+        super::journal::write_atomic(Path::new(path), content, mode)
+    }
+
+    fn remove_file(&mut self, path: &str) -> Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn dir_exists(&self, path: &str) -> bool {
+        Path::new(path).is_dir()
+    }
+
+    fn make_dir(&mut self, path: &str) -> Result<()> {
+        std::fs::create_dir(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+    }
+
+    fn remove_dir_if_empty(&mut self, path: &str) -> Result<bool> {
+        match std::fs::remove_dir(path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn systemd_running(&self) -> bool {
+        // sd_booted(3): systemd is PID 1 when this directory exists.
+        Path::new("/run/systemd/system").is_dir()
+    }
+
+    fn systemctl(&mut self, args: &[&str]) -> Result<String> {
+        let out = Command::new("systemctl").args(args).output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            Ok(stdout)
+        } else {
+            Err(io::Error::other(format!(
+                "systemctl {}: {}{}",
+                args.join(" "),
+                stdout.trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysctl_paths_keep_dots_inside_interface_names() {
+        assert_eq!(sysctl_path("net.ipv4.conf.eth0/100.rp_filter"), "/proc/sys/net/ipv4/conf/eth0.100/rp_filter");
+        assert_eq!(sysctl_path("net.ipv4.ip_forward"), "/proc/sys/net/ipv4/ip_forward");
+    }
+}

@@ -1,0 +1,312 @@
+//! The agent: lvsctl running on a host, as root. It reads one request (JSON) on stdin, reads the
+//! host's state, and applies, checks or reverts, answering with JSON lines on stdout: one event
+//! per change as it happens, then a report.
+//!
+//! It ignores SIGHUP and SIGPIPE: when the SSH session drops (or the controller is killed), it
+//! finishes its plan; every change was journaled before it was made.
+
+pub mod engine;
+#[cfg(test)]
+pub mod fake;
+pub mod journal;
+pub mod linux;
+pub mod protocol;
+pub mod system;
+#[cfg(test)]
+mod tests;
+
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use engine::{Engine, Mode, Scope};
+use journal::{Journal, LabLock};
+use protocol::{Event, Op, Report, Request};
+use system::System;
+
+use crate::plan::HostPlan;
+
+/// Where the agent keeps its state on a host.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// Journals: `STATE/LAB/journal.json`.
+    pub state_root: PathBuf,
+    /// Lock files: `RUN/lvsctl-LAB.lock`.
+    pub run_dir: PathBuf,
+    /// Installed agents (removed when the last lab leaves the host).
+    pub install_root: PathBuf,
+    /// Persisted plans: `CONFIG/LAB/host.json`.
+    pub config_root: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths {
+            state_root: PathBuf::from(crate::plan::JOURNAL_DIR),
+            run_dir: PathBuf::from("/run"),
+            install_root: PathBuf::from(crate::remote::binary::INSTALL_ROOT),
+            config_root: PathBuf::from(crate::plan::CONFIG_DIR),
+        }
+    }
+}
+
+impl Paths {
+    pub fn lab_dir(&self, lab: &str) -> PathBuf {
+        self.state_root.join(lab)
+    }
+    pub fn lock(&self, lab: &str) -> PathBuf {
+        self.run_dir.join(format!("lvsctl-{lab}.lock"))
+    }
+}
+
+fn valid_lab(lab: &str) -> io::Result<()> {
+    if !lab.is_empty()
+        && lab.len() <= 20
+        && lab.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        Ok(())
+    } else {
+        Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid lab name {lab:?}")))
+    }
+}
+
+fn ignore_hangups() {
+    // SAFETY: setting signal dispositions to SIG_IGN is always safe.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// Writes events as JSON lines; a closed stdout (the controller went away) is ignored.
+struct Out {
+    broken: bool,
+}
+
+impl Out {
+    fn send(&mut self, e: &Event) {
+        if self.broken {
+            return;
+        }
+        let mut line = serde_json::to_vec(e).expect("events serialize");
+        line.push(b'\n');
+        let mut so = io::stdout().lock();
+        if so.write_all(&line).and_then(|_| so.flush()).is_err() {
+            self.broken = true;
+        }
+    }
+}
+
+/// `lvsctl agent serve`: one request on stdin, events and a report on stdout.
+pub fn serve() -> i32 {
+    ignore_hangups();
+    let mut out = Out { broken: false };
+    let mut input = String::new();
+    let req: Request = match io::stdin()
+        .lock()
+        .read_line(&mut input)
+        .map_err(|e| e.to_string())
+        .and_then(|_| serde_json::from_str(&input).map_err(|e| e.to_string()))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let report = Report { errors: vec![format!("bad request: {e}")], ..Default::default() };
+            out.send(&Event::Report(Box::new(report)));
+            return 2;
+        }
+    };
+    let report = match linux::Linux::new() {
+        Ok(mut sys) => handle(&mut sys, &Paths::default(), &req, &mut |e| out.send(&e)),
+        Err(e) => {
+            Report { host: req.host.clone(), errors: vec![format!("cannot open netlink: {e}")], ..Default::default() }
+        }
+    };
+    let code = if report.errors.is_empty() && report.failed == 0 { 0 } else { 1 };
+    out.send(&Event::Report(Box::new(report)));
+    code
+}
+
+/// Runs one request against a system; every event goes to `emit`, the report is returned.
+pub fn handle<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMut(Event)) -> Report {
+    let start = Instant::now();
+    let mut report = match run(sys, paths, req, emit) {
+        Ok(r) => r,
+        Err(e) => Report { host: req.host.clone(), errors: vec![e.to_string()], ..Default::default() },
+    };
+    report.duration_ms = start.elapsed().as_millis() as u64;
+    report
+}
+
+fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMut(Event)) -> io::Result<Report> {
+    valid_lab(&req.lab)?;
+    let plan = || -> io::Result<&HostPlan> {
+        let p = req
+            .plan
+            .as_ref()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "this request needs a plan"))?;
+        if p.lab != req.lab {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("plan is for lab {}, request for {}", p.lab, req.lab),
+            ));
+        }
+        Ok(p)
+    };
+    match req.op {
+        Op::Apply | Op::DryRun | Op::Check => {
+            let plan = plan()?;
+            let mode = match req.op {
+                Op::Apply => Mode::Apply,
+                Op::DryRun => Mode::DryRun,
+                _ => Mode::Check,
+            };
+            let _lock = if mode == Mode::Apply { Some(LabLock::acquire(&paths.lock(&req.lab))?) } else { None };
+            let mut journal = Journal::open(&paths.lab_dir(&req.lab), &req.lab, &req.host, mode == Mode::Apply)?;
+            let mut engine = Engine::new(sys, &mut journal, mode, emit, &req.host);
+            engine.abort_after = req.abort_after;
+            engine.apply(plan, Scope::All);
+            let mut report = engine.report;
+            if mode == Mode::Check && !plan.ipvs.is_empty() && sys.ipvs_loaded() {
+                report.ipvs = Some(sys.ipvs_table()?);
+            }
+            report.journal_entries = journal.data.entries.len() as u32;
+            Ok(report)
+        }
+        Op::Down => down(sys, paths, &req.lab, &req.host, emit),
+    }
+}
+
+fn down<S: System>(
+    sys: &mut S,
+    paths: &Paths,
+    lab: &str,
+    host: &str,
+    emit: &mut dyn FnMut(Event),
+) -> io::Result<Report> {
+    let dir = paths.lab_dir(lab);
+    let unit = crate::plan::unit_name(lab);
+    if sys.systemd_running() && sys.systemctl(&["is-active", &unit]).map(|o| o.trim() == "active").unwrap_or(false) {
+        // The unit's stop undoes the runtime state (it takes the lab lock, so do it before we do).
+        if let Err(e) = sys.systemctl(&["stop", &unit]) {
+            emit(Event::Note { message: format!("systemctl stop {unit}: {e}") });
+        }
+    }
+    let lock = LabLock::acquire(&paths.lock(lab))?;
+    if !Journal::exists(&dir) {
+        let message = format!("nothing to undo: no journal of lab {lab} on this host");
+        emit(Event::Note { message: message.clone() });
+        let _ = std::fs::remove_file(&lock.path);
+        return Ok(Report { host: host.to_string(), notes: vec![message], ..Default::default() });
+    }
+    let mut journal = Journal::open(&dir, lab, host, true)?;
+    let mut engine = Engine::new(sys, &mut journal, Mode::Apply, emit, host);
+    engine.revert_all(Scope::All);
+    let mut report = engine.report;
+    report.journal_entries = journal.data.entries.len() as u32;
+    if journal.data.entries.is_empty() {
+        journal.delete()?;
+        let _ = std::fs::remove_file(&lock.path);
+        cleanup_if_last(paths, &mut report);
+    } else {
+        report.notes.push(format!(
+            "{} journal entries could not be undone and stay in {}: fix the errors above and run down again",
+            report.journal_entries,
+            Journal::path(&dir).display()
+        ));
+    }
+    Ok(report)
+}
+
+/// When no lab is left on the host, lvsctl's own directories go too (the agent binaries and the
+/// empty state directory), so the host is as it was before the first `up`.
+fn cleanup_if_last(paths: &Paths, report: &mut Report) {
+    let empty = std::fs::read_dir(&paths.state_root).map(|mut d| d.next().is_none()).unwrap_or(true);
+    if !empty {
+        return;
+    }
+    let _ = std::fs::remove_dir(&paths.state_root);
+    if paths.install_root.exists() {
+        match std::fs::remove_dir_all(&paths.install_root) {
+            Ok(()) => report.notes.push(format!(
+                "removed lvsctl's agent from {} (no lab left on this host)",
+                paths.install_root.display()
+            )),
+            Err(e) => report.notes.push(format!("cannot remove {}: {e}", paths.install_root.display())),
+        }
+    }
+}
+
+/// `lvsctl agent boot start|stop --lab LAB`: what the systemd unit runs. Start applies the
+/// runtime part of the persisted plan; stop undoes the runtime changes (files stay, so the next
+/// boot or start provisions again).
+pub fn boot(action: &str, lab: &str) -> i32 {
+    ignore_hangups();
+    let paths = Paths::default();
+    let mut sys = match linux::Linux::new() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("lvsctl: cannot open netlink: {e}");
+            return 1;
+        }
+    };
+    let mut print = |e: Event| match e {
+        Event::Change(c) => {
+            let err = c.error.map(|e| format!(": {e}")).unwrap_or_default();
+            println!("{:?} {}: {} -> {}{err}", c.status, c.object, c.before, c.after);
+        }
+        Event::Note { message } => println!("note: {message}"),
+        Event::Report(_) => {}
+    };
+    match boot_run(&mut sys, &paths, action, lab, &mut print) {
+        Ok(r) => {
+            println!("lvsctl {action} lab {lab}: {} changes, {} failed", r.changes, r.failed);
+            if r.failed == 0 { 0 } else { 1 }
+        }
+        Err(e) => {
+            eprintln!("lvsctl {action} lab {lab}: {e}");
+            1
+        }
+    }
+}
+
+pub fn boot_run<S: System>(
+    sys: &mut S,
+    paths: &Paths,
+    action: &str,
+    lab: &str,
+    emit: &mut dyn FnMut(Event),
+) -> io::Result<Report> {
+    valid_lab(lab)?;
+    let _lock = LabLock::acquire(&paths.lock(lab))?;
+    let dir = paths.lab_dir(lab);
+    let mut journal = Journal::open(&dir, lab, "", true)?;
+    let host = journal.data.host.clone();
+    match action {
+        "start" => {
+            let plan_path = paths.config_root.join(lab).join("host.json");
+            let shown = plan_path.display();
+            let bytes = std::fs::read(&plan_path).map_err(|e| io::Error::new(e.kind(), format!("{shown}: {e}")))?;
+            let plan: HostPlan = serde_json::from_slice(&bytes)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{shown}: {e}")))?;
+            let mut engine = Engine::new(sys, &mut journal, Mode::Apply, emit, &host);
+            engine.apply(&plan, Scope::Runtime);
+            Ok(engine.report)
+        }
+        "stop" => {
+            let mut engine = Engine::new(sys, &mut journal, Mode::Apply, emit, &host);
+            engine.revert_all(Scope::Runtime);
+            Ok(engine.report)
+        }
+        other => Err(io::Error::new(io::ErrorKind::InvalidInput, format!("unknown boot action {other}"))),
+    }
+}
+
+/// Used by tests to run the agent against a fake system under a temporary root.
+pub fn paths_under(root: &Path) -> Paths {
+    Paths {
+        state_root: root.join("var/lib/lvsctl"),
+        run_dir: root.join("run"),
+        install_root: root.join("usr/local/lib/lvsctl"),
+        config_root: root.join("etc/lvsctl"),
+    }
+}

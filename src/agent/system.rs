@@ -1,0 +1,137 @@
+//! The host effects the agent needs, behind one narrow trait: the real implementation talks to
+//! the kernel (`linux.rs`), the recording fake (`fake.rs`) lets the apply and revert logic be
+//! tested without root by asserting on the exact operations it performs.
+
+use std::io;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::ipvs::{DestConfig, DestEntry, DestKey, ServiceConfig, ServiceEntry, ServiceKey};
+
+/// The route protocol number that marks routes lvsctl added (`ip route … proto 76`).
+/// Any number unused by routing daemons works; 76 is 'L'.
+pub const RTPROT_LVSCTL: u8 = 76;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddrFact {
+    pub dev: String,
+    pub address: Ipv4Net,
+    pub label: Option<String>,
+}
+
+/// An IPv4 unicast route of the main table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteFact {
+    pub destination: Ipv4Net,
+    pub gateway: Option<Ipv4Addr>,
+    pub dev: Option<String>,
+    pub metric: u32,
+    pub protocol: u8,
+    pub scope: u8,
+    pub prefsrc: Option<Ipv4Addr>,
+}
+
+impl RouteFact {
+    pub fn describe(&self) -> String {
+        let dst = if self.destination.prefix_len() == 0 { "default".to_string() } else { self.destination.to_string() };
+        let mut s = dst;
+        if let Some(g) = self.gateway {
+            s.push_str(&format!(" via {g}"));
+        }
+        if let Some(d) = &self.dev {
+            s.push_str(&format!(" dev {d}"));
+        }
+        if self.protocol != 0 {
+            s.push_str(&format!(" proto {}", proto_name(self.protocol)));
+        }
+        if self.metric != 0 {
+            s.push_str(&format!(" metric {}", self.metric));
+        }
+        s
+    }
+}
+
+pub fn proto_name(p: u8) -> String {
+    match p {
+        2 => "kernel".into(),
+        3 => "boot".into(),
+        4 => "static".into(),
+        16 => "dhcp".into(),
+        RTPROT_LVSCTL => "lvsctl".into(),
+        n => n.to_string(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileFact {
+    pub content: Vec<u8>,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpvsService {
+    pub entry: ServiceEntry,
+    pub dests: Vec<DestEntry>,
+}
+
+pub type Result<T> = std::result::Result<T, io::Error>;
+
+/// True for the errors that mean "that object is not there" (netlink and file systems say it in
+/// several ways): teardown treats them as done.
+pub fn is_not_found(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH | libc::ENODEV | libc::EADDRNOTAVAIL | libc::ENXIO))
+        || e.kind() == io::ErrorKind::NotFound
+}
+
+pub trait System {
+    /// Names of the loaded modules (as /proc/modules writes them: underscores).
+    fn loaded_modules(&self) -> Result<Vec<String>>;
+    fn load_module(&mut self, name: &str) -> Result<()>;
+    /// Unloads a module that nothing uses; EBUSY/EAGAIN when it is in use.
+    fn unload_module(&mut self, name: &str) -> Result<()>;
+    /// How many users a module has (`/sys/module/NAME/refcnt`).
+    fn module_refcount(&self, name: &str) -> Result<Option<u32>>;
+
+    /// The value of a sysctl (sysctl(8) notation), None when the key does not exist.
+    fn read_sysctl(&self, key: &str) -> Result<Option<String>>;
+    fn write_sysctl(&mut self, key: &str, value: &str) -> Result<()>;
+
+    /// Whether the link exists and is administratively up.
+    fn link_up(&mut self, dev: &str) -> Result<Option<bool>>;
+    fn set_link(&mut self, dev: &str, up: bool) -> Result<()>;
+
+    fn addresses(&mut self) -> Result<Vec<AddrFact>>;
+    fn add_address(&mut self, a: &AddrFact) -> Result<()>;
+    fn del_address(&mut self, a: &AddrFact) -> Result<()>;
+
+    /// IPv4 unicast routes of the main table.
+    fn routes(&mut self) -> Result<Vec<RouteFact>>;
+    /// Adds (or with `replace`, replaces the route with the same destination and metric).
+    fn add_route(&mut self, r: &RouteFact, replace: bool) -> Result<()>;
+    fn del_route(&mut self, r: &RouteFact) -> Result<()>;
+
+    /// Whether IPVS is loaded (reading it must not load it).
+    fn ipvs_loaded(&self) -> bool;
+    fn ipvs_table(&mut self) -> Result<Vec<IpvsService>>;
+    fn ipvs_new_service(&mut self, k: &ServiceKey, c: &ServiceConfig) -> Result<()>;
+    fn ipvs_set_service(&mut self, k: &ServiceKey, c: &ServiceConfig) -> Result<()>;
+    fn ipvs_del_service(&mut self, k: &ServiceKey) -> Result<()>;
+    fn ipvs_new_dest(&mut self, s: &ServiceKey, k: &DestKey, c: &DestConfig) -> Result<()>;
+    fn ipvs_set_dest(&mut self, s: &ServiceKey, k: &DestKey, c: &DestConfig) -> Result<()>;
+    fn ipvs_del_dest(&mut self, s: &ServiceKey, k: &DestKey) -> Result<()>;
+
+    fn read_file(&self, path: &str) -> Result<Option<FileFact>>;
+    /// Writes atomically (temporary file, fsync, rename) with the given mode.
+    fn write_file(&mut self, path: &str, content: &[u8], mode: u32) -> Result<()>;
+    fn remove_file(&mut self, path: &str) -> Result<()>;
+    fn dir_exists(&self, path: &str) -> bool;
+    fn make_dir(&mut self, path: &str) -> Result<()>;
+    /// Removes a directory if it is empty; Ok(false) when it is not.
+    fn remove_dir_if_empty(&mut self, path: &str) -> Result<bool>;
+
+    /// Whether systemd manages this host (it is PID 1).
+    fn systemd_running(&self) -> bool;
+    fn systemctl(&mut self, args: &[&str]) -> Result<String>;
+}

@@ -1,0 +1,362 @@
+//! The agent's logic against a recording fake host: what it changes, what it journals, and that
+//! `down` restores the host exactly.
+
+use std::path::Path;
+
+use super::fake::Fake;
+use super::journal::{Journal, Undo};
+use super::protocol::{Event, Op, Report, Request, Status};
+use super::system::{AddrFact, RTPROT_LVSCTL, RouteFact};
+use super::{handle, paths_under};
+use crate::plan::{self, Context, HostPlan};
+use crate::render::Templates;
+
+fn plan_for(inv: &str, host: &str) -> HostPlan {
+    let lab = crate::inventory::load(Path::new(&format!("{}/{inv}", env!("CARGO_MANIFEST_DIR")))).unwrap();
+    let t = Templates::embedded();
+    let ctx = Context { agent_path: "/usr/local/lib/lvsctl/X/lvsctl".into(), templates: &t };
+    plan::plan(&lab, &ctx).unwrap().into_iter().find(|p| p.host == host).unwrap()
+}
+
+fn run(fake: &mut Fake, root: &Path, op: Op, plan: Option<&HostPlan>) -> (Report, Vec<Event>) {
+    let lab = plan.map(|p| p.lab.clone()).unwrap_or_else(|| "dr".into());
+    run_lab(fake, root, op, &lab, plan)
+}
+
+fn run_lab(fake: &mut Fake, root: &Path, op: Op, lab: &str, plan: Option<&HostPlan>) -> (Report, Vec<Event>) {
+    let req = Request { op, lab: lab.into(), host: "h".into(), plan: plan.cloned(), abort_after: None };
+    let mut events = Vec::new();
+    let report = handle(fake, &paths_under(root), &req, &mut |e| events.push(e));
+    (report, events)
+}
+
+fn changes(events: &[Event]) -> Vec<(String, String, String, Status)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Change(c) => Some((c.object.clone(), c.before.clone(), c.after.clone(), c.status)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn journal(root: &Path, lab: &str) -> Journal {
+    Journal::open(&paths_under(root).lab_dir(lab), lab, "h", false).unwrap()
+}
+
+#[test]
+fn dr_real_server_up_changes_exactly_the_plan_and_journals_priors() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    let p = plan_for("inventories/dr.toml", "web1");
+    let (r, _) = run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert_eq!((r.failed, r.errors.len()), (0, 0), "{r:?}");
+    assert_eq!(
+        &f.log[..8],
+        &[
+            "sysctl net.ipv4.conf.all.arp_ignore=1",
+            "sysctl net.ipv4.conf.all.arp_announce=2",
+            "sysctl net.ipv4.conf.lo.arp_ignore=1",
+            "sysctl net.ipv4.conf.lo.arp_announce=2",
+            "link eth0 up",
+            "addr add 192.168.188.81/24 dev eth0",
+            "addr add 192.168.188.100/32 dev lo",
+            "route add default via 192.168.188.200 proto lvsctl",
+        ]
+    );
+    assert!(f.log.contains(&"write /etc/systemd/system/lvsctl-dr.service".to_string()));
+    let j = journal(root.path(), "dr");
+    assert!(j.data.entries.iter().any(|e| e.undo
+        == Undo::Sysctl { key: "net.ipv4.conf.all.arp_ignore".into(), prior: "0".into(), applied: "1".into() }));
+    assert_eq!(f.state.addresses.iter().find(|a| a.dev == "lo").unwrap().label.as_deref(), Some("lo:lvs"));
+}
+
+#[test]
+fn second_up_changes_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    let p = plan_for("inventories/dr.toml", "web1");
+    run(&mut f, root.path(), Op::Apply, Some(&p));
+    let n = f.log.len();
+    let (r, ev) = run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert_eq!(r.changes, 0, "{:?}", changes(&ev));
+    assert_eq!(f.log.len(), n);
+    let (r, _) = run(&mut f, root.path(), Op::Check, Some(&p));
+    assert_eq!(r.changes, 0, "status reports in sync");
+}
+
+#[test]
+fn down_restores_the_host_exactly_including_non_default_priors() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    // Someone set arp_ignore to 2 before lvsctl came: down must give 2 back, not 0.
+    f.state.sysctls.insert("net.ipv4.conf.all.arp_ignore".into(), "2".into());
+    let before = f.state.clone();
+    let p = plan_for("inventories/dr.toml", "web1");
+    run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert_eq!(f.state.sysctls["net.ipv4.conf.all.arp_ignore"], "1");
+    let (r, ev) = run(&mut f, root.path(), Op::Down, None);
+    assert_eq!((r.failed, r.kept), (0, 0), "{:?}", changes(&ev));
+    assert_eq!(f.state, before);
+    assert!(!paths_under(root.path()).lab_dir("dr").exists(), "journal removed last");
+    assert!(!paths_under(root.path()).state_root.exists(), "empty state directory removed");
+}
+
+#[test]
+fn pre_existing_address_and_default_route_survive_down_exactly() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    // The VIP is already the director's (NAT director whose VIP is its own address), and the host
+    // has a DHCP default route that lvsctl will replace.
+    f.state.links.insert("eth0".into(), true);
+    f.state.addresses.push(AddrFact { dev: "eth0".into(), address: "192.168.188.8/24".parse().unwrap(), label: None });
+    f.state.addresses.push(AddrFact {
+        dev: "eth0".into(),
+        address: "192.168.188.100/32".parse().unwrap(),
+        label: None,
+    });
+    let dhcp = RouteFact {
+        destination: "0.0.0.0/0".parse().unwrap(),
+        gateway: Some("192.168.188.1".parse().unwrap()),
+        dev: Some("eth0".into()),
+        metric: 0,
+        protocol: 16,
+        scope: 0,
+        prefsrc: Some("192.168.188.8".parse().unwrap()),
+    };
+    f.state.routes.push(dhcp.clone());
+    let before = f.state.clone();
+    let p = plan_for("inventories/dr.toml", "lvs");
+    let (r, ev) = run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert_eq!(r.failed, 0, "{:?}", changes(&ev));
+    assert!(!f.log.iter().any(|l| l.starts_with("addr add")), "present addresses are not re-added: {:?}", f.log);
+    assert_eq!(f.state.routes[0].gateway, Some("192.168.188.200".parse().unwrap()));
+    assert_eq!(f.state.routes[0].protocol, RTPROT_LVSCTL);
+    let j = journal(root.path(), "dr");
+    assert!(
+        !j.data.entries.iter().any(|e| matches!(e.undo, Undo::Address { .. })),
+        "nothing journaled for pre-existing addresses"
+    );
+    run(&mut f, root.path(), Op::Down, None);
+    assert_eq!(f.state, before, "addresses kept, DHCP route back with every attribute, IPVS module unloaded");
+}
+
+#[test]
+fn a_value_changed_by_someone_else_after_up_is_left_alone() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    let p = plan_for("inventories/dr.toml", "web1");
+    run(&mut f, root.path(), Op::Apply, Some(&p));
+    f.state.sysctls.insert("net.ipv4.conf.lo.arp_announce".into(), "1".into());
+    let (r, ev) = run(&mut f, root.path(), Op::Down, None);
+    assert_eq!(r.kept, 1);
+    assert!(ev.iter().any(|e| matches!(e, Event::Change(c) if c.status == Status::Kept && c.object == "sysctl net.ipv4.conf.lo.arp_announce")));
+    assert_eq!(f.state.sysctls["net.ipv4.conf.lo.arp_announce"], "1");
+    assert_eq!(f.state.sysctls["net.ipv4.conf.all.arp_ignore"], "0");
+}
+
+#[test]
+fn a_failed_change_is_still_journaled_so_down_can_finish() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    let before = f.state.clone();
+    f.fail = vec!["route add".into()];
+    let p = plan_for("inventories/dr.toml", "web1");
+    let (r, _) = run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert_eq!(r.failed, 1);
+    assert!(journal(root.path(), "dr").get("route:0.0.0.0/0").is_some(), "written before the attempt");
+    f.fail.clear();
+    let (r, _) = run(&mut f, root.path(), Op::Down, None);
+    assert_eq!(r.failed, 0);
+    assert_eq!(f.state, before);
+}
+
+#[test]
+fn dry_run_and_check_change_nothing_and_write_no_journal() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    let before = f.state.clone();
+    let p = plan_for("inventories/tun.toml", "web1");
+    let (r, ev) = run(&mut f, root.path(), Op::DryRun, Some(&p));
+    assert!(r.changes > 5);
+    assert!(changes(&ev).iter().all(|c| c.3 == Status::Planned));
+    // tunl0 appears only once ipip is loaded: the dry run says so rather than failing.
+    assert!(
+        changes(&ev)
+            .iter()
+            .any(|c| c.0 == "sysctl net.ipv4.conf.tunl0.rp_filter" && c.1.contains("until its module loads"))
+    );
+    assert_eq!(f.state, before);
+    assert!(f.log.is_empty());
+    assert!(!paths_under(root.path()).state_root.exists());
+    let (r, ev) = run(&mut f, root.path(), Op::Check, Some(&p));
+    assert!(r.changes > 5 && changes(&ev).iter().all(|c| c.3 == Status::Drift));
+}
+
+#[test]
+fn status_reports_drift_after_someone_undoes_a_change() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    let p = plan_for("inventories/dr.toml", "web1");
+    run(&mut f, root.path(), Op::Apply, Some(&p));
+    f.state.addresses.retain(|a| a.dev != "lo");
+    let (r, ev) = run(&mut f, root.path(), Op::Check, Some(&p));
+    assert_eq!(r.changes, 1);
+    assert_eq!(
+        changes(&ev),
+        vec![("address 192.168.188.100/32 dev lo".into(), "absent".into(), "present".into(), Status::Drift)]
+    );
+}
+
+#[test]
+fn tun_loads_ipip_and_down_unloads_it_with_its_dependencies() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    let before = f.state.clone();
+    let p = plan_for("inventories/tun.toml", "web1");
+    let (r, ev) = run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert_eq!(r.failed, 0, "{:?}", changes(&ev));
+    assert_eq!(f.state.links.get("tunl0"), Some(&true));
+    assert_eq!(f.state.sysctls["net.ipv4.conf.tunl0.rp_filter"], "0");
+    assert!(f.state.addresses.iter().any(|a| a.dev == "tunl0" && a.address.to_string() == "192.168.188.100/32"));
+    let j = journal(root.path(), "tun");
+    match j.get("module:ipip") {
+        Some(Undo::Module { loaded: Some(l), .. }) => assert_eq!(l.len(), 3, "{l:?}"),
+        other => panic!("{other:?}"),
+    }
+    let (r, ev) = run_lab(&mut f, root.path(), Op::Down, "tun", None);
+    assert_eq!(r.failed, 0, "{:?}", changes(&ev));
+    assert_eq!(f.state, before);
+}
+
+#[test]
+fn director_ipvs_rules_are_set_and_restored_without_touching_foreign_destinations() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    let p = plan_for("inventories/dr.toml", "lvs");
+    let (r, ev) = run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert_eq!(r.failed, 0, "{:?}", changes(&ev));
+    assert!(f.log.contains(&"ipvs add tcp 192.168.188.100:80 wrr".to_string()));
+    assert!(f.log.contains(&"ipvs add dest 192.168.188.81:80 to tcp 192.168.188.100:80 route weight 3".to_string()));
+    // Someone adds a destination by hand: lvsctl neither removes it on up nor on down.
+    use crate::ipvs::*;
+    let key =
+        ServiceKey { protocol: crate::inventory::Protocol::Tcp, addr: "192.168.188.100".parse().unwrap(), port: 80 };
+    let foreign = DestKey { addr: "192.168.188.99".parse().unwrap(), port: 80 };
+    crate::agent::system::System::ipvs_new_dest(
+        &mut f,
+        &key,
+        &foreign,
+        &DestConfig { fwd: FWD_ROUTE, weight: 1, u_threshold: 0, l_threshold: 0 },
+    )
+    .unwrap();
+    let (_, _) = run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert!(f.state.ipvs.as_ref().unwrap()[0].dests.iter().any(|d| d.key == foreign));
+    run(&mut f, root.path(), Op::Down, None);
+    // The service was lvsctl's: it is deleted, with the foreign destination in it.
+    assert!(f.state.ipvs.is_none(), "ip_vs was loaded by lvsctl and unloaded again");
+}
+
+#[test]
+fn editing_a_weight_sets_the_destination_and_down_restores_a_pre_existing_one() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    let mut p = plan_for("inventories/dr.toml", "lvs");
+    // The service already exists with web1 at weight 7.
+    use crate::ipvs::*;
+    crate::agent::system::System::load_module(&mut f, "ip_vs").unwrap();
+    let key =
+        ServiceKey { protocol: crate::inventory::Protocol::Tcp, addr: "192.168.188.100".parse().unwrap(), port: 80 };
+    let s = &mut f as &mut dyn crate::agent::system::System;
+    s.ipvs_new_service(&key, &ServiceConfig::persistent("rr", 0, None)).unwrap();
+    let web1 = DestKey { addr: "192.168.188.81".parse().unwrap(), port: 80 };
+    s.ipvs_new_dest(&key, &web1, &DestConfig { fwd: FWD_ROUTE, weight: 7, u_threshold: 0, l_threshold: 0 }).unwrap();
+    let before = f.state.clone();
+    f.log.clear();
+    run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert!(f.log.contains(&"ipvs set tcp 192.168.188.100:80 wrr".to_string()), "{:?}", f.log);
+    assert!(f.log.contains(&"ipvs set dest 192.168.188.81:80 of tcp 192.168.188.100:80 route weight 3".to_string()));
+    // The inventory changes web1's weight again: the first prior (7) is what down restores.
+    p.ipvs[0].destinations[0].weight = 5;
+    run(&mut f, root.path(), Op::Apply, Some(&p));
+    run(&mut f, root.path(), Op::Down, None);
+    let svc = &f.state.ipvs.as_ref().unwrap()[0];
+    assert_eq!(svc.entry.config.scheduler, "rr");
+    assert_eq!(svc.dests.len(), 1);
+    assert_eq!(svc.dests[0].config.weight, 7);
+    assert_eq!(f.state.ipvs, before.ipvs);
+}
+
+#[test]
+fn removing_something_from_the_inventory_removes_it_on_the_next_up() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    let mut p = plan_for("inventories/dr.toml", "web1");
+    run(&mut f, root.path(), Op::Apply, Some(&p));
+    p.addresses.retain(|a| a.dev != "lo");
+    let runtime = serde_json::to_string_pretty(&p.runtime()).unwrap() + "\n";
+    p.files.iter_mut().find(|f| f.path.ends_with("host.json")).unwrap().content = runtime;
+    let (r, ev) = run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert_eq!(r.changes, 2, "{:?}", changes(&ev)); // the VIP goes, and host.json changes
+    assert!(!f.state.addresses.iter().any(|a| a.dev == "lo"));
+    assert!(journal(root.path(), "dr").get("address:lo:192.168.188.100/32").is_none());
+}
+
+#[test]
+fn a_replaced_file_gets_its_prior_content_back() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    let unit = "/etc/systemd/system/lvsctl-dr.service".to_string();
+    f.state.files.insert(unit.clone(), super::system::FileFact { content: b"mine\n".to_vec(), mode: 0o600 });
+    let before = f.state.clone();
+    let p = plan_for("inventories/dr.toml", "web1");
+    run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert_ne!(f.state.files[&unit].content, b"mine\n");
+    run(&mut f, root.path(), Op::Down, None);
+    assert_eq!(f.state, before);
+}
+
+#[test]
+fn boot_stop_and_start_touch_runtime_state_only() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    let p = plan_for("inventories/dr.toml", "web1");
+    run(&mut f, root.path(), Op::Apply, Some(&p));
+    let provisioned = f.state.clone();
+    // The unit's start reads the persisted runtime plan.
+    let paths = paths_under(root.path());
+    std::fs::create_dir_all(paths.config_root.join("dr")).unwrap();
+    std::fs::write(paths.config_root.join("dr/host.json"), serde_json::to_vec(&p.runtime()).unwrap()).unwrap();
+    let r = super::boot_run(&mut f, &paths, "stop", "dr", &mut |_| {}).unwrap();
+    assert_eq!(r.failed, 0);
+    assert_eq!(f.state.sysctls["net.ipv4.conf.all.arp_ignore"], "0");
+    assert!(f.state.files.contains_key("/etc/systemd/system/lvsctl-dr.service"), "files stay");
+    let r = super::boot_run(&mut f, &paths, "start", "dr", &mut |_| {}).unwrap();
+    assert_eq!(r.failed, 0);
+    assert_eq!(f.state, provisioned);
+}
+
+#[test]
+fn systemd_hosts_get_the_unit_enabled_and_disabled_again() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    f.state.systemd = true;
+    let p = plan_for("inventories/dr.toml", "client");
+    run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert!(f.log.contains(&"systemctl daemon-reload".to_string()));
+    assert!(f.state.enabled.contains("lvsctl-dr.service"));
+    assert!(f.log.contains(&"systemctl start --no-block lvsctl-dr.service".to_string()));
+    run(&mut f, root.path(), Op::Down, None);
+    assert!(!f.state.enabled.contains("lvsctl-dr.service"));
+    assert!(f.log.contains(&"systemctl stop lvsctl-dr.service".to_string()));
+    assert!(!f.state.files.keys().any(|k| k.contains("lvsctl")));
+}
+
+#[test]
+fn down_without_a_journal_is_a_no_op() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    let (r, _) = run(&mut f, root.path(), Op::Down, None);
+    assert_eq!((r.changes, r.failed), (0, 0));
+    assert!(r.notes[0].contains("nothing to undo"));
+}
