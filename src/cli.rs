@@ -255,6 +255,9 @@ Installs qemu-system-x86, linux-image-amd64 and busybox-static with apt-get when
     /// Inside the guest: stage-two init of `lab vm`.
     #[command(hide = true)]
     VmInit,
+    /// Inside a lab host: start its lvsctl boot units (used by `lab reboot`).
+    #[command(hide = true)]
+    BootUnits,
 }
 
 #[derive(Args, Debug)]
@@ -297,6 +300,9 @@ pub struct ResponderArgs {
     /// tcp:PORT or udp:PORT (repeatable).
     #[arg(long = "listen", required = true)]
     pub listen: Vec<String>,
+    /// VIPs to answer UDP from (repeatable).
+    #[arg(long = "vip")]
+    pub vip: Vec<std::net::Ipv4Addr>,
 }
 
 #[derive(Args, Debug)]

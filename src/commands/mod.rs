@@ -1,7 +1,11 @@
 //! One module per subcommand.
 
+pub mod down;
+pub mod fleet;
 pub mod plan;
 pub mod render;
+pub mod status;
+pub mod up;
 
 use std::path::Path;
 
@@ -47,7 +51,7 @@ pub fn check_host_filter(lab: &Lab, hosts: &[String]) -> anyhow::Result<()> {
 /// The agent path shown in plans and rendered into units: the real one when the agent binary is
 /// resolvable, else a placeholder that says what it stands for.
 pub fn agent_path_for_display(explicit: Option<&Path>) -> String {
-    match crate::remote::binary::resolve(explicit) {
+    match crate::remote::binary::resolve(explicit, true) {
         Ok(b) => b.install_path(),
         Err(_) => format!("{}/SHA256-OF-STATIC-LVSCTL/lvsctl", crate::remote::binary::INSTALL_ROOT),
     }
@@ -55,4 +59,61 @@ pub fn agent_path_for_display(explicit: Option<&Path>) -> String {
 
 pub fn load_templates(dir: Option<&Path>) -> anyhow::Result<crate::render::Templates> {
     crate::render::Templates::load(dir).map_err(|e| Exit::new(exit::INVALID, e.to_string()).into())
+}
+
+/// What commands that reach hosts share: the agent binary, how to connect, and a runtime
+/// started after entering the lab's management namespace (when there is a local lab).
+pub struct Session {
+    pub agent: std::sync::Arc<crate::remote::binary::AgentBinary>,
+    pub opts: crate::remote::ConnectOptions,
+    pub parallel: usize,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Session {
+    pub fn open(lab: &Lab, args: &crate::cli::ConnectArgs) -> anyhow::Result<Session> {
+        let mut opts = crate::remote::ConnectOptions { ssh_config: args.ssh_config.clone(), ..Default::default() };
+        if let Some(ctx) = crate::lab::context(&lab.name) {
+            // Threads inherit the namespace of the thread that creates them: enter it before the
+            // runtime exists, so every ssh process starts in the lab's management network.
+            crate::lab::enter_netns(&ctx.netns)
+                .map_err(|e| anyhow::anyhow!("cannot enter the lab's namespace {}: {e}", ctx.netns.display()))?;
+            if opts.ssh_config.is_none() {
+                opts.ssh_config = Some(ctx.ssh_config.clone());
+            }
+            eprintln!(
+                "lvsctl: lab {} runs on this machine: reaching its hosts through its management network",
+                lab.name
+            );
+        }
+        let remote = lab.hosts.iter().any(|h| h.ssh.target != crate::inventory::SshTarget::Local);
+        let agent = crate::remote::binary::resolve(args.agent_binary.as_deref(), remote)?;
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        Ok(Session { agent: std::sync::Arc::new(agent), opts, parallel: args.parallel as usize, rt })
+    }
+
+    pub fn run(&self, jobs: Vec<fleet::Job>, printer: std::sync::Arc<fleet::Printer>) -> Vec<fleet::Outcome> {
+        self.rt.block_on(fleet::run(jobs, self.parallel, self.agent.clone(), self.opts.clone(), printer))
+    }
+}
+
+/// Outcomes as JSON: per host, its report or its error, and its events.
+pub fn outcomes_json(outcomes: &[fleet::Outcome]) -> String {
+    let v: Vec<serde_json::Value> = outcomes
+        .iter()
+        .map(|o| match &o.result {
+            Ok(r) => {
+                serde_json::json!({ "host": o.host, "ok": true, "report": r, "events": o.events, "seconds": o.seconds })
+            }
+            Err(e) => serde_json::json!({
+                "host": o.host,
+                "ok": false,
+                "unreachable": matches!(e, crate::remote::HostError::Unreachable(_)),
+                "error": e.to_string(),
+                "events": o.events,
+                "seconds": o.seconds,
+            }),
+        })
+        .collect();
+    serde_json::to_string_pretty(&v).expect("serializes")
 }

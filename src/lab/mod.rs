@@ -1,5 +1,46 @@
 //! Labs on this machine: hosts as network namespaces with a real sshd each, and a qemu guest for
 //! kernels without IPVS.
 
+pub mod build;
 pub mod initramfs;
+pub mod netns;
+pub mod responder;
 pub mod vm;
+
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// Where a lab keeps its state while it exists (lost at reboot, like the lab itself).
+pub const RUN_DIR: &str = "/run/lvsctl/labs";
+
+pub fn run_dir(lab: &str) -> PathBuf {
+    Path::new(RUN_DIR).join(lab)
+}
+
+/// The namespace holding the lab's bridges and its end of the management network.
+pub fn control_netns(lab: &str) -> PathBuf {
+    PathBuf::from(format!("/run/netns/lvsctl-{lab}"))
+}
+
+/// How the controller reaches a lab built on this machine.
+pub struct LabContext {
+    pub ssh_config: PathBuf,
+    pub netns: PathBuf,
+}
+
+/// The lab of this name on this machine, if `lvsctl lab create` built one.
+pub fn context(lab: &str) -> Option<LabContext> {
+    let ssh_config = run_dir(lab).join("ssh_config");
+    let netns = control_netns(lab);
+    (ssh_config.exists() && netns.exists()).then_some(LabContext { ssh_config, netns })
+}
+
+/// Moves the calling thread into the network namespace at `path`.
+pub fn enter_netns(path: &Path) -> std::io::Result<()> {
+    let f = std::fs::File::open(path)?;
+    // SAFETY: setns on a valid namespace file descriptor.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

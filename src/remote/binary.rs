@@ -55,8 +55,9 @@ pub fn elf_info(bytes: &[u8]) -> Option<(&'static str, bool)> {
     Some((machine, !has_interp))
 }
 
-/// The binary to install on hosts: `explicit`, or this very binary when it is statically linked.
-pub fn resolve(explicit: Option<&Path>) -> anyhow::Result<AgentBinary> {
+/// The binary to install on hosts: `explicit`, or this very binary. Remote hosts need a static
+/// build (their C library may differ); this machine can run any build.
+pub fn resolve(explicit: Option<&Path>, require_static: bool) -> anyhow::Result<AgentBinary> {
     let path = match explicit {
         Some(p) => p.to_path_buf(),
         None => std::env::current_exe().context("cannot find the running lvsctl binary")?,
@@ -67,7 +68,7 @@ pub fn resolve(explicit: Option<&Path>) -> anyhow::Result<AgentBinary> {
     let Some((arch, is_static)) = elf_info(&bytes) else {
         bail!("{} is not a 64-bit Linux executable", path.display());
     };
-    if !is_static {
+    if !is_static && require_static {
         bail!(
             "{} is dynamically linked, and hosts may lack its C library: lvsctl installs a static build on hosts.\n\
              Build one with `cargo build --release --target x86_64-unknown-linux-musl` and run \

@@ -1,0 +1,76 @@
+//! `lvsctl down`: undo on every host what `up` did, from the host's journal.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::fleet::{self, ControllerState, Job, Printer};
+use crate::agent::protocol::{Op, Request};
+use crate::cli::{DownArgs, Output};
+
+pub fn run(args: &DownArgs) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    let lab = super::load_inventory(&args.inventory)?;
+    let state_dir = fleet::state_dir(&args.connect);
+    let mut state = ControllerState::load(&state_dir, &lab.name);
+    // The inventory's hosts, and hosts `up` reached that the inventory no longer lists.
+    let mut targets: Vec<(String, crate::inventory::SshSettings)> =
+        lab.hosts.iter().map(|h| (h.name.clone(), h.ssh.clone())).collect();
+    for (name, ssh) in &state.hosts {
+        if !targets.iter().any(|(n, _)| n == name) {
+            targets.push((name.clone(), ssh.clone()));
+        }
+    }
+    for h in &args.connect.hosts {
+        if !targets.iter().any(|(n, _)| n == h) {
+            let known: Vec<&str> = targets.iter().map(|(n, _)| n.as_str()).collect();
+            anyhow::bail!(crate::exit::Exit::new(
+                crate::exit::INVALID,
+                format!(
+                    "--host {h}: not in {} nor in the hosts `up` reached ({})",
+                    lab.file.display(),
+                    known.join(", ")
+                )
+            ));
+        }
+    }
+    targets.retain(|(n, _)| args.connect.hosts.is_empty() || args.connect.hosts.contains(n));
+    let session = super::Session::open(&lab, &args.connect)?;
+    let jobs: Vec<Job> = targets
+        .iter()
+        .map(|(name, ssh)| Job {
+            host: name.clone(),
+            ssh: ssh.clone(),
+            request: Request { op: Op::Down, lab: lab.name.clone(), host: name.clone(), plan: None, abort_after: None },
+        })
+        .collect();
+    let names: Vec<String> = jobs.iter().map(|j| j.host.clone()).collect();
+    let printer = Arc::new(Printer::new(&names, args.output == Output::Json));
+    if args.output == Output::Text {
+        let gone: Vec<&str> = targets.iter().filter(|(n, _)| lab.host(n).is_none()).map(|(n, _)| n.as_str()).collect();
+        let extra =
+            if gone.is_empty() { String::new() } else { format!(" (no longer in the inventory: {})", gone.join(", ")) };
+        println!("lab {}: undoing on {}{extra}", lab.name, crate::plural(jobs.len(), "host"));
+    }
+    let outcomes = session.run(jobs, printer.clone());
+    for o in &outcomes {
+        if let Ok(r) = &o.result
+            && r.failed == 0
+            && r.errors.is_empty()
+            && r.journal_entries == 0
+        {
+            state.hosts.remove(&o.host);
+        }
+    }
+    state
+        .save(&state_dir)
+        .map_err(|e| anyhow::anyhow!("cannot write the controller state in {}: {e}", state_dir.display()))?;
+    match args.output {
+        Output::Text => {
+            println!();
+            let s = fleet::summary(&outcomes, "undone", &printer, started);
+            println!("{s}");
+        }
+        Output::Json => println!("{}", super::outcomes_json(&outcomes)),
+    }
+    Ok(fleet::exit_code(&outcomes))
+}

@@ -1,0 +1,272 @@
+//! Running the agent on many hosts: sorted, in parallel with a bound, one host's failure never
+//! stopping or hiding another's; events printed as they arrive.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::protocol::{ChangeEvent, Event, Report, Request, Status};
+use crate::cli::ConnectArgs;
+use crate::inventory::{Lab, SshSettings};
+use crate::remote::binary::AgentBinary;
+use crate::remote::{ConnectOptions, HostError, connect};
+
+/// One host to work on.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub host: String,
+    pub ssh: SshSettings,
+    pub request: Request,
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub host: String,
+    pub result: Result<Report, HostError>,
+    pub seconds: f64,
+    /// Every change event the host reported, in order.
+    pub events: Vec<ChangeEvent>,
+}
+
+/// Prints per-host lines; one lock so lines of different hosts never interleave.
+pub struct Printer {
+    width: usize,
+    quiet: bool,
+    /// Connection progress lines (connecting, connected in N s).
+    pub progress: bool,
+    color: bool,
+    lock: Mutex<()>,
+}
+
+impl Printer {
+    pub fn new(hosts: &[String], quiet: bool) -> Printer {
+        Printer {
+            width: hosts.iter().map(|h| h.len()).max().unwrap_or(4).max(4),
+            quiet,
+            progress: true,
+            color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            lock: Mutex::new(()),
+        }
+    }
+
+    pub fn line(&self, host: &str, text: &str) {
+        if self.quiet {
+            return;
+        }
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{host:<w$}  {text}", w = self.width);
+        let _ = out.flush();
+    }
+
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
+    }
+
+    pub fn change(&self, host: &str, c: &ChangeEvent) {
+        let (mark, code) = match c.status {
+            Status::Done => ("changed", "32"),
+            Status::Planned => ("would change", "36"),
+            Status::Drift => ("drifted", "33"),
+            Status::Kept => ("kept", "33"),
+            Status::Failed => ("FAILED", "31"),
+        };
+        let mut text = format!("{} {}", self.paint(code, mark), c.object);
+        if !(c.before.is_empty() && c.after.is_empty()) {
+            text.push_str(&format!(": {} -> {}", c.before, c.after));
+        }
+        if let Some(e) = &c.error {
+            text.push_str(&format!(": {}", self.paint("31", e)));
+        } else if c.status == Status::Kept {
+            text.push_str(&format!(" ({})", c.reason));
+        }
+        self.line(host, &text);
+    }
+}
+
+/// Where the controller remembers which hosts each lab touched (containerlab's state file): so
+/// `down` reaches hosts that were removed from the inventory after `up`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ControllerState {
+    pub lab: String,
+    pub hosts: BTreeMap<String, SshSettings>,
+}
+
+pub fn state_dir(args: &ConnectArgs) -> PathBuf {
+    if let Some(d) = &args.state_dir {
+        return d.clone();
+    }
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME") {
+        return PathBuf::from(x).join("lvsctl");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    home.join(".local/state/lvsctl")
+}
+
+impl ControllerState {
+    fn path(dir: &Path, lab: &str) -> PathBuf {
+        dir.join(format!("{lab}.json"))
+    }
+
+    pub fn load(dir: &Path, lab: &str) -> ControllerState {
+        std::fs::read(Self::path(dir, lab))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(ControllerState { lab: lab.to_string(), hosts: BTreeMap::new() })
+    }
+
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        let path = Self::path(dir, &self.lab);
+        if self.hosts.is_empty() {
+            return match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            };
+        }
+        std::fs::create_dir_all(dir)?;
+        crate::agent::journal::write_atomic(&path, &serde_json::to_vec_pretty(self).expect("serializes"), 0o600)
+    }
+}
+
+/// Runs every job, at most `parallel` at a time, in host-name order.
+pub async fn run(
+    mut jobs: Vec<Job>,
+    parallel: usize,
+    agent: Arc<AgentBinary>,
+    opts: ConnectOptions,
+    printer: Arc<Printer>,
+) -> Vec<Outcome> {
+    jobs.sort_by(|a, b| a.host.cmp(&b.host));
+    let sem = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
+    let mut tasks = Vec::new();
+    for job in jobs {
+        let (sem, agent, opts, printer) = (sem.clone(), agent.clone(), opts.clone(), printer.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await.expect("semaphore open");
+            let start = Instant::now();
+            let mut events = Vec::new();
+            let result = run_one(&job, &agent, &opts, &printer, &mut events).await;
+            Outcome { host: job.host.clone(), result, seconds: start.elapsed().as_secs_f64(), events }
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok(o) => out.push(o),
+            Err(e) => out.push(Outcome {
+                host: "?".into(),
+                result: Err(HostError::Agent(format!("internal error: {e}"))),
+                seconds: 0.0,
+                events: vec![],
+            }),
+        }
+    }
+    out
+}
+
+async fn run_one(
+    job: &Job,
+    agent: &AgentBinary,
+    opts: &ConnectOptions,
+    printer: &Printer,
+    events: &mut Vec<ChangeEvent>,
+) -> Result<Report, HostError> {
+    let start = Instant::now();
+    if printer.progress {
+        printer.line(&job.host, "connecting");
+    }
+    let t = connect(&job.ssh, opts).await?;
+    if printer.progress && start.elapsed().as_secs_f64() > 1.0 {
+        printer.line(&job.host, &format!("connected in {:.1} s", start.elapsed().as_secs_f64()));
+    }
+    let host = job.host.clone();
+    let mut on_event = |e: Event| match e {
+        Event::Change(c) => {
+            printer.change(&host, &c);
+            events.push(c);
+        }
+        Event::Note { message } => printer.line(&host, &format!("note: {message}")),
+        Event::Report(_) => {}
+    };
+    let mut on_install = || {
+        printer.line(
+            &host,
+            &format!("installing the agent ({:.1} MB, sha256 {})", agent.size as f64 / 1e6, &agent.sha256[..12]),
+        )
+    };
+    let r = t.run_agent(agent, &job.request, &mut on_event, &mut on_install).await;
+    t.close().await;
+    r
+}
+
+/// Exit status for a set of outcomes: failures first, then unreachable hosts.
+pub fn exit_code(outcomes: &[Outcome]) -> u8 {
+    let failed = outcomes.iter().any(|o| match &o.result {
+        Ok(r) => r.failed > 0 || !r.errors.is_empty(),
+        Err(HostError::Agent(_)) => true,
+        Err(HostError::Unreachable(_)) => false,
+    });
+    let unreachable = outcomes.iter().any(|o| matches!(o.result, Err(HostError::Unreachable(_))));
+    if failed {
+        crate::exit::PARTIAL
+    } else if unreachable {
+        crate::exit::UNREACHABLE
+    } else {
+        crate::exit::OK
+    }
+}
+
+/// The hosts a command targets: the inventory's, narrowed by --host.
+pub fn selected<'a>(lab: &'a Lab, hosts: &[String]) -> Vec<&'a crate::inventory::Host> {
+    lab.hosts.iter().filter(|h| hosts.is_empty() || hosts.contains(&h.name)).collect()
+}
+
+/// The per-host summary lines after a run.
+pub fn summary(outcomes: &[Outcome], verb: &str, printer: &Printer, started: Instant) -> String {
+    let mut changes = 0;
+    let mut failed_hosts = Vec::new();
+    let mut unreachable = Vec::new();
+    for o in outcomes {
+        match &o.result {
+            Ok(r) => {
+                changes += r.changes;
+                let mut text = format!("{} {verb}, {} unchanged", r.changes, r.unchanged);
+                if r.failed > 0 {
+                    text.push_str(&format!(", {} FAILED", r.failed));
+                    failed_hosts.push(o.host.clone());
+                }
+                if r.kept > 0 {
+                    text.push_str(&format!(", {} kept", r.kept));
+                }
+                for e in &r.errors {
+                    text.push_str(&format!(", error: {e}"));
+                    if !failed_hosts.contains(&o.host) {
+                        failed_hosts.push(o.host.clone());
+                    }
+                }
+                text.push_str(&format!(" ({:.1} s)", o.seconds));
+                printer.line(&o.host, &text);
+            }
+            Err(e) => {
+                printer.line(&o.host, &format!("{e}"));
+                match e {
+                    HostError::Unreachable(_) => unreachable.push(o.host.clone()),
+                    HostError::Agent(_) => failed_hosts.push(o.host.clone()),
+                }
+            }
+        }
+    }
+    let mut s = format!("{} hosts, {changes} {verb}", outcomes.len());
+    if !failed_hosts.is_empty() {
+        s.push_str(&format!(", failed: {}", failed_hosts.join(" ")));
+    }
+    if !unreachable.is_empty() {
+        s.push_str(&format!(", unreachable: {}", unreachable.join(" ")));
+    }
+    s.push_str(&format!(", {:.1} s", started.elapsed().as_secs_f64()));
+    s
+}

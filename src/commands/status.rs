@@ -1,0 +1,96 @@
+//! `lvsctl status`: every host compared with the plan, and the director's IPVS table.
+
+use std::sync::Arc;
+
+use super::fleet::{self, Job, Printer};
+use crate::agent::protocol::{Op, Request};
+use crate::cli::{Output, StatusArgs};
+use crate::ipvs::fwd_name;
+use crate::plan::{self, Context};
+use crate::remote::HostError;
+
+pub fn run(args: &StatusArgs) -> anyhow::Result<u8> {
+    let lab = super::load_inventory(&args.inventory)?;
+    super::check_host_filter(&lab, &args.connect.hosts)?;
+    let templates = super::load_templates(args.templates.as_deref())?;
+    let session = super::Session::open(&lab, &args.connect)?;
+    let plans = plan::plan(&lab, &Context { agent_path: session.agent.install_path(), templates: &templates })?;
+    let jobs: Vec<Job> = fleet::selected(&lab, &args.connect.hosts)
+        .iter()
+        .map(|h| Job {
+            host: h.name.clone(),
+            ssh: h.ssh.clone(),
+            request: Request {
+                op: Op::Check,
+                lab: lab.name.clone(),
+                host: h.name.clone(),
+                plan: plans.iter().find(|p| p.host == h.name).cloned(),
+                abort_after: None,
+            },
+        })
+        .collect();
+    let names: Vec<String> = jobs.iter().map(|j| j.host.clone()).collect();
+    // Drift lines are printed as they come; connection chatter is not.
+    let mut printer = Printer::new(&names, args.output == Output::Json);
+    printer.progress = false;
+    let printer = Arc::new(printer);
+    let outcomes = session.run(jobs, printer.clone());
+    let drifted = outcomes.iter().any(|o| o.result.as_ref().is_ok_and(|r| r.changes > 0));
+    if args.output == Output::Json {
+        println!("{}", super::outcomes_json(&outcomes));
+    } else {
+        for o in &outcomes {
+            match &o.result {
+                Ok(r) if r.changes == 0 && r.failed == 0 && r.errors.is_empty() => {
+                    printer.line(&o.host, &format!("in sync ({} items as planned)", r.unchanged))
+                }
+                Ok(r) if !r.errors.is_empty() => printer.line(&o.host, &format!("error: {}", r.errors.join("; "))),
+                Ok(r) => printer.line(
+                    &o.host,
+                    &format!(
+                        "DRIFTED: {} of {} items differ from the plan (lvsctl up restores them)",
+                        r.changes,
+                        r.changes + r.unchanged
+                    ),
+                ),
+                Err(HostError::Unreachable(e)) => printer.line(&o.host, &format!("unreachable: {e}")),
+                Err(e) => printer.line(&o.host, &format!("error: {e}")),
+            }
+        }
+        for o in &outcomes {
+            let Ok(r) = &o.result else { continue };
+            let Some(table) = &r.ipvs else { continue };
+            println!("\nIPVS on {} (counters since the service was added):", o.host);
+            println!(
+                "  {:<26} {:<8} {:>7} {:>7} {:>8} {:>8} {:>8}",
+                "service / real server", "forward", "weight", "active", "inactive", "conns", "inpkts"
+            );
+            for s in table {
+                println!(
+                    "  {:<26} {:<8} {:>7} {:>7} {:>8} {:>8} {:>8}",
+                    s.entry.key.to_string(),
+                    s.entry.config.describe(),
+                    "",
+                    "",
+                    "",
+                    s.entry.stats.conns,
+                    s.entry.stats.inpkts
+                );
+                for d in &s.dests {
+                    println!(
+                        "    -> {:<20} {:<8} {:>7} {:>7} {:>8} {:>8} {:>8}",
+                        d.key.to_string(),
+                        fwd_name(d.config.fwd),
+                        d.config.weight,
+                        d.active_conns,
+                        d.inact_conns,
+                        d.stats.conns,
+                        d.stats.inpkts
+                    );
+                }
+            }
+        }
+    }
+    let code = fleet::exit_code(&outcomes);
+    Ok(if code == crate::exit::OK && drifted { crate::exit::CHECK_FAILED } else { code })
+}

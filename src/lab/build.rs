@@ -1,0 +1,756 @@
+//! `lvsctl lab create | destroy | exec | reboot`: an inventory's hosts as network namespaces on
+//! this machine, each with private /etc, /var, /root, /usr/local and /opt and a real sshd.
+//!
+//! Layout: a control namespace `lvsctl-LAB` holds one bridge per `[lab] segments` entry and the
+//! management bridge (with the controller's address); each host is a namespace `lvsctl-LAB-HOST`
+//! with its inventory interfaces (veths into the segment bridges, left down: `lvsctl up` brings
+//! them up) and `mgmt0` carrying its ssh address. This machine's root namespace gets no interface,
+//! route or address.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::io::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
+use rtnetlink::{LinkBridge, LinkUnspec, LinkVeth};
+use serde::{Deserialize, Serialize};
+
+use super::{control_netns, netns, run_dir};
+use crate::inventory::{Lab, Protocol, Role, SshTarget};
+
+/// Directories each host gets its own copy of (an overlay whose upper layer is the host's).
+const PRIVATE_DIRS: [(&str, &str); 5] =
+    [("/etc", "etc"), ("/var", "var"), ("/root", "root"), ("/usr/local", "usr-local"), ("/opt", "opt")];
+const SSHD: &str = "/usr/sbin/sshd";
+const HOST_KEY: &str = "/root/.lvsctl-lab/ssh_host_ed25519_key";
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct HostState {
+    pub netns: String,
+    /// Processes started for this host (sshd, responder): killed by PID on destroy.
+    pub pids: Vec<u32>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct LabState {
+    pub lab: String,
+    pub inventory: String,
+    pub control: Option<String>,
+    pub hosts: BTreeMap<String, HostState>,
+    pub complete: bool,
+}
+
+impl LabState {
+    fn path(lab: &str) -> PathBuf {
+        run_dir(lab).join("state.json")
+    }
+    pub fn load(lab: &str) -> Option<LabState> {
+        std::fs::read(Self::path(lab)).ok().and_then(|b| serde_json::from_slice(&b).ok())
+    }
+    fn save(&self) -> io::Result<()> {
+        std::fs::create_dir_all(run_dir(&self.lab))?;
+        crate::agent::journal::write_atomic(
+            &Self::path(&self.lab),
+            &serde_json::to_vec_pretty(self).expect("serializes"),
+            0o600,
+        )
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn host_netns(lab: &str, host: &str) -> String {
+    format!("lvsctl-{lab}-{host}")
+}
+
+fn host_dir(lab: &str, host: &str) -> PathBuf {
+    run_dir(lab).join("hosts").join(host)
+}
+
+fn bridge_name(seg: &str, idx: usize) -> String {
+    let n = format!("br-{seg}");
+    if n.len() <= 15 { n } else { format!("br{idx}") }
+}
+
+/// The address the controller uses on the management network: the first one no host has.
+fn control_address(lab: &Lab, mgmt: Ipv4Net) -> anyhow::Result<Ipv4Net> {
+    let taken: Vec<Ipv4Addr> = lab
+        .hosts
+        .iter()
+        .filter_map(|h| if let SshTarget::Remote(a) = &h.ssh.target { a.parse().ok() } else { None })
+        .collect();
+    mgmt.hosts()
+        .find(|a| !taken.contains(a))
+        .map(|a| Ipv4Net::new(a, mgmt.prefix_len()).expect("valid"))
+        .context("the management network has no free address for the controller")
+}
+
+fn ssh_addr(lab: &Lab, host: &str) -> anyhow::Result<Ipv4Addr> {
+    match &lab.host(host).context("no such host")?.ssh.target {
+        SshTarget::Remote(a) => a.parse().context("lab hosts have IPv4 ssh addresses"),
+        SshTarget::Local => bail!("a lab host cannot be local"),
+    }
+}
+
+/// Whether IPVS can work on this kernel (loaded, or available as a module).
+pub fn kernel_has_ipvs() -> bool {
+    if Path::new("/proc/net/ip_vs").exists() {
+        return true;
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    Path::new(&format!("/lib/modules/{}/kernel/net/netfilter/ipvs", release.trim())).exists()
+}
+
+struct Net {
+    rt: tokio::runtime::Runtime,
+}
+
+impl Net {
+    fn new() -> io::Result<Net> {
+        Ok(Net { rt: tokio::runtime::Builder::new_current_thread().enable_all().build()? })
+    }
+
+    fn handle(&self, ns: &str) -> io::Result<rtnetlink::Handle> {
+        netns::handle_in(&netns::path(ns), self.rt.handle())
+    }
+
+    fn index(&self, h: &rtnetlink::Handle, name: &str) -> anyhow::Result<u32> {
+        let h = h.clone();
+        let name = name.to_string();
+        self.rt.block_on(async move {
+            let m = h
+                .link()
+                .get()
+                .match_name(name.clone())
+                .execute()
+                .try_next()
+                .await
+                .with_context(|| format!("no link {name}"))?;
+            m.map(|m| m.header.index).with_context(|| format!("no link {name}"))
+        })
+    }
+
+    fn up(&self, h: &rtnetlink::Handle, name: &str) -> anyhow::Result<()> {
+        let h = h.clone();
+        let msg = LinkUnspec::new_with_name(name).up().build();
+        self.rt
+            .block_on(async move { h.link().set(msg).execute().await })
+            .with_context(|| format!("cannot bring {name} up"))
+    }
+
+    fn address(&self, h: &rtnetlink::Handle, dev: &str, a: Ipv4Net) -> anyhow::Result<()> {
+        let idx = self.index(h, dev)?;
+        let h = h.clone();
+        self.rt
+            .block_on(
+                async move { h.address().add(idx, std::net::IpAddr::V4(a.addr()), a.prefix_len()).execute().await },
+            )
+            .with_context(|| format!("cannot add {a} to {dev}"))
+    }
+
+    fn bridge(&self, h: &rtnetlink::Handle, name: &str) -> anyhow::Result<()> {
+        let h = h.clone();
+        let msg = LinkBridge::new(name).up().build();
+        self.rt
+            .block_on(async move { h.link().add(msg).execute().await })
+            .with_context(|| format!("cannot create bridge {name}"))
+    }
+
+    /// A veth from the control namespace (`ctrl`, plugged into `bridge`) into `host_ns`, where it
+    /// is named `ifname`.
+    fn plug(
+        &self,
+        ctl: &rtnetlink::Handle,
+        ctrl: &str,
+        bridge: &str,
+        host_ns: &str,
+        ifname: &str,
+    ) -> anyhow::Result<()> {
+        let tmp = format!("{ctrl}t");
+        let h = ctl.clone();
+        let msg = LinkVeth::new(ctrl, &tmp).build();
+        self.rt
+            .block_on(async move { h.link().add(msg).execute().await })
+            .with_context(|| format!("cannot create veth {ctrl}"))?;
+        let ns = std::fs::File::open(netns::path(host_ns))?;
+        // Moving and renaming in one request, like `ip link set TMP netns NS name IFNAME`.
+        // Selected by index: a name would be read as the link's new name.
+        let idx = self.index(ctl, &tmp)?;
+        let msg = LinkUnspec::new_with_index(idx).setns_by_fd(ns.as_raw_fd()).name(ifname.to_string()).build();
+        let h = ctl.clone();
+        self.rt
+            .block_on(async move { h.link().set(msg).execute().await })
+            .with_context(|| format!("cannot move {tmp} into {host_ns} as {ifname}"))?;
+        let br = self.index(ctl, bridge)?;
+        let h = ctl.clone();
+        let msg = LinkUnspec::new_with_name(ctrl).controller(br).up().build();
+        self.rt
+            .block_on(async move { h.link().set(msg).execute().await })
+            .with_context(|| format!("cannot plug {ctrl} into {bridge}"))
+    }
+}
+
+fn cstr(s: &str) -> CString {
+    CString::new(s).expect("no NUL")
+}
+
+/// What a child process does between fork and exec to become a lab host process: join the host's
+/// network namespace and either join its mount namespace or build it (private mounts, overlays).
+struct HostMounts {
+    netns: CString,
+    /// The host's name, for its own UTS namespace (built hosts only).
+    hostname: Option<CString>,
+    /// Join this mount namespace (a running host process's), instead of building one.
+    join_mnt: Option<CString>,
+    overlays: Vec<(CString, CString)>,
+}
+
+impl HostMounts {
+    fn build(lab: &str, host: &str) -> io::Result<HostMounts> {
+        let mut overlays = Vec::new();
+        for (dir, name) in PRIVATE_DIRS {
+            if !Path::new(dir).is_dir() {
+                continue;
+            }
+            let base = host_dir(lab, host).join(name);
+            for d in ["upper", "work"] {
+                std::fs::create_dir_all(base.join(d))?;
+            }
+            let opts = format!(
+                "lowerdir={dir},upperdir={},workdir={}",
+                base.join("upper").display(),
+                base.join("work").display()
+            );
+            overlays.push((cstr(dir), cstr(&opts)));
+        }
+        Ok(HostMounts {
+            netns: cstr(&netns::path(&host_netns(lab, host)).to_string_lossy()),
+            hostname: Some(cstr(host)),
+            join_mnt: None,
+            overlays,
+        })
+    }
+
+    fn join(lab: &str, host: &str, pid: u32) -> HostMounts {
+        HostMounts {
+            netns: cstr(&netns::path(&host_netns(lab, host)).to_string_lossy()),
+            hostname: None,
+            join_mnt: Some(cstr(&format!("/proc/{pid}/ns/mnt"))),
+            overlays: vec![],
+        }
+    }
+
+    /// Runs in the child after fork: only async-signal-safe calls.
+    fn enter(&self) -> io::Result<()> {
+        fn ok(r: libc::c_int) -> io::Result<()> {
+            if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+        }
+        // SAFETY: raw syscalls with pointers to strings prepared before fork.
+        unsafe {
+            let fd = libc::open(self.netns.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            ok(libc::setns(fd, libc::CLONE_NEWNET))?;
+            libc::close(fd);
+            if let Some(m) = &self.join_mnt {
+                let fd = libc::open(m.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                ok(libc::setns(fd, libc::CLONE_NEWNS))?;
+                libc::close(fd);
+                let root = c"/";
+                ok(libc::chdir(root.as_ptr()))?;
+                return Ok(());
+            }
+            ok(libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWUTS))?;
+            if let Some(h) = &self.hostname {
+                ok(libc::sethostname(h.as_ptr(), h.as_bytes().len()))?;
+            }
+            let root = c"/";
+            ok(libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
+            let overlay = c"overlay";
+            for (target, opts) in &self.overlays {
+                ok(libc::mount(
+                    overlay.as_ptr(),
+                    target.as_ptr(),
+                    overlay.as_ptr(),
+                    0,
+                    opts.as_ptr() as *const libc::c_void,
+                ))?;
+            }
+            let tmpfs = c"tmpfs";
+            let run = c"/run";
+            let mode = c"mode=0755";
+            ok(libc::mount(
+                tmpfs.as_ptr(),
+                run.as_ptr(),
+                tmpfs.as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                mode.as_ptr() as *const libc::c_void,
+            ))?;
+            let sshd_dir = c"/run/sshd";
+            ok(libc::mkdir(sshd_dir.as_ptr(), 0o755))?;
+            let tmp = c"/tmp";
+            let tmode = c"mode=1777";
+            ok(libc::mount(
+                tmpfs.as_ptr(),
+                tmp.as_ptr(),
+                tmpfs.as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                tmode.as_ptr() as *const libc::c_void,
+            ))?;
+            // A sysfs of this namespace, so /sys/class/net shows the host's own interfaces.
+            let sysfs = c"sysfs";
+            let sys = c"/sys";
+            ok(libc::mount(
+                sysfs.as_ptr(),
+                sys.as_ptr(),
+                sysfs.as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                std::ptr::null(),
+            ))?;
+            ok(libc::chdir(root.as_ptr()))?;
+            Ok(())
+        }
+    }
+}
+
+fn spawn_in_host(mut cmd: Command, mounts: HostMounts, log: &Path) -> anyhow::Result<u32> {
+    let logf = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    cmd.stdin(Stdio::null()).stdout(logf.try_clone()?).stderr(logf);
+    // SAFETY: the closure only makes raw syscalls (HostMounts::enter) and setsid.
+    unsafe {
+        cmd.pre_exec(move || {
+            mounts.enter()?;
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
+    Ok(child.id())
+}
+
+fn ssh_keygen(path: &Path, comment: &str) -> anyhow::Result<()> {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .output()
+        .context("cannot run ssh-keygen (package openssh-client)")?;
+    if !out.status.success() {
+        bail!("ssh-keygen: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// Ports each real server's responder listens on: (protocol, port), and the VIPs it serves.
+fn responder_args(lab: &Lab, host: &str) -> Vec<String> {
+    let mut args = vec!["--name".to_string(), host.to_string()];
+    let mut seen = Vec::new();
+    for s in lab.services_of(host) {
+        let b = s.real_servers.iter().find(|b| b.host == host).expect("services_of");
+        let p = match s.protocol {
+            Protocol::Tcp => format!("tcp:{}", b.port),
+            Protocol::Udp => format!("udp:{}", b.port),
+            Protocol::Sctp => continue,
+        };
+        if !seen.contains(&p) {
+            args.extend(["--listen".to_string(), p.clone()]);
+            seen.push(p);
+        }
+        let v = s.vip.to_string();
+        if s.protocol == Protocol::Udp && !args.contains(&v) {
+            args.extend(["--vip".to_string(), v]);
+        }
+    }
+    args
+}
+
+/// Builds one host: namespace, interfaces, management address, sshd, responder.
+fn build_host(net: &Net, lab: &Lab, state: &mut LabState, hi: usize, host: &str) -> anyhow::Result<()> {
+    let spec = lab.lab.as_ref().expect("checked");
+    let ns = host_netns(&lab.name, host);
+    state.hosts.insert(host.to_string(), HostState { netns: ns.clone(), pids: vec![] });
+    state.save()?;
+    netns::create(&ns).with_context(|| format!("cannot create namespace {ns}"))?;
+    let h = net.handle(&ns)?;
+    net.up(&h, "lo")?;
+    let ctl = net.handle(state.control.as_ref().expect("control first"))?;
+    for (si, seg) in spec.segments.iter().enumerate() {
+        for (ii, (mh, ifname)) in seg.members.iter().enumerate() {
+            if mh == host {
+                net.plug(&ctl, &format!("h{hi}s{si}i{ii}"), &bridge_name(&seg.name, si), &ns, ifname)?;
+            }
+        }
+    }
+    net.plug(&ctl, &format!("h{hi}m"), "mgmt", &ns, crate::inventory::validate::LAB_MGMT_IFNAME)?;
+    let addr = Ipv4Net::new(ssh_addr(lab, host)?, spec.management.prefix_len())?;
+    net.address(&h, crate::inventory::validate::LAB_MGMT_IFNAME, addr)?;
+    net.up(&h, crate::inventory::validate::LAB_MGMT_IFNAME)?;
+
+    // The host key and the lab's key, in the host's own /root.
+    let root_upper = host_dir(&lab.name, host).join("root/upper");
+    let keydir = root_upper.join(".lvsctl-lab");
+    std::fs::create_dir_all(&keydir)?;
+    std::fs::set_permissions(&keydir, std::fs::Permissions::from_mode(0o700))?;
+    if !keydir.join("ssh_host_ed25519_key").exists() {
+        ssh_keygen(&keydir.join("ssh_host_ed25519_key"), &format!("lvsctl-lab-{host}"))?;
+    }
+    let ssh = root_upper.join(".ssh");
+    std::fs::create_dir_all(&ssh)?;
+    std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o700))?;
+    std::fs::copy(run_dir(&lab.name).join("id_ed25519.pub"), ssh.join("authorized_keys"))?;
+
+    let port = lab.host(host).expect("exists").ssh.port;
+    let mut sshd = Command::new(SSHD);
+    sshd.args(["-D", "-e", "-f", "/dev/null", "-h", HOST_KEY])
+        .arg("-o")
+        .arg(format!("ListenAddress={}:{port}", addr.addr()));
+    for o in [
+        "UsePAM=no",
+        "StrictModes=no",
+        "PermitRootLogin=prohibit-password",
+        "PasswordAuthentication=no",
+        "KbdInteractiveAuthentication=no",
+        "PrintMotd=no",
+        "PrintLastLog=no",
+        "UseDNS=no",
+        "MaxSessions=64",
+        "MaxStartups=64:30:128",
+        "LogLevel=ERROR",
+    ] {
+        sshd.args(["-o", o]);
+    }
+    let log = host_dir(&lab.name, host).join("processes.log");
+    let pid = spawn_in_host(sshd, HostMounts::build(&lab.name, host)?, &log)?;
+    state.hosts.get_mut(host).expect("inserted").pids.push(pid);
+    state.save()?;
+
+    if lab.host(host).expect("exists").role == Role::RealServer {
+        let mut r = Command::new(std::env::current_exe()?);
+        r.args(["lab", "responder"]).args(responder_args(lab, host));
+        let pid = spawn_in_host(r, HostMounts::join(&lab.name, host, pid), &log)?;
+        state.hosts.get_mut(host).expect("inserted").pids.push(pid);
+        state.save()?;
+    }
+    Ok(())
+}
+
+fn wait_for_sshd(lab: &Lab, host: &str) -> anyhow::Result<()> {
+    let addr = SocketAddrV4::new(ssh_addr(lab, host)?, lab.host(host).expect("exists").ssh.port);
+    let ns = control_netns(&lab.name);
+    let ok = netns::in_netns(&ns, move || {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if TcpStream::connect_timeout(&addr.into(), Duration::from_secs(2)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    })?;
+    if !ok {
+        let log = std::fs::read_to_string(host_dir(&lab.name, host).join("processes.log")).unwrap_or_default();
+        bail!("sshd of {host} does not answer on {addr}; its log:\n{log}");
+    }
+    Ok(())
+}
+
+pub fn create(inv: &Path) -> anyhow::Result<u8> {
+    let lab = crate::commands::load_inventory(inv)?;
+    let Some(spec) = lab.lab.clone() else {
+        bail!(
+            "{} has no [lab] table: add `[lab] segments = {{ … }}` to say which interfaces share a link",
+            inv.display()
+        );
+    };
+    if !is_root() {
+        bail!("lab create needs root (it creates network namespaces and mounts)");
+    }
+    if LabState::load(&lab.name).is_some() {
+        bail!("lab {} already exists on this machine: `lvsctl lab destroy {}` first", lab.name, inv.display());
+    }
+    if !kernel_has_ipvs() && lab.director().is_some() {
+        eprintln!(
+            "note: this kernel has no IPVS, so the director cannot be provisioned here; run the lab inside `lvsctl lab vm -- …`"
+        );
+    }
+    let started = Instant::now();
+    let mut state = LabState { lab: lab.name.clone(), inventory: inv.display().to_string(), ..Default::default() };
+    state.save()?;
+    let result = (|| -> anyhow::Result<()> {
+        let net = Net::new()?;
+        let dir = run_dir(&lab.name);
+        ssh_keygen(&dir.join("id_ed25519"), &format!("lvsctl-lab-{}", lab.name))?;
+        let control = format!("lvsctl-{}", lab.name);
+        state.control = Some(control.clone());
+        state.save()?;
+        netns::create(&control).with_context(|| format!("cannot create namespace {control}"))?;
+        let ctl = net.handle(&control)?;
+        net.up(&ctl, "lo")?;
+        net.bridge(&ctl, "mgmt")?;
+        net.address(&ctl, "mgmt", control_address(&lab, spec.management)?)?;
+        for (si, seg) in spec.segments.iter().enumerate() {
+            net.bridge(&ctl, &bridge_name(&seg.name, si))?;
+        }
+        for (hi, h) in lab.hosts.iter().enumerate() {
+            eprintln!("lab {}: building {} ({})", lab.name, h.name, h.role);
+            build_host(&net, &lab, &mut state, hi, &h.name)?;
+        }
+        let mut known = String::new();
+        for h in &lab.hosts {
+            wait_for_sshd(&lab, &h.name)?;
+            let key = std::fs::read_to_string(
+                host_dir(&lab.name, &h.name).join("root/upper/.lvsctl-lab/ssh_host_ed25519_key.pub"),
+            )?;
+            let addr = ssh_addr(&lab, &h.name)?;
+            let who = if h.ssh.port == 22 { addr.to_string() } else { format!("[{addr}]:{}", h.ssh.port) };
+            known.push_str(&format!("{who} {}", key.split_whitespace().take(2).collect::<Vec<_>>().join(" ")));
+            known.push('\n');
+        }
+        std::fs::write(dir.join("known_hosts"), known)?;
+        let config = format!(
+            "# Written by lvsctl lab create for lab {lab}: how lvsctl (and you) reach its hosts.\n\
+             Host *\n  IdentityFile {dir}/id_ed25519\n  IdentitiesOnly yes\n  UserKnownHostsFile {dir}/known_hosts\n  \
+             StrictHostKeyChecking yes\n  BatchMode yes\n  LogLevel ERROR\n",
+            lab = lab.name,
+            dir = dir.display()
+        );
+        std::fs::write(dir.join("ssh_config"), config)?;
+        state.complete = true;
+        state.save()?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        eprintln!("lab create failed: {e:#}; removing what was built");
+        let _ = destroy_state(&state);
+        return Err(e);
+    }
+    println!(
+        "lab {} is up on this machine ({:.0} s): {}",
+        lab.name,
+        started.elapsed().as_secs_f64(),
+        crate::plural(lab.hosts.len(), "host")
+    );
+    println!("  provision it:   lvsctl up {}", inv.display());
+    println!("  run a command:  lvsctl lab exec {} HOST -- ip addr", inv.display());
+    println!(
+        "  ssh by hand:    ip netns exec {} ssh -F {} root@ADDRESS",
+        control_netns(&lab.name).file_name().unwrap().to_string_lossy(),
+        run_dir(&lab.name).join("ssh_config").display()
+    );
+    println!("  remove it:      lvsctl lab destroy {}", inv.display());
+    Ok(0)
+}
+
+/// The inode of a namespace: processes in it show `net:[INODE]` in /proc/PID/ns/net.
+fn ns_inode(path: &Path) -> Option<u64> {
+    std::fs::metadata(path).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+}
+
+fn proc_net_inode(pid: u32) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
+    let s = link.to_string_lossy();
+    s.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
+}
+
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // A zombie has exited; its parent has not collected it yet.
+        Ok(s) => !s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Ends a process this lab started, by its PID, after checking it still is in the lab host's
+/// namespace (a recycled PID belongs to someone else).
+fn stop_process(pid: u32, ns: &Path) {
+    if !alive(pid) {
+        return;
+    }
+    let expected = ns_inode(ns);
+    if expected.is_some() && proc_net_inode(pid) != expected {
+        return;
+    }
+    // SAFETY: kill(2) with a PID that was checked to be ours.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if alive(pid) {
+        // SAFETY: as above.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        while alive(pid) && Instant::now() < deadline + Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn destroy_host(hs: &HostState) -> anyhow::Result<()> {
+    let ns = netns::path(&hs.netns);
+    for pid in hs.pids.iter().rev() {
+        stop_process(*pid, &ns);
+    }
+    netns::delete(&hs.netns).with_context(|| format!("cannot delete namespace {}", hs.netns))
+}
+
+fn destroy_state(state: &LabState) -> anyhow::Result<()> {
+    let mut errors = Vec::new();
+    for (host, hs) in &state.hosts {
+        if let Err(e) = destroy_host(hs) {
+            errors.push(format!("{host}: {e:#}"));
+        }
+    }
+    // Namespaces of this lab that the state does not know (a crash between creating and recording).
+    if let Ok(entries) = std::fs::read_dir(netns::NETNS_DIR) {
+        let prefix = format!("lvsctl-{}-", state.lab);
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix)
+                && let Err(err) = netns::delete(&name)
+            {
+                errors.push(format!("{name}: {err}"));
+            }
+        }
+    }
+    if let Some(c) = &state.control
+        && let Err(e) = netns::delete(c)
+    {
+        errors.push(format!("{c}: {e}"));
+    }
+    let dir = run_dir(&state.lab);
+    if dir.exists()
+        && let Err(e) = std::fs::remove_dir_all(&dir)
+    {
+        errors.push(format!("{}: {e}", dir.display()));
+    }
+    let _ = std::fs::remove_dir(super::RUN_DIR);
+    let _ = std::fs::remove_dir(Path::new(super::RUN_DIR).parent().expect("has a parent"));
+    if errors.is_empty() { Ok(()) } else { bail!("{}", errors.join("\n")) }
+}
+
+pub fn destroy(inv: &Path) -> anyhow::Result<u8> {
+    if !is_root() {
+        bail!("lab destroy needs root");
+    }
+    // The lab's name is what matters; an inventory that no longer validates still names it.
+    let lab = match crate::inventory::load(inv) {
+        Ok(l) => l.name,
+        Err(_) => lab_name_of(inv)?,
+    };
+    let state = LabState::load(&lab).unwrap_or(LabState {
+        lab: lab.clone(),
+        control: Some(format!("lvsctl-{lab}")),
+        ..Default::default()
+    });
+    destroy_state(&state)?;
+    println!("lab {lab} removed: no namespace, bridge, veth or process of it is left");
+    Ok(0)
+}
+
+fn lab_name_of(inv: &Path) -> anyhow::Result<String> {
+    let src = std::fs::read_to_string(inv).with_context(|| format!("cannot read {}", inv.display()))?;
+    let t: toml::Table = toml::from_str(&src).with_context(|| format!("{} is not valid TOML", inv.display()))?;
+    t.get("name").and_then(|v| v.as_str()).map(str::to_string).with_context(|| format!("{} has no name", inv.display()))
+}
+
+fn host_pid(lab: &str, host: &str) -> anyhow::Result<u32> {
+    let state = LabState::load(lab)
+        .with_context(|| format!("lab {lab} does not exist on this machine: `lvsctl lab create` first"))?;
+    let hs = state.hosts.get(host).with_context(|| format!("lab {lab} has no host {host}"))?;
+    let pid = *hs.pids.first().with_context(|| format!("host {host} has no running process"))?;
+    if !alive(pid) {
+        bail!("the sshd of {host} (PID {pid}) is not running: recreate the lab");
+    }
+    Ok(pid)
+}
+
+/// `lab exec`: runs a command in a host's network and mount namespaces (replaces this process).
+pub fn exec(inv: &Path, host: &str, command: &[String]) -> anyhow::Result<u8> {
+    let lab = crate::commands::load_inventory(inv)?;
+    let pid = host_pid(&lab.name, host)?;
+    let (prog, args) = command.split_first().context("no command")?;
+    let mut cmd = Command::new(prog);
+    cmd.args(args);
+    let mounts = HostMounts::join(&lab.name, host, pid);
+    // SAFETY: raw syscalls only (HostMounts::enter).
+    unsafe {
+        cmd.pre_exec(move || mounts.enter());
+    }
+    let err = cmd.exec();
+    bail!("cannot run {prog} in {host}: {err}")
+}
+
+/// `lab reboot`: the host loses its kernel state (namespace and interfaces recreated bare), keeps
+/// its files, and its lvsctl boot units are started, as systemd would at boot.
+pub fn reboot(inv: &Path, host: &str) -> anyhow::Result<u8> {
+    let lab = crate::commands::load_inventory(inv)?;
+    let mut state =
+        LabState::load(&lab.name).with_context(|| format!("lab {} does not exist on this machine", lab.name))?;
+    let hi = lab
+        .hosts
+        .iter()
+        .position(|h| h.name == host)
+        .with_context(|| format!("no host {host} in {}", inv.display()))?;
+    let hs = state.hosts.get(host).cloned().with_context(|| format!("lab {} has no host {host}", lab.name))?;
+    destroy_host(&hs)?;
+    eprintln!("lab {}: {host} powered off (kernel state lost), booting", lab.name);
+    let net = Net::new()?;
+    build_host(&net, &lab, &mut state, hi, host)?;
+    wait_for_sshd(&lab, host)?;
+    let pid = host_pid(&lab.name, host)?;
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["lab", "boot-units"]);
+    let mounts = HostMounts::join(&lab.name, host, pid);
+    // SAFETY: raw syscalls only.
+    unsafe {
+        cmd.pre_exec(move || mounts.enter());
+    }
+    let status = cmd.status().context("cannot run the boot units")?;
+    Ok(if status.success() { 0 } else { 1 })
+}
+
+/// Inside a host: starts every lvsctl unit in /etc/systemd/system by running its ExecStart.
+pub fn boot_units() -> anyhow::Result<u8> {
+    let dir = Path::new("/etc/systemd/system");
+    let mut units: Vec<PathBuf> =
+        std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    units.retain(|p| {
+        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("lvsctl-") && n.ends_with(".service"))
+    });
+    units.sort();
+    if units.is_empty() {
+        println!("no lvsctl unit on this host: nothing starts at boot");
+        return Ok(0);
+    }
+    let mut ok = true;
+    for u in units {
+        let text = std::fs::read_to_string(&u)?;
+        let Some(line) = text.lines().find_map(|l| l.strip_prefix("ExecStart=")) else { continue };
+        let argv: Vec<&str> = line.split_whitespace().collect();
+        println!("starting {}: {line}", u.file_name().unwrap().to_string_lossy());
+        let st = Command::new(argv[0]).args(&argv[1..]).status().with_context(|| format!("cannot run {}", argv[0]))?;
+        ok &= st.success();
+    }
+    Ok(if ok { 0 } else { 1 })
+}

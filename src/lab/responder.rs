@@ -1,0 +1,117 @@
+//! The lab's real-server responder: answers every TCP connection (an HTTP response) and every
+//! UDP datagram with the host's name, so tests and `lvsctl verify` can tell who answered.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::os::unix::io::FromRawFd;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::cli::ResponderArgs;
+
+/// An HTTP/1.0 response whose body is `name` and a newline.
+pub fn http_response(name: &str) -> String {
+    format!(
+        "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}\n",
+        name.len() + 1
+    )
+}
+
+fn serve_tcp(l: TcpListener, name: String) {
+    for conn in l.incoming() {
+        let Ok(mut s) = conn else { continue };
+        let name = name.clone();
+        std::thread::spawn(move || {
+            let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+            // Read what the client sends first (an HTTP request), if anything, then answer.
+            let mut buf = [0u8; 2048];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") && got.len() < 64 * 1024 {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = s.write_all(http_response(&name).as_bytes());
+        });
+    }
+}
+
+/// A UDP socket bound to `addr` even before the address exists on the host (IP_FREEBIND).
+fn freebind_udp(addr: SocketAddrV4) -> std::io::Result<UdpSocket> {
+    // SAFETY: socket/setsockopt/bind on a descriptor this function owns; on success it is handed to
+    // UdpSocket, which closes it.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let one: libc::c_int = 1;
+        let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        libc::setsockopt(fd, libc::SOL_IP, libc::IP_FREEBIND, &one as *const _ as *const libc::c_void, len);
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &one as *const _ as *const libc::c_void, len);
+        let sa = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: addr.port().to_be(),
+            sin_addr: libc::in_addr { s_addr: u32::from(*addr.ip()).to_be() },
+            sin_zero: [0; 8],
+        };
+        if libc::bind(
+            fd,
+            &sa as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        ) != 0
+        {
+            let e = std::io::Error::last_os_error();
+            libc::close(fd);
+            return Err(e);
+        }
+        Ok(UdpSocket::from_raw_fd(fd))
+    }
+}
+
+fn serve_udp(s: UdpSocket, name: String) {
+    let mut buf = [0u8; 2048];
+    loop {
+        if let Ok((_, peer)) = s.recv_from(&mut buf) {
+            let _ = s.send_to(format!("{name}\n").as_bytes(), peer);
+        }
+    }
+}
+
+pub fn run(args: &ResponderArgs) -> anyhow::Result<u8> {
+    let mut threads = Vec::new();
+    for spec in &args.listen {
+        let (proto, port) =
+            spec.split_once(':').with_context(|| format!("--listen {spec}: expected tcp:PORT or udp:PORT"))?;
+        let port: u16 = port.parse().with_context(|| format!("--listen {spec}: bad port"))?;
+        let name = args.name.clone();
+        match proto {
+            "tcp" => {
+                let l = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
+                    .with_context(|| format!("cannot listen on tcp port {port}"))?;
+                threads.push(std::thread::spawn(move || serve_tcp(l, name)));
+            }
+            "udp" => {
+                // The wildcard socket answers NAT traffic (addressed to this host); each VIP gets its
+                // own socket so that DR/TUN replies leave from the VIP the client asked.
+                let any = freebind_udp(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
+                    .with_context(|| format!("cannot listen on udp port {port}"))?;
+                let n = name.clone();
+                threads.push(std::thread::spawn(move || serve_udp(any, n)));
+                for vip in &args.vip {
+                    let s = freebind_udp(SocketAddrV4::new(*vip, port))
+                        .with_context(|| format!("cannot listen on udp {vip}:{port}"))?;
+                    let n = name.clone();
+                    threads.push(std::thread::spawn(move || serve_udp(s, n)));
+                }
+            }
+            other => bail!("--listen {spec}: unknown protocol {other} (tcp or udp)"),
+        }
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(0)
+}
