@@ -10,5 +10,6 @@ export LVSCTL_BIN="$PWD/target/x86_64-unknown-linux-musl/release/lvsctl"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --no-fail-fast "$@"
 else
-    cargo test --no-fail-fast "$@"
+    # Without nextest the lab tests would boot several guests at once on this machine.
+    cargo test --no-fail-fast "$@" -- --test-threads=1
 fi

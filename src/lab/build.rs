@@ -186,9 +186,14 @@ impl Net {
             .with_context(|| format!("cannot create veth {ctrl}"))?;
         let ns = std::fs::File::open(netns::path(host_ns))?;
         // Moving and renaming in one request, like `ip link set TMP netns NS name IFNAME`.
-        // Selected by index: a name would be read as the link's new name.
+        // Selected by index: a name would be read as the link's new name. The MAC address is
+        // derived from where the link is plugged, so a rebooted host keeps it, like a real NIC.
         let idx = self.index(ctl, &tmp)?;
-        let msg = LinkUnspec::new_with_index(idx).setns_by_fd(ns.as_raw_fd()).name(ifname.to_string()).build();
+        let msg = LinkUnspec::new_with_index(idx)
+            .setns_by_fd(ns.as_raw_fd())
+            .name(ifname.to_string())
+            .address(stable_mac(&format!("{host_ns}/{ifname}")).to_vec())
+            .build();
         let h = ctl.clone();
         self.rt
             .block_on(async move { h.link().set(msg).execute().await })
@@ -200,6 +205,13 @@ impl Net {
             .block_on(async move { h.link().set(msg).execute().await })
             .with_context(|| format!("cannot plug {ctrl} into {bridge}"))
     }
+}
+
+/// A locally administered unicast MAC address that depends only on `key`.
+fn stable_mac(key: &str) -> [u8; 6] {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(key.as_bytes());
+    [0x02, h[0], h[1], h[2], h[3], h[4]]
 }
 
 fn cstr(s: &str) -> CString {

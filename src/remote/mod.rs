@@ -163,6 +163,12 @@ fn install_locally(agent: &AgentBinary) -> std::io::Result<PathBuf> {
     Ok(path)
 }
 
+/// How a remote process ended.
+struct ExitInfo {
+    code: Option<i32>,
+    text: String,
+}
+
 /// What the agent's stdout said.
 struct AgentOutput {
     report: Option<Report>,
@@ -256,8 +262,8 @@ impl Transport {
             Transport::Ssh(session) => {
                 let (out, status, err) =
                     self.ssh_exec(session, RUN_SCRIPT, &[&agent.sha256], vec![line.clone()], on_event).await?;
-                if out.missing_arch.is_none() || status != Some(MISSING) {
-                    return finish(out, format!("exit status {status:?}"), err);
+                if out.missing_arch.is_none() || status.code != Some(MISSING) {
+                    return finish(out, status.text, err);
                 }
                 let arch = out.missing_arch.unwrap_or_default();
                 if arch != agent.arch {
@@ -273,7 +279,7 @@ impl Transport {
                 let size = bytes.len().to_string();
                 let (out, status, err) =
                     self.ssh_exec(session, UPLOAD_SCRIPT, &[&agent.sha256, &size], vec![bytes, line], on_event).await?;
-                finish(out, format!("exit status {status:?}"), err)
+                finish(out, status.text, err)
             }
         }
     }
@@ -285,7 +291,7 @@ impl Transport {
         args: &[&str],
         input: Vec<Vec<u8>>,
         on_event: &mut (dyn FnMut(Event) + Send),
-    ) -> Result<(AgentOutput, Option<i32>, String), HostError> {
+    ) -> Result<(AgentOutput, ExitInfo, String), HostError> {
         let mut cmd = session.command("sh");
         cmd.arg("-c").arg(script).arg("lvsctl-agent");
         for a in args {
@@ -307,8 +313,12 @@ impl Transport {
                 return Err(HostError::Agent(format!("cannot send the request: {e}")));
             }
         }
-        let status = child.wait().await.map_err(|e| HostError::Agent(format!("ssh: {e}")))?;
-        Ok((out, status.code(), err))
+        let status = match child.wait().await {
+            Ok(st) => ExitInfo { code: st.code(), text: st.to_string() },
+            // openssh reports a remote process killed by a signal as an error.
+            Err(e) => ExitInfo { code: None, text: e.to_string() },
+        };
+        Ok((out, status, err))
     }
 
     pub async fn close(self) {
