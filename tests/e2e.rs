@@ -8,32 +8,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{is_root, repo};
-use sha2::Digest;
-
-const STATIC_TARGET: &str = "target/x86_64-unknown-linux-musl/release/lvsctl";
-
-/// The static lvsctl: hosts run it as their agent. `scripts/test.sh` builds it and sets
-/// LVSCTL_BIN; without it, it is built here.
-fn lvsctl_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("LVSCTL_BIN") {
-        return PathBuf::from(p);
-    }
-    let path = repo().join(STATIC_TARGET);
-    if !path.exists() {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--target", "x86_64-unknown-linux-musl"])
-            .current_dir(repo())
-            .status()
-            .expect("run cargo");
-        assert!(st.success(), "cannot build the static lvsctl (rustup target add x86_64-unknown-linux-musl)");
-    }
-    path
-}
+use common::is_root;
+use common::lab::{Lab, assert_same, lvsctl_bin, snapshot, text};
 
 fn kernel_has_ipvs() -> bool {
     lvsctl::lab::build::kernel_has_ipvs()
@@ -66,174 +46,6 @@ fn here_or_in_vm(test: &str) -> bool {
     false
 }
 
-struct Lab {
-    inv: PathBuf,
-    lab: lvsctl::inventory::Lab,
-    state_dir: tempfile::TempDir,
-}
-
-impl Lab {
-    fn create(inv: &str) -> Lab {
-        let path = repo().join(inv);
-        let lab = lvsctl::inventory::load(&path).unwrap();
-        let l = Lab { inv: path, lab, state_dir: tempfile::tempdir().unwrap() };
-        // A lab left over by an interrupted run of this test is removed first.
-        let _ = l.lvsctl(&["lab", "destroy"]);
-        let out = l.lvsctl(&["lab", "create"]);
-        assert!(out.status.success(), "lab create failed:\n{}", text(&out));
-        l
-    }
-
-    fn lvsctl(&self, args: &[&str]) -> Output {
-        let started = Instant::now();
-        let out = Command::new(lvsctl_bin())
-            .args(args)
-            .arg(&self.inv)
-            .env("LVSCTL_STATE_DIR", self.state_dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run lvsctl");
-        eprintln!(
-            "lvsctl {} {}: {} in {:.1} s",
-            args.join(" "),
-            self.lab.name,
-            out.status,
-            started.elapsed().as_secs_f64()
-        );
-        out
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.lvsctl(args);
-        let t = text(&out);
-        assert!(out.status.success(), "lvsctl {} failed:\n{t}", args.join(" "));
-        t
-    }
-
-    /// Runs a shell snippet inside a lab host (network and files).
-    fn sh(&self, host: &str, script: &str) -> String {
-        let out = Command::new(lvsctl_bin())
-            .args(["lab", "exec"])
-            .arg(&self.inv)
-            .args([host, "--", "sh", "-c", script])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run lvsctl lab exec");
-        assert!(out.status.success(), "{host}: {script}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn hosts(&self) -> Vec<String> {
-        self.lab.hosts.iter().map(|h| h.name.clone()).collect()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let out = self.lvsctl(&["lab", "destroy"]);
-        if !out.status.success() {
-            eprintln!("lab destroy failed:\n{}", text(&out));
-        }
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-/// Kernel state of a host, as iproute2 and /proc show it. Interface indexes (kernel-assigned
-/// numbers, new after a reboot) and qdiscs (attached by the kernel on a link's first up, and
-/// never managed by lvsctl) are left out.
-fn kernel_state(l: &Lab, host: &str) -> String {
-    let raw = l.sh(
-        host,
-        "ip -o link show; echo; ip -o -4 addr show; echo; ip -4 route show table all; echo; \
-         for f in /proc/sys/net/ipv4/conf/*/arp_ignore /proc/sys/net/ipv4/conf/*/arp_announce \
-                  /proc/sys/net/ipv4/conf/*/rp_filter /proc/sys/net/ipv4/conf/*/forwarding /proc/sys/net/ipv4/ip_forward; \
-         do echo \"$f=$(cat $f)\"; done; echo; \
-         if [ -e /proc/net/ip_vs ]; then cat /proc/net/ip_vs; else echo no ipvs; fi",
-    );
-    raw.lines()
-        .map(|line| {
-            let mut words: Vec<String> = line.split(' ').map(str::to_string).collect();
-            if let Some(i) = words.iter().position(|w| w == "qdisc") {
-                words.drain(i..(i + 2).min(words.len()));
-            }
-            let mut line = words.join(" ");
-            if let Some((idx, rest)) = line.split_once(": ")
-                && idx.chars().all(|c| c.is_ascii_digit())
-                && !idx.is_empty()
-            {
-                line = rest.to_string();
-            }
-            if let Some(at) = line.find("@if") {
-                let end = line[at + 3..].find(|c: char| !c.is_ascii_digit()).map(|e| at + 3 + e).unwrap_or(line.len());
-                line.replace_range(at..end, "");
-            }
-            line
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// What a host wrote under /etc, /var, /usr/local and /opt: its overlay upper layers (the lower
-/// layer never changes). /var/log holds sshd's login records, not lvsctl's doing.
-fn files_state(l: &Lab, host: &str) -> Vec<String> {
-    let base = PathBuf::from(format!("/run/lvsctl/labs/{}/hosts/{host}", l.lab.name));
-    let mut out = Vec::new();
-    for (d, lower) in [("etc", "/etc"), ("var", "/var"), ("usr-local", "/usr/local"), ("opt", "/opt")] {
-        walk(&base.join(d).join("upper"), Path::new(d), Path::new(lower), &mut out);
-    }
-    out.retain(|e| !e.starts_with("var/log"));
-    out
-}
-
-/// Lists an upper layer. A directory that only mirrors the same directory of the lower layer is
-/// left out: overlayfs copies a parent up when something is created in it, and keeps the copy
-/// after that something is removed, which changes nothing in the merged view.
-fn walk(dir: &Path, rel: &Path, lower: &Path, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut entries: Vec<_> = entries.flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let p = e.path();
-        let r = rel.join(e.file_name());
-        let m = std::fs::symlink_metadata(&p).unwrap();
-        use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        let mode = m.mode() & 0o7777;
-        let low = lower.join(e.file_name());
-        if m.is_dir() {
-            let mirrors = std::fs::symlink_metadata(&low)
-                .is_ok_and(|lm| lm.is_dir() && lm.mode() & 0o7777 == mode && lm.uid() == m.uid());
-            if !mirrors {
-                out.push(format!("{} dir {mode:o}", r.display()));
-            }
-            walk(&p, &r, &low, out);
-        } else if m.file_type().is_char_device() {
-            out.push(format!("{} whiteout", r.display()));
-        } else if m.file_type().is_symlink() {
-            out.push(format!("{} -> {}", r.display(), std::fs::read_link(&p).unwrap().display()));
-        } else {
-            let h = sha2::Sha256::digest(std::fs::read(&p).unwrap());
-            out.push(format!("{} {mode:o} {}", r.display(), lvsctl::remote::binary::hex(&h)));
-        }
-    }
-}
-
-type Snapshot = BTreeMap<String, (String, Vec<String>)>;
-
-fn snapshot(l: &Lab) -> Snapshot {
-    l.hosts().into_iter().map(|h| (h.clone(), (kernel_state(l, &h), files_state(l, &h)))).collect()
-}
-
-fn assert_same(before: &Snapshot, after: &Snapshot, when: &str) {
-    for (host, (k0, f0)) in before {
-        let (k1, f1) = &after[host];
-        assert_eq!(k1, k0, "{host}: kernel state {when} differs from before up");
-        assert_eq!(f1, f0, "{host}: files {when} differ from before up");
-    }
-}
-
 /// Which real server answered each of `n` requests from the client.
 fn traffic(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) -> BTreeMap<String, u32> {
     let client = l.lab.hosts_with_role(lvsctl::inventory::Role::Client).next().expect("a client").name.clone();
@@ -256,8 +68,8 @@ fn traffic(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) -> BTreeMap<String
                 .unwrap();
             String::from_utf8_lossy(&o.stdout)
                 .lines()
-                .filter_map(|x| x.strip_prefix("reply: "))
-                .map(|x| format!("{x}\n"))
+                // libtest prints the first output on the line naming the test: search, do not anchor.
+                .filter_map(|x| x.find("reply: ").map(|i| format!("{}\n", &x[i + 7..])))
                 .collect()
         }
         lvsctl::inventory::Protocol::Sctp => panic!("no SCTP client in the lab"),

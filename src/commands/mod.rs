@@ -86,7 +86,8 @@ impl Session {
                 lab.name
             );
         }
-        let remote = lab.hosts.iter().any(|h| h.ssh.target != crate::inventory::SshTarget::Local);
+        let remote =
+            fleet::selected(lab, &args.hosts).iter().any(|h| h.ssh.target != crate::inventory::SshTarget::Local);
         let agent = crate::remote::binary::resolve(args.agent_binary.as_deref(), remote)?;
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         Ok(Session { agent: std::sync::Arc::new(agent), opts, parallel: args.parallel as usize, rt })

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
-use crate::agent::protocol::{Event, Report, Request};
+use crate::agent::protocol::{Event, Op, Report, Request};
 use crate::inventory::{HostKeyPolicy, SshSettings, SshTarget};
 use binary::{AgentBinary, INSTALL_ROOT};
 
@@ -42,6 +42,21 @@ chmod 0700 "$t"
 mv -f "$t" "$d/lvsctl"
 trap - EXIT
 exec "$d/lvsctl" agent serve"#;
+
+/// Like UPLOAD_SCRIPT, for operations that must leave no trace (dry run, status): the agent runs
+/// from a private directory that is removed afterwards, with lvsctl's directory if it made it.
+const EPHEMERAL_SCRIPT: &str = r#"set -e
+r=/usr/local/lib/lvsctl
+made=0
+[ -d "$r" ] || made=1
+umask 077
+d="$r/.run.$$"
+mkdir -p "$d"
+trap 'rm -rf "$d"; if [ $made = 1 ]; then rmdir "$r" 2>/dev/null || true; fi' EXIT
+dd of="$d/lvsctl" bs="$2" count=1 iflag=fullblock status=none
+if [ "$(sha256sum "$d/lvsctl" | cut -d ' ' -f 1)" != "$1" ]; then echo "lvsctl: the uploaded agent's sha256 does not match" >&2; exit 98; fi
+chmod 0700 "$d/lvsctl"
+"$d/lvsctl" agent serve"#;
 
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
@@ -239,11 +254,17 @@ impl Transport {
     ) -> Result<Report, HostError> {
         let mut line = serde_json::to_vec(req).expect("requests serialize");
         line.push(b'\n');
+        // Operations that change nothing must not install anything either.
+        let ephemeral = matches!(req.op, Op::DryRun | Op::Check);
         match self {
             Transport::Local => {
-                let path = install_locally(agent).map_err(|e| {
-                    HostError::Agent(format!("cannot install the agent at {}: {e}", agent.install_path()))
-                })?;
+                let path = if ephemeral {
+                    agent.path.clone()
+                } else {
+                    install_locally(agent).map_err(|e| {
+                        HostError::Agent(format!("cannot install the agent at {}: {e}", agent.install_path()))
+                    })?
+                };
                 let mut child = tokio::process::Command::new(&path)
                     .args(["agent", "serve"])
                     .stdin(Stdio::piped())
@@ -273,12 +294,21 @@ impl Transport {
                         agent.arch
                     )));
                 }
-                on_install();
+                if !ephemeral {
+                    on_install();
+                }
                 let bytes = std::fs::read(&agent.path)
                     .map_err(|e| HostError::Agent(format!("cannot read {}: {e}", agent.path.display())))?;
                 let size = bytes.len().to_string();
-                let (out, status, err) =
-                    self.ssh_exec(session, UPLOAD_SCRIPT, &[&agent.sha256, &size], vec![bytes, line], on_event).await?;
+                let (out, status, err) = self
+                    .ssh_exec(
+                        session,
+                        if ephemeral { EPHEMERAL_SCRIPT } else { UPLOAD_SCRIPT },
+                        &[&agent.sha256, &size],
+                        vec![bytes, line],
+                        on_event,
+                    )
+                    .await?;
                 finish(out, status.text, err)
             }
         }

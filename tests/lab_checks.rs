@@ -1,0 +1,226 @@
+//! `up`, `down` and `render` behaviours that need no IPVS, checked with the real binary against
+//! labs built on this machine's kernel (the director is left out: this kernel may lack IPVS).
+//! Needs root; skipped otherwise.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::lab::{Lab, assert_same, lvsctl_bin, snapshot, text};
+use common::{in_fresh_netns, is_root, repo, sh};
+
+const NO_DIRECTOR: [&str; 8] = ["--host", "client", "--host", "router", "--host", "web1", "--host", "web2"];
+
+/// The DR example under another lab name (labs of one name cannot coexist on a machine).
+fn dr_copy(dir: &Path, name: &str) -> PathBuf {
+    let src = std::fs::read_to_string(repo().join("inventories/dr.toml")).unwrap();
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, src.replace("name = \"dr\"", &format!("name = \"{name}\""))).unwrap();
+    path
+}
+
+fn subset(l: &Lab, hosts: &[&str]) -> common::lab::Snapshot {
+    snapshot(l).into_iter().filter(|(h, _)| hosts.contains(&h.as_str())).collect()
+}
+
+#[test]
+fn dry_run_changes_nothing_and_records_nothing() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let l = Lab::create(dr_copy(dir.path(), "t-dry"));
+    let before = snapshot(&l);
+    let mut args = vec!["up", "--dry-run"];
+    args.extend(NO_DIRECTOR);
+    let out = l.ok(&args);
+    assert!(out.contains("would change sysctl net.ipv4.conf.all.arp_ignore: 0 -> 1"), "{out}");
+    assert!(out.contains("would change route default: absent -> default via 192.168.188.200"), "{out}");
+    assert_same(&before, &snapshot(&l), "after a dry run");
+    assert!(std::fs::read_dir(l.state_dir.path()).unwrap().next().is_none(), "a dry run writes no controller state");
+}
+
+#[test]
+fn down_reaches_hosts_the_edited_inventory_no_longer_lists() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dr_copy(dir.path(), "t-edit");
+    let l = Lab::create(&inv);
+    let hosts = ["client", "router", "web1", "web2"];
+    let before = subset(&l, &hosts);
+    let mut args = vec!["up"];
+    args.extend(NO_DIRECTOR);
+    l.ok(&args);
+    // The inventory loses web2 and the client's gateway; web1's weight changes.
+    let src = std::fs::read_to_string(&inv).unwrap();
+    let start = src.find("[hosts.web2]").unwrap();
+    let end = src[start..].find("\n[[services]]").unwrap() + start;
+    let edited = format!("{}{}", &src[..start], &src[end + 1..])
+        .replace("gateway = \"192.168.10.200\"\n", "")
+        .replace(", \"web2:eth0\"", "")
+        .replace("{ host = \"web1\", weight = 3 }, { host = \"web2\", weight = 1 }", "{ host = \"web1\", weight = 5 }");
+    std::fs::write(&inv, edited).unwrap();
+    lvsctl::inventory::load(&inv).unwrap_or_else(|e| panic!("edited inventory: {e}"));
+    let out = l.ok(&["down"]);
+    assert!(out.contains("no longer in the inventory: web2"), "{out}");
+    assert!(out.contains("web2    changed address 192.168.188.100/32 dev lo: present -> absent"), "{out}");
+    assert_same(&before, &subset(&l, &hosts), "after down with an edited inventory");
+    assert!(std::fs::read_dir(l.state_dir.path()).unwrap().next().is_none(), "state emptied once every host is undone");
+}
+
+#[test]
+fn unreachable_hosts_and_refused_host_keys_do_not_stop_the_others() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let l = Lab::create(dr_copy(dir.path(), "t-unreach"));
+    // web1's recorded host key is wrong; web2's sshd is gone.
+    let known = PathBuf::from("/run/lvsctl/labs/t-unreach/known_hosts");
+    let k = std::fs::read_to_string(&known).unwrap();
+    let other = k.lines().find(|x| x.starts_with("10.250.0.6 ")).unwrap().split_once(' ').unwrap().1.to_string();
+    let forged: String = k
+        .lines()
+        .map(|x| if x.starts_with("10.250.0.81 ") { format!("10.250.0.81 {other}\n") } else { format!("{x}\n") })
+        .collect();
+    std::fs::write(&known, forged).unwrap();
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read("/run/lvsctl/labs/t-unreach/state.json").unwrap()).unwrap();
+    let sshd = state["hosts"]["web2"]["pids"][0].as_u64().unwrap() as i32;
+    // SAFETY: the sshd this test's lab started.
+    unsafe { libc::kill(sshd, libc::SIGTERM) };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+
+    let out = l.lvsctl(&["up", "--host", "client", "--host", "web1", "--host", "web2"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(5), "unreachable hosts give exit status 5:\n{t}");
+    assert!(t.contains("web1    unreachable: ssh root@10.250.0.81 port 22"), "{t}");
+    assert!(t.contains("host_key = \"strict\""), "the refused key says what to do:\n{t}");
+    assert!(t.contains("web2    unreachable"), "{t}");
+    assert!(t.contains("client  7 changed"), "the reachable host was provisioned:\n{t}");
+    assert!(t.contains("unreachable: web1 web2"), "{t}");
+    let out = l.lvsctl(&["down", "--host", "client"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn rendered_real_server_script_starts_and_stops_exactly() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    // Lab hosts have their own /tmp: render where they can read it.
+    let dir = tempfile::Builder::new().prefix("lvsctl-test-").tempdir_in(repo().join("target")).unwrap();
+    let l = Lab::create(dr_copy(dir.path(), "t-script"));
+    // A non-default value before start: stop must restore it, not write 0.
+    l.sh("web1", "echo 2 > /proc/sys/net/ipv4/conf/all/arp_ignore");
+    let before = subset(&l, &["web1"]);
+    let out = dir.path().join("rendered");
+    l.ok(&["render", "--host", "web1", "--out", out.to_str().unwrap()]);
+    let script = out.join("web1/lvsctl-t-script-web1.sh");
+    let started = l.sh("web1", &format!("sh {} start", script.display()));
+    assert!(started.contains("web1: sysctl net.ipv4.conf.all.arp_ignore: 2 -> 1"), "{started}");
+    let state = l
+        .sh("web1", "ip -o -4 addr show dev lo; cat /proc/sys/net/ipv4/conf/lo/arp_announce; ip -4 route show default");
+    assert!(
+        state.contains("192.168.188.100/32")
+            && state.contains("\n2\n")
+            && state.contains("default via 192.168.188.200"),
+        "{state}"
+    );
+    let status = l.sh("web1", &format!("sh {} status", script.display()));
+    assert!(status.contains("address 192.168.188.100/32 on lo: present"), "{status}");
+    l.sh("web1", &format!("sh {} stop", script.display()));
+    // The script's state file lived in /var/lib/lvsctl-sh; stop removes the file, not the directory.
+    l.sh("web1", "rmdir /var/lib/lvsctl-sh");
+    assert_same(&before, &subset(&l, &["web1"]), "after the script's stop");
+}
+
+#[test]
+fn a_local_host_is_provisioned_without_ssh() {
+    if !in_fresh_netns("a_local_host_is_provisioned_without_ssh") {
+        return;
+    }
+    // Private copies of the directories lvsctl writes to, so this machine's files are untouched.
+    let scratch = tempfile::tempdir().unwrap();
+    sh(&["mount", "-t", "tmpfs", "scratch", scratch.path().to_str().unwrap()]);
+    for (i, d) in ["/etc", "/var", "/usr/local"].iter().enumerate() {
+        let up = scratch.path().join(format!("{i}/up"));
+        let work = scratch.path().join(format!("{i}/work"));
+        std::fs::create_dir_all(&up).unwrap();
+        std::fs::create_dir_all(&work).unwrap();
+        sh(&[
+            "mount",
+            "-t",
+            "overlay",
+            "overlay",
+            "-o",
+            &format!("lowerdir={d},upperdir={},workdir={}", up.display(), work.display()),
+            d,
+        ]);
+    }
+    sh(&["mount", "-t", "tmpfs", "run", "/run"]);
+    sh(&["ip", "link", "set", "lo", "up"]);
+    sh(&["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "peer0"]);
+    sh(&["ip", "link", "set", "peer0", "up"]);
+    let dir = tempfile::tempdir().unwrap();
+    let src = std::fs::read_to_string(repo().join("inventories/dr.toml"))
+        .unwrap()
+        .replace("ssh = \"10.250.0.6\"", "ssh = \"local\"");
+    // A local host cannot be part of a lab built by `lab create`.
+    let src = src[..src.find("[lab]").unwrap()].to_string();
+    let inv = dir.path().join("local.toml");
+    std::fs::write(&inv, src).unwrap();
+    let before = common::net_snapshot();
+    // Any build can run on this machine: the debug build is not static.
+    let bin = env!("CARGO_BIN_EXE_lvsctl");
+    let run = |args: &[&str]| {
+        let o =
+            Command::new(bin).args(args).arg(&inv).env("LVSCTL_STATE_DIR", dir.path().join("state")).output().unwrap();
+        (o.status.success(), text(&o))
+    };
+    let (ok, t) = run(&["up", "--host", "client"]);
+    assert!(ok, "{t}");
+    assert!(t.contains("client  changed route default: absent -> default via 192.168.10.200"), "{t}");
+    assert!(sh(&["ip", "-o", "-4", "addr", "show", "dev", "eth0"]).contains("192.168.10.6/24"));
+    assert!(Path::new("/etc/systemd/system/lvsctl-dr.service").exists());
+    assert!(Path::new("/var/lib/lvsctl/dr/journal.json").exists());
+    let (ok, t) = run(&["down", "--host", "client"]);
+    assert!(ok, "{t}");
+    assert_eq!(common::net_snapshot(), before);
+    assert!(!Path::new("/etc/systemd/system/lvsctl-dr.service").exists());
+    assert!(!Path::new("/var/lib/lvsctl").exists());
+    assert!(!Path::new("/usr/local/lib/lvsctl").exists());
+}
+
+#[test]
+fn a_failed_create_removes_what_it_built() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dr_copy(dir.path(), "t-fail");
+    // A namespace already holding web1's name makes create fail after the first hosts are built.
+    sh(&["ip", "netns", "add", "lvsctl-t-fail-web1"]);
+    let out = Command::new(lvsctl_bin()).args(["lab", "create"]).arg(&inv).output().unwrap();
+    let t = text(&out);
+    let _ = Command::new("ip").args(["netns", "delete", "lvsctl-t-fail-web1"]).status();
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("cannot create namespace lvsctl-t-fail-web1"), "{t}");
+    assert!(t.contains("removing what was built"), "{t}");
+    let left: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("lvsctl-t-fail"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(!Path::new("/run/lvsctl/labs/t-fail").exists());
+    // destroy after a failed create is harmless.
+    let out = Command::new(lvsctl_bin()).args(["lab", "destroy"]).arg(&inv).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}
