@@ -86,9 +86,26 @@ are found through the controller's state file."
     Status(StatusArgs),
 
     /// Send requests from the client to every service and check the split between real servers.
+    #[command(
+        long_about = "From the client (over SSH, through the agent), send N requests to every service: an HTTP GET\n\
+for TCP ports 80, 8080 and 8000-8099, a plain TCP connection for other TCP ports, a datagram for\n\
+UDP; each on a new connection. Each answer is attributed to a real server by its body (when it\n\
+names one, as the lab's responders do) or by the director's per-destination counters, read before\n\
+and after. Per service: a table with each real server's answers, share, expected share and\n\
+verdict. Fails (exit 6) when a real server never answers, when answers bypass the director, when\n\
+requests go unanswered, or when the split is off: rr/wrr by more than max(2, 10 %) of the\n\
+requests, lc/wlc/sed/nq by more than max(3, 25 %); persistent and hashing schedulers (sh, dh, mh,\n\
+lblc, lblcr, fo, ovf) must keep the one client on one real server."
+    )]
     Verify(VerifyArgs),
 
     /// Check live state against the rules of each mode and explain every problem found.
+    #[command(
+        long_about = "Read the live state of every host (addresses, routes, links, ARP and rp_filter settings,\n\
+forwarding, modules, the IPVS table, route lookups towards the VIPs, drift from the plan) and\n\
+check it against the rules of the lab's modes. Every finding names the host, the cause, the\n\
+evidence and the fix. Exit 6 when anything is found."
+    )]
     Doctor(DoctorArgs),
 
     /// Build an inventory's hosts on this machine (network namespaces with sshd), or in a VM.
@@ -202,9 +219,12 @@ pub struct VerifyArgs {
     /// Requests per service.
     #[arg(long, default_value_t = 40, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100000))]
     pub requests: u32,
-    /// Send from this client host (default: every host with role = client... the first one).
+    /// Send from this host (default: the first host with role = client).
     #[arg(long, value_name = "HOST")]
     pub from: Option<String>,
+    /// Seconds to wait for each connection and answer before counting the request as failed.
+    #[arg(long, default_value_t = 3, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub timeout: u64,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }

@@ -37,9 +37,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Lab(LabCommand::BootUnits) => lvsctl::lab::build::boot_units(),
         Command::Lab(LabCommand::Vm(a)) => lvsctl::lab::vm::run(a),
         Command::Lab(LabCommand::VmInit) => lvsctl::lab::vm::guest_init(),
-        Command::Verify(_) | Command::Doctor(_) => {
-            Err(Exit::new(exit::ERROR, "verify and doctor come with issue 5 of this build").into())
-        }
+        Command::Verify(a) => commands::verify::run(a),
+        Command::Doctor(a) => commands::doctor::run(a),
     }
 }
 

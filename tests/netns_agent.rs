@@ -28,7 +28,15 @@ fn plan_for(inv: &str, host: &str, root: &Path) -> HostPlan {
 
 fn run(op: Op, lab: &str, plan: Option<&HostPlan>, root: &Path) -> (Report, Vec<Event>) {
     let mut sys = Linux::new().unwrap();
-    let req = Request { op, lab: lab.into(), host: "h".into(), plan: plan.cloned(), abort_after: None };
+    let req = Request {
+        op,
+        lab: lab.into(),
+        host: "h".into(),
+        plan: plan.cloned(),
+        facts: None,
+        probe: None,
+        abort_after: None,
+    };
     let mut events = Vec::new();
     let r = handle(&mut sys, &paths_under(root), &req, &mut |e| events.push(e));
     (r, events)

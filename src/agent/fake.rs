@@ -142,6 +142,41 @@ impl System for Fake {
         Ok(self.state.links.get(dev).copied())
     }
 
+    fn links(&mut self) -> Result<Vec<(String, bool)>> {
+        Ok(self.state.links.iter().map(|(k, v)| (k.clone(), *v)).collect())
+    }
+
+    fn route_get(&mut self, dst: std::net::Ipv4Addr) -> Result<super::system::Lookup> {
+        use super::system::{Lookup, LookupRoute};
+        if let Some(a) = self.state.addresses.iter().find(|a| a.address.addr() == dst) {
+            return Ok(Lookup {
+                destination: dst,
+                route: Some(LookupRoute { gateway: None, dev: Some(a.dev.clone()), local: true }),
+            });
+        }
+        if let Some(a) = self
+            .state
+            .addresses
+            .iter()
+            .find(|a| a.address.contains(&dst) && self.state.links.get(&a.dev) == Some(&true))
+        {
+            return Ok(Lookup {
+                destination: dst,
+                route: Some(LookupRoute { gateway: None, dev: Some(a.dev.clone()), local: false }),
+            });
+        }
+        let best = self
+            .state
+            .routes
+            .iter()
+            .filter(|r| r.destination.contains(&dst))
+            .max_by_key(|r| r.destination.prefix_len());
+        Ok(Lookup {
+            destination: dst,
+            route: best.map(|r| LookupRoute { gateway: r.gateway, dev: r.dev.clone(), local: false }),
+        })
+    }
+
     fn set_link(&mut self, dev: &str, up: bool) -> Result<()> {
         if !self.state.links.contains_key(dev) {
             return Err(io::Error::from_raw_os_error(libc::ENODEV));

@@ -261,6 +261,56 @@ impl System for Linux {
         })
     }
 
+    fn links(&mut self) -> Result<Vec<(String, bool)>> {
+        let h = self.handle.clone();
+        self.rt.block_on(async move {
+            let mut out = Vec::new();
+            let mut s = h.link().get().execute();
+            while let Some(m) = s.try_next().await.map_err(nl)? {
+                let up = m.header.flags.contains(LinkFlags::Up);
+                for a in &m.attributes {
+                    if let LinkAttribute::IfName(n) = a {
+                        out.push((n.clone(), up));
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn route_get(&mut self, dst: Ipv4Addr) -> Result<super::system::Lookup> {
+        use super::system::{Lookup, LookupRoute};
+        let names = self.link_names()?;
+        let h = self.handle.clone();
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dst, 32).build();
+        self.rt.block_on(async move {
+            let mut s = h.route().get(msg).execute();
+            match s.try_next().await {
+                Ok(Some(m)) => {
+                    let mut r = LookupRoute { gateway: None, dev: None, local: m.header.kind == RouteType::Local };
+                    for a in &m.attributes {
+                        match a {
+                            RouteAttribute::Gateway(RouteAddress::Inet(g)) => r.gateway = Some(*g),
+                            RouteAttribute::Oif(i) => r.dev = names.get(i).cloned(),
+                            _ => {}
+                        }
+                    }
+                    Ok(Lookup { destination: dst, route: Some(r) })
+                }
+                Ok(None) => Ok(Lookup { destination: dst, route: None }),
+                Err(e) => {
+                    let e = nl(e);
+                    // No route: the kernel answers ENETUNREACH (or EHOSTUNREACH for unreachable routes).
+                    if matches!(e.raw_os_error(), Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EINVAL)) {
+                        Ok(Lookup { destination: dst, route: None })
+                    } else {
+                        Err(e)
+                    }
+                }
+            }
+        })
+    }
+
     fn set_link(&mut self, dev: &str, up: bool) -> Result<()> {
         let b = LinkUnspec::new_with_name(dev);
         let msg = if up { b.up().build() } else { b.down().build() };

@@ -6,10 +6,12 @@
 //! finishes its plan; every change was journaled before it was made.
 
 pub mod engine;
+pub mod facts;
 #[cfg(test)]
 pub mod fake;
 pub mod journal;
 pub mod linux;
+pub mod probe;
 pub mod protocol;
 pub mod system;
 #[cfg(test)]
@@ -173,6 +175,26 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
             Ok(report)
         }
         Op::Down => down(sys, paths, &req.lab, &req.host, emit),
+        Op::Facts => {
+            let mut facts = facts::gather(sys, &req.facts.clone().unwrap_or_default())?;
+            if let Some(plan) = &req.plan {
+                // Drift, as `status` sees it: a check run whose events are kept, not printed.
+                let mut journal = Journal::open(&paths.lab_dir(&req.lab), &req.lab, &req.host, false)?;
+                let mut drift = Vec::new();
+                let mut keep = |e: Event| {
+                    if let Event::Change(c) = e {
+                        drift.push(c)
+                    }
+                };
+                Engine::new(sys, &mut journal, Mode::Check, &mut keep, &req.host).apply(plan, Scope::All);
+                facts.drift = drift;
+            }
+            Ok(Report { host: req.host.clone(), facts: Some(Box::new(facts)), ..Default::default() })
+        }
+        Op::Probe => {
+            let probe = probe::run(&req.probe.clone().unwrap_or_default());
+            Ok(Report { host: req.host.clone(), probe: Some(probe), ..Default::default() })
+        }
     }
 }
 

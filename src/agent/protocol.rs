@@ -17,6 +17,10 @@ pub enum Op {
     Check,
     /// Undo everything in the journal, then remove the journal.
     Down,
+    /// Read the state doctor needs (and, with a plan, how the host drifted from it).
+    Facts,
+    /// Send requests to services (verify).
+    Probe,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,6 +33,24 @@ pub struct Request {
     /// Fault injection for crash-consistency tests: abort the agent after this many changes.
     #[serde(default)]
     pub abort_after: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<super::facts::FactsRequest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<super::probe::ProbeRequest>,
+}
+
+impl Request {
+    pub fn new(op: Op, lab: &str, host: &str) -> Request {
+        Request {
+            op,
+            lab: lab.to_string(),
+            host: host.to_string(),
+            plan: None,
+            abort_after: None,
+            facts: None,
+            probe: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +97,10 @@ pub struct Report {
     pub journal_entries: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipvs: Option<Vec<IpvsService>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<Box<super::facts::HostFacts>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<super::probe::ProbeResult>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

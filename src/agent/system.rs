@@ -64,6 +64,22 @@ pub fn proto_name(p: u8) -> String {
     }
 }
 
+/// Where the kernel would send a packet to some address (`ip route get`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lookup {
+    pub destination: Ipv4Addr,
+    /// None when there is no route (unreachable).
+    pub route: Option<LookupRoute>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupRoute {
+    pub gateway: Option<Ipv4Addr>,
+    pub dev: Option<String>,
+    /// The destination is one of this host's own addresses.
+    pub local: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileFact {
     pub content: Vec<u8>,
@@ -100,6 +116,10 @@ pub trait System {
 
     /// Whether the link exists and is administratively up.
     fn link_up(&mut self, dev: &str) -> Result<Option<bool>>;
+    /// Every link: (name, administratively up).
+    fn links(&mut self) -> Result<Vec<(String, bool)>>;
+    /// The route the kernel would use to reach `dst`.
+    fn route_get(&mut self, dst: Ipv4Addr) -> Result<Lookup>;
     fn set_link(&mut self, dev: &str, up: bool) -> Result<()>;
 
     fn addresses(&mut self) -> Result<Vec<AddrFact>>;

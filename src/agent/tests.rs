@@ -24,7 +24,15 @@ fn run(fake: &mut Fake, root: &Path, op: Op, plan: Option<&HostPlan>) -> (Report
 }
 
 fn run_lab(fake: &mut Fake, root: &Path, op: Op, lab: &str, plan: Option<&HostPlan>) -> (Report, Vec<Event>) {
-    let req = Request { op, lab: lab.into(), host: "h".into(), plan: plan.cloned(), abort_after: None };
+    let req = Request {
+        op,
+        lab: lab.into(),
+        host: "h".into(),
+        plan: plan.cloned(),
+        facts: None,
+        probe: None,
+        abort_after: None,
+    };
     let mut events = Vec::new();
     let report = handle(fake, &paths_under(root), &req, &mut |e| events.push(e));
     (report, events)

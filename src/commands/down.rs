@@ -40,7 +40,15 @@ pub fn run(args: &DownArgs) -> anyhow::Result<u8> {
         .map(|(name, ssh)| Job {
             host: name.clone(),
             ssh: ssh.clone(),
-            request: Request { op: Op::Down, lab: lab.name.clone(), host: name.clone(), plan: None, abort_after: None },
+            request: Request {
+                op: Op::Down,
+                lab: lab.name.clone(),
+                host: name.clone(),
+                plan: None,
+                facts: None,
+                probe: None,
+                abort_after: None,
+            },
         })
         .collect();
     let names: Vec<String> = jobs.iter().map(|j| j.host.clone()).collect();

@@ -13,7 +13,7 @@ use crate::agent::protocol::{ChangeEvent, Event, Report, Request, Status};
 use crate::cli::ConnectArgs;
 use crate::inventory::{Lab, SshSettings};
 use crate::remote::binary::AgentBinary;
-use crate::remote::{ConnectOptions, HostError, connect};
+use crate::remote::{ConnectOptions, HostError, Transport, connect};
 
 /// One host to work on.
 #[derive(Debug, Clone)]
@@ -132,24 +132,55 @@ impl ControllerState {
     }
 }
 
+/// Open connections, kept for the whole command: a command that talks to a host several times
+/// (verify: the director before and after the client's requests) connects once.
+pub struct Pool {
+    opts: ConnectOptions,
+    conns: tokio::sync::Mutex<BTreeMap<String, Arc<Transport>>>,
+}
+
+impl Pool {
+    pub fn new(opts: ConnectOptions) -> Pool {
+        Pool { opts, conns: tokio::sync::Mutex::new(BTreeMap::new()) }
+    }
+
+    async fn get(&self, host: &str, ssh: &SshSettings) -> Result<(Arc<Transport>, bool), HostError> {
+        if let Some(t) = self.conns.lock().await.get(host) {
+            return Ok((t.clone(), false));
+        }
+        let t = Arc::new(connect(ssh, &self.opts).await?);
+        self.conns.lock().await.insert(host.to_string(), t.clone());
+        Ok((t, true))
+    }
+
+    pub async fn close(&self) {
+        let conns = std::mem::take(&mut *self.conns.lock().await);
+        for (_, t) in conns {
+            if let Ok(t) = Arc::try_unwrap(t) {
+                t.close().await;
+            }
+        }
+    }
+}
+
 /// Runs every job, at most `parallel` at a time, in host-name order.
 pub async fn run(
     mut jobs: Vec<Job>,
     parallel: usize,
     agent: Arc<AgentBinary>,
-    opts: ConnectOptions,
+    pool: Arc<Pool>,
     printer: Arc<Printer>,
 ) -> Vec<Outcome> {
     jobs.sort_by(|a, b| a.host.cmp(&b.host));
     let sem = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
     let mut tasks = Vec::new();
     for job in jobs {
-        let (sem, agent, opts, printer) = (sem.clone(), agent.clone(), opts.clone(), printer.clone());
+        let (sem, agent, pool, printer) = (sem.clone(), agent.clone(), pool.clone(), printer.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await.expect("semaphore open");
             let start = Instant::now();
             let mut events = Vec::new();
-            let result = run_one(&job, &agent, &opts, &printer, &mut events).await;
+            let result = run_one(&job, &agent, &pool, &printer, &mut events).await;
             Outcome { host: job.host.clone(), result, seconds: start.elapsed().as_secs_f64(), events }
         }));
     }
@@ -171,16 +202,16 @@ pub async fn run(
 async fn run_one(
     job: &Job,
     agent: &AgentBinary,
-    opts: &ConnectOptions,
+    pool: &Pool,
     printer: &Printer,
     events: &mut Vec<ChangeEvent>,
 ) -> Result<Report, HostError> {
     let start = Instant::now();
-    if printer.progress {
+    if printer.progress && !pool.conns.lock().await.contains_key(&job.host) {
         printer.line(&job.host, "connecting");
     }
-    let t = connect(&job.ssh, opts).await?;
-    if printer.progress && start.elapsed().as_secs_f64() > 1.0 {
+    let (t, fresh) = pool.get(&job.host, &job.ssh).await?;
+    if fresh && printer.progress && start.elapsed().as_secs_f64() > 1.0 {
         printer.line(&job.host, &format!("connected in {:.1} s", start.elapsed().as_secs_f64()));
     }
     let host = job.host.clone();
@@ -198,9 +229,7 @@ async fn run_one(
             &format!("installing the agent ({:.1} MB, sha256 {})", agent.size as f64 / 1e6, &agent.sha256[..12]),
         )
     };
-    let r = t.run_agent(agent, &job.request, &mut on_event, &mut on_install).await;
-    t.close().await;
-    r
+    t.run_agent(agent, &job.request, &mut on_event, &mut on_install).await
 }
 
 /// Exit status for a set of outcomes: failures first, then unreachable hosts.

@@ -1,11 +1,13 @@
 //! One module per subcommand.
 
+pub mod doctor;
 pub mod down;
 pub mod fleet;
 pub mod plan;
 pub mod render;
 pub mod status;
 pub mod up;
+pub mod verify;
 
 use std::path::Path;
 
@@ -65,7 +67,7 @@ pub fn load_templates(dir: Option<&Path>) -> anyhow::Result<crate::render::Templ
 /// started after entering the lab's management namespace (when there is a local lab).
 pub struct Session {
     pub agent: std::sync::Arc<crate::remote::binary::AgentBinary>,
-    pub opts: crate::remote::ConnectOptions,
+    pub pool: std::sync::Arc<fleet::Pool>,
     pub parallel: usize,
     rt: tokio::runtime::Runtime,
 }
@@ -90,11 +92,23 @@ impl Session {
             fleet::selected(lab, &args.hosts).iter().any(|h| h.ssh.target != crate::inventory::SshTarget::Local);
         let agent = crate::remote::binary::resolve(args.agent_binary.as_deref(), remote)?;
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-        Ok(Session { agent: std::sync::Arc::new(agent), opts, parallel: args.parallel as usize, rt })
+        Ok(Session {
+            agent: std::sync::Arc::new(agent),
+            pool: std::sync::Arc::new(fleet::Pool::new(opts)),
+            parallel: args.parallel as usize,
+            rt,
+        })
     }
 
     pub fn run(&self, jobs: Vec<fleet::Job>, printer: std::sync::Arc<fleet::Printer>) -> Vec<fleet::Outcome> {
-        self.rt.block_on(fleet::run(jobs, self.parallel, self.agent.clone(), self.opts.clone(), printer))
+        self.rt.block_on(fleet::run(jobs, self.parallel, self.agent.clone(), self.pool.clone(), printer))
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Close the ssh master connections cleanly (dropping them would block on each).
+        self.rt.block_on(self.pool.close());
     }
 }
 

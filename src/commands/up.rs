@@ -29,6 +29,8 @@ pub fn run(args: &UpArgs) -> anyhow::Result<u8> {
                 host: h.name.clone(),
                 plan: plans.iter().find(|p| p.host == h.name).cloned(),
                 abort_after,
+                facts: None,
+                probe: None,
             },
         })
         .collect();

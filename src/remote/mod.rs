@@ -255,7 +255,7 @@ impl Transport {
         let mut line = serde_json::to_vec(req).expect("requests serialize");
         line.push(b'\n');
         // Operations that change nothing must not install anything either.
-        let ephemeral = matches!(req.op, Op::DryRun | Op::Check);
+        let ephemeral = matches!(req.op, Op::DryRun | Op::Check | Op::Facts | Op::Probe);
         match self {
             Transport::Local => {
                 let path = if ephemeral {

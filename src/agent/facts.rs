@@ -1,0 +1,90 @@
+//! The live state `lvsctl doctor` reasons about, read in one go on a host.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use super::protocol::ChangeEvent;
+use super::system::{AddrFact, IpvsService, Lookup, RouteFact, System};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FactsRequest {
+    /// Where would this host send packets for these addresses (`ip route get`)?
+    #[serde(default)]
+    pub lookups: Vec<Ipv4Addr>,
+}
+
+/// Per-interface IPv4 settings (`net.ipv4.conf.DEV.*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conf {
+    pub arp_ignore: Option<u32>,
+    pub arp_announce: Option<u32>,
+    pub rp_filter: Option<u32>,
+    pub forwarding: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostFacts {
+    /// (name, administratively up)
+    pub links: Vec<(String, bool)>,
+    pub addresses: Vec<AddrFact>,
+    pub routes: Vec<RouteFact>,
+    /// Keyed by device, plus `all` and `default`.
+    pub conf: BTreeMap<String, Conf>,
+    pub ip_forward: Option<u32>,
+    pub modules: Vec<String>,
+    /// None: IPVS is not loaded.
+    pub ipvs: Option<Vec<IpvsService>>,
+    pub lookups: Vec<Lookup>,
+    /// How the host differs from its plan (what `status` reports).
+    pub drift: Vec<ChangeEvent>,
+}
+
+impl HostFacts {
+    pub fn conf(&self, dev: &str) -> Conf {
+        self.conf.get(dev).cloned().unwrap_or_default()
+    }
+    pub fn link_up(&self, dev: &str) -> Option<bool> {
+        self.links.iter().find(|(n, _)| n == dev).map(|(_, up)| *up)
+    }
+    pub fn default_route(&self) -> Option<&RouteFact> {
+        self.routes.iter().filter(|r| r.destination.prefix_len() == 0).min_by_key(|r| r.metric)
+    }
+    pub fn lookup(&self, dst: Ipv4Addr) -> Option<&Lookup> {
+        self.lookups.iter().find(|l| l.destination == dst)
+    }
+}
+
+fn num(s: Option<String>) -> Option<u32> {
+    s.and_then(|v| v.trim().parse().ok())
+}
+
+/// Reads the facts (never changes anything; IPVS is read only when it is already loaded).
+pub fn gather<S: System>(sys: &mut S, req: &FactsRequest) -> std::io::Result<HostFacts> {
+    let links = sys.links()?;
+    let mut conf = BTreeMap::new();
+    let devs = ["all".to_string(), "default".to_string()].into_iter().chain(links.iter().map(|(n, _)| n.clone()));
+    for dev in devs {
+        let key = |k: &str| crate::plan::conf_key(&dev, k);
+        let c = Conf {
+            arp_ignore: num(sys.read_sysctl(&key("arp_ignore"))?),
+            arp_announce: num(sys.read_sysctl(&key("arp_announce"))?),
+            rp_filter: num(sys.read_sysctl(&key("rp_filter"))?),
+            forwarding: num(sys.read_sysctl(&key("forwarding"))?),
+        };
+        conf.insert(dev, c);
+    }
+    let lookups = req.lookups.iter().map(|d| sys.route_get(*d)).collect::<std::io::Result<Vec<_>>>()?;
+    Ok(HostFacts {
+        addresses: sys.addresses()?,
+        routes: sys.routes()?,
+        ip_forward: num(sys.read_sysctl("net.ipv4.ip_forward")?),
+        modules: sys.loaded_modules()?,
+        ipvs: if sys.ipvs_loaded() { Some(sys.ipvs_table()?) } else { None },
+        links,
+        conf,
+        lookups,
+        drift: vec![],
+    })
+}

@@ -1,0 +1,528 @@
+//! `lvsctl verify`: send requests from the client to every service, attribute each answer to a
+//! real server, and judge the split against the scheduler and the weights.
+//!
+//! Attribution: by the answer's body when it names a real server (the lab's responders answer
+//! with their host name), otherwise by the director's per-destination connection counters. The
+//! counters also reveal answers that bypassed the director.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::fleet::{Job, Outcome, Printer};
+use crate::agent::facts::FactsRequest;
+use crate::agent::probe::{Answer, ProbeKind, ProbeRequest, ProbeTarget};
+use crate::agent::protocol::{Op, Request};
+use crate::agent::system::IpvsService;
+use crate::cli::{Output, VerifyArgs};
+use crate::exit::{self, Exit};
+use crate::inventory::{Lab, Protocol, Role, Service};
+
+/// Ports answered with an HTTP GET; other TCP services get a plain connection.
+pub fn probe_kind(protocol: Protocol, port: u16) -> Option<ProbeKind> {
+    match protocol {
+        Protocol::Tcp if port == 80 || port == 8080 || (8000..=8099).contains(&port) => Some(ProbeKind::Http),
+        Protocol::Tcp => Some(ProbeKind::Tcp),
+        Protocol::Udp => Some(ProbeKind::Udp),
+        Protocol::Sctp => None,
+    }
+}
+
+/// How a scheduler spreads the connections of one client that opens them one after another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// rr, wrr: shares follow the weights exactly; tolerance max(2, 10 %) of the requests.
+    Exact,
+    /// lc, wlc, sed, nq: shares follow the weights roughly; tolerance max(3, 25 %).
+    Loose,
+    /// Persistence, hashing (sh, dh, mh), locality (lblc, lblcr), fo, ovf: one client sticks to
+    /// one real server.
+    Sticky,
+}
+
+pub fn policy(s: &Service) -> Policy {
+    if s.persistence > 0 {
+        return Policy::Sticky;
+    }
+    match s.scheduler.as_str() {
+        "rr" | "wrr" => Policy::Exact,
+        "lc" | "wlc" | "sed" | "nq" => Policy::Loose,
+        _ => Policy::Sticky,
+    }
+}
+
+pub fn tolerance(p: Policy, n: u32) -> f64 {
+    match p {
+        Policy::Exact => (n as f64 * 0.10).max(2.0),
+        Policy::Loose => (n as f64 * 0.25).max(3.0),
+        Policy::Sticky => 0.0,
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RsResult {
+    pub host: String,
+    pub address: String,
+    pub weight: u32,
+    pub answered: u32,
+    pub expected: f64,
+    /// New connections the director scheduled to it during the run (None without counters).
+    pub scheduled: Option<u64>,
+    pub verdict: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceResult {
+    pub service: String,
+    pub scheduler: String,
+    pub policy: Policy,
+    pub requests: u32,
+    pub answered: u32,
+    /// Answers whose real server could not be told.
+    pub unattributed: u32,
+    pub attributed_by: &'static str,
+    pub scheduled_total: Option<u64>,
+    pub real_servers: Vec<RsResult>,
+    pub problems: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+impl ServiceResult {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+fn conns(table: &Option<Vec<IpvsService>>, s: &Service, addr: std::net::Ipv4Addr, port: u16) -> Option<u64> {
+    let t = table.as_ref()?;
+    let svc = t
+        .iter()
+        .find(|x| x.entry.key.protocol == s.protocol && x.entry.key.addr == s.vip && x.entry.key.port == s.port)?;
+    Some(svc.dests.iter().find(|d| d.key.addr == addr && d.key.port == port).map(|d| d.stats.conns).unwrap_or(0))
+}
+
+/// The real server an answer names: its body is (or contains as a word) the host's name.
+fn who(s: &Service, a: &Answer) -> Option<usize> {
+    let body = a.body.as_deref()?;
+    let words: Vec<&str> =
+        body.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')).filter(|w| !w.is_empty()).collect();
+    let hits: Vec<usize> =
+        s.real_servers.iter().enumerate().filter(|(_, b)| words.contains(&b.host.as_str())).map(|(i, _)| i).collect();
+    (hits.len() == 1).then(|| hits[0])
+}
+
+/// Judges one service from what the client received and the director's counters around it.
+pub fn judge(
+    s: &Service,
+    answers: &[Answer],
+    before: &Option<Vec<IpvsService>>,
+    after: &Option<Vec<IpvsService>>,
+) -> ServiceResult {
+    let n = answers.len() as u32;
+    let answered = answers.iter().filter(|a| a.body.is_some()).count() as u32;
+    let mut by_body = vec![0u32; s.real_servers.len()];
+    let mut unattributed = 0;
+    for a in answers.iter().filter(|a| a.body.is_some()) {
+        match who(s, a) {
+            Some(i) => by_body[i] += 1,
+            None => unattributed += 1,
+        }
+    }
+    let scheduled: Vec<Option<u64>> = s
+        .real_servers
+        .iter()
+        .map(|b| match (conns(before, s, b.address, b.port), conns(after, s, b.address, b.port)) {
+            (Some(x), Some(y)) => Some(y.saturating_sub(x)),
+            _ => None,
+        })
+        .collect();
+    let have_counters = scheduled.iter().all(|x| x.is_some());
+    // Bodies that name real servers are the truth; without them, the director's counters are.
+    let (counts, attributed_by): (Vec<u32>, &'static str) = if unattributed == 0 || !have_counters {
+        (by_body, "answer bodies")
+    } else {
+        (scheduled.iter().map(|x| x.unwrap_or(0) as u32).collect(), "director counters")
+    };
+    let p = policy(s);
+    let total_w: u32 = s.real_servers.iter().map(|b| b.weight).sum();
+    let tol = tolerance(p, answered);
+    let mut problems = Vec::new();
+    let mut rs = Vec::new();
+    for (i, b) in s.real_servers.iter().enumerate() {
+        let got = counts[i];
+        let expected = if total_w == 0 { 0.0 } else { answered as f64 * b.weight as f64 / total_w as f64 };
+        let mut verdict = "ok".to_string();
+        if attributed_by == "answer bodies"
+            && let Some(sch) = scheduled[i]
+            && got as u64 > sch
+        {
+            verdict = format!("BYPASS: answered {got} but the director sent it {sch}");
+            problems.push(format!("{} answered {} requests the director never scheduled to it (the VIP's traffic reaches it without the director: ARP?)", b.host, got as u64 - sch));
+        } else if b.weight == 0 && got > 0 {
+            verdict = "UNEXPECTED: weight 0".into();
+            problems.push(format!("{} has weight 0 but answered {got}", b.host));
+        } else if p != Policy::Sticky && b.weight > 0 && got == 0 && answered > 0 {
+            verdict = "NEVER ANSWERED".into();
+            problems.push(format!("{} never answered", b.host));
+        } else if p != Policy::Sticky && (got as f64 - expected).abs() > tol {
+            verdict = format!("OFF by {:+.0}", got as f64 - expected);
+            problems.push(format!(
+                "{} answered {got}, expected {expected:.0} ± {tol:.0} for {} weights",
+                b.host, s.scheduler
+            ));
+        }
+        rs.push(RsResult {
+            host: b.host.clone(),
+            address: format!("{}:{}", b.address, b.port),
+            weight: b.weight,
+            answered: got,
+            expected: if p == Policy::Sticky { f64::NAN } else { expected },
+            scheduled: scheduled[i],
+            verdict,
+        });
+    }
+    if p == Policy::Sticky && counts.iter().filter(|c| **c > 0).count() > 1 {
+        problems.push(format!(
+            "{} should keep one client on one real server, but {} answered",
+            s.scheduler,
+            counts.iter().filter(|c| **c > 0).count()
+        ));
+    }
+    let failed = n - answered;
+    let mut errors: Vec<String> = answers.iter().filter_map(|a| a.error.clone()).collect();
+    errors.dedup();
+    if failed > 0 {
+        problems
+            .push(format!("{failed} of {n} requests got no answer ({})", errors.first().cloned().unwrap_or_default()));
+    }
+    let scheduled_total = if have_counters { Some(scheduled.iter().map(|x| x.unwrap_or(0)).sum()) } else { None };
+    if let Some(t) = scheduled_total
+        && (answered as u64) > t
+        && attributed_by == "answer bodies"
+        && !problems.iter().any(|p| p.contains("never scheduled"))
+    {
+        problems.push(format!(
+            "{answered} answers but the director scheduled only {t} connections: some answers bypassed it"
+        ));
+    }
+    if unattributed > 0 && !have_counters {
+        problems
+            .push(format!("{unattributed} answers name no real server and the director's counters are not available"));
+    }
+    ServiceResult {
+        service: s.label(),
+        scheduler: s.scheduler.clone(),
+        policy: p,
+        requests: n,
+        answered,
+        unattributed,
+        attributed_by,
+        scheduled_total,
+        real_servers: rs,
+        problems,
+        errors,
+    }
+}
+
+pub fn render(r: &ServiceResult, from: &str) -> String {
+    let mut s = format!(
+        "{} ({}): {} requests from {from}, {} answered, attributed by {}\n",
+        r.service, r.scheduler, r.requests, r.answered, r.attributed_by
+    );
+    s.push_str(&format!(
+        "  {:<12} {:<22} {:>6} {:>8} {:>6} {:>9}  {:<10} {}\n",
+        "real server", "address", "weight", "answered", "share", "expected", "director", "verdict"
+    ));
+    for x in &r.real_servers {
+        let share = if r.answered == 0 { 0.0 } else { x.answered as f64 * 100.0 / r.answered as f64 };
+        let expected = if x.expected.is_nan() {
+            "one".to_string()
+        } else if r.answered == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.0}%", x.expected * 100.0 / r.answered as f64)
+        };
+        let sched = x.scheduled.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
+        let bar = "#".repeat((share * 0.3).round() as usize);
+        s.push_str(&format!(
+            "  {:<12} {:<22} {:>6} {:>8} {:>5.0}% {:>9}  {:<10} {}  {bar}\n",
+            x.host, x.address, x.weight, x.answered, share, expected, sched, x.verdict
+        ));
+    }
+    if r.ok() {
+        let pol = match r.policy {
+            Policy::Exact => "within the tolerance of the weights",
+            Policy::Loose => "roughly following the weights",
+            Policy::Sticky => "one client kept on one real server, as the scheduler should",
+        };
+        s.push_str(&format!("  verdict: ok, {pol}\n"));
+    } else {
+        for p in &r.problems {
+            s.push_str(&format!("  FAILED: {p}\n"));
+        }
+    }
+    s
+}
+
+fn facts_job(lab: &Lab, host: &crate::inventory::Host) -> Job {
+    let mut request = Request::new(Op::Facts, &lab.name, &host.name);
+    request.facts = Some(FactsRequest::default());
+    Job { host: host.name.clone(), ssh: host.ssh.clone(), request }
+}
+
+fn ipvs_of(outcomes: &[Outcome]) -> Option<Vec<IpvsService>> {
+    outcomes.first()?.result.as_ref().ok()?.facts.as_ref()?.ipvs.clone()
+}
+
+pub fn run(args: &VerifyArgs) -> anyhow::Result<u8> {
+    let lab = super::load_inventory(&args.inventory)?;
+    let client = match &args.from {
+        Some(h) => lab
+            .host(h)
+            .ok_or_else(|| Exit::new(exit::INVALID, format!("--from {h}: no such host in {}", lab.file.display())))?,
+        None => lab.hosts_with_role(Role::Client).next().ok_or_else(|| {
+            Exit::new(
+                exit::INVALID,
+                format!(
+                    "{} has no host with role = \"client\": name the host to send from with --from HOST",
+                    lab.file.display()
+                ),
+            )
+        })?,
+    };
+    if !args.connect.hosts.is_empty() {
+        return Err(Exit::new(
+            exit::INVALID,
+            "verify talks to the client and the director only: choose the host that sends with --from HOST, not --host",
+        )
+        .into());
+    }
+    let mut connect = args.connect.clone();
+    connect.hosts = vec![client.name.clone()];
+    if let Some(d) = lab.director() {
+        connect.hosts.push(d.name.clone());
+    }
+    let session = super::Session::open(&lab, &connect)?;
+    let mut services = Vec::new();
+    let mut targets = Vec::new();
+    for s in &lab.services {
+        match probe_kind(s.protocol, s.port) {
+            Some(kind) => {
+                targets.push(ProbeTarget {
+                    address: s.vip,
+                    port: s.port,
+                    kind,
+                    count: args.requests,
+                    timeout_ms: 3000,
+                });
+                services.push(s);
+            }
+            None => eprintln!("verify: {} is SCTP, which verify cannot probe: skipped", s.label()),
+        }
+    }
+    eprintln!(
+        "verify: {} requests to each of {} from {}{}",
+        args.requests,
+        crate::plural(services.len(), "service"),
+        client.name,
+        match lab.director() {
+            Some(d) => format!(", reading {}'s IPVS counters before and after", d.name),
+            None => String::new(),
+        }
+    );
+    let names: Vec<String> = connect.hosts.clone();
+    let mut printer = Printer::new(&names, args.output == Output::Json);
+    printer.progress = false;
+    let printer = Arc::new(printer);
+    let director_job = lab.director().map(|d| facts_job(&lab, d));
+    let before = director_job.clone().map(|j| session.run(vec![j], printer.clone()));
+    let mut probe = Request::new(Op::Probe, &lab.name, &client.name);
+    probe.probe = Some(ProbeRequest { targets });
+    let probed =
+        session.run(vec![Job { host: client.name.clone(), ssh: client.ssh.clone(), request: probe }], printer.clone());
+    let report = match &probed[0].result {
+        Ok(r) => r.clone(),
+        Err(e) => {
+            return Err(Exit::new(
+                super::fleet::exit_code(&probed),
+                format!("cannot send requests from {}: {e}", client.name),
+            )
+            .into());
+        }
+    };
+    let answers = report.probe.map(|p| p.answers).unwrap_or_default();
+    // IPVS sums its counters every two seconds: wait for the run's connections to be counted.
+    std::thread::sleep(Duration::from_millis(2500));
+    let after = director_job.map(|j| session.run(vec![j], printer.clone()));
+    let (before_t, after_t) = (before.as_deref().and_then(ipvs_of), after.as_deref().and_then(ipvs_of));
+    if lab.director().is_some() && (before_t.is_none() || after_t.is_none()) {
+        let why = after
+            .as_ref()
+            .and_then(|o| o[0].result.as_ref().err().map(|e| e.to_string()))
+            .unwrap_or_else(|| "IPVS is not loaded".into());
+        eprintln!("verify: no IPVS counters from the director ({why}): answers are attributed by their bodies only");
+    }
+    let results: Vec<ServiceResult> =
+        services.iter().zip(answers.iter()).map(|(s, a)| judge(s, a, &before_t, &after_t)).collect();
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&results)?),
+        Output::Text => {
+            for r in &results {
+                println!("{}", render(r, &client.name));
+            }
+            let bad = results.iter().filter(|r| !r.ok()).count();
+            if bad == 0 {
+                println!("verify: {} answer as configured", crate::plural(results.len(), "service"));
+            } else {
+                println!("verify: {bad} of {} FAILED", crate::plural(results.len(), "service"));
+            }
+        }
+    }
+    Ok(if results.iter().all(|r| r.ok()) { exit::OK } else { exit::CHECK_FAILED })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipvs::*;
+
+    fn service(sched: &str, weights: &[u32]) -> Service {
+        Service {
+            index: 0,
+            name: None,
+            vip: "10.0.0.100".parse().unwrap(),
+            port: 80,
+            protocol: Protocol::Tcp,
+            scheduler: sched.into(),
+            persistence: 0,
+            netmask: None,
+            mode: crate::inventory::Mode::Dr,
+            real_servers: weights
+                .iter()
+                .enumerate()
+                .map(|(i, w)| crate::inventory::Backend {
+                    host: format!("web{}", i + 1),
+                    address: format!("10.0.0.{}", 81 + i).parse().unwrap(),
+                    port: 80,
+                    weight: *w,
+                    u_threshold: 0,
+                    l_threshold: 0,
+                })
+                .collect(),
+        }
+    }
+
+    fn answers(names: &[(&str, u32)]) -> Vec<Answer> {
+        names
+            .iter()
+            .flat_map(|(n, k)| {
+                (0..*k).map(move |_| Answer {
+                    body: Some(format!("{n}\n").trim().to_string()),
+                    from: None,
+                    error: None,
+                    ms: 1,
+                })
+            })
+            .collect()
+    }
+
+    fn table(s: &Service, conns: &[u64]) -> Option<Vec<IpvsService>> {
+        let key = ServiceKey { protocol: s.protocol, addr: s.vip, port: s.port };
+        Some(vec![IpvsService {
+            entry: ServiceEntry {
+                key,
+                config: ServiceConfig::persistent(&s.scheduler, 0, None),
+                stats: Stats::default(),
+            },
+            dests: s
+                .real_servers
+                .iter()
+                .zip(conns)
+                .map(|(b, c)| DestEntry {
+                    key: DestKey { addr: b.address, port: b.port },
+                    config: DestConfig { fwd: FWD_ROUTE, weight: b.weight, u_threshold: 0, l_threshold: 0 },
+                    active_conns: 0,
+                    inact_conns: 0,
+                    persist_conns: 0,
+                    stats: Stats { conns: *c, ..Default::default() },
+                })
+                .collect(),
+        }])
+    }
+
+    #[test]
+    fn a_split_that_follows_the_weights_passes() {
+        let s = service("wrr", &[3, 1]);
+        let r = judge(&s, &answers(&[("web1", 30), ("web2", 10)]), &table(&s, &[5, 5]), &table(&s, &[35, 15]));
+        assert!(r.ok(), "{:?}", r.problems);
+        assert_eq!(r.real_servers[0].answered, 30);
+    }
+
+    #[test]
+    fn a_real_server_that_never_answers_fails() {
+        let s = service("rr", &[1, 1]);
+        let r = judge(&s, &answers(&[("web1", 20)]), &table(&s, &[0, 0]), &table(&s, &[20, 0]));
+        assert!(!r.ok());
+        assert!(r.problems.iter().any(|p| p == "web2 never answered"), "{:?}", r.problems);
+    }
+
+    #[test]
+    fn a_split_off_beyond_the_tolerance_fails() {
+        let s = service("wrr", &[3, 1]);
+        let r = judge(&s, &answers(&[("web1", 20), ("web2", 20)]), &None, &None);
+        assert!(!r.ok());
+        assert!(r.real_servers[0].verdict.starts_with("OFF"));
+    }
+
+    #[test]
+    fn answers_the_director_never_scheduled_are_a_bypass() {
+        let s = service("rr", &[1, 1]);
+        // web2 answered 20 but the director only sent it 10: the client reached it directly.
+        let r = judge(&s, &answers(&[("web1", 10), ("web2", 20)]), &table(&s, &[0, 0]), &table(&s, &[10, 10]));
+        assert!(r.real_servers[1].verdict.starts_with("BYPASS"), "{:?}", r.real_servers[1]);
+        assert!(!r.ok());
+    }
+
+    #[test]
+    fn failed_requests_fail_the_service() {
+        let s = service("rr", &[1, 1]);
+        let mut a = answers(&[("web1", 10), ("web2", 10)]);
+        a.push(Answer { body: None, from: None, error: Some("connection timed out".into()), ms: 3000 });
+        let r = judge(&s, &a, &None, &None);
+        assert!(
+            r.problems.iter().any(|p| p.starts_with("1 of 21 requests got no answer (connection timed out)")),
+            "{:?}",
+            r.problems
+        );
+    }
+
+    #[test]
+    fn bodies_without_names_are_attributed_by_the_counters() {
+        let s = service("rr", &[1, 1]);
+        let a: Vec<Answer> = (0..20)
+            .map(|_| Answer { body: Some("<html>it works</html>".into()), from: None, error: None, ms: 1 })
+            .collect();
+        let r = judge(&s, &a, &table(&s, &[0, 0]), &table(&s, &[10, 10]));
+        assert_eq!(r.attributed_by, "director counters");
+        assert!(r.ok(), "{:?}", r.problems);
+    }
+
+    #[test]
+    fn sticky_schedulers_keep_one_client_on_one_real_server() {
+        let mut s = service("rr", &[1, 1]);
+        s.persistence = 300;
+        assert!(judge(&s, &answers(&[("web2", 20)]), &None, &None).ok());
+        assert!(!judge(&s, &answers(&[("web1", 10), ("web2", 10)]), &None, &None).ok());
+    }
+
+    #[test]
+    fn probe_kinds() {
+        assert_eq!(probe_kind(Protocol::Tcp, 80), Some(ProbeKind::Http));
+        assert_eq!(probe_kind(Protocol::Tcp, 8080), Some(ProbeKind::Http));
+        assert_eq!(probe_kind(Protocol::Tcp, 443), Some(ProbeKind::Tcp));
+        assert_eq!(probe_kind(Protocol::Udp, 53), Some(ProbeKind::Udp));
+        assert_eq!(probe_kind(Protocol::Sctp, 80), None);
+    }
+}

@@ -1,0 +1,662 @@
+//! `lvsctl doctor`'s reasoning: live facts of every host checked against the rules of each mode.
+//! A pure function (facts in, findings out), so each rule is tested with hand-made facts.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use crate::agent::facts::HostFacts;
+use crate::inventory::{Host, Lab, Mode, Role};
+use crate::ipvs::{fwd_name, fwd_of};
+use crate::plan::Forward;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub host: String,
+    /// A stable name for the cause (`arp-ignore`, `vip-missing`, …).
+    pub code: &'static str,
+    pub cause: String,
+    pub evidence: String,
+    pub fix: String,
+}
+
+/// What doctor knows of a host: its facts, or why it could not get them.
+pub type Facts = BTreeMap<String, Result<HostFacts, String>>;
+
+struct Ctx<'a> {
+    lab: &'a Lab,
+    out: Vec<Finding>,
+}
+
+impl Ctx<'_> {
+    fn add(&mut self, host: &str, code: &'static str, cause: String, evidence: String, fix: String) {
+        self.out.push(Finding { host: host.to_string(), code, cause, evidence, fix });
+    }
+}
+
+fn eff(f: &HostFacts, dev: &str, pick: fn(&crate::agent::facts::Conf) -> Option<u32>) -> (u32, String) {
+    let all = pick(&f.conf("all")).unwrap_or(0);
+    let own = pick(&f.conf(dev)).unwrap_or(0);
+    (all.max(own), format!("all={all}, {dev}={own}"))
+}
+
+fn holds(f: &HostFacts, ip: Ipv4Addr) -> Vec<(String, String)> {
+    f.addresses.iter().filter(|a| a.address.addr() == ip).map(|a| (a.dev.clone(), a.address.to_string())).collect()
+}
+
+/// The inventory interfaces of a host that face other machines (where ARP happens).
+fn data_interfaces(h: &Host) -> Vec<&str> {
+    h.interfaces.iter().map(|i| i.name.as_str()).filter(|n| *n != "lo").collect()
+}
+
+/// The director's address on the subnet of `rs_addr` (a NAT real server's gateway).
+fn director_address_for(lab: &Lab, rs: &Host, rs_addr: Ipv4Addr) -> Option<Ipv4Addr> {
+    let d = lab.director()?;
+    let net = rs.interface_for(rs_addr).map(|(_, n)| n).or_else(|| d.interface_for(rs_addr).map(|(_, n)| n))?;
+    d.address_on_subnet_of(net).map(|(_, a)| a.addr())
+}
+
+pub fn diagnose(lab: &Lab, facts: &Facts) -> Vec<Finding> {
+    let mut c = Ctx { lab, out: vec![] };
+    for h in &lab.hosts {
+        match facts.get(&h.name) {
+            None => {}
+            Some(Err(e)) => c.add(
+                &h.name,
+                "unreachable",
+                format!("{} could not be examined", h.name),
+                e.clone(),
+                "check that the host is up and reachable over SSH (see the error)".into(),
+            ),
+            Some(Ok(f)) => {
+                match h.role {
+                    Role::Director => director(&mut c, h, f),
+                    Role::RealServer => real_server(&mut c, h, f),
+                    Role::Router => router(&mut c, h, f),
+                    Role::Client => client(&mut c, h, f),
+                }
+                if !f.drift.is_empty() {
+                    let items: Vec<String> = f
+                        .drift
+                        .iter()
+                        .map(|d| format!("{} ({} where the plan wants {})", d.object, d.before, d.after))
+                        .collect();
+                    c.add(
+                        &h.name,
+                        "drift",
+                        format!("{} differs from the plan in {} place(s)", h.name, f.drift.len()),
+                        items.join("; "),
+                        "run `lvsctl up` to restore the plan (or change the inventory if the change is wanted)".into(),
+                    );
+                }
+            }
+        }
+    }
+    c.out
+}
+
+fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
+    let lab = c.lab;
+    if lab.services.iter().any(|s| s.mode == Mode::Nat) && f.ip_forward != Some(1) {
+        c.add(
+            &h.name,
+            "forwarding-off",
+            format!("NAT director {} does not forward packets", h.name),
+            format!("net.ipv4.ip_forward={}", f.ip_forward.map(|v| v.to_string()).unwrap_or("?".into())),
+            "set net.ipv4.ip_forward=1 (lvsctl up does): replies of NAT real servers go through the director".into(),
+        );
+    }
+    for vip in lab.services.iter().map(|s| s.vip).collect::<std::collections::BTreeSet<_>>() {
+        if holds(f, vip).is_empty() {
+            c.add(
+                &h.name,
+                "vip-missing",
+                format!("director {} does not hold the VIP {vip}", h.name),
+                format!("no address {vip} on any interface of {}", h.name),
+                "add the VIP on the director (lvsctl up does)".into(),
+            );
+        }
+    }
+    let Some(table) = &f.ipvs else {
+        c.add(
+            &h.name,
+            "ipvs-missing",
+            format!("IPVS is not loaded on director {}", h.name),
+            format!(
+                "/proc/net/ip_vs is absent; loaded modules: {}",
+                if f.modules.is_empty() {
+                    "none".to_string()
+                } else {
+                    f.modules.iter().filter(|m| m.starts_with("ip_vs")).cloned().collect::<Vec<_>>().join(" ")
+                }
+            ),
+            "load ip_vs and add the services (lvsctl up does)".into(),
+        );
+        return;
+    };
+    let own: Vec<Ipv4Addr> = f.addresses.iter().map(|a| a.address.addr()).collect();
+    for s in &lab.services {
+        let Some(svc) = table
+            .iter()
+            .find(|x| x.entry.key.protocol == s.protocol && x.entry.key.addr == s.vip && x.entry.key.port == s.port)
+        else {
+            c.add(
+                &h.name,
+                "service-missing",
+                format!("IPVS has no service {}", s.label()),
+                format!("the director's IPVS table has {} service(s), none for {}:{}", table.len(), s.vip, s.port),
+                "add the service (lvsctl up does)".into(),
+            );
+            continue;
+        };
+        let want_fwd = fwd_of(Forward::for_mode(s.mode));
+        for b in &s.real_servers {
+            let Some(d) = svc.dests.iter().find(|d| d.key.addr == b.address && d.key.port == b.port) else {
+                c.add(
+                    &h.name,
+                    "dest-missing",
+                    format!("real server {} ({}:{}) is not a destination of {}", b.host, b.address, b.port, s.label()),
+                    format!(
+                        "destinations: {}",
+                        if svc.dests.is_empty() {
+                            "none".to_string()
+                        } else {
+                            svc.dests.iter().map(|d| d.key.to_string()).collect::<Vec<_>>().join(", ")
+                        }
+                    ),
+                    format!("add it (lvsctl up does): ipvsadm -a ... -r {}:{}", b.address, b.port),
+                );
+                continue;
+            };
+            if d.config.weight == 0 && b.weight > 0 {
+                c.add(
+                    &h.name,
+                    "dest-weight-zero",
+                    format!("real server {} gets no new connections of {}: its weight is 0", b.host, s.label()),
+                    format!("{} weight 0 (inventory: {})", d.key, b.weight),
+                    "restore the weight (lvsctl up does); weight 0 quiesces a real server".into(),
+                );
+            }
+            if d.config.fwd != want_fwd {
+                c.add(
+                    &h.name,
+                    "dest-forward",
+                    format!(
+                        "real server {} of {} uses forwarding method {} instead of {}",
+                        b.host,
+                        s.label(),
+                        fwd_name(d.config.fwd),
+                        fwd_name(want_fwd)
+                    ),
+                    format!("{} {}", d.key, d.config.describe()),
+                    format!("set the method to {} for {} mode (lvsctl up does)", fwd_name(want_fwd), s.mode),
+                );
+            }
+        }
+        for d in &svc.dests {
+            if d.key.port != s.port && d.config.fwd != crate::ipvs::FWD_MASQ {
+                c.add(
+                    &h.name,
+                    "port-mapping",
+                    format!(
+                        "destination {} of {} maps port {} to {}, which only NAT can do",
+                        d.key,
+                        s.label(),
+                        s.port,
+                        d.key.port
+                    ),
+                    format!("forwarding method {}", fwd_name(d.config.fwd)),
+                    format!(
+                        "with {} the real server receives the packet unchanged: use port {} or NAT",
+                        fwd_name(d.config.fwd),
+                        s.port
+                    ),
+                );
+            }
+            if own.contains(&d.key.addr) {
+                c.add(
+                    &h.name,
+                    "director-is-real-server",
+                    format!("director {} is a destination of its own service {}", h.name, s.label()),
+                    format!("{} is the director's own address", d.key.addr),
+                    "list only real servers as destinations; a director serving locally needs care this lab does not model".into(),
+                );
+            }
+        }
+    }
+}
+
+fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
+    let lab = c.lab;
+    let services: Vec<_> = lab.services_of(&h.name).collect();
+    for s in &services {
+        let (dev, why) = match s.mode {
+            Mode::Dr => {
+                ("lo", "DR real servers hold the VIP on lo, so they accept its packets without answering ARP for it")
+            }
+            Mode::Tun => (
+                "tunl0",
+                "TUN real servers hold the VIP on tunl0, where the director's IP-in-IP packets are decapsulated",
+            ),
+            Mode::Nat => continue,
+        };
+        let held = holds(f, s.vip);
+        if let Some((other, cidr)) = held.iter().find(|(d, _)| d != dev && d != "lo" && d != "tunl0") {
+            c.add(
+                &h.name,
+                "vip-on-interface",
+                format!("{} holds the VIP {} on {other}, a real interface: it answers ARP for it and steals the director's traffic", h.name, s.vip),
+                format!("{cidr} on {other}"),
+                format!("remove it from {other}; {why}"),
+            );
+        } else if !held.iter().any(|(d, _)| d == dev) {
+            c.add(
+                &h.name,
+                "vip-missing",
+                format!("{} does not hold the VIP {} on {dev}: it drops the service's packets", h.name, s.vip),
+                format!("no {} on {dev}", s.vip),
+                format!("add {}/32 on {dev} (lvsctl up does); {why}", s.vip),
+            );
+        }
+    }
+    let dr_or_tun = services.iter().any(|s| matches!(s.mode, Mode::Dr | Mode::Tun));
+    if dr_or_tun {
+        let vip = services.iter().find(|s| s.mode != Mode::Nat).map(|s| s.vip).expect("some");
+        for dev in data_interfaces(h) {
+            let (ig, ig_ev) = eff(f, dev, |c| c.arp_ignore);
+            if ig < 1 {
+                c.add(
+                    &h.name,
+                    "arp-ignore",
+                    format!("{} answers ARP requests for the VIP {vip} on {dev}", h.name),
+                    format!("arp_ignore {ig_ev}: effective {ig} (the kernel uses the larger of all and {dev})"),
+                    "set net.ipv4.conf.all.arp_ignore=1 (lvsctl up does): only the director may answer ARP for the VIP"
+                        .into(),
+                );
+            }
+            let (an, an_ev) = eff(f, dev, |c| c.arp_announce);
+            if an < 2 {
+                c.add(
+                    &h.name,
+                    "arp-announce",
+                    format!("{} may use the VIP {vip} as source of its ARP requests on {dev}, teaching neighbours the wrong MAC for it", h.name),
+                    format!("arp_announce {an_ev}: effective {an}"),
+                    "set net.ipv4.conf.all.arp_announce=2 (lvsctl up does)".into(),
+                );
+            }
+        }
+    }
+    if services.iter().any(|s| s.mode == Mode::Tun) {
+        let has_ipip = f.modules.iter().any(|m| m == "ipip") || f.link_up("tunl0").is_some();
+        match f.link_up("tunl0") {
+            _ if !has_ipip => c.add(
+                &h.name,
+                "ipip-missing",
+                format!("{} cannot decapsulate the director's IP-in-IP packets: ipip is not loaded", h.name),
+                "no module ipip, no tunl0".into(),
+                "load ipip and bring tunl0 up (lvsctl up does)".into(),
+            ),
+            Some(false) => c.add(
+                &h.name,
+                "tunl0-down",
+                format!("tunl0 is down on {}: tunnelled packets are dropped", h.name),
+                "tunl0 is administratively down".into(),
+                "bring tunl0 up (lvsctl up does)".into(),
+            ),
+            _ => {}
+        }
+        if has_ipip {
+            let (rp, ev) = eff(f, "tunl0", |c| c.rp_filter);
+            if rp != 0 {
+                c.add(
+                    &h.name,
+                    "tun-rp-filter",
+                    format!("reverse-path filtering on {} drops the decapsulated packets (their client source routes via another interface)", h.name),
+                    format!("rp_filter {ev}: effective {rp}"),
+                    "set rp_filter=0 on tunl0 and all (lvsctl up does)".into(),
+                );
+            }
+        }
+    }
+    if let Some(b) =
+        services.iter().find(|s| s.mode == Mode::Nat).and_then(|s| s.real_servers.iter().find(|b| b.host == h.name))
+    {
+        let gw = f.default_route().and_then(|r| r.gateway);
+        if let Some(want) = director_address_for(lab, h, b.address)
+            && gw != Some(want)
+        {
+            c.add(
+                &h.name,
+                "nat-gateway",
+                format!("NAT real server {}'s replies do not return through the director", h.name),
+                match gw {
+                    Some(g) => format!("default via {g}"),
+                    None => "no default route".to_string(),
+                },
+                format!(
+                    "route default via {want} (lvsctl up does): NAT needs the director to translate the replies back"
+                ),
+            );
+        }
+    }
+    if services.iter().any(|s| s.mode == Mode::Dr)
+        && let (Some(d), Some(g)) = (lab.director(), f.default_route().and_then(|r| r.gateway))
+        && d.has_address(g)
+    {
+        c.add(
+            &h.name,
+            "dr-gateway-director",
+            format!("DR real server {} routes its replies through the director, which drops them", h.name),
+            format!("default via {g} ({}'s address)", d.name),
+            "route replies through the router (the inventory's gateway); DR replies go straight to the client".into(),
+        );
+    }
+}
+
+fn router(c: &mut Ctx, h: &Host, f: &HostFacts) {
+    if f.ip_forward != Some(1) {
+        c.add(
+            &h.name,
+            "forwarding-off",
+            format!("router {} does not forward packets: clients cannot reach the VIP", h.name),
+            format!("net.ipv4.ip_forward={}", f.ip_forward.map(|v| v.to_string()).unwrap_or("?".into())),
+            "set net.ipv4.ip_forward=1 (lvsctl up does)".into(),
+        );
+    }
+    routable(c, h, f);
+}
+
+fn client(c: &mut Ctx, h: &Host, f: &HostFacts) {
+    routable(c, h, f);
+    let lab = c.lab;
+    for s in lab.services.iter().filter(|s| s.mode == Mode::Nat) {
+        for b in &s.real_servers {
+            let Some(rs) = lab.host(&b.host) else { continue };
+            let Some((_, net)) = rs.interface_for(b.address) else { continue };
+            if let Some(a) = f.addresses.iter().find(|a| a.address.trunc() == net.trunc()) {
+                c.add(
+                    &h.name,
+                    "nat-client-on-rs-subnet",
+                    format!("client {} is on real server {}'s subnet {}: the real server answers it directly, bypassing the director's translation", h.name, b.host, net.trunc()),
+                    format!("{} on {}", a.address, a.dev),
+                    "put the client on another subnet, behind the router".into(),
+                );
+            }
+        }
+    }
+}
+
+/// The VIPs must be reachable from this host: a route, through a next hop that leads to them.
+fn routable(c: &mut Ctx, h: &Host, f: &HostFacts) {
+    let lab = c.lab;
+    for vip in lab.services.iter().map(|s| s.vip).collect::<std::collections::BTreeSet<_>>() {
+        match f.lookup(vip) {
+            Some(l) if l.route.is_none() => c.add(
+                &h.name,
+                "vip-unroutable",
+                format!("{} has no route to the VIP {vip}", h.name),
+                format!("`ip route get {vip}` finds no route"),
+                match h.role {
+                    Role::Client => "give the client a gateway towards the router (inventory `gateway`)".to_string(),
+                    _ => format!("route {vip} to the director (lvsctl up adds the route when the VIP is on none of the router's segments)"),
+                },
+            ),
+            Some(l) => {
+                let r = l.route.as_ref().expect("checked");
+                if h.role == Role::Router
+                    && let (Some(g), Some(d)) = (r.gateway, lab.director())
+                    && !d.has_address(g)
+                {
+                    c.add(
+                        &h.name,
+                        "vip-misrouted",
+                        format!("router {} sends the VIP {vip} to {g}, not to the director", h.name),
+                        format!("`ip route get {vip}`: via {g}"),
+                        format!("route {vip} via the director {} (lvsctl up does)", d.name),
+                    );
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+pub fn render_text(findings: &[Finding]) -> String {
+    let width = findings.iter().map(|f| f.host.len()).max().unwrap_or(4);
+    let mut s = String::new();
+    for f in findings {
+        s.push_str(&format!("{:<width$}  {}: {}\n", f.host, f.code, f.cause));
+        s.push_str(&format!("{:<width$}    evidence: {}\n", "", f.evidence));
+        s.push_str(&format!("{:<width$}    fix: {}\n", "", f.fix));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::facts::Conf;
+    use crate::agent::system::{AddrFact, IpvsService, Lookup, LookupRoute, RouteFact};
+    use crate::ipvs::*;
+    use std::path::Path;
+
+    fn lab(inv: &str) -> Lab {
+        crate::inventory::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(inv)).unwrap()
+    }
+
+    fn addr(dev: &str, cidr: &str) -> AddrFact {
+        AddrFact { dev: dev.into(), address: cidr.parse().unwrap(), label: None }
+    }
+
+    fn conf(ig: u32, an: u32, rp: u32) -> Conf {
+        Conf { arp_ignore: Some(ig), arp_announce: Some(an), rp_filter: Some(rp), forwarding: Some(0) }
+    }
+
+    fn default_via(g: &str) -> RouteFact {
+        RouteFact {
+            destination: "0.0.0.0/0".parse().unwrap(),
+            gateway: Some(g.parse().unwrap()),
+            dev: None,
+            metric: 0,
+            protocol: 76,
+            scope: 0,
+            prefsrc: None,
+        }
+    }
+
+    /// Facts of the DR example as `lvsctl up` leaves it.
+    fn healthy_dr() -> Facts {
+        let l = lab("inventories/dr.toml");
+        let vip: Ipv4Addr = "192.168.188.100".parse().unwrap();
+        let lookup = |gw: Option<&str>| {
+            vec![Lookup {
+                destination: vip,
+                route: Some(LookupRoute {
+                    gateway: gw.map(|g| g.parse().unwrap()),
+                    dev: Some("eth0".into()),
+                    local: false,
+                }),
+            }]
+        };
+        let mut m = Facts::new();
+        for h in &l.hosts {
+            let mut f = HostFacts { ip_forward: Some(0), ..Default::default() };
+            f.links = vec![("lo".into(), true), ("eth0".into(), true)];
+            for (dev, a) in h.all_addresses() {
+                f.addresses.push(addr(dev, &a.to_string()));
+            }
+            f.conf.insert("all".into(), conf(0, 0, 0));
+            f.conf.insert("eth0".into(), conf(0, 0, 0));
+            match h.role {
+                Role::Director => {
+                    f.addresses.push(addr("eth0", "192.168.188.100/32"));
+                    f.modules = vec!["ip_vs".into(), "ip_vs_wrr".into()];
+                    let key = ServiceKey { protocol: crate::inventory::Protocol::Tcp, addr: vip, port: 80 };
+                    let dest = |a: &str, w| DestEntry {
+                        key: DestKey { addr: a.parse().unwrap(), port: 80 },
+                        config: DestConfig { fwd: FWD_ROUTE, weight: w, u_threshold: 0, l_threshold: 0 },
+                        active_conns: 0,
+                        inact_conns: 0,
+                        persist_conns: 0,
+                        stats: Stats::default(),
+                    };
+                    f.ipvs = Some(vec![IpvsService {
+                        entry: ServiceEntry {
+                            key,
+                            config: ServiceConfig::persistent("wrr", 0, None),
+                            stats: Stats::default(),
+                        },
+                        dests: vec![dest("192.168.188.81", 3), dest("192.168.188.82", 1)],
+                    }]);
+                }
+                Role::RealServer => {
+                    f.addresses.push(addr("lo", "192.168.188.100/32"));
+                    f.conf.insert("all".into(), conf(1, 2, 0));
+                    f.routes.push(default_via("192.168.188.200"));
+                }
+                Role::Router => {
+                    f.ip_forward = Some(1);
+                    f.lookups = lookup(None);
+                }
+                Role::Client => f.lookups = lookup(Some("192.168.10.200")),
+            }
+            m.insert(h.name.clone(), Ok(f));
+        }
+        m
+    }
+
+    fn with(f: &mut Facts, host: &str, change: impl FnOnce(&mut HostFacts)) {
+        change(f.get_mut(host).unwrap().as_mut().unwrap());
+    }
+
+    fn codes(l: &Lab, f: &Facts) -> Vec<(String, &'static str)> {
+        diagnose(l, f).into_iter().map(|x| (x.host, x.code)).collect()
+    }
+
+    #[test]
+    fn a_healthy_dr_lab_has_no_findings() {
+        assert_eq!(codes(&lab("inventories/dr.toml"), &healthy_dr()), vec![]);
+    }
+
+    #[test]
+    fn arp_settings_are_judged_by_the_larger_of_all_and_the_interface() {
+        let l = lab("inventories/dr.toml");
+        let mut f = healthy_dr();
+        with(&mut f, "web1", |h| {
+            h.conf.insert("all".into(), conf(0, 2, 0));
+        });
+        assert_eq!(codes(&l, &f), vec![("web1".to_string(), "arp-ignore")]);
+        // The interface's own value counts too: all=0 but eth0=1 is fine.
+        with(&mut f, "web1", |h| {
+            h.conf.insert("eth0".into(), conf(1, 0, 0));
+        });
+        assert_eq!(codes(&l, &f), vec![]);
+    }
+
+    #[test]
+    fn vip_missing_or_on_a_real_interface() {
+        let l = lab("inventories/dr.toml");
+        let mut f = healthy_dr();
+        with(&mut f, "web2", |h| h.addresses.retain(|a| a.dev != "lo"));
+        assert_eq!(codes(&l, &f), vec![("web2".to_string(), "vip-missing")]);
+        with(&mut f, "web2", |h| h.addresses.push(addr("eth0", "192.168.188.100/32")));
+        assert_eq!(codes(&l, &f), vec![("web2".to_string(), "vip-on-interface")]);
+    }
+
+    #[test]
+    fn gateways_forwarding_and_routes() {
+        let l = lab("inventories/dr.toml");
+        let mut f = healthy_dr();
+        with(&mut f, "web1", |h| h.routes = vec![default_via("192.168.188.8")]);
+        with(&mut f, "router", |h| h.ip_forward = Some(0));
+        with(&mut f, "client", |h| h.lookups[0].route = None);
+        assert_eq!(
+            codes(&l, &f),
+            vec![
+                ("client".to_string(), "vip-unroutable"),
+                ("router".to_string(), "forwarding-off"),
+                ("web1".to_string(), "dr-gateway-director")
+            ]
+        );
+    }
+
+    #[test]
+    fn ipvs_table_problems() {
+        let l = lab("inventories/dr.toml");
+        let mut f = healthy_dr();
+        with(&mut f, "lvs", |h| {
+            let t = h.ipvs.as_mut().unwrap();
+            t[0].dests.remove(1);
+            t[0].dests[0].config.weight = 0;
+            t[0].dests[0].config.fwd = FWD_MASQ;
+        });
+        let got: Vec<&str> = diagnose(&l, &f).iter().map(|x| x.code).collect();
+        assert_eq!(got, vec!["dest-weight-zero", "dest-forward", "dest-missing"]);
+        with(&mut f, "lvs", |h| h.ipvs = None);
+        assert_eq!(codes(&l, &f), vec![("lvs".to_string(), "ipvs-missing")]);
+    }
+
+    #[test]
+    fn tun_real_servers_need_ipip_tunl0_up_and_no_rp_filter() {
+        let l = lab("inventories/tun.toml");
+        let mut f = healthy_dr();
+        with(&mut f, "lvs", |h| {
+            for d in &mut h.ipvs.as_mut().unwrap()[0].dests {
+                d.config.fwd = FWD_TUNNEL;
+                d.config.weight = 1;
+            }
+            h.ipvs.as_mut().unwrap()[0].entry.config.scheduler = "rr".into();
+        });
+        with(&mut f, "web1", |h| {
+            h.addresses.retain(|a| a.dev != "lo");
+            h.addresses.push(addr("tunl0", "192.168.188.100/32"));
+            h.links.push(("tunl0".into(), true));
+            h.modules.push("ipip".into());
+            h.conf.insert("tunl0".into(), conf(1, 2, 1));
+        });
+        assert!(codes(&l, &f).contains(&("web1".to_string(), "tun-rp-filter")));
+        with(&mut f, "web1", |h| {
+            h.conf.insert("tunl0".into(), conf(1, 2, 0));
+            h.links.retain(|(n, _)| n != "tunl0");
+            h.links.push(("tunl0".into(), false));
+        });
+        assert!(codes(&l, &f).contains(&("web1".to_string(), "tunl0-down")));
+        // web2 never got ipip at all.
+        assert!(codes(&l, &f).contains(&("web2".to_string(), "ipip-missing")));
+    }
+
+    #[test]
+    fn nat_gateway_and_client_placement() {
+        let l = lab("inventories/nat.toml");
+        let mut f = Facts::new();
+        let mut rs = HostFacts { ip_forward: Some(0), ..Default::default() };
+        rs.addresses.push(addr("eth0", "10.10.0.81/24"));
+        rs.routes.push(default_via("10.10.0.254"));
+        f.insert("web1".into(), Ok(rs));
+        let mut cl = HostFacts::default();
+        cl.addresses.push(addr("eth0", "10.10.0.6/24"));
+        f.insert("client".into(), Ok(cl));
+        let got = codes(&l, &f);
+        assert!(got.contains(&("web1".to_string(), "nat-gateway")), "{got:?}");
+        assert!(got.contains(&("client".to_string(), "nat-client-on-rs-subnet")), "{got:?}");
+    }
+
+    #[test]
+    fn unreachable_hosts_and_drift_are_findings() {
+        let l = lab("inventories/dr.toml");
+        let mut f = healthy_dr();
+        f.insert("web2".into(), Err("unreachable: ssh …".into()));
+        with(&mut f, "web1", |h| {
+            h.drift.push(crate::agent::protocol::ChangeEvent {
+                object: "sysctl net.ipv4.conf.lo.arp_ignore".into(),
+                before: "0".into(),
+                after: "1".into(),
+                reason: String::new(),
+                status: crate::agent::protocol::Status::Drift,
+                error: None,
+            })
+        });
+        assert_eq!(codes(&l, &f), vec![("web1".to_string(), "drift"), ("web2".to_string(), "unreachable")]);
+    }
+}
