@@ -263,10 +263,13 @@ hosts through the lab automatically. Needs root, and a kernel with IPVS (see `la
     /// Run a command inside a qemu guest with a distribution kernel (IPVS, ipip) and this machine's files.
     #[command(
         long_about = "Boot a qemu guest (software emulation) with the newest kernel in /boot and this machine's root\n\
-filesystem shared read-only under a writable overlay, run COMMAND inside it (same working directory),\n\
-print its output, and exit with its status. For kernels without IPVS, such as many CI machines:\n\
-  lvsctl lab vm -- sh -c 'lvsctl lab create dr.toml && lvsctl up dr.toml'\n\
-Installs qemu-system-x86, linux-image-amd64 and busybox-static with apt-get when missing."
+filesystem shared read-only under a writable overlay, run COMMAND inside it (same working directory,\n\
+same environment), stream its output, and exit with its status. For kernels without IPVS, such as\n\
+many CI machines:\n\
+  lvsctl lab vm -- sh -c 'lvsctl lab create dr.toml && lvsctl up dr.toml && lvsctl verify dr.toml'\n\
+With --if-needed, COMMAND runs directly on this machine when its kernel has IPVS and ipip.\n\
+Installs qemu-system-x86, linux-image-amd64 and busybox-static with apt-get when missing. What the\n\
+guest writes is lost when it ends: its root is this machine's, read-only, under a memory overlay."
     )]
     Vm(LabVmArgs),
     /// Serve a host's name over TCP/UDP (the lab's real-server responder).
@@ -308,6 +311,9 @@ pub struct LabVmArgs {
     /// Do not install missing Debian packages; fail instead.
     #[arg(long)]
     pub no_install: bool,
+    /// Run COMMAND directly on this machine when its kernel has IPVS and ipip (no guest needed).
+    #[arg(long)]
+    pub if_needed: bool,
     #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
 }

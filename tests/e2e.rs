@@ -32,7 +32,7 @@ fn here_or_in_vm(test: &str) -> bool {
     let exe = std::env::current_exe().unwrap();
     let started = Instant::now();
     let out = Command::new(lvsctl_bin())
-        .args(["lab", "vm", "--cpus", "2", "--memory", "2048", "--timeout", "1500", "--"])
+        .args(["lab", "vm", "--cpus", "2", "--memory", "2048", "--timeout", "2400", "--"])
         .arg(&exe)
         .args(["--exact", test, "--nocapture", "--test-threads", "1"])
         .env("LVSCTL_BIN", lvsctl_bin())
@@ -106,6 +106,56 @@ fn changes_in_json(out: &str) -> u64 {
     v.as_array().unwrap().iter().map(|h| h["report"]["changes"].as_u64().expect("every host answered")).sum()
 }
 
+/// One thing broken by hand on a provisioned lab, and what verify and doctor must say of it.
+struct Break<'a> {
+    what: &'a str,
+    /// The host to break, with a shell snippet run there (iproute2, /proc, ipvsadm: not lvsctl).
+    host: &'a str,
+    script: &'a str,
+    /// Text verify's failure must contain; None: traffic still works and verify passes.
+    verify_fails_with: Option<&'a str>,
+    /// Every (host, cause) doctor must report besides drift on the broken host: no more, no less.
+    doctor: &'a [(&'a str, &'a str)],
+    /// After `lvsctl up --host HOST` repaired it: a snippet on a host, for state outside any
+    /// host's plan (a router's ARP cache poisoned while the real server answered ARP).
+    after_repair: Option<(&'a str, &'a str)>,
+}
+
+/// Breaks one thing, checks verify and doctor, repairs with `lvsctl up --host`.
+fn break_one(l: &Lab, b: &Break) {
+    l.sh(b.host, b.script);
+    let v = l.lvsctl(&["verify", "--requests", "8", "--timeout", "1"]);
+    let vt = text(&v);
+    match b.verify_fails_with {
+        Some(want) => {
+            assert_eq!(v.status.code(), Some(6), "{}: verify must fail:\n{vt}", b.what);
+            assert!(vt.contains(want), "{}: verify should say {want:?}:\n{vt}", b.what);
+        }
+        None => assert!(v.status.success(), "{}: verify must pass:\n{vt}", b.what),
+    }
+    let d = l.lvsctl(&["doctor", "--output", "json"]);
+    assert_eq!(d.status.code(), Some(6), "{}: doctor must find it:\n{}", b.what, text(&d));
+    let findings: Vec<serde_json::Value> = serde_json::from_slice(&d.stdout).expect("doctor --output json");
+    let got: std::collections::BTreeSet<(String, String)> = findings
+        .iter()
+        .map(|f| (f["host"].as_str().unwrap().to_string(), f["code"].as_str().unwrap().to_string()))
+        .collect();
+    let mut want: std::collections::BTreeSet<(String, String)> =
+        b.doctor.iter().map(|(h, c)| (h.to_string(), c.to_string())).collect();
+    want.insert((b.host.to_string(), "drift".to_string()));
+    assert_eq!(got, want, "{}: doctor's findings:\n{}", b.what, String::from_utf8_lossy(&d.stdout));
+    for f in &findings {
+        for k in ["cause", "evidence", "fix"] {
+            assert!(!f[k].as_str().unwrap().is_empty(), "{}: every finding says its {k}: {f}", b.what);
+        }
+    }
+    let out = l.ok(&["up", "--host", b.host, "--output", "json"]);
+    assert!(changes_in_json(&out) > 0, "{}: up repairs it:\n{out}", b.what);
+    if let Some((host, script)) = b.after_repair {
+        l.sh(host, script);
+    }
+}
+
 struct Checks<'a> {
     /// Run on hosts before the first snapshot: what the host was like before lvsctl.
     prepare: &'a [(&'a str, &'a str)],
@@ -114,6 +164,7 @@ struct Checks<'a> {
     reboot: &'a str,
     /// Checks after up: (host, shell, text the output must contain).
     after_up: &'a [(&'a str, &'a str, &'a str)],
+    breaks: &'a [Break<'a>],
 }
 
 fn full_cycle(inv: &str, c: Checks) {
@@ -155,6 +206,22 @@ fn full_cycle(inv: &str, c: Checks) {
     assert!(!status.contains("DRIFTED"), "{status}");
     assert!(status.contains("IPVS on"), "{status}");
 
+    // verify and doctor agree the lab works; then break one thing at a time.
+    let v = l.ok(&["verify"]);
+    assert!(v.contains("every service answers as configured"), "{v}");
+    let d = l.ok(&["doctor"]);
+    assert!(d.contains("no problem found"), "{d}");
+    for b in c.breaks {
+        eprintln!("break: {}", b.what);
+        break_one(&l, b);
+    }
+    if !c.breaks.is_empty() {
+        let v = l.ok(&["verify"]);
+        assert!(v.contains("every service answers as configured"), "after the repairs: {v}");
+        let d = l.ok(&["doctor"]);
+        assert!(d.contains("no problem found"), "after the repairs: {d}");
+    }
+
     // Reboot: the host's kernel state is gone, its files stay; the boot unit provisions it again.
     let out = Command::new(lvsctl_bin()).args(["lab", "reboot"]).arg(&l.inv).arg(c.reboot).output().unwrap();
     assert!(out.status.success(), "lab reboot {}:\n{}", c.reboot, text(&out));
@@ -194,6 +261,66 @@ fn e2e_dr() {
                 ("web1", "cat /proc/sys/net/ipv4/conf/all/arp_ignore /proc/sys/net/ipv4/conf/lo/arp_announce", "1\n2"),
                 ("lvs", "ipvsadm -Ln", "192.168.188.81:80           Route   3"),
             ],
+            breaks: &[
+                Break {
+                    what: "web1 answers ARP for the VIP (lvs_dr_rs.sh stop: arp_ignore and arp_announce back to 0)",
+                    host: "web1",
+                    // Forget the router's MAC: web1's next reply asks for it, from the VIP.
+                    script: "for d in all lo; do echo 0 > /proc/sys/net/ipv4/conf/$d/arp_ignore; \
+                             echo 0 > /proc/sys/net/ipv4/conf/$d/arp_announce; done; ip neigh flush dev eth0",
+                    verify_fails_with: Some("the director never scheduled to it"),
+                    doctor: &[("web1", "arp-ignore"), ("web1", "arp-announce")],
+                    after_repair: Some(("router", "ip neigh del 192.168.188.100 dev eth0 || true")),
+                },
+                Break {
+                    what: "web2 lost the VIP on lo",
+                    host: "web2",
+                    script: "ip addr del 192.168.188.100/32 dev lo",
+                    verify_fails_with: Some("web2 never answered"),
+                    doctor: &[("web2", "vip-missing")],
+                    after_repair: None,
+                },
+                Break {
+                    what: "web1 routes its replies through the director",
+                    host: "web1",
+                    script: "ip route replace default via 192.168.188.8 dev eth0",
+                    verify_fails_with: Some("web1 never answered"),
+                    doctor: &[("web1", "dr-gateway-director")],
+                    after_repair: None,
+                },
+                Break {
+                    what: "the router stopped forwarding",
+                    host: "router",
+                    script: "echo 0 > /proc/sys/net/ipv4/ip_forward",
+                    verify_fails_with: Some("8 of 8 requests got no answer"),
+                    doctor: &[("router", "forwarding-off")],
+                    after_repair: None,
+                },
+                Break {
+                    what: "web2 is no longer a destination",
+                    host: "lvs",
+                    script: "ipvsadm -d -t 192.168.188.100:80 -r 192.168.188.82:80",
+                    verify_fails_with: Some("web2 never answered"),
+                    doctor: &[("lvs", "dest-missing")],
+                    after_repair: None,
+                },
+                Break {
+                    what: "web2 quiesced: weight 0",
+                    host: "lvs",
+                    script: "ipvsadm -e -t 192.168.188.100:80 -r 192.168.188.82:80 -g -w 0",
+                    verify_fails_with: Some("web2 never answered"),
+                    doctor: &[("lvs", "dest-weight-zero")],
+                    after_repair: None,
+                },
+                Break {
+                    what: "the client lost its route to the VIP",
+                    host: "client",
+                    script: "ip route del default",
+                    verify_fails_with: Some("8 of 8 requests got no answer"),
+                    doctor: &[("client", "vip-unroutable")],
+                    after_repair: None,
+                },
+            ],
         },
     );
 }
@@ -214,6 +341,24 @@ fn e2e_nat() {
                 ("lvs", "cat /proc/sys/net/ipv4/ip_forward", "1"),
                 ("lvs", "ipvsadm -Ln", "10.10.0.82:8080             Masq"),
                 ("web1", "ip -4 route show default", "default via 10.10.0.1"),
+            ],
+            breaks: &[
+                Break {
+                    what: "web1's replies bypass the director",
+                    host: "web1",
+                    script: "ip route replace default via 10.10.0.254 dev eth0",
+                    verify_fails_with: Some("web1 never answered"),
+                    doctor: &[("web1", "nat-gateway")],
+                    after_repair: None,
+                },
+                Break {
+                    what: "the NAT director stopped forwarding",
+                    host: "lvs",
+                    script: "echo 0 > /proc/sys/net/ipv4/ip_forward",
+                    verify_fails_with: Some("8 of 8 requests got no answer"),
+                    doctor: &[("lvs", "forwarding-off")],
+                    after_repair: None,
+                },
             ],
         },
     );
@@ -236,6 +381,24 @@ fn e2e_tun() {
                 ("web1", "cat /proc/sys/net/ipv4/conf/tunl0/rp_filter /proc/sys/net/ipv4/conf/all/rp_filter", "0\n0"),
                 ("lvs", "ipvsadm -Ln", "Tunnel"),
             ],
+            breaks: &[
+                Break {
+                    what: "reverse-path filtering on web1's tunl0",
+                    host: "web1",
+                    script: "echo 1 > /proc/sys/net/ipv4/conf/tunl0/rp_filter",
+                    verify_fails_with: Some("web1 never answered"),
+                    doctor: &[("web1", "tun-rp-filter")],
+                    after_repair: None,
+                },
+                Break {
+                    what: "web2's tunl0 is down",
+                    host: "web2",
+                    script: "ip link set tunl0 down",
+                    verify_fails_with: Some("web2 never answered"),
+                    doctor: &[("web2", "tunl0-down")],
+                    after_repair: None,
+                },
+            ],
         },
     );
 }
@@ -255,6 +418,7 @@ fn e2e_dr_multisubnet() {
                 ("router", "ip -4 route show 192.168.200.100", "192.168.200.100 via 192.168.188.8"),
                 ("lvs", "ip -o -4 addr show dev lo", "192.168.200.100/32"),
             ],
+            breaks: &[],
         },
     );
 }

@@ -374,9 +374,9 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<u8> {
             }
             let bad = results.iter().filter(|r| !r.ok()).count();
             if bad == 0 {
-                println!("verify: {} answer as configured", crate::plural(results.len(), "service"));
+                println!("verify: every service answers as configured ({})", crate::plural(results.len(), "service"));
             } else {
-                println!("verify: {bad} of {} FAILED", crate::plural(results.len(), "service"));
+                println!("verify: FAILED for {bad} of {}", crate::plural(results.len(), "service"));
             }
         }
     }
