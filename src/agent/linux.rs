@@ -231,19 +231,19 @@ impl System for Linux {
             // The sysctl crate maps every '.' to '/', so it cannot name `eth0.100`.
             return std::fs::read_to_string(&path).map(|s| Some(s.trim().to_string()));
         }
-        let ctl = sysctl::Ctl::new(key).map_err(|e| io::Error::other(format!("sysctl {key}: {e}")))?;
-        ctl.value_string()
-            .map(|s| Some(s.trim().to_string()))
-            .map_err(|e| io::Error::other(format!("sysctl {key}: {e}")))
+        // A device's sysctls vanish with it, also between the check above and the read.
+        match sysctl::Ctl::new(key).and_then(|ctl| ctl.value_string()) {
+            Ok(s) => Ok(Some(s.trim().to_string())),
+            Err(sysctl::SysctlError::NotFound(_)) => Ok(None),
+            Err(e) => Err(sysctl_error(key, e)),
+        }
     }
 
     fn write_sysctl(&mut self, key: &str, value: &str) -> Result<()> {
         if key.contains('/') {
             return std::fs::write(sysctl_path(key), value);
         }
-        let ctl =
-            sysctl::Ctl::new(key).map_err(|e| io::Error::new(io::ErrorKind::NotFound, format!("sysctl {key}: {e}")))?;
-        ctl.set_value_string(value).map(|_| ()).map_err(|e| io::Error::other(format!("sysctl {key}: {e}")))
+        sysctl::Ctl::new(key).and_then(|ctl| ctl.set_value_string(value)).map(|_| ()).map_err(|e| sysctl_error(key, e))
     }
 
     fn link_up(&mut self, dev: &str) -> Result<Option<bool>> {
@@ -473,6 +473,17 @@ impl System for Linux {
     }
 }
 
+/// Keeps "no such sysctl" recognisable as not-found: a device's sysctls disappear with the device
+/// (another host of a namespace lab may unload the module that made it), and undo treats that as done.
+fn sysctl_error(key: &str, e: sysctl::SysctlError) -> io::Error {
+    let kind = match &e {
+        sysctl::SysctlError::NotFound(_) => io::ErrorKind::NotFound,
+        sysctl::SysctlError::IoError(io) => io.kind(),
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, format!("sysctl {key}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,5 +492,13 @@ mod tests {
     fn sysctl_paths_keep_dots_inside_interface_names() {
         assert_eq!(sysctl_path("net.ipv4.conf.eth0/100.rp_filter"), "/proc/sys/net/ipv4/conf/eth0.100/rp_filter");
         assert_eq!(sysctl_path("net.ipv4.ip_forward"), "/proc/sys/net/ipv4/ip_forward");
+    }
+
+    #[test]
+    fn a_sysctl_that_vanished_with_its_device_reads_as_not_found() {
+        let gone = sysctl_error("net.ipv4.conf.tunl0.rp_filter", sysctl::SysctlError::NotFound("x".into()));
+        assert!(crate::agent::system::is_not_found(&gone), "{gone}");
+        let denied = sysctl_error("k", sysctl::SysctlError::IoError(io::Error::from(io::ErrorKind::PermissionDenied)));
+        assert!(!crate::agent::system::is_not_found(&denied));
     }
 }
