@@ -104,6 +104,19 @@ fn ssh_addr(lab: &Lab, host: &str) -> anyhow::Result<Ipv4Addr> {
     }
 }
 
+/// Whether this kernel can run every kind of lab: IPVS (all modes) and ipip (TUN real servers).
+pub fn kernel_runs_labs() -> bool {
+    if !kernel_has_ipvs() {
+        return false;
+    }
+    if Path::new("/sys/module/ipip").exists() {
+        return true;
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let dir = format!("/lib/modules/{}/kernel/net/ipv4", release.trim());
+    std::fs::read_dir(dir).is_ok_and(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("ipip.ko")))
+}
+
 /// Whether IPVS can work on this kernel (loaded, or available as a module).
 pub fn kernel_has_ipvs() -> bool {
     if Path::new("/proc/net/ip_vs").exists() {
