@@ -119,7 +119,7 @@ evidence and the fix. Exit 6 when anything is found."
 
 #[derive(Args, Debug, Clone)]
 pub struct InventoryArg {
-    /// The inventory file (TOML).
+    /// The inventory file (TOML): hosts, their roles and SSH access, the services (see README).
     pub inventory: PathBuf,
 }
 
@@ -131,6 +131,7 @@ pub enum Output {
 
 #[derive(Args, Debug)]
 pub struct PlanArgs {
+    /// The inventory file (TOML): hosts, their roles and SSH access, the services (see README).
     pub inventory: PathBuf,
     /// Only these hosts (repeatable).
     #[arg(long = "host", value_name = "HOST")]
@@ -144,6 +145,7 @@ pub struct PlanArgs {
 
 #[derive(Args, Debug)]
 pub struct RenderArgs {
+    /// The inventory file (TOML): hosts, their roles and SSH access, the services (see README).
     pub inventory: PathBuf,
     /// Only these hosts (repeatable).
     #[arg(long = "host", value_name = "HOST")]
@@ -173,10 +175,15 @@ pub struct ConnectArgs {
     /// Where the controller keeps which hosts each lab touched.
     #[arg(long, value_name = "DIR", env = "LVSCTL_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Keep each host's ssh connection open this many idle seconds after the command, so that the
+    /// next command reuses it instead of connecting again (ssh ControlPersist); 0 closes them.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS", env = "LVSCTL_SSH_PERSIST")]
+    pub ssh_persist: u32,
 }
 
 #[derive(Args, Debug)]
 pub struct UpArgs {
+    /// The inventory file (TOML): hosts, their roles and SSH access, the services (see README).
     pub inventory: PathBuf,
     #[command(flatten)]
     pub connect: ConnectArgs,
@@ -192,6 +199,7 @@ pub struct UpArgs {
 
 #[derive(Args, Debug)]
 pub struct DownArgs {
+    /// The inventory file (TOML): hosts, their roles and SSH access, the services (see README).
     pub inventory: PathBuf,
     #[command(flatten)]
     pub connect: ConnectArgs,
@@ -201,6 +209,7 @@ pub struct DownArgs {
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
+    /// The inventory file (TOML): hosts, their roles and SSH access, the services (see README).
     pub inventory: PathBuf,
     #[command(flatten)]
     pub connect: ConnectArgs,
@@ -213,6 +222,7 @@ pub struct StatusArgs {
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
+    /// The inventory file (TOML): hosts, their roles and SSH access, the services (see README).
     pub inventory: PathBuf,
     #[command(flatten)]
     pub connect: ConnectArgs,
@@ -231,6 +241,7 @@ pub struct VerifyArgs {
 
 #[derive(Args, Debug)]
 pub struct DoctorArgs {
+    /// The inventory file (TOML): hosts, their roles and SSH access, the services (see README).
     pub inventory: PathBuf,
     #[command(flatten)]
     pub connect: ConnectArgs,
@@ -285,6 +296,7 @@ guest writes is lost when it ends: its root is this machine's, read-only, under 
 
 #[derive(Args, Debug)]
 pub struct LabExecArgs {
+    /// The inventory file (TOML): hosts, their roles and SSH access, the services (see README).
     pub inventory: PathBuf,
     pub host: String,
     #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
@@ -293,6 +305,7 @@ pub struct LabExecArgs {
 
 #[derive(Args, Debug)]
 pub struct LabRebootArgs {
+    /// The inventory file (TOML): hosts, their roles and SSH access, the services (see README).
     pub inventory: PathBuf,
     pub host: String,
 }

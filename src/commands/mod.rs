@@ -88,6 +88,8 @@ impl Session {
                 lab.name
             );
         }
+        // After entering the lab's namespace: kept connections are per namespace.
+        opts.persist = crate::remote::Persist::new(args.ssh_persist);
         let remote =
             fleet::selected(lab, &args.hosts).iter().any(|h| h.ssh.target != crate::inventory::SshTarget::Local);
         let agent = crate::remote::binary::resolve(args.agent_binary.as_deref(), remote)?;

@@ -173,6 +173,20 @@ impl Net {
             .with_context(|| format!("cannot add {a} to {dev}"))
     }
 
+    /// Deletes link `name` (and so its veth peer, at once); a missing link is already gone.
+    fn delete_link(&self, h: &rtnetlink::Handle, name: &str) -> anyhow::Result<()> {
+        let idx = match self.index(h, name) {
+            Ok(i) => i,
+            Err(_) => return Ok(()),
+        };
+        let h = h.clone();
+        match self.rt.block_on(async move { h.link().del(idx).execute().await }) {
+            Ok(()) => Ok(()),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot delete {name}")),
+        }
+    }
+
     fn bridge(&self, h: &rtnetlink::Handle, name: &str) -> anyhow::Result<()> {
         let h = h.clone();
         let msg = LinkBridge::new(name).up().build();
@@ -253,8 +267,20 @@ impl HostMounts {
             for d in ["upper", "work"] {
                 std::fs::create_dir_all(base.join(d))?;
             }
+            // A new host's root home is empty, not this machine's: sshd runs every command through
+            // root's shell, and bash sources ~/.bashrc for ssh commands (this machine's may start
+            // pyenv, conda, …, seconds per command under emulation, and not the host's business).
+            let lower = if dir == "/root" {
+                let empty = base.join("lower");
+                std::fs::create_dir_all(&empty)?;
+                std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o700))?;
+                empty
+            } else {
+                PathBuf::from(dir)
+            };
             let opts = format!(
-                "lowerdir={dir},upperdir={},workdir={}",
+                "lowerdir={},upperdir={},workdir={}",
+                lower.display(),
                 base.join("upper").display(),
                 base.join("work").display()
             );
@@ -410,6 +436,42 @@ fn responder_args(lab: &Lab, host: &str) -> Vec<String> {
     args
 }
 
+/// The log of a lab host's sshd (appended to across reboots).
+pub fn sshd_log(lab: &str, host: &str) -> PathBuf {
+    host_dir(lab, host).join("sshd.log")
+}
+
+/// One of a host's links: the veth end `ctrl` in the control namespace, plugged into `bridge`,
+/// whose peer is the host's `ifname`.
+struct Port {
+    ctrl: String,
+    bridge: String,
+    ifname: String,
+}
+
+/// The links of host number `hi`: one per segment it is on, and its management link.
+fn host_ports(lab: &Lab, hi: usize, host: &str) -> Vec<Port> {
+    let spec = lab.lab.as_ref().expect("checked");
+    let mut ports = Vec::new();
+    for (si, seg) in spec.segments.iter().enumerate() {
+        for (ii, (mh, ifname)) in seg.members.iter().enumerate() {
+            if mh == host {
+                ports.push(Port {
+                    ctrl: format!("h{hi}s{si}i{ii}"),
+                    bridge: bridge_name(&seg.name, si),
+                    ifname: ifname.clone(),
+                });
+            }
+        }
+    }
+    ports.push(Port {
+        ctrl: format!("h{hi}m"),
+        bridge: "mgmt".into(),
+        ifname: crate::inventory::validate::LAB_MGMT_IFNAME.into(),
+    });
+    ports
+}
+
 /// Builds one host: namespace, interfaces, management address, sshd, responder.
 fn build_host(net: &Net, lab: &Lab, state: &mut LabState, hi: usize, host: &str) -> anyhow::Result<()> {
     let spec = lab.lab.as_ref().expect("checked");
@@ -420,14 +482,9 @@ fn build_host(net: &Net, lab: &Lab, state: &mut LabState, hi: usize, host: &str)
     let h = net.handle(&ns)?;
     net.up(&h, "lo")?;
     let ctl = net.handle(state.control.as_ref().expect("control first"))?;
-    for (si, seg) in spec.segments.iter().enumerate() {
-        for (ii, (mh, ifname)) in seg.members.iter().enumerate() {
-            if mh == host {
-                net.plug(&ctl, &format!("h{hi}s{si}i{ii}"), &bridge_name(&seg.name, si), &ns, ifname)?;
-            }
-        }
+    for p in host_ports(lab, hi, host) {
+        net.plug(&ctl, &p.ctrl, &p.bridge, &ns, &p.ifname)?;
     }
-    net.plug(&ctl, &format!("h{hi}m"), "mgmt", &ns, crate::inventory::validate::LAB_MGMT_IFNAME)?;
     let addr = Ipv4Net::new(ssh_addr(lab, host)?, spec.management.prefix_len())?;
     net.address(&h, crate::inventory::validate::LAB_MGMT_IFNAME, addr)?;
     net.up(&h, crate::inventory::validate::LAB_MGMT_IFNAME)?;
@@ -461,12 +518,14 @@ fn build_host(net: &Net, lab: &Lab, state: &mut LabState, hi: usize, host: &str)
         "UseDNS=no",
         "MaxSessions=64",
         "MaxStartups=64:30:128",
-        "LogLevel=ERROR",
+        // VERBOSE logs one "Starting session: command …" line per command run over ssh: how
+        // many sessions each lvsctl command costs a host is read there (tests, scripts/bench.sh).
+        "LogLevel=VERBOSE",
     ] {
         sshd.args(["-o", o]);
     }
+    let pid = spawn_in_host(sshd, HostMounts::build(&lab.name, host)?, &sshd_log(&lab.name, host))?;
     let log = host_dir(&lab.name, host).join("processes.log");
-    let pid = spawn_in_host(sshd, HostMounts::build(&lab.name, host)?, &log)?;
     state.hosts.get_mut(host).expect("inserted").pids.push(pid);
     state.save()?;
 
@@ -494,7 +553,7 @@ fn wait_for_sshd(lab: &Lab, host: &str) -> anyhow::Result<()> {
         false
     })?;
     if !ok {
-        let log = std::fs::read_to_string(host_dir(&lab.name, host).join("processes.log")).unwrap_or_default();
+        let log = std::fs::read_to_string(sshd_log(&lab.name, host)).unwrap_or_default();
         bail!("sshd of {host} does not answer on {addr}; its log:\n{log}");
     }
     Ok(())
@@ -631,11 +690,42 @@ fn stop_process(pid: u32, ns: &Path) {
     }
 }
 
+/// Ends every process still inside one of the lab's namespaces, after the ones it recorded: the
+/// sessions its sshd forked (which outlive their sshd), the agents they ran, the ssh masters that
+/// lvsctl keeps in the management network between commands. Only processes whose network
+/// namespace is the lab's own are signalled; nothing else on the machine is looked at twice.
+fn stop_all_in(ns: &Path) {
+    let Some(inode) = ns_inode(ns) else { return };
+    let me = std::process::id();
+    let inside = || -> Vec<u32> {
+        let Ok(d) = std::fs::read_dir("/proc") else { return vec![] };
+        d.flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+            .filter(|&pid| pid != me && proc_net_inode(pid) == Some(inode) && alive(pid))
+            .collect()
+    };
+    for (signal, wait) in [(libc::SIGTERM, 5), (libc::SIGKILL, 5)] {
+        let pids = inside();
+        if pids.is_empty() {
+            return;
+        }
+        for pid in pids {
+            // SAFETY: kill(2) on a process found inside this lab's namespace just above.
+            unsafe { libc::kill(pid as libc::pid_t, signal) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(wait);
+        while !inside().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 fn destroy_host(hs: &HostState) -> anyhow::Result<()> {
     let ns = netns::path(&hs.netns);
     for pid in hs.pids.iter().rev() {
         stop_process(*pid, &ns);
     }
+    stop_all_in(&ns);
     netns::delete(&hs.netns).with_context(|| format!("cannot delete namespace {}", hs.netns))
 }
 
@@ -657,6 +747,9 @@ fn destroy_state(state: &LabState) -> anyhow::Result<()> {
                 errors.push(format!("{name}: {err}"));
             }
         }
+    }
+    if let Some(c) = &state.control {
+        stop_all_in(&netns::path(c));
     }
     if let Some(c) = &state.control
         && let Err(e) = netns::delete(c)
@@ -739,8 +832,15 @@ pub fn reboot(inv: &Path, host: &str) -> anyhow::Result<u8> {
         .with_context(|| format!("no host {host} in {}", inv.display()))?;
     let hs = state.hosts.get(host).cloned().with_context(|| format!("lab {} has no host {host}", lab.name))?;
     destroy_host(&hs)?;
-    eprintln!("lab {}: {host} powered off (kernel state lost), booting", lab.name);
     let net = Net::new()?;
+    // The kernel frees a deleted namespace's interfaces later, in a work queue: until then the
+    // veths' control ends keep their names and the new ones could not be made. Deleting a veth
+    // end removes the pair at once.
+    let ctl = net.handle(state.control.as_ref().context("the lab has no control namespace")?)?;
+    for p in host_ports(&lab, hi, host) {
+        net.delete_link(&ctl, &p.ctrl)?;
+    }
+    eprintln!("lab {}: {host} powered off (kernel state lost), booting", lab.name);
     build_host(&net, &lab, &mut state, hi, host)?;
     wait_for_sshd(&lab, host)?;
     let pid = host_pid(&lab.name, host)?;

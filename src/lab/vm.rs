@@ -335,6 +335,21 @@ fn guest_main() -> anyhow::Result<i32> {
     mount("tmpfs", "/tmp", "tmpfs", nosuid_nodev, "mode=1777")?;
     mount("tmpfs", "/dev/shm", "tmpfs", nosuid_nodev, "mode=1777")?;
     mount("devpts", "/dev/pts", "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, "mode=0620,ptmxmode=0666")?;
+    // What systemd-udev adds to a booted system's devtmpfs: shells need /dev/fd for process
+    // substitution (`<(…)`).
+    for (link, target) in [
+        ("/dev/fd", "/proc/self/fd"),
+        ("/dev/stdin", "/proc/self/fd/0"),
+        ("/dev/stdout", "/proc/self/fd/1"),
+        ("/dev/stderr", "/proc/self/fd/2"),
+    ] {
+        match std::os::unix::fs::symlink(target, link) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(e).with_context(|| format!("cannot link {link} to {target}"));
+            }
+            _ => {}
+        }
+    }
     // Network namespaces created by `ip netns` are bind mounts under /run/netns.
     std::fs::create_dir_all("/run/netns")?;
     let hostname = b"lvsctl-vm";

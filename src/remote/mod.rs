@@ -64,12 +64,119 @@ pub struct ConnectOptions {
     pub control_dir: PathBuf,
     /// An ssh_config used for hosts whose inventory names none (the lab's, for instance).
     pub ssh_config: Option<PathBuf>,
+    /// Keep master connections for the next command (ssh ControlPersist), or close them at the end.
+    pub persist: Option<Persist>,
 }
 
 impl Default for ConnectOptions {
     fn default() -> Self {
-        ConnectOptions { control_dir: std::env::temp_dir().join("lvsctl-ssh"), ssh_config: None }
+        ConnectOptions { control_dir: std::env::temp_dir().join("lvsctl-ssh"), ssh_config: None, persist: None }
     }
+}
+
+/// Connections kept open between commands: each master lives in a directory named after everything
+/// that decides where and how it connects, and exits by itself after `idle` seconds unused.
+#[derive(Debug, Clone)]
+pub struct Persist {
+    /// Private (0700) directory of the kept masters.
+    pub dir: PathBuf,
+    pub idle: std::num::NonZeroUsize,
+    /// The network namespace the connections start from: the same address in two local labs is
+    /// two different hosts.
+    pub netns: String,
+    uid: u32,
+}
+
+/// Longest control socket path: sockaddr_un holds 108 bytes; the openssh crate adds
+/// `/.ssh-connectionXXXXXX/master` (29 bytes) below the directory.
+const MAX_CONTROL_DIR: usize = 70;
+
+impl Persist {
+    /// Kept connections in the runtime directory (sockets belong in a tmpfs), made 0700 on first
+    /// use; None for 0 seconds.
+    pub fn new(idle_seconds: u32) -> Option<Persist> {
+        let idle = std::num::NonZeroUsize::new(idle_seconds as usize)?;
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
+            Some(d) if !d.is_empty() => PathBuf::from(d).join("lvsctl-ssh"),
+            _ if uid == 0 => PathBuf::from("/run/lvsctl/ssh"),
+            _ => std::env::temp_dir().join(format!("lvsctl-ssh-{uid}")),
+        };
+        let netns = std::fs::metadata("/proc/thread-self/ns/net")
+            .map(|m| format!("{}:{}", std::os::unix::fs::MetadataExt::dev(&m), std::os::unix::fs::MetadataExt::ino(&m)))
+            .unwrap_or_default();
+        Some(Persist { dir, idle, netns, uid })
+    }
+
+    /// The directory of the masters for one host's settings.
+    fn slot(&self, s: &SshSettings, config: Option<&PathBuf>) -> PathBuf {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        // An edited ssh_config may send the same name elsewhere: its version is part of the key.
+        let version = config
+            .and_then(|c| std::fs::metadata(expand_home(c)).ok())
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos());
+        h.update(serde_json::to_vec(&(s, config, version, &self.netns)).expect("settings serialize"));
+        let digest = h.finalize();
+        let name: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        self.dir.join(name)
+    }
+}
+
+/// Creates `dir` 0700 if needed and refuses one that others could write to or that is not ours.
+fn private_dir(dir: &Path, uid: u32) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if dir.as_os_str().len() > MAX_CONTROL_DIR - 17 {
+        return Err(format!("{} is too long a path for ssh control sockets", dir.display()));
+    }
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| format!("cannot make {} private: {e}", dir.display()))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+    }
+    let m = std::fs::symlink_metadata(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    if !m.is_dir() || m.uid() != uid || m.mode() & 0o077 != 0 {
+        return Err(format!("{} is not a private directory of this user (0700, owned by uid {uid})", dir.display()));
+    }
+    Ok(())
+}
+
+/// A kept master for this slot that still answers, if any; dead ones are cleared away.
+async fn resume(slot: &Path) -> Option<openssh::Session> {
+    let entries = std::fs::read_dir(slot).ok()?;
+    for e in entries.flatten() {
+        let dir = e.path();
+        let ctl = dir.join("master");
+        if !e.file_name().to_string_lossy().starts_with(".ssh-connection") {
+            continue;
+        }
+        if !ctl.exists() {
+            // A master that exited (its socket is gone), unless another lvsctl is starting it now.
+            let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+            if old.is_some_and(|age| age > Duration::from_secs(600)) {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            continue;
+        }
+        let session = openssh::Session::resume(ctl.into_boxed_path(), Some(dir.join("log").into_boxed_path()));
+        match tokio::time::timeout(Duration::from_secs(10), session.check()).await {
+            Ok(Ok(())) => return Some(session),
+            _ => {
+                // Its socket is left but nothing answers: the master died.
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+    }
+    None
 }
 
 /// Why a host could not be used.
@@ -83,7 +190,8 @@ pub enum HostError {
 
 pub enum Transport {
     Local,
-    Ssh(Box<openssh::Session>),
+    /// A master connection, and whether it is kept for the next command when this one ends.
+    Ssh(Box<openssh::Session>, bool),
 }
 
 fn expand_home(p: &Path) -> PathBuf {
@@ -128,15 +236,40 @@ pub async fn connect(s: &SshSettings, opts: &ConnectOptions) -> Result<Transport
         SshTarget::Local => return Ok(Transport::Local),
         SshTarget::Remote(d) => d.clone(),
     };
-    std::fs::create_dir_all(&opts.control_dir)
-        .map_err(|e| HostError::Unreachable(format!("cannot create {}: {e}", opts.control_dir.display())))?;
-    let _ = std::fs::set_permissions(&opts.control_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    let config = s.config.as_ref().or(opts.ssh_config.as_ref());
+    let mut control_dir = opts.control_dir.clone();
+    let mut persist = openssh::ControlPersist::Forever;
+    let mut kept = false;
+    let usable = |p: &&Persist| match private_dir(&p.dir, p.uid) {
+        Ok(()) => true,
+        Err(why) => {
+            static ONCE: std::sync::Once = std::sync::Once::new();
+            ONCE.call_once(|| eprintln!("lvsctl: ssh connections are not kept between commands: {why}"));
+            false
+        }
+    };
+    if let Some(p) = opts.persist.as_ref().filter(usable) {
+        let slot = p.slot(s, config);
+        if let Some(session) = resume(&slot).await {
+            return Ok(Transport::Ssh(Box::new(session), true));
+        }
+        if std::fs::create_dir(&slot).is_ok() {
+            let _ = std::fs::set_permissions(&slot, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+        }
+        control_dir = slot;
+        persist = openssh::ControlPersist::IdleFor(p.idle);
+        kept = true;
+    }
+    std::fs::create_dir_all(&control_dir)
+        .map_err(|e| HostError::Unreachable(format!("cannot create {}: {e}", control_dir.display())))?;
+    let _ = std::fs::set_permissions(&control_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700));
     let mut b = openssh::SessionBuilder::default();
     b.user(s.user.clone())
         .port(s.port)
         .connect_timeout(Duration::from_secs(s.connect_timeout as u64))
         .server_alive_interval(Duration::from_secs(15))
-        .control_directory(&opts.control_dir)
+        .control_directory(&control_dir)
+        .control_persist(persist)
         .known_hosts_check(match s.host_key {
             HostKeyPolicy::Strict => openssh::KnownHosts::Strict,
             HostKeyPolicy::AcceptNew => openssh::KnownHosts::Add,
@@ -147,13 +280,13 @@ pub async fn connect(s: &SshSettings, opts: &ConnectOptions) -> Result<Transport
     if let Some(k) = &s.known_hosts {
         b.user_known_hosts_file(expand_home(k));
     }
-    if let Some(c) = s.config.as_ref().or(opts.ssh_config.as_ref()) {
+    if let Some(c) = config {
         b.config_file(expand_home(c));
     }
     // ssh's ConnectTimeout covers only the TCP connect; bound the whole handshake too.
     let limit = Duration::from_secs(s.connect_timeout as u64 * 3 + 30);
     match tokio::time::timeout(limit, b.connect(&dest)).await {
-        Ok(Ok(session)) => Ok(Transport::Ssh(Box::new(session))),
+        Ok(Ok(session)) => Ok(Transport::Ssh(Box::new(session), kept)),
         Ok(Err(e)) => Err(HostError::Unreachable(explain_ssh(&e, s, &dest))),
         Err(_) => Err(HostError::Unreachable(format!(
             "ssh {}@{dest} port {}: no answer within {} s",
@@ -280,7 +413,7 @@ impl Transport {
                 let status = child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
                 finish(out, status, err)
             }
-            Transport::Ssh(session) => {
+            Transport::Ssh(session, _) => {
                 let (out, status, err) =
                     self.ssh_exec(session, RUN_SCRIPT, &[&agent.sha256], vec![line.clone()], on_event).await?;
                 if out.missing_arch.is_none() || status.code != Some(MISSING) {
@@ -351,9 +484,73 @@ impl Transport {
         Ok((out, status, err))
     }
 
+    /// Ends the command's use of the connection: a kept master stays for the next command (it
+    /// exits by itself when idle), any other is closed.
     pub async fn close(self) {
-        if let Transport::Ssh(s) = self {
-            let _ = s.close().await;
+        match self {
+            Transport::Ssh(s, true) => {
+                let _ = s.detach();
+            }
+            Transport::Ssh(s, false) => {
+                let _ = s.close().await;
+            }
+            Transport::Local => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn host(addr: &str, port: u16) -> SshSettings {
+        SshSettings {
+            target: SshTarget::Remote(addr.into()),
+            user: "root".into(),
+            port,
+            identity: None,
+            host_key: HostKeyPolicy::Strict,
+            known_hosts: None,
+            config: None,
+            connect_timeout: 10,
+        }
+    }
+
+    fn persist(dir: &Path, netns: &str) -> Persist {
+        Persist { dir: dir.into(), idle: std::num::NonZeroUsize::new(60).unwrap(), netns: netns.into(), uid: 0 }
+    }
+
+    #[test]
+    fn a_kept_connection_is_reused_only_for_the_same_settings_from_the_same_namespace() {
+        let d = Path::new("/run/x");
+        let p = persist(d, "4:100");
+        let a = p.slot(&host("10.0.0.1", 22), None);
+        assert_eq!(a, p.slot(&host("10.0.0.1", 22), None));
+        assert_ne!(a, p.slot(&host("10.0.0.1", 2222), None));
+        assert_ne!(a, p.slot(&host("10.0.0.2", 22), None));
+        let mut strict_off = host("10.0.0.1", 22);
+        strict_off.host_key = HostKeyPolicy::AcceptNew;
+        assert_ne!(a, p.slot(&strict_off, None));
+        assert_ne!(a, p.slot(&host("10.0.0.1", 22), Some(&PathBuf::from("/nonexistent/ssh_config"))));
+        // The same address in another lab's management network is another host.
+        assert_ne!(a, persist(d, "4:101").slot(&host("10.0.0.1", 22), None));
+    }
+
+    #[test]
+    fn kept_connections_live_only_in_a_private_directory() {
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("ssh");
+        private_dir(&dir, uid).unwrap();
+        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = private_dir(&dir, uid).unwrap_err();
+        assert!(e.contains("not a private directory"), "{e}");
+        let e = private_dir(&dir, uid + 1).unwrap_err();
+        assert!(e.contains("owned by uid"), "{e}");
+        let long = t.path().join("x".repeat(80));
+        assert!(private_dir(&long, uid).unwrap_err().contains("too long"));
     }
 }
