@@ -318,7 +318,7 @@ pub fn render_host(p: &HostPlan, ctx: &Context) -> Result<Vec<Rendered>, RenderE
     }
     if !runtime.ipvs.is_empty() {
         out.push(Rendered {
-            name: "ipvsadm.rules".into(),
+            name: format!("ipvsadm-{}.rules", p.lab),
             mode: 0o644,
             content: ctx.templates.render(IPVSADM_RULES, &tc)?,
         });
