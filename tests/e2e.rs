@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -117,8 +117,13 @@ struct Break<'a> {
     /// Every (host, cause) doctor must report besides drift on the broken host: no more, no less.
     doctor: &'a [(&'a str, &'a str)],
     /// After `lvsctl up --host HOST` repaired it: a snippet on a host, for state outside any
-    /// host's plan (a router's ARP cache poisoned while the real server answered ARP).
+    /// host's plan (a router's ARP cache poisoned while the real server answered ARP). Without
+    /// drift, the only repair.
     after_repair: Option<(&'a str, &'a str)>,
+    /// The break changed what the host's plan holds: doctor also reports drift there, and
+    /// `lvsctl up --host HOST` repairs it. Otherwise (something added beside the plan, which
+    /// lvsctl leaves alone) neither happens.
+    drift: bool,
 }
 
 /// Breaks one thing, checks verify and doctor, repairs with `lvsctl up --host`.
@@ -142,7 +147,9 @@ fn break_one(l: &Lab, b: &Break) {
         .collect();
     let mut want: std::collections::BTreeSet<(String, String)> =
         b.doctor.iter().map(|(h, c)| (h.to_string(), c.to_string())).collect();
-    want.insert((b.host.to_string(), "drift".to_string()));
+    if b.drift {
+        want.insert((b.host.to_string(), "drift".to_string()));
+    }
     assert_eq!(got, want, "{}: doctor's findings:\n{}", b.what, String::from_utf8_lossy(&d.stdout));
     for f in &findings {
         for k in ["cause", "evidence", "fix"] {
@@ -150,7 +157,11 @@ fn break_one(l: &Lab, b: &Break) {
         }
     }
     let out = l.ok(&["up", "--host", b.host, "--output", "json"]);
-    assert!(changes_in_json(&out) > 0, "{}: up repairs it:\n{out}", b.what);
+    if b.drift {
+        assert!(changes_in_json(&out) > 0, "{}: up repairs it:\n{out}", b.what);
+    } else {
+        assert_eq!(changes_in_json(&out), 0, "{}: up leaves what is beside the plan alone:\n{out}", b.what);
+    }
     if let Some((host, script)) = b.after_repair {
         l.sh(host, script);
     }
@@ -165,6 +176,20 @@ struct Checks<'a> {
     /// Checks after up: (host, shell, text the output must contain).
     after_up: &'a [(&'a str, &'a str, &'a str)],
     breaks: &'a [Break<'a>],
+}
+
+/// PIDs of the ssh masters lvsctl keeps between commands (`ssh -M -S /run/lvsctl/ssh/...`).
+fn kept_masters() -> BTreeSet<u32> {
+    let mut pids = BTreeSet::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let args: Vec<&[u8]> = raw.split(|&b| b == 0).collect();
+        if args.iter().any(|a| *a == b"-M") && args.iter().any(|a| a.starts_with(b"/run/lvsctl/ssh/")) {
+            pids.insert(pid);
+        }
+    }
+    pids
 }
 
 fn full_cycle(inv: &str, c: Checks) {
@@ -190,8 +215,12 @@ fn full_cycle(inv: &str, c: Checks) {
         assert_same(&before, &snapshot(&l), "after a crashed up and down");
     }
 
-    let out = l.ok(&["up"]);
+    // The agent is not on the hosts (a fresh lab, or removed by down): one exec finds it missing,
+    // one uploads and runs it. Once it is there, one exec per host per command.
+    let every = |n: usize| -> BTreeMap<String, usize> { l.hosts().into_iter().map(|h| (h, n)).collect() };
+    let (out, execs) = l.counted(&["up"]);
     assert!(out.contains("changed"), "{out}");
+    assert_eq!(execs, every(2), "ssh execs per host of the first up");
     for (host, script, want) in c.after_up {
         let got = l.sh(host, script);
         let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -200,17 +229,28 @@ fn full_cycle(inv: &str, c: Checks) {
     for s in &l.lab.services {
         assert_split(&l, s, 40);
     }
-    let again = l.ok(&["up", "--output", "json"]);
+    let masters = kept_masters();
+    assert_eq!(masters.len(), l.lab.hosts.len(), "one kept ssh connection per host: {masters:?}");
+    let (again, execs) = l.counted(&["up", "--output", "json"]);
     assert_eq!(changes_in_json(&again), 0, "a second up changes nothing:\n{again}");
-    let status = l.ok(&["status"]);
+    assert_eq!(kept_masters(), masters, "the second command reused every host's connection");
+    assert_eq!(execs, every(1), "ssh execs per host of the second up");
+    let (status, execs) = l.counted(&["status"]);
+    assert_eq!(execs, every(1), "ssh execs per host of status");
     assert!(!status.contains("DRIFTED"), "{status}");
     assert!(status.contains("IPVS on"), "{status}");
 
     // verify and doctor agree the lab works; then break one thing at a time.
-    let v = l.ok(&["verify"]);
+    let (v, execs) = l.counted(&["verify"]);
     assert!(v.contains("every service answers as configured"), "{v}");
-    let d = l.ok(&["doctor"]);
+    // The client sends; the director's counters are read before and after.
+    let mut want = every(0);
+    want.insert("client".into(), 1);
+    want.insert("lvs".into(), 2);
+    assert_eq!(execs, want, "ssh execs per host of verify");
+    let (d, execs) = l.counted(&["doctor"]);
     assert!(d.contains("no problem found"), "{d}");
+    assert_eq!(execs, every(1), "ssh execs per host of doctor");
     for b in c.breaks {
         eprintln!("break: {}", b.what);
         break_one(&l, b);
@@ -232,7 +272,8 @@ fn full_cycle(inv: &str, c: Checks) {
     let status = l.ok(&["status"]);
     assert!(!status.contains("DRIFTED"), "after the reboot: {status}");
 
-    l.ok(&["down"]);
+    let (_, execs) = l.counted(&["down"]);
+    assert_eq!(execs, every(1), "ssh execs per host of down");
     assert_same(&before, &snapshot(&l), "after down");
     let name = l.lab.name.clone();
     drop(l);
@@ -240,6 +281,7 @@ fn full_cycle(inv: &str, c: Checks) {
         .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(&format!("lvsctl-{name}"))).count())
         .unwrap_or(0);
     assert_eq!(leftovers, 0, "lab destroy leaves no namespace");
+    assert_eq!(kept_masters(), BTreeSet::new(), "lab destroy ends the ssh connections kept for its hosts");
     assert!(!Path::new(&format!("/run/lvsctl/labs/{name}")).exists());
     eprintln!("{inv}: full cycle in {:.0} s", started.elapsed().as_secs_f64());
 }
@@ -271,6 +313,7 @@ fn e2e_dr() {
                     verify_fails_with: Some("the director never scheduled to it"),
                     doctor: &[("web1", "arp-ignore"), ("web1", "arp-announce")],
                     after_repair: Some(("router", "ip neigh del 192.168.188.100 dev eth0 || true")),
+                    drift: true,
                 },
                 Break {
                     what: "web2 lost the VIP on lo",
@@ -279,6 +322,7 @@ fn e2e_dr() {
                     verify_fails_with: Some("web2 never answered"),
                     doctor: &[("web2", "vip-missing")],
                     after_repair: None,
+                    drift: true,
                 },
                 Break {
                     what: "web1 routes its replies through the director",
@@ -287,6 +331,7 @@ fn e2e_dr() {
                     verify_fails_with: Some("web1 never answered"),
                     doctor: &[("web1", "dr-gateway-director")],
                     after_repair: None,
+                    drift: true,
                 },
                 Break {
                     what: "the router stopped forwarding",
@@ -295,6 +340,7 @@ fn e2e_dr() {
                     verify_fails_with: Some("8 of 8 requests got no answer"),
                     doctor: &[("router", "forwarding-off")],
                     after_repair: None,
+                    drift: true,
                 },
                 Break {
                     what: "web2 is no longer a destination",
@@ -303,6 +349,7 @@ fn e2e_dr() {
                     verify_fails_with: Some("web2 never answered"),
                     doctor: &[("lvs", "dest-missing")],
                     after_repair: None,
+                    drift: true,
                 },
                 Break {
                     what: "web2 quiesced: weight 0",
@@ -311,6 +358,7 @@ fn e2e_dr() {
                     verify_fails_with: Some("web2 never answered"),
                     doctor: &[("lvs", "dest-weight-zero")],
                     after_repair: None,
+                    drift: true,
                 },
                 Break {
                     what: "the client lost its route to the VIP",
@@ -319,6 +367,37 @@ fn e2e_dr() {
                     verify_fails_with: Some("8 of 8 requests got no answer"),
                     doctor: &[("client", "vip-unroutable")],
                     after_repair: None,
+                    drift: true,
+                },
+                Break {
+                    // web2 gets the packets with the VIP rewritten to its address and answers the
+                    // client from it, straight through the router: the client resets them.
+                    what: "web2 is masqueraded in a DR service",
+                    host: "lvs",
+                    script: "ipvsadm -e -t 192.168.188.100:80 -r 192.168.188.82:80 -m -w 1",
+                    verify_fails_with: Some("web2 never answered"),
+                    doctor: &[("lvs", "dest-forward")],
+                    after_repair: None,
+                    drift: true,
+                },
+                Break {
+                    what: "the IPVS service is gone (the director itself refuses the connections)",
+                    host: "lvs",
+                    script: "ipvsadm -D -t 192.168.188.100:80",
+                    verify_fails_with: Some("8 of 8 requests got no answer"),
+                    doctor: &[("lvs", "service-missing")],
+                    after_repair: None,
+                    drift: true,
+                },
+                Break {
+                    // Nothing listens on the director: its share of the connections is refused.
+                    what: "the director is a destination of its own service",
+                    host: "lvs",
+                    script: "ipvsadm -a -t 192.168.188.100:80 -r 192.168.188.8:80 -w 1",
+                    verify_fails_with: Some("requests got no answer"),
+                    doctor: &[("lvs", "director-is-real-server")],
+                    after_repair: Some(("lvs", "ipvsadm -d -t 192.168.188.100:80 -r 192.168.188.8:80")),
+                    drift: false,
                 },
             ],
         },
@@ -350,6 +429,7 @@ fn e2e_nat() {
                     verify_fails_with: Some("web1 never answered"),
                     doctor: &[("web1", "nat-gateway")],
                     after_repair: None,
+                    drift: true,
                 },
                 Break {
                     what: "the NAT director stopped forwarding",
@@ -358,6 +438,18 @@ fn e2e_nat() {
                     verify_fails_with: Some("8 of 8 requests got no answer"),
                     doctor: &[("lvs", "forwarding-off")],
                     after_repair: None,
+                    drift: true,
+                },
+                Break {
+                    // Its requests still leave from 192.168.10.6 and work; a client really on that
+                    // subnet would get replies that bypass the director's translation.
+                    what: "the client has an address on the real servers' subnet",
+                    host: "client",
+                    script: "ip addr add 10.10.0.99/24 dev eth0",
+                    verify_fails_with: None,
+                    doctor: &[("client", "nat-client-on-rs-subnet")],
+                    after_repair: Some(("client", "ip addr del 10.10.0.99/24 dev eth0")),
+                    drift: false,
                 },
             ],
         },
@@ -389,6 +481,7 @@ fn e2e_tun() {
                     verify_fails_with: Some("web1 never answered"),
                     doctor: &[("web1", "tun-rp-filter")],
                     after_repair: None,
+                    drift: true,
                 },
                 Break {
                     what: "web2's tunl0 is down",
@@ -397,6 +490,7 @@ fn e2e_tun() {
                     verify_fails_with: Some("web2 never answered"),
                     doctor: &[("web2", "tunl0-down")],
                     after_repair: None,
+                    drift: true,
                 },
             ],
         },
@@ -418,7 +512,16 @@ fn e2e_dr_multisubnet() {
                 ("router", "ip -4 route show 192.168.200.100", "192.168.200.100 via 192.168.188.8"),
                 ("lvs", "ip -o -4 addr show dev lo", "192.168.200.100/32"),
             ],
-            breaks: &[],
+            breaks: &[Break {
+                // web1 holds the VIP on lo: it answers everything itself, the director sees nothing.
+                what: "the router sends the VIP to web1 instead of the director",
+                host: "router",
+                script: "ip route replace 192.168.200.100 via 192.168.188.81 dev eth0 proto static",
+                verify_fails_with: Some("web2 never answered"),
+                doctor: &[("router", "vip-misrouted")],
+                after_repair: None,
+                drift: true,
+            }],
         },
     );
 }

@@ -88,6 +88,27 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Commands run over ssh on each host since the lab was created, counted in its sshd's log
+    /// (one "Starting session: command" line per exec).
+    pub fn ssh_execs(&self) -> BTreeMap<String, usize> {
+        self.hosts()
+            .into_iter()
+            .map(|h| {
+                let log = std::fs::read_to_string(lvsctl::lab::build::sshd_log(&self.lab.name, &h)).unwrap_or_default();
+                let n = log.lines().filter(|l| l.contains("Starting session: command ")).count();
+                (h, n)
+            })
+            .collect()
+    }
+
+    /// Runs lvsctl `args` and returns its output with how many ssh execs it cost each host.
+    pub fn counted(&self, args: &[&str]) -> (String, BTreeMap<String, usize>) {
+        let before = self.ssh_execs();
+        let out = self.ok(args);
+        let after = self.ssh_execs();
+        (out, after.into_iter().map(|(h, n)| (h.clone(), n - before[&h])).collect())
+    }
+
     pub fn hosts(&self) -> Vec<String> {
         self.lab.hosts.iter().map(|h| h.name.clone()).collect()
     }
