@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -104,6 +105,54 @@ fn unreachable_hosts_and_refused_host_keys_do_not_stop_the_others() {
     assert!(t.contains("unreachable: web1 web2"), "{t}");
     let out = l.lvsctl(&["down", "--host", "client"]);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn an_up_interrupted_by_ctrl_c_still_finishes_on_the_host() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let l = Lab::create(dr_copy(dir.path(), "t-intr"));
+    let before = subset(&l, &["web1"]);
+    // The agent stops for a while after its third change; Ctrl-C reaches the controller and its
+    // ssh clients (one process group) then, and the session to web1 is gone mid-apply.
+    let mut up = Command::new(lvsctl_bin())
+        .args(["up", "--host", "web1"])
+        .arg(&l.inv)
+        .env("LVSCTL_STATE_DIR", l.state_dir.path())
+        .env("LVSCTL_FAULT_STALL_AFTER", "3")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let journal = Path::new("/run/lvsctl/labs/t-intr/hosts/web1/var/upper/lib/lvsctl/t-intr/journal.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let entries = || -> usize {
+        std::fs::read(journal)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["entries"].as_array().map(|a| a.len()))
+            .unwrap_or(0)
+    };
+    while entries() < 3 {
+        assert!(std::time::Instant::now() < deadline, "the agent never made its third change");
+        assert!(up.try_wait().unwrap().is_none(), "up ended before it was interrupted");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: signals the process group of the child this test started.
+    unsafe { libc::kill(-(up.id() as i32), libc::SIGINT) };
+    let st = up.wait().unwrap();
+    assert!(!st.success(), "the controller was interrupted: {st}");
+    // The next up waits for the agent's lab lock, then finds everything done.
+    let out = l.lvsctl(&["up", "--host", "web1", "--output", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["report"]["changes"], 0, "the interrupted agent finished its plan:\n{}", text(&out));
+    assert!(entries() > 3, "and journaled every change");
+    l.ok(&["down", "--host", "web1"]);
+    assert_same(&before, &subset(&l, &["web1"]), "after an interrupted up and down");
 }
 
 #[test]

@@ -36,6 +36,7 @@ fn run(op: Op, lab: &str, plan: Option<&HostPlan>, root: &Path) -> (Report, Vec<
         facts: None,
         probe: None,
         abort_after: None,
+        stall_after: None,
     };
     let mut events = Vec::new();
     let r = handle(&mut sys, &paths_under(root), &req, &mut |e| events.push(e));

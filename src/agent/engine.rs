@@ -39,8 +39,13 @@ pub struct Engine<'a, S: System> {
     pub report: Report,
     /// Fault injection: abort after this many changes (crash-consistency tests).
     pub abort_after: Option<u32>,
+    /// Fault injection: stop for STALL_SECONDS after this many changes, then go on.
+    pub stall_after: Option<u32>,
     units_changed: bool,
 }
+
+/// How long a stall injected by `stall_after` lasts.
+const STALL_SECONDS: u64 = 5;
 
 fn sha256(b: &[u8]) -> String {
     hex(&Sha256::digest(b))
@@ -117,6 +122,7 @@ impl<'a, S: System> Engine<'a, S> {
             emit,
             report: Report { host: host.to_string(), ..Default::default() },
             abort_after: None,
+            stall_after: None,
             units_changed: false,
         }
     }
@@ -148,6 +154,10 @@ impl<'a, S: System> Engine<'a, S> {
         {
             // Simulates a crash at a known point: the journal must be enough for `down`.
             std::process::abort();
+        }
+        if status == Status::Done && self.stall_after == Some(self.report.changes) {
+            // Holds the agent mid-apply so that a test can take its controller away.
+            std::thread::sleep(std::time::Duration::from_secs(STALL_SECONDS));
         }
     }
 

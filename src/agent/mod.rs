@@ -166,6 +166,7 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
             let mut journal = Journal::open(&paths.lab_dir(&req.lab), &req.lab, &req.host, mode == Mode::Apply)?;
             let mut engine = Engine::new(sys, &mut journal, mode, emit, &req.host);
             engine.abort_after = req.abort_after;
+            engine.stall_after = req.stall_after;
             engine.apply(plan, Scope::All);
             let mut report = engine.report;
             if mode == Mode::Check && !plan.ipvs.is_empty() && sys.ipvs_loaded() {

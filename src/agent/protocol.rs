@@ -33,6 +33,10 @@ pub struct Request {
     /// Fault injection for crash-consistency tests: abort the agent after this many changes.
     #[serde(default)]
     pub abort_after: Option<u32>,
+    /// Fault injection: stop for STALL_SECONDS after this many changes, then go on (tests of a
+    /// controller that goes away mid-apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall_after: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facts: Option<super::facts::FactsRequest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,6 +51,7 @@ impl Request {
             host: host.to_string(),
             plan: None,
             abort_after: None,
+            stall_after: None,
             facts: None,
             probe: None,
         }

@@ -32,6 +32,7 @@ fn run_lab(fake: &mut Fake, root: &Path, op: Op, lab: &str, plan: Option<&HostPl
         facts: None,
         probe: None,
         abort_after: None,
+        stall_after: None,
     };
     let mut events = Vec::new();
     let report = handle(fake, &paths_under(root), &req, &mut |e| events.push(e));

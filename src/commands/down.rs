@@ -48,6 +48,7 @@ pub fn run(args: &DownArgs) -> anyhow::Result<u8> {
                 facts: None,
                 probe: None,
                 abort_after: None,
+                stall_after: None,
             },
         })
         .collect();

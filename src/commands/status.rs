@@ -26,6 +26,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<u8> {
                 host: h.name.clone(),
                 plan: plans.iter().find(|p| p.host == h.name).cloned(),
                 abort_after: None,
+                stall_after: None,
                 facts: None,
                 probe: None,
             },

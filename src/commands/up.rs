@@ -16,7 +16,9 @@ pub fn run(args: &UpArgs) -> anyhow::Result<u8> {
     let session = super::Session::open(&lab, &args.connect)?;
     let plans = plan::plan(&lab, &Context { agent_path: session.agent.install_path(), templates: &templates })?;
     let hosts = fleet::selected(&lab, &args.connect.hosts);
-    let abort_after = std::env::var("LVSCTL_FAULT_ABORT_AFTER").ok().and_then(|v| v.parse().ok());
+    // Fault injection for the crash-consistency tests; not documented for users.
+    let fault = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    let (abort_after, stall_after) = (fault("LVSCTL_FAULT_ABORT_AFTER"), fault("LVSCTL_FAULT_STALL_AFTER"));
     let op = if args.dry_run { Op::DryRun } else { Op::Apply };
     let jobs: Vec<Job> = hosts
         .iter()
@@ -29,6 +31,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<u8> {
                 host: h.name.clone(),
                 plan: plans.iter().find(|p| p.host == h.name).cloned(),
                 abort_after,
+                stall_after,
                 facts: None,
                 probe: None,
             },
