@@ -156,6 +156,29 @@ fn an_up_interrupted_by_ctrl_c_still_finishes_on_the_host() {
 }
 
 #[test]
+fn a_host_of_another_architecture_gets_a_clear_error_and_nothing_installed() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let l = Lab::create(dr_copy(dir.path(), "t-arch"));
+    // The static build, relabelled as an aarch64 executable (ELF e_machine 183).
+    let mut elf = std::fs::read(lvsctl_bin()).unwrap();
+    elf[0x12..0x14].copy_from_slice(&183u16.to_le_bytes());
+    let agent = dir.path().join("lvsctl-aarch64");
+    std::fs::write(&agent, elf).unwrap();
+    let out = l.lvsctl(&["up", "--host", "web1", "--agent-binary", agent.to_str().unwrap()]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{t}");
+    assert!(t.contains("the host is x86_64 but the agent binary"), "{t}");
+    assert!(t.contains("is aarch64: build lvsctl for x86_64 and pass it with --agent-binary"), "{t}");
+    assert!(
+        !Path::new("/run/lvsctl/labs/t-arch/hosts/web1/usr-local/upper/lib/lvsctl").exists(),
+        "nothing was uploaded"
+    );
+}
+
+#[test]
 fn rendered_real_server_script_starts_and_stops_exactly() {
     if !is_root() {
         return eprintln!("skipped: needs root");
