@@ -10,7 +10,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::is_root;
 use common::lab::{Lab, assert_same, lvsctl_bin, snapshot, text};
@@ -54,24 +54,16 @@ fn traffic(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) -> BTreeMap<String
             &client,
             &format!("for i in $(seq {n}); do curl -s -m 5 http://{}:{}/ || echo FAILED; done", svc.vip, svc.port),
         ),
-        lvsctl::inventory::Protocol::Udp => {
-            let exe = std::env::current_exe().unwrap();
-            let o = Command::new(lvsctl_bin())
-                .args(["lab", "exec"])
-                .arg(&l.inv)
-                .arg(&client)
-                .arg("--")
-                .arg(exe)
-                .args(["--exact", "udp_probe_helper", "--nocapture", "--test-threads", "1"])
-                .env("LVSCTL_TEST_UDP", format!("{}:{}:{n}", svc.vip, svc.port))
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                // libtest prints the first output on the line naming the test: search, do not anchor.
-                .filter_map(|x| x.find("reply: ").map(|i| format!("{}\n", &x[i + 7..])))
-                .collect()
-        }
+        // bash's /dev/udp: a new connected socket (a new source port) per datagram; head reads
+        // the whole reply datagram at once.
+        lvsctl::inventory::Protocol::Udp => l.sh(
+            &client,
+            &format!(
+                "for i in $(seq {n}); do bash -c 'exec 3<>/dev/udp/{}/{} && echo who >&3 && timeout 3 head -n 1 <&3' \
+                 || echo TIMEOUT; done",
+                svc.vip, svc.port
+            ),
+        ),
         lvsctl::inventory::Protocol::Sctp => panic!("no SCTP client in the lab"),
     };
     let mut counts = BTreeMap::new();
@@ -524,25 +516,4 @@ fn e2e_dr_multisubnet() {
             }],
         },
     );
-}
-
-/// Not a test on its own: the UDP client the e2e tests run on a lab's client host
-/// (LVSCTL_TEST_UDP=VIP:PORT:COUNT), one socket per datagram, printing who replied.
-#[test]
-fn udp_probe_helper() {
-    let Ok(spec) = std::env::var("LVSCTL_TEST_UDP") else { return };
-    let mut parts = spec.rsplitn(2, ':');
-    let n: u32 = parts.next().unwrap().parse().unwrap();
-    let addr = parts.next().unwrap().to_string();
-    for _ in 0..n {
-        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        s.connect(&addr).unwrap();
-        s.send(b"who\n").unwrap();
-        let mut buf = [0u8; 256];
-        match s.recv(&mut buf) {
-            Ok(k) => println!("reply: {}", String::from_utf8_lossy(&buf[..k]).trim()),
-            Err(_) => println!("reply: TIMEOUT"),
-        }
-    }
 }

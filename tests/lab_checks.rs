@@ -183,16 +183,18 @@ fn rendered_real_server_script_starts_and_stops_exactly() {
     if !is_root() {
         return eprintln!("skipped: needs root");
     }
-    // Lab hosts have their own /tmp: render where they can read it.
-    let dir = tempfile::Builder::new().prefix("lvsctl-test-").tempdir_in(repo().join("target")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let l = Lab::create(dr_copy(dir.path(), "t-script"));
     // A non-default value before start: stop must restore it, not write 0.
     l.sh("web1", "echo 2 > /proc/sys/net/ipv4/conf/all/arp_ignore");
     let before = subset(&l, &["web1"]);
     let out = dir.path().join("rendered");
     l.ok(&["render", "--host", "web1", "--out", out.to_str().unwrap()]);
-    let script = out.join("web1/lvsctl-t-script-web1.sh");
-    let started = l.sh("web1", &format!("sh {} start", script.display()));
+    // Lab hosts have their own /tmp (and any directory of this machine may be out of their
+    // sight): the script travels as sh's argument, as a copy would.
+    let script = std::fs::read_to_string(out.join("web1/lvsctl-t-script-web1.sh")).unwrap();
+    let run = |action: &str| l.run("web1", &["sh", "-c", &script, "lvsctl-t-script-web1.sh", action]);
+    let started = run("start");
     assert!(started.contains("web1: sysctl net.ipv4.conf.all.arp_ignore: 2 -> 1"), "{started}");
     let state = l
         .sh("web1", "ip -o -4 addr show dev lo; cat /proc/sys/net/ipv4/conf/lo/arp_announce; ip -4 route show default");
@@ -202,9 +204,9 @@ fn rendered_real_server_script_starts_and_stops_exactly() {
             && state.contains("default via 192.168.188.200"),
         "{state}"
     );
-    let status = l.sh("web1", &format!("sh {} status", script.display()));
+    let status = run("status");
     assert!(status.contains("address 192.168.188.100/32 on lo: present"), "{status}");
-    l.sh("web1", &format!("sh {} stop", script.display()));
+    run("stop");
     // The script's state file lived in /var/lib/lvsctl-sh; stop removes the file, not the directory.
     l.sh("web1", "rmdir /var/lib/lvsctl-sh");
     assert_same(&before, &subset(&l, &["web1"]), "after the script's stop");

@@ -31,6 +31,9 @@ use crate::inventory::{Lab, Protocol, Role, SshTarget};
 const PRIVATE_DIRS: [(&str, &str); 5] =
     [("/etc", "etc"), ("/var", "var"), ("/root", "root"), ("/usr/local", "usr-local"), ("/opt", "opt")];
 const SSHD: &str = "/usr/sbin/sshd";
+/// This very binary, for commands run inside a host: the magic link reaches it from any mount
+/// namespace, also when its path is under a directory the host has its own of (/tmp, /root, …).
+const SELF_EXE: &str = "/proc/self/exe";
 const HOST_KEY: &str = "/root/.lvsctl-lab/ssh_host_ed25519_key";
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -530,7 +533,7 @@ fn build_host(net: &Net, lab: &Lab, state: &mut LabState, hi: usize, host: &str)
     state.save()?;
 
     if lab.host(host).expect("exists").role == Role::RealServer {
-        let mut r = Command::new(std::env::current_exe()?);
+        let mut r = Command::new(SELF_EXE);
         r.args(["lab", "responder"]).args(responder_args(lab, host));
         let pid = spawn_in_host(r, HostMounts::join(&lab.name, host, pid), &log)?;
         state.hosts.get_mut(host).expect("inserted").pids.push(pid);
@@ -844,7 +847,7 @@ pub fn reboot(inv: &Path, host: &str) -> anyhow::Result<u8> {
     build_host(&net, &lab, &mut state, hi, host)?;
     wait_for_sshd(&lab, host)?;
     let pid = host_pid(&lab.name, host)?;
-    let mut cmd = Command::new(std::env::current_exe()?);
+    let mut cmd = Command::new(SELF_EXE);
     cmd.args(["lab", "boot-units"]);
     let mounts = HostMounts::join(&lab.name, host, pid);
     // SAFETY: raw syscalls only.

@@ -332,7 +332,8 @@ pub fn guest_init() -> ! {
 fn guest_main() -> anyhow::Result<i32> {
     let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
     mount("tmpfs", "/run", "tmpfs", nosuid_nodev, "mode=0755")?;
-    mount("tmpfs", "/tmp", "tmpfs", nosuid_nodev, "mode=1777")?;
+    // /tmp stays this machine's (under the memory overlay like everything else): a checkout or a
+    // command under /tmp must be found in the guest.
     mount("tmpfs", "/dev/shm", "tmpfs", nosuid_nodev, "mode=1777")?;
     mount("devpts", "/dev/pts", "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, "mode=0620,ptmxmode=0666")?;
     // What systemd-udev adds to a booted system's devtmpfs: shells need /dev/fd for process

@@ -77,14 +77,21 @@ impl Lab {
 
     /// Runs a shell snippet inside a lab host (network and files).
     pub fn sh(&self, host: &str, script: &str) -> String {
+        self.run(host, &["sh", "-c", script])
+    }
+
+    /// Runs a command inside a lab host; its output.
+    pub fn run(&self, host: &str, argv: &[&str]) -> String {
         let out = Command::new(lvsctl_bin())
             .args(["lab", "exec"])
             .arg(&self.inv)
-            .args([host, "--", "sh", "-c", script])
+            .arg(host)
+            .arg("--")
+            .args(argv)
             .stdin(Stdio::null())
             .output()
             .expect("run lvsctl lab exec");
-        assert!(out.status.success(), "{host}: {script}: {}", text(&out));
+        assert!(out.status.success(), "{host}: {argv:?}: {}", text(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
