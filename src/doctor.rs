@@ -437,7 +437,7 @@ pub fn render_text(findings: &[Finding]) -> String {
 mod tests {
     use super::*;
     use crate::agent::facts::Conf;
-    use crate::agent::system::{AddrFact, IpvsService, Lookup, LookupRoute, RouteFact};
+    use crate::host::{AddrFact, IpvsService, Lookup, LookupRoute, RouteFact};
     use crate::ipvs::*;
     use std::path::Path;
 

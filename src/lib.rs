@@ -5,14 +5,21 @@ pub mod cli;
 pub mod commands;
 pub mod doctor;
 pub mod exit;
+pub mod host;
 pub mod inventory;
 pub mod ipvs;
 pub mod lab;
 pub mod plan;
 pub mod remote;
 pub mod render;
+pub mod resource;
 
 /// `1 host`, `2 hosts`.
 pub fn plural(n: usize, word: &str) -> String {
     if n == 1 { format!("{n} {word}") } else { format!("{n} {word}s") }
+}
+
+/// Lower-case hexadecimal of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -43,7 +43,7 @@ fn plans_and_rendered_files_match_golden() {
         let stem = inv.file_stem().unwrap().to_str().unwrap().to_string();
         let plans = plan::plan(&lab, &ctx).unwrap();
         let dir = Path::new("tests/golden").join(&stem);
-        check(&dir.join("plan.txt"), &plan::display::render_text(&lab, &plans), &mut failures);
+        check(&dir.join("plan.txt"), &lvsctl::commands::plan::render_text(&lab, &plans), &mut failures);
         check(&dir.join("plan.json"), &(serde_json::to_string_pretty(&plans).unwrap() + "\n"), &mut failures);
         for p in &plans {
             for f in render_host(p, &ctx).unwrap() {

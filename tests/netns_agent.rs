@@ -6,9 +6,9 @@ mod common;
 
 use std::path::Path;
 
-use lvsctl::agent::linux::Linux;
 use lvsctl::agent::protocol::{Event, Op, Report, Request};
 use lvsctl::agent::{handle, paths_under};
+use lvsctl::host::linux::Linux;
 use lvsctl::plan::{self, Context, HostPlan};
 use lvsctl::render::Templates;
 
@@ -146,7 +146,7 @@ fn sysctls_of_interfaces_with_dots_in_their_names_are_reachable() {
     // A VLAN-style name (the kernel here has no 802.1Q; any link can carry such a name).
     setup_links(&["eth0.100"]);
     let mut sys = Linux::new().unwrap();
-    use lvsctl::agent::system::System;
+    use lvsctl::host::System;
     let key = "net.ipv4.conf.eth0/100.rp_filter";
     let before = sys.read_sysctl(key).unwrap().expect("exists");
     let other = if before == "1" { "2" } else { "1" };

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use super::protocol::ChangeEvent;
-use super::system::{AddrFact, IpvsService, Lookup, RouteFact, System};
+use crate::host::{AddrFact, IpvsService, Lookup, RouteFact, System};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FactsRequest {

@@ -3,138 +3,17 @@
 //! that `down` cannot undo. One entry per object; the prior value is the one found the first time
 //! lvsctl changed the object, so repeated `up`s never overwrite it.
 
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use super::system::{AddrFact, RouteFact};
-use crate::ipvs::{DestConfig, DestKey, ServiceConfig, ServiceKey};
+use crate::resource::file::Backup;
+use crate::resource::{Backups, Key, Recorded, Undo};
 
 pub const VERSION: u32 = 1;
-
-/// A copy of a file's prior content, kept next to the journal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Backup {
-    /// File name inside the journal's backup directory.
-    pub file: String,
-    pub mode: u32,
-}
-
-/// How to undo one change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Undo {
-    /// lvsctl loaded the module; `loaded` lists every module the load brought in (dependencies
-    /// too), filled in once the load finished.
-    Module {
-        name: String,
-        loaded: Option<Vec<String>>,
-    },
-    Sysctl {
-        key: String,
-        prior: String,
-        applied: String,
-    },
-    /// lvsctl brought the link up; it was down.
-    LinkUp {
-        dev: String,
-    },
-    /// lvsctl added the address; it was absent.
-    Address {
-        address: AddrFact,
-    },
-    /// lvsctl added the route (no prior) or replaced the prior one.
-    Route {
-        applied: RouteFact,
-        prior: Option<RouteFact>,
-    },
-    Service {
-        key: ServiceKey,
-        prior: Option<ServiceConfig>,
-        applied: ServiceConfig,
-    },
-    Dest {
-        service: ServiceKey,
-        key: DestKey,
-        prior: Option<DestConfig>,
-        applied: DestConfig,
-    },
-    File {
-        path: String,
-        prior: Option<Backup>,
-        applied_sha256: String,
-    },
-    /// lvsctl created the directory; it is removed when empty.
-    Dir {
-        path: String,
-    },
-    /// lvsctl enabled the systemd unit.
-    Unit {
-        name: String,
-    },
-}
-
-fn addr_id(dev: &str, a: Ipv4Net) -> String {
-    format!("address:{dev}:{a}")
-}
-
-impl Undo {
-    /// The identity of the object: at most one entry per object.
-    pub fn id(&self) -> String {
-        match self {
-            Undo::Module { name, .. } => format!("module:{name}"),
-            Undo::Sysctl { key, .. } => format!("sysctl:{key}"),
-            Undo::LinkUp { dev } => format!("link:{dev}"),
-            Undo::Address { address } => addr_id(&address.dev, address.address),
-            Undo::Route { applied, .. } => route_id(applied.destination),
-            Undo::Service { key, .. } => service_id(key),
-            Undo::Dest { service, key, .. } => dest_id(service, key),
-            Undo::File { path, .. } => format!("file:{path}"),
-            Undo::Dir { path } => format!("dir:{path}"),
-            Undo::Unit { name } => format!("unit:{name}"),
-        }
-    }
-
-    /// Runtime state is what a reboot loses and `systemctl stop` undoes; the rest is on disk.
-    pub fn is_runtime(&self) -> bool {
-        !matches!(self, Undo::File { .. } | Undo::Dir { .. } | Undo::Unit { .. })
-    }
-
-    pub fn object(&self) -> String {
-        match self {
-            Undo::Module { name, .. } => format!("module {name}"),
-            Undo::Sysctl { key, .. } => format!("sysctl {key}"),
-            Undo::LinkUp { dev } => format!("link {dev}"),
-            Undo::Address { address } => format!("address {} dev {}", address.address, address.dev),
-            Undo::Route { applied, .. } => format!("route {}", route_dst(applied.destination)),
-            Undo::Service { key, .. } => format!("ipvs service {key}"),
-            Undo::Dest { service, key, .. } => format!("ipvs dest {key} of {service}"),
-            Undo::File { path, .. } => format!("file {path}"),
-            Undo::Dir { path } => format!("dir {path}"),
-            Undo::Unit { name } => format!("unit {name}"),
-        }
-    }
-}
-
-pub fn route_dst(d: Ipv4Net) -> String {
-    if d.prefix_len() == 0 { "default".into() } else { d.to_string() }
-}
-pub fn address_id(dev: &str, a: Ipv4Net) -> String {
-    addr_id(dev, a)
-}
-pub fn route_id(d: Ipv4Net) -> String {
-    format!("route:{d}")
-}
-pub fn service_id(k: &ServiceKey) -> String {
-    format!("ipvs-service:{}:{}:{}", k.protocol, k.addr, k.port)
-}
-pub fn dest_id(s: &ServiceKey, k: &DestKey) -> String {
-    format!("ipvs-dest:{}:{}:{}:{}:{}", s.protocol, s.addr, s.port, k.addr, k.port)
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -166,27 +45,6 @@ pub struct Journal {
 
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,
-/// fsync of the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent"))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.lvsctl-tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
-        f.write_all(bytes)?;
-        // The mode given to open() is filtered by the umask; set it exactly.
-        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 impl Journal {
@@ -231,8 +89,13 @@ impl Journal {
         Self::path(dir).exists()
     }
 
-    pub fn get(&self, id: &str) -> Option<&Undo> {
-        self.data.entries.iter().find(|e| e.undo.id() == id).map(|e| &e.undo)
+    pub fn get(&self, key: &Key) -> Option<&Undo> {
+        self.data.entries.iter().find(|e| e.undo.key() == *key).map(|e| &e.undo)
+    }
+
+    /// The entries, newest first (the order in which they are undone).
+    pub fn newest_first(&self) -> impl Iterator<Item = &Undo> {
+        self.data.entries.iter().rev().map(|e| &e.undo)
     }
 
     fn save(&mut self) -> io::Result<()> {
@@ -243,15 +106,15 @@ impl Journal {
         self.data.lvsctl = env!("CARGO_PKG_VERSION").to_string();
         let mut bytes = serde_json::to_vec_pretty(&self.data).expect("journal serializes");
         bytes.push(b'\n');
-        write_atomic(&Self::path(&self.dir), &bytes, 0o600)
+        crate::host::write_atomic(&Self::path(&self.dir), &bytes, 0o600)
     }
 
     /// Records (before the change is made) how to undo it. When the object already has an
     /// entry, its original prior is kept and only what was applied is updated.
     pub fn record(&mut self, undo: Undo) -> io::Result<()> {
-        let id = undo.id();
-        if let Some(e) = self.data.entries.iter_mut().find(|e| e.undo.id() == id) {
-            e.undo = merge(&e.undo, undo);
+        let key = undo.key();
+        if let Some(e) = self.data.entries.iter_mut().find(|e| e.undo.key() == key) {
+            e.undo = e.undo.merge(undo);
             e.at = now();
         } else {
             let seq = self.data.next_seq;
@@ -261,27 +124,37 @@ impl Journal {
         self.save()
     }
 
-    pub fn remove(&mut self, id: &str) -> io::Result<()> {
-        self.data.entries.retain(|e| e.undo.id() != id);
+    pub fn remove(&mut self, key: &Key) -> io::Result<()> {
+        self.data.entries.retain(|e| e.undo.key() != *key);
         self.save()
     }
+}
 
+impl Recorded for Journal {
+    fn recorded(&self, key: &Key) -> Option<&Undo> {
+        self.get(key)
+    }
+}
+
+impl Backups for Journal {
     /// Stores a copy of a file's prior content; returns its name in the backup directory.
-    pub fn backup(&mut self, content: &[u8], mode: u32) -> io::Result<Backup> {
+    fn backup(&mut self, content: &[u8], mode: u32) -> io::Result<Backup> {
         let file = format!("{}", self.data.next_seq);
         self.data.next_seq += 1;
         if self.persist {
             let dir = self.dir.join("backup");
             std::fs::create_dir_all(&dir)?;
-            write_atomic(&dir.join(&file), content, 0o600)?;
+            crate::host::write_atomic(&dir.join(&file), content, 0o600)?;
         }
         Ok(Backup { file, mode })
     }
 
-    pub fn read_backup(&self, b: &Backup) -> io::Result<Vec<u8>> {
+    fn read_backup(&self, b: &Backup) -> io::Result<Vec<u8>> {
         std::fs::read(self.dir.join("backup").join(&b.file))
     }
+}
 
+impl Journal {
     /// Deletes the journal, its backups and its directory (the end of `down`).
     pub fn delete(&mut self) -> io::Result<()> {
         self.data.entries.clear();
@@ -296,29 +169,6 @@ impl Journal {
         }
         let _ = std::fs::remove_dir(&self.dir);
         Ok(())
-    }
-}
-
-/// Keeps the first prior of an object when it is changed again.
-fn merge(old: &Undo, new: Undo) -> Undo {
-    match (old, new) {
-        (Undo::Sysctl { prior, .. }, Undo::Sysctl { key, applied, .. }) => {
-            Undo::Sysctl { key, prior: prior.clone(), applied }
-        }
-        (Undo::Route { prior, .. }, Undo::Route { applied, .. }) => Undo::Route { applied, prior: prior.clone() },
-        (Undo::Service { prior, .. }, Undo::Service { key, applied, .. }) => {
-            Undo::Service { key, prior: prior.clone(), applied }
-        }
-        (Undo::Dest { prior, .. }, Undo::Dest { service, key, applied, .. }) => {
-            Undo::Dest { service, key, prior: prior.clone(), applied }
-        }
-        (Undo::File { prior, .. }, Undo::File { path, applied_sha256, .. }) => {
-            Undo::File { path, prior: prior.clone(), applied_sha256 }
-        }
-        (Undo::Module { loaded: Some(l), .. }, Undo::Module { name, loaded: None }) => {
-            Undo::Module { name, loaded: Some(l.clone()) }
-        }
-        (_, new) => new,
     }
 }
 
@@ -346,23 +196,28 @@ impl LabLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resource::{link, module, sysctl};
+
+    fn sysctl(prior: &str, applied: &str) -> Undo {
+        Undo::Sysctl(sysctl::Undo { key: "k".into(), prior: prior.into(), applied: applied.into() })
+    }
 
     #[test]
     fn first_prior_survives_later_changes() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path(), "lab", "h", true).unwrap();
-        j.record(Undo::Sysctl { key: "k".into(), prior: "2".into(), applied: "1".into() }).unwrap();
-        j.record(Undo::Sysctl { key: "k".into(), prior: "1".into(), applied: "3".into() }).unwrap();
+        j.record(sysctl("2", "1")).unwrap();
+        j.record(sysctl("1", "3")).unwrap();
         let j = Journal::open(dir.path(), "lab", "h", true).unwrap();
         assert_eq!(j.data.entries.len(), 1);
-        assert_eq!(j.data.entries[0].undo, Undo::Sysctl { key: "k".into(), prior: "2".into(), applied: "3".into() });
+        assert_eq!(j.data.entries[0].undo, sysctl("2", "3"));
     }
 
     #[test]
     fn dry_run_journal_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(&dir.path().join("lab"), "lab", "h", false).unwrap();
-        j.record(Undo::LinkUp { dev: "eth0".into() }).unwrap();
+        j.record(Undo::LinkUp(link::Undo { dev: "eth0".into() })).unwrap();
         assert!(!dir.path().join("lab").exists());
     }
 
@@ -370,11 +225,12 @@ mod tests {
     fn module_load_results_are_kept_when_recorded_again() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path(), "lab", "h", true).unwrap();
-        j.record(Undo::Module { name: "ipip".into(), loaded: Some(vec!["ipip".into(), "tunnel4".into()]) }).unwrap();
-        j.record(Undo::Module { name: "ipip".into(), loaded: None }).unwrap();
+        let loaded = Some(vec!["ipip".to_string(), "tunnel4".to_string()]);
+        j.record(Undo::Module(module::Undo { name: "ipip".into(), loaded: loaded.clone() })).unwrap();
+        j.record(Undo::Module(module::Undo { name: "ipip".into(), loaded: None })).unwrap();
         assert_eq!(
-            j.get("module:ipip"),
-            Some(&Undo::Module { name: "ipip".into(), loaded: Some(vec!["ipip".into(), "tunnel4".into()]) })
+            j.get(&Key::Module("ipip".into())),
+            Some(&Undo::Module(module::Undo { name: "ipip".into(), loaded }))
         );
     }
 
@@ -384,9 +240,29 @@ mod tests {
         let lab = dir.path().join("lab");
         let mut j = Journal::open(&lab, "lab", "h", true).unwrap();
         j.backup(b"old", 0o644).unwrap();
-        j.record(Undo::LinkUp { dev: "eth0".into() }).unwrap();
+        j.record(Undo::LinkUp(link::Undo { dev: "eth0".into() })).unwrap();
         assert!(Journal::exists(&lab));
         j.delete().unwrap();
         assert!(!lab.exists());
+    }
+
+    /// Journals written by lvsctl 0.1.0 before its resources were restructured (one per mode,
+    /// every kind of entry among them) read back, and write back byte for byte the same.
+    #[test]
+    fn journals_of_the_previous_release_read_and_write_unchanged() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/journal-v1");
+        let mut kinds = std::collections::BTreeSet::new();
+        for name in ["dr-lvs", "nat-web1", "tun-web1"] {
+            let text = std::fs::read_to_string(dir.join(format!("{name}.journal.json"))).unwrap();
+            let data: JournalData = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!data.entries.is_empty());
+            for e in &data.entries {
+                kinds.insert(serde_json::to_value(&e.undo).unwrap()["kind"].as_str().unwrap().to_string());
+            }
+            let mut again = serde_json::to_string_pretty(&data).unwrap();
+            again.push('\n');
+            assert_eq!(again, text, "{name}");
+        }
+        assert_eq!(kinds.len(), 10, "every kind of entry is in the fixtures: {kinds:?}");
     }
 }

@@ -5,15 +5,11 @@
 //! It ignores SIGHUP and SIGPIPE: when the SSH session drops (or the controller is killed), it
 //! finishes its plan; every change was journaled before it was made.
 
-pub mod engine;
+pub mod apply;
 pub mod facts;
-#[cfg(test)]
-pub mod fake;
 pub mod journal;
-pub mod linux;
 pub mod probe;
 pub mod protocol;
-pub mod system;
 #[cfg(test)]
 mod tests;
 
@@ -21,12 +17,13 @@ use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use engine::{Engine, Mode, Scope};
+use crate::host::System;
+use apply::{Executor, Faults};
 use journal::{Journal, LabLock};
 use protocol::{Event, Op, Report, Request};
-use system::System;
 
 use crate::plan::HostPlan;
+use crate::resource::{Intent, Scope};
 
 /// Where the agent keeps its state on a host.
 #[derive(Debug, Clone)]
@@ -117,7 +114,7 @@ pub fn serve() -> i32 {
             return 2;
         }
     };
-    let report = match linux::Linux::new() {
+    let report = match crate::host::linux::Linux::new() {
         Ok(mut sys) => handle(&mut sys, &Paths::default(), &req, &mut |e| out.send(&e)),
         Err(e) => {
             Report { host: req.host.clone(), errors: vec![format!("cannot open netlink: {e}")], ..Default::default() }
@@ -157,19 +154,19 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
     match req.op {
         Op::Apply | Op::DryRun | Op::Check => {
             let plan = plan()?;
-            let mode = match req.op {
-                Op::Apply => Mode::Apply,
-                Op::DryRun => Mode::DryRun,
-                _ => Mode::Check,
+            let intent = match req.op {
+                Op::Apply => Intent::Apply,
+                Op::DryRun => Intent::DryRun,
+                _ => Intent::Check,
             };
-            let _lock = if mode == Mode::Apply { Some(LabLock::acquire(&paths.lock(&req.lab))?) } else { None };
-            let mut journal = Journal::open(&paths.lab_dir(&req.lab), &req.lab, &req.host, mode == Mode::Apply)?;
-            let mut engine = Engine::new(sys, &mut journal, mode, emit, &req.host);
-            engine.abort_after = req.abort_after;
-            engine.stall_after = req.stall_after;
-            engine.apply(plan, Scope::All);
-            let mut report = engine.report;
-            if mode == Mode::Check && !plan.ipvs.is_empty() && sys.ipvs_loaded() {
+            let apply = intent == Intent::Apply;
+            let _lock = if apply { Some(LabLock::acquire(&paths.lock(&req.lab))?) } else { None };
+            let mut journal = Journal::open(&paths.lab_dir(&req.lab), &req.lab, &req.host, apply)?;
+            let mut exec = Executor::new(sys, &mut journal, intent, emit, &req.host);
+            exec.faults = Faults { abort_after: req.abort_after, stall_after: req.stall_after };
+            exec.apply(plan, Scope::All);
+            let mut report = exec.report;
+            if intent == Intent::Check && !plan.ipvs.is_empty() && sys.ipvs_loaded() {
                 report.ipvs = Some(sys.ipvs_table()?);
             }
             report.journal_entries = journal.data.entries.len() as u32;
@@ -187,7 +184,7 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
                         drift.push(c)
                     }
                 };
-                Engine::new(sys, &mut journal, Mode::Check, &mut keep, &req.host).apply(plan, Scope::All);
+                Executor::new(sys, &mut journal, Intent::Check, &mut keep, &req.host).apply(plan, Scope::All);
                 facts.drift = drift;
             }
             Ok(Report { host: req.host.clone(), facts: Some(Box::new(facts)), ..Default::default() })
@@ -208,7 +205,7 @@ fn down<S: System>(
 ) -> io::Result<Report> {
     let dir = paths.lab_dir(lab);
     let unit = crate::plan::unit_name(lab);
-    if sys.systemd_running() && sys.systemctl(&["is-active", &unit]).map(|o| o.trim() == "active").unwrap_or(false) {
+    if crate::resource::unit::is_active(sys, &unit) {
         // The unit's stop undoes the runtime state (it takes the lab lock, so do it before we do).
         if let Err(e) = sys.systemctl(&["stop", &unit]) {
             emit(Event::Note { message: format!("systemctl stop {unit}: {e}") });
@@ -222,9 +219,9 @@ fn down<S: System>(
         return Ok(Report { host: host.to_string(), notes: vec![message], ..Default::default() });
     }
     let mut journal = Journal::open(&dir, lab, host, true)?;
-    let mut engine = Engine::new(sys, &mut journal, Mode::Apply, emit, host);
-    engine.revert_all(Scope::All);
-    let mut report = engine.report;
+    let mut exec = Executor::new(sys, &mut journal, Intent::Apply, emit, host);
+    exec.revert_all(Scope::All);
+    let mut report = exec.report;
     report.journal_entries = journal.data.entries.len() as u32;
     if journal.data.entries.is_empty() {
         journal.delete()?;
@@ -265,7 +262,7 @@ fn cleanup_if_last(paths: &Paths, report: &mut Report) {
 pub fn boot(action: &str, lab: &str) -> i32 {
     ignore_hangups();
     let paths = Paths::default();
-    let mut sys = match linux::Linux::new() {
+    let mut sys = match crate::host::linux::Linux::new() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("lvsctl: cannot open netlink: {e}");
@@ -311,14 +308,14 @@ pub fn boot_run<S: System>(
             let bytes = std::fs::read(&plan_path).map_err(|e| io::Error::new(e.kind(), format!("{shown}: {e}")))?;
             let plan: HostPlan = serde_json::from_slice(&bytes)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{shown}: {e}")))?;
-            let mut engine = Engine::new(sys, &mut journal, Mode::Apply, emit, &host);
-            engine.apply(&plan, Scope::Runtime);
-            Ok(engine.report)
+            let mut exec = Executor::new(sys, &mut journal, Intent::Apply, emit, &host);
+            exec.apply(&plan, Scope::Runtime);
+            Ok(exec.report)
         }
         "stop" => {
-            let mut engine = Engine::new(sys, &mut journal, Mode::Apply, emit, &host);
-            engine.revert_all(Scope::Runtime);
-            Ok(engine.report)
+            let mut exec = Executor::new(sys, &mut journal, Intent::Apply, emit, &host);
+            exec.revert_all(Scope::Runtime);
+            Ok(exec.report)
         }
         other => Err(io::Error::new(io::ErrorKind::InvalidInput, format!("unknown boot action {other}"))),
     }

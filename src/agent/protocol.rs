@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::system::IpvsService;
+use crate::host::IpvsService;
 use crate::plan::HostPlan;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,13 +3,14 @@
 
 use std::path::Path;
 
-use super::fake::Fake;
-use super::journal::{Journal, Undo};
+use super::journal::Journal;
 use super::protocol::{Event, Op, Report, Request, Status};
-use super::system::{AddrFact, RTPROT_LVSCTL, RouteFact};
 use super::{handle, paths_under};
+use crate::host::fake::Fake;
+use crate::host::{AddrFact, RTPROT_LVSCTL, RouteFact};
 use crate::plan::{self, Context, HostPlan};
 use crate::render::Templates;
+use crate::resource::{Key, Undo, sysctl};
 
 fn plan_for(inv: &str, host: &str) -> HostPlan {
     let lab = crate::inventory::load(Path::new(&format!("{}/{inv}", env!("CARGO_MANIFEST_DIR")))).unwrap();
@@ -76,7 +77,11 @@ fn dr_real_server_up_changes_exactly_the_plan_and_journals_priors() {
     assert!(f.log.contains(&"write /etc/systemd/system/lvsctl-dr.service".to_string()));
     let j = journal(root.path(), "dr");
     assert!(j.data.entries.iter().any(|e| e.undo
-        == Undo::Sysctl { key: "net.ipv4.conf.all.arp_ignore".into(), prior: "0".into(), applied: "1".into() }));
+        == Undo::Sysctl(sysctl::Undo {
+            key: "net.ipv4.conf.all.arp_ignore".into(),
+            prior: "0".into(),
+            applied: "1".into()
+        })));
     assert_eq!(f.state.addresses.iter().find(|a| a.dev == "lo").unwrap().label.as_deref(), Some("lo:lvs"));
 }
 
@@ -143,7 +148,7 @@ fn pre_existing_address_and_default_route_survive_down_exactly() {
     assert_eq!(f.state.routes[0].protocol, RTPROT_LVSCTL);
     let j = journal(root.path(), "dr");
     assert!(
-        !j.data.entries.iter().any(|e| matches!(e.undo, Undo::Address { .. })),
+        !j.data.entries.iter().any(|e| matches!(e.undo, Undo::Address(_))),
         "nothing journaled for pre-existing addresses"
     );
     run(&mut f, root.path(), Op::Down, None);
@@ -173,7 +178,10 @@ fn a_failed_change_is_still_journaled_so_down_can_finish() {
     let p = plan_for("inventories/dr.toml", "web1");
     let (r, _) = run(&mut f, root.path(), Op::Apply, Some(&p));
     assert_eq!(r.failed, 1);
-    assert!(journal(root.path(), "dr").get("route:0.0.0.0/0").is_some(), "written before the attempt");
+    assert!(
+        journal(root.path(), "dr").get(&Key::Route("0.0.0.0/0".parse().unwrap())).is_some(),
+        "written before the attempt"
+    );
     f.fail.clear();
     let (r, _) = run(&mut f, root.path(), Op::Down, None);
     assert_eq!(r.failed, 0);
@@ -229,8 +237,8 @@ fn tun_loads_ipip_and_down_unloads_it_with_its_dependencies() {
     assert_eq!(f.state.sysctls["net.ipv4.conf.tunl0.rp_filter"], "0");
     assert!(f.state.addresses.iter().any(|a| a.dev == "tunl0" && a.address.to_string() == "192.168.188.100/32"));
     let j = journal(root.path(), "tun");
-    match j.get("module:ipip") {
-        Some(Undo::Module { loaded: Some(l), .. }) => assert_eq!(l.len(), 3, "{l:?}"),
+    match j.get(&Key::Module("ipip".into())) {
+        Some(Undo::Module(crate::resource::module::Undo { loaded: Some(l), .. })) => assert_eq!(l.len(), 3, "{l:?}"),
         other => panic!("{other:?}"),
     }
     let (r, ev) = run_lab(&mut f, root.path(), Op::Down, "tun", None);
@@ -252,7 +260,7 @@ fn director_ipvs_rules_are_set_and_restored_without_touching_foreign_destination
     let key =
         ServiceKey { protocol: crate::inventory::Protocol::Tcp, addr: "192.168.188.100".parse().unwrap(), port: 80 };
     let foreign = DestKey { addr: "192.168.188.99".parse().unwrap(), port: 80 };
-    crate::agent::system::System::ipvs_new_dest(
+    crate::host::System::ipvs_new_dest(
         &mut f,
         &key,
         &foreign,
@@ -273,10 +281,10 @@ fn editing_a_weight_sets_the_destination_and_down_restores_a_pre_existing_one() 
     let mut p = plan_for("inventories/dr.toml", "lvs");
     // The service already exists with web1 at weight 7.
     use crate::ipvs::*;
-    crate::agent::system::System::load_module(&mut f, "ip_vs").unwrap();
+    crate::host::System::load_module(&mut f, "ip_vs").unwrap();
     let key =
         ServiceKey { protocol: crate::inventory::Protocol::Tcp, addr: "192.168.188.100".parse().unwrap(), port: 80 };
-    let s = &mut f as &mut dyn crate::agent::system::System;
+    let s = &mut f as &mut dyn crate::host::System;
     s.ipvs_new_service(&key, &ServiceConfig::persistent("rr", 0, None)).unwrap();
     let web1 = DestKey { addr: "192.168.188.81".parse().unwrap(), port: 80 };
     s.ipvs_new_dest(&key, &web1, &DestConfig { fwd: FWD_ROUTE, weight: 7, u_threshold: 0, l_threshold: 0 }).unwrap();
@@ -308,7 +316,11 @@ fn removing_something_from_the_inventory_removes_it_on_the_next_up() {
     let (r, ev) = run(&mut f, root.path(), Op::Apply, Some(&p));
     assert_eq!(r.changes, 2, "{:?}", changes(&ev)); // the VIP goes, and host.json changes
     assert!(!f.state.addresses.iter().any(|a| a.dev == "lo"));
-    assert!(journal(root.path(), "dr").get("address:lo:192.168.188.100/32").is_none());
+    assert!(
+        journal(root.path(), "dr")
+            .get(&Key::Address { dev: "lo".into(), address: "192.168.188.100/32".parse().unwrap() })
+            .is_none()
+    );
 }
 
 #[test]
@@ -316,7 +328,7 @@ fn a_replaced_file_gets_its_prior_content_back() {
     let root = tempfile::tempdir().unwrap();
     let mut f = Fake::new();
     let unit = "/etc/systemd/system/lvsctl-dr.service".to_string();
-    f.state.files.insert(unit.clone(), super::system::FileFact { content: b"mine\n".to_vec(), mode: 0o600 });
+    f.state.files.insert(unit.clone(), crate::host::FileFact { content: b"mine\n".to_vec(), mode: 0o600 });
     let before = f.state.clone();
     let p = plan_for("inventories/dr.toml", "web1");
     run(&mut f, root.path(), Op::Apply, Some(&p));

@@ -128,7 +128,7 @@ impl ControllerState {
             };
         }
         std::fs::create_dir_all(dir)?;
-        crate::agent::journal::write_atomic(&path, &serde_json::to_vec_pretty(self).expect("serializes"), 0o600)
+        crate::host::write_atomic(&path, &serde_json::to_vec_pretty(self).expect("serializes"), 0o600)
     }
 }
 

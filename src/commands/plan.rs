@@ -1,7 +1,10 @@
 //! `lvsctl plan`: the desired state per host, from the inventory alone.
 
+use std::fmt::Write;
+
 use crate::cli::{Output, PlanArgs};
-use crate::plan::{self, Context};
+use crate::inventory::{Lab, SshTarget};
+use crate::plan::{self, Context, HostPlan};
 
 pub fn run(args: &PlanArgs) -> anyhow::Result<u8> {
     let lab = super::load_inventory(&args.inventory)?;
@@ -12,7 +15,35 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<u8> {
     plans.retain(|p| args.hosts.is_empty() || args.hosts.contains(&p.host));
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&plans)?),
-        Output::Text => print!("{}", plan::display::render_text(&lab, &plans)),
+        Output::Text => print!("{}", render_text(&lab, &plans)),
     }
     Ok(crate::exit::OK)
+}
+
+/// One block per host, one line per desired item with its reason.
+pub fn render_text(lab: &Lab, plans: &[HostPlan]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "lab {} ({} mode): {}, {}, from {}",
+        lab.name,
+        lab.mode,
+        crate::plural(lab.hosts.len(), "host"),
+        crate::plural(lab.services.len(), "service"),
+        lab.file.display()
+    );
+    for p in plans {
+        let host = lab.host(&p.host).expect("plans come from the lab");
+        let via = match &host.ssh.target {
+            SshTarget::Local => "this machine".to_string(),
+            SshTarget::Remote(a) => format!("ssh {}@{}:{}", host.ssh.user, a, host.ssh.port),
+        };
+        let _ = writeln!(out, "\n{} ({}, {via})", p.host, p.role);
+        let lines = crate::resource::show(p);
+        let width = lines.iter().map(|(_, item, _)| item.chars().count()).max().unwrap_or(0).min(56);
+        for (kind, item, reason) in lines {
+            let _ = writeln!(out, "  {kind:<7} {item:<width$}  # {reason}");
+        }
+    }
+    out
 }

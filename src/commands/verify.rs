@@ -14,9 +14,9 @@ use super::fleet::{Job, Outcome, Printer};
 use crate::agent::facts::FactsRequest;
 use crate::agent::probe::{Answer, ProbeKind, ProbeRequest, ProbeTarget};
 use crate::agent::protocol::{Op, Request};
-use crate::agent::system::IpvsService;
 use crate::cli::{Output, VerifyArgs};
 use crate::exit::{self, Exit};
+use crate::host::IpvsService;
 use crate::inventory::{Lab, Protocol, Role, Service};
 
 /// Ports answered with an HTTP GET; other TCP services get a plain connection.

@@ -61,11 +61,7 @@ impl LabState {
     }
     fn save(&self) -> io::Result<()> {
         std::fs::create_dir_all(run_dir(&self.lab))?;
-        crate::agent::journal::write_atomic(
-            &Self::path(&self.lab),
-            &serde_json::to_vec_pretty(self).expect("serializes"),
-            0o600,
-        )
+        crate::host::write_atomic(&Self::path(&self.lab), &serde_json::to_vec_pretty(self).expect("serializes"), 0o600)
     }
 }
 

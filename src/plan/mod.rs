@@ -3,8 +3,6 @@
 //! The same `HostPlan` is printed by `lvsctl plan`, rendered into templates, persisted on the host
 //! for boot, and sent as JSON to the agent, which compares it with live state.
 
-pub mod display;
-
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 

@@ -76,12 +76,8 @@ pub fn resolve(explicit: Option<&Path>, require_static: bool) -> anyhow::Result<
             path.display()
         );
     }
-    let sha256 = hex(&Sha256::digest(&bytes));
+    let sha256 = crate::hex(&Sha256::digest(&bytes));
     Ok(AgentBinary { path, sha256, size: bytes.len() as u64, arch })
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -307,7 +307,7 @@ fn install_locally(agent: &AgentBinary) -> std::io::Result<PathBuf> {
     let dir = path.parent().expect("has a parent");
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(Path::new(INSTALL_ROOT), std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-    crate::agent::journal::write_atomic(&path, &bytes, 0o700)?;
+    crate::host::write_atomic(&path, &bytes, 0o700)?;
     Ok(path)
 }
 

@@ -208,7 +208,7 @@ fn walk(dir: &Path, rel: &Path, lower: &Path, out: &mut Vec<String>) {
             out.push(format!("{} -> {}", r.display(), std::fs::read_link(&p).unwrap().display()));
         } else {
             let h = sha2::Sha256::digest(std::fs::read(&p).unwrap());
-            out.push(format!("{} {mode:o} {}", r.display(), lvsctl::remote::binary::hex(&h)));
+            out.push(format!("{} {mode:o} {}", r.display(), lvsctl::hex(&h)));
         }
     }
 }

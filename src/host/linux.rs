@@ -21,7 +21,7 @@ use rtnetlink::packet_route::route::{
 use rtnetlink::{AddressMessageBuilder, Handle, LinkUnspec, RouteMessageBuilder};
 use sysctl::Sysctl;
 
-use super::system::{AddrFact, FileFact, IpvsService, Result, RouteFact, System};
+use super::{AddrFact, FileFact, IpvsService, Result, RouteFact, System};
 use crate::ipvs::client::IpvsClient;
 use crate::ipvs::{DestConfig, DestKey, ServiceConfig, ServiceKey};
 
@@ -278,8 +278,8 @@ impl System for Linux {
         })
     }
 
-    fn route_get(&mut self, dst: Ipv4Addr) -> Result<super::system::Lookup> {
-        use super::system::{Lookup, LookupRoute};
+    fn route_get(&mut self, dst: Ipv4Addr) -> Result<super::Lookup> {
+        use super::{Lookup, LookupRoute};
         let names = self.link_names()?;
         let h = self.handle.clone();
         let msg = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dst, 32).build();
@@ -428,7 +428,7 @@ impl System for Linux {
     }
 
     fn write_file(&mut self, path: &str, content: &[u8], mode: u32) -> Result<()> {
-        super::journal::write_atomic(Path::new(path), content, mode)
+        super::write_atomic(Path::new(path), content, mode)
     }
 
     fn remove_file(&mut self, path: &str) -> Result<()> {
@@ -497,8 +497,8 @@ mod tests {
     #[test]
     fn a_sysctl_that_vanished_with_its_device_reads_as_not_found() {
         let gone = sysctl_error("net.ipv4.conf.tunl0.rp_filter", sysctl::SysctlError::NotFound("x".into()));
-        assert!(crate::agent::system::is_not_found(&gone), "{gone}");
+        assert!(crate::host::is_not_found(&gone), "{gone}");
         let denied = sysctl_error("k", sysctl::SysctlError::IoError(io::Error::from(io::ErrorKind::PermissionDenied)));
-        assert!(!crate::agent::system::is_not_found(&denied));
+        assert!(!crate::host::is_not_found(&denied));
     }
 }

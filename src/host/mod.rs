@@ -2,11 +2,17 @@
 //! the kernel (`linux.rs`), the recording fake (`fake.rs`) lets the apply and revert logic be
 //! tested without root by asserting on the exact operations it performs.
 
-use std::io;
+use std::io::{self, Write};
 use std::net::Ipv4Addr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
+
+#[cfg(test)]
+pub mod fake;
+pub mod linux;
 
 use crate::ipvs::{DestConfig, DestEntry, DestKey, ServiceConfig, ServiceEntry, ServiceKey};
 
@@ -154,4 +160,25 @@ pub trait System {
     /// Whether systemd manages this host (it is PID 1).
     fn systemd_running(&self) -> bool;
     fn systemctl(&mut self, args: &[&str]) -> Result<String>;
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,
+/// fsync of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent"))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.lvsctl-tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+        f.write_all(bytes)?;
+        // The mode given to open() is filtered by the umask; set it exactly.
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }

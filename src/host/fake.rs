@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
-use super::system::{AddrFact, FileFact, IpvsService, Result, RouteFact, System};
+use super::{AddrFact, FileFact, IpvsService, Result, RouteFact, System};
 use crate::ipvs::{DestConfig, DestEntry, DestKey, ServiceConfig, ServiceEntry, ServiceKey, Stats};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -146,8 +146,8 @@ impl System for Fake {
         Ok(self.state.links.iter().map(|(k, v)| (k.clone(), *v)).collect())
     }
 
-    fn route_get(&mut self, dst: std::net::Ipv4Addr) -> Result<super::system::Lookup> {
-        use super::system::{Lookup, LookupRoute};
+    fn route_get(&mut self, dst: std::net::Ipv4Addr) -> Result<super::Lookup> {
+        use super::{Lookup, LookupRoute};
         if let Some(a) = self.state.addresses.iter().find(|a| a.address.addr() == dst) {
             return Ok(Lookup {
                 destination: dst,

@@ -1,0 +1,257 @@
+//! The executor: the only code that changes a host. For each stage of `resource::STAGES` it
+//! reads the facts the stage needs, takes the stage's decisions (pure, in `resource`), and either
+//! executes them — journal first, then act — or reports them: planned for a dry run, drift for
+//! `status`. Reverting undoes journal entries newest first.
+
+use super::journal::Journal;
+use super::protocol::{ChangeEvent, Event, Report, Status};
+use crate::host::{System, is_not_found};
+use crate::plan::HostPlan;
+use crate::resource::{self, Change, Decision, Intent, Key, Live, STAGES, Scope, Stage, Undo, unit};
+
+/// Fault injection for the crash-consistency tests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// Abort the agent after this many changes.
+    pub abort_after: Option<u32>,
+    /// Stop for STALL_SECONDS after this many changes, then go on.
+    pub stall_after: Option<u32>,
+}
+
+/// How long a stall injected by `stall_after` lasts.
+const STALL_SECONDS: u64 = 5;
+
+pub struct Executor<'a, S: System> {
+    pub sys: &'a mut S,
+    pub journal: &'a mut Journal,
+    pub intent: Intent,
+    emit: &'a mut dyn FnMut(Event),
+    pub report: Report,
+    pub faults: Faults,
+    /// A unit file was written or removed: systemd must reload before using it.
+    units_changed: bool,
+}
+
+fn is_unit_file(key: &Key) -> bool {
+    matches!(key, Key::File(p) if p.ends_with(".service"))
+}
+
+impl<'a, S: System> Executor<'a, S> {
+    pub fn new(
+        sys: &'a mut S,
+        journal: &'a mut Journal,
+        intent: Intent,
+        emit: &'a mut dyn FnMut(Event),
+        host: &str,
+    ) -> Self {
+        Executor {
+            sys,
+            journal,
+            intent,
+            emit,
+            report: Report { host: host.to_string(), ..Default::default() },
+            faults: Faults::default(),
+            units_changed: false,
+        }
+    }
+
+    pub fn note(&mut self, message: impl Into<String>) {
+        let message = message.into();
+        self.report.notes.push(message.clone());
+        (self.emit)(Event::Note { message });
+    }
+
+    fn event(
+        &mut self,
+        object: String,
+        before: String,
+        after: String,
+        reason: &str,
+        status: Status,
+        error: Option<String>,
+    ) {
+        match status {
+            Status::Failed => self.report.failed += 1,
+            Status::Kept => self.report.kept += 1,
+            _ => self.report.changes += 1,
+        }
+        (self.emit)(Event::Change(ChangeEvent { object, before, after, reason: reason.to_string(), status, error }));
+        if status == Status::Done
+            && let Some(n) = self.faults.abort_after
+            && self.report.changes >= n
+        {
+            // Simulates a crash at a known point: the journal must be enough for `down`.
+            std::process::abort();
+        }
+        if status == Status::Done && self.faults.stall_after == Some(self.report.changes) {
+            // Holds the agent mid-apply so that a test can take its controller away.
+            std::thread::sleep(std::time::Duration::from_secs(STALL_SECONDS));
+        }
+    }
+
+    fn failed(&mut self, object: String, reason: &str, error: String) {
+        self.event(object, String::new(), String::new(), reason, Status::Failed, Some(error));
+    }
+
+    /// What a dry run or a check reports for a change it does not make.
+    fn unmade(&self) -> Status {
+        if self.intent == Intent::DryRun { Status::Planned } else { Status::Drift }
+    }
+
+    /// Makes the host match `plan` (or reports how it differs): first what the plan no longer
+    /// wants, then every stage in order, each reading the host as the previous ones left it.
+    pub fn apply(&mut self, plan: &HostPlan, scope: Scope) {
+        let stale = resource::stale(self.journal.newest_first(), plan, scope);
+        self.revert(&stale, "no longer in the inventory");
+        for stage in STAGES.into_iter().filter(|s| s.in_scope(scope)) {
+            if stage == Stage::Unit
+                && self.intent == Intent::Apply
+                && self.units_changed
+                && self.sys.systemd_running()
+                && let Err(e) = unit::daemon_reload(self.sys)
+            {
+                self.failed("systemd daemon-reload".into(), "load the new unit", e.to_string());
+            }
+            let live = Live::read(self.sys, &stage.wants(plan));
+            for d in stage.decide(plan, &live, &*self.journal, self.intent) {
+                self.execute(d);
+            }
+            if stage == Stage::Unit
+                && self.intent == Intent::Apply
+                && live.systemd
+                && let Some(name) = &plan.boot_unit
+                && let Err(e) = unit::start_if_inactive(self.sys, name)
+            {
+                self.note(format!("cannot start {name}: {e}"));
+            }
+        }
+    }
+
+    fn execute(&mut self, d: Decision) {
+        match d {
+            Decision::Same { .. } => self.report.unchanged += 1,
+            Decision::Note(m) => self.note(m),
+            Decision::Failed { object, reason, error } => self.failed(object, &reason, error),
+            Decision::Blocked { object, before, after, reason, error } => {
+                if self.intent == Intent::Check {
+                    self.event(object, before, after, &reason, Status::Drift, None);
+                } else {
+                    self.failed(object, &reason, error);
+                }
+            }
+            Decision::Pending { object, before, after, reason, error } => {
+                if self.intent == Intent::Apply {
+                    self.failed(object, &reason, error);
+                } else {
+                    self.event(object, before, after, &reason, self.unmade(), None);
+                }
+            }
+            Decision::Keep { key, why } => {
+                self.event(key.to_string(), String::new(), String::new(), &why, Status::Kept, None)
+            }
+            Decision::Change(c) if self.intent != Intent::Apply => {
+                self.event(c.key.to_string(), c.before, c.after, &c.reason, self.unmade(), None)
+            }
+            Decision::Change(c) => self.make(c),
+        }
+    }
+
+    /// One change: its record is journaled before the action runs (write-ahead), so a crash at
+    /// any point leaves nothing `down` cannot undo.
+    fn make(&mut self, mut c: Change) {
+        let object = c.key.to_string();
+        if let Err(e) = resource::prepare(&mut c, self.journal) {
+            return self.failed(object, &c.reason, e.to_string());
+        }
+        if let Some(record) = c.record.take()
+            && let Err(e) = self.journal.record(record)
+        {
+            let error = format!("cannot write the journal, change not made: {e}");
+            return self.event(object, c.before, c.after, &c.reason, Status::Failed, Some(error));
+        }
+        match resource::act(self.sys, &c.action, self.journal) {
+            Ok(refined) => {
+                if is_unit_file(&c.key) {
+                    self.units_changed = true;
+                }
+                self.event(object.clone(), c.before, c.after, &c.reason, Status::Done, None);
+                if let Some(record) = refined
+                    && let Err(e) = self.journal.record(record)
+                {
+                    self.note(format!("cannot record in the journal what {object} brought in: {e}"));
+                }
+            }
+            Err(e) => self.event(object, c.before, c.after, &c.reason, Status::Failed, Some(e.to_string())),
+        }
+    }
+
+    /// Undoes every journal entry in `scope`, newest first. Entries that cannot be undone stay.
+    pub fn revert_all(&mut self, scope: Scope) {
+        let entries = resource::in_scope(self.journal.newest_first(), scope);
+        self.revert(&entries, "undo what lvsctl changed");
+        if scope == Scope::All && self.intent == Intent::Apply && self.units_changed && self.sys.systemd_running() {
+            let _ = unit::daemon_reload(self.sys);
+        }
+    }
+
+    /// Undoes `entries` in order, each dropped from the journal unless its undo failed.
+    fn revert(&mut self, entries: &[Undo], reason: &str) {
+        if entries.is_empty() {
+            return;
+        }
+        let live = Live::read(self.sys, &resource::undo_wants(entries));
+        for u in entries {
+            let decision = resource::undo(u, &live);
+            self.revert_one(u.key(), decision, reason);
+        }
+    }
+
+    fn revert_one(&mut self, key: Key, decision: Decision, reason: &str) {
+        let object = key.to_string();
+        let drop = match decision {
+            Decision::Same { .. } => {
+                self.report.unchanged += 1;
+                true
+            }
+            Decision::Change(c) if self.intent != Intent::Apply => {
+                self.event(object, c.before, c.after, reason, self.unmade(), None);
+                false
+            }
+            Decision::Change(c) => match resource::act(self.sys, &c.action, self.journal) {
+                Ok(_) => {
+                    self.event(object, c.before, c.after, reason, Status::Done, None);
+                    true
+                }
+                // Already gone: as good as undone.
+                Err(e) if is_not_found(&e) => {
+                    self.report.unchanged += 1;
+                    true
+                }
+                Err(e) => {
+                    self.event(object, c.before, c.after, reason, Status::Failed, Some(e.to_string()));
+                    false
+                }
+            },
+            Decision::Keep { why, .. } => {
+                self.event(object, String::new(), String::new(), &why, Status::Kept, None);
+                true
+            }
+            Decision::Failed { error, .. } | Decision::Blocked { error, .. } | Decision::Pending { error, .. } => {
+                self.failed(object, reason, error);
+                false
+            }
+            Decision::Note(m) => {
+                self.note(m);
+                false
+            }
+        };
+        if drop && self.intent == Intent::Apply {
+            if is_unit_file(&key) {
+                self.units_changed = true;
+            }
+            if let Err(e) = self.journal.remove(&key) {
+                self.note(format!("cannot update the journal: {e}"));
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Files lvsctl installs (the runtime plan, sysctl.d, the boot unit): written atomically with
+//! their mode; a file they replace is backed up next to the journal, and `down` puts it back —
+//! unless someone changed lvsctl's version since.
+
+use std::io;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Action as AnyAction, Backups, Decision, Key, Live, Recorded, Undo as AnyUndo, Wants, dir, sha256};
+use crate::host::{FileFact, System};
+use crate::plan::FileSpec;
+
+/// A copy of a file's prior content, kept next to the journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backup {
+    /// File name inside the journal's backup directory.
+    pub file: String,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Undo {
+    pub path: String,
+    pub prior: Option<Backup>,
+    pub applied_sha256: String,
+}
+
+impl Undo {
+    pub fn merge(&self, new: Undo) -> Undo {
+        Undo { prior: self.prior.clone(), ..new }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Write atomically with `mode`, first backing up `backup` (the content it replaces).
+    Write {
+        path: String,
+        content: Vec<u8>,
+        mode: u32,
+        backup: Option<FileFact>,
+    },
+    /// Put the backed-up prior version back.
+    Restore {
+        path: String,
+        backup: Backup,
+    },
+    Remove(String),
+}
+
+pub fn wants(specs: &[FileSpec], w: &mut Wants) {
+    for f in specs {
+        w.files.insert(f.path.clone());
+        w.dirs.extend(dir::parents(&f.path));
+    }
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..12]
+}
+
+pub fn decide(specs: &[FileSpec], live: &Live, journal: &dyn Recorded) -> Vec<Decision> {
+    let mut out = Vec::new();
+    let mut dirs_made = Vec::new();
+    for f in specs {
+        let key = Key::File(f.path.clone());
+        let current = match live.files.get(&f.path) {
+            None => {
+                out.push(Decision::failed(&key, &f.reason, "not read"));
+                continue;
+            }
+            Some(Err(e)) => {
+                out.push(Decision::failed(&key, &f.reason, e));
+                continue;
+            }
+            Some(Ok(c)) => c,
+        };
+        let applied_sha256 = sha256(f.content.as_bytes());
+        let before = match current {
+            Some(c) if c.content == f.content.as_bytes() && c.mode & 0o7777 == f.mode => {
+                out.push(Decision::same(key, "has the planned content and mode"));
+                continue;
+            }
+            Some(c) if c.content == f.content.as_bytes() => format!("mode {:04o}", c.mode & 0o7777),
+            Some(c) => format!("{} bytes, sha256 {}", c.content.len(), short(&sha256(&c.content))),
+            None => "absent".into(),
+        };
+        let after = format!("{} bytes, sha256 {}, mode {:04o}", f.content.len(), short(&applied_sha256), f.mode);
+        out.extend(dir::decide_missing(&f.path, live, &mut dirs_made));
+        // The first prior is the one to restore: back it up only the first time.
+        let backup = match current {
+            Some(c) if journal.recorded(&key).is_none() => Some(c.clone()),
+            _ => None,
+        };
+        let record = AnyUndo::File(Undo { path: f.path.clone(), prior: None, applied_sha256 });
+        let action = AnyAction::File(Action::Write {
+            path: f.path.clone(),
+            content: f.content.as_bytes().to_vec(),
+            mode: f.mode,
+            backup,
+        });
+        out.push(Decision::change(key, before, after, &f.reason, Some(record), action));
+    }
+    out
+}
+
+/// Backs up the content a write replaces, so that the journal record names the backup.
+pub fn prepare(a: &Action, record: &mut Undo, backups: &mut dyn Backups) -> io::Result<()> {
+    if let Action::Write { backup: Some(c), .. } = a {
+        let b = backups
+            .backup(&c.content, c.mode & 0o7777)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot back up the current file: {e}")))?;
+        record.prior = Some(b);
+    }
+    Ok(())
+}
+
+pub fn undo(u: &Undo, live: &Live) -> Decision {
+    let key = Key::File(u.path.clone());
+    let current = match live.files.get(&u.path) {
+        None => return Decision::failed(&key, "undo what lvsctl changed", "not read"),
+        Some(Err(e)) => return Decision::failed(&key, "undo what lvsctl changed", e),
+        Some(Ok(c)) => c,
+    };
+    let restore = |before: &str| {
+        let backup = u.prior.clone().expect("a prior");
+        Decision::revert(
+            key.clone(),
+            before,
+            "the prior version",
+            AnyAction::File(Action::Restore { path: u.path.clone(), backup }),
+        )
+    };
+    match (current, &u.prior) {
+        (Some(c), _) if sha256(&c.content) != u.applied_sha256 => {
+            Decision::Keep { key, why: "changed by someone else since lvsctl wrote it: left as it is".into() }
+        }
+        (Some(_), Some(_)) => restore("lvsctl's version"),
+        (Some(_), None) => Decision::revert(key, "present", "absent", AnyAction::File(Action::Remove(u.path.clone()))),
+        (None, Some(_)) => restore("absent"),
+        (None, None) => Decision::same(key, "is absent"),
+    }
+}
+
+pub fn act<S: System>(sys: &mut S, a: &Action, backups: &dyn Backups) -> io::Result<()> {
+    match a {
+        Action::Write { path, content, mode, .. } => sys.write_file(path, content, *mode),
+        Action::Restore { path, backup } => {
+            let content = backups
+                .read_backup(backup)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot read the backup of {path}: {e}")))?;
+            sys.write_file(path, &content, backup.mode)
+        }
+        Action::Remove(path) => sys.remove_file(path),
+    }
+}
+
+pub fn show(f: &FileSpec) -> (&'static str, String, String) {
+    ("file", format!("{} ({:04o})", f.path, f.mode), f.reason.clone())
+}

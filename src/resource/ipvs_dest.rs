@@ -1,0 +1,118 @@
+//! IPVS destinations (real servers) of one service: added, or set to the planned forwarding
+//! method, weight and thresholds. Destinations lvsctl does not manage are reported, never
+//! removed.
+
+use std::io;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Action as AnyAction, Decision, Key, Live, Recorded, Undo as AnyUndo};
+use crate::host::System;
+use crate::ipvs::{DestConfig, DestEntry, DestKey, ServiceKey, fwd_of};
+use crate::plan::DestSpec;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Undo {
+    pub service: ServiceKey,
+    pub key: DestKey,
+    pub prior: Option<DestConfig>,
+    pub applied: DestConfig,
+}
+
+impl Undo {
+    pub fn merge(&self, new: Undo) -> Undo {
+        Undo { prior: self.prior.clone(), ..new }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `ipvsadm -a`
+    New(ServiceKey, DestKey, DestConfig),
+    /// `ipvsadm -e`
+    Set(ServiceKey, DestKey, DestConfig),
+    /// `ipvsadm -d`
+    Del(ServiceKey, DestKey),
+}
+
+pub fn key(d: &DestSpec) -> DestKey {
+    DestKey { addr: d.address, port: d.port }
+}
+
+pub fn config(d: &DestSpec) -> DestConfig {
+    DestConfig { fwd: fwd_of(d.forward), weight: d.weight, u_threshold: d.u_threshold, l_threshold: d.l_threshold }
+}
+
+/// The destinations of service `s`, given the ones it has now.
+pub fn decide(s: ServiceKey, specs: &[DestSpec], have: &[DestEntry], journal: &dyn Recorded) -> Vec<Decision> {
+    let mut out = Vec::new();
+    for d in specs {
+        let dk = key(d);
+        let want = config(d);
+        let k = Key::Dest(s, dk);
+        let reason = format!("real server {}", d.host);
+        out.push(match have.iter().find(|x| x.key == dk) {
+            Some(x) if x.config == want => Decision::same(k, format!("is {}", want.describe())),
+            Some(x) => {
+                let record =
+                    AnyUndo::Dest(Undo { service: s, key: dk, prior: Some(x.config.clone()), applied: want.clone() });
+                let (before, after) = (x.config.describe(), want.describe());
+                Decision::change(k, before, after, &reason, Some(record), AnyAction::Dest(Action::Set(s, dk, want)))
+            }
+            None => {
+                let record = AnyUndo::Dest(Undo { service: s, key: dk, prior: None, applied: want.clone() });
+                let after = want.describe();
+                Decision::change(k, "absent", after, &reason, Some(record), AnyAction::Dest(Action::New(s, dk, want)))
+            }
+        });
+    }
+    for x in have {
+        let wanted = specs.iter().any(|d| key(d) == x.key);
+        if !wanted && journal.recorded(&Key::Dest(s, x.key)).is_none() {
+            out.push(Decision::Note(format!(
+                "ipvs service {s} has destination {} that lvsctl does not manage: left as it is",
+                x.key
+            )));
+        }
+    }
+    out
+}
+
+pub fn undo(u: &Undo, live: &Live) -> Decision {
+    let key = Key::Dest(u.service, u.key);
+    let table = match &live.ipvs {
+        Err(e) => return Decision::failed(&key, "undo what lvsctl changed", e),
+        Ok(t) => t.as_deref().unwrap_or_default(),
+    };
+    let current = table.iter().find(|s| s.entry.key == u.service).and_then(|s| s.dests.iter().find(|d| d.key == u.key));
+    let Some(cur) = current else { return Decision::same(key, "is absent") };
+    match &u.prior {
+        None => Decision::revert(key, cur.config.describe(), "absent", AnyAction::Dest(Action::Del(u.service, u.key))),
+        Some(p) if *p == cur.config => Decision::same(key, format!("is {} again", p.describe())),
+        Some(p) => Decision::revert(
+            key,
+            cur.config.describe(),
+            p.describe(),
+            AnyAction::Dest(Action::Set(u.service, u.key, p.clone())),
+        ),
+    }
+}
+
+pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
+    match a {
+        Action::New(s, k, c) => sys.ipvs_new_dest(s, k, c),
+        Action::Set(s, k, c) => sys.ipvs_set_dest(s, k, c),
+        Action::Del(s, k) => sys.ipvs_del_dest(s, k),
+    }
+}
+
+pub fn show(d: &DestSpec) -> (&'static str, String, String) {
+    let mut line = format!("  -> {}:{} {} weight {}", d.address, d.port, d.forward.as_str(), d.weight);
+    if d.u_threshold > 0 {
+        line.push_str(&format!(" u_threshold {}", d.u_threshold));
+    }
+    if d.l_threshold > 0 {
+        line.push_str(&format!(" l_threshold {}", d.l_threshold));
+    }
+    ("", line, format!("real server {}", d.host))
+}

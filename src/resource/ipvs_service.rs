@@ -1,0 +1,137 @@
+//! IPVS virtual services (generic netlink, no ipvsadm): created, or set to the planned
+//! scheduler and persistence; `down` deletes what lvsctl created and restores what it changed.
+//! Each service decides its destinations (`ipvs_dest`) right after itself.
+
+use std::io;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Action as AnyAction, Decision, Intent, Key, Live, Recorded, Undo as AnyUndo, Wants, ipvs_dest};
+use crate::host::{IpvsService, System};
+use crate::ipvs::{ServiceConfig, ServiceKey};
+use crate::plan::VirtualServiceSpec;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Undo {
+    pub key: ServiceKey,
+    pub prior: Option<ServiceConfig>,
+    pub applied: ServiceConfig,
+}
+
+impl Undo {
+    pub fn merge(&self, new: Undo) -> Undo {
+        Undo { prior: self.prior.clone(), ..new }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `ipvsadm -A`
+    New(ServiceKey, ServiceConfig),
+    /// `ipvsadm -E`
+    Set(ServiceKey, ServiceConfig),
+    /// `ipvsadm -D`
+    Del(ServiceKey),
+}
+
+pub fn key(v: &VirtualServiceSpec) -> ServiceKey {
+    ServiceKey { protocol: v.protocol, addr: v.vip, port: v.port }
+}
+
+pub fn config(v: &VirtualServiceSpec) -> ServiceConfig {
+    ServiceConfig::persistent(&v.scheduler, v.persistence, v.netmask)
+}
+
+pub fn wants(specs: &[VirtualServiceSpec], w: &mut Wants) {
+    w.ipvs |= !specs.is_empty();
+}
+
+pub fn decide(specs: &[VirtualServiceSpec], live: &Live, journal: &dyn Recorded, intent: Intent) -> Vec<Decision> {
+    if specs.is_empty() {
+        return vec![];
+    }
+    let none = vec![];
+    let table: &Vec<IpvsService> = match &live.ipvs {
+        Err(e) => return vec![Decision::failed("ipvs", "read the IPVS table", e)],
+        Ok(Some(t)) => t,
+        // Only a dry run or a check gets here before ip_vs is loaded: an apply loads it first.
+        Ok(None) if intent == Intent::Apply => {
+            return vec![Decision::failed("ipvs", "IPVS", "IPVS is not loaded (module ip_vs)")];
+        }
+        Ok(None) => &none,
+    };
+    let mut out = Vec::new();
+    for v in specs {
+        let k = key(v);
+        let want = config(v);
+        let existing = table.iter().find(|s| s.entry.key == k);
+        out.push(match existing {
+            Some(s) if s.entry.config == want => Decision::same(Key::Service(k), format!("is {}", want.describe())),
+            Some(s) => {
+                let record =
+                    AnyUndo::Service(Undo { key: k, prior: Some(s.entry.config.clone()), applied: want.clone() });
+                let before = s.entry.config.describe();
+                let after = want.describe();
+                Decision::change(
+                    Key::Service(k),
+                    before,
+                    after,
+                    &v.reason,
+                    Some(record),
+                    AnyAction::Service(Action::Set(k, want)),
+                )
+            }
+            None => {
+                let record = AnyUndo::Service(Undo { key: k, prior: None, applied: want.clone() });
+                let after = want.describe();
+                Decision::change(
+                    Key::Service(k),
+                    "absent",
+                    after,
+                    &v.reason,
+                    Some(record),
+                    AnyAction::Service(Action::New(k, want)),
+                )
+            }
+        });
+        let dests = existing.map(|s| s.dests.as_slice()).unwrap_or_default();
+        out.extend(ipvs_dest::decide(k, &v.destinations, dests, journal));
+    }
+    out
+}
+
+pub fn undo(u: &Undo, live: &Live) -> Decision {
+    let key = Key::Service(u.key);
+    let table = match &live.ipvs {
+        Err(e) => return Decision::failed(&key, "undo what lvsctl changed", e),
+        Ok(t) => t.as_deref().unwrap_or_default(),
+    };
+    let Some(cur) = table.iter().find(|s| s.entry.key == u.key) else { return Decision::same(key, "is absent") };
+    let current = &cur.entry.config;
+    match &u.prior {
+        None => Decision::revert(key, current.describe(), "absent", AnyAction::Service(Action::Del(u.key))),
+        Some(p) if p == current => Decision::same(key, format!("is {} again", p.describe())),
+        Some(p) => {
+            Decision::revert(key, current.describe(), p.describe(), AnyAction::Service(Action::Set(u.key, p.clone())))
+        }
+    }
+}
+
+pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
+    match a {
+        Action::New(k, c) => sys.ipvs_new_service(k, c),
+        Action::Set(k, c) => sys.ipvs_set_service(k, c),
+        Action::Del(k) => sys.ipvs_del_service(k),
+    }
+}
+
+pub fn show(s: &VirtualServiceSpec) -> (&'static str, String, String) {
+    let mut head = format!("{} {}:{} {}", s.protocol, s.vip, s.port, s.scheduler);
+    if s.persistence > 0 {
+        head.push_str(&format!(" persistent {}s", s.persistence));
+        if let Some(m) = s.netmask {
+            head.push_str(&format!(" netmask {m}"));
+        }
+    }
+    ("ipvs", head, s.reason.clone())
+}

@@ -1,0 +1,557 @@
+//! Everything lvsctl manages on a host, one module per kind of object. Each kind holds its typed
+//! key, how it is read, the pure decision (desired state + live facts + journal → a change, or a
+//! no-op with its reason), how the change is made (`act`), how it is undone from the journal, and
+//! how it is shown.
+//!
+//! The agent's executor (`agent::apply`) walks `STAGES` in order: for each stage it reads the
+//! facts the stage needs (`wants` → `Live::read`), asks for the decisions (`decide`), and, when
+//! applying, executes them. Dry runs and `status` stop after `decide`. Nothing in this module
+//! writes to the host except the `act` functions, which only the executor calls.
+//!
+//! Adding a kind: a file here with `Undo`, `Action`, `wants`, `decide`, `undo`, `act` and `show`,
+//! then a variant in `Key`, `Undo`, `Action` and an entry in `STAGES`.
+
+pub mod address;
+pub mod dir;
+pub mod file;
+pub mod ipvs_dest;
+pub mod ipvs_service;
+pub mod link;
+pub mod module;
+pub mod route;
+pub mod sysctl;
+#[cfg(test)]
+mod tests;
+pub mod unit;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::host::{AddrFact, FileFact, IpvsService, RouteFact, System};
+use crate::ipvs::{DestKey, ServiceKey};
+use crate::plan::HostPlan;
+
+/// What the caller wants done with the decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    /// Make the changes (`up`, `down`, the boot unit).
+    Apply,
+    /// Say what would change (`up --dry-run`).
+    DryRun,
+    /// Compare: differences are drift (`status`).
+    Check,
+}
+
+/// Which objects an operation covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything (`up`, `down`).
+    All,
+    /// Kernel state only (the boot unit's start and stop): files and the unit stay.
+    Runtime,
+}
+
+/// The identity of one managed object; the journal holds at most one entry per key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Key {
+    Module(String),
+    Sysctl(String),
+    Link(String),
+    Address { dev: String, address: Ipv4Net },
+    Route(Ipv4Net),
+    Service(ServiceKey),
+    Dest(ServiceKey, DestKey),
+    File(String),
+    Dir(String),
+    Unit(String),
+}
+
+/// How the object is named in messages: `sysctl net.ipv4.ip_forward`, `route default`, …
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Key::Module(name) => write!(f, "module {name}"),
+            Key::Sysctl(key) => write!(f, "sysctl {key}"),
+            Key::Link(dev) => write!(f, "link {dev}"),
+            Key::Address { dev, address } => write!(f, "address {address} dev {dev}"),
+            Key::Route(dst) => write!(f, "route {}", route::destination(*dst)),
+            Key::Service(k) => write!(f, "ipvs service {k}"),
+            Key::Dest(s, k) => write!(f, "ipvs dest {k} of {s}"),
+            Key::File(path) => write!(f, "file {path}"),
+            Key::Dir(path) => write!(f, "dir {path}"),
+            Key::Unit(name) => write!(f, "unit {name}"),
+        }
+    }
+}
+
+/// How to undo one change: the journal's entries. The serde shape (`kind` plus the kind's
+/// fields) is what journals on hosts hold; it must stay readable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Undo {
+    Module(module::Undo),
+    Sysctl(sysctl::Undo),
+    LinkUp(link::Undo),
+    Address(address::Undo),
+    Route(route::Undo),
+    Service(ipvs_service::Undo),
+    Dest(ipvs_dest::Undo),
+    File(file::Undo),
+    Dir(dir::Undo),
+    Unit(unit::Undo),
+}
+
+impl Undo {
+    pub fn key(&self) -> Key {
+        match self {
+            Undo::Module(u) => Key::Module(u.name.clone()),
+            Undo::Sysctl(u) => Key::Sysctl(u.key.clone()),
+            Undo::LinkUp(u) => Key::Link(u.dev.clone()),
+            Undo::Address(u) => Key::Address { dev: u.address.dev.clone(), address: u.address.address },
+            Undo::Route(u) => Key::Route(u.applied.destination),
+            Undo::Service(u) => Key::Service(u.key),
+            Undo::Dest(u) => Key::Dest(u.service, u.key),
+            Undo::File(u) => Key::File(u.path.clone()),
+            Undo::Dir(u) => Key::Dir(u.path.clone()),
+            Undo::Unit(u) => Key::Unit(u.name.clone()),
+        }
+    }
+
+    /// Runtime state is what a reboot loses and `systemctl stop` undoes; the rest is on disk.
+    pub fn is_runtime(&self) -> bool {
+        !matches!(self, Undo::File(_) | Undo::Dir(_) | Undo::Unit(_))
+    }
+
+    fn in_scope(&self, scope: Scope) -> bool {
+        scope == Scope::All || self.is_runtime()
+    }
+
+    /// The entry for an object changed again: the first prior stays, what was applied is new.
+    pub fn merge(&self, newer: Undo) -> Undo {
+        match (self, newer) {
+            (Undo::Module(old), Undo::Module(new)) => Undo::Module(old.merge(new)),
+            (Undo::Sysctl(old), Undo::Sysctl(new)) => Undo::Sysctl(old.merge(new)),
+            (Undo::Route(old), Undo::Route(new)) => Undo::Route(old.merge(new)),
+            (Undo::Service(old), Undo::Service(new)) => Undo::Service(old.merge(new)),
+            (Undo::Dest(old), Undo::Dest(new)) => Undo::Dest(old.merge(new)),
+            (Undo::File(old), Undo::File(new)) => Undo::File(old.merge(new)),
+            (_, new) => new,
+        }
+    }
+}
+
+/// What lvsctl recorded on this host (the journal), as decisions see it.
+pub trait Recorded {
+    fn recorded(&self, key: &Key) -> Option<&Undo>;
+}
+
+impl Recorded for Vec<Undo> {
+    fn recorded(&self, key: &Key) -> Option<&Undo> {
+        self.iter().find(|u| u.key() == *key)
+    }
+}
+
+/// Where file backups are kept (next to the journal).
+pub trait Backups {
+    fn backup(&mut self, content: &[u8], mode: u32) -> io::Result<file::Backup>;
+    fn read_backup(&self, b: &file::Backup) -> io::Result<Vec<u8>>;
+}
+
+/// One effect on the host, as data: what `act` performs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Module(module::Action),
+    Sysctl(sysctl::Action),
+    Link(link::Action),
+    Address(address::Action),
+    Route(route::Action),
+    Service(ipvs_service::Action),
+    Dest(ipvs_dest::Action),
+    File(file::Action),
+    Dir(dir::Action),
+    Unit(unit::Action),
+}
+
+/// A change to make: `before` becomes `after`. `record` is journaled before `action` runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub key: Key,
+    pub before: String,
+    pub after: String,
+    pub reason: String,
+    pub record: Option<Undo>,
+    pub action: Action,
+}
+
+/// What one object needs, decided from the plan, the live facts and the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Already as planned (or, for an undo, as it was before lvsctl): nothing to do, and why.
+    Same {
+        key: Key,
+        why: String,
+    },
+    Change(Change),
+    /// Wanted but impossible as the host is (a missing interface, an address someone else
+    /// holds): a failure when applying, drift for `status`.
+    Blocked {
+        object: String,
+        before: String,
+        after: String,
+        reason: String,
+        error: String,
+    },
+    /// Possible only after an earlier change of the same run (tunl0's sysctls exist once ipip is
+    /// loaded): a dry run says so, `status` reports drift, an apply that gets here failed.
+    Pending {
+        object: String,
+        before: String,
+        after: String,
+        reason: String,
+        error: String,
+    },
+    /// Undo only: someone else changed the object after lvsctl did, so it is left as it is.
+    Keep {
+        key: Key,
+        why: String,
+    },
+    /// The facts could not be read.
+    Failed {
+        object: String,
+        reason: String,
+        error: String,
+    },
+    /// Something to tell the user that changes nothing.
+    Note(String),
+}
+
+impl Decision {
+    fn change(
+        key: Key,
+        before: impl Into<String>,
+        after: impl Into<String>,
+        reason: &str,
+        record: Option<Undo>,
+        action: Action,
+    ) -> Self {
+        Decision::Change(Change {
+            key,
+            before: before.into(),
+            after: after.into(),
+            reason: reason.to_string(),
+            record,
+            action,
+        })
+    }
+    fn same(key: Key, why: impl Into<String>) -> Self {
+        Decision::Same { key, why: why.into() }
+    }
+    fn failed(object: impl fmt::Display, reason: &str, error: &str) -> Self {
+        Decision::Failed { object: object.to_string(), reason: reason.to_string(), error: error.to_string() }
+    }
+    /// An undo: `before` becomes `after` by `action` (nothing is journaled).
+    fn revert(key: Key, before: impl Into<String>, after: impl Into<String>, action: Action) -> Self {
+        Decision::change(key, before, after, "", None, action)
+    }
+}
+
+/// A read that may have failed (the error is reported as a failed item, not an abort).
+pub type Fact<T> = Result<T, String>;
+
+/// The live state a stage's decisions need. Only what `Wants` asked for is read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Live {
+    pub modules: Fact<Vec<String>>,
+    pub sysctls: BTreeMap<String, Fact<Option<String>>>,
+    pub links: BTreeMap<String, Fact<Option<bool>>>,
+    pub addresses: Fact<Vec<AddrFact>>,
+    pub routes: Fact<Vec<RouteFact>>,
+    /// None: IPVS is not loaded.
+    pub ipvs: Fact<Option<Vec<IpvsService>>>,
+    pub files: BTreeMap<String, Fact<Option<FileFact>>>,
+    pub dirs: BTreeMap<String, bool>,
+    pub systemd: bool,
+    /// Unit name → enabled.
+    pub units: BTreeMap<String, bool>,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Live {
+            modules: Ok(vec![]),
+            sysctls: BTreeMap::new(),
+            links: BTreeMap::new(),
+            addresses: Ok(vec![]),
+            routes: Ok(vec![]),
+            ipvs: Ok(None),
+            files: BTreeMap::new(),
+            dirs: BTreeMap::new(),
+            systemd: false,
+            units: BTreeMap::new(),
+        }
+    }
+}
+
+/// What to read before deciding.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wants {
+    pub modules: bool,
+    pub sysctls: BTreeSet<String>,
+    pub links: BTreeSet<String>,
+    pub addresses: bool,
+    pub routes: bool,
+    pub ipvs: bool,
+    pub files: BTreeSet<String>,
+    pub dirs: BTreeSet<String>,
+    pub systemd: bool,
+    pub units: BTreeSet<String>,
+}
+
+fn fact<T>(r: io::Result<T>) -> Fact<T> {
+    r.map_err(|e| e.to_string())
+}
+
+impl Live {
+    /// Reads what `w` asks for; nothing else, and nothing is changed.
+    pub fn read<S: System>(sys: &mut S, w: &Wants) -> Live {
+        let mut live = Live::default();
+        if w.modules {
+            live.modules = fact(sys.loaded_modules());
+        }
+        for k in &w.sysctls {
+            live.sysctls.insert(k.clone(), fact(sys.read_sysctl(k)));
+        }
+        for d in &w.links {
+            live.links.insert(d.clone(), fact(sys.link_up(d)));
+        }
+        if w.addresses {
+            live.addresses = fact(sys.addresses());
+        }
+        if w.routes {
+            live.routes = fact(sys.routes());
+        }
+        if w.ipvs {
+            // Reading must not load IPVS: only a loaded module's table is read.
+            live.ipvs = if sys.ipvs_loaded() { fact(sys.ipvs_table().map(Some)) } else { Ok(None) };
+        }
+        for p in &w.files {
+            live.files.insert(p.clone(), fact(sys.read_file(p)));
+        }
+        for d in &w.dirs {
+            live.dirs.insert(d.clone(), sys.dir_exists(d));
+        }
+        if w.systemd || !w.units.is_empty() {
+            live.systemd = sys.systemd_running();
+        }
+        if live.systemd {
+            for u in &w.units {
+                let enabled = sys.systemctl(&["is-enabled", u]).map(|o| o.trim() == "enabled").unwrap_or(false);
+                live.units.insert(u.clone(), enabled);
+            }
+        }
+        live
+    }
+
+    /// Whether a module the plan loads is not loaded yet (objects it creates are still absent).
+    fn modules_pending(&self, plan: &HostPlan) -> bool {
+        match &self.modules {
+            Ok(l) => plan.modules.iter().any(|m| !l.contains(&module::normalize(&m.name))),
+            Err(_) => false,
+        }
+    }
+}
+
+/// The kinds, in the order they are applied: each may need the ones before it (tunl0's sysctls
+/// need ipip, addresses need their link, IPVS needs ip_vs, files need their directories).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Modules,
+    Sysctls,
+    Links,
+    Addresses,
+    Routes,
+    Ipvs,
+    Files,
+    Unit,
+}
+
+pub const STAGES: [Stage; 8] = [
+    Stage::Modules,
+    Stage::Sysctls,
+    Stage::Links,
+    Stage::Addresses,
+    Stage::Routes,
+    Stage::Ipvs,
+    Stage::Files,
+    Stage::Unit,
+];
+
+impl Stage {
+    pub fn in_scope(self, scope: Scope) -> bool {
+        scope == Scope::All || !matches!(self, Stage::Files | Stage::Unit)
+    }
+
+    /// What the stage's decisions read.
+    pub fn wants(self, plan: &HostPlan) -> Wants {
+        let mut w = Wants::default();
+        match self {
+            Stage::Modules => module::wants(&plan.modules, &mut w),
+            Stage::Sysctls => sysctl::wants(plan, &mut w),
+            Stage::Links => link::wants(plan, &mut w),
+            Stage::Addresses => address::wants(&plan.addresses, &mut w),
+            Stage::Routes => route::wants(&plan.routes, &mut w),
+            Stage::Ipvs => ipvs_service::wants(&plan.ipvs, &mut w),
+            Stage::Files => file::wants(&plan.files, &mut w),
+            Stage::Unit => unit::wants(plan.boot_unit.as_deref(), &mut w),
+        }
+        w
+    }
+
+    /// The stage's decisions, in order. Pure.
+    pub fn decide(self, plan: &HostPlan, live: &Live, journal: &dyn Recorded, intent: Intent) -> Vec<Decision> {
+        match self {
+            Stage::Modules => module::decide(&plan.modules, live),
+            Stage::Sysctls => sysctl::decide(&plan.sysctls, live, live.modules_pending(plan)),
+            Stage::Links => link::decide(&plan.links_up, live, live.modules_pending(plan)),
+            Stage::Addresses => address::decide(&plan.addresses, live),
+            Stage::Routes => route::decide(&plan.routes, live),
+            Stage::Ipvs => ipvs_service::decide(&plan.ipvs, live, journal, intent),
+            Stage::Files => file::decide(&plan.files, live, journal),
+            Stage::Unit => unit::decide(plan.boot_unit.as_deref(), live, intent),
+        }
+    }
+}
+
+/// The keys of everything `plan` wants in `scope`; journal entries with other keys are stale.
+pub fn desired_keys(plan: &HostPlan, scope: Scope) -> BTreeSet<Key> {
+    let mut keys = BTreeSet::new();
+    keys.extend(plan.modules.iter().map(|m| Key::Module(m.name.clone())));
+    keys.extend(plan.sysctls.iter().map(|s| Key::Sysctl(s.key.clone())));
+    keys.extend(plan.links_up.iter().map(|l| Key::Link(l.dev.clone())));
+    keys.extend(plan.addresses.iter().map(address::key));
+    keys.extend(plan.routes.iter().map(|r| Key::Route(r.destination)));
+    for v in &plan.ipvs {
+        let k = ipvs_service::key(v);
+        keys.insert(Key::Service(k));
+        keys.extend(v.destinations.iter().map(|d| Key::Dest(k, ipvs_dest::key(d))));
+    }
+    if scope == Scope::All {
+        for f in &plan.files {
+            keys.insert(Key::File(f.path.clone()));
+            keys.extend(dir::parents(&f.path).into_iter().map(Key::Dir));
+        }
+        keys.extend(plan.boot_unit.iter().map(|u| Key::Unit(u.clone())));
+    }
+    keys
+}
+
+/// Journal entries (newest first) in `scope` that `plan` no longer wants.
+pub fn stale<'a>(entries: impl Iterator<Item = &'a Undo>, plan: &HostPlan, scope: Scope) -> Vec<Undo> {
+    let wanted = desired_keys(plan, scope);
+    entries.filter(|u| u.in_scope(scope) && !wanted.contains(&u.key())).cloned().collect()
+}
+
+/// Journal entries (newest first) in `scope`: what a full revert undoes.
+pub fn in_scope<'a>(entries: impl Iterator<Item = &'a Undo>, scope: Scope) -> Vec<Undo> {
+    entries.filter(|u| u.in_scope(scope)).cloned().collect()
+}
+
+/// What undoing `entries` needs to read.
+pub fn undo_wants(entries: &[Undo]) -> Wants {
+    let mut w = Wants::default();
+    for u in entries {
+        match u {
+            Undo::Module(_) => w.modules = true,
+            Undo::Sysctl(u) => {
+                w.sysctls.insert(u.key.clone());
+            }
+            Undo::LinkUp(u) => {
+                w.links.insert(u.dev.clone());
+            }
+            Undo::Address(_) => w.addresses = true,
+            Undo::Route(_) => w.routes = true,
+            Undo::Service(_) | Undo::Dest(_) => w.ipvs = true,
+            Undo::File(u) => {
+                w.files.insert(u.path.clone());
+            }
+            Undo::Dir(u) => {
+                w.dirs.insert(u.path.clone());
+            }
+            Undo::Unit(_) => w.systemd = true,
+        }
+    }
+    w
+}
+
+/// How to undo one entry, given the live state. Pure.
+pub fn undo(u: &Undo, live: &Live) -> Decision {
+    match u {
+        Undo::Module(m) => module::undo(m, live),
+        Undo::Sysctl(s) => sysctl::undo(s, live),
+        Undo::LinkUp(l) => link::undo(l, live),
+        Undo::Address(a) => address::undo(a, live),
+        Undo::Route(r) => route::undo(r, live),
+        Undo::Service(s) => ipvs_service::undo(s, live),
+        Undo::Dest(d) => ipvs_dest::undo(d, live),
+        Undo::File(f) => file::undo(f, live),
+        Undo::Dir(d) => dir::undo(d, live),
+        Undo::Unit(u) => unit::undo(u, live),
+    }
+}
+
+/// Work that must happen before a change's record is journaled (a backup of the file it
+/// replaces, so that the record can name it).
+pub fn prepare(change: &mut Change, backups: &mut dyn Backups) -> io::Result<()> {
+    match (&change.action, &mut change.record) {
+        (Action::File(a), Some(Undo::File(u))) => file::prepare(a, u, backups),
+        _ => Ok(()),
+    }
+}
+
+/// Performs one action. Some kinds learn something only by acting (which modules a load
+/// brought in): they return a refined record to journal.
+pub fn act<S: System>(sys: &mut S, action: &Action, backups: &dyn Backups) -> io::Result<Option<Undo>> {
+    match action {
+        Action::Module(a) => module::act(sys, a),
+        Action::Sysctl(a) => sysctl::act(sys, a).map(|_| None),
+        Action::Link(a) => link::act(sys, a).map(|_| None),
+        Action::Address(a) => address::act(sys, a).map(|_| None),
+        Action::Route(a) => route::act(sys, a).map(|_| None),
+        Action::Service(a) => ipvs_service::act(sys, a).map(|_| None),
+        Action::Dest(a) => ipvs_dest::act(sys, a).map(|_| None),
+        Action::File(a) => file::act(sys, a, backups).map(|_| None),
+        Action::Dir(a) => dir::act(sys, a).map(|_| None),
+        Action::Unit(a) => unit::act(sys, a).map(|_| None),
+    }
+}
+
+/// `lvsctl plan`'s lines for one host: (kind, item, reason), in apply order.
+pub fn show(p: &HostPlan) -> Vec<(&'static str, String, String)> {
+    let mut v = Vec::new();
+    v.extend(p.modules.iter().map(module::show));
+    v.extend(p.sysctls.iter().map(sysctl::show));
+    v.extend(p.links_up.iter().map(link::show));
+    v.extend(p.addresses.iter().map(address::show));
+    v.extend(p.routes.iter().map(route::show));
+    for s in &p.ipvs {
+        v.push(ipvs_service::show(s));
+        v.extend(s.destinations.iter().map(ipvs_dest::show));
+    }
+    v.extend(p.files.iter().map(file::show));
+    v.extend(p.boot_unit.iter().map(|u| unit::show(u)));
+    v
+}
+
+/// Sysctl values compare by their fields (the kernel separates multi-value ones with tabs).
+pub fn same_value(a: &str, b: &str) -> bool {
+    a.split_whitespace().eq(b.split_whitespace())
+}
+
+pub fn sha256(b: &[u8]) -> String {
+    crate::hex(&Sha256::digest(b))
+}

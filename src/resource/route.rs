@@ -1,0 +1,118 @@
+//! Routes of the main table, marked `proto lvsctl`: added, or replacing the route in their slot
+//! (same destination and metric), which `down` puts back with every attribute.
+
+use std::io;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use super::{Action as AnyAction, Decision, Key, Live, Undo as AnyUndo, Wants};
+use crate::host::{RTPROT_LVSCTL, RouteFact, System};
+use crate::plan::RouteSpec;
+
+/// lvsctl added the route (no prior) or replaced the prior one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Undo {
+    pub applied: RouteFact,
+    pub prior: Option<RouteFact>,
+}
+
+impl Undo {
+    pub fn merge(&self, new: Undo) -> Undo {
+        Undo { applied: new.applied, prior: self.prior.clone() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `ip route add` (or `replace`)
+    Add { route: RouteFact, replace: bool },
+    /// `ip route del`
+    Del(RouteFact),
+}
+
+/// `default` or the destination network.
+pub fn destination(d: Ipv4Net) -> String {
+    if d.prefix_len() == 0 { "default".into() } else { d.to_string() }
+}
+
+pub fn wants(specs: &[RouteSpec], w: &mut Wants) {
+    w.routes |= !specs.is_empty();
+}
+
+pub fn decide(specs: &[RouteSpec], live: &Live) -> Vec<Decision> {
+    if specs.is_empty() {
+        return vec![];
+    }
+    let have = match &live.routes {
+        Ok(r) => r,
+        Err(e) => return vec![Decision::failed("routes", "read routes", e)],
+    };
+    specs
+        .iter()
+        .map(|r| {
+            let key = Key::Route(r.destination);
+            let want = RouteFact {
+                destination: r.destination,
+                gateway: r.gateway,
+                dev: r.dev.clone(),
+                metric: 0,
+                protocol: RTPROT_LVSCTL,
+                scope: 0,
+                prefsrc: None,
+            };
+            let slot: Vec<&RouteFact> =
+                have.iter().filter(|h| h.destination == r.destination && h.metric == 0).collect();
+            if slot.iter().any(|h| h.gateway == r.gateway && (r.dev.is_none() || h.dev == r.dev)) {
+                return Decision::same(key, "is in place");
+            }
+            let after = want.describe();
+            let (before, prior, replace) = match slot.first() {
+                Some(old) => (old.describe(), Some((*old).clone()), true),
+                None => ("absent".to_string(), None, false),
+            };
+            let record = AnyUndo::Route(Undo { applied: want.clone(), prior });
+            Decision::change(
+                key,
+                before,
+                after,
+                &r.reason,
+                Some(record),
+                AnyAction::Route(Action::Add { route: want, replace }),
+            )
+        })
+        .collect()
+}
+
+pub fn undo(u: &Undo, live: &Live) -> Decision {
+    let applied = &u.applied;
+    let key = Key::Route(applied.destination);
+    let have = match &live.routes {
+        Ok(r) => r,
+        Err(e) => return Decision::failed(&key, "undo what lvsctl changed", e),
+    };
+    let current = have.iter().find(|h| h.destination == applied.destination && h.metric == applied.metric);
+    let add = |p: &RouteFact, replace: bool| AnyAction::Route(Action::Add { route: p.clone(), replace });
+    match (current, &u.prior) {
+        (Some(c), _) if !(c.gateway == applied.gateway && c.protocol == RTPROT_LVSCTL) => {
+            Decision::Keep { key, why: format!("now {}, not the route lvsctl set: left as it is", c.describe()) }
+        }
+        (Some(c), Some(p)) => Decision::revert(key, c.describe(), p.describe(), add(p, true)),
+        (Some(c), None) => Decision::revert(key, c.describe(), "absent", AnyAction::Route(Action::Del(c.clone()))),
+        (None, Some(p)) => Decision::revert(key, "absent", p.describe(), add(p, false)),
+        (None, None) => Decision::same(key, "is absent"),
+    }
+}
+
+pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
+    match a {
+        Action::Add { route, replace } => sys.add_route(route, *replace),
+        Action::Del(r) => sys.del_route(r),
+    }
+}
+
+pub fn show(r: &RouteSpec) -> (&'static str, String, String) {
+    let via = r.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
+    let dev = r.dev.as_deref().map(|d| format!(" dev {d}")).unwrap_or_default();
+    ("route", format!("{}{via}{dev}", destination(r.destination)), r.reason.clone())
+}

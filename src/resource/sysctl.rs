@@ -1,0 +1,104 @@
+//! Sysctls (`/proc/sys`): set to the planned value; `down` gives back the value found before,
+//! unless someone changed it since.
+
+use std::io;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Action as AnyAction, Decision, Key, Live, Undo as AnyUndo, Wants, same_value};
+use crate::host::System;
+use crate::plan::{HostPlan, SysctlSpec};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Undo {
+    pub key: String,
+    pub prior: String,
+    pub applied: String,
+}
+
+impl Undo {
+    pub fn merge(&self, new: Undo) -> Undo {
+        Undo { prior: self.prior.clone(), ..new }
+    }
+}
+
+/// `sysctl -w KEY=VALUE`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    pub key: String,
+    pub value: String,
+}
+
+pub fn wants(plan: &HostPlan, w: &mut Wants) {
+    w.sysctls.extend(plan.sysctls.iter().map(|s| s.key.clone()));
+    // A missing key may only be waiting for a module of the plan.
+    w.modules |= !plan.sysctls.is_empty() && !plan.modules.is_empty();
+}
+
+pub fn decide(specs: &[SysctlSpec], live: &Live, modules_pending: bool) -> Vec<Decision> {
+    specs.iter().map(|s| decide_one(s, live.sysctls.get(&s.key), modules_pending)).collect()
+}
+
+fn decide_one(s: &SysctlSpec, current: Option<&super::Fact<Option<String>>>, modules_pending: bool) -> Decision {
+    let key = Key::Sysctl(s.key.clone());
+    let missing = || format!("no sysctl {} on this host (missing interface or module?)", s.key);
+    match current {
+        None => Decision::failed(&key, &s.reason, "not read"),
+        Some(Err(e)) => Decision::failed(&key, &s.reason, e),
+        Some(Ok(Some(cur))) if same_value(cur, &s.value) => Decision::same(key, format!("is {}", s.value)),
+        Some(Ok(Some(cur))) => {
+            let cur = cur.trim().to_string();
+            let record = AnyUndo::Sysctl(Undo { key: s.key.clone(), prior: cur.clone(), applied: s.value.clone() });
+            let action = AnyAction::Sysctl(Action { key: s.key.clone(), value: s.value.clone() });
+            Decision::change(key, cur, s.value.clone(), &s.reason, Some(record), action)
+        }
+        Some(Ok(None)) if modules_pending => Decision::Pending {
+            object: key.to_string(),
+            before: "absent until its module loads".into(),
+            after: s.value.clone(),
+            reason: s.reason.clone(),
+            error: missing(),
+        },
+        Some(Ok(None)) => Decision::Blocked {
+            object: key.to_string(),
+            before: "absent".into(),
+            after: s.value.clone(),
+            reason: s.reason.clone(),
+            error: missing(),
+        },
+    }
+}
+
+pub fn undo(u: &Undo, live: &Live) -> Decision {
+    let key = Key::Sysctl(u.key.clone());
+    match live.sysctls.get(&u.key) {
+        None => Decision::failed(&key, "undo what lvsctl changed", "not read"),
+        Some(Err(e)) => Decision::failed(&key, "undo what lvsctl changed", e),
+        // The device went away, and its settings with it.
+        Some(Ok(None)) => Decision::same(key, "gone with its device"),
+        Some(Ok(Some(cur))) if same_value(cur, &u.prior) => Decision::same(key, format!("is {} again", u.prior)),
+        Some(Ok(Some(cur))) if same_value(cur, &u.applied) => Decision::revert(
+            key,
+            cur.trim(),
+            u.prior.clone(),
+            AnyAction::Sysctl(Action { key: u.key.clone(), value: u.prior.clone() }),
+        ),
+        Some(Ok(Some(cur))) => Decision::Keep {
+            key,
+            why: format!(
+                "changed by someone else since lvsctl set it (now {}, lvsctl set {}, it was {} before): left as it is",
+                cur.trim(),
+                u.applied,
+                u.prior
+            ),
+        },
+    }
+}
+
+pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
+    sys.write_sysctl(&a.key, &a.value)
+}
+
+pub fn show(s: &SysctlSpec) -> (&'static str, String, String) {
+    ("sysctl", format!("{} = {}", s.key, s.value), s.reason.clone())
+}
