@@ -55,6 +55,9 @@ impl Lab {
             .args(args)
             .arg(&self.inv)
             .env("LVSCTL_STATE_DIR", self.state_dir.path())
+            // Kept connections must outlive the test's own slow steps between two commands
+            // (traffic checks take over a minute under emulation); `lab destroy` ends them.
+            .env("LVSCTL_SSH_PERSIST", "900")
             .stdin(Stdio::null())
             .output()
             .expect("run lvsctl");
