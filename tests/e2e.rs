@@ -121,7 +121,7 @@ struct Break<'a> {
 /// Breaks one thing, checks verify and doctor, repairs with `lvsctl up --host`.
 fn break_one(l: &Lab, b: &Break) {
     l.sh(b.host, b.script);
-    let v = l.lvsctl(&["verify", "--requests", "8", "--timeout", "1"]);
+    let v = l.lvsctl(&["verify", "--requests", "8", "--timeout", "2"]);
     let vt = text(&v);
     match b.verify_fails_with {
         Some(want) => {

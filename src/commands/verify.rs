@@ -321,6 +321,24 @@ fn ipvs_of(outcomes: &[Outcome]) -> Option<Vec<IpvsService>> {
     outcomes.first()?.result.as_ref().ok()?.facts.as_ref()?.ipvs.clone()
 }
 
+/// What the client sends to each service it can probe: `requests` new connections (or
+/// datagrams), each given `timeout` seconds to connect and answer.
+fn probe_targets(lab: &Lab, requests: u32, timeout: u64) -> (Vec<&Service>, Vec<ProbeTarget>) {
+    let mut services = Vec::new();
+    let mut targets = Vec::new();
+    for s in &lab.services {
+        match probe_kind(s.protocol, s.port) {
+            Some(kind) => {
+                let timeout_ms = timeout * 1000;
+                targets.push(ProbeTarget { address: s.vip, port: s.port, kind, count: requests, timeout_ms });
+                services.push(s);
+            }
+            None => eprintln!("verify: {} is SCTP, which verify cannot probe: skipped", s.label()),
+        }
+    }
+    (services, targets)
+}
+
 pub fn run(args: &VerifyArgs) -> anyhow::Result<u8> {
     let lab = super::load_inventory(&args.inventory)?;
     let client = match &args.from {
@@ -350,23 +368,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<u8> {
         connect.hosts.push(d.name.clone());
     }
     let session = super::Session::open(&lab, &connect)?;
-    let mut services = Vec::new();
-    let mut targets = Vec::new();
-    for s in &lab.services {
-        match probe_kind(s.protocol, s.port) {
-            Some(kind) => {
-                targets.push(ProbeTarget {
-                    address: s.vip,
-                    port: s.port,
-                    kind,
-                    count: args.requests,
-                    timeout_ms: 3000,
-                });
-                services.push(s);
-            }
-            None => eprintln!("verify: {} is SCTP, which verify cannot probe: skipped", s.label()),
-        }
-    }
+    let (services, targets) = probe_targets(&lab, args.requests, args.timeout);
     eprintln!(
         "verify: {} requests to each of {} from {}{}",
         args.requests,
@@ -615,6 +617,16 @@ mod tests {
         s.persistence = 300;
         assert!(judge(&s, &answers(&[("web2", 20)]), &None, &None).ok());
         assert!(!judge(&s, &answers(&[("web1", 10), ("web2", 10)]), &None, &None).ok());
+    }
+
+    #[test]
+    fn the_timeout_given_is_the_probe_timeout() {
+        let lab =
+            crate::inventory::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/dr.toml")))
+                .unwrap();
+        let (services, targets) = probe_targets(&lab, 8, 2);
+        assert_eq!(services.len(), lab.services.len());
+        assert!(targets.iter().all(|t| t.timeout_ms == 2000 && t.count == 8), "{targets:?}");
     }
 
     #[test]
