@@ -8,8 +8,7 @@ use serde::Serialize;
 
 use crate::agent::facts::HostFacts;
 use crate::inventory::{Host, Lab, Mode, Role};
-use crate::ipvs::{fwd_name, fwd_of};
-use crate::plan::Forward;
+use crate::ipvs::fwd_name;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
@@ -150,7 +149,7 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
             );
             continue;
         };
-        let want_fwd = fwd_of(Forward::for_mode(s.mode));
+        let want_fwd = s.mode.forward().code();
         for b in &s.real_servers {
             let Some(d) = svc.dests.iter().find(|d| d.key.addr == b.address && d.key.port == b.port) else {
                 c.add(

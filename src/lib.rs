@@ -9,10 +9,12 @@ pub mod host;
 pub mod inventory;
 pub mod ipvs;
 pub mod lab;
+pub mod paths;
 pub mod plan;
 pub mod remote;
 pub mod render;
 pub mod resource;
+pub mod templates;
 
 /// `1 host`, `2 hosts`.
 pub fn plural(n: usize, word: &str) -> String {

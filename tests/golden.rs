@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use lvsctl::plan::{self, Context};
-use lvsctl::render::{Templates, render_host};
+use lvsctl::render::render_host;
+use lvsctl::templates::Templates;
 
 const AGENT: &str = "/usr/local/lib/lvsctl/GOLDEN/lvsctl";
 

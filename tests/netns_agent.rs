@@ -10,7 +10,7 @@ use lvsctl::agent::protocol::{Event, Op, Report, Request};
 use lvsctl::agent::{handle, paths_under};
 use lvsctl::host::linux::Linux;
 use lvsctl::plan::{self, Context, HostPlan};
-use lvsctl::render::Templates;
+use lvsctl::templates::Templates;
 
 use common::{files_snapshot, in_fresh_netns, net_snapshot, sh};
 

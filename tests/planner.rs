@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use lvsctl::plan::{self, Context, Forward, HostPlan};
-use lvsctl::render::Templates;
+use lvsctl::templates::Templates;
 
 fn plans(inv: &str) -> Vec<HostPlan> {
     let lab = lvsctl::inventory::load(Path::new(inv)).unwrap();

@@ -22,6 +22,7 @@ use apply::{Executor, Faults};
 use journal::{Journal, LabLock};
 use protocol::{Event, Op, Report, Request};
 
+use crate::paths;
 use crate::plan::HostPlan;
 use crate::resource::{Intent, Scope};
 
@@ -41,10 +42,10 @@ pub struct Paths {
 impl Default for Paths {
     fn default() -> Self {
         Paths {
-            state_root: PathBuf::from(crate::plan::JOURNAL_DIR),
-            run_dir: PathBuf::from("/run"),
-            install_root: PathBuf::from(crate::remote::binary::INSTALL_ROOT),
-            config_root: PathBuf::from(crate::plan::CONFIG_DIR),
+            state_root: PathBuf::from(paths::STATE_ROOT),
+            run_dir: PathBuf::from(paths::RUN_DIR),
+            install_root: PathBuf::from(paths::INSTALL_ROOT),
+            config_root: PathBuf::from(paths::CONFIG_ROOT),
         }
     }
 }
@@ -54,7 +55,7 @@ impl Paths {
         self.state_root.join(lab)
     }
     pub fn lock(&self, lab: &str) -> PathBuf {
-        self.run_dir.join(format!("lvsctl-{lab}.lock"))
+        self.run_dir.join(paths::lock_name(lab))
     }
 }
 
@@ -204,7 +205,7 @@ fn down<S: System>(
     emit: &mut dyn FnMut(Event),
 ) -> io::Result<Report> {
     let dir = paths.lab_dir(lab);
-    let unit = crate::plan::unit_name(lab);
+    let unit = paths::unit_name(lab);
     if crate::resource::unit::is_active(sys, &unit) {
         // The unit's stop undoes the runtime state (it takes the lab lock, so do it before we do).
         if let Err(e) = sys.systemctl(&["stop", &unit]) {

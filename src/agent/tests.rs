@@ -9,8 +9,8 @@ use super::{handle, paths_under};
 use crate::host::fake::Fake;
 use crate::host::{AddrFact, RTPROT_LVSCTL, RouteFact};
 use crate::plan::{self, Context, HostPlan};
-use crate::render::Templates;
 use crate::resource::{Key, Undo, sysctl};
+use crate::templates::Templates;
 
 fn plan_for(inv: &str, host: &str) -> HostPlan {
     let lab = crate::inventory::load(Path::new(&format!("{}/{inv}", env!("CARGO_MANIFEST_DIR")))).unwrap();

@@ -55,12 +55,12 @@ pub fn check_host_filter(lab: &Lab, hosts: &[String]) -> anyhow::Result<()> {
 pub fn agent_path_for_display(explicit: Option<&Path>) -> String {
     match crate::remote::binary::resolve(explicit, true) {
         Ok(b) => b.install_path(),
-        Err(_) => format!("{}/SHA256-OF-STATIC-LVSCTL/lvsctl", crate::remote::binary::INSTALL_ROOT),
+        Err(_) => format!("{}/SHA256-OF-STATIC-LVSCTL/lvsctl", crate::paths::INSTALL_ROOT),
     }
 }
 
-pub fn load_templates(dir: Option<&Path>) -> anyhow::Result<crate::render::Templates> {
-    crate::render::Templates::load(dir).map_err(|e| Exit::new(exit::INVALID, e.to_string()).into())
+pub fn load_templates(dir: Option<&Path>) -> anyhow::Result<crate::templates::Templates> {
+    crate::templates::Templates::load(dir).map_err(|e| Exit::new(exit::INVALID, e.to_string()).into())
 }
 
 /// What commands that reach hosts share: the agent binary, how to connect, and a runtime

@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+/// IPVS services are TCP, UDP or SCTP (the IPVS codec owns the type).
+pub use crate::ipvs::Protocol;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -17,6 +20,14 @@ pub enum Mode {
 
 impl Mode {
     pub const NAMES: [&'static str; 3] = ["nat", "dr", "tun"];
+    /// How the director forwards to real servers in this mode.
+    pub fn forward(self) -> crate::ipvs::Forward {
+        match self {
+            Mode::Nat => crate::ipvs::Forward::Masq,
+            Mode::Dr => crate::ipvs::Forward::Route,
+            Mode::Tun => crate::ipvs::Forward::Tunnel,
+        }
+    }
     pub fn parse(s: &str) -> Option<Mode> {
         match s {
             "nat" => Some(Mode::Nat),
@@ -71,55 +82,6 @@ impl Role {
 }
 
 impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    Tcp,
-    Udp,
-    Sctp,
-}
-
-impl Protocol {
-    pub const NAMES: [&'static str; 3] = ["tcp", "udp", "sctp"];
-    pub fn parse(s: &str) -> Option<Protocol> {
-        match s {
-            "tcp" => Some(Protocol::Tcp),
-            "udp" => Some(Protocol::Udp),
-            "sctp" => Some(Protocol::Sctp),
-            _ => None,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-            Protocol::Sctp => "sctp",
-        }
-    }
-    /// IP protocol number, as IPVS wants it.
-    pub fn number(self) -> u16 {
-        match self {
-            Protocol::Tcp => 6,
-            Protocol::Udp => 17,
-            Protocol::Sctp => 132,
-        }
-    }
-    pub fn from_number(n: u16) -> Option<Protocol> {
-        match n {
-            6 => Some(Protocol::Tcp),
-            17 => Some(Protocol::Udp),
-            132 => Some(Protocol::Sctp),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }

@@ -16,9 +16,6 @@ use netlink_packet_core::{
 use netlink_packet_generic::{GenlFamily, GenlHeader};
 use serde::{Deserialize, Serialize};
 
-use crate::inventory::Protocol;
-use crate::plan::Forward;
-
 pub const FAMILY_NAME: &str = "IPVS";
 pub const FAMILY_VERSION: u8 = 1;
 
@@ -81,14 +78,6 @@ pub const FWD_LOCAL: u32 = 1;
 pub const FWD_TUNNEL: u32 = 2;
 pub const FWD_ROUTE: u32 = 3;
 
-pub fn fwd_of(f: Forward) -> u32 {
-    match f {
-        Forward::Masq => FWD_MASQ,
-        Forward::Route => FWD_ROUTE,
-        Forward::Tunnel => FWD_TUNNEL,
-    }
-}
-
 pub fn fwd_name(f: u32) -> &'static str {
     match f {
         FWD_MASQ => "masq",
@@ -96,6 +85,92 @@ pub fn fwd_name(f: u32) -> &'static str {
         FWD_TUNNEL => "tunnel",
         FWD_ROUTE => "route",
         _ => "unknown",
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    pub const NAMES: [&'static str; 3] = ["tcp", "udp", "sctp"];
+    pub fn parse(s: &str) -> Option<Protocol> {
+        match s {
+            "tcp" => Some(Protocol::Tcp),
+            "udp" => Some(Protocol::Udp),
+            "sctp" => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+    /// IP protocol number, as IPVS wants it.
+    pub fn number(self) -> u16 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Sctp => 132,
+        }
+    }
+    pub fn from_number(n: u16) -> Option<Protocol> {
+        match n {
+            6 => Some(Protocol::Tcp),
+            17 => Some(Protocol::Udp),
+            132 => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Forward {
+    /// NAT (ipvsadm -m)
+    Masq,
+    /// Direct routing (ipvsadm -g)
+    Route,
+    /// IP-in-IP (ipvsadm -i)
+    Tunnel,
+}
+
+impl Forward {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Forward::Masq => "masq",
+            Forward::Route => "route",
+            Forward::Tunnel => "tunnel",
+        }
+    }
+    /// IP_VS_CONN_F_* as the kernel numbers it (`FWD_*`).
+    pub fn code(self) -> u32 {
+        match self {
+            Forward::Masq => FWD_MASQ,
+            Forward::Route => FWD_ROUTE,
+            Forward::Tunnel => FWD_TUNNEL,
+        }
+    }
+    /// The ipvsadm flag for this forwarding method.
+    pub fn ipvsadm_flag(self) -> &'static str {
+        match self {
+            Forward::Masq => "-m",
+            Forward::Route => "-g",
+            Forward::Tunnel => "-i",
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 //! The same `HostPlan` is printed by `lvsctl plan`, rendered into templates, persisted on the host
 //! for boot, and sent as JSON to the agent, which compares it with live state.
 
+pub mod files;
+
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
@@ -10,7 +12,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::{Host, Lab, Mode, Protocol, Role, Service};
-use crate::render::Templates;
+use crate::templates::{RenderError, Templates};
 
 /// The kernel caps address labels at 15 bytes (IFNAMSIZ - 1).
 const LABEL_MAX: usize = 15;
@@ -53,41 +55,7 @@ pub struct RouteSpec {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Forward {
-    /// NAT (ipvsadm -m)
-    Masq,
-    /// Direct routing (ipvsadm -g)
-    Route,
-    /// IP-in-IP (ipvsadm -i)
-    Tunnel,
-}
-
-impl Forward {
-    pub fn for_mode(m: Mode) -> Forward {
-        match m {
-            Mode::Nat => Forward::Masq,
-            Mode::Dr => Forward::Route,
-            Mode::Tun => Forward::Tunnel,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Forward::Masq => "masq",
-            Forward::Route => "route",
-            Forward::Tunnel => "tunnel",
-        }
-    }
-    /// The ipvsadm flag for this forwarding method.
-    pub fn ipvsadm_flag(self) -> &'static str {
-        match self {
-            Forward::Masq => "-m",
-            Forward::Route => "-g",
-            Forward::Tunnel => "-i",
-        }
-    }
-}
+pub use crate::ipvs::Forward;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DestSpec {
@@ -197,22 +165,6 @@ pub fn conf_key(dev: &str, setting: &str) -> String {
     format!("net.ipv4.conf.{}.{setting}", dev.replace('.', "/"))
 }
 
-pub const JOURNAL_DIR: &str = "/var/lib/lvsctl";
-pub const CONFIG_DIR: &str = "/etc/lvsctl";
-
-pub fn unit_name(lab: &str) -> String {
-    format!("lvsctl-{lab}.service")
-}
-pub fn host_plan_path(lab: &str) -> String {
-    format!("{CONFIG_DIR}/{lab}/host.json")
-}
-pub fn sysctl_conf_path(lab: &str) -> String {
-    format!("/etc/sysctl.d/90-lvsctl-{lab}.conf")
-}
-pub fn unit_path(lab: &str) -> String {
-    format!("/etc/systemd/system/{}", unit_name(lab))
-}
-
 /// What the persistent files need to know beyond the lab itself.
 pub struct Context<'a> {
     /// Where the agent binary lives on hosts (the boot unit runs it).
@@ -221,15 +173,15 @@ pub struct Context<'a> {
 }
 
 /// The plan of every host of the lab, in host-name order.
-pub fn plan(lab: &Lab, ctx: &Context) -> Result<Vec<HostPlan>, crate::render::RenderError> {
+pub fn plan(lab: &Lab, ctx: &Context) -> Result<Vec<HostPlan>, RenderError> {
     lab.hosts.iter().map(|h| plan_host(lab, h, ctx)).collect()
 }
 
-pub fn plan_host(lab: &Lab, host: &Host, ctx: &Context) -> Result<HostPlan, crate::render::RenderError> {
+pub fn plan_host(lab: &Lab, host: &Host, ctx: &Context) -> Result<HostPlan, RenderError> {
     let mut p = runtime_plan(lab, host);
     let runtime = p.runtime();
-    p.files = crate::render::persistent_files(lab, &runtime, ctx)?;
-    p.boot_unit = Some(unit_name(&lab.name));
+    p.files = files::persistent_files(lab, &runtime, ctx)?;
+    p.boot_unit = Some(crate::paths::unit_name(&lab.name));
     Ok(p)
 }
 
@@ -310,7 +262,7 @@ fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
                     host: b.host.clone(),
                     address: b.address,
                     port: b.port,
-                    forward: Forward::for_mode(s.mode),
+                    forward: s.mode.forward(),
                     weight: b.weight,
                     u_threshold: b.u_threshold,
                     l_threshold: b.l_threshold,

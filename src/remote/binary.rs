@@ -6,9 +6,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 
-/// Hosts keep agents here, one directory per content hash, so versions never overwrite each other.
-pub const INSTALL_ROOT: &str = "/usr/local/lib/lvsctl";
-
 #[derive(Debug, Clone)]
 pub struct AgentBinary {
     pub path: PathBuf,
@@ -26,7 +23,7 @@ impl AgentBinary {
 }
 
 pub fn install_path(sha256: &str) -> String {
-    format!("{INSTALL_ROOT}/{sha256}/lvsctl")
+    crate::paths::agent_path(sha256)
 }
 
 /// What an ELF file says about itself: (machine as `uname -m` names it, statically linked).

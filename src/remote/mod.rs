@@ -15,7 +15,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 
 use crate::agent::protocol::{Event, Op, Report, Request};
 use crate::inventory::{HostKeyPolicy, SshSettings, SshTarget};
-use binary::{AgentBinary, INSTALL_ROOT};
+use crate::paths::INSTALL_ROOT;
+use binary::AgentBinary;
 
 /// Exit status of RUN_SCRIPT when the agent is not installed yet.
 const MISSING: i32 = 97;
@@ -503,6 +504,16 @@ impl Transport {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    /// The scripts are fixed text (never built from inventory values): they spell the install
+    /// root themselves, and must spell the one the agent uses.
+    #[test]
+    fn install_scripts_use_the_agent_install_root() {
+        for script in [RUN_SCRIPT, UPLOAD_SCRIPT, EPHEMERAL_SCRIPT] {
+            assert!(script.contains(&format!("={INSTALL_ROOT}")), "{script}");
+            assert_eq!(script.matches("/usr/local/lib").count(), 1, "{script}");
+        }
+    }
 
     fn host(addr: &str, port: u16) -> SshSettings {
         SshSettings {

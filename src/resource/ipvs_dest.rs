@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Action as AnyAction, Decision, Key, Live, Recorded, Undo as AnyUndo};
 use crate::host::System;
-use crate::ipvs::{DestConfig, DestEntry, DestKey, ServiceKey, fwd_of};
+use crate::ipvs::{DestConfig, DestEntry, DestKey, ServiceKey};
 use crate::plan::DestSpec;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,7 +40,7 @@ pub fn key(d: &DestSpec) -> DestKey {
 }
 
 pub fn config(d: &DestSpec) -> DestConfig {
-    DestConfig { fwd: fwd_of(d.forward), weight: d.weight, u_threshold: d.u_threshold, l_threshold: d.l_threshold }
+    DestConfig { fwd: d.forward.code(), weight: d.weight, u_threshold: d.u_threshold, l_threshold: d.l_threshold }
 }
 
 /// The destinations of service `s`, given the ones it has now.

@@ -539,7 +539,7 @@ fn entries_the_plan_no_longer_wants_are_stale_within_their_scope() {
 
 #[test]
 fn every_kind_is_shown_with_its_reason() {
-    let t = crate::render::Templates::embedded();
+    let t = crate::templates::Templates::embedded();
     let ctx = crate::plan::Context { agent_path: "/a".into(), templates: &t };
     let lab =
         crate::inventory::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/tun.toml")))

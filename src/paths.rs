@@ -1,0 +1,42 @@
+//! Every path lvsctl uses on a host, in one place. The agent takes them from here (through
+//! `agent::Paths`, which tests point at a temporary root), the planner names its files with them,
+//! and the controller's install scripts are checked against them.
+
+/// Journals and file backups: `STATE_ROOT/LAB/journal.json`.
+pub const STATE_ROOT: &str = "/var/lib/lvsctl";
+/// Persisted runtime plans the boot unit re-applies: `CONFIG_ROOT/LAB/host.json`.
+pub const CONFIG_ROOT: &str = "/etc/lvsctl";
+/// Lock files: `RUN_DIR/lvsctl-LAB.lock`.
+pub const RUN_DIR: &str = "/run";
+/// Installed agents, one directory per content hash, so versions never overwrite each other.
+pub const INSTALL_ROOT: &str = "/usr/local/lib/lvsctl";
+
+/// The boot unit of a lab.
+pub fn unit_name(lab: &str) -> String {
+    format!("lvsctl-{lab}.service")
+}
+
+pub fn unit_path(lab: &str) -> String {
+    format!("/etc/systemd/system/{}", unit_name(lab))
+}
+
+pub fn host_plan_path(lab: &str) -> String {
+    format!("{CONFIG_ROOT}/{lab}/host.json")
+}
+
+pub fn sysctl_conf_name(lab: &str) -> String {
+    format!("90-lvsctl-{lab}.conf")
+}
+
+pub fn sysctl_conf_path(lab: &str) -> String {
+    format!("/etc/sysctl.d/{}", sysctl_conf_name(lab))
+}
+
+pub fn lock_name(lab: &str) -> String {
+    format!("lvsctl-{lab}.lock")
+}
+
+/// Where the agent with this sha256 is installed.
+pub fn agent_path(sha256: &str) -> String {
+    format!("{INSTALL_ROOT}/{sha256}/lvsctl")
+}

@@ -1,0 +1,230 @@
+//! The files `up` installs on a host (the runtime plan, sysctl.d, the boot unit), rendered from
+//! the templates with what every template sees of a host's plan.
+
+use serde::Serialize;
+
+use super::{Context, FileSpec, HostPlan};
+use crate::inventory::{Lab, Protocol};
+use crate::templates::{RenderError, SERVICE_UNIT, SYSCTL_CONF};
+
+#[derive(Serialize)]
+struct SysctlLine<'a> {
+    key: &'a str,
+    value: &'a str,
+    reason: &'a str,
+    /// Keys of devices that may not exist when systemd-sysctl runs at boot (tunl0 appears only
+    /// once ipip is loaded): `-` tells systemd-sysctl to ignore a failure; the unit sets them.
+    boot_optional: bool,
+}
+
+#[derive(Serialize)]
+struct AddressLine<'a> {
+    dev: &'a str,
+    address: String,
+    ip: String,
+    label: Option<&'a str>,
+    reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct RouteLine<'a> {
+    destination_ip: String,
+    gateway: String,
+    reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct DestLine {
+    address: String,
+    port: u16,
+    flag: &'static str,
+    weight: u32,
+    u_threshold: u32,
+    l_threshold: u32,
+}
+
+#[derive(Serialize)]
+struct ServiceLine {
+    flag: &'static str,
+    vip: String,
+    port: u16,
+    scheduler: String,
+    persistence: u32,
+    netmask: Option<String>,
+    destinations: Vec<DestLine>,
+}
+
+/// What every template sees.
+#[derive(Serialize)]
+pub struct TemplateContext<'a> {
+    lab: &'a str,
+    host: &'a str,
+    role: &'a str,
+    version: &'static str,
+    agent: &'a str,
+    plan_path: String,
+    unit: String,
+    modules: &'a [super::ModuleSpec],
+    sysctls: Vec<SysctlLine<'a>>,
+    links_up: &'a [super::LinkSpec],
+    addresses: Vec<AddressLine<'a>>,
+    routes: Vec<RouteLine<'a>>,
+    ipvs: Vec<ServiceLine>,
+}
+
+fn protocol_flag(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "-t",
+        Protocol::Udp => "-u",
+        Protocol::Sctp => "--sctp-service",
+    }
+}
+
+fn boot_optional(key: &str) -> bool {
+    match key.strip_prefix("net.ipv4.conf.") {
+        Some(rest) => !matches!(rest.split('.').next(), Some("all" | "default" | "lo")),
+        None => false,
+    }
+}
+
+impl<'a> TemplateContext<'a> {
+    pub fn new(p: &'a HostPlan, agent: &'a str) -> Self {
+        TemplateContext {
+            lab: &p.lab,
+            host: &p.host,
+            role: p.role.as_str(),
+            version: env!("CARGO_PKG_VERSION"),
+            agent,
+            plan_path: crate::paths::host_plan_path(&p.lab),
+            unit: crate::paths::unit_name(&p.lab),
+            modules: &p.modules,
+            sysctls: p
+                .sysctls
+                .iter()
+                .map(|s| SysctlLine {
+                    key: &s.key,
+                    value: &s.value,
+                    reason: &s.reason,
+                    boot_optional: boot_optional(&s.key),
+                })
+                .collect(),
+            links_up: &p.links_up,
+            addresses: p
+                .addresses
+                .iter()
+                .map(|a| AddressLine {
+                    dev: &a.dev,
+                    address: a.address.to_string(),
+                    ip: a.address.addr().to_string(),
+                    label: a.label.as_deref(),
+                    reason: &a.reason,
+                })
+                .collect(),
+            routes: p
+                .routes
+                .iter()
+                .filter_map(|r| {
+                    Some(RouteLine {
+                        destination_ip: if r.destination.prefix_len() == 0 {
+                            "default".into()
+                        } else {
+                            r.destination.to_string()
+                        },
+                        gateway: r.gateway?.to_string(),
+                        reason: &r.reason,
+                    })
+                })
+                .collect(),
+            ipvs: p
+                .ipvs
+                .iter()
+                .map(|s| ServiceLine {
+                    flag: protocol_flag(s.protocol),
+                    vip: s.vip.to_string(),
+                    port: s.port,
+                    scheduler: s.scheduler.clone(),
+                    persistence: s.persistence,
+                    netmask: s.netmask.map(|m| m.to_string()),
+                    destinations: s
+                        .destinations
+                        .iter()
+                        .map(|d| DestLine {
+                            address: d.address.to_string(),
+                            port: d.port,
+                            flag: d.forward.ipvsadm_flag(),
+                            weight: d.weight,
+                            u_threshold: d.u_threshold,
+                            l_threshold: d.l_threshold,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The files `lvsctl up` installs on a host so that it comes back provisioned after a reboot.
+pub fn persistent_files(lab: &Lab, runtime: &HostPlan, ctx: &Context) -> Result<Vec<FileSpec>, RenderError> {
+    let tc = TemplateContext::new(runtime, &ctx.agent_path);
+    let mut files = Vec::new();
+    let mut json = serde_json::to_string_pretty(runtime).expect("plans serialize");
+    json.push('\n');
+    files.push(FileSpec {
+        path: crate::paths::host_plan_path(&lab.name),
+        mode: 0o644,
+        content: json,
+        reason: "the runtime state the boot unit re-applies".into(),
+    });
+    if !runtime.sysctls.is_empty() {
+        files.push(FileSpec {
+            path: crate::paths::sysctl_conf_path(&lab.name),
+            mode: 0o644,
+            content: ctx.templates.render(SYSCTL_CONF, &tc)?,
+            reason: "sysctls set early at boot by systemd-sysctl".into(),
+        });
+    }
+    files.push(FileSpec {
+        path: crate::paths::unit_path(&lab.name),
+        mode: 0o644,
+        content: ctx.templates.render(SERVICE_UNIT, &tc)?,
+        reason: "re-applies this host's state at boot; systemctl stop undoes it".into(),
+    });
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::templates::Templates;
+
+    #[test]
+    fn boot_optional_only_for_devices_that_may_be_missing() {
+        assert!(boot_optional("net.ipv4.conf.tunl0.rp_filter"));
+        assert!(!boot_optional("net.ipv4.conf.all.rp_filter"));
+        assert!(!boot_optional("net.ipv4.conf.lo.arp_ignore"));
+        assert!(!boot_optional("net.ipv4.ip_forward"));
+    }
+
+    #[test]
+    fn override_replaces_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(SERVICE_UNIT), "custom unit for {{ host }}\n").unwrap();
+        let t = Templates::load(Some(dir.path())).unwrap();
+        let p = HostPlan {
+            lab: "l".into(),
+            host: "h".into(),
+            role: crate::inventory::Role::Client,
+            modules: vec![],
+            sysctls: vec![],
+            links_up: vec![],
+            addresses: vec![],
+            routes: vec![],
+            ipvs: vec![],
+            files: vec![],
+            boot_unit: None,
+        };
+        let out = t.render(SERVICE_UNIT, &TemplateContext::new(&p, "/a")).unwrap();
+        assert_eq!(out, "custom unit for h\n");
+        assert_eq!(t.overridden.len(), 1);
+    }
+}
