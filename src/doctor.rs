@@ -10,11 +10,99 @@ use crate::agent::facts::HostFacts;
 use crate::inventory::{Host, Lab, Mode, Role};
 use crate::ipvs::fwd_name;
 
+/// The stable name of a finding's cause (`arp-ignore`, `vip-missing`, …): scripts match on it, so
+/// a code never changes meaning. The README's table lists every one (a test checks it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Code {
+    ArpIgnore,
+    ArpAnnounce,
+    VipOnInterface,
+    VipMissing,
+    IpipMissing,
+    Tunl0Down,
+    TunRpFilter,
+    NatGateway,
+    DrGatewayDirector,
+    NatClientOnRsSubnet,
+    ForwardingOff,
+    IpvsMissing,
+    ServiceMissing,
+    DestMissing,
+    DestWeightZero,
+    DestForward,
+    PortMapping,
+    DirectorIsRealServer,
+    VipUnroutable,
+    VipMisrouted,
+    Drift,
+    Unreachable,
+}
+
+impl Code {
+    pub const ALL: [Code; 22] = [
+        Code::ArpIgnore,
+        Code::ArpAnnounce,
+        Code::VipOnInterface,
+        Code::VipMissing,
+        Code::IpipMissing,
+        Code::Tunl0Down,
+        Code::TunRpFilter,
+        Code::NatGateway,
+        Code::DrGatewayDirector,
+        Code::NatClientOnRsSubnet,
+        Code::ForwardingOff,
+        Code::IpvsMissing,
+        Code::ServiceMissing,
+        Code::DestMissing,
+        Code::DestWeightZero,
+        Code::DestForward,
+        Code::PortMapping,
+        Code::DirectorIsRealServer,
+        Code::VipUnroutable,
+        Code::VipMisrouted,
+        Code::Drift,
+        Code::Unreachable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::ArpIgnore => "arp-ignore",
+            Code::ArpAnnounce => "arp-announce",
+            Code::VipOnInterface => "vip-on-interface",
+            Code::VipMissing => "vip-missing",
+            Code::IpipMissing => "ipip-missing",
+            Code::Tunl0Down => "tunl0-down",
+            Code::TunRpFilter => "tun-rp-filter",
+            Code::NatGateway => "nat-gateway",
+            Code::DrGatewayDirector => "dr-gateway-director",
+            Code::NatClientOnRsSubnet => "nat-client-on-rs-subnet",
+            Code::ForwardingOff => "forwarding-off",
+            Code::IpvsMissing => "ipvs-missing",
+            Code::ServiceMissing => "service-missing",
+            Code::DestMissing => "dest-missing",
+            Code::DestWeightZero => "dest-weight-zero",
+            Code::DestForward => "dest-forward",
+            Code::PortMapping => "port-mapping",
+            Code::DirectorIsRealServer => "director-is-real-server",
+            Code::VipUnroutable => "vip-unroutable",
+            Code::VipMisrouted => "vip-misrouted",
+            Code::Drift => "drift",
+            Code::Unreachable => "unreachable",
+        }
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
     pub host: String,
-    /// A stable name for the cause (`arp-ignore`, `vip-missing`, …).
-    pub code: &'static str,
+    pub code: Code,
     pub cause: String,
     pub evidence: String,
     pub fix: String,
@@ -29,7 +117,7 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn add(&mut self, host: &str, code: &'static str, cause: String, evidence: String, fix: String) {
+    fn add(&mut self, host: &str, code: Code, cause: String, evidence: String, fix: String) {
         self.out.push(Finding { host: host.to_string(), code, cause, evidence, fix });
     }
 }
@@ -63,7 +151,7 @@ pub fn diagnose(lab: &Lab, facts: &Facts) -> Vec<Finding> {
             None => {}
             Some(Err(e)) => c.add(
                 &h.name,
-                "unreachable",
+                Code::Unreachable,
                 format!("{} could not be examined", h.name),
                 e.clone(),
                 "check that the host is up and reachable over SSH (see the error)".into(),
@@ -83,7 +171,7 @@ pub fn diagnose(lab: &Lab, facts: &Facts) -> Vec<Finding> {
                         .collect();
                     c.add(
                         &h.name,
-                        "drift",
+                        Code::Drift,
                         format!("{} differs from the plan in {} place(s)", h.name, f.drift.len()),
                         items.join("; "),
                         "run `lvsctl up` to restore the plan (or change the inventory if the change is wanted)".into(),
@@ -100,7 +188,7 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
     if lab.services.iter().any(|s| s.mode == Mode::Nat) && f.ip_forward != Some(1) {
         c.add(
             &h.name,
-            "forwarding-off",
+            Code::ForwardingOff,
             format!("NAT director {} does not forward packets", h.name),
             format!("net.ipv4.ip_forward={}", f.ip_forward.map(|v| v.to_string()).unwrap_or("?".into())),
             "set net.ipv4.ip_forward=1 (lvsctl up does): replies of NAT real servers go through the director".into(),
@@ -110,7 +198,7 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
         if holds(f, vip).is_empty() {
             c.add(
                 &h.name,
-                "vip-missing",
+                Code::VipMissing,
                 format!("director {} does not hold the VIP {vip}", h.name),
                 format!("no address {vip} on any interface of {}", h.name),
                 "add the VIP on the director (lvsctl up does)".into(),
@@ -120,7 +208,7 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
     let Some(table) = &f.ipvs else {
         c.add(
             &h.name,
-            "ipvs-missing",
+            Code::IpvsMissing,
             format!("IPVS is not loaded on director {}", h.name),
             format!(
                 "/proc/net/ip_vs is absent; loaded modules: {}",
@@ -142,7 +230,7 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
         else {
             c.add(
                 &h.name,
-                "service-missing",
+                Code::ServiceMissing,
                 format!("IPVS has no service {}", s.label()),
                 format!("the director's IPVS table has {} service(s), none for {}:{}", table.len(), s.vip, s.port),
                 "add the service (lvsctl up does)".into(),
@@ -154,7 +242,7 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
             let Some(d) = svc.dests.iter().find(|d| d.key.addr == b.address && d.key.port == b.port) else {
                 c.add(
                     &h.name,
-                    "dest-missing",
+                    Code::DestMissing,
                     format!("real server {} ({}:{}) is not a destination of {}", b.host, b.address, b.port, s.label()),
                     format!(
                         "destinations: {}",
@@ -171,7 +259,7 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
             if d.config.weight == 0 && b.weight > 0 {
                 c.add(
                     &h.name,
-                    "dest-weight-zero",
+                    Code::DestWeightZero,
                     format!("real server {} gets no new connections of {}: its weight is 0", b.host, s.label()),
                     format!("{} weight 0 (inventory: {})", d.key, b.weight),
                     "restore the weight (lvsctl up does); weight 0 quiesces a real server".into(),
@@ -180,7 +268,7 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
             if d.config.fwd != want_fwd {
                 c.add(
                     &h.name,
-                    "dest-forward",
+                    Code::DestForward,
                     format!(
                         "real server {} of {} uses forwarding method {} instead of {}",
                         b.host,
@@ -197,7 +285,7 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
             if d.key.port != s.port && d.config.fwd != crate::ipvs::FWD_MASQ {
                 c.add(
                     &h.name,
-                    "port-mapping",
+                    Code::PortMapping,
                     format!(
                         "destination {} of {} maps port {} to {}, which only NAT can do",
                         d.key,
@@ -216,7 +304,7 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
             if own.contains(&d.key.addr) {
                 c.add(
                     &h.name,
-                    "director-is-real-server",
+                    Code::DirectorIsRealServer,
                     format!("director {} is a destination of its own service {}", h.name, s.label()),
                     format!("{} is the director's own address", d.key.addr),
                     "list only real servers as destinations; a director serving locally needs care this lab does not model".into(),
@@ -244,7 +332,7 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
         if let Some((other, cidr)) = held.iter().find(|(d, _)| d != dev && d != "lo" && d != "tunl0") {
             c.add(
                 &h.name,
-                "vip-on-interface",
+                Code::VipOnInterface,
                 format!("{} holds the VIP {} on {other}, a real interface: it answers ARP for it and steals the director's traffic", h.name, s.vip),
                 format!("{cidr} on {other}"),
                 format!("remove it from {other}; {why}"),
@@ -252,7 +340,7 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
         } else if !held.iter().any(|(d, _)| d == dev) {
             c.add(
                 &h.name,
-                "vip-missing",
+                Code::VipMissing,
                 format!("{} does not hold the VIP {} on {dev}: it drops the service's packets", h.name, s.vip),
                 format!("no {} on {dev}", s.vip),
                 format!("add {}/32 on {dev} (lvsctl up does); {why}", s.vip),
@@ -267,7 +355,7 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
             if ig < 1 {
                 c.add(
                     &h.name,
-                    "arp-ignore",
+                    Code::ArpIgnore,
                     format!("{} answers ARP requests for the VIP {vip} on {dev}", h.name),
                     format!("arp_ignore {ig_ev}: effective {ig} (the kernel uses the larger of all and {dev})"),
                     "set net.ipv4.conf.all.arp_ignore=1 (lvsctl up does): only the director may answer ARP for the VIP"
@@ -278,7 +366,7 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
             if an < 2 {
                 c.add(
                     &h.name,
-                    "arp-announce",
+                    Code::ArpAnnounce,
                     format!("{} may use the VIP {vip} as source of its ARP requests on {dev}, teaching neighbours the wrong MAC for it", h.name),
                     format!("arp_announce {an_ev}: effective {an}"),
                     "set net.ipv4.conf.all.arp_announce=2 (lvsctl up does)".into(),
@@ -291,14 +379,14 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
         match f.link_up("tunl0") {
             _ if !has_ipip => c.add(
                 &h.name,
-                "ipip-missing",
+                Code::IpipMissing,
                 format!("{} cannot decapsulate the director's IP-in-IP packets: ipip is not loaded", h.name),
                 "no module ipip, no tunl0".into(),
                 "load ipip and bring tunl0 up (lvsctl up does)".into(),
             ),
             Some(false) => c.add(
                 &h.name,
-                "tunl0-down",
+                Code::Tunl0Down,
                 format!("tunl0 is down on {}: tunnelled packets are dropped", h.name),
                 "tunl0 is administratively down".into(),
                 "bring tunl0 up (lvsctl up does)".into(),
@@ -310,7 +398,7 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
             if rp != 0 {
                 c.add(
                     &h.name,
-                    "tun-rp-filter",
+                    Code::TunRpFilter,
                     format!("reverse-path filtering on {} drops the decapsulated packets (their client source routes via another interface)", h.name),
                     format!("rp_filter {ev}: effective {rp}"),
                     "set rp_filter=0 on tunl0 and all (lvsctl up does)".into(),
@@ -327,7 +415,7 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
         {
             c.add(
                 &h.name,
-                "nat-gateway",
+                Code::NatGateway,
                 format!("NAT real server {}'s replies do not return through the director", h.name),
                 match gw {
                     Some(g) => format!("default via {g}"),
@@ -345,7 +433,7 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
     {
         c.add(
             &h.name,
-            "dr-gateway-director",
+            Code::DrGatewayDirector,
             format!("DR real server {} routes its replies through the director, which drops them", h.name),
             format!("default via {g} ({}'s address)", d.name),
             "route replies through the router (the inventory's gateway); DR replies go straight to the client".into(),
@@ -357,7 +445,7 @@ fn router(c: &mut Ctx, h: &Host, f: &HostFacts) {
     if f.ip_forward != Some(1) {
         c.add(
             &h.name,
-            "forwarding-off",
+            Code::ForwardingOff,
             format!("router {} does not forward packets: clients cannot reach the VIP", h.name),
             format!("net.ipv4.ip_forward={}", f.ip_forward.map(|v| v.to_string()).unwrap_or("?".into())),
             "set net.ipv4.ip_forward=1 (lvsctl up does)".into(),
@@ -376,7 +464,7 @@ fn client(c: &mut Ctx, h: &Host, f: &HostFacts) {
             if let Some(a) = f.addresses.iter().find(|a| a.address.trunc() == net.trunc()) {
                 c.add(
                     &h.name,
-                    "nat-client-on-rs-subnet",
+                    Code::NatClientOnRsSubnet,
                     format!("client {} is on real server {}'s subnet {}: the real server answers it directly, bypassing the director's translation", h.name, b.host, net.trunc()),
                     format!("{} on {}", a.address, a.dev),
                     "put the client on another subnet, behind the router".into(),
@@ -393,7 +481,7 @@ fn routable(c: &mut Ctx, h: &Host, f: &HostFacts) {
         match f.lookup(vip) {
             Some(l) if l.route.is_none() => c.add(
                 &h.name,
-                "vip-unroutable",
+                Code::VipUnroutable,
                 format!("{} has no route to the VIP {vip}", h.name),
                 format!("`ip route get {vip}` finds no route"),
                 match h.role {
@@ -409,7 +497,7 @@ fn routable(c: &mut Ctx, h: &Host, f: &HostFacts) {
                 {
                     c.add(
                         &h.name,
-                        "vip-misrouted",
+                        Code::VipMisrouted,
                         format!("router {} sends the VIP {vip} to {g}, not to the director", h.name),
                         format!("`ip route get {vip}`: via {g}"),
                         format!("route {vip} via the director {} (lvsctl up does)", d.name),
@@ -530,7 +618,7 @@ mod tests {
     }
 
     fn codes(l: &Lab, f: &Facts) -> Vec<(String, &'static str)> {
-        diagnose(l, f).into_iter().map(|x| (x.host, x.code)).collect()
+        diagnose(l, f).into_iter().map(|x| (x.host, x.code.as_str())).collect()
     }
 
     #[test]
@@ -590,7 +678,7 @@ mod tests {
             t[0].dests[0].config.weight = 0;
             t[0].dests[0].config.fwd = FWD_MASQ;
         });
-        let got: Vec<&str> = diagnose(&l, &f).iter().map(|x| x.code).collect();
+        let got: Vec<&str> = diagnose(&l, &f).iter().map(|x| x.code.as_str()).collect();
         assert_eq!(got, vec!["dest-weight-zero", "dest-forward", "dest-missing"]);
         with(&mut f, "lvs", |h| h.ipvs = None);
         assert_eq!(codes(&l, &f), vec![("lvs".to_string(), "ipvs-missing")]);
@@ -657,5 +745,21 @@ mod tests {
             })
         });
         assert_eq!(codes(&l, &f), vec![("web1".to_string(), "drift"), ("web2".to_string(), "unreachable")]);
+    }
+
+    /// The README's table of causes names exactly the codes doctor can report.
+    #[test]
+    fn the_readme_lists_every_code() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let start = readme.find("| code | host | cause |").expect("the table of doctor's codes");
+        let table: String =
+            readme[start..].lines().take_while(|l| l.starts_with('|')).skip(2).collect::<Vec<_>>().join("\n");
+        let mut listed = std::collections::BTreeSet::new();
+        for row in table.lines() {
+            let first = row.split('|').nth(1).unwrap();
+            listed.extend(first.split(',').map(|c| c.trim().trim_matches('`').to_string()));
+        }
+        let known: std::collections::BTreeSet<String> = Code::ALL.iter().map(|c| c.to_string()).collect();
+        assert_eq!(listed, known);
     }
 }
