@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-# The static build is what gets installed on lab hosts; tests find it through LVSCTL_BIN.
-cargo build --release --target x86_64-unknown-linux-musl
+# The static build is what gets installed on lab hosts; tests find it through LVSCTL_BIN. The
+# crash-consistency tests need the agent's fault injection, which only this build has.
+cargo build --release --target x86_64-unknown-linux-musl --features fault-injection
 export LVSCTL_BIN="$PWD/target/x86_64-unknown-linux-musl/release/lvsctl"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --no-fail-fast "$@"

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use lvsctl::agent::protocol::{Event, Op, Report, Request};
+use lvsctl::agent::protocol::{Event, Operation, Report, Request};
 use lvsctl::agent::{handle, paths_under};
 use lvsctl::host::linux::Linux;
 use lvsctl::plan::{self, Context, HostPlan};
@@ -26,18 +26,21 @@ fn plan_for(inv: &str, host: &str, root: &Path) -> HostPlan {
     p
 }
 
+#[derive(Clone, Copy)]
+enum Op {
+    Apply,
+    Check,
+    Down,
+}
+
 fn run(op: Op, lab: &str, plan: Option<&HostPlan>, root: &Path) -> (Report, Vec<Event>) {
     let mut sys = Linux::new().unwrap();
-    let req = Request {
-        op,
-        lab: lab.into(),
-        host: "h".into(),
-        plan: plan.cloned(),
-        facts: None,
-        probe: None,
-        abort_after: None,
-        stall_after: None,
+    let op = match op {
+        Op::Apply => Operation::apply(plan.unwrap().clone()),
+        Op::Check => Operation::Check { plan: plan.unwrap().clone() },
+        Op::Down => Operation::Down,
     };
+    let req = Request::new(lab, "h", op);
     let mut events = Vec::new();
     let r = handle(&mut sys, &paths_under(root), &req, &mut |e| events.push(e));
     (r, events)

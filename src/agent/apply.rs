@@ -9,8 +9,10 @@ use crate::host::{System, is_not_found};
 use crate::plan::HostPlan;
 use crate::resource::{self, Change, Decision, Intent, Key, Live, STAGES, Scope, Stage, Undo, unit};
 
-/// Fault injection for the crash-consistency tests.
-#[derive(Debug, Clone, Copy, Default)]
+/// Fault injection for the crash-consistency tests; it acts only in builds with the
+/// `fault-injection` feature (the tests' builds), never in a release.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Faults {
     /// Abort the agent after this many changes.
     pub abort_after: Option<u32>,
@@ -19,6 +21,7 @@ pub struct Faults {
 }
 
 /// How long a stall injected by `stall_after` lasts.
+#[cfg(feature = "fault-injection")]
 const STALL_SECONDS: u64 = 5;
 
 pub struct Executor<'a, S: System> {
@@ -27,6 +30,7 @@ pub struct Executor<'a, S: System> {
     pub intent: Intent,
     emit: &'a mut dyn FnMut(Event),
     pub report: Report,
+    #[cfg(feature = "fault-injection")]
     pub faults: Faults,
     /// A unit file was written or removed: systemd must reload before using it.
     units_changed: bool,
@@ -50,6 +54,7 @@ impl<'a, S: System> Executor<'a, S> {
             intent,
             emit,
             report: Report { host: host.to_string(), ..Default::default() },
+            #[cfg(feature = "fault-injection")]
             faults: Faults::default(),
             units_changed: false,
         }
@@ -76,6 +81,12 @@ impl<'a, S: System> Executor<'a, S> {
             _ => self.report.changes += 1,
         }
         (self.emit)(Event::Change(ChangeEvent { object, before, after, reason: reason.to_string(), status, error }));
+        #[cfg(feature = "fault-injection")]
+        self.inject_faults(status);
+    }
+
+    #[cfg(feature = "fault-injection")]
+    fn inject_faults(&self, status: Status) {
         if status == Status::Done
             && let Some(n) = self.faults.abort_after
             && self.report.changes >= n

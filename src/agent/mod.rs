@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::host::System;
-use apply::{Executor, Faults};
+use apply::Executor;
 use journal::{Journal, LabLock};
-use protocol::{Event, Op, Report, Request};
+use protocol::{Event, Operation, Report, Request};
 
 use crate::paths;
 use crate::plan::HostPlan;
@@ -139,44 +139,25 @@ pub fn handle<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut d
 
 fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMut(Event)) -> io::Result<Report> {
     valid_lab(&req.lab)?;
-    let plan = || -> io::Result<&HostPlan> {
-        let p = req
-            .plan
-            .as_ref()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "this request needs a plan"))?;
-        if p.lab != req.lab {
-            return Err(io::Error::new(
+    let for_this_lab = |p: &HostPlan| -> io::Result<()> {
+        if p.lab == req.lab {
+            Ok(())
+        } else {
+            Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("plan is for lab {}, request for {}", p.lab, req.lab),
-            ));
+            ))
         }
-        Ok(p)
     };
-    match req.op {
-        Op::Apply | Op::DryRun | Op::Check => {
-            let plan = plan()?;
-            let intent = match req.op {
-                Op::Apply => Intent::Apply,
-                Op::DryRun => Intent::DryRun,
-                _ => Intent::Check,
-            };
-            let apply = intent == Intent::Apply;
-            let _lock = if apply { Some(LabLock::acquire(&paths.lock(&req.lab))?) } else { None };
-            let mut journal = Journal::open(&paths.lab_dir(&req.lab), &req.lab, &req.host, apply)?;
-            let mut exec = Executor::new(sys, &mut journal, intent, emit, &req.host);
-            exec.faults = Faults { abort_after: req.abort_after, stall_after: req.stall_after };
-            exec.apply(plan, Scope::All);
-            let mut report = exec.report;
-            if intent == Intent::Check && !plan.ipvs.is_empty() && sys.ipvs_loaded() {
-                report.ipvs = Some(sys.ipvs_table()?);
-            }
-            report.journal_entries = journal.data.entries.len() as u32;
-            Ok(report)
-        }
-        Op::Down => down(sys, paths, &req.lab, &req.host, emit),
-        Op::Facts => {
-            let mut facts = facts::gather(sys, &req.facts.clone().unwrap_or_default())?;
-            if let Some(plan) = &req.plan {
+    let (plan, intent) = match &req.op {
+        Operation::Apply { plan, .. } => (plan, Intent::Apply),
+        Operation::DryRun { plan } => (plan, Intent::DryRun),
+        Operation::Check { plan } => (plan, Intent::Check),
+        Operation::Down => return down(sys, paths, &req.lab, &req.host, emit),
+        Operation::Facts { plan, facts } => {
+            let mut facts = facts::gather(sys, facts)?;
+            if let Some(plan) = plan {
+                for_this_lab(plan)?;
                 // Drift, as `status` sees it: a check run whose events are kept, not printed.
                 let mut journal = Journal::open(&paths.lab_dir(&req.lab), &req.lab, &req.host, false)?;
                 let mut drift = Vec::new();
@@ -188,13 +169,29 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
                 Executor::new(sys, &mut journal, Intent::Check, &mut keep, &req.host).apply(plan, Scope::All);
                 facts.drift = drift;
             }
-            Ok(Report { host: req.host.clone(), facts: Some(Box::new(facts)), ..Default::default() })
+            return Ok(Report { host: req.host.clone(), facts: Some(Box::new(facts)), ..Default::default() });
         }
-        Op::Probe => {
-            let probe = probe::run(&req.probe.clone().unwrap_or_default());
-            Ok(Report { host: req.host.clone(), probe: Some(probe), ..Default::default() })
+        Operation::Probe { probe } => {
+            let probe = probe::run(probe);
+            return Ok(Report { host: req.host.clone(), probe: Some(probe), ..Default::default() });
         }
+    };
+    for_this_lab(plan)?;
+    let apply = intent == Intent::Apply;
+    let _lock = if apply { Some(LabLock::acquire(&paths.lock(&req.lab))?) } else { None };
+    let mut journal = Journal::open(&paths.lab_dir(&req.lab), &req.lab, &req.host, apply)?;
+    let mut exec = Executor::new(sys, &mut journal, intent, emit, &req.host);
+    #[cfg(feature = "fault-injection")]
+    if let Operation::Apply { faults, .. } = &req.op {
+        exec.faults = *faults;
     }
+    exec.apply(plan, Scope::All);
+    let mut report = exec.report;
+    if intent == Intent::Check && !plan.ipvs.is_empty() && sys.ipvs_loaded() {
+        report.ipvs = Some(sys.ipvs_table()?);
+    }
+    report.journal_entries = journal.data.entries.len() as u32;
+    Ok(report)
 }
 
 fn down<S: System>(

@@ -6,55 +6,61 @@ use serde::{Deserialize, Serialize};
 use crate::host::IpvsService;
 use crate::plan::HostPlan;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Op {
-    /// Make the host match the plan, journaling every change.
-    Apply,
-    /// Say what `apply` would change; change nothing.
-    DryRun,
-    /// Compare the host with the plan (status): differences are drift.
-    Check,
-    /// Undo everything in the journal, then remove the journal.
-    Down,
-    /// Read the state doctor needs (and, with a plan, how the host drifted from it).
-    Facts,
-    /// Send requests to services (verify).
-    Probe,
+/// One request: which lab and host it is for, and the operation with exactly the payload that
+/// operation needs (a request without it does not parse).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    pub lab: String,
+    pub host: String,
+    #[serde(flatten)]
+    pub op: Operation,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Request {
-    pub op: Op,
-    pub lab: String,
-    pub host: String,
-    #[serde(default)]
-    pub plan: Option<HostPlan>,
-    /// Fault injection for crash-consistency tests: abort the agent after this many changes.
-    #[serde(default)]
-    pub abort_after: Option<u32>,
-    /// Fault injection: stop for STALL_SECONDS after this many changes, then go on (tests of a
-    /// controller that goes away mid-apply).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stall_after: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub facts: Option<super::facts::FactsRequest>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub probe: Option<super::probe::ProbeRequest>,
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Operation {
+    /// Make the host match the plan, journaling every change.
+    Apply {
+        plan: HostPlan,
+        /// Crash-consistency tests only (builds with the `fault-injection` feature).
+        #[cfg(feature = "fault-injection")]
+        #[serde(default)]
+        faults: super::apply::Faults,
+    },
+    /// Say what `apply` would change; change nothing.
+    DryRun { plan: HostPlan },
+    /// Compare the host with the plan (status): differences are drift.
+    Check { plan: HostPlan },
+    /// Undo everything in the journal, then remove the journal.
+    Down,
+    /// Read the state doctor needs and, with a plan, how the host drifted from it.
+    Facts { plan: Option<HostPlan>, facts: super::facts::FactsRequest },
+    /// Send requests to services (verify).
+    Probe { probe: super::probe::ProbeRequest },
+}
+
+impl Operation {
+    /// An apply without injected faults.
+    pub fn apply(plan: HostPlan) -> Operation {
+        Operation::Apply {
+            plan,
+            #[cfg(feature = "fault-injection")]
+            faults: Default::default(),
+        }
+    }
+
+    /// Whether the operation must leave no trace on the host (not even an installed agent).
+    pub fn leaves_no_trace(&self) -> bool {
+        matches!(
+            self,
+            Operation::DryRun { .. } | Operation::Check { .. } | Operation::Facts { .. } | Operation::Probe { .. }
+        )
+    }
 }
 
 impl Request {
-    pub fn new(op: Op, lab: &str, host: &str) -> Request {
-        Request {
-            op,
-            lab: lab.to_string(),
-            host: host.to_string(),
-            plan: None,
-            abort_after: None,
-            stall_after: None,
-            facts: None,
-            probe: None,
-        }
+    pub fn new(lab: &str, host: &str, op: Operation) -> Request {
+        Request { lab: lab.to_string(), host: host.to_string(), op }
     }
 }
 

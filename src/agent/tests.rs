@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::journal::Journal;
-use super::protocol::{Event, Op, Report, Request, Status};
+use super::protocol::{Event, Operation, Report, Request, Status};
 use super::{handle, paths_under};
 use crate::host::fake::Fake;
 use crate::host::{AddrFact, RTPROT_LVSCTL, RouteFact};
@@ -19,22 +19,34 @@ fn plan_for(inv: &str, host: &str) -> HostPlan {
     plan::plan(&lab, &ctx).unwrap().into_iter().find(|p| p.host == host).unwrap()
 }
 
+/// The operations these tests run, each given the plan it needs.
+#[derive(Clone, Copy)]
+enum Op {
+    Apply,
+    DryRun,
+    Check,
+    Down,
+}
+
+impl Op {
+    fn with(self, plan: Option<&HostPlan>) -> Operation {
+        let plan = || plan.expect("this operation needs a plan").clone();
+        match self {
+            Op::Apply => Operation::apply(plan()),
+            Op::DryRun => Operation::DryRun { plan: plan() },
+            Op::Check => Operation::Check { plan: plan() },
+            Op::Down => Operation::Down,
+        }
+    }
+}
+
 fn run(fake: &mut Fake, root: &Path, op: Op, plan: Option<&HostPlan>) -> (Report, Vec<Event>) {
     let lab = plan.map(|p| p.lab.clone()).unwrap_or_else(|| "dr".into());
     run_lab(fake, root, op, &lab, plan)
 }
 
 fn run_lab(fake: &mut Fake, root: &Path, op: Op, lab: &str, plan: Option<&HostPlan>) -> (Report, Vec<Event>) {
-    let req = Request {
-        op,
-        lab: lab.into(),
-        host: "h".into(),
-        plan: plan.cloned(),
-        facts: None,
-        probe: None,
-        abort_after: None,
-        stall_after: None,
-    };
+    let req = Request::new(lab, "h", op.with(plan));
     let mut events = Vec::new();
     let report = handle(fake, &paths_under(root), &req, &mut |e| events.push(e));
     (report, events)

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::fleet::{self, Job, Printer};
 use crate::agent::facts::FactsRequest;
-use crate::agent::protocol::{Op, Request};
+use crate::agent::protocol::{Operation, Request};
 use crate::cli::{DoctorArgs, Output};
 use crate::doctor::{Facts, diagnose, render_text};
 use crate::plan::{self, Context};
@@ -20,9 +20,12 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<u8> {
     let jobs: Vec<Job> = fleet::selected(&lab, &args.connect.hosts)
         .iter()
         .map(|h| {
-            let mut request = Request::new(Op::Facts, &lab.name, &h.name);
-            request.plan = plans.iter().find(|p| p.host == h.name).cloned();
-            request.facts = Some(FactsRequest { lookups: vips.clone() });
+            let plan = plans.iter().find(|p| p.host == h.name).cloned();
+            let request = Request::new(
+                &lab.name,
+                &h.name,
+                Operation::Facts { plan, facts: FactsRequest { lookups: vips.clone() } },
+            );
             Job { host: h.name.clone(), ssh: h.ssh.clone(), request }
         })
         .collect();

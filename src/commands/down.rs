@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::fleet::{self, ControllerState, Job, Printer};
-use crate::agent::protocol::{Op, Request};
+use crate::agent::protocol::{Operation, Request};
 use crate::cli::{DownArgs, Output};
 
 pub fn run(args: &DownArgs) -> anyhow::Result<u8> {
@@ -40,16 +40,7 @@ pub fn run(args: &DownArgs) -> anyhow::Result<u8> {
         .map(|(name, ssh)| Job {
             host: name.clone(),
             ssh: ssh.clone(),
-            request: Request {
-                op: Op::Down,
-                lab: lab.name.clone(),
-                host: name.clone(),
-                plan: None,
-                facts: None,
-                probe: None,
-                abort_after: None,
-                stall_after: None,
-            },
+            request: Request::new(&lab.name, name, Operation::Down),
         })
         .collect();
     let names: Vec<String> = jobs.iter().map(|j| j.host.clone()).collect();

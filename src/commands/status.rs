@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::fleet::{self, Job, Printer};
-use crate::agent::protocol::{Op, Request};
+use crate::agent::protocol::{Operation, Request};
 use crate::cli::{Output, StatusArgs};
 use crate::ipvs::fwd_name;
 use crate::plan::{self, Context};
@@ -20,15 +20,9 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<u8> {
         .map(|h| Job {
             host: h.name.clone(),
             ssh: h.ssh.clone(),
-            request: Request {
-                op: Op::Check,
-                lab: lab.name.clone(),
-                host: h.name.clone(),
-                plan: plans.iter().find(|p| p.host == h.name).cloned(),
-                abort_after: None,
-                stall_after: None,
-                facts: None,
-                probe: None,
+            request: {
+                let plan = plans.iter().find(|p| p.host == h.name).cloned().expect("a plan per host");
+                Request::new(&lab.name, &h.name, Operation::Check { plan })
             },
         })
         .collect();

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::fleet::{self, ControllerState, Job, Printer};
-use crate::agent::protocol::{Op, Request};
+use crate::agent::protocol::{Operation, Request};
 use crate::cli::{Output, UpArgs};
 use crate::plan::{self, Context};
 
@@ -16,24 +16,15 @@ pub fn run(args: &UpArgs) -> anyhow::Result<u8> {
     let session = super::Session::open(&lab, &args.connect)?;
     let plans = plan::plan(&lab, &Context { agent_path: session.agent.install_path(), templates: &templates })?;
     let hosts = fleet::selected(&lab, &args.connect.hosts);
-    // Fault injection for the crash-consistency tests; not documented for users.
-    let fault = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
-    let (abort_after, stall_after) = (fault("LVSCTL_FAULT_ABORT_AFTER"), fault("LVSCTL_FAULT_STALL_AFTER"));
-    let op = if args.dry_run { Op::DryRun } else { Op::Apply };
     let jobs: Vec<Job> = hosts
         .iter()
         .map(|h| Job {
             host: h.name.clone(),
             ssh: h.ssh.clone(),
-            request: Request {
-                op,
-                lab: lab.name.clone(),
-                host: h.name.clone(),
-                plan: plans.iter().find(|p| p.host == h.name).cloned(),
-                abort_after,
-                stall_after,
-                facts: None,
-                probe: None,
+            request: {
+                let plan = plans.iter().find(|p| p.host == h.name).cloned().expect("a plan per host");
+                let op = if args.dry_run { Operation::DryRun { plan } } else { with_faults(Operation::apply(plan)) };
+                Request::new(&lab.name, &h.name, op)
             },
         })
         .collect();
@@ -65,4 +56,26 @@ pub fn run(args: &UpArgs) -> anyhow::Result<u8> {
         Output::Json => println!("{}", super::outcomes_json(&outcomes)),
     }
     Ok(fleet::exit_code(&outcomes))
+}
+
+/// Builds with the `fault-injection` feature (the tests') pass the crash-consistency tests'
+/// faults to the agents: LVSCTL_FAULT_ABORT_AFTER, LVSCTL_FAULT_STALL_AFTER.
+#[cfg(feature = "fault-injection")]
+fn with_faults(op: Operation) -> Operation {
+    let fault = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    match op {
+        Operation::Apply { plan, .. } => {
+            let faults = crate::agent::apply::Faults {
+                abort_after: fault("LVSCTL_FAULT_ABORT_AFTER"),
+                stall_after: fault("LVSCTL_FAULT_STALL_AFTER"),
+            };
+            Operation::Apply { plan, faults }
+        }
+        other => other,
+    }
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn with_faults(op: Operation) -> Operation {
+    op
 }

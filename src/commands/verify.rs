@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::fleet::{Job, Outcome, Printer};
 use crate::agent::facts::FactsRequest;
 use crate::agent::probe::{Answer, ProbeKind, ProbeRequest, ProbeTarget};
-use crate::agent::protocol::{Op, Request};
+use crate::agent::protocol::{Operation, Request};
 use crate::cli::{Output, VerifyArgs};
 use crate::exit::{self, Exit};
 use crate::host::IpvsService;
@@ -312,8 +312,7 @@ pub fn render(r: &ServiceResult, from: &str) -> String {
 const COUNTER_READS: usize = 3;
 
 fn facts_job(lab: &Lab, host: &crate::inventory::Host) -> Job {
-    let mut request = Request::new(Op::Facts, &lab.name, &host.name);
-    request.facts = Some(FactsRequest::default());
+    let request = Request::new(&lab.name, &host.name, Operation::Facts { plan: None, facts: FactsRequest::default() });
     Job { host: host.name.clone(), ssh: host.ssh.clone(), request }
 }
 
@@ -385,8 +384,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<u8> {
     let printer = Arc::new(printer);
     let director_job = lab.director().map(|d| facts_job(&lab, d));
     let before = director_job.clone().map(|j| session.run(vec![j], printer.clone()));
-    let mut probe = Request::new(Op::Probe, &lab.name, &client.name);
-    probe.probe = Some(ProbeRequest { targets });
+    let probe = Request::new(&lab.name, &client.name, Operation::Probe { probe: ProbeRequest { targets } });
     let probed =
         session.run(vec![Job { host: client.name.clone(), ssh: client.ssh.clone(), request: probe }], printer.clone());
     let report = match &probed[0].result {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
-use crate::agent::protocol::{Event, Op, Report, Request};
+use crate::agent::protocol::{Event, Report, Request};
 use crate::inventory::{HostKeyPolicy, SshSettings, SshTarget};
 use crate::paths::INSTALL_ROOT;
 use binary::AgentBinary;
@@ -389,7 +389,7 @@ impl Transport {
         let mut line = serde_json::to_vec(req).expect("requests serialize");
         line.push(b'\n');
         // Operations that change nothing must not install anything either.
-        let ephemeral = matches!(req.op, Op::DryRun | Op::Check | Op::Facts | Op::Probe);
+        let ephemeral = req.op.leaves_no_trace();
         match self {
             Transport::Local => {
                 let path = if ephemeral {
