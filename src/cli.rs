@@ -123,6 +123,28 @@ pub struct InventoryArg {
     pub inventory: PathBuf,
 }
 
+/// `--host HOST…`: the hosts a command is limited to.
+#[derive(Args, Debug, Clone, Default)]
+pub struct HostFilter {
+    /// Only these hosts (repeatable).
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+pub struct OutputArg {
+    /// text for people, json for programs.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TemplatesArg {
+    /// Directory of templates replacing the embedded ones by file name.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     Text,
@@ -131,38 +153,33 @@ pub enum Output {
 
 #[derive(Args, Debug)]
 pub struct PlanArgs {
-    /// The inventory file (TOML): hosts, their roles and SSH access, the services (see README).
-    pub inventory: PathBuf,
-    /// Only these hosts (repeatable).
-    #[arg(long = "host", value_name = "HOST")]
-    pub hosts: Vec<String>,
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
-    /// Directory of templates replacing the embedded ones by file name.
-    #[arg(long, value_name = "DIR")]
-    pub templates: Option<PathBuf>,
+    #[command(flatten)]
+    pub inv: InventoryArg,
+    #[command(flatten)]
+    pub filter: HostFilter,
+    #[command(flatten)]
+    pub out: OutputArg,
+    #[command(flatten)]
+    pub tpl: TemplatesArg,
 }
 
 #[derive(Args, Debug)]
 pub struct RenderArgs {
-    /// The inventory file (TOML): hosts, their roles and SSH access, the services (see README).
-    pub inventory: PathBuf,
-    /// Only these hosts (repeatable).
-    #[arg(long = "host", value_name = "HOST")]
-    pub hosts: Vec<String>,
+    #[command(flatten)]
+    pub inv: InventoryArg,
+    #[command(flatten)]
+    pub filter: HostFilter,
     /// Write the files to DIR/HOST/ instead of printing them.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Directory of templates replacing the embedded ones by file name.
-    #[arg(long, value_name = "DIR")]
-    pub templates: Option<PathBuf>,
+    #[command(flatten)]
+    pub tpl: TemplatesArg,
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct ConnectArgs {
-    /// Only these hosts (repeatable).
-    #[arg(long = "host", value_name = "HOST")]
-    pub hosts: Vec<String>,
+    #[command(flatten)]
+    pub filter: HostFilter,
     /// How many hosts to work on at once.
     #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallel: u16,
@@ -183,47 +200,45 @@ pub struct ConnectArgs {
 
 #[derive(Args, Debug)]
 pub struct UpArgs {
-    /// The inventory file (TOML): hosts, their roles and SSH access, the services (see README).
-    pub inventory: PathBuf,
+    #[command(flatten)]
+    pub inv: InventoryArg,
     #[command(flatten)]
     pub connect: ConnectArgs,
     /// Show what would change on each host, change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Directory of templates replacing the embedded ones by file name.
-    #[arg(long, value_name = "DIR")]
-    pub templates: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
+    #[command(flatten)]
+    pub tpl: TemplatesArg,
+    #[command(flatten)]
+    pub out: OutputArg,
 }
 
 #[derive(Args, Debug)]
 pub struct DownArgs {
-    /// The inventory file (TOML): hosts, their roles and SSH access, the services (see README).
-    pub inventory: PathBuf,
+    #[command(flatten)]
+    pub inv: InventoryArg,
     #[command(flatten)]
     pub connect: ConnectArgs,
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
+    #[command(flatten)]
+    pub out: OutputArg,
 }
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
-    /// The inventory file (TOML): hosts, their roles and SSH access, the services (see README).
-    pub inventory: PathBuf,
+    #[command(flatten)]
+    pub inv: InventoryArg,
     #[command(flatten)]
     pub connect: ConnectArgs,
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
-    /// Directory of templates replacing the embedded ones by file name.
-    #[arg(long, value_name = "DIR")]
-    pub templates: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: OutputArg,
+    #[command(flatten)]
+    pub tpl: TemplatesArg,
 }
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
-    /// The inventory file (TOML): hosts, their roles and SSH access, the services (see README).
-    pub inventory: PathBuf,
+    #[command(flatten)]
+    pub inv: InventoryArg,
     #[command(flatten)]
     pub connect: ConnectArgs,
     /// Requests per service.
@@ -235,21 +250,20 @@ pub struct VerifyArgs {
     /// Seconds to wait for each connection and answer before counting the request as failed.
     #[arg(long, default_value_t = 3, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=60))]
     pub timeout: u64,
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
+    #[command(flatten)]
+    pub out: OutputArg,
 }
 
 #[derive(Args, Debug)]
 pub struct DoctorArgs {
-    /// The inventory file (TOML): hosts, their roles and SSH access, the services (see README).
-    pub inventory: PathBuf,
+    #[command(flatten)]
+    pub inv: InventoryArg,
     #[command(flatten)]
     pub connect: ConnectArgs,
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
-    /// Directory of templates replacing the embedded ones by file name.
-    #[arg(long, value_name = "DIR")]
-    pub templates: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: OutputArg,
+    #[command(flatten)]
+    pub tpl: TemplatesArg,
 }
 
 #[derive(Subcommand, Debug)]
@@ -296,8 +310,8 @@ guest writes is lost when it ends: its root is this machine's, read-only, under 
 
 #[derive(Args, Debug)]
 pub struct LabExecArgs {
-    /// The inventory file (TOML): hosts, their roles and SSH access, the services (see README).
-    pub inventory: PathBuf,
+    #[command(flatten)]
+    pub inv: InventoryArg,
     pub host: String,
     #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -305,8 +319,8 @@ pub struct LabExecArgs {
 
 #[derive(Args, Debug)]
 pub struct LabRebootArgs {
-    /// The inventory file (TOML): hosts, their roles and SSH access, the services (see README).
-    pub inventory: PathBuf,
+    #[command(flatten)]
+    pub inv: InventoryArg,
     pub host: String,
 }
 

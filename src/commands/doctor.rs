@@ -2,37 +2,25 @@
 
 use std::sync::Arc;
 
-use super::fleet::{self, Job, Printer};
+use super::fleet::Printer;
 use crate::agent::facts::FactsRequest;
-use crate::agent::protocol::{Operation, Request};
+use crate::agent::protocol::Operation;
 use crate::cli::{DoctorArgs, Output};
 use crate::doctor::{Facts, diagnose, render_text};
-use crate::plan::{self, Context};
 
 pub fn run(args: &DoctorArgs) -> anyhow::Result<u8> {
-    let lab = super::load_inventory(&args.inventory)?;
-    super::check_host_filter(&lab, &args.connect.hosts)?;
-    let templates = super::load_templates(args.templates.as_deref())?;
-    let session = super::Session::open(&lab, &args.connect)?;
-    let plans = plan::plan(&lab, &Context { agent_path: session.agent.install_path(), templates: &templates })?;
+    let planned = super::Planned::open(&args.inv, &args.connect, &args.tpl)?;
+    let lab = &planned.lab;
     let vips: Vec<std::net::Ipv4Addr> =
         lab.services.iter().map(|s| s.vip).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-    let jobs: Vec<Job> = fleet::selected(&lab, &args.connect.hosts)
-        .iter()
-        .map(|h| {
-            let plan = plans.iter().find(|p| p.host == h.name).cloned();
-            let request = Request::new(
-                &lab.name,
-                &h.name,
-                Operation::Facts { plan, facts: FactsRequest { lookups: vips.clone() } },
-            );
-            Job { host: h.name.clone(), ssh: h.ssh.clone(), request }
-        })
-        .collect();
+    let jobs = planned.jobs(&args.connect.filter, |plan| Operation::Facts {
+        plan: Some(plan.clone()),
+        facts: FactsRequest { lookups: vips.clone() },
+    });
     let names: Vec<String> = jobs.iter().map(|j| j.host.clone()).collect();
     let mut printer = Printer::new(&names, true);
     printer.progress = false;
-    let outcomes = session.run(jobs, Arc::new(printer));
+    let outcomes = planned.session.run(jobs, Arc::new(printer));
     let facts: Facts = outcomes
         .iter()
         .map(|o| {
@@ -44,8 +32,8 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<u8> {
             (o.host.clone(), f)
         })
         .collect();
-    let findings = diagnose(&lab, &facts);
-    match args.output {
+    let findings = diagnose(lab, &facts);
+    match args.out.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&findings)?),
         Output::Text if findings.is_empty() => {
             println!(

@@ -9,7 +9,7 @@ use crate::cli::{DownArgs, Output};
 
 pub fn run(args: &DownArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
-    let lab = super::load_inventory(&args.inventory)?;
+    let lab = super::load_inventory(&args.inv.inventory)?;
     let state_dir = fleet::state_dir(&args.connect);
     let mut state = ControllerState::load(&state_dir, &lab.name);
     // The inventory's hosts, and hosts `up` reached that the inventory no longer lists.
@@ -20,7 +20,7 @@ pub fn run(args: &DownArgs) -> anyhow::Result<u8> {
             targets.push((name.clone(), ssh.clone()));
         }
     }
-    for h in &args.connect.hosts {
+    for h in &args.connect.filter.hosts {
         if !targets.iter().any(|(n, _)| n == h) {
             let known: Vec<&str> = targets.iter().map(|(n, _)| n.as_str()).collect();
             anyhow::bail!(crate::exit::Exit::new(
@@ -33,7 +33,7 @@ pub fn run(args: &DownArgs) -> anyhow::Result<u8> {
             ));
         }
     }
-    targets.retain(|(n, _)| args.connect.hosts.is_empty() || args.connect.hosts.contains(n));
+    targets.retain(|(n, _)| args.connect.filter.hosts.is_empty() || args.connect.filter.hosts.contains(n));
     let session = super::Session::open(&lab, &args.connect)?;
     let jobs: Vec<Job> = targets
         .iter()
@@ -44,8 +44,8 @@ pub fn run(args: &DownArgs) -> anyhow::Result<u8> {
         })
         .collect();
     let names: Vec<String> = jobs.iter().map(|j| j.host.clone()).collect();
-    let printer = Arc::new(Printer::new(&names, args.output == Output::Json));
-    if args.output == Output::Text {
+    let printer = Arc::new(Printer::new(&names, args.out.output == Output::Json));
+    if args.out.output == Output::Text {
         let gone: Vec<&str> = targets.iter().filter(|(n, _)| lab.host(n).is_none()).map(|(n, _)| n.as_str()).collect();
         let extra =
             if gone.is_empty() { String::new() } else { format!(" (no longer in the inventory: {})", gone.join(", ")) };
@@ -64,7 +64,7 @@ pub fn run(args: &DownArgs) -> anyhow::Result<u8> {
     state
         .save(&state_dir)
         .map_err(|e| anyhow::anyhow!("cannot write the controller state in {}: {e}", state_dir.display()))?;
-    match args.output {
+    match args.out.output {
         Output::Text => {
             println!();
             let s = fleet::summary(&outcomes, "undone", &printer, started);

@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
+pub mod check;
 pub mod doctor;
 pub mod down;
 pub mod fleet;
+pub mod lab;
 pub mod plan;
 pub mod render;
 pub mod status;
@@ -63,6 +65,46 @@ pub fn load_templates(dir: Option<&Path>) -> anyhow::Result<crate::templates::Te
     crate::templates::Templates::load(dir).map_err(|e| Exit::new(exit::INVALID, e.to_string()).into())
 }
 
+/// What `up`, `status` and `doctor` share: the validated lab, every host's plan, and a session
+/// to its hosts.
+pub struct Planned {
+    pub lab: Lab,
+    pub plans: Vec<crate::plan::HostPlan>,
+    pub session: Session,
+}
+
+impl Planned {
+    pub fn open(
+        inv: &crate::cli::InventoryArg,
+        connect: &crate::cli::ConnectArgs,
+        tpl: &crate::cli::TemplatesArg,
+    ) -> anyhow::Result<Planned> {
+        let lab = load_inventory(&inv.inventory)?;
+        check_host_filter(&lab, &connect.filter.hosts)?;
+        let templates = load_templates(tpl.templates.as_deref())?;
+        let session = Session::open(&lab, connect)?;
+        let ctx = crate::plan::Context { agent_path: session.agent.install_path(), templates: &templates };
+        let plans = crate::plan::plan(&lab, &ctx)?;
+        Ok(Planned { lab, plans, session })
+    }
+
+    /// One job per host the filter selects, asking the agent for `op` of the host's plan.
+    pub fn jobs(
+        &self,
+        filter: &crate::cli::HostFilter,
+        op: impl Fn(&crate::plan::HostPlan) -> crate::agent::protocol::Operation,
+    ) -> Vec<fleet::Job> {
+        fleet::selected(&self.lab, &filter.hosts)
+            .iter()
+            .map(|h| {
+                let plan = self.plans.iter().find(|p| p.host == h.name).expect("a plan per host");
+                let request = crate::agent::protocol::Request::new(&self.lab.name, &h.name, op(plan));
+                fleet::Job { host: h.name.clone(), ssh: h.ssh.clone(), request }
+            })
+            .collect()
+    }
+}
+
 /// What commands that reach hosts share: the agent binary, how to connect, and a runtime
 /// started after entering the lab's management namespace (when there is a local lab).
 pub struct Session {
@@ -91,7 +133,7 @@ impl Session {
         // After entering the lab's namespace: kept connections are per namespace.
         opts.persist = crate::remote::Persist::new(args.ssh_persist);
         let remote =
-            fleet::selected(lab, &args.hosts).iter().any(|h| h.ssh.target != crate::inventory::SshTarget::Local);
+            fleet::selected(lab, &args.filter.hosts).iter().any(|h| h.ssh.target != crate::inventory::SshTarget::Local);
         let agent = crate::remote::binary::resolve(args.agent_binary.as_deref(), remote)?;
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         Ok(Session {

@@ -7,13 +7,13 @@ use crate::inventory::{Lab, SshTarget};
 use crate::plan::{self, Context, HostPlan};
 
 pub fn run(args: &PlanArgs) -> anyhow::Result<u8> {
-    let lab = super::load_inventory(&args.inventory)?;
-    super::check_host_filter(&lab, &args.hosts)?;
-    let templates = super::load_templates(args.templates.as_deref())?;
+    let lab = super::load_inventory(&args.inv.inventory)?;
+    super::check_host_filter(&lab, &args.filter.hosts)?;
+    let templates = super::load_templates(args.tpl.templates.as_deref())?;
     let ctx = Context { agent_path: super::agent_path_for_display(None), templates: &templates };
     let mut plans = plan::plan(&lab, &ctx)?;
-    plans.retain(|p| args.hosts.is_empty() || args.hosts.contains(&p.host));
-    match args.output {
+    plans.retain(|p| args.filter.hosts.is_empty() || args.filter.hosts.contains(&p.host));
+    match args.out.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&plans)?),
         Output::Text => print!("{}", render_text(&lab, &plans)),
     }

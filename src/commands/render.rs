@@ -10,12 +10,12 @@ use crate::plan::{self, Context};
 use crate::render::render_host;
 
 pub fn run(args: &RenderArgs) -> anyhow::Result<u8> {
-    let lab = super::load_inventory(&args.inventory)?;
-    super::check_host_filter(&lab, &args.hosts)?;
-    let templates = super::load_templates(args.templates.as_deref())?;
+    let lab = super::load_inventory(&args.inv.inventory)?;
+    super::check_host_filter(&lab, &args.filter.hosts)?;
+    let templates = super::load_templates(args.tpl.templates.as_deref())?;
     let ctx = Context { agent_path: super::agent_path_for_display(None), templates: &templates };
     let plans = plan::plan(&lab, &ctx)?;
-    for p in plans.iter().filter(|p| args.hosts.is_empty() || args.hosts.contains(&p.host)) {
+    for p in plans.iter().filter(|p| args.filter.hosts.is_empty() || args.filter.hosts.contains(&p.host)) {
         let files = render_host(p, &ctx)?;
         match &args.out {
             None => {

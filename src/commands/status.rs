@@ -2,38 +2,23 @@
 
 use std::sync::Arc;
 
-use super::fleet::{self, Job, Printer};
-use crate::agent::protocol::{Operation, Request};
+use super::fleet::{self, Printer};
+use crate::agent::protocol::Operation;
 use crate::cli::{Output, StatusArgs};
 use crate::ipvs::fwd_name;
-use crate::plan::{self, Context};
 use crate::remote::HostError;
 
 pub fn run(args: &StatusArgs) -> anyhow::Result<u8> {
-    let lab = super::load_inventory(&args.inventory)?;
-    super::check_host_filter(&lab, &args.connect.hosts)?;
-    let templates = super::load_templates(args.templates.as_deref())?;
-    let session = super::Session::open(&lab, &args.connect)?;
-    let plans = plan::plan(&lab, &Context { agent_path: session.agent.install_path(), templates: &templates })?;
-    let jobs: Vec<Job> = fleet::selected(&lab, &args.connect.hosts)
-        .iter()
-        .map(|h| Job {
-            host: h.name.clone(),
-            ssh: h.ssh.clone(),
-            request: {
-                let plan = plans.iter().find(|p| p.host == h.name).cloned().expect("a plan per host");
-                Request::new(&lab.name, &h.name, Operation::Check { plan })
-            },
-        })
-        .collect();
+    let planned = super::Planned::open(&args.inv, &args.connect, &args.tpl)?;
+    let jobs = planned.jobs(&args.connect.filter, |plan| Operation::Check { plan: plan.clone() });
     let names: Vec<String> = jobs.iter().map(|j| j.host.clone()).collect();
     // Drift lines are printed as they come; connection chatter is not.
-    let mut printer = Printer::new(&names, args.output == Output::Json);
+    let mut printer = Printer::new(&names, args.out.output == Output::Json);
     printer.progress = false;
     let printer = Arc::new(printer);
-    let outcomes = session.run(jobs, printer.clone());
+    let outcomes = planned.session.run(jobs, printer.clone());
     let drifted = outcomes.iter().any(|o| o.result.as_ref().is_ok_and(|r| r.changes > 0));
-    if args.output == Output::Json {
+    if args.out.output == Output::Json {
         println!("{}", super::outcomes_json(&outcomes));
     } else {
         for o in &outcomes {

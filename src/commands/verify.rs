@@ -339,7 +339,7 @@ fn probe_targets(lab: &Lab, requests: u32, timeout: u64) -> (Vec<&Service>, Vec<
 }
 
 pub fn run(args: &VerifyArgs) -> anyhow::Result<u8> {
-    let lab = super::load_inventory(&args.inventory)?;
+    let lab = super::load_inventory(&args.inv.inventory)?;
     let client = match &args.from {
         Some(h) => lab
             .host(h)
@@ -354,7 +354,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<u8> {
             )
         })?,
     };
-    if !args.connect.hosts.is_empty() {
+    if !args.connect.filter.hosts.is_empty() {
         return Err(Exit::new(
             exit::INVALID,
             "verify talks to the client and the director only: choose the host that sends with --from HOST, not --host",
@@ -362,9 +362,9 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<u8> {
         .into());
     }
     let mut connect = args.connect.clone();
-    connect.hosts = vec![client.name.clone()];
+    connect.filter.hosts = vec![client.name.clone()];
     if let Some(d) = lab.director() {
-        connect.hosts.push(d.name.clone());
+        connect.filter.hosts.push(d.name.clone());
     }
     let session = super::Session::open(&lab, &connect)?;
     let (services, targets) = probe_targets(&lab, args.requests, args.timeout);
@@ -378,8 +378,8 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<u8> {
             None => String::new(),
         }
     );
-    let names: Vec<String> = connect.hosts.clone();
-    let mut printer = Printer::new(&names, args.output == Output::Json);
+    let names: Vec<String> = connect.filter.hosts.clone();
+    let mut printer = Printer::new(&names, args.out.output == Output::Json);
     printer.progress = false;
     let printer = Arc::new(printer);
     let director_job = lab.director().map(|d| facts_job(&lab, d));
@@ -423,7 +423,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<u8> {
     }
     let results: Vec<ServiceResult> =
         services.iter().zip(answers.iter()).map(|(s, a)| judge(s, a, &before_t, &after_t)).collect();
-    match args.output {
+    match args.out.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&results)?),
         Output::Text => {
             for r in &results {

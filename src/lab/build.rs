@@ -558,8 +558,8 @@ fn wait_for_sshd(lab: &Lab, host: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn create(inv: &Path) -> anyhow::Result<u8> {
-    let lab = crate::commands::load_inventory(inv)?;
+pub fn create(lab: &Lab) -> anyhow::Result<u8> {
+    let inv = &lab.file;
     let Some(spec) = lab.lab.clone() else {
         bail!(
             "{} has no [lab] table: add `[lab] segments = {{ … }}` to say which interfaces share a link",
@@ -591,21 +591,21 @@ pub fn create(inv: &Path) -> anyhow::Result<u8> {
         let ctl = net.handle(&control)?;
         net.up(&ctl, "lo")?;
         net.bridge(&ctl, "mgmt")?;
-        net.address(&ctl, "mgmt", control_address(&lab, spec.management)?)?;
+        net.address(&ctl, "mgmt", control_address(lab, spec.management)?)?;
         for (si, seg) in spec.segments.iter().enumerate() {
             net.bridge(&ctl, &bridge_name(&seg.name, si))?;
         }
         for (hi, h) in lab.hosts.iter().enumerate() {
             eprintln!("lab {}: building {} ({})", lab.name, h.name, h.role);
-            build_host(&net, &lab, &mut state, hi, &h.name)?;
+            build_host(&net, lab, &mut state, hi, &h.name)?;
         }
         let mut known = String::new();
         for h in &lab.hosts {
-            wait_for_sshd(&lab, &h.name)?;
+            wait_for_sshd(lab, &h.name)?;
             let key = std::fs::read_to_string(
                 host_dir(&lab.name, &h.name).join("root/upper/.lvsctl-lab/ssh_host_ed25519_key.pub"),
             )?;
-            let addr = ssh_addr(&lab, &h.name)?;
+            let addr = ssh_addr(lab, &h.name)?;
             let who = if h.ssh.port == 22 { addr.to_string() } else { format!("[{addr}]:{}", h.ssh.port) };
             known.push_str(&format!("{who} {}", key.split_whitespace().take(2).collect::<Vec<_>>().join(" ")));
             known.push('\n');
@@ -803,8 +803,7 @@ fn host_pid(lab: &str, host: &str) -> anyhow::Result<u32> {
 }
 
 /// `lab exec`: runs a command in a host's network and mount namespaces (replaces this process).
-pub fn exec(inv: &Path, host: &str, command: &[String]) -> anyhow::Result<u8> {
-    let lab = crate::commands::load_inventory(inv)?;
+pub fn exec(lab: &Lab, host: &str, command: &[String]) -> anyhow::Result<u8> {
     let pid = host_pid(&lab.name, host)?;
     let (prog, args) = command.split_first().context("no command")?;
     let mut cmd = Command::new(prog);
@@ -820,8 +819,8 @@ pub fn exec(inv: &Path, host: &str, command: &[String]) -> anyhow::Result<u8> {
 
 /// `lab reboot`: the host loses its kernel state (namespace and interfaces recreated bare), keeps
 /// its files, and its lvsctl boot units are started, as systemd would at boot.
-pub fn reboot(inv: &Path, host: &str) -> anyhow::Result<u8> {
-    let lab = crate::commands::load_inventory(inv)?;
+pub fn reboot(lab: &Lab, host: &str) -> anyhow::Result<u8> {
+    let inv = &lab.file;
     let mut state =
         LabState::load(&lab.name).with_context(|| format!("lab {} does not exist on this machine", lab.name))?;
     let hi = lab
@@ -836,12 +835,12 @@ pub fn reboot(inv: &Path, host: &str) -> anyhow::Result<u8> {
     // veths' control ends keep their names and the new ones could not be made. Deleting a veth
     // end removes the pair at once.
     let ctl = net.handle(state.control.as_ref().context("the lab has no control namespace")?)?;
-    for p in host_ports(&lab, hi, host) {
+    for p in host_ports(lab, hi, host) {
         net.delete_link(&ctl, &p.ctrl)?;
     }
     eprintln!("lab {}: {host} powered off (kernel state lost), booting", lab.name);
-    build_host(&net, &lab, &mut state, hi, host)?;
-    wait_for_sshd(&lab, host)?;
+    build_host(&net, lab, &mut state, hi, host)?;
+    wait_for_sshd(lab, host)?;
     let pid = host_pid(&lab.name, host)?;
     let mut cmd = Command::new(SELF_EXE);
     cmd.args(["lab", "boot-units"]);

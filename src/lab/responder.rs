@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::cli::ResponderArgs;
-
 /// An HTTP/1.0 response whose body is `name` and a newline.
 pub fn http_response(name: &str) -> String {
     format!(
@@ -80,13 +78,15 @@ fn serve_udp(s: UdpSocket, name: String) {
     }
 }
 
-pub fn run(args: &ResponderArgs) -> anyhow::Result<u8> {
+/// Answers every `tcp:PORT` / `udp:PORT` of `listen` with `name`; UDP answers come from the VIP
+/// the datagram was sent to (one of `vips`).
+pub fn run(name: &str, listen: &[String], vips: &[std::net::Ipv4Addr]) -> anyhow::Result<u8> {
     let mut threads = Vec::new();
-    for spec in &args.listen {
+    for spec in listen {
         let (proto, port) =
             spec.split_once(':').with_context(|| format!("--listen {spec}: expected tcp:PORT or udp:PORT"))?;
         let port: u16 = port.parse().with_context(|| format!("--listen {spec}: bad port"))?;
-        let name = args.name.clone();
+        let name = name.to_string();
         match proto {
             "tcp" => {
                 let l = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
@@ -100,7 +100,7 @@ pub fn run(args: &ResponderArgs) -> anyhow::Result<u8> {
                     .with_context(|| format!("cannot listen on udp port {port}"))?;
                 let n = name.clone();
                 threads.push(std::thread::spawn(move || serve_udp(any, n)));
-                for vip in &args.vip {
+                for vip in vips {
                     let s = freebind_udp(SocketAddrV4::new(*vip, port))
                         .with_context(|| format!("cannot listen on udp {vip}:{port}"))?;
                     let n = name.clone();

@@ -17,7 +17,6 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use super::initramfs::Cpio;
-use crate::cli::LabVmArgs;
 
 /// Where the guest mounts the results share (in the guest's overlay root).
 const GUEST_SHARE: &str = "/lvsctl-vm";
@@ -170,8 +169,23 @@ fn temp_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+/// What `lab vm` runs, and in what guest.
+#[derive(Debug, Clone)]
+pub struct VmOptions {
+    /// Guest memory, MiB.
+    pub memory: u32,
+    pub cpus: u32,
+    /// Give up after this many seconds.
+    pub timeout: u64,
+    /// Fail instead of installing missing Debian packages.
+    pub no_install: bool,
+    /// Run the command here when this kernel has IPVS and ipip.
+    pub if_needed: bool,
+    pub command: Vec<String>,
+}
+
 /// Runs the command in a guest and returns its exit status.
-pub fn run(args: &LabVmArgs) -> anyhow::Result<u8> {
+pub fn run(args: &VmOptions) -> anyhow::Result<u8> {
     if args.if_needed && super::build::kernel_runs_labs() {
         eprintln!("lvsctl lab vm: this kernel has IPVS and ipip: running {} here", args.command[0]);
         let st = Command::new(&args.command[0])
@@ -193,7 +207,7 @@ pub fn run(args: &LabVmArgs) -> anyhow::Result<u8> {
     result
 }
 
-fn run_in(args: &LabVmArgs, kernel: &Path, kver: &str, exe: &str, dir: &Path) -> anyhow::Result<u8> {
+fn run_in(args: &VmOptions, kernel: &Path, kver: &str, exe: &str, dir: &Path) -> anyhow::Result<u8> {
     let initrd = dir.join("initrd.cpio");
     build_initramfs(kver, &initrd)?;
     let share = dir.join("share");

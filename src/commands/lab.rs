@@ -1,0 +1,25 @@
+//! `lvsctl lab …`: the command line mapped onto the lab layer, which never sees clap types.
+
+use crate::cli::LabCommand;
+use crate::lab::{build, responder, vm};
+
+pub fn run(c: &LabCommand) -> anyhow::Result<u8> {
+    match c {
+        LabCommand::Create(a) => build::create(&super::load_inventory(&a.inventory)?),
+        // Works on an inventory that no longer validates: destroy finds the lab by its name.
+        LabCommand::Destroy(a) => build::destroy(&a.inventory),
+        LabCommand::Exec(a) => build::exec(&super::load_inventory(&a.inv.inventory)?, &a.host, &a.command),
+        LabCommand::Reboot(a) => build::reboot(&super::load_inventory(&a.inv.inventory)?, &a.host),
+        LabCommand::Vm(a) => vm::run(&vm::VmOptions {
+            memory: a.memory,
+            cpus: a.cpus,
+            timeout: a.timeout,
+            no_install: a.no_install,
+            if_needed: a.if_needed,
+            command: a.command.clone(),
+        }),
+        LabCommand::Responder(a) => responder::run(&a.name, &a.listen, &a.vip),
+        LabCommand::BootUnits => build::boot_units(),
+        LabCommand::VmInit => vm::guest_init(),
+    }
+}
