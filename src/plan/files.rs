@@ -210,19 +210,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(SERVICE_UNIT), "custom unit for {{ host }}\n").unwrap();
         let t = Templates::load(Some(dir.path())).unwrap();
-        let p = HostPlan {
-            lab: "l".into(),
-            host: "h".into(),
-            role: crate::inventory::Role::Client,
-            modules: vec![],
-            sysctls: vec![],
-            links_up: vec![],
-            addresses: vec![],
-            routes: vec![],
-            ipvs: vec![],
-            files: vec![],
-            boot_unit: None,
-        };
+        let p = HostPlan::empty("l", "h", crate::inventory::Role::Client);
         let out = t.render(SERVICE_UNIT, &TemplateContext::new(&p, "/a")).unwrap();
         assert_eq!(out, "custom unit for h\n");
         assert_eq!(t.overridden.len(), 1);

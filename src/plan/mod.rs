@@ -109,10 +109,15 @@ pub struct HostPlan {
 
 impl HostPlan {
     fn new(lab: &Lab, host: &Host) -> Self {
+        Self::empty(&lab.name, &host.name, host.role)
+    }
+
+    /// A plan that wants nothing (yet).
+    pub fn empty(lab: &str, host: &str, role: Role) -> Self {
         HostPlan {
-            lab: lab.name.clone(),
-            host: host.name.clone(),
-            role: host.role,
+            lab: lab.to_string(),
+            host: host.to_string(),
+            role,
             modules: vec![],
             sysctls: vec![],
             links_up: vec![],

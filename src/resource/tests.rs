@@ -30,19 +30,7 @@ fn lines(ds: &[Decision]) -> Vec<String> {
 }
 
 fn empty_plan() -> HostPlan {
-    HostPlan {
-        lab: "t".into(),
-        host: "h".into(),
-        role: Role::Director,
-        modules: vec![],
-        sysctls: vec![],
-        links_up: vec![],
-        addresses: vec![],
-        routes: vec![],
-        ipvs: vec![],
-        files: vec![],
-        boot_unit: None,
-    }
+    HostPlan::empty("t", "h", Role::Director)
 }
 
 fn decide(stage: Stage, plan: &HostPlan, live: &Live, journal: &[Undo], intent: Intent) -> Vec<String> {
