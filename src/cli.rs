@@ -223,8 +223,9 @@ pub struct DownArgs {
     pub out: OutputArg,
 }
 
+/// The arguments of the commands that read every host's live state against its plan.
 #[derive(Args, Debug)]
-pub struct StatusArgs {
+pub struct LiveArgs {
     #[command(flatten)]
     pub inv: InventoryArg,
     #[command(flatten)]
@@ -254,17 +255,8 @@ pub struct VerifyArgs {
     pub out: OutputArg,
 }
 
-#[derive(Args, Debug)]
-pub struct DoctorArgs {
-    #[command(flatten)]
-    pub inv: InventoryArg,
-    #[command(flatten)]
-    pub connect: ConnectArgs,
-    #[command(flatten)]
-    pub out: OutputArg,
-    #[command(flatten)]
-    pub tpl: TemplatesArg,
-}
+pub type StatusArgs = LiveArgs;
+pub type DoctorArgs = LiveArgs;
 
 #[derive(Subcommand, Debug)]
 pub enum LabCommand {

@@ -260,15 +260,18 @@ fn run_in(args: &VmOptions, kernel: &Path, kver: &str, exe: &str, dir: &Path) ->
     let mut log = std::fs::File::open(&output)?;
     let mut stdout = std::io::stdout();
     let mut buf = vec![0u8; 64 * 1024];
-    let status = loop {
+    // Copies what the guest wrote to its output since the last call.
+    let mut relay = |log: &mut std::fs::File| -> std::io::Result<()> {
         loop {
             let n = log.read(&mut buf)?;
             if n == 0 {
-                break;
+                return stdout.flush();
             }
             stdout.write_all(&buf[..n])?;
         }
-        stdout.flush()?;
+    };
+    let status = loop {
+        relay(&mut log)?;
         if let Some(st) = child.try_wait()? {
             break Some(st);
         }
@@ -280,14 +283,7 @@ fn run_in(args: &VmOptions, kernel: &Path, kver: &str, exe: &str, dir: &Path) ->
         std::thread::sleep(Duration::from_millis(200));
     };
     // Drain what the guest wrote last.
-    loop {
-        let n = log.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        stdout.write_all(&buf[..n])?;
-    }
-    stdout.flush()?;
+    relay(&mut log)?;
     let tail = || {
         let c = std::fs::read_to_string(&console).unwrap_or_default();
         let lines: Vec<&str> = c.lines().collect();
