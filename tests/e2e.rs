@@ -213,6 +213,18 @@ fn full_cycle(inv: &str, c: Checks) {
     let (out, execs) = l.counted(&["up"]);
     assert!(out.contains("changed"), "{out}");
     assert_eq!(execs, every(2), "ssh execs per host of the first up");
+    // What went to the hosts is the agent-only build beside lvsctl, not lvsctl itself.
+    let agent = std::fs::read(lvsctl_bin().with_file_name("lvsctl-agent")).expect("lvsctl-agent beside lvsctl");
+    let controller_size = std::fs::metadata(lvsctl_bin()).unwrap().len() as usize;
+    for h in l.hosts() {
+        let installed = l.sh(&h, "cat /usr/local/lib/lvsctl/*/lvsctl | wc -c");
+        assert_eq!(installed.trim(), agent.len().to_string(), "{h}: the installed agent is lvsctl-agent");
+        assert!(
+            agent.len() < controller_size,
+            "lvsctl-agent ({}) is smaller than lvsctl ({controller_size})",
+            agent.len()
+        );
+    }
     for (host, script, want) in c.after_up {
         let got = l.sh(host, script);
         let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");

@@ -52,12 +52,22 @@ pub fn elf_info(bytes: &[u8]) -> Option<(&'static str, bool)> {
     Some((machine, !has_interp))
 }
 
-/// The binary to install on hosts: `explicit`, or this very binary. Remote hosts need a static
-/// build (their C library may differ); this machine can run any build.
+/// The name of the agent-only binary built beside lvsctl.
+pub const AGENT_BINARY: &str = "lvsctl-agent";
+
+/// `lvsctl-agent` beside the controller `exe`, else `exe` itself.
+fn default_agent(exe: &Path) -> PathBuf {
+    let beside = exe.with_file_name(AGENT_BINARY);
+    if beside.is_file() { beside } else { exe.to_path_buf() }
+}
+
+/// The binary to install on hosts: `explicit`; else `lvsctl-agent` beside this binary (the agent's
+/// code path only: a fraction of lvsctl's size); else this very binary, which can serve as agent
+/// too. Remote hosts need a static build (their C library may differ); this machine can run any.
 pub fn resolve(explicit: Option<&Path>, require_static: bool) -> anyhow::Result<AgentBinary> {
     let path = match explicit {
         Some(p) => p.to_path_buf(),
-        None => std::env::current_exe().context("cannot find the running lvsctl binary")?,
+        None => default_agent(&std::env::current_exe().context("cannot find the running lvsctl binary")?),
     };
     let mut f = std::fs::File::open(&path).with_context(|| format!("cannot open agent binary {}", path.display()))?;
     let mut bytes = Vec::new();
@@ -80,6 +90,16 @@ pub fn resolve(explicit: Option<&Path>, require_static: bool) -> anyhow::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_agent_only_binary_beside_lvsctl_is_preferred() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("lvsctl");
+        std::fs::write(&exe, b"x").unwrap();
+        assert_eq!(default_agent(&exe), exe, "without lvsctl-agent, lvsctl serves as its own agent");
+        std::fs::write(dir.path().join(AGENT_BINARY), b"x").unwrap();
+        assert_eq!(default_agent(&exe), dir.path().join("lvsctl-agent"));
+    }
 
     #[test]
     fn recognises_this_test_binary() {

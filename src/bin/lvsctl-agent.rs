@@ -1,0 +1,31 @@
+//! lvsctl-agent: what `lvsctl up` installs on every host and runs there over SSH, and what the
+//! boot unit runs. It holds only the agent's code path (no command line parser, inventory,
+//! templates, SSH client or lab code), so the upload stays small. It takes the same arguments as
+//! `lvsctl agent …`, which installed boot units call:
+//!
+//!   lvsctl-agent agent serve                        one JSON request on stdin, JSON lines out
+//!   lvsctl-agent agent boot start|stop --lab LAB    the boot unit's start and stop
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: lvsctl-agent agent serve | lvsctl-agent agent boot start|stop --lab LAB
+lvsctl's on-host agent, run by `lvsctl up`, `down`, `status`, `verify`, `doctor` over SSH and by the
+lvsctl-LAB.service boot unit; not meant to be run by hand.";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let code = match args.as_slice() {
+        ["agent", "serve"] => lvsctl::agent::serve(),
+        ["agent", "boot", action @ ("start" | "stop"), "--lab", lab] => lvsctl::agent::boot(action, lab),
+        ["--version"] => {
+            println!("lvsctl-agent {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            2
+        }
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
