@@ -59,14 +59,70 @@ impl Paths {
     }
 }
 
-fn valid_lab(lab: &str) -> io::Result<()> {
+/// What stopped an operation on this host, by the step that failed. (Failures of single changes
+/// are not errors: they are reported per item and the other items go on.)
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("bad request: {0}")]
+    Request(String),
+    #[error("invalid lab name {0:?}")]
+    LabName(String),
+    #[error("plan is for lab {plan}, request for {request}")]
+    OtherLab { plan: String, request: String },
+    #[error("cannot lock lab {lab} ({}): {source}", path.display())]
+    Lock { lab: String, path: PathBuf, source: io::Error },
+    /// Opening, updating or deleting the journal (the message names the file).
+    #[error("{0}")]
+    Journal(io::Error),
+    #[error("cannot read the host's state: {0}")]
+    Facts(io::Error),
+    #[error("cannot read the IPVS table: {0}")]
+    Ipvs(io::Error),
+    /// The runtime plan the boot unit re-applies.
+    #[error("{}: {message}", path.display())]
+    PersistedPlan { path: PathBuf, message: String },
+    #[error("cannot open netlink: {0}")]
+    Netlink(io::Error),
+}
+
+/// What the boot unit asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootAction {
+    /// Apply the runtime part of the persisted plan.
+    Start,
+    /// Undo the runtime changes; files stay, so the next start provisions again.
+    Stop,
+}
+
+impl BootAction {
+    pub fn parse(s: &str) -> Option<BootAction> {
+        match s {
+            "start" => Some(BootAction::Start),
+            "stop" => Some(BootAction::Stop),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BootAction::Start => "start",
+            BootAction::Stop => "stop",
+        }
+    }
+}
+
+fn lock(paths: &Paths, lab: &str) -> Result<LabLock, Error> {
+    let path = paths.lock(lab);
+    LabLock::acquire(&path).map_err(|source| Error::Lock { lab: lab.to_string(), path, source })
+}
+
+fn valid_lab(lab: &str) -> Result<(), Error> {
     if !lab.is_empty()
         && lab.len() <= 20
         && lab.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
     {
         Ok(())
     } else {
-        Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid lab name {lab:?}")))
+        Err(Error::LabName(lab.to_string()))
     }
 }
 
@@ -110,16 +166,14 @@ pub fn serve() -> i32 {
     {
         Ok(r) => r,
         Err(e) => {
-            let report = Report { errors: vec![format!("bad request: {e}")], ..Default::default() };
+            let report = Report { errors: vec![Error::Request(e).to_string()], ..Default::default() };
             out.send(&Event::Report(Box::new(report)));
             return 2;
         }
     };
     let report = match crate::host::linux::Linux::new() {
         Ok(mut sys) => handle(&mut sys, &Paths::default(), &req, &mut |e| out.send(&e)),
-        Err(e) => {
-            Report { host: req.host.clone(), errors: vec![format!("cannot open netlink: {e}")], ..Default::default() }
-        }
+        Err(e) => Report { host: req.host.clone(), errors: vec![Error::Netlink(e).to_string()], ..Default::default() },
     };
     let code = if report.errors.is_empty() && report.failed == 0 { 0 } else { 1 };
     out.send(&Event::Report(Box::new(report)));
@@ -137,17 +191,10 @@ pub fn handle<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut d
     report
 }
 
-fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMut(Event)) -> io::Result<Report> {
+fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMut(Event)) -> Result<Report, Error> {
     valid_lab(&req.lab)?;
-    let for_this_lab = |p: &HostPlan| -> io::Result<()> {
-        if p.lab == req.lab {
-            Ok(())
-        } else {
-            Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("plan is for lab {}, request for {}", p.lab, req.lab),
-            ))
-        }
+    let for_this_lab = |p: &HostPlan| -> Result<(), Error> {
+        if p.lab == req.lab { Ok(()) } else { Err(Error::OtherLab { plan: p.lab.clone(), request: req.lab.clone() }) }
     };
     let (plan, intent) = match &req.op {
         Operation::Apply { plan, .. } => (plan, Intent::Apply),
@@ -155,11 +202,12 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
         Operation::Check { plan } => (plan, Intent::Check),
         Operation::Down => return down(sys, paths, &req.lab, &req.host, emit),
         Operation::Facts { plan, facts } => {
-            let mut facts = facts::gather(sys, facts)?;
+            let mut facts = facts::gather(sys, facts).map_err(Error::Facts)?;
             if let Some(plan) = plan {
                 for_this_lab(plan)?;
                 // Drift, as `status` sees it: a check run whose events are kept, not printed.
-                let mut journal = Journal::open(&paths.lab_dir(&req.lab), &req.lab, &req.host, false)?;
+                let mut journal =
+                    Journal::open(&paths.lab_dir(&req.lab), &req.lab, &req.host, false).map_err(Error::Journal)?;
                 let mut drift = Vec::new();
                 let mut keep = |e: Event| {
                     if let Event::Change(c) = e {
@@ -178,8 +226,8 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
     };
     for_this_lab(plan)?;
     let apply = intent == Intent::Apply;
-    let _lock = if apply { Some(LabLock::acquire(&paths.lock(&req.lab))?) } else { None };
-    let mut journal = Journal::open(&paths.lab_dir(&req.lab), &req.lab, &req.host, apply)?;
+    let _lock = if apply { Some(lock(paths, &req.lab)?) } else { None };
+    let mut journal = Journal::open(&paths.lab_dir(&req.lab), &req.lab, &req.host, apply).map_err(Error::Journal)?;
     let mut exec = Executor::new(sys, &mut journal, intent, emit, &req.host);
     #[cfg(feature = "fault-injection")]
     if let Operation::Apply { faults, .. } = &req.op {
@@ -188,7 +236,7 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
     exec.apply(plan, Scope::All);
     let mut report = exec.report;
     if intent == Intent::Check && !plan.ipvs.is_empty() && sys.ipvs_loaded() {
-        report.ipvs = Some(sys.ipvs_table()?);
+        report.ipvs = Some(sys.ipvs_table().map_err(Error::Ipvs)?);
     }
     report.journal_entries = journal.data.entries.len() as u32;
     Ok(report)
@@ -200,7 +248,7 @@ fn down<S: System>(
     lab: &str,
     host: &str,
     emit: &mut dyn FnMut(Event),
-) -> io::Result<Report> {
+) -> Result<Report, Error> {
     let dir = paths.lab_dir(lab);
     let unit = paths::unit_name(lab);
     if crate::resource::unit::is_active(sys, &unit) {
@@ -209,20 +257,20 @@ fn down<S: System>(
             emit(Event::Note { message: format!("systemctl stop {unit}: {e}") });
         }
     }
-    let lock = LabLock::acquire(&paths.lock(lab))?;
+    let lock = lock(paths, lab)?;
     if !Journal::exists(&dir) {
         let message = format!("nothing to undo: no journal of lab {lab} on this host");
         emit(Event::Note { message: message.clone() });
         let _ = std::fs::remove_file(&lock.path);
         return Ok(Report { host: host.to_string(), notes: vec![message], ..Default::default() });
     }
-    let mut journal = Journal::open(&dir, lab, host, true)?;
+    let mut journal = Journal::open(&dir, lab, host, true).map_err(Error::Journal)?;
     let mut exec = Executor::new(sys, &mut journal, Intent::Apply, emit, host);
     exec.revert_all(Scope::All);
     let mut report = exec.report;
     report.journal_entries = journal.data.entries.len() as u32;
     if journal.data.entries.is_empty() {
-        journal.delete()?;
+        journal.delete().map_err(Error::Journal)?;
         let _ = std::fs::remove_file(&lock.path);
         cleanup_if_last(paths, &mut report);
     } else {
@@ -259,11 +307,15 @@ fn cleanup_if_last(paths: &Paths, report: &mut Report) {
 /// boot or start provisions again).
 pub fn boot(action: &str, lab: &str) -> i32 {
     ignore_hangups();
+    let Some(action) = BootAction::parse(action) else {
+        eprintln!("lvsctl: unknown boot action {action}: start or stop");
+        return 2;
+    };
     let paths = Paths::default();
     let mut sys = match crate::host::linux::Linux::new() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("lvsctl: cannot open netlink: {e}");
+            eprintln!("lvsctl: {}", Error::Netlink(e));
             return 1;
         }
     };
@@ -277,11 +329,11 @@ pub fn boot(action: &str, lab: &str) -> i32 {
     };
     match boot_run(&mut sys, &paths, action, lab, &mut print) {
         Ok(r) => {
-            println!("lvsctl {action} lab {lab}: {} changes, {} failed", r.changes, r.failed);
+            println!("lvsctl {} lab {lab}: {} changes, {} failed", action.as_str(), r.changes, r.failed);
             if r.failed == 0 { 0 } else { 1 }
         }
         Err(e) => {
-            eprintln!("lvsctl {action} lab {lab}: {e}");
+            eprintln!("lvsctl {} lab {lab}: {e}", action.as_str());
             1
         }
     }
@@ -290,32 +342,31 @@ pub fn boot(action: &str, lab: &str) -> i32 {
 pub fn boot_run<S: System>(
     sys: &mut S,
     paths: &Paths,
-    action: &str,
+    action: BootAction,
     lab: &str,
     emit: &mut dyn FnMut(Event),
-) -> io::Result<Report> {
+) -> Result<Report, Error> {
     valid_lab(lab)?;
-    let _lock = LabLock::acquire(&paths.lock(lab))?;
+    let _lock = lock(paths, lab)?;
     let dir = paths.lab_dir(lab);
-    let mut journal = Journal::open(&dir, lab, "", true)?;
+    let mut journal = Journal::open(&dir, lab, "", true).map_err(Error::Journal)?;
     let host = journal.data.host.clone();
     match action {
-        "start" => {
-            let plan_path = paths.config_root.join(lab).join("host.json");
-            let shown = plan_path.display();
-            let bytes = std::fs::read(&plan_path).map_err(|e| io::Error::new(e.kind(), format!("{shown}: {e}")))?;
+        BootAction::Start => {
+            let path = paths.config_root.join(lab).join("host.json");
+            let bytes = std::fs::read(&path)
+                .map_err(|e| Error::PersistedPlan { path: path.clone(), message: e.to_string() })?;
             let plan: HostPlan = serde_json::from_slice(&bytes)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{shown}: {e}")))?;
+                .map_err(|e| Error::PersistedPlan { path: path.clone(), message: e.to_string() })?;
             let mut exec = Executor::new(sys, &mut journal, Intent::Apply, emit, &host);
             exec.apply(&plan, Scope::Runtime);
             Ok(exec.report)
         }
-        "stop" => {
+        BootAction::Stop => {
             let mut exec = Executor::new(sys, &mut journal, Intent::Apply, emit, &host);
             exec.revert_all(Scope::Runtime);
             Ok(exec.report)
         }
-        other => Err(io::Error::new(io::ErrorKind::InvalidInput, format!("unknown boot action {other}"))),
     }
 }
 

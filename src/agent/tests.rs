@@ -360,11 +360,11 @@ fn boot_stop_and_start_touch_runtime_state_only() {
     let paths = paths_under(root.path());
     std::fs::create_dir_all(paths.config_root.join("dr")).unwrap();
     std::fs::write(paths.config_root.join("dr/host.json"), serde_json::to_vec(&p.runtime()).unwrap()).unwrap();
-    let r = super::boot_run(&mut f, &paths, "stop", "dr", &mut |_| {}).unwrap();
+    let r = super::boot_run(&mut f, &paths, super::BootAction::Stop, "dr", &mut |_| {}).unwrap();
     assert_eq!(r.failed, 0);
     assert_eq!(f.state.sysctls["net.ipv4.conf.all.arp_ignore"], "0");
     assert!(f.state.files.contains_key("/etc/systemd/system/lvsctl-dr.service"), "files stay");
-    let r = super::boot_run(&mut f, &paths, "start", "dr", &mut |_| {}).unwrap();
+    let r = super::boot_run(&mut f, &paths, super::BootAction::Start, "dr", &mut |_| {}).unwrap();
     assert_eq!(r.failed, 0);
     assert_eq!(f.state, provisioned);
 }
@@ -392,4 +392,16 @@ fn down_without_a_journal_is_a_no_op() {
     let (r, _) = run(&mut f, root.path(), Op::Down, None);
     assert_eq!((r.changes, r.failed), (0, 0));
     assert!(r.notes[0].contains("nothing to undo"));
+}
+
+#[test]
+fn a_request_is_refused_whole_with_the_step_that_failed() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    let p = plan_for("inventories/dr.toml", "web1");
+    let (r, _) = run_lab(&mut f, root.path(), Op::Apply, "tun", Some(&p));
+    assert_eq!(r.errors, ["plan is for lab dr, request for tun"]);
+    let (r, _) = run_lab(&mut f, root.path(), Op::Down, "../etc", None);
+    assert_eq!(r.errors, ["invalid lab name \"../etc\""]);
+    assert!(f.log.is_empty(), "nothing was touched: {:?}", f.log);
 }
