@@ -405,3 +405,41 @@ fn a_request_is_refused_whole_with_the_step_that_failed() {
     assert_eq!(r.errors, ["invalid lab name \"../etc\""]);
     assert!(f.log.is_empty(), "nothing was touched: {:?}", f.log);
 }
+
+#[test]
+fn what_cannot_be_done_fails_an_apply_and_is_drift_for_status() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    // Someone else holds web1's VIP on eth0: lvsctl never takes it over.
+    f.state.addresses.push(AddrFact {
+        dev: "eth0".into(),
+        address: "192.168.188.100/24".parse().unwrap(),
+        label: None,
+    });
+    let p = plan_for("inventories/dr.toml", "web1");
+    let vip = "address 192.168.188.100/32 dev lo".to_string();
+    let (_, ev) = run(&mut f, root.path(), Op::Check, Some(&p));
+    assert!(changes(&ev).contains(&(
+        vip.clone(),
+        "192.168.188.100/24 dev eth0".into(),
+        "present".into(),
+        Status::Drift
+    )));
+    let (r, ev) = run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert_eq!(r.failed, 1, "{:?}", changes(&ev));
+    assert!(changes(&ev).contains(&(vip, String::new(), String::new(), Status::Failed)));
+    assert!(!f.log.iter().any(|l| l.contains("192.168.188.100/32")), "{:?}", f.log);
+}
+
+#[test]
+fn a_dry_run_lists_the_directories_up_creates() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    let p = plan_for("inventories/dr.toml", "web1");
+    let (_, dry) = run(&mut f, root.path(), Op::DryRun, Some(&p));
+    let planned: Vec<String> = changes(&dry).into_iter().map(|c| c.0).collect();
+    assert!(planned.contains(&"dir /etc/lvsctl".to_string()) && planned.contains(&"dir /etc/lvsctl/dr".to_string()));
+    let (_, applied) = run(&mut f, root.path(), Op::Apply, Some(&p));
+    let done: Vec<String> = changes(&applied).into_iter().map(|c| c.0).collect();
+    assert_eq!(planned, done, "the dry run lists exactly what up then does");
+}
