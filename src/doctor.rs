@@ -7,8 +7,9 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 use crate::agent::facts::HostFacts;
-use crate::inventory::{Host, Lab, Mode, Role};
+use crate::inventory::{Host, Lab, Role};
 use crate::ipvs::fwd_name;
+use crate::modes::Gateway;
 
 /// The stable name of a finding's cause (`arp-ignore`, `vip-missing`, …): scripts match on it, so
 /// a code never changes meaning. The README's table lists every one (a test checks it).
@@ -185,13 +186,22 @@ pub fn diagnose(lab: &Lab, facts: &Facts) -> Vec<Finding> {
 
 fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
     let lab = c.lab;
-    if lab.services.iter().any(|s| s.mode == Mode::Nat) && f.ip_forward != Some(1) {
+    let forwarding = crate::modes::ALL.into_iter().find(|p| {
+        lab.services.iter().any(|s| s.mode == p.mode)
+            && p.director_sysctls.iter().any(|(k, _, _)| *k == "net.ipv4.ip_forward")
+    });
+    if let Some(p) = forwarding
+        && f.ip_forward != Some(1)
+    {
+        let mode = p.mode.as_str().to_uppercase();
         c.add(
             &h.name,
             Code::ForwardingOff,
-            format!("NAT director {} does not forward packets", h.name),
+            format!("{mode} director {} does not forward packets", h.name),
             format!("net.ipv4.ip_forward={}", f.ip_forward.map(|v| v.to_string()).unwrap_or("?".into())),
-            "set net.ipv4.ip_forward=1 (lvsctl up does): replies of NAT real servers go through the director".into(),
+            format!(
+                "set net.ipv4.ip_forward=1 (lvsctl up does): replies of {mode} real servers go through the director"
+            ),
         );
     }
     for vip in lab.services.iter().map(|s| s.vip).collect::<std::collections::BTreeSet<_>>() {
@@ -237,7 +247,7 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
             );
             continue;
         };
-        let want_fwd = s.mode.forward().code();
+        let want_fwd = s.mode.profile().forward.code();
         for b in &s.real_servers {
             let Some(d) = svc.dests.iter().find(|d| d.key.addr == b.address && d.key.port == b.port) else {
                 c.add(
@@ -318,18 +328,13 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
     let lab = c.lab;
     let services: Vec<_> = lab.services_of(&h.name).collect();
     for s in &services {
-        let (dev, why) = match s.mode {
-            Mode::Dr => {
-                ("lo", "DR real servers hold the VIP on lo, so they accept its packets without answering ARP for it")
-            }
-            Mode::Tun => (
-                "tunl0",
-                "TUN real servers hold the VIP on tunl0, where the director's IP-in-IP packets are decapsulated",
-            ),
-            Mode::Nat => continue,
-        };
+        let Some(on) = &s.mode.profile().real_server.vip else { continue };
+        let (dev, why) = (on.dev, on.why);
+        // Devices where some mode holds the VIP: holding it there answers no ARP.
+        let vip_devices: Vec<&str> =
+            crate::modes::ALL.iter().filter_map(|p| p.real_server.vip.as_ref().map(|v| v.dev)).collect();
         let held = holds(f, s.vip);
-        if let Some((other, cidr)) = held.iter().find(|(d, _)| d != dev && d != "lo" && d != "tunl0") {
+        if let Some((other, cidr)) = held.iter().find(|(d, _)| d != dev && !vip_devices.contains(&d.as_str())) {
             c.add(
                 &h.name,
                 Code::VipOnInterface,
@@ -347,9 +352,7 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
             );
         }
     }
-    let dr_or_tun = services.iter().any(|s| matches!(s.mode, Mode::Dr | Mode::Tun));
-    if dr_or_tun {
-        let vip = services.iter().find(|s| s.mode != Mode::Nat).map(|s| s.vip).expect("some");
+    if let Some(vip) = services.iter().find(|s| s.mode.profile().real_server.quiet_arp).map(|s| s.vip) {
         for dev in data_interfaces(h) {
             let (ig, ig_ev) = eff(f, dev, |c| c.arp_ignore);
             if ig < 1 {
@@ -374,7 +377,7 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
             }
         }
     }
-    if services.iter().any(|s| s.mode == Mode::Tun) {
+    if services.iter().any(|s| s.mode.profile().real_server.decapsulates) {
         let has_ipip = f.modules.iter().any(|m| m == "ipip") || f.link_up("tunl0").is_some();
         match f.link_up("tunl0") {
             _ if !has_ipip => c.add(
@@ -406,8 +409,10 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
             }
         }
     }
-    if let Some(b) =
-        services.iter().find(|s| s.mode == Mode::Nat).and_then(|s| s.real_servers.iter().find(|b| b.host == h.name))
+    if let Some(b) = services
+        .iter()
+        .find(|s| s.mode.profile().real_server.gateway == Gateway::ViaDirector)
+        .and_then(|s| s.real_servers.iter().find(|b| b.host == h.name))
     {
         let gw = f.default_route().and_then(|r| r.gateway);
         if let Some(want) = director_address_for(lab, h, b.address)
@@ -427,16 +432,19 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
             );
         }
     }
-    if services.iter().any(|s| s.mode == Mode::Dr)
+    if let Some(s) = services.iter().find(|s| s.mode.profile().real_server.gateway == Gateway::NotDirector)
         && let (Some(d), Some(g)) = (lab.director(), f.default_route().and_then(|r| r.gateway))
         && d.has_address(g)
     {
+        let mode = s.mode.as_str().to_uppercase();
         c.add(
             &h.name,
             Code::DrGatewayDirector,
-            format!("DR real server {} routes its replies through the director, which drops them", h.name),
+            format!("{mode} real server {} routes its replies through the director, which drops them", h.name),
             format!("default via {g} ({}'s address)", d.name),
-            "route replies through the router (the inventory's gateway); DR replies go straight to the client".into(),
+            format!(
+                "route replies through the router (the inventory's gateway); {mode} replies go straight to the client"
+            ),
         );
     }
 }
@@ -457,7 +465,7 @@ fn router(c: &mut Ctx, h: &Host, f: &HostFacts) {
 fn client(c: &mut Ctx, h: &Host, f: &HostFacts) {
     routable(c, h, f);
     let lab = c.lab;
-    for s in lab.services.iter().filter(|s| s.mode == Mode::Nat) {
+    for s in lab.services.iter().filter(|s| s.mode.profile().clients_off_real_server_subnets) {
         for b in &s.real_servers {
             let Some(rs) = lab.host(&b.host) else { continue };
             let Some((_, net)) = rs.interface_for(b.address) else { continue };

@@ -9,6 +9,7 @@ pub mod host;
 pub mod inventory;
 pub mod ipvs;
 pub mod lab;
+pub mod modes;
 pub mod paths;
 pub mod plan;
 pub mod remote;

@@ -9,47 +9,8 @@ use serde::{Deserialize, Serialize};
 
 /// IPVS services are TCP, UDP or SCTP (the IPVS codec owns the type).
 pub use crate::ipvs::Protocol;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    Nat,
-    Dr,
-    Tun,
-}
-
-impl Mode {
-    pub const NAMES: [&'static str; 3] = ["nat", "dr", "tun"];
-    /// How the director forwards to real servers in this mode.
-    pub fn forward(self) -> crate::ipvs::Forward {
-        match self {
-            Mode::Nat => crate::ipvs::Forward::Masq,
-            Mode::Dr => crate::ipvs::Forward::Route,
-            Mode::Tun => crate::ipvs::Forward::Tunnel,
-        }
-    }
-    pub fn parse(s: &str) -> Option<Mode> {
-        match s {
-            "nat" => Some(Mode::Nat),
-            "dr" => Some(Mode::Dr),
-            "tun" => Some(Mode::Tun),
-            _ => None,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Nat => "nat",
-            Mode::Dr => "dr",
-            Mode::Tun => "tun",
-        }
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The forwarding modes (their requirements are in `modes/`).
+pub use crate::modes::Mode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -10,6 +10,7 @@ use super::diag::did_you_mean;
 use super::model::*;
 use super::parse::{Draft, DraftHost, DraftService};
 use super::reader::{Reader, join};
+use crate::modes::Gateway;
 
 /// The name of the management interface `lvsctl lab create` gives every host.
 pub const LAB_MGMT_IFNAME: &str = "mgmt0";
@@ -174,17 +175,21 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
         hosts.iter().map(|h| (h.name.clone(), (h.gateway, false))).collect();
     for (rs, modes) in &rs_modes {
         let h = by_name[rs.as_str()];
-        if modes.contains_key(&Mode::Nat) && modes.len() > 1 {
-            let other = modes.iter().find(|(m, _)| **m != Mode::Nat).expect("more than one mode");
+        // What the modes it serves ask of its default route (see modes/).
+        let rule = |g: Gateway| modes.keys().copied().find(|m| m.profile().real_server.gateway == g);
+        if let Some(via) = rule(Gateway::ViaDirector)
+            && modes.len() > 1
+        {
+            let other = modes.iter().find(|(m, _)| **m != via).expect("more than one mode");
             r.error_at(
                 &h.path,
-                format!("{rs} serves NAT service {} and {} service {}", modes[&Mode::Nat], other.0.as_str().to_uppercase(), other.1),
+                format!("{rs} serves {} service {} and {} service {}", via.as_str().to_uppercase(), modes[&via], other.0.as_str().to_uppercase(), other.1),
                 Some("NAT needs the real server's gateway to be the director and DR/TUN need it not to be: give each real server one forwarding mode".into()),
             );
             continue;
         }
         let Some(director) = director else { continue };
-        if modes.contains_key(&Mode::Nat) {
+        if let Some(via) = rule(Gateway::ViaDirector) {
             // Replies must come back through the director so it can undo the address translation.
             let Some(rs_addr) =
                 out_services.iter().flat_map(|s| &s.real_servers).find(|b| &b.host == rs).map(|b| b.address)
@@ -199,15 +204,15 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
                 }
                 (Some(g), Some(e)) if g != e => r.error_at(
                     &join(&h.path, "gateway"),
-                    format!("in NAT mode {rs}'s replies must return through the director, but its gateway is {g}"),
+                    format!("in {} mode {rs}'s replies must return through the director, but its gateway is {g}", via.as_str().to_uppercase()),
                     Some(format!("set gateway = \"{e}\" ({}'s address on {rs}'s subnet) or remove the key to let lvsctl derive it", director.name)),
                 ),
-                (_, None) if reported_rs.insert((rs.clone(), Mode::Nat)) => {
-                    r.error_at(&host_key_path(h), format!("cannot route {rs}'s NAT replies through the director: {} has no address on {rs}'s subnet", director.name), Some("give the director an interface on the real servers' subnet".into()));
+                (_, None) if reported_rs.insert((rs.clone(), via)) => {
+                    r.error_at(&host_key_path(h), format!("cannot route {rs}'s {} replies through the director: {} has no address on {rs}'s subnet", via.as_str().to_uppercase(), director.name), Some("give the director an interface on the real servers' subnet".into()));
                 }
                 _ => {}
             }
-        } else if modes.contains_key(&Mode::Dr)
+        } else if let Some(not) = rule(Gateway::NotDirector)
             && let Some(g) = h.gateway
             && addresses(director).any(|(_, _, a)| a.addr() == g)
         {
@@ -219,14 +224,14 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
                 .unwrap_or_else(|| "set gateway to a router's address".into());
             r.error_at(
                 &join(&h.path, "gateway"),
-                format!("{rs}'s gateway {g} is the director: in DR mode replies go straight to the client, not back through the director"),
+                format!("{rs}'s gateway {g} is the director: in {} mode replies go straight to the client, not back through the director", not.as_str().to_uppercase()),
                 Some(router_hint),
             );
         }
     }
 
     // NAT: a client on a real server's subnet would get replies straight from the real server.
-    for s in out_services.iter().filter(|s| s.mode == Mode::Nat) {
+    for s in out_services.iter().filter(|s| s.mode.profile().clients_off_real_server_subnets) {
         for b in &s.real_servers {
             let Some(rs_net) = net_containing(by_name[b.host.as_str()], b.address) else { continue };
             for c in hosts.iter().filter(|h| h.role == Some(Role::Client)) {
@@ -374,7 +379,7 @@ fn check_service(
         let address = resolve_rs_address(r, h, director, mode, reported);
         if let Some(p) = port
             && p != sport
-            && mode != Mode::Nat
+            && !mode.profile().port_mapping
         {
             r.error_at(
                 &join(&bpath, "port"),
@@ -416,7 +421,7 @@ fn resolve_rs_address(
     reported: &mut BTreeSet<(String, Mode)>,
 ) -> Option<Ipv4Addr> {
     let director_nets: Vec<Ipv4Net> = director.map(|d| addresses(d).map(|(_, _, a)| a).collect()).unwrap_or_default();
-    let same_l2 = matches!(mode, Mode::Dr | Mode::Nat);
+    let same_l2 = mode.profile().real_server.same_l2;
     let mut report = |r: &mut Reader, key: String, msg: String, help: String| {
         if reported.insert((h.name.clone(), mode)) {
             r.error_at(&key, msg, Some(help));
@@ -451,7 +456,8 @@ fn resolve_rs_address(
         return Some(a.addr());
     }
     let own: Vec<Ipv4Net> = addresses(h).map(|(_, _, a)| a).collect();
-    if mode == Mode::Tun && own.len() == 1 {
+    // Across routers, a real server with one address can only be reached there.
+    if !same_l2 && own.len() == 1 {
         return Some(own[0].addr());
     }
     let dname = director.map(|d| d.name.as_str()).unwrap_or("the director");

@@ -12,6 +12,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::{Host, Lab, Mode, Protocol, Role, Service};
+use crate::modes::Profile;
 use crate::templates::{RenderError, Templates};
 
 /// The kernel caps address labels at 15 bytes (IFNAMSIZ - 1).
@@ -208,11 +209,14 @@ fn runtime_plan(lab: &Lab, host: &Host) -> HostPlan {
     }
 
     if let Some(gw) = host.gateway {
-        let reason = match (host.role, host.gateway_defaulted) {
-            (Role::RealServer, true) => "NAT real server: replies return through the director (derived)".to_string(),
-            (Role::RealServer, false) if lab.services_of(&host.name).any(|s| s.mode == Mode::Nat) => {
-                "NAT real server: replies return through the director".to_string()
-            }
+        // A mode that routes replies through the director says why (and the gateway may be derived).
+        let through_director = lab
+            .services_of(&host.name)
+            .find_map(|s| s.mode.profile().real_server.gateway_reason)
+            .filter(|_| host.role == Role::RealServer);
+        let reason = match (host.role, through_director) {
+            (_, Some(why)) if host.gateway_defaulted => format!("{why} (derived)"),
+            (_, Some(why)) => why.to_string(),
             (Role::Client, _) => "client: gateway towards the router".to_string(),
             _ => "gateway from the inventory".to_string(),
         };
@@ -235,8 +239,10 @@ fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
     for s in &lab.services {
         p.module(&format!("ip_vs_{}", s.scheduler), &format!("scheduler {} of {}", s.scheduler, s.label()));
     }
-    if lab.services.iter().any(|s| s.mode == Mode::Nat) {
-        p.sysctl("net.ipv4.ip_forward", "1", "NAT director routes the real servers' replies back to clients");
+    for profile in modes_of(lab.services.iter()) {
+        for (key, value, why) in profile.director_sysctls {
+            p.sysctl(key, value, why);
+        }
     }
     let all: Vec<&Service> = lab.services.iter().collect();
     for vip in vips(&all) {
@@ -267,7 +273,7 @@ fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
                     host: b.host.clone(),
                     address: b.address,
                     port: b.port,
-                    forward: s.mode.forward(),
+                    forward: s.mode.profile().forward,
                     weight: b.weight,
                     u_threshold: b.u_threshold,
                     l_threshold: b.l_threshold,
@@ -278,49 +284,35 @@ fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
     }
 }
 
+/// The profiles of the modes `services` use, in `modes::ALL` order.
+fn modes_of<'a>(services: impl Iterator<Item = &'a Service>) -> Vec<&'static Profile> {
+    let used: BTreeSet<Mode> = services.map(|s| s.mode).collect();
+    crate::modes::ALL.into_iter().filter(|p| used.contains(&p.mode)).collect()
+}
+
+/// What each mode a real server serves asks of it (see `modes/`), in `modes::ALL` order: a
+/// requirement two modes share is planned once, with the first one's reason.
 fn plan_real_server(lab: &Lab, host: &Host, p: &mut HostPlan) {
     let mine: Vec<&Service> = lab.services_of(&host.name).collect();
-    let dr: Vec<&Service> = mine.iter().copied().filter(|s| s.mode == Mode::Dr).collect();
-    let tun: Vec<&Service> = mine.iter().copied().filter(|s| s.mode == Mode::Tun).collect();
-    if !dr.is_empty() || !tun.is_empty() {
-        // The VIP is local on every real server; only the director may answer ARP for it.
-        let why_ignore = "answer ARP only for addresses on the asking interface, never for the VIP";
-        let why_announce = "never use the VIP as ARP source address";
-        p.sysctl(&conf_key("all", "arp_ignore"), "1", why_ignore);
-        p.sysctl(&conf_key("all", "arp_announce"), "2", why_announce);
-        if !dr.is_empty() {
-            p.sysctl(&conf_key("lo", "arp_ignore"), "1", why_ignore);
-            p.sysctl(&conf_key("lo", "arp_announce"), "2", why_announce);
+    for profile in modes_of(mine.iter().copied()) {
+        let rs = &profile.real_server;
+        for (dev, setting, value, why) in rs.sysctls {
+            p.sysctl(&conf_key(dev, setting), value, why);
+        }
+        for (name, why) in rs.modules {
+            p.module(name, why);
+        }
+        for (dev, why) in rs.links_up {
+            p.link_up(dev, why);
         }
     }
-    if !tun.is_empty() {
-        p.module("ipip", "decapsulates the director's IP-in-IP packets (creates tunl0)");
-        p.sysctl(&conf_key("tunl0", "arp_ignore"), "1", "answer ARP only for addresses on the asking interface");
-        p.sysctl(&conf_key("tunl0", "arp_announce"), "2", "never use the VIP as ARP source address");
-        // Decapsulated packets arrive on tunl0 with the client's source address, which routes via
-        // another interface: reverse-path filtering would drop them. The effective value is the
-        // max of `all` and the interface, so both must be 0.
-        p.sysctl(
-            &conf_key("tunl0", "rp_filter"),
-            "0",
-            "decapsulated packets from clients arrive on tunl0: no reverse-path filter",
-        );
-        p.sysctl(&conf_key("all", "rp_filter"), "0", "the effective rp_filter of tunl0 is the max of `all` and tunl0");
-        p.link_up("tunl0", "receives the director's IP-in-IP packets");
-    }
-    for vip in vips(&dr) {
-        p.address(
-            "lo",
-            Ipv4Net::new(vip, 32).expect("valid"),
-            format!("DR: accept packets for VIP {vip} (no ARP: arp_ignore)"),
-        );
-    }
-    for vip in vips(&tun) {
-        p.address(
-            "tunl0",
-            Ipv4Net::new(vip, 32).expect("valid"),
-            format!("TUN: accept decapsulated packets for VIP {vip}"),
-        );
+    for profile in modes_of(mine.iter().copied()) {
+        let Some(on) = &profile.real_server.vip else { continue };
+        let served: Vec<&Service> = mine.iter().copied().filter(|s| s.mode == profile.mode).collect();
+        for vip in vips(&served) {
+            let reason = on.reason.replace("{vip}", &vip.to_string());
+            p.address(on.dev, Ipv4Net::new(vip, 32).expect("valid"), reason);
+        }
     }
 }
 

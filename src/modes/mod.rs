@@ -1,0 +1,131 @@
+//! What each forwarding mode requires, one file per mode (`nat.rs`, `dr.rs`, `tun.rs`): how the
+//! director forwards, what each role gets and why, how real servers must be wired, and which
+//! problems `doctor` looks for. The files are data; validation (`inventory::validate`), the
+//! planner (`plan`) and `doctor` read them and hold no branch per mode, so a new mode — or a new
+//! requirement of one — is a change to its file.
+
+pub mod dr;
+pub mod nat;
+pub mod tun;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ipvs::Forward;
+
+/// How the director forwards to real servers: a lab's `mode`, or a service's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Nat,
+    Dr,
+    Tun,
+}
+
+impl Mode {
+    pub const NAMES: [&'static str; 3] = ["nat", "dr", "tun"];
+    /// What this mode requires.
+    pub fn profile(self) -> &'static Profile {
+        match self {
+            Mode::Nat => &nat::PROFILE,
+            Mode::Dr => &dr::PROFILE,
+            Mode::Tun => &tun::PROFILE,
+        }
+    }
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "nat" => Some(Mode::Nat),
+            "dr" => Some(Mode::Dr),
+            "tun" => Some(Mode::Tun),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Nat => "nat",
+            Mode::Dr => "dr",
+            Mode::Tun => "tun",
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The requirements of one forwarding mode.
+#[derive(Debug)]
+pub struct Profile {
+    pub mode: Mode,
+    /// How the director hands packets to real servers (`ipvsadm -m`, `-g`, `-i`).
+    pub forward: Forward,
+    /// Sysctls the director needs: (key, value, reason).
+    pub director_sysctls: &'static [(&'static str, &'static str, &'static str)],
+    /// A real server may listen on another port than the service's (only when the director
+    /// rewrites the packets).
+    pub port_mapping: bool,
+    pub real_server: RealServer,
+    /// Clients must not sit on a real server's subnet (its replies would reach them directly).
+    pub clients_off_real_server_subnets: bool,
+}
+
+/// What a real server of the mode needs.
+#[derive(Debug)]
+pub struct RealServer {
+    /// Its default route, relative to the director.
+    pub gateway: Gateway,
+    /// Why the plan routes it through the director (modes with `Gateway::ViaDirector`).
+    pub gateway_reason: Option<&'static str>,
+    /// Shares an L2 segment with the director (the director sends to its MAC, or it routes
+    /// through the director); otherwise it may be anywhere the director can route to.
+    pub same_l2: bool,
+    /// Modules it loads: (name, reason).
+    pub modules: &'static [(&'static str, &'static str)],
+    /// Sysctls: (device or "all", setting, value, reason), in the order they are applied.
+    pub sysctls: &'static [(&'static str, &'static str, &'static str, &'static str)],
+    /// Links it brings up: (device, reason).
+    pub links_up: &'static [(&'static str, &'static str)],
+    /// Where it holds the VIP itself, if it does.
+    pub vip: Option<VipOn>,
+    /// doctor: its data interfaces must neither answer ARP for the VIP nor announce it.
+    pub quiet_arp: bool,
+    /// doctor: it decapsulates IP-in-IP (ipip loaded, tunl0 up, no reverse-path filter on it).
+    pub decapsulates: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gateway {
+    /// Its default route must be the director (and is derived when the inventory leaves it out).
+    ViaDirector,
+    /// Its default route must not be the director.
+    NotDirector,
+    /// Anything that reaches the clients.
+    Any,
+}
+
+/// The VIP on a device of the real server, as a /32.
+#[derive(Debug)]
+pub struct VipOn {
+    pub dev: &'static str,
+    /// The plan's reason; `{vip}` stands for the address.
+    pub reason: &'static str,
+    /// Why, as doctor explains it when the VIP is missing or elsewhere.
+    pub why: &'static str,
+}
+
+/// Every mode, in the order their requirements are applied when a host serves several.
+pub const ALL: [&Profile; 3] = [&nat::PROFILE, &dr::PROFILE, &tun::PROFILE];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_profile_is_its_modes() {
+        for m in [Mode::Nat, Mode::Dr, Mode::Tun] {
+            assert_eq!(m.profile().mode, m);
+        }
+        assert_eq!(ALL.map(|p| p.mode), [Mode::Nat, Mode::Dr, Mode::Tun]);
+    }
+}

@@ -1,0 +1,32 @@
+//! NAT (masquerading, `ipvsadm -m`): the director rewrites the destination of each request to a
+//! real server and the source of each reply back to the VIP, so every reply must come back
+//! through it.
+
+use super::{Gateway, Mode, Profile, RealServer};
+use crate::ipvs::Forward;
+
+pub const PROFILE: Profile = Profile {
+    mode: Mode::Nat,
+    forward: Forward::Masq,
+    // doctor: forwarding-off
+    director_sysctls: &[("net.ipv4.ip_forward", "1", "NAT director routes the real servers' replies back to clients")],
+    // The director rewrites the packet, port included.
+    port_mapping: true,
+    real_server: RealServer {
+        // Replies must return through the director so it can undo the address translation.
+        // doctor: nat-gateway; validation derives it when left out
+        gateway: Gateway::ViaDirector,
+        gateway_reason: Some("NAT real server: replies return through the director"),
+        same_l2: true,
+        modules: &[],
+        sysctls: &[],
+        links_up: &[],
+        // The real server answers for its own address; the VIP stays on the director.
+        vip: None,
+        quiet_arp: false,
+        decapsulates: false,
+    },
+    // A client on a real server's subnet would get replies straight from it, untranslated.
+    // doctor: nat-client-on-rs-subnet
+    clients_off_real_server_subnets: true,
+};
