@@ -20,7 +20,7 @@ use std::time::Instant;
 use crate::host::System;
 use apply::Executor;
 use journal::{Journal, LabLock};
-use protocol::{Event, Operation, Report, Request};
+use protocol::{Answer, Event, Operation, Report, Request};
 
 use crate::paths;
 use crate::plan::HostPlan;
@@ -217,11 +217,15 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
                 Executor::new(sys, &mut journal, Intent::Check, &mut keep, &req.host).apply(plan, Scope::All);
                 facts.drift = drift;
             }
-            return Ok(Report { host: req.host.clone(), facts: Some(Box::new(facts)), ..Default::default() });
+            return Ok(Report {
+                host: req.host.clone(),
+                answer: Some(Answer::Facts(Box::new(facts))),
+                ..Default::default()
+            });
         }
         Operation::Probe { probe } => {
             let probe = probe::run(probe);
-            return Ok(Report { host: req.host.clone(), probe: Some(probe), ..Default::default() });
+            return Ok(Report { host: req.host.clone(), answer: Some(Answer::Probe(probe)), ..Default::default() });
         }
     };
     for_this_lab(plan)?;
@@ -236,7 +240,7 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
     exec.apply(plan, Scope::All);
     let mut report = exec.report;
     if intent == Intent::Check && !plan.ipvs.is_empty() && sys.ipvs_loaded() {
-        report.ipvs = Some(sys.ipvs_table().map_err(Error::Ipvs)?);
+        report.answer = Some(Answer::Ipvs(sys.ipvs_table().map_err(Error::Ipvs)?));
     }
     report.journal_entries = journal.data.entries.len() as u32;
     Ok(report)

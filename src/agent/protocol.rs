@@ -106,12 +106,42 @@ pub struct Report {
     pub duration_ms: u64,
     /// Entries left in the journal afterwards.
     pub journal_entries: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ipvs: Option<Vec<IpvsService>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub facts: Option<Box<super::facts::HostFacts>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub probe: Option<super::probe::ProbeResult>,
+    /// What the operation reads besides its changes (a key of its own in the JSON).
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Answer>,
+}
+
+/// The payload of the operations that read: one variant per operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Answer {
+    /// Check (status): the director's IPVS table.
+    Ipvs(Vec<IpvsService>),
+    /// Facts (doctor, verify's counters).
+    Facts(Box<super::facts::HostFacts>),
+    /// Probe (verify).
+    Probe(super::probe::ProbeResult),
+}
+
+impl Report {
+    pub fn ipvs(&self) -> Option<&Vec<IpvsService>> {
+        match &self.answer {
+            Some(Answer::Ipvs(t)) => Some(t),
+            _ => None,
+        }
+    }
+    pub fn facts(&self) -> Option<&super::facts::HostFacts> {
+        match &self.answer {
+            Some(Answer::Facts(f)) => Some(f),
+            _ => None,
+        }
+    }
+    pub fn probe(&self) -> Option<&super::probe::ProbeResult> {
+        match &self.answer {
+            Some(Answer::Probe(p)) => Some(p),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,4 +150,28 @@ pub enum Event {
     Change(ChangeEvent),
     Note { message: String },
     Report(Box<Report>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The payload keeps its own key in the report (`ipvs`, `facts`, `probe`), as `--output json`
+    /// has always shown it, and reads back as the variant it was.
+    #[test]
+    fn a_reports_answer_is_a_key_of_its_own() {
+        let mut r = Report { host: "lvs".into(), changes: 1, ..Default::default() };
+        let plain = serde_json::to_value(&r).unwrap();
+        assert!(plain.get("ipvs").is_none() && plain.get("answer").is_none(), "{plain}");
+        r.answer = Some(Answer::Ipvs(vec![]));
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["ipvs"], serde_json::json!([]), "{v}");
+        assert_eq!(v["changes"], 1);
+        let back: Report = serde_json::from_value(v).unwrap();
+        assert_eq!(back, r);
+        let probe = Answer::Probe(super::super::probe::ProbeResult::default());
+        let v = serde_json::to_value(Report { answer: Some(probe.clone()), ..Default::default() }).unwrap();
+        assert!(v.get("probe").is_some(), "{v}");
+        assert_eq!(serde_json::from_value::<Report>(v).unwrap().answer, Some(probe));
+    }
 }

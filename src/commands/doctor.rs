@@ -26,7 +26,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<u8> {
         .map(|o| {
             let f = match &o.result {
                 Ok(r) if !r.errors.is_empty() => Err(r.errors.join("; ")),
-                Ok(r) => r.facts.clone().map(|f| *f).ok_or_else(|| "the agent sent no facts".to_string()),
+                Ok(r) => r.facts().cloned().ok_or_else(|| "the agent sent no facts".to_string()),
                 Err(e) => Err(e.to_string()),
             };
             (o.host.clone(), f)

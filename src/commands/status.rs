@@ -41,7 +41,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<u8> {
         }
         for o in &outcomes {
             let Ok(r) = &o.result else { continue };
-            let Some(table) = &r.ipvs else { continue };
+            let Some(table) = r.ipvs() else { continue };
             println!("\nIPVS on {} (counters since the service was added):", o.host);
             println!(
                 "  {:<26} {:<8} {:>7} {:>7} {:>8} {:>8} {:>8}",

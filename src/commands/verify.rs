@@ -317,7 +317,7 @@ fn facts_job(lab: &Lab, host: &crate::inventory::Host) -> Job {
 }
 
 fn ipvs_of(outcomes: &[Outcome]) -> Option<Vec<IpvsService>> {
-    outcomes.first()?.result.as_ref().ok()?.facts.as_ref()?.ipvs.clone()
+    outcomes.first()?.result.as_ref().ok()?.facts()?.ipvs.clone()
 }
 
 /// What the client sends to each service it can probe: `requests` new connections (or
@@ -397,7 +397,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<u8> {
             .into());
         }
     };
-    let answers = report.probe.map(|p| p.answers).unwrap_or_default();
+    let answers = report.probe().map(|p| p.answers.clone()).unwrap_or_default();
     // IPVS sums its counters every two seconds (later on a loaded machine): wait for the run's
     // connections to be counted, and once more while the answers outnumber them, before calling
     // it a bypass.
