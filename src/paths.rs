@@ -11,13 +11,18 @@ pub const RUN_DIR: &str = "/run";
 /// Installed agents, one directory per content hash, so versions never overwrite each other.
 pub const INSTALL_ROOT: &str = "/usr/local/lib/lvsctl";
 
+/// Where systemd finds the boot units.
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+/// Where systemd-sysctl finds the sysctl files.
+pub const SYSCTL_DIR: &str = "/etc/sysctl.d";
+
 /// The boot unit of a lab.
 pub fn unit_name(lab: &str) -> String {
     format!("lvsctl-{lab}.service")
 }
 
 pub fn unit_path(lab: &str) -> String {
-    format!("/etc/systemd/system/{}", unit_name(lab))
+    format!("{UNIT_DIR}/{}", unit_name(lab))
 }
 
 pub fn host_plan_path(lab: &str) -> String {
@@ -29,7 +34,7 @@ pub fn sysctl_conf_name(lab: &str) -> String {
 }
 
 pub fn sysctl_conf_path(lab: &str) -> String {
-    format!("/etc/sysctl.d/{}", sysctl_conf_name(lab))
+    format!("{SYSCTL_DIR}/{}", sysctl_conf_name(lab))
 }
 
 pub fn lock_name(lab: &str) -> String {

@@ -853,9 +853,9 @@ pub fn reboot(lab: &Lab, host: &str) -> anyhow::Result<u8> {
     Ok(if status.success() { 0 } else { 1 })
 }
 
-/// Inside a host: starts every lvsctl unit in /etc/systemd/system by running its ExecStart.
+/// Inside a host: starts every lvsctl unit in the unit directory by running its ExecStart.
 pub fn boot_units() -> anyhow::Result<u8> {
-    let dir = Path::new("/etc/systemd/system");
+    let dir = Path::new(crate::paths::UNIT_DIR);
     let mut units: Vec<PathBuf> =
         std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     units.retain(|p| {
