@@ -8,8 +8,11 @@
 //! applying, executes them. Dry runs and `status` stop after `decide`. Nothing in this module
 //! writes to the host except the `act` functions, which only the executor calls.
 //!
-//! Adding a kind: a file here with `Undo`, `Action`, `wants`, `decide`, `undo`, `act` and `show`,
-//! then a variant in `Key`, `Undo`, `Action` and an entry in `STAGES`.
+//! Adding a kind: a file here with its `Undo`, `Action`, `wants`, `decide`, `undo`, `act` and
+//! `show`; then register it below: a variant in `Key`, `Undo` and `Action`, a stage in `STAGES`,
+//! and one line in each dispatch (`Stage::wants`, `Stage::decide`, `desired_keys`, `undo_wants`,
+//! `undo`, `act`, `show`). The compiler points at each match that lacks it; `desired_keys` and
+//! `show` are lists to extend by hand.
 
 pub mod address;
 pub mod dir;
