@@ -411,7 +411,7 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
     }
     if let Some(b) = services
         .iter()
-        .find(|s| s.mode.profile().real_server.gateway == Gateway::ViaDirector)
+        .find(|s| s.mode.profile().real_server.gateway.is_via_director())
         .and_then(|s| s.real_servers.iter().find(|b| b.host == h.name))
     {
         let gw = f.default_route().and_then(|r| r.gateway);

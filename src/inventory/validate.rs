@@ -176,8 +176,8 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
     for (rs, modes) in &rs_modes {
         let h = by_name[rs.as_str()];
         // What the modes it serves ask of its default route (see modes/).
-        let rule = |g: Gateway| modes.keys().copied().find(|m| m.profile().real_server.gateway == g);
-        if let Some(via) = rule(Gateway::ViaDirector)
+        let rule = |g: fn(Gateway) -> bool| modes.keys().copied().find(|m| g(m.profile().real_server.gateway));
+        if let Some(via) = rule(Gateway::is_via_director)
             && modes.len() > 1
         {
             let other = modes.iter().find(|(m, _)| **m != via).expect("more than one mode");
@@ -189,7 +189,7 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
             continue;
         }
         let Some(director) = director else { continue };
-        if let Some(via) = rule(Gateway::ViaDirector) {
+        if let Some(via) = rule(Gateway::is_via_director) {
             // Replies must come back through the director so it can undo the address translation.
             let Some(rs_addr) =
                 out_services.iter().flat_map(|s| &s.real_servers).find(|b| &b.host == rs).map(|b| b.address)
@@ -212,7 +212,7 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
                 }
                 _ => {}
             }
-        } else if let Some(not) = rule(Gateway::NotDirector)
+        } else if let Some(not) = rule(|g| g == Gateway::NotDirector)
             && let Some(g) = h.gateway
             && addresses(director).any(|(_, _, a)| a.addr() == g)
         {

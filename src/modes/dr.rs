@@ -18,7 +18,6 @@ pub const PROFILE: Profile = Profile {
         // Replies go straight to the client; the director would drop them.
         // doctor: dr-gateway-director
         gateway: Gateway::NotDirector,
-        gateway_reason: None,
         // The director sends each packet to the real server's MAC.
         same_l2: true,
         modules: &[],

@@ -75,8 +75,6 @@ pub struct Profile {
 pub struct RealServer {
     /// Its default route, relative to the director.
     pub gateway: Gateway,
-    /// Why the plan routes it through the director (modes with `Gateway::ViaDirector`).
-    pub gateway_reason: Option<&'static str>,
     /// Shares an L2 segment with the director (the director sends to its MAC, or it routes
     /// through the director); otherwise it may be anywhere the director can route to.
     pub same_l2: bool,
@@ -96,12 +94,19 @@ pub struct RealServer {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gateway {
-    /// Its default route must be the director (and is derived when the inventory leaves it out).
-    ViaDirector,
+    /// Its default route must be the director (and is derived when the inventory leaves it
+    /// out); `reason` is the plan's reason for that route.
+    ViaDirector { reason: &'static str },
     /// Its default route must not be the director.
     NotDirector,
     /// Anything that reaches the clients.
     Any,
+}
+
+impl Gateway {
+    pub fn is_via_director(self) -> bool {
+        matches!(self, Gateway::ViaDirector { .. })
+    }
 }
 
 /// The VIP on a device of the real server, as a /32.

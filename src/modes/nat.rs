@@ -15,8 +15,7 @@ pub const PROFILE: Profile = Profile {
     real_server: RealServer {
         // Replies must return through the director so it can undo the address translation.
         // doctor: nat-gateway; validation derives it when left out
-        gateway: Gateway::ViaDirector,
-        gateway_reason: Some("NAT real server: replies return through the director"),
+        gateway: Gateway::ViaDirector { reason: "NAT real server: replies return through the director" },
         same_l2: true,
         modules: &[],
         sysctls: &[],

@@ -11,7 +11,6 @@ pub const PROFILE: Profile = Profile {
     port_mapping: false,
     real_server: RealServer {
         gateway: Gateway::Any,
-        gateway_reason: None,
         // Tunnelled packets cross routers: the real server only needs an address the director
         // can route to.
         same_l2: false,

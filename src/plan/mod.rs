@@ -212,7 +212,10 @@ fn runtime_plan(lab: &Lab, host: &Host) -> HostPlan {
         // A mode that routes replies through the director says why (and the gateway may be derived).
         let through_director = lab
             .services_of(&host.name)
-            .find_map(|s| s.mode.profile().real_server.gateway_reason)
+            .find_map(|s| match s.mode.profile().real_server.gateway {
+                crate::modes::Gateway::ViaDirector { reason } => Some(reason),
+                _ => None,
+            })
             .filter(|_| host.role == Role::RealServer);
         let reason = match (host.role, through_director) {
             (_, Some(why)) if host.gateway_defaulted => format!("{why} (derived)"),
