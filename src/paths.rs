@@ -25,8 +25,11 @@ pub fn unit_path(lab: &str) -> String {
     format!("{UNIT_DIR}/{}", unit_name(lab))
 }
 
+/// The persisted runtime plan's file name, in `CONFIG_ROOT/LAB/`.
+pub const HOST_PLAN_FILE: &str = "host.json";
+
 pub fn host_plan_path(lab: &str) -> String {
-    format!("{CONFIG_ROOT}/{lab}/host.json")
+    format!("{CONFIG_ROOT}/{lab}/{HOST_PLAN_FILE}")
 }
 
 pub fn sysctl_conf_name(lab: &str) -> String {

@@ -357,7 +357,7 @@ pub fn boot_run<S: System>(
     let host = journal.data.host.clone();
     match action {
         BootAction::Start => {
-            let path = paths.config_root.join(lab).join("host.json");
+            let path = paths.config_root.join(lab).join(paths::HOST_PLAN_FILE);
             let bytes = std::fs::read(&path)
                 .map_err(|e| Error::PersistedPlan { path: path.clone(), message: e.to_string() })?;
             let plan: HostPlan = serde_json::from_slice(&bytes)
