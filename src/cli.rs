@@ -112,9 +112,70 @@ evidence and the fix. Exit 6 when anything is found."
     #[command(subcommand)]
     Lab(LabCommand),
 
+    /// Write a commented starter inventory for a mode (to stdout, or to a file with --out).
+    #[command(
+        long_about = "Write a commented starter inventory: a client, a router (DR and TUN), a director and N real\n\
+servers in the chosen mode, valid as written (`lvsctl check` passes), with every value you must\n\
+change for your own machines marked `CHANGE`: the ssh addresses, interface names and addresses.\n\
+With --lab, the inventory is ready for `lvsctl lab create` instead (a [lab] table, management\n\
+addresses, segments), to try the lab on this machine first.\n\
+  lvsctl init --mode dr --real-servers 2 > lab.toml\n\
+  lvsctl init --mode nat --lab --out nat.toml"
+    )]
+    Init(InitArgs),
+
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        long_about = "Print the completion script for SHELL, generated from lvsctl's own argument definitions:\n\
+  lvsctl completions bash > /etc/bash_completion.d/lvsctl\n\
+  lvsctl completions zsh > \"${fpath[1]}/_lvsctl\"\n\
+  lvsctl completions fish > ~/.config/fish/completions/lvsctl.fish\n\
+The Debian package installs them for bash, zsh and fish."
+    )]
+    Completions(CompletionsArgs),
+
+    /// Print the man page (roff), generated from lvsctl's own argument definitions.
+    #[command(long_about = "Print lvsctl(1) in roff, generated from the same definitions as --help:\n\
+  lvsctl man | man -l -\n\
+The Debian package installs it as /usr/share/man/man1/lvsctl.1.gz.")]
+    Man,
+
     /// Run as the on-host agent (used by lvsctl itself over SSH).
     #[command(hide = true)]
     Agent(AgentArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// The forwarding mode of the lab's services.
+    #[arg(long, value_enum, default_value_t = InitMode::Dr)]
+    pub mode: InitMode,
+    /// How many real servers.
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=50))]
+    pub real_servers: u8,
+    /// Lab name (1-20 of a-z 0-9 -).
+    #[arg(long, default_value = "lab", value_name = "NAME")]
+    pub name: String,
+    /// Write an inventory for `lvsctl lab create` (hosts on this machine) instead of your own VMs.
+    #[arg(long)]
+    pub lab: bool,
+    /// Write to FILE (refused when it exists) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InitMode {
+    Nat,
+    Dr,
+    Tun,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Args, Debug, Clone)]

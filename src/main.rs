@@ -17,6 +17,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Verify(a) => commands::verify::run(a),
         Command::Doctor(a) => commands::doctor::run(a),
         Command::Lab(c) => commands::lab::run(c),
+        Command::Init(a) => commands::init::run(a),
+        Command::Completions(a) => commands::docs::completions(a.shell),
+        Command::Man => commands::docs::man(),
         Command::Agent(a) => Ok(match &a.command {
             AgentCommand::Serve => lvsctl::agent::serve(),
             AgentCommand::Boot { action, lab } => lvsctl::agent::boot(action, lab),

@@ -1,9 +1,11 @@
 //! One module per subcommand.
 
 pub mod check;
+pub mod docs;
 pub mod doctor;
 pub mod down;
 pub mod fleet;
+pub mod init;
 pub mod lab;
 pub mod plan;
 pub mod render;

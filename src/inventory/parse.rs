@@ -182,7 +182,7 @@ fn parse_enum<T: Copy>(
     }
 }
 
-fn check_lab_name(s: &str) -> Result<(), (String, String)> {
+pub fn check_lab_name(s: &str) -> Result<(), (String, String)> {
     let ok = !s.is_empty()
         && s.len() <= 20
         && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
