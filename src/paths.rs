@@ -48,3 +48,31 @@ pub fn lock_name(lab: &str) -> String {
 pub fn agent_path(sha256: &str) -> String {
     format!("{INSTALL_ROOT}/{sha256}/lvsctl")
 }
+
+/// What `lvsctl render` writes for hosts that cannot run lvsctl, as paths on the host (the same
+/// on Debian and RHEL-family systems: systemd reads both directories, /usr/local/sbin is local).
+pub const MODULES_LOAD_DIR: &str = "/etc/modules-load.d";
+
+pub fn modules_load_path(lab: &str) -> String {
+    format!("{MODULES_LOAD_DIR}/lvsctl-{lab}.conf")
+}
+
+/// The standalone start/stop script of a lab.
+pub fn script_path(lab: &str) -> String {
+    format!("/usr/local/sbin/lvsctl-{lab}.sh")
+}
+
+/// The director's rules in `ipvsadm-save -n` format (`ipvsadm -R < FILE`).
+pub fn ipvsadm_rules_path(lab: &str) -> String {
+    format!("{CONFIG_ROOT}/{lab}/ipvsadm.rules")
+}
+
+/// The standalone script's records: the prior value of each sysctl it changed (kept across
+/// reboots, as the sysctl.d file keeps applying the lab's values), and what it added since boot.
+pub fn script_state_path(lab: &str) -> String {
+    format!("/var/lib/lvsctl-sh/{lab}.state")
+}
+
+pub fn script_runtime_state_path(lab: &str) -> String {
+    format!("{RUN_DIR}/lvsctl-sh/{lab}.state")
+}

@@ -1,45 +1,85 @@
-//! `lvsctl render`: every file a host needs, for hosts that cannot run lvsctl: the sysctl.d
-//! file, the director's rules in ipvsadm-save format, the boot unit and a standalone script.
+//! `lvsctl render`: every file a host needs to run its part of the lab without lvsctl, as paths
+//! on the host (a tree to copy to `/`): the sysctl.d and modules-load.d files, the director's
+//! rules in `ipvsadm-save -n` format, a standalone start/stop script and the unit that runs it.
 
-use crate::plan::files::TemplateContext;
+use crate::plan::files::{Boot, TemplateContext};
 use crate::plan::{Context, HostPlan};
-use crate::templates::{IPVSADM_RULES, RenderError, SERVICE_UNIT, STANDALONE_SCRIPT, SYSCTL_CONF};
+use crate::templates::{IPVSADM_RULES, MODULES_LOAD, RenderError, SERVICE_UNIT, STANDALONE_SCRIPT, SYSCTL_CONF};
 
 /// One rendered file of `lvsctl render`.
 pub struct Rendered {
+    /// Its path on the host, relative to `/` (`etc/sysctl.d/90-lvsctl-LAB.conf`).
     pub name: String,
     pub mode: u32,
     pub content: String,
 }
 
+fn relative(path: String) -> String {
+    path.trim_start_matches('/').to_string()
+}
+
 /// Everything `lvsctl render` writes for one host.
 pub fn render_host(p: &HostPlan, ctx: &Context) -> Result<Vec<Rendered>, RenderError> {
     let runtime = p.runtime();
-    let tc = TemplateContext::new(&runtime, &ctx.agent_path);
+    let tc = TemplateContext::with_boot(&runtime, &ctx.agent_path, Boot::Script);
+    let lab = &p.lab;
     let mut out = Vec::new();
+    let mut file = |path: String, mode: u32, template: &str| -> Result<(), RenderError> {
+        out.push(Rendered { name: relative(path), mode, content: ctx.templates.render(template, &tc)? });
+        Ok(())
+    };
+    if !runtime.modules.is_empty() {
+        file(crate::paths::modules_load_path(lab), 0o644, MODULES_LOAD)?;
+    }
     if !runtime.sysctls.is_empty() {
-        out.push(Rendered {
-            name: crate::paths::sysctl_conf_name(&p.lab),
-            mode: 0o644,
-            content: ctx.templates.render(SYSCTL_CONF, &tc)?,
-        });
+        file(crate::paths::sysctl_conf_path(lab), 0o644, SYSCTL_CONF)?;
     }
     if !runtime.ipvs.is_empty() {
-        out.push(Rendered {
-            name: format!("ipvsadm-{}.rules", p.lab),
-            mode: 0o644,
-            content: ctx.templates.render(IPVSADM_RULES, &tc)?,
-        });
+        file(crate::paths::ipvsadm_rules_path(lab), 0o644, IPVSADM_RULES)?;
     }
-    out.push(Rendered {
-        name: crate::paths::unit_name(&p.lab),
-        mode: 0o644,
-        content: ctx.templates.render(SERVICE_UNIT, &tc)?,
-    });
-    out.push(Rendered {
-        name: format!("lvsctl-{}-{}.sh", p.lab, p.host),
-        mode: 0o755,
-        content: ctx.templates.render(STANDALONE_SCRIPT, &tc)?,
-    });
+    file(crate::paths::script_path(lab), 0o755, STANDALONE_SCRIPT)?;
+    file(crate::paths::unit_path(lab), 0o644, SERVICE_UNIT)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::templates::Templates;
+
+    fn rendered(inv: &str) -> Vec<(String, Vec<Rendered>)> {
+        let lab = crate::inventory::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(inv)).unwrap();
+        let templates = Templates::embedded();
+        let ctx = Context { agent_path: "/a".into(), templates: &templates };
+        crate::plan::plan(&lab, &ctx).unwrap().iter().map(|p| (p.host.clone(), render_host(p, &ctx).unwrap())).collect()
+    }
+
+    /// Debian and RHEL-family hosts read the same directories: nothing rendered is specific to one.
+    #[test]
+    fn every_file_goes_where_systemd_hosts_of_both_families_read_it() {
+        for (host, files) in rendered("inventories/tun.toml") {
+            for f in &files {
+                assert!(
+                    ["etc/sysctl.d/", "etc/modules-load.d/", "etc/systemd/system/", "usr/local/sbin/", "etc/lvsctl/"]
+                        .iter()
+                        .any(|d| f.name.starts_with(d)),
+                    "{host}: {}",
+                    f.name
+                );
+            }
+            let unit = files.iter().find(|f| f.name.ends_with(".service")).unwrap();
+            assert!(unit.content.contains("ExecStart=/usr/local/sbin/lvsctl-tun.sh start"), "{}", unit.content);
+            assert!(unit.content.contains("After=network-online.target"), "{}", unit.content);
+            assert!(!unit.content.contains("/usr/local/lib/lvsctl"), "render's unit must not need the agent");
+        }
+    }
+
+    #[test]
+    fn tun_real_servers_load_ipip_at_boot() {
+        let all = rendered("inventories/tun.toml");
+        let (_, web1) = all.iter().find(|(h, _)| h == "web1").unwrap();
+        let m = web1.iter().find(|f| f.name == "etc/modules-load.d/lvsctl-tun.conf").unwrap();
+        let modules: Vec<&str> = m.content.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
+        assert_eq!(modules, ["ipip"]);
+    }
 }

@@ -20,7 +20,7 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<u8> {
         match &args.out {
             None => {
                 for f in files {
-                    println!("==> {}/{} <==", p.host, f.name);
+                    println!("==> {}: /{} <==", p.host, f.name);
                     print!("{}", f.content);
                     if !f.content.ends_with('\n') {
                         println!();
@@ -33,6 +33,8 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<u8> {
                 std::fs::create_dir_all(&hdir).with_context(|| format!("cannot create {}", hdir.display()))?;
                 for f in files {
                     let path = hdir.join(&f.name);
+                    let parent = path.parent().expect("below the host's directory");
+                    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
                     let mut file = std::fs::OpenOptions::new()
                         .write(true)
                         .create(true)
@@ -45,6 +47,13 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<u8> {
                 }
             }
         }
+    }
+    if let Some(dir) = &args.out {
+        eprintln!(
+            "each host's files are in {}/HOST/ as paths on the host: copy the tree to its / (e.g. `tar -C {0}/HOST -c . | ssh root@HOST tar -C / -x`), then `systemctl daemon-reload && systemctl enable --now {}`",
+            dir.display(),
+            crate::paths::unit_name(&lab.name)
+        );
     }
     Ok(crate::exit::OK)
 }

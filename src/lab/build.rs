@@ -853,8 +853,33 @@ pub fn reboot(lab: &Lab, host: &str) -> anyhow::Result<u8> {
     Ok(if status.success() { 0 } else { 1 })
 }
 
-/// Inside a host: starts every lvsctl unit in the unit directory by running its ExecStart.
+/// lvsctl's files of `dir` whose names start with `prefix` and end with `.conf`, sorted.
+fn lvsctl_confs(dir: &str, prefix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    v.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix) && n.ends_with(".conf")));
+    v.sort();
+    v
+}
+
+/// Inside a host, as systemd boots it: lvsctl's modules-load.d files (systemd-modules-load), then
+/// its sysctl.d files (systemd-sysctl, ordered after the modules), then every lvsctl unit in the
+/// unit directory, by running its ExecStart. The host's other sysctl.d files are this machine's
+/// and are left alone.
 pub fn boot_units() -> anyhow::Result<u8> {
+    let mut ok = true;
+    for (dir, prefix, prog) in [
+        (crate::paths::MODULES_LOAD_DIR, "lvsctl-", "/lib/systemd/systemd-modules-load"),
+        (crate::paths::SYSCTL_DIR, "90-lvsctl-", "/lib/systemd/systemd-sysctl"),
+    ] {
+        let files = lvsctl_confs(dir, prefix);
+        if files.is_empty() {
+            continue;
+        }
+        println!("{prog} {}", files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" "));
+        let st = Command::new(prog).args(&files).status().with_context(|| format!("cannot run {prog}"))?;
+        ok &= st.success();
+    }
     let dir = Path::new(crate::paths::UNIT_DIR);
     let mut units: Vec<PathBuf> =
         std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
@@ -864,9 +889,8 @@ pub fn boot_units() -> anyhow::Result<u8> {
     units.sort();
     if units.is_empty() {
         println!("no lvsctl unit on this host: nothing starts at boot");
-        return Ok(0);
+        return Ok(if ok { 0 } else { 1 });
     }
-    let mut ok = true;
     for u in units {
         let text = std::fs::read_to_string(&u)?;
         let Some(line) = text.lines().find_map(|l| l.strip_prefix("ExecStart=")) else { continue };

@@ -38,6 +38,8 @@ struct DestLine {
     address: String,
     port: u16,
     flag: &'static str,
+    /// `--tun-type ipip` for tunnelled destinations, as `ipvsadm-save` prints it.
+    tun_type: Option<&'static str>,
     weight: u32,
     u_threshold: u32,
     l_threshold: u32,
@@ -64,6 +66,15 @@ pub struct TemplateContext<'a> {
     agent: &'a str,
     plan_path: String,
     unit: String,
+    /// What the unit runs: the agent for hosts `up` provisioned, the standalone script for hosts
+    /// provisioned from `render`'s files alone.
+    exec_start: String,
+    exec_stop: String,
+    standalone: bool,
+    script: String,
+    rules: String,
+    state: String,
+    runtime_state: String,
     modules: &'a [super::ModuleSpec],
     sysctls: Vec<SysctlLine<'a>>,
     links_up: &'a [super::LinkSpec],
@@ -87,8 +98,38 @@ fn boot_optional(key: &str) -> bool {
     }
 }
 
+/// How the boot unit applies the host's state.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Boot {
+    /// `lvsctl up` installed its agent and the plan: the unit runs the agent.
+    Agent,
+    /// `lvsctl render`'s files only: the unit runs the standalone script.
+    Script,
+}
+
+/// An IPVS netmask worth writing: `ipvsadm-save` leaves out the default 255.255.255.255.
+fn shown_netmask(m: Option<std::net::Ipv4Addr>) -> Option<String> {
+    m.filter(|m| *m != std::net::Ipv4Addr::BROADCAST).map(|m| m.to_string())
+}
+
 impl<'a> TemplateContext<'a> {
     pub fn new(p: &'a HostPlan, agent: &'a str) -> Self {
+        Self::with_boot(p, agent, Boot::Agent)
+    }
+
+    pub fn with_boot(p: &'a HostPlan, agent: &'a str, boot: Boot) -> Self {
+        let script = crate::paths::script_path(&p.lab);
+        let (exec_start, exec_stop) = match boot {
+            Boot::Agent => (
+                format!("{agent} agent boot start --lab {}", p.lab),
+                format!("{agent} agent boot stop --lab {}", p.lab),
+            ),
+            Boot::Script => (format!("{script} start"), format!("{script} stop")),
+        };
+        // In `ipvsadm-save -n` order: by protocol number, address and port; real servers by
+        // address and port.
+        let mut services: Vec<&super::VirtualServiceSpec> = p.ipvs.iter().collect();
+        services.sort_by_key(|s| (s.protocol.number(), s.vip, s.port));
         TemplateContext {
             lab: &p.lab,
             host: &p.host,
@@ -97,6 +138,13 @@ impl<'a> TemplateContext<'a> {
             agent,
             plan_path: crate::paths::host_plan_path(&p.lab),
             unit: crate::paths::unit_name(&p.lab),
+            exec_start,
+            exec_stop,
+            standalone: boot == Boot::Script,
+            script,
+            rules: crate::paths::ipvsadm_rules_path(&p.lab),
+            state: crate::paths::script_state_path(&p.lab),
+            runtime_state: crate::paths::script_runtime_state_path(&p.lab),
             modules: &p.modules,
             sysctls: p
                 .sysctls
@@ -135,28 +183,31 @@ impl<'a> TemplateContext<'a> {
                     })
                 })
                 .collect(),
-            ipvs: p
-                .ipvs
-                .iter()
+            ipvs: services
+                .into_iter()
                 .map(|s| ServiceLine {
                     flag: protocol_flag(s.protocol),
                     vip: s.vip.to_string(),
                     port: s.port,
                     scheduler: s.scheduler.clone(),
                     persistence: s.persistence,
-                    netmask: s.netmask.map(|m| m.to_string()),
-                    destinations: s
-                        .destinations
-                        .iter()
-                        .map(|d| DestLine {
-                            address: d.address.to_string(),
-                            port: d.port,
-                            flag: d.forward.ipvsadm_flag(),
-                            weight: d.weight,
-                            u_threshold: d.u_threshold,
-                            l_threshold: d.l_threshold,
-                        })
-                        .collect(),
+                    netmask: shown_netmask(s.netmask),
+                    destinations: {
+                        let mut d: Vec<_> = s.destinations.iter().collect();
+                        d.sort_by_key(|d| (d.address, d.port));
+                        d
+                    }
+                    .into_iter()
+                    .map(|d| DestLine {
+                        address: d.address.to_string(),
+                        port: d.port,
+                        flag: d.forward.ipvsadm_flag(),
+                        tun_type: (d.forward == crate::ipvs::Forward::Tunnel).then_some("ipip"),
+                        weight: d.weight,
+                        u_threshold: d.u_threshold,
+                        l_threshold: d.l_threshold,
+                    })
+                    .collect(),
                 })
                 .collect(),
         }
