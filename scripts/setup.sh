@@ -3,10 +3,11 @@
 #  - the musl target: lvsctl installs a static build of itself on hosts;
 #  - qemu, a Debian kernel and busybox: the real-kernel tests boot a guest when this kernel lacks IPVS;
 #  - openssh-server/-client and iproute2: lab hosts run a real sshd; ipvsadm is the tests' independent
-#    view of the IPVS table (lvsctl itself talks generic netlink and needs no ipvsadm on hosts).
+#    view of the IPVS table (lvsctl itself talks generic netlink and needs no ipvsadm on hosts);
+#  - sudo: the quick-start test logs in as a non-root user with become = "sudo";
 set -euo pipefail
 
-packages=(qemu-system-x86 linux-image-amd64 busybox-static openssh-server openssh-client iproute2 kmod ipvsadm procps)
+packages=(qemu-system-x86 linux-image-amd64 busybox-static openssh-server openssh-client iproute2 kmod ipvsadm procps sudo)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

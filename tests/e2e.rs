@@ -529,3 +529,235 @@ fn e2e_dr_multisubnet() {
         },
     );
 }
+
+/// Hosts provisioned from `lvsctl render`'s files alone, as on machines that cannot run lvsctl:
+/// no `up`, no agent, no journal. The tree is copied to each host's /, the script's `start` run
+/// (as `systemctl enable --now` would), traffic checked; a real server rebooted comes back through
+/// its modules-load.d, sysctl.d and unit; `stop` restores every host exactly, a default route of
+/// another metric (NetworkManager's 100) included; the director's rules file is what
+/// `ipvsadm-save -n` prints and loads with `ipvsadm -R`.
+#[test]
+fn e2e_rendered_files_alone() {
+    if !here_or_in_vm("e2e_rendered_files_alone") {
+        return;
+    }
+    let l = Lab::create("inventories/tun.toml");
+    let hosts = l.hosts();
+    // A fresh guest: nothing has loaded ipip yet, so the modules-load.d file is what loads it.
+    let ipip_loaded = || Path::new("/sys/module/ipip").exists();
+    assert!(!ipip_loaded(), "ipip is loaded before the test: the modules-load.d check would prove nothing");
+    // The client's prior address and default route, as NetworkManager leaves them (with a metric).
+    l.sh(
+        "client",
+        "ip link set eth0 up && ip addr add 192.168.10.50/24 dev eth0 && ip route add default via 192.168.10.1 metric 100",
+    );
+
+    // Not under /tmp: every lab host has a /tmp of its own.
+    std::fs::create_dir_all(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let out = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = out.path().join("render");
+    l.ok(&["render", "--out", dir.to_str().unwrap()]);
+    for h in &hosts {
+        assert!(dir.join(h).join("usr/local/sbin/lvsctl-tun.sh").exists(), "{h}: no script rendered");
+        l.run(h, &["cp", "-a", &format!("{}/{h}/.", dir.display()), "/"]);
+    }
+    l.run("web1", &["/lib/systemd/systemd-modules-load", "/etc/modules-load.d/lvsctl-tun.conf"]);
+    assert!(ipip_loaded(), "systemd-modules-load did not load ipip from the rendered file");
+    // The state to come back to: the files installed, ipip loaded as at every boot from now on.
+    let before = snapshot(&l);
+
+    for h in &hosts {
+        let t = l.run(h, &["/usr/local/sbin/lvsctl-tun.sh", "start"]);
+        assert!(t.contains("started"), "{h}: {t}");
+        // A second start (a unit restarted, a boot after a start) changes nothing.
+        let again = l.run(h, &["/usr/local/sbin/lvsctl-tun.sh", "start"]);
+        assert!(again.contains("already started"), "{h}: {again}");
+    }
+    let svc = &l.lab.services[0];
+    assert_split(&l, svc, 8);
+    let routes = l.sh("client", "ip -4 route show default");
+    assert!(
+        routes.contains("default via 192.168.10.200 dev eth0 proto 76") && routes.contains("metric 100"),
+        "{routes}"
+    );
+
+    // What the director holds is exactly the rules file, in ipvsadm-save's own format and order.
+    let rules = std::fs::read_to_string(dir.join("lvs/etc/lvsctl/tun/ipvsadm.rules")).unwrap();
+    assert_eq!(l.run("lvs", &["ipvsadm-save", "-n"]), rules);
+
+    // A reboot: kernel state gone, files kept; modules-load.d, sysctl.d and the unit bring it back.
+    let out = Command::new(lvsctl_bin()).args(["lab", "reboot"]).arg(&l.inv).arg("web2").output().unwrap();
+    assert!(out.status.success(), "lab reboot web2: {}", text(&out));
+    let boot = text(&out);
+    assert!(boot.contains("systemd-modules-load") && boot.contains("lvsctl-tun.sh start"), "{boot}");
+    let rp = l.sh("web2", "cat /proc/sys/net/ipv4/conf/tunl0/rp_filter /proc/sys/net/ipv4/conf/all/rp_filter");
+    assert_eq!(rp, "0\n0\n", "web2's tunl0 after the reboot");
+    assert_split(&l, svc, 8);
+
+    for h in &hosts {
+        let t = l.run(h, &["/usr/local/sbin/lvsctl-tun.sh", "stop"]);
+        assert!(t.contains("stopped"), "{h}: {t}");
+    }
+    // Everything as before, but for the files the user copied (stop leaves them for the next boot).
+    let installed: Vec<String> = hosts
+        .iter()
+        .flat_map(|h| {
+            let root = dir.join(h);
+            let mut v = Vec::new();
+            let mut stack = vec![root.clone()];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(&d).unwrap().flatten() {
+                    if e.path().is_dir() {
+                        stack.push(e.path());
+                    } else {
+                        v.push(e.path().strip_prefix(&root).unwrap().display().to_string());
+                    }
+                }
+            }
+            v
+        })
+        .collect();
+    let strip = |s: &common::lab::Snapshot| -> common::lab::Snapshot {
+        s.iter()
+            .map(|(h, (k, files))| {
+                let kept: Vec<String> = files
+                    .iter()
+                    .filter(|f| {
+                        let path = f.split(' ').next().unwrap().replacen("usr-local", "usr/local", 1);
+                        // Files the user installed, their directories, and the script's state directories.
+                        !installed.iter().any(|i| i == &path || i.starts_with(&format!("{path}/")))
+                            && !path.starts_with("var/lib/lvsctl-sh")
+                    })
+                    .cloned()
+                    .collect();
+                (h.clone(), (k.clone(), kept))
+            })
+            .collect()
+    };
+    assert_same(&strip(&before), &strip(&snapshot(&l)), "after the script's stop");
+
+    // The rules file loads with `ipvsadm -R`, adding to the table without clearing it first.
+    l.sh("lvs", "ipvsadm -A -t 192.0.2.1:7 -s rr");
+    l.sh("lvs", &format!("ipvsadm -R < {}/lvs/etc/lvsctl/tun/ipvsadm.rules", dir.display()));
+    let table = l.run("lvs", &["ipvsadm-save", "-n"]);
+    assert_eq!(table, format!("-A -t 192.0.2.1:7 -s rr\n{rules}"), "ipvsadm -R must add, not replace");
+}
+
+/// The README's quick start, followed to the letter on three lab hosts standing in for a user's
+/// VMs: a non-root login user with passwordless sudo, host keys learnt on first contact, the
+/// user's key in an ssh agent, lvsctl run from a machine on the VMs' network. The commands and the
+/// inventory are read from README.md, so the README cannot drift from what works.
+#[test]
+fn e2e_readme_quick_start() {
+    if !here_or_in_vm("e2e_readme_quick_start") {
+        return;
+    }
+    if std::env::var_os("LVSCTL_IN_VM").is_none() {
+        // It writes root's known_hosts (host_key = "accept-new"): only in a guest, which forgets.
+        eprintln!("skipped e2e_readme_quick_start: runs only inside `lvsctl lab vm`");
+        return;
+    }
+    let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
+    let section = readme.split("## Quick start on your own VMs").nth(1).unwrap().split("\n## ").next().unwrap();
+    let commands: Vec<String> = section
+        .lines()
+        .filter(|l| l.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .filter_map(|l| l.rsplit_once(": `").map(|(_, c)| c.trim_end_matches('`').to_string()))
+        .collect();
+    assert_eq!(commands.len(), 4, "the quick start's steps with a command: {commands:?}");
+    let inventory: String = section
+        .split("```toml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap()
+        .lines()
+        .map(|l| l.strip_prefix("   ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+
+    let l = Lab::create("tests/fixtures/quickstart-vms.toml");
+    // The VMs: a login user `lab` with the user's key, passwordless sudo on all but web1 for now.
+    let key = lvsctl::lab::run_dir("vms").join("id_ed25519");
+    for h in l.hosts() {
+        l.sh(&h, "id lab >/dev/null 2>&1 || useradd -m -s /bin/sh lab 2>/dev/null; usermod -p '*' lab");
+        if h != "web1" {
+            l.sh(&h, "echo 'lab ALL=(root) NOPASSWD: ALL' > /etc/sudoers.d/lab && chmod 440 /etc/sudoers.d/lab");
+        }
+    }
+    std::fs::create_dir_all("/home/lab/.ssh").unwrap();
+    std::fs::copy(key.with_extension("pub"), "/home/lab/.ssh/authorized_keys").unwrap();
+    std::fs::create_dir_all("/root/.ssh").unwrap();
+    let _ = std::fs::remove_file("/root/.ssh/known_hosts");
+
+    let work = tempfile::tempdir().unwrap();
+    let agent_sock = work.path().join("agent.sock");
+    let mut agent =
+        Command::new("ssh-agent").arg("-D").arg("-a").arg(&agent_sock).stdout(Stdio::null()).spawn().unwrap();
+    while !agent_sock.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let added = Command::new("ssh-add").arg(&key).env("SSH_AUTH_SOCK", &agent_sock).output().unwrap();
+    assert!(added.status.success(), "ssh-add: {}", text(&added));
+    let bin_dir = lvsctl_bin().parent().unwrap().to_path_buf();
+    // The controller: a shell on the VMs' network (the lab's management side), lvsctl on PATH.
+    let user = |cmd: &str| -> (bool, String) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", "lvsctl-vms", "sh", "-c", cmd])
+            .current_dir(work.path())
+            .env("PATH", format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()))
+            .env("SSH_AUTH_SOCK", &agent_sock)
+            .env("LVSCTL_SSH_PERSIST", "0")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        eprintln!("$ {cmd}\n{}", text(&out));
+        (out.status.success(), text(&out))
+    };
+
+    // 1. A starter inventory, valid as written.
+    let (ok, out) = user(&commands[0]);
+    assert!(ok, "{out}");
+    let (ok, out) = user("lvsctl check lab.toml");
+    assert!(ok, "the starter inventory is not valid as written: {out}");
+    // 2. The user's values: on these VMs eth0 is on 192.168.57.0/24 (ssh arrives on another network).
+    let edited: String = inventory
+        .lines()
+        .map(|l| {
+            if l.starts_with("interfaces") || l.starts_with("vip") {
+                l.replace("192.168.56.", "192.168.57.")
+            } else {
+                l.into()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(work.path().join("lab.toml"), edited + "\n").unwrap();
+
+    // Where sudo wants a password, lvsctl says so and what to do, and changes nothing.
+    let (ok, out) = user("lvsctl status lab.toml --host web1");
+    assert!(!ok && out.contains("sudo wants a password") && out.contains("NOPASSWD"), "{out}");
+    l.sh("web1", "echo 'lab ALL=(root) NOPASSWD: ALL' > /etc/sudoers.d/lab && chmod 440 /etc/sudoers.d/lab");
+    let before = snapshot(&l);
+
+    // 3-5 as written.
+    let (ok, out) = user(&commands[1]);
+    assert!(ok && out.contains("is valid"), "{out}");
+    let (ok, out) = user(&commands[2]);
+    assert!(ok, "{out}");
+    assert!(out.contains("every service answers as configured"), "{out}");
+    assert_eq!(l.sh("web1", "cat /proc/sys/net/ipv4/conf/all/arp_ignore"), "1\n", "the agent ran as root");
+    let log = std::fs::read_to_string(lvsctl::lab::build::sshd_log("vms", "lvs")).unwrap();
+    assert!(log.contains("Accepted publickey for lab "), "lvsctl logged in as lab");
+    assert!(!log.contains("Accepted publickey for root "), "lvsctl logged in as root");
+    let known = std::fs::read_to_string("/root/.ssh/known_hosts").unwrap_or_default();
+    assert_eq!(known.lines().count(), 3, "accept-new learnt each host's key: {known}");
+    let (ok, out) = user(&commands[3]);
+    assert!(ok, "{out}");
+    // Everything as before `up`, on every VM (the agent removed with the last lab).
+    let after = snapshot(&l);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert_same(&before, &after, "after the quick start's down");
+}

@@ -81,6 +81,26 @@ pub struct SshSettings {
     pub known_hosts: Option<PathBuf>,
     pub config: Option<PathBuf>,
     pub connect_timeout: u32,
+    /// How the agent gets root when the login user is not root (`become`).
+    #[serde(rename = "become", default, skip_serializing_if = "Become::is_none")]
+    pub become_: Become,
+}
+
+/// `become`: how lvsctl's agent runs as root after logging in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Become {
+    /// The login user runs the agent itself (root logins).
+    #[default]
+    None,
+    /// `sudo -n`: never prompts; a password requirement is an error that says so.
+    Sudo,
+}
+
+impl Become {
+    pub fn is_none(&self) -> bool {
+        *self == Become::None
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

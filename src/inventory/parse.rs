@@ -10,9 +10,10 @@ use super::model::*;
 use super::reader::{Item, Reader, Table};
 
 pub const TOP_KEYS: [&str; 7] = ["name", "description", "mode", "ssh", "hosts", "services", "lab"];
-pub const SSH_KEYS: [&str; 7] = ["user", "port", "identity", "host_key", "known_hosts", "config", "connect_timeout"];
-pub const HOST_SSH_KEYS: [&str; 8] =
-    ["address", "user", "port", "identity", "host_key", "known_hosts", "config", "connect_timeout"];
+pub const SSH_KEYS: [&str; 8] =
+    ["user", "port", "identity", "host_key", "known_hosts", "config", "connect_timeout", "become"];
+pub const HOST_SSH_KEYS: [&str; 9] =
+    ["address", "user", "port", "identity", "host_key", "known_hosts", "config", "connect_timeout", "become"];
 pub const HOST_KEYS: [&str; 6] = ["role", "ssh", "gateway", "interfaces", "vip_device", "address"];
 pub const SERVICE_KEYS: [&str; 10] =
     ["name", "vip", "port", "protocol", "scheduler", "persistence", "netmask", "mode", "real_servers", "description"];
@@ -92,6 +93,7 @@ struct SshDefaults {
     known_hosts: Option<PathBuf>,
     config: Option<PathBuf>,
     connect_timeout: u32,
+    become_: Become,
 }
 
 impl Default for SshDefaults {
@@ -104,6 +106,7 @@ impl Default for SshDefaults {
             known_hosts: None,
             config: None,
             connect_timeout: 10,
+            become_: Become::None,
         }
     }
 }
@@ -382,6 +385,20 @@ fn ssh_field(r: &mut Reader, t: &Table, d: &mut SshDefaults) {
     {
         d.connect_timeout = v as u32;
     }
+    if let Some(i) = t.get(r, "become")
+        && let Some(s) = i.str(r)
+    {
+        match s {
+            "sudo" => d.become_ = Become::Sudo,
+            "none" => d.become_ = Become::None,
+            _ => r.error(
+                i.span(),
+                &i.path,
+                format!("unknown become method \"{}\"", s.escape_debug()),
+                Some(one_of_help(s, &["sudo", "none"])),
+            ),
+        }
+    }
 }
 
 fn parse_ssh_defaults(r: &mut Reader, t: Table, mut d: SshDefaults) -> SshDefaults {
@@ -488,6 +505,7 @@ fn settings(target: SshTarget, d: SshDefaults) -> SshSettings {
         known_hosts: d.known_hosts,
         config: d.config,
         connect_timeout: d.connect_timeout,
+        become_: d.become_,
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use crate::agent::protocol::{Event, Report, Request};
-use crate::inventory::{HostKeyPolicy, SshSettings, SshTarget};
+use crate::inventory::{Become, HostKeyPolicy, SshSettings, SshTarget};
 use crate::paths::INSTALL_ROOT;
 use binary::AgentBinary;
 
@@ -191,8 +191,16 @@ pub enum HostError {
 
 pub enum Transport {
     Local,
-    /// A master connection, and whether it is kept for the next command when this one ends.
-    Ssh(Box<openssh::Session>, bool),
+    Ssh(Box<SshHost>),
+}
+
+pub struct SshHost {
+    session: openssh::Session,
+    /// Whether the master is kept for the next command when this one ends.
+    kept: bool,
+    become_: Become,
+    /// `user@host` for messages.
+    login: String,
 }
 
 fn expand_home(p: &Path) -> PathBuf {
@@ -252,7 +260,7 @@ pub async fn connect(s: &SshSettings, opts: &ConnectOptions) -> Result<Transport
     if let Some(p) = opts.persist.as_ref().filter(usable) {
         let slot = p.slot(s, config);
         if let Some(session) = resume(&slot).await {
-            return Ok(Transport::Ssh(Box::new(session), true));
+            return Ok(Transport::ssh(session, true, s, &dest));
         }
         if std::fs::create_dir(&slot).is_ok() {
             let _ = std::fs::set_permissions(&slot, std::os::unix::fs::PermissionsExt::from_mode(0o700));
@@ -287,7 +295,7 @@ pub async fn connect(s: &SshSettings, opts: &ConnectOptions) -> Result<Transport
     // ssh's ConnectTimeout covers only the TCP connect; bound the whole handshake too.
     let limit = Duration::from_secs(s.connect_timeout as u64 * 3 + 30);
     match tokio::time::timeout(limit, b.connect(&dest)).await {
-        Ok(Ok(session)) => Ok(Transport::Ssh(Box::new(session), kept)),
+        Ok(Ok(session)) => Ok(Transport::ssh(session, kept, s, &dest)),
         Ok(Err(e)) => Err(HostError::Unreachable(explain_ssh(&e, s, &dest))),
         Err(_) => Err(HostError::Unreachable(format!(
             "ssh {}@{dest} port {}: no answer within {} s",
@@ -361,6 +369,32 @@ async fn feed<W: AsyncWrite + Unpin>(w: Option<W>, parts: Vec<Vec<u8>>) -> std::
     Ok(())
 }
 
+/// What a failed `sudo -n` said, in words that say what to do.
+fn explain_sudo(stderr: &str, login: &str) -> Option<String> {
+    let user = login.split('@').next().unwrap_or(login);
+    let e = stderr.to_lowercase();
+    if e.contains("a password is required") || e.contains("a terminal is required") {
+        Some(format!(
+            "{login}: sudo wants a password, and lvsctl never types one (become = \"sudo\" runs `sudo -n`): \
+             let {user} run commands as root without one, e.g. `{user} ALL=(root) NOPASSWD: ALL` in \
+             /etc/sudoers.d/lvsctl (visudo -f), or log in as root"
+        ))
+    } else if e.contains("not in the sudoers file") || e.contains("is not allowed to execute") {
+        Some(format!(
+            "{login}: {user} may not use sudo on this host (become = \"sudo\"): add {user} to the sudoers, \
+             e.g. `{user} ALL=(root) NOPASSWD: ALL` in /etc/sudoers.d/lvsctl, or log in as root"
+        ))
+    } else if e.contains("sudo: not found") || e.contains("sudo: command not found") {
+        Some(format!("{login}: sudo is not installed (become = \"sudo\"): install it, or log in as root"))
+    } else if e.contains("must have a tty") {
+        Some(format!(
+            "{login}: sudo requires a terminal (Defaults requiretty): add `Defaults:{user} !requiretty` to the sudoers"
+        ))
+    } else {
+        None
+    }
+}
+
 fn finish(o: AgentOutput, status: String, stderr: String) -> Result<Report, HostError> {
     match o.report {
         Some(r) => Ok(r),
@@ -414,11 +448,10 @@ impl Transport {
                 let status = child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
                 finish(out, status, err)
             }
-            Transport::Ssh(session, _) => {
-                let (out, status, err) =
-                    self.ssh_exec(session, RUN_SCRIPT, &[&agent.sha256], vec![line.clone()], on_event).await?;
+            Transport::Ssh(host) => {
+                let (out, status, err) = host.exec(RUN_SCRIPT, &[&agent.sha256], vec![line.clone()], on_event).await?;
                 if out.missing_arch.is_none() || status.code != Some(MISSING) {
-                    return finish(out, status.text, err);
+                    return host.finish(out, status.text, err);
                 }
                 let arch = out.missing_arch.unwrap_or_default();
                 if arch != agent.arch {
@@ -434,29 +467,66 @@ impl Transport {
                 let bytes = std::fs::read(&agent.path)
                     .map_err(|e| HostError::Agent(format!("cannot read {}: {e}", agent.path.display())))?;
                 let size = bytes.len().to_string();
-                let (out, status, err) = self
-                    .ssh_exec(
-                        session,
+                let (out, status, err) = host
+                    .exec(
                         if ephemeral { EPHEMERAL_SCRIPT } else { UPLOAD_SCRIPT },
                         &[&agent.sha256, &size],
                         vec![bytes, line],
                         on_event,
                     )
                     .await?;
-                finish(out, status.text, err)
+                host.finish(out, status.text, err)
             }
         }
     }
 
-    async fn ssh_exec(
+    fn ssh(session: openssh::Session, kept: bool, s: &SshSettings, dest: &str) -> Transport {
+        Transport::Ssh(Box::new(SshHost { session, kept, become_: s.become_, login: format!("{}@{dest}", s.user) }))
+    }
+
+    /// Ends the command's use of the connection: a kept master stays for the next command (it
+    /// exits by itself when idle), any other is closed.
+    pub async fn close(self) {
+        match self {
+            Transport::Ssh(h) if h.kept => {
+                let _ = h.session.detach();
+            }
+            Transport::Ssh(h) => {
+                let _ = h.session.close().await;
+            }
+            Transport::Local => {}
+        }
+    }
+}
+
+impl SshHost {
+    fn finish(&self, o: AgentOutput, status: String, stderr: String) -> Result<Report, HostError> {
+        if o.report.is_none()
+            && self.become_ == Become::Sudo
+            && let Some(why) = explain_sudo(&stderr, &self.login)
+        {
+            return Err(HostError::Agent(why));
+        }
+        finish(o, status, stderr)
+    }
+
+    /// Runs one of the fixed scripts with its arguments; with `become = "sudo"`, through
+    /// `sudo -n` (never a prompt: a password requirement fails at once, and says so).
+    async fn exec(
         &self,
-        session: &openssh::Session,
         script: &str,
         args: &[&str],
         input: Vec<Vec<u8>>,
         on_event: &mut (dyn FnMut(Event) + Send),
     ) -> Result<(AgentOutput, ExitInfo, String), HostError> {
-        let mut cmd = session.command("sh");
+        let mut cmd = match self.become_ {
+            Become::None => self.session.command("sh"),
+            Become::Sudo => {
+                let mut c = self.session.command("sudo");
+                c.args(["-n", "--", "sh"]);
+                c
+            }
+        };
         cmd.arg("-c").arg(script).arg("lvsctl-agent");
         for a in args {
             cmd.arg(a);
@@ -472,8 +542,14 @@ impl Transport {
             (child.stdin().take(), child.stdout().take().expect("piped"), child.stderr().take());
         let (fed, out, err) = tokio::join!(feed(stdin, input), read_events(stdout, on_event), read_all(stderr));
         if let Err(e) = fed {
-            // The agent may have finished early (it does not read stdin when missing).
+            // The agent may have finished early (it does not read stdin when missing), or sudo
+            // refused to run it.
             if out.report.is_none() && out.missing_arch.is_none() {
+                if self.become_ == Become::Sudo
+                    && let Some(why) = explain_sudo(&err, &self.login)
+                {
+                    return Err(HostError::Agent(why));
+                }
                 return Err(HostError::Agent(format!("cannot send the request: {e}")));
             }
         }
@@ -483,20 +559,6 @@ impl Transport {
             Err(e) => ExitInfo { code: None, text: e.to_string() },
         };
         Ok((out, status, err))
-    }
-
-    /// Ends the command's use of the connection: a kept master stays for the next command (it
-    /// exits by itself when idle), any other is closed.
-    pub async fn close(self) {
-        match self {
-            Transport::Ssh(s, true) => {
-                let _ = s.detach();
-            }
-            Transport::Ssh(s, false) => {
-                let _ = s.close().await;
-            }
-            Transport::Local => {}
-        }
     }
 }
 
@@ -525,11 +587,23 @@ mod tests {
             known_hosts: None,
             config: None,
             connect_timeout: 10,
+            become_: Become::None,
         }
     }
 
     fn persist(dir: &Path, netns: &str) -> Persist {
         Persist { dir: dir.into(), idle: std::num::NonZeroUsize::new(60).unwrap(), netns: netns.into(), uid: 0 }
+    }
+
+    #[test]
+    fn sudo_refusals_say_what_to_do() {
+        let login = "lab@10.0.0.1";
+        let e = explain_sudo("sudo: a password is required\n", login).unwrap();
+        assert!(e.contains("NOPASSWD") && e.contains("lab ALL=(root)") && e.contains("sudo -n"), "{e}");
+        let e = explain_sudo("lab is not in the sudoers file.  This incident will be reported.\n", login).unwrap();
+        assert!(e.contains("may not use sudo"), "{e}");
+        assert!(explain_sudo("sh: 1: sudo: not found\n", login).unwrap().contains("not installed"));
+        assert!(explain_sudo("the agent's own error\n", login).is_none());
     }
 
     #[test]
