@@ -268,6 +268,10 @@ pub struct UpArgs {
     /// Show what would change on each host, change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Replace a default route even where it carries the SSH session lvsctl arrives on (refused
+    /// without it: the host could become unreachable).
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub tpl: TemplatesArg,
     #[command(flatten)]

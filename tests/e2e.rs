@@ -243,6 +243,14 @@ fn full_cycle(inv: &str, c: Checks) {
     assert_eq!(execs, every(1), "ssh execs per host of status");
     assert!(!status.contains("DRIFTED"), "{status}");
     assert!(status.contains("IPVS on"), "{status}");
+    if l.lab.name == "dr" {
+        // Another process holds the lab's lock on the director (an `up` whose controller went
+        // away, a boot unit): `up` says that it waits, and goes on once the lock is free.
+        let director = l.lab.director().expect("a director").name.clone();
+        l.sh(&director, &format!("flock /run/lvsctl-{}.lock sleep 8 >/dev/null 2>&1 & sleep 1", l.lab.name));
+        let waited = l.ok(&["up", "--host", &director]);
+        assert!(waited.contains(&format!("waiting for the lab lock on {director}")), "{waited}");
+    }
 
     // verify and doctor agree the lab works; then break one thing at a time.
     let (v, execs) = l.counted(&["verify"]);
@@ -753,6 +761,31 @@ fn e2e_readme_quick_start() {
     assert!(!log.contains("Accepted publickey for root "), "lvsctl logged in as root");
     let known = std::fs::read_to_string("/root/.ssh/known_hosts").unwrap_or_default();
     assert_eq!(known.lines().count(), 3, "accept-new learnt each host's key: {known}");
+
+    // A planned gateway that would re-route the SSH session itself is refused, and nothing of it
+    // is done: the controller connects from an address the client reaches only through its
+    // default route (ssh_config BindAddress), and the inventory gives the client another gateway.
+    let (ok, addrs) = user("ip -o -4 addr show");
+    assert!(ok, "{addrs}");
+    let mgmt_dev = addrs.lines().find(|l| l.contains("192.168.56.1/24")).unwrap().split_whitespace().nth(1).unwrap();
+    assert!(user(&format!("ip addr add 198.51.100.1/32 dev {mgmt_dev}")).0);
+    l.sh("client", "ip route add default via 192.168.56.1");
+    std::fs::write(work.path().join("bind.ssh_config"), "BindAddress 198.51.100.1\n").unwrap();
+    let toml = std::fs::read_to_string(work.path().join("lab.toml")).unwrap();
+    let guarded = toml.replacen("[ssh]\n", "[ssh]\nconfig = \"bind.ssh_config\"\n", 1).replacen(
+        "role = \"client\"\n",
+        "role = \"client\"\ngateway = \"192.168.57.1\"\n",
+        1,
+    );
+    std::fs::write(work.path().join("guarded.toml"), guarded).unwrap();
+    let (ok, out) = user("lvsctl up guarded.toml --host client");
+    assert!(!ok, "{out}");
+    assert!(out.contains("comes from 198.51.100.1") && out.contains("lvsctl up --force"), "{out}");
+    let default = l.sh("client", "ip -4 route show default");
+    assert_eq!(default.trim(), "default via 192.168.56.1 dev mgmt0", "the session's route is left alone");
+    l.sh("client", "ip route del default via 192.168.56.1");
+    assert!(user(&format!("ip addr del 198.51.100.1/32 dev {mgmt_dev}")).0);
+
     let (ok, out) = user(&commands[3]);
     assert!(ok, "{out}");
     // Everything as before `up`, on every VM (the agent removed with the last lab).

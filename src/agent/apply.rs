@@ -34,6 +34,8 @@ pub struct Executor<'a, S: System> {
     pub faults: Faults,
     /// A unit file was written or removed: systemd must reload before using it.
     units_changed: bool,
+    /// Where the SSH session comes from, and whether `--force` allows cutting it.
+    pub session: resource::Session,
 }
 
 fn is_unit_file(key: &Key) -> bool {
@@ -57,6 +59,7 @@ impl<'a, S: System> Executor<'a, S> {
             #[cfg(feature = "fault-injection")]
             faults: Faults::default(),
             units_changed: false,
+            session: resource::Session::default(),
         }
     }
 
@@ -123,7 +126,7 @@ impl<'a, S: System> Executor<'a, S> {
             {
                 self.failed("systemd daemon-reload".into(), "load the new unit", e.to_string());
             }
-            let live = Live::read(self.sys, &stage.wants(plan));
+            let live = Live::read(self.sys, &stage.wants(plan), &self.session);
             for d in stage.decide(plan, &live, &*self.journal, self.intent) {
                 self.execute(d);
             }
@@ -210,7 +213,7 @@ impl<'a, S: System> Executor<'a, S> {
         if entries.is_empty() {
             return;
         }
-        let live = Live::read(self.sys, &resource::undo_wants(entries));
+        let live = Live::read(self.sys, &resource::undo_wants(entries), &self.session);
         for u in entries {
             let decision = resource::undo(u, &live);
             self.revert_one(u.key(), decision, reason);

@@ -3,10 +3,11 @@
 //! that `down` cannot undo. One entry per object; the prior value is the one found the first time
 //! lvsctl changed the object, so repeated `up`s never overwrite it.
 
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -180,15 +181,45 @@ pub struct LabLock {
 }
 
 impl LabLock {
-    pub fn acquire(path: &Path) -> io::Result<LabLock> {
+    /// Takes the lab's lock, waiting at most `timeout` while another process holds it; `on_wait`
+    /// is told once, with the holder's pid when it left one, so that nobody waits in silence.
+    /// The holder writes its pid into the lock file for the next one to read.
+    pub fn acquire(path: &Path, timeout: Duration, on_wait: &mut dyn FnMut(Option<u32>)) -> io::Result<LabLock> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(path)?;
-        // SAFETY: flock on a valid open descriptor.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io::Error::last_os_error());
+        let mut file =
+            std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).mode(0o600).open(path)?;
+        let deadline = Instant::now() + timeout;
+        let mut told = false;
+        loop {
+            // SAFETY: flock on a valid open descriptor.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                break;
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(e);
+            }
+            let holder = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<u32>().ok());
+            if !told {
+                on_wait(holder);
+                told = true;
+            }
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "still held by {} after {} s (another lvsctl up or down, or the boot unit, is working on this lab)",
+                        holder.map_or("another process".to_string(), |p| format!("pid {p}")),
+                        timeout.as_secs()
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
+        file.set_len(0)?;
+        file.write_all(format!("{}\n", std::process::id()).as_bytes())?;
         Ok(LabLock { _file: file, path: path.to_path_buf() })
     }
 }
@@ -200,6 +231,35 @@ mod tests {
 
     fn sysctl(prior: &str, applied: &str) -> Undo {
         Undo::Sysctl(sysctl::Undo { key: "k".into(), prior: prior.into(), applied: applied.into() })
+    }
+
+    #[test]
+    fn a_held_lock_is_waited_for_out_loud_then_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.lock");
+        let held = LabLock::acquire(&path, Duration::from_secs(1), &mut |_| panic!("free")).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), std::process::id().to_string());
+        let p = path.clone();
+        let waiter = std::thread::spawn(move || {
+            let mut told = vec![];
+            let l = LabLock::acquire(&p, Duration::from_secs(20), &mut |pid| told.push(pid));
+            (l.is_ok(), told)
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        drop(held);
+        let (ok, told) = waiter.join().unwrap();
+        assert!(ok);
+        assert_eq!(told, [Some(std::process::id())], "told once, with the holder's pid");
+    }
+
+    #[test]
+    fn a_lock_held_too_long_is_an_error_naming_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.lock");
+        let _held = LabLock::acquire(&path, Duration::from_secs(1), &mut |_| {}).unwrap();
+        let e = LabLock::acquire(&path, Duration::from_millis(300), &mut |_| {}).err().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(e.to_string().contains(&format!("pid {}", std::process::id())), "{e}");
     }
 
     #[test]

@@ -110,9 +110,40 @@ impl BootAction {
     }
 }
 
-fn lock(paths: &Paths, lab: &str) -> Result<LabLock, Error> {
+/// How long an operation waits for another one on the same lab (an `up` still finishing after its
+/// controller went away, a boot unit) before it gives up and says who holds the lock.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+fn lock(paths: &Paths, lab: &str, host: &str, emit: &mut dyn FnMut(Event)) -> Result<LabLock, Error> {
     let path = paths.lock(lab);
-    LabLock::acquire(&path).map_err(|source| Error::Lock { lab: lab.to_string(), path, source })
+    let mut on_wait = |holder: Option<u32>| {
+        let by = holder.map_or(String::new(), |p| format!(" (held by pid {p})"));
+        let on = if host.is_empty() { String::new() } else { format!(" on {host}") };
+        emit(Event::Note {
+            message: format!(
+                "waiting for the lab lock{on}{by}: another lvsctl is working on lab {lab}; giving up after {} s",
+                LOCK_WAIT.as_secs()
+            ),
+        });
+    };
+    LabLock::acquire(&path, LOCK_WAIT, &mut on_wait).map_err(|source| Error::Lock {
+        lab: lab.to_string(),
+        path,
+        source,
+    })
+}
+
+/// The SSH client's address, from the variable sshd sets for the session (through sudo, which
+/// clears the environment, the controller's fixed command passes it on as LVSCTL_SSH_CONNECTION).
+fn ssh_peer() -> Option<std::net::Ipv4Addr> {
+    ["LVSCTL_SSH_CONNECTION", "SSH_CONNECTION"].iter().find_map(|v| parse_ssh_connection(&std::env::var(v).ok()?))
+}
+
+/// `CLIENT_IP CLIENT_PORT SERVER_IP SERVER_PORT` → the client's IPv4 address (also when sshd
+/// listens on IPv6 and shows it IPv4-mapped).
+pub fn parse_ssh_connection(v: &str) -> Option<std::net::Ipv4Addr> {
+    let ip = v.split_whitespace().next()?;
+    ip.parse().ok().or_else(|| ip.parse::<std::net::Ipv6Addr>().ok()?.to_ipv4_mapped())
 }
 
 fn valid_lab(lab: &str) -> Result<(), Error> {
@@ -230,9 +261,10 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
     };
     for_this_lab(plan)?;
     let apply = intent == Intent::Apply;
-    let _lock = if apply { Some(lock(paths, &req.lab)?) } else { None };
+    let _lock = if apply { Some(lock(paths, &req.lab, &req.host, emit)?) } else { None };
     let mut journal = Journal::open(&paths.lab_dir(&req.lab), &req.lab, &req.host, apply).map_err(Error::Journal)?;
     let mut exec = Executor::new(sys, &mut journal, intent, emit, &req.host);
+    exec.session = crate::resource::Session { ssh_peer: ssh_peer(), force: req.force };
     #[cfg(feature = "fault-injection")]
     if let Operation::Apply { faults, .. } = &req.op {
         exec.faults = *faults;
@@ -261,7 +293,7 @@ fn down<S: System>(
             emit(Event::Note { message: format!("systemctl stop {unit}: {e}") });
         }
     }
-    let lock = lock(paths, lab)?;
+    let lock = lock(paths, lab, host, emit)?;
     if !Journal::exists(&dir) {
         let message = format!("nothing to undo: no journal of lab {lab} on this host");
         emit(Event::Note { message: message.clone() });
@@ -351,7 +383,7 @@ pub fn boot_run<S: System>(
     emit: &mut dyn FnMut(Event),
 ) -> Result<Report, Error> {
     valid_lab(lab)?;
-    let _lock = lock(paths, lab)?;
+    let _lock = lock(paths, lab, "", emit)?;
     let dir = paths.lab_dir(lab);
     let mut journal = Journal::open(&dir, lab, "", true).map_err(Error::Journal)?;
     let host = journal.data.host.clone();

@@ -14,6 +14,9 @@ pub struct Request {
     pub host: String,
     #[serde(flatten)]
     pub op: Operation,
+    /// `up --force`: change even what would cut the SSH session lvsctl arrives on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,7 +63,7 @@ impl Operation {
 
 impl Request {
     pub fn new(lab: &str, host: &str, op: Operation) -> Request {
-        Request { lab: lab.to_string(), host: host.to_string(), op }
+        Request { lab: lab.to_string(), host: host.to_string(), op, force: false }
     }
 }
 

@@ -443,3 +443,12 @@ fn a_dry_run_lists_the_directories_up_creates() {
     let done: Vec<String> = changes(&applied).into_iter().map(|c| c.0).collect();
     assert_eq!(planned, done, "the dry run lists exactly what up then does");
 }
+
+#[test]
+fn the_ssh_client_is_read_from_sshds_variable() {
+    use super::parse_ssh_connection as p;
+    assert_eq!(p("10.250.0.1 41234 10.250.0.8 22"), Some("10.250.0.1".parse().unwrap()));
+    assert_eq!(p("::ffff:10.250.0.1 41234 ::ffff:10.250.0.8 22"), Some("10.250.0.1".parse().unwrap()));
+    assert_eq!(p("2001:db8::1 41234 2001:db8::8 22"), None);
+    assert_eq!(p(""), None);
+}

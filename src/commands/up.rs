@@ -12,13 +12,16 @@ pub fn run(args: &UpArgs) -> anyhow::Result<u8> {
     let planned = super::Planned::open(&args.inv, &args.connect, &args.tpl)?;
     let lab = &planned.lab;
     let hosts = fleet::selected(lab, &args.connect.filter.hosts);
-    let jobs = planned.jobs(&args.connect.filter, |plan| {
+    let mut jobs = planned.jobs(&args.connect.filter, |plan| {
         if args.dry_run {
             Operation::DryRun { plan: plan.clone() }
         } else {
             with_faults(Operation::apply(plan.clone()))
         }
     });
+    for j in &mut jobs {
+        j.request.force = args.force;
+    }
     let state_dir = fleet::state_dir(&args.connect);
     if !args.dry_run {
         // Remember the hosts before touching them, so a killed controller's `down` still finds them.

@@ -78,8 +78,9 @@ pub fn resolve(explicit: Option<&Path>, require_static: bool) -> anyhow::Result<
     if !is_static && require_static {
         bail!(
             "{} is dynamically linked, and hosts may lack its C library: lvsctl installs a static build on hosts.\n\
-             Build one with `cargo build --release --target x86_64-unknown-linux-musl` and run \
-             target/x86_64-unknown-linux-musl/release/lvsctl, or point --agent-binary (LVSCTL_AGENT_BINARY) at it",
+             Install a static build with `rustup target add x86_64-unknown-linux-musl && cargo install --path . \
+             --target x86_64-unknown-linux-musl` (or the Debian package: scripts/package.sh), or point \
+             --agent-binary (LVSCTL_AGENT_BINARY) at a static lvsctl-agent",
             path.display()
         );
     }

@@ -523,7 +523,9 @@ impl SshHost {
             Become::None => self.session.command("sh"),
             Become::Sudo => {
                 let mut c = self.session.command("sudo");
-                c.args(["-n", "--", "sh"]);
+                // sudo clears the environment: pass on where the session comes from (a fixed
+                // word the login shell expands; nothing of the inventory is in it).
+                c.args(["-n", "--", "env"]).raw_arg("\"LVSCTL_SSH_CONNECTION=$SSH_CONNECTION\"").arg("sh");
                 c
             }
         };

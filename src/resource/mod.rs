@@ -281,6 +281,19 @@ pub struct Live {
     pub systemd: bool,
     /// Unit name → enabled.
     pub units: BTreeMap<String, bool>,
+    /// The session this agent runs in.
+    pub session: Session,
+}
+
+/// Where the SSH session that runs the agent comes from, and what the operator allowed: a
+/// planned default route must not silently cut the connection lvsctl itself arrives on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Session {
+    /// The SSH client's address as this host sees it (`SSH_CONNECTION`); None when not over SSH
+    /// (a local host, the boot unit).
+    pub ssh_peer: Option<std::net::Ipv4Addr>,
+    /// `up --force`: replace a route even when it carries the SSH session.
+    pub force: bool,
 }
 
 impl Default for Live {
@@ -296,6 +309,7 @@ impl Default for Live {
             dirs: BTreeMap::new(),
             systemd: false,
             units: BTreeMap::new(),
+            session: Session::default(),
         }
     }
 }
@@ -321,8 +335,8 @@ fn fact<T>(r: io::Result<T>) -> Fact<T> {
 
 impl Live {
     /// Reads what `w` asks for; nothing else, and nothing is changed.
-    pub fn read<S: System>(sys: &mut S, w: &Wants) -> Live {
-        let mut live = Live::default();
+    pub fn read<S: System>(sys: &mut S, w: &Wants, session: &Session) -> Live {
+        let mut live = Live { session: session.clone(), ..Live::default() };
         if w.modules {
             live.modules = fact(sys.loaded_modules());
         }

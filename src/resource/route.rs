@@ -67,6 +67,16 @@ pub fn decide(specs: &[RouteSpec], live: &Live) -> Vec<Decision> {
                 return Decision::same(key, "is in place");
             }
             let after = want.describe();
+            if let Some(why) = cuts_ssh(r, have, &live.session) {
+                let before = slot.first().map_or("absent".to_string(), |o| o.describe());
+                return Decision::Blocked {
+                    object: key.to_string(),
+                    before,
+                    after,
+                    reason: r.reason.clone(),
+                    error: why,
+                };
+            }
             let (before, prior, replace) = match slot.first() {
                 Some(old) => (old.describe(), Some((*old).clone()), true),
                 None => ("absent".to_string(), None, false),
@@ -82,6 +92,36 @@ pub fn decide(specs: &[RouteSpec], live: &Live) -> Vec<Decision> {
             )
         })
         .collect()
+}
+
+/// The route the kernel picks for `to` among `routes`: the longest prefix, then the lowest metric.
+fn route_for(to: std::net::Ipv4Addr, routes: &[RouteFact]) -> Option<&RouteFact> {
+    routes
+        .iter()
+        .filter(|r| r.destination.contains(&to))
+        .min_by_key(|r| (std::cmp::Reverse(r.destination.prefix_len()), r.metric))
+}
+
+/// Why adding the planned default route would re-route the SSH session lvsctl arrives on: its
+/// client is reached through a default route today, and the planned one (metric 0, so it wins over
+/// every other default) goes through another gateway. None when it is safe, or `--force` was given.
+fn cuts_ssh(spec: &RouteSpec, have: &[RouteFact], session: &super::Session) -> Option<String> {
+    let peer = session.ssh_peer?;
+    if session.force || spec.destination.prefix_len() != 0 || !spec.destination.contains(&peer) {
+        return None;
+    }
+    let carrier = route_for(peer, have)?;
+    if carrier.destination.prefix_len() != 0 || (carrier.gateway == spec.gateway && spec.gateway.is_some()) {
+        return None;
+    }
+    Some(format!(
+        "the SSH session lvsctl arrives on comes from {peer}, which this host reaches through its default route ({}); \
+         the planned default route{} would send it elsewhere and could cut lvsctl off this host. \
+         Make sure {peer} stays reachable another way (a route of its own, or an ssh address on a subnet this host is on), \
+         then run `lvsctl up --force` to replace it anyway",
+        carrier.describe(),
+        spec.gateway.map(|g| format!(" via {g}")).unwrap_or_default()
+    ))
 }
 
 pub fn undo(u: &Undo, live: &Live) -> Decision {

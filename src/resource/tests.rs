@@ -256,6 +256,42 @@ fn routes() {
     );
 }
 
+/// A planned default route that would re-route the SSH session lvsctl arrives on is refused
+/// (unless `--force`); one that leaves it alone (its client on a connected subnet, or the same
+/// gateway) goes ahead.
+#[test]
+fn a_default_route_carrying_the_ssh_session_is_not_replaced_without_force() {
+    let mut p = empty_plan();
+    p.routes = vec![RouteSpec {
+        destination: "0.0.0.0/0".parse().unwrap(),
+        gateway: Some("10.0.0.254".parse().unwrap()),
+        dev: None,
+        reason: "r".into(),
+    }];
+    let connected = RouteFact { gateway: None, scope: 253, ..route("10.0.0.0/24", "10.0.0.1", 2) };
+    let dhcp = RouteFact { metric: 100, ..route("0.0.0.0/0", "10.0.0.1", 16) };
+    let at = |peer: &str, force: bool| Live {
+        routes: Ok(vec![connected.clone(), dhcp.clone()]),
+        session: Session { ssh_peer: Some(peer.parse().unwrap()), force },
+        ..Live::default()
+    };
+    let ds = Stage::Routes.decide(&p, &at("192.0.2.7", false), &Vec::new(), Intent::Apply);
+    let got = line(&ds[0]);
+    assert!(got.starts_with("! route default: absent -> default via 10.0.0.254 proto lvsctl ("), "{got}");
+    assert!(
+        got.contains("comes from 192.0.2.7") && got.contains("default via 10.0.0.1 proto dhcp metric 100"),
+        "{got}"
+    );
+    assert!(got.contains("lvsctl up --force"), "{got}");
+    // With --force, on a connected subnet, or not over SSH: a change as usual.
+    for live in
+        [at("192.0.2.7", true), at("10.0.0.9", false), Live { session: Session::default(), ..at("192.0.2.7", false) }]
+    {
+        let ds = Stage::Routes.decide(&p, &live, &Vec::new(), Intent::Apply);
+        assert_eq!(lines(&ds), ["~ route default: absent -> default via 10.0.0.254 proto lvsctl"]);
+    }
+}
+
 fn service_key() -> ServiceKey {
     ServiceKey { protocol: Protocol::Tcp, addr: "10.0.0.100".parse().unwrap(), port: 80 }
 }
