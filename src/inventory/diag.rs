@@ -67,6 +67,11 @@ pub struct SourceMap<'a> {
 }
 
 impl<'a> SourceMap<'a> {
+    /// The source text of a span (empty when it is not within the file).
+    pub fn text(&self, span: std::ops::Range<usize>) -> &'a str {
+        self.src.get(span).unwrap_or("")
+    }
+
     pub fn new(file: &'a Path, src: &'a str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(src.match_indices('\n').map(|(i, _)| i + 1));

@@ -7,7 +7,7 @@ use ipnet::Ipv4Net;
 
 use super::diag::one_of_help;
 use super::model::*;
-use super::reader::{Item, Reader, Table};
+use super::reader::{Item, Reader, Table, join};
 
 pub const TOP_KEYS: [&str; 7] = ["name", "description", "mode", "ssh", "hosts", "services", "lab"];
 pub const SSH_KEYS: [&str; 8] =
@@ -17,6 +17,8 @@ pub const HOST_SSH_KEYS: [&str; 9] =
 pub const HOST_KEYS: [&str; 6] = ["role", "ssh", "gateway", "interfaces", "vip_device", "address"];
 pub const SERVICE_KEYS: [&str; 10] =
     ["name", "vip", "port", "protocol", "scheduler", "persistence", "netmask", "mode", "real_servers", "description"];
+/// Longest persistence ipvsadm and the kernel accept: 31 days, in seconds.
+pub const MAX_PERSISTENCE: i128 = 31 * 24 * 3600;
 pub const BACKEND_KEYS: [&str; 5] = ["host", "weight", "port", "u_threshold", "l_threshold"];
 pub const LAB_KEYS: [&str; 2] = ["segments", "management"];
 
@@ -293,6 +295,15 @@ pub fn parse_interface_cidr(s: &str) -> Result<Ipv4Net, (String, String)> {
             ));
         }
     };
+    if let Some(why) = special_address(ip) {
+        return Err((format!("\"{shown}\": {ip} is {why}"), "give the host's own unicast address".into()));
+    }
+    if prefix == 0 {
+        return Err((
+            format!("\"{shown}\": a /0 prefix makes every address of the internet on-link"),
+            "write the prefix of the host's subnet, like /24".into(),
+        ));
+    }
     let net = Ipv4Net::new(ip, prefix).expect("prefix checked");
     if prefix < 31 && ip == net.network() {
         return Err((
@@ -322,6 +333,31 @@ fn parse_ip_item(r: &mut Reader, i: &Item) -> Option<Ipv4Addr> {
             None
         }
     }
+}
+
+/// Why an address cannot be a host's, a VIP or a next hop: the kernel gives it another meaning.
+pub fn special_address(a: Ipv4Addr) -> Option<&'static str> {
+    if a.is_unspecified() {
+        Some("the unspecified address (0.0.0.0 means \"any\")")
+    } else if a.is_broadcast() {
+        Some("the limited broadcast address")
+    } else if a.is_loopback() {
+        Some("a loopback address (127.0.0.0/8 never leaves a host)")
+    } else if a.is_multicast() {
+        Some("a multicast address (224.0.0.0/4)")
+    } else {
+        None
+    }
+}
+
+/// An address that must belong to one host (a VIP, a gateway, a real server's address).
+fn parse_host_ip_item(r: &mut Reader, i: &Item, what: &str) -> Option<Ipv4Addr> {
+    let a = parse_ip_item(r, i)?;
+    if let Some(why) = special_address(a) {
+        r.error(i.span(), &i.path, format!("{a} is {why}"), Some(format!("give a unicast address as {what}")));
+        return None;
+    }
+    Some(a)
 }
 
 fn parse_path_item(r: &mut Reader, i: &Item) -> Option<PathBuf> {
@@ -425,7 +461,57 @@ fn parse_ssh_target(r: &mut Reader, i: &Item) -> Option<SshTarget> {
         );
         return None;
     }
+    if looks_numeric(s) && s.parse::<Ipv4Addr>().is_err() {
+        r.error(
+            i.span(),
+            &i.path,
+            format!("ssh destination \"{s}\" looks like an IPv4 address but is not written as one"),
+            Some(format!(
+                "the resolver reads 0-prefixed parts as octal and 0x as hexadecimal, and fills in missing parts ({s} may be another machine{}): write four decimal numbers without leading zeros",
+                inet_aton(s).map(|a| format!(", {a}")).unwrap_or_default()
+            )),
+        );
+        return None;
+    }
     Some(SshTarget::Remote(s.to_string()))
+}
+
+/// Every dot-separated part is a number as inet_aton(3) reads it (decimal, 0-octal, 0x-hex):
+/// the resolver takes such a name as an address, whatever DNS says.
+fn looks_numeric(s: &str) -> bool {
+    s.split('.').all(|p| {
+        let p = p.to_ascii_lowercase();
+        match p.strip_prefix("0x") {
+            Some(h) => h.chars().all(|c| c.is_ascii_hexdigit()),
+            None => !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()),
+        }
+    })
+}
+
+/// What inet_aton(3) (and so ssh's resolver) makes of a numeric-looking name, to show the user.
+fn inet_aton(s: &str) -> Option<Ipv4Addr> {
+    let parts: Vec<u64> = s
+        .split('.')
+        .map(|p| {
+            let p = p.to_ascii_lowercase();
+            if let Some(h) = p.strip_prefix("0x") {
+                if h.is_empty() { Some(0) } else { u64::from_str_radix(h, 16).ok() }
+            } else if p.len() > 1 && p.starts_with('0') {
+                u64::from_str_radix(&p[1..], 8).ok()
+            } else {
+                p.parse().ok()
+            }
+        })
+        .collect::<Option<_>>()?;
+    let (last, head) = parts.split_last()?;
+    if head.len() > 3 || head.iter().any(|&p| p > 255) || *last >= 1u64 << (8 * (4 - head.len())) {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for (i, p) in head.iter().enumerate() {
+        v |= p << (24 - 8 * i);
+    }
+    Some(Ipv4Addr::from((v | last) as u32))
 }
 
 fn parse_host(r: &mut Reader, name: String, t: Table, defaults: &SshDefaults) -> DraftHost {
@@ -447,7 +533,7 @@ fn parse_host(r: &mut Reader, name: String, t: Table, defaults: &SshDefaults) ->
         Some(i) => parse_ssh_target(r, &i).map(|target| settings(target, defaults.clone())),
         None => None,
     };
-    let gateway = t.get(r, "gateway").and_then(|i| parse_ip_item(r, &i));
+    let gateway = t.get(r, "gateway").and_then(|i| parse_host_ip_item(r, &i, "the gateway"));
     let mut interfaces = Vec::new();
     if let Some(i) = t.get(r, "interfaces")
         && let Some(it) = i.table(r)
@@ -490,7 +576,7 @@ fn parse_host(r: &mut Reader, name: String, t: Table, defaults: &SshDefaults) ->
         }
         Some(s.to_string())
     });
-    let address = t.get(r, "address").and_then(|i| parse_ip_item(r, &i));
+    let address = t.get(r, "address").and_then(|i| parse_host_ip_item(r, &i, "the real server's address"));
     t.finish(r, &HOST_KEYS);
     DraftHost { name, path, role, ssh, gateway, interfaces, vip_device, address }
 }
@@ -517,7 +603,7 @@ fn parse_service(r: &mut Reader, index: usize, t: Table) -> DraftService {
     }
     let vip = t
         .require(r, "vip", "add `vip = \"192.168.188.100\"`, the address clients connect to")
-        .and_then(|i| parse_ip_item(r, &i));
+        .and_then(|i| parse_host_ip_item(r, &i, "the VIP"));
     let port = t
         .require(r, "port", "add `port = 80`, the port clients connect to")
         .and_then(|i| i.int_in(r, 1, 65535, "port"))
@@ -542,8 +628,9 @@ fn parse_service(r: &mut Reader, index: usize, t: Table) -> DraftService {
         },
         None => DEFAULT_SCHEDULER.into(),
     };
+    // ipvsadm and the kernel take at most 31 days (ipvsadm's MAX_TIMEOUT).
     let persistence =
-        t.get(r, "persistence").and_then(|i| i.int_in(r, 0, u32::MAX as i128, "persistence")).unwrap_or(0) as u32;
+        t.get(r, "persistence").and_then(|i| i.int_in(r, 0, MAX_PERSISTENCE, "persistence")).unwrap_or(0) as u32;
     let netmask = t.get(r, "netmask").and_then(|i| {
         let a = parse_ip_item(r, &i)?;
         if ipnet::ipv4_mask_to_prefix(a).is_err() {
@@ -577,12 +664,25 @@ fn parse_service(r: &mut Reader, index: usize, t: Table) -> DraftService {
                     .and_then(|h| h.str(r).map(str::to_string));
                 let weight = bt.get(r, "weight").and_then(|w| w.int_in(r, 0, 65535, "weight")).unwrap_or(1) as u32;
                 let port = bt.get(r, "port").and_then(|p| p.int_in(r, 1, 65535, "port")).map(|p| p as u16);
-                let u_threshold =
-                    bt.get(r, "u_threshold").and_then(|p| p.int_in(r, 0, u32::MAX as i128, "u_threshold")).unwrap_or(0)
-                        as u32;
-                let l_threshold =
-                    bt.get(r, "l_threshold").and_then(|p| p.int_in(r, 0, u32::MAX as i128, "l_threshold")).unwrap_or(0)
-                        as u32;
+                // ipvsadm reads thresholds as C ints.
+                // Err: already reported (no follow-on error is built on a value that failed).
+                let threshold = |r: &mut Reader, key: &str| match bt.get(r, key) {
+                    None => Ok(0),
+                    Some(p) => p.int_in(r, 0, i32::MAX as i128, key).map(|v| v as u32).ok_or(()),
+                };
+                let (u, l) = (threshold(r, "u_threshold"), threshold(r, "l_threshold"));
+                let (u_threshold, l_threshold) = (u.unwrap_or(0), l.unwrap_or(0));
+                // The kernel refuses a lower threshold above the upper one (0 = no upper limit
+                // counts as 0), and would fail at `up` instead of here.
+                if u.is_ok() && l.is_ok() && l_threshold > u_threshold {
+                    let at = join(&bt.path, "l_threshold");
+                    let help = if u_threshold == 0 {
+                        format!("l_threshold only works with an upper limit: set u_threshold above {l_threshold}, or remove l_threshold")
+                    } else {
+                        format!("use an l_threshold of at most {u_threshold} (connections at which the server takes new ones again)")
+                    };
+                    r.error_at(&at, format!("l_threshold {l_threshold} is above u_threshold {u_threshold}"), Some(help));
+                }
                 let path = bt.path.clone();
                 bt.finish(r, &BACKEND_KEYS);
                 Some(DraftBackend { path, host, weight, port, u_threshold, l_threshold })

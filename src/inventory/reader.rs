@@ -95,7 +95,22 @@ impl<'t, 'i> Item<'t, 'i> {
 
     pub fn int(&self, r: &mut Reader) -> Option<i128> {
         match self.node.value.get_ref() {
-            DeValue::Integer(i) => i128::from_str_radix(i.as_str(), i.radix()).ok(),
+            DeValue::Integer(i) => match i128::from_str_radix(i.as_str(), i.radix()) {
+                Ok(v) => Some(v),
+                // Never a silent None: the key would count as absent (a service dropped, a
+                // default used instead), and `check` would call the inventory valid.
+                Err(e) => {
+                    let text = r.map.text(self.span()).trim().to_string();
+                    let msg = match e.kind() {
+                        std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+                            format!("integer {text} is far too large")
+                        }
+                        _ => format!("{text} is not an integer (no digits after its prefix)"),
+                    };
+                    r.error(self.span(), &self.path, msg, Some("write a decimal integer, e.g. 80".into()));
+                    None
+                }
+            },
             _ => {
                 self.type_error(r, "an integer");
                 None

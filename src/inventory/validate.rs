@@ -82,7 +82,12 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
     let mut endpoints: HashMap<(SshTarget, u16), &str> = HashMap::new();
     for h in &hosts {
         if let Some(ssh) = &h.ssh {
-            let key = (ssh.target.clone(), if ssh.target == SshTarget::Local { 0 } else { ssh.port });
+            // Host names are case-insensitive: WEB1 and web1 are one machine.
+            let target = match &ssh.target {
+                SshTarget::Remote(a) => SshTarget::Remote(a.to_ascii_lowercase()),
+                t => t.clone(),
+            };
+            let key = (target, if ssh.target == SshTarget::Local { 0 } else { ssh.port });
             if let Some(first) = endpoints.get(&key) {
                 let shown = match &ssh.target {
                     SshTarget::Local => "local".to_string(),
@@ -121,6 +126,16 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
                     &gp,
                     format!("gateway {gw} is {}'s own address", h.name),
                     Some("the gateway is the next hop: a router's or the director's address".into()),
+                );
+            } else if let Some(net) = net_containing(h, gw)
+                && net.prefix_len() < 31
+                && (gw == net.network() || gw == net.broadcast())
+            {
+                let which = if gw == net.network() { "network" } else { "broadcast" };
+                r.error_at(
+                    &gp,
+                    format!("gateway {gw} is the {which} address of {}", net.trunc()),
+                    Some("the gateway is a router's or the director's own address on that subnet".into()),
                 );
             } else if !h.interfaces.is_empty() && net_containing(h, gw).is_none() {
                 let subnets: Vec<String> = addresses(h).map(|(_, _, a)| a.trunc().to_string()).collect();
@@ -266,6 +281,9 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
     }
 
     let lab_spec = lab.and_then(|l| check_lab(r, l, &hosts, &by_name, &names));
+    if let (Some(spec), Some(director)) = (&lab_spec, director) {
+        check_lab_l2(r, spec, &out_services, director, &by_name);
+    }
 
     if !r.diags.is_empty() {
         return None;
@@ -315,6 +333,29 @@ fn check_service(
                     &join(&s.path, "vip"),
                     format!("VIP {vip} is {}'s own address", h.name),
                     Some("choose an address no host but the director holds; lvsctl puts the VIP where each mode needs it".into()),
+                );
+            }
+        }
+        // The VIP moves between hosts' lo, tunl0 and the director: it cannot also be where
+        // lvsctl connects to a host, or a next hop.
+        for h in by_name.values() {
+            if let Some(ssh) = &h.ssh
+                && matches!(&ssh.target, crate::inventory::SshTarget::Remote(a) if a.parse::<Ipv4Addr>() == Ok(vip))
+            {
+                r.error_at(
+                    &join(&s.path, "vip"),
+                    format!("VIP {vip} is the ssh address of host {}", h.name),
+                    Some("lvsctl would reach whichever host holds the VIP: give the VIP an address of its own".into()),
+                );
+            }
+            if h.gateway == Some(vip) {
+                r.error_at(
+                    &join(&s.path, "vip"),
+                    format!("VIP {vip} is host {}'s gateway", h.name),
+                    Some(
+                        "a gateway is a router's or the director's own address: give the VIP an address of its own"
+                            .into(),
+                    ),
                 );
             }
         }
@@ -489,6 +530,50 @@ fn resolve_rs_address(
     None
 }
 
+/// In a lab, NAT and DR real servers must share an L2 segment with the director on the subnet
+/// they share (DR reaches them by MAC; NAT's replies come back on that link). TUN real servers
+/// may sit behind routers.
+fn check_lab_l2(
+    r: &mut Reader,
+    spec: &LabSpec,
+    services: &[Service],
+    director: &DraftHost,
+    by_name: &BTreeMap<&str, &DraftHost>,
+) {
+    let segment_of = |host: &str, ifname: &str| {
+        spec.segments.iter().find(|s| s.members.iter().any(|(h, i)| h == host && i == ifname)).map(|s| s.name.as_str())
+    };
+    let mut reported = BTreeSet::new();
+    for svc in services.iter().filter(|s| s.mode.profile().real_server.same_l2) {
+        for b in &svc.real_servers {
+            let Some(rs) = by_name.get(b.host.as_str()) else { continue };
+            let shared: Vec<(&str, &str)> = addresses(rs)
+                .flat_map(|(ri, _, ra)| {
+                    addresses(director)
+                        .filter(move |(_, _, da)| da.trunc() == ra.trunc())
+                        .map(move |(di, _, _)| (ri, di))
+                })
+                .collect();
+            let linked = shared
+                .iter()
+                .any(|(ri, di)| segment_of(&rs.name, ri).is_some_and(|s| Some(s) == segment_of(&director.name, di)));
+            if !shared.is_empty() && !linked && reported.insert(rs.name.clone()) {
+                let (ri, di) = shared[0];
+                r.error_at(
+                    "lab.segments",
+                    format!(
+                        "{}:{ri} and {}:{di} share a subnet but no [lab] segment: {} real servers need an L2 path to the director",
+                        rs.name,
+                        director.name,
+                        svc.mode.as_str().to_uppercase()
+                    ),
+                    Some(format!("put \"{}:{ri}\" on the segment of \"{}:{di}\"", rs.name, director.name)),
+                );
+            }
+        }
+    }
+}
+
 fn check_lab(
     r: &mut Reader,
     l: super::parse::DraftLab,
@@ -587,6 +672,21 @@ fn check_lab(
             }
             None => ok = false,
         }
+    }
+    // The lab gives each host its ssh address on the management network: one address, one host
+    // (other ports would not make two machines of one address here).
+    let mut by_addr: HashMap<Ipv4Addr, (&str, u16)> = HashMap::new();
+    for (h, ip) in &ssh_addrs {
+        let port = h.ssh.as_ref().map_or(22, |s| s.port);
+        // The same port is the same endpoint, reported as such above.
+        if let Some((first, _)) = by_addr.get(ip).filter(|(_, p)| *p != port) {
+            r.error_at(
+                &join(&h.path, "ssh"),
+                format!("{ip} is also host {first}'s ssh address"),
+                Some("a lab host is a machine of its own: give each host its own ssh address".into()),
+            );
+        }
+        by_addr.entry(*ip).or_insert((&h.name, port));
     }
     let management =
         l.management.or_else(|| ssh_addrs.first().map(|(_, ip)| Ipv4Net::new(*ip, 24).expect("24 is valid").trunc()));
