@@ -10,6 +10,7 @@ pub mod inventory;
 pub mod ipvs;
 pub mod lab;
 pub mod modes;
+pub mod output;
 pub mod paths;
 pub mod plan;
 pub mod remote;

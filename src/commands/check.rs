@@ -4,7 +4,7 @@ use crate::cli::InventoryArg;
 
 pub fn run(a: &InventoryArg) -> anyhow::Result<u8> {
     let lab = super::load_inventory(&a.inventory)?;
-    println!(
+    crate::outln!(
         "{}: lab {} ({} mode) is valid: {}, {}",
         a.inventory.display(),
         lab.name,

@@ -34,18 +34,22 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<u8> {
         .collect();
     let findings = diagnose(lab, &facts);
     match args.out.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&findings)?),
+        Output::Json => crate::outln!("{}", serde_json::to_string_pretty(&findings)?),
         Output::Text if findings.is_empty() => {
-            println!(
+            crate::outln!(
                 "doctor: no problem found on {} ({} mode): every host matches the rules and the plan",
                 crate::plural(facts.len(), "host"),
                 lab.mode
             )
         }
         Output::Text => {
-            print!("{}", render_text(&findings));
+            crate::out!("{}", render_text(&findings));
             let hosts: std::collections::BTreeSet<&str> = findings.iter().map(|f| f.host.as_str()).collect();
-            println!("doctor: {} on {}", crate::plural(findings.len(), "problem"), crate::plural(hosts.len(), "host"));
+            crate::outln!(
+                "doctor: {} on {}",
+                crate::plural(findings.len(), "problem"),
+                crate::plural(hosts.len(), "host")
+            );
         }
     }
     Ok(if findings.is_empty() { crate::exit::OK } else { crate::exit::CHECK_FAILED })

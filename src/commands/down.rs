@@ -49,7 +49,7 @@ pub fn run(args: &DownArgs) -> anyhow::Result<u8> {
         let gone: Vec<&str> = targets.iter().filter(|(n, _)| lab.host(n).is_none()).map(|(n, _)| n.as_str()).collect();
         let extra =
             if gone.is_empty() { String::new() } else { format!(" (no longer in the inventory: {})", gone.join(", ")) };
-        println!("lab {}: undoing on {}{extra}", lab.name, crate::plural(jobs.len(), "host"));
+        crate::outln!("lab {}: undoing on {}{extra}", lab.name, crate::plural(jobs.len(), "host"));
     }
     let outcomes = session.run(jobs, printer.clone());
     for o in &outcomes {
@@ -66,11 +66,11 @@ pub fn run(args: &DownArgs) -> anyhow::Result<u8> {
         .map_err(|e| anyhow::anyhow!("cannot write the controller state in {}: {e}", state_dir.display()))?;
     match args.out.output {
         Output::Text => {
-            println!();
+            crate::outln!();
             let s = fleet::summary(&outcomes, "undone", &printer, started);
-            println!("{s}");
+            crate::outln!("{s}");
         }
-        Output::Json => println!("{}", super::outcomes_json(&outcomes)),
+        Output::Json => crate::outln!("{}", super::outcomes_json(&outcomes)),
     }
     Ok(fleet::exit_code(&outcomes))
 }

@@ -2,7 +2,7 @@
 //! stopping or hiding another's; events printed as they arrive.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -58,9 +58,7 @@ impl Printer {
             return;
         }
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{host:<w$}  {text}", w = self.width);
-        let _ = out.flush();
+        crate::outln!("{host:<w$}  {text}", w = self.width);
     }
 
     fn paint(&self, code: &str, s: &str) -> String {

@@ -31,7 +31,8 @@ pub fn load_inventory(path: &Path) -> anyhow::Result<Lab> {
             )
             .into())
         }
-        Err(e @ LoadError::Io { .. }) => Err(Exit::new(exit::INVALID, e.to_string()).into()),
+        // Not an invalid inventory: one that could not be read (exit status 1, not 3).
+        Err(e @ LoadError::Io { .. }) => Err(Exit::new(exit::ERROR, e.to_string()).into()),
     }
 }
 

@@ -14,8 +14,8 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<u8> {
     let mut plans = plan::plan(&lab, &ctx)?;
     plans.retain(|p| args.filter.hosts.is_empty() || args.filter.hosts.contains(&p.host));
     match args.out.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&plans)?),
-        Output::Text => print!("{}", render_text(&lab, &plans)),
+        Output::Json => crate::outln!("{}", serde_json::to_string_pretty(&plans)?),
+        Output::Text => crate::out!("{}", render_text(&lab, &plans)),
     }
     Ok(crate::exit::OK)
 }

@@ -20,12 +20,12 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<u8> {
         match &args.out {
             None => {
                 for f in files {
-                    println!("==> {}: /{} <==", p.host, f.name);
-                    print!("{}", f.content);
+                    crate::outln!("==> {}: /{} <==", p.host, f.name);
+                    crate::out!("{}", f.content);
                     if !f.content.ends_with('\n') {
-                        println!();
+                        crate::outln!();
                     }
-                    println!();
+                    crate::outln!();
                 }
             }
             Some(dir) => {

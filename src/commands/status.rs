@@ -19,7 +19,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<u8> {
     let outcomes = planned.session.run(jobs, printer.clone());
     let drifted = outcomes.iter().any(|o| o.result.as_ref().is_ok_and(|r| r.changes > 0));
     if args.out.output == Output::Json {
-        println!("{}", super::outcomes_json(&outcomes));
+        crate::outln!("{}", super::outcomes_json(&outcomes));
     } else {
         for o in &outcomes {
             match &o.result {
@@ -42,13 +42,19 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<u8> {
         for o in &outcomes {
             let Ok(r) = &o.result else { continue };
             let Some(table) = r.ipvs() else { continue };
-            println!("\nIPVS on {} (counters since the service was added):", o.host);
-            println!(
+            crate::outln!("\nIPVS on {} (counters since the service was added):", o.host);
+            crate::outln!(
                 "  {:<26} {:<8} {:>7} {:>7} {:>8} {:>8} {:>8}",
-                "service / real server", "forward", "weight", "active", "inactive", "conns", "inpkts"
+                "service / real server",
+                "forward",
+                "weight",
+                "active",
+                "inactive",
+                "conns",
+                "inpkts"
             );
             for s in table {
-                println!(
+                crate::outln!(
                     "  {:<26} {:<8} {:>7} {:>7} {:>8} {:>8} {:>8}",
                     s.entry.key.to_string(),
                     s.entry.config.describe(),
@@ -59,7 +65,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<u8> {
                     s.entry.stats.inpkts
                 );
                 for d in &s.dests {
-                    println!(
+                    crate::outln!(
                         "    -> {:<20} {:<8} {:>7} {:>7} {:>8} {:>8} {:>8}",
                         d.key.to_string(),
                         fwd_name(d.config.fwd),

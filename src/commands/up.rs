@@ -37,17 +37,17 @@ pub fn run(args: &UpArgs) -> anyhow::Result<u8> {
     let printer = Arc::new(Printer::new(&names, args.out.output == Output::Json));
     if args.out.output == Output::Text {
         let what = if args.dry_run { "dry run: nothing is changed" } else { "applying" };
-        println!("lab {} ({} mode), {}: {what}", lab.name, lab.mode, crate::plural(jobs.len(), "host"));
+        crate::outln!("lab {} ({} mode), {}: {what}", lab.name, lab.mode, crate::plural(jobs.len(), "host"));
     }
     let outcomes = planned.session.run(jobs, printer.clone());
     let verb = if args.dry_run { "to change" } else { "changed" };
     match args.out.output {
         Output::Text => {
-            println!();
+            crate::outln!();
             let s = fleet::summary(&outcomes, verb, &printer, started);
-            println!("{s}");
+            crate::outln!("{s}");
         }
-        Output::Json => println!("{}", super::outcomes_json(&outcomes)),
+        Output::Json => crate::outln!("{}", super::outcomes_json(&outcomes)),
     }
     Ok(fleet::exit_code(&outcomes))
 }

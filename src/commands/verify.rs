@@ -424,16 +424,19 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<u8> {
     let results: Vec<ServiceResult> =
         services.iter().zip(answers.iter()).map(|(s, a)| judge(s, a, &before_t, &after_t)).collect();
     match args.out.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&results)?),
+        Output::Json => crate::outln!("{}", serde_json::to_string_pretty(&results)?),
         Output::Text => {
             for r in &results {
-                println!("{}", render(r, &client.name));
+                crate::outln!("{}", render(r, &client.name));
             }
             let bad = results.iter().filter(|r| !r.ok()).count();
             if bad == 0 {
-                println!("verify: every service answers as configured ({})", crate::plural(results.len(), "service"));
+                crate::outln!(
+                    "verify: every service answers as configured ({})",
+                    crate::plural(results.len(), "service")
+                );
             } else {
-                println!("verify: FAILED for {bad} of {}", crate::plural(results.len(), "service"));
+                crate::outln!("verify: FAILED for {bad} of {}", crate::plural(results.len(), "service"));
             }
         }
     }

@@ -23,11 +23,50 @@ pub enum LoadError {
     Invalid(Diagnostics),
 }
 
+/// The largest inventory lvsctl reads: far beyond any lab, far below what could exhaust memory.
+pub const MAX_SIZE: u64 = 4 << 20;
+
 /// Reads and validates an inventory file.
 pub fn load(path: &Path) -> Result<Lab, LoadError> {
-    let src =
-        std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
+    let src = read(path).map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
     parse_str(path, &src).map_err(LoadError::Invalid)
+}
+
+/// An inventory's text: a regular file (a FIFO would block, a device like /dev/zero never end) of
+/// at most MAX_SIZE bytes, checked on the opened file so that nothing can swap it in between.
+fn read(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);
+    // O_NONBLOCK: opening a FIFO must not wait for a writer before its type can be checked.
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        let t = meta.file_type();
+        use std::os::unix::fs::FileTypeExt;
+        let what = if t.is_dir() {
+            "a directory"
+        } else if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_char_device() || t.is_block_device() {
+            "a device"
+        } else if t.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(invalid(format!("it is {what}: give the inventory's TOML file")));
+    }
+    if meta.len() > MAX_SIZE {
+        return Err(invalid(format!("it is {} bytes, more than an inventory's {MAX_SIZE}", meta.len())));
+    }
+    let mut bytes = Vec::new();
+    f.take(MAX_SIZE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_SIZE {
+        return Err(invalid(format!("it grew beyond an inventory's {MAX_SIZE} bytes while being read")));
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| invalid(format!("it is not UTF-8 text (byte {})", e.utf8_error().valid_up_to())))
 }
 
 /// Parses and validates inventory text; `path` is used in messages only.

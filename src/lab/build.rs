@@ -628,20 +628,20 @@ pub fn create(lab: &Lab) -> anyhow::Result<u8> {
         let _ = destroy_state(&state);
         return Err(e);
     }
-    println!(
+    crate::outln!(
         "lab {} is up on this machine ({:.0} s): {}",
         lab.name,
         started.elapsed().as_secs_f64(),
         crate::plural(lab.hosts.len(), "host")
     );
-    println!("  provision it:   lvsctl up {}", inv.display());
-    println!("  run a command:  lvsctl lab exec {} HOST -- ip addr", inv.display());
-    println!(
+    crate::outln!("  provision it:   lvsctl up {}", inv.display());
+    crate::outln!("  run a command:  lvsctl lab exec {} HOST -- ip addr", inv.display());
+    crate::outln!(
         "  ssh by hand:    ip netns exec {} ssh -F {} root@ADDRESS",
         control_netns(&lab.name).file_name().unwrap().to_string_lossy(),
         run_dir(&lab.name).join("ssh_config").display()
     );
-    println!("  remove it:      lvsctl lab destroy {}", inv.display());
+    crate::outln!("  remove it:      lvsctl lab destroy {}", inv.display());
     Ok(0)
 }
 
@@ -781,7 +781,7 @@ pub fn destroy(inv: &Path) -> anyhow::Result<u8> {
         ..Default::default()
     });
     destroy_state(&state)?;
-    println!("lab {lab} removed: no namespace, bridge, veth or process of it is left");
+    crate::outln!("lab {lab} removed: no namespace, bridge, veth or process of it is left");
     Ok(0)
 }
 
@@ -876,7 +876,7 @@ pub fn boot_units() -> anyhow::Result<u8> {
         if files.is_empty() {
             continue;
         }
-        println!("{prog} {}", files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" "));
+        crate::outln!("{prog} {}", files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" "));
         let st = Command::new(prog).args(&files).status().with_context(|| format!("cannot run {prog}"))?;
         ok &= st.success();
     }
@@ -888,14 +888,14 @@ pub fn boot_units() -> anyhow::Result<u8> {
     });
     units.sort();
     if units.is_empty() {
-        println!("no lvsctl unit on this host: nothing starts at boot");
+        crate::outln!("no lvsctl unit on this host: nothing starts at boot");
         return Ok(if ok { 0 } else { 1 });
     }
     for u in units {
         let text = std::fs::read_to_string(&u)?;
         let Some(line) = text.lines().find_map(|l| l.strip_prefix("ExecStart=")) else { continue };
         let argv: Vec<&str> = line.split_whitespace().collect();
-        println!("starting {}: {line}", u.file_name().unwrap().to_string_lossy());
+        crate::outln!("starting {}: {line}", u.file_name().unwrap().to_string_lossy());
         let st = Command::new(argv[0]).args(&argv[1..]).status().with_context(|| format!("cannot run {}", argv[0]))?;
         ok &= st.success();
     }
