@@ -36,15 +36,33 @@ impl fmt::Display for Diagnostic {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostics(pub Vec<Diagnostic>);
 
+/// How many problems are printed: a generated inventory with thousands of the same mistake gets
+/// a screenful, not a flood.
+pub const MAX_SHOWN: usize = 100;
+
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.0.iter().enumerate() {
+        for (i, d) in self.0.iter().take(MAX_SHOWN).enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
             write!(f, "{d}")?;
         }
+        if self.0.len() > MAX_SHOWN {
+            write!(f, "\n… and {} more problems not shown: fix these first", self.0.len() - MAX_SHOWN)?;
+        }
         Ok(())
+    }
+}
+
+/// A list of names for a help line: the first few, then how many more (a help line per error
+/// that listed every host made the output grow with the square of the inventory).
+pub fn some_of(names: &[&str]) -> String {
+    const SHOWN: usize = 8;
+    if names.len() <= SHOWN {
+        names.join(", ")
+    } else {
+        format!("{}, and {} more", names[..SHOWN].join(", "), names.len() - SHOWN)
     }
 }
 
@@ -64,6 +82,8 @@ pub struct SourceMap<'a> {
     pub file: &'a Path,
     src: &'a str,
     line_starts: Vec<usize>,
+    /// Lines made of ASCII only, where a column is a byte offset (no counting per diagnostic).
+    ascii_lines: Vec<bool>,
 }
 
 impl<'a> SourceMap<'a> {
@@ -75,7 +95,12 @@ impl<'a> SourceMap<'a> {
     pub fn new(file: &'a Path, src: &'a str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(src.match_indices('\n').map(|(i, _)| i + 1));
-        SourceMap { file, src, line_starts }
+        let ascii_lines = line_starts
+            .iter()
+            .enumerate()
+            .map(|(i, &start)| src[start..line_starts.get(i + 1).copied().unwrap_or(src.len())].is_ascii())
+            .collect();
+        SourceMap { file, src, line_starts, ascii_lines }
     }
 
     pub fn position(&self, offset: usize) -> (usize, usize) {
@@ -85,7 +110,7 @@ impl<'a> SourceMap<'a> {
             Err(i) => i - 1,
         };
         let start = self.line_starts[line];
-        let column = self.src[start..offset].chars().count() + 1;
+        let column = if self.ascii_lines[line] { offset - start } else { self.src[start..offset].chars().count() } + 1;
         (line + 1, column)
     }
 
@@ -143,5 +168,28 @@ mod tests {
         assert_eq!(did_you_mean("realserver", &roles), Some("real-server"));
         assert_eq!(did_you_mean("Director", &roles), Some("director"));
         assert_eq!(did_you_mean("database", &roles), None);
+    }
+}
+
+#[cfg(test)]
+mod cap_tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_problems_prints_a_screenful_and_says_how_many_more() {
+        let src = "x = 1\n".repeat(150);
+        let map = SourceMap::new(Path::new("f.toml"), &src);
+        let d = Diagnostics((0..150).map(|i| map.diagnostic(i * 6..i * 6 + 1, "x", "bad", None)).collect());
+        let text = d.to_string();
+        assert_eq!(text.lines().filter(|l| l.starts_with("f.toml:")).count(), MAX_SHOWN);
+        assert!(text.ends_with("… and 50 more problems not shown: fix these first"), "{text}");
+    }
+
+    #[test]
+    fn columns_count_characters_on_any_line() {
+        let src = "a = \"é\" # x\nb = 1\n";
+        let map = SourceMap::new(Path::new("f.toml"), src);
+        assert_eq!(map.position(src.find('#').unwrap()), (1, 9));
+        assert_eq!(map.position(src.find('1').unwrap()), (2, 5));
     }
 }

@@ -122,7 +122,7 @@ pub fn parse_document(r: &mut Reader, root: Table) -> Draft {
             Some(s.to_string())
         });
     if let Some(i) = root.get(r, "description") {
-        i.str(r);
+        i.text(r);
     }
     let mode = root
         .require(r, "mode", "add `mode = \"dr\"` (one of nat, dr, tun)")
@@ -597,9 +597,9 @@ fn settings(target: SshTarget, d: SshDefaults) -> SshSettings {
 
 fn parse_service(r: &mut Reader, index: usize, t: Table) -> DraftService {
     let path = t.path.clone();
-    let name = t.get(r, "name").and_then(|i| i.str(r).map(str::to_string));
+    let name = t.get(r, "name").and_then(|i| i.text(r).map(str::to_string));
     if let Some(i) = t.get(r, "description") {
-        i.str(r);
+        i.text(r);
     }
     let vip = t
         .require(r, "vip", "add `vip = \"192.168.188.100\"`, the address clients connect to")

@@ -93,6 +93,22 @@ impl<'t, 'i> Item<'t, 'i> {
         }
     }
 
+    /// Free text that lvsctl prints and renders into files (names, descriptions): no control
+    /// characters, which could move the cursor, recolour a terminal or forge an output line.
+    pub fn text(&self, r: &mut Reader) -> Option<&'t str> {
+        let s = self.str(r)?;
+        if let Some(c) = s.chars().find(|c| c.is_control()) {
+            r.error(
+                self.span(),
+                &self.path,
+                format!("contains the control character {:?}", c),
+                Some("write it on one line, without tabs, escapes or other control characters: lvsctl prints it and writes it into files".into()),
+            );
+            return None;
+        }
+        Some(s)
+    }
+
     pub fn int(&self, r: &mut Reader) -> Option<i128> {
         match self.node.value.get_ref() {
             DeValue::Integer(i) => match i128::from_str_radix(i.as_str(), i.radix()) {

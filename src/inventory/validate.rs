@@ -394,8 +394,8 @@ fn check_service(
                 continue;
             }
             let help = match did_you_mean(&host, names) {
-                Some(n) => format!("did you mean \"{n}\"? hosts are: {}", names.join(", ")),
-                None => format!("hosts are: {}", names.join(", ")),
+                Some(n) => format!("did you mean \"{n}\"? hosts are: {}", super::diag::some_of(names)),
+                None => format!("hosts are: {}", super::diag::some_of(names)),
             };
             r.error_at(&hp, format!("unknown host \"{host}\""), Some(help));
             continue;
@@ -591,8 +591,8 @@ fn check_lab(
             let (host, ifname, mpath) = (m.host, m.iface, m.path);
             let Some(h) = by_name.get(host.as_str()) else {
                 let help = match did_you_mean(&host, names) {
-                    Some(n) => format!("did you mean \"{n}\"? hosts are: {}", names.join(", ")),
-                    None => format!("hosts are: {}", names.join(", ")),
+                    Some(n) => format!("did you mean \"{n}\"? hosts are: {}", super::diag::some_of(names)),
+                    None => format!("hosts are: {}", super::diag::some_of(names)),
                 };
                 r.error_at(&mpath, format!("unknown host \"{host}\""), Some(help));
                 ok = false;
