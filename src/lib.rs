@@ -16,6 +16,7 @@ pub mod plan;
 pub mod remote;
 pub mod render;
 pub mod resource;
+pub mod safe_dir;
 pub mod templates;
 
 /// `1 host`, `2 hosts`.

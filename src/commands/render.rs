@@ -1,8 +1,5 @@
 //! `lvsctl render`: the persistent configuration of each host, printed or written to a directory.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-
 use anyhow::Context as _;
 
 use crate::cli::RenderArgs;
@@ -29,20 +26,13 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<u8> {
                 }
             }
             Some(dir) => {
-                let hdir = dir.join(&p.host);
-                std::fs::create_dir_all(&hdir).with_context(|| format!("cannot create {}", hdir.display()))?;
+                let out =
+                    crate::safe_dir::SafeDir::open(dir).with_context(|| format!("cannot use {}", dir.display()))?;
                 for f in files {
-                    let path = hdir.join(&f.name);
-                    let parent = path.parent().expect("below the host's directory");
-                    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-                    let mut file = std::fs::OpenOptions::new()
-                        .write(true)
-                        .create(true)
-                        .truncate(true)
-                        .mode(f.mode)
-                        .open(&path)
+                    let rel = std::path::Path::new(&p.host).join(&f.name);
+                    let path = dir.join(&rel);
+                    out.write(&rel, f.content.as_bytes(), f.mode, dir)
                         .with_context(|| format!("cannot write {}", path.display()))?;
-                    file.write_all(f.content.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
                     eprintln!("wrote {}", path.display());
                 }
             }
