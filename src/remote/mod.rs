@@ -71,9 +71,28 @@ pub struct ConnectOptions {
 
 impl Default for ConnectOptions {
     fn default() -> Self {
-        ConnectOptions { control_dir: std::env::temp_dir().join("lvsctl-ssh"), ssh_config: None, persist: None }
+        ConnectOptions { control_dir: runtime_dir(current_uid()).join("once"), ssh_config: None, persist: None }
     }
 }
+
+fn current_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// The user's directory for ssh control sockets (sockets belong in a tmpfs): never a fixed name
+/// shared under /tmp, which another user could have made first.
+fn runtime_dir(uid: u32) -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("lvsctl-ssh"),
+        _ if uid == 0 => PathBuf::from("/run/lvsctl/ssh"),
+        _ => std::env::temp_dir().join(format!("lvsctl-ssh-{uid}")),
+    }
+}
+
+/// How long a master that is not kept outlives a controller killed before it could close it
+/// (normally it is closed when the command ends): longer than any wait inside one command.
+const UNKEPT_IDLE: usize = 600;
 
 /// Connections kept open between commands: each master lives in a directory named after everything
 /// that decides where and how it connects, and exits by itself after `idle` seconds unused.
@@ -97,13 +116,8 @@ impl Persist {
     /// use; None for 0 seconds.
     pub fn new(idle_seconds: u32) -> Option<Persist> {
         let idle = std::num::NonZeroUsize::new(idle_seconds as usize)?;
-        // SAFETY: geteuid has no preconditions.
-        let uid = unsafe { libc::geteuid() };
-        let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
-            Some(d) if !d.is_empty() => PathBuf::from(d).join("lvsctl-ssh"),
-            _ if uid == 0 => PathBuf::from("/run/lvsctl/ssh"),
-            _ => std::env::temp_dir().join(format!("lvsctl-ssh-{uid}")),
-        };
+        let uid = current_uid();
+        let dir = runtime_dir(uid);
         let netns = std::fs::metadata("/proc/thread-self/ns/net")
             .map(|m| format!("{}:{}", std::os::unix::fs::MetadataExt::dev(&m), std::os::unix::fs::MetadataExt::ino(&m)))
             .unwrap_or_default();
@@ -247,7 +261,7 @@ pub async fn connect(s: &SshSettings, opts: &ConnectOptions) -> Result<Transport
     };
     let config = s.config.as_ref().or(opts.ssh_config.as_ref());
     let mut control_dir = opts.control_dir.clone();
-    let mut persist = openssh::ControlPersist::Forever;
+    let mut persist = openssh::ControlPersist::IdleFor(std::num::NonZeroUsize::new(UNKEPT_IDLE).expect("not 0"));
     let mut kept = false;
     let usable = |p: &&Persist| match private_dir(&p.dir, p.uid) {
         Ok(()) => true,
@@ -269,9 +283,15 @@ pub async fn connect(s: &SshSettings, opts: &ConnectOptions) -> Result<Transport
         persist = openssh::ControlPersist::IdleFor(p.idle);
         kept = true;
     }
-    std::fs::create_dir_all(&control_dir)
-        .map_err(|e| HostError::Unreachable(format!("cannot create {}: {e}", control_dir.display())))?;
-    let _ = std::fs::set_permissions(&control_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    if !kept {
+        // Its own directory, checked like the kept ones': 0700 and ours, or no connection.
+        let uid = current_uid();
+        let parent = control_dir.parent().filter(|p| *p == runtime_dir(uid));
+        parent
+            .map_or(Ok(()), |p| private_dir(p, uid))
+            .and_then(|()| private_dir(&control_dir, uid))
+            .map_err(|why| HostError::Unreachable(format!("ssh control sockets: {why}")))?;
+    }
     let mut b = openssh::SessionBuilder::default();
     b.user(s.user.clone())
         .port(s.port)
@@ -595,6 +615,17 @@ mod tests {
 
     fn persist(dir: &Path, netns: &str) -> Persist {
         Persist { dir: dir.into(), idle: std::num::NonZeroUsize::new(60).unwrap(), netns: netns.into(), uid: 0 }
+    }
+
+    #[test]
+    fn connections_not_kept_use_a_private_directory_of_this_user() {
+        let d = ConnectOptions::default().control_dir;
+        assert_eq!(d.parent(), Some(runtime_dir(current_uid()).as_path()));
+        assert_ne!(d, std::env::temp_dir().join("lvsctl-ssh"), "a fixed shared name under /tmp");
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(runtime_dir(1000).ends_with("lvsctl-ssh") || runtime_dir(1000).ends_with("lvsctl-ssh-1000"));
+        }
     }
 
     #[test]
