@@ -44,6 +44,11 @@ pub fn lock_name(lab: &str) -> String {
     format!("lvsctl-{lab}.lock")
 }
 
+/// What the boot unit checks the agent against before running it (`sha256sum --check` input).
+pub fn agent_check_path(lab: &str) -> String {
+    format!("{CONFIG_ROOT}/{lab}/agent.sha256")
+}
+
 /// Where the agent with this sha256 is installed.
 pub fn agent_path(sha256: &str) -> String {
     format!("{INSTALL_ROOT}/{sha256}/lvsctl")

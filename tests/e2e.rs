@@ -250,6 +250,18 @@ fn full_cycle(inv: &str, c: Checks) {
         l.sh(&director, &format!("flock /run/lvsctl-{}.lock sleep 8 >/dev/null 2>&1 & sleep 1", l.lab.name));
         let waited = l.ok(&["up", "--host", &director]);
         assert!(waited.contains(&format!("waiting for the lab lock on {director}")), "{waited}");
+
+        // The installed agent runs as root only while it is the binary installed and nobody but
+        // root could have changed it: a changed one is installed again, an unsafe directory
+        // refused.
+        l.sh("web1", "printf x >> /usr/local/lib/lvsctl/*/lvsctl");
+        let again = l.ok(&["up", "--host", "web1"]);
+        assert!(again.contains("did not match its sha256"), "{again}");
+        assert_eq!(l.sh("web1", "cat /usr/local/lib/lvsctl/*/lvsctl | wc -c").trim(), agent.len().to_string());
+        l.sh("web1", "chmod g+w /usr/local/lib/lvsctl");
+        let refused = l.lvsctl(&["up", "--host", "web1"]);
+        assert!(!refused.status.success() && text(&refused).contains("is not root's alone"), "{}", text(&refused));
+        l.sh("web1", "chmod g-w /usr/local/lib/lvsctl");
     }
 
     // verify and doctor agree the lab works; then break one thing at a time.

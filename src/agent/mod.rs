@@ -347,6 +347,14 @@ pub fn boot(action: &str, lab: &str) -> i32 {
         eprintln!("lvsctl: unknown boot action {action}: start or stop");
         return 2;
     };
+    // The unit checked this binary's sha256 before running it; it refuses to go on from a place
+    // someone but root could change it in.
+    if let Ok(exe) = std::fs::read_link("/proc/self/exe")
+        && let Err(why) = root_only(&exe)
+    {
+        eprintln!("lvsctl: refusing to run {} as root at boot: {why}", exe.display());
+        return 1;
+    }
     let paths = Paths::default();
     let mut sys = match crate::host::linux::Linux::new() {
         Ok(s) => s,
@@ -373,6 +381,27 @@ pub fn boot(action: &str, lab: &str) -> i32 {
             1
         }
     }
+}
+
+/// For an installed agent (under the install root): the file and every directory above it are
+/// root's and not writable by group or others. Agents run from elsewhere (tests) are not checked.
+pub fn root_only(exe: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    if !exe.starts_with(paths::INSTALL_ROOT) {
+        return Ok(());
+    }
+    for p in exe.ancestors() {
+        let m = std::fs::symlink_metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if m.uid() != 0 || m.mode() & 0o022 != 0 {
+            return Err(format!(
+                "{} is owned by uid {} with mode {:o}: only root may be able to change it",
+                p.display(),
+                m.uid(),
+                m.mode() & 0o7777
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub fn boot_run<S: System>(

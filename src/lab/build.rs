@@ -893,11 +893,20 @@ pub fn boot_units() -> anyhow::Result<u8> {
     }
     for u in units {
         let text = std::fs::read_to_string(&u)?;
-        let Some(line) = text.lines().find_map(|l| l.strip_prefix("ExecStart=")) else { continue };
-        let argv: Vec<&str> = line.split_whitespace().collect();
-        crate::outln!("starting {}: {line}", u.file_name().unwrap().to_string_lossy());
-        let st = Command::new(argv[0]).args(&argv[1..]).status().with_context(|| format!("cannot run {}", argv[0]))?;
-        ok &= st.success();
+        // As systemd: every ExecStartPre, then ExecStart only if they all succeeded.
+        let name = u.file_name().unwrap().to_string_lossy().into_owned();
+        let pre = text.lines().filter_map(|l| l.strip_prefix("ExecStartPre=")).map(|l| (l, "checking"));
+        let start = text.lines().filter_map(|l| l.strip_prefix("ExecStart=")).map(|l| (l, "starting"));
+        for (line, what) in pre.chain(start) {
+            let argv: Vec<&str> = line.split_whitespace().collect();
+            crate::outln!("{what} {name}: {line}");
+            let st =
+                Command::new(argv[0]).args(&argv[1..]).status().with_context(|| format!("cannot run {}", argv[0]))?;
+            if !st.success() {
+                ok = false;
+                break;
+            }
+        }
     }
     Ok(if ok { 0 } else { 1 })
 }

@@ -71,6 +71,8 @@ pub struct TemplateContext<'a> {
     exec_start: String,
     exec_stop: String,
     standalone: bool,
+    /// `sha256sum --check` input the unit verifies the agent with before each start and stop.
+    agent_check: String,
     script: String,
     rules: String,
     state: String,
@@ -141,6 +143,7 @@ impl<'a> TemplateContext<'a> {
             exec_start,
             exec_stop,
             standalone: boot == Boot::Script,
+            agent_check: crate::paths::agent_check_path(&p.lab),
             script,
             rules: crate::paths::ipvsadm_rules_path(&p.lab),
             state: crate::paths::script_state_path(&p.lab),
@@ -234,6 +237,19 @@ pub fn persistent_files(lab: &Lab, runtime: &HostPlan, ctx: &Context) -> Result<
             reason: "sysctls set early at boot by systemd-sysctl".into(),
         });
     }
+    // The agent's directory is named after its sha256: the unit checks the binary against it
+    // before running it as root at boot.
+    let sha = std::path::Path::new(&ctx.agent_path)
+        .parent()
+        .and_then(|d| d.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    files.push(FileSpec {
+        path: crate::paths::agent_check_path(&lab.name),
+        mode: 0o644,
+        content: format!("{sha}  {}\n", ctx.agent_path),
+        reason: "the agent's sha256, checked by the boot unit before it runs the agent".into(),
+    });
     files.push(FileSpec {
         path: crate::paths::unit_path(&lab.name),
         mode: 0o644,

@@ -22,10 +22,22 @@ use binary::AgentBinary;
 const MISSING: i32 = 97;
 const MISSING_MARK: &str = "lvsctl-agent-missing";
 
-/// Runs the installed agent; when it is missing, prints the marker and the host's architecture.
-const RUN_SCRIPT: &str = r#"a=/usr/local/lib/lvsctl/$1/lvsctl
-if [ -x "$a" ]; then exec "$a" agent serve; fi
-echo "lvsctl-agent-missing $(uname -m)"
+/// Runs the installed agent, only when nobody but root can have changed it (the file and every
+/// directory above it root's and not writable by group or others) and it is the very binary asked
+/// for (its sha256). When it is missing, or has changed since it was installed, prints the marker,
+/// the host's architecture and why, so that the controller installs it (again).
+const RUN_SCRIPT: &str = r#"r=/usr/local/lib/lvsctl
+a=$r/$1/lvsctl
+if [ -x "$a" ]; then
+    if [ -n "$(find / /usr /usr/local "${r%/*}" "$r" "$r/$1" "$a" -maxdepth 0 \( ! -user 0 -o -perm /022 \) -print 2>&1)" ]; then
+        echo "lvsctl: $a, or a directory above it, is not root's alone (owned by another user, or writable by group or others): refusing to run it as root" >&2
+        exit 96
+    fi
+    if [ "$(sha256sum < "$a" | cut -c 1-64)" = "$1" ]; then exec "$a" agent serve; fi
+    echo "lvsctl-agent-missing $(uname -m) changed"
+    exit 97
+fi
+echo "lvsctl-agent-missing $(uname -m) absent"
 exit 97"#;
 
 /// Receives the agent on stdin (exactly $2 bytes: `dd iflag=fullblock` never reads past them, so
@@ -350,15 +362,19 @@ struct ExitInfo {
 struct AgentOutput {
     report: Option<Report>,
     missing_arch: Option<String>,
+    /// The installed agent did not match its sha256 (changed since it was installed).
+    agent_changed: bool,
     other: Vec<String>,
 }
 
 async fn read_events<R: AsyncRead + Unpin>(out: R, on_event: &mut (dyn FnMut(Event) + Send)) -> AgentOutput {
     let mut lines = BufReader::new(out).lines();
-    let mut o = AgentOutput { report: None, missing_arch: None, other: vec![] };
+    let mut o = AgentOutput { report: None, missing_arch: None, agent_changed: false, other: vec![] };
     while let Ok(Some(line)) = lines.next_line().await {
-        if let Some(arch) = line.strip_prefix(MISSING_MARK) {
-            o.missing_arch = Some(arch.trim().to_string());
+        if let Some(rest) = line.strip_prefix(MISSING_MARK) {
+            let mut words = rest.split_whitespace();
+            o.missing_arch = Some(words.next().unwrap_or_default().to_string());
+            o.agent_changed = words.next() == Some("changed");
             continue;
         }
         match serde_json::from_str::<Event>(&line) {
@@ -472,6 +488,14 @@ impl Transport {
                 let (out, status, err) = host.exec(RUN_SCRIPT, &[&agent.sha256], vec![line.clone()], on_event).await?;
                 if out.missing_arch.is_none() || status.code != Some(MISSING) {
                     return host.finish(out, status.text, err);
+                }
+                if out.agent_changed {
+                    on_event(Event::Note {
+                        message: format!(
+                            "the installed agent {} did not match its sha256 (it changed since it was installed): not run, installed again",
+                            agent.install_path()
+                        ),
+                    });
                 }
                 let arch = out.missing_arch.unwrap_or_default();
                 if arch != agent.arch {
