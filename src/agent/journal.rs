@@ -86,6 +86,27 @@ impl Journal {
         Ok(Journal { dir: dir.to_path_buf(), data, persist })
     }
 
+    /// Refuses a journal lvsctl of `lab` cannot have written as it is (see `Undo::check`):
+    /// nothing recorded by someone else is acted on as root. `root` is where the host's files are.
+    pub fn check(&self, lab: &str, root: &Path) -> io::Result<()> {
+        let bad = |why: String| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: {why}: this journal is not as lvsctl wrote it; nothing is undone from it",
+                    Self::path(&self.dir).display()
+                ),
+            )
+        };
+        if self.data.lab != lab {
+            return Err(bad(format!("it is lab {:?}'s journal, not {lab:?}'s", self.data.lab)));
+        }
+        for e in &self.data.entries {
+            e.undo.check(lab, root).map_err(|why| bad(format!("entry {}: {why}", e.seq)))?;
+        }
+        Ok(())
+    }
+
     pub fn exists(dir: &Path) -> bool {
         Self::path(dir).exists()
     }
@@ -230,7 +251,7 @@ mod tests {
     use crate::resource::{link, module, sysctl};
 
     fn sysctl(prior: &str, applied: &str) -> Undo {
-        Undo::Sysctl(sysctl::Undo { key: "k".into(), prior: prior.into(), applied: applied.into() })
+        Undo::Sysctl(sysctl::Undo { key: "net.ipv4.ip_forward".into(), prior: prior.into(), applied: applied.into() })
     }
 
     #[test]
@@ -322,7 +343,64 @@ mod tests {
             let mut again = serde_json::to_string_pretty(&data).unwrap();
             again.push('\n');
             assert_eq!(again, text, "{name}");
+            // What lvsctl wrote passes the check `down` makes before acting on it.
+            let lab = data.lab.clone();
+            let j = Journal { dir: dir.clone(), data, persist: false };
+            j.check(&lab, Path::new("/")).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         assert_eq!(kinds.len(), 10, "every kind of entry is in the fixtures: {kinds:?}");
+    }
+
+    /// A journal edited by someone else is not acted on as root: each entry names only what
+    /// lvsctl of that lab can have written.
+    #[test]
+    fn entries_lvsctl_cannot_have_written_are_refused() {
+        use crate::resource::{dir, file, unit};
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/journal-v1/dr-lvs.journal.json"),
+        )
+        .unwrap();
+        let good: JournalData = serde_json::from_str(&text).unwrap();
+        let with = |u: Undo| {
+            let mut d = good.clone();
+            d.entries.push(Entry { seq: 99, at: 0, undo: u });
+            Journal { dir: PathBuf::from("/var/lib/lvsctl/dr"), data: d, persist: false }
+        };
+        let sysctl_key = |k: &str| Undo::Sysctl(sysctl::Undo { key: k.into(), prior: "0".into(), applied: "1".into() });
+        let file_at = |p: &str| Undo::File(file::Undo { path: p.into(), prior: None, applied_sha256: "x".into() });
+        for (u, why) in [
+            (file_at("/etc/passwd"), "not one lvsctl writes"),
+            (file_at("/etc/lvsctl/dr/../../shadow"), "not one lvsctl writes"),
+            (file_at("/etc/lvsctl/other/host.json"), "not one lvsctl writes"),
+            (
+                Undo::File(file::Undo {
+                    path: "/etc/lvsctl/dr/host.json".into(),
+                    prior: Some(Backup { file: "../../../../etc/shadow".into(), mode: 0o644 }),
+                    applied_sha256: "x".into(),
+                }),
+                "backup",
+            ),
+            (sysctl_key("kernel.core_pattern"), "not one lvsctl sets"),
+            (sysctl_key("net.ipv4.conf.eth0/../../../kernel/core_pattern"), "not one lvsctl sets"),
+            (
+                Undo::Sysctl(sysctl::Undo {
+                    key: "net.ipv4.ip_forward".into(),
+                    prior: "1\n0".into(),
+                    applied: "1".into(),
+                }),
+                "value",
+            ),
+            (Undo::Unit(unit::Undo { name: "ssh.service".into() }), "not lab dr's"),
+            (Undo::Dir(dir::Undo { path: "/root".into() }), "not one lvsctl makes"),
+            (Undo::Module(module::Undo { name: "../../evil".into(), loaded: None }), "not a module name"),
+            (Undo::LinkUp(link::Undo { dev: "eth0; reboot".into() }), "link"),
+        ] {
+            let e = with(u.clone()).check("dr", Path::new("/")).unwrap_err().to_string();
+            assert!(e.contains(why) && e.contains("entry 99") && e.contains("nothing is undone"), "{u:?}: {e}");
+        }
+        assert!(with(sysctl_key("net.ipv4.ip_forward")).check("dr", Path::new("/")).is_ok());
+        let e =
+            Journal { dir: PathBuf::from("/x"), data: good, persist: false }.check("nat", Path::new("/")).unwrap_err();
+        assert!(e.to_string().contains("lab \"dr\"'s journal"), "{e}");
     }
 }

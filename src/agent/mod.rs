@@ -37,6 +37,9 @@ pub struct Paths {
     pub install_root: PathBuf,
     /// Persisted plans: `CONFIG/LAB/host.json`.
     pub config_root: PathBuf,
+    /// Where the host's files are: `/`, or a test's directory. Journal entries must name files
+    /// of lvsctl's below it.
+    pub root: PathBuf,
 }
 
 impl Default for Paths {
@@ -46,6 +49,7 @@ impl Default for Paths {
             run_dir: PathBuf::from(paths::RUN_DIR),
             install_root: PathBuf::from(paths::INSTALL_ROOT),
             config_root: PathBuf::from(paths::CONFIG_ROOT),
+            root: PathBuf::from("/"),
         }
     }
 }
@@ -239,6 +243,7 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
                 // Drift, as `status` sees it: a check run whose events are kept, not printed.
                 let mut journal =
                     Journal::open(&paths.lab_dir(&req.lab), &req.lab, &req.host, false).map_err(Error::Journal)?;
+                journal.check(&req.lab, &paths.root).map_err(Error::Journal)?;
                 let mut drift = Vec::new();
                 let mut keep = |e: Event| {
                     if let Event::Change(c) = e {
@@ -263,6 +268,7 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
     let apply = intent == Intent::Apply;
     let _lock = if apply { Some(lock(paths, &req.lab, &req.host, emit)?) } else { None };
     let mut journal = Journal::open(&paths.lab_dir(&req.lab), &req.lab, &req.host, apply).map_err(Error::Journal)?;
+    journal.check(&req.lab, &paths.root).map_err(Error::Journal)?;
     let mut exec = Executor::new(sys, &mut journal, intent, emit, &req.host);
     exec.session = crate::resource::Session { ssh_peer: ssh_peer(), force: req.force };
     #[cfg(feature = "fault-injection")]
@@ -301,6 +307,7 @@ fn down<S: System>(
         return Ok(Report { host: host.to_string(), notes: vec![message], ..Default::default() });
     }
     let mut journal = Journal::open(&dir, lab, host, true).map_err(Error::Journal)?;
+    journal.check(lab, &paths.root).map_err(Error::Journal)?;
     let mut exec = Executor::new(sys, &mut journal, Intent::Apply, emit, host);
     exec.revert_all(Scope::All);
     let mut report = exec.report;
@@ -415,6 +422,7 @@ pub fn boot_run<S: System>(
     let _lock = lock(paths, lab, "", emit)?;
     let dir = paths.lab_dir(lab);
     let mut journal = Journal::open(&dir, lab, "", true).map_err(Error::Journal)?;
+    journal.check(lab, &paths.root).map_err(Error::Journal)?;
     let host = journal.data.host.clone();
     match action {
         BootAction::Start => {
@@ -442,5 +450,6 @@ pub fn paths_under(root: &Path) -> Paths {
         run_dir: root.join("run"),
         install_root: root.join("usr/local/lib/lvsctl"),
         config_root: root.join("etc/lvsctl"),
+        root: root.to_path_buf(),
     }
 }

@@ -5,12 +5,17 @@ use std::path::Path;
 
 use super::journal::Journal;
 use super::protocol::{Event, Operation, Report, Request, Status};
-use super::{handle, paths_under};
+use super::{Paths, handle};
 use crate::host::fake::Fake;
 use crate::host::{AddrFact, RTPROT_LVSCTL, RouteFact};
 use crate::plan::{self, Context, HostPlan};
 use crate::resource::{Key, Undo, sysctl};
 use crate::templates::Templates;
+
+/// The agent's state under `root`; the fake host's files keep their real paths (under `/`).
+fn fake_paths(root: &Path) -> Paths {
+    Paths { root: "/".into(), ..super::paths_under(root) }
+}
 
 fn plan_for(inv: &str, host: &str) -> HostPlan {
     let lab = crate::inventory::load(Path::new(&format!("{}/{inv}", env!("CARGO_MANIFEST_DIR")))).unwrap();
@@ -48,7 +53,7 @@ fn run(fake: &mut Fake, root: &Path, op: Op, plan: Option<&HostPlan>) -> (Report
 fn run_lab(fake: &mut Fake, root: &Path, op: Op, lab: &str, plan: Option<&HostPlan>) -> (Report, Vec<Event>) {
     let req = Request::new(lab, "h", op.with(plan));
     let mut events = Vec::new();
-    let report = handle(fake, &paths_under(root), &req, &mut |e| events.push(e));
+    let report = handle(fake, &fake_paths(root), &req, &mut |e| events.push(e));
     (report, events)
 }
 
@@ -63,7 +68,7 @@ fn changes(events: &[Event]) -> Vec<(String, String, String, Status)> {
 }
 
 fn journal(root: &Path, lab: &str) -> Journal {
-    Journal::open(&paths_under(root).lab_dir(lab), lab, "h", false).unwrap()
+    Journal::open(&fake_paths(root).lab_dir(lab), lab, "h", false).unwrap()
 }
 
 #[test]
@@ -124,8 +129,8 @@ fn down_restores_the_host_exactly_including_non_default_priors() {
     let (r, ev) = run(&mut f, root.path(), Op::Down, None);
     assert_eq!((r.failed, r.kept), (0, 0), "{:?}", changes(&ev));
     assert_eq!(f.state, before);
-    assert!(!paths_under(root.path()).lab_dir("dr").exists(), "journal removed last");
-    assert!(!paths_under(root.path()).state_root.exists(), "empty state directory removed");
+    assert!(!fake_paths(root.path()).lab_dir("dr").exists(), "journal removed last");
+    assert!(!fake_paths(root.path()).state_root.exists(), "empty state directory removed");
 }
 
 #[test]
@@ -217,7 +222,7 @@ fn dry_run_and_check_change_nothing_and_write_no_journal() {
     );
     assert_eq!(f.state, before);
     assert!(f.log.is_empty());
-    assert!(!paths_under(root.path()).state_root.exists());
+    assert!(!fake_paths(root.path()).state_root.exists());
     let (r, ev) = run(&mut f, root.path(), Op::Check, Some(&p));
     assert!(r.changes > 5 && changes(&ev).iter().all(|c| c.3 == Status::Drift));
 }
@@ -357,7 +362,7 @@ fn boot_stop_and_start_touch_runtime_state_only() {
     run(&mut f, root.path(), Op::Apply, Some(&p));
     let provisioned = f.state.clone();
     // The unit's start reads the persisted runtime plan.
-    let paths = paths_under(root.path());
+    let paths = fake_paths(root.path());
     std::fs::create_dir_all(paths.config_root.join("dr")).unwrap();
     std::fs::write(paths.config_root.join("dr/host.json"), serde_json::to_vec(&p.runtime()).unwrap()).unwrap();
     let r = super::boot_run(&mut f, &paths, super::BootAction::Stop, "dr", &mut |_| {}).unwrap();

@@ -11,7 +11,7 @@ pub fn run(args: &DownArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
     let lab = super::load_inventory(&args.inv.inventory)?;
     let state_dir = fleet::state_dir(&args.connect);
-    let mut state = ControllerState::load(&state_dir, &lab.name);
+    let mut state = ControllerState::load(&state_dir, &lab.name)?;
     // The inventory's hosts, and hosts `up` reached that the inventory no longer lists.
     let mut targets: Vec<(String, crate::inventory::SshSettings)> =
         lab.hosts.iter().map(|h| (h.name.clone(), h.ssh.clone())).collect();

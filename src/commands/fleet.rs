@@ -110,11 +110,30 @@ impl ControllerState {
         dir.join(format!("{lab}.json"))
     }
 
-    pub fn load(dir: &Path, lab: &str) -> ControllerState {
-        std::fs::read(Self::path(dir, lab))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(ControllerState { lab: lab.to_string(), hosts: BTreeMap::new() })
+    /// Which hosts the lab touched; none when the file does not exist. A file that cannot be
+    /// read, or whose ssh settings an inventory could not have given (they become ssh's
+    /// arguments), is an error naming it: hosts are never forgotten, or reached, in silence.
+    pub fn load(dir: &Path, lab: &str) -> anyhow::Result<ControllerState> {
+        let path = Self::path(dir, lab);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(ControllerState { lab: lab.to_string(), hosts: BTreeMap::new() });
+            }
+            Err(e) => anyhow::bail!("cannot read the controller state {}: {e}", path.display()),
+        };
+        let state: ControllerState = serde_json::from_slice(&bytes).map_err(|e| {
+            anyhow::anyhow!("{}: unreadable controller state: {e} (move it away to start afresh)", path.display())
+        })?;
+        if state.lab != lab {
+            anyhow::bail!("{}: it is lab {:?}'s state, not {lab:?}'s", path.display(), state.lab);
+        }
+        for (host, ssh) in &state.hosts {
+            crate::inventory::parse::check_ssh_settings(ssh).map_err(|why| {
+                anyhow::anyhow!("{}: host {host}: {why}: this file is not as lvsctl wrote it", path.display())
+            })?;
+        }
+        Ok(state)
     }
 
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
@@ -296,4 +315,48 @@ pub fn summary(outcomes: &[Outcome], verb: &str, printer: &Printer, started: Ins
     }
     s.push_str(&format!(", {:.1} s", started.elapsed().as_secs_f64()));
     s
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+    use crate::inventory::{Become, HostKeyPolicy, SshSettings, SshTarget};
+
+    fn ssh(target: &str, user: &str) -> SshSettings {
+        SshSettings {
+            target: SshTarget::Remote(target.into()),
+            user: user.into(),
+            port: 22,
+            identity: None,
+            host_key: HostKeyPolicy::Strict,
+            known_hosts: None,
+            config: None,
+            connect_timeout: 10,
+            become_: Become::None,
+        }
+    }
+
+    #[test]
+    fn the_controller_state_is_read_back_only_as_lvsctl_wrote_it() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(ControllerState::load(dir.path(), "dr").unwrap().hosts.is_empty(), "no file: no hosts");
+        let mut s = ControllerState { lab: "dr".into(), hosts: BTreeMap::new() };
+        s.hosts.insert("lvs".into(), ssh("10.0.0.8", "root"));
+        s.save(dir.path()).unwrap();
+        assert_eq!(ControllerState::load(dir.path(), "dr").unwrap().hosts.len(), 1);
+
+        for (target, user, why) in [
+            ("-oProxyCommand=touch /tmp/pwned", "root", "ssh destination"),
+            ("010.0.0.8", "root", "ssh destination"),
+            ("10.0.0.8", "root -oX", "login name"),
+        ] {
+            s.hosts.insert("lvs".into(), ssh(target, user));
+            s.save(dir.path()).unwrap();
+            let e = ControllerState::load(dir.path(), "dr").err().unwrap().to_string();
+            assert!(e.contains(why) && e.contains("not as lvsctl wrote it"), "{e}");
+        }
+        std::fs::write(dir.path().join("dr.json"), "{not json").unwrap();
+        let e = ControllerState::load(dir.path(), "dr").err().unwrap().to_string();
+        assert!(e.contains("unreadable controller state"), "{e}");
+    }
 }

@@ -25,7 +25,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<u8> {
     let state_dir = fleet::state_dir(&args.connect);
     if !args.dry_run {
         // Remember the hosts before touching them, so a killed controller's `down` still finds them.
-        let mut state = ControllerState::load(&state_dir, &lab.name);
+        let mut state = ControllerState::load(&state_dir, &lab.name)?;
         for h in &hosts {
             state.hosts.insert(h.name.clone(), h.ssh.clone());
         }

@@ -369,15 +369,48 @@ fn parse_path_item(r: &mut Reader, i: &Item) -> Option<PathBuf> {
     Some(PathBuf::from(s))
 }
 
+/// A login name ssh takes as one (no option, no shell or ssh_config syntax).
+pub fn valid_user(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && !s.starts_with('-')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// A destination ssh takes as a host (an address, a name or an alias; never an option).
+pub fn valid_ssh_destination(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('-')
+        && s.len() <= 253
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        && !(looks_numeric(s) && s.parse::<Ipv4Addr>().is_err())
+}
+
+/// Settings read back from a file lvsctl wrote (the controller's state): held to the rules the
+/// inventory's are, since they become ssh's arguments.
+pub fn check_ssh_settings(s: &SshSettings) -> Result<(), String> {
+    if let SshTarget::Remote(d) = &s.target
+        && !valid_ssh_destination(d)
+    {
+        return Err(format!("ssh destination {d:?} is not one an inventory can give"));
+    }
+    if !valid_user(&s.user) {
+        return Err(format!("ssh user {:?} is not a login name", s.user));
+    }
+    let bad_path = |p: &Option<PathBuf>| {
+        p.as_ref().is_some_and(|p| p.as_os_str().is_empty() || p.to_string_lossy().chars().any(|c| c.is_control()))
+    };
+    if s.port == 0 || bad_path(&s.identity) || bad_path(&s.known_hosts) || bad_path(&s.config) {
+        return Err("ssh port or file paths are not ones an inventory can give".into());
+    }
+    Ok(())
+}
+
 fn ssh_field(r: &mut Reader, t: &Table, d: &mut SshDefaults) {
     if let Some(i) = t.get(r, "user")
         && let Some(s) = i.str(r)
     {
-        let ok = !s.is_empty()
-            && s.len() <= 32
-            && !s.starts_with('-')
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-        if ok {
+        if valid_user(s) {
             d.user = s.to_string();
         } else {
             r.error(

@@ -77,3 +77,22 @@ pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
         },
     }
 }
+
+/// A directory `up` creates for `lab`: /etc/lvsctl, /etc/lvsctl/LAB, or the sysctl.d and unit
+/// directories (and their parents) when a host had none.
+pub fn check(u: &Undo, lab: &str, root: &std::path::Path) -> Result<(), String> {
+    let ours = [
+        crate::paths::CONFIG_ROOT.to_string(),
+        format!("{}/{lab}", crate::paths::CONFIG_ROOT),
+        crate::paths::SYSCTL_DIR.to_string(),
+        crate::paths::UNIT_DIR.to_string(),
+    ];
+    // Or a parent of one, made because the host had none (a host without systemd has no
+    // /etc/systemd); directories are only ever removed when empty.
+    let made_for = |h: &str| ours.iter().any(|o| std::path::Path::new(o).starts_with(h));
+    if super::on_host(&u.path, root).is_some_and(|h| made_for(&h)) {
+        Ok(())
+    } else {
+        Err(format!("directory {} is not one lvsctl makes for lab {lab}", u.path))
+    }
+}

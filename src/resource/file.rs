@@ -158,3 +158,29 @@ pub fn act<S: System>(sys: &mut S, a: &Action, backups: &dyn Backups) -> io::Res
 pub fn show(f: &FileSpec) -> (&'static str, String, String) {
     ("file", format!("{} ({:04o})", f.path, f.mode), f.reason.clone())
 }
+
+/// One of the files `up` writes for `lab` (its runtime plan and agent check under /etc/lvsctl/LAB,
+/// its sysctl.d file, its unit), with a backup named inside the journal's directory.
+pub fn check(u: &Undo, lab: &str, root: &std::path::Path) -> Result<(), String> {
+    let simple = |n: &str| {
+        !n.is_empty()
+            && n != "."
+            && n != ".."
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    };
+    let p = &u.path;
+    let ours = super::on_host(p, root).is_some_and(|h| {
+        h == crate::paths::sysctl_conf_path(lab)
+            || h == crate::paths::unit_path(lab)
+            || h.strip_prefix(&format!("{}/{lab}/", crate::paths::CONFIG_ROOT)).is_some_and(simple)
+    });
+    if !ours {
+        return Err(format!("file {p} is not one lvsctl writes for lab {lab}"));
+    }
+    if let Some(b) = &u.prior
+        && !simple(&b.file)
+    {
+        return Err(format!("file {p}: backup {:?} is not a name inside the journal's directory", b.file));
+    }
+    Ok(())
+}

@@ -80,3 +80,11 @@ pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
 pub fn show(l: &LinkSpec) -> (&'static str, String, String) {
     ("link", format!("{} up", l.dev), l.reason.clone())
 }
+
+/// An interface name the kernel would take.
+pub fn check(u: &Undo) -> Result<(), String> {
+    match crate::inventory::parse::interface_name_problem(&u.dev) {
+        Some(why) => Err(format!("link {:?} {why}", u.dev)),
+        None => Ok(()),
+    }
+}

@@ -125,6 +125,23 @@ impl Undo {
         }
     }
 
+    /// Whether lvsctl of lab `lab` can have written this entry: `down` acts on the journal as
+    /// root, so an entry someone else put there (a path outside lvsctl's files, a sysctl key
+    /// that climbs out of /proc/sys, a unit of another name) is refused before anything is undone.
+    /// `root` is where the host's files are (`/`; a directory in tests).
+    pub fn check(&self, lab: &str, root: &std::path::Path) -> Result<(), String> {
+        match self {
+            Undo::Module(u) => module::check(u),
+            Undo::Sysctl(u) => sysctl::check(u),
+            Undo::LinkUp(u) => link::check(u),
+            Undo::File(u) => file::check(u, lab, root),
+            Undo::Dir(u) => dir::check(u, lab, root),
+            Undo::Unit(u) => unit::check(u, lab),
+            // Typed netlink data: addresses, prefixes, ports, numbers; nothing to climb out of.
+            Undo::Address(_) | Undo::Route(_) | Undo::Service(_) | Undo::Dest(_) => Ok(()),
+        }
+    }
+
     /// Runtime state is what a reboot loses and `systemctl stop` undoes; the rest is on disk.
     pub fn is_runtime(&self) -> bool {
         !matches!(self, Undo::File(_) | Undo::Dir(_) | Undo::Unit(_))
@@ -381,6 +398,16 @@ impl Live {
             Err(_) => false,
         }
     }
+}
+
+/// `path` as a path of the host, when it lies under `root` (`/` on hosts).
+pub fn on_host(path: &str, root: &std::path::Path) -> Option<String> {
+    let rel = std::path::Path::new(path).strip_prefix(root).ok()?;
+    // No `..` that would climb back out (`/etc/lvsctl/x/../../shadow`).
+    if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        return None;
+    }
+    Some(format!("/{}", rel.display()))
 }
 
 /// The kinds, in the order they are applied: each may need the ones before it (tunl0's sysctls

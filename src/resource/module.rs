@@ -123,3 +123,14 @@ fn unload_all<S: System>(s: &mut S, names: &[String]) -> io::Result<()> {
 pub fn show(m: &ModuleSpec) -> (&'static str, String, String) {
     ("module", m.name.clone(), m.reason.clone())
 }
+
+/// A kernel module name as modprobe takes it; so are the ones recorded as loaded with it.
+pub fn check(u: &Undo) -> Result<(), String> {
+    let ok = |n: &str| {
+        !n.is_empty() && n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    if !ok(&u.name) || u.loaded.iter().flatten().any(|n| !ok(n)) {
+        return Err(format!("module {:?} is not a module name", u.name));
+    }
+    Ok(())
+}

@@ -102,3 +102,20 @@ pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
 pub fn show(s: &SysctlSpec) -> (&'static str, String, String) {
     ("sysctl", format!("{} = {}", s.key, s.value), s.reason.clone())
 }
+
+/// A key under net. (the only ones lvsctl sets) that names a file of /proc/sys and nothing above
+/// it, and values without control characters.
+pub fn check(u: &Undo) -> Result<(), String> {
+    let k = &u.key;
+    let key_ok = k.starts_with("net.")
+        && k.len() <= 256
+        && k.split('.').all(|p| !p.is_empty() && p != "..")
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !key_ok {
+        return Err(format!("sysctl key {k:?} is not one lvsctl sets"));
+    }
+    if [&u.prior, &u.applied].iter().any(|v| v.len() > 4096 || v.chars().any(|c| c.is_control() && c != '\t')) {
+        return Err(format!("sysctl {k}: a recorded value is not a sysctl value"));
+    }
+    Ok(())
+}

@@ -80,3 +80,8 @@ pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
 pub fn show(name: &str) -> (&'static str, String, String) {
     ("unit", name.to_string(), "enabled at boot where systemd runs".into())
 }
+
+/// The lab's own unit, and no other.
+pub fn check(u: &Undo, lab: &str) -> Result<(), String> {
+    if u.name == crate::paths::unit_name(lab) { Ok(()) } else { Err(format!("unit {:?} is not lab {lab}'s", u.name)) }
+}
