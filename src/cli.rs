@@ -362,7 +362,10 @@ guest writes is lost when it ends: its root is this machine's, read-only, under 
     VmInit,
     /// Inside a lab host: start its lvsctl boot units (used by `lab reboot`).
     #[command(hide = true)]
-    BootUnits,
+    BootUnits {
+        #[arg(long)]
+        lab: String,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -19,7 +19,7 @@ pub fn run(c: &LabCommand) -> anyhow::Result<u8> {
             command: a.command.clone(),
         }),
         LabCommand::Responder(a) => responder::run(&a.name, &a.listen, &a.vip),
-        LabCommand::BootUnits => build::boot_units(),
+        LabCommand::BootUnits { lab } => build::boot_units(lab),
         LabCommand::VmInit => vm::guest_init(),
     }
 }

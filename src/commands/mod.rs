@@ -120,7 +120,7 @@ pub struct Session {
 impl Session {
     pub fn open(lab: &Lab, args: &crate::cli::ConnectArgs) -> anyhow::Result<Session> {
         let mut opts = crate::remote::ConnectOptions { ssh_config: args.ssh_config.clone(), ..Default::default() };
-        if let Some(ctx) = crate::lab::context(&lab.name) {
+        if let Some(ctx) = crate::lab::context(&lab.name, &lab.file) {
             // Threads inherit the namespace of the thread that creates them: enter it before the
             // runtime exists, so every ssh process starts in the lab's management network.
             crate::lab::enter_netns(&ctx.netns)

@@ -2,7 +2,7 @@
 //! this machine, each with private /etc, /var, /root, /usr/local and /opt and a real sshd.
 //!
 //! Layout: a control namespace `lvsctl-LAB` holds one bridge per `[lab] segments` entry and the
-//! management bridge (with the controller's address); each host is a namespace `lvsctl-LAB-HOST`
+//! management bridge (with the controller's address); each host is a namespace `lvsctl-LAB.HOST`
 //! with its inventory interfaces (veths into the segment bridges, left down: `lvsctl up` brings
 //! them up) and `mgmt0` carrying its ssh address. This machine's root namespace gets no interface,
 //! route or address.
@@ -70,8 +70,15 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// A host's namespace. '.' is in neither lab nor host names, so no two labs' names can meet
+/// (with '-', lab "a" host "b-c" and lab "a-b" host "c" were one namespace, and destroying lab
+/// "a" removed lab "a-b"'s hosts).
 fn host_netns(lab: &str, host: &str) -> String {
-    format!("lvsctl-{lab}-{host}")
+    format!("{}{host}", host_netns_prefix(lab))
+}
+
+fn host_netns_prefix(lab: &str) -> String {
+    format!("lvsctl-{lab}.")
 }
 
 fn host_dir(lab: &str, host: &str) -> PathBuf {
@@ -578,7 +585,9 @@ pub fn create(lab: &Lab) -> anyhow::Result<u8> {
         );
     }
     let started = Instant::now();
-    let mut state = LabState { lab: lab.name.clone(), inventory: inv.display().to_string(), ..Default::default() };
+    // The inventory's own path: later commands go through this lab only for this very file.
+    let file = std::fs::canonicalize(inv).unwrap_or_else(|_| inv.to_path_buf());
+    let mut state = LabState { lab: lab.name.clone(), inventory: file.display().to_string(), ..Default::default() };
     state.save()?;
     let result = (|| -> anyhow::Result<()> {
         let net = Net::new()?;
@@ -737,7 +746,7 @@ fn destroy_state(state: &LabState) -> anyhow::Result<()> {
     }
     // Namespaces of this lab that the state does not know (a crash between creating and recording).
     if let Ok(entries) = std::fs::read_dir(netns::NETNS_DIR) {
-        let prefix = format!("lvsctl-{}-", state.lab);
+        let prefix = host_netns_prefix(&state.lab);
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.starts_with(&prefix)
@@ -843,7 +852,7 @@ pub fn reboot(lab: &Lab, host: &str) -> anyhow::Result<u8> {
     wait_for_sshd(lab, host)?;
     let pid = host_pid(&lab.name, host)?;
     let mut cmd = Command::new(SELF_EXE);
-    cmd.args(["lab", "boot-units"]);
+    cmd.args(["lab", "boot-units", "--lab", &lab.name]);
     let mounts = HostMounts::join(&lab.name, host, pid);
     // SAFETY: raw syscalls only.
     unsafe {
@@ -853,42 +862,27 @@ pub fn reboot(lab: &Lab, host: &str) -> anyhow::Result<u8> {
     Ok(if status.success() { 0 } else { 1 })
 }
 
-/// lvsctl's files of `dir` whose names start with `prefix` and end with `.conf`, sorted.
-fn lvsctl_confs(dir: &str, prefix: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> =
-        std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
-    v.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix) && n.ends_with(".conf")));
-    v.sort();
-    v
-}
-
-/// Inside a host, as systemd boots it: lvsctl's modules-load.d files (systemd-modules-load), then
-/// its sysctl.d files (systemd-sysctl, ordered after the modules), then every lvsctl unit in the
-/// unit directory, by running its ExecStart. The host's other sysctl.d files are this machine's
-/// and are left alone.
-pub fn boot_units() -> anyhow::Result<u8> {
+/// Inside a host of lab `lab`, as systemd boots it: the lab's modules-load.d file
+/// (systemd-modules-load), then its sysctl.d file (systemd-sysctl, ordered after the modules),
+/// then the lab's unit: its ExecStartPre lines, and its ExecStart if they passed. Nothing of
+/// another lab or of the machine itself is started: a lab host boots its own lab only.
+pub fn boot_units(lab: &str) -> anyhow::Result<u8> {
     let mut ok = true;
-    for (dir, prefix, prog) in [
-        (crate::paths::MODULES_LOAD_DIR, "lvsctl-", "/lib/systemd/systemd-modules-load"),
-        (crate::paths::SYSCTL_DIR, "90-lvsctl-", "/lib/systemd/systemd-sysctl"),
+    for (file, prog) in [
+        (crate::paths::modules_load_path(lab), "/lib/systemd/systemd-modules-load"),
+        (crate::paths::sysctl_conf_path(lab), "/lib/systemd/systemd-sysctl"),
     ] {
-        let files = lvsctl_confs(dir, prefix);
-        if files.is_empty() {
+        if !Path::new(&file).exists() {
             continue;
         }
-        crate::outln!("{prog} {}", files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" "));
-        let st = Command::new(prog).args(&files).status().with_context(|| format!("cannot run {prog}"))?;
+        crate::outln!("{prog} {file}");
+        let st = Command::new(prog).arg(&file).status().with_context(|| format!("cannot run {prog}"))?;
         ok &= st.success();
     }
-    let dir = Path::new(crate::paths::UNIT_DIR);
-    let mut units: Vec<PathBuf> =
-        std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
-    units.retain(|p| {
-        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("lvsctl-") && n.ends_with(".service"))
-    });
-    units.sort();
+    let unit = PathBuf::from(crate::paths::unit_path(lab));
+    let units: Vec<PathBuf> = if unit.exists() { vec![unit] } else { vec![] };
     if units.is_empty() {
-        crate::outln!("no lvsctl unit on this host: nothing starts at boot");
+        crate::outln!("no unit of lab {lab} on this host: nothing starts at boot");
         return Ok(if ok { 0 } else { 1 });
     }
     for u in units {
@@ -909,4 +903,16 @@ pub fn boot_units() -> anyhow::Result<u8> {
         }
     }
     Ok(if ok { 0 } else { 1 })
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_of_labs_whose_names_share_a_prefix_never_meet() {
+        assert_ne!(host_netns("a", "b-c"), host_netns("a-b", "c"));
+        assert!(!host_netns("a-b", "c").starts_with(&host_netns_prefix("a")));
+        assert_ne!(host_netns("a", "b"), crate::lab::control_netns("a-b").file_name().unwrap().to_string_lossy());
+    }
 }

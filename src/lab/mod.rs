@@ -28,11 +28,26 @@ pub struct LabContext {
     pub netns: PathBuf,
 }
 
-/// The lab of this name on this machine, if `lvsctl lab create` built one.
-pub fn context(lab: &str) -> Option<LabContext> {
+/// The lab on this machine that `lvsctl lab create` built from this very inventory file, if any.
+/// A lab of the same name built from another file is not this inventory's hosts: its commands
+/// then reach their hosts directly, and are told why.
+pub fn context(lab: &str, inventory: &Path) -> Option<LabContext> {
     let ssh_config = run_dir(lab).join("ssh_config");
     let netns = control_netns(lab);
-    (ssh_config.exists() && netns.exists()).then_some(LabContext { ssh_config, netns })
+    if !(ssh_config.exists() && netns.exists()) {
+        return None;
+    }
+    let built_from = build::LabState::load(lab).map(|s| PathBuf::from(s.inventory))?;
+    let this = std::fs::canonicalize(inventory).unwrap_or_else(|_| inventory.to_path_buf());
+    if built_from != this {
+        eprintln!(
+            "lvsctl: a lab named {lab} runs on this machine, built from {}; {} is another inventory, so its hosts are reached directly, not through that lab",
+            built_from.display(),
+            this.display()
+        );
+        return None;
+    }
+    Some(LabContext { ssh_config, netns })
 }
 
 /// Moves the calling thread into the network namespace at `path`.

@@ -162,11 +162,26 @@ fn ensure_packages(no_install: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The guest's private working directory: the command's whole environment (credentials
+/// included) goes into it, so it is 0700 from the start, and a name someone planted is an error.
 fn temp_dir() -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let dir = std::env::temp_dir().join(format!("lvsctl-vm-{}-{nanos}", std::process::id()));
-    std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::DirBuilder::new().mode(0o700).create(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod private_tests {
+    #[test]
+    fn the_guests_working_directory_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = super::temp_dir().unwrap();
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        std::fs::remove_dir(&d).unwrap();
+        assert_eq!(mode, 0o700);
+    }
 }
 
 /// What `lab vm` runs, and in what guest.
