@@ -572,14 +572,15 @@ fn e2e_rendered_files_alone() {
         "ip link set eth0 up && ip addr add 192.168.10.50/24 dev eth0 && ip route add default via 192.168.10.1 metric 100",
     );
 
-    // Not under /tmp: every lab host has a /tmp of its own.
-    std::fs::create_dir_all(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let out = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("render");
     l.ok(&["render", "--out", dir.to_str().unwrap()]);
     for h in &hosts {
         assert!(dir.join(h).join("usr/local/sbin/lvsctl-tun.sh").exists(), "{h}: no script rendered");
-        l.run(h, &["cp", "-a", &format!("{}/{h}/.", dir.display()), "/"]);
+        // As the README says: `tar -C DIR/HOST -c . | ssh HOST tar -C / -x`.
+        let tree = Command::new("tar").arg("-C").arg(dir.join(h)).args(["-c", "."]).output().unwrap();
+        assert!(tree.status.success());
+        l.pipe(h, &["tar", "-C", "/", "-x", "--no-same-owner", "--no-overwrite-dir"], &tree.stdout);
     }
     l.run("web1", &["/lib/systemd/systemd-modules-load", "/etc/modules-load.d/lvsctl-tun.conf"]);
     assert!(ipip_loaded(), "systemd-modules-load did not load ipip from the rendered file");
@@ -658,7 +659,7 @@ fn e2e_rendered_files_alone() {
 
     // The rules file loads with `ipvsadm -R`, adding to the table without clearing it first.
     l.sh("lvs", "ipvsadm -A -t 192.0.2.1:7 -s rr");
-    l.sh("lvs", &format!("ipvsadm -R < {}/lvs/etc/lvsctl/tun/ipvsadm.rules", dir.display()));
+    l.sh("lvs", "ipvsadm -R < /etc/lvsctl/tun/ipvsadm.rules");
     let table = l.run("lvs", &["ipvsadm-save", "-n"]);
     assert_eq!(table, format!("-A -t 192.0.2.1:7 -s rr\n{rules}"), "ipvsadm -R must add, not replace");
 }

@@ -98,6 +98,26 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs a command inside a lab host with `input` on its stdin; its output.
+    pub fn pipe(&self, host: &str, argv: &[&str], input: &[u8]) -> String {
+        use std::io::Write;
+        let mut child = Command::new(lvsctl_bin())
+            .args(["lab", "exec"])
+            .arg(&self.inv)
+            .arg(host)
+            .arg("--")
+            .args(argv)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run lvsctl lab exec");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{host}: {argv:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Commands run over ssh on each host since the lab was created, counted in its sshd's log
     /// (one "Starting session: command" line per exec).
     pub fn ssh_execs(&self) -> BTreeMap<String, usize> {
