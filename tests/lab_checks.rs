@@ -101,7 +101,7 @@ fn unreachable_hosts_and_refused_host_keys_do_not_stop_the_others() {
     assert!(t.contains("web1    unreachable: ssh root@10.250.0.81 port 22"), "{t}");
     assert!(t.contains("host_key = \"strict\""), "the refused key says what to do:\n{t}");
     assert!(t.contains("web2    unreachable"), "{t}");
-    assert!(t.contains("client  7 changed"), "the reachable host was provisioned:\n{t}");
+    assert!(t.contains("client  8 changed"), "the reachable host was provisioned:\n{t}");
     assert!(t.contains("unreachable: web1 web2"), "{t}");
     let out = l.lvsctl(&["down", "--host", "client"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -192,8 +192,8 @@ fn rendered_real_server_script_starts_and_stops_exactly() {
     l.ok(&["render", "--host", "web1", "--out", out.to_str().unwrap()]);
     // Lab hosts have their own /tmp (and any directory of this machine may be out of their
     // sight): the script travels as sh's argument, as a copy would.
-    let script = std::fs::read_to_string(out.join("web1/lvsctl-t-script-web1.sh")).unwrap();
-    let run = |action: &str| l.run("web1", &["sh", "-c", &script, "lvsctl-t-script-web1.sh", action]);
+    let script = std::fs::read_to_string(out.join("web1/usr/local/sbin/lvsctl-t-script.sh")).unwrap();
+    let run = |action: &str| l.run("web1", &["sh", "-c", &script, "lvsctl-t-script.sh", action]);
     let started = run("start");
     assert!(started.contains("web1: sysctl net.ipv4.conf.all.arp_ignore: 2 -> 1"), "{started}");
     let state = l
@@ -277,12 +277,12 @@ fn a_failed_create_removes_what_it_built() {
     let dir = tempfile::tempdir().unwrap();
     let inv = dr_copy(dir.path(), "t-fail");
     // A namespace already holding web1's name makes create fail after the first hosts are built.
-    sh(&["ip", "netns", "add", "lvsctl-t-fail-web1"]);
+    sh(&["ip", "netns", "add", "lvsctl-t-fail.web1"]);
     let out = Command::new(lvsctl_bin()).args(["lab", "create"]).arg(&inv).output().unwrap();
     let t = text(&out);
-    let _ = Command::new("ip").args(["netns", "delete", "lvsctl-t-fail-web1"]).status();
+    let _ = Command::new("ip").args(["netns", "delete", "lvsctl-t-fail.web1"]).status();
     assert!(!out.status.success(), "{t}");
-    assert!(t.contains("cannot create namespace lvsctl-t-fail-web1"), "{t}");
+    assert!(t.contains("cannot create namespace lvsctl-t-fail.web1"), "{t}");
     assert!(t.contains("removing what was built"), "{t}");
     let left: Vec<String> = std::fs::read_dir("/run/netns")
         .map(|d| {
