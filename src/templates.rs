@@ -74,7 +74,12 @@ impl Templates {
                 .build()
                 .expect("default delimiters are valid"),
         );
-        env.add_filter("sq", |v: String| shell_quote(&v));
+        // Any value (numbers too) quoted for a POSIX shell.
+        env.add_filter("sq", |v: minijinja::Value| shell_quote(&v.to_string()));
+        // For comments: one line, whatever the value holds (a newline would end the comment).
+        env.add_filter("oneline", |v: minijinja::Value| {
+            v.to_string().chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>()
+        });
         for (name, src) in EMBEDDED {
             env.add_template(name, src).map_err(|e| template_error(name, e))?;
         }
@@ -127,5 +132,23 @@ mod tests {
         std::fs::write(dir.path().join("sysctl.conf"), "x").unwrap();
         let err = Templates::load(Some(dir.path())).err().unwrap().to_string();
         assert!(err.contains("lvsctl uses no template of this name"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+
+    #[test]
+    fn sq_quotes_any_value_and_oneline_keeps_comments_on_one_line() {
+        let t = Templates::embedded();
+        let mut env = t.env.clone();
+        env.add_template("t", "{{ a | sq }} {{ n | sq }} # {{ c | oneline }}").unwrap();
+        let out = env
+            .get_template("t")
+            .unwrap()
+            .render(minijinja::context! { a => "x'; rm -rf / #", n => 80, c => "web\nrm -rf /" })
+            .unwrap();
+        assert_eq!(out, "'x'\\''; rm -rf / #' 80 # web rm -rf /");
     }
 }

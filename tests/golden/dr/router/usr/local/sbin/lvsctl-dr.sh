@@ -17,7 +17,8 @@ RUNSTATE=/run/lvsctl-sh/dr.state
 PROTO=76
 
 die() { echo "$0: $*" >&2; exit 1; }
-say() { echo "router: $*"; }
+HOST=router
+say() { printf '%s: %s\n' "$HOST" "$*"; }
 record() { printf '%s\n' "$*" >> "$RUNSTATE"; }
 proc_path() { printf '/proc/sys/%s' "$(printf '%s' "$1" | tr './' '/.')"; }
 
@@ -44,6 +45,10 @@ restore_sysctls() {
     [ -s "$STATE" ] || return 0
     sed '1!G;h;$!d' "$STATE" | while read -r kind key value; do
         [ "$kind" = sysctl ] || continue
+        # Only keys this script sets (net.*, no path of their own): the state file is data,
+        # never a way to write elsewhere in /proc/sys.
+        case $key in net.*) ;; *) say "sysctl $key in $STATE is not one this script sets: left alone"; continue ;; esac
+        case $key in *[!A-Za-z0-9._-]*|*..*) say "sysctl $key in $STATE is not a key: left alone"; continue ;; esac
         [ "$(cat "$(proc_path "$key")" 2>/dev/null)" = "$value" ] && continue
         printf '%s\n' "$value" > "$(proc_path "$key")" && say "sysctl $key restored to $value"
     done
@@ -108,7 +113,13 @@ stop() {
                 link) ip link set dev "$a" down && say "link $a down" ;;
                 address) ip addr del "$b" dev "$a" 2>/dev/null; say "address $b on $a removed" ;;
                 route) ip route del "$a" via "$b" proto $PROTO metric 0 2>/dev/null; say "route $a removed" ;;
-                route-replaced) ip route replace $b $c && say "route $a restored" ;;
+                route-replaced)
+                    # The prior route's words, as `ip route show` printed them, become arguments
+                    # again: only words made of what ip prints, never a glob.
+                    case "$b $c" in
+                        *[!A-Za-z0-9.:/_\ -]*) say "route $a in $RUNSTATE is not a route: not restored" ;;
+                        *) (set -f; ip route replace $b $c) && say "route $a restored" ;;
+                    esac ;;
                 service) ipvsadm -D "$a" "$b" 2>/dev/null; say "IPVS service $b removed" ;;
                 dest) ipvsadm -d "$a" "$b" -r "$c" 2>/dev/null; say "IPVS destination $c of $b removed" ;;
             esac
@@ -131,8 +142,10 @@ stop() {
 status() {
     if grep -qsx started "$RUNSTATE"; then say "started (state in $RUNSTATE)"; else say "not started"; fi
     printf '  sysctl %s = %s (want %s)\n' net.ipv4.ip_forward "$(cat "$(proc_path net.ipv4.ip_forward)" 2>/dev/null || echo missing)" 1
-    if ip -o -4 addr show dev eth0 to 192.168.188.200/32 2>/dev/null | grep -q .; then echo "  address 192.168.188.200/24 on eth0: present"; else echo "  address 192.168.188.200/24 on eth0: MISSING"; fi
-    if ip -o -4 addr show dev eth1 to 192.168.10.200/32 2>/dev/null | grep -q .; then echo "  address 192.168.10.200/24 on eth1: present"; else echo "  address 192.168.10.200/24 on eth1: MISSING"; fi
+    if ip -o -4 addr show dev eth0 to 192.168.188.200/32 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi
+    printf '  address %s on %s: %s\n' 192.168.188.200/24 eth0 "$w"
+    if ip -o -4 addr show dev eth1 to 192.168.10.200/32 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi
+    printf '  address %s on %s: %s\n' 192.168.10.200/24 eth1 "$w"
 }
 
 case "${1:-}" in
