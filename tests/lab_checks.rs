@@ -298,3 +298,176 @@ fn a_failed_create_removes_what_it_built() {
     let out = Command::new(lvsctl_bin()).args(["lab", "destroy"]).arg(&inv).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// Entries in a lab host's journal, read from outside (its /var's overlay upper layer).
+fn journal_entries(lab: &str, host: &str) -> usize {
+    let journal = PathBuf::from(format!("/run/lvsctl/labs/{lab}/hosts/{host}/var/upper/lib/lvsctl/{lab}/journal.json"));
+    std::fs::read(journal)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["entries"].as_array().map(|a| a.len()))
+        .unwrap_or(0)
+}
+
+fn wait_for_entries(lab: &str, host: &str, n: usize, up: &mut std::process::Child) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while journal_entries(lab, host) < n {
+        assert!(std::time::Instant::now() < deadline, "the agent never made change {n}");
+        assert!(up.try_wait().unwrap().is_none(), "up ended before change {n}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A stalled `up --host web1` of this lab, in the background.
+fn stalled_up(l: &Lab, after: &str) -> std::process::Child {
+    Command::new(lvsctl_bin())
+        .args(["up", "--host", "web1"])
+        .arg(&l.inv)
+        .env("LVSCTL_STATE_DIR", l.state_dir.path())
+        .env("LVSCTL_FAULT_STALL_AFTER", after)
+        .env("LVSCTL_SSH_PERSIST", "0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_session_dropped_by_the_host_mid_up_loses_nothing() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let l = Lab::create(dr_copy(dir.path(), "t-drop"));
+    let before = subset(&l, &["web1"]);
+    let mut up = stalled_up(&l, "3");
+    wait_for_entries("t-drop", "web1", 3, &mut up);
+    // The host's side of the connection goes: every session process of web1's sshd (the lab's own
+    // sshd, which this test's lab started) is killed, as a dropped link or a restarted sshd would.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read("/run/lvsctl/labs/t-drop/state.json").unwrap()).unwrap();
+    let sshd = state["hosts"]["web1"]["pids"][0].as_u64().unwrap();
+    let children = std::fs::read_to_string(format!("/proc/{sshd}/task/{sshd}/children")).unwrap();
+    assert!(!children.trim().is_empty(), "web1's sshd serves the up");
+    for pid in children.split_whitespace() {
+        // SAFETY: a session process of the lab sshd this test started.
+        unsafe { libc::kill(pid.parse().unwrap(), libc::SIGKILL) };
+    }
+    let out = up.wait_with_output().unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(4), "web1 failed, and says so:\n{t}");
+    assert!(t.contains("web1"), "{t}");
+    // The agent went on without its session: the next up waits for it, then has nothing to do.
+    let out = l.lvsctl(&["up", "--host", "web1", "--output", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["report"]["changes"], 0, "the agent finished its plan:\n{}", text(&out));
+    l.ok(&["down", "--host", "web1"]);
+    assert_same(&before, &subset(&l, &["web1"]), "after a dropped session and down");
+}
+
+#[test]
+fn two_ups_at_once_on_one_lab_take_turns_and_down_restores() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let l = Lab::create(dr_copy(dir.path(), "t-race"));
+    let before = subset(&l, &["web1"]);
+    let mut first = stalled_up(&l, "2");
+    wait_for_entries("t-race", "web1", 2, &mut first);
+    let second = l.lvsctl(&["up", "--host", "web1"]);
+    let t = text(&second);
+    assert!(second.status.success(), "{t}");
+    assert!(t.contains("waiting for the lab lock on web1 (held by pid"), "the second up says it waits:\n{t}");
+    let first = first.wait_with_output().unwrap();
+    assert!(first.status.success(), "{}", text(&first));
+    l.ok(&["down", "--host", "web1"]);
+    assert_same(&before, &subset(&l, &["web1"]), "after two ups at once and down");
+}
+
+#[test]
+fn a_full_disk_stops_a_change_before_it_is_made() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let l = Lab::create(dr_copy(dir.path(), "t-full"));
+    let before = subset(&l, &["web1"]);
+    let kernel_before = common::lab::kernel_state(&l, "web1");
+    // web1's journal directory is on a file system with no room left (in web1's own mounts).
+    l.sh("web1", "mkdir -p /var/lib/lvsctl && mount -t tmpfs -o size=8k full /var/lib/lvsctl && dd if=/dev/zero of=/var/lib/lvsctl/fill bs=4k count=8 2>/dev/null; true");
+    let out = l.lvsctl(&["up", "--host", "web1"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{t}");
+    assert!(t.contains("No space left on device"), "the error says why:\n{t}");
+    assert_eq!(common::lab::kernel_state(&l, "web1"), kernel_before, "nothing was changed without its record:\n{t}");
+    l.sh("web1", "umount /var/lib/lvsctl");
+    l.ok(&["up", "--host", "web1"]);
+    l.ok(&["down", "--host", "web1"]);
+    assert_same(&before, &subset(&l, &["web1"]), "after a full disk, up and down");
+}
+
+#[test]
+fn an_unwritable_controller_state_stops_up_before_any_host() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let l = Lab::create(dr_copy(dir.path(), "t-state"));
+    let before = subset(&l, &["web1"]);
+    let out = Command::new(lvsctl_bin())
+        .args(["up", "--host", "web1"])
+        .arg(&l.inv)
+        .env("LVSCTL_STATE_DIR", "/dev/null/state")
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("cannot write the controller state in /dev/null/state"), "{t}");
+    assert_same(&before, &subset(&l, &["web1"]), "nothing happened on the host");
+}
+
+#[test]
+fn another_inventory_of_the_same_name_is_not_sent_through_the_local_lab() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let l = Lab::create(dr_copy(dir.path(), "t-redir"));
+    // Another file, same lab name: other machines, as far as lvsctl can know.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = other_dir.path().join("elsewhere.toml");
+    let src = std::fs::read_to_string(&l.inv).unwrap().replace("[ssh]\n", "[ssh]\nconnect_timeout = 1\n");
+    std::fs::write(&other, src).unwrap();
+    let out = Command::new(lvsctl_bin())
+        .args(["status", "--host", "web1"])
+        .arg(&other)
+        .env("LVSCTL_STATE_DIR", l.state_dir.path())
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(t.contains("is another inventory, so its hosts are reached directly"), "{t}");
+    assert_eq!(out.status.code(), Some(5), "web1 is not reachable from outside the lab:\n{t}");
+    // The lab's own file still goes through it.
+    let out = l.lvsctl(&["status", "--host", "web1"]);
+    assert!(!text(&out).contains("another inventory"), "{}", text(&out));
+}
+
+#[test]
+fn a_lab_reboot_boots_only_that_labs_unit() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let l = Lab::create(dr_copy(dir.path(), "t-boot"));
+    // A unit of another lab (or of anything named lvsctl-*) on the host: not this lab's to start.
+    l.sh(
+        "web1",
+        "mkdir -p /etc/systemd/system && printf '[Service]\\nExecStart=/usr/bin/touch /var/other-lab-started\\n' > /etc/systemd/system/lvsctl-other.service",
+    );
+    let out = Command::new(lvsctl_bin()).args(["lab", "reboot"]).arg(&l.inv).arg("web1").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("no unit of lab t-boot"), "{}", text(&out));
+    assert_eq!(l.sh("web1", "test -e /var/other-lab-started && echo started || echo not"), "not\n");
+}

@@ -41,6 +41,9 @@ pub struct DraftHost {
     pub interfaces: Vec<Interface>,
     pub vip_device: Option<String>,
     pub address: Option<Ipv4Addr>,
+    /// An interface or address of this host failed to parse (and was reported): checks that
+    /// need all of its subnets are skipped, so they add no follow-on error.
+    pub incomplete: bool,
 }
 
 pub struct DraftBackend {
@@ -568,6 +571,7 @@ fn parse_host(r: &mut Reader, name: String, t: Table, defaults: &SshDefaults) ->
     };
     let gateway = t.get(r, "gateway").and_then(|i| parse_host_ip_item(r, &i, "the gateway"));
     let mut interfaces = Vec::new();
+    let mut incomplete = false;
     if let Some(i) = t.get(r, "interfaces")
         && let Some(it) = i.table(r)
     {
@@ -579,6 +583,7 @@ fn parse_host(r: &mut Reader, name: String, t: Table, defaults: &SshDefaults) ->
                     format!("interface name \"{}\" {problem}", ifname.escape_debug()),
                     Some(IFNAME_HELP.into()),
                 );
+                incomplete = true;
                 continue;
             }
             let mut addresses = Vec::new();
@@ -587,8 +592,13 @@ fn parse_host(r: &mut Reader, name: String, t: Table, defaults: &SshDefaults) ->
                     if let Some(s) = a.str(r) {
                         match parse_interface_cidr(s) {
                             Ok(n) => addresses.push(n),
-                            Err((m, h)) => r.error(a.span(), &a.path, m, Some(h)),
+                            Err((m, h)) => {
+                                r.error(a.span(), &a.path, m, Some(h));
+                                incomplete = true;
+                            }
                         }
+                    } else {
+                        incomplete = true;
                     }
                 }
             }
@@ -611,7 +621,7 @@ fn parse_host(r: &mut Reader, name: String, t: Table, defaults: &SshDefaults) ->
     });
     let address = t.get(r, "address").and_then(|i| parse_host_ip_item(r, &i, "the real server's address"));
     t.finish(r, &HOST_KEYS);
-    DraftHost { name, path, role, ssh, gateway, interfaces, vip_device, address }
+    DraftHost { name, path, role, ssh, gateway, interfaces, vip_device, address, incomplete }
 }
 
 fn settings(target: SshTarget, d: SshDefaults) -> SshSettings {

@@ -137,7 +137,7 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
                     format!("gateway {gw} is the {which} address of {}", net.trunc()),
                     Some("the gateway is a router's or the director's own address on that subnet".into()),
                 );
-            } else if !h.interfaces.is_empty() && net_containing(h, gw).is_none() {
+            } else if !h.interfaces.is_empty() && !h.incomplete && net_containing(h, gw).is_none() {
                 let subnets: Vec<String> = addresses(h).map(|(_, _, a)| a.trunc().to_string()).collect();
                 r.error_at(
                     &gp,
@@ -463,6 +463,11 @@ fn resolve_rs_address(
 ) -> Option<Ipv4Addr> {
     let director_nets: Vec<Ipv4Net> = director.map(|d| addresses(d).map(|(_, _, a)| a).collect()).unwrap_or_default();
     let same_l2 = mode.profile().real_server.same_l2;
+    // Subnets that failed to parse were reported: deciding without them would only add
+    // follow-on errors.
+    if h.incomplete || director.is_some_and(|d| d.incomplete) {
+        return None;
+    }
     let mut report = |r: &mut Reader, key: String, msg: String, help: String| {
         if reported.insert((h.name.clone(), mode)) {
             r.error_at(&key, msg, Some(help));
