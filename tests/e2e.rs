@@ -254,7 +254,7 @@ fn full_cycle(inv: &str, c: Checks) {
         // The installed agent runs as root only while it is the binary installed and nobody but
         // root could have changed it: a changed one is installed again, an unsafe directory
         // refused.
-        l.sh("web1", "printf x >> /usr/local/lib/lvsctl/*/lvsctl");
+        l.sh("web1", "for f in /usr/local/lib/lvsctl/*/lvsctl; do printf x >> \"$f\"; done");
         let again = l.ok(&["up", "--host", "web1"]);
         assert!(again.contains("did not match its sha256"), "{again}");
         assert_eq!(l.sh("web1", "cat /usr/local/lib/lvsctl/*/lvsctl | wc -c").trim(), agent.len().to_string());
