@@ -255,6 +255,10 @@ fn full_cycle(inv: &str, c: Checks) {
         // root could have changed it: a changed one is installed again, an unsafe directory
         // refused.
         l.sh("web1", "for f in /usr/local/lib/lvsctl/*/lvsctl; do printf x >> \"$f\"; done");
+        // At boot the unit's check refuses it (sha256sum --check before ExecStart).
+        let boot = Command::new(lvsctl_bin()).args(["lab", "reboot"]).arg(&l.inv).arg("web1").output().unwrap();
+        assert!(!boot.status.success() && text(&boot).contains("FAILED"), "{}", text(&boot));
+        assert!(!text(&boot).contains("changes,"), "the changed agent did not run at boot:\n{}", text(&boot));
         let again = l.ok(&["up", "--host", "web1"]);
         assert!(again.contains("did not match its sha256"), "{again}");
         assert_eq!(l.sh("web1", "cat /usr/local/lib/lvsctl/*/lvsctl | wc -c").trim(), agent.len().to_string());
