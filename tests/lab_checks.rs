@@ -483,3 +483,51 @@ fn a_lab_reboot_boots_only_that_labs_unit() {
     assert!(text(&out).contains("no unit of lab t-boot"), "{}", text(&out));
     assert_eq!(l.sh("web1", "test -e /var/other-lab-started && echo started || echo not"), "not\n");
 }
+
+/// ssh masters of connections that are not kept, as `ps` shows them (`ssh -S …/once/.ssh-connection…`).
+fn unkept_masters() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            (cmd.starts_with("ssh ") && cmd.contains("/once/.ssh-connection")).then_some(pid)
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_controller_leaves_no_ssh_master_for_long() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let l = Lab::create(dr_copy(dir.path(), "t-orphan"));
+    let others = unkept_masters();
+    let mut up = Command::new(lvsctl_bin())
+        .args(["up", "--host", "web1"])
+        .arg(&l.inv)
+        .env("LVSCTL_STATE_DIR", l.state_dir.path())
+        .env("LVSCTL_SSH_PERSIST", "0")
+        .env("LVSCTL_SSH_ORPHAN_IDLE", "2")
+        .env("LVSCTL_FAULT_STALL_AFTER", "2")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_entries("t-orphan", "web1", 2, &mut up);
+    let ours: Vec<u32> = unkept_masters().into_iter().filter(|p| !others.contains(p)).collect();
+    assert!(!ours.is_empty(), "the up has an ssh master");
+    // Killed with no chance to close anything (SIGKILL: no handler runs).
+    up.kill().unwrap();
+    up.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while ours.iter().any(|p| Path::new(&format!("/proc/{p}")).exists()) {
+        assert!(std::time::Instant::now() < deadline, "the orphaned master {ours:?} is still there after 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // The agent finished on its own; down restores.
+    l.ok(&["down", "--host", "web1"]);
+}

@@ -104,7 +104,14 @@ fn runtime_dir(uid: u32) -> PathBuf {
 
 /// How long a master that is not kept outlives a controller killed before it could close it
 /// (normally it is closed when the command ends): longer than any wait inside one command.
-const UNKEPT_IDLE: usize = 600;
+/// LVSCTL_SSH_ORPHAN_IDLE sets it (the tests make it short to watch an orphan end).
+fn unkept_idle() -> std::num::NonZeroUsize {
+    std::env::var("LVSCTL_SSH_ORPHAN_IDLE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .and_then(std::num::NonZeroUsize::new)
+        .unwrap_or(std::num::NonZeroUsize::new(600).expect("not 0"))
+}
 
 /// Connections kept open between commands: each master lives in a directory named after everything
 /// that decides where and how it connects, and exits by itself after `idle` seconds unused.
@@ -273,7 +280,7 @@ pub async fn connect(s: &SshSettings, opts: &ConnectOptions) -> Result<Transport
     };
     let config = s.config.as_ref().or(opts.ssh_config.as_ref());
     let mut control_dir = opts.control_dir.clone();
-    let mut persist = openssh::ControlPersist::IdleFor(std::num::NonZeroUsize::new(UNKEPT_IDLE).expect("not 0"));
+    let mut persist = openssh::ControlPersist::IdleFor(unkept_idle());
     let mut kept = false;
     let usable = |p: &&Persist| match private_dir(&p.dir, p.uid) {
         Ok(()) => true,
