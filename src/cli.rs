@@ -31,7 +31,7 @@ Exit status: 0 success; 1 error; 2 usage error; 3 invalid inventory or templates
 6 a check did not pass (status drifted, verify failed, doctor found problems).";
 
 #[derive(Parser, Debug)]
-#[command(name = "lvsctl", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+#[command(name = "lvsctl", version = env!("LVSCTL_VERSION"), about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -70,3 +70,19 @@ fn an_inventory_must_be_a_regular_file_of_reasonable_size() {
         assert!(err.contains(want) && err.contains(&path.display().to_string()), "{}: {err}", path.display());
     }
 }
+
+#[test]
+fn the_version_names_the_commit_it_was_built_from() {
+    let out = lvsctl().arg("--version").output().unwrap();
+    let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(v.starts_with(&format!("lvsctl {}", env!("CARGO_PKG_VERSION"))), "{v}");
+    // Built from a git checkout (CI's clone, a developer's tree): the commit is HEAD's.
+    let head =
+        Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).current_dir(env!("CARGO_MANIFEST_DIR")).output();
+    if let Ok(h) = head
+        && h.status.success()
+    {
+        let h = String::from_utf8_lossy(&h.stdout).trim().to_string();
+        assert_eq!(v, format!("lvsctl {} (commit {h})", env!("CARGO_PKG_VERSION")));
+    }
+}

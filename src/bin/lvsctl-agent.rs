@@ -19,7 +19,7 @@ fn main() -> ExitCode {
         ["agent", "serve"] => lvsctl::agent::serve(),
         ["agent", "boot", action @ ("start" | "stop"), "--lab", lab] => lvsctl::agent::boot(action, lab),
         ["--version"] => {
-            println!("lvsctl-agent {}", env!("CARGO_PKG_VERSION"));
+            println!("lvsctl-agent {}", env!("LVSCTL_VERSION"));
             0
         }
         _ => {
