@@ -160,7 +160,7 @@ pub fn diagnose(lab: &Lab, facts: &Facts) -> Vec<Finding> {
             Some(Ok(f)) => {
                 match h.role {
                     Role::Director => director(&mut c, h, f),
-                    Role::RealServer => real_server(&mut c, h, f),
+                    Role::RealServer | Role::SorryServer => real_server(&mut c, h, f),
                     Role::Router => router(&mut c, h, f),
                     Role::Client => client(&mut c, h, f),
                 }
@@ -605,7 +605,7 @@ mod tests {
                         dests: vec![dest("192.168.188.81", 3), dest("192.168.188.82", 1)],
                     }]);
                 }
-                Role::RealServer => {
+                Role::RealServer | Role::SorryServer => {
                     f.addresses.push(addr("lo", "192.168.188.100/32"));
                     f.conf.insert("all".into(), conf(1, 2, 0));
                     f.routes.push(default_via("192.168.188.200"));

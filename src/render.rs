@@ -4,7 +4,9 @@
 
 use crate::plan::files::{Boot, TemplateContext};
 use crate::plan::{Context, HostPlan};
-use crate::templates::{IPVSADM_RULES, MODULES_LOAD, RenderError, SERVICE_UNIT, STANDALONE_SCRIPT, SYSCTL_CONF};
+use crate::templates::{
+    IPVSADM_RULES, KEEPALIVED_CONF, MODULES_LOAD, RenderError, SERVICE_UNIT, STANDALONE_SCRIPT, SYSCTL_CONF,
+};
 
 /// One rendered file of `lvsctl render`.
 pub struct Rendered {
@@ -36,6 +38,9 @@ pub fn render_host(p: &HostPlan, ctx: &Context) -> Result<Vec<Rendered>, RenderE
     }
     if !runtime.ipvs.is_empty() {
         file(crate::paths::ipvsadm_rules_path(lab), 0o644, IPVSADM_RULES)?;
+    }
+    if let Some(k) = &runtime.keepalived {
+        file(k.config.clone(), 0o644, KEEPALIVED_CONF)?;
     }
     file(crate::paths::script_path(lab), 0o755, STANDALONE_SCRIPT)?;
     file(crate::paths::unit_path(lab), 0o644, SERVICE_UNIT)?;

@@ -13,13 +13,15 @@ pub const IPVSADM_RULES: &str = "ipvsadm.rules.j2";
 pub const SERVICE_UNIT: &str = "lvsctl.service.j2";
 pub const STANDALONE_SCRIPT: &str = "lvsctl.sh.j2";
 pub const MODULES_LOAD: &str = "modules-load.conf.j2";
+pub const KEEPALIVED_CONF: &str = "keepalived.conf.j2";
 
-const EMBEDDED: [(&str, &str); 5] = [
+const EMBEDDED: [(&str, &str); 6] = [
     (SYSCTL_CONF, include_str!("../templates/sysctl.conf.j2")),
     (IPVSADM_RULES, include_str!("../templates/ipvsadm.rules.j2")),
     (SERVICE_UNIT, include_str!("../templates/lvsctl.service.j2")),
     (STANDALONE_SCRIPT, include_str!("../templates/lvsctl.sh.j2")),
     (MODULES_LOAD, include_str!("../templates/modules-load.conf.j2")),
+    (KEEPALIVED_CONF, include_str!("../templates/keepalived.conf.j2")),
 ];
 
 #[derive(Debug, thiserror::Error)]

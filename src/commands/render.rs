@@ -29,6 +29,14 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<u8> {
                 let out =
                     crate::safe_dir::SafeDir::open(dir).with_context(|| format!("cannot use {}", dir.display()))?;
                 for f in files {
+                    // keepalived users often take its configuration alone: a copy named after
+                    // the lab and the director sits beside the host trees.
+                    if p.keepalived.as_ref().is_some_and(|k| k.config.trim_start_matches('/') == f.name) {
+                        let rel = std::path::PathBuf::from(format!("keepalived-{}-{}.conf", p.lab, p.host));
+                        out.write(&rel, f.content.as_bytes(), f.mode, dir)
+                            .with_context(|| format!("cannot write {}", dir.join(&rel).display()))?;
+                        eprintln!("wrote {}", dir.join(&rel).display());
+                    }
                     let rel = std::path::Path::new(&p.host).join(&f.name);
                     let path = dir.join(&rel);
                     out.write(&rel, f.content.as_bytes(), f.mode, dir)

@@ -471,6 +471,9 @@ mod tests {
                     l_threshold: 0,
                 })
                 .collect(),
+            health_check: None,
+            on_failure: Default::default(),
+            sorry_server: None,
         }
     }
 

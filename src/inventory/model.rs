@@ -19,16 +19,20 @@ pub enum Role {
     Router,
     Director,
     RealServer,
+    /// Answers a service's clients when every real server failed its health check (keepalived's
+    /// `sorry_server`): provisioned like a real server of that service.
+    SorryServer,
 }
 
 impl Role {
-    pub const NAMES: [&'static str; 4] = ["client", "router", "director", "real-server"];
+    pub const NAMES: [&'static str; 5] = ["client", "router", "director", "real-server", "sorry-server"];
     pub fn parse(s: &str) -> Option<Role> {
         match s {
             "client" => Some(Role::Client),
             "router" => Some(Role::Router),
             "director" => Some(Role::Director),
             "real-server" => Some(Role::RealServer),
+            "sorry-server" => Some(Role::SorryServer),
             _ => None,
         }
     }
@@ -38,6 +42,7 @@ impl Role {
             Role::Router => "router",
             Role::Director => "director",
             Role::RealServer => "real-server",
+            Role::SorryServer => "sorry-server",
         }
     }
 }
@@ -123,6 +128,9 @@ pub struct Host {
     pub vip_device: Option<String>,
     /// Real server: the address the director sends to (TUN across routers, or to pick one of several).
     pub address: Option<Ipv4Addr>,
+    /// Director of an HA pair: its VRRP priority (the higher one is master).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
 }
 
 impl Host {
@@ -171,9 +179,99 @@ pub struct Service {
     pub netmask: Option<Ipv4Addr>,
     pub mode: Mode,
     pub real_servers: Vec<Backend>,
+    /// How keepalived checks each real server (None: no checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    #[serde(default)]
+    pub on_failure: OnFailure,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorry_server: Option<SorryServer>,
+}
+
+/// `health_check`: what keepalived's checker does for each real server of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub kind: CheckKind,
+    /// Seconds between two checks (keepalived's delay_loop, ldirectord's checkinterval).
+    pub interval: u32,
+    /// Seconds a check may take (connect_timeout, checktimeout).
+    pub timeout: u32,
+    /// Failed checks in a row before the real server counts as down.
+    pub retries: u32,
+    /// The port to check (None: the real server's port).
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum CheckKind {
+    /// A TCP connection opens.
+    Tcp,
+    /// `GET path` answers `status` (and, with `expect`, a body that contains it).
+    Http { path: String, status: u16, expect: Option<String> },
+}
+
+/// What happens to a real server that fails its health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// It leaves the IPVS table.
+    #[default]
+    Remove,
+    /// Weight 0: no new connections, established ones finish (ldirectord's quiescent).
+    Quiesce,
+}
+
+/// Where a service's clients go when no real server is healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SorryServer {
+    /// The inventory host (a sorry-server or a director), None for a machine outside the inventory.
+    pub host: Option<String>,
+    /// The address in the IPVS rule (for a director serving itself: 127.0.0.1, local delivery).
+    pub address: Ipv4Addr,
+    pub port: u16,
+}
+
+/// `[ha]`: the director pair's VRRP settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ha {
+    pub virtual_router_id: u8,
+    /// Seconds between VRRP adverts.
+    pub advert_interval: u32,
+    /// IPVS connection sync between the directors.
+    pub sync: bool,
+    pub preempt: bool,
+    /// VRRP to the other director's address instead of multicast.
+    pub unicast: bool,
+    /// NAT: the real servers' gateway, held by the master on the real-server side.
+    pub floating_gateway: Option<Ipv4Net>,
 }
 
 impl Service {
+    /// The address the director sends `host`'s share of this service to (real server or sorry server).
+    pub fn address_of(&self, host: &str) -> Option<Ipv4Addr> {
+        self.real_servers
+            .iter()
+            .find(|b| b.host == host)
+            .map(|b| b.address)
+            .or_else(|| self.sorry_server.as_ref().filter(|x| x.host.as_deref() == Some(host)).map(|x| x.address))
+    }
+
+    /// The port `host` serves this service on: its real-server port, or the sorry server's.
+    pub fn port_of(&self, host: &str) -> Option<u16> {
+        self.real_servers
+            .iter()
+            .find(|b| b.host == host)
+            .map(|b| b.port)
+            .or_else(|| self.sorry_server.as_ref().filter(|x| x.host.as_deref() == Some(host)).map(|x| x.port))
+    }
+
+    /// Whether keepalived owns this service's IPVS entries (it checks its real servers or has a
+    /// sorry server); lvsctl programs the others itself.
+    pub fn keepalived_managed(&self) -> bool {
+        self.health_check.is_some() || self.sorry_server.is_some()
+    }
+
     /// A short name for messages: `tcp 192.168.188.100:80`.
     pub fn label(&self) -> String {
         match &self.name {
@@ -206,6 +304,9 @@ pub struct Lab {
     pub hosts: Vec<Host>,
     pub services: Vec<Service>,
     pub lab: Option<LabSpec>,
+    /// Two directors: their VRRP settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha: Option<Ha>,
 }
 
 impl Lab {
@@ -213,16 +314,30 @@ impl Lab {
         self.hosts.iter().find(|h| h.name == name)
     }
 
+    /// The director, or with an HA pair the one of higher priority (the master while both run).
     pub fn director(&self) -> Option<&Host> {
-        self.hosts.iter().find(|h| h.role == Role::Director)
+        self.directors().max_by_key(|h| h.priority.unwrap_or(0))
+    }
+
+    /// One director, or the two of an HA pair (in name order).
+    pub fn directors(&self) -> impl Iterator<Item = &Host> {
+        self.hosts_with_role(Role::Director)
+    }
+
+    /// Whether the directors run keepalived: an HA pair, or a service it manages.
+    pub fn uses_keepalived(&self) -> bool {
+        self.ha.is_some() || self.services.iter().any(Service::keepalived_managed)
     }
 
     pub fn hosts_with_role(&self, role: Role) -> impl Iterator<Item = &Host> {
         self.hosts.iter().filter(move |h| h.role == role)
     }
 
-    /// Services that `host` is a real server of.
+    /// Services that `host` is a real server (or the sorry server) of.
     pub fn services_of(&self, host: &str) -> impl Iterator<Item = &Service> {
-        self.services.iter().filter(move |s| s.real_servers.iter().any(|b| b.host == host))
+        self.services.iter().filter(move |s| {
+            s.real_servers.iter().any(|b| b.host == host)
+                || s.sorry_server.as_ref().is_some_and(|x| x.host.as_deref() == Some(host))
+        })
     }
 }

@@ -9,14 +9,37 @@ use super::diag::one_of_help;
 use super::model::*;
 use super::reader::{Item, Reader, Table, join};
 
-pub const TOP_KEYS: [&str; 7] = ["name", "description", "mode", "ssh", "hosts", "services", "lab"];
+pub const TOP_KEYS: [&str; 8] = ["name", "description", "mode", "ssh", "hosts", "services", "lab", "ha"];
 pub const SSH_KEYS: [&str; 8] =
     ["user", "port", "identity", "host_key", "known_hosts", "config", "connect_timeout", "become"];
 pub const HOST_SSH_KEYS: [&str; 9] =
     ["address", "user", "port", "identity", "host_key", "known_hosts", "config", "connect_timeout", "become"];
-pub const HOST_KEYS: [&str; 6] = ["role", "ssh", "gateway", "interfaces", "vip_device", "address"];
-pub const SERVICE_KEYS: [&str; 10] =
-    ["name", "vip", "port", "protocol", "scheduler", "persistence", "netmask", "mode", "real_servers", "description"];
+pub const HOST_KEYS: [&str; 7] = ["role", "ssh", "gateway", "interfaces", "vip_device", "address", "priority"];
+pub const SERVICE_KEYS: [&str; 13] = [
+    "name",
+    "vip",
+    "port",
+    "protocol",
+    "scheduler",
+    "persistence",
+    "netmask",
+    "mode",
+    "real_servers",
+    "description",
+    "health_check",
+    "on_failure",
+    "sorry_server",
+];
+pub const HA_KEYS: [&str; 6] =
+    ["virtual_router_id", "advert_interval", "sync", "preempt", "unicast", "floating_gateway"];
+pub const HEALTH_CHECK_KEYS: [&str; 8] = ["type", "path", "status", "expect", "interval", "timeout", "retries", "port"];
+pub const SORRY_SERVER_KEYS: [&str; 2] = ["host", "port"];
+/// keepalived's defaults are made for production (a check a minute); a lab wants to see a
+/// failure within seconds.
+pub const DEFAULT_CHECK_INTERVAL: u32 = 3;
+pub const DEFAULT_CHECK_TIMEOUT: u32 = 2;
+pub const DEFAULT_CHECK_RETRIES: u32 = 2;
+pub const DEFAULT_VRID: u8 = 51;
 /// Longest persistence ipvsadm and the kernel accept: 31 days, in seconds.
 pub const MAX_PERSISTENCE: i128 = 31 * 24 * 3600;
 pub const BACKEND_KEYS: [&str; 5] = ["host", "weight", "port", "u_threshold", "l_threshold"];
@@ -30,6 +53,25 @@ pub struct Draft {
     pub hosts: Vec<DraftHost>,
     pub services: Vec<DraftService>,
     pub lab: Option<DraftLab>,
+    pub ha: Option<DraftHa>,
+}
+
+pub struct DraftHa {
+    pub path: String,
+    pub virtual_router_id: u8,
+    pub advert_interval: u32,
+    pub sync: bool,
+    pub preempt: bool,
+    pub unicast: bool,
+    pub floating_gateway: Option<Ipv4Net>,
+}
+
+/// `sorry_server`: a host of the inventory with a port, or `"ADDRESS:PORT"` outside it.
+pub struct DraftSorry {
+    pub path: String,
+    pub host: Option<String>,
+    pub address: Option<Ipv4Addr>,
+    pub port: Option<u16>,
 }
 
 pub struct DraftHost {
@@ -41,6 +83,7 @@ pub struct DraftHost {
     pub interfaces: Vec<Interface>,
     pub vip_device: Option<String>,
     pub address: Option<Ipv4Addr>,
+    pub priority: Option<u8>,
     /// An interface or address of this host failed to parse (and was reported): checks that
     /// need all of its subnets are skipped, so they add no follow-on error.
     pub incomplete: bool,
@@ -68,6 +111,9 @@ pub struct DraftService {
     pub mode: Option<Mode>,
     /// None: every real-server host, weight 1.
     pub real_servers: Option<Vec<DraftBackend>>,
+    pub health_check: Option<HealthCheck>,
+    pub on_failure: OnFailure,
+    pub sorry_server: Option<DraftSorry>,
 }
 
 /// A `host:iface` member of a lab segment, with the key path of its item.
@@ -169,8 +215,9 @@ pub fn parse_document(r: &mut Reader, root: Table) -> Draft {
     }
 
     let lab = root.get(r, "lab").and_then(|i| i.table(r)).map(|t| parse_lab(r, t));
+    let ha = root.get(r, "ha").and_then(|i| i.table(r)).map(|t| parse_ha(r, t));
     root.finish(r, &TOP_KEYS);
-    Draft { hosts_ok, name, mode, hosts, services, lab }
+    Draft { hosts_ok, name, mode, hosts, services, lab, ha }
 }
 
 fn parse_enum<T: Copy>(
@@ -553,7 +600,7 @@ fn inet_aton(s: &str) -> Option<Ipv4Addr> {
 fn parse_host(r: &mut Reader, name: String, t: Table, defaults: &SshDefaults) -> DraftHost {
     let path = t.path.clone();
     let role = t
-        .require(r, "role", "add `role = \"real-server\"` (one of client, router, director, real-server)")
+        .require(r, "role", "add `role = \"real-server\"` (one of client, router, director, real-server, sorry-server)")
         .and_then(|i| parse_enum(r, &i, &Role::NAMES, Role::parse, "role"));
     let ssh = match t.require(r, "ssh", "add `ssh = \"10.250.0.81\"` (address, host name, or \"local\")") {
         Some(i) if i.is_table() => {
@@ -620,8 +667,9 @@ fn parse_host(r: &mut Reader, name: String, t: Table, defaults: &SshDefaults) ->
         Some(s.to_string())
     });
     let address = t.get(r, "address").and_then(|i| parse_host_ip_item(r, &i, "the real server's address"));
+    let priority = t.get(r, "priority").and_then(|i| i.int_in(r, 1, 254, "priority")).map(|p| p as u8);
     t.finish(r, &HOST_KEYS);
-    DraftHost { name, path, role, ssh, gateway, interfaces, vip_device, address, incomplete }
+    DraftHost { name, path, role, ssh, gateway, interfaces, vip_device, address, priority, incomplete }
 }
 
 fn settings(target: SshTarget, d: SshDefaults) -> SshSettings {
@@ -732,8 +780,214 @@ fn parse_service(r: &mut Reader, index: usize, t: Table) -> DraftService {
             })
             .collect()
     });
+    let health_check = t.get(r, "health_check").and_then(|i| parse_health_check(r, &i));
+    let on_failure = match t.get(r, "on_failure") {
+        Some(i) => parse_enum(r, &i, &["remove", "quiesce"], parse_on_failure, "on_failure").unwrap_or_default(),
+        None => OnFailure::Remove,
+    };
+    let sorry_server = t.get(r, "sorry_server").and_then(|i| parse_sorry(r, &i));
     t.finish(r, &SERVICE_KEYS);
-    DraftService { index, path, name, vip, port, protocol, scheduler, persistence, netmask, mode, real_servers }
+    DraftService {
+        index,
+        path,
+        name,
+        vip,
+        port,
+        protocol,
+        scheduler,
+        persistence,
+        netmask,
+        mode,
+        real_servers,
+        health_check,
+        on_failure,
+        sorry_server,
+    }
+}
+
+fn parse_on_failure(s: &str) -> Option<OnFailure> {
+    match s {
+        "remove" => Some(OnFailure::Remove),
+        "quiesce" => Some(OnFailure::Quiesce),
+        _ => None,
+    }
+}
+
+/// A URL path keepalived's config takes as one word: `/`, then URL characters only.
+pub fn check_url_path(s: &str) -> Result<(), String> {
+    if !s.starts_with('/') {
+        return Err(format!("health check path \"{}\" does not start with '/'", s.escape_debug()));
+    }
+    if s.len() > 1024 {
+        return Err("health check path is longer than 1024 bytes".into());
+    }
+    if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || "-._~/%?=&+,;:@".contains(*c))) {
+        return Err(format!("health check path \"{}\" contains {c:?}", s.escape_debug()));
+    }
+    Ok(())
+}
+
+fn parse_health_check(r: &mut Reader, i: &Item) -> Option<HealthCheck> {
+    let t = i.table(r)?;
+    let kind_item = t.require(r, "type", "add `type = \"http\"` (one of http, tcp, none)");
+    #[derive(Clone, Copy)]
+    enum Type {
+        Http,
+        Tcp,
+        None,
+    }
+    let parse_type = |s: &str| match s {
+        "http" => Some(Type::Http),
+        "tcp" => Some(Type::Tcp),
+        "none" => Some(Type::None),
+        _ => None,
+    };
+    let kind =
+        kind_item.as_ref().and_then(|k| parse_enum(r, k, &["http", "tcp", "none"], parse_type, "health check type"));
+    let path = t.get(r, "path").and_then(|p| {
+        let s = p.str(r)?;
+        match check_url_path(s) {
+            Ok(()) => Some(s.to_string()),
+            Err(m) => {
+                r.error(
+                    p.span(),
+                    &p.path,
+                    m,
+                    Some("write the path of the URL to check, like \"/\" or \"/health\"".into()),
+                );
+                None
+            }
+        }
+    });
+    let status = t.get(r, "status").and_then(|x| x.int_in(r, 100, 599, "status")).map(|v| v as u16);
+    let expect = t.get(r, "expect").and_then(|x| {
+        let s = x.text(r)?;
+        if s.is_empty() || s.len() > 256 || s.contains(['"', '\\']) {
+            r.error(
+                x.span(),
+                &x.path,
+                "expect must be 1 to 256 characters without '\"' or '\\'",
+                Some("give a word the healthy answer's body contains, like \"OK\"".into()),
+            );
+            return None;
+        }
+        Some(s.to_string())
+    });
+    let interval = t
+        .get(r, "interval")
+        .and_then(|x| x.int_in(r, 1, 3600, "interval"))
+        .map_or(DEFAULT_CHECK_INTERVAL, |v| v as u32);
+    let timeout =
+        t.get(r, "timeout").and_then(|x| x.int_in(r, 1, 3600, "timeout")).map_or(DEFAULT_CHECK_TIMEOUT, |v| v as u32);
+    let retries =
+        t.get(r, "retries").and_then(|x| x.int_in(r, 0, 100, "retries")).map_or(DEFAULT_CHECK_RETRIES, |v| v as u32);
+    let port = t.get(r, "port").and_then(|x| x.int_in(r, 1, 65535, "port")).map(|v| v as u16);
+    let kind = match kind? {
+        Type::None => {
+            t.finish(r, &["type"]);
+            return None;
+        }
+        Type::Tcp => {
+            for k in ["path", "status", "expect"] {
+                if t.get(r, k).is_some() {
+                    let at = join(&t.path, k);
+                    r.error_at(
+                        &at,
+                        format!("{k} is for type = \"http\" checks"),
+                        Some(format!("remove {k}, or use type = \"http\"")),
+                    );
+                }
+            }
+            CheckKind::Tcp
+        }
+        Type::Http => {
+            CheckKind::Http { path: path.unwrap_or_else(|| "/".into()), status: status.unwrap_or(200), expect }
+        }
+    };
+    if timeout > interval {
+        let at = join(&t.path, "timeout");
+        r.error_at(
+            &at,
+            format!("timeout {timeout} is longer than interval {interval}"),
+            Some("a check must end before the next one starts: use a timeout of at most the interval".into()),
+        );
+    }
+    t.finish(r, &HEALTH_CHECK_KEYS);
+    Some(HealthCheck { kind, interval, timeout, retries, port })
+}
+
+fn parse_sorry(r: &mut Reader, i: &Item) -> Option<DraftSorry> {
+    if i.is_table() {
+        let t = i.table(r)?;
+        let host = t
+            .require(r, "host", "add `host = \"sorry\"`, a host with role = \"sorry-server\" or a director")
+            .and_then(|h| h.str(r).map(str::to_string));
+        let port = t.get(r, "port").and_then(|p| p.int_in(r, 1, 65535, "port")).map(|p| p as u16);
+        let path = t.path.clone();
+        t.finish(r, &SORRY_SERVER_KEYS);
+        return Some(DraftSorry { path, host, address: None, port });
+    }
+    let s = i.str(r)?;
+    let help = "write `sorry_server = { host = \"sorry\", port = 80 }` for a host of the inventory, or \"ADDRESS:PORT\" for a machine outside it";
+    let Some((a, p)) = s.rsplit_once(':') else {
+        r.error(i.span(), &i.path, format!("\"{}\" is not ADDRESS:PORT", s.escape_debug()), Some(help.into()));
+        return None;
+    };
+    let address = match parse_ipv4(a) {
+        Ok(a) => a,
+        Err((m, h)) => {
+            r.error(i.span(), &i.path, m, Some(h));
+            return None;
+        }
+    };
+    if let Some(why) = special_address(address) {
+        r.error(
+            i.span(),
+            &i.path,
+            format!("{address} is {why}"),
+            Some("give the sorry server's unicast address".into()),
+        );
+        return None;
+    }
+    let port = match p.parse::<u16>() {
+        Ok(p) if p > 0 => p,
+        _ => {
+            r.error(
+                i.span(),
+                &i.path,
+                format!("\"{}\": port \"{p}\" is not 1 to 65535", s.escape_debug()),
+                Some(help.into()),
+            );
+            return None;
+        }
+    };
+    Some(DraftSorry { path: i.path.clone(), host: None, address: Some(address), port: Some(port) })
+}
+
+fn parse_ha(r: &mut Reader, t: Table) -> DraftHa {
+    let path = t.path.clone();
+    let virtual_router_id = t
+        .get(r, "virtual_router_id")
+        .and_then(|i| i.int_in(r, 1, 255, "virtual_router_id"))
+        .map_or(DEFAULT_VRID, |v| v as u8);
+    let advert_interval =
+        t.get(r, "advert_interval").and_then(|i| i.int_in(r, 1, 255, "advert_interval")).map_or(1, |v| v as u32);
+    let flag = |r: &mut Reader, k: &str, d: bool| t.get(r, k).and_then(|i| i.bool(r)).unwrap_or(d);
+    let sync = flag(r, "sync", true);
+    let preempt = flag(r, "preempt", true);
+    let unicast = flag(r, "unicast", false);
+    let floating_gateway = t.get(r, "floating_gateway").and_then(|i| {
+        let s = i.str(r)?;
+        match parse_interface_cidr(s) {
+            Ok(n) => Some(n),
+            Err((m, h)) => {
+                r.error(i.span(), &i.path, m, Some(h));
+                None
+            }
+        }
+    });
+    t.finish(r, &HA_KEYS);
+    DraftHa { path, virtual_router_id, advert_interval, sync, preempt, unicast, floating_gateway }
 }
 
 fn parse_lab(r: &mut Reader, t: Table) -> DraftLab {

@@ -36,7 +36,7 @@ fn host_key_path(h: &DraftHost) -> String {
 }
 
 pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
-    let Draft { hosts_ok, name, mode, mut hosts, services, lab } = d;
+    let Draft { hosts_ok, name, mode, mut hosts, services, lab, ha } = d;
     hosts.sort_by(|a, b| a.name.cmp(&b.name));
     let by_name: BTreeMap<&str, &DraftHost> = hosts.iter().map(|h| (h.name.as_str(), h)).collect();
     let names: Vec<&str> = by_name.keys().copied().collect();
@@ -59,24 +59,27 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
         }
     }
 
-    // Exactly one director.
+    // One director, or an HA pair.
     let directors: Vec<&DraftHost> = hosts.iter().filter(|h| h.role == Some(Role::Director)).collect();
     let all_roles_known = hosts.iter().all(|h| h.role.is_some());
     if directors.is_empty() && all_roles_known && !hosts.is_empty() {
         r.error_at(
             "hosts",
             "no host has role = \"director\"",
-            Some("make exactly one host the director: it holds the VIPs and the IPVS rules".into()),
+            Some("make one host the director (or two, an HA pair): it holds the VIPs and the IPVS rules".into()),
         );
     }
-    for extra in directors.iter().skip(1) {
+    for extra in directors.iter().skip(2) {
         r.error_at(
             &join(&extra.path, "role"),
-            format!("a second director (the first is {})", directors[0].name),
-            Some("lvsctl supports exactly one director per lab for now (HA pairs come later): make this host a real-server or remove it".into()),
+            format!("a third director (the pair is {} and {})", directors[0].name, directors[1].name),
+            Some("lvsctl runs one director or an HA pair of two: make this host a real-server or remove it".into()),
         );
     }
+    check_directors(r, &hosts, &directors, ha.as_ref());
     let director = directors.first().copied();
+    let pair: Option<(&DraftHost, &DraftHost)> =
+        if directors.len() == 2 && ha.is_some() { Some((directors[0], directors[1])) } else { None };
 
     // Unique ssh endpoints.
     let mut endpoints: HashMap<(SshTarget, u16), &str> = HashMap::new();
@@ -158,7 +161,8 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
         hosts.iter().filter(|h| h.role == Some(Role::RealServer)).map(|h| h.name.as_str()).collect();
     for s in &services {
         let smode = s.mode.or(lab_mode);
-        if let Some(svc) = check_service(r, s, smode, hosts_ok, &by_name, &names, &rs_hosts, director, &mut reported_rs)
+        if let Some(svc) =
+            check_service(r, s, smode, hosts_ok, &by_name, &names, &rs_hosts, &directors, &mut reported_rs)
         {
             if let (Some(vip), Some(port)) = (s.vip, s.port) {
                 if let Some(first) = service_keys.get(&(vip, port, s.protocol)) {
@@ -174,7 +178,22 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
             for b in &svc.real_servers {
                 rs_modes.entry(b.host.clone()).or_default().entry(svc.mode).or_insert_with(|| svc.label());
             }
+            if let Some(h) = svc.sorry_server.as_ref().and_then(|x| x.host.as_ref())
+                && by_name.get(h.as_str()).is_some_and(|d| d.role == Some(Role::SorryServer))
+            {
+                rs_modes.entry(h.clone()).or_default().entry(svc.mode).or_insert_with(|| svc.label());
+            }
             out_services.push(svc);
+        }
+    }
+    for h in hosts.iter().filter(|h| h.role == Some(Role::SorryServer)) {
+        let named = services.iter().any(|s| s.sorry_server.as_ref().is_some_and(|x| x.host.as_ref() == Some(&h.name)));
+        if !named {
+            r.error_at(
+                &join(&h.path, "role"),
+                format!("{} is a sorry-server that no service names", h.name),
+                Some(format!("add `sorry_server = {{ host = \"{}\" }}` to a service, or remove the host", h.name)),
+            );
         }
     }
     if services.is_empty() {
@@ -206,13 +225,28 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
         let Some(director) = director else { continue };
         if let Some(via) = rule(Gateway::is_via_director) {
             // Replies must come back through the director so it can undo the address translation.
-            let Some(rs_addr) =
-                out_services.iter().flat_map(|s| &s.real_servers).find(|b| &b.host == rs).map(|b| b.address)
-            else {
+            let Some(rs_addr) = out_services.iter().find_map(|s| s.address_of(rs)) else {
                 continue;
             };
             let rs_net = net_containing(h, rs_addr).or_else(|| net_containing(director, rs_addr));
-            let expected = rs_net.and_then(|n| address_on_subnet(director, n)).map(|a| a.addr());
+            // An HA pair's real servers route through the address the master holds.
+            let floating = ha.as_ref().filter(|_| pair.is_some()).and_then(|ha| ha.floating_gateway);
+            let expected = match floating {
+                Some(f) if rs_net.is_some_and(|n| n.trunc() == f.trunc()) => Some(f.addr()),
+                Some(_) => None,
+                None if pair.is_some() => continue,
+                None => rs_net.and_then(|n| address_on_subnet(director, n)).map(|a| a.addr()),
+            };
+            if let (Some(g), Some(_), Some((a, b))) = (h.gateway, floating, pair)
+                && let Some(d) = [a, b].into_iter().find(|d| addresses(d).any(|(_, _, x)| x.addr() == g))
+            {
+                r.error_at(
+                    &join(&h.path, "gateway"),
+                    format!("{rs}'s gateway {g} is director {}'s own address: its replies would stop when {} fails", d.name, d.name),
+                    Some(format!("use the floating gateway {} (held by whichever director is master), or remove the key to let lvsctl derive it", floating.expect("some").addr())),
+                );
+                continue;
+            }
             match (h.gateway, expected) {
                 (None, Some(e)) => {
                     gateways.insert(rs.clone(), (Some(e), true));
@@ -222,6 +256,7 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
                     format!("in {} mode {rs}'s replies must return through the director, but its gateway is {g}", via.as_str().to_uppercase()),
                     Some(format!("set gateway = \"{e}\" ({}'s address on {rs}'s subnet) or remove the key to let lvsctl derive it", director.name)),
                 ),
+                (_, None) if floating.is_some() => {}
                 (_, None) if reported_rs.insert((rs.clone(), via)) => {
                     r.error_at(&host_key_path(h), format!("cannot route {rs}'s {} replies through the director: {} has no address on {rs}'s subnet", via.as_str().to_uppercase(), director.name), Some("give the director an interface on the real servers' subnet".into()));
                 }
@@ -229,7 +264,7 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
             }
         } else if let Some(not) = rule(|g| g == Gateway::NotDirector)
             && let Some(g) = h.gateway
-            && addresses(director).any(|(_, _, a)| a.addr() == g)
+            && directors.iter().any(|d| addresses(d).any(|(_, _, a)| a.addr() == g))
         {
             let router_hint = hosts
                 .iter()
@@ -263,8 +298,14 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
         }
     }
 
+    if let Some(ha) = &ha
+        && let Some((a, b)) = pair
+    {
+        check_pair(r, ha, a, b, &hosts, &out_services);
+    }
+
     // The router must be able to send VIP traffic to the director.
-    if let Some(director) = director {
+    if let Some(director) = director.filter(|_| pair.is_none()) {
         for router in hosts.iter().filter(|h| h.role == Some(Role::Router) && !h.interfaces.is_empty()) {
             for s in &out_services {
                 let on_router_segment = net_containing(router, s.vip).is_some();
@@ -281,8 +322,10 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
     }
 
     let lab_spec = lab.and_then(|l| check_lab(r, l, &hosts, &by_name, &names));
-    if let (Some(spec), Some(director)) = (&lab_spec, director) {
-        check_lab_l2(r, spec, &out_services, director, &by_name);
+    if let Some(spec) = &lab_spec {
+        for director in directors.iter().take(2) {
+            check_lab_l2(r, spec, &out_services, director, &by_name);
+        }
     }
 
     if !r.diags.is_empty() {
@@ -301,6 +344,7 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
                 interfaces: h.interfaces,
                 vip_device: h.vip_device,
                 address: h.address,
+                priority: h.priority,
             }
         })
         .collect();
@@ -311,6 +355,14 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
         hosts,
         services: out_services,
         lab: lab_spec,
+        ha: ha.map(|h| Ha {
+            virtual_router_id: h.virtual_router_id,
+            advert_interval: h.advert_interval,
+            sync: h.sync,
+            preempt: h.preempt,
+            unicast: h.unicast,
+            floating_gateway: h.floating_gateway,
+        }),
     })
 }
 
@@ -323,11 +375,12 @@ fn check_service(
     by_name: &BTreeMap<&str, &DraftHost>,
     names: &[&str],
     rs_hosts: &[&str],
-    director: Option<&DraftHost>,
+    directors: &[&DraftHost],
     reported: &mut BTreeSet<(String, Mode)>,
 ) -> Option<Service> {
+    let director = directors.first().copied();
     if let Some(vip) = s.vip {
-        for h in by_name.values().filter(|h| h.role != Some(Role::Director)) {
+        for h in by_name.values().filter(|h| h.role != Some(Role::Director) || directors.len() > 1) {
             if addresses(h).any(|(_, _, a)| a.addr() == vip) {
                 r.error_at(
                     &join(&s.path, "vip"),
@@ -418,6 +471,12 @@ fn check_service(
         }
         let (Some(mode), Some(sport)) = (mode, s.port) else { continue };
         let address = resolve_rs_address(r, h, director, mode, reported);
+        // The other director of a pair must reach it the same way.
+        if let Some(other) = directors.get(1)
+            && address.is_some()
+        {
+            resolve_rs_address(r, h, Some(other), mode, reported);
+        }
         if let Some(p) = port
             && p != sport
             && !mode.profile().port_mapping
@@ -439,6 +498,11 @@ fn check_service(
     if backends.is_empty() {
         return None;
     }
+    let sorry_server = s
+        .sorry_server
+        .as_ref()
+        .and_then(|x| check_sorry(r, s, x, mode?, by_name, names, directors, &backends, reported));
+    check_health(r, s, mode?);
     Some(Service {
         index: s.index,
         name: s.name.clone(),
@@ -450,7 +514,274 @@ fn check_service(
         netmask: s.netmask,
         mode: mode?,
         real_servers: backends,
+        health_check: s.health_check.clone(),
+        on_failure: s.on_failure,
+        sorry_server,
     })
+}
+
+/// What the director pair needs: `[ha]`, a priority each, different ones.
+fn check_directors(r: &mut Reader, hosts: &[DraftHost], directors: &[&DraftHost], ha: Option<&super::parse::DraftHa>) {
+    for h in hosts.iter().filter(|h| h.priority.is_some() && h.role.is_some_and(|r| r != Role::Director)) {
+        r.error_at(
+            &join(&h.path, "priority"),
+            "priority is only for directors",
+            Some("remove it: it is the VRRP priority of a director of an HA pair".into()),
+        );
+    }
+    match (directors.len(), ha) {
+        (0, _) => {}
+        (1, Some(ha)) => r.error_at(
+            &ha.path,
+            format!("[ha] needs two directors, but {} is the only one", directors[0].name),
+            Some("add a second host with role = \"director\" and a priority each, or remove [ha]".into()),
+        ),
+        (1, None) => {
+            if directors[0].priority.is_some() {
+                r.error_at(
+                    &join(&directors[0].path, "priority"),
+                    "priority is for the two directors of an HA pair",
+                    Some("remove it, or add a second director and an [ha] table".into()),
+                );
+            }
+        }
+        (_, None) => r.error_at(
+            &join(&directors[1].path, "role"),
+            format!("a second director ({} is the first) without an [ha] table", directors[0].name),
+            Some("add `[ha]` (keepalived then runs VRRP between the two: see virtual_router_id, unicast, floating_gateway), or make this host a real-server".into()),
+        ),
+        (_, Some(_)) => {
+            let (a, b) = (directors[0], directors[1]);
+            for d in [a, b] {
+                if d.priority.is_none() {
+                    r.error_at(
+                        &d.path,
+                        format!("director {} of the HA pair has no priority", d.name),
+                        Some("add `priority = 150` (1 to 254; the higher one is master while both run)".into()),
+                    );
+                }
+            }
+            if let (Some(pa), Some(pb)) = (a.priority, b.priority)
+                && pa == pb
+            {
+                r.error_at(
+                    &join(&b.path, "priority"),
+                    format!("{} and {} both have priority {pa}", a.name, b.name),
+                    Some("give the directors different priorities: the higher one is master while both run".into()),
+                );
+            }
+        }
+    }
+}
+
+/// An HA pair: each VIP on a subnet both directors (and the router) share, the floating gateway
+/// where NAT needs it and nowhere else.
+fn check_pair(
+    r: &mut Reader,
+    ha: &super::parse::DraftHa,
+    a: &DraftHost,
+    b: &DraftHost,
+    hosts: &[DraftHost],
+    services: &[Service],
+) {
+    if a.incomplete || b.incomplete {
+        return;
+    }
+    for d in [a, b] {
+        if d.vip_device.is_some() {
+            r.error_at(
+                &join(&d.path, "vip_device"),
+                "vip_device is for a single director",
+                Some("remove it: keepalived holds an HA pair's VIPs on the interface of their subnet".into()),
+            );
+        }
+    }
+    let routers: Vec<&DraftHost> =
+        hosts.iter().filter(|h| h.role == Some(Role::Router) && !h.interfaces.is_empty()).collect();
+    let mut reported = BTreeSet::new();
+    for s in services {
+        if !reported.insert(s.vip) {
+            continue;
+        }
+        let at = join(&format!("services[{}]", s.index), "vip");
+        for d in [a, b] {
+            if addresses(d).any(|(_, _, x)| x.addr() == s.vip) {
+                r.error_at(
+                    &at,
+                    format!("VIP {} is director {}'s own address", s.vip, d.name),
+                    Some("an HA pair's VIP moves between the directors: give it an address of its own on their shared subnet".into()),
+                );
+            }
+        }
+        let (na, nb) = (net_containing(a, s.vip), net_containing(b, s.vip));
+        match (na, nb) {
+            (Some(x), Some(y)) if x.trunc() == y.trunc() => {
+                if let Some(router) = routers.iter().find(|rt| net_containing(rt, s.vip).is_none()) {
+                    r.error_at(
+                        &at,
+                        format!("VIP {} is on no subnet of router {}: with two directors the router must reach the VIP on a subnet it shares with them", s.vip, router.name),
+                        Some(format!("choose a VIP on {} (a subnet of {}, {} and {}), or connect the router to it", x.trunc(), a.name, b.name, router.name)),
+                    );
+                }
+            }
+            _ => r.error_at(
+                &at,
+                format!("VIP {} is not on a subnet both directors {} and {} have", s.vip, a.name, b.name),
+                Some("an HA pair's VIP is held by whichever director is master: give both directors an interface on the VIP's subnet (a VIP routed through one director would need a floating next hop, which lvsctl does not build)".into()),
+            ),
+        }
+    }
+    let nat: Vec<&Service> =
+        services.iter().filter(|s| s.mode.profile().real_server.gateway.is_via_director()).collect();
+    let fg_path = join(&ha.path, "floating_gateway");
+    match (ha.floating_gateway, nat.first()) {
+        (None, Some(s)) => r.error_at(
+            &ha.path,
+            format!("{} is a NAT service of an HA pair, but [ha] has no floating_gateway", s.label()),
+            Some("add `floating_gateway = \"ADDRESS/PREFIX\"` on the directors' real-server subnet: the real servers route their replies through whichever director is master".into()),
+        ),
+        (Some(_), None) => r.error_at(
+            &fg_path,
+            "floating_gateway is for NAT services",
+            Some("remove it: in DR and TUN the real servers answer clients through the router, not the directors".into()),
+        ),
+        (Some(fg), Some(_)) => {
+            let rs_nets: BTreeSet<Ipv4Net> = nat
+                .iter()
+                .flat_map(|s| &s.real_servers)
+                .filter_map(|bk| net_containing(a, bk.address).map(|n| n.trunc()))
+                .collect();
+            let on_a = net_containing(a, fg.addr()).map(|n| n.trunc());
+            let on_b = net_containing(b, fg.addr()).map(|n| n.trunc());
+            match on_a.filter(|n| on_a == on_b && rs_nets.contains(n)) {
+                None => {
+                    let want: Vec<String> = rs_nets.iter().map(|n| n.to_string()).collect();
+                    r.error_at(
+                        &fg_path,
+                        format!("floating gateway {fg} is not on the directors' real-server subnet"),
+                        Some(if want.is_empty() {
+                            "give both directors an interface on the real servers' subnet, and the floating gateway an address there".into()
+                        } else {
+                            format!("use a free address of {} (both directors and the real servers are there)", want.join(" or "))
+                        }),
+                    );
+                }
+                Some(net) if fg.trunc() != net => r.error_at(
+                    &fg_path,
+                    format!("floating gateway {fg} has another prefix than the subnet {net} it is on"),
+                    Some(format!("write it as {}/{}", fg.addr(), net.prefix_len())),
+                ),
+                Some(_) => {}
+            }
+            if let Some(h) = hosts.iter().find(|h| addresses(h).any(|(_, _, x)| x.addr() == fg.addr())) {
+                r.error_at(
+                    &fg_path,
+                    format!("floating gateway {} is {}'s own address", fg.addr(), h.name),
+                    Some("give it an address no host holds: the master director adds it".into()),
+                );
+            }
+            if services.iter().any(|s| s.vip == fg.addr()) {
+                r.error_at(&fg_path, format!("floating gateway {} is also a VIP", fg.addr()), Some("give it an address of its own".into()));
+            }
+        }
+        (None, None) => {}
+    }
+}
+
+/// `sorry_server`: a sorry-server host or a director of the inventory, or an outside address;
+/// in DR and TUN it receives the packet unchanged, so it serves the service's port.
+#[allow(clippy::too_many_arguments)]
+fn check_sorry(
+    r: &mut Reader,
+    s: &DraftService,
+    x: &super::parse::DraftSorry,
+    mode: Mode,
+    by_name: &BTreeMap<&str, &DraftHost>,
+    names: &[&str],
+    directors: &[&DraftHost],
+    backends: &[Backend],
+    reported: &mut BTreeSet<(String, Mode)>,
+) -> Option<SorryServer> {
+    let sport = s.port?;
+    let port = x.port.unwrap_or(sport);
+    let port_path = if x.host.is_some() { join(&x.path, "port") } else { x.path.clone() };
+    if port != sport && !mode.profile().port_mapping {
+        r.error_at(
+            &port_path,
+            format!("the sorry server's port {port} differs from the service's {sport}, which needs NAT"),
+            Some(format!("in {} mode the sorry server receives the packet unchanged: give it port {sport}, or set mode = \"nat\"", mode.as_str().to_uppercase())),
+        );
+        return None;
+    }
+    let Some(host) = &x.host else {
+        return Some(SorryServer { host: None, address: x.address?, port });
+    };
+    let hp = join(&x.path, "host");
+    let Some(h) = by_name.get(host.as_str()).copied() else {
+        let help = match did_you_mean(host, names) {
+            Some(n) => format!("did you mean \"{n}\"? hosts are: {}", super::diag::some_of(names)),
+            None => format!("hosts are: {}", super::diag::some_of(names)),
+        };
+        r.error_at(&hp, format!("unknown host \"{host}\""), Some(help));
+        return None;
+    };
+    match h.role? {
+        Role::Director => {
+            if directors.len() > 1 {
+                r.error_at(
+                    &hp,
+                    format!("{host} is a director of the HA pair: the backup would send the sorry traffic to itself"),
+                    Some("use a host with role = \"sorry-server\" for an HA pair".into()),
+                );
+                return None;
+            }
+            // The LVS tutorials' fallback web server on the director: IPVS delivers locally.
+            Some(SorryServer { host: Some(host.clone()), address: Ipv4Addr::LOCALHOST, port })
+        }
+        Role::SorryServer => {
+            if backends.iter().any(|b| &b.host == host) {
+                r.error_at(
+                    &hp,
+                    format!("{host} is also a real server of this service"),
+                    Some("use a host of its own as the sorry server".into()),
+                );
+                return None;
+            }
+            let address = resolve_rs_address(r, h, directors.first().copied(), mode, reported)?;
+            Some(SorryServer { host: Some(host.clone()), address, port })
+        }
+        other => {
+            r.error_at(
+                &hp,
+                format!("{host} is a {other}, not a sorry-server or a director"),
+                Some(
+                    "give the host role = \"sorry-server\", or name the director to serve the sorry page itself".into(),
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `health_check` and `on_failure` fit the service.
+fn check_health(r: &mut Reader, s: &DraftService, _mode: Mode) {
+    if s.on_failure == OnFailure::Quiesce && s.health_check.is_none() {
+        r.error_at(
+            &join(&s.path, "on_failure"),
+            "on_failure = \"quiesce\" needs a health check",
+            Some("add `health_check = { type = \"http\" }` (or \"tcp\"), or remove on_failure".into()),
+        );
+    }
+    if let Some(hc) = &s.health_check
+        && hc.port.is_none()
+        && s.protocol != Protocol::Tcp
+    {
+        r.error_at(
+            &join(&s.path, "health_check"),
+            format!("a {} service's health check needs a TCP port to check", s.protocol),
+            Some("add `port = N` to health_check: the TCP port on each real server that tells it is healthy".into()),
+        );
+    }
 }
 
 /// The address the director forwards to for real server `h`.

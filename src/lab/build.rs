@@ -424,10 +424,10 @@ fn responder_args(lab: &Lab, host: &str) -> Vec<String> {
     let mut args = vec!["--name".to_string(), host.to_string()];
     let mut seen = Vec::new();
     for s in lab.services_of(host) {
-        let b = s.real_servers.iter().find(|b| b.host == host).expect("services_of");
+        let port = s.port_of(host).expect("services_of");
         let p = match s.protocol {
-            Protocol::Tcp => format!("tcp:{}", b.port),
-            Protocol::Udp => format!("udp:{}", b.port),
+            Protocol::Tcp => format!("tcp:{port}"),
+            Protocol::Udp => format!("udp:{port}"),
             Protocol::Sctp => continue,
         };
         if !seen.contains(&p) {

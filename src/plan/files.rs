@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::{Context, FileSpec, HostPlan};
 use crate::inventory::{Lab, Protocol};
-use crate::templates::{RenderError, SERVICE_UNIT, SYSCTL_CONF};
+use crate::templates::{KEEPALIVED_CONF, RenderError, SERVICE_UNIT, SYSCTL_CONF};
 
 #[derive(Serialize)]
 struct SysctlLine<'a> {
@@ -83,6 +83,7 @@ pub struct TemplateContext<'a> {
     addresses: Vec<AddressLine<'a>>,
     routes: Vec<RouteLine<'a>>,
     ipvs: Vec<ServiceLine>,
+    keepalived: Option<&'a super::keepalived::KeepalivedSpec>,
 }
 
 fn protocol_flag(p: Protocol) -> &'static str {
@@ -213,6 +214,7 @@ impl<'a> TemplateContext<'a> {
                     .collect(),
                 })
                 .collect(),
+            keepalived: p.keepalived.as_ref(),
         }
     }
 }
@@ -228,6 +230,7 @@ pub fn persistent_files(lab: &Lab, runtime: &HostPlan, ctx: &Context) -> Result<
         mode: 0o644,
         content: json,
         reason: "the runtime state the boot unit re-applies".into(),
+        check: None,
     });
     if !runtime.sysctls.is_empty() {
         files.push(FileSpec {
@@ -235,6 +238,7 @@ pub fn persistent_files(lab: &Lab, runtime: &HostPlan, ctx: &Context) -> Result<
             mode: 0o644,
             content: ctx.templates.render(SYSCTL_CONF, &tc)?,
             reason: "sysctls set early at boot by systemd-sysctl".into(),
+            check: None,
         });
     }
     // The agent's directory is named after its sha256: the unit checks the binary against it
@@ -249,12 +253,23 @@ pub fn persistent_files(lab: &Lab, runtime: &HostPlan, ctx: &Context) -> Result<
         mode: 0o644,
         content: format!("{sha}  {}\n", ctx.agent_path),
         reason: "the agent's sha256, checked by the boot unit before it runs the agent".into(),
+        check: None,
     });
+    if let Some(k) = &runtime.keepalived {
+        files.push(FileSpec {
+            path: k.config.clone(),
+            mode: 0o644,
+            content: ctx.templates.render(KEEPALIVED_CONF, &tc)?,
+            reason: format!("{}; checked with keepalived -t before it is put in place", k.reason),
+            check: Some(super::FileCheck::Keepalived),
+        });
+    }
     files.push(FileSpec {
         path: crate::paths::unit_path(&lab.name),
         mode: 0o644,
         content: ctx.templates.render(SERVICE_UNIT, &tc)?,
         reason: "re-applies this host's state at boot; systemctl stop undoes it".into(),
+        check: None,
     });
     Ok(files)
 }

@@ -4,6 +4,7 @@
 //! for boot, and sent as JSON to the agent, which compares it with live state.
 
 pub mod files;
+pub mod keepalived;
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -89,6 +90,17 @@ pub struct FileSpec {
     pub mode: u32,
     pub content: String,
     pub reason: String,
+    /// A program that must accept the content before it replaces the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<FileCheck>,
+}
+
+/// How a file's content is checked on the host before it is put in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileCheck {
+    /// `keepalived -t -f FILE`
+    Keepalived,
 }
 
 /// Everything lvsctl ensures on one host, in the order the agent applies it.
@@ -106,6 +118,9 @@ pub struct HostPlan {
     pub files: Vec<FileSpec>,
     /// The systemd unit that re-applies the runtime state at boot (enabled when systemd runs).
     pub boot_unit: Option<String>,
+    /// Directors of a lab that runs keepalived: what it runs (its config is one of `files`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalived: Option<keepalived::KeepalivedSpec>,
 }
 
 impl HostPlan {
@@ -127,6 +142,7 @@ impl HostPlan {
             ipvs: vec![],
             files: vec![],
             boot_unit: None,
+            keepalived: None,
         }
     }
 
@@ -203,7 +219,7 @@ fn runtime_plan(lab: &Lab, host: &Host) -> HostPlan {
 
     match host.role {
         Role::Director => plan_director(lab, host, &mut p),
-        Role::RealServer => plan_real_server(lab, host, &mut p),
+        Role::RealServer | Role::SorryServer => plan_real_server(lab, host, &mut p),
         Role::Router => plan_router(lab, host, &mut p),
         Role::Client => {}
     }
@@ -216,8 +232,10 @@ fn runtime_plan(lab: &Lab, host: &Host) -> HostPlan {
                 crate::modes::Gateway::ViaDirector { reason } => Some(reason),
                 _ => None,
             })
-            .filter(|_| host.role == Role::RealServer);
+            .filter(|_| matches!(host.role, Role::RealServer | Role::SorryServer));
+        let floating = lab.ha.as_ref().and_then(|ha| ha.floating_gateway).is_some_and(|f| f.addr() == gw);
         let reason = match (host.role, through_director) {
+            (_, Some(why)) if floating => format!("{why}: the floating gateway, held by the master director"),
             (_, Some(why)) if host.gateway_defaulted => format!("{why} (derived)"),
             (_, Some(why)) => why.to_string(),
             (Role::Client, _) => "client: gateway towards the router".to_string(),
@@ -247,8 +265,20 @@ fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
             p.sysctl(key, value, why);
         }
     }
+    if lab.services.iter().any(|s| s.on_failure == crate::inventory::OnFailure::Quiesce && s.persistence > 0) {
+        p.sysctl(
+            "net.ipv4.vs.expire_quiescent_template",
+            "1",
+            "a quiesced real server also loses its persistent clients (their templates expire)",
+        );
+    }
+    p.keepalived = keepalived::spec(lab, host);
     let all: Vec<&Service> = lab.services.iter().collect();
     for vip in vips(&all) {
+        if lab.ha.is_some() {
+            // keepalived's VRRP adds the VIPs on whichever director is master.
+            break;
+        }
         if host.has_address(vip) {
             // The VIP is one of the director's own interface addresses: it is planned (or pre-existing) already.
             continue;
@@ -261,7 +291,8 @@ fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
         let users: Vec<String> = lab.services.iter().filter(|s| s.vip == vip).map(|s| s.label()).collect();
         p.address(&dev, Ipv4Net::new(vip, 32).expect("valid"), format!("VIP of {}", users.join(", ")));
     }
-    for s in &lab.services {
+    // keepalived owns the IPVS entries of the services it checks.
+    for s in lab.services.iter().filter(|s| !s.keepalived_managed()) {
         p.ipvs.push(VirtualServiceSpec {
             protocol: s.protocol,
             vip: s.vip,

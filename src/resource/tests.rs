@@ -432,6 +432,7 @@ fn files_and_their_directories() {
         mode: 0o644,
         content: content.into(),
         reason: "r".into(),
+        check: None,
     };
     p.files = vec![
         spec("/etc/lvsctl/t/host.json", "{}\n"),
@@ -551,6 +552,7 @@ fn entries_the_plan_no_longer_wants_are_stale_within_their_scope() {
         mode: 0o644,
         content: String::new(),
         reason: "r".into(),
+        check: None,
     }];
     let kept = Undo::Address(address::Undo { address: addr("lo", "10.0.0.100/32") });
     let moved = Undo::Address(address::Undo { address: addr("eth0", "10.0.0.100/32") });

@@ -1,0 +1,255 @@
+//! What keepalived runs on a director: VRRP instances for an HA pair (the VIPs and, in NAT, the
+//! floating gateway), the connection sync daemon, and a virtual server for each service it
+//! checks. Pure: from the validated lab to the spec the `keepalived.conf` template renders and the
+//! daemon kind starts.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::inventory::{CheckKind, Host, Lab, Protocol, Service};
+use crate::ipvs::Forward;
+
+/// Where keepalived reads its configuration (Debian's and RHEL's packages agree).
+pub const CONFIG: &str = "/etc/keepalived/keepalived.conf";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeepalivedSpec {
+    /// The configuration file the daemon is started with.
+    pub config: String,
+    /// `router_id` in global_defs: the host's name.
+    pub router_id: String,
+    /// `lvs_sync_daemon INTERFACE INSTANCE`: IPVS connection sync between the directors.
+    pub sync_daemon: Option<(String, String)>,
+    pub instances: Vec<VrrpInstance>,
+    /// Instances that move together (NAT: the VIPs and the floating gateway).
+    pub sync_group: Option<String>,
+    pub virtual_servers: Vec<KaVirtualServer>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VrrpInstance {
+    pub name: String,
+    pub interface: String,
+    pub virtual_router_id: u8,
+    pub priority: u8,
+    pub advert_interval: u32,
+    pub preempt: bool,
+    /// Unicast VRRP: this director's address and its peer's, on `interface`'s subnet.
+    pub unicast: Option<(Ipv4Addr, Ipv4Addr)>,
+    pub addresses: Vec<VrrpAddress>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VrrpAddress {
+    pub address: Ipv4Net,
+    pub dev: String,
+    /// VIP of …, the real servers' gateway.
+    pub what: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KaVirtualServer {
+    pub label: String,
+    pub protocol: Protocol,
+    pub vip: Ipv4Addr,
+    pub port: u16,
+    pub scheduler: String,
+    pub forward: Forward,
+    pub persistence: u32,
+    pub netmask: Option<Ipv4Addr>,
+    /// Seconds between checks (`delay_loop`).
+    pub interval: u32,
+    /// keepalived sets a failed real server's weight to 0 instead of removing it.
+    pub quiesce: bool,
+    pub sorry_server: Option<(Ipv4Addr, u16)>,
+    pub real_servers: Vec<KaRealServer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KaRealServer {
+    pub host: String,
+    pub address: Ipv4Addr,
+    pub port: u16,
+    pub weight: u32,
+    pub u_threshold: u32,
+    pub l_threshold: u32,
+    pub check: Option<KaCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KaCheck {
+    pub kind: CheckKind,
+    pub timeout: u32,
+    pub retries: u32,
+    /// The port checked when it is not the real server's.
+    pub port: Option<u16>,
+}
+
+impl KaVirtualServer {
+    /// keepalived's `lb_kind`.
+    pub fn lb_kind(&self) -> &'static str {
+        match self.forward {
+            Forward::Masq => "NAT",
+            Forward::Route => "DR",
+            Forward::Tunnel => "TUN",
+        }
+    }
+}
+
+/// The VRRP instance names of a lab (keepalived takes any word).
+fn instance_name(lab: &str, what: &str) -> String {
+    format!("{lab}-{what}")
+}
+
+/// The spec for director `host`, or None when the lab does not run keepalived.
+pub fn spec(lab: &Lab, host: &Host) -> Option<KeepalivedSpec> {
+    if !lab.uses_keepalived() {
+        return None;
+    }
+    let mut instances: Vec<VrrpInstance> = Vec::new();
+    let peer = lab.directors().find(|d| d.name != host.name);
+    if let (Some(ha), Some(peer)) = (&lab.ha, peer) {
+        let mut add = |dev: &str, address: Ipv4Net, what: String| {
+            let name = instance_name(&lab.name, dev);
+            let i = match instances.iter_mut().position(|i| i.interface == dev) {
+                Some(i) => i,
+                None => {
+                    let unicast = ha.unicast.then(|| {
+                        let own = host.interface_for(address.addr()).map(|(_, a)| a.addr());
+                        let theirs = peer.interface_for(address.addr()).map(|(_, a)| a.addr());
+                        (own.expect("validated"), theirs.expect("validated"))
+                    });
+                    instances.push(VrrpInstance {
+                        name,
+                        interface: dev.to_string(),
+                        virtual_router_id: ha.virtual_router_id,
+                        priority: host.priority.expect("validated"),
+                        advert_interval: ha.advert_interval,
+                        preempt: ha.preempt,
+                        unicast,
+                        addresses: vec![],
+                    });
+                    instances.len() - 1
+                }
+            };
+            if !instances[i].addresses.iter().any(|a| a.address == address) {
+                instances[i].addresses.push(VrrpAddress { address, dev: dev.to_string(), what });
+            }
+        };
+        for s in &lab.services {
+            let (dev, _) = host.interface_for(s.vip).expect("validated: the VIP is on both directors' subnet");
+            let users: Vec<String> = lab.services.iter().filter(|x| x.vip == s.vip).map(|x| x.label()).collect();
+            add(dev, Ipv4Net::new(s.vip, 32).expect("valid"), format!("VIP of {}", users.join(", ")));
+        }
+        if let Some(fg) = ha.floating_gateway {
+            let (dev, _) = host.interface_for(fg.addr()).expect("validated: on the real-server subnet");
+            add(dev, fg, "the real servers' gateway".into());
+        }
+    }
+    let sync_group = (instances.len() > 1).then(|| instance_name(&lab.name, "group"));
+    let sync_daemon = match (&lab.ha, instances.first()) {
+        (Some(ha), Some(i)) if ha.sync => Some((i.interface.clone(), i.name.clone())),
+        _ => None,
+    };
+    let virtual_servers = lab.services.iter().filter(|s| s.keepalived_managed()).map(virtual_server).collect();
+    let reason = if lab.ha.is_some() {
+        "keepalived: VRRP between the two directors, and the checks of the real servers".to_string()
+    } else {
+        "keepalived: checks the real servers and keeps the IPVS table in step".to_string()
+    };
+    Some(KeepalivedSpec {
+        config: CONFIG.to_string(),
+        router_id: host.name.clone(),
+        sync_daemon,
+        instances,
+        sync_group,
+        virtual_servers,
+        reason,
+    })
+}
+
+fn virtual_server(s: &Service) -> KaVirtualServer {
+    let check = s.health_check.as_ref().map(|hc| KaCheck {
+        kind: hc.kind.clone(),
+        timeout: hc.timeout,
+        retries: hc.retries,
+        port: hc.port,
+    });
+    KaVirtualServer {
+        label: s.label(),
+        protocol: s.protocol,
+        vip: s.vip,
+        port: s.port,
+        scheduler: s.scheduler.clone(),
+        forward: s.mode.profile().forward,
+        persistence: s.persistence,
+        netmask: s.netmask.filter(|m| *m != Ipv4Addr::BROADCAST),
+        interval: s.health_check.as_ref().map_or(crate::inventory::parse::DEFAULT_CHECK_INTERVAL, |h| h.interval),
+        quiesce: s.on_failure == crate::inventory::OnFailure::Quiesce,
+        sorry_server: s.sorry_server.as_ref().map(|x| (x.address, x.port)),
+        real_servers: s
+            .real_servers
+            .iter()
+            .map(|b| KaRealServer {
+                host: b.host.clone(),
+                address: b.address,
+                port: b.port,
+                weight: b.weight,
+                u_threshold: b.u_threshold,
+                l_threshold: b.l_threshold,
+                check: check.clone(),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lab(inv: &str) -> Lab {
+        crate::inventory::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(inv)).unwrap()
+    }
+
+    #[test]
+    fn a_nat_pair_moves_the_vip_and_the_floating_gateway_together() {
+        let l = lab("inventories/nat-ha.toml");
+        let k = spec(&l, l.host("lvs2").unwrap()).unwrap();
+        let names: Vec<(&str, &str)> = k.instances.iter().map(|i| (i.name.as_str(), i.interface.as_str())).collect();
+        assert_eq!(names, [("nat-ha-eth0", "eth0"), ("nat-ha-eth1", "eth1")]);
+        assert_eq!(k.sync_group.as_deref(), Some("nat-ha-group"));
+        assert!(k.instances.iter().all(|i| i.priority == 100 && i.virtual_router_id == 52));
+        assert_eq!(k.instances[1].addresses[0].address.to_string(), "10.10.0.1/24");
+        assert_eq!(k.sync_daemon, Some(("eth0".into(), "nat-ha-eth0".into())));
+        let vs = &k.virtual_servers[0];
+        assert!(vs.quiesce && vs.lb_kind() == "NAT");
+        assert_eq!(vs.sorry_server, Some(("10.10.0.90".parse().unwrap(), 80)));
+    }
+
+    #[test]
+    fn unicast_vrrp_names_the_peer() {
+        let l = lab("inventories/tun-ha.toml");
+        let k = spec(&l, l.host("lvs1").unwrap()).unwrap();
+        let i = &k.instances[0];
+        assert_eq!(i.unicast, Some(("192.168.188.8".parse().unwrap(), "192.168.188.9".parse().unwrap())));
+        assert!(!i.preempt);
+        assert!(k.sync_group.is_none());
+    }
+
+    #[test]
+    fn keepalived_owns_what_it_manages_and_nothing_else() {
+        let l = lab("inventories/dr-ha.toml");
+        let templates = crate::templates::Templates::embedded();
+        let ctx = crate::plan::Context { agent_path: "/a".into(), templates: &templates };
+        let p = crate::plan::plan_host(&l, l.host("lvs1").unwrap(), &ctx).unwrap();
+        assert!(p.ipvs.is_empty(), "the checked service is keepalived's");
+        assert!(!p.addresses.iter().any(|a| a.address.prefix_len() == 32), "VRRP holds the VIP: {:?}", p.addresses);
+        assert!(p.files.iter().any(|f| f.path == CONFIG && f.check == Some(crate::plan::FileCheck::Keepalived)));
+        // A lab without keepalived gets none.
+        let plain = lab("inventories/dr.toml");
+        assert!(spec(&plain, plain.director().unwrap()).is_none());
+    }
+}
