@@ -174,7 +174,7 @@ impl<'a, S: System> Executor<'a, S> {
     /// any point leaves nothing `down` cannot undo.
     fn make(&mut self, mut c: Change) {
         let object = c.key.to_string();
-        if let Err(e) = resource::prepare(&mut c, self.journal) {
+        if let Err(e) = resource::prepare(self.sys, &mut c, self.journal) {
             return self.failed(object, &c.reason, e.to_string());
         }
         if let Some(record) = c.record.take()

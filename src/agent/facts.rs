@@ -13,6 +13,9 @@ pub struct FactsRequest {
     /// Where would this host send packets for these addresses (`ip route get`)?
     #[serde(default)]
     pub lookups: Vec<Ipv4Addr>,
+    /// Is each of these programs installed (`up` asks before it changes any host)?
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub programs: Vec<String>,
 }
 
 /// Per-interface IPv4 settings (`net.ipv4.conf.DEV.*`).
@@ -39,6 +42,9 @@ pub struct HostFacts {
     pub lookups: Vec<Lookup>,
     /// How the host differs from its plan (what `status` reports).
     pub drift: Vec<ChangeEvent>,
+    /// Each program asked for: its path, None when it is not installed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub programs: BTreeMap<String, Option<String>>,
 }
 
 impl HostFacts {
@@ -86,5 +92,6 @@ pub fn gather<S: System>(sys: &mut S, req: &FactsRequest) -> std::io::Result<Hos
         conf,
         lookups,
         drift: vec![],
+        programs: req.programs.iter().map(|p| (p.clone(), sys.find_program(p))).collect(),
     })
 }

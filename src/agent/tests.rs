@@ -457,3 +457,119 @@ fn the_ssh_client_is_read_from_sshds_variable() {
     assert_eq!(p("2001:db8::1 41234 2001:db8::8 22"), None);
     assert_eq!(p(""), None);
 }
+
+/// A director of an HA pair on a host without systemd: lvsctl starts keepalived itself, reloads
+/// it when its configuration changes, and `down` stops exactly the process it started.
+#[test]
+fn keepalived_is_started_reloaded_and_stopped_by_its_recorded_process() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    f.state.programs.insert("keepalived".into(), "/usr/sbin/keepalived".into());
+    f.state.dirs.insert("/etc/keepalived".into());
+    let p = plan_for("inventories/dr-ha.toml", "lvs1");
+    let (r, ev) = run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert_eq!((r.failed, r.errors.len()), (0, 0), "{r:?} {ev:?}");
+    let spawn = f.log.iter().find(|l| l.starts_with("spawn ")).expect("keepalived started");
+    assert_eq!(
+        spawn,
+        "spawn /usr/sbin/keepalived --dont-fork --log-console --log-detail --use-file /etc/keepalived/keepalived.conf > /run/lvsctl-dr-ha-keepalived.log"
+    );
+    assert!(
+        f.log.iter().position(|l| l.starts_with("check Keepalived"))
+            < f.log.iter().position(|l| l.starts_with("spawn"))
+    );
+    let pid = *f.state.processes.keys().next().unwrap();
+    // keepalived writes its pid file itself.
+    f.state.files.insert(
+        "/run/keepalived.pid".into(),
+        crate::host::FileFact { content: format!("{pid}\n").into_bytes(), mode: 0o644 },
+    );
+    let recorded = journal(root.path(), "dr-ha").data.entries.iter().map(|e| &e.undo).any(|u| {
+        matches!(u, Undo::Daemon(d) if matches!(&d.how, crate::resource::daemon::How::Spawned { process: Some(p), .. } if p.pid == pid))
+    });
+    assert!(recorded, "the journal names the process");
+
+    // Again: nothing to do.
+    f.log.clear();
+    let (r, _) = run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert_eq!(r.changes, 0, "{:?}", f.log);
+
+    // A new configuration is reloaded, not restarted.
+    let mut p2 = p.clone();
+    let conf = p2.files.iter_mut().find(|x| x.path == "/etc/keepalived/keepalived.conf").unwrap();
+    conf.content.push_str("# changed\n");
+    f.log.clear();
+    let (r, _) = run(&mut f, root.path(), Op::Apply, Some(&p2));
+    assert_eq!(r.failed, 0);
+    assert!(f.log.contains(&format!("kill -{} {pid}", libc::SIGHUP)), "{:?}", f.log);
+
+    // down stops it (SIGTERM) before it restores the files.
+    f.log.clear();
+    let (r, _) = run_lab(&mut f, root.path(), Op::Down, "dr-ha", None);
+    assert_eq!(r.failed, 0, "{r:?}");
+    let term = f
+        .log
+        .iter()
+        .position(|l| *l == format!("kill -{} {pid}", libc::SIGTERM))
+        .unwrap_or_else(|| panic!("not stopped: {:?} {r:?}", f.log));
+    let conf = f.log.iter().position(|l| l.contains("/etc/keepalived/keepalived.conf")).expect("config removed");
+    assert!(term < conf, "{:?}", f.log);
+    assert!(f.state.processes.is_empty());
+}
+
+/// A pid the kernel gave to another process (after a reboot) never gets lvsctl's signal.
+#[test]
+fn a_reused_pid_is_never_signalled() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    f.state.programs.insert("keepalived".into(), "/usr/sbin/keepalived".into());
+    f.state.dirs.insert("/etc/keepalived".into());
+    let p = plan_for("inventories/dr-ha.toml", "lvs1");
+    run(&mut f, root.path(), Op::Apply, Some(&p));
+    let pid = *f.state.processes.keys().next().unwrap();
+    // The same pid, another process: a later start time.
+    f.state.processes.get_mut(&pid).unwrap().start_time += 5000;
+    f.state.files.insert(
+        "/run/keepalived.pid".into(),
+        crate::host::FileFact { content: format!("{pid}\n").into_bytes(), mode: 0o644 },
+    );
+    f.log.clear();
+    let (r, _) = run_lab(&mut f, root.path(), Op::Down, "dr-ha", None);
+    assert!(r.changes > 0, "down ran: {r:?}");
+    assert!(!f.log.iter().any(|l| l.starts_with("kill")), "{:?}", f.log);
+    assert_eq!(r.failed, 0, "{r:?}");
+}
+
+/// keepalived missing, or one lvsctl did not start: Blocked, nothing taken over.
+#[test]
+fn keepalived_missing_or_foreign_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    f.state.dirs.insert("/etc/keepalived".into());
+    let p = plan_for("inventories/dr-ha.toml", "lvs1");
+    let (r, ev) = run(&mut f, root.path(), Op::DryRun, Some(&p));
+    let failed: Vec<String> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::Change(c) if c.status == Status::Failed => c.error.clone(),
+            _ => None,
+        })
+        .collect();
+    assert!(failed.iter().any(|e| e.contains("apt-get install keepalived")), "{failed:?} {r:?}");
+    f.state.programs.insert("keepalived".into(), "/usr/sbin/keepalived".into());
+    f.state.processes.insert(77, crate::host::ProcFact { pid: 77, start_time: 1, exe: "/usr/sbin/keepalived".into() });
+    f.state
+        .files
+        .insert("/run/keepalived.pid".into(), crate::host::FileFact { content: b"77\n".to_vec(), mode: 0o644 });
+    let (r, ev) = run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert!(r.failed >= 1, "{r:?}");
+    let err: Vec<String> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::Change(c) if c.object == "daemon keepalived" => c.error.clone(),
+            _ => None,
+        })
+        .collect();
+    assert!(err[0].contains("keepalived already runs (pid 77)"), "{err:?}");
+    assert!(!f.log.iter().any(|l| l.starts_with("kill") || l.starts_with("spawn")), "{:?}", f.log);
+}

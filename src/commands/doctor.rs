@@ -15,7 +15,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<u8> {
         lab.services.iter().map(|s| s.vip).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     let jobs = planned.jobs(&args.connect.filter, |plan| Operation::Facts {
         plan: Some(plan.clone()),
-        facts: FactsRequest { lookups: vips.clone() },
+        facts: FactsRequest { lookups: vips.clone(), ..Default::default() },
     });
     let names: Vec<String> = jobs.iter().map(|j| j.host.clone()).collect();
     let mut printer = Printer::new(&names, true);

@@ -22,6 +22,9 @@ pub fn run(args: &UpArgs) -> anyhow::Result<u8> {
     for j in &mut jobs {
         j.request.force = args.force;
     }
+    if !args.dry_run {
+        preflight(&planned, &jobs)?;
+    }
     let state_dir = fleet::state_dir(&args.connect);
     if !args.dry_run {
         // Remember the hosts before touching them, so a killed controller's `down` still finds them.
@@ -50,6 +53,59 @@ pub fn run(args: &UpArgs) -> anyhow::Result<u8> {
         Output::Json => crate::outln!("{}", super::outcomes_json(&outcomes)),
     }
     Ok(fleet::exit_code(&outcomes))
+}
+
+/// What some hosts need installed, asked before any host is changed: a director of a keepalived
+/// lab without keepalived stops `up` here, with nothing changed anywhere.
+fn preflight(planned: &super::Planned, jobs: &[fleet::Job]) -> anyhow::Result<()> {
+    use crate::agent::facts::FactsRequest;
+    let needs: Vec<fleet::Job> = jobs
+        .iter()
+        .filter(|j| matches!(&j.request.op, Operation::Apply { plan, .. } if plan.keepalived.is_some()))
+        .map(|j| {
+            let facts = FactsRequest { programs: vec!["keepalived".into()], ..Default::default() };
+            let request =
+                crate::agent::protocol::Request::new(&j.request.lab, &j.host, Operation::Facts { plan: None, facts });
+            fleet::Job { host: j.host.clone(), ssh: j.ssh.clone(), request }
+        })
+        .collect();
+    if needs.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = needs.iter().map(|j| j.host.clone()).collect();
+    let mut printer = Printer::new(&names, true);
+    printer.progress = false;
+    let outcomes = planned.session.run(needs, Arc::new(printer));
+    let mut problems = Vec::new();
+    for o in &outcomes {
+        match &o.result {
+            Ok(r) => {
+                if r.facts().and_then(|f| f.programs.get("keepalived")).is_some_and(|p| p.is_none()) {
+                    problems.push(format!(
+                        "{}: keepalived is not installed: install the package keepalived on {} (apt-get install keepalived, or dnf install keepalived); lvsctl does not install packages",
+                        o.host, o.host
+                    ));
+                }
+            }
+            Err(e) => problems.push(format!("{}: cannot check that keepalived is installed: {e}", o.host)),
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let code = if outcomes.iter().any(|o| o.result.is_err()) { crate::exit::UNREACHABLE } else { crate::exit::ERROR };
+    Err(crate::exit::Exit::new(
+        code,
+        format!(
+            "{}
+nothing was changed on any host",
+            problems.join(
+                "
+"
+            )
+        ),
+    )
+    .into())
 }
 
 /// Builds with the `fault-injection` feature (the tests') pass the crash-consistency tests'

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
-use super::{AddrFact, FileFact, IpvsService, Result, RouteFact, System};
+use super::{AddrFact, FileFact, IpvsService, ProcFact, Result, RouteFact, System};
 use crate::ipvs::{DestConfig, DestEntry, DestKey, ServiceConfig, ServiceEntry, ServiceKey, Stats};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -20,6 +20,14 @@ pub struct FakeState {
     pub systemd: bool,
     pub enabled: BTreeSet<String>,
     pub active: BTreeSet<String>,
+    /// Running processes by pid.
+    pub processes: BTreeMap<u32, ProcFact>,
+    /// Installed programs: name → path.
+    pub programs: BTreeMap<String, String>,
+    /// The clock of process start times.
+    pub ticks: u64,
+    /// The next pid a spawn gets.
+    pub next_pid: u32,
 }
 
 #[derive(Debug, Default)]
@@ -374,10 +382,49 @@ impl System for Fake {
                     ["stop", u] => {
                         self.state.active.remove(*u);
                     }
+                    ["start", u] => {
+                        self.state.active.insert(u.to_string());
+                    }
                     _ => {}
                 }
                 Ok(String::new())
             }
         }
+    }
+
+    fn process(&self, pid: u32) -> Result<Option<ProcFact>> {
+        Ok(self.state.processes.get(&pid).cloned())
+    }
+
+    fn now_ticks(&self) -> Result<u64> {
+        Ok(self.state.ticks)
+    }
+
+    fn find_program(&self, name: &str) -> Option<String> {
+        self.state.programs.get(name).cloned()
+    }
+
+    fn spawn_daemon(&mut self, argv: &[&str], log: &str) -> Result<ProcFact> {
+        self.op(format!("spawn {} > {log}", argv.join(" ")))?;
+        self.state.next_pid = self.state.next_pid.max(100) + 1;
+        self.state.ticks += 10;
+        let p = ProcFact { pid: self.state.next_pid, start_time: self.state.ticks, exe: argv[0].to_string() };
+        self.state.processes.insert(p.pid, p.clone());
+        Ok(p)
+    }
+
+    fn signal(&mut self, pid: u32, signal: i32) -> Result<()> {
+        self.op(format!("kill -{signal} {pid}"))?;
+        if !self.state.processes.contains_key(&pid) {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        if signal == libc::SIGTERM {
+            self.state.processes.remove(&pid);
+        }
+        Ok(())
+    }
+
+    fn check_config(&mut self, check: crate::plan::FileCheck, content: &[u8]) -> Result<()> {
+        self.op(format!("check {check:?} {} bytes", content.len()))
     }
 }

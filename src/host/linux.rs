@@ -21,7 +21,7 @@ use rtnetlink::packet_route::route::{
 use rtnetlink::{AddressMessageBuilder, Handle, LinkUnspec, RouteMessageBuilder};
 use sysctl::Sysctl;
 
-use super::{AddrFact, FileFact, IpvsService, Result, RouteFact, System};
+use super::{AddrFact, FileFact, IpvsService, ProcFact, Result, RouteFact, System};
 use crate::ipvs::client::IpvsClient;
 use crate::ipvs::{DestConfig, DestKey, ServiceConfig, ServiceKey};
 
@@ -470,6 +470,42 @@ impl System for Linux {
                 String::from_utf8_lossy(&out.stderr).trim()
             )))
         }
+    }
+
+    fn process(&self, pid: u32) -> Result<Option<ProcFact>> {
+        super::process::read(pid)
+    }
+
+    fn now_ticks(&self) -> Result<u64> {
+        let up = std::fs::read_to_string("/proc/uptime")?;
+        let secs: f64 = up
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| io::Error::other("cannot read /proc/uptime"))?;
+        Ok((secs * super::process::clock_ticks() as f64) as u64)
+    }
+
+    fn find_program(&self, name: &str) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        super::process::PROGRAM_DIRS
+            .iter()
+            .map(|d| format!("{d}/{name}"))
+            .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0))
+    }
+
+    fn spawn_daemon(&mut self, argv: &[&str], log: &str) -> Result<ProcFact> {
+        super::process::spawn_daemon(argv, log)
+    }
+
+    fn signal(&mut self, pid: u32, signal: i32) -> Result<()> {
+        let pid = i32::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+        // SAFETY: kill(2) with a checked positive pid has no memory effects.
+        if unsafe { libc::kill(pid, signal) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    }
+
+    fn check_config(&mut self, check: crate::plan::FileCheck, content: &[u8]) -> Result<()> {
+        super::process::check_config(self, check, content)
     }
 }
 

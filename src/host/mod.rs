@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 #[cfg(test)]
 pub mod fake;
 pub mod linux;
+pub mod process;
 
 use crate::ipvs::{DestConfig, DestEntry, DestKey, ServiceConfig, ServiceEntry, ServiceKey};
 
@@ -98,6 +99,23 @@ pub struct IpvsService {
     pub dests: Vec<DestEntry>,
 }
 
+/// One process, named so that a pid the kernel reuses later is never taken for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcFact {
+    pub pid: u32,
+    /// When it started, in clock ticks after boot (`/proc/PID/stat` field 22).
+    pub start_time: u64,
+    /// Its executable (`/proc/PID/exe`).
+    pub exe: String,
+}
+
+impl ProcFact {
+    /// Whether `other` is this very process (same pid, start time and executable).
+    pub fn same(&self, other: &ProcFact) -> bool {
+        self == other
+    }
+}
+
 pub type Result<T> = std::result::Result<T, io::Error>;
 
 /// True for the errors that mean "that object is not there" (netlink and file systems say it in
@@ -160,6 +178,20 @@ pub trait System {
     /// Whether systemd manages this host (it is PID 1).
     fn systemd_running(&self) -> bool;
     fn systemctl(&mut self, args: &[&str]) -> Result<String>;
+
+    /// The process with this pid, if one runs (a zombie does not count).
+    fn process(&self, pid: u32) -> Result<Option<ProcFact>>;
+    /// Now, in the clock of `ProcFact::start_time`.
+    fn now_ticks(&self) -> Result<u64>;
+    /// The absolute path of an installed program (an executable regular file in the system's
+    /// sbin and bin directories), None when it is not installed.
+    fn find_program(&self, name: &str) -> Option<String>;
+    /// Starts `argv` as a daemon of its own (new session, stdin from /dev/null, output appended
+    /// to `log`), checks that it is still running a moment later, and returns it.
+    fn spawn_daemon(&mut self, argv: &[&str], log: &str) -> Result<ProcFact>;
+    fn signal(&mut self, pid: u32, signal: i32) -> Result<()>;
+    /// Has the program that reads a file accept `content` before the file is replaced.
+    fn check_config(&mut self, check: crate::plan::FileCheck, content: &[u8]) -> Result<()>;
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,

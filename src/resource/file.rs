@@ -39,6 +39,8 @@ pub enum Action {
         content: Vec<u8>,
         mode: u32,
         backup: Option<FileFact>,
+        /// The program that must accept the content first.
+        check: Option<crate::plan::FileCheck>,
     },
     /// Put the backed-up prior version back.
     Restore {
@@ -98,14 +100,19 @@ pub fn decide(specs: &[FileSpec], live: &Live, journal: &dyn Recorded) -> Vec<De
             content: f.content.as_bytes().to_vec(),
             mode: f.mode,
             backup,
+            check: f.check,
         });
         out.push(Decision::change(key, before, after, &f.reason, Some(record), action));
     }
     out
 }
 
-/// Backs up the content a write replaces, so that the journal record names the backup.
-pub fn prepare(a: &Action, record: &mut Undo, backups: &mut dyn Backups) -> io::Result<()> {
+/// Before anything is journaled: the program that reads the file accepts the new content, and
+/// the content it replaces is backed up, so that the journal record names the backup.
+pub fn prepare<S: System>(sys: &mut S, a: &Action, record: &mut Undo, backups: &mut dyn Backups) -> io::Result<()> {
+    if let Action::Write { check: Some(c), content, .. } = a {
+        sys.check_config(*c, content)?;
+    }
     if let Action::Write { backup: Some(c), .. } = a {
         let b = backups
             .backup(&c.content, c.mode & 0o7777)
@@ -172,6 +179,7 @@ pub fn check(u: &Undo, lab: &str, root: &std::path::Path) -> Result<(), String> 
     let ours = super::on_host(p, root).is_some_and(|h| {
         h == crate::paths::sysctl_conf_path(lab)
             || h == crate::paths::unit_path(lab)
+            || h == crate::plan::keepalived::CONFIG
             || h.strip_prefix(&format!("{}/{lab}/", crate::paths::CONFIG_ROOT)).is_some_and(simple)
     });
     if !ours {

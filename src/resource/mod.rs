@@ -15,6 +15,7 @@
 //! `show` are lists to extend by hand.
 
 pub mod address;
+pub mod daemon;
 pub mod dir;
 pub mod file;
 pub mod ipvs_dest;
@@ -71,6 +72,7 @@ pub enum Key {
     Dest(ServiceKey, DestKey),
     File(String),
     Dir(String),
+    Daemon(String),
     Unit(String),
 }
 
@@ -87,6 +89,7 @@ impl fmt::Display for Key {
             Key::Dest(s, k) => write!(f, "ipvs dest {k} of {s}"),
             Key::File(path) => write!(f, "file {path}"),
             Key::Dir(path) => write!(f, "dir {path}"),
+            Key::Daemon(name) => write!(f, "daemon {name}"),
             Key::Unit(name) => write!(f, "unit {name}"),
         }
     }
@@ -106,6 +109,7 @@ pub enum Undo {
     Dest(ipvs_dest::Undo),
     File(file::Undo),
     Dir(dir::Undo),
+    Daemon(Box<daemon::Undo>),
     Unit(unit::Undo),
 }
 
@@ -121,6 +125,7 @@ impl Undo {
             Undo::Dest(u) => Key::Dest(u.service, u.key),
             Undo::File(u) => Key::File(u.path.clone()),
             Undo::Dir(u) => Key::Dir(u.path.clone()),
+            Undo::Daemon(u) => Key::Daemon(u.name.clone()),
             Undo::Unit(u) => Key::Unit(u.name.clone()),
         }
     }
@@ -137,6 +142,7 @@ impl Undo {
             Undo::File(u) => file::check(u, lab, root),
             Undo::Dir(u) => dir::check(u, lab, root),
             Undo::Unit(u) => unit::check(u, lab),
+            Undo::Daemon(u) => daemon::check(u, lab),
             // Typed netlink data: addresses, prefixes, ports, numbers; nothing to climb out of.
             Undo::Address(_) | Undo::Route(_) | Undo::Service(_) | Undo::Dest(_) => Ok(()),
         }
@@ -194,6 +200,7 @@ pub enum Action {
     Dest(ipvs_dest::Action),
     File(file::Action),
     Dir(dir::Action),
+    Daemon(daemon::Action),
     Unit(unit::Action),
 }
 
@@ -298,6 +305,10 @@ pub struct Live {
     pub systemd: bool,
     /// Unit name → enabled.
     pub units: BTreeMap<String, bool>,
+    /// keepalived, when asked for.
+    pub daemon: Option<Fact<daemon::DaemonFact>>,
+    /// Now, in the clock of process start times (when `daemon` was read).
+    pub now_ticks: u64,
     /// The session this agent runs in.
     pub session: Session,
 }
@@ -326,6 +337,8 @@ impl Default for Live {
             dirs: BTreeMap::new(),
             systemd: false,
             units: BTreeMap::new(),
+            daemon: None,
+            now_ticks: 0,
             session: Session::default(),
         }
     }
@@ -344,6 +357,8 @@ pub struct Wants {
     pub dirs: BTreeSet<String>,
     pub systemd: bool,
     pub units: BTreeSet<String>,
+    /// keepalived, with the path of its configuration.
+    pub daemon: Option<String>,
 }
 
 fn fact<T>(r: io::Result<T>) -> Fact<T> {
@@ -381,6 +396,10 @@ impl Live {
         }
         if w.systemd || !w.units.is_empty() {
             live.systemd = sys.systemd_running();
+        }
+        if let Some(config) = &w.daemon {
+            live.daemon = Some(fact(daemon::read(sys, config)));
+            live.now_ticks = sys.now_ticks().unwrap_or(0);
         }
         if live.systemd {
             for u in &w.units {
@@ -421,10 +440,12 @@ pub enum Stage {
     Routes,
     Ipvs,
     Files,
+    /// After the files: a daemon needs its configuration.
+    Daemon,
     Unit,
 }
 
-pub const STAGES: [Stage; 8] = [
+pub const STAGES: [Stage; 9] = [
     Stage::Modules,
     Stage::Sysctls,
     Stage::Links,
@@ -432,6 +453,7 @@ pub const STAGES: [Stage; 8] = [
     Stage::Routes,
     Stage::Ipvs,
     Stage::Files,
+    Stage::Daemon,
     Stage::Unit,
 ];
 
@@ -451,6 +473,7 @@ impl Stage {
             Stage::Routes => route::wants(&plan.routes, &mut w),
             Stage::Ipvs => ipvs_service::wants(&plan.ipvs, &mut w),
             Stage::Files => file::wants(&plan.files, &mut w),
+            Stage::Daemon => daemon::wants(plan.keepalived.as_ref(), &mut w),
             Stage::Unit => unit::wants(plan.boot_unit.as_deref(), &mut w),
         }
         w
@@ -466,6 +489,7 @@ impl Stage {
             Stage::Routes => route::decide(&plan.routes, live),
             Stage::Ipvs => ipvs_service::decide(&plan.ipvs, live, journal, intent),
             Stage::Files => file::decide(&plan.files, live, journal),
+            Stage::Daemon => daemon::decide(plan.keepalived.as_ref(), &plan.lab, live, journal, intent),
             Stage::Unit => unit::decide(plan.boot_unit.as_deref(), live, intent),
         }
     }
@@ -479,6 +503,7 @@ pub fn desired_keys(plan: &HostPlan, scope: Scope) -> BTreeSet<Key> {
     keys.extend(plan.links_up.iter().map(|l| Key::Link(l.dev.clone())));
     keys.extend(plan.addresses.iter().map(address::key));
     keys.extend(plan.routes.iter().map(|r| Key::Route(r.destination)));
+    keys.extend(plan.keepalived.iter().map(|_| Key::Daemon(daemon::KEEPALIVED.to_string())));
     for v in &plan.ipvs {
         let k = ipvs_service::key(v);
         keys.insert(Key::Service(k));
@@ -527,6 +552,7 @@ pub fn undo_wants(entries: &[Undo]) -> Wants {
                 w.dirs.insert(u.path.clone());
             }
             Undo::Unit(_) => w.systemd = true,
+            Undo::Daemon(u) => daemon::undo_wants(u, &mut w),
         }
     }
     w
@@ -544,15 +570,16 @@ pub fn undo(u: &Undo, live: &Live) -> Decision {
         Undo::Dest(d) => ipvs_dest::undo(d, live),
         Undo::File(f) => file::undo(f, live),
         Undo::Dir(d) => dir::undo(d, live),
+        Undo::Daemon(d) => daemon::undo(d, live),
         Undo::Unit(u) => unit::undo(u, live),
     }
 }
 
 /// Work that must happen before a change's record is journaled (a backup of the file it
 /// replaces, so that the record can name it).
-pub fn prepare(change: &mut Change, backups: &mut dyn Backups) -> io::Result<()> {
+pub fn prepare<S: System>(sys: &mut S, change: &mut Change, backups: &mut dyn Backups) -> io::Result<()> {
     match (&change.action, &mut change.record) {
-        (Action::File(a), Some(Undo::File(u))) => file::prepare(a, u, backups),
+        (Action::File(a), Some(Undo::File(u))) => file::prepare(sys, a, u, backups),
         _ => Ok(()),
     }
 }
@@ -570,6 +597,7 @@ pub fn act<S: System>(sys: &mut S, action: &Action, backups: &dyn Backups) -> io
         Action::Dest(a) => ipvs_dest::act(sys, a).map(|_| None),
         Action::File(a) => file::act(sys, a, backups).map(|_| None),
         Action::Dir(a) => dir::act(sys, a).map(|_| None),
+        Action::Daemon(a) => daemon::act(sys, a),
         Action::Unit(a) => unit::act(sys, a).map(|_| None),
     }
 }
@@ -587,6 +615,7 @@ pub fn show(p: &HostPlan) -> Vec<(&'static str, String, String)> {
         v.extend(s.destinations.iter().map(ipvs_dest::show));
     }
     v.extend(p.files.iter().map(file::show));
+    v.extend(p.keepalived.iter().map(daemon::show));
     v.extend(p.boot_unit.iter().map(|u| unit::show(u)));
     v
 }

@@ -1,0 +1,128 @@
+//! Processes: the daemons lvsctl starts and stops on hosts without systemd (named by pid, start
+//! time and executable), and the programs that check a configuration before it is installed.
+
+use std::io;
+use std::process::Command;
+
+use super::{ProcFact, Result, System};
+
+/// Where `find_program` looks (not $PATH, which a login shell may have set to anything).
+pub const PROGRAM_DIRS: [&str; 6] = ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin", "/usr/local/bin"];
+
+pub fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as u64 } else { 100 }
+}
+
+/// `/proc/PID`: its start time and executable; None when no such process runs (or it is a zombie).
+pub fn read(pid: u32) -> Result<Option<ProcFact>> {
+    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    // The command name is in parentheses and may hold anything: fields count after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or_else(|| io::Error::other("unreadable /proc stat"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields[0] is field 3 (state); field 22 (starttime) is fields[19].
+    if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
+        return Ok(None);
+    }
+    let start_time =
+        fields.get(19).and_then(|v| v.parse().ok()).ok_or_else(|| io::Error::other("unreadable /proc stat"))?;
+    let exe = match std::fs::read_link(format!("/proc/{pid}/exe")) {
+        Ok(p) => p.to_string_lossy().into_owned(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(Some(ProcFact { pid, start_time, exe }))
+}
+
+/// How long a new daemon must keep running before it counts as started: keepalived exits at
+/// once on a configuration it cannot use, or when another instance holds its pid file.
+const SPAWN_SETTLE: std::time::Duration = std::time::Duration::from_millis(1500);
+
+pub fn spawn_daemon(argv: &[&str], log: &str) -> Result<ProcFact> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::process::CommandExt;
+    let (prog, args) = argv.split_first().ok_or_else(|| io::Error::other("nothing to start"))?;
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(log)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot open the daemon's log {log}: {e}")))?;
+    let mut cmd = Command::new(prog);
+    cmd.args(args).stdin(std::process::Stdio::null()).stdout(out.try_clone()?).stderr(out);
+    // SAFETY: between fork and exec only async-signal-safe calls: setsid and signal.
+    unsafe {
+        cmd.pre_exec(|| {
+            // A session of its own: the SSH session that started it can end.
+            libc::setsid();
+            // The agent ignores SIGHUP and SIGPIPE; the daemon gets the defaults back.
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| io::Error::new(e.kind(), format!("cannot start {prog}: {e}")))?;
+    let started = std::time::Instant::now();
+    while started.elapsed() < SPAWN_SETTLE {
+        if let Some(status) = child.try_wait()? {
+            let tail = log_tail(log);
+            return Err(io::Error::other(format!("{prog} exited at once ({status}): {tail}")));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    read(child.id())?.ok_or_else(|| io::Error::other(format!("{prog} is gone right after it started")))
+}
+
+/// The last lines of a log, on one line, for an error message.
+fn log_tail(log: &str) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = &lines[lines.len().saturating_sub(4)..];
+    if tail.is_empty() { format!("nothing in {log}") } else { format!("{} (see {log})", tail.join(" | ")) }
+}
+
+pub fn check_config(sys: &impl System, check: crate::plan::FileCheck, content: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match check {
+        crate::plan::FileCheck::Keepalived => {
+            let prog = sys.find_program("keepalived").ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "keepalived is not installed (apt-get install keepalived, or dnf install keepalived)",
+                )
+            })?;
+            // A private name in /run, created exclusively: nobody else can have put it there.
+            let tmp = format!("{}/.lvsctl-check-{}-{}.conf", crate::paths::RUN_DIR, std::process::id(), nonce());
+            let r = (|| {
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&tmp)?;
+                f.write_all(content)?;
+                drop(f);
+                let out = Command::new(&prog).args(["-t", "-f", &tmp]).stdin(std::process::Stdio::null()).output()?;
+                if out.status.success() {
+                    return Ok(());
+                }
+                let why = String::from_utf8_lossy(&out.stderr).replace(&tmp, "keepalived.conf");
+                let why: Vec<&str> = why.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+                Err(io::Error::other(format!("keepalived -t refused the new configuration: {}", why.join(" | "))))
+            })();
+            let _ = std::fs::remove_file(&tmp);
+            r
+        }
+    }
+}
+
+fn nonce() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos() as u64).unwrap_or(0)
+}
