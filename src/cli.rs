@@ -316,6 +316,14 @@ pub struct VerifyArgs {
     /// Seconds to wait for each connection and answer before counting the request as failed.
     #[arg(long, default_value_t = 3, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=60))]
     pub timeout: u64,
+    /// HA pairs: while requests flow, stop keepalived on the master, measure how long the VIP goes
+    /// unanswered until the backup takes over, check the split through the backup, then start the
+    /// master again and measure the failback.
+    #[arg(long)]
+    pub failover: bool,
+    /// With --failover: fail when the VIP goes unanswered for longer than this.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS", requires = "failover")]
+    pub max_outage: f64,
     #[command(flatten)]
     pub out: OutputArg,
 }

@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod facts;
+pub mod ha;
 pub mod journal;
 pub mod probe;
 pub mod protocol;
@@ -263,6 +264,10 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
             let probe = probe::run(probe);
             return Ok(Report { host: req.host.clone(), answer: Some(Answer::Probe(probe)), ..Default::default() });
         }
+        Operation::Daemon { name, action, delay_ms } => {
+            std::thread::sleep(std::time::Duration::from_millis((*delay_ms).min(60_000)));
+            return daemon_op(sys, paths, req, name, *action, emit);
+        }
     };
     for_this_lab(plan)?;
     let apply = intent == Intent::Apply;
@@ -277,8 +282,74 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
     }
     exec.apply(plan, Scope::All);
     let mut report = exec.report;
-    if intent == Intent::Check && !plan.ipvs.is_empty() && sys.ipvs_loaded() {
+    if intent == Intent::Check && (!plan.ipvs.is_empty() || plan.keepalived.is_some()) && sys.ipvs_loaded() {
         report.answer = Some(Answer::Ipvs(sys.ipvs_table().map_err(Error::Ipvs)?));
+    }
+    if intent == Intent::Check
+        && let Some(k) = &plan.keepalived
+    {
+        match ha::status(sys, k, &req.lab) {
+            Ok(s) => report.keepalived = Some(s),
+            Err(e) => report.notes.push(format!("cannot read keepalived's state: {e}")),
+        }
+    }
+    report.journal_entries = journal.data.entries.len() as u32;
+    Ok(report)
+}
+
+/// Stops or starts again a daemon of the journal, keeping its record.
+fn daemon_op<S: System>(
+    sys: &mut S,
+    paths: &Paths,
+    req: &Request,
+    name: &str,
+    action: protocol::DaemonAction,
+    emit: &mut dyn FnMut(Event),
+) -> Result<Report, Error> {
+    use crate::resource::{self, Decision, Key, Undo, daemon};
+    let _lock = lock(paths, &req.lab, &req.host, emit)?;
+    let mut journal = Journal::open(&paths.lab_dir(&req.lab), &req.lab, &req.host, true).map_err(Error::Journal)?;
+    journal.check(&req.lab, &paths.root).map_err(Error::Journal)?;
+    let key = Key::Daemon(name.to_string());
+    let Some(Undo::Daemon(u)) = journal.newest_first().find(|u| u.key() == key).cloned() else {
+        return Err(Error::Request(format!("lab {} runs no {name} on this host: run `lvsctl up` first", req.lab)));
+    };
+    let live = resource::Live::read(sys, &resource::undo_wants(&[Undo::Daemon(u.clone())]), &Default::default());
+    let decision = match action {
+        protocol::DaemonAction::Stop => daemon::undo(&u, &live),
+        protocol::DaemonAction::Start => daemon::restart(&u, &req.lab, &live),
+    };
+    let mut report = Report { host: req.host.clone(), ..Default::default() };
+    let mut event = |report: &mut Report, before: String, after: String, status, error: Option<String>| {
+        if status == protocol::Status::Failed {
+            report.failed += 1
+        } else {
+            report.changes += 1
+        }
+        emit(Event::Change(protocol::ChangeEvent {
+            object: key.to_string(),
+            before,
+            after,
+            reason: format!("verify --failover: {:?}", action).to_lowercase(),
+            status,
+            error,
+        }));
+    };
+    match decision {
+        Decision::Same { .. } => report.unchanged += 1,
+        Decision::Change(c) => match resource::act(sys, &c.action, &journal) {
+            Ok(refined) => {
+                if let Some(r) = refined.or(c.record) {
+                    journal.record(r).map_err(Error::Journal)?;
+                }
+                event(&mut report, c.before, c.after, protocol::Status::Done, None);
+            }
+            Err(e) => event(&mut report, c.before, c.after, protocol::Status::Failed, Some(e.to_string())),
+        },
+        Decision::Failed { error, .. } | Decision::Blocked { error, .. } | Decision::Pending { error, .. } => {
+            event(&mut report, String::new(), String::new(), protocol::Status::Failed, Some(error))
+        }
+        Decision::Keep { .. } | Decision::Note(_) => {}
     }
     report.journal_entries = journal.data.entries.len() as u32;
     Ok(report)

@@ -30,6 +30,40 @@ pub struct ProbeTarget {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeRequest {
     pub targets: Vec<ProbeTarget>,
+    /// HTTP requests at a steady pace, each on a new connection (`verify --failover`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<Series>,
+    /// Connections opened at once and finished later (does one survive a failover?).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holds: Vec<Hold>,
+}
+
+/// GET / every `interval_ms` for `duration_ms`, each given `timeout_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Series {
+    pub address: Ipv4Addr,
+    pub port: u16,
+    pub interval_ms: u64,
+    pub duration_ms: u64,
+    pub timeout_ms: u64,
+}
+
+/// Opens a connection and sends the first line of a GET at once, the rest `after_ms` later;
+/// the answer must then arrive within `timeout_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub address: Ipv4Addr,
+    pub port: u16,
+    pub after_ms: u64,
+    pub timeout_ms: u64,
+}
+
+/// One request of a series: when it started (ms after the probe began) and what came back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sample {
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub answer: Answer,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +80,10 @@ pub struct Answer {
 pub struct ProbeResult {
     /// One list of answers per target, in the request's order.
     pub answers: Vec<Vec<Answer>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<Vec<Sample>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holds: Vec<Answer>,
 }
 
 fn clip(b: &[u8]) -> String {
@@ -104,7 +142,65 @@ fn udp(t: &ProbeTarget) -> Result<(String, Option<Ipv4Addr>), String> {
     Ok((clip(&buf[..n]), from))
 }
 
+fn answer(start: Instant, r: Result<(String, Option<Ipv4Addr>), String>) -> Answer {
+    let ms = start.elapsed().as_millis() as u64;
+    match r {
+        Ok((body, from)) => Answer { body: Some(body), from, error: None, ms },
+        Err(e) => Answer { body: None, from: None, error: Some(e), ms },
+    }
+}
+
+fn series(s: &Series, t0: Instant) -> Vec<Sample> {
+    let target =
+        ProbeTarget { address: s.address, port: s.port, kind: ProbeKind::Http, count: 1, timeout_ms: s.timeout_ms };
+    let mut out = Vec::new();
+    let mut next = Duration::ZERO;
+    let end = Duration::from_millis(s.duration_ms);
+    while next < end {
+        if let Some(wait) = next.checked_sub(t0.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        let start = Instant::now();
+        let at_ms = t0.elapsed().as_millis() as u64;
+        out.push(Sample { at_ms, answer: answer(start, tcp(&target, true)) });
+        next += Duration::from_millis(s.interval_ms.max(10));
+    }
+    out
+}
+
+fn hold(h: &Hold) -> Result<(String, Option<Ipv4Addr>), String> {
+    let to = Duration::from_millis(h.timeout_ms);
+    let addr = SocketAddrV4::new(h.address, h.port);
+    let mut s = TcpStream::connect_timeout(&addr.into(), to).map_err(|e| e.to_string())?;
+    s.write_all(b"GET / HTTP/1.0\r\n").map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_millis(h.after_ms));
+    s.set_read_timeout(Some(to)).map_err(|e| e.to_string())?;
+    let rest = format!("Host: {}\r\nUser-Agent: lvsctl-verify\r\nConnection: close\r\n\r\n", h.address);
+    s.write_all(rest.as_bytes()).map_err(|e| format!("after {} ms: {e}", h.after_ms))?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).map_err(|e| format!("after {} ms: {e}", h.after_ms))?;
+    let text = String::from_utf8_lossy(&buf);
+    match text.split_once("\r\n\r\n") {
+        Some((_, body)) => Ok((clip(body.as_bytes()), None)),
+        None => Err(format!("no answer after {} ms (the connection ended without one)", h.after_ms)),
+    }
+}
+
 pub fn run(req: &ProbeRequest) -> ProbeResult {
+    let t0 = Instant::now();
+    let series_threads: Vec<_> =
+        req.series.iter().cloned().map(|s| std::thread::spawn(move || series(&s, t0))).collect();
+    let hold_threads: Vec<_> = req
+        .holds
+        .iter()
+        .cloned()
+        .map(|h| {
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                answer(start, hold(&h))
+            })
+        })
+        .collect();
     let mut result = ProbeResult::default();
     for t in &req.targets {
         let mut answers = Vec::new();
@@ -123,5 +219,12 @@ pub fn run(req: &ProbeRequest) -> ProbeResult {
         }
         result.answers.push(answers);
     }
+    result.series = series_threads.into_iter().map(|t| t.join().unwrap_or_default()).collect();
+    result.holds = hold_threads
+        .into_iter()
+        .map(|t| {
+            t.join().unwrap_or(Answer { body: None, from: None, error: Some("probe thread failed".into()), ms: 0 })
+        })
+        .collect();
     result
 }

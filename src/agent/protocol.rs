@@ -40,6 +40,22 @@ pub enum Operation {
     Facts { plan: Option<HostPlan>, facts: super::facts::FactsRequest },
     /// Send requests to services (verify).
     Probe { probe: super::probe::ProbeRequest },
+    /// Stop, or start again, a daemon lvsctl runs, by its journal record (`verify --failover`).
+    /// The record stays: `up` starts a stopped one again, `down` stops it for good.
+    Daemon {
+        name: String,
+        action: DaemonAction,
+        /// Wait this long first (so that it happens while another host's probe runs).
+        #[serde(default)]
+        delay_ms: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DaemonAction {
+    Stop,
+    Start,
 }
 
 impl Operation {
@@ -112,6 +128,9 @@ pub struct Report {
     /// What the operation reads besides its changes (a key of its own in the JSON).
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<Answer>,
+    /// Check (status) of a director that runs keepalived: what keepalived is doing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalived: Option<super::ha::KeepalivedStatus>,
 }
 
 /// The payload of the operations that read: one variant per operation.

@@ -4,6 +4,7 @@ pub mod check;
 pub mod docs;
 pub mod doctor;
 pub mod down;
+pub mod failover;
 pub mod fleet;
 pub mod init;
 pub mod lab;

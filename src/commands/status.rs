@@ -39,6 +39,9 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<u8> {
                 Err(e) => printer.line(&o.host, &format!("error: {e}")),
             }
         }
+        for line in keepalived_view(&planned.lab, &outcomes) {
+            crate::outln!("{line}");
+        }
         for o in &outcomes {
             let Ok(r) = &o.result else { continue };
             let Some(table) = r.ipvs() else { continue };
@@ -81,4 +84,97 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<u8> {
     }
     let code = fleet::exit_code(&outcomes);
     Ok(if code == crate::exit::OK && drifted { crate::exit::CHECK_FAILED } else { code })
+}
+
+/// Health of one real server (or the sorry server) of a service keepalived checks, as the
+/// director's IPVS table shows keepalived's decision.
+pub fn health(
+    table: &[crate::host::IpvsService],
+    s: &crate::inventory::Service,
+    addr: std::net::Ipv4Addr,
+    port: u16,
+) -> &'static str {
+    let Some(svc) = table
+        .iter()
+        .find(|x| x.entry.key.protocol == s.protocol && x.entry.key.addr == s.vip && x.entry.key.port == s.port)
+    else {
+        return "service not in the table";
+    };
+    match svc.dests.iter().find(|d| d.key.addr == addr && d.key.port == port) {
+        Some(d) if d.config.weight > 0 => "healthy",
+        Some(_) => "FAILING (quiesced: weight 0)",
+        None => "FAILING (removed)",
+    }
+}
+
+/// What keepalived does on the directors: running or not, each VRRP instance's state, who holds
+/// each VIP, and each checked real server's health. A backup without the VIPs, a failed real
+/// server out of the table and a sorry server in it are keepalived doing its job, not drift.
+fn keepalived_view(lab: &crate::inventory::Lab, outcomes: &[fleet::Outcome]) -> Vec<String> {
+    let mut out = Vec::new();
+    let reports: Vec<(&str, &crate::agent::protocol::Report)> =
+        outcomes.iter().filter_map(|o| Some((o.host.as_str(), o.result.as_ref().ok()?))).collect();
+    let ka: Vec<(&str, &crate::agent::ha::KeepalivedStatus)> =
+        reports.iter().filter_map(|(h, r)| Some((*h, r.keepalived.as_ref()?))).collect();
+    if ka.is_empty() {
+        return out;
+    }
+    out.push(String::new());
+    out.push("keepalived:".into());
+    for (h, k) in &ka {
+        let run = match &k.running {
+            Some(p) => format!("running (pid {})", p.pid),
+            None => "NOT RUNNING".into(),
+        };
+        let vrrp: Vec<String> = k
+            .instances
+            .iter()
+            .map(|i| {
+                let holds = if i.holds.is_empty() { String::new() } else { format!(", holds {}", i.holds.join(" ")) };
+                format!("{} {}{holds}", i.instance, i.state.as_str())
+            })
+            .collect();
+        let vrrp = if vrrp.is_empty() { String::new() } else { format!("; VRRP {}", vrrp.join("; ")) };
+        out.push(format!("  {h:<10} {run}{vrrp}"));
+    }
+    if lab.ha.is_some() {
+        let mut vips: Vec<std::net::Ipv4Addr> = lab.services.iter().map(|s| s.vip).collect();
+        vips.dedup();
+        for vip in vips {
+            let on: Vec<&str> = ka
+                .iter()
+                .filter(|(_, k)| k.instances.iter().any(|i| i.holds.contains(&vip.to_string())))
+                .map(|(h, _)| *h)
+                .collect();
+            let where_ = match on.len() {
+                0 => "on NO director".to_string(),
+                1 => format!("on {}", on[0]),
+                _ => format!("on {} at once (split brain)", on.join(" and ")),
+            };
+            out.push(format!("  VIP {vip} {where_}"));
+        }
+    }
+    for s in lab.services.iter().filter(|s| s.keepalived_managed()) {
+        for (h, r) in &reports {
+            if r.keepalived.is_none() {
+                continue;
+            }
+            let Some(table) = r.ipvs() else {
+                out.push(format!("  {} on {h}: no IPVS table", s.label()));
+                continue;
+            };
+            let mut parts: Vec<String> = s
+                .real_servers
+                .iter()
+                .map(|b| format!("{} {} (weight {})", b.host, health(table, s, b.address, b.port), b.weight))
+                .collect();
+            if let Some(x) = &s.sorry_server {
+                let name = x.host.clone().unwrap_or_else(|| x.address.to_string());
+                let used = !health(table, s, x.address, x.port).starts_with("FAILING");
+                parts.push(format!("sorry server {name} {}", if used { "IN USE" } else { "not in use" }));
+            }
+            out.push(format!("  {} as {h} checks it: {}", s.label(), parts.join(", ")));
+        }
+    }
+    out
 }

@@ -311,18 +311,18 @@ pub fn render(r: &ServiceResult, from: &str) -> String {
 /// How many times the director's counters are read after the requests, at most.
 const COUNTER_READS: usize = 3;
 
-fn facts_job(lab: &Lab, host: &crate::inventory::Host) -> Job {
+pub fn facts_job(lab: &Lab, host: &crate::inventory::Host) -> Job {
     let request = Request::new(&lab.name, &host.name, Operation::Facts { plan: None, facts: FactsRequest::default() });
     Job { host: host.name.clone(), ssh: host.ssh.clone(), request }
 }
 
-fn ipvs_of(outcomes: &[Outcome]) -> Option<Vec<IpvsService>> {
+pub fn ipvs_of(outcomes: &[Outcome]) -> Option<Vec<IpvsService>> {
     outcomes.first()?.result.as_ref().ok()?.facts()?.ipvs.clone()
 }
 
 /// What the client sends to each service it can probe: `requests` new connections (or
 /// datagrams), each given `timeout` seconds to connect and answer.
-fn probe_targets(lab: &Lab, requests: u32, timeout: u64) -> (Vec<&Service>, Vec<ProbeTarget>) {
+pub fn probe_targets(lab: &Lab, requests: u32, timeout: u64) -> (Vec<&Service>, Vec<ProbeTarget>) {
     let mut services = Vec::new();
     let mut targets = Vec::new();
     for s in &lab.services {
@@ -357,74 +357,42 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<u8> {
     if !args.connect.filter.hosts.is_empty() {
         return Err(Exit::new(
             exit::INVALID,
-            "verify talks to the client and the director only: choose the host that sends with --from HOST, not --host",
+            "verify talks to the client and the directors only: choose the host that sends with --from HOST, not --host",
+        )
+        .into());
+    }
+    if args.failover && lab.ha.is_none() {
+        return Err(Exit::new(
+            exit::INVALID,
+            format!("--failover needs an HA pair of directors, and {} has one director", lab.file.display()),
         )
         .into());
     }
     let mut connect = args.connect.clone();
     connect.filter.hosts = vec![client.name.clone()];
-    if let Some(d) = lab.director() {
-        connect.filter.hosts.push(d.name.clone());
-    }
+    connect.filter.hosts.extend(lab.directors().map(|d| d.name.clone()));
     let session = super::Session::open(&lab, &connect)?;
-    let (services, targets) = probe_targets(&lab, args.requests, args.timeout);
-    eprintln!(
-        "verify: {} requests to each of {} from {}{}",
-        args.requests,
-        crate::plural(services.len(), "service"),
-        client.name,
-        match lab.director() {
-            Some(d) => format!(", reading {}'s IPVS counters before and after", d.name),
-            None => String::new(),
-        }
-    );
     let names: Vec<String> = connect.filter.hosts.clone();
     let mut printer = Printer::new(&names, args.out.output == Output::Json);
     printer.progress = false;
-    let printer = Arc::new(printer);
-    let director_job = lab.director().map(|d| facts_job(&lab, d));
-    let before = director_job.clone().map(|j| session.run(vec![j], printer.clone()));
-    let probe = Request::new(&lab.name, &client.name, Operation::Probe { probe: ProbeRequest { targets } });
-    let probed =
-        session.run(vec![Job { host: client.name.clone(), ssh: client.ssh.clone(), request: probe }], printer.clone());
-    let report = match &probed[0].result {
-        Ok(r) => r.clone(),
-        Err(e) => {
-            return Err(Exit::new(
-                super::fleet::exit_code(&probed),
-                format!("cannot send requests from {}: {e}", client.name),
-            )
-            .into());
-        }
-    };
-    let answers = report.probe().map(|p| p.answers.clone()).unwrap_or_default();
-    // IPVS sums its counters every two seconds (later on a loaded machine): wait for the run's
-    // connections to be counted, and once more while the answers outnumber them, before calling
-    // it a bypass.
-    let before_t = before.as_deref().and_then(ipvs_of);
-    let mut after = None;
-    for _ in 0..COUNTER_READS {
-        std::thread::sleep(Duration::from_millis(2500));
-        after = director_job.clone().map(|j| session.run(vec![j], printer.clone()));
-        let after_t = after.as_deref().and_then(ipvs_of);
-        if after_t.is_none()
-            || !services.iter().zip(answers.iter()).any(|(s, a)| judge(s, a, &before_t, &after_t).bypassed > 0)
-        {
-            break;
-        }
+    let v = Verifier { lab: &lab, session: &session, client, printer: Arc::new(printer), args };
+    // The director that holds the VIPs carries the traffic (with an HA pair, the master).
+    let facts = v.director_facts(lab.directors().collect());
+    let active = active_director(&lab, &facts).or_else(|| lab.director());
+    let before = facts.iter().find(|d| Some(d.host) == active.map(|a| a.name.as_str())).and_then(|d| d.table.clone());
+    let results = v.split(active, before)?;
+    let mut ok = results.iter().all(|r| r.ok());
+    let mut failover = None;
+    if args.failover {
+        let f = super::failover::run(&v, &facts)?;
+        ok &= f.ok();
+        failover = Some(f);
     }
-    let after_t = after.as_deref().and_then(ipvs_of);
-    if lab.director().is_some() && (before_t.is_none() || after_t.is_none()) {
-        let why = after
-            .as_ref()
-            .and_then(|o| o[0].result.as_ref().err().map(|e| e.to_string()))
-            .unwrap_or_else(|| "IPVS is not loaded".into());
-        eprintln!("verify: no IPVS counters from the director ({why}): answers are attributed by their bodies only");
-    }
-    let results: Vec<ServiceResult> =
-        services.iter().zip(answers.iter()).map(|(s, a)| judge(s, a, &before_t, &after_t)).collect();
     match args.out.output {
-        Output::Json => crate::outln!("{}", serde_json::to_string_pretty(&results)?),
+        Output::Json => {
+            let v = serde_json::json!({ "services": results, "failover": failover });
+            crate::outln!("{}", serde_json::to_string_pretty(&v)?)
+        }
         Output::Text => {
             for r in &results {
                 crate::outln!("{}", render(r, &client.name));
@@ -438,9 +406,185 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<u8> {
             } else {
                 crate::outln!("verify: FAILED for {bad} of {}", crate::plural(results.len(), "service"));
             }
+            if let Some(f) = &failover {
+                crate::out!("{}", f.render());
+            }
         }
     }
-    Ok(if results.iter().all(|r| r.ok()) { exit::OK } else { exit::CHECK_FAILED })
+    Ok(if ok { exit::OK } else { exit::CHECK_FAILED })
+}
+
+/// A director as verify sees it: its IPVS table and its addresses.
+#[derive(Debug, Clone)]
+pub struct DirectorView<'h> {
+    pub host: &'h str,
+    pub table: Option<Vec<IpvsService>>,
+    pub addresses: Vec<std::net::Ipv4Addr>,
+}
+
+/// The director whose addresses include every VIP (None when none, or more than one, does).
+pub fn active_director<'a>(lab: &'a Lab, facts: &[DirectorView]) -> Option<&'a crate::inventory::Host> {
+    let holders: Vec<&str> =
+        facts.iter().filter(|d| lab.services.iter().all(|s| d.addresses.contains(&s.vip))).map(|d| d.host).collect();
+    match holders.as_slice() {
+        [one] => lab.host(one),
+        _ => None,
+    }
+}
+
+/// What verify needs to talk to the hosts.
+pub struct Verifier<'a> {
+    pub lab: &'a Lab,
+    pub session: &'a super::Session,
+    pub client: &'a crate::inventory::Host,
+    pub printer: Arc<Printer>,
+    pub args: &'a VerifyArgs,
+}
+
+impl Verifier<'_> {
+    /// Each director's IPVS table and addresses, read together.
+    pub fn director_facts<'h>(&self, directors: Vec<&'h crate::inventory::Host>) -> Vec<DirectorView<'h>> {
+        let jobs: Vec<Job> = directors.iter().map(|d| facts_job(self.lab, d)).collect();
+        let outcomes = self.session.run(jobs, self.printer.clone());
+        directors
+            .iter()
+            .map(|d| {
+                let f =
+                    outcomes.iter().find(|o| o.host == d.name).and_then(|o| o.result.as_ref().ok()?.facts().cloned());
+                let table = f.as_ref().and_then(|f| f.ipvs.clone());
+                let addrs = f.map(|f| f.addresses.iter().map(|a| a.address.addr()).collect()).unwrap_or_default();
+                DirectorView { host: d.name.as_str(), table, addresses: addrs }
+            })
+            .collect()
+    }
+
+    /// Requests from the client to every service, each answer attributed and the split judged,
+    /// with `director`'s counters read around them (`before`: read already).
+    pub fn split(
+        &self,
+        director: Option<&crate::inventory::Host>,
+        before: Option<Vec<IpvsService>>,
+    ) -> anyhow::Result<Vec<ServiceResult>> {
+        let (lab, client, args) = (self.lab, self.client, self.args);
+        let (services, targets) = probe_targets(lab, args.requests, args.timeout);
+        eprintln!(
+            "verify: {} requests to each of {} from {}{}",
+            args.requests,
+            crate::plural(services.len(), "service"),
+            client.name,
+            match director {
+                Some(d) => format!(", reading {}'s IPVS counters before and after", d.name),
+                None => String::new(),
+            }
+        );
+        let director_job = director.map(|d| facts_job(lab, d));
+        let before_t = match (&director_job, before) {
+            (_, Some(t)) => Some(t),
+            (Some(j), None) => ipvs_of(&self.session.run(vec![j.clone()], self.printer.clone())),
+            (None, None) => None,
+        };
+        let probe = ProbeRequest { targets, ..Default::default() };
+        let probe = Request::new(&lab.name, &client.name, Operation::Probe { probe });
+        let probed = self.session.run(
+            vec![Job { host: client.name.clone(), ssh: client.ssh.clone(), request: probe }],
+            self.printer.clone(),
+        );
+        let report = match &probed[0].result {
+            Ok(r) => r.clone(),
+            Err(e) => {
+                return Err(Exit::new(
+                    super::fleet::exit_code(&probed),
+                    format!("cannot send requests from {}: {e}", client.name),
+                )
+                .into());
+            }
+        };
+        let answers = report.probe().map(|p| p.answers.clone()).unwrap_or_default();
+        // keepalived decides which real servers take part: the split expected is among those
+        // the director's table holds (a failed one is reported down, not as a failure).
+        let effective: Vec<Service> = services.iter().map(|s| with_health(s, before_t.as_deref())).collect();
+        // IPVS sums its counters every two seconds (later on a loaded machine): wait for the run's
+        // connections to be counted, and once more while the answers outnumber them, before calling
+        // it a bypass.
+        let mut after = None;
+        for _ in 0..COUNTER_READS {
+            std::thread::sleep(Duration::from_millis(2500));
+            after = director_job.clone().map(|j| self.session.run(vec![j], self.printer.clone()));
+            let after_t = after.as_deref().and_then(ipvs_of);
+            if after_t.is_none()
+                || !effective.iter().zip(answers.iter()).any(|(s, a)| judge(s, a, &before_t, &after_t).bypassed > 0)
+            {
+                break;
+            }
+        }
+        let after_t = after.as_deref().and_then(ipvs_of);
+        if director.is_some() && (before_t.is_none() || after_t.is_none()) {
+            let why = after
+                .as_ref()
+                .and_then(|o| o[0].result.as_ref().err().map(|e| e.to_string()))
+                .unwrap_or_else(|| "IPVS is not loaded".into());
+            eprintln!(
+                "verify: no IPVS counters from the director ({why}): answers are attributed by their bodies only"
+            );
+        }
+        Ok(effective
+            .iter()
+            .zip(answers.iter())
+            .map(|(s, a)| {
+                let mut r = judge(s, a, &before_t, &after_t);
+                mark_down(&mut r, s, services.iter().find(|x| x.index == s.index).copied());
+                r
+            })
+            .collect())
+    }
+}
+
+/// A service keepalived checks, as its table shows it now: real servers it took out (or
+/// quiesced) get weight 0, and its sorry server, when in the table, becomes one more real server.
+pub fn with_health(s: &Service, table: Option<&[IpvsService]>) -> Service {
+    let mut e = s.clone();
+    let Some(table) = table.filter(|_| s.keepalived_managed()) else { return e };
+    for b in &mut e.real_servers {
+        if super::status::health(table, s, b.address, b.port) != "healthy" {
+            b.weight = 0;
+        }
+    }
+    if let Some(x) = &s.sorry_server
+        && super::status::health(table, s, x.address, x.port) == "healthy"
+    {
+        e.real_servers.push(crate::inventory::Backend {
+            host: x.host.clone().unwrap_or_else(|| x.address.to_string()),
+            address: x.address,
+            port: x.port,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+        });
+    }
+    e
+}
+
+/// Real servers keepalived took out are reported as down, not as a failure.
+fn mark_down(r: &mut ServiceResult, effective: &Service, original: Option<&Service>) {
+    let Some(original) = original.filter(|o| o.keepalived_managed()) else { return };
+    for x in &mut r.real_servers {
+        let was = original.real_servers.iter().find(|b| b.host == x.host);
+        let now = effective.real_servers.iter().find(|b| b.host == x.host);
+        if let (Some(was), Some(now)) = (was, now)
+            && was.weight > 0
+            && now.weight == 0
+            && x.answered == 0
+        {
+            x.verdict = "DOWN: its health check fails (keepalived took it out)".into();
+        }
+        if original
+            .sorry_server
+            .as_ref()
+            .is_some_and(|s| s.host.as_deref() == Some(&x.host) || s.address.to_string() == x.host)
+        {
+            x.verdict = format!("{} (sorry server: every real server is down)", x.verdict);
+        }
+    }
 }
 
 #[cfg(test)]

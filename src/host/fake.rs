@@ -427,4 +427,12 @@ impl System for Fake {
     fn check_config(&mut self, check: crate::plan::FileCheck, content: &[u8]) -> Result<()> {
         self.op(format!("check {check:?} {} bytes", content.len()))
     }
+
+    fn output(&mut self, argv: &[&str]) -> Result<String> {
+        Err(io::Error::other(format!("{}: not in the fake", argv.join(" "))))
+    }
+
+    fn modified(&self, _path: &str) -> Result<Option<std::time::SystemTime>> {
+        Ok(None)
+    }
 }

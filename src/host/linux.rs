@@ -507,6 +507,24 @@ impl System for Linux {
     fn check_config(&mut self, check: crate::plan::FileCheck, content: &[u8]) -> Result<()> {
         super::process::check_config(self, check, content)
     }
+
+    fn output(&mut self, argv: &[&str]) -> Result<String> {
+        let (prog, args) = argv.split_first().ok_or_else(|| io::Error::other("nothing to run"))?;
+        let out = Command::new(prog).args(args).stdin(std::process::Stdio::null()).output()?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(io::Error::other(format!("{prog}: {}", String::from_utf8_lossy(&out.stderr).trim())))
+        }
+    }
+
+    fn modified(&self, path: &str) -> Result<Option<std::time::SystemTime>> {
+        match std::fs::metadata(path) {
+            Ok(m) => m.modified().map(Some),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// Keeps "no such sysctl" recognisable as not-found: a device's sysctls disappear with the device

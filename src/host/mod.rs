@@ -192,6 +192,10 @@ pub trait System {
     fn signal(&mut self, pid: u32, signal: i32) -> Result<()>;
     /// Has the program that reads a file accept `content` before the file is replaced.
     fn check_config(&mut self, check: crate::plan::FileCheck, content: &[u8]) -> Result<()>;
+    /// Runs an installed program (an absolute path) that only reports; its standard output.
+    fn output(&mut self, argv: &[&str]) -> Result<String>;
+    /// When a file was last written, None when it does not exist.
+    fn modified(&self, path: &str) -> Result<Option<std::time::SystemTime>>;
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,

@@ -25,7 +25,7 @@ use rtnetlink::{LinkBridge, LinkUnspec, LinkVeth};
 use serde::{Deserialize, Serialize};
 
 use super::{control_netns, netns, run_dir};
-use crate::inventory::{Lab, Protocol, Role, SshTarget};
+use crate::inventory::{Lab, Protocol, SshTarget};
 
 /// Directories each host gets its own copy of (an overlay whose upper layer is the host's).
 const PRIVATE_DIRS: [(&str, &str); 5] =
@@ -535,7 +535,9 @@ fn build_host(net: &Net, lab: &Lab, state: &mut LabState, hi: usize, host: &str)
     state.hosts.get_mut(host).expect("inserted").pids.push(pid);
     state.save()?;
 
-    if lab.host(host).expect("exists").role == Role::RealServer {
+    // Real and sorry servers answer with their name; so does a director that is a service's
+    // sorry server (IPVS delivers to it locally).
+    if lab.services_of(host).next().is_some() {
         let mut r = Command::new(SELF_EXE);
         r.args(["lab", "responder"]).args(responder_args(lab, host));
         let pid = spawn_in_host(r, HostMounts::join(&lab.name, host, pid), &log)?;

@@ -21,14 +21,20 @@ fn serve_tcp(l: TcpListener, name: String) {
         let Ok(mut s) = conn else { continue };
         let name = name.clone();
         std::thread::spawn(move || {
+            // Read what the client sends first (an HTTP request), if anything, then answer. A
+            // client that sends nothing within half a second gets the answer anyway (plain TCP
+            // probes); one that started a request gets time to finish it (verify --failover
+            // holds a connection open across a failover).
             let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-            // Read what the client sends first (an HTTP request), if anything, then answer.
             let mut buf = [0u8; 2048];
             let mut got = Vec::new();
             while !got.windows(4).any(|w| w == b"\r\n\r\n") && got.len() < 64 * 1024 {
                 match s.read(&mut buf) {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Ok(n) => {
+                        got.extend_from_slice(&buf[..n]);
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
+                    }
                 }
             }
             let _ = s.write_all(http_response(&name).as_bytes());

@@ -211,14 +211,7 @@ pub fn decide(
     }
     let log = log_path(lab);
     let how = How::Spawned { process: None, not_before: live.now_ticks, log: log.clone() };
-    let argv = vec![
-        program.clone(),
-        "--dont-fork".to_string(),
-        "--log-console".to_string(),
-        "--log-detail".to_string(),
-        "--use-file".to_string(),
-        k.config.clone(),
-    ];
+    let argv = argv(program, &k.config);
     let after = if intent == Intent::Apply {
         "running (started by lvsctl: systemd does not run here)".to_string()
     } else {
@@ -232,6 +225,12 @@ pub fn decide(
         Some(AnyUndo::Daemon(Box::new(record(how.clone())))),
         AnyAction::Daemon(Action::Spawn { argv, log, record: Box::new(record(how)) }),
     )]
+}
+
+/// keepalived in the foreground of its own session (lvsctl tracks the process), logging to its
+/// output (lab hosts have no syslog).
+fn argv(program: &str, config: &str) -> Vec<String> {
+    [program, "--dont-fork", "--log-console", "--log-detail", "--use-file", config].map(String::from).to_vec()
 }
 
 /// A keepalived lvsctl did not start: never taken over, since `down` could not give it back.
@@ -273,6 +272,52 @@ pub fn undo(u: &Undo, live: &Live) -> Decision {
             ),
             _ => Decision::same(key, "not running (the process lvsctl started is gone)"),
         },
+    }
+}
+
+/// Starts again a daemon lvsctl runs and someone stopped (`verify --failover` brings the master
+/// back), from its journal record: the same program and configuration.
+pub fn restart(u: &Undo, lab: &str, live: &Live) -> Decision {
+    let key = Key::Daemon(u.name.clone());
+    let f = match &live.daemon {
+        Some(Ok(f)) => f,
+        Some(Err(e)) => return Decision::failed(&key, "start it again", e),
+        None => return Decision::failed(&key, "start it again", "not read"),
+    };
+    let reason = "started again";
+    match &u.how {
+        How::Systemd if f.unit_active => Decision::same(key, "is running"),
+        How::Systemd => Decision::change(
+            key,
+            "stopped",
+            "running through systemd",
+            reason,
+            None,
+            AnyAction::Daemon(Action::SystemdStart),
+        ),
+        How::Spawned { .. } => {
+            if let Some(p) = ours(&u.how, live) {
+                return Decision::same(key, format!("is running (pid {})", p.pid));
+            }
+            if let Some(p) = &f.running {
+                return Decision::failed(&key, reason, &format!("another keepalived runs (pid {})", p.pid));
+            }
+            let Some(program) = &f.program else {
+                return Decision::failed(&key, reason, "keepalived is not installed any more");
+            };
+            let log = log_path(lab);
+            let record =
+                Undo { how: How::Spawned { process: None, not_before: live.now_ticks, log: log.clone() }, ..u.clone() };
+            let argv = argv(program, &u.config);
+            Decision::change(
+                key,
+                "stopped",
+                "running (started by lvsctl)",
+                reason,
+                Some(AnyUndo::Daemon(Box::new(record.clone()))),
+                AnyAction::Daemon(Action::Spawn { argv, log, record: Box::new(record) }),
+            )
+        }
     }
 }
 

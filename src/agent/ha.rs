@@ -1,0 +1,167 @@
+//! What keepalived is doing on a director, for `status` and `doctor`: whether it runs, and the
+//! state of each VRRP instance as keepalived reports it (its JSON dump, written on the signal
+//! `keepalived --signum=JSON` names), or — when it cannot report — as the host shows it (an
+//! instance whose addresses the host holds is master).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::host::{ProcFact, System};
+use crate::plan::keepalived::KeepalivedSpec;
+use crate::resource::daemon;
+
+/// Where keepalived writes its JSON dump (its tmp directory).
+const JSON_DUMP: &str = "/tmp/keepalived.json";
+/// How long keepalived may take to write it.
+const DUMP_WAIT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum VrrpState {
+    Init,
+    Backup,
+    Master,
+    Fault,
+    /// keepalived does not run.
+    Stopped,
+}
+
+impl VrrpState {
+    fn from_keepalived(n: i64) -> Option<VrrpState> {
+        match n {
+            0 => Some(VrrpState::Init),
+            1 => Some(VrrpState::Backup),
+            2 => Some(VrrpState::Master),
+            3 => Some(VrrpState::Fault),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VrrpState::Init => "INIT",
+            VrrpState::Backup => "BACKUP",
+            VrrpState::Master => "MASTER",
+            VrrpState::Fault => "FAULT",
+            VrrpState::Stopped => "STOPPED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VrrpStatus {
+    pub instance: String,
+    pub state: VrrpState,
+    /// The instance's addresses this host holds now.
+    pub holds: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeepalivedStatus {
+    /// The keepalived that runs (the one its pid file names), None when none does.
+    pub running: Option<ProcFact>,
+    pub instances: Vec<VrrpStatus>,
+    /// Where the VRRP states come from: "keepalived" (its own report) or "addresses".
+    pub source: String,
+    /// The last lines of the log of a keepalived lvsctl runs (its config errors, VRRP events).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<String>,
+}
+
+/// Reads keepalived's state on this host.
+pub fn status<S: System>(sys: &mut S, spec: &KeepalivedSpec, lab: &str) -> std::io::Result<KeepalivedStatus> {
+    let f = daemon::read(sys, &spec.config)?;
+    let addrs = sys.addresses()?;
+    let holds = |i: &crate::plan::keepalived::VrrpInstance| -> Vec<String> {
+        i.addresses
+            .iter()
+            .filter(|a| addrs.iter().any(|x| x.address.addr() == a.address.addr()))
+            .map(|a| a.address.addr().to_string())
+            .collect()
+    };
+    let reported = match (&f.running, &f.program) {
+        (Some(p), Some(prog)) if !spec.instances.is_empty() => dump(sys, prog, p.pid),
+        _ => None,
+    };
+    let source = if reported.is_some() { "keepalived" } else { "addresses" };
+    let instances = spec
+        .instances
+        .iter()
+        .map(|i| {
+            let held = holds(i);
+            let state = if f.running.is_none() {
+                VrrpState::Stopped
+            } else if let Some(s) = reported.as_ref().and_then(|r| r.get(&i.name)) {
+                *s
+            } else if !held.is_empty() && held.len() == i.addresses.len() {
+                VrrpState::Master
+            } else {
+                VrrpState::Backup
+            };
+            VrrpStatus { instance: i.name.clone(), state, holds: held }
+        })
+        .collect();
+    let log = match sys.read_file(&daemon::log_path(lab))? {
+        Some(l) => {
+            let text = String::from_utf8_lossy(&l.content).into_owned();
+            let lines: Vec<String> = text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect();
+            lines[lines.len().saturating_sub(20)..].to_vec()
+        }
+        None => vec![],
+    };
+    Ok(KeepalivedStatus { running: f.running, instances, source: source.into(), log })
+}
+
+/// keepalived's own view: it writes the state of every instance to its JSON dump on a signal
+/// whose number it tells (`--signum=JSON`; none when it was built without JSON support).
+fn dump<S: System>(sys: &mut S, program: &str, pid: u32) -> Option<BTreeMap<String, VrrpState>> {
+    let signum: i32 = sys.output(&[program, "--signum=JSON"]).ok()?.trim().parse().ok()?;
+    let asked = SystemTime::now();
+    sys.signal(pid, signum).ok()?;
+    let started = std::time::Instant::now();
+    loop {
+        // A dump written after the signal (mtimes can lag the clock by a tick: allow a second).
+        let fresh =
+            sys.modified(JSON_DUMP).ok().flatten().is_some_and(|m| {
+                m + Duration::from_secs(1) >= asked && m <= SystemTime::now() + Duration::from_secs(1)
+            });
+        if fresh && let Some(states) = parse_dump(&sys.read_file(JSON_DUMP).ok()??.content) {
+            return Some(states);
+        }
+        if started.elapsed() > DUMP_WAIT {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `[{"data": {"iname": NAME, "state": N, …}, "stats": {…}}, …]`
+pub fn parse_dump(bytes: &[u8]) -> Option<BTreeMap<String, VrrpState>> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let mut out = BTreeMap::new();
+    for i in v.as_array()? {
+        let d = i.get("data")?;
+        let name = d.get("iname")?.as_str()?.to_string();
+        let state = VrrpState::from_keepalived(d.get("state")?.as_i64()?)?;
+        out.insert(name, state);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalived_dumps_read_as_states() {
+        // As keepalived 2.2.7 writes it (shortened).
+        let dump = br#"[{"data":{"iname":"dr-ha-eth0","vrid":51,"state":2,"wantstate":2,"vips":["192.168.188.100 dev eth0 scope global set"]},"stats":{"advert_sent":12}},
+                        {"data":{"iname":"dr-ha-eth1","state":1},"stats":{}}]"#;
+        let m = parse_dump(dump).unwrap();
+        assert_eq!(m["dr-ha-eth0"], VrrpState::Master);
+        assert_eq!(m["dr-ha-eth1"], VrrpState::Backup);
+        assert!(parse_dump(b"[{\"data\":{}}]").is_none());
+        assert!(parse_dump(b"half a dump [{").is_none());
+    }
+}
