@@ -12,85 +12,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use common::is_root;
 use common::lab::{Lab, assert_same, lvsctl_bin, snapshot, text};
-
-fn kernel_has_ipvs() -> bool {
-    lvsctl::lab::build::kernel_has_ipvs()
-}
-
-/// True when the test body should run here; otherwise the test was run inside a guest (and
-/// asserted) or skipped.
-fn here_or_in_vm(test: &str) -> bool {
-    if std::env::var_os("LVSCTL_IN_VM").is_some() || (is_root() && kernel_has_ipvs()) {
-        return true;
-    }
-    if !is_root() {
-        eprintln!("skipped {test}: needs root");
-        return false;
-    }
-    let exe = std::env::current_exe().unwrap();
-    let started = Instant::now();
-    let out = Command::new(lvsctl_bin())
-        .args(["lab", "vm", "--cpus", "2", "--memory", "2048", "--timeout", "2400", "--"])
-        .arg(&exe)
-        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
-        .env("LVSCTL_BIN", lvsctl_bin())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run lvsctl lab vm");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    eprintln!("{text}");
-    assert!(out.status.success(), "{test} failed in the guest ({:.0} s)", started.elapsed().as_secs_f64());
-    assert!(text.contains("1 passed"), "{test} did not run in the guest");
-    false
-}
-
-/// Which real server answered each of `n` requests from the client.
-fn traffic(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) -> BTreeMap<String, u32> {
-    let client = l.lab.hosts_with_role(lvsctl::inventory::Role::Client).next().expect("a client").name.clone();
-    let out = match svc.protocol {
-        lvsctl::inventory::Protocol::Tcp => l.sh(
-            &client,
-            &format!("for i in $(seq {n}); do curl -s -m 5 http://{}:{}/ || echo FAILED; done", svc.vip, svc.port),
-        ),
-        // bash's /dev/udp: a new connected socket (a new source port) per datagram; head reads
-        // the whole reply datagram at once.
-        lvsctl::inventory::Protocol::Udp => l.sh(
-            &client,
-            &format!(
-                "for i in $(seq {n}); do bash -c 'exec 3<>/dev/udp/{}/{} && echo who >&3 && timeout 3 head -n 1 <&3' \
-                 || echo TIMEOUT; done",
-                svc.vip, svc.port
-            ),
-        ),
-        lvsctl::inventory::Protocol::Sctp => panic!("no SCTP client in the lab"),
-    };
-    let mut counts = BTreeMap::new();
-    for line in out.lines().map(str::trim).filter(|x| !x.is_empty()) {
-        *counts.entry(line.to_string()).or_insert(0) += 1;
-    }
-    counts
-}
-
-/// Every real server answers, and the split follows the weights (±1 request).
-fn assert_split(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) {
-    let counts = traffic(l, svc, n);
-    let total: u32 = svc.real_servers.iter().map(|b| b.weight).sum();
-    for b in &svc.real_servers {
-        let want = (n * b.weight) as f64 / total as f64;
-        let got = counts.get(&b.host).copied().unwrap_or(0) as f64;
-        assert!(
-            (got - want).abs() <= 1.0,
-            "{}: {} answered {got} of {n}, expected {want} ({}): {counts:?}",
-            svc.label(),
-            b.host,
-            svc.scheduler
-        );
-    }
-    let sum: u32 = counts.values().sum();
-    assert_eq!(sum, n, "{}: every request answered by a real server: {counts:?}", svc.label());
-}
+use common::vm::{assert_split, here_or_in_vm};
 
 fn changes_in_json(out: &str) -> u64 {
     let start = out.find('[').expect("json output");

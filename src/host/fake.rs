@@ -93,8 +93,14 @@ impl System for Fake {
             self.state.modules.insert(d.to_string());
         }
         self.state.modules.insert(name.to_string());
-        if name == "ip_vs" && self.state.ipvs.is_none() {
+        if (name == "ip_vs" || deps(name).contains(&"ip_vs")) && self.state.ipvs.is_none() {
             self.state.ipvs = Some(vec![]);
+        }
+        if self.state.ipvs.is_some() {
+            // The IPVS sysctls exist once ip_vs is loaded.
+            for k in ["expire_nodest_conn", "expire_quiescent_template", "conn_reuse_mode"] {
+                self.state.sysctls.entry(format!("net.ipv4.vs.{k}")).or_insert_with(|| "0".into());
+            }
         }
         if name == "ipip" && !self.state.links.contains_key("tunl0") {
             self.state.links.insert("tunl0".into(), false);
@@ -120,6 +126,7 @@ impl System for Fake {
         self.state.modules.remove(name);
         if name == "ip_vs" {
             self.state.ipvs = None;
+            self.state.sysctls.retain(|k, _| !k.starts_with("net.ipv4.vs."));
         }
         if name == "ipip" {
             self.state.links.remove("tunl0");

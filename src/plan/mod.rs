@@ -272,6 +272,13 @@ fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
             "a quiesced real server also loses its persistent clients (their templates expire)",
         );
     }
+    if lab.services.iter().any(|s| s.health_check.is_some() && s.on_failure == crate::inventory::OnFailure::Remove) {
+        p.sysctl(
+            "net.ipv4.vs.expire_nodest_conn",
+            "1",
+            "a client port still mapped to a real server keepalived took out is freed at once (the client's retry reaches a healthy one) instead of failing until the entry expires",
+        );
+    }
     p.keepalived = keepalived::spec(lab, host);
     let all: Vec<&Service> = lab.services.iter().collect();
     for vip in vips(&all) {

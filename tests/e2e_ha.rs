@@ -1,0 +1,215 @@
+//! HA pairs and health checks, end to end on a real IPVS kernel with a real, packaged keepalived
+//! on the directors: `up`, the split, `verify --failover`, a real server whose web server stops
+//! leaving the split and coming back, the sorry server when none is left, `up` again changing
+//! nothing, `down` giving every host back exactly as it was, and keepalived missing on one
+//! director stopping `up` before any host changed.
+//!
+//! The observers are independent of lvsctl: curl on the client, iproute2 and ipvsadm on the
+//! directors, and each host's overlay upper layers.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::lab::{Lab, assert_same, lvsctl_bin, snapshot, text};
+use common::vm::{assert_split, here_or_in_vm, traffic};
+
+/// Polls `f` every half second until it holds, for at most `secs`.
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !f() {
+        assert!(started.elapsed() < Duration::from_secs(secs), "{what}: not within {secs} s");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    started.elapsed()
+}
+
+fn holds(l: &Lab, host: &str, addr: &str) -> bool {
+    l.sh(host, "ip -o -4 addr show").split_whitespace().any(|w| w.starts_with(&format!("{addr}/")))
+}
+
+/// The real server lines of a director's IPVS table: (address:port, weight).
+fn table(l: &Lab, director: &str) -> Vec<(String, u32)> {
+    l.sh(director, "ipvsadm -Ln")
+        .lines()
+        .filter_map(|line| {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            (w.first() == Some(&"->") && w.get(1).is_some_and(|a| a.contains(':')) && w[1] != "RemoteAddress:Port")
+                .then(|| (w[1].to_string(), w[3].parse().unwrap_or(0)))
+        })
+        .collect()
+}
+
+/// The pid of the responder `lab create` started on `host`.
+fn responder_pid(l: &Lab, host: &str) -> u32 {
+    let state = lvsctl::lab::build::LabState::load(&l.lab.name).expect("lab state");
+    state.hosts[host]
+        .pids
+        .iter()
+        .copied()
+        .find(|p| std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.windows(9).any(|w| w == b"responder")))
+        .unwrap_or_else(|| panic!("{host} has no responder"))
+}
+
+/// A responder started again on `host` by the test (killed by its pid at the end).
+fn start_responder(l: &Lab, host: &str, port: u16) -> Child {
+    Command::new(lvsctl_bin())
+        .args(["lab", "exec"])
+        .arg(&l.inv)
+        .arg(host)
+        .arg("--")
+        .arg(lvsctl_bin())
+        .args(["lab", "responder", "--name", host, "--listen", &format!("tcp:{port}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a responder")
+}
+
+fn kill(pid: u32) {
+    // SAFETY: kill(2) of a process this test started (or the lab created for it).
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+}
+
+/// What one HA lab's cycle checks besides the common steps.
+struct Ha<'a> {
+    inv: &'a str,
+    /// The directors (the higher priority first).
+    master: &'a str,
+    backup: &'a str,
+    /// The real server stopped first, and the other one.
+    first: &'a str,
+    second: &'a str,
+    /// A failed real server stays in the table at weight 0 (on_failure = "quiesce").
+    quiesce: bool,
+    /// The host that answers when no real server is left.
+    sorry: Option<&'a str>,
+    /// keepalived is hidden on this director first: `up` must stop before changing any host.
+    hide_keepalived_on: Option<&'a str>,
+}
+
+fn ha_cycle(c: Ha) {
+    let started = Instant::now();
+    let l = Lab::create(c.inv);
+    let before = snapshot(&l);
+    let svc = l.lab.services[0].clone();
+    let vip = svc.vip.to_string();
+
+    if let Some(d) = c.hide_keepalived_on {
+        // A director without keepalived (hidden in its mount namespace): nothing changes anywhere.
+        l.sh(d, "mount --bind /dev/null /usr/sbin/keepalived");
+        let out = l.lvsctl(&["up"]);
+        let t = text(&out);
+        assert!(!out.status.success(), "up must fail without keepalived on {d}:\n{t}");
+        for want in [
+            &format!("{d}: keepalived is not installed") as &str,
+            "apt-get install keepalived",
+            "dnf install keepalived",
+            "nothing was changed on any host",
+        ] {
+            assert!(t.contains(want), "up's error names {want:?}:\n{t}");
+        }
+        assert_same(&before, &snapshot(&l), "after up refused to start without keepalived");
+        l.sh(d, "umount /usr/sbin/keepalived");
+    }
+
+    let out = l.ok(&["up"]);
+    assert!(out.contains("daemon keepalived: stopped -> running"), "{out}");
+    // Both directors start as BACKUP; the higher priority becomes master within a few adverts.
+    wait_until("the master holds the VIP", 20, || holds(&l, c.master, &vip));
+    assert!(!holds(&l, c.backup, &vip), "the backup does not hold the VIP");
+    let status = l.ok(&["status"]);
+    assert!(!status.contains("DRIFTED"), "{status}");
+    let line = |h: &str| status.lines().find(|l| l.trim_start().starts_with(&format!("{h} ")) && l.contains("VRRP"));
+    assert!(line(c.master).is_some_and(|l| l.contains(&format!("MASTER, holds {vip}"))), "{status}");
+    assert!(line(c.backup).is_some_and(|l| l.contains("BACKUP") && !l.contains("holds")), "{status}");
+    assert!(status.contains(&format!("VIP {vip} on {}", c.master)), "{status}");
+    assert_split(&l, &svc, 40);
+    let again = l.ok(&["up"]);
+    assert!(again.contains(" 0 changed"), "a second up changes nothing:\n{again}");
+
+    // Failover under traffic, then failback.
+    let f = l.ok(&["verify", "--failover"]);
+    assert!(f.contains("verify --failover: ok"), "{f}");
+    assert!(f.contains(&format!("VIPs now on {}", c.backup)), "{f}");
+    if l.lab.ha.as_ref().unwrap().sync {
+        assert!(f.contains("completed after it (connection sync)"), "{f}");
+    }
+    let master_after = if l.lab.ha.as_ref().unwrap().preempt { c.master } else { c.backup };
+    wait_until("the VIP is back where preemption puts it", 20, || holds(&l, master_after, &vip));
+
+    // A real server whose web server stopped leaves the split within interval × retries (plus
+    // the checks' own timeouts and a margin); every request still gets an answer.
+    let hc = svc.health_check.clone().expect("a checked service");
+    let limit = (hc.interval * (hc.retries + 1) + hc.timeout * (hc.retries + 1) + hc.retries + 10) as u64;
+    let addr = |h: &str| format!("{}:{}", svc.address_of(h).unwrap(), svc.port_of(h).unwrap());
+    let gone = |h: &str| {
+        let t = table(&l, master_after);
+        match t.iter().find(|(a, _)| *a == addr(h)) {
+            None => !c.quiesce,
+            Some((_, w)) => c.quiesce && *w == 0,
+        }
+    };
+    kill(responder_pid(&l, c.first));
+    let took = wait_until(&format!("{} leaves the split", c.first), limit, || gone(c.first));
+    eprintln!("{} left the split {:.1} s after its web server stopped", c.first, took.as_secs_f64());
+    let counts = traffic(&l, &svc, 20);
+    assert_eq!(counts.get(c.second).copied(), Some(20), "every request answered by {}: {counts:?}", c.second);
+    let v = l.ok(&["verify", "--requests", "20"]);
+    assert!(v.contains("every service answers as configured"), "{v}");
+    assert!(v.contains("DOWN: its health check fails"), "verify reports {} down:\n{v}", c.first);
+    let status = l.ok(&["status"]);
+    assert!(status.contains(&format!("{} FAILING", c.first)), "{status}");
+    assert!(!status.contains("DRIFTED"), "a failed real server is keepalived's business, not drift:\n{status}");
+
+    // None left: the sorry server answers.
+    if let Some(sorry) = c.sorry {
+        kill(responder_pid(&l, c.second));
+        wait_until("the sorry server answers", limit + 10, || traffic(&l, &svc, 2).get(sorry) == Some(&2));
+        let status = l.ok(&["status"]);
+        assert!(status.contains(&format!("sorry server {sorry} IN USE")), "{status}");
+    }
+
+    // A web server back: its real server comes back into the split.
+    let mut back = vec![start_responder(&l, c.first, svc.port_of(c.first).unwrap())];
+    if c.sorry.is_some() {
+        back.push(start_responder(&l, c.second, svc.port_of(c.second).unwrap()));
+    }
+    wait_until(&format!("{} comes back", c.first), limit + 10, || {
+        table(&l, master_after).iter().any(|(a, w)| *a == addr(c.first) && *w > 0)
+    });
+    wait_until("both real servers answer again", 30, || traffic(&l, &svc, 8).len() == 2);
+
+    let again = l.ok(&["up"]);
+    assert!(again.contains(" 0 changed"), "up after all that changes nothing:\n{again}");
+    l.ok(&["down"]);
+    for d in [c.master, c.backup] {
+        let ps = l.sh(d, "ls /run");
+        assert!(!ps.contains("keepalived.pid"), "{d}: keepalived stopped: {ps}");
+    }
+    assert_same(&before, &snapshot(&l), "after down");
+    for mut child in back {
+        kill(child.id());
+        let _ = child.wait();
+    }
+    eprintln!("{}: HA cycle in {:.0} s", c.inv, started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn e2e_dr_ha() {
+    if !here_or_in_vm("e2e_dr_ha") {
+        return;
+    }
+    ha_cycle(Ha {
+        inv: "inventories/dr-ha.toml",
+        master: "lvs1",
+        backup: "lvs2",
+        first: "web1",
+        second: "web2",
+        quiesce: false,
+        sorry: Some("sorry"),
+        hide_keepalived_on: Some("lvs2"),
+    });
+}
