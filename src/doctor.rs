@@ -36,12 +36,20 @@ pub enum Code {
     DirectorIsRealServer,
     VipUnroutable,
     VipMisrouted,
+    KeepalivedDown,
+    KeepalivedConfig,
+    SplitBrain,
+    VipOnNoDirector,
+    VipOnBothDirectors,
+    VridClash,
+    SyncDaemonDown,
+    NatGatewayNotFloating,
     Drift,
     Unreachable,
 }
 
 impl Code {
-    pub const ALL: [Code; 22] = [
+    pub const ALL: [Code; 30] = [
         Code::ArpIgnore,
         Code::ArpAnnounce,
         Code::VipOnInterface,
@@ -62,6 +70,14 @@ impl Code {
         Code::DirectorIsRealServer,
         Code::VipUnroutable,
         Code::VipMisrouted,
+        Code::KeepalivedDown,
+        Code::KeepalivedConfig,
+        Code::SplitBrain,
+        Code::VipOnNoDirector,
+        Code::VipOnBothDirectors,
+        Code::VridClash,
+        Code::SyncDaemonDown,
+        Code::NatGatewayNotFloating,
         Code::Drift,
         Code::Unreachable,
     ];
@@ -88,6 +104,14 @@ impl Code {
             Code::DirectorIsRealServer => "director-is-real-server",
             Code::VipUnroutable => "vip-unroutable",
             Code::VipMisrouted => "vip-misrouted",
+            Code::KeepalivedDown => "keepalived-down",
+            Code::KeepalivedConfig => "keepalived-config",
+            Code::SplitBrain => "split-brain",
+            Code::VipOnNoDirector => "vip-on-no-director",
+            Code::VipOnBothDirectors => "vip-on-both-directors",
+            Code::VridClash => "vrid-clash",
+            Code::SyncDaemonDown => "sync-daemon-down",
+            Code::NatGatewayNotFloating => "nat-gateway-not-floating",
             Code::Drift => "drift",
             Code::Unreachable => "unreachable",
         }
@@ -147,6 +171,7 @@ fn director_address_for(lab: &Lab, rs: &Host, rs_addr: Ipv4Addr) -> Option<Ipv4A
 
 pub fn diagnose(lab: &Lab, facts: &Facts) -> Vec<Finding> {
     let mut c = Ctx { lab, out: vec![] };
+    keepalived(&mut c, facts);
     for h in &lab.hosts {
         match facts.get(&h.name) {
             None => {}
@@ -184,6 +209,114 @@ pub fn diagnose(lab: &Lab, facts: &Facts) -> Vec<Finding> {
     c.out
 }
 
+/// What keepalived does on the directors, per director and for the pair.
+fn keepalived(c: &mut Ctx, facts: &Facts) {
+    let lab = c.lab;
+    let mut views = Vec::new();
+    for d in lab.directors() {
+        let Some(Ok(f)) = facts.get(&d.name) else { continue };
+        let Some(k) = &f.keepalived else { continue };
+        views.push((d, f, k));
+        let log_path = crate::resource::daemon::log_path(&lab.name);
+        if let Some(e) = &k.config_error {
+            c.add(
+                &d.name,
+                Code::KeepalivedConfig,
+                format!("keepalived refuses its configuration on {}", d.name),
+                e.clone(),
+                "lvsctl up checks its keepalived.conf with keepalived -t before writing it: someone changed it since, or the host lacks what it names (an interface); run lvsctl up".into(),
+            );
+        }
+        let Some(p) = &k.running else {
+            let tail = k.log.iter().rev().take(3).rev().cloned().collect::<Vec<_>>().join(" | ");
+            c.add(
+                &d.name,
+                Code::KeepalivedDown,
+                format!("keepalived is not running on director {}", d.name),
+                if tail.is_empty() {
+                    "no keepalived process (its pid file names none)".into()
+                } else {
+                    format!("its log ends: {tail}")
+                },
+                format!("run lvsctl up (it starts keepalived again); its output is in {log_path}"),
+            );
+            continue;
+        };
+        if lab.ha.as_ref().is_some_and(|ha| ha.sync) && !k.instances.is_empty() && k.sync.is_empty() {
+            c.add(
+                &d.name,
+                Code::SyncDaemonDown,
+                format!("IPVS connection sync does not run on {}: connections break on a failover", d.name),
+                format!("keepalived pid {} runs, but the kernel has no sync daemon (ipvsadm -L --daemon is empty)", p.pid),
+                "keepalived starts it from lvs_sync_daemon in global_defs: restart keepalived (lvsctl down, then up), and check its log".into(),
+            );
+        }
+        let clash: Vec<&String> =
+            k.log.iter().filter(|l| l.contains("associated with VRID") || l.contains("bogus VRRP packet")).collect();
+        if let Some(line) = clash.last() {
+            c.add(
+                &d.name,
+                Code::VridClash,
+                format!(
+                    "another VRRP router on {}'s segment uses virtual_router_id {}",
+                    d.name,
+                    lab.ha.as_ref().map_or(0, |h| h.virtual_router_id)
+                ),
+                line.to_string(),
+                "give [ha] a virtual_router_id no other VRRP router on the segment uses (1 to 255), then lvsctl up"
+                    .into(),
+            );
+        }
+    }
+    if lab.ha.is_none() || views.len() < 2 {
+        return;
+    }
+    let masters: Vec<&str> = views
+        .iter()
+        .filter(|(_, _, k)| k.instances.iter().any(|i| i.state == crate::agent::ha::VrrpState::Master))
+        .map(|(d, _, _)| d.name.as_str())
+        .collect();
+    if masters.len() == 2 {
+        let iface = views[0].2.instances.first().map(|i| i.instance.clone()).unwrap_or_default();
+        let unicast = lab.ha.as_ref().is_some_and(|h| h.unicast);
+        c.add(
+            masters[0],
+            Code::SplitBrain,
+            format!("both directors are VRRP master (split brain): {} and {} do not hear each other's adverts", masters[0], masters[1]),
+            format!("VRRP instance {iface}: MASTER on {} and on {}", masters[0], masters[1]),
+            if unicast {
+                "check that each director reaches the other's address on the VRRP interface (IP protocol 112)".into()
+            } else {
+                "check that VRRP adverts (IP protocol 112 to 224.0.0.18) cross the segment between them, or set unicast = true in [ha]".into()
+            },
+        );
+    }
+    let mut vips: Vec<Ipv4Addr> = lab.services.iter().map(|s| s.vip).collect();
+    vips.sort();
+    vips.dedup();
+    for vip in vips {
+        let on: Vec<&str> =
+            views.iter().filter(|(_, f, _)| !holds(f, vip).is_empty()).map(|(d, _, _)| d.name.as_str()).collect();
+        match on.as_slice() {
+            [] => c.add(
+                &views[0].0.name,
+                Code::VipOnNoDirector,
+                format!("VIP {vip} is on neither director: clients get no answer"),
+                format!("no address {vip} on {} or {}", views[0].0.name, views[1].0.name),
+                "keepalived's master holds it: start keepalived (lvsctl up) and see the other findings".into(),
+            ),
+            [a, b] if masters.len() < 2 => c.add(
+                a,
+                Code::VipOnBothDirectors,
+                format!("VIP {vip} is on both directors: the router's ARP entry picks one at random"),
+                format!("{vip} on {a} and on {b}"),
+                "only keepalived's master may hold it: remove it where keepalived is backup (or restart keepalived there)".into(),
+            ),
+            _ => {}
+        }
+    }
+}
+
 fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
     let lab = c.lab;
     let forwarding = crate::modes::ALL.into_iter().find(|p| {
@@ -204,8 +337,9 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
             ),
         );
     }
+    // An HA pair's VIPs are keepalived's: checked for the pair (see `pair`), not per director.
     for vip in lab.services.iter().map(|s| s.vip).collect::<std::collections::BTreeSet<_>>() {
-        if holds(f, vip).is_empty() {
+        if lab.ha.is_none() && holds(f, vip).is_empty() {
             c.add(
                 &h.name,
                 Code::VipMissing,
@@ -233,7 +367,12 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
         return;
     };
     let own: Vec<Ipv4Addr> = f.addresses.iter().map(|a| a.address.addr()).collect();
+    let keepalived_down = f.keepalived.as_ref().is_some_and(|k| k.running.is_none());
     for s in &lab.services {
+        if s.keepalived_managed() && keepalived_down {
+            // keepalived-down says why its services are missing.
+            continue;
+        }
         let Some(svc) = table
             .iter()
             .find(|x| x.entry.key.protocol == s.protocol && x.entry.key.addr == s.vip && x.entry.key.port == s.port)
@@ -248,7 +387,8 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
             continue;
         };
         let want_fwd = s.mode.profile().forward.code();
-        for b in &s.real_servers {
+        // A checked real server out of the table (or at weight 0) is keepalived doing its job.
+        for b in s.real_servers.iter().filter(|_| !s.keepalived_managed()) {
             let Some(d) = svc.dests.iter().find(|d| d.key.addr == b.address && d.key.port == b.port) else {
                 c.add(
                     &h.name,
@@ -415,7 +555,22 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
         .and_then(|s| s.real_servers.iter().find(|b| b.host == h.name))
     {
         let gw = f.default_route().and_then(|r| r.gateway);
-        if let Some(want) = director_address_for(lab, h, b.address)
+        let floating = lab.ha.as_ref().and_then(|ha| ha.floating_gateway).map(|n| n.addr());
+        if let (Some(want), Some(g)) = (floating, gw)
+            && g != want
+            && let Some(d) = lab.directors().find(|d| d.has_address(g))
+        {
+            c.add(
+                &h.name,
+                Code::NatGatewayNotFloating,
+                format!("NAT real server {}'s gateway is director {}'s own address, not the floating one", h.name, d.name),
+                format!("default via {g} ({}'s address); the floating gateway is {want}", d.name),
+                format!(
+                    "route default via {want} (lvsctl up does): the master holds it, so replies follow a failover; through {g} they stop when {} is backup or down",
+                    d.name
+                ),
+            );
+        } else if let Some(want) = floating.or_else(|| director_address_for(lab, h, b.address))
             && gw != Some(want)
         {
             c.add(
@@ -433,8 +588,8 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
         }
     }
     if let Some(s) = services.iter().find(|s| s.mode.profile().real_server.gateway == Gateway::NotDirector)
-        && let (Some(d), Some(g)) = (lab.director(), f.default_route().and_then(|r| r.gateway))
-        && d.has_address(g)
+        && let Some(g) = f.default_route().and_then(|r| r.gateway)
+        && let Some(d) = lab.directors().find(|d| d.has_address(g))
     {
         let mode = s.mode.as_str().to_uppercase();
         c.add(
@@ -562,7 +717,12 @@ mod tests {
 
     /// Facts of the DR example as `lvsctl up` leaves it.
     fn healthy_dr() -> Facts {
-        let l = lab("inventories/dr.toml");
+        healthy_of("inventories/dr.toml")
+    }
+
+    /// Facts of a DR lab on the 192.168.188.0/24 of the examples, every director holding the VIP.
+    fn healthy_of(inv: &str) -> Facts {
+        let l = lab(inv);
         let vip: Ipv4Addr = "192.168.188.100".parse().unwrap();
         let lookup = |gw: Option<&str>| {
             vec![Lookup {
@@ -769,5 +929,96 @@ mod tests {
         }
         let known: std::collections::BTreeSet<String> = Code::ALL.iter().map(|c| c.to_string()).collect();
         assert_eq!(listed, known);
+    }
+
+    /// The DR pair as `lvsctl up` leaves it: lvs1 master with the VIP, lvs2 backup.
+    fn healthy_dr_ha() -> Facts {
+        use crate::agent::ha::{KeepalivedStatus, VrrpState, VrrpStatus};
+        let mut f = healthy_of("inventories/dr-ha.toml");
+        for (d, state, pid) in [("lvs1", VrrpState::Master, 10), ("lvs2", VrrpState::Backup, 20)] {
+            with(&mut f, d, |h| {
+                if state == VrrpState::Backup {
+                    h.addresses.retain(|a| a.address.to_string() != "192.168.188.100/32");
+                }
+                let holds = if state == VrrpState::Master { vec!["192.168.188.100".to_string()] } else { vec![] };
+                h.keepalived = Some(KeepalivedStatus {
+                    running: Some(crate::host::ProcFact { pid, start_time: 1, exe: "/usr/sbin/keepalived".into() }),
+                    instances: vec![VrrpStatus { instance: "dr-ha-eth0".into(), state, holds }],
+                    source: "keepalived".into(),
+                    log: vec![],
+                    sync: vec![SyncDaemon {
+                        state: if state == VrrpState::Master { SYNC_MASTER } else { SYNC_BACKUP },
+                        interface: "eth0".into(),
+                        sync_id: 51,
+                    }],
+                    config_error: None,
+                });
+                // keepalived took web1 out: its business, not a finding.
+                if let Some(t) = h.ipvs.as_mut() {
+                    t[0].dests.retain(|d| d.key.addr.to_string() != "192.168.188.81");
+                }
+            });
+        }
+        f
+    }
+
+    #[test]
+    fn a_healthy_pair_has_no_findings() {
+        assert_eq!(codes(&lab("inventories/dr-ha.toml"), &healthy_dr_ha()), vec![]);
+    }
+
+    #[test]
+    fn ha_failures_have_named_causes() {
+        use crate::agent::ha::VrrpState;
+        let l = lab("inventories/dr-ha.toml");
+        // Both masters, both with the VIP: adverts do not cross.
+        let mut f = healthy_dr_ha();
+        with(&mut f, "lvs2", |h| {
+            h.addresses.push(addr("eth0", "192.168.188.100/32"));
+            h.keepalived.as_mut().unwrap().instances[0].state = VrrpState::Master;
+        });
+        assert_eq!(codes(&l, &f), vec![("lvs1".into(), "split-brain")]);
+        // keepalived stopped on the master, the backup did not take over: two causes.
+        let mut f = healthy_dr_ha();
+        with(&mut f, "lvs1", |h| {
+            h.addresses.retain(|a| a.address.to_string() != "192.168.188.100/32");
+            let k = h.keepalived.as_mut().unwrap();
+            k.running = None;
+            k.instances[0].state = VrrpState::Stopped;
+            k.log = vec!["Stopped Keepalived".into()];
+        });
+        assert_eq!(codes(&l, &f), vec![("lvs1".into(), "keepalived-down"), ("lvs1".into(), "vip-on-no-director")]);
+        // A config keepalived refuses, no sync daemon, another router on the VRID.
+        let mut f = healthy_dr_ha();
+        with(&mut f, "lvs2", |h| {
+            let k = h.keepalived.as_mut().unwrap();
+            k.config_error = Some("(keepalived.conf: Line 3) Unknown keyword 'bogus'".into());
+            k.sync.clear();
+            k.log
+                .push("(dr-ha-eth0) ip address associated with VRID 51 not present in MASTER advert : 10.0.0.1".into());
+        });
+        assert_eq!(
+            codes(&l, &f),
+            vec![
+                ("lvs2".into(), "keepalived-config"),
+                ("lvs2".into(), "sync-daemon-down"),
+                ("lvs2".into(), "vrid-clash")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_nat_real_server_behind_one_director_is_found() {
+        let l = lab("inventories/nat-ha.toml");
+        let web1 = l.host("web1").unwrap();
+        let mut f = Facts::new();
+        let mut h = HostFacts { ip_forward: Some(0), ..Default::default() };
+        h.links = vec![("lo".into(), true), ("eth0".into(), true)];
+        for (dev, a) in web1.all_addresses() {
+            h.addresses.push(addr(dev, &a.to_string()));
+        }
+        h.routes.push(default_via("10.10.0.2"));
+        f.insert("web1".into(), Ok(h));
+        assert_eq!(codes(&l, &f), vec![("web1".into(), "nat-gateway-not-floating")]);
     }
 }

@@ -76,9 +76,9 @@ fn kill(pid: u32) {
 /// What one HA lab's cycle checks besides the common steps.
 struct Ha<'a> {
     inv: &'a str,
-    /// The directors (the higher priority first).
+    /// The director (of a pair: the higher priority), and the pair's other one.
     master: &'a str,
-    backup: &'a str,
+    backup: Option<&'a str>,
     /// The real server stopped first, and the other one.
     first: &'a str,
     second: &'a str,
@@ -93,6 +93,11 @@ struct Ha<'a> {
 fn ha_cycle(c: Ha) {
     let started = Instant::now();
     let l = Lab::create(c.inv);
+    // The operator's own keepalived.conf: kept while lvsctl's runs, put back by down.
+    l.sh(
+        c.master,
+        "mkdir -p /etc/keepalived && echo '# the operator s own, not running' > /etc/keepalived/keepalived.conf",
+    );
     let before = snapshot(&l);
     let svc = l.lab.services[0].clone();
     let vip = svc.vip.to_string();
@@ -117,28 +122,76 @@ fn ha_cycle(c: Ha) {
 
     let out = l.ok(&["up"]);
     assert!(out.contains("daemon keepalived: stopped -> running"), "{out}");
-    // Both directors start as BACKUP; the higher priority becomes master within a few adverts.
-    wait_until("the master holds the VIP", 20, || holds(&l, c.master, &vip));
-    assert!(!holds(&l, c.backup, &vip), "the backup does not hold the VIP");
-    let status = l.ok(&["status"]);
+    let status = if let Some(backup) = c.backup {
+        // Both directors start as BACKUP; the higher priority becomes master within a few adverts.
+        wait_until("the master holds the VIP", 20, || holds(&l, c.master, &vip));
+        assert!(!holds(&l, backup, &vip), "the backup does not hold the VIP");
+        let status = l.ok(&["status"]);
+        let line =
+            |h: &str| status.lines().find(|l| l.trim_start().starts_with(&format!("{h} ")) && l.contains("VRRP"));
+        assert!(line(c.master).is_some_and(|l| l.contains(&format!("MASTER, holds {vip}"))), "{status}");
+        assert!(line(backup).is_some_and(|l| l.contains("BACKUP") && !l.contains("holds")), "{status}");
+        assert!(status.contains(&format!("VIP {vip} on {}", c.master)), "{status}");
+        status
+    } else {
+        // One director: the VIP is lvsctl's, keepalived only checks.
+        assert!(holds(&l, c.master, &vip));
+        let status = l.ok(&["status"]);
+        assert!(status.contains(&format!("{} ", c.master)) && status.contains("running (pid"), "{status}");
+        status
+    };
     assert!(!status.contains("DRIFTED"), "{status}");
-    let line = |h: &str| status.lines().find(|l| l.trim_start().starts_with(&format!("{h} ")) && l.contains("VRRP"));
-    assert!(line(c.master).is_some_and(|l| l.contains(&format!("MASTER, holds {vip}"))), "{status}");
-    assert!(line(c.backup).is_some_and(|l| l.contains("BACKUP") && !l.contains("holds")), "{status}");
-    assert!(status.contains(&format!("VIP {vip} on {}", c.master)), "{status}");
+    wait_until("keepalived put every real server in the table", 20, || {
+        table(&l, c.master).len() == svc.real_servers.len()
+    });
     assert_split(&l, &svc, 40);
     let again = l.ok(&["up"]);
     assert!(again.contains(" 0 changed"), "a second up changes nothing:\n{again}");
 
     // Failover under traffic, then failback.
-    let f = l.ok(&["verify", "--failover"]);
-    assert!(f.contains("verify --failover: ok"), "{f}");
-    assert!(f.contains(&format!("VIPs now on {}", c.backup)), "{f}");
-    if l.lab.ha.as_ref().unwrap().sync {
-        assert!(f.contains("completed after it (connection sync)"), "{f}");
+    let mut master_after = c.master;
+    if let Some(backup) = c.backup {
+        let f = l.ok(&["verify", "--failover"]);
+        assert!(f.contains("verify --failover: ok"), "{f}");
+        assert!(f.contains(&format!("VIPs now on {backup}")), "{f}");
+        if l.lab.ha.as_ref().unwrap().sync {
+            assert!(f.contains("completed after it (connection sync)"), "{f}");
+        }
+        if !l.lab.ha.as_ref().unwrap().preempt {
+            master_after = backup;
+        }
+        wait_until("the VIP is where preemption puts it", 20, || holds(&l, master_after, &vip));
+    } else {
+        let f = l.lvsctl(&["verify", "--failover"]);
+        assert!(!f.status.success() && text(&f).contains("--failover needs an HA pair"), "{}", text(&f));
     }
-    let master_after = if l.lab.ha.as_ref().unwrap().preempt { c.master } else { c.backup };
-    wait_until("the VIP is back where preemption puts it", 20, || holds(&l, master_after, &vip));
+
+    let d = l.ok(&["doctor"]);
+    assert!(d.contains("no problem found"), "{d}");
+    // keepalived killed behind lvsctl's back: doctor names it (and status calls it drift), up
+    // starts it again.
+    let victim = c.backup.unwrap_or(c.master);
+    l.sh(victim, "kill $(cat /run/keepalived.pid)");
+    wait_until("keepalived ended", 15, || !l.sh(victim, "ls /run").contains("keepalived.pid"));
+    let d = l.lvsctl(&["doctor", "--output", "json"]);
+    let findings: Vec<serde_json::Value> = serde_json::from_slice(&d.stdout).expect("doctor --output json");
+    let got: std::collections::BTreeSet<(String, String)> = findings
+        .iter()
+        .map(|f| (f["host"].as_str().unwrap().to_string(), f["code"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(got.contains(&(victim.to_string(), "keepalived-down".to_string())), "{got:?}");
+    assert!(got.contains(&(victim.to_string(), "drift".to_string())), "{got:?}");
+    let repaired = l.ok(&["up", "--host", victim]);
+    assert!(repaired.contains("daemon keepalived: stopped -> running"), "{repaired}");
+    if let Some(backup) = c.backup {
+        wait_until("the pair settled", 20, || {
+            l.ok(&["status"]).lines().any(|x| x.trim_start().starts_with(backup) && x.contains("BACKUP"))
+        });
+    } else {
+        wait_until("keepalived put every real server back", 20, || table(&l, c.master).len() == svc.real_servers.len());
+    }
+    let d = l.ok(&["doctor"]);
+    assert!(d.contains("no problem found"), "after up: {d}");
 
     // A real server whose web server stopped leaves the split within interval × retries (plus
     // the checks' own timeouts and a margin); every request still gets an answer.
@@ -185,7 +238,7 @@ fn ha_cycle(c: Ha) {
     let again = l.ok(&["up"]);
     assert!(again.contains(" 0 changed"), "up after all that changes nothing:\n{again}");
     l.ok(&["down"]);
-    for d in [c.master, c.backup] {
+    for d in [Some(c.master), c.backup].into_iter().flatten() {
         let ps = l.sh(d, "ls /run");
         assert!(!ps.contains("keepalived.pid"), "{d}: keepalived stopped: {ps}");
     }
@@ -205,11 +258,67 @@ fn e2e_dr_ha() {
     ha_cycle(Ha {
         inv: "inventories/dr-ha.toml",
         master: "lvs1",
-        backup: "lvs2",
+        backup: Some("lvs2"),
         first: "web1",
         second: "web2",
         quiesce: false,
         sorry: Some("sorry"),
         hide_keepalived_on: Some("lvs2"),
+    });
+}
+
+/// NAT: the VIP and the real servers' floating gateway move together (one sync group); a
+/// failed real server is quiesced (weight 0), not removed.
+#[test]
+fn e2e_nat_ha() {
+    if !here_or_in_vm("e2e_nat_ha") {
+        return;
+    }
+    ha_cycle(Ha {
+        inv: "inventories/nat-ha.toml",
+        master: "lvs1",
+        backup: Some("lvs2"),
+        first: "web1",
+        second: "web2",
+        quiesce: true,
+        sorry: Some("sorry"),
+        hide_keepalived_on: None,
+    });
+}
+
+/// TUN with unicast VRRP and preempt = false: the backup keeps the VIP after the failback.
+#[test]
+fn e2e_tun_ha() {
+    if !here_or_in_vm("e2e_tun_ha") {
+        return;
+    }
+    ha_cycle(Ha {
+        inv: "inventories/tun-ha.toml",
+        master: "lvs1",
+        backup: Some("lvs2"),
+        first: "web1",
+        second: "web2",
+        quiesce: false,
+        sorry: None,
+        hide_keepalived_on: None,
+    });
+}
+
+/// One director with health checks only: keepalived checks, lvsctl keeps the VIP; with no real
+/// server left, the director answers itself (its sorry server is 127.0.0.1).
+#[test]
+fn e2e_health_checks_single_director() {
+    if !here_or_in_vm("e2e_health_checks_single_director") {
+        return;
+    }
+    ha_cycle(Ha {
+        inv: "tests/fixtures/dr-checks.toml",
+        master: "lvs",
+        backup: None,
+        first: "web1",
+        second: "web2",
+        quiesce: false,
+        sorry: Some("lvs"),
+        hide_keepalived_on: None,
     });
 }

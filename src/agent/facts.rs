@@ -42,6 +42,9 @@ pub struct HostFacts {
     pub lookups: Vec<Lookup>,
     /// How the host differs from its plan (what `status` reports).
     pub drift: Vec<ChangeEvent>,
+    /// A director of a keepalived lab: what keepalived does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalived: Option<super::ha::KeepalivedStatus>,
     /// Each program asked for: its path, None when it is not installed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub programs: BTreeMap<String, Option<String>>,
@@ -93,5 +96,6 @@ pub fn gather<S: System>(sys: &mut S, req: &FactsRequest) -> std::io::Result<Hos
         lookups,
         drift: vec![],
         programs: req.programs.iter().map(|p| (p.clone(), sys.find_program(p))).collect(),
+        keepalived: None,
     })
 }

@@ -67,10 +67,22 @@ pub struct KeepalivedStatus {
     /// The last lines of the log of a keepalived lvsctl runs (its config errors, VRRP events).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log: Vec<String>,
+    /// The IPVS connection sync daemons that run.
+    #[serde(default)]
+    pub sync: Vec<crate::ipvs::SyncDaemon>,
+    /// What `keepalived -t` says of the installed configuration, when asked (doctor): None when
+    /// it accepts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_error: Option<String>,
 }
 
 /// Reads keepalived's state on this host.
-pub fn status<S: System>(sys: &mut S, spec: &KeepalivedSpec, lab: &str) -> std::io::Result<KeepalivedStatus> {
+pub fn status<S: System>(
+    sys: &mut S,
+    spec: &KeepalivedSpec,
+    lab: &str,
+    test_config: bool,
+) -> std::io::Result<KeepalivedStatus> {
     let f = daemon::read(sys, &spec.config)?;
     let addrs = sys.addresses()?;
     let holds = |i: &crate::plan::keepalived::VrrpInstance| -> Vec<String> {
@@ -110,7 +122,16 @@ pub fn status<S: System>(sys: &mut S, spec: &KeepalivedSpec, lab: &str) -> std::
         }
         None => vec![],
     };
-    Ok(KeepalivedStatus { running: f.running, instances, source: source.into(), log })
+    let sync = if sys.ipvs_loaded() { sys.ipvs_daemons().unwrap_or_default() } else { vec![] };
+    let config_error = match (&f.program, &f.config_sha256) {
+        (Some(prog), Some(_)) if test_config => sys
+            .output(&[prog, "-t", "-f", &spec.config])
+            .err()
+            .map(|e| e.to_string().trim_start_matches(&format!("{prog}: ")).to_string()),
+        (_, None) if test_config => Some(format!("{} is missing", spec.config)),
+        _ => None,
+    };
+    Ok(KeepalivedStatus { running: f.running, instances, source: source.into(), log, sync, config_error })
 }
 
 /// keepalived's own view: it writes the state of every instance to its JSON dump on a signal

@@ -253,6 +253,9 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
                 };
                 Executor::new(sys, &mut journal, Intent::Check, &mut keep, &req.host).apply(plan, Scope::All);
                 facts.drift = drift;
+                if let Some(k) = &plan.keepalived {
+                    facts.keepalived = ha::status(sys, k, &req.lab, true).ok();
+                }
             }
             return Ok(Report {
                 host: req.host.clone(),
@@ -288,7 +291,7 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
     if intent == Intent::Check
         && let Some(k) = &plan.keepalived
     {
-        match ha::status(sys, k, &req.lab) {
+        match ha::status(sys, k, &req.lab, false) {
             Ok(s) => report.keepalived = Some(s),
             Err(e) => report.notes.push(format!("cannot read keepalived's state: {e}")),
         }

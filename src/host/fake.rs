@@ -318,6 +318,10 @@ impl System for Fake {
         Ok(())
     }
 
+    fn ipvs_daemons(&mut self) -> Result<Vec<crate::ipvs::SyncDaemon>> {
+        Ok(vec![])
+    }
+
     fn ipvs_del_dest(&mut self, s: &ServiceKey, k: &DestKey) -> Result<()> {
         if !self.svc(s)?.dests.iter().any(|d| d.key == *k) {
             return Err(io::Error::from_raw_os_error(libc::ENOENT));

@@ -397,6 +397,10 @@ impl System for Linux {
         Ok(out)
     }
 
+    fn ipvs_daemons(&mut self) -> Result<Vec<crate::ipvs::SyncDaemon>> {
+        self.client()?.daemons()
+    }
+
     fn ipvs_new_service(&mut self, k: &ServiceKey, c: &ServiceConfig) -> Result<()> {
         self.client()?.new_service(k, c)
     }

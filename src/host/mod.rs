@@ -165,6 +165,8 @@ pub trait System {
     fn ipvs_new_dest(&mut self, s: &ServiceKey, k: &DestKey, c: &DestConfig) -> Result<()>;
     fn ipvs_set_dest(&mut self, s: &ServiceKey, k: &DestKey, c: &DestConfig) -> Result<()>;
     fn ipvs_del_dest(&mut self, s: &ServiceKey, k: &DestKey) -> Result<()>;
+    /// The connection sync daemons that run (IPVS loaded).
+    fn ipvs_daemons(&mut self) -> Result<Vec<crate::ipvs::SyncDaemon>>;
 
     fn read_file(&self, path: &str) -> Result<Option<FileFact>>;
     /// Writes atomically (temporary file, fsync, rename) with the given mode.

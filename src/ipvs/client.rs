@@ -117,6 +117,15 @@ impl IpvsClient {
             .collect())
     }
 
+    /// The connection sync daemons that run (none: an empty list).
+    pub fn daemons(&mut self) -> io::Result<Vec<super::SyncDaemon>> {
+        Ok(self
+            .call(IpvsMessage::get_daemons(), NLM_F_REQUEST | NLM_F_DUMP)?
+            .iter()
+            .filter_map(|m| m.sync_daemon())
+            .collect())
+    }
+
     pub fn dests(&mut self, svc: &ServiceKey) -> io::Result<Vec<DestEntry>> {
         Ok(self
             .call(IpvsMessage::get_dests(svc), NLM_F_REQUEST | NLM_F_DUMP)?

@@ -27,9 +27,18 @@ pub const CMD_NEW_DEST: u8 = 5;
 pub const CMD_SET_DEST: u8 = 6;
 pub const CMD_DEL_DEST: u8 = 7;
 pub const CMD_GET_DEST: u8 = 8;
+pub const CMD_GET_DAEMON: u8 = 11;
 
 const CMD_ATTR_SERVICE: u16 = 1;
 const CMD_ATTR_DEST: u16 = 2;
+const CMD_ATTR_DAEMON: u16 = 3;
+
+const DAEMON_ATTR_STATE: u16 = 1;
+const DAEMON_ATTR_MCAST_IFN: u16 = 2;
+const DAEMON_ATTR_SYNC_ID: u16 = 3;
+/// The sync daemon states (`IP_VS_STATE_MASTER`, `IP_VS_STATE_BACKUP`).
+pub const SYNC_MASTER: u32 = 1;
+pub const SYNC_BACKUP: u32 = 2;
 
 const SVC_ATTR_AF: u16 = 1;
 const SVC_ATTR_PROTOCOL: u16 = 2;
@@ -332,7 +341,28 @@ pub enum DestAttr {
 pub enum CmdAttr {
     Service(Vec<SvcAttr>),
     Dest(Vec<DestAttr>),
+    /// A connection sync daemon (GET_DAEMON replies), kept raw.
+    Daemon(Vec<DefaultNla>),
     Other(DefaultNla),
+}
+
+/// A running IPVS connection sync daemon (`ipvsadm -L --daemon`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncDaemon {
+    /// SYNC_MASTER or SYNC_BACKUP.
+    pub state: u32,
+    pub interface: String,
+    pub sync_id: u32,
+}
+
+impl SyncDaemon {
+    pub fn role(&self) -> &'static str {
+        match self.state {
+            SYNC_MASTER => "master",
+            SYNC_BACKUP => "backup",
+            _ => "unknown",
+        }
+    }
 }
 
 fn nested_len<T: Nla>(v: &[T]) -> usize {
@@ -458,6 +488,7 @@ impl Nla for CmdAttr {
         match self {
             CmdAttr::Service(v) => nested_len(v),
             CmdAttr::Dest(v) => nested_len(v),
+            CmdAttr::Daemon(v) => nested_len(v),
             CmdAttr::Other(n) => n.value_len(),
         }
     }
@@ -465,6 +496,7 @@ impl Nla for CmdAttr {
         match self {
             CmdAttr::Service(_) => CMD_ATTR_SERVICE | NLA_F_NESTED,
             CmdAttr::Dest(_) => CMD_ATTR_DEST | NLA_F_NESTED,
+            CmdAttr::Daemon(_) => CMD_ATTR_DAEMON | NLA_F_NESTED,
             CmdAttr::Other(n) => n.kind(),
         }
     }
@@ -472,6 +504,7 @@ impl Nla for CmdAttr {
         match self {
             CmdAttr::Service(v) => emit_nested(v, b),
             CmdAttr::Dest(v) => emit_nested(v, b),
+            CmdAttr::Daemon(v) => emit_nested(v, b),
             CmdAttr::Other(n) => n.emit_value(b),
         }
     }
@@ -599,6 +632,7 @@ impl ParseableParametrized<[u8], GenlHeader> for IpvsMessage {
             Ok(match n.kind() & NLA_TYPE_MASK {
                 CMD_ATTR_SERVICE => CmdAttr::Service(parse_all(n.value(), |x| SvcAttr::parse(x))?),
                 CMD_ATTR_DEST => CmdAttr::Dest(parse_all(n.value(), |x| DestAttr::parse(x))?),
+                CMD_ATTR_DAEMON => CmdAttr::Daemon(parse_all(n.value(), |x| DefaultNla::parse(x))?),
                 _ => CmdAttr::Other(DefaultNla::parse(n)?),
             })
         })?;
@@ -672,6 +706,31 @@ impl IpvsMessage {
     pub fn get_services() -> Self {
         IpvsMessage { cmd: CMD_GET_SERVICE, attrs: vec![] }
     }
+    pub fn get_daemons() -> Self {
+        IpvsMessage { cmd: CMD_GET_DAEMON, attrs: vec![] }
+    }
+
+    /// The sync daemon in a GET_DAEMON reply.
+    pub fn sync_daemon(&self) -> Option<SyncDaemon> {
+        let attrs = self.attrs.iter().find_map(|a| if let CmdAttr::Daemon(v) = a { Some(v) } else { None })?;
+        let (mut state, mut interface, mut sync_id) = (None, String::new(), 0);
+        for a in attrs {
+            let mut v = vec![0u8; a.value_len()];
+            a.emit_value(&mut v);
+            match a.kind() & NLA_TYPE_MASK {
+                DAEMON_ATTR_STATE => state = v.get(..4).map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes"))),
+                DAEMON_ATTR_MCAST_IFN => {
+                    interface = String::from_utf8_lossy(v.split(|b| *b == 0).next().unwrap_or(&[])).into_owned()
+                }
+                DAEMON_ATTR_SYNC_ID => {
+                    sync_id = v.get(..4).map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes"))).unwrap_or(0)
+                }
+                _ => {}
+            }
+        }
+        Some(SyncDaemon { state: state?, interface, sync_id })
+    }
+
     pub fn get_dests(svc: &ServiceKey) -> Self {
         IpvsMessage { cmd: CMD_GET_DEST, attrs: vec![CmdAttr::Service(service_attrs(svc, None))] }
     }
