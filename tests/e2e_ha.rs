@@ -73,6 +73,40 @@ fn kill(pid: u32) {
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
 }
 
+/// `render`'s files alone run the lab, keepalived included: copied to each host as the README
+/// says, started with the standalone script, stopped again.
+fn rendered_files_alone(l: &Lab, before: &common::lab::Snapshot, director: &str) {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("render");
+    l.ok(&["render", "--out", dir.to_str().unwrap()]);
+    assert!(dir.join(format!("keepalived-{}-{director}.conf", l.lab.name)).exists());
+    let script = format!("/usr/local/sbin/lvsctl-{}.sh", l.lab.name);
+    for h in l.hosts() {
+        let tree = Command::new("tar").arg("-C").arg(dir.join(&h)).args(["-c", "."]).output().unwrap();
+        assert!(tree.status.success());
+        l.pipe(&h, &["tar", "-C", "/", "-x", "--no-same-owner", "--no-overwrite-dir"], &tree.stdout);
+    }
+    for h in l.hosts() {
+        let t = l.run(&h, &[&script, "start"]);
+        assert!(t.contains("started"), "{h}: {t}");
+    }
+    let t = l.run(director, &[&script, "status"]);
+    assert!(t.contains("keepalived runs (pid"), "{t}");
+    let svc = &l.lab.services[0];
+    wait_until("keepalived put the real servers in the table", 20, || {
+        table(l, director).len() == svc.real_servers.len()
+    });
+    assert_split(l, svc, 8);
+    for h in l.hosts() {
+        let t = l.run(&h, &[&script, "stop"]);
+        assert!(t.contains("stopped"), "{h}: {t}");
+    }
+    assert!(!l.sh(director, "ls /run").contains("keepalived.pid"), "the script stopped keepalived");
+    for h in l.hosts() {
+        assert_eq!(common::lab::kernel_state(l, &h), before[&h].0, "{h}: kernel state after the script's stop");
+    }
+}
+
 /// What one HA lab's cycle checks besides the common steps.
 struct Ha<'a> {
     inv: &'a str,
@@ -243,6 +277,9 @@ fn ha_cycle(c: Ha) {
         assert!(!ps.contains("keepalived.pid"), "{d}: keepalived stopped: {ps}");
     }
     assert_same(&before, &snapshot(&l), "after down");
+    if c.backup.is_none() {
+        rendered_files_alone(&l, &before, c.master);
+    }
     for mut child in back {
         kill(child.id());
         let _ = child.wait();

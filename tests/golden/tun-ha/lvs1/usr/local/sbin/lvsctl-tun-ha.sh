@@ -4,7 +4,7 @@
 # A standalone equivalent of `lvsctl up` / `lvsctl down` for this host, for machines that cannot
 # run lvsctl:   /usr/local/sbin/lvsctl-tun-ha.sh start | stop | status
 # The unit lvsctl-tun-ha.service runs `start` at boot and `stop` on `systemctl stop`.
-# Needs: iproute2, modprobe; run as root.
+# Needs: iproute2, modprobe, keepalived; run as root.
 #
 # Unlike lvs_dr_rs.sh-style scripts, `stop` does not write 0 everywhere: `start` records the value
 # every sysctl had before it changed it (in $STATE, kept across reboots: the sysctl.d file sets
@@ -88,6 +88,34 @@ set_route() { # destination gateway
     say "route $1 via $2"
 }
 
+# keepalived runs /etc/keepalived/keepalived.conf: through systemd where it runs, else as its own daemon.
+# One that runs already was not started here: it is left alone, and start fails.
+keepalived_pid() { p=$(cat /run/keepalived.pid 2>/dev/null) && case $p in ''|*[!0-9]*) return 1 ;; esac && kill -0 "$p" 2>/dev/null && echo "$p"; }
+start_keepalived() { # config
+    if [ -d /run/systemd/system ]; then
+        systemctl is-active --quiet keepalived.service && die "keepalived.service already runs: stop it first"
+        systemctl start keepalived.service || die "cannot start keepalived.service"
+        record keepalived systemd
+    else
+        p=$(keepalived_pid) && die "keepalived already runs (pid $p): stop it first"
+        keepalived --use-file "$1" || die "cannot start keepalived"
+        record keepalived daemon
+    fi
+    say "keepalived started with $1"
+}
+stop_keepalived() { # how
+    if [ "$1" = systemd ]; then
+        systemctl stop keepalived.service && say "keepalived stopped"
+        return 0
+    fi
+    p=$(keepalived_pid) || { say "keepalived is not running"; return 0; }
+    kill "$p"
+    # It removes its VIPs and IPVS entries, then exits.
+    i=0
+    while kill -0 "$p" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
+    say "keepalived stopped"
+}
+
 start() {
     mkdir -p "$(dirname "$STATE")" "$(dirname "$RUNSTATE")" || die "cannot create the state directories"
     if [ -e "$RUNSTATE" ]; then
@@ -102,6 +130,7 @@ start() {
     link_up eth0
     add_address eth0 192.168.188.8/24 eth0:lvs
     set_route default 192.168.188.200
+    start_keepalived /etc/keepalived/keepalived.conf
     record started
     say "started"
 }
@@ -123,6 +152,7 @@ stop() {
                     esac ;;
                 service) ipvsadm -D "$a" "$b" 2>/dev/null; say "IPVS service $b removed" ;;
                 dest) ipvsadm -d "$a" "$b" -r "$c" 2>/dev/null; say "IPVS destination $c of $b removed" ;;
+                keepalived) stop_keepalived "$a" ;;
             esac
         done
     elif [ ! -e "$STATE" ]; then
@@ -146,6 +176,8 @@ status() {
     if ip -o -4 addr show dev eth0 to 192.168.188.8/32 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi
     printf '  address %s on %s: %s\n' 192.168.188.8/24 eth0 "$w"
     printf '  route %s: %s\n' default "$(ip -4 route show exact default | head -n 1)"
+    if p=$(keepalived_pid); then say "keepalived runs (pid $p)"; else say "keepalived is NOT running"; fi
+    ipvsadm -L -n
 }
 
 case "${1:-}" in
