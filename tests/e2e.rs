@@ -121,6 +121,9 @@ fn full_cycle(inv: &str, c: Checks) {
             .arg(&l.inv)
             .env("LVSCTL_STATE_DIR", l.state_dir.path())
             .env("LVSCTL_FAULT_ABORT_AFTER", "4")
+            // The commands after it reuse its connections: they must be kept as long as theirs
+            // (the default 60 idle seconds run out under load before the test counts them).
+            .env("LVSCTL_SSH_PERSIST", "900")
             .output()
             .unwrap();
         let t = text(&out);

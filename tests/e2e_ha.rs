@@ -52,14 +52,15 @@ fn responder_pid(l: &Lab, host: &str) -> u32 {
         .unwrap_or_else(|| panic!("{host} has no responder"))
 }
 
-/// A responder started again on `host` by the test (killed by its pid at the end).
+/// A responder started again on `host` by the test (killed by its pid at the end). `lab exec`
+/// runs it as `/proc/self/exe`: the host has a /tmp of its own, where the test's binary may be.
 fn start_responder(l: &Lab, host: &str, port: u16) -> Child {
     Command::new(lvsctl_bin())
         .args(["lab", "exec"])
         .arg(&l.inv)
         .arg(host)
         .arg("--")
-        .arg(lvsctl_bin())
+        .arg("/proc/self/exe")
         .args(["lab", "responder", "--name", host, "--listen", &format!("tcp:{port}")])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -573,3 +573,45 @@ fn keepalived_missing_or_foreign_is_refused() {
     assert!(err[0].contains("keepalived already runs (pid 77)"), "{err:?}");
     assert!(!f.log.iter().any(|l| l.starts_with("kill") || l.starts_with("spawn")), "{:?}", f.log);
 }
+
+/// Where systemd runs, keepalived is keepalived.service: started by `up`, reloaded when its
+/// configuration changes, stopped by `down`; an active one lvsctl did not start is refused.
+#[test]
+fn keepalived_runs_through_systemd_where_systemd_runs() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    f.state.systemd = true;
+    f.state.programs.insert("keepalived".into(), "/usr/sbin/keepalived".into());
+    f.state.dirs.insert("/etc/keepalived".into());
+    let p = plan_for("inventories/dr-ha.toml", "lvs1");
+    let (r, ev) = run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert_eq!((r.failed, r.errors.len()), (0, 0), "{r:?} {ev:?}");
+    assert!(f.log.contains(&"systemctl start keepalived.service".to_string()), "{:?}", f.log);
+    assert!(!f.log.iter().any(|l| l.starts_with("spawn")), "{:?}", f.log);
+    let mut p2 = p.clone();
+    p2.files.iter_mut().find(|x| x.path == "/etc/keepalived/keepalived.conf").unwrap().content.push_str("# new\n");
+    f.log.clear();
+    run(&mut f, root.path(), Op::Apply, Some(&p2));
+    assert!(f.log.contains(&"systemctl reload keepalived.service".to_string()), "{:?}", f.log);
+    f.log.clear();
+    let (r, _) = run_lab(&mut f, root.path(), Op::Down, "dr-ha", None);
+    assert_eq!(r.failed, 0, "{r:?}");
+    assert!(f.log.contains(&"systemctl stop keepalived.service".to_string()), "{:?}", f.log);
+    assert!(!f.state.active.contains("keepalived.service"));
+
+    // Someone else's keepalived.service is running: not taken over.
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    f.state.systemd = true;
+    f.state.programs.insert("keepalived".into(), "/usr/sbin/keepalived".into());
+    f.state.dirs.insert("/etc/keepalived".into());
+    f.state.active.insert("keepalived.service".into());
+    let (r, ev) = run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert!(r.failed >= 1, "{r:?}");
+    let err = ev.iter().find_map(|e| match e {
+        Event::Change(c) if c.object == "daemon keepalived" => c.error.clone(),
+        _ => None,
+    });
+    assert!(err.is_some_and(|e| e.contains("keepalived.service is active") && e.contains("systemctl stop keepalived")));
+    assert!(!f.log.iter().any(|l| l.contains("keepalived.service") && !l.contains("is-active")), "{:?}", f.log);
+}
