@@ -162,14 +162,16 @@ impl Persist {
 
 /// Creates `dir` 0700 if needed and refuses one that others could write to or that is not ours.
 fn private_dir(dir: &Path, uid: u32) -> Result<(), String> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     if dir.as_os_str().len() > MAX_CONTROL_DIR - 17 {
         return Err(format!("{} is too long a path for ssh control sockets", dir.display()));
     }
     if let Some(parent) = dir.parent() {
         std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }
-    match std::fs::create_dir(dir) {
+    // Created 0700 at once: created 0755 and then narrowed, a second command (or a second host's
+    // connection of this one) could find it in between and refuse it.
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(|e| format!("cannot make {} private: {e}", dir.display()))?;
