@@ -187,11 +187,8 @@ pub fn decide(
         if &u.loaded_sha256 == sha {
             return vec![Decision::same(key, format!("runs the planned configuration (pid {})", p.pid))];
         }
-        let log = match &u.how {
-            How::Spawned { log, .. } => log.clone(),
-            How::Systemd => log_path(lab),
-        };
-        let how = How::Spawned { process: Some(p.clone()), not_before: p.start_time, log };
+        // Only a process lvsctl started is `ours`: its record keeps its log, and gets the pid.
+        let how = How::Spawned { process: Some(p.clone()), not_before: p.start_time, log: log_path(lab) };
         return vec![Decision::change(
             key,
             format!("pid {} running an older configuration", p.pid),
