@@ -88,22 +88,42 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<u8> {
 
 /// Health of one real server (or the sorry server) of a service keepalived checks, as the
 /// director's IPVS table shows keepalived's decision.
-pub fn health(
-    table: &[crate::host::IpvsService],
-    s: &crate::inventory::Service,
-    addr: std::net::Ipv4Addr,
-    port: u16,
-) -> &'static str {
-    let Some(svc) = table
-        .iter()
-        .find(|x| x.entry.key.protocol == s.protocol && x.entry.key.addr == s.vip && x.entry.key.port == s.port)
-    else {
-        return "service not in the table";
-    };
-    match svc.dests.iter().find(|d| d.key.addr == addr && d.key.port == port) {
-        Some(d) if d.config.weight > 0 => "healthy",
-        Some(_) => "FAILING (quiesced: weight 0)",
-        None => "FAILING (removed)",
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Healthy,
+    Quiesced,
+    Removed,
+    /// The table has no such service at all.
+    NoService,
+}
+
+impl Health {
+    pub fn of(
+        table: &[crate::host::IpvsService],
+        s: &crate::inventory::Service,
+        addr: std::net::Ipv4Addr,
+        port: u16,
+    ) -> Health {
+        let Some(svc) = table
+            .iter()
+            .find(|x| x.entry.key.protocol == s.protocol && x.entry.key.addr == s.vip && x.entry.key.port == s.port)
+        else {
+            return Health::NoService;
+        };
+        match svc.dests.iter().find(|d| d.key.addr == addr && d.key.port == port) {
+            Some(d) if d.config.weight > 0 => Health::Healthy,
+            Some(_) => Health::Quiesced,
+            None => Health::Removed,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Quiesced => "FAILING (quiesced: weight 0)",
+            Health::Removed => "FAILING (removed)",
+            Health::NoService => "service not in the table",
+        }
     }
 }
 
@@ -166,15 +186,55 @@ fn keepalived_view(lab: &crate::inventory::Lab, outcomes: &[fleet::Outcome]) -> 
             let mut parts: Vec<String> = s
                 .real_servers
                 .iter()
-                .map(|b| format!("{} {} (weight {})", b.host, health(table, s, b.address, b.port), b.weight))
+                .map(|b| {
+                    format!("{} {} (weight {})", b.host, Health::of(table, s, b.address, b.port).as_str(), b.weight)
+                })
                 .collect();
             if let Some(x) = &s.sorry_server {
                 let name = x.host.clone().unwrap_or_else(|| x.address.to_string());
-                let used = !health(table, s, x.address, x.port).starts_with("FAILING");
+                let used = !matches!(Health::of(table, s, x.address, x.port), Health::Quiesced | Health::Removed);
                 parts.push(format!("sorry server {name} {}", if used { "IN USE" } else { "not in use" }));
             }
             out.push(format!("  {} as {h} checks it: {}", s.label(), parts.join(", ")));
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Health;
+    use crate::host::IpvsService;
+    use crate::ipvs::*;
+
+    #[test]
+    fn health_is_read_from_the_directors_table() {
+        let lab = crate::inventory::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/inventories/dr-ha.toml"
+        )))
+        .unwrap();
+        let s = &lab.services[0];
+        let dest = |a: &str, weight| DestEntry {
+            key: DestKey { addr: a.parse().unwrap(), port: 80 },
+            config: DestConfig { fwd: FWD_ROUTE, weight, u_threshold: 0, l_threshold: 0 },
+            active_conns: 0,
+            inact_conns: 0,
+            persist_conns: 0,
+            stats: Stats::default(),
+        };
+        let table = vec![IpvsService {
+            entry: ServiceEntry {
+                key: ServiceKey { protocol: s.protocol, addr: s.vip, port: s.port },
+                config: ServiceConfig::persistent("wrr", 0, None),
+                stats: Stats::default(),
+            },
+            dests: vec![dest("192.168.188.81", 3), dest("192.168.188.82", 0)],
+        }];
+        let of = |a: &str| Health::of(&table, s, a.parse().unwrap(), 80);
+        assert_eq!(of("192.168.188.81"), Health::Healthy);
+        assert_eq!(of("192.168.188.82"), Health::Quiesced);
+        assert_eq!(of("192.168.188.90"), Health::Removed);
+        assert_eq!(Health::of(&[], s, "192.168.188.81".parse().unwrap(), 80), Health::NoService);
+    }
 }

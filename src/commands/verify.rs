@@ -545,12 +545,12 @@ pub fn with_health(s: &Service, table: Option<&[IpvsService]>) -> Service {
     let mut e = s.clone();
     let Some(table) = table.filter(|_| s.keepalived_managed()) else { return e };
     for b in &mut e.real_servers {
-        if super::status::health(table, s, b.address, b.port) != "healthy" {
+        if super::status::Health::of(table, s, b.address, b.port) != super::status::Health::Healthy {
             b.weight = 0;
         }
     }
     if let Some(x) = &s.sorry_server
-        && super::status::health(table, s, x.address, x.port) == "healthy"
+        && super::status::Health::of(table, s, x.address, x.port) == super::status::Health::Healthy
     {
         e.real_servers.push(crate::inventory::Backend {
             host: x.host.clone().unwrap_or_else(|| x.address.to_string()),
