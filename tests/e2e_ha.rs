@@ -157,16 +157,31 @@ fn ha_cycle(c: Ha) {
 
     let out = l.ok(&["up"]);
     assert!(out.contains("daemon keepalived: stopped -> running"), "{out}");
-    let status = if let Some(backup) = c.backup {
-        // Both directors start as BACKUP; the higher priority becomes master within a few adverts.
-        wait_until("the master holds the VIP", 20, || holds(&l, c.master, &vip));
+    let preempt = l.lab.ha.as_ref().is_none_or(|h| h.preempt);
+    // Both directors start as BACKUP. With preemption the higher priority becomes master within a
+    // few adverts; without it (keepalived's nopreempt) the first to finish its wait keeps the
+    // role, and `up` starts the two in parallel: either may be it.
+    let (master, backup) = match c.backup {
+        Some(b) if !preempt => {
+            let mut first = None;
+            wait_until("a director holds the VIP", 20, || {
+                first = [c.master, b].into_iter().find(|h| holds(&l, h, &vip));
+                first.is_some()
+            });
+            let m = first.unwrap();
+            (m, Some(if m == c.master { b } else { c.master }))
+        }
+        b => (c.master, b),
+    };
+    let status = if let Some(backup) = backup {
+        wait_until("the master holds the VIP", 20, || holds(&l, master, &vip));
         assert!(!holds(&l, backup, &vip), "the backup does not hold the VIP");
         let status = l.ok(&["status"]);
         let line =
             |h: &str| status.lines().find(|l| l.trim_start().starts_with(&format!("{h} ")) && l.contains("VRRP"));
-        assert!(line(c.master).is_some_and(|l| l.contains(&format!("MASTER, holds {vip}"))), "{status}");
+        assert!(line(master).is_some_and(|l| l.contains(&format!("MASTER, holds {vip}"))), "{status}");
         assert!(line(backup).is_some_and(|l| l.contains("BACKUP") && !l.contains("holds")), "{status}");
-        assert!(status.contains(&format!("VIP {vip} on {}", c.master)), "{status}");
+        assert!(status.contains(&format!("VIP {vip} on {}", master)), "{status}");
         status
     } else {
         // One director: the VIP is lvsctl's, keepalived only checks.
@@ -177,22 +192,22 @@ fn ha_cycle(c: Ha) {
     };
     assert!(!status.contains("DRIFTED"), "{status}");
     wait_until("keepalived put every real server in the table", 20, || {
-        table(&l, c.master).len() == svc.real_servers.len()
+        table(&l, master).len() == svc.real_servers.len()
     });
     assert_split(&l, &svc, 40);
     let again = l.ok(&["up"]);
     assert!(again.contains(" 0 changed"), "a second up changes nothing:\n{again}");
 
     // Failover under traffic, then failback.
-    let mut master_after = c.master;
-    if let Some(backup) = c.backup {
+    let mut master_after = master;
+    if let Some(backup) = backup {
         let f = l.ok(&["verify", "--failover"]);
         assert!(f.contains("verify --failover: ok"), "{f}");
         assert!(f.contains(&format!("VIPs now on {backup}")), "{f}");
         if l.lab.ha.as_ref().unwrap().sync {
             assert!(f.contains("completed after it (connection sync)"), "{f}");
         }
-        if !l.lab.ha.as_ref().unwrap().preempt {
+        if !preempt {
             master_after = backup;
         }
         wait_until("the VIP is where preemption puts it", 20, || holds(&l, master_after, &vip));
@@ -205,7 +220,9 @@ fn ha_cycle(c: Ha) {
     assert!(d.contains("no problem found"), "{d}");
     // keepalived killed behind lvsctl's back: doctor names it (and status calls it drift), up
     // starts it again.
-    let victim = c.backup.unwrap_or(c.master);
+    // The victim is the director not holding the VIPs now, so the pair keeps them where they are.
+    let standby = backup.map(|b| if master_after == master { b } else { master });
+    let victim = standby.unwrap_or(master);
     l.sh(victim, "kill $(cat /run/keepalived.pid)");
     wait_until("keepalived ended", 15, || !l.sh(victim, "ls /run").contains("keepalived.pid"));
     let d = l.lvsctl(&["doctor", "--output", "json"]);
@@ -218,9 +235,9 @@ fn ha_cycle(c: Ha) {
     assert!(got.contains(&(victim.to_string(), "drift".to_string())), "{got:?}");
     let repaired = l.ok(&["up", "--host", victim]);
     assert!(repaired.contains("daemon keepalived: stopped -> running"), "{repaired}");
-    if let Some(backup) = c.backup {
+    if let Some(standby) = standby {
         wait_until("the pair settled", 20, || {
-            l.ok(&["status"]).lines().any(|x| x.trim_start().starts_with(backup) && x.contains("BACKUP"))
+            l.ok(&["status"]).lines().any(|x| x.trim_start().starts_with(standby) && x.contains("BACKUP"))
         });
     } else {
         wait_until("keepalived put every real server back", 20, || table(&l, c.master).len() == svc.real_servers.len());

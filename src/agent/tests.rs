@@ -517,6 +517,44 @@ fn keepalived_is_started_reloaded_and_stopped_by_its_recorded_process() {
     assert!(f.state.processes.is_empty());
 }
 
+/// A keepalived that died without cleaning up (killed with SIGKILL, or stopped while it took
+/// over from the other director) leaves the VIP it held; `down` removes it, and only the VRRP
+/// addresses the host did not have before: one the operator had stays.
+#[test]
+fn down_removes_the_vips_a_dead_keepalived_left_and_keeps_the_operators() {
+    let addr = |dev: &str, a: &str| crate::host::AddrFact { dev: dev.into(), address: a.parse().unwrap(), label: None };
+    let p = plan_for("inventories/dr-ha.toml", "lvs1");
+    let vips: Vec<crate::host::AddrFact> = p.keepalived.as_ref().unwrap().instances[0]
+        .addresses
+        .iter()
+        .map(|a| addr(&a.dev, &a.address.to_string()))
+        .collect();
+    assert!(!vips.is_empty());
+    for operator_had_it in [false, true] {
+        let root = tempfile::tempdir().unwrap();
+        let mut f = Fake::new();
+        f.state.programs.insert("keepalived".into(), "/usr/sbin/keepalived".into());
+        f.state.dirs.insert("/etc/keepalived".into());
+        if operator_had_it {
+            f.state.addresses.push(vips[0].clone());
+        }
+        let (r, _) = run(&mut f, root.path(), Op::Apply, Some(&p));
+        assert_eq!(r.failed, 0, "{r:?}");
+        // keepalived became master and added its VIPs, then was killed: it removed nothing.
+        for v in &vips {
+            if !f.state.addresses.contains(v) {
+                f.state.addresses.push(v.clone());
+            }
+        }
+        f.state.processes.clear();
+        let (r, _) = run_lab(&mut f, root.path(), Op::Down, "dr-ha", None);
+        assert_eq!(r.failed, 0, "{r:?}");
+        let left: Vec<_> = f.state.addresses.iter().filter(|a| vips.contains(a)).cloned().collect();
+        let expected = if operator_had_it { vec![vips[0].clone()] } else { vec![] };
+        assert_eq!(left, expected, "operator_had_it = {operator_had_it}: {:?}", f.log);
+    }
+}
+
 /// A pid the kernel gave to another process (after a reboot) never gets lvsctl's signal.
 #[test]
 fn a_reused_pid_is_never_signalled() {

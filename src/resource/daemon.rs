@@ -2,7 +2,11 @@
 //! systemd runs, otherwise started by lvsctl itself as a daemon of its own, tracked in the
 //! journal by pid, start time and executable — checked again before every signal, so that a pid
 //! the kernel reused (after a reboot) is never signalled. A changed configuration is reloaded
-//! (SIGHUP); `down` stops the daemon, which removes the VIPs and IPVS entries it added.
+//! (SIGHUP); `down` stops the daemon, which removes the VIPs and IPVS entries it added. The VRRP
+//! addresses the host did not have when lvsctl started keepalived are recorded too, and `down`
+//! removes any of them still there once keepalived has ended: a keepalived that died without
+//! cleaning up (killed, or stopped while it was taking over from the other director) leaves
+//! nothing behind.
 //!
 //! A keepalived that lvsctl did not start is left alone: the daemon is Blocked, since `down`
 //! could not give it back what it ran.
@@ -12,7 +16,7 @@ use std::io;
 use serde::{Deserialize, Serialize};
 
 use super::{Action as AnyAction, Decision, Intent, Key, Live, Recorded, Undo as AnyUndo, Wants};
-use crate::host::{ProcFact, System};
+use crate::host::{AddrFact, ProcFact, System};
 use crate::plan::keepalived::KeepalivedSpec;
 
 /// The daemon's name: its key, its program and its systemd unit (`keepalived.service`).
@@ -39,6 +43,10 @@ pub struct Undo {
     pub config: String,
     pub loaded_sha256: String,
     pub how: How,
+    /// The VRRP addresses this host did not have when lvsctl started keepalived (or reloaded it
+    /// with them): what `down` removes if keepalived left them behind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added: Vec<AddrFact>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,11 +71,14 @@ pub enum Action {
     Stop {
         process: ProcFact,
         log: Option<String>,
+        added: Vec<AddrFact>,
     },
+    /// keepalived is gone but left some of these addresses: remove those still there.
+    Sweep(Vec<AddrFact>),
     /// SIGHUP, once the process is checked: keepalived reads its configuration again.
     Reload(ProcFact),
     SystemdStart,
-    SystemdStop,
+    SystemdStop(Vec<AddrFact>),
     SystemdReload,
 }
 
@@ -104,7 +115,22 @@ pub fn wants(spec: Option<&KeepalivedSpec>, w: &mut Wants) {
     if let Some(k) = spec {
         w.daemon = Some(k.config.clone());
         w.systemd = true;
+        w.addresses = true;
     }
+}
+
+/// The spec's VRRP addresses the host does not have now, with those an earlier record already
+/// holds (a reload keeps what the first start recorded).
+fn absent(k: &KeepalivedSpec, live: &Live, earlier: Option<&Undo>) -> Result<Vec<AddrFact>, String> {
+    let have = live.addresses.as_ref().map_err(|e| format!("cannot read the addresses: {e}"))?;
+    let mut out: Vec<AddrFact> = earlier.map(|u| u.added.clone()).unwrap_or_default();
+    for a in k.instances.iter().flat_map(|i| &i.addresses) {
+        let here = |f: &AddrFact| f.dev == a.dev && f.address == a.address;
+        if !have.iter().any(here) && !out.iter().any(here) {
+            out.push(AddrFact { dev: a.dev.clone(), address: a.address, label: None });
+        }
+    }
+    Ok(out)
 }
 
 /// The process the journal says lvsctl started, if it still runs as that process.
@@ -155,7 +181,17 @@ pub fn decide(
         Some(AnyUndo::Daemon(u)) => Some(&**u),
         _ => None,
     };
-    let record = |how: How| Undo { name: KEEPALIVED.into(), config: k.config.clone(), loaded_sha256: sha.clone(), how };
+    let added = match absent(k, live, recorded) {
+        Ok(a) => a,
+        Err(e) => return vec![Decision::failed(&key, &k.reason, &e)],
+    };
+    let record = |how: How| Undo {
+        name: KEEPALIVED.into(),
+        config: k.config.clone(),
+        loaded_sha256: sha.clone(),
+        how,
+        added: added.clone(),
+    };
     let short = &sha[..12];
     if live.systemd {
         let mine = matches!(recorded, Some(Undo { how: How::Systemd, .. }));
@@ -247,6 +283,33 @@ fn foreign(object: String, k: &KeepalivedSpec, what: &str, stop: &str) -> Decisi
 pub fn undo_wants(u: &Undo, w: &mut Wants) {
     w.daemon = Some(u.config.clone());
     w.systemd = true;
+    w.addresses = true;
+}
+
+/// The recorded addresses still on the host (all of them when the addresses could not be read:
+/// the sweep reads them again and removes only those it finds).
+fn left(u: &Undo, live: &Live) -> Vec<AddrFact> {
+    match &live.addresses {
+        Ok(have) => {
+            u.added.iter().filter(|a| have.iter().any(|f| f.dev == a.dev && f.address == a.address)).cloned().collect()
+        }
+        Err(_) => u.added.clone(),
+    }
+}
+
+/// The decision for a keepalived that is no longer running: nothing, or the addresses it left.
+fn gone(key: Key, u: &Undo, live: &Live, what: &str) -> Decision {
+    let left = left(u, live);
+    if left.is_empty() {
+        return Decision::same(key, what);
+    }
+    let list: Vec<String> = left.iter().map(|a| format!("{} on {}", a.address, a.dev)).collect();
+    Decision::revert(
+        key,
+        format!("{what}, but it left {}", list.join(", ")),
+        "stopped, its addresses removed",
+        AnyAction::Daemon(Action::Sweep(left)),
+    )
 }
 
 pub fn undo(u: &Undo, live: &Live) -> Decision {
@@ -254,10 +317,10 @@ pub fn undo(u: &Undo, live: &Live) -> Decision {
     match &u.how {
         How::Systemd => match &live.daemon {
             Some(Ok(f)) if f.unit_active => {
-                Decision::revert(key, "running", "stopped", AnyAction::Daemon(Action::SystemdStop))
+                Decision::revert(key, "running", "stopped", AnyAction::Daemon(Action::SystemdStop(u.added.clone())))
             }
             Some(Err(e)) => Decision::failed(&key, "undo what lvsctl changed", e),
-            _ => Decision::same(key, "not running"),
+            _ => gone(key, u, live, "not running"),
         },
         How::Spawned { log, .. } => match (&live.daemon, ours(&u.how, live)) {
             (Some(Err(e)), _) => Decision::failed(&key, "undo what lvsctl changed", e),
@@ -265,9 +328,9 @@ pub fn undo(u: &Undo, live: &Live) -> Decision {
                 key,
                 format!("running (pid {})", p.pid),
                 "stopped",
-                AnyAction::Daemon(Action::Stop { process: p.clone(), log: Some(log.clone()) }),
+                AnyAction::Daemon(Action::Stop { process: p.clone(), log: Some(log.clone()), added: u.added.clone() }),
             ),
-            _ => Decision::same(key, "not running (the process lvsctl started is gone)"),
+            _ => gone(key, u, live, "not running (the process lvsctl started is gone)"),
         },
     }
 }
@@ -337,7 +400,7 @@ pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<Option<AnyUndo>> {
             }
             Ok(Some(AnyUndo::Daemon(Box::new(r))))
         }
-        Action::Stop { process, log } => {
+        Action::Stop { process, log, added } => {
             still(sys, process)?;
             sys.signal(process.pid, libc::SIGTERM)?;
             let started = std::time::Instant::now();
@@ -354,16 +417,34 @@ pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<Option<AnyUndo>> {
             if let Some(l) = log {
                 let _ = sys.remove_file(l);
             }
-            Ok(None)
+            sweep(sys, added).map(|_| None)
         }
+        Action::Sweep(added) => sweep(sys, added).map(|_| None),
         Action::Reload(p) => {
             still(sys, p)?;
             sys.signal(p.pid, libc::SIGHUP).map(|_| None)
         }
         Action::SystemdStart => sys.systemctl(&["start", &unit()]).map(|_| None),
-        Action::SystemdStop => sys.systemctl(&["stop", &unit()]).map(|_| None),
+        Action::SystemdStop(added) => {
+            sys.systemctl(&["stop", &unit()])?;
+            sweep(sys, added).map(|_| None)
+        }
         Action::SystemdReload => sys.systemctl(&["reload", &unit()]).map(|_| None),
     }
+}
+
+/// Removes those of `added` still on the host, once keepalived has ended (it cannot add them
+/// again). Read afresh: only what is there is removed, with its own label.
+fn sweep<S: System>(sys: &mut S, added: &[AddrFact]) -> io::Result<()> {
+    if added.is_empty() {
+        return Ok(());
+    }
+    for f in sys.addresses()? {
+        if added.iter().any(|a| a.dev == f.dev && a.address == f.address) {
+            sys.del_address(&f)?;
+        }
+    }
+    Ok(())
 }
 
 pub fn show(k: &KeepalivedSpec) -> (&'static str, String, String) {
