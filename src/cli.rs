@@ -35,6 +35,16 @@ Exit status: 0 success; 1 error; 2 usage error; 3 invalid inventory or templates
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Colour: auto (on a terminal, unless NO_COLOR is set), always or never.
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = Color::Auto)]
+    pub color: Color,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Subcommand, Debug)]
@@ -44,7 +54,7 @@ pub enum Command {
         long_about = "Validate an inventory and report every problem at once, each with its file, line, column, key\n\
 and how to fix it. Touches no host. Exit status 3 when the inventory is invalid."
     )]
-    Check(InventoryArg),
+    Check(CheckArgs),
 
     /// Print what every host will get, and why (no host is contacted).
     #[command(
@@ -210,6 +220,14 @@ pub struct TemplatesArg {
 pub enum Output {
     Text,
     Json,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub inv: InventoryArg,
+    #[command(flatten)]
+    pub out: OutputArg,
 }
 
 #[derive(Args, Debug)]

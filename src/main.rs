@@ -29,6 +29,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    lvsctl::output::set_color(cli.color);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

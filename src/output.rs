@@ -2,7 +2,42 @@
 //! an error of lvsctl's: it ends quietly, as `cat` would, instead of panicking in `println!`.
 //! (The agent writes its own stdout and ignores a closed one: it must finish its host's work.)
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::cli::Color;
+
+/// `--color`, set once by `main` (auto until then, as for library users and tests).
+static COLOR: AtomicU8 = AtomicU8::new(0);
+
+pub fn set_color(c: Color) {
+    COLOR.store(
+        match c {
+            Color::Auto => 0,
+            Color::Always => 1,
+            Color::Never => 2,
+        },
+        Ordering::Relaxed,
+    );
+}
+
+/// Whether to colour what goes to a stream that is (or is not) a terminal: `--color always` and
+/// `never` decide alone; auto colours a terminal unless NO_COLOR is set to anything but "".
+pub fn color(terminal: bool) -> bool {
+    match COLOR.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    }
+}
+
+pub fn color_stdout() -> bool {
+    color(std::io::stdout().is_terminal())
+}
+
+pub fn color_stderr() -> bool {
+    color(std::io::stderr().is_terminal())
+}
 
 /// Writes `args` to stdout; on a closed pipe the command ends here with status 0.
 pub fn write(args: std::fmt::Arguments) {
@@ -28,4 +63,24 @@ macro_rules! outln {
 #[macro_export]
 macro_rules! out {
     ($($t:tt)*) => { $crate::output::write(format_args!($($t)*)) };
+}
+
+/// The version of every command's JSON; raised when a field changes meaning or goes away (new
+/// fields may appear without it).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What every command's `--output json` starts with: which contract, which command, which lab,
+/// and whether it succeeded.
+#[derive(serde::Serialize)]
+pub struct Envelope<'a> {
+    pub schema_version: u32,
+    pub command: &'a str,
+    pub lab: Option<&'a str>,
+    pub ok: bool,
+}
+
+impl<'a> Envelope<'a> {
+    pub fn new(command: &'a str, lab: Option<&'a str>, ok: bool) -> Self {
+        Envelope { schema_version: SCHEMA_VERSION, command, lab, ok }
+    }
 }

@@ -86,3 +86,73 @@ fn the_version_names_the_commit_it_was_built_from() {
         assert_eq!(v, format!("lvsctl {} (commit {h})", env!("CARGO_PKG_VERSION")));
     }
 }
+
+/// Every problem of an invalid inventory, as rustc prints its errors: `error:` on each, where it
+/// is, the source line with a caret under the value, the help; colour only when asked for or on
+/// a terminal without NO_COLOR. `check --output json` reports the same problems for programs.
+#[test]
+fn inventory_problems_are_rendered_like_compiler_errors_and_as_json() {
+    let inv = "tests/inventory-errors/dr-rules.toml";
+    let text = |args: &[&str], no_color: bool| {
+        let mut cmd = lvsctl();
+        cmd.args(args).arg("check").arg(inv);
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        } else {
+            cmd.env_remove("NO_COLOR");
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let plain = text(&[], false);
+    assert_eq!(plain.matches("\nerror: ").count() + plain.starts_with("error: ") as usize, 4, "{plain}");
+    assert!(plain.contains(&format!(" --> {inv}:17:11\n")), "{plain}");
+    assert!(plain.contains("17 | gateway = \"192.168.188.8\"\n"), "{plain}");
+    // The caret sits under the value (column 11) and is as wide as it, labelled with the key path.
+    let caret = plain.lines().find(|l| l.contains("^ hosts.web1.gateway")).expect("a caret line");
+    assert_eq!(caret.find('^'), Some(caret.find('|').unwrap() + 2 + 10), "{caret}");
+    assert_eq!(caret.matches('^').count(), "\"192.168.188.8\"".len(), "{caret}");
+    assert!(plain.contains("= help: set gateway to the router's address (192.168.188.200)"), "{plain}");
+    assert!(plain.trim_end().ends_with(&format!("error: 3 problems in {inv}; nothing was changed")), "{plain}");
+    assert!(!plain.contains('\x1b'), "no escape codes into a pipe:\n{plain}");
+    assert!(text(&["--color", "always"], true).contains("\x1b["), "--color always colours even with NO_COLOR");
+    assert!(!text(&["--color", "never"], false).contains('\x1b'));
+
+    let out = lvsctl().args(["check", "--output", "json", inv]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["schema_version"].as_u64(), v["command"].as_str(), v["ok"].as_bool()),
+        (Some(1), Some("check"), Some(false))
+    );
+    let d = v["diagnostics"].as_array().unwrap();
+    assert_eq!(d.len(), 3);
+    assert_eq!(
+        (d[0]["line"].as_u64(), d[0]["column"].as_u64(), d[0]["end_column"].as_u64(), d[0]["key"].as_str()),
+        (Some(17), Some(11), Some(26), Some("hosts.web1.gateway"))
+    );
+    let ok = lvsctl().args(["check", "--output", "json", "inventories/dr.toml"]).output().unwrap();
+    assert!(ok.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!((v["lab"].as_str(), v["ok"].as_bool(), v["mode"].as_str()), (Some("dr"), Some(true), Some("dr")));
+    assert!(v["diagnostics"].as_array().unwrap().is_empty());
+}
+
+/// The README's `lvsctl check lab.toml` is what check prints for that file.
+#[test]
+fn the_readmes_check_example_is_what_check_prints() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let start = readme.find("$ lvsctl check lab.toml\n").expect("the example in the README")
+        + "$ lvsctl check lab.toml\n".len();
+    let shown = &readme[start..start + readme[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let inv = std::fs::read_to_string("inventories/dr.toml").unwrap();
+    let inv =
+        inv.replacen("role = \"real-server\"", "rol = \"real-server\"", 1).replacen("weight = 3", "weight = 65536", 1);
+    std::fs::write(dir.path().join("lab.toml"), inv).unwrap();
+    let out = lvsctl().current_dir(dir.path()).args(["check", "lab.toml"]).env_remove("NO_COLOR").output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8(out.stderr).unwrap(), shown);
+}

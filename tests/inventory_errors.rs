@@ -25,6 +25,12 @@ fn every_bad_inventory_reports_exactly_its_expected_diagnostics() {
             .err()
             .unwrap_or_else(|| panic!("{} unexpectedly validated", toml.display()));
         let got = format!("{err}\n");
+        // What the file smuggled in (escapes, bidi overrides) never reaches the terminal.
+        assert!(
+            !got.chars().any(|c| c != '\n' && lvsctl::inventory::diag::unsafe_to_print(c)),
+            "{}: a control character in the rendered diagnostics:\n{got:?}",
+            toml.display()
+        );
         let expected_path = toml.with_extension("err");
         if update {
             std::fs::write(&expected_path, &got).unwrap();

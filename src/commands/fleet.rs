@@ -2,7 +2,6 @@
 //! stopping or hiding another's; events printed as they arrive.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -48,7 +47,7 @@ impl Printer {
             width: hosts.iter().map(|h| h.len()).max().unwrap_or(4).max(4),
             quiet,
             progress: true,
-            color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            color: crate::output::color_stdout(),
             lock: Mutex::new(()),
         }
     }

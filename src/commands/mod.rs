@@ -24,17 +24,19 @@ pub fn load_inventory(path: &Path) -> anyhow::Result<Lab> {
     match inventory::load(path) {
         Ok(lab) => Ok(lab),
         Err(LoadError::Invalid(d)) => {
-            let n = d.len();
-            let plural = if n == 1 { "" } else { "s" };
-            Err(Exit::new(
-                exit::INVALID,
-                format!("{d}\n{n} problem{plural} in {}; nothing was changed", path.display()),
-            )
-            .into())
+            // Each problem is an `error:` of its own, rendered like rustc's; the summary after
+            // them is the command's error.
+            eprintln!("{}\n", d.render(crate::output::color_stderr()));
+            Err(Exit::new(exit::INVALID, format!("{}; nothing was changed", problems_in(&d, path))).into())
         }
         // Not an invalid inventory: one that could not be read (exit status 1, not 3).
         Err(e @ LoadError::Io { .. }) => Err(Exit::new(exit::ERROR, e.to_string()).into()),
     }
+}
+
+/// "3 problems in FILE".
+pub fn problems_in(d: &inventory::diag::Diagnostics, path: &Path) -> String {
+    crate::plural(d.len(), "problem") + &format!(" in {}", path.display())
 }
 
 /// Checks that every `--host` names a host of the lab.

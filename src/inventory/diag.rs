@@ -1,9 +1,12 @@
 //! Diagnostics for inventory files: every problem names the file, line, column and key path,
 //! says what is wrong and how to fix it. All problems of a file are collected, not just the first.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// One problem found in an inventory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,9 +19,45 @@ pub struct Diagnostic {
     pub key: String,
     pub message: String,
     pub help: Option<String>,
+    /// The source line the problem is on, for the caret under it (none for an empty file).
+    pub excerpt: Option<Excerpt>,
+}
+
+/// One source line made safe to print, and the byte range of the problem in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Excerpt {
+    /// The line with every control character (and bidirectional override, the "Trojan Source"
+    /// trick) replaced by as many `?` as it had bytes, so that offsets stay the same and a
+    /// terminal never receives what the file smuggled in. Shared by every problem on the same line: a generated inventory on one long line costs
+    /// one copy, not one per problem (annotate-snippets shortens it around the caret).
+    pub text: Arc<str>,
+    pub span: Range<usize>,
+}
+
+/// A character that must not reach a terminal or a rendered file as it is: a control character
+/// (escape sequences, carriage returns, forged newlines) or a bidirectional embedding, override,
+/// isolate or mark.
+pub fn unsafe_to_print(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A source line made safe to print: every unsafe character becomes as many `?` as it had bytes,
+/// so that byte offsets (and the caret) stay where they were.
+fn printable(line: &str) -> Arc<str> {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    if !line.chars().any(unsafe_to_print) {
+        return line.into();
+    }
+    line.chars()
+        .flat_map(
+            |c| if unsafe_to_print(c) { std::iter::repeat_n('?', c.len_utf8()) } else { std::iter::repeat_n(c, 1) },
+        )
+        .collect::<String>()
+        .into()
 }
 
 impl fmt::Display for Diagnostic {
+    /// One line, for logs: `FILE:LINE:COLUMN: KEY: MESSAGE` and the help.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
         if !self.key.is_empty() {
@@ -40,18 +79,52 @@ pub struct Diagnostics(pub Vec<Diagnostic>);
 /// a screenful, not a flood.
 pub const MAX_SHOWN: usize = 100;
 
+impl Diagnostic {
+    /// The problem as rustc and cargo print theirs: `error:` and the message, the file, line and
+    /// column, the source line with a caret under the key or value (labelled with its key path),
+    /// and the help line. Colour only when `color` is set.
+    pub fn render(&self, color: bool) -> String {
+        use annotate_snippets::{AnnotationKind, Level, Renderer, Snippet};
+        let origin = format!("{}:{}:{}", self.file.display(), self.line, self.column);
+        let title = Level::ERROR.primary_title(&self.message);
+        let mut group = match &self.excerpt {
+            Some(e) => {
+                let mut mark = AnnotationKind::Primary.span(e.span.clone());
+                if !self.key.is_empty() {
+                    mark = mark.label(&self.key);
+                }
+                title.element(
+                    Snippet::source(&*e.text)
+                        .line_start(self.line)
+                        .path(self.file.display().to_string())
+                        .annotation(mark),
+                )
+            }
+            // Nothing to show under: the location alone, as a note.
+            None => title.element(Level::NOTE.message(format!("in {origin}"))),
+        };
+        if let Some(help) = &self.help {
+            group = group.element(Level::HELP.message(help));
+        }
+        let renderer = if color { Renderer::styled() } else { Renderer::plain() };
+        renderer.render(&[group])
+    }
+}
+
+impl Diagnostics {
+    /// Every problem rendered (at most [`MAX_SHOWN`]), separated by blank lines.
+    pub fn render(&self, color: bool) -> String {
+        let mut out: Vec<String> = self.0.iter().take(MAX_SHOWN).map(|d| d.render(color)).collect();
+        if self.0.len() > MAX_SHOWN {
+            out.push(format!("… and {} more problems not shown: fix these first", self.0.len() - MAX_SHOWN));
+        }
+        out.join("\n\n")
+    }
+}
+
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.0.iter().take(MAX_SHOWN).enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{d}")?;
-        }
-        if self.0.len() > MAX_SHOWN {
-            write!(f, "\n… and {} more problems not shown: fix these first", self.0.len() - MAX_SHOWN)?;
-        }
-        Ok(())
+        f.write_str(&self.render(false))
     }
 }
 
@@ -84,6 +157,8 @@ pub struct SourceMap<'a> {
     line_starts: Vec<usize>,
     /// Lines made of ASCII only, where a column is a byte offset (no counting per diagnostic).
     ascii_lines: Vec<bool>,
+    /// The printable text of each line a problem was found on, by line index.
+    printed: RefCell<HashMap<usize, Arc<str>>>,
 }
 
 impl<'a> SourceMap<'a> {
@@ -100,7 +175,7 @@ impl<'a> SourceMap<'a> {
             .enumerate()
             .map(|(i, &start)| src[start..line_starts.get(i + 1).copied().unwrap_or(src.len())].is_ascii())
             .collect();
-        SourceMap { file, src, line_starts, ascii_lines }
+        SourceMap { file, src, line_starts, ascii_lines, printed: RefCell::default() }
     }
 
     pub fn position(&self, offset: usize) -> (usize, usize) {
@@ -122,7 +197,20 @@ impl<'a> SourceMap<'a> {
         help: Option<String>,
     ) -> Diagnostic {
         let (line, column) = self.position(span.start);
-        Diagnostic { file: self.file.to_path_buf(), line, column, key: key.to_string(), message: message.into(), help }
+        let start = self.line_starts[line - 1];
+        let end = self.line_starts.get(line).map_or(self.src.len(), |next| next - 1);
+        let text = self.printed.borrow_mut().entry(line).or_insert_with(|| printable(&self.src[start..end])).clone();
+        let at = (span.start.min(self.src.len()) - start).min(text.len());
+        let excerpt = Some(Excerpt { span: at..span.end.saturating_sub(start).clamp(at, text.len()), text });
+        Diagnostic {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            key: key.to_string(),
+            message: message.into(),
+            help,
+            excerpt,
+        }
     }
 }
 
@@ -181,7 +269,7 @@ mod cap_tests {
         let map = SourceMap::new(Path::new("f.toml"), &src);
         let d = Diagnostics((0..150).map(|i| map.diagnostic(i * 6..i * 6 + 1, "x", "bad", None)).collect());
         let text = d.to_string();
-        assert_eq!(text.lines().filter(|l| l.starts_with("f.toml:")).count(), MAX_SHOWN);
+        assert_eq!(text.lines().filter(|l| l.starts_with("error: bad")).count(), MAX_SHOWN);
         assert!(text.ends_with("… and 50 more problems not shown: fix these first"), "{text}");
     }
 

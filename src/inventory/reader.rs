@@ -94,15 +94,17 @@ impl<'t, 'i> Item<'t, 'i> {
     }
 
     /// Free text that lvsctl prints and renders into files (names, descriptions): no control
-    /// characters, which could move the cursor, recolour a terminal or forge an output line.
+    /// characters, which could move the cursor, recolour a terminal or forge an output line, and
+    /// no bidirectional overrides, which make a line read differently from what it is.
     pub fn text(&self, r: &mut Reader) -> Option<&'t str> {
         let s = self.str(r)?;
-        if let Some(c) = s.chars().find(|c| c.is_control()) {
+        if let Some(c) = s.chars().find(|&c| crate::inventory::diag::unsafe_to_print(c)) {
+            let what = if c.is_control() { "control" } else { "bidirectional formatting" };
             r.error(
                 self.span(),
                 &self.path,
-                format!("contains the control character {:?}", c),
-                Some("write it on one line, without tabs, escapes or other control characters: lvsctl prints it and writes it into files".into()),
+                format!("contains the {what} character {:?}", c),
+                Some("write it on one line in plain characters (no tabs, escapes, control or bidirectional formatting characters): lvsctl prints it and writes it into files".into()),
             );
             return None;
         }
