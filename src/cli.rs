@@ -118,6 +118,20 @@ evidence and the fix. Exit 6 when anything is found."
     )]
     Doctor(DoctorArgs),
 
+    /// Draw the lab: hosts, segments, VIPs and services, as Mermaid, Graphviz DOT or SVG.
+    #[command(
+        long_about = "Draw the lab's topology from the inventory alone (no host is contacted): every host with its\n\
+role and addresses, the L2 segments it is wired to, which host holds each VIP (both directors of\n\
+a pair, with the master by priority), and each service with its real servers and weights.\n\
+Mermaid pastes into Markdown (GitHub and GitLab draw it); DOT goes to Graphviz; the SVG is drawn\n\
+by lvsctl itself, no other program needed. The format follows --out's extension (.mmd, .dot,\n\
+.svg) unless --format says otherwise.\n\
+  lvsctl graph inventories/dr.toml                   # Mermaid to standard output\n\
+  lvsctl graph inventories/dr.toml --out dr.svg      # a picture\n\
+  lvsctl graph --format dot inventories/dr.toml | dot -Tpng > dr.png"
+    )]
+    Graph(GraphArgs),
+
     /// Build an inventory's hosts on this machine (network namespaces with sshd), or in a VM.
     #[command(subcommand)]
     Lab(LabCommand),
@@ -153,6 +167,25 @@ The Debian package installs it as /usr/share/man/man1/lvsctl.1.gz.")]
     /// Run as the on-host agent (used by lvsctl itself over SSH).
     #[command(hide = true)]
     Agent(AgentArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GraphArgs {
+    #[command(flatten)]
+    pub inv: InventoryArg,
+    /// mermaid, dot or svg (default: from --out's extension, else mermaid).
+    #[arg(long, value_enum)]
+    pub format: Option<GraphFormat>,
+    /// Write to FILE (replaced atomically) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    Mermaid,
+    Dot,
+    Svg,
 }
 
 #[derive(Args, Debug)]

@@ -5,6 +5,8 @@ pub const OK: u8 = 0;
 pub const ERROR: u8 = 1;
 /// Invalid inventory or templates.
 pub const INVALID: u8 = 3;
+/// A usage error (clap's own status for bad arguments).
+pub const USAGE: u8 = 2;
 /// Some hosts failed; the others completed.
 pub const PARTIAL: u8 = 4;
 /// Some hosts could not be reached (and none of the reached ones failed).

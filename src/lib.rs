@@ -5,6 +5,7 @@ pub mod cli;
 pub mod commands;
 pub mod doctor;
 pub mod exit;
+pub mod graph;
 pub mod host;
 pub mod inventory;
 pub mod ipvs;

@@ -16,6 +16,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Status(a) => commands::status::run(a),
         Command::Verify(a) => commands::verify::run(a),
         Command::Doctor(a) => commands::doctor::run(a),
+        Command::Graph(a) => commands::graph::run(a),
         Command::Lab(c) => commands::lab::run(c),
         Command::Init(a) => commands::init::run(a),
         Command::Completions(a) => commands::docs::completions(a.shell),

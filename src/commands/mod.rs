@@ -6,6 +6,7 @@ pub mod doctor;
 pub mod down;
 pub mod failover;
 pub mod fleet;
+pub mod graph;
 pub mod init;
 pub mod lab;
 pub mod plan;
