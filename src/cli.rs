@@ -28,7 +28,8 @@ a distribution kernel when this kernel lacks IPVS.";
 const AFTER_HELP: &str = "\
 Exit status: 0 success; 1 error; 2 usage error; 3 invalid inventory or templates;
 4 some hosts failed (the others completed); 5 some hosts unreachable;
-6 a check did not pass (status drifted, verify failed, doctor found problems).";
+6 a check did not pass (status drifted, verify failed, doctor found problems);
+7 changes pending (up or down --dry-run --detailed-exitcode).";
 
 #[derive(Parser, Debug)]
 #[command(name = "lvsctl", version = env!("LVSCTL_VERSION"), about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
@@ -78,7 +79,10 @@ found at `start`, not 0). Templates are embedded; --templates DIR replaces them 
         long_about = "Apply the plan on every host: lvsctl installs its own static binary on each host (once, checked\n\
 by sha256) and runs it as an agent that reads the current state, records the prior value of\n\
 everything it changes in /var/lib/lvsctl/LAB/journal.json, then applies the changes. Prints per\n\
-host what changed (before -> after) and a summary. A second `up` reports 0 changes."
+host what changed (before -> after) and a summary. A second `up` reports 0 changes.\n\
+With --dry-run, nothing is changed: each host's pending changes are listed as + (add), ~ (change)\n\
+and - (remove) with before -> after, then \"Plan: N to add, M to change, K to remove\";\n\
+--detailed-exitcode makes that exit 7 when anything is pending."
     )]
     Up(UpArgs),
 
@@ -88,7 +92,8 @@ host what changed (before -> after) and a summary. A second `up` reports 0 chang
 get their prior values back (not 0), only addresses, routes, IPVS entries and files that `up`\n\
 added are removed, the boot unit and persistent files are removed, the journal last.\n\
 Works after the inventory was edited: hosts that `up` reached but are no longer in the inventory\n\
-are found through the controller's state file."
+are found through the controller's state file. --dry-run lists what would be undone, changing\n\
+nothing (the journal included)."
     )]
     Down(DownArgs),
 
@@ -316,9 +321,12 @@ pub struct UpArgs {
     pub inv: InventoryArg,
     #[command(flatten)]
     pub connect: ConnectArgs,
-    /// Show what would change on each host, change nothing.
+    /// Show what would change on each host (+ add, ~ change, - remove), change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --dry-run: exit status 7 when changes are pending (0: none; as terraform's).
+    #[arg(long, requires = "dry_run")]
+    pub detailed_exitcode: bool,
     /// Replace a default route even where it carries the SSH session lvsctl arrives on (refused
     /// without it: the host could become unreachable).
     #[arg(long)]
@@ -335,6 +343,12 @@ pub struct DownArgs {
     pub inv: InventoryArg,
     #[command(flatten)]
     pub connect: ConnectArgs,
+    /// Show what would be undone on each host (- remove, ~ change back), change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: exit status 7 when anything would be undone (0: nothing).
+    #[arg(long, requires = "dry_run")]
+    pub detailed_exitcode: bool,
     #[command(flatten)]
     pub out: OutputArg,
 }

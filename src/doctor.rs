@@ -910,6 +910,7 @@ mod tests {
                 reason: String::new(),
                 status: crate::agent::protocol::Status::Drift,
                 error: None,
+                kind: None,
             })
         });
         assert_eq!(codes(&l, &f), vec![("web1".to_string(), "drift"), ("web2".to_string(), "unreachable")]);

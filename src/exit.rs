@@ -5,6 +5,8 @@ pub const OK: u8 = 0;
 pub const ERROR: u8 = 1;
 /// Invalid inventory or templates.
 pub const INVALID: u8 = 3;
+/// `--dry-run --detailed-exitcode`: changes are pending (terraform's 2, taken here by usage errors).
+pub const PENDING: u8 = 7;
 /// A usage error (clap's own status for bad arguments).
 pub const USAGE: u8 = 2;
 /// Some hosts failed; the others completed.

@@ -25,6 +25,24 @@ fn subset(l: &Lab, hosts: &[&str]) -> common::lab::Snapshot {
     snapshot(l).into_iter().filter(|(h, _)| hosts.contains(&h.as_str())).collect()
 }
 
+/// The `+ ~ -` counts of a dry run's "Plan:" line, checked against its item lines.
+fn plan_counts(out: &str) -> [usize; 3] {
+    let line = out.lines().find(|l| l.starts_with("Plan: ")).unwrap_or_else(|| panic!("no Plan: line:\n{out}"));
+    let n: Vec<usize> = line.split(' ').filter_map(|w| w.parse().ok()).collect();
+    assert_eq!(n.len(), 3, "{line}");
+    for (sign, count) in ["+", "~", "-"].iter().zip(&n) {
+        let items = out.lines().filter(|l| l.starts_with(&format!("  {sign} "))).count();
+        assert_eq!(items, *count, "{sign} items against {line}:\n{out}");
+    }
+    [n[0], n[1], n[2]]
+}
+
+/// The recap's total: `4 hosts, 37 changed, 2.1 s`.
+fn total(out: &str, verb: &str) -> usize {
+    let line = out.lines().rev().find(|l| l.contains(" hosts, ") && l.contains(verb)).expect("the recap");
+    line.split(", ").nth(1).and_then(|w| w.split(' ').next()).and_then(|n| n.parse().ok()).expect(line)
+}
+
 #[test]
 fn dry_run_changes_nothing_and_records_nothing() {
     if !is_root() {
@@ -33,13 +51,42 @@ fn dry_run_changes_nothing_and_records_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let l = Lab::create(dr_copy(dir.path(), "t-dry"));
     let before = snapshot(&l);
-    let mut args = vec!["up", "--dry-run"];
-    args.extend(NO_DIRECTOR);
-    let out = l.ok(&args);
-    assert!(out.contains("would change sysctl net.ipv4.conf.all.arp_ignore: 0 -> 1"), "{out}");
-    assert!(out.contains("would change route default: absent -> default via 192.168.188.200"), "{out}");
+    let with = |first: &[&'static str]| {
+        let mut v: Vec<&str> = first.to_vec();
+        v.extend(NO_DIRECTOR);
+        v
+    };
+    // terraform's plan: + ~ - per item, grouped by host, and the counts.
+    let out = l.ok(&with(&["up", "--dry-run"]));
+    assert!(out.contains("\n  ~ sysctl net.ipv4.conf.all.arp_ignore: 0 -> 1\n"), "{out}");
+    assert!(out.contains("\n  + route default: absent -> default via 192.168.188.200"), "{out}");
+    assert!(out.contains("\nweb1:\n"), "{out}");
+    let [add, change, remove] = plan_counts(&out);
+    assert!(add > 0 && change > 0 && remove == 0, "{out}");
+    let pending = l.lvsctl(&with(&["up", "--dry-run", "--detailed-exitcode"]));
+    assert_eq!(pending.status.code(), Some(7), "changes pending: {}", text(&pending));
     assert_same(&before, &snapshot(&l), "after a dry run");
     assert!(std::fs::read_dir(l.state_dir.path()).unwrap().next().is_none(), "a dry run writes no controller state");
+
+    // The plan's counts are what up then does, and after it nothing is pending.
+    let up = l.ok(&with(&["up"]));
+    assert_eq!(total(&up, "changed"), add + change + remove, "{up}");
+    let none = l.lvsctl(&with(&["up", "--dry-run", "--detailed-exitcode"]));
+    assert_eq!(none.status.code(), Some(0), "{}", text(&none));
+    assert!(text(&none).contains("No changes: every host is as planned."), "{}", text(&none));
+
+    // down --dry-run: what down would undo, nothing changed (the journals included).
+    let after_up = snapshot(&l);
+    let out = l.ok(&with(&["down", "--dry-run"]));
+    let [add, change, remove] = plan_counts(&out);
+    assert!(add == 0 && remove > 0, "down only removes and changes back: {out}");
+    assert!(out.contains("\n  - route default: default via 192.168.188.200"), "{out}");
+    let pending = l.lvsctl(&with(&["down", "--dry-run", "--detailed-exitcode"]));
+    assert_eq!(pending.status.code(), Some(7));
+    assert_same(&after_up, &snapshot(&l), "after a dry run of down");
+    let down = l.ok(&with(&["down"]));
+    assert_eq!(total(&down, "undone"), add + change + remove, "{down}");
+    assert_same(&before, &snapshot(&l), "after down");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! `status`. Reverting undoes journal entries newest first.
 
 use super::journal::Journal;
-use super::protocol::{ChangeEvent, Event, Report, Status};
+use super::protocol::{ChangeEvent, ChangeKind, Event, Report, Status};
 use crate::host::{System, is_not_found};
 use crate::plan::HostPlan;
 use crate::resource::{self, Change, Decision, Intent, Key, Live, STAGES, Scope, Stage, Undo, unit};
@@ -69,21 +69,29 @@ impl<'a, S: System> Executor<'a, S> {
         (self.emit)(Event::Note { message });
     }
 
+    /// One item's outcome; `(object, before, after)` says what it is and how it changes.
     fn event(
         &mut self,
-        object: String,
-        before: String,
-        after: String,
+        (object, before, after): (String, String, String),
         reason: &str,
         status: Status,
         error: Option<String>,
+        kind: Option<ChangeKind>,
     ) {
         match status {
             Status::Failed => self.report.failed += 1,
             Status::Kept => self.report.kept += 1,
             _ => self.report.changes += 1,
         }
-        (self.emit)(Event::Change(ChangeEvent { object, before, after, reason: reason.to_string(), status, error }));
+        (self.emit)(Event::Change(ChangeEvent {
+            object,
+            before,
+            after,
+            reason: reason.to_string(),
+            status,
+            error,
+            kind,
+        }));
         #[cfg(feature = "fault-injection")]
         self.inject_faults(status);
     }
@@ -104,7 +112,7 @@ impl<'a, S: System> Executor<'a, S> {
     }
 
     fn failed(&mut self, object: String, reason: &str, error: String) {
-        self.event(object, String::new(), String::new(), reason, Status::Failed, Some(error));
+        self.event((object, String::new(), String::new()), reason, Status::Failed, Some(error), None);
     }
 
     /// What a dry run or a check reports for a change it does not make.
@@ -148,7 +156,7 @@ impl<'a, S: System> Executor<'a, S> {
             Decision::Failed { object, reason, error } => self.failed(object, &reason, error),
             Decision::Blocked { object, before, after, reason, error } => {
                 if self.intent == Intent::Check {
-                    self.event(object, before, after, &reason, Status::Drift, None);
+                    self.event((object, before, after), &reason, Status::Drift, None, None);
                 } else {
                     self.failed(object, &reason, error);
                 }
@@ -157,14 +165,16 @@ impl<'a, S: System> Executor<'a, S> {
                 if self.intent == Intent::Apply {
                     self.failed(object, &reason, error);
                 } else {
-                    self.event(object, before, after, &reason, self.unmade(), None);
+                    // Made possible by an earlier change of the same run: a change of what is there.
+                    self.event((object, before, after), &reason, self.unmade(), None, Some(ChangeKind::Change));
                 }
             }
             Decision::Keep { key, why } => {
-                self.event(key.to_string(), String::new(), String::new(), &why, Status::Kept, None)
+                self.event((key.to_string(), String::new(), String::new()), &why, Status::Kept, None, None)
             }
             Decision::Change(c) if self.intent != Intent::Apply => {
-                self.event(c.key.to_string(), c.before, c.after, &c.reason, self.unmade(), None)
+                let kind = Some(c.action.kind());
+                self.event((c.key.to_string(), c.before, c.after), &c.reason, self.unmade(), None, kind)
             }
             Decision::Change(c) => self.make(c),
         }
@@ -181,21 +191,21 @@ impl<'a, S: System> Executor<'a, S> {
             && let Err(e) = self.journal.record(record)
         {
             let error = format!("cannot write the journal, change not made: {e}");
-            return self.event(object, c.before, c.after, &c.reason, Status::Failed, Some(error));
+            return self.event((object, c.before, c.after), &c.reason, Status::Failed, Some(error), None);
         }
         match resource::act(self.sys, &c.action, self.journal) {
             Ok(refined) => {
                 if is_unit_file(&c.key) {
                     self.units_changed = true;
                 }
-                self.event(object.clone(), c.before, c.after, &c.reason, Status::Done, None);
+                self.event((object.clone(), c.before, c.after), &c.reason, Status::Done, None, Some(c.action.kind()));
                 if let Some(record) = refined
                     && let Err(e) = self.journal.record(record)
                 {
                     self.note(format!("cannot record in the journal what {object} brought in: {e}"));
                 }
             }
-            Err(e) => self.event(object, c.before, c.after, &c.reason, Status::Failed, Some(e.to_string())),
+            Err(e) => self.event((object, c.before, c.after), &c.reason, Status::Failed, Some(e.to_string()), None),
         }
     }
 
@@ -228,12 +238,13 @@ impl<'a, S: System> Executor<'a, S> {
                 true
             }
             Decision::Change(c) if self.intent != Intent::Apply => {
-                self.event(object, c.before, c.after, reason, self.unmade(), None);
+                let kind = Some(c.action.kind());
+                self.event((object, c.before, c.after), reason, self.unmade(), None, kind);
                 false
             }
             Decision::Change(c) => match resource::act(self.sys, &c.action, self.journal) {
                 Ok(_) => {
-                    self.event(object, c.before, c.after, reason, Status::Done, None);
+                    self.event((object, c.before, c.after), reason, Status::Done, None, Some(c.action.kind()));
                     true
                 }
                 // Already gone: as good as undone.
@@ -242,12 +253,12 @@ impl<'a, S: System> Executor<'a, S> {
                     true
                 }
                 Err(e) => {
-                    self.event(object, c.before, c.after, reason, Status::Failed, Some(e.to_string()));
+                    self.event((object, c.before, c.after), reason, Status::Failed, Some(e.to_string()), None);
                     false
                 }
             },
             Decision::Keep { why, .. } => {
-                self.event(object, String::new(), String::new(), &why, Status::Kept, None);
+                self.event((object, String::new(), String::new()), &why, Status::Kept, None, None);
                 true
             }
             Decision::Failed { error, .. } | Decision::Blocked { error, .. } | Decision::Pending { error, .. } => {

@@ -236,7 +236,8 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
         Operation::Apply { plan, .. } => (plan, Intent::Apply),
         Operation::DryRun { plan } => (plan, Intent::DryRun),
         Operation::Check { plan } => (plan, Intent::Check),
-        Operation::Down => return down(sys, paths, &req.lab, &req.host, emit),
+        Operation::Down => return down(sys, paths, &req.lab, &req.host, emit, Intent::Apply),
+        Operation::DownDryRun => return down(sys, paths, &req.lab, &req.host, emit, Intent::DryRun),
         Operation::Facts { plan, facts } => {
             let mut facts = facts::gather(sys, facts).map_err(Error::Facts)?;
             if let Some(plan) = plan {
@@ -336,6 +337,7 @@ fn daemon_op<S: System>(
             reason: format!("verify --failover: {:?}", action).to_lowercase(),
             status,
             error,
+            kind: None,
         }));
     };
     match decision {
@@ -364,8 +366,24 @@ fn down<S: System>(
     lab: &str,
     host: &str,
     emit: &mut dyn FnMut(Event),
+    intent: Intent,
 ) -> Result<Report, Error> {
     let dir = paths.lab_dir(lab);
+    if intent != Intent::Apply {
+        // A dry run: what the journal says would be undone, read from a copy in memory.
+        if !Journal::exists(&dir) {
+            let message = format!("nothing to undo: no journal of lab {lab} on this host");
+            emit(Event::Note { message: message.clone() });
+            return Ok(Report { host: host.to_string(), notes: vec![message], ..Default::default() });
+        }
+        let mut journal = Journal::open(&dir, lab, host, false).map_err(Error::Journal)?;
+        journal.check(lab, &paths.root).map_err(Error::Journal)?;
+        let mut exec = Executor::new(sys, &mut journal, intent, emit, host);
+        exec.revert_all(Scope::All);
+        let mut report = exec.report;
+        report.journal_entries = journal.data.entries.len() as u32;
+        return Ok(report);
+    }
     let unit = paths::unit_name(lab);
     if crate::resource::unit::is_active(sys, &unit) {
         // The unit's stop undoes the runtime state (it takes the lab lock, so do it before we do).

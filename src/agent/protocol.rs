@@ -36,6 +36,8 @@ pub enum Operation {
     Check { plan: HostPlan },
     /// Undo everything in the journal, then remove the journal.
     Down,
+    /// Say what `down` would undo; change nothing (not even the journal).
+    DownDryRun,
     /// Read the state doctor needs and, with a plan, how the host drifted from it.
     Facts { plan: Option<HostPlan>, facts: super::facts::FactsRequest },
     /// Send requests to services (verify).
@@ -72,7 +74,11 @@ impl Operation {
     pub fn leaves_no_trace(&self) -> bool {
         matches!(
             self,
-            Operation::DryRun { .. } | Operation::Check { .. } | Operation::Facts { .. } | Operation::Probe { .. }
+            Operation::DryRun { .. }
+                | Operation::DownDryRun
+                | Operation::Check { .. }
+                | Operation::Facts { .. }
+                | Operation::Probe { .. }
         )
     }
 }
@@ -108,7 +114,14 @@ pub struct ChangeEvent {
     pub status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Whether the object is added, changed or removed (a change made or planned; none for
+    /// items kept or failed before anything was decided).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ChangeKind>,
 }
+
+/// terraform's `+`, `~` and `-` (decided by the resource kinds).
+pub use crate::resource::ChangeKind;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {

@@ -40,18 +40,24 @@ pub fn run(args: &DownArgs) -> anyhow::Result<u8> {
         .map(|(name, ssh)| Job {
             host: name.clone(),
             ssh: ssh.clone(),
-            request: Request::new(&lab.name, name, Operation::Down),
+            request: Request::new(&lab.name, name, if args.dry_run { Operation::DownDryRun } else { Operation::Down }),
         })
         .collect();
     let names: Vec<String> = jobs.iter().map(|j| j.host.clone()).collect();
-    let printer = Arc::new(Printer::new(&names, args.out.output == Output::Json));
+    let mut printer = Printer::new(&names, args.out.output == Output::Json);
+    printer.diff = args.dry_run;
+    let printer = Arc::new(printer);
     if args.out.output == Output::Text {
         let gone: Vec<&str> = targets.iter().filter(|(n, _)| lab.host(n).is_none()).map(|(n, _)| n.as_str()).collect();
         let extra =
             if gone.is_empty() { String::new() } else { format!(" (no longer in the inventory: {})", gone.join(", ")) };
-        crate::outln!("lab {}: undoing on {}{extra}", lab.name, crate::plural(jobs.len(), "host"));
+        let what = if args.dry_run { "dry run of down: nothing is changed" } else { "undoing" };
+        crate::outln!("lab {}: {what} on {}{extra}", lab.name, crate::plural(jobs.len(), "host"));
     }
     let outcomes = session.run(jobs, printer.clone());
+    if args.dry_run {
+        return super::finish(&outcomes, &printer, "to undo", started, args.out.output, true, args.detailed_exitcode);
+    }
     for o in &outcomes {
         if let Ok(r) = &o.result
             && r.failed == 0
@@ -64,13 +70,5 @@ pub fn run(args: &DownArgs) -> anyhow::Result<u8> {
     state
         .save(&state_dir)
         .map_err(|e| anyhow::anyhow!("cannot write the controller state in {}: {e}", state_dir.display()))?;
-    match args.out.output {
-        Output::Text => {
-            crate::outln!();
-            let s = fleet::summary(&outcomes, "undone", &printer, started);
-            crate::outln!("{s}");
-        }
-        Output::Json => crate::outln!("{}", super::outcomes_json(&outcomes)),
-    }
-    Ok(fleet::exit_code(&outcomes))
+    super::finish(&outcomes, &printer, "undone", started, args.out.output, false, false)
 }

@@ -37,6 +37,9 @@ pub struct Printer {
     quiet: bool,
     /// Connection progress lines (connecting, connected in N s).
     pub progress: bool,
+    /// A dry run: planned changes are not printed as they arrive but grouped by host after
+    /// the run ([`print_diff`]).
+    pub diff: bool,
     color: bool,
     lock: Mutex<()>,
 }
@@ -47,6 +50,7 @@ impl Printer {
             width: hosts.iter().map(|h| h.len()).max().unwrap_or(4).max(4),
             quiet,
             progress: true,
+            diff: false,
             color: crate::output::color_stdout(),
             lock: Mutex::new(()),
         }
@@ -65,6 +69,9 @@ impl Printer {
     }
 
     pub fn change(&self, host: &str, c: &ChangeEvent) {
+        if self.diff && c.status == Status::Planned {
+            return;
+        }
         let (mark, code) = match c.status {
             Status::Done => ("changed", "32"),
             Status::Planned => ("would change", "36"),
@@ -83,6 +90,65 @@ impl Printer {
         }
         self.line(host, &text);
     }
+}
+
+/// How many changes of each kind a dry run found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pending {
+    pub add: usize,
+    pub change: usize,
+    pub remove: usize,
+}
+
+impl Pending {
+    pub fn total(&self) -> usize {
+        self.add + self.change + self.remove
+    }
+
+    /// terraform's line: `Plan: 3 to add, 2 to change, 1 to remove.`
+    pub fn line(&self) -> String {
+        if self.total() == 0 {
+            return "No changes: every host is as planned.".to_string();
+        }
+        format!("Plan: {} to add, {} to change, {} to remove.", self.add, self.change, self.remove)
+    }
+}
+
+/// The pending changes of a dry run, as terraform shows a plan: each host's items, `+` added,
+/// `~` changed, `-` removed, with before -> after; hosts with none say so in one line.
+pub fn print_diff(outcomes: &[Outcome], printer: &Printer) -> Pending {
+    use crate::agent::protocol::ChangeKind;
+    let mut n = Pending::default();
+    for o in outcomes {
+        let planned: Vec<&ChangeEvent> = o.events.iter().filter(|c| c.status == Status::Planned).collect();
+        if o.result.is_err() {
+            continue;
+        }
+        if planned.is_empty() {
+            crate::outln!("{}: no changes", o.host);
+            continue;
+        }
+        crate::outln!("{}:", o.host);
+        for c in planned {
+            let kind = c.kind.unwrap_or(ChangeKind::Change);
+            match kind {
+                ChangeKind::Add => n.add += 1,
+                ChangeKind::Change => n.change += 1,
+                ChangeKind::Remove => n.remove += 1,
+            }
+            let code = match kind {
+                ChangeKind::Add => "32",
+                ChangeKind::Change => "33",
+                ChangeKind::Remove => "31",
+            };
+            let mut text = format!("  {} {}", printer.paint(code, &kind.sign().to_string()), c.object);
+            if !(c.before.is_empty() && c.after.is_empty()) {
+                text.push_str(&format!(": {} -> {}", c.before, c.after));
+            }
+            crate::outln!("{text}");
+        }
+    }
+    n
 }
 
 /// Where the controller remembers which hosts each lab touched (containerlab's state file): so

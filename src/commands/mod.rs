@@ -35,6 +35,48 @@ pub fn load_inventory(path: &Path) -> anyhow::Result<Lab> {
     }
 }
 
+/// The end of `up` and `down`: the diff of a dry run, each host's summary and the recap (or
+/// the JSON), and the exit status: failures and unreachable hosts first, then with
+/// `--detailed-exitcode` whether changes are pending.
+pub fn finish(
+    outcomes: &[fleet::Outcome],
+    printer: &fleet::Printer,
+    verb: &str,
+    started: std::time::Instant,
+    output: crate::cli::Output,
+    dry_run: bool,
+    detailed_exitcode: bool,
+) -> anyhow::Result<u8> {
+    let pending = match output {
+        crate::cli::Output::Text => {
+            let pending = if dry_run {
+                crate::outln!();
+                Some(fleet::print_diff(outcomes, printer))
+            } else {
+                None
+            };
+            crate::outln!();
+            crate::outln!("{}", fleet::summary(outcomes, verb, printer, started));
+            if let Some(p) = &pending {
+                crate::outln!("{}", p.line());
+            }
+            pending.map(|p| p.total())
+        }
+        crate::cli::Output::Json => {
+            crate::outln!("{}", outcomes_json(outcomes));
+            let planned = |o: &fleet::Outcome| {
+                o.events.iter().filter(|c| c.status == crate::agent::protocol::Status::Planned).count()
+            };
+            dry_run.then(|| outcomes.iter().map(planned).sum())
+        }
+    };
+    let code = fleet::exit_code(outcomes);
+    if code == exit::OK && detailed_exitcode && pending.is_some_and(|n| n > 0) {
+        return Ok(exit::PENDING);
+    }
+    Ok(code)
+}
+
 /// "3 problems in FILE".
 pub fn problems_in(d: &inventory::diag::Diagnostics, path: &Path) -> String {
     crate::plural(d.len(), "problem") + &format!(" in {}", path.display())

@@ -37,22 +37,16 @@ pub fn run(args: &UpArgs) -> anyhow::Result<u8> {
             .map_err(|e| anyhow::anyhow!("cannot write the controller state in {}: {e}", state_dir.display()))?;
     }
     let names: Vec<String> = jobs.iter().map(|j| j.host.clone()).collect();
-    let printer = Arc::new(Printer::new(&names, args.out.output == Output::Json));
+    let mut printer = Printer::new(&names, args.out.output == Output::Json);
+    printer.diff = args.dry_run;
+    let printer = Arc::new(printer);
     if args.out.output == Output::Text {
         let what = if args.dry_run { "dry run: nothing is changed" } else { "applying" };
         crate::outln!("lab {} ({} mode), {}: {what}", lab.name, lab.mode, crate::plural(jobs.len(), "host"));
     }
     let outcomes = planned.session.run(jobs, printer.clone());
     let verb = if args.dry_run { "to change" } else { "changed" };
-    match args.out.output {
-        Output::Text => {
-            crate::outln!();
-            let s = fleet::summary(&outcomes, verb, &printer, started);
-            crate::outln!("{s}");
-        }
-        Output::Json => crate::outln!("{}", super::outcomes_json(&outcomes)),
-    }
-    Ok(fleet::exit_code(&outcomes))
+    super::finish(&outcomes, &printer, verb, started, args.out.output, args.dry_run, args.detailed_exitcode)
 }
 
 /// What some hosts need installed, asked before any host is changed: a director of a keepalived

@@ -204,6 +204,58 @@ pub enum Action {
     Unit(unit::Action),
 }
 
+/// terraform's `+`, `~` and `-`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    Add,
+    Change,
+    Remove,
+}
+
+impl ChangeKind {
+    pub fn sign(self) -> char {
+        match self {
+            ChangeKind::Add => '+',
+            ChangeKind::Change => '~',
+            ChangeKind::Remove => '-',
+        }
+    }
+}
+
+impl Action {
+    /// Whether the action adds an object, changes one that is there, or removes one (the diff's
+    /// `+`, `~` and `-`).
+    pub fn kind(&self) -> ChangeKind {
+        use ChangeKind::{Add, Change, Remove};
+        match self {
+            Action::Module(module::Action::Load(_)) => Add,
+            Action::Module(module::Action::Unload(_)) => Remove,
+            Action::Sysctl(_) | Action::Link(_) => Change,
+            Action::Address(address::Action::Add(_)) => Add,
+            Action::Address(address::Action::Del(_)) => Remove,
+            Action::Route(route::Action::Add { replace: true, .. }) => Change,
+            Action::Route(route::Action::Add { .. }) => Add,
+            Action::Route(route::Action::Del(_)) => Remove,
+            Action::Service(ipvs_service::Action::New(..)) | Action::Dest(ipvs_dest::Action::New(..)) => Add,
+            Action::Service(ipvs_service::Action::Set(..)) | Action::Dest(ipvs_dest::Action::Set(..)) => Change,
+            Action::Service(ipvs_service::Action::Del(..)) | Action::Dest(ipvs_dest::Action::Del(..)) => Remove,
+            Action::File(file::Action::Write { backup: None, .. }) => Add,
+            Action::File(file::Action::Write { .. } | file::Action::Restore { .. }) => Change,
+            Action::File(file::Action::Remove(_)) => Remove,
+            Action::Dir(dir::Action::Make(_)) => Add,
+            Action::Dir(dir::Action::RemoveIfEmpty(_)) => Remove,
+            Action::Daemon(daemon::Action::Spawn { .. } | daemon::Action::SystemdStart) => Add,
+            Action::Daemon(daemon::Action::Reload(_) | daemon::Action::SystemdReload) => Change,
+            Action::Daemon(daemon::Action::Stop { .. } | daemon::Action::Sweep(_) | daemon::Action::SystemdStop(_)) => {
+                Remove
+            }
+            Action::Unit(unit::Action::Enable(_)) => Add,
+            Action::Unit(unit::Action::Disable(_)) => Remove,
+        }
+    }
+}
+
 /// A change to make: `before` becomes `after`. `record` is journaled before `action` runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
