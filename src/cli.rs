@@ -36,6 +36,12 @@ Exit status: 0 success; 1 error; 2 usage error; 3 invalid inventory or templates
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// More: every note as it comes, connection progress, each host's recap line.
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Less: only problems and the recap.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
     /// Colour: auto (on a terminal, unless NO_COLOR is set), always or never.
     #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = Color::Auto)]
     pub color: Color,

@@ -31,6 +31,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     lvsctl::output::set_color(cli.color);
+    lvsctl::output::set_verbosity(match (cli.verbose, cli.quiet) {
+        (true, _) => lvsctl::output::Verbosity::Verbose,
+        (_, true) => lvsctl::output::Verbosity::Quiet,
+        _ => lvsctl::output::Verbosity::Normal,
+    });
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -71,6 +71,20 @@ fn dry_run_changes_nothing_and_records_nothing() {
     // The plan's counts are what up then does, and after it nothing is pending.
     let up = l.ok(&with(&["up"]));
     assert_eq!(total(&up, "changed"), add + change + remove, "{up}");
+    // A no-op up: the recap, and each note once with its hosts; -q the recap alone; -v each host.
+    let again = l.ok(&with(&["up"]));
+    assert!(again.contains("4 hosts, 0 changed"), "{again}");
+    assert!(!again.lines().any(|x| x.starts_with("web1 ")), "no line per host on a no-op up:\n{again}");
+    let systemd: Vec<&str> = again.lines().filter(|x| x.contains("systemd does not run")).collect();
+    assert_eq!(systemd.len(), 1, "{again}");
+    assert!(systemd[0].starts_with("note (client, router, web1, web2): "), "{again}");
+    let quiet = l.ok(&with(&["-q", "up"]));
+    let quiet: Vec<&str> = quiet.lines().filter(|x| !x.trim().is_empty()).collect();
+    assert!(quiet.len() == 1 && quiet[0].starts_with("4 hosts, 0 changed"), "{quiet:?}");
+    let verbose = l.ok(&with(&["up", "--verbose"]));
+    for h in ["client", "router", "web1", "web2"] {
+        assert!(verbose.lines().any(|x| x.starts_with(&format!("{h} ")) && x.contains("0 changed")), "{verbose}");
+    }
     let none = l.lvsctl(&with(&["up", "--dry-run", "--detailed-exitcode"]));
     assert_eq!(none.status.code(), Some(0), "{}", text(&none));
     assert!(text(&none).contains("No changes: every host is as planned."), "{}", text(&none));

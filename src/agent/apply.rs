@@ -66,7 +66,7 @@ impl<'a, S: System> Executor<'a, S> {
     pub fn note(&mut self, message: impl Into<String>) {
         let message = message.into();
         self.report.notes.push(message.clone());
-        (self.emit)(Event::Note { message });
+        (self.emit)(Event::Note { message, live: false });
     }
 
     /// One item's outcome; `(object, before, after)` says what it is and how it changes.

@@ -129,6 +129,7 @@ fn lock(paths: &Paths, lab: &str, host: &str, emit: &mut dyn FnMut(Event)) -> Re
                 "waiting for the lab lock{on}{by}: another lvsctl is working on lab {lab}; giving up after {} s",
                 LOCK_WAIT.as_secs()
             ),
+            live: true,
         });
     };
     LabLock::acquire(&path, LOCK_WAIT, &mut on_wait).map_err(|source| Error::Lock {
@@ -373,7 +374,7 @@ fn down<S: System>(
         // A dry run: what the journal says would be undone, read from a copy in memory.
         if !Journal::exists(&dir) {
             let message = format!("nothing to undo: no journal of lab {lab} on this host");
-            emit(Event::Note { message: message.clone() });
+            emit(Event::Note { message: message.clone(), live: false });
             return Ok(Report { host: host.to_string(), notes: vec![message], ..Default::default() });
         }
         let mut journal = Journal::open(&dir, lab, host, false).map_err(Error::Journal)?;
@@ -388,13 +389,13 @@ fn down<S: System>(
     if crate::resource::unit::is_active(sys, &unit) {
         // The unit's stop undoes the runtime state (it takes the lab lock, so do it before we do).
         if let Err(e) = sys.systemctl(&["stop", &unit]) {
-            emit(Event::Note { message: format!("systemctl stop {unit}: {e}") });
+            emit(Event::Note { message: format!("systemctl stop {unit}: {e}"), live: false });
         }
     }
     let lock = lock(paths, lab, host, emit)?;
     if !Journal::exists(&dir) {
         let message = format!("nothing to undo: no journal of lab {lab} on this host");
-        emit(Event::Note { message: message.clone() });
+        emit(Event::Note { message: message.clone(), live: false });
         let _ = std::fs::remove_file(&lock.path);
         return Ok(Report { host: host.to_string(), notes: vec![message], ..Default::default() });
     }
@@ -467,7 +468,7 @@ pub fn boot(action: &str, lab: &str) -> i32 {
             let err = c.error.map(|e| format!(": {e}")).unwrap_or_default();
             println!("{:?} {}: {} -> {}{err}", c.status, c.object, c.before, c.after);
         }
-        Event::Note { message } => println!("note: {message}"),
+        Event::Note { message, .. } => println!("note: {message}"),
         Event::Report(_) => {}
     };
     match boot_run(&mut sys, &paths, action, lab, &mut print) {

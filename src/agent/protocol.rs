@@ -183,7 +183,13 @@ impl Report {
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Event {
     Change(ChangeEvent),
-    Note { message: String },
+    /// Something to tell the user. `live` notes (waiting for a lock) are shown at once; the
+    /// others are collected, and identical ones of several hosts shown once with their hosts.
+    Note {
+        message: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        live: bool,
+    },
     Report(Box<Report>),
 }
 

@@ -47,7 +47,7 @@ pub fn run(args: &DownArgs) -> anyhow::Result<u8> {
     let mut printer = Printer::new(&names, args.out.output == Output::Json);
     printer.diff = args.dry_run;
     let printer = Arc::new(printer);
-    if args.out.output == Output::Text {
+    if args.out.output == Output::Text && crate::output::verbosity() != crate::output::Verbosity::Quiet {
         let gone: Vec<&str> = targets.iter().filter(|(n, _)| lab.host(n).is_none()).map(|(n, _)| n.as_str()).collect();
         let extra =
             if gone.is_empty() { String::new() } else { format!(" (no longer in the inventory: {})", gone.join(", ")) };

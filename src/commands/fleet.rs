@@ -41,6 +41,11 @@ pub struct Printer {
     /// the run ([`print_diff`]).
     pub diff: bool,
     color: bool,
+    verbosity: crate::output::Verbosity,
+    /// Notes not shown yet: (message, hosts), in the order first seen.
+    notes: Mutex<Vec<(String, Vec<String>)>>,
+    /// Notes already shown as they came: (host, message).
+    shown: Mutex<Vec<(String, String)>>,
     lock: Mutex<()>,
 }
 
@@ -52,14 +57,29 @@ impl Printer {
             progress: true,
             diff: false,
             color: crate::output::color_stdout(),
+            verbosity: crate::output::verbosity(),
+            notes: Mutex::new(Vec::new()),
+            shown: Mutex::new(Vec::new()),
             lock: Mutex::new(()),
         }
     }
 
     pub fn line(&self, host: &str, text: &str) {
+        if self.quiet || self.verbosity == crate::output::Verbosity::Quiet {
+            return;
+        }
+        self.always(host, text);
+    }
+
+    /// A line shown even with `-q`: a problem.
+    pub fn problem(&self, host: &str, text: &str) {
         if self.quiet {
             return;
         }
+        self.always(host, text);
+    }
+
+    fn always(&self, host: &str, text: &str) {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         crate::outln!("{host:<w$}  {text}", w = self.width);
     }
@@ -72,6 +92,7 @@ impl Printer {
         if self.diff && c.status == Status::Planned {
             return;
         }
+        let problem = matches!(c.status, Status::Failed | Status::Kept | Status::Drift);
         let (mark, code) = match c.status {
             Status::Done => ("changed", "32"),
             Status::Planned => ("would change", "36"),
@@ -88,7 +109,53 @@ impl Printer {
         } else if c.status == Status::Kept {
             text.push_str(&format!(" ({})", c.reason));
         }
-        self.line(host, &text);
+        if problem { self.problem(host, &text) } else { self.line(host, &text) }
+    }
+
+    /// A note from `host`: shown now when it is live or with `-v`, else kept for
+    /// [`Printer::flush_notes`].
+    pub fn note(&self, host: &str, message: &str, live: bool) {
+        if live || self.verbosity == crate::output::Verbosity::Verbose {
+            self.shown.lock().unwrap_or_else(|e| e.into_inner()).push((host.to_string(), message.to_string()));
+            return self.line(host, &format!("note: {message}"));
+        }
+        let mut notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        match notes.iter_mut().find(|(m, _)| m == message) {
+            Some((_, hosts)) if !hosts.iter().any(|h| h == host) => hosts.push(host.to_string()),
+            Some(_) => {}
+            None => notes.push((message.to_string(), vec![host.to_string()])),
+        }
+    }
+
+    /// The notes kept during the run, and those the hosts only wrote into their reports (the
+    /// journal entries that could not be undone, the agent removed), each message once with
+    /// the hosts it came from.
+    pub fn flush_notes(&self, outcomes: &[Outcome]) {
+        let shown = std::mem::take(&mut *self.shown.lock().unwrap_or_else(|e| e.into_inner()));
+        for o in outcomes {
+            if let Ok(r) = &o.result {
+                for n in r.notes.iter().filter(|n| !shown.iter().any(|(h, m)| *h == o.host && m == *n)) {
+                    let mut notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+                    match notes.iter_mut().find(|(m, _)| m == n) {
+                        Some((_, hosts)) if !hosts.contains(&o.host) => hosts.push(o.host.clone()),
+                        Some(_) => {}
+                        None => notes.push((n.clone(), vec![o.host.clone()])),
+                    }
+                }
+            }
+        }
+        let notes = std::mem::take(&mut *self.notes.lock().unwrap_or_else(|e| e.into_inner()));
+        for (message, mut hosts) in notes {
+            hosts.sort();
+            if hosts.len() == 1 {
+                self.line(&hosts[0], &format!("note: {message}"));
+            } else {
+                let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+                if !self.quiet && self.verbosity != crate::output::Verbosity::Quiet {
+                    crate::outln!("note ({}): {message}", hosts.join(", "));
+                }
+            }
+        }
     }
 }
 
@@ -289,7 +356,10 @@ async fn run_one(
     events: &mut Vec<ChangeEvent>,
 ) -> Result<Report, HostError> {
     let start = Instant::now();
-    if printer.progress && !pool.conns.lock().await.contains_key(&job.host) {
+    if printer.progress
+        && printer.verbosity == crate::output::Verbosity::Verbose
+        && !pool.conns.lock().await.contains_key(&job.host)
+    {
         printer.line(&job.host, "connecting");
     }
     let (t, fresh) = pool.get(&job.host, &job.ssh).await?;
@@ -302,7 +372,7 @@ async fn run_one(
             printer.change(&host, &c);
             events.push(c);
         }
-        Event::Note { message } => printer.line(&host, &format!("note: {message}")),
+        Event::Note { message, live } => printer.note(&host, &message, live),
         Event::Report(_) => {}
     };
     let mut on_install = || {
@@ -360,10 +430,16 @@ pub fn summary(outcomes: &[Outcome], verb: &str, printer: &Printer, started: Ins
                     }
                 }
                 text.push_str(&format!(" ({:.1} s)", o.seconds));
-                printer.line(&o.host, &text);
+                let eventful = r.changes > 0 || r.failed > 0 || r.kept > 0 || !r.errors.is_empty();
+                if r.failed > 0 || !r.errors.is_empty() {
+                    printer.problem(&o.host, &text);
+                } else if eventful || printer.verbosity == crate::output::Verbosity::Verbose {
+                    // A host with nothing to report is only counted in the recap (unless -v).
+                    printer.line(&o.host, &text);
+                }
             }
             Err(e) => {
-                printer.line(&o.host, &format!("{e}"));
+                printer.problem(&o.host, &format!("{e}"));
                 match e {
                     HostError::Unreachable(_) => unreachable.push(o.host.clone()),
                     HostError::Agent(_) => failed_hosts.push(o.host.clone()),

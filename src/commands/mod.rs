@@ -49,13 +49,16 @@ pub fn finish(
 ) -> anyhow::Result<u8> {
     let pending = match output {
         crate::cli::Output::Text => {
+            printer.flush_notes(outcomes);
             let pending = if dry_run {
                 crate::outln!();
                 Some(fleet::print_diff(outcomes, printer))
             } else {
                 None
             };
-            crate::outln!();
+            if crate::output::verbosity() != crate::output::Verbosity::Quiet {
+                crate::outln!();
+            }
             crate::outln!("{}", fleet::summary(outcomes, verb, printer, started));
             if let Some(p) = &pending {
                 crate::outln!("{}", p.line());
@@ -174,10 +177,12 @@ impl Session {
             if opts.ssh_config.is_none() {
                 opts.ssh_config = Some(ctx.ssh_config.clone());
             }
-            eprintln!(
-                "lvsctl: lab {} runs on this machine: reaching its hosts through its management network",
-                lab.name
-            );
+            if crate::output::verbosity() == crate::output::Verbosity::Verbose {
+                eprintln!(
+                    "lvsctl: lab {} runs on this machine: reaching its hosts through its management network",
+                    lab.name
+                );
+            }
         }
         // After entering the lab's namespace: kept connections are per namespace.
         opts.persist = crate::remote::Persist::new(args.ssh_persist);

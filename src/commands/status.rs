@@ -39,6 +39,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<u8> {
                 Err(e) => printer.line(&o.host, &format!("error: {e}")),
             }
         }
+        printer.flush_notes(&outcomes);
         for line in keepalived_view(&planned.lab, &outcomes) {
             crate::outln!("{line}");
         }

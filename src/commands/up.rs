@@ -40,7 +40,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<u8> {
     let mut printer = Printer::new(&names, args.out.output == Output::Json);
     printer.diff = args.dry_run;
     let printer = Arc::new(printer);
-    if args.out.output == Output::Text {
+    if args.out.output == Output::Text && crate::output::verbosity() != crate::output::Verbosity::Quiet {
         let what = if args.dry_run { "dry run: nothing is changed" } else { "applying" };
         crate::outln!("lab {} ({} mode), {}: {what}", lab.name, lab.mode, crate::plural(jobs.len(), "host"));
     }

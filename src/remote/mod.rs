@@ -504,6 +504,7 @@ impl Transport {
                             "the installed agent {} did not match its sha256 (it changed since it was installed): not run, installed again",
                             agent.install_path()
                         ),
+                        live: false,
                     });
                 }
                 let arch = out.missing_arch.unwrap_or_default();
