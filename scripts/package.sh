@@ -20,9 +20,10 @@ root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 install -D -m 0755 "$bin/lvsctl" "$root/usr/bin/lvsctl"
 install -D -m 0755 "$bin/lvsctl-agent" "$root/usr/bin/lvsctl-agent"
-mkdir -p "$root/usr/share/man/man1" "$root/usr/share/bash-completion/completions" \
+mkdir -p "$root/usr/share/man/man1" "$root/usr/share/man/man5" "$root/usr/share/bash-completion/completions" \
     "$root/usr/share/zsh/vendor-completions" "$root/usr/share/fish/vendor_completions.d" "$root/usr/share/doc/lvsctl"
 "$bin/lvsctl" man | gzip -9n > "$root/usr/share/man/man1/lvsctl.1.gz"
+"$bin/lvsctl" man inventory | gzip -9n > "$root/usr/share/man/man5/lvsctl-inventory.5.gz"
 "$bin/lvsctl" completions bash > "$root/usr/share/bash-completion/completions/lvsctl"
 "$bin/lvsctl" completions zsh > "$root/usr/share/zsh/vendor-completions/_lvsctl"
 "$bin/lvsctl" completions fish > "$root/usr/share/fish/vendor_completions.d/lvsctl.fish"
@@ -72,6 +73,7 @@ if ((check)); then
     /usr/bin/lvsctl-agent --version
     man -w lvsctl >/dev/null 2>&1 || test -s /usr/share/man/man1/lvsctl.1.gz
     zcat /usr/share/man/man1/lvsctl.1.gz | grep -q '^\.SH "LVSCTL UP"'
+    zcat /usr/share/man/man5/lvsctl-inventory.5.gz | grep -q '^\.B virtual_router_id'
     bash -c 'source /usr/share/bash-completion/completions/lvsctl && complete -p lvsctl' | grep -q lvsctl
     grep -q "dry-run" /usr/share/fish/vendor_completions.d/lvsctl.fish /usr/share/zsh/vendor-completions/_lvsctl
     dpkg --purge lvsctl >/dev/null

@@ -169,15 +169,31 @@ The Debian package installs them for bash, zsh and fish."
     )]
     Completions(CompletionsArgs),
 
-    /// Print the man page (roff), generated from lvsctl's own argument definitions.
-    #[command(long_about = "Print lvsctl(1) in roff, generated from the same definitions as --help:\n\
+    /// Print a man page (roff): lvsctl(1), or the inventory format, lvsctl-inventory(5).
+    #[command(long_about = "Print a man page in roff: lvsctl(1), generated from the same definitions as --help, or\n\
+lvsctl-inventory(5), every inventory key, generated from the definitions the parser checks against:\n\
   lvsctl man | man -l -\n\
-The Debian package installs it as /usr/share/man/man1/lvsctl.1.gz.")]
-    Man,
+  lvsctl man inventory | man -l -\n\
+The Debian package installs them as /usr/share/man/man1/lvsctl.1.gz and\n\
+/usr/share/man/man5/lvsctl-inventory.5.gz.")]
+    Man(ManArgs),
 
     /// Run as the on-host agent (used by lvsctl itself over SSH).
     #[command(hide = true)]
     Agent(AgentArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// lvsctl (the command, section 1) or inventory (the file format, section 5).
+    #[arg(value_enum, default_value_t = ManPage::Lvsctl)]
+    pub page: ManPage,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ManPage {
+    Lvsctl,
+    Inventory,
 }
 
 #[derive(Args, Debug)]

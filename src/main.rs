@@ -20,7 +20,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Lab(c) => commands::lab::run(c),
         Command::Init(a) => commands::init::run(a),
         Command::Completions(a) => commands::docs::completions(a.shell),
-        Command::Man => commands::docs::man(),
+        Command::Man(a) => commands::docs::man(a.page),
         Command::Agent(a) => Ok(match &a.command {
             AgentCommand::Serve => lvsctl::agent::serve(),
             AgentCommand::Boot { action, lab } => lvsctl::agent::boot(action, lab),

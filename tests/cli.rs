@@ -156,3 +156,30 @@ fn the_readmes_check_example_is_what_check_prints() {
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(String::from_utf8(out.stderr).unwrap(), shown);
 }
+
+/// lvsctl-inventory(5) names every key the parser accepts (it is generated from the same
+/// definitions), and the README's inventory section mentions each of them.
+#[test]
+fn every_inventory_key_is_in_the_man_page_and_the_readme() {
+    let out = lvsctl().args(["man", "inventory"]).output().unwrap();
+    assert!(out.status.success());
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.starts_with(".TH LVSCTL\\-INVENTORY 5"), "{}", &page[..80.min(page.len())]);
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    for t in lvsctl::inventory::keys::TABLES {
+        for k in t.keys {
+            assert!(
+                page.contains(&format!("\n.B {}\n", k.name.replace('-', "\\-"))),
+                "{}: {} not in the page",
+                t.path,
+                k.name
+            );
+            let mentioned = readme.contains(&format!("`{}`", k.name))
+                || readme.contains(&format!("{} =", k.name))
+                || readme.contains(&format!("`{},", k.name))
+                || readme.contains(&format!("`[{}", k.name))
+                || readme.contains(&format!("`[[{}", k.name));
+            assert!(mentioned, "{}: {} is not in the README", t.path, k.name);
+        }
+    }
+}

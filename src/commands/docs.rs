@@ -19,9 +19,14 @@ pub fn completions(shell: clap_complete::Shell) -> anyhow::Result<u8> {
     write_stdout(&out)
 }
 
-pub fn man() -> anyhow::Result<u8> {
+pub fn man(page: crate::cli::ManPage) -> anyhow::Result<u8> {
     let mut out = Vec::new();
-    man_page(&mut out)?;
+    match page {
+        crate::cli::ManPage::Lvsctl => man_page(&mut out)?,
+        crate::cli::ManPage::Inventory => {
+            out = crate::inventory::keys::man_page(env!("CARGO_PKG_VERSION")).into_bytes();
+        }
+    }
     write_stdout(&out)
 }
 

@@ -1,6 +1,7 @@
 //! Inventory files: parse, validate, and report every problem with its file, line and key.
 
 pub mod diag;
+pub mod keys;
 pub mod model;
 pub mod parse;
 pub mod reader;

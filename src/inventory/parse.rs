@@ -6,34 +6,10 @@ use std::path::PathBuf;
 use ipnet::Ipv4Net;
 
 use super::diag::one_of_help;
+use super::keys;
 use super::model::*;
 use super::reader::{Item, Reader, Table, join};
 
-pub const TOP_KEYS: [&str; 8] = ["name", "description", "mode", "ssh", "hosts", "services", "lab", "ha"];
-pub const SSH_KEYS: [&str; 8] =
-    ["user", "port", "identity", "host_key", "known_hosts", "config", "connect_timeout", "become"];
-pub const HOST_SSH_KEYS: [&str; 9] =
-    ["address", "user", "port", "identity", "host_key", "known_hosts", "config", "connect_timeout", "become"];
-pub const HOST_KEYS: [&str; 7] = ["role", "ssh", "gateway", "interfaces", "vip_device", "address", "priority"];
-pub const SERVICE_KEYS: [&str; 13] = [
-    "name",
-    "vip",
-    "port",
-    "protocol",
-    "scheduler",
-    "persistence",
-    "netmask",
-    "mode",
-    "real_servers",
-    "description",
-    "health_check",
-    "on_failure",
-    "sorry_server",
-];
-pub const HA_KEYS: [&str; 6] =
-    ["virtual_router_id", "advert_interval", "sync", "preempt", "unicast", "floating_gateway"];
-pub const HEALTH_CHECK_KEYS: [&str; 8] = ["type", "path", "status", "expect", "interval", "timeout", "retries", "port"];
-pub const SORRY_SERVER_KEYS: [&str; 2] = ["host", "port"];
 /// keepalived's defaults are made for production (a check a minute); a lab wants to see a
 /// failure within seconds.
 pub const DEFAULT_CHECK_INTERVAL: u32 = 3;
@@ -42,8 +18,6 @@ pub const DEFAULT_CHECK_RETRIES: u32 = 2;
 pub const DEFAULT_VRID: u8 = 51;
 /// Longest persistence ipvsadm and the kernel accept: 31 days, in seconds.
 pub const MAX_PERSISTENCE: i128 = 31 * 24 * 3600;
-pub const BACKEND_KEYS: [&str; 5] = ["host", "weight", "port", "u_threshold", "l_threshold"];
-pub const LAB_KEYS: [&str; 2] = ["segments", "management"];
 
 pub struct Draft {
     /// False when `hosts` is missing or not a table: references to hosts are then not checked.
@@ -216,7 +190,7 @@ pub fn parse_document(r: &mut Reader, root: Table) -> Draft {
 
     let lab = root.get(r, "lab").and_then(|i| i.table(r)).map(|t| parse_lab(r, t));
     let ha = root.get(r, "ha").and_then(|i| i.table(r)).map(|t| parse_ha(r, t));
-    root.finish(r, &TOP_KEYS);
+    root.finish(r, &keys::TOP.names());
     Draft { hosts_ok, name, mode, hosts, services, lab, ha }
 }
 
@@ -522,7 +496,7 @@ fn ssh_field(r: &mut Reader, t: &Table, d: &mut SshDefaults) {
 
 fn parse_ssh_defaults(r: &mut Reader, t: Table, mut d: SshDefaults) -> SshDefaults {
     ssh_field(r, &t, &mut d);
-    t.finish(r, &SSH_KEYS);
+    t.finish(r, &keys::SSH.names());
     d
 }
 
@@ -610,7 +584,7 @@ fn parse_host(r: &mut Reader, name: String, t: Table, defaults: &SshDefaults) ->
             let target = st
                 .require(r, "address", "add `address = \"10.250.0.81\"` to this host's ssh table")
                 .and_then(|a| parse_ssh_target(r, &a));
-            st.finish(r, &HOST_SSH_KEYS);
+            st.finish(r, &keys::HOST_SSH.names());
             target.map(|target| settings(target, d))
         }
         Some(i) => parse_ssh_target(r, &i).map(|target| settings(target, defaults.clone())),
@@ -668,7 +642,7 @@ fn parse_host(r: &mut Reader, name: String, t: Table, defaults: &SshDefaults) ->
     });
     let address = t.get(r, "address").and_then(|i| parse_host_ip_item(r, &i, "the real server's address"));
     let priority = t.get(r, "priority").and_then(|i| i.int_in(r, 1, 254, "priority")).map(|p| p as u8);
-    t.finish(r, &HOST_KEYS);
+    t.finish(r, &keys::HOST.names());
     DraftHost { name, path, role, ssh, gateway, interfaces, vip_device, address, priority, incomplete }
 }
 
@@ -775,7 +749,7 @@ fn parse_service(r: &mut Reader, index: usize, t: Table) -> DraftService {
                     r.error_at(&at, format!("l_threshold {l_threshold} is above u_threshold {u_threshold}"), Some(help));
                 }
                 let path = bt.path.clone();
-                bt.finish(r, &BACKEND_KEYS);
+                bt.finish(r, &keys::BACKEND.names());
                 Some(DraftBackend { path, host, weight, port, u_threshold, l_threshold })
             })
             .collect()
@@ -786,7 +760,7 @@ fn parse_service(r: &mut Reader, index: usize, t: Table) -> DraftService {
         None => OnFailure::Remove,
     };
     let sorry_server = t.get(r, "sorry_server").and_then(|i| parse_sorry(r, &i));
-    t.finish(r, &SERVICE_KEYS);
+    t.finish(r, &keys::SERVICE.names());
     DraftService {
         index,
         path,
@@ -912,7 +886,7 @@ fn parse_health_check(r: &mut Reader, i: &Item) -> Option<HealthCheck> {
             Some("a check must end before the next one starts: use a timeout of at most the interval".into()),
         );
     }
-    t.finish(r, &HEALTH_CHECK_KEYS);
+    t.finish(r, &keys::HEALTH_CHECK.names());
     Some(HealthCheck { kind, interval, timeout, retries, port })
 }
 
@@ -924,7 +898,7 @@ fn parse_sorry(r: &mut Reader, i: &Item) -> Option<DraftSorry> {
             .and_then(|h| h.str(r).map(str::to_string));
         let port = t.get(r, "port").and_then(|p| p.int_in(r, 1, 65535, "port")).map(|p| p as u16);
         let path = t.path.clone();
-        t.finish(r, &SORRY_SERVER_KEYS);
+        t.finish(r, &keys::SORRY_SERVER.names());
         return Some(DraftSorry { path, host, address: None, port });
     }
     let s = i.str(r)?;
@@ -986,7 +960,7 @@ fn parse_ha(r: &mut Reader, t: Table) -> DraftHa {
             }
         }
     });
-    t.finish(r, &HA_KEYS);
+    t.finish(r, &keys::HA.names());
     DraftHa { path, virtual_router_id, advert_interval, sync, preempt, unicast, floating_gateway }
 }
 
@@ -1050,6 +1024,6 @@ fn parse_lab(r: &mut Reader, t: Table) -> DraftLab {
             }
         }
     });
-    t.finish(r, &LAB_KEYS);
+    t.finish(r, &keys::LAB.names());
     DraftLab { path, segments, management }
 }
