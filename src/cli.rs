@@ -313,6 +313,9 @@ pub struct RenderArgs {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub tpl: TemplatesArg,
+    /// text: the files; json: every host's files with path, mode, size, sha256 and content.
+    #[command(flatten)]
+    pub format: OutputArg,
 }
 
 #[derive(Args, Debug, Clone)]

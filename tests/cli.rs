@@ -183,3 +183,48 @@ fn every_inventory_key_is_in_the_man_page_and_the_readme() {
         }
     }
 }
+
+/// `render --output json`: the envelope, every host's files with their path on the host, mode
+/// as "0644", size and the sha256 of exactly the content given; `--out` is where they went.
+#[test]
+fn render_gives_its_files_as_json_with_octal_modes_and_their_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = lvsctl()
+        .args(["render", "--output", "json", "inventories/dr-ha.toml", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "JSON alone: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["schema_version"].as_u64(), v["command"].as_str(), v["lab"].as_str()),
+        (Some(1), Some("render"), Some("dr-ha"))
+    );
+    let lab = lvsctl::inventory::load(std::path::Path::new("inventories/dr-ha.toml")).unwrap();
+    let hosts = v["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), lab.hosts.len());
+    for h in hosts {
+        for f in h["files"].as_array().unwrap() {
+            let (path, mode, content) =
+                (f["path"].as_str().unwrap(), f["mode"].as_str().unwrap(), f["content"].as_str().unwrap());
+            assert!(path.starts_with('/'), "{path}");
+            assert!(
+                mode.len() == 4 && mode.starts_with('0') && mode.chars().all(|c| ('0'..='7').contains(&c)),
+                "{mode}"
+            );
+            assert_eq!(f["sha256"].as_str().unwrap(), lvsctl::resource::sha256(content.as_bytes()), "{path}");
+            assert_eq!(f["bytes"].as_u64(), Some(content.len() as u64));
+            let written = f["written"].as_str().unwrap();
+            assert_eq!(std::fs::read_to_string(written).unwrap(), content, "{written}");
+        }
+    }
+    assert!(
+        hosts.iter().any(|h| h["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["path"] == "/etc/keepalived/keepalived.conf")),
+        "the directors' keepalived.conf"
+    );
+}

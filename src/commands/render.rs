@@ -2,7 +2,9 @@
 
 use anyhow::Context as _;
 
-use crate::cli::RenderArgs;
+use serde::Serialize;
+
+use crate::cli::{Output, RenderArgs};
 use crate::plan::{self, Context};
 use crate::render::render_host;
 
@@ -12,9 +14,28 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<u8> {
     let templates = super::load_templates(args.tpl.templates.as_deref())?;
     let ctx = Context { agent_path: super::agent_path_for_display(None), templates: &templates };
     let plans = plan::plan(&lab, &ctx)?;
+    let json = args.format.output == Output::Json;
+    let mut hosts = Vec::new();
     for p in plans.iter().filter(|p| args.filter.hosts.is_empty() || args.filter.hosts.contains(&p.host)) {
         let files = render_host(p, &ctx)?;
+        if json {
+            hosts.push(HostFiles {
+                host: p.host.clone(),
+                files: files
+                    .iter()
+                    .map(|f| FileJson {
+                        path: format!("/{}", f.name),
+                        mode: format!("{:04o}", f.mode),
+                        bytes: f.content.len(),
+                        sha256: crate::resource::sha256(f.content.as_bytes()),
+                        written: args.out.as_ref().map(|d| d.join(&p.host).join(&f.name).display().to_string()),
+                        content: f.content.clone(),
+                    })
+                    .collect(),
+            });
+        }
         match &args.out {
+            None if json => {}
             None => {
                 for f in files {
                     crate::outln!("==> {}: /{} <==", p.host, f.name);
@@ -35,18 +56,25 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<u8> {
                         let rel = std::path::PathBuf::from(format!("keepalived-{}-{}.conf", p.lab, p.host));
                         out.write(&rel, f.content.as_bytes(), f.mode, dir)
                             .with_context(|| format!("cannot write {}", dir.join(&rel).display()))?;
-                        eprintln!("wrote {}", dir.join(&rel).display());
+                        if !json {
+                            eprintln!("wrote {}", dir.join(&rel).display());
+                        }
                     }
                     let rel = std::path::Path::new(&p.host).join(&f.name);
                     let path = dir.join(&rel);
                     out.write(&rel, f.content.as_bytes(), f.mode, dir)
                         .with_context(|| format!("cannot write {}", path.display()))?;
-                    eprintln!("wrote {}", path.display());
+                    if !json {
+                        eprintln!("wrote {}", path.display());
+                    }
                 }
             }
         }
     }
-    if let Some(dir) = &args.out {
+    if json {
+        let report = Report { envelope: crate::output::Envelope::new("render", Some(&lab.name), true), hosts };
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
+    } else if let Some(dir) = &args.out {
         eprintln!(
             "each host's files are in {}/HOST/ as paths on the host: copy the tree to its / (e.g. `tar -C {0}/HOST -c . | ssh root@HOST tar -C / -x`), then `systemctl daemon-reload && systemctl enable --now {}`",
             dir.display(),
@@ -54,4 +82,31 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<u8> {
         );
     }
     Ok(crate::exit::OK)
+}
+
+/// `render --output json`.
+#[derive(Serialize)]
+struct Report<'a> {
+    #[serde(flatten)]
+    envelope: crate::output::Envelope<'a>,
+    hosts: Vec<HostFiles>,
+}
+
+#[derive(Serialize)]
+struct HostFiles {
+    host: String,
+    files: Vec<FileJson>,
+}
+
+/// One rendered file: where it goes on the host, its mode as an octal string ("0644"), its size
+/// and sha256, where `--out` wrote it, and its text.
+#[derive(Serialize)]
+struct FileJson {
+    path: String,
+    mode: String,
+    bytes: usize,
+    sha256: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    written: Option<String>,
+    content: String,
 }
