@@ -16,9 +16,10 @@ use common::lab::{Lab, assert_same, lvsctl_bin, snapshot, text};
 use common::vm::{assert_split, here_or_in_vm};
 
 fn changes_in_json(out: &str) -> u64 {
-    let start = out.find('[').expect("json output");
-    let v: serde_json::Value = serde_json::from_str(&out[start..out.rfind(']').unwrap() + 1]).expect("json");
-    v.as_array().unwrap().iter().map(|h| h["report"]["changes"].as_u64().expect("every host answered")).sum()
+    let start = out.find('{').expect("json output");
+    let v: serde_json::Value = serde_json::from_str(&out[start..out.rfind('}').unwrap() + 1]).expect("json");
+    assert_eq!((v["schema_version"].as_u64(), v["command"].as_str()), (Some(1), Some("up")), "the envelope");
+    v["hosts"].as_array().unwrap().iter().map(|h| h["report"]["changes"].as_u64().expect("every host answered")).sum()
 }
 
 /// One thing broken by hand on a provisioned lab, and what verify and doctor must say of it.
@@ -55,7 +56,9 @@ fn break_one(l: &Lab, b: &Break) {
     }
     let d = l.lvsctl(&["doctor", "--output", "json"]);
     assert_eq!(d.status.code(), Some(6), "{}: doctor must find it:\n{}", b.what, text(&d));
-    let findings: Vec<serde_json::Value> = serde_json::from_slice(&d.stdout).expect("doctor --output json");
+    let doc: serde_json::Value = serde_json::from_slice(&d.stdout).expect("doctor --output json");
+    assert_eq!((doc["command"].as_str(), doc["ok"].as_bool()), (Some("doctor"), Some(false)), "the envelope");
+    let findings: Vec<serde_json::Value> = doc["findings"].as_array().expect("findings").clone();
     let got: std::collections::BTreeSet<(String, String)> = findings
         .iter()
         .map(|f| (f["host"].as_str().unwrap().to_string(), f["code"].as_str().unwrap().to_string()))

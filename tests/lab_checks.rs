@@ -65,6 +65,18 @@ fn dry_run_changes_nothing_and_records_nothing() {
     assert!(add > 0 && change > 0 && remove == 0, "{out}");
     let pending = l.lvsctl(&with(&["up", "--dry-run", "--detailed-exitcode"]));
     assert_eq!(pending.status.code(), Some(7), "changes pending: {}", text(&pending));
+    // The same plan for programs, in the envelope every command's JSON has.
+    let json = l.lvsctl(&with(&["up", "--dry-run", "--output", "json"]));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("up --dry-run --output json");
+    assert_eq!(
+        (v["schema_version"].as_u64(), v["command"].as_str(), v["lab"].as_str()),
+        (Some(1), Some("up"), Some("t-dry"))
+    );
+    assert_eq!(v["ok"].as_bool(), Some(true));
+    let counts = [&v["plan"]["add"], &v["plan"]["change"], &v["plan"]["remove"]].map(|n| n.as_u64().unwrap() as usize);
+    assert_eq!(counts, [add, change, remove], "{v}");
+    assert_eq!(v["hosts"].as_array().unwrap().len(), 4);
+    assert!(v["hosts"].as_array().unwrap().iter().all(|h| h["duration_ms"].is_u64() && h["ok"] == true), "{v}");
     assert_same(&before, &snapshot(&l), "after a dry run");
     assert!(std::fs::read_dir(l.state_dir.path()).unwrap().next().is_none(), "a dry run writes no controller state");
 
@@ -88,6 +100,10 @@ fn dry_run_changes_nothing_and_records_nothing() {
     let none = l.lvsctl(&with(&["up", "--dry-run", "--detailed-exitcode"]));
     assert_eq!(none.status.code(), Some(0), "{}", text(&none));
     assert!(text(&none).contains("No changes: every host is as planned."), "{}", text(&none));
+
+    let st = l.lvsctl(&with(&["status", "--output", "json"]));
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).expect("status --output json");
+    assert_eq!((v["command"].as_str(), v["ok"].as_bool()), (Some("status"), Some(true)), "{v}");
 
     // down --dry-run: what down would undo, nothing changed (the journals included).
     let after_up = snapshot(&l);
@@ -210,7 +226,7 @@ fn an_up_interrupted_by_ctrl_c_still_finishes_on_the_host() {
     let out = l.lvsctl(&["up", "--host", "web1", "--output", "json"]);
     assert!(out.status.success(), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v[0]["report"]["changes"], 0, "the interrupted agent finished its plan:\n{}", text(&out));
+    assert_eq!(v["hosts"][0]["report"]["changes"], 0, "the interrupted agent finished its plan:\n{}", text(&out));
     assert!(entries() > 3, "and journaled every change");
     l.ok(&["down", "--host", "web1"]);
     assert_same(&before, &subset(&l, &["web1"]), "after an interrupted up and down");
@@ -422,7 +438,7 @@ fn a_session_dropped_by_the_host_mid_up_loses_nothing() {
     let out = l.lvsctl(&["up", "--host", "web1", "--output", "json"]);
     assert!(out.status.success(), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v[0]["report"]["changes"], 0, "the agent finished its plan:\n{}", text(&out));
+    assert_eq!(v["hosts"][0]["report"]["changes"], 0, "the agent finished its plan:\n{}", text(&out));
     l.ok(&["down", "--host", "web1"]);
     assert_same(&before, &subset(&l, &["web1"]), "after a dropped session and down");
 }

@@ -34,7 +34,11 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<u8> {
         .collect();
     let findings = diagnose(lab, &facts);
     match args.out.output {
-        Output::Json => crate::outln!("{}", serde_json::to_string_pretty(&findings)?),
+        Output::Json => {
+            let envelope = crate::output::Envelope::new("doctor", Some(&lab.name), findings.is_empty());
+            let hosts: Vec<&String> = facts.keys().collect();
+            crate::outln!("{}", envelope.wrap(serde_json::json!({ "hosts": hosts, "findings": findings })));
+        }
         Output::Text if findings.is_empty() => {
             crate::outln!(
                 "doctor: no problem found on {} ({} mode): every host matches the rules and the plan",

@@ -56,7 +56,15 @@ pub fn run(args: &DownArgs) -> anyhow::Result<u8> {
     }
     let outcomes = session.run(jobs, printer.clone());
     if args.dry_run {
-        return super::finish(&outcomes, &printer, "to undo", started, args.out.output, true, args.detailed_exitcode);
+        let f = super::Finish {
+            command: "down",
+            lab: &lab.name,
+            verb: "to undo",
+            output: args.out.output,
+            dry_run: true,
+            detailed_exitcode: args.detailed_exitcode,
+        };
+        return super::finish(&outcomes, &printer, started, f);
     }
     for o in &outcomes {
         if let Ok(r) = &o.result
@@ -70,5 +78,13 @@ pub fn run(args: &DownArgs) -> anyhow::Result<u8> {
     state
         .save(&state_dir)
         .map_err(|e| anyhow::anyhow!("cannot write the controller state in {}: {e}", state_dir.display()))?;
-    super::finish(&outcomes, &printer, "undone", started, args.out.output, false, false)
+    let f = super::Finish {
+        command: "down",
+        lab: &lab.name,
+        verb: "undone",
+        output: args.out.output,
+        dry_run: false,
+        detailed_exitcode: false,
+    };
+    super::finish(&outcomes, &printer, started, f)
 }

@@ -35,22 +35,33 @@ pub fn load_inventory(path: &Path) -> anyhow::Result<Lab> {
     }
 }
 
-/// The end of `up` and `down`: the diff of a dry run, each host's summary and the recap (or
-/// the JSON), and the exit status: failures and unreachable hosts first, then with
+/// How `up` or `down` ends.
+pub struct Finish<'a> {
+    pub command: &'a str,
+    pub lab: &'a str,
+    /// "changed", "to change", "undone", "to undo".
+    pub verb: &'a str,
+    pub output: crate::cli::Output,
+    pub dry_run: bool,
+    pub detailed_exitcode: bool,
+}
+
+/// The end of `up` and `down`: the diff of a dry run, the notes, each host's summary and the
+/// recap (or the JSON), and the exit status: failures and unreachable hosts first, then with
 /// `--detailed-exitcode` whether changes are pending.
 pub fn finish(
     outcomes: &[fleet::Outcome],
     printer: &fleet::Printer,
-    verb: &str,
     started: std::time::Instant,
-    output: crate::cli::Output,
-    dry_run: bool,
-    detailed_exitcode: bool,
+    f: Finish,
 ) -> anyhow::Result<u8> {
-    let pending = match output {
+    let code = fleet::exit_code(outcomes);
+    let planned =
+        |o: &fleet::Outcome| o.events.iter().filter(|c| c.status == crate::agent::protocol::Status::Planned).count();
+    let pending = match f.output {
         crate::cli::Output::Text => {
             printer.flush_notes(outcomes);
-            let pending = if dry_run {
+            let pending = if f.dry_run {
                 crate::outln!();
                 Some(fleet::print_diff(outcomes, printer))
             } else {
@@ -59,22 +70,19 @@ pub fn finish(
             if crate::output::verbosity() != crate::output::Verbosity::Quiet {
                 crate::outln!();
             }
-            crate::outln!("{}", fleet::summary(outcomes, verb, printer, started));
+            crate::outln!("{}", fleet::summary(outcomes, f.verb, printer, started));
             if let Some(p) = &pending {
                 crate::outln!("{}", p.line());
             }
             pending.map(|p| p.total())
         }
         crate::cli::Output::Json => {
-            crate::outln!("{}", outcomes_json(outcomes));
-            let planned = |o: &fleet::Outcome| {
-                o.events.iter().filter(|c| c.status == crate::agent::protocol::Status::Planned).count()
-            };
-            dry_run.then(|| outcomes.iter().map(planned).sum())
+            let envelope = crate::output::Envelope::new(f.command, Some(f.lab), code == exit::OK);
+            crate::outln!("{}", envelope.wrap(outcomes_json(outcomes, f.dry_run)));
+            f.dry_run.then(|| outcomes.iter().map(planned).sum())
         }
     };
-    let code = fleet::exit_code(outcomes);
-    if code == exit::OK && detailed_exitcode && pending.is_some_and(|n| n > 0) {
+    if code == exit::OK && f.detailed_exitcode && pending.is_some_and(|n| n > 0) {
         return Ok(exit::PENDING);
     }
     Ok(code)
@@ -211,22 +219,43 @@ impl Drop for Session {
 }
 
 /// Outcomes as JSON: per host, its report or its error, and its events.
-pub fn outcomes_json(outcomes: &[fleet::Outcome]) -> String {
-    let v: Vec<serde_json::Value> = outcomes
+pub fn outcomes_json(outcomes: &[fleet::Outcome], dry_run: bool) -> serde_json::Value {
+    let hosts: Vec<serde_json::Value> = outcomes
         .iter()
-        .map(|o| match &o.result {
-            Ok(r) => {
-                serde_json::json!({ "host": o.host, "ok": true, "report": r, "events": o.events, "seconds": o.seconds })
+        .map(|o| {
+            let duration_ms = (o.seconds * 1000.0).round() as u64;
+            match &o.result {
+                Ok(r) => serde_json::json!({
+                    "host": o.host,
+                    "ok": r.failed == 0 && r.errors.is_empty(),
+                    "unreachable": false,
+                    "duration_ms": duration_ms,
+                    "report": r,
+                    "events": o.events,
+                }),
+                Err(e) => serde_json::json!({
+                    "host": o.host,
+                    "ok": false,
+                    "unreachable": matches!(e, crate::remote::HostError::Unreachable(_)),
+                    "error": e.to_string(),
+                    "duration_ms": duration_ms,
+                    "events": o.events,
+                }),
             }
-            Err(e) => serde_json::json!({
-                "host": o.host,
-                "ok": false,
-                "unreachable": matches!(e, crate::remote::HostError::Unreachable(_)),
-                "error": e.to_string(),
-                "events": o.events,
-                "seconds": o.seconds,
-            }),
         })
         .collect();
-    serde_json::to_string_pretty(&v).expect("serializes")
+    let mut body = serde_json::json!({ "hosts": hosts });
+    if dry_run {
+        let mut n = fleet::Pending::default();
+        for c in outcomes.iter().flat_map(|o| &o.events).filter(|c| c.status == crate::agent::protocol::Status::Planned)
+        {
+            match c.kind.unwrap_or(crate::agent::protocol::ChangeKind::Change) {
+                crate::agent::protocol::ChangeKind::Add => n.add += 1,
+                crate::agent::protocol::ChangeKind::Change => n.change += 1,
+                crate::agent::protocol::ChangeKind::Remove => n.remove += 1,
+            }
+        }
+        body["plan"] = serde_json::json!({ "add": n.add, "change": n.change, "remove": n.remove });
+    }
+    body
 }

@@ -14,7 +14,10 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<u8> {
     let mut plans = plan::plan(&lab, &ctx)?;
     plans.retain(|p| args.filter.hosts.is_empty() || args.filter.hosts.contains(&p.host));
     match args.out.output {
-        Output::Json => crate::outln!("{}", serde_json::to_string_pretty(&plans)?),
+        Output::Json => {
+            let envelope = crate::output::Envelope::new("plan", Some(&lab.name), true);
+            crate::outln!("{}", envelope.wrap(serde_json::json!({ "hosts": plans })));
+        }
         Output::Text => crate::out!("{}", render_text(&lab, &plans)),
     }
     Ok(crate::exit::OK)

@@ -19,7 +19,9 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<u8> {
     let outcomes = planned.session.run(jobs, printer.clone());
     let drifted = outcomes.iter().any(|o| o.result.as_ref().is_ok_and(|r| r.changes > 0));
     if args.out.output == Output::Json {
-        crate::outln!("{}", super::outcomes_json(&outcomes));
+        let ok = !drifted && crate::commands::fleet::exit_code(&outcomes) == crate::exit::OK;
+        let envelope = crate::output::Envelope::new("status", Some(&planned.lab.name), ok);
+        crate::outln!("{}", envelope.wrap(super::outcomes_json(&outcomes, false)));
     } else {
         for o in &outcomes {
             match &o.result {

@@ -46,7 +46,15 @@ pub fn run(args: &UpArgs) -> anyhow::Result<u8> {
     }
     let outcomes = planned.session.run(jobs, printer.clone());
     let verb = if args.dry_run { "to change" } else { "changed" };
-    super::finish(&outcomes, &printer, verb, started, args.out.output, args.dry_run, args.detailed_exitcode)
+    let f = super::Finish {
+        command: "up",
+        lab: &lab.name,
+        verb,
+        output: args.out.output,
+        dry_run: args.dry_run,
+        detailed_exitcode: args.detailed_exitcode,
+    };
+    super::finish(&outcomes, &printer, started, f)
 }
 
 /// What some hosts need installed, asked before any host is changed: a director of a keepalived

@@ -390,8 +390,8 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<u8> {
     }
     match args.out.output {
         Output::Json => {
-            let v = serde_json::json!({ "services": results, "failover": failover });
-            crate::outln!("{}", serde_json::to_string_pretty(&v)?)
+            let envelope = crate::output::Envelope::new("verify", Some(&v.lab.name), ok);
+            crate::outln!("{}", envelope.wrap(serde_json::json!({ "services": results, "failover": failover })))
         }
         Output::Text => {
             for r in &results {
