@@ -394,6 +394,8 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<u8> {
             crate::outln!("{}", envelope.wrap(serde_json::json!({ "services": results, "failover": failover })))
         }
         Output::Text => {
+            // What the hosts noted on the way (an agent installed again, say), once each.
+            v.printer.flush_notes(&[]);
             for r in &results {
                 crate::outln!("{}", render(r, &client.name));
             }
