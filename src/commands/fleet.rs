@@ -119,6 +119,11 @@ impl Printer {
             self.shown.lock().unwrap_or_else(|e| e.into_inner()).push((host.to_string(), message.to_string()));
             return self.line(host, &format!("note: {message}"));
         }
+        self.keep(host, message);
+    }
+
+    /// Adds `host` to the hosts of `message`, kept for [`Printer::flush_notes`].
+    fn keep(&self, host: &str, message: &str) {
         let mut notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
         match notes.iter_mut().find(|(m, _)| m == message) {
             Some((_, hosts)) if !hosts.iter().any(|h| h == host) => hosts.push(host.to_string()),
@@ -135,12 +140,7 @@ impl Printer {
         for o in outcomes {
             if let Ok(r) = &o.result {
                 for n in r.notes.iter().filter(|n| !shown.iter().any(|(h, m)| *h == o.host && m == *n)) {
-                    let mut notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
-                    match notes.iter_mut().find(|(m, _)| m == n) {
-                        Some((_, hosts)) if !hosts.contains(&o.host) => hosts.push(o.host.clone()),
-                        Some(_) => {}
-                        None => notes.push((n.clone(), vec![o.host.clone()])),
-                    }
+                    self.keep(&o.host, n);
                 }
             }
         }
