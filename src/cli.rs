@@ -178,6 +178,17 @@ The Debian package installs them as /usr/share/man/man1/lvsctl.1.gz and\n\
 /usr/share/man/man5/lvsctl-inventory.5.gz.")]
     Man(ManArgs),
 
+    /// Print the JSON Schema of a command's --output json (or of --output jsonl's lines).
+    #[command(
+        long_about = "Print the JSON Schema (draft 2020-12) of what COMMAND prints with --output json, generated\n\
+from the very types lvsctl serializes, so programs can check what they read:\n\
+  lvsctl schema up > up.schema.json\n\
+  lvsctl schema events   # each line of up/down/status --output jsonl\n\
+Every document starts with schema_version, command, lab and ok; schema_version rises when a\n\
+field changes meaning or goes away (new fields may appear without it)."
+    )]
+    Schema(SchemaArgs),
+
     /// Run as the on-host agent (used by lvsctl itself over SSH).
     #[command(hide = true)]
     Agent(AgentArgs),
@@ -188,6 +199,13 @@ pub struct ManArgs {
     /// lvsctl (the command, section 1) or inventory (the file format, section 5).
     #[arg(value_enum, default_value_t = ManPage::Lvsctl)]
     pub page: ManPage,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SchemaArgs {
+    /// The command whose --output json to describe, or events for --output jsonl's lines.
+    #[arg(value_enum)]
+    pub command: crate::contract::SchemaOf,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

@@ -13,7 +13,7 @@ use crate::modes::Gateway;
 
 /// The stable name of a finding's cause (`arp-ignore`, `vip-missing`, …): scripts match on it, so
 /// a code never changes meaning. The README's table lists every one (a test checks it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Code {
     ArpIgnore,
@@ -124,7 +124,7 @@ impl std::fmt::Display for Code {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Finding {
     pub host: String,
     pub code: Code,

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod cli;
 pub mod commands;
+pub mod contract;
 pub mod doctor;
 pub mod exit;
 pub mod graph;

@@ -93,7 +93,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// What every command's `--output json` starts with: which contract, which command, which lab,
 /// and whether it succeeded.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, schemars::JsonSchema)]
 pub struct Envelope<'a> {
     pub schema_version: u32,
     pub command: &'a str,
@@ -104,14 +104,5 @@ pub struct Envelope<'a> {
 impl<'a> Envelope<'a> {
     pub fn new(command: &'a str, lab: Option<&'a str>, ok: bool) -> Self {
         Envelope { schema_version: SCHEMA_VERSION, command, lab, ok }
-    }
-
-    /// The envelope's fields, then `body`'s (an object), as pretty JSON.
-    pub fn wrap(&self, body: serde_json::Value) -> String {
-        let mut v = serde_json::to_value(self).expect("serializes");
-        if let (Some(out), serde_json::Value::Object(body)) = (v.as_object_mut(), body) {
-            out.extend(body);
-        }
-        serde_json::to_string_pretty(&v).expect("serializes")
     }
 }

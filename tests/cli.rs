@@ -1,12 +1,18 @@
 //! The controller binary as a shell user meets it: closed pipes, odd files given as inventories,
 //! exit statuses. No root, no host.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn lvsctl() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lvsctl"))
+}
+
+fn bin() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_BIN_EXE_lvsctl"))
 }
 
 /// Runs to completion within `limit`, or is killed (a hang is a failure, not a stuck test).
@@ -122,7 +128,7 @@ fn inventory_problems_are_rendered_like_compiler_errors_and_as_json() {
     let out = lvsctl().args(["check", "--output", "json", inv]).output().unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::schema::parse(bin(), "check", &out.stdout);
     assert_eq!(
         (v["schema_version"].as_u64(), v["command"].as_str(), v["ok"].as_bool()),
         (Some(1), Some("check"), Some(false))
@@ -135,7 +141,7 @@ fn inventory_problems_are_rendered_like_compiler_errors_and_as_json() {
     );
     let ok = lvsctl().args(["check", "--output", "json", "inventories/dr.toml"]).output().unwrap();
     assert!(ok.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    let v = common::schema::parse(bin(), "check", &ok.stdout);
     assert_eq!((v["lab"].as_str(), v["ok"].as_bool(), v["mode"].as_str()), (Some("dr"), Some(true), Some("dr")));
     assert!(v["diagnostics"].as_array().unwrap().is_empty());
 }
@@ -196,7 +202,7 @@ fn render_gives_its_files_as_json_with_octal_modes_and_their_hashes() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stderr.is_empty(), "JSON alone: {}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::schema::parse(bin(), "render", &out.stdout);
     assert_eq!(
         (v["schema_version"].as_u64(), v["command"].as_str(), v["lab"].as_str()),
         (Some(1), Some("render"), Some("dr-ha"))
@@ -227,4 +233,49 @@ fn render_gives_its_files_as_json_with_octal_modes_and_their_hashes() {
             .any(|f| f["path"] == "/etc/keepalived/keepalived.conf")),
         "the directors' keepalived.conf"
     );
+}
+
+/// `lvsctl schema COMMAND` is a JSON Schema for each command, the same as the one kept in
+/// tests/golden/schemas (a change of the contract shows in review; `UPDATE_EXPECT=1` rewrites
+/// them), and it rejects a document of another command.
+#[test]
+fn every_command_has_a_schema_and_the_contract_changes_only_on_purpose() {
+    let dir = std::path::Path::new("tests/golden/schemas");
+    for c in ["check", "plan", "render", "up", "down", "status", "verify", "doctor", "events"] {
+        let schema = common::schema::of(bin(), c);
+        jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{c}: not a JSON Schema: {e}"));
+        let text = serde_json::to_string_pretty(&schema).unwrap() + "\n";
+        let path = dir.join(format!("{c}.json"));
+        if std::env::var_os("UPDATE_EXPECT").is_some() {
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(&path, &text).unwrap();
+        }
+        let kept = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(kept == text, "{c}: the schema differs from {} (UPDATE_EXPECT=1 to accept)", path.display());
+    }
+    let plan = lvsctl().args(["plan", "--output", "json", "inventories/dr.toml"]).output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let up = jsonschema::validator_for(&common::schema::of(bin(), "up")).unwrap();
+    assert!(!up.is_valid(&doc), "a plan document is not an up document");
+}
+
+/// `plan --output json` of every example is what the plan schema says: the desired state, with
+/// file modes as octal strings and a virtual service in the names `status` uses too.
+#[test]
+fn plan_json_of_every_example_follows_its_schema() {
+    for e in std::fs::read_dir("inventories").unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        let out = lvsctl().args(["plan", "--output", "json"]).arg(&path).output().unwrap();
+        assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        let v = common::schema::parse(bin(), "plan", &out.stdout);
+        for h in v["hosts"].as_array().unwrap() {
+            for f in h["files"].as_array().unwrap() {
+                let mode = f["mode"].as_str().expect("an octal string");
+                assert!(mode.len() == 4 && u32::from_str_radix(mode, 8).is_ok(), "{mode}");
+            }
+        }
+    }
 }

@@ -17,9 +17,42 @@ use common::vm::{assert_split, here_or_in_vm};
 
 fn changes_in_json(out: &str) -> u64 {
     let start = out.find('{').expect("json output");
-    let v: serde_json::Value = serde_json::from_str(&out[start..out.rfind('}').unwrap() + 1]).expect("json");
+    let v = common::schema::parse(&lvsctl_bin(), "up", &out.as_bytes()[start..out.rfind('}').unwrap() + 1]);
     assert_eq!((v["schema_version"].as_u64(), v["command"].as_str()), (Some(1), Some("up")), "the envelope");
     v["hosts"].as_array().unwrap().iter().map(|h| h["report"]["changes"].as_u64().expect("every host answered")).sum()
+}
+
+/// `status --output json` shows the director's IPVS table in the names and values of
+/// `plan --output json`: each planned service is there, with its destinations as planned.
+fn status_json_is_the_plan(l: &Lab) {
+    let bin = lvsctl_bin();
+    let st = l.lvsctl(&["status", "--output", "json"]);
+    let st = common::schema::parse(&bin, "status", &st.stdout);
+    let plan = common::schema::parse(&bin, "plan", &l.lvsctl(&["plan", "--output", "json"]).stdout);
+    let dests = |s: &serde_json::Value| -> BTreeSet<String> {
+        s["destinations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| format!("{} {} {} {}", d["address"], d["port"], d["forward"], d["weight"]))
+            .collect()
+    };
+    for p in plan["hosts"].as_array().unwrap().iter().filter(|p| !p["ipvs"].as_array().unwrap().is_empty()) {
+        let host =
+            st["hosts"].as_array().unwrap().iter().find(|h| h["host"] == p["host"]).expect("the director's status");
+        let table = host["report"]["ipvs"].as_array().unwrap_or_else(|| panic!("no IPVS table in {host:#}"));
+        for want in p["ipvs"].as_array().unwrap() {
+            let key = ["protocol", "vip", "port"];
+            let got = table
+                .iter()
+                .find(|s| key.iter().all(|k| s[k] == want[k]))
+                .unwrap_or_else(|| panic!("{want:#} not in {:#}", host["report"]["ipvs"]));
+            for k in ["scheduler", "persistence"] {
+                assert_eq!(got[k], want[k], "{k} of {}", want["vip"]);
+            }
+            assert_eq!(dests(got), dests(want), "destinations of {}", want["vip"]);
+        }
+    }
 }
 
 /// One thing broken by hand on a provisioned lab, and what verify and doctor must say of it.
@@ -56,7 +89,7 @@ fn break_one(l: &Lab, b: &Break) {
     }
     let d = l.lvsctl(&["doctor", "--output", "json"]);
     assert_eq!(d.status.code(), Some(6), "{}: doctor must find it:\n{}", b.what, text(&d));
-    let doc: serde_json::Value = serde_json::from_slice(&d.stdout).expect("doctor --output json");
+    let doc = common::schema::parse(&lvsctl_bin(), "doctor", &d.stdout);
     assert_eq!((doc["command"].as_str(), doc["ok"].as_bool()), (Some("doctor"), Some(false)), "the envelope");
     let findings: Vec<serde_json::Value> = doc["findings"].as_array().expect("findings").clone();
     let got: std::collections::BTreeSet<(String, String)> = findings
@@ -172,6 +205,7 @@ fn full_cycle(inv: &str, c: Checks) {
     assert_eq!(execs, every(1), "ssh execs per host of status");
     assert!(!status.contains("DRIFTED"), "{status}");
     assert!(status.contains("IPVS on"), "{status}");
+    status_json_is_the_plan(&l);
     if l.lab.name == "dr" {
         // Another process holds the lab's lock on the director (an `up` whose controller went
         // away, a boot unit): `up` says that it waits, and goes on once the lock is free.
@@ -213,8 +247,12 @@ fn full_cycle(inv: &str, c: Checks) {
         break_one(&l, b);
     }
     if !c.breaks.is_empty() {
-        let v = l.ok(&["verify"]);
-        assert!(v.contains("every service answers as configured"), "after the repairs: {v}");
+        let out = l.lvsctl(&["verify", "--output", "json"]);
+        assert!(out.status.success(), "verify after the repairs:\n{}", text(&out));
+        let v = common::schema::parse(&lvsctl_bin(), "verify", &out.stdout);
+        let services = v["services"].as_array().expect("services");
+        assert!(v["ok"] == true && services.len() == l.lab.services.len(), "after the repairs: {v:#}");
+        assert!(services.iter().all(|s| s["problems"].as_array().is_some_and(|p| p.is_empty())), "{v:#}");
         let d = l.ok(&["doctor"]);
         assert!(d.contains("no problem found"), "after the repairs: {d}");
     }

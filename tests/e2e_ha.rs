@@ -226,7 +226,7 @@ fn ha_cycle(c: Ha) {
     l.sh(victim, "kill $(cat /run/keepalived.pid)");
     wait_until("keepalived ended", 15, || !l.sh(victim, "ls /run").contains("keepalived.pid"));
     let d = l.lvsctl(&["doctor", "--output", "json"]);
-    let doc: serde_json::Value = serde_json::from_slice(&d.stdout).expect("doctor --output json");
+    let doc = common::schema::parse(&lvsctl_bin(), "doctor", &d.stdout);
     let findings: Vec<serde_json::Value> = doc["findings"].as_array().expect("findings").clone();
     let got: std::collections::BTreeSet<(String, String)> = findings
         .iter()

@@ -67,7 +67,7 @@ fn dry_run_changes_nothing_and_records_nothing() {
     assert_eq!(pending.status.code(), Some(7), "changes pending: {}", text(&pending));
     // The same plan for programs, in the envelope every command's JSON has.
     let json = l.lvsctl(&with(&["up", "--dry-run", "--output", "json"]));
-    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("up --dry-run --output json");
+    let v = common::schema::parse(&lvsctl_bin(), "up", &json.stdout);
     assert_eq!(
         (v["schema_version"].as_u64(), v["command"].as_str(), v["lab"].as_str()),
         (Some(1), Some("up"), Some("t-dry"))
@@ -102,7 +102,7 @@ fn dry_run_changes_nothing_and_records_nothing() {
     assert!(text(&none).contains("No changes: every host is as planned."), "{}", text(&none));
 
     let st = l.lvsctl(&with(&["status", "--output", "json"]));
-    let v: serde_json::Value = serde_json::from_slice(&st.stdout).expect("status --output json");
+    let v = common::schema::parse(&lvsctl_bin(), "status", &st.stdout);
     assert_eq!((v["command"].as_str(), v["ok"].as_bool()), (Some("status"), Some(true)), "{v}");
 
     // down --dry-run: what down would undo, nothing changed (the journals included).
@@ -225,7 +225,7 @@ fn an_up_interrupted_by_ctrl_c_still_finishes_on_the_host() {
     // The next up waits for the agent's lab lock, then finds everything done.
     let out = l.lvsctl(&["up", "--host", "web1", "--output", "json"]);
     assert!(out.status.success(), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::schema::parse(&lvsctl_bin(), "up", &out.stdout);
     assert_eq!(v["hosts"][0]["report"]["changes"], 0, "the interrupted agent finished its plan:\n{}", text(&out));
     assert!(entries() > 3, "and journaled every change");
     l.ok(&["down", "--host", "web1"]);
@@ -437,7 +437,7 @@ fn a_session_dropped_by_the_host_mid_up_loses_nothing() {
     // The agent went on without its session: the next up waits for it, then has nothing to do.
     let out = l.lvsctl(&["up", "--host", "web1", "--output", "json"]);
     assert!(out.status.success(), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::schema::parse(&lvsctl_bin(), "up", &out.stdout);
     assert_eq!(v["hosts"][0]["report"]["changes"], 0, "the agent finished its plan:\n{}", text(&out));
     l.ok(&["down", "--host", "web1"]);
     assert_same(&before, &subset(&l, &["web1"]), "after a dropped session and down");

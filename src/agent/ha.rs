@@ -17,7 +17,7 @@ const JSON_DUMP: &str = "/tmp/keepalived.json";
 /// How long keepalived may take to write it.
 const DUMP_WAIT: Duration = Duration::from_secs(3);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum VrrpState {
     Init,
@@ -49,7 +49,7 @@ impl VrrpState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VrrpStatus {
     pub instance: String,
     pub state: VrrpState,
@@ -57,7 +57,7 @@ pub struct VrrpStatus {
     pub holds: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KeepalivedStatus {
     /// The keepalived that runs (the one its pid file names), None when none does.
     pub running: Option<ProcFact>,

@@ -89,7 +89,7 @@ impl Request {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
     /// Changed.
@@ -104,7 +104,7 @@ pub enum Status {
     Kept,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ChangeEvent {
     /// What changes: `sysctl net.ipv4.conf.all.arp_ignore`, `address 10.0.0.1/32 dev lo`, …
     pub object: String,

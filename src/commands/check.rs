@@ -7,10 +7,8 @@ use crate::inventory::{self, LoadError, diag::Diagnostic};
 
 /// `check --output json`: the envelope every command's JSON shares, with the inventory's problems
 /// (each located by file, line and column) or, when it is valid, what it holds.
-#[derive(Serialize)]
-struct Report<'a> {
-    #[serde(flatten)]
-    envelope: crate::output::Envelope<'a>,
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct CheckBody<'a> {
     inventory: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     mode: Option<String>,
@@ -19,16 +17,16 @@ struct Report<'a> {
     diagnostics: Vec<Problem<'a>>,
 }
 
-#[derive(Serialize)]
-struct HostLine<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct HostLine<'a> {
     host: &'a str,
     role: String,
 }
 
 /// One diagnostic for programs: where (1-based line and column, and the column after the
 /// marked text) and what, with the key path and the help line.
-#[derive(Serialize)]
-struct Problem<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Problem<'a> {
     severity: &'static str,
     file: String,
     line: usize,
@@ -75,23 +73,31 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
         Ok(lab) => Ok(lab),
     };
     let report = match &loaded {
-        Ok(lab) => Report {
-            envelope: crate::output::Envelope::new("check", Some(&lab.name), true),
-            inventory: path.display().to_string(),
-            mode: Some(lab.mode.to_string()),
-            hosts: lab.hosts.iter().map(|h| HostLine { host: &h.name, role: h.role.to_string() }).collect(),
-            services: lab.services.len(),
-            diagnostics: Vec::new(),
-        },
-        Err(d) => Report {
-            envelope: crate::output::Envelope::new("check", None, false),
-            inventory: path.display().to_string(),
-            mode: None,
-            hosts: Vec::new(),
-            services: 0,
-            diagnostics: d.0.iter().map(Problem::from).collect(),
-        },
+        Ok(lab) => crate::contract::Output::new(
+            "check",
+            Some(&lab.name),
+            true,
+            CheckBody {
+                inventory: path.display().to_string(),
+                mode: Some(lab.mode.to_string()),
+                hosts: lab.hosts.iter().map(|h| HostLine { host: &h.name, role: h.role.to_string() }).collect(),
+                services: lab.services.len(),
+                diagnostics: Vec::new(),
+            },
+        ),
+        Err(d) => crate::contract::Output::new(
+            "check",
+            None,
+            false,
+            CheckBody {
+                inventory: path.display().to_string(),
+                mode: None,
+                hosts: Vec::new(),
+                services: 0,
+                diagnostics: d.0.iter().map(Problem::from).collect(),
+            },
+        ),
     };
-    crate::outln!("{}", serde_json::to_string_pretty(&report)?);
+    crate::outln!("{}", report.pretty());
     Ok(if loaded.is_ok() { crate::exit::OK } else { crate::exit::INVALID })
 }

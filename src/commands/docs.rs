@@ -30,6 +30,13 @@ pub fn man(page: crate::cli::ManPage) -> anyhow::Result<u8> {
     write_stdout(&out)
 }
 
+/// `lvsctl schema COMMAND`.
+pub fn schema(of: crate::contract::SchemaOf) -> anyhow::Result<u8> {
+    let mut text = serde_json::to_string_pretty(&crate::contract::schema(of))?;
+    text.push('\n');
+    write_stdout(text.as_bytes())
+}
+
 /// lvsctl(1): the top-level page, with each subcommand's help as a section of its own (one page,
 /// like git's summary pages, so `man lvsctl` answers everything).
 pub fn man_page(out: &mut Vec<u8>) -> std::io::Result<()> {

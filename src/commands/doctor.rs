@@ -35,9 +35,12 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<u8> {
     let findings = diagnose(lab, &facts);
     match args.out.output {
         Output::Json => {
-            let envelope = crate::output::Envelope::new("doctor", Some(&lab.name), findings.is_empty());
-            let hosts: Vec<&String> = facts.keys().collect();
-            crate::outln!("{}", envelope.wrap(serde_json::json!({ "hosts": hosts, "findings": findings })));
+            let body =
+                crate::contract::DoctorBody { hosts: facts.keys().map(|h| h.as_str()).collect(), findings: &findings };
+            crate::outln!(
+                "{}",
+                crate::contract::Output::new("doctor", Some(&lab.name), findings.is_empty(), body).pretty()
+            );
         }
         Output::Text if findings.is_empty() => {
             crate::outln!(

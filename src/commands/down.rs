@@ -58,7 +58,7 @@ pub fn run(args: &DownArgs) -> anyhow::Result<u8> {
     if args.dry_run {
         let f = super::Finish {
             command: "down",
-            lab: &lab.name,
+            lab: &lab,
             verb: "to undo",
             output: args.out.output,
             dry_run: true,
@@ -80,7 +80,7 @@ pub fn run(args: &DownArgs) -> anyhow::Result<u8> {
         .map_err(|e| anyhow::anyhow!("cannot write the controller state in {}: {e}", state_dir.display()))?;
     let f = super::Finish {
         command: "down",
-        lab: &lab.name,
+        lab: &lab,
         verb: "undone",
         output: args.out.output,
         dry_run: false,

@@ -20,9 +20,11 @@ const ACT_AFTER_MS: u64 = 5_000;
 /// the backup took over.
 const HOLD_MS: u64 = 20_000;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Phase {
-    /// The longest time the VIP went unanswered, in seconds.
+    /// The longest time the VIP went unanswered (seconds here, milliseconds in JSON).
+    #[serde(rename = "outage_ms", serialize_with = "as_ms")]
+    #[schemars(rename = "outage_ms", with = "u64")]
     pub outage_s: f64,
     pub requests: usize,
     pub failed: usize,
@@ -32,19 +34,46 @@ pub struct Phase {
     pub holder: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Failover {
     pub master: String,
     pub backup: String,
     pub service: String,
+    /// `--max-outage` (seconds here, milliseconds in JSON).
+    #[serde(rename = "max_outage_ms", serialize_with = "as_ms")]
+    #[schemars(rename = "max_outage_ms", with = "u64")]
     pub max_outage_s: f64,
     pub takeover: Phase,
     /// The connection opened before the failover: who answered it after, or why it failed.
+    #[serde(serialize_with = "held_json")]
+    #[schemars(with = "Option<Held>")]
     pub held: Option<Result<String, String>>,
     pub through_backup: Vec<ServiceResult>,
     pub failback: Phase,
     pub preempt: bool,
     pub problems: Vec<String>,
+}
+
+/// The held connection in JSON: the body that answered it, or why it failed.
+#[derive(Serialize, schemars::JsonSchema)]
+struct Held<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    answered_by: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+fn held_json<S: serde::Serializer>(h: &Option<Result<String, String>>, s: S) -> Result<S::Ok, S::Error> {
+    h.as_ref()
+        .map(|r| match r {
+            Ok(body) => Held { answered_by: Some(body), error: None },
+            Err(e) => Held { answered_by: None, error: Some(e) },
+        })
+        .serialize(s)
+}
+
+fn as_ms<S: serde::Serializer>(seconds: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64((seconds * 1000.0).round() as u64)
 }
 
 impl Failover {

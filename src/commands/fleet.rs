@@ -168,6 +168,16 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// Counts one planned change.
+    pub fn count(&mut self, c: &ChangeEvent) {
+        use crate::agent::protocol::ChangeKind;
+        match c.kind.unwrap_or(ChangeKind::Change) {
+            ChangeKind::Add => self.add += 1,
+            ChangeKind::Change => self.change += 1,
+            ChangeKind::Remove => self.remove += 1,
+        }
+    }
+
     pub fn total(&self) -> usize {
         self.add + self.change + self.remove
     }
@@ -198,11 +208,7 @@ pub fn print_diff(outcomes: &[Outcome], printer: &Printer) -> Pending {
         crate::outln!("{}:", o.host);
         for c in planned {
             let kind = c.kind.unwrap_or(ChangeKind::Change);
-            match kind {
-                ChangeKind::Add => n.add += 1,
-                ChangeKind::Change => n.change += 1,
-                ChangeKind::Remove => n.remove += 1,
-            }
+            n.count(c);
             let code = match kind {
                 ChangeKind::Add => "32",
                 ChangeKind::Change => "33",

@@ -38,7 +38,7 @@ pub fn load_inventory(path: &Path) -> anyhow::Result<Lab> {
 /// How `up` or `down` ends.
 pub struct Finish<'a> {
     pub command: &'a str,
-    pub lab: &'a str,
+    pub lab: &'a Lab,
     /// "changed", "to change", "undone", "to undo".
     pub verb: &'a str,
     pub output: crate::cli::Output,
@@ -77,8 +77,11 @@ pub fn finish(
             pending.map(|p| p.total())
         }
         crate::cli::Output::Json => {
-            let envelope = crate::output::Envelope::new(f.command, Some(f.lab), code == exit::OK);
-            crate::outln!("{}", envelope.wrap(outcomes_json(outcomes, f.dry_run)));
+            let body = crate::contract::RunBody::of(outcomes, f.dry_run, f.lab);
+            crate::outln!(
+                "{}",
+                crate::contract::Output::new(f.command, Some(&f.lab.name), code == exit::OK, body).pretty()
+            );
             f.dry_run.then(|| outcomes.iter().map(planned).sum())
         }
     };
@@ -216,46 +219,4 @@ impl Drop for Session {
         // Close the ssh master connections cleanly (dropping them would block on each).
         self.rt.block_on(self.pool.close());
     }
-}
-
-/// Outcomes as JSON: per host, its report or its error, and its events.
-pub fn outcomes_json(outcomes: &[fleet::Outcome], dry_run: bool) -> serde_json::Value {
-    let hosts: Vec<serde_json::Value> = outcomes
-        .iter()
-        .map(|o| {
-            let duration_ms = (o.seconds * 1000.0).round() as u64;
-            match &o.result {
-                Ok(r) => serde_json::json!({
-                    "host": o.host,
-                    "ok": r.failed == 0 && r.errors.is_empty(),
-                    "unreachable": false,
-                    "duration_ms": duration_ms,
-                    "report": r,
-                    "events": o.events,
-                }),
-                Err(e) => serde_json::json!({
-                    "host": o.host,
-                    "ok": false,
-                    "unreachable": matches!(e, crate::remote::HostError::Unreachable(_)),
-                    "error": e.to_string(),
-                    "duration_ms": duration_ms,
-                    "events": o.events,
-                }),
-            }
-        })
-        .collect();
-    let mut body = serde_json::json!({ "hosts": hosts });
-    if dry_run {
-        let mut n = fleet::Pending::default();
-        for c in outcomes.iter().flat_map(|o| &o.events).filter(|c| c.status == crate::agent::protocol::Status::Planned)
-        {
-            match c.kind.unwrap_or(crate::agent::protocol::ChangeKind::Change) {
-                crate::agent::protocol::ChangeKind::Add => n.add += 1,
-                crate::agent::protocol::ChangeKind::Change => n.change += 1,
-                crate::agent::protocol::ChangeKind::Remove => n.remove += 1,
-            }
-        }
-        body["plan"] = serde_json::json!({ "add": n.add, "change": n.change, "remove": n.remove });
-    }
-    body
 }

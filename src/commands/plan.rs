@@ -15,8 +15,8 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<u8> {
     plans.retain(|p| args.filter.hosts.is_empty() || args.filter.hosts.contains(&p.host));
     match args.out.output {
         Output::Json => {
-            let envelope = crate::output::Envelope::new("plan", Some(&lab.name), true);
-            crate::outln!("{}", envelope.wrap(serde_json::json!({ "hosts": plans })));
+            let body = crate::contract::PlanBody { hosts: &plans };
+            crate::outln!("{}", crate::contract::Output::new("plan", Some(&lab.name), true, body).pretty());
         }
         Output::Text => crate::out!("{}", render_text(&lab, &plans)),
     }

@@ -72,8 +72,10 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<u8> {
         }
     }
     if json {
-        let report = Report { envelope: crate::output::Envelope::new("render", Some(&lab.name), true), hosts };
-        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!(
+            "{}",
+            crate::contract::Output::new("render", Some(&lab.name), true, RenderBody { hosts }).pretty()
+        );
     } else if let Some(dir) = &args.out {
         eprintln!(
             "each host's files are in {}/HOST/ as paths on the host: copy the tree to its / (e.g. `tar -C {0}/HOST -c . | ssh root@HOST tar -C / -x`), then `systemctl daemon-reload && systemctl enable --now {}`",
@@ -85,23 +87,21 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<u8> {
 }
 
 /// `render --output json`.
-#[derive(Serialize)]
-struct Report<'a> {
-    #[serde(flatten)]
-    envelope: crate::output::Envelope<'a>,
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct RenderBody {
     hosts: Vec<HostFiles>,
 }
 
-#[derive(Serialize)]
-struct HostFiles {
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct HostFiles {
     host: String,
     files: Vec<FileJson>,
 }
 
 /// One rendered file: where it goes on the host, its mode as an octal string ("0644"), its size
 /// and sha256, where `--out` wrote it, and its text.
-#[derive(Serialize)]
-struct FileJson {
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct FileJson {
     path: String,
     mode: String,
     bytes: usize,

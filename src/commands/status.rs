@@ -20,8 +20,8 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<u8> {
     let drifted = outcomes.iter().any(|o| o.result.as_ref().is_ok_and(|r| r.changes > 0));
     if args.out.output == Output::Json {
         let ok = !drifted && crate::commands::fleet::exit_code(&outcomes) == crate::exit::OK;
-        let envelope = crate::output::Envelope::new("status", Some(&planned.lab.name), ok);
-        crate::outln!("{}", envelope.wrap(super::outcomes_json(&outcomes, false)));
+        let body = crate::contract::RunBody::of(&outcomes, false, &planned.lab);
+        crate::outln!("{}", crate::contract::Output::new("status", Some(&planned.lab.name), ok, body).pretty());
     } else {
         for o in &outcomes {
             match &o.result {

@@ -48,7 +48,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<u8> {
     let verb = if args.dry_run { "to change" } else { "changed" };
     let f = super::Finish {
         command: "up",
-        lab: &lab.name,
+        lab,
         verb,
         output: args.out.output,
         dry_run: args.dry_run,

@@ -30,7 +30,7 @@ pub fn probe_kind(protocol: Protocol, port: u16) -> Option<ProbeKind> {
 }
 
 /// How a scheduler spreads the connections of one client that opens them one after another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Policy {
     /// rr, wrr: shares follow the weights exactly; tolerance max(2, 10 %) of the requests.
@@ -61,7 +61,7 @@ pub fn tolerance(p: Policy, n: u32) -> f64 {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RsResult {
     pub host: String,
     pub address: String,
@@ -73,7 +73,7 @@ pub struct RsResult {
     pub verdict: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ServiceResult {
     pub service: String,
     pub scheduler: String,
@@ -390,8 +390,8 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<u8> {
     }
     match args.out.output {
         Output::Json => {
-            let envelope = crate::output::Envelope::new("verify", Some(&v.lab.name), ok);
-            crate::outln!("{}", envelope.wrap(serde_json::json!({ "services": results, "failover": failover })))
+            let body = crate::contract::VerifyBody { services: &results, failover: failover.as_ref() };
+            crate::outln!("{}", crate::contract::Output::new("verify", Some(&v.lab.name), ok, body).pretty())
         }
         Output::Text => {
             // What the hosts noted on the way (an agent installed again, say), once each.

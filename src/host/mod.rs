@@ -100,7 +100,7 @@ pub struct IpvsService {
 }
 
 /// One process, named so that a pid the kernel reuses later is never taken for it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProcFact {
     pub pid: u32,
     /// When it started, in clock ticks after boot (`/proc/PID/stat` field 22).

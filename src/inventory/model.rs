@@ -12,7 +12,7 @@ pub use crate::ipvs::Protocol;
 /// The forwarding modes (their requirements are in `modes/`).
 pub use crate::modes::Mode;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     Client,
@@ -202,7 +202,7 @@ pub struct HealthCheck {
     pub port: Option<u16>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum CheckKind {
     /// A TCP connection opens.
@@ -315,6 +315,11 @@ impl Lab {
     }
 
     /// The director, or with an HA pair the one of higher priority (the master while both run).
+    /// The host with `ip` on one of its interfaces.
+    pub fn host_with_address(&self, ip: Ipv4Addr) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.has_address(ip))
+    }
+
     pub fn director(&self) -> Option<&Host> {
         self.directors().max_by_key(|h| h.priority.unwrap_or(0))
     }

@@ -97,7 +97,7 @@ pub fn fwd_name(f: u32) -> &'static str {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
@@ -146,7 +146,7 @@ impl std::fmt::Display for Protocol {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Forward {
     /// NAT (ipvsadm -m)
@@ -265,7 +265,7 @@ impl DestConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Stats {
     pub conns: u64,
     pub inpkts: u64,
@@ -347,12 +347,50 @@ pub enum CmdAttr {
 }
 
 /// A running IPVS connection sync daemon (`ipvsadm -L --daemon`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SyncDaemon {
-    /// SYNC_MASTER or SYNC_BACKUP.
+    /// SYNC_MASTER or SYNC_BACKUP; `"master"` or `"backup"` in JSON.
+    #[serde(with = "sync_state")]
+    #[schemars(with = "SyncRole")]
     pub state: u32,
     pub interface: String,
     pub sync_id: u32,
+}
+
+/// A sync daemon's state as `ipvsadm -L --daemon` names it.
+#[derive(schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum SyncRole {
+    Master,
+    Backup,
+}
+
+mod sync_state {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(state: &u32, s: S) -> Result<S::Ok, S::Error> {
+        match *state {
+            super::SYNC_MASTER => s.serialize_str("master"),
+            super::SYNC_BACKUP => s.serialize_str("backup"),
+            n => s.serialize_u32(n),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum State {
+            Name(String),
+            Number(u32),
+        }
+        match State::deserialize(d)? {
+            State::Number(n) => Ok(n),
+            State::Name(s) if s == "master" => Ok(super::SYNC_MASTER),
+            State::Name(s) if s == "backup" => Ok(super::SYNC_BACKUP),
+            State::Name(s) => Err(D::Error::custom(format!("unknown sync daemon state {s:?}"))),
+        }
+    }
 }
 
 impl SyncDaemon {

@@ -14,7 +14,7 @@ use crate::ipvs::Forward;
 /// Where keepalived reads its configuration (Debian's and RHEL's packages agree).
 pub const CONFIG: &str = "/etc/keepalived/keepalived.conf";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KeepalivedSpec {
     /// The configuration file the daemon is started with.
     pub config: String,
@@ -29,7 +29,7 @@ pub struct KeepalivedSpec {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VrrpInstance {
     pub name: String,
     pub interface: String,
@@ -42,15 +42,17 @@ pub struct VrrpInstance {
     pub addresses: Vec<VrrpAddress>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VrrpAddress {
+    /// CIDR notation: `192.168.188.100/32`.
+    #[schemars(with = "String")]
     pub address: Ipv4Net,
     pub dev: String,
     /// VIP of …, the real servers' gateway.
     pub what: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KaVirtualServer {
     pub label: String,
     pub protocol: Protocol,
@@ -68,7 +70,7 @@ pub struct KaVirtualServer {
     pub real_servers: Vec<KaRealServer>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KaRealServer {
     pub host: String,
     pub address: Ipv4Addr,
@@ -79,7 +81,7 @@ pub struct KaRealServer {
     pub check: Option<KaCheck>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KaCheck {
     pub kind: CheckKind,
     pub timeout: u32,

@@ -21,13 +21,13 @@ const LABEL_MAX: usize = 15;
 /// Suffix of the label lvsctl puts on every address it adds: its ownership mark.
 pub const LABEL_SUFFIX: &str = ":lvs";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ModuleSpec {
     pub name: String,
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SysctlSpec {
     /// sysctl(8) notation; a '.' inside an interface name is written '/' (`net.ipv4.conf.eth0/100.rp_filter`).
     pub key: String,
@@ -35,22 +35,26 @@ pub struct SysctlSpec {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LinkSpec {
     pub dev: String,
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AddressSpec {
     pub dev: String,
+    /// CIDR notation: `192.168.188.100/32`.
+    #[schemars(with = "String")]
     pub address: Ipv4Net,
     pub label: Option<String>,
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RouteSpec {
+    /// CIDR notation: `192.168.188.100/32`.
+    #[schemars(with = "String")]
     pub destination: Ipv4Net,
     pub gateway: Option<Ipv4Addr>,
     pub dev: Option<String>,
@@ -59,7 +63,7 @@ pub struct RouteSpec {
 
 pub use crate::ipvs::Forward;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DestSpec {
     /// The inventory host behind this destination (for messages).
     pub host: String,
@@ -71,7 +75,7 @@ pub struct DestSpec {
     pub l_threshold: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VirtualServiceSpec {
     pub protocol: Protocol,
     pub vip: Ipv4Addr,
@@ -84,9 +88,12 @@ pub struct VirtualServiceSpec {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FileSpec {
     pub path: String,
+    /// Octal, as chmod takes it: `"0644"`.
+    #[serde(with = "octal_mode")]
+    #[schemars(with = "String", regex(pattern = r"^0[0-7]{3}$"))]
     pub mode: u32,
     pub content: String,
     pub reason: String,
@@ -95,8 +102,36 @@ pub struct FileSpec {
     pub check: Option<FileCheck>,
 }
 
+/// A file mode as chmod(1) writes it (`"0644"`), not as the decimal 420; a number is read too.
+pub mod octal_mode {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{mode:04o}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Mode {
+            Octal(String),
+            Number(u32),
+        }
+        let m = match Mode::deserialize(d)? {
+            Mode::Number(n) => n,
+            Mode::Octal(s) => {
+                u32::from_str_radix(&s, 8).map_err(|_| D::Error::custom(format!("mode {s:?} is not octal")))?
+            }
+        };
+        if m > 0o7777 {
+            return Err(D::Error::custom(format!("mode {m:o} has bits beyond 07777")));
+        }
+        Ok(m)
+    }
+}
+
 /// How a file's content is checked on the host before it is put in place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum FileCheck {
     /// `keepalived -t -f FILE`
@@ -104,7 +139,7 @@ pub enum FileCheck {
 }
 
 /// Everything lvsctl ensures on one host, in the order the agent applies it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HostPlan {
     pub lab: String,
     pub host: String,

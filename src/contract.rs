@@ -1,0 +1,375 @@
+//! What `--output json` and `--output jsonl` print: one type per command, and the schemas
+//! `lvsctl schema COMMAND` prints are generated from these very types, so the two cannot differ.
+//!
+//! Names are the same for the same objects everywhere: a virtual service is `protocol`, `vip`,
+//! `port`, `scheduler`, `persistence` and `destinations` (each `address`, `port`, `forward`,
+//! `weight`) in `plan` and in `status`; durations are milliseconds (`*_ms`); file modes are octal
+//! strings (`"0644"`).
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::agent::protocol::{ChangeEvent, Report, Status};
+use crate::commands::fleet::{Outcome, Pending};
+use crate::host::IpvsService;
+use crate::output::{Envelope, SCHEMA_VERSION};
+use clap::ValueEnum;
+
+/// A command's whole JSON: the envelope, then the command's own fields.
+#[derive(Serialize, JsonSchema)]
+pub struct Output<'a, B> {
+    #[serde(flatten)]
+    pub envelope: Envelope<'a>,
+    #[serde(flatten)]
+    pub body: B,
+}
+
+impl<'a, B: Serialize> Output<'a, B> {
+    pub fn new(command: &'a str, lab: Option<&'a str>, ok: bool, body: B) -> Self {
+        Output { envelope: Envelope::new(command, lab, ok), body }
+    }
+
+    pub fn pretty(&self) -> String {
+        serde_json::to_string_pretty(self).expect("serializes")
+    }
+}
+
+/// `plan`: the desired state of every host.
+#[derive(Serialize, JsonSchema)]
+pub struct PlanBody<'a> {
+    pub hosts: &'a [crate::plan::HostPlan],
+}
+
+/// `up`, `down` and `status`: what each host did (or would do, or differs in).
+#[derive(Serialize, JsonSchema)]
+pub struct RunBody {
+    pub hosts: Vec<HostOutcome>,
+    /// A dry run's pending changes, as terraform counts them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanCounts>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct PlanCounts {
+    pub add: usize,
+    pub change: usize,
+    pub remove: usize,
+}
+
+impl From<Pending> for PlanCounts {
+    fn from(p: Pending) -> Self {
+        PlanCounts { add: p.add, change: p.change, remove: p.remove }
+    }
+}
+
+/// One host's result.
+#[derive(Serialize, JsonSchema)]
+pub struct HostOutcome {
+    pub host: String,
+    /// Nothing failed on this host.
+    pub ok: bool,
+    /// It could not be reached (nothing was done on it).
+    pub unreachable: bool,
+    /// Why the host could not be worked on (unreachable, or the agent failed as a whole).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Wall time on this host, connecting included.
+    pub duration_ms: u64,
+    /// What the agent reported; none when it did not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<HostReport>,
+    /// Every item the host changed, would change, or found drifted, kept or failed, in order.
+    pub events: Vec<ChangeEvent>,
+}
+
+/// What the agent on one host reported.
+#[derive(Serialize, JsonSchema)]
+pub struct HostReport {
+    /// Items changed (up, down), pending (a dry run) or drifted (status).
+    pub changes: u32,
+    pub failed: u32,
+    /// Items left as they are because someone else changed them since lvsctl did.
+    pub kept: u32,
+    /// Items already as planned.
+    pub unchanged: u32,
+    pub notes: Vec<String>,
+    /// Problems that stopped the whole operation on this host.
+    pub errors: Vec<String>,
+    /// The agent's own time on the host.
+    pub duration_ms: u64,
+    /// Entries left in the host's journal afterwards (what `down` would undo).
+    pub journal_entries: u32,
+    /// status: the director's IPVS table, in the names `plan` uses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipvs: Option<Vec<ServiceState>>,
+    /// status: what keepalived is doing on a director that runs it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keepalived: Option<crate::agent::ha::KeepalivedStatus>,
+}
+
+/// A virtual service as the kernel has it: `plan`'s fields, and its counters.
+#[derive(Serialize, JsonSchema)]
+pub struct ServiceState {
+    pub protocol: crate::ipvs::Protocol,
+    pub vip: std::net::Ipv4Addr,
+    pub port: u16,
+    pub scheduler: String,
+    /// Persistence timeout in seconds; 0 = off.
+    pub persistence: u32,
+    pub netmask: Option<std::net::Ipv4Addr>,
+    pub destinations: Vec<DestState>,
+    /// Counted since the service was added.
+    pub stats: crate::ipvs::Stats,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct DestState {
+    /// The inventory host at this address, when the plan has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    pub address: std::net::Ipv4Addr,
+    pub port: u16,
+    /// `masq`, `route` or `tunnel` (as in the plan), or `local`.
+    pub forward: String,
+    pub weight: u32,
+    pub u_threshold: u32,
+    pub l_threshold: u32,
+    pub active_conns: u32,
+    pub inactive_conns: u32,
+    pub persistent_conns: u32,
+    pub stats: crate::ipvs::Stats,
+}
+
+impl ServiceState {
+    /// The kernel's table in the plan's names; `host_of` names the inventory host at an address.
+    pub fn of(s: &IpvsService, host_of: &dyn Fn(std::net::Ipv4Addr) -> Option<String>) -> ServiceState {
+        let c = &s.entry.config;
+        let persistent = c.flags & crate::ipvs::SVC_F_PERSISTENT != 0;
+        ServiceState {
+            protocol: s.entry.key.protocol,
+            vip: s.entry.key.addr,
+            port: s.entry.key.port,
+            scheduler: c.scheduler.clone(),
+            persistence: if persistent { c.timeout } else { 0 },
+            netmask: (persistent && c.netmask != std::net::Ipv4Addr::BROADCAST).then_some(c.netmask),
+            destinations: s
+                .dests
+                .iter()
+                .map(|d| DestState {
+                    host: host_of(d.key.addr),
+                    address: d.key.addr,
+                    port: d.key.port,
+                    forward: crate::ipvs::fwd_name(d.config.fwd).to_string(),
+                    weight: d.config.weight,
+                    u_threshold: d.config.u_threshold,
+                    l_threshold: d.config.l_threshold,
+                    active_conns: d.active_conns,
+                    inactive_conns: d.inact_conns,
+                    persistent_conns: d.persist_conns,
+                    stats: d.stats,
+                })
+                .collect(),
+            stats: s.entry.stats,
+        }
+    }
+}
+
+impl HostReport {
+    fn of(r: &Report, host_of: &dyn Fn(std::net::Ipv4Addr) -> Option<String>) -> HostReport {
+        HostReport {
+            changes: r.changes,
+            failed: r.failed,
+            kept: r.kept,
+            unchanged: r.unchanged,
+            notes: r.notes.clone(),
+            errors: r.errors.clone(),
+            duration_ms: r.duration_ms,
+            journal_entries: r.journal_entries,
+            ipvs: r.ipvs().map(|t| t.iter().map(|s| ServiceState::of(s, host_of)).collect()),
+            keepalived: r.keepalived.clone(),
+        }
+    }
+}
+
+impl HostOutcome {
+    pub fn of(o: &Outcome, host_of: &dyn Fn(std::net::Ipv4Addr) -> Option<String>) -> HostOutcome {
+        let duration_ms = (o.seconds * 1000.0).round() as u64;
+        match &o.result {
+            Ok(r) => HostOutcome {
+                host: o.host.clone(),
+                ok: r.failed == 0 && r.errors.is_empty(),
+                unreachable: false,
+                error: None,
+                duration_ms,
+                report: Some(HostReport::of(r, host_of)),
+                events: o.events.clone(),
+            },
+            Err(e) => HostOutcome {
+                host: o.host.clone(),
+                ok: false,
+                unreachable: matches!(e, crate::remote::HostError::Unreachable(_)),
+                error: Some(e.to_string()),
+                duration_ms,
+                report: None,
+                events: o.events.clone(),
+            },
+        }
+    }
+}
+
+impl RunBody {
+    pub fn of(outcomes: &[Outcome], dry_run: bool, lab: &crate::inventory::Lab) -> RunBody {
+        let host_of = |a: std::net::Ipv4Addr| lab.host_with_address(a).map(|h| h.name.clone());
+        let hosts = outcomes.iter().map(|o| HostOutcome::of(o, &host_of)).collect();
+        let plan = dry_run.then(|| {
+            let mut n = Pending::default();
+            for c in outcomes.iter().flat_map(|o| &o.events).filter(|c| c.status == Status::Planned) {
+                n.count(c);
+            }
+            n.into()
+        });
+        RunBody { hosts, plan }
+    }
+}
+
+/// `doctor`: the hosts it asked and what it found.
+#[derive(Serialize, JsonSchema)]
+pub struct DoctorBody<'a> {
+    pub hosts: Vec<&'a str>,
+    pub findings: &'a [crate::doctor::Finding],
+}
+
+/// `verify`: each service's traffic split, and the failover when asked.
+#[derive(Serialize, JsonSchema)]
+pub struct VerifyBody<'a> {
+    pub services: &'a [crate::commands::verify::ServiceResult],
+    pub failover: Option<&'a crate::commands::failover::Failover>,
+}
+
+/// One line of `--output jsonl`: the events as they happen, then one line per host when it is
+/// done, then the end with the envelope's fields.
+#[derive(Serialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum StreamLine<'a> {
+    /// An item changed, would change, drifted, was kept or failed on a host.
+    Change {
+        host: &'a str,
+        #[serde(flatten)]
+        change: &'a ChangeEvent,
+    },
+    /// Something a host wants the user to know.
+    Note { host: &'a str, message: &'a str },
+    /// A host is done.
+    Host(&'a HostOutcome),
+    /// The command is done: the envelope, and a dry run's counts.
+    End {
+        #[serde(flatten)]
+        envelope: Envelope<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        plan: Option<PlanCounts>,
+    },
+}
+
+/// The commands `lvsctl schema` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchemaOf {
+    Check,
+    Plan,
+    Render,
+    Up,
+    Down,
+    Status,
+    Verify,
+    Doctor,
+    /// The lines of `--output jsonl` (up, down, status).
+    Events,
+}
+
+/// The JSON Schema (draft 2020-12) of a command's `--output json`.
+pub fn schema(of: SchemaOf) -> serde_json::Value {
+    let s = match of {
+        SchemaOf::Check => schemars::schema_for!(Output<crate::commands::check::CheckBody>),
+        SchemaOf::Plan => schemars::schema_for!(Output<PlanBody>),
+        SchemaOf::Render => schemars::schema_for!(Output<crate::commands::render::RenderBody>),
+        SchemaOf::Up | SchemaOf::Down | SchemaOf::Status => schemars::schema_for!(Output<RunBody>),
+        SchemaOf::Verify => schemars::schema_for!(Output<VerifyBody>),
+        SchemaOf::Doctor => schemars::schema_for!(Output<DoctorBody>),
+        SchemaOf::Events => schemars::schema_for!(StreamLine),
+    };
+    let mut v = s.to_value();
+    let name = of.to_possible_value().expect("no skipped variant").get_name().to_string();
+    if of == SchemaOf::Events {
+        v["title"] = format!("lvsctl up|down|status --output jsonl, one line (schema_version {SCHEMA_VERSION})").into();
+    } else {
+        v["title"] = format!("lvsctl {name} --output json (schema_version {SCHEMA_VERSION})").into();
+        // The document names its command: a status document is not an up document.
+        v["properties"]["command"] = serde_json::json!({ "const": name });
+        v["properties"]["schema_version"] = serde_json::json!({ "const": SCHEMA_VERSION });
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipvs::*;
+
+    fn keys(v: &serde_json::Value) -> std::collections::BTreeSet<String> {
+        v.as_object().unwrap().keys().cloned().collect()
+    }
+
+    /// A service read from the kernel (status) carries every field of the planned one (plan) under
+    /// the same name, with the same values for the same service: no codec shape leaks out.
+    #[test]
+    fn status_names_a_service_as_plan_does() {
+        let lab =
+            crate::inventory::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/dr.toml")))
+                .unwrap();
+        let templates = crate::templates::Templates::load(None).unwrap();
+        let ctx = crate::plan::Context { agent_path: "/x".into(), templates: &templates };
+        let plans = crate::plan::plan(&lab, &ctx).unwrap();
+        let spec = plans.iter().find_map(|p| p.ipvs.first()).expect("a director with a service");
+        let kernel = IpvsService {
+            entry: ServiceEntry {
+                key: ServiceKey { protocol: spec.protocol, addr: spec.vip, port: spec.port },
+                config: ServiceConfig::persistent(&spec.scheduler, spec.persistence, spec.netmask),
+                stats: Stats::default(),
+            },
+            dests: spec
+                .destinations
+                .iter()
+                .map(|d| DestEntry {
+                    key: DestKey { addr: d.address, port: d.port },
+                    config: DestConfig {
+                        fwd: d.forward.code(),
+                        weight: d.weight,
+                        u_threshold: d.u_threshold,
+                        l_threshold: d.l_threshold,
+                    },
+                    active_conns: 0,
+                    inact_conns: 0,
+                    persist_conns: 0,
+                    stats: Stats::default(),
+                })
+                .collect(),
+        };
+        let host_of = |a| lab.host_with_address(a).map(|h| h.name.clone());
+        let state = serde_json::to_value(ServiceState::of(&kernel, &host_of)).unwrap();
+        let planned = serde_json::to_value(spec).unwrap();
+        let mut shared = keys(&planned);
+        shared.remove("reason");
+        for k in &shared {
+            if k == "destinations" {
+                continue;
+            }
+            assert_eq!(state[k], planned[k], "{k}");
+        }
+        assert!(shared.is_subset(&keys(&state)), "{shared:?} vs {:?}", keys(&state));
+        for (s, p) in state["destinations"].as_array().unwrap().iter().zip(planned["destinations"].as_array().unwrap())
+        {
+            for k in keys(p) {
+                assert_eq!(s[&k], p[&k], "destination {k}");
+            }
+        }
+    }
+}
