@@ -282,9 +282,19 @@ pub struct HostFilter {
 
 #[derive(Args, Debug, Clone, Copy)]
 pub struct OutputArg {
-    /// text for people, json for programs.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
+    /// text for people, json for programs (lvsctl schema COMMAND describes it).
+    #[arg(long, value_enum, default_value_t = Output::Text, value_name = "FORMAT")]
     pub output: Output,
+}
+
+/// `--output` of the commands that run on hosts: text, one JSON document, or events as lines.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct StreamOutputArg {
+    /// text for people; json for programs, one document at the end; jsonl, one JSON object per
+    /// line as things happen (each change and note, each host when it is done, then the end);
+    /// lvsctl schema COMMAND and lvsctl schema events describe them.
+    #[arg(long, value_enum, default_value_t = StreamOutput::Text, value_name = "FORMAT")]
+    pub output: StreamOutput,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -298,6 +308,13 @@ pub struct TemplatesArg {
 pub enum Output {
     Text,
     Json,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StreamOutput {
+    Text,
+    Json,
+    Jsonl,
 }
 
 #[derive(Args, Debug)]
@@ -377,7 +394,7 @@ pub struct UpArgs {
     #[command(flatten)]
     pub tpl: TemplatesArg,
     #[command(flatten)]
-    pub out: OutputArg,
+    pub out: StreamOutputArg,
 }
 
 #[derive(Args, Debug)]
@@ -393,7 +410,7 @@ pub struct DownArgs {
     #[arg(long, requires = "dry_run")]
     pub detailed_exitcode: bool,
     #[command(flatten)]
-    pub out: OutputArg,
+    pub out: StreamOutputArg,
 }
 
 /// The arguments of the commands that read every host's live state against its plan.
@@ -436,7 +453,18 @@ pub struct VerifyArgs {
     pub out: OutputArg,
 }
 
-pub type StatusArgs = LiveArgs;
+/// `status`: `LiveArgs` with events as lines too (`--output jsonl`).
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub inv: InventoryArg,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub out: StreamOutputArg,
+    #[command(flatten)]
+    pub tpl: TemplatesArg,
+}
 pub type DoctorArgs = LiveArgs;
 
 #[derive(Subcommand, Debug)]

@@ -144,7 +144,7 @@ fn down_reaches_hosts_the_edited_inventory_no_longer_lists() {
     lvsctl::inventory::load(&inv).unwrap_or_else(|e| panic!("edited inventory: {e}"));
     let out = l.ok(&["down"]);
     assert!(out.contains("no longer in the inventory: web2"), "{out}");
-    assert!(out.contains("web2    changed address 192.168.188.100/32 dev lo: present -> absent"), "{out}");
+    assert!(out.contains("web2    removed address 192.168.188.100/32 dev lo: present -> absent"), "{out}");
     assert_same(&before, &subset(&l, &hosts), "after down with an edited inventory");
     assert!(std::fs::read_dir(l.state_dir.path()).unwrap().next().is_none(), "state emptied once every host is undone");
 }
@@ -334,7 +334,7 @@ fn a_local_host_is_provisioned_without_ssh() {
     };
     let (ok, t) = run(&["up", "--host", "client"]);
     assert!(ok, "{t}");
-    assert!(t.contains("client  changed route default: absent -> default via 192.168.10.200"), "{t}");
+    assert!(t.contains("client  added route default: absent -> default via 192.168.10.200"), "{t}");
     assert!(sh(&["ip", "-o", "-4", "addr", "show", "dev", "eth0"]).contains("192.168.10.6/24"));
     assert!(Path::new("/etc/systemd/system/lvsctl-dr.service").exists());
     assert!(Path::new("/var/lib/lvsctl/dr/journal.json").exists());
@@ -607,4 +607,132 @@ fn a_killed_controller_leaves_no_ssh_master_for_long() {
     }
     // The agent finished on its own; down restores.
     l.ok(&["down", "--host", "web1"]);
+}
+
+/// What a terminal or a pipe shows, made comparable: durations, sizes and hashes (which differ
+/// from run to run and build to build) replaced.
+fn normalized(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut words = Vec::new();
+        for w in line.split(' ') {
+            let core = w.trim_end_matches([',', ')', ':']);
+            let tail = &w[core.len()..];
+            let hex = core.len() >= 12 && core.chars().all(|c| c.is_ascii_hexdigit());
+            let decimal = core.split_once('.').is_some_and(|(a, b)| {
+                !a.is_empty()
+                    && !b.is_empty()
+                    && (a.trim_start_matches('(').chars().chain(b.chars())).all(|c| c.is_ascii_digit())
+            });
+            words.push(if hex {
+                format!("HASH{tail}")
+            } else if decimal {
+                format!("{}N.N{tail}", if core.starts_with('(') { "(" } else { "" })
+            } else {
+                w.to_string()
+            });
+        }
+        out.push_str(words.join(" ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Compares `got` with tests/golden/output/NAME (UPDATE_EXPECT=1 rewrites it).
+fn assert_snapshot(name: &str, got: &str) {
+    let path = repo().join("tests/golden/output").join(name);
+    let got = normalized(got);
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(want == got, "{name} differs from {} (UPDATE_EXPECT=1 to accept):\n{got}", path.display());
+}
+
+/// The text of up, a no-op up, dry runs, down and a failing host, on a terminal (what the screen
+/// shows once the live lines are gone) and through a pipe, kept as snapshots; and the same runs
+/// as `--output jsonl`, every line valid against `lvsctl schema events`.
+#[test]
+fn what_up_and_down_print_on_a_terminal_and_through_a_pipe() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let l = Lab::create(dr_copy(dir.path(), "t-snap"));
+    let before = snapshot(&l);
+    // One host at a time: the order of the hosts' blocks is the same in every run.
+    let args = |first: &[&'static str]| {
+        let mut v: Vec<&str> = first.to_vec();
+        v.extend(["--parallel", "1"]);
+        v.extend(NO_DIRECTOR);
+        v
+    };
+    let plain = |name: &str, first: &[&'static str], code: i32| {
+        let out = l.lvsctl(&args(first));
+        assert_eq!(out.status.code(), Some(code), "{name}: {}", text(&out));
+        assert!(!text(&out).contains('\x1b'), "{name}: no escape codes into a pipe:\n{}", text(&out));
+        assert_snapshot(&format!("{name}.plain.txt"), &text(&out));
+    };
+    let tty = |name: &str, first: &[&'static str], code: i32| {
+        let mut cmd = l.command(&args(first));
+        cmd.env_remove("NO_COLOR");
+        let (status, screen) = common::pty::screen(cmd, 140);
+        assert_eq!(status.code(), Some(code), "{name}:\n{screen}");
+        assert_snapshot(&format!("{name}.tty.txt"), &screen);
+    };
+    plain("dry-run", &["up", "--dry-run"], 0);
+    tty("dry-run", &["up", "--dry-run"], 0);
+    plain("up", &["up"], 0);
+    plain("noop-up", &["up"], 0);
+    tty("noop-up", &["up"], 0);
+    plain("down-dry-run", &["down", "--dry-run"], 0);
+    tty("down-dry-run", &["down", "--dry-run"], 0);
+    plain("down", &["down"], 0);
+    tty("up", &["up"], 0);
+    tty("down", &["down"], 0);
+
+    // A host whose journal cannot be written fails; the others go on.
+    let full = "mkdir -p /var/lib/lvsctl && mount -t tmpfs -o size=8k full /var/lib/lvsctl && dd if=/dev/zero of=/var/lib/lvsctl/fill bs=4k count=8 2>/dev/null; true";
+    l.sh("web1", full);
+    plain("failing-host", &["up"], 4);
+    l.ok(&args(&["down"]));
+    tty("failing-host", &["up"], 4);
+    l.ok(&args(&["down"]));
+    l.sh("web1", "umount /var/lib/lvsctl");
+
+    // --output jsonl: changes as they happen, a line per host when it is done, then the end.
+    let bin = lvsctl_bin();
+    let schema = common::schema::of(&bin, "events");
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for cmd in [&["up"][..], &["status"], &["down", "--dry-run"], &["down"]] {
+        let mut a: Vec<&str> = cmd.to_vec();
+        a.extend(["--output", "jsonl"]);
+        a.extend(NO_DIRECTOR);
+        let out = l.lvsctl(&a);
+        assert!(out.status.success(), "{a:?}: {}", text(&out));
+        let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout.clone())
+            .unwrap()
+            .lines()
+            .map(|x| serde_json::from_str(x).unwrap_or_else(|e| panic!("{a:?}: not a JSON line ({e}): {x}")))
+            .collect();
+        for x in &lines {
+            assert!(validator.is_valid(x), "{a:?}: {x} breaks lvsctl schema events");
+        }
+        let types: Vec<&str> = lines.iter().map(|x| x["type"].as_str().unwrap()).collect();
+        assert_eq!(types.last(), Some(&"end"), "{a:?}: {types:?}");
+        assert_eq!(lines.last().unwrap()["command"], cmd[0]);
+        assert_eq!(types.iter().filter(|t| **t == "host").count(), 4, "{a:?}: {types:?}");
+        let changes = types.iter().filter(|t| **t == "change").count() as u64;
+        let reported: u64 =
+            lines.iter().filter(|x| x["type"] == "host").map(|x| x["report"]["changes"].as_u64().unwrap()).sum();
+        assert_eq!(changes, reported, "{a:?}: a change line per change the hosts counted");
+        if cmd[0] == "up" {
+            assert!(changes > 0);
+            // Every change line comes before its host's line.
+            let last_change = types.iter().rposition(|t| *t == "change").unwrap();
+            assert!(last_change < types.iter().rposition(|t| *t == "host").unwrap());
+        }
+    }
+    assert_same(&before, &snapshot(&l), "after the runs");
 }

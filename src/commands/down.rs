@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::fleet::{self, ControllerState, Job, Printer};
+use super::fleet::{self, ControllerState, Job};
 use crate::agent::protocol::{Operation, Request};
-use crate::cli::{DownArgs, Output};
+use crate::cli::{DownArgs, StreamOutput};
 
 pub fn run(args: &DownArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
@@ -44,16 +44,16 @@ pub fn run(args: &DownArgs) -> anyhow::Result<u8> {
         })
         .collect();
     let names: Vec<String> = jobs.iter().map(|j| j.host.clone()).collect();
-    let mut printer = Printer::new(&names, args.out.output == Output::Json);
-    printer.diff = args.dry_run;
-    let printer = Arc::new(printer);
-    if args.out.output == Output::Text && crate::output::verbosity() != crate::output::Verbosity::Quiet {
+    if args.out.output == StreamOutput::Text && crate::output::verbosity() != crate::output::Verbosity::Quiet {
         let gone: Vec<&str> = targets.iter().filter(|(n, _)| lab.host(n).is_none()).map(|(n, _)| n.as_str()).collect();
         let extra =
             if gone.is_empty() { String::new() } else { format!(" (no longer in the inventory: {})", gone.join(", ")) };
         let what = if args.dry_run { "dry run of down: nothing is changed" } else { "undoing" };
         crate::outln!("lab {}: {what} on {}{extra}", lab.name, crate::plural(jobs.len(), "host"));
     }
+    let mut printer = super::printer_for(&names, args.out.output, &lab, args.dry_run);
+    printer.verb = if args.dry_run { "to undo" } else { "undone" };
+    let printer = Arc::new(printer);
     let outcomes = session.run(jobs, printer.clone());
     if args.dry_run {
         let f = super::Finish {

@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::agent::protocol::{ChangeEvent, Event, Report, Request, Status};
+use crate::agent::protocol::{ChangeEvent, Event, Report, Request};
 use crate::cli::ConnectArgs;
 use crate::inventory::{Lab, SshSettings};
 use crate::remote::binary::AgentBinary;
@@ -31,198 +31,7 @@ pub struct Outcome {
     pub events: Vec<ChangeEvent>,
 }
 
-/// Prints per-host lines; one lock so lines of different hosts never interleave.
-pub struct Printer {
-    width: usize,
-    quiet: bool,
-    /// Connection progress lines (connecting, connected in N s).
-    pub progress: bool,
-    /// A dry run: planned changes are not printed as they arrive but grouped by host after
-    /// the run ([`print_diff`]).
-    pub diff: bool,
-    color: bool,
-    verbosity: crate::output::Verbosity,
-    /// Notes not shown yet: (message, hosts), in the order first seen.
-    notes: Mutex<Vec<(String, Vec<String>)>>,
-    /// Notes already shown as they came: (host, message).
-    shown: Mutex<Vec<(String, String)>>,
-    lock: Mutex<()>,
-}
-
-impl Printer {
-    pub fn new(hosts: &[String], quiet: bool) -> Printer {
-        Printer {
-            width: hosts.iter().map(|h| h.len()).max().unwrap_or(4).max(4),
-            quiet,
-            progress: true,
-            diff: false,
-            color: crate::output::color_stdout(),
-            verbosity: crate::output::verbosity(),
-            notes: Mutex::new(Vec::new()),
-            shown: Mutex::new(Vec::new()),
-            lock: Mutex::new(()),
-        }
-    }
-
-    pub fn line(&self, host: &str, text: &str) {
-        if self.quiet || self.verbosity == crate::output::Verbosity::Quiet {
-            return;
-        }
-        self.always(host, text);
-    }
-
-    /// A line shown even with `-q`: a problem.
-    pub fn problem(&self, host: &str, text: &str) {
-        if self.quiet {
-            return;
-        }
-        self.always(host, text);
-    }
-
-    fn always(&self, host: &str, text: &str) {
-        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        crate::outln!("{host:<w$}  {text}", w = self.width);
-    }
-
-    fn paint(&self, code: &str, s: &str) -> String {
-        if self.color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
-    }
-
-    pub fn change(&self, host: &str, c: &ChangeEvent) {
-        if self.diff && c.status == Status::Planned {
-            return;
-        }
-        let problem = matches!(c.status, Status::Failed | Status::Kept | Status::Drift);
-        let (mark, code) = match c.status {
-            Status::Done => ("changed", "32"),
-            Status::Planned => ("would change", "36"),
-            Status::Drift => ("drifted", "33"),
-            Status::Kept => ("kept", "33"),
-            Status::Failed => ("FAILED", "31"),
-        };
-        let mut text = format!("{} {}", self.paint(code, mark), c.object);
-        if !(c.before.is_empty() && c.after.is_empty()) {
-            text.push_str(&format!(": {} -> {}", c.before, c.after));
-        }
-        if let Some(e) = &c.error {
-            text.push_str(&format!(": {}", self.paint("31", e)));
-        } else if c.status == Status::Kept {
-            text.push_str(&format!(" ({})", c.reason));
-        }
-        if problem { self.problem(host, &text) } else { self.line(host, &text) }
-    }
-
-    /// A note from `host`: shown now when it is live or with `-v`, else kept for
-    /// [`Printer::flush_notes`].
-    pub fn note(&self, host: &str, message: &str, live: bool) {
-        if live || self.verbosity == crate::output::Verbosity::Verbose {
-            self.shown.lock().unwrap_or_else(|e| e.into_inner()).push((host.to_string(), message.to_string()));
-            return self.line(host, &format!("note: {message}"));
-        }
-        self.keep(host, message);
-    }
-
-    /// Adds `host` to the hosts of `message`, kept for [`Printer::flush_notes`].
-    fn keep(&self, host: &str, message: &str) {
-        let mut notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
-        match notes.iter_mut().find(|(m, _)| m == message) {
-            Some((_, hosts)) if !hosts.iter().any(|h| h == host) => hosts.push(host.to_string()),
-            Some(_) => {}
-            None => notes.push((message.to_string(), vec![host.to_string()])),
-        }
-    }
-
-    /// The notes kept during the run, and those the hosts only wrote into their reports (the
-    /// journal entries that could not be undone, the agent removed), each message once with
-    /// the hosts it came from.
-    pub fn flush_notes(&self, outcomes: &[Outcome]) {
-        let shown = std::mem::take(&mut *self.shown.lock().unwrap_or_else(|e| e.into_inner()));
-        for o in outcomes {
-            if let Ok(r) = &o.result {
-                for n in r.notes.iter().filter(|n| !shown.iter().any(|(h, m)| *h == o.host && m == *n)) {
-                    self.keep(&o.host, n);
-                }
-            }
-        }
-        let notes = std::mem::take(&mut *self.notes.lock().unwrap_or_else(|e| e.into_inner()));
-        for (message, mut hosts) in notes {
-            hosts.sort();
-            if hosts.len() == 1 {
-                self.line(&hosts[0], &format!("note: {message}"));
-            } else {
-                let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-                if !self.quiet && self.verbosity != crate::output::Verbosity::Quiet {
-                    crate::outln!("note ({}): {message}", hosts.join(", "));
-                }
-            }
-        }
-    }
-}
-
-/// How many changes of each kind a dry run found.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Pending {
-    pub add: usize,
-    pub change: usize,
-    pub remove: usize,
-}
-
-impl Pending {
-    /// Counts one planned change.
-    pub fn count(&mut self, c: &ChangeEvent) {
-        use crate::agent::protocol::ChangeKind;
-        match c.kind.unwrap_or(ChangeKind::Change) {
-            ChangeKind::Add => self.add += 1,
-            ChangeKind::Change => self.change += 1,
-            ChangeKind::Remove => self.remove += 1,
-        }
-    }
-
-    pub fn total(&self) -> usize {
-        self.add + self.change + self.remove
-    }
-
-    /// terraform's line: `Plan: 3 to add, 2 to change, 1 to remove.`
-    pub fn line(&self) -> String {
-        if self.total() == 0 {
-            return "No changes: every host is as planned.".to_string();
-        }
-        format!("Plan: {} to add, {} to change, {} to remove.", self.add, self.change, self.remove)
-    }
-}
-
-/// The pending changes of a dry run, as terraform shows a plan: each host's items, `+` added,
-/// `~` changed, `-` removed, with before -> after; hosts with none say so in one line.
-pub fn print_diff(outcomes: &[Outcome], printer: &Printer) -> Pending {
-    use crate::agent::protocol::ChangeKind;
-    let mut n = Pending::default();
-    for o in outcomes {
-        let planned: Vec<&ChangeEvent> = o.events.iter().filter(|c| c.status == Status::Planned).collect();
-        if o.result.is_err() {
-            continue;
-        }
-        if planned.is_empty() {
-            crate::outln!("{}: no changes", o.host);
-            continue;
-        }
-        crate::outln!("{}:", o.host);
-        for c in planned {
-            let kind = c.kind.unwrap_or(ChangeKind::Change);
-            n.count(c);
-            let code = match kind {
-                ChangeKind::Add => "32",
-                ChangeKind::Change => "33",
-                ChangeKind::Remove => "31",
-            };
-            let mut text = format!("  {} {}", printer.paint(code, &kind.sign().to_string()), c.object);
-            if !(c.before.is_empty() && c.after.is_empty()) {
-                text.push_str(&format!(": {} -> {}", c.before, c.after));
-            }
-            crate::outln!("{text}");
-        }
-    }
-    n
-}
+pub use super::printer::{Pending, Printer, print_diff, summary};
 
 /// Where the controller remembers which hosts each lab touched (containerlab's state file): so
 /// `down` reaches hosts that were removed from the inventory after `up`.
@@ -330,13 +139,18 @@ pub async fn run(
     let sem = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
     let mut tasks = Vec::new();
     for job in jobs {
-        let (sem, agent, pool, printer) = (sem.clone(), agent.clone(), pool.clone(), printer.clone());
+        let (agent, pool, printer) = (agent.clone(), pool.clone(), printer.clone());
+        // Hosts start in name order (the next when a slot frees): the same order every run.
+        let permit = sem.clone().acquire_owned().await.expect("semaphore open");
         tasks.push(tokio::spawn(async move {
-            let _permit = sem.acquire_owned().await.expect("semaphore open");
+            let _permit = permit;
+            printer.started(&job.host);
             let start = Instant::now();
             let mut events = Vec::new();
             let result = run_one(&job, &agent, &pool, &printer, &mut events).await;
-            Outcome { host: job.host.clone(), result, seconds: start.elapsed().as_secs_f64(), events }
+            let o = Outcome { host: job.host.clone(), result, seconds: start.elapsed().as_secs_f64(), events };
+            printer.host_done(&o);
+            o
         }));
     }
     let mut out = Vec::new();
@@ -363,15 +177,17 @@ async fn run_one(
 ) -> Result<Report, HostError> {
     let start = Instant::now();
     if printer.progress
-        && printer.verbosity == crate::output::Verbosity::Verbose
+        && printer.verbosity() == crate::output::Verbosity::Verbose
+        && !printer.is_live()
         && !pool.conns.lock().await.contains_key(&job.host)
     {
         printer.line(&job.host, "connecting");
     }
     let (t, fresh) = pool.get(&job.host, &job.ssh).await?;
-    if fresh && printer.progress && start.elapsed().as_secs_f64() > 1.0 {
+    if fresh && printer.progress && start.elapsed().as_secs_f64() > 1.0 && !printer.is_live() {
         printer.line(&job.host, &format!("connected in {:.1} s", start.elapsed().as_secs_f64()));
     }
+    printer.step(&job.host, "running the agent");
     let host = job.host.clone();
     let mut on_event = |e: Event| match e {
         Event::Change(c) => {
@@ -382,7 +198,7 @@ async fn run_one(
         Event::Report(_) => {}
     };
     let mut on_install = || {
-        printer.line(
+        printer.event(
             &host,
             &format!("installing the agent ({:.1} MB, sha256 {})", agent.size as f64 / 1e6, &agent.sha256[..12]),
         )
@@ -410,58 +226,6 @@ pub fn exit_code(outcomes: &[Outcome]) -> u8 {
 /// The hosts a command targets: the inventory's, narrowed by --host.
 pub fn selected<'a>(lab: &'a Lab, hosts: &[String]) -> Vec<&'a crate::inventory::Host> {
     lab.hosts.iter().filter(|h| hosts.is_empty() || hosts.contains(&h.name)).collect()
-}
-
-/// The per-host summary lines after a run.
-pub fn summary(outcomes: &[Outcome], verb: &str, printer: &Printer, started: Instant) -> String {
-    let mut changes = 0;
-    let mut failed_hosts = Vec::new();
-    let mut unreachable = Vec::new();
-    for o in outcomes {
-        match &o.result {
-            Ok(r) => {
-                changes += r.changes;
-                let mut text = format!("{} {verb}, {} unchanged", r.changes, r.unchanged);
-                if r.failed > 0 {
-                    text.push_str(&format!(", {} FAILED", r.failed));
-                    failed_hosts.push(o.host.clone());
-                }
-                if r.kept > 0 {
-                    text.push_str(&format!(", {} kept", r.kept));
-                }
-                for e in &r.errors {
-                    text.push_str(&format!(", error: {e}"));
-                    if !failed_hosts.contains(&o.host) {
-                        failed_hosts.push(o.host.clone());
-                    }
-                }
-                text.push_str(&format!(" ({:.1} s)", o.seconds));
-                let eventful = r.changes > 0 || r.failed > 0 || r.kept > 0 || !r.errors.is_empty();
-                if r.failed > 0 || !r.errors.is_empty() {
-                    printer.problem(&o.host, &text);
-                } else if eventful || printer.verbosity == crate::output::Verbosity::Verbose {
-                    // A host with nothing to report is only counted in the recap (unless -v).
-                    printer.line(&o.host, &text);
-                }
-            }
-            Err(e) => {
-                printer.problem(&o.host, &format!("{e}"));
-                match e {
-                    HostError::Unreachable(_) => unreachable.push(o.host.clone()),
-                    HostError::Agent(_) => failed_hosts.push(o.host.clone()),
-                }
-            }
-        }
-    }
-    let mut s = format!("{} hosts, {changes} {verb}", outcomes.len());
-    if !failed_hosts.is_empty() {
-        s.push_str(&format!(", failed: {}", failed_hosts.join(" ")));
-    }
-    if !unreachable.is_empty() {
-        s.push_str(&format!(", unreachable: {}", unreachable.join(" ")));
-    }
-    s.push_str(&format!(", {:.1} s", started.elapsed().as_secs_f64()));
-    s
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod graph;
 pub mod init;
 pub mod lab;
 pub mod plan;
+pub mod printer;
 pub mod render;
 pub mod status;
 pub mod up;
@@ -41,7 +42,7 @@ pub struct Finish<'a> {
     pub lab: &'a Lab,
     /// "changed", "to change", "undone", "to undo".
     pub verb: &'a str,
-    pub output: crate::cli::Output,
+    pub output: crate::cli::StreamOutput,
     pub dry_run: bool,
     pub detailed_exitcode: bool,
 }
@@ -58,8 +59,9 @@ pub fn finish(
     let code = fleet::exit_code(outcomes);
     let planned =
         |o: &fleet::Outcome| o.events.iter().filter(|c| c.status == crate::agent::protocol::Status::Planned).count();
+    printer.clear();
     let pending = match f.output {
-        crate::cli::Output::Text => {
+        crate::cli::StreamOutput::Text => {
             printer.flush_notes(outcomes);
             let pending = if f.dry_run {
                 crate::outln!();
@@ -76,7 +78,7 @@ pub fn finish(
             }
             pending.map(|p| p.total())
         }
-        crate::cli::Output::Json => {
+        crate::cli::StreamOutput::Json => {
             let body = crate::contract::RunBody::of(outcomes, f.dry_run, f.lab);
             crate::outln!(
                 "{}",
@@ -84,11 +86,35 @@ pub fn finish(
             );
             f.dry_run.then(|| outcomes.iter().map(planned).sum())
         }
+        crate::cli::StreamOutput::Jsonl => {
+            let plan = crate::contract::RunBody::of(outcomes, f.dry_run, f.lab).plan;
+            stream_end(f.command, &f.lab.name, code == exit::OK, plan);
+            plan.map(|p| p.add + p.change + p.remove)
+        }
     };
     if code == exit::OK && f.detailed_exitcode && pending.is_some_and(|n| n > 0) {
         return Ok(exit::PENDING);
     }
     Ok(code)
+}
+
+/// The last line of `--output jsonl`.
+pub fn stream_end(command: &str, lab: &str, ok: bool, plan: Option<crate::contract::PlanCounts>) {
+    let end = crate::contract::StreamLine::End { envelope: crate::output::Envelope::new(command, Some(lab), ok), plan };
+    crate::outln!("{}", serde_json::to_string(&end).expect("serializes"));
+}
+
+/// How `up`, `down` and `status` print while they run: live lines on a terminal, plain lines
+/// elsewhere, nothing until the end for json, events as lines for jsonl.
+pub fn printer_for(hosts: &[String], output: crate::cli::StreamOutput, lab: &Lab, diff: bool) -> fleet::Printer {
+    use crate::cli::StreamOutput;
+    let mut p = match output {
+        StreamOutput::Text => fleet::Printer::new(hosts, false).live_on_terminal(hosts),
+        StreamOutput::Json => fleet::Printer::new(hosts, true),
+        StreamOutput::Jsonl => fleet::Printer::new(hosts, false).jsonl(lab),
+    };
+    p.diff = diff;
+    p
 }
 
 /// "3 problems in FILE".

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::fleet::{self, Printer};
 use crate::agent::protocol::Operation;
-use crate::cli::{Output, StatusArgs};
+use crate::cli::{StatusArgs, StreamOutput};
 use crate::ipvs::fwd_name;
 use crate::remote::HostError;
 
@@ -13,15 +13,20 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<u8> {
     let jobs = planned.jobs(&args.connect.filter, |plan| Operation::Check { plan: plan.clone() });
     let names: Vec<String> = jobs.iter().map(|j| j.host.clone()).collect();
     // Drift lines are printed as they come; connection chatter is not.
-    let mut printer = Printer::new(&names, args.out.output == Output::Json);
+    let mut printer = match args.out.output {
+        StreamOutput::Jsonl => Printer::new(&names, false).jsonl(&planned.lab),
+        o => Printer::new(&names, o == StreamOutput::Json),
+    };
     printer.progress = false;
     let printer = Arc::new(printer);
     let outcomes = planned.session.run(jobs, printer.clone());
     let drifted = outcomes.iter().any(|o| o.result.as_ref().is_ok_and(|r| r.changes > 0));
-    if args.out.output == Output::Json {
-        let ok = !drifted && crate::commands::fleet::exit_code(&outcomes) == crate::exit::OK;
+    let ok = !drifted && crate::commands::fleet::exit_code(&outcomes) == crate::exit::OK;
+    if args.out.output == StreamOutput::Json {
         let body = crate::contract::RunBody::of(&outcomes, false, &planned.lab);
         crate::outln!("{}", crate::contract::Output::new("status", Some(&planned.lab.name), ok, body).pretty());
+    } else if args.out.output == StreamOutput::Jsonl {
+        super::stream_end("status", &planned.lab.name, ok, None);
     } else {
         for o in &outcomes {
             match &o.result {

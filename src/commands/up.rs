@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::fleet::{self, ControllerState, Printer};
 use crate::agent::protocol::Operation;
-use crate::cli::{Output, UpArgs};
+use crate::cli::{StreamOutput, UpArgs};
 
 pub fn run(args: &UpArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
@@ -37,13 +37,13 @@ pub fn run(args: &UpArgs) -> anyhow::Result<u8> {
             .map_err(|e| anyhow::anyhow!("cannot write the controller state in {}: {e}", state_dir.display()))?;
     }
     let names: Vec<String> = jobs.iter().map(|j| j.host.clone()).collect();
-    let mut printer = Printer::new(&names, args.out.output == Output::Json);
-    printer.diff = args.dry_run;
-    let printer = Arc::new(printer);
-    if args.out.output == Output::Text && crate::output::verbosity() != crate::output::Verbosity::Quiet {
+    if args.out.output == StreamOutput::Text && crate::output::verbosity() != crate::output::Verbosity::Quiet {
         let what = if args.dry_run { "dry run: nothing is changed" } else { "applying" };
         crate::outln!("lab {} ({} mode), {}: {what}", lab.name, lab.mode, crate::plural(jobs.len(), "host"));
     }
+    let mut printer = super::printer_for(&names, args.out.output, lab, args.dry_run);
+    printer.verb = if args.dry_run { "to change" } else { "changed" };
+    let printer = Arc::new(printer);
     let outcomes = planned.session.run(jobs, printer.clone());
     let verb = if args.dry_run { "to change" } else { "changed" };
     let f = super::Finish {

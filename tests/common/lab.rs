@@ -49,18 +49,22 @@ impl Lab {
         l
     }
 
-    pub fn lvsctl(&self, args: &[&str]) -> Output {
-        let started = Instant::now();
-        let out = Command::new(lvsctl_bin())
-            .args(args)
+    /// `lvsctl ARGS INVENTORY` with this lab's state directory, not started yet.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(lvsctl_bin());
+        cmd.args(args)
             .arg(&self.inv)
             .env("LVSCTL_STATE_DIR", self.state_dir.path())
             // Kept connections must outlive the test's own slow steps between two commands
             // (traffic checks take over a minute under emulation); `lab destroy` ends them.
             .env("LVSCTL_SSH_PERSIST", "900")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run lvsctl");
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn lvsctl(&self, args: &[&str]) -> Output {
+        let started = Instant::now();
+        let out = self.command(args).output().expect("run lvsctl");
         eprintln!(
             "lvsctl {} {}: {} in {:.1} s",
             args.join(" "),

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod lab;
+pub mod pty;
 pub mod schema;
 pub mod vm;
 
