@@ -279,3 +279,23 @@ fn plan_json_of_every_example_follows_its_schema() {
         }
     }
 }
+
+/// The README's pipe and dry-run examples are what lvsctl prints: each of their lines (durations,
+/// sizes and hashes aside; `…` stands for lines left out) is in the snapshot a test of a lab on
+/// this machine keeps (tests/golden/output: dr.toml's hosts without its director, as lab t-snap).
+#[test]
+fn the_readmes_output_examples_are_in_the_snapshots() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    for (heading, snapshot) in [
+        ("$ lvsctl up inventories/dr.toml | cat\n", "up.plain.txt"),
+        ("$ lvsctl up --dry-run inventories/dr.toml\n", "dry-run.plain.txt"),
+    ] {
+        let start = readme.find(heading).unwrap_or_else(|| panic!("{heading:?} in the README")) + heading.len();
+        let block = &readme[start..start + readme[start..].find("```").unwrap()];
+        let kept = std::fs::read_to_string(format!("tests/golden/output/{snapshot}")).unwrap();
+        let kept = kept.replace("t-snap", "dr").replace("4 hosts", "5 hosts");
+        for line in common::normalized(block).lines().filter(|l| l.trim() != "…") {
+            assert!(kept.lines().any(|k| k == line), "the README's {line:?} is not in {snapshot}:\n{kept}");
+        }
+    }
+}

@@ -136,6 +136,11 @@ impl<'a, S: System> Executor<'a, S> {
             }
             let live = Live::read(self.sys, &stage.wants(plan), &self.session);
             for d in stage.decide(plan, &live, &*self.journal, self.intent) {
+                // The unit's note (systemd does not run here) is a standing fact of the host:
+                // told when the unit file is written, not again on every no-op run.
+                if stage == Stage::Unit && matches!(d, Decision::Note(_)) && !self.units_changed {
+                    continue;
+                }
                 self.execute(d);
             }
             if stage == Stage::Unit

@@ -107,11 +107,13 @@ fn second_up_changes_nothing() {
     let root = tempfile::tempdir().unwrap();
     let mut f = Fake::new();
     let p = plan_for("inventories/dr.toml", "web1");
-    run(&mut f, root.path(), Op::Apply, Some(&p));
+    let (first, _) = run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert!(first.notes.iter().any(|n| n.starts_with("systemd does not run")), "{:?}", first.notes);
     let n = f.log.len();
     let (r, ev) = run(&mut f, root.path(), Op::Apply, Some(&p));
     assert_eq!(r.changes, 0, "{:?}", changes(&ev));
     assert_eq!(f.log.len(), n);
+    assert!(r.notes.is_empty(), "a no-op up has nothing to tell: {:?}", r.notes);
     let (r, _) = run(&mut f, root.path(), Op::Check, Some(&p));
     assert_eq!(r.changes, 0, "status reports in sync");
 }

@@ -28,7 +28,9 @@ pub fn render_text(lab: &Lab, plans: &[HostPlan]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "lab {} ({} mode): {}, {}, from {}",
+        "lab {} ({} mode): {}, {}, from {}\n\
+         The desired state of each host, read from the inventory alone (no host is asked):\n\
+         `lvsctl up --dry-run` shows what would change on the hosts, `lvsctl up` makes it so.",
         lab.name,
         lab.mode,
         crate::plural(lab.hosts.len(), "host"),

@@ -143,6 +143,18 @@ impl Lab {
         (out, after.into_iter().map(|(h, n)| (h.clone(), n - before[&h])).collect())
     }
 
+    /// `counted`, with a terminal as stdout and stderr: what the screen shows at the end.
+    pub fn counted_on_terminal(&self, args: &[&str]) -> (String, BTreeMap<String, usize>) {
+        let before = self.ssh_execs();
+        let mut cmd = self.command(args);
+        cmd.env_remove("NO_COLOR");
+        let (status, screen) = super::pty::screen(cmd, 140);
+        eprintln!("lvsctl {} on a terminal: {status}\n{screen}", args.join(" "));
+        assert!(status.success(), "lvsctl {} failed:\n{screen}", args.join(" "));
+        let after = self.ssh_execs();
+        (screen, after.into_iter().map(|(h, n)| (h.clone(), n - before[&h])).collect())
+    }
+
     pub fn hosts(&self) -> Vec<String> {
         self.lab.hosts.iter().map(|h| h.name.clone()).collect()
     }

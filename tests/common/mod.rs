@@ -101,3 +101,32 @@ pub fn files_snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     walk(root, &mut out);
     out
 }
+
+/// What a terminal or a pipe shows, made comparable: durations, sizes and hashes (which differ
+/// from run to run and build to build) replaced.
+pub fn normalized(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut words = Vec::new();
+        for w in line.split(' ') {
+            let core = w.trim_end_matches([',', ')', ':']);
+            let tail = &w[core.len()..];
+            let hex = core.len() >= 12 && core.chars().all(|c| c.is_ascii_hexdigit());
+            let decimal = core.split_once('.').is_some_and(|(a, b)| {
+                !a.is_empty()
+                    && !b.is_empty()
+                    && (a.trim_start_matches('(').chars().chain(b.chars())).all(|c| c.is_ascii_digit())
+            });
+            words.push(if hex {
+                format!("HASH{tail}")
+            } else if decimal {
+                format!("{}N.N{tail}", if core.starts_with('(') { "(" } else { "" })
+            } else {
+                w.to_string()
+            });
+        }
+        out.push_str(words.join(" ").trim_end());
+        out.push('\n');
+    }
+    out
+}
