@@ -22,15 +22,20 @@ fn changes_in_json(out: &str) -> u64 {
     v["hosts"].as_array().unwrap().iter().map(|h| h["report"]["changes"].as_u64().expect("every host answered")).sum()
 }
 
-/// The README's example after `heading` is what a terminal showed: each of its lines (durations,
-/// sizes and hashes aside; `…` stands for lines left out) is on the screen.
+/// The README's example after `heading` is what the command printed: each of its lines
+/// (durations, sizes and hashes aside; `…` stands for what is left out) is in `screen`.
 fn readme_example_is_on_screen(screen: &str, heading: &str) {
     let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
     let start = readme.find(heading).expect("the example in the README") + heading.len();
     let block = &readme[start..start + readme[start..].find("```").unwrap()];
     let screen = common::normalized(screen);
     for line in common::normalized(block).lines().filter(|l| !l.trim().is_empty() && l.trim() != "…") {
-        assert!(screen.lines().any(|s| s == line), "the README's {line:?} is not on the screen:\n{screen}");
+        // A line cut short with `…` stands for every line that starts with what it shows.
+        let shown = |s: &str| match line.strip_suffix('…') {
+            Some(start) => s.starts_with(start),
+            None => s == line,
+        };
+        assert!(screen.lines().any(shown), "the README's {line:?} is not on the screen:\n{screen}");
     }
 }
 
@@ -85,6 +90,8 @@ struct Break<'a> {
     /// `lvsctl up --host HOST` repairs it. Otherwise (something added beside the plan, which
     /// lvsctl leaves alone) neither happens.
     drift: bool,
+    /// The README's example of doctor's text for this break (the line it starts after).
+    readme: Option<&'a str>,
 }
 
 /// Breaks one thing, checks verify and doctor, repairs with `lvsctl up --host`.
@@ -118,6 +125,9 @@ fn break_one(l: &Lab, b: &Break) {
         for k in ["cause", "evidence", "fix"] {
             assert!(!f[k].as_str().unwrap().is_empty(), "{}: every finding says its {k}: {f}", b.what);
         }
+    }
+    if let Some(heading) = b.readme {
+        readme_example_is_on_screen(&text(&l.lvsctl(&["doctor"])), heading);
     }
     let out = l.ok(&["up", "--host", b.host, "--output", "json"]);
     if b.drift {
@@ -250,6 +260,9 @@ fn full_cycle(inv: &str, c: Checks) {
     // verify and doctor agree the lab works; then break one thing at a time.
     let (v, execs) = l.counted(&["verify"]);
     assert!(v.contains("every service answers as configured"), "{v}");
+    if l.lab.name == "dr" {
+        readme_example_is_on_screen(&v, "$ lvsctl verify inventories/dr.toml\n");
+    }
     // The client sends; the director's counters are read before and after.
     let mut want = every(0);
     want.insert("client".into(), 1);
@@ -325,6 +338,7 @@ fn e2e_dr() {
                     doctor: &[("web1", "arp-ignore"), ("web1", "arp-announce")],
                     after_repair: Some(("router", "ip neigh del 192.168.188.100 dev eth0 || true")),
                     drift: true,
+                    readme: Some("$ lvsctl doctor inventories/dr.toml\n"),
                 },
                 Break {
                     what: "web2 lost the VIP on lo",
@@ -334,6 +348,7 @@ fn e2e_dr() {
                     doctor: &[("web2", "vip-missing")],
                     after_repair: None,
                     drift: true,
+                    readme: None,
                 },
                 Break {
                     what: "web1 routes its replies through the director",
@@ -343,6 +358,7 @@ fn e2e_dr() {
                     doctor: &[("web1", "dr-gateway-director")],
                     after_repair: None,
                     drift: true,
+                    readme: None,
                 },
                 Break {
                     what: "the router stopped forwarding",
@@ -352,6 +368,7 @@ fn e2e_dr() {
                     doctor: &[("router", "forwarding-off")],
                     after_repair: None,
                     drift: true,
+                    readme: None,
                 },
                 Break {
                     what: "web2 is no longer a destination",
@@ -361,6 +378,7 @@ fn e2e_dr() {
                     doctor: &[("lvs", "dest-missing")],
                     after_repair: None,
                     drift: true,
+                    readme: None,
                 },
                 Break {
                     what: "web2 quiesced: weight 0",
@@ -370,6 +388,7 @@ fn e2e_dr() {
                     doctor: &[("lvs", "dest-weight-zero")],
                     after_repair: None,
                     drift: true,
+                    readme: None,
                 },
                 Break {
                     what: "the client lost its route to the VIP",
@@ -379,6 +398,7 @@ fn e2e_dr() {
                     doctor: &[("client", "vip-unroutable")],
                     after_repair: None,
                     drift: true,
+                    readme: None,
                 },
                 Break {
                     // web2 gets the packets with the VIP rewritten to its address and answers the
@@ -390,6 +410,7 @@ fn e2e_dr() {
                     doctor: &[("lvs", "dest-forward")],
                     after_repair: None,
                     drift: true,
+                    readme: None,
                 },
                 Break {
                     what: "the IPVS service is gone (the director itself refuses the connections)",
@@ -399,6 +420,7 @@ fn e2e_dr() {
                     doctor: &[("lvs", "service-missing")],
                     after_repair: None,
                     drift: true,
+                    readme: None,
                 },
                 Break {
                     // Nothing listens on the director: its share of the connections is refused.
@@ -409,6 +431,7 @@ fn e2e_dr() {
                     doctor: &[("lvs", "director-is-real-server")],
                     after_repair: Some(("lvs", "ipvsadm -d -t 192.168.188.100:80 -r 192.168.188.8:80")),
                     drift: false,
+                    readme: None,
                 },
             ],
         },
@@ -441,6 +464,7 @@ fn e2e_nat() {
                     doctor: &[("web1", "nat-gateway")],
                     after_repair: None,
                     drift: true,
+                    readme: None,
                 },
                 Break {
                     what: "the NAT director stopped forwarding",
@@ -450,6 +474,7 @@ fn e2e_nat() {
                     doctor: &[("lvs", "forwarding-off")],
                     after_repair: None,
                     drift: true,
+                    readme: None,
                 },
                 Break {
                     // Its requests still leave from 192.168.10.6 and work; a client really on that
@@ -461,6 +486,7 @@ fn e2e_nat() {
                     doctor: &[("client", "nat-client-on-rs-subnet")],
                     after_repair: Some(("client", "ip addr del 10.10.0.99/24 dev eth0")),
                     drift: false,
+                    readme: None,
                 },
             ],
         },
@@ -493,6 +519,7 @@ fn e2e_tun() {
                     doctor: &[("web1", "tun-rp-filter")],
                     after_repair: None,
                     drift: true,
+                    readme: None,
                 },
                 Break {
                     what: "web2's tunl0 is down",
@@ -502,6 +529,7 @@ fn e2e_tun() {
                     doctor: &[("web2", "tunl0-down")],
                     after_repair: None,
                     drift: true,
+                    readme: None,
                 },
             ],
         },
@@ -532,6 +560,7 @@ fn e2e_dr_multisubnet() {
                 doctor: &[("router", "vip-misrouted")],
                 after_repair: None,
                 drift: true,
+                readme: None,
             }],
         },
     );

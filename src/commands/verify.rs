@@ -64,9 +64,13 @@ pub fn tolerance(p: Policy, n: u32) -> f64 {
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RsResult {
     pub host: String,
-    pub address: String,
+    /// The real server's address and port, named as in `plan`'s destinations.
+    pub address: std::net::Ipv4Addr,
+    pub port: u16,
     pub weight: u32,
     pub answered: u32,
+    /// Answers expected by the weights; null where the policy is sticky (one real server).
+    #[schemars(with = "Option<f64>")]
     pub expected: f64,
     /// New connections the director scheduled to it during the run (None without counters).
     pub scheduled: Option<u64>,
@@ -75,7 +79,11 @@ pub struct RsResult {
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ServiceResult {
+    /// `web (tcp 192.168.188.100:80)`: the service's name and key, as the text shows it.
     pub service: String,
+    pub protocol: crate::ipvs::Protocol,
+    pub vip: std::net::Ipv4Addr,
+    pub port: u16,
     pub scheduler: String,
     pub policy: Policy,
     pub requests: u32,
@@ -214,7 +222,8 @@ pub fn judge(
         }
         rs.push(RsResult {
             host: b.host.clone(),
-            address: format!("{}:{}", b.address, b.port),
+            address: b.address,
+            port: b.port,
             weight: b.weight,
             answered: got,
             expected: if p == Policy::Sticky { f64::NAN } else { expected },
@@ -254,6 +263,9 @@ pub fn judge(
     }
     ServiceResult {
         service: s.label(),
+        protocol: s.protocol,
+        vip: s.vip,
+        port: s.port,
         scheduler: s.scheduler.clone(),
         policy: p,
         requests: n,
@@ -290,7 +302,14 @@ pub fn render(r: &ServiceResult, from: &str) -> String {
         let bar = "#".repeat((share * 0.3).round() as usize);
         s.push_str(&format!(
             "  {:<12} {:<22} {:>6} {:>8} {:>5.0}% {:>9}  {:<10} {}  {bar}\n",
-            x.host, x.address, x.weight, x.answered, share, expected, sched, x.verdict
+            x.host,
+            format!("{}:{}", x.address, x.port),
+            x.weight,
+            x.answered,
+            share,
+            expected,
+            sched,
+            x.verdict
         ));
     }
     if r.ok() {
@@ -767,6 +786,15 @@ mod tests {
         s.persistence = 300;
         assert!(judge(&s, &answers(&[("web2", 20)]), &None, &None).ok());
         assert!(!judge(&s, &answers(&[("web1", 10), ("web2", 10)]), &None, &None).ok());
+        // A sticky service expects no share: null in the JSON, which its schema allows.
+        let r = judge(&s, &answers(&[("web2", 20)]), &None, &None);
+        let body = crate::contract::VerifyBody { services: std::slice::from_ref(&r), failover: None };
+        let doc = serde_json::to_value(crate::contract::Output::new("verify", Some("t"), true, body)).unwrap();
+        assert!(doc["services"][0]["real_servers"][0]["expected"].is_null(), "{doc}");
+        let schema = crate::contract::schema(crate::contract::SchemaOf::Verify);
+        let v = jsonschema::validator_for(&schema).unwrap();
+        let errors: Vec<String> = v.iter_errors(&doc).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}");
     }
 
     #[test]
