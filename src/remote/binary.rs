@@ -1,7 +1,8 @@
 //! The static lvsctl binary that is installed on hosts and run as the agent.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
@@ -13,12 +14,38 @@ pub struct AgentBinary {
     pub size: u64,
     /// As `uname -m` prints it.
     pub arch: &'static str,
+    /// The bytes that were hashed: what is sent is what was checked.
+    bytes: Arc<Vec<u8>>,
+    /// The gzip stream sent to hosts that can undo it, made on the first upload of the command.
+    gzip: Arc<OnceLock<Vec<u8>>>,
 }
 
 impl AgentBinary {
+    fn new(path: PathBuf, bytes: Vec<u8>, arch: &'static str) -> AgentBinary {
+        let sha256 = crate::hex(&Sha256::digest(&bytes));
+        let size = bytes.len() as u64;
+        AgentBinary { path, sha256, size, arch, bytes: Arc::new(bytes), gzip: Arc::default() }
+    }
+
     /// Where this binary lives on a host.
     pub fn install_path(&self) -> String {
         install_path(&self.sha256)
+    }
+
+    /// What goes on the wire to a host that lacks the agent: how it is encoded (`gzip` or `raw`,
+    /// the words SERVE_SCRIPT reads) and the bytes.
+    pub fn upload(&self, host_has_gzip: bool) -> (&'static str, &[u8]) {
+        if host_has_gzip { ("gzip", self.gzip()) } else { ("raw", &self.bytes) }
+    }
+
+    /// The agent gzipped (the default level: within a few percent of the best, several times
+    /// faster, which matters when the controller itself runs under emulation).
+    pub fn gzip(&self) -> &[u8] {
+        self.gzip.get_or_init(|| {
+            let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            z.write_all(&self.bytes).expect("writing to memory");
+            z.finish().expect("writing to memory")
+        })
     }
 }
 
@@ -84,8 +111,7 @@ pub fn resolve(explicit: Option<&Path>, require_static: bool) -> anyhow::Result<
             path.display()
         );
     }
-    let sha256 = crate::hex(&Sha256::digest(&bytes));
-    Ok(AgentBinary { path, sha256, size: bytes.len() as u64, arch })
+    Ok(AgentBinary::new(path, bytes, arch))
 }
 
 #[cfg(test)]
@@ -107,6 +133,22 @@ mod tests {
         let bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         let (arch, _) = elf_info(&bytes).unwrap();
         assert_eq!(arch, std::env::consts::ARCH);
+    }
+
+    #[test]
+    fn the_gzip_upload_is_the_agent_and_smaller() {
+        // A start of this test binary: code compresses as the agent's does.
+        let mut bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        bytes.truncate(1 << 20);
+        let agent = AgentBinary::new("agent".into(), bytes, "x86_64");
+        let (how, raw) = agent.upload(false);
+        assert_eq!((how, raw.len() as u64), ("raw", agent.size));
+        let (how, z) = agent.upload(true);
+        assert_eq!(how, "gzip");
+        assert!(z.len() < raw.len() / 2, "{} of {}", z.len(), raw.len());
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(z).read_to_end(&mut back).unwrap();
+        assert_eq!(crate::hex(&Sha256::digest(&back)), agent.sha256);
     }
 
     #[test]

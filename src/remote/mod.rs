@@ -7,6 +7,7 @@
 
 pub mod binary;
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -18,58 +19,69 @@ use crate::inventory::{Become, HostKeyPolicy, SshSettings, SshTarget};
 use crate::paths::INSTALL_ROOT;
 use binary::AgentBinary;
 
-/// Exit status of RUN_SCRIPT when the agent is not installed yet.
-const MISSING: i32 = 97;
+/// The first line SERVE_SCRIPT prints when the installed agent is run: the request may follow.
+const READY_MARK: &str = "lvsctl-agent-ready";
+/// The first line SERVE_SCRIPT prints when the agent must be sent, with the host's architecture,
+/// why (`absent` or `changed`) and whether the host can undo gzip (`gzip` or `raw`).
 const MISSING_MARK: &str = "lvsctl-agent-missing";
 
-/// Runs the installed agent, only when nobody but root can have changed it (the file and every
-/// directory above it root's and not writable by group or others) and it is the very binary asked
-/// for (its sha256). When it is missing, or has changed since it was installed, prints the marker,
-/// the host's architecture and why, so that the controller installs it (again).
-const RUN_SCRIPT: &str = r#"r=/usr/local/lib/lvsctl
+/// The one program run on a host per command, over one ssh exec even on first contact. Its
+/// arguments are the agent's sha256 and `install` or `ephemeral`; everything else is a
+/// conversation on stdin and stdout:
+///
+/// - The installed agent runs only when nobody but root can have changed it (the file and every
+///   directory above it root's and not writable by group or others) and it is the very binary
+///   asked for (its sha256). Then the script says READY_MARK and becomes the agent, which reads
+///   the request from stdin.
+/// - Otherwise it says MISSING_MARK with the host's architecture, why, and whether it has gzip,
+///   and reads the controller's answer: `gzip SIZE` or `raw SIZE` followed by exactly SIZE bytes
+///   of agent (`dd iflag=fullblock` never reads past them, so the request that follows reaches the
+///   agent), or `abort` (another architecture) before anything is written. The agent is checked
+///   against its sha256, then installed 0700 under its hash with an atomic rename (`install`), or
+///   run from a private directory removed afterwards, with lvsctl's directory if it made it
+///   (`ephemeral`: dry runs and status leave no trace).
+const SERVE_SCRIPT: &str = r#"r=/usr/local/lib/lvsctl
 a=$r/$1/lvsctl
+why=absent
 if [ -x "$a" ]; then
     if [ -n "$(find / /usr /usr/local "${r%/*}" "$r" "$r/$1" "$a" -maxdepth 0 \( ! -user 0 -o -perm /022 \) -print 2>&1)" ]; then
         echo "lvsctl: $a, or a directory above it, is not root's alone (owned by another user, or writable by group or others): refusing to run it as root" >&2
         exit 96
     fi
-    if [ "$(sha256sum < "$a" | cut -c 1-64)" = "$1" ]; then exec "$a" agent serve; fi
-    echo "lvsctl-agent-missing $(uname -m) changed"
-    exit 97
+    if [ "$(sha256sum < "$a" | cut -c 1-64)" = "$1" ]; then echo lvsctl-agent-ready; exec "$a" agent serve; fi
+    why=changed
 fi
-echo "lvsctl-agent-missing $(uname -m) absent"
-exit 97"#;
-
-/// Receives the agent on stdin (exactly $2 bytes: `dd iflag=fullblock` never reads past them, so
-/// the request that follows reaches the agent), checks its sha256, installs it 0700 under its
-/// hash with an atomic rename, and runs it.
-const UPLOAD_SCRIPT: &str = r#"set -e
-d=/usr/local/lib/lvsctl/$1
+z=raw
+if command -v gzip >/dev/null 2>&1; then z=gzip; fi
+echo "lvsctl-agent-missing $(uname -m) $why $z"
+read -r how size || exit 99
+case $how:$size in
+    gzip:[1-9]*|raw:[1-9]*) ;;
+    *) exit 99 ;;
+esac
+case $size in *[!0-9]*) exit 99 ;; esac
+set -e
 umask 077
+made=0
+[ -d "$r" ] || made=1
+if [ "$2" = ephemeral ]; then
+    d=$r/.run.$$
+    trap 'rm -rf "$d"; if [ $made = 1 ]; then rmdir "$r" 2>/dev/null || true; fi' EXIT
+else
+    d=$r/$1
+fi
 mkdir -p "$d"
-t="$d/.upload.$$"
-trap 'rm -f "$t"' EXIT
-dd of="$t" bs="$2" count=1 iflag=fullblock status=none
-if [ "$(sha256sum "$t" | cut -d ' ' -f 1)" != "$1" ]; then echo "lvsctl: the uploaded agent's sha256 does not match" >&2; exit 98; fi
+t=$d/.upload.$$
+[ "$2" = ephemeral ] || trap 'rm -f "$t" "$t.in"' EXIT
+dd of="$t.in" bs="$size" count=1 iflag=fullblock status=none
+if [ "$how" = gzip ]; then gzip -dc < "$t.in" > "$t"; else mv -f "$t.in" "$t"; fi
+rm -f "$t.in"
+if [ "$(sha256sum < "$t" | cut -c 1-64)" != "$1" ]; then echo "lvsctl: the uploaded agent's sha256 does not match" >&2; exit 98; fi
 chmod 0700 "$t"
+if [ "$2" = ephemeral ]; then "$t" agent serve; exit; fi
 mv -f "$t" "$d/lvsctl"
 trap - EXIT
 exec "$d/lvsctl" agent serve"#;
-
-/// Like UPLOAD_SCRIPT, for operations that must leave no trace (dry run, status): the agent runs
-/// from a private directory that is removed afterwards, with lvsctl's directory if it made it.
-const EPHEMERAL_SCRIPT: &str = r#"set -e
-r=/usr/local/lib/lvsctl
-made=0
-[ -d "$r" ] || made=1
-umask 077
-d="$r/.run.$$"
-mkdir -p "$d"
-trap 'rm -rf "$d"; if [ $made = 1 ]; then rmdir "$r" 2>/dev/null || true; fi' EXIT
-dd of="$d/lvsctl" bs="$2" count=1 iflag=fullblock status=none
-if [ "$(sha256sum "$d/lvsctl" | cut -d ' ' -f 1)" != "$1" ]; then echo "lvsctl: the uploaded agent's sha256 does not match" >&2; exit 98; fi
-chmod 0700 "$d/lvsctl"
-"$d/lvsctl" agent serve"#;
 
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
@@ -353,39 +365,59 @@ fn install_locally(agent: &AgentBinary) -> std::io::Result<PathBuf> {
     if path.exists() {
         return Ok(path);
     }
-    let bytes = std::fs::read(&agent.path)?;
+    let (_, bytes) = agent.upload(false);
     let dir = path.parent().expect("has a parent");
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(Path::new(INSTALL_ROOT), std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-    crate::host::write_atomic(&path, &bytes, 0o700)?;
+    crate::host::write_atomic(&path, bytes, 0o700)?;
     Ok(path)
-}
-
-/// How a remote process ended.
-struct ExitInfo {
-    code: Option<i32>,
-    text: String,
 }
 
 /// What the agent's stdout said.
 struct AgentOutput {
     report: Option<Report>,
-    missing_arch: Option<String>,
-    /// The installed agent did not match its sha256 (changed since it was installed).
-    agent_changed: bool,
     other: Vec<String>,
+}
+
+/// SERVE_SCRIPT's first line.
+#[derive(Debug, PartialEq, Eq)]
+enum Handshake {
+    /// The installed agent runs: send the request.
+    Ready,
+    /// The agent must be sent first.
+    Missing {
+        /// As `uname -m` prints it.
+        arch: String,
+        /// An agent was installed under this hash, but it is not that binary any more.
+        changed: bool,
+        /// The host can undo gzip.
+        gzip: bool,
+    },
+    /// Anything else (an early error, or nothing at all): not SERVE_SCRIPT speaking.
+    Other(String),
+}
+
+impl Handshake {
+    fn parse(line: &str) -> Handshake {
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line == READY_MARK {
+            return Handshake::Ready;
+        }
+        let Some(rest) = line.strip_prefix(MISSING_MARK).and_then(|r| r.strip_prefix(' ')) else {
+            return Handshake::Other(line.to_string());
+        };
+        let mut words = rest.split(' ');
+        let arch = words.next().unwrap_or_default().to_string();
+        let changed = words.next() == Some("changed");
+        let gzip = words.next() == Some("gzip");
+        Handshake::Missing { arch, changed, gzip }
+    }
 }
 
 async fn read_events<R: AsyncRead + Unpin>(out: R, on_event: &mut (dyn FnMut(Event) + Send)) -> AgentOutput {
     let mut lines = BufReader::new(out).lines();
-    let mut o = AgentOutput { report: None, missing_arch: None, agent_changed: false, other: vec![] };
+    let mut o = AgentOutput { report: None, other: vec![] };
     while let Ok(Some(line)) = lines.next_line().await {
-        if let Some(rest) = line.strip_prefix(MISSING_MARK) {
-            let mut words = rest.split_whitespace();
-            o.missing_arch = Some(words.next().unwrap_or_default().to_string());
-            o.agent_changed = words.next() == Some("changed");
-            continue;
-        }
         match serde_json::from_str::<Event>(&line) {
             Ok(Event::Report(r)) => o.report = Some(*r),
             Ok(e) => on_event(e),
@@ -404,7 +436,7 @@ async fn read_all<R: AsyncRead + Unpin>(r: Option<R>) -> String {
     s
 }
 
-async fn feed<W: AsyncWrite + Unpin>(w: Option<W>, parts: Vec<Vec<u8>>) -> std::io::Result<()> {
+async fn feed<W: AsyncWrite + Unpin>(w: Option<W>, parts: Vec<Cow<'_, [u8]>>) -> std::io::Result<()> {
     if let Some(mut w) = w {
         for p in parts {
             w.write_all(&p).await?;
@@ -488,49 +520,12 @@ impl Transport {
                 let (stdin, stdout, stderr) =
                     (child.stdin.take(), child.stdout.take().expect("piped"), child.stderr.take());
                 let (fed, out, err) =
-                    tokio::join!(feed(stdin, vec![line]), read_events(stdout, on_event), read_all(stderr));
+                    tokio::join!(feed(stdin, vec![Cow::Owned(line)]), read_events(stdout, on_event), read_all(stderr));
                 fed.map_err(|e| HostError::Agent(format!("cannot send the request: {e}")))?;
                 let status = child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
                 finish(out, status, err)
             }
-            Transport::Ssh(host) => {
-                let (out, status, err) = host.exec(RUN_SCRIPT, &[&agent.sha256], vec![line.clone()], on_event).await?;
-                if out.missing_arch.is_none() || status.code != Some(MISSING) {
-                    return host.finish(out, status.text, err);
-                }
-                if out.agent_changed {
-                    on_event(Event::Note {
-                        message: format!(
-                            "the installed agent {} did not match its sha256 (it changed since it was installed): not run, installed again",
-                            agent.install_path()
-                        ),
-                        live: false,
-                    });
-                }
-                let arch = out.missing_arch.unwrap_or_default();
-                if arch != agent.arch {
-                    return Err(HostError::Agent(format!(
-                        "the host is {arch} but the agent binary {} is {}: build lvsctl for {arch} and pass it with --agent-binary",
-                        agent.path.display(),
-                        agent.arch
-                    )));
-                }
-                if !ephemeral {
-                    on_install();
-                }
-                let bytes = std::fs::read(&agent.path)
-                    .map_err(|e| HostError::Agent(format!("cannot read {}: {e}", agent.path.display())))?;
-                let size = bytes.len().to_string();
-                let (out, status, err) = host
-                    .exec(
-                        if ephemeral { EPHEMERAL_SCRIPT } else { UPLOAD_SCRIPT },
-                        &[&agent.sha256, &size],
-                        vec![bytes, line],
-                        on_event,
-                    )
-                    .await?;
-                host.finish(out, status.text, err)
-            }
+            Transport::Ssh(host) => host.serve(agent, line, ephemeral, on_event, on_install).await,
         }
     }
 
@@ -564,15 +559,17 @@ impl SshHost {
         finish(o, status, stderr)
     }
 
-    /// Runs one of the fixed scripts with its arguments; with `become = "sudo"`, through
-    /// `sudo -n` (never a prompt: a password requirement fails at once, and says so).
-    async fn exec(
+    /// Runs the agent over one ssh exec of SERVE_SCRIPT, sending it first when the host lacks it;
+    /// with `become = "sudo"`, through `sudo -n` (never a prompt: a password requirement fails at
+    /// once, and says so).
+    async fn serve(
         &self,
-        script: &str,
-        args: &[&str],
-        input: Vec<Vec<u8>>,
+        agent: &AgentBinary,
+        request: Vec<u8>,
+        ephemeral: bool,
         on_event: &mut (dyn FnMut(Event) + Send),
-    ) -> Result<(AgentOutput, ExitInfo, String), HostError> {
+        on_install: &mut (dyn FnMut() + Send),
+    ) -> Result<Report, HostError> {
         let mut cmd = match self.become_ {
             Become::None => self.session.command("sh"),
             Become::Sudo => {
@@ -583,10 +580,11 @@ impl SshHost {
                 c
             }
         };
-        cmd.arg("-c").arg(script).arg("lvsctl-agent");
-        for a in args {
-            cmd.arg(a);
-        }
+        cmd.arg("-c").arg(SERVE_SCRIPT).arg("lvsctl-agent").arg(&agent.sha256).arg(if ephemeral {
+            "ephemeral"
+        } else {
+            "install"
+        });
         let mut child = cmd
             .stdin(openssh::Stdio::piped())
             .stdout(openssh::Stdio::piped())
@@ -596,25 +594,71 @@ impl SshHost {
             .map_err(|e| HostError::Agent(format!("cannot start the agent over ssh: {e}")))?;
         let (stdin, stdout, stderr) =
             (child.stdin().take(), child.stdout().take().expect("piped"), child.stderr().take());
-        let (fed, out, err) = tokio::join!(feed(stdin, input), read_events(stdout, on_event), read_all(stderr));
-        if let Err(e) = fed {
-            // The agent may have finished early (it does not read stdin when missing), or sudo
-            // refused to run it.
-            if out.report.is_none() && out.missing_arch.is_none() {
-                if self.become_ == Become::Sudo
-                    && let Some(why) = explain_sudo(&err, &self.login)
-                {
-                    return Err(HostError::Agent(why));
+        let conversation = async {
+            let mut out = BufReader::new(stdout);
+            let mut first = String::new();
+            let _ = out.read_line(&mut first).await;
+            let handshake = Handshake::parse(&first);
+            let (input, refused) = match &handshake {
+                Handshake::Ready => (vec![Cow::Owned(request)], None),
+                Handshake::Missing { arch, .. } if *arch != agent.arch => (
+                    vec![Cow::Borrowed(&b"abort\n"[..])],
+                    Some(format!(
+                        "the host is {arch} but the agent binary {} is {}: build lvsctl for {arch} and pass it with --agent-binary",
+                        agent.path.display(),
+                        agent.arch
+                    )),
+                ),
+                Handshake::Missing { changed, gzip, .. } => {
+                    if *changed {
+                        on_event(Event::Note {
+                            message: format!(
+                                "the installed agent {} did not match its sha256 (it changed since it was installed): not run, installed again",
+                                agent.install_path()
+                            ),
+                            live: false,
+                        });
+                    }
+                    if !ephemeral {
+                        on_install();
+                    }
+                    let (how, bytes) = agent.upload(*gzip);
+                    let head = format!("{how} {}\n", bytes.len()).into_bytes();
+                    (vec![Cow::Owned(head), Cow::Borrowed(bytes), Cow::Owned(request)], None)
                 }
+                Handshake::Other(_) => (vec![], None),
+            };
+            let (fed, mut o) = tokio::join!(feed(stdin, input), read_events(out, on_event));
+            if let Handshake::Other(line) = handshake
+                && !line.trim().is_empty()
+            {
+                o.other.insert(0, line);
+            }
+            (fed, o, refused)
+        };
+        let ((fed, out, refused), err) = tokio::join!(conversation, read_all(stderr));
+        let status = match child.wait().await {
+            Ok(st) => st.to_string(),
+            // openssh reports a remote process killed by a signal as an error.
+            Err(e) => e.to_string(),
+        };
+        if let Some(why) = refused {
+            return Err(HostError::Agent(why));
+        }
+        if let Err(e) = fed
+            && out.report.is_none()
+        {
+            // The script ended early (a refused agent directory), or sudo refused to run it.
+            if self.become_ == Become::Sudo
+                && let Some(why) = explain_sudo(&err, &self.login)
+            {
+                return Err(HostError::Agent(why));
+            }
+            if err.trim().is_empty() {
                 return Err(HostError::Agent(format!("cannot send the request: {e}")));
             }
         }
-        let status = match child.wait().await {
-            Ok(st) => ExitInfo { code: st.code(), text: st.to_string() },
-            // openssh reports a remote process killed by a signal as an error.
-            Err(e) => ExitInfo { code: None, text: e.to_string() },
-        };
-        Ok((out, status, err))
+        self.finish(out, status, err)
     }
 }
 
@@ -627,10 +671,27 @@ mod tests {
     /// root themselves, and must spell the one the agent uses.
     #[test]
     fn install_scripts_use_the_agent_install_root() {
-        for script in [RUN_SCRIPT, UPLOAD_SCRIPT, EPHEMERAL_SCRIPT] {
-            assert!(script.contains(&format!("={INSTALL_ROOT}")), "{script}");
-            assert_eq!(script.matches("/usr/local/lib").count(), 1, "{script}");
-        }
+        assert!(SERVE_SCRIPT.contains(&format!("={INSTALL_ROOT}")), "{SERVE_SCRIPT}");
+        assert_eq!(SERVE_SCRIPT.matches("/usr/local/lib").count(), 1, "{SERVE_SCRIPT}");
+        assert!(SERVE_SCRIPT.contains(&format!("echo {READY_MARK};")));
+        assert!(SERVE_SCRIPT.contains(&format!("echo \"{MISSING_MARK} $(uname -m) $why $z\"")));
+    }
+
+    #[test]
+    fn the_first_line_says_whether_the_agent_must_be_sent() {
+        assert_eq!(Handshake::parse("lvsctl-agent-ready\n"), Handshake::Ready);
+        assert_eq!(
+            Handshake::parse("lvsctl-agent-missing x86_64 absent gzip\n"),
+            Handshake::Missing { arch: "x86_64".into(), changed: false, gzip: true }
+        );
+        assert_eq!(
+            Handshake::parse("lvsctl-agent-missing aarch64 changed raw"),
+            Handshake::Missing { arch: "aarch64".into(), changed: true, gzip: false }
+        );
+        assert_eq!(Handshake::parse(""), Handshake::Other(String::new()));
+        // An agent's JSON line, or a login banner, is not the script's answer.
+        assert_eq!(Handshake::parse("lvsctl-agent-readyX"), Handshake::Other("lvsctl-agent-readyX".into()));
+        assert!(matches!(Handshake::parse("{\"event\":\"note\"}"), Handshake::Other(_)));
     }
 
     fn host(addr: &str, port: u16) -> SshSettings {
