@@ -207,16 +207,8 @@ fn an_up_interrupted_by_ctrl_c_still_finishes_on_the_host() {
         .process_group(0)
         .spawn()
         .unwrap();
-    let journal = Path::new("/run/lvsctl/labs/t-intr/hosts/web1/var/upper/lib/lvsctl/t-intr/journal.json");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let entries = || -> usize {
-        std::fs::read(journal)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v["entries"].as_array().map(|a| a.len()))
-            .unwrap_or(0)
-    };
-    while entries() < 3 {
+    while journal_entries("t-intr", "web1") < 3 {
         assert!(std::time::Instant::now() < deadline, "the agent never made its third change");
         assert!(up.try_wait().unwrap().is_none(), "up ended before it was interrupted");
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -230,7 +222,7 @@ fn an_up_interrupted_by_ctrl_c_still_finishes_on_the_host() {
     assert!(out.status.success(), "{}", text(&out));
     let v = common::schema::parse(&lvsctl_bin(), "up", &out.stdout);
     assert_eq!(v["hosts"][0]["report"]["changes"], 0, "the interrupted agent finished its plan:\n{}", text(&out));
-    assert!(entries() > 3, "and journaled every change");
+    assert!(journal_entries("t-intr", "web1") > 3, "and journaled every change");
     l.ok(&["down", "--host", "web1"]);
     assert_same(&before, &subset(&l, &["web1"]), "after an interrupted up and down");
 }
@@ -380,13 +372,24 @@ fn a_failed_create_removes_what_it_built() {
 }
 
 /// Entries in a lab host's journal, read from outside (its /var's overlay upper layer).
+/// The entries of a host's journal: its base (journal.json) and what the run logged since.
 fn journal_entries(lab: &str, host: &str) -> usize {
-    let journal = PathBuf::from(format!("/run/lvsctl/labs/{lab}/hosts/{host}/var/upper/lib/lvsctl/{lab}/journal.json"));
-    std::fs::read(journal)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["entries"].as_array().map(|a| a.len()))
-        .unwrap_or(0)
+    let dir = PathBuf::from(format!("/run/lvsctl/labs/{lab}/hosts/{host}/var/upper/lib/lvsctl/{lab}"));
+    let mut seqs = std::collections::BTreeSet::new();
+    if let Some(v) =
+        std::fs::read(dir.join("journal.json")).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    {
+        seqs.extend(v["entries"].as_array().into_iter().flatten().filter_map(|e| e["seq"].as_u64()));
+    }
+    let log = std::fs::read_to_string(dir.join("journal.log")).unwrap_or_default();
+    for line in log.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
+        if let Some(seq) = line["record"]["entry"]["seq"].as_u64() {
+            seqs.insert(seq);
+        } else if let Some(seq) = line["drop"]["seq"].as_u64() {
+            seqs.remove(&seq);
+        }
+    }
+    seqs.len()
 }
 
 fn wait_for_entries(lab: &str, host: &str, n: usize, up: &mut std::process::Child) {

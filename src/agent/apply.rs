@@ -24,6 +24,14 @@ pub struct Faults {
 #[cfg(feature = "fault-injection")]
 const STALL_SECONDS: u64 = 5;
 
+/// Whether a change may be made: its journal record is durable (`journal_intents`), or why not.
+#[derive(Debug, PartialEq, Eq)]
+enum Ready {
+    Recorded,
+    Unprepared(String),
+    Unrecorded(String),
+}
+
 pub struct Executor<'a, S: System> {
     pub sys: &'a mut S,
     pub journal: &'a mut Journal,
@@ -135,13 +143,18 @@ impl<'a, S: System> Executor<'a, S> {
                 self.failed("systemd daemon-reload".into(), "load the new unit", e.to_string());
             }
             let live = Live::read(self.sys, &stage.wants(plan), &self.session);
-            for d in stage.decide(plan, &live, &*self.journal, self.intent) {
+            let decisions = stage.decide(plan, &live, &*self.journal, self.intent);
+            for (d, ready) in self.journal_intents(decisions) {
                 // The unit's note (systemd does not run here) is a standing fact of the host:
                 // told when the unit file is written, not again on every no-op run.
                 if stage == Stage::Unit && matches!(d, Decision::Note(_)) && !self.units_changed {
                     continue;
                 }
-                self.execute(d);
+                self.execute(d, ready);
+            }
+            // What the stage's changes brought in (modules a load pulled in, …).
+            if let Err(e) = self.journal.flush() {
+                self.note(format!("cannot record in the journal what the changes brought in: {e}"));
             }
             if stage == Stage::Unit
                 && self.intent == Intent::Apply
@@ -152,9 +165,48 @@ impl<'a, S: System> Executor<'a, S> {
                 self.note(format!("cannot start {name}: {e}"));
             }
         }
+        self.settle();
     }
 
-    fn execute(&mut self, d: Decision) {
+    /// Prepares a stage's changes and makes all their journal records durable at once (one
+    /// append, one fsync), before any of them is made: write-ahead, batched. A change whose
+    /// preparation or record failed is not made.
+    fn journal_intents(&mut self, decisions: Vec<Decision>) -> Vec<(Decision, Ready)> {
+        let mut out: Vec<(Decision, Ready)> = decisions.into_iter().map(|d| (d, Ready::Recorded)).collect();
+        if self.intent != Intent::Apply {
+            return out;
+        }
+        let mut staged = false;
+        for (d, ready) in &mut out {
+            let Decision::Change(c) = d else { continue };
+            if let Err(e) = resource::prepare(self.sys, c, self.journal) {
+                *ready = Ready::Unprepared(e.to_string());
+            } else if let Some(record) = c.record.take() {
+                self.journal.stage(record);
+                staged = true;
+            }
+        }
+        if staged && let Err(e) = self.journal.flush() {
+            let e = e.to_string();
+            for (d, ready) in &mut out {
+                if matches!(d, Decision::Change(_)) && *ready == Ready::Recorded {
+                    *ready = Ready::Unrecorded(e.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// The end of a run that changed things: the journal folded into one file.
+    fn settle(&mut self) {
+        if self.intent == Intent::Apply
+            && let Err(e) = self.journal.finish()
+        {
+            self.note(format!("cannot update the journal: {e}"));
+        }
+    }
+
+    fn execute(&mut self, d: Decision, ready: Ready) {
         match d {
             Decision::Same { .. } => self.report.unchanged += 1,
             Decision::Note(m) => self.note(m),
@@ -181,33 +233,29 @@ impl<'a, S: System> Executor<'a, S> {
                 let kind = Some(c.action.kind());
                 self.event((c.key.to_string(), c.before, c.after), &c.reason, self.unmade(), None, kind)
             }
-            Decision::Change(c) => self.make(c),
+            Decision::Change(c) => match ready {
+                Ready::Recorded => self.make(c),
+                Ready::Unprepared(e) => self.failed(c.key.to_string(), &c.reason, e),
+                Ready::Unrecorded(e) => {
+                    let error = format!("cannot write the journal, change not made: {e}");
+                    self.event((c.key.to_string(), c.before, c.after), &c.reason, Status::Failed, Some(error), None)
+                }
+            },
         }
     }
 
-    /// One change: its record is journaled before the action runs (write-ahead), so a crash at
-    /// any point leaves nothing `down` cannot undo.
-    fn make(&mut self, mut c: Change) {
+    /// One change, its record already durable (`journal_intents`): a crash at any point leaves
+    /// nothing `down` cannot undo.
+    fn make(&mut self, c: Change) {
         let object = c.key.to_string();
-        if let Err(e) = resource::prepare(self.sys, &mut c, self.journal) {
-            return self.failed(object, &c.reason, e.to_string());
-        }
-        if let Some(record) = c.record.take()
-            && let Err(e) = self.journal.record(record)
-        {
-            let error = format!("cannot write the journal, change not made: {e}");
-            return self.event((object, c.before, c.after), &c.reason, Status::Failed, Some(error), None);
-        }
         match resource::act(self.sys, &c.action, self.journal) {
             Ok(refined) => {
                 if is_unit_file(&c.key) {
                     self.units_changed = true;
                 }
-                self.event((object.clone(), c.before, c.after), &c.reason, Status::Done, None, Some(c.action.kind()));
-                if let Some(record) = refined
-                    && let Err(e) = self.journal.record(record)
-                {
-                    self.note(format!("cannot record in the journal what {object} brought in: {e}"));
+                self.event((object, c.before, c.after), &c.reason, Status::Done, None, Some(c.action.kind()));
+                if let Some(record) = refined {
+                    self.journal.stage(record);
                 }
             }
             Err(e) => self.event((object, c.before, c.after), &c.reason, Status::Failed, Some(e.to_string()), None),
@@ -221,6 +269,7 @@ impl<'a, S: System> Executor<'a, S> {
         if scope == Scope::All && self.intent == Intent::Apply && self.units_changed && self.sys.systemd_running() {
             let _ = unit::daemon_reload(self.sys);
         }
+        self.settle();
     }
 
     /// Undoes `entries` in order, each dropped from the journal unless its undo failed.
@@ -232,6 +281,11 @@ impl<'a, S: System> Executor<'a, S> {
         for u in entries {
             let decision = resource::undo(u, &live);
             self.revert_one(u.key(), decision, reason);
+        }
+        // What was undone leaves the journal in one append. Lost in a crash, it is undone again
+        // next time: undoing something already undone finds it as it should be, and changes nothing.
+        if let Err(e) = self.journal.flush() {
+            self.note(format!("cannot update the journal: {e}"));
         }
     }
 
@@ -279,9 +333,7 @@ impl<'a, S: System> Executor<'a, S> {
             if is_unit_file(&key) {
                 self.units_changed = true;
             }
-            if let Err(e) = self.journal.remove(&key) {
-                self.note(format!("cannot update the journal: {e}"));
-            }
+            self.journal.unstage(&key);
         }
     }
 }

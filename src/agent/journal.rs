@@ -2,7 +2,17 @@
 //! change (write-ahead), so a dropped session or a killed controller or agent never leaves a change
 //! that `down` cannot undo. One entry per object; the prior value is the one found the first time
 //! lvsctl changed the object, so repeated `up`s never overwrite it.
+//!
+//! On disk: `journal.json`, the whole journal as of the end of the last run (the format every
+//! release wrote), and `journal.log`, what the current run recorded since, one JSON line per
+//! entry written or dropped. The executor stages the records of a batch of changes and makes them
+//! durable with one append and one fsync (`flush`) before it acts on any of them; at the end of a
+//! run the log is folded into `journal.json` (`finish`). A run killed at any point leaves the
+//! base and a log whose complete lines are replayed on the next open (a torn last line is an
+//! append that never finished: nothing was acted on after it). Lookups go through an index, so
+//! time and memory stay linear in the number of entries.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
@@ -25,6 +35,7 @@ pub struct Entry {
     pub undo: Undo,
 }
 
+/// `journal.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalData {
     pub version: u32,
@@ -36,10 +47,31 @@ pub struct JournalData {
     pub entries: Vec<Entry>,
 }
 
-/// The journal of one lab on this host, persisted at `DIR/journal.json`.
+/// One line of `journal.log`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum LogLine {
+    /// The entry of its object, new or updated.
+    Record { entry: Entry, next_seq: u64 },
+    /// The entry with this seq is undone.
+    Drop { seq: u64, next_seq: u64 },
+}
+
+/// The journal of one lab on this host, persisted at `DIR/journal.json` and `DIR/journal.log`.
 pub struct Journal {
     pub dir: PathBuf,
-    pub data: JournalData,
+    pub lab: String,
+    pub host: String,
+    next_seq: u64,
+    /// In the order they were first recorded (newest last); None where one was dropped.
+    entries: Vec<Option<Entry>>,
+    /// Where each object's entry is in `entries`.
+    index: HashMap<Key, usize>,
+    live: usize,
+    /// Recorded in memory, not yet in the log.
+    staged: Vec<LogLine>,
+    /// The log has lines `journal.json` lacks.
+    logged: bool,
     /// False in dry runs and checks: nothing is written.
     pub persist: bool,
 }
@@ -48,27 +80,31 @@ fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+fn invalid(path: &Path, why: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("{}: {why}", path.display()))
+}
+
 impl Journal {
     pub fn path(dir: &Path) -> PathBuf {
         dir.join("journal.json")
     }
 
-    /// The journal at `dir`, or an empty one (not yet written) when there is none.
+    pub fn log_path(dir: &Path) -> PathBuf {
+        dir.join("journal.log")
+    }
+
+    /// The journal at `dir` (its base and its log), or an empty one (not yet written) when there
+    /// is none.
     pub fn open(dir: &Path, lab: &str, host: &str, persist: bool) -> io::Result<Journal> {
         let path = Self::path(dir);
         let data = match std::fs::read(&path) {
             Ok(bytes) => {
-                let data: JournalData = serde_json::from_slice(&bytes).map_err(|e| {
-                    io::Error::new(io::ErrorKind::InvalidData, format!("{}: unreadable journal: {e}", path.display()))
-                })?;
+                let data: JournalData =
+                    serde_json::from_slice(&bytes).map_err(|e| invalid(&path, format!("unreadable journal: {e}")))?;
                 if data.version > VERSION {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!(
-                            "{}: journal version {} is newer than this lvsctl understands ({VERSION})",
-                            path.display(),
-                            data.version
-                        ),
+                    return Err(invalid(
+                        &path,
+                        format!("journal version {} is newer than this lvsctl understands ({VERSION})", data.version),
                     ));
                 }
                 data
@@ -83,7 +119,81 @@ impl Journal {
             },
             Err(e) => return Err(e),
         };
-        Ok(Journal { dir: dir.to_path_buf(), data, persist })
+        let mut j = Journal::from_data(dir, data, persist);
+        let log = Self::log_path(dir);
+        match std::fs::read(&log) {
+            Ok(bytes) => j.replay(&log, &bytes)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok(j)
+    }
+
+    /// The journal `data` holds (`journal.json` without its log).
+    pub fn from_data(dir: &Path, data: JournalData, persist: bool) -> Journal {
+        let mut j = Journal {
+            dir: dir.to_path_buf(),
+            lab: data.lab,
+            host: data.host,
+            next_seq: data.next_seq,
+            entries: Vec::with_capacity(data.entries.len()),
+            index: HashMap::with_capacity(data.entries.len()),
+            live: 0,
+            staged: vec![],
+            logged: false,
+            persist,
+        };
+        for e in data.entries {
+            j.upsert(e);
+        }
+        j
+    }
+
+    /// Applies the log's complete lines. Only the last line may be torn (the append a crash cut
+    /// short); any other line that does not read is damage, and refused.
+    fn replay(&mut self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        for (n, line) in bytes[..complete].split(|b| *b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let l: LogLine = serde_json::from_slice(line)
+                .map_err(|e| invalid(path, format!("line {}: unreadable journal log: {e}", n + 1)))?;
+            match l {
+                LogLine::Record { entry, next_seq } => {
+                    self.upsert(entry);
+                    self.next_seq = self.next_seq.max(next_seq);
+                }
+                LogLine::Drop { seq, next_seq } => {
+                    if let Some(i) = self.entries.iter().rposition(|e| e.as_ref().is_some_and(|e| e.seq == seq)) {
+                        self.take(i);
+                    }
+                    self.next_seq = self.next_seq.max(next_seq);
+                }
+            }
+            self.logged = true;
+        }
+        Ok(())
+    }
+
+    /// Puts `e` in place of its object's entry, or after the others.
+    fn upsert(&mut self, e: Entry) {
+        let key = e.undo.key();
+        match self.index.get(&key) {
+            Some(&i) => self.entries[i] = Some(e),
+            None => {
+                self.index.insert(key, self.entries.len());
+                self.entries.push(Some(e));
+                self.live += 1;
+            }
+        }
+    }
+
+    fn take(&mut self, i: usize) -> Option<Entry> {
+        let e = self.entries[i].take()?;
+        self.index.remove(&e.undo.key());
+        self.live -= 1;
+        Some(e)
     }
 
     /// Refuses a journal lvsctl of `lab` cannot have written as it is (see `Undo::check`):
@@ -98,57 +208,152 @@ impl Journal {
                 ),
             )
         };
-        if self.data.lab != lab {
-            return Err(bad(format!("it is lab {:?}'s journal, not {lab:?}'s", self.data.lab)));
+        if self.lab != lab {
+            return Err(bad(format!("it is lab {:?}'s journal, not {lab:?}'s", self.lab)));
         }
-        for e in &self.data.entries {
+        for e in self.entries() {
             e.undo.check(lab, root).map_err(|why| bad(format!("entry {}: {why}", e.seq)))?;
         }
         Ok(())
     }
 
     pub fn exists(dir: &Path) -> bool {
-        Self::path(dir).exists()
+        Self::path(dir).exists() || Self::log_path(dir).exists()
     }
 
     pub fn get(&self, key: &Key) -> Option<&Undo> {
-        self.data.entries.iter().find(|e| e.undo.key() == *key).map(|e| &e.undo)
+        self.index.get(key).and_then(|&i| self.entries[i].as_ref()).map(|e| &e.undo)
+    }
+
+    /// The entries, oldest first.
+    pub fn entries(&self) -> impl DoubleEndedIterator<Item = &Entry> {
+        self.entries.iter().flatten()
+    }
+
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
     }
 
     /// The entries, newest first (the order in which they are undone).
     pub fn newest_first(&self) -> impl Iterator<Item = &Undo> {
-        self.data.entries.iter().rev().map(|e| &e.undo)
+        self.entries().rev().map(|e| &e.undo)
     }
 
-    fn save(&mut self) -> io::Result<()> {
+    /// What `journal.json` holds once the log is folded in.
+    pub fn data(&self) -> JournalData {
+        JournalData {
+            version: VERSION,
+            lab: self.lab.clone(),
+            host: self.host.clone(),
+            lvsctl: env!("CARGO_PKG_VERSION").to_string(),
+            next_seq: self.next_seq,
+            entries: self.entries().cloned().collect(),
+        }
+    }
+
+    /// Records in memory (before the change is made) how to undo it; durable at the next
+    /// `flush`, which must come before the change is made. When the object already has an entry,
+    /// its original prior is kept and only what was applied is updated.
+    pub fn stage(&mut self, undo: Undo) {
+        let key = undo.key();
+        let entry = match self.index.get(&key).and_then(|&i| self.entries[i].clone()) {
+            Some(e) => Entry { seq: e.seq, at: now(), undo: e.undo.merge(undo) },
+            None => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                Entry { seq, at: now(), undo }
+            }
+        };
+        self.upsert(entry.clone());
+        if self.persist {
+            self.staged.push(LogLine::Record { entry, next_seq: self.next_seq });
+        }
+    }
+
+    /// Drops an object's entry (it was undone); durable at the next `flush`.
+    pub fn unstage(&mut self, key: &Key) {
+        let Some(&i) = self.index.get(key) else { return };
+        if let Some(e) = self.take(i)
+            && self.persist
+        {
+            self.staged.push(LogLine::Drop { seq: e.seq, next_seq: self.next_seq });
+        }
+    }
+
+    /// Makes what was staged durable: one append to the log and one fsync. On failure none of it
+    /// is written (a partial append is cut off again) and the caller makes none of the batch's
+    /// changes; their records stay in memory only, as intents of changes not made (which undo
+    /// finds as they were).
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let mut bytes = Vec::new();
+        for l in &self.staged {
+            serde_json::to_writer(&mut bytes, l).expect("journal lines serialize");
+            bytes.push(b'\n');
+        }
+        let appended = self.append(&bytes);
+        self.staged.clear();
+        appended?;
+        self.logged = true;
+        Ok(())
+    }
+
+    /// One append to the log, made durable; cut off again when it fails.
+    fn append(&self, bytes: &[u8]) -> io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let path = Self::log_path(&self.dir);
+        let new = !path.exists();
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&path)?;
+        let start = f.metadata()?.len();
+        if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_data()) {
+            let _ = f.set_len(start);
+            return Err(e);
+        }
+        if new {
+            // The log's name must be durable too, or a crash could lose the file it is in.
+            std::fs::File::open(&self.dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Records how to undo one change and makes it durable at once (`stage` + `flush`).
+    pub fn record(&mut self, undo: Undo) -> io::Result<()> {
+        self.stage(undo);
+        self.flush()
+    }
+
+    /// Drops an entry and makes that durable at once.
+    pub fn remove(&mut self, key: &Key) -> io::Result<()> {
+        self.unstage(key);
+        self.flush()
+    }
+
+    /// The end of a run: whatever is staged is flushed, and the log folded into `journal.json`
+    /// (written whole, atomically), so the next run starts from one file.
+    pub fn finish(&mut self) -> io::Result<()> {
         if !self.persist {
             return Ok(());
         }
-        std::fs::create_dir_all(&self.dir)?;
-        self.data.lvsctl = env!("CARGO_PKG_VERSION").to_string();
-        let mut bytes = serde_json::to_vec_pretty(&self.data).expect("journal serializes");
-        bytes.push(b'\n');
-        crate::host::write_atomic(&Self::path(&self.dir), &bytes, 0o600)
-    }
-
-    /// Records (before the change is made) how to undo it. When the object already has an
-    /// entry, its original prior is kept and only what was applied is updated.
-    pub fn record(&mut self, undo: Undo) -> io::Result<()> {
-        let key = undo.key();
-        if let Some(e) = self.data.entries.iter_mut().find(|e| e.undo.key() == key) {
-            e.undo = e.undo.merge(undo);
-            e.at = now();
-        } else {
-            let seq = self.data.next_seq;
-            self.data.next_seq += 1;
-            self.data.entries.push(Entry { seq, at: now(), undo });
+        self.flush()?;
+        if !self.logged {
+            return Ok(());
         }
-        self.save()
-    }
-
-    pub fn remove(&mut self, key: &Key) -> io::Result<()> {
-        self.data.entries.retain(|e| e.undo.key() != *key);
-        self.save()
+        let mut bytes = serde_json::to_vec_pretty(&self.data()).expect("journal serializes");
+        bytes.push(b'\n');
+        crate::host::write_atomic(&Self::path(&self.dir), &bytes, 0o600)?;
+        match std::fs::remove_file(Self::log_path(&self.dir)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        self.logged = false;
+        Ok(())
     }
 }
 
@@ -159,10 +364,11 @@ impl Recorded for Journal {
 }
 
 impl Backups for Journal {
-    /// Stores a copy of a file's prior content; returns its name in the backup directory.
+    /// Stores a copy of a file's prior content; returns its name in the backup directory. (A
+    /// backup whose entry never reached the log is an orphan: its name is used again.)
     fn backup(&mut self, content: &[u8], mode: u32) -> io::Result<Backup> {
-        let file = format!("{}", self.data.next_seq);
-        self.data.next_seq += 1;
+        let file = format!("{}", self.next_seq);
+        self.next_seq += 1;
         if self.persist {
             let dir = self.dir.join("backup");
             std::fs::create_dir_all(&dir)?;
@@ -179,15 +385,20 @@ impl Backups for Journal {
 impl Journal {
     /// Deletes the journal, its backups and its directory (the end of `down`).
     pub fn delete(&mut self) -> io::Result<()> {
-        self.data.entries.clear();
+        self.entries.clear();
+        self.index.clear();
+        self.live = 0;
+        self.staged.clear();
         if !self.persist {
             return Ok(());
         }
         let _ = std::fs::remove_dir_all(self.dir.join("backup"));
-        match std::fs::remove_file(Self::path(&self.dir)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        for path in [Self::path(&self.dir), Self::log_path(&self.dir)] {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
         let _ = std::fs::remove_dir(&self.dir);
         Ok(())
@@ -290,8 +501,99 @@ mod tests {
         j.record(sysctl("2", "1")).unwrap();
         j.record(sysctl("1", "3")).unwrap();
         let j = Journal::open(dir.path(), "lab", "h", true).unwrap();
-        assert_eq!(j.data.entries.len(), 1);
-        assert_eq!(j.data.entries[0].undo, sysctl("2", "3"));
+        assert_eq!(j.len(), 1);
+        assert_eq!(j.entries().next().unwrap().undo, sysctl("2", "3"));
+    }
+
+    fn link(dev: &str) -> Undo {
+        Undo::LinkUp(link::Undo { dev: dev.into() })
+    }
+
+    #[test]
+    fn a_batch_is_one_append_and_a_killed_run_replays_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), "lab", "h", true).unwrap();
+        for i in 0..1000 {
+            j.stage(link(&format!("d{i}")));
+        }
+        assert!(!Journal::exists(dir.path()), "nothing is written before the flush");
+        j.flush().unwrap();
+        let log = std::fs::read_to_string(Journal::log_path(dir.path())).unwrap();
+        assert_eq!(log.lines().count(), 1000);
+        j.unstage(&Key::Link("d7".into()));
+        j.flush().unwrap();
+        // Killed here: no journal.json yet, the log is the journal.
+        drop(j);
+        let j = Journal::open(dir.path(), "lab", "h", true).unwrap();
+        assert_eq!(j.len(), 999);
+        assert!(j.get(&Key::Link("d7".into())).is_none());
+        assert_eq!(j.newest_first().next(), Some(&link("d999")));
+        let mut j = j;
+        j.finish().unwrap();
+        assert!(!Journal::log_path(dir.path()).exists(), "folded into journal.json");
+        let again = Journal::open(dir.path(), "lab", "h", true).unwrap();
+        assert_eq!(again.data(), j.data());
+        assert_eq!(again.next_seq, 1001);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_an_append_that_never_finished_and_damage_elsewhere_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), "lab", "h", true).unwrap();
+        j.record(link("a")).unwrap();
+        j.record(link("b")).unwrap();
+        let log = Journal::log_path(dir.path());
+        let text = std::fs::read_to_string(&log).unwrap();
+        std::fs::write(&log, format!("{text}{{\"record\":{{\"entry\":{{\"seq\":3")).unwrap();
+        let j = Journal::open(dir.path(), "lab", "h", true).unwrap();
+        assert_eq!(j.len(), 2);
+        std::fs::write(&log, format!("{{\"record\":\n{text}")).unwrap();
+        let e = Journal::open(dir.path(), "lab", "h", true).err().unwrap();
+        assert!(e.to_string().contains("line 1: unreadable journal log"), "{e}");
+    }
+
+    #[test]
+    fn a_failed_append_leaves_the_log_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), "lab", "h", true).unwrap();
+        j.record(link("a")).unwrap();
+        let before = std::fs::read(Journal::log_path(dir.path())).unwrap();
+        // The log cannot be opened for appending: a directory stands where it should be.
+        let log = Journal::log_path(dir.path());
+        std::fs::rename(&log, dir.path().join("saved")).unwrap();
+        std::fs::create_dir(&log).unwrap();
+        j.stage(link("b"));
+        assert!(j.flush().is_err());
+        std::fs::remove_dir(&log).unwrap();
+        std::fs::rename(dir.path().join("saved"), &log).unwrap();
+        assert_eq!(std::fs::read(&log).unwrap(), before);
+        j.flush().unwrap();
+        assert_eq!(std::fs::read(&log).unwrap(), before, "the failed batch is not tried again");
+        j.stage(link("c"));
+        j.flush().unwrap();
+        let again = Journal::open(dir.path(), "lab", "h", true).unwrap();
+        assert!(again.get(&Key::Link("a".into())).is_some() && again.get(&Key::Link("c".into())).is_some());
+        assert!(again.get(&Key::Link("b".into())).is_none());
+    }
+
+    /// A journal the previous release wrote (journal.json alone) is read as it is, and a run that
+    /// changes nothing leaves it byte for byte.
+    #[test]
+    fn a_journal_without_a_log_is_the_previous_releases_and_is_kept_as_it_is() {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/journal-v1");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(fixtures.join("dr-lvs.journal.json"), Journal::path(dir.path())).unwrap();
+        let text = std::fs::read_to_string(Journal::path(dir.path())).unwrap();
+        let data: JournalData = serde_json::from_str(&text).unwrap();
+        let mut j = Journal::open(dir.path(), &data.lab, &data.host, true).unwrap();
+        assert_eq!(j.len(), data.entries.len());
+        j.finish().unwrap();
+        assert_eq!(std::fs::read_to_string(Journal::path(dir.path())).unwrap(), text);
+        let last = data.entries.last().unwrap();
+        j.unstage(&last.undo.key());
+        j.finish().unwrap();
+        let after: JournalData = serde_json::from_slice(&std::fs::read(Journal::path(dir.path())).unwrap()).unwrap();
+        assert_eq!(after.entries, data.entries[..data.entries.len() - 1]);
     }
 
     #[test]
@@ -345,7 +647,7 @@ mod tests {
             assert_eq!(again, text, "{name}");
             // What lvsctl wrote passes the check `down` makes before acting on it.
             let lab = data.lab.clone();
-            let j = Journal { dir: dir.clone(), data, persist: false };
+            let j = Journal::from_data(&dir, data, false);
             j.check(&lab, Path::new("/")).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         assert_eq!(kinds.len(), 10, "every kind of entry is in the fixtures: {kinds:?}");
@@ -364,7 +666,7 @@ mod tests {
         let with = |u: Undo| {
             let mut d = good.clone();
             d.entries.push(Entry { seq: 99, at: 0, undo: u });
-            Journal { dir: PathBuf::from("/var/lib/lvsctl/dr"), data: d, persist: false }
+            Journal::from_data(Path::new("/var/lib/lvsctl/dr"), d, false)
         };
         let sysctl_key = |k: &str| Undo::Sysctl(sysctl::Undo { key: k.into(), prior: "0".into(), applied: "1".into() });
         let file_at = |p: &str| Undo::File(file::Undo { path: p.into(), prior: None, applied_sha256: "x".into() });
@@ -399,8 +701,7 @@ mod tests {
             assert!(e.contains(why) && e.contains("entry 99") && e.contains("nothing is undone"), "{u:?}: {e}");
         }
         assert!(with(sysctl_key("net.ipv4.ip_forward")).check("dr", Path::new("/")).is_ok());
-        let e =
-            Journal { dir: PathBuf::from("/x"), data: good, persist: false }.check("nat", Path::new("/")).unwrap_err();
+        let e = Journal::from_data(Path::new("/x"), good, false).check("nat", Path::new("/")).unwrap_err();
         assert!(e.to_string().contains("lab \"dr\"'s journal"), "{e}");
     }
 }

@@ -298,7 +298,7 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
             Err(e) => report.notes.push(format!("cannot read keepalived's state: {e}")),
         }
     }
-    report.journal_entries = journal.data.entries.len() as u32;
+    report.journal_entries = journal.len() as u32;
     Ok(report)
 }
 
@@ -346,7 +346,7 @@ fn daemon_op<S: System>(
         Decision::Change(c) => match resource::act(sys, &c.action, &journal) {
             Ok(refined) => {
                 if let Some(r) = refined.or(c.record) {
-                    journal.record(r).map_err(Error::Journal)?;
+                    journal.record(r).and_then(|()| journal.finish()).map_err(Error::Journal)?;
                 }
                 event(&mut report, c.before, c.after, protocol::Status::Done, None);
             }
@@ -357,7 +357,7 @@ fn daemon_op<S: System>(
         }
         Decision::Keep { .. } | Decision::Note(_) => {}
     }
-    report.journal_entries = journal.data.entries.len() as u32;
+    report.journal_entries = journal.len() as u32;
     Ok(report)
 }
 
@@ -382,7 +382,7 @@ fn down<S: System>(
         let mut exec = Executor::new(sys, &mut journal, intent, emit, host);
         exec.revert_all(Scope::All);
         let mut report = exec.report;
-        report.journal_entries = journal.data.entries.len() as u32;
+        report.journal_entries = journal.len() as u32;
         return Ok(report);
     }
     let unit = paths::unit_name(lab);
@@ -404,8 +404,8 @@ fn down<S: System>(
     let mut exec = Executor::new(sys, &mut journal, Intent::Apply, emit, host);
     exec.revert_all(Scope::All);
     let mut report = exec.report;
-    report.journal_entries = journal.data.entries.len() as u32;
-    if journal.data.entries.is_empty() {
+    report.journal_entries = journal.len() as u32;
+    if journal.is_empty() {
         journal.delete().map_err(Error::Journal)?;
         let _ = std::fs::remove_file(&lock.path);
         cleanup_if_last(paths, &mut report);
@@ -516,7 +516,7 @@ pub fn boot_run<S: System>(
     let dir = paths.lab_dir(lab);
     let mut journal = Journal::open(&dir, lab, "", true).map_err(Error::Journal)?;
     journal.check(lab, &paths.root).map_err(Error::Journal)?;
-    let host = journal.data.host.clone();
+    let host = journal.host.clone();
     match action {
         BootAction::Start => {
             let path = paths.config_root.join(lab).join(paths::HOST_PLAN_FILE);

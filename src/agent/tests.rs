@@ -93,7 +93,7 @@ fn dr_real_server_up_changes_exactly_the_plan_and_journals_priors() {
     );
     assert!(f.log.contains(&"write /etc/systemd/system/lvsctl-dr.service".to_string()));
     let j = journal(root.path(), "dr");
-    assert!(j.data.entries.iter().any(|e| e.undo
+    assert!(j.entries().any(|e| e.undo
         == Undo::Sysctl(sysctl::Undo {
             key: "net.ipv4.conf.all.arp_ignore".into(),
             prior: "0".into(),
@@ -166,10 +166,7 @@ fn pre_existing_address_and_default_route_survive_down_exactly() {
     assert_eq!(f.state.routes[0].gateway, Some("192.168.188.200".parse().unwrap()));
     assert_eq!(f.state.routes[0].protocol, RTPROT_LVSCTL);
     let j = journal(root.path(), "dr");
-    assert!(
-        !j.data.entries.iter().any(|e| matches!(e.undo, Undo::Address(_))),
-        "nothing journaled for pre-existing addresses"
-    );
+    assert!(!j.entries().any(|e| matches!(e.undo, Undo::Address(_))), "nothing journaled for pre-existing addresses");
     run(&mut f, root.path(), Op::Down, None);
     assert_eq!(f.state, before, "addresses kept, DHCP route back with every attribute, IPVS module unloaded");
 }
@@ -486,7 +483,7 @@ fn keepalived_is_started_reloaded_and_stopped_by_its_recorded_process() {
         "/run/keepalived.pid".into(),
         crate::host::FileFact { content: format!("{pid}\n").into_bytes(), mode: 0o644 },
     );
-    let recorded = journal(root.path(), "dr-ha").data.entries.iter().map(|e| &e.undo).any(|u| {
+    let recorded = journal(root.path(), "dr-ha").entries().map(|e| &e.undo).any(|u| {
         matches!(u, Undo::Daemon(d) if matches!(&d.how, crate::resource::daemon::How::Spawned { process: Some(p), .. } if p.pid == pid))
     });
     assert!(recorded, "the journal names the process");

@@ -2,6 +2,7 @@
 //! method, weight and thresholds. Destinations lvsctl does not manage are reported, never
 //! removed.
 
+use std::collections::{HashMap, HashSet};
 use std::io;
 
 use serde::{Deserialize, Serialize};
@@ -46,12 +47,13 @@ pub fn config(d: &DestSpec) -> DestConfig {
 /// The destinations of service `s`, given the ones it has now.
 pub fn decide(s: ServiceKey, specs: &[DestSpec], have: &[DestEntry], journal: &dyn Recorded) -> Vec<Decision> {
     let mut out = Vec::new();
+    let by_key: HashMap<DestKey, &DestEntry> = have.iter().map(|x| (x.key, x)).collect();
     for d in specs {
         let dk = key(d);
         let want = config(d);
         let k = Key::Dest(s, dk);
         let reason = format!("real server {}", d.host);
-        out.push(match have.iter().find(|x| x.key == dk) {
+        out.push(match by_key.get(&dk) {
             Some(x) if x.config == want => Decision::same(k, format!("is {}", want.describe())),
             Some(x) => {
                 let record =
@@ -66,8 +68,9 @@ pub fn decide(s: ServiceKey, specs: &[DestSpec], have: &[DestEntry], journal: &d
             }
         });
     }
+    let wanted: HashSet<DestKey> = specs.iter().map(key).collect();
     for x in have {
-        let wanted = specs.iter().any(|d| key(d) == x.key);
+        let wanted = wanted.contains(&x.key);
         if !wanted && journal.recorded(&Key::Dest(s, x.key)).is_none() {
             out.push(Decision::Note(format!(
                 "ipvs service {s} has destination {} that lvsctl does not manage: left as it is",
@@ -80,12 +83,10 @@ pub fn decide(s: ServiceKey, specs: &[DestSpec], have: &[DestEntry], journal: &d
 
 pub fn undo(u: &Undo, live: &Live) -> Decision {
     let key = Key::Dest(u.service, u.key);
-    let table = match &live.ipvs {
-        Err(e) => return Decision::failed(&key, "undo what lvsctl changed", e),
-        Ok(t) => t.as_deref().unwrap_or_default(),
-    };
-    let current = table.iter().find(|s| s.entry.key == u.service).and_then(|s| s.dests.iter().find(|d| d.key == u.key));
-    let Some(cur) = current else { return Decision::same(key, "is absent") };
+    if let Err(e) = &live.ipvs {
+        return Decision::failed(&key, "undo what lvsctl changed", e);
+    }
+    let Some(cur) = live.ipvs_dest(u.service, u.key) else { return Decision::same(key, "is absent") };
     match &u.prior {
         None => Decision::revert(key, cur.config.describe(), "absent", AnyAction::Dest(Action::Del(u.service, u.key))),
         Some(p) if *p == cur.config => Decision::same(key, format!("is {} again", p.describe())),

@@ -7,7 +7,7 @@ use std::io;
 use serde::{Deserialize, Serialize};
 
 use super::{Action as AnyAction, Decision, Intent, Key, Live, Recorded, Undo as AnyUndo, Wants, ipvs_dest};
-use crate::host::{IpvsService, System};
+use crate::host::System;
 use crate::ipvs::{ServiceConfig, ServiceKey};
 use crate::plan::VirtualServiceSpec;
 
@@ -50,21 +50,19 @@ pub fn decide(specs: &[VirtualServiceSpec], live: &Live, journal: &dyn Recorded,
     if specs.is_empty() {
         return vec![];
     }
-    let none = vec![];
-    let table: &Vec<IpvsService> = match &live.ipvs {
+    match &live.ipvs {
         Err(e) => return vec![Decision::failed("ipvs", "read the IPVS table", e)],
-        Ok(Some(t)) => t,
         // Only a dry run or a check gets here before ip_vs is loaded: an apply loads it first.
         Ok(None) if intent == Intent::Apply => {
             return vec![Decision::failed("ipvs", "IPVS", "IPVS is not loaded (module ip_vs)")];
         }
-        Ok(None) => &none,
-    };
+        Ok(_) => {}
+    }
     let mut out = Vec::new();
     for v in specs {
         let k = key(v);
         let want = config(v);
-        let existing = table.iter().find(|s| s.entry.key == k);
+        let existing = live.ipvs_service(k);
         out.push(match existing {
             Some(s) if s.entry.config == want => Decision::same(Key::Service(k), format!("is {}", want.describe())),
             Some(s) => {
@@ -102,11 +100,10 @@ pub fn decide(specs: &[VirtualServiceSpec], live: &Live, journal: &dyn Recorded,
 
 pub fn undo(u: &Undo, live: &Live) -> Decision {
     let key = Key::Service(u.key);
-    let table = match &live.ipvs {
-        Err(e) => return Decision::failed(&key, "undo what lvsctl changed", e),
-        Ok(t) => t.as_deref().unwrap_or_default(),
-    };
-    let Some(cur) = table.iter().find(|s| s.entry.key == u.key) else { return Decision::same(key, "is absent") };
+    if let Err(e) = &live.ipvs {
+        return Decision::failed(&key, "undo what lvsctl changed", e);
+    }
+    let Some(cur) = live.ipvs_service(u.key) else { return Decision::same(key, "is absent") };
     let current = &cur.entry.config;
     match &u.prior {
         None => Decision::revert(key, current.describe(), "absent", AnyAction::Service(Action::Del(u.key))),

@@ -28,7 +28,7 @@ pub mod sysctl;
 mod tests;
 pub mod unit;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::io;
 
@@ -363,6 +363,22 @@ pub struct Live {
     pub now_ticks: u64,
     /// The session this agent runs in.
     pub session: Session,
+    /// Where each service and destination of `ipvs` is, built on the first lookup.
+    pub ipvs_index: IpvsIndex,
+}
+
+/// Lookups into the IPVS table by key: a table of 10,000 destinations is searched thousands of
+/// times by one run. Not part of what a `Live` is (always equal).
+#[derive(Debug, Clone, Default)]
+pub struct IpvsIndex(std::sync::OnceLock<HashMap<IpvsObject, (usize, usize)>>);
+
+/// A service (no destination) or one of its destinations.
+type IpvsObject = (ServiceKey, Option<DestKey>);
+
+impl PartialEq for IpvsIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// Where the SSH session that runs the agent comes from, and what the operator allowed: a
@@ -392,6 +408,7 @@ impl Default for Live {
             daemon: None,
             now_ticks: 0,
             session: Session::default(),
+            ipvs_index: IpvsIndex::default(),
         }
     }
 }
@@ -418,6 +435,38 @@ fn fact<T>(r: io::Result<T>) -> Fact<T> {
 }
 
 impl Live {
+    /// The IPVS table as read: None when IPVS is not loaded.
+    fn ipvs_table(&self) -> &[IpvsService] {
+        match &self.ipvs {
+            Ok(Some(t)) => t,
+            _ => &[],
+        }
+    }
+
+    fn ipvs_position(&self, s: ServiceKey, d: Option<DestKey>) -> Option<(usize, usize)> {
+        let index = self.ipvs_index.0.get_or_init(|| {
+            let mut m = HashMap::new();
+            for (i, svc) in self.ipvs_table().iter().enumerate() {
+                m.insert((svc.entry.key, None), (i, 0));
+                for (j, dest) in svc.dests.iter().enumerate() {
+                    m.insert((svc.entry.key, Some(dest.key)), (i, j));
+                }
+            }
+            m
+        });
+        index.get(&(s, d)).copied()
+    }
+
+    /// The live service of this key.
+    pub fn ipvs_service(&self, k: ServiceKey) -> Option<&IpvsService> {
+        self.ipvs_position(k, None).map(|(i, _)| &self.ipvs_table()[i])
+    }
+
+    /// The live destination `d` of service `s`.
+    pub fn ipvs_dest(&self, s: ServiceKey, d: DestKey) -> Option<&crate::ipvs::DestEntry> {
+        self.ipvs_position(s, Some(d)).map(|(i, j)| &self.ipvs_table()[i].dests[j])
+    }
+
     /// Reads what `w` asks for; nothing else, and nothing is changed.
     pub fn read<S: System>(sys: &mut S, w: &Wants, session: &Session) -> Live {
         let mut live = Live { session: session.clone(), ..Live::default() };
