@@ -491,6 +491,58 @@ fn e2e_nat() {
             ],
         },
     );
+    ten_thousand_destinations();
+}
+
+/// IPVS at scale, in the nat lab's guest: 10,000 destinations (the nat lab plus 4,999 services of
+/// its two real servers, on ports 10000 and up, mapped to the ports the real servers answer on). The agent is killed in the middle of the batch and `down` restores every
+/// host exactly; then the whole table goes in, a second `up` changes nothing, and `down` restores
+/// again. The table is counted by ipvsadm, not by lvsctl.
+fn ten_thousand_destinations() {
+    let dir = tempfile::tempdir().unwrap();
+    let nat = std::fs::read_to_string(common::repo().join("inventories/nat.toml")).unwrap();
+    let mut inv = nat.replace("name = \"nat\"", "name = \"scale\"").replace("10.250.0.", "10.249.0.");
+    let lab_at = inv.find("[lab]").unwrap();
+    let mut services = String::new();
+    for i in 0..4999 {
+        services.push_str(&format!(
+            "[[services]]\nname = \"s{i}\"\nvip = \"192.168.188.100\"\nport = {}\nscheduler = \"rr\"\n\
+             real_servers = [{{ host = \"web1\", port = 80 }}, {{ host = \"web2\", port = 8080 }}]\n\n",
+            10000 + i
+        ));
+    }
+    inv.insert_str(lab_at, &services);
+    let path = dir.path().join("scale.toml");
+    std::fs::write(&path, inv).unwrap();
+    let l = Lab::create(&path);
+    let before = snapshot(&l);
+    let dests = || l.sh("lvs", "ipvsadm -Ln | grep -c Masq || true").trim().parse::<usize>().unwrap();
+
+    let out =
+        l.command(&["up"]).env("LVSCTL_FAULT_ABORT_AFTER", "6000").env("LVSCTL_SSH_PERSIST", "900").output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "the director's agent was killed:\n{}", text(&out));
+    let partial = dests();
+    assert!(partial > 0 && partial < 10_000, "killed in the middle of the batch: {partial} destinations");
+    let started = Instant::now();
+    l.ok(&["down"]);
+    eprintln!("down of a killed batch ({partial} destinations) in {:.1} s", started.elapsed().as_secs_f64());
+    assert_same(&before, &snapshot(&l), "after an up killed mid-batch and down");
+
+    let started = Instant::now();
+    l.ok(&["up"]);
+    eprintln!("up of 10,000 destinations in {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(dests(), 10_000);
+    for s in l.lab.services.iter().filter(|s| matches!(s.name.as_deref(), Some("web" | "s4998"))) {
+        assert_split(&l, s, 10);
+    }
+    let started = Instant::now();
+    let again = l.ok(&["up", "--output", "json"]);
+    eprintln!("no-op up of 10,000 destinations in {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(changes_in_json(&again), 0, "a second up changes nothing");
+    let started = Instant::now();
+    l.ok(&["down"]);
+    eprintln!("down of 10,000 destinations in {:.1} s", started.elapsed().as_secs_f64());
+    assert_same(&before, &snapshot(&l), "after up and down of 10,000 destinations");
 }
 
 #[test]

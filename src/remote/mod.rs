@@ -365,7 +365,7 @@ fn install_locally(agent: &AgentBinary) -> std::io::Result<PathBuf> {
     if path.exists() {
         return Ok(path);
     }
-    let (_, bytes) = agent.upload(false);
+    let bytes = agent.bytes().map_err(std::io::Error::other)?;
     let dir = path.parent().expect("has a parent");
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(Path::new(INSTALL_ROOT), std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
@@ -622,9 +622,13 @@ impl SshHost {
                     if !ephemeral {
                         on_install();
                     }
-                    let (how, bytes) = agent.upload(*gzip);
-                    let head = format!("{how} {}\n", bytes.len()).into_bytes();
-                    (vec![Cow::Owned(head), Cow::Borrowed(bytes), Cow::Owned(request)], None)
+                    match agent.upload(*gzip) {
+                        Ok((how, bytes)) => {
+                            let head = format!("{how} {}\n", bytes.len()).into_bytes();
+                            (vec![Cow::Owned(head), Cow::Borrowed(bytes), Cow::Owned(request)], None)
+                        }
+                        Err(e) => (vec![Cow::Borrowed(&b"abort\n"[..])], Some(e)),
+                    }
                 }
                 Handshake::Other(_) => (vec![], None),
             };
