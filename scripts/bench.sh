@@ -127,9 +127,9 @@ timed() {
     local tf="$work/times"
     if ! (
         TIMEFORMAT='%U %S'
-        { time "$lvsctl" "$@" >"$work/out" 2>&1; } 2>"$tf"
+        { time "$lvsctl" "$@" >"$work/out" 2>"$work/err"; } 2>"$tf"
     ); then
-        cat "$work/out" >&2
+        cat "$work/out" "$work/err" >&2
         echo "bench: lvsctl $* failed" >&2
         exit 1
     fi
@@ -137,6 +137,11 @@ timed() {
     secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
     cpu=$(awk '{ printf "%.3f", $1 + $2 }' "$tf")
     after=$(execs "$lab")
+    # Where the time went: the slowest agent's own time (from --output json) and the controller's CPU.
+    local agent=""
+    if [[ " $* " == *" --output json "* ]]; then
+        agent=$(jq -r '[.hosts[].report.duration_ms // 0] | max / 1000 | "agent \(.) s, "' "$work/out" 2>/dev/null || true)
+    fi
     exec_verdict="execs ok"
     local bad
     bad=$(join <(echo "$before" | sort) <(echo "$after" | sort) | awk -v want="$want" '
@@ -147,6 +152,7 @@ timed() {
         exec_verdict="execs MISSED: $bad"
         failed=1
     fi
+    exec_verdict="$exec_verdict (${agent}controller CPU $cpu s)"
 }
 
 # A DR lab: client ──front── router ──back── lvs (VIP 192.168.188.100), web1 … webN.
@@ -332,7 +338,7 @@ bench_scale() {
     row "up, whole lab, first contact" "$secs" "floor" "$fnew" - "$exec_verdict"
     timed $lab 1 -- up "$inv"
     row "up again, whole lab" "$secs" "floor" "$fnew" - "$exec_verdict"
-    timed $lab "lvs=1,0" -- down --host lvs "$inv"
+    timed $lab "lvs=1,0" -- down --host lvs --output json "$inv"
     row "down, director alone" "$secs" "ipvsadm -R + kept floor" "$reference" 1.2 "$exec_verdict"
     # The director's up from nothing (agent installed, connection kept), its memory sampled.
     local hwm=$work/hwm
@@ -346,7 +352,7 @@ bench_scale() {
         done
     ) >>"$hwm" &
     local sampler=$!
-    timed $lab "lvs=1,0" -- up --host lvs "$inv"
+    timed $lab "lvs=1,0" -- up --host lvs --output json "$inv"
     kill "$sampler" 2>/dev/null || true
     wait "$sampler" 2>/dev/null || true
     local up_lvs=$secs
@@ -367,7 +373,7 @@ bench_scale() {
         echo "bench: lvsctl up did not install the destinations" >&2
         exit 1
     }
-    timed $lab "lvs=1,0" -- up --host lvs "$inv"
+    timed $lab "lvs=1,0" -- up --host lvs --output json "$inv"
     row "up again, director alone" "$secs" "its up" "$up_lvs" 0.2 "$exec_verdict"
     timed $lab 1 -- down "$inv"
     row "down, whole lab" "$secs" "floor" "$fnew" - "$exec_verdict"

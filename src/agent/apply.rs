@@ -24,10 +24,15 @@ pub struct Faults {
 #[cfg(feature = "fault-injection")]
 const STALL_SECONDS: u64 = 5;
 
-/// Whether a change may be made: its journal record is durable (`journal_intents`), or why not.
+/// How many decisions are made and told at a time (the IPVS changes among them in one batch).
+const WINDOW: usize = 256;
+
+/// Whether a change may be made: its journal record is durable (`journal_intents`), or why not;
+/// or, for IPVS changes made in a batch, how its making went.
 #[derive(Debug, PartialEq, Eq)]
 enum Ready {
     Recorded,
+    Made(Result<(), String>),
     Unprepared(String),
     Unrecorded(String),
 }
@@ -144,13 +149,22 @@ impl<'a, S: System> Executor<'a, S> {
             }
             let live = Live::read(self.sys, &stage.wants(plan), &self.session);
             let decisions = stage.decide(plan, &live, &*self.journal, self.intent);
-            for (d, ready) in self.journal_intents(decisions) {
-                // The unit's note (systemd does not run here) is a standing fact of the host:
-                // told when the unit file is written, not again on every no-op run.
-                if stage == Stage::Unit && matches!(d, Decision::Note(_)) && !self.units_changed {
-                    continue;
+            let mut decisions = self.journal_intents(decisions).into_iter();
+            // In windows: the IPVS changes of each go to the kernel in one batch, then each
+            // decision of the window is told (so progress shows as the changes are made).
+            loop {
+                let window: Vec<(Decision, Ready)> = decisions.by_ref().take(WINDOW).collect();
+                if window.is_empty() {
+                    break;
                 }
-                self.execute(d, ready);
+                for (d, ready) in self.make_ipvs(window) {
+                    // The unit's note (systemd does not run here) is a standing fact of the
+                    // host: told when the unit file is written, not again on every no-op run.
+                    if stage == Stage::Unit && matches!(d, Decision::Note(_)) && !self.units_changed {
+                        continue;
+                    }
+                    self.execute(d, ready);
+                }
             }
             // What the stage's changes brought in (modules a load pulled in, …).
             if let Err(e) = self.journal.flush() {
@@ -197,6 +211,39 @@ impl<'a, S: System> Executor<'a, S> {
         out
     }
 
+    /// Makes the IPVS changes of a window (their records are durable already) in one batch;
+    /// each one's outcome is its `Ready::Made`.
+    fn make_ipvs(&mut self, mut window: Vec<(Decision, Ready)>) -> Vec<(Decision, Ready)> {
+        let actions = window.iter().map(|(d, ready)| match (d, ready) {
+            (Decision::Change(c), Ready::Recorded) => Some(&c.action),
+            _ => None,
+        });
+        let made = self.ipvs_batch(actions.collect());
+        for ((_, ready), r) in window.iter_mut().zip(made) {
+            if let Some(r) = r {
+                *ready = Ready::Made(r.map_err(|e| e.to_string()));
+            }
+        }
+        window
+    }
+
+    /// Makes the IPVS actions among `actions` (in order; None for what is not to be made here)
+    /// in one batch, when this run applies; each one's outcome at its position.
+    fn ipvs_batch(&mut self, actions: Vec<Option<&resource::Action>>) -> Vec<Option<std::io::Result<()>>> {
+        let mut made: Vec<Option<std::io::Result<()>>> = actions.iter().map(|_| None).collect();
+        if self.intent != Intent::Apply {
+            return made;
+        }
+        let (at, ops): (Vec<usize>, Vec<_>) =
+            actions.iter().enumerate().filter_map(|(i, a)| a.and_then(resource::ipvs_op).map(|op| (i, op))).unzip();
+        if !ops.is_empty() {
+            for (i, r) in at.into_iter().zip(self.sys.ipvs_apply(&ops)) {
+                made[i] = Some(r);
+            }
+        }
+        made
+    }
+
     /// The end of a run that changed things: the journal folded into one file.
     fn settle(&mut self) {
         if self.intent == Intent::Apply
@@ -235,6 +282,16 @@ impl<'a, S: System> Executor<'a, S> {
             }
             Decision::Change(c) => match ready {
                 Ready::Recorded => self.make(c),
+                Ready::Made(Ok(())) => self.event(
+                    (c.key.to_string(), c.before, c.after),
+                    &c.reason,
+                    Status::Done,
+                    None,
+                    Some(c.action.kind()),
+                ),
+                Ready::Made(Err(e)) => {
+                    self.event((c.key.to_string(), c.before, c.after), &c.reason, Status::Failed, Some(e), None)
+                }
                 Ready::Unprepared(e) => self.failed(c.key.to_string(), &c.reason, e),
                 Ready::Unrecorded(e) => {
                     let error = format!("cannot write the journal, change not made: {e}");
@@ -278,9 +335,15 @@ impl<'a, S: System> Executor<'a, S> {
             return;
         }
         let live = Live::read(self.sys, &resource::undo_wants(entries), &self.session);
-        for u in entries {
-            let decision = resource::undo(u, &live);
-            self.revert_one(u.key(), decision, reason);
+        for window in entries.chunks(WINDOW) {
+            let decisions: Vec<Decision> = window.iter().map(|u| resource::undo(u, &live)).collect();
+            // The window's IPVS undos go to the kernel in one batch, in order (a service's
+            // destinations before the service: newest first).
+            let actions = decisions.iter().map(|d| if let Decision::Change(c) = d { Some(&c.action) } else { None });
+            let made = self.ipvs_batch(actions.collect());
+            for ((u, decision), made) in window.iter().zip(decisions).zip(made) {
+                self.revert_one(u.key(), decision, made, reason);
+            }
         }
         // What was undone leaves the journal in one append. Lost in a crash, it is undone again
         // next time: undoing something already undone finds it as it should be, and changes nothing.
@@ -289,7 +352,8 @@ impl<'a, S: System> Executor<'a, S> {
         }
     }
 
-    fn revert_one(&mut self, key: Key, decision: Decision, reason: &str) {
+    /// One undo; `made` is its outcome when it was made in a batch already.
+    fn revert_one(&mut self, key: Key, decision: Decision, made: Option<std::io::Result<()>>, reason: &str) {
         let object = key.to_string();
         let drop = match decision {
             Decision::Same { .. } => {
@@ -301,21 +365,23 @@ impl<'a, S: System> Executor<'a, S> {
                 self.event((object, c.before, c.after), reason, self.unmade(), None, kind);
                 false
             }
-            Decision::Change(c) => match resource::act(self.sys, &c.action, self.journal) {
-                Ok(_) => {
-                    self.event((object, c.before, c.after), reason, Status::Done, None, Some(c.action.kind()));
-                    true
+            Decision::Change(c) => {
+                match made.unwrap_or_else(|| resource::act(self.sys, &c.action, self.journal).map(|_| ())) {
+                    Ok(()) => {
+                        self.event((object, c.before, c.after), reason, Status::Done, None, Some(c.action.kind()));
+                        true
+                    }
+                    // Already gone: as good as undone.
+                    Err(e) if is_not_found(&e) => {
+                        self.report.unchanged += 1;
+                        true
+                    }
+                    Err(e) => {
+                        self.event((object, c.before, c.after), reason, Status::Failed, Some(e.to_string()), None);
+                        false
+                    }
                 }
-                // Already gone: as good as undone.
-                Err(e) if is_not_found(&e) => {
-                    self.report.unchanged += 1;
-                    true
-                }
-                Err(e) => {
-                    self.event((object, c.before, c.after), reason, Status::Failed, Some(e.to_string()), None);
-                    false
-                }
-            },
+            }
             Decision::Keep { why, .. } => {
                 self.event((object, String::new(), String::new()), &why, Status::Kept, None, None);
                 true

@@ -419,6 +419,12 @@ impl System for Linux {
     fn ipvs_del_dest(&mut self, s: &ServiceKey, k: &DestKey) -> Result<()> {
         self.client()?.del_dest(s, k)
     }
+    fn ipvs_apply(&mut self, ops: &[crate::ipvs::TableOp]) -> Vec<Result<()>> {
+        match self.client() {
+            Ok(c) => c.batch(&ops.iter().map(crate::ipvs::TableOp::message).collect::<Vec<_>>()),
+            Err(e) => ops.iter().map(|_| Err(std::io::Error::new(e.kind(), e.to_string()))).collect(),
+        }
+    }
 
     fn read_file(&self, path: &str) -> Result<Option<FileFact>> {
         match std::fs::read(path) {

@@ -165,6 +165,20 @@ pub trait System {
     fn ipvs_new_dest(&mut self, s: &ServiceKey, k: &DestKey, c: &DestConfig) -> Result<()>;
     fn ipvs_set_dest(&mut self, s: &ServiceKey, k: &DestKey, c: &DestConfig) -> Result<()>;
     fn ipvs_del_dest(&mut self, s: &ServiceKey, k: &DestKey) -> Result<()>;
+    /// Makes each change in order; one result per change. Linux sends them in batches.
+    fn ipvs_apply(&mut self, ops: &[crate::ipvs::TableOp]) -> Vec<Result<()>> {
+        use crate::ipvs::TableOp;
+        ops.iter()
+            .map(|op| match op {
+                TableOp::NewService(k, c) => self.ipvs_new_service(k, c),
+                TableOp::SetService(k, c) => self.ipvs_set_service(k, c),
+                TableOp::DelService(k) => self.ipvs_del_service(k),
+                TableOp::NewDest(s, k, c) => self.ipvs_new_dest(s, k, c),
+                TableOp::SetDest(s, k, c) => self.ipvs_set_dest(s, k, c),
+                TableOp::DelDest(s, k) => self.ipvs_del_dest(s, k),
+            })
+            .collect()
+    }
     /// The connection sync daemons that run (IPVS loaded).
     fn ipvs_daemons(&mut self) -> Result<Vec<crate::ipvs::SyncDaemon>>;
 

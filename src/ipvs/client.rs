@@ -99,6 +99,74 @@ impl IpvsClient {
         }
     }
 
+    /// Requests that each want only an acknowledgement, sent many to a datagram (the kernel
+    /// handles them in order, as if sent one by one) and each acknowledgement matched to its
+    /// request by sequence number: one round trip per `BATCH` requests instead of one each.
+    pub fn batch(&mut self, msgs: &[IpvsMessage]) -> Vec<io::Result<()>> {
+        const BATCH: usize = 256;
+        let mut results = Vec::with_capacity(msgs.len());
+        for chunk in msgs.chunks(BATCH) {
+            let first = self.seq.wrapping_add(1);
+            let mut buf = Vec::new();
+            for m in chunk {
+                self.seq = self.seq.wrapping_add(1);
+                let mut g = GenlMessage::from_payload(m.clone());
+                g.set_resolved_family_id(self.family);
+                let mut header = NetlinkHeader::default();
+                header.flags = NLM_F_REQUEST | NLM_F_ACK;
+                header.sequence_number = self.seq;
+                let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(g));
+                msg.finalize();
+                let at = buf.len();
+                buf.resize(at + msg.buffer_len(), 0);
+                msg.serialize(&mut buf[at..]);
+            }
+            let mut acks: Vec<Option<io::Result<()>>> = (0..chunk.len()).map(|_| None).collect();
+            match self.collect_acks(&buf, first, &mut acks) {
+                Ok(()) => results.extend(acks.into_iter().map(|a| a.expect("every request acknowledged"))),
+                Err(e) => {
+                    // The socket failed: requests acknowledged before it keep their answer, the
+                    // others are reported failed with its error.
+                    let failed =
+                        |a: Option<io::Result<()>>| a.unwrap_or_else(|| Err(io::Error::new(e.kind(), e.to_string())));
+                    results.extend(acks.into_iter().map(failed));
+                }
+            }
+        }
+        results
+    }
+
+    /// Sends `buf` (requests numbered from `first`) and reads until each has its answer.
+    fn collect_acks(&mut self, buf: &[u8], first: u32, acks: &mut [Option<io::Result<()>>]) -> io::Result<()> {
+        self.socket.send(buf, 0)?;
+        let mut pending = acks.len();
+        while pending > 0 {
+            let (data, _) = self.socket.recv_from_full()?;
+            let mut off = 0;
+            while off < data.len() {
+                let reply =
+                    NetlinkMessage::<GenlMessage<IpvsMessage>>::deserialize(&data[off..]).map_err(decode_err)?;
+                let len = reply.header.length as usize;
+                if len == 0 {
+                    break;
+                }
+                off += len;
+                let i = reply.header.sequence_number.wrapping_sub(first) as usize;
+                let Some(slot) = acks.get_mut(i).filter(|a| a.is_none()) else {
+                    continue; // a late answer to an earlier request
+                };
+                if let NetlinkPayload::Error(e) = reply.payload {
+                    *slot = Some(match e.code {
+                        None => Ok(()),
+                        Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
+                    });
+                    pending -= 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn call(&mut self, m: IpvsMessage, flags: u16) -> io::Result<Vec<IpvsMessage>> {
         let mut g = GenlMessage::from_payload(m);
         g.set_resolved_family_id(self.family);

@@ -710,6 +710,30 @@ pub fn dest_attrs(key: &DestKey, config: &DestConfig) -> Vec<DestAttr> {
     ]
 }
 
+/// One change of the IPVS table, as ipvsadm's -A, -E, -D, -a, -e and -d make it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableOp {
+    NewService(ServiceKey, ServiceConfig),
+    SetService(ServiceKey, ServiceConfig),
+    DelService(ServiceKey),
+    NewDest(ServiceKey, DestKey, DestConfig),
+    SetDest(ServiceKey, DestKey, DestConfig),
+    DelDest(ServiceKey, DestKey),
+}
+
+impl TableOp {
+    pub fn message(&self) -> IpvsMessage {
+        match self {
+            TableOp::NewService(k, c) => IpvsMessage::new_service(k, c),
+            TableOp::SetService(k, c) => IpvsMessage::set_service(k, c),
+            TableOp::DelService(k) => IpvsMessage::del_service(k),
+            TableOp::NewDest(s, k, c) => IpvsMessage::new_dest(s, k, c),
+            TableOp::SetDest(s, k, c) => IpvsMessage::set_dest(s, k, c),
+            TableOp::DelDest(s, k) => IpvsMessage::del_dest(s, k),
+        }
+    }
+}
+
 impl IpvsMessage {
     pub fn new_service(key: &ServiceKey, c: &ServiceConfig) -> Self {
         IpvsMessage { cmd: CMD_NEW_SERVICE, attrs: vec![CmdAttr::Service(service_attrs(key, Some(c)))] }

@@ -99,12 +99,17 @@ pub fn undo(u: &Undo, live: &Live) -> Decision {
     }
 }
 
-pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
+pub fn op(a: &Action) -> crate::ipvs::TableOp {
+    use crate::ipvs::TableOp;
     match a {
-        Action::New(s, k, c) => sys.ipvs_new_dest(s, k, c),
-        Action::Set(s, k, c) => sys.ipvs_set_dest(s, k, c),
-        Action::Del(s, k) => sys.ipvs_del_dest(s, k),
+        Action::New(s, k, c) => TableOp::NewDest(*s, *k, c.clone()),
+        Action::Set(s, k, c) => TableOp::SetDest(*s, *k, c.clone()),
+        Action::Del(s, k) => TableOp::DelDest(*s, *k),
     }
+}
+
+pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
+    sys.ipvs_apply(&[op(a)]).remove(0)
 }
 
 pub fn show(d: &DestSpec) -> (&'static str, String, String) {

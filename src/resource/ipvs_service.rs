@@ -114,12 +114,17 @@ pub fn undo(u: &Undo, live: &Live) -> Decision {
     }
 }
 
-pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
+pub fn op(a: &Action) -> crate::ipvs::TableOp {
+    use crate::ipvs::TableOp;
     match a {
-        Action::New(k, c) => sys.ipvs_new_service(k, c),
-        Action::Set(k, c) => sys.ipvs_set_service(k, c),
-        Action::Del(k) => sys.ipvs_del_service(k),
+        Action::New(k, c) => TableOp::NewService(*k, c.clone()),
+        Action::Set(k, c) => TableOp::SetService(*k, c.clone()),
+        Action::Del(k) => TableOp::DelService(*k),
     }
+}
+
+pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
+    sys.ipvs_apply(&[op(a)]).remove(0)
 }
 
 pub fn show(s: &VirtualServiceSpec) -> (&'static str, String, String) {

@@ -685,6 +685,15 @@ pub fn prepare<S: System>(sys: &mut S, change: &mut Change, backups: &mut dyn Ba
     }
 }
 
+/// The IPVS change an action is, if it is one: those are made in batches (`System::ipvs_apply`).
+pub fn ipvs_op(action: &Action) -> Option<crate::ipvs::TableOp> {
+    match action {
+        Action::Service(a) => Some(ipvs_service::op(a)),
+        Action::Dest(a) => Some(ipvs_dest::op(a)),
+        _ => None,
+    }
+}
+
 /// Performs one action. Some kinds learn something only by acting (which modules a load
 /// brought in): they return a refined record to journal.
 pub fn act<S: System>(sys: &mut S, action: &Action, backups: &dyn Backups) -> io::Result<Option<Undo>> {
