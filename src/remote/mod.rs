@@ -48,7 +48,8 @@ if [ -x "$a" ]; then
         echo "lvsctl: $a, or a directory above it, is not root's alone (owned by another user, or writable by group or others): refusing to run it as root" >&2
         exit 96
     fi
-    if [ "$(sha256sum < "$a" | cut -c 1-64)" = "$1" ]; then echo lvsctl-agent-ready; exec "$a" agent serve; fi
+    s=$(sha256sum < "$a")
+    if [ "${s%% *}" = "$1" ]; then echo lvsctl-agent-ready; exec "$a" agent serve; fi
     why=changed
 fi
 z=raw
@@ -76,7 +77,8 @@ t=$d/.upload.$$
 dd of="$t.in" bs="$size" count=1 iflag=fullblock status=none
 if [ "$how" = gzip ]; then gzip -dc < "$t.in" > "$t"; else mv -f "$t.in" "$t"; fi
 rm -f "$t.in"
-if [ "$(sha256sum < "$t" | cut -c 1-64)" != "$1" ]; then echo "lvsctl: the uploaded agent's sha256 does not match" >&2; exit 98; fi
+s=$(sha256sum < "$t")
+if [ "${s%% *}" != "$1" ]; then echo "lvsctl: the uploaded agent's sha256 does not match" >&2; exit 98; fi
 chmod 0700 "$t"
 if [ "$2" = ephemeral ]; then "$t" agent serve; exit; fi
 mv -f "$t" "$d/lvsctl"
@@ -215,7 +217,7 @@ async fn resume(slot: &Path) -> Option<openssh::Session> {
             }
             continue;
         }
-        let session = openssh::Session::resume(ctl.into_boxed_path(), Some(dir.join("log").into_boxed_path()));
+        let session = openssh::Session::resume_mux(ctl.into_boxed_path(), Some(dir.join("log").into_boxed_path()));
         match tokio::time::timeout(Duration::from_secs(10), session.check()).await {
             Ok(Ok(())) => return Some(session),
             _ => {
@@ -347,7 +349,7 @@ pub async fn connect(s: &SshSettings, opts: &ConnectOptions) -> Result<Transport
     }
     // ssh's ConnectTimeout covers only the TCP connect; bound the whole handshake too.
     let limit = Duration::from_secs(s.connect_timeout as u64 * 3 + 30);
-    match tokio::time::timeout(limit, b.connect(&dest)).await {
+    match tokio::time::timeout(limit, b.connect_mux(&dest)).await {
         Ok(Ok(session)) => Ok(Transport::ssh(session, kept, s, &dest)),
         Ok(Err(e)) => Err(HostError::Unreachable(explain_ssh(&e, s, &dest))),
         Err(_) => Err(HostError::Unreachable(format!(

@@ -180,9 +180,9 @@ pub fn kernel_state(l: &Lab, host: &str) -> String {
     let raw = l.sh(
         host,
         "ip -o link show; echo; ip -o -4 addr show; echo; ip -4 route show table all; echo; \
-         for f in /proc/sys/net/ipv4/conf/*/arp_ignore /proc/sys/net/ipv4/conf/*/arp_announce \
+         grep -H '' /proc/sys/net/ipv4/conf/*/arp_ignore /proc/sys/net/ipv4/conf/*/arp_announce \
                   /proc/sys/net/ipv4/conf/*/rp_filter /proc/sys/net/ipv4/conf/*/forwarding /proc/sys/net/ipv4/ip_forward; \
-         do echo \"$f=$(cat $f)\"; done; echo; \
+         echo; \
          if [ -e /proc/net/ip_vs ]; then cat /proc/net/ip_vs; else echo no ipvs; fi",
     );
     raw.lines()
