@@ -373,9 +373,7 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
             // keepalived-down says why its services are missing.
             continue;
         }
-        let Some(svc) = table
-            .iter()
-            .find(|x| x.entry.key.protocol == s.protocol && x.entry.key.addr == s.vip && x.entry.key.port == s.port)
+        let Some(svc) = table.iter().find(|x| x.entry.key == crate::ipvs::ServiceKey::addr(s.protocol, s.vip, s.port))
         else {
             c.add(
                 &h.name,
@@ -451,7 +449,7 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
                     ),
                 );
             }
-            if own.contains(&d.key.addr) {
+            if own.iter().any(|a| std::net::IpAddr::V4(*a) == d.key.addr) {
                 c.add(
                     &h.name,
                     Code::DirectorIsRealServer,
@@ -747,7 +745,7 @@ mod tests {
                 Role::Director => {
                     f.addresses.push(addr("eth0", "192.168.188.100/32"));
                     f.modules = vec!["ip_vs".into(), "ip_vs_wrr".into()];
-                    let key = ServiceKey { protocol: crate::inventory::Protocol::Tcp, addr: vip, port: 80 };
+                    let key = ServiceKey::addr(crate::inventory::Protocol::Tcp, vip, 80);
                     let dest = |a: &str, w| DestEntry {
                         key: DestKey { addr: a.parse().unwrap(), port: 80 },
                         config: DestConfig { fwd: FWD_ROUTE, weight: w, u_threshold: 0, l_threshold: 0 },
