@@ -471,7 +471,7 @@ impl Verifier<'_> {
                 let f =
                     outcomes.iter().find(|o| o.host == d.name).and_then(|o| o.result.as_ref().ok()?.facts().cloned());
                 let table = f.as_ref().and_then(|f| f.ipvs.clone());
-                let addrs = f.map(|f| f.addresses.iter().map(|a| a.address.addr()).collect()).unwrap_or_default();
+                let addrs = f.map(|f| f.ipv4_addresses().map(|(_, a)| a.addr()).collect()).unwrap_or_default();
                 DirectorView { host: d.name.as_str(), table, addresses: addrs }
             })
             .collect()
