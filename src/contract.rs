@@ -110,16 +110,35 @@ pub struct HostReport {
 /// A virtual service as the kernel has it: `plan`'s fields, and its counters.
 #[derive(Serialize, JsonSchema)]
 pub struct ServiceState {
-    pub protocol: crate::ipvs::Protocol,
-    pub vip: std::net::Ipv4Addr,
-    pub port: u16,
+    #[serde(flatten)]
+    pub service: ServiceIdent,
     pub scheduler: String,
     /// Persistence timeout in seconds; 0 = off.
     pub persistence: u32,
-    pub netmask: Option<std::net::Ipv4Addr>,
+    /// An IPv4 netmask (`"255.255.255.0"`) or an IPv6 prefix length (`64`).
+    pub netmask: Option<crate::ipvs::Netmask>,
     pub destinations: Vec<DestState>,
     /// Counted since the service was added.
     pub stats: crate::ipvs::Stats,
+}
+
+/// What identifies a service: its protocol, VIP and port, or its firewall mark and family.
+#[derive(Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ServiceIdent {
+    Addr { protocol: crate::ipvs::Protocol, vip: std::net::IpAddr, port: u16 },
+    Mark { fwmark: u32, family: crate::ipvs::Family },
+}
+
+impl From<crate::ipvs::ServiceKey> for ServiceIdent {
+    fn from(k: crate::ipvs::ServiceKey) -> ServiceIdent {
+        match k {
+            crate::ipvs::ServiceKey::Addr { protocol, addr, port } => ServiceIdent::Addr { protocol, vip: addr, port },
+            crate::ipvs::ServiceKey::Mark { fwmark, ipv6 } => {
+                ServiceIdent::Mark { fwmark, family: crate::ipvs::Family::of(ipv6) }
+            }
+        }
+    }
 }
 
 #[derive(Serialize, JsonSchema)]
@@ -127,7 +146,7 @@ pub struct DestState {
     /// The inventory host at this address, when the plan has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    pub address: std::net::Ipv4Addr,
+    pub address: std::net::IpAddr,
     pub port: u16,
     /// `masq`, `route` or `tunnel` (as in the plan), or `local`.
     pub forward: String,
@@ -142,16 +161,15 @@ pub struct DestState {
 
 impl ServiceState {
     /// The kernel's table in the plan's names; `host_of` names the inventory host at an address.
-    pub fn of(s: &IpvsService, host_of: &dyn Fn(std::net::Ipv4Addr) -> Option<String>) -> ServiceState {
+    pub fn of(s: &IpvsService, host_of: &dyn Fn(std::net::IpAddr) -> Option<String>) -> ServiceState {
         let c = &s.entry.config;
         let persistent = c.flags & crate::ipvs::SVC_F_PERSISTENT != 0;
         ServiceState {
-            protocol: s.entry.key.protocol,
-            vip: s.entry.key.addr,
-            port: s.entry.key.port,
+            service: s.entry.key.into(),
             scheduler: c.scheduler.clone(),
             persistence: if persistent { c.timeout } else { 0 },
-            netmask: (persistent && c.netmask != std::net::Ipv4Addr::BROADCAST).then_some(c.netmask),
+            netmask: (persistent && c.netmask != crate::ipvs::Netmask::host(s.entry.key.is_ipv6()))
+                .then_some(c.netmask),
             destinations: s
                 .dests
                 .iter()
@@ -175,7 +193,7 @@ impl ServiceState {
 }
 
 impl HostReport {
-    fn of(r: &Report, host_of: &dyn Fn(std::net::Ipv4Addr) -> Option<String>) -> HostReport {
+    fn of(r: &Report, host_of: &dyn Fn(std::net::IpAddr) -> Option<String>) -> HostReport {
         HostReport {
             changes: r.changes,
             failed: r.failed,
@@ -192,7 +210,7 @@ impl HostReport {
 }
 
 impl HostOutcome {
-    pub fn of(o: &Outcome, host_of: &dyn Fn(std::net::Ipv4Addr) -> Option<String>) -> HostOutcome {
+    pub fn of(o: &Outcome, host_of: &dyn Fn(std::net::IpAddr) -> Option<String>) -> HostOutcome {
         let duration_ms = (o.seconds * 1000.0).round() as u64;
         match &o.result {
             Ok(r) => HostOutcome {
@@ -219,7 +237,7 @@ impl HostOutcome {
 
 impl RunBody {
     pub fn of(outcomes: &[Outcome], dry_run: bool, lab: &crate::inventory::Lab) -> RunBody {
-        let host_of = |a: std::net::Ipv4Addr| lab.host_with_address(a).map(|h| h.name.clone());
+        let host_of = |a: std::net::IpAddr| lab.host_with_ip(a).map(|h| h.name.clone());
         let hosts = outcomes.iter().map(|o| HostOutcome::of(o, &host_of)).collect();
         let plan = dry_run.then(|| {
             let mut n = Pending::default();
@@ -331,7 +349,7 @@ mod tests {
         let spec = plans.iter().find_map(|p| p.ipvs.first()).expect("a director with a service");
         let kernel = IpvsService {
             entry: ServiceEntry {
-                key: ServiceKey { protocol: spec.protocol, addr: spec.vip, port: spec.port },
+                key: ServiceKey::addr(spec.protocol, spec.vip, spec.port),
                 config: ServiceConfig::persistent(&spec.scheduler, spec.persistence, spec.netmask),
                 stats: Stats::default(),
             },
@@ -339,7 +357,7 @@ mod tests {
                 .destinations
                 .iter()
                 .map(|d| DestEntry {
-                    key: DestKey { addr: d.address, port: d.port },
+                    key: DestKey { addr: d.address.into(), port: d.port },
                     config: DestConfig {
                         fwd: d.forward.code(),
                         weight: d.weight,
@@ -353,7 +371,7 @@ mod tests {
                 })
                 .collect(),
         };
-        let host_of = |a| lab.host_with_address(a).map(|h| h.name.clone());
+        let host_of = |a| lab.host_with_ip(a).map(|h| h.name.clone());
         let state = serde_json::to_value(ServiceState::of(&kernel, &host_of)).unwrap();
         let planned = serde_json::to_value(spec).unwrap();
         let mut shared = keys(&planned);

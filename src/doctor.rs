@@ -2,7 +2,9 @@
 //! A pure function (facts in, findings out), so each rule is tested with hand-made facts.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::IpNet;
 
 use serde::Serialize;
 
@@ -366,16 +368,14 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
         );
         return;
     };
-    let own: Vec<Ipv4Addr> = f.addresses.iter().map(|a| a.address.addr()).collect();
+    let own: Vec<Ipv4Addr> = f.ipv4_addresses().map(|(_, a)| a.addr()).collect();
     let keepalived_down = f.keepalived.as_ref().is_some_and(|k| k.running.is_none());
     for s in &lab.services {
         if s.keepalived_managed() && keepalived_down {
             // keepalived-down says why its services are missing.
             continue;
         }
-        let Some(svc) = table
-            .iter()
-            .find(|x| x.entry.key.protocol == s.protocol && x.entry.key.addr == s.vip && x.entry.key.port == s.port)
+        let Some(svc) = table.iter().find(|x| x.entry.key == crate::ipvs::ServiceKey::addr(s.protocol, s.vip, s.port))
         else {
             c.add(
                 &h.name,
@@ -451,7 +451,7 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
                     ),
                 );
             }
-            if own.contains(&d.key.addr) {
+            if own.iter().any(|a| std::net::IpAddr::V4(*a) == d.key.addr) {
                 c.add(
                     &h.name,
                     Code::DirectorIsRealServer,
@@ -554,7 +554,7 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
         .find(|s| s.mode.profile().real_server.gateway.is_via_director())
         .and_then(|s| s.real_servers.iter().find(|b| b.host == h.name))
     {
-        let gw = f.default_route().and_then(|r| r.gateway);
+        let gw = f.default_route().and_then(|r| r.gateway).and_then(v4);
         let floating = lab.ha.as_ref().and_then(|ha| ha.floating_gateway).map(|n| n.addr());
         if let (Some(want), Some(g)) = (floating, gw)
             && g != want
@@ -588,7 +588,7 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
         }
     }
     if let Some(s) = services.iter().find(|s| s.mode.profile().real_server.gateway == Gateway::NotDirector)
-        && let Some(g) = f.default_route().and_then(|r| r.gateway)
+        && let Some(g) = f.default_route().and_then(|r| r.gateway).and_then(v4)
         && let Some(d) = lab.directors().find(|d| d.has_address(g))
     {
         let mode = s.mode.as_str().to_uppercase();
@@ -624,7 +624,7 @@ fn client(c: &mut Ctx, h: &Host, f: &HostFacts) {
         for b in &s.real_servers {
             let Some(rs) = lab.host(&b.host) else { continue };
             let Some((_, net)) = rs.interface_for(b.address) else { continue };
-            if let Some(a) = f.addresses.iter().find(|a| a.address.trunc() == net.trunc()) {
+            if let Some(a) = f.addresses.iter().find(|a| a.address.trunc() == IpNet::V4(net.trunc())) {
                 c.add(
                     &h.name,
                     Code::NatClientOnRsSubnet,
@@ -655,7 +655,7 @@ fn routable(c: &mut Ctx, h: &Host, f: &HostFacts) {
             Some(l) => {
                 let r = l.route.as_ref().expect("checked");
                 if h.role == Role::Router
-                    && let (Some(g), Some(d)) = (r.gateway, lab.director())
+                    && let (Some(g), Some(d)) = (r.gateway.and_then(v4), lab.director())
                     && !d.has_address(g)
                 {
                     c.add(
@@ -681,6 +681,14 @@ pub fn render_text(findings: &[Finding]) -> String {
         s.push_str(&format!("{:<width$}    fix: {}\n", "", f.fix));
     }
     s
+}
+
+/// An IPv4 address, or None for an IPv6 one (the checks of this file are IPv4's).
+fn v4(a: IpAddr) -> Option<Ipv4Addr> {
+    match a {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    }
 }
 
 #[cfg(test)]
@@ -726,7 +734,7 @@ mod tests {
         let vip: Ipv4Addr = "192.168.188.100".parse().unwrap();
         let lookup = |gw: Option<&str>| {
             vec![Lookup {
-                destination: vip,
+                destination: vip.into(),
                 route: Some(LookupRoute {
                     gateway: gw.map(|g| g.parse().unwrap()),
                     dev: Some("eth0".into()),
@@ -747,7 +755,7 @@ mod tests {
                 Role::Director => {
                     f.addresses.push(addr("eth0", "192.168.188.100/32"));
                     f.modules = vec!["ip_vs".into(), "ip_vs_wrr".into()];
-                    let key = ServiceKey { protocol: crate::inventory::Protocol::Tcp, addr: vip, port: 80 };
+                    let key = ServiceKey::addr(crate::inventory::Protocol::Tcp, vip, 80);
                     let dest = |a: &str, w| DestEntry {
                         key: DestKey { addr: a.parse().unwrap(), port: 80 },
                         config: DestConfig { fwd: FWD_ROUTE, weight: w, u_threshold: 0, l_threshold: 0 },

@@ -281,7 +281,7 @@ impl<'a, S: System> Executor<'a, S> {
                 self.event((c.key.to_string(), c.before, c.after), &c.reason, self.unmade(), None, kind)
             }
             Decision::Change(c) => match ready {
-                Ready::Recorded => self.make(c),
+                Ready::Recorded => self.make(*c),
                 Ready::Made(Ok(())) => self.event(
                     (c.key.to_string(), c.before, c.after),
                     &c.reason,

@@ -57,11 +57,25 @@ impl HostFacts {
     pub fn link_up(&self, dev: &str) -> Option<bool> {
         self.links.iter().find(|(n, _)| n == dev).map(|(_, up)| *up)
     }
+    /// The IPv4 default route the kernel uses (the lowest metric).
     pub fn default_route(&self) -> Option<&RouteFact> {
-        self.routes.iter().filter(|r| r.destination.prefix_len() == 0).min_by_key(|r| r.metric)
+        self.default_route_of(false)
+    }
+    pub fn default_route_of(&self, ipv6: bool) -> Option<&RouteFact> {
+        self.routes
+            .iter()
+            .filter(|r| r.destination.prefix_len() == 0 && r.destination.addr().is_ipv6() == ipv6)
+            .min_by_key(|r| r.metric)
+    }
+    /// IPv4 addresses of this host, on any device.
+    pub fn ipv4_addresses(&self) -> impl Iterator<Item = (&str, ipnet::Ipv4Net)> {
+        self.addresses.iter().filter_map(|a| match a.address {
+            ipnet::IpNet::V4(n) => Some((a.dev.as_str(), n)),
+            ipnet::IpNet::V6(_) => None,
+        })
     }
     pub fn lookup(&self, dst: Ipv4Addr) -> Option<&Lookup> {
-        self.lookups.iter().find(|l| l.destination == dst)
+        self.lookups.iter().find(|l| l.destination == std::net::IpAddr::V4(dst))
     }
 }
 
@@ -84,7 +98,7 @@ pub fn gather<S: System>(sys: &mut S, req: &FactsRequest) -> std::io::Result<Hos
         };
         conf.insert(dev, c);
     }
-    let lookups = req.lookups.iter().map(|d| sys.route_get(*d)).collect::<std::io::Result<Vec<_>>>()?;
+    let lookups = req.lookups.iter().map(|d| sys.route_get((*d).into())).collect::<std::io::Result<Vec<_>>>()?;
     Ok(HostFacts {
         addresses: sys.addresses()?,
         routes: sys.routes()?,

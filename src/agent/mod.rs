@@ -336,7 +336,7 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
     let mut journal = Journal::open(&paths.lab_dir(&req.lab), &req.lab, &req.host, apply).map_err(Error::Journal)?;
     journal.check(&req.lab, &paths.root).map_err(Error::Journal)?;
     let mut exec = Executor::new(sys, &mut journal, intent, emit, &req.host);
-    exec.session = crate::resource::Session { ssh_peer: ssh_peer(), force: req.force };
+    exec.session = crate::resource::Session { ssh_peer: ssh_peer().map(Into::into), force: req.force };
     #[cfg(feature = "fault-injection")]
     if let Operation::Apply { faults, .. } = &req.op {
         exec.faults = *faults;

@@ -274,7 +274,7 @@ fn director_ipvs_rules_are_set_and_restored_without_touching_foreign_destination
     // Someone adds a destination by hand: lvsctl neither removes it on up nor on down.
     use crate::ipvs::*;
     let key =
-        ServiceKey { protocol: crate::inventory::Protocol::Tcp, addr: "192.168.188.100".parse().unwrap(), port: 80 };
+        ServiceKey::addr(crate::inventory::Protocol::Tcp, "192.168.188.100".parse::<std::net::Ipv4Addr>().unwrap(), 80);
     let foreign = DestKey { addr: "192.168.188.99".parse().unwrap(), port: 80 };
     crate::host::System::ipvs_new_dest(
         &mut f,
@@ -299,7 +299,7 @@ fn editing_a_weight_sets_the_destination_and_down_restores_a_pre_existing_one() 
     use crate::ipvs::*;
     crate::host::System::load_module(&mut f, "ip_vs").unwrap();
     let key =
-        ServiceKey { protocol: crate::inventory::Protocol::Tcp, addr: "192.168.188.100".parse().unwrap(), port: 80 };
+        ServiceKey::addr(crate::inventory::Protocol::Tcp, "192.168.188.100".parse::<std::net::Ipv4Addr>().unwrap(), 80);
     let s = &mut f as &mut dyn crate::host::System;
     s.ipvs_new_service(&key, &ServiceConfig::persistent("rr", 0, None)).unwrap();
     let web1 = DestKey { addr: "192.168.188.81".parse().unwrap(), port: 80 };

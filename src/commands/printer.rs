@@ -42,7 +42,7 @@ pub struct Printer {
     /// Other lines of a host's live block (the agent installed).
     extra: Mutex<BTreeMap<String, Vec<String>>>,
     live: Option<Live>,
-    stream: Option<BTreeMap<std::net::Ipv4Addr, String>>,
+    stream: Option<BTreeMap<std::net::IpAddr, String>>,
     lock: Mutex<()>,
 }
 
@@ -102,7 +102,7 @@ impl Printer {
         let mut hosts = BTreeMap::new();
         for h in &lab.hosts {
             for (_, a) in h.all_addresses() {
-                hosts.entry(a.addr()).or_insert_with(|| h.name.clone());
+                hosts.entry(std::net::IpAddr::V4(a.addr())).or_insert_with(|| h.name.clone());
             }
         }
         self.stream = Some(hosts);
@@ -269,7 +269,7 @@ impl Printer {
     /// its jsonl line.
     pub fn host_done(&self, o: &Outcome) {
         if let Some(hosts) = &self.stream {
-            let host_of = |a: std::net::Ipv4Addr| hosts.get(&a).cloned();
+            let host_of = |a: std::net::IpAddr| hosts.get(&a).cloned();
             return self.emit(&StreamLine::Host(&HostOutcome::of(o, &host_of)));
         }
         let held = self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&o.host).unwrap_or_default();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::fleet::{self, Printer};
 use crate::agent::protocol::Operation;
 use crate::cli::{StatusArgs, StreamOutput};
-use crate::ipvs::fwd_name;
+use crate::ipvs::{ServiceKey, fwd_name};
 use crate::remote::HostError;
 
 pub fn run(args: &StatusArgs) -> anyhow::Result<u8> {
@@ -112,10 +112,7 @@ impl Health {
         addr: std::net::Ipv4Addr,
         port: u16,
     ) -> Health {
-        let Some(svc) = table
-            .iter()
-            .find(|x| x.entry.key.protocol == s.protocol && x.entry.key.addr == s.vip && x.entry.key.port == s.port)
-        else {
+        let Some(svc) = table.iter().find(|x| x.entry.key == ServiceKey::addr(s.protocol, s.vip, s.port)) else {
             return Health::NoService;
         };
         match svc.dests.iter().find(|d| d.key.addr == addr && d.key.port == port) {
@@ -233,7 +230,7 @@ mod tests {
         };
         let table = vec![IpvsService {
             entry: ServiceEntry {
-                key: ServiceKey { protocol: s.protocol, addr: s.vip, port: s.port },
+                key: ServiceKey::addr(s.protocol, s.vip, s.port),
                 config: ServiceConfig::persistent("wrr", 0, None),
                 stats: Stats::default(),
             },

@@ -108,9 +108,7 @@ impl ServiceResult {
 /// The director's counters of one destination: (connections, incoming packets).
 fn counters(table: &Option<Vec<IpvsService>>, s: &Service, addr: std::net::Ipv4Addr, port: u16) -> Option<(u64, u64)> {
     let t = table.as_ref()?;
-    let svc = t
-        .iter()
-        .find(|x| x.entry.key.protocol == s.protocol && x.entry.key.addr == s.vip && x.entry.key.port == s.port)?;
+    let svc = t.iter().find(|x| x.entry.key == crate::ipvs::ServiceKey::addr(s.protocol, s.vip, s.port))?;
     let d = svc.dests.iter().find(|d| d.key.addr == addr && d.key.port == port);
     Some(d.map(|d| (d.stats.conns, d.stats.inpkts)).unwrap_or((0, 0)))
 }
@@ -473,7 +471,7 @@ impl Verifier<'_> {
                 let f =
                     outcomes.iter().find(|o| o.host == d.name).and_then(|o| o.result.as_ref().ok()?.facts().cloned());
                 let table = f.as_ref().and_then(|f| f.ipvs.clone());
-                let addrs = f.map(|f| f.addresses.iter().map(|a| a.address.addr()).collect()).unwrap_or_default();
+                let addrs = f.map(|f| f.ipv4_addresses().map(|(_, a)| a.addr()).collect()).unwrap_or_default();
                 DirectorView { host: d.name.as_str(), table, addresses: addrs }
             })
             .collect()
@@ -657,7 +655,7 @@ mod tests {
     }
 
     fn table(s: &Service, conns: &[u64]) -> Option<Vec<IpvsService>> {
-        let key = ServiceKey { protocol: s.protocol, addr: s.vip, port: s.port };
+        let key = ServiceKey::addr(s.protocol, s.vip, s.port);
         Some(vec![IpvsService {
             entry: ServiceEntry {
                 key,
@@ -669,7 +667,7 @@ mod tests {
                 .iter()
                 .zip(conns)
                 .map(|(b, c)| DestEntry {
-                    key: DestKey { addr: b.address, port: b.port },
+                    key: DestKey { addr: b.address.into(), port: b.port },
                     config: DestConfig { fwd: FWD_ROUTE, weight: b.weight, u_threshold: 0, l_threshold: 0 },
                     active_conns: 0,
                     inact_conns: 0,

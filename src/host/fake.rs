@@ -161,7 +161,7 @@ impl System for Fake {
         Ok(self.state.links.iter().map(|(k, v)| (k.clone(), *v)).collect())
     }
 
-    fn route_get(&mut self, dst: std::net::Ipv4Addr) -> Result<super::Lookup> {
+    fn route_get(&mut self, dst: std::net::IpAddr) -> Result<super::Lookup> {
         use super::{Lookup, LookupRoute};
         if let Some(a) = self.state.addresses.iter().find(|a| a.address.addr() == dst) {
             return Ok(Lookup {

@@ -5,13 +5,13 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
 use futures::TryStreamExt;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
@@ -107,12 +107,13 @@ impl Linux {
     }
 
     fn route_message(&mut self, r: &RouteFact) -> Result<RouteMessage> {
-        let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+        let mut b = RouteMessageBuilder::<IpAddr>::new()
             .destination_prefix(r.destination.addr(), r.destination.prefix_len())
+            .map_err(invalid)?
             .protocol(RouteProtocol::from(r.protocol))
             .scope(RouteScope::from(r.scope));
         if let Some(g) = r.gateway {
-            b = b.gateway(g);
+            b = b.gateway(g).map_err(invalid)?;
         }
         if let Some(dev) = &r.dev {
             b = b.output_interface(self.need_index(dev)?);
@@ -121,26 +122,44 @@ impl Linux {
             b = b.priority(r.metric);
         }
         if let Some(src) = r.prefsrc {
-            b = b.pref_source(src);
+            b = b.pref_source(src).map_err(invalid)?;
         }
         Ok(b.build())
     }
 }
 
+/// A route the builder refuses (an address of another family than the route's).
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+}
+
+fn ip_of(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v) => Some(IpAddr::V4(*v)),
+        RouteAddress::Inet6(v) => Some(IpAddr::V6(*v)),
+        _ => None,
+    }
+}
+
 fn route_fact(m: &RouteMessage, names: &HashMap<u32, String>) -> Option<RouteFact> {
-    if m.header.address_family != AddressFamily::Inet || m.header.kind != RouteType::Unicast {
+    let unspecified: IpAddr = match m.header.address_family {
+        AddressFamily::Inet => Ipv4Addr::UNSPECIFIED.into(),
+        AddressFamily::Inet6 => Ipv6Addr::UNSPECIFIED.into(),
+        _ => return None,
+    };
+    if m.header.kind != RouteType::Unicast {
         return None;
     }
     let mut table = m.header.table as u32;
-    let (mut dst, mut gateway, mut dev, mut metric, mut prefsrc) = (Ipv4Addr::UNSPECIFIED, None, None, 0, None);
+    let (mut dst, mut gateway, mut dev, mut metric, mut prefsrc) = (unspecified, None, None, 0, None);
     for a in &m.attributes {
         match a {
             RouteAttribute::Table(t) => table = *t,
-            RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = *d,
-            RouteAttribute::Gateway(RouteAddress::Inet(g)) => gateway = Some(*g),
+            RouteAttribute::Destination(d) => dst = ip_of(d)?,
+            RouteAttribute::Gateway(g) => gateway = ip_of(g),
             RouteAttribute::Oif(i) => dev = names.get(i).cloned(),
             RouteAttribute::Priority(p) => metric = *p,
-            RouteAttribute::PrefSource(RouteAddress::Inet(s)) => prefsrc = Some(*s),
+            RouteAttribute::PrefSource(s) => prefsrc = ip_of(s),
             _ => {}
         }
     }
@@ -148,7 +167,7 @@ fn route_fact(m: &RouteMessage, names: &HashMap<u32, String>) -> Option<RouteFac
         return None;
     }
     Some(RouteFact {
-        destination: Ipv4Net::new(dst, m.header.destination_prefix_length).ok()?,
+        destination: IpNet::new(dst, m.header.destination_prefix_length).ok()?,
         gateway,
         dev,
         metric,
@@ -159,23 +178,24 @@ fn route_fact(m: &RouteMessage, names: &HashMap<u32, String>) -> Option<RouteFac
 }
 
 fn address_fact(m: &AddressMessage, names: &HashMap<u32, String>) -> Option<AddrFact> {
-    if m.header.family != AddressFamily::Inet {
+    if !matches!(m.header.family, AddressFamily::Inet | AddressFamily::Inet6) {
         return None;
     }
     let (mut local, mut address, mut label) = (None, None, None);
     for a in &m.attributes {
         match a {
-            AddressAttribute::Local(IpAddr::V4(v)) => local = Some(*v),
-            AddressAttribute::Address(IpAddr::V4(v)) => address = Some(*v),
+            AddressAttribute::Local(v) => local = Some(*v),
+            AddressAttribute::Address(v) => address = Some(*v),
             AddressAttribute::Label(l) => label = Some(l.clone()),
             _ => {}
         }
     }
-    // IFA_LOCAL is the host's own address (IFA_ADDRESS is the peer on point-to-point links).
+    // IFA_LOCAL is the host's own address (IFA_ADDRESS is the peer on point-to-point links);
+    // IPv6 addresses carry IFA_ADDRESS alone.
     let ip = local.or(address)?;
     Some(AddrFact {
         dev: names.get(&m.header.index)?.clone(),
-        address: Ipv4Net::new(ip, m.header.prefix_len).ok()?,
+        address: IpNet::new(ip, m.header.prefix_len).ok()?,
         label,
     })
 }
@@ -278,11 +298,14 @@ impl System for Linux {
         })
     }
 
-    fn route_get(&mut self, dst: Ipv4Addr) -> Result<super::Lookup> {
+    fn route_get(&mut self, dst: IpAddr) -> Result<super::Lookup> {
         use super::{Lookup, LookupRoute};
         let names = self.link_names()?;
         let h = self.handle.clone();
-        let msg = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dst, 32).build();
+        let msg = match dst {
+            IpAddr::V4(a) => RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(a, 32).build(),
+            IpAddr::V6(a) => RouteMessageBuilder::<Ipv6Addr>::new().destination_prefix(a, 128).build(),
+        };
         self.rt.block_on(async move {
             let mut s = h.route().get(msg).execute();
             match s.try_next().await {
@@ -290,7 +313,7 @@ impl System for Linux {
                     let mut r = LookupRoute { gateway: None, dev: None, local: m.header.kind == RouteType::Local };
                     for a in &m.attributes {
                         match a {
-                            RouteAttribute::Gateway(RouteAddress::Inet(g)) => r.gateway = Some(*g),
+                            RouteAttribute::Gateway(g) => r.gateway = ip_of(g),
                             RouteAttribute::Oif(i) => r.dev = names.get(i).cloned(),
                             _ => {}
                         }
@@ -335,7 +358,7 @@ impl System for Linux {
 
     fn add_address(&mut self, a: &AddrFact) -> Result<()> {
         let index = self.need_index(&a.dev)?;
-        let mut req = self.handle.address().add(index, IpAddr::V4(a.address.addr()), a.address.prefix_len());
+        let mut req = self.handle.address().add(index, a.address.addr(), a.address.prefix_len());
         if let Some(l) = &a.label {
             req.message_mut().attributes.push(AddressAttribute::Label(l.clone()));
         }
@@ -344,10 +367,14 @@ impl System for Linux {
 
     fn del_address(&mut self, a: &AddrFact) -> Result<()> {
         let index = self.need_index(&a.dev)?;
-        let msg = AddressMessageBuilder::<Ipv4Addr>::new()
-            .index(index)
-            .address(a.address.addr(), a.address.prefix_len())
-            .build();
+        let msg = match a.address.addr() {
+            IpAddr::V4(ip) => {
+                AddressMessageBuilder::<Ipv4Addr>::new().index(index).address(ip, a.address.prefix_len()).build()
+            }
+            IpAddr::V6(ip) => {
+                AddressMessageBuilder::<Ipv6Addr>::new().index(index).address(ip, a.address.prefix_len()).build()
+            }
+        };
         let h = self.handle.clone();
         self.rt.block_on(async move { h.address().del(msg).execute().await.map_err(nl) })
     }
@@ -357,7 +384,8 @@ impl System for Linux {
         let h = self.handle.clone();
         self.rt.block_on(async move {
             let mut out = Vec::new();
-            let mut s = h.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build()).execute();
+            // AF_UNSPEC: the routes of every family (route_fact keeps IPv4 and IPv6).
+            let mut s = h.route().get(RouteMessageBuilder::<IpAddr>::new().build()).execute();
             while let Some(m) = s.try_next().await.map_err(nl)? {
                 if let Some(r) = route_fact(&m, &names) {
                     out.push(r);

@@ -3,11 +3,11 @@
 //! tested without root by asserting on the exact operations it performs.
 
 use std::io::{self, Write};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 #[cfg(test)]
@@ -24,26 +24,25 @@ pub const RTPROT_LVSCTL: u8 = 76;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddrFact {
     pub dev: String,
-    pub address: Ipv4Net,
+    pub address: IpNet,
     pub label: Option<String>,
 }
 
-/// An IPv4 unicast route of the main table.
+/// A unicast route of the main table, IPv4 or IPv6.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteFact {
-    pub destination: Ipv4Net,
-    pub gateway: Option<Ipv4Addr>,
+    pub destination: IpNet,
+    pub gateway: Option<IpAddr>,
     pub dev: Option<String>,
     pub metric: u32,
     pub protocol: u8,
     pub scope: u8,
-    pub prefsrc: Option<Ipv4Addr>,
+    pub prefsrc: Option<IpAddr>,
 }
 
 impl RouteFact {
     pub fn describe(&self) -> String {
-        let dst = if self.destination.prefix_len() == 0 { "default".to_string() } else { self.destination.to_string() };
-        let mut s = dst;
+        let mut s = crate::resource::route::destination(self.destination);
         if let Some(g) = self.gateway {
             s.push_str(&format!(" via {g}"));
         }
@@ -74,14 +73,14 @@ pub fn proto_name(p: u8) -> String {
 /// Where the kernel would send a packet to some address (`ip route get`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lookup {
-    pub destination: Ipv4Addr,
+    pub destination: IpAddr,
     /// None when there is no route (unreachable).
     pub route: Option<LookupRoute>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LookupRoute {
-    pub gateway: Option<Ipv4Addr>,
+    pub gateway: Option<IpAddr>,
     pub dev: Option<String>,
     /// The destination is one of this host's own addresses.
     pub local: bool,
@@ -143,14 +142,14 @@ pub trait System {
     /// Every link: (name, administratively up).
     fn links(&mut self) -> Result<Vec<(String, bool)>>;
     /// The route the kernel would use to reach `dst`.
-    fn route_get(&mut self, dst: Ipv4Addr) -> Result<Lookup>;
+    fn route_get(&mut self, dst: IpAddr) -> Result<Lookup>;
     fn set_link(&mut self, dev: &str, up: bool) -> Result<()>;
 
     fn addresses(&mut self) -> Result<Vec<AddrFact>>;
     fn add_address(&mut self, a: &AddrFact) -> Result<()>;
     fn del_address(&mut self, a: &AddrFact) -> Result<()>;
 
-    /// IPv4 unicast routes of the main table.
+    /// Unicast routes of the main table, both families.
     fn routes(&mut self) -> Result<Vec<RouteFact>>;
     /// Adds (or with `replace`, replaces the route with the same destination and metric).
     fn add_route(&mut self, r: &RouteFact, replace: bool) -> Result<()>;

@@ -316,6 +316,14 @@ impl Lab {
 
     /// The director, or with an HA pair the one of higher priority (the master while both run).
     /// The host with `ip` on one of its interfaces.
+    /// The host with this address, of either family.
+    pub fn host_with_ip(&self, ip: std::net::IpAddr) -> Option<&Host> {
+        match ip {
+            std::net::IpAddr::V4(a) => self.host_with_address(a),
+            std::net::IpAddr::V6(_) => None,
+        }
+    }
+
     pub fn host_with_address(&self, ip: Ipv4Addr) -> Option<&Host> {
         self.hosts.iter().find(|h| h.has_address(ip))
     }

@@ -198,7 +198,7 @@ impl IpvsClient {
         Ok(self
             .call(IpvsMessage::get_dests(svc), NLM_F_REQUEST | NLM_F_DUMP)?
             .iter()
-            .filter_map(|m| m.dest_entry())
+            .filter_map(|m| m.dest_entry(svc))
             .collect())
     }
 

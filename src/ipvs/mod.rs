@@ -8,7 +8,7 @@
 
 pub mod client;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netlink_packet_core::{
     DecodeError, DefaultNla, Emitable, Nla, NlaBuffer, NlasIterator, Parseable, ParseableParametrized,
@@ -77,8 +77,14 @@ const STATS_OUTBYTES: u16 = 5;
 const NLA_F_NESTED: u16 = 0x8000;
 const NLA_TYPE_MASK: u16 = 0x3fff;
 const AF_INET: u16 = libc::AF_INET as u16;
+const AF_INET6: u16 = libc::AF_INET6 as u16;
 
 pub const SVC_F_PERSISTENT: u32 = 0x0001;
+/// `-o`: one packet is one connection (UDP).
+pub const SVC_F_ONEPACKET: u32 = 0x0004;
+/// The scheduler's first and second flags: `sh-fallback`/`mh-fallback`, `sh-port`/`mh-port`.
+pub const SVC_F_SCHED1: u32 = 0x0008;
+pub const SVC_F_SCHED2: u32 = 0x0010;
 /// Flags a user can set (persistent, one-packet, scheduler flags); HASHED is the kernel's own.
 pub const SVC_F_USER_MASK: u32 = 0x0001 | 0x0004 | 0x0008 | 0x0010 | 0x0020;
 
@@ -183,17 +189,105 @@ impl Forward {
     }
 }
 
-/// What identifies a virtual service.
+/// What identifies a virtual service: its protocol, address and port, or a firewall mark and
+/// an address family (`ipvsadm -f MARK`, with `-6` for IPv6).
+///
+/// In JSON (the journal) an addressed service is `{"protocol", "addr", "port"}`, as every
+/// release wrote it, and a mark service `{"fwmark", "ipv6"}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct ServiceKey {
-    pub protocol: Protocol,
-    pub addr: Ipv4Addr,
-    pub port: u16,
+#[serde(untagged)]
+pub enum ServiceKey {
+    Addr { protocol: Protocol, addr: IpAddr, port: u16 },
+    Mark { fwmark: u32, ipv6: bool },
+}
+
+impl ServiceKey {
+    pub fn addr(protocol: Protocol, addr: impl Into<IpAddr>, port: u16) -> ServiceKey {
+        ServiceKey::Addr { protocol, addr: addr.into(), port }
+    }
+
+    pub fn is_ipv6(&self) -> bool {
+        match self {
+            ServiceKey::Addr { addr, .. } => addr.is_ipv6(),
+            ServiceKey::Mark { ipv6, .. } => *ipv6,
+        }
+    }
+
+    fn af(&self) -> u16 {
+        if self.is_ipv6() { AF_INET6 } else { AF_INET }
+    }
 }
 
 impl std::fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}:{}", self.protocol, self.addr, self.port)
+        match self {
+            ServiceKey::Addr { protocol, addr, port } => write!(f, "{protocol} {}", SocketAddr(*addr, *port)),
+            ServiceKey::Mark { fwmark, ipv6: false } => write!(f, "fwmark {fwmark}"),
+            ServiceKey::Mark { fwmark, ipv6: true } => write!(f, "fwmark {fwmark} ipv6"),
+        }
+    }
+}
+
+/// An address and a port as ipvsadm writes them: `192.0.2.1:80`, `[2001:db8::1]:80`.
+pub struct SocketAddr(pub IpAddr, pub u16);
+
+impl std::fmt::Display for SocketAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            IpAddr::V4(a) => write!(f, "{a}:{}", self.1),
+            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.1),
+        }
+    }
+}
+
+/// An address family, as the JSON contract names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    pub fn of(ipv6: bool) -> Family {
+        if ipv6 { Family::Ipv6 } else { Family::Ipv4 }
+    }
+}
+
+/// A persistent service's granularity: a netmask for IPv4 (`-M 255.255.255.0`), a prefix length
+/// for IPv6 (`-M 64`). In JSON a string or a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum Netmask {
+    V4(Ipv4Addr),
+    V6(u8),
+}
+
+impl Netmask {
+    /// Every address on its own: what ipvsadm sends when no `-M` is given.
+    pub fn host(ipv6: bool) -> Netmask {
+        if ipv6 { Netmask::V6(128) } else { Netmask::V4(Ipv4Addr::BROADCAST) }
+    }
+
+    fn raw(self) -> [u8; 4] {
+        match self {
+            Netmask::V4(m) => m.octets(),
+            // The kernel reads an IPv6 service's netmask as a prefix length (ip_vs_ctl.c).
+            Netmask::V6(plen) => (plen as u32).to_ne_bytes(),
+        }
+    }
+
+    fn from_raw(raw: [u8; 4], ipv6: bool) -> Netmask {
+        if ipv6 { Netmask::V6(u32::from_ne_bytes(raw).min(128) as u8) } else { Netmask::V4(Ipv4Addr::from(raw)) }
+    }
+}
+
+impl std::fmt::Display for Netmask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Netmask::V4(m) => write!(f, "{m}"),
+            Netmask::V6(plen) => write!(f, "{plen}"),
+        }
     }
 }
 
@@ -205,24 +299,33 @@ pub struct ServiceConfig {
     pub flags: u32,
     /// Persistence timeout, seconds.
     pub timeout: u32,
-    pub netmask: Ipv4Addr,
+    pub netmask: Netmask,
 }
 
 impl ServiceConfig {
+    /// An IPv4 service's configuration; `for_family` gives one for an IPv6 service.
     pub fn persistent(scheduler: &str, persistence: u32, netmask: Option<Ipv4Addr>) -> ServiceConfig {
         ServiceConfig {
             scheduler: scheduler.to_string(),
             flags: if persistence > 0 { SVC_F_PERSISTENT } else { 0 },
             timeout: persistence,
-            netmask: netmask.unwrap_or(Ipv4Addr::BROADCAST),
+            netmask: netmask.map_or(Netmask::host(false), Netmask::V4),
         }
+    }
+
+    /// This configuration for a service of `key`'s family: the default netmask follows it.
+    pub fn for_family(mut self, key: &ServiceKey) -> ServiceConfig {
+        if self.netmask == Netmask::host(!key.is_ipv6()) {
+            self.netmask = Netmask::host(key.is_ipv6());
+        }
+        self
     }
 
     pub fn describe(&self) -> String {
         let mut s = self.scheduler.clone();
         if self.flags & SVC_F_PERSISTENT != 0 {
             s.push_str(&format!(" persistent {}s", self.timeout));
-            if self.netmask != Ipv4Addr::BROADCAST {
+            if self.netmask != Netmask::host(false) && self.netmask != Netmask::host(true) {
                 s.push_str(&format!(" netmask {}", self.netmask));
             }
         }
@@ -232,13 +335,13 @@ impl ServiceConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct DestKey {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub port: u16,
 }
 
 impl std::fmt::Display for DestKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.addr, self.port)
+        SocketAddr(self.addr, self.port).fmt(f)
     }
 }
 
@@ -291,11 +394,20 @@ pub struct DestEntry {
     pub stats: Stats,
 }
 
-fn inet_addr(a: Ipv4Addr) -> [u8; 16] {
-    // union nf_inet_addr: IPv4 in the first 4 bytes.
-    let mut b = [0u8; 16];
-    b[..4].copy_from_slice(&a.octets());
-    b
+/// union nf_inet_addr: IPv4 in the first 4 bytes, IPv6 in all 16.
+fn inet_addr(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(a) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a.octets());
+            b
+        }
+        IpAddr::V6(a) => a.octets(),
+    }
+}
+
+fn addr_from(raw: [u8; 16], ipv6: bool) -> IpAddr {
+    if ipv6 { IpAddr::V6(Ipv6Addr::from(raw)) } else { IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3])) }
 }
 
 /// An attribute of a service (IPVS_SVC_ATTR_*).
@@ -303,13 +415,18 @@ fn inet_addr(a: Ipv4Addr) -> [u8; 16] {
 pub enum SvcAttr {
     Af(u16),
     Protocol(u16),
-    Addr(Ipv4Addr),
+    /// `nf_inet_addr`, read with the service's family.
+    Addr([u8; 16]),
     Port(u16),
     Fwmark(u32),
     SchedName(String),
-    Flags { flags: u32, mask: u32 },
+    Flags {
+        flags: u32,
+        mask: u32,
+    },
     Timeout(u32),
-    Netmask(Ipv4Addr),
+    /// Four bytes: an IPv4 netmask, or an IPv6 prefix length in host order.
+    Netmask([u8; 4]),
     Stats(Stats),
     Stats64(Stats),
     Other(DefaultNla),
@@ -319,7 +436,7 @@ pub enum SvcAttr {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DestAttr {
     AddrFamily(u16),
-    Addr(Ipv4Addr),
+    Addr([u8; 16]),
     Port(u16),
     FwdMethod(u32),
     Weight(u32),
@@ -448,9 +565,9 @@ impl Nla for SvcAttr {
         match self {
             SvcAttr::Af(v) | SvcAttr::Protocol(v) => b[..2].copy_from_slice(&v.to_ne_bytes()),
             SvcAttr::Port(p) => b[..2].copy_from_slice(&p.to_be_bytes()),
-            SvcAttr::Addr(a) => b[..16].copy_from_slice(&inet_addr(*a)),
+            SvcAttr::Addr(a) => b[..16].copy_from_slice(a),
             SvcAttr::Fwmark(v) | SvcAttr::Timeout(v) => b[..4].copy_from_slice(&v.to_ne_bytes()),
-            SvcAttr::Netmask(a) => b[..4].copy_from_slice(&a.octets()),
+            SvcAttr::Netmask(a) => b[..4].copy_from_slice(a),
             SvcAttr::SchedName(s) => {
                 b[..s.len()].copy_from_slice(s.as_bytes());
                 b[s.len()] = 0;
@@ -506,7 +623,7 @@ impl Nla for DestAttr {
         match self {
             DestAttr::AddrFamily(v) | DestAttr::TunFlags(v) => b[..2].copy_from_slice(&v.to_ne_bytes()),
             DestAttr::Port(p) | DestAttr::TunPort(p) => b[..2].copy_from_slice(&p.to_be_bytes()),
-            DestAttr::Addr(a) => b[..16].copy_from_slice(&inet_addr(*a)),
+            DestAttr::Addr(a) => b[..16].copy_from_slice(a),
             DestAttr::TunType(t) => b[0] = *t,
             DestAttr::FwdMethod(v)
             | DestAttr::Weight(v)
@@ -560,9 +677,18 @@ fn u32_of(v: &[u8]) -> Result<u32, DecodeError> {
 fn u64_of(v: &[u8]) -> Result<u64, DecodeError> {
     Ok(u64::from_ne_bytes(v.get(..8).ok_or("short u64 attribute")?.try_into().expect("8 bytes")))
 }
-fn addr_of(v: &[u8]) -> Result<Ipv4Addr, DecodeError> {
-    let b: [u8; 4] = v.get(..4).ok_or("short address attribute")?.try_into().expect("4 bytes");
-    Ok(Ipv4Addr::from(b))
+fn addr_of(v: &[u8]) -> Result<[u8; 16], DecodeError> {
+    // An IPv4 address may come as its 4 bytes alone.
+    let mut b = [0u8; 16];
+    let n = v.len().min(16);
+    if n < 4 {
+        return Err("short address attribute".into());
+    }
+    b[..n].copy_from_slice(&v[..n]);
+    Ok(b)
+}
+fn netmask_of(v: &[u8]) -> Result<[u8; 4], DecodeError> {
+    Ok(v.get(..4).ok_or("short netmask attribute")?.try_into().expect("4 bytes"))
 }
 
 fn parse_stats(v: &[u8], wide: bool) -> Result<Stats, DecodeError> {
@@ -597,7 +723,7 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for SvcAttr {
             }
             SVC_ATTR_FLAGS => SvcAttr::Flags { flags: u32_of(v)?, mask: u32_of(v.get(4..).unwrap_or(&[]))? },
             SVC_ATTR_TIMEOUT => SvcAttr::Timeout(u32_of(v)?),
-            SVC_ATTR_NETMASK => SvcAttr::Netmask(addr_of(v)?),
+            SVC_ATTR_NETMASK => SvcAttr::Netmask(netmask_of(v)?),
             SVC_ATTR_STATS => SvcAttr::Stats(parse_stats(v, false)?),
             SVC_ATTR_STATS64 => SvcAttr::Stats64(parse_stats(v, true)?),
             _ => SvcAttr::Other(DefaultNla::parse(buf)?),
@@ -681,24 +807,29 @@ impl ParseableParametrized<[u8], GenlHeader> for IpvsMessage {
 /// The service attributes ipvsadm sends: identity, then (for NEW/SET) the configuration; for
 /// commands that only name the service it sends an empty scheduler and neutral values.
 pub fn service_attrs(key: &ServiceKey, config: Option<&ServiceConfig>) -> Vec<SvcAttr> {
-    let neutral = ServiceConfig { scheduler: String::new(), flags: 0, timeout: 0, netmask: Ipv4Addr::BROADCAST };
+    let neutral =
+        ServiceConfig { scheduler: String::new(), flags: 0, timeout: 0, netmask: Netmask::host(key.is_ipv6()) };
     let c = config.unwrap_or(&neutral);
-    vec![
-        SvcAttr::Af(AF_INET),
-        SvcAttr::Protocol(key.protocol.number()),
-        SvcAttr::Addr(key.addr),
-        SvcAttr::Port(key.port),
+    let mut v = vec![SvcAttr::Af(key.af())];
+    match key {
+        ServiceKey::Addr { protocol, addr, port } => {
+            v.extend([SvcAttr::Protocol(protocol.number()), SvcAttr::Addr(inet_addr(*addr)), SvcAttr::Port(*port)])
+        }
+        ServiceKey::Mark { fwmark, .. } => v.push(SvcAttr::Fwmark(*fwmark)),
+    }
+    v.extend([
         SvcAttr::SchedName(c.scheduler.clone()),
         SvcAttr::Flags { flags: c.flags, mask: u32::MAX },
         SvcAttr::Timeout(c.timeout),
-        SvcAttr::Netmask(c.netmask),
-    ]
+        SvcAttr::Netmask(c.netmask.raw()),
+    ]);
+    v
 }
 
 pub fn dest_attrs(key: &DestKey, config: &DestConfig) -> Vec<DestAttr> {
     vec![
-        DestAttr::AddrFamily(AF_INET),
-        DestAttr::Addr(key.addr),
+        DestAttr::AddrFamily(if key.addr.is_ipv6() { AF_INET6 } else { AF_INET }),
+        DestAttr::Addr(inet_addr(key.addr)),
         DestAttr::Port(key.port),
         DestAttr::FwdMethod(config.fwd),
         DestAttr::Weight(config.weight),
@@ -797,11 +928,11 @@ impl IpvsMessage {
         IpvsMessage { cmd: CMD_GET_DEST, attrs: vec![CmdAttr::Service(service_attrs(svc, None))] }
     }
 
-    /// The service in a GET_SERVICE reply (IPv4, protocol-addressed services only).
+    /// The service in a GET_SERVICE reply (IPv4 or IPv6; addressed or marked).
     pub fn service_entry(&self) -> Option<ServiceEntry> {
         let attrs = self.attrs.iter().find_map(|a| if let CmdAttr::Service(v) = a { Some(v) } else { None })?;
-        let (mut af, mut proto, mut addr, mut port) = (None, None, None, None);
-        let mut config = ServiceConfig { scheduler: String::new(), flags: 0, timeout: 0, netmask: Ipv4Addr::BROADCAST };
+        let (mut af, mut proto, mut addr, mut port, mut fwmark) = (None, None, None, None, None);
+        let (mut scheduler, mut flags, mut timeout, mut netmask) = (String::new(), 0, 0, None);
         let (mut stats, mut stats64) = (None, None);
         for a in attrs {
             match a {
@@ -809,34 +940,46 @@ impl IpvsMessage {
                 SvcAttr::Protocol(v) => proto = Protocol::from_number(*v),
                 SvcAttr::Addr(v) => addr = Some(*v),
                 SvcAttr::Port(v) => port = Some(*v),
-                SvcAttr::SchedName(s) => config.scheduler = s.clone(),
-                SvcAttr::Flags { flags, .. } => config.flags = flags & SVC_F_USER_MASK,
-                SvcAttr::Timeout(t) => config.timeout = *t,
-                SvcAttr::Netmask(m) => config.netmask = *m,
+                SvcAttr::Fwmark(v) => fwmark = Some(*v).filter(|m| *m != 0),
+                SvcAttr::SchedName(s) => scheduler = s.clone(),
+                SvcAttr::Flags { flags: f, .. } => flags = f & SVC_F_USER_MASK,
+                SvcAttr::Timeout(t) => timeout = *t,
+                SvcAttr::Netmask(m) => netmask = Some(*m),
                 SvcAttr::Stats(s) => stats = Some(*s),
                 SvcAttr::Stats64(s) => stats64 = Some(*s),
                 _ => {}
             }
         }
-        if af != Some(AF_INET) {
-            return None;
-        }
+        let ipv6 = match af? {
+            AF_INET => false,
+            AF_INET6 => true,
+            _ => return None,
+        };
+        let key = match fwmark {
+            Some(fwmark) => ServiceKey::Mark { fwmark, ipv6 },
+            None => ServiceKey::Addr { protocol: proto?, addr: addr_from(addr?, ipv6), port: port? },
+        };
+        let netmask = netmask.map_or(Netmask::host(ipv6), |m| Netmask::from_raw(m, ipv6));
         Some(ServiceEntry {
-            key: ServiceKey { protocol: proto?, addr: addr?, port: port? },
-            config,
+            key,
+            config: ServiceConfig { scheduler, flags, timeout, netmask },
             stats: stats64.or(stats).unwrap_or_default(),
         })
     }
 
     /// The destination in a GET_DEST reply.
-    pub fn dest_entry(&self) -> Option<DestEntry> {
+    /// Its family is the destination's own (a tunnelled destination may differ from its
+    /// service), else its service's (kernels before 5.x send no family).
+    pub fn dest_entry(&self, service: &ServiceKey) -> Option<DestEntry> {
         let attrs = self.attrs.iter().find_map(|a| if let CmdAttr::Dest(v) = a { Some(v) } else { None })?;
         let (mut addr, mut port) = (None, None);
+        let mut ipv6 = service.is_ipv6();
         let mut config = DestConfig { fwd: 0, weight: 0, u_threshold: 0, l_threshold: 0 };
         let (mut active, mut inact, mut persist) = (0, 0, 0);
         let (mut stats, mut stats64) = (None, None);
         for a in attrs {
             match a {
+                DestAttr::AddrFamily(f) => ipv6 = *f == AF_INET6,
                 DestAttr::Addr(v) => addr = Some(*v),
                 DestAttr::Port(v) => port = Some(*v),
                 DestAttr::FwdMethod(v) => config.fwd = v & 0x7,
@@ -852,7 +995,7 @@ impl IpvsMessage {
             }
         }
         Some(DestEntry {
-            key: DestKey { addr: addr?, port: port? },
+            key: DestKey { addr: addr_from(addr?, ipv6), port: port? },
             config,
             active_conns: active,
             inact_conns: inact,
@@ -876,7 +1019,7 @@ mod tests {
     use super::*;
 
     fn svc(p: Protocol, port: u16) -> ServiceKey {
-        ServiceKey { protocol: p, addr: "192.168.188.100".parse().unwrap(), port }
+        ServiceKey::addr(p, "192.168.188.100".parse::<Ipv4Addr>().unwrap(), port)
     }
 
     #[test]
@@ -889,5 +1032,46 @@ mod tests {
         let e = back.service_entry().unwrap();
         assert_eq!(e.key, key);
         assert_eq!(e.config, cfg);
+    }
+
+    #[test]
+    fn decodes_ipv6_and_mark_services_and_their_destinations() {
+        let v6 = ServiceKey::addr(Protocol::Udp, "2001:db8::100".parse::<Ipv6Addr>().unwrap(), 53);
+        let mark = ServiceKey::Mark { fwmark: 10, ipv6: true };
+        let cfg =
+            ServiceConfig { scheduler: "sh".into(), flags: SVC_F_PERSISTENT, timeout: 60, netmask: Netmask::V6(64) };
+        for key in [v6, mark, ServiceKey::Mark { fwmark: 4_000_000_000, ipv6: false }] {
+            let cfg = if key.is_ipv6() { cfg.clone() } else { ServiceConfig::persistent("rr", 0, None) };
+            let bytes = payload_bytes(&IpvsMessage::new_service(&key, &cfg));
+            let header = GenlHeader { cmd: bytes[0], version: bytes[1] };
+            let e = IpvsMessage::parse_with_param(&bytes[4..], header).unwrap().service_entry().unwrap();
+            assert_eq!((e.key, e.config), (key, cfg), "{key}");
+
+            let dest = DestKey { addr: "2001:db8::81".parse::<Ipv6Addr>().unwrap().into(), port: 0 };
+            let dc = DestConfig { fwd: FWD_ROUTE, weight: 2, u_threshold: 0, l_threshold: 0 };
+            let bytes = payload_bytes(&IpvsMessage::new_dest(&key, &dest, &dc));
+            let header = GenlHeader { cmd: bytes[0], version: bytes[1] };
+            let d = IpvsMessage::parse_with_param(&bytes[4..], header).unwrap().dest_entry(&key).unwrap();
+            assert_eq!((d.key, d.config), (dest, dc), "a destination of {key}");
+        }
+        assert_eq!(v6.to_string(), "udp [2001:db8::100]:53");
+        assert_eq!(mark.to_string(), "fwmark 10 ipv6");
+    }
+
+    /// Journals keep service keys and configurations as every release wrote them.
+    #[test]
+    fn keys_read_what_earlier_releases_wrote() {
+        let old = r#"{"protocol":"tcp","addr":"192.168.188.100","port":80}"#;
+        let key: ServiceKey = serde_json::from_str(old).unwrap();
+        assert_eq!(key, svc(Protocol::Tcp, 80));
+        assert_eq!(serde_json::to_string(&key).unwrap(), old);
+        let old = r#"{"scheduler":"wrr","flags":1,"timeout":300,"netmask":"255.255.255.0"}"#;
+        let c: ServiceConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(c, ServiceConfig::persistent("wrr", 300, Some("255.255.255.0".parse().unwrap())));
+        assert_eq!(serde_json::to_string(&c).unwrap(), old);
+        let mark = ServiceKey::Mark { fwmark: 10, ipv6: true };
+        let text = serde_json::to_string(&mark).unwrap();
+        assert_eq!(text, r#"{"fwmark":10,"ipv6":true}"#);
+        assert_eq!(serde_json::from_str::<ServiceKey>(&text).unwrap(), mark);
     }
 }

@@ -46,7 +46,7 @@ pub struct AddressSpec {
     pub dev: String,
     /// CIDR notation: `192.168.188.100/32`.
     #[schemars(with = "String")]
-    pub address: Ipv4Net,
+    pub address: ipnet::IpNet,
     pub label: Option<String>,
     pub reason: String,
 }
@@ -55,8 +55,8 @@ pub struct AddressSpec {
 pub struct RouteSpec {
     /// CIDR notation: `192.168.188.100/32`.
     #[schemars(with = "String")]
-    pub destination: Ipv4Net,
-    pub gateway: Option<Ipv4Addr>,
+    pub destination: ipnet::IpNet,
+    pub gateway: Option<std::net::IpAddr>,
     pub dev: Option<String>,
     pub reason: String,
 }
@@ -205,8 +205,13 @@ impl HostPlan {
     }
 
     fn address(&mut self, dev: &str, address: Ipv4Net, reason: String) {
-        if !self.addresses.iter().any(|a| a.address.addr() == address.addr()) {
-            self.addresses.push(AddressSpec { dev: dev.into(), address, label: label_for(dev), reason });
+        if !self.addresses.iter().any(|a| a.address.addr() == std::net::IpAddr::V4(address.addr())) {
+            self.addresses.push(AddressSpec {
+                dev: dev.into(),
+                address: address.into(),
+                label: label_for(dev),
+                reason,
+            });
         }
     }
 }
@@ -276,13 +281,14 @@ fn runtime_plan(lab: &Lab, host: &Host) -> HostPlan {
             (Role::Client, _) => "client: gateway towards the router".to_string(),
             _ => "gateway from the inventory".to_string(),
         };
-        p.routes.push(RouteSpec { destination: default_route(), gateway: Some(gw), dev: None, reason });
+        p.routes.push(RouteSpec { destination: default_route(), gateway: Some(gw.into()), dev: None, reason });
     }
     p
 }
 
-pub fn default_route() -> Ipv4Net {
-    Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0).expect("valid")
+/// The IPv4 default route, 0.0.0.0/0.
+pub fn default_route() -> ipnet::IpNet {
+    Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0).expect("valid").into()
 }
 
 fn vips(services: &[&Service]) -> Vec<Ipv4Addr> {
@@ -403,8 +409,8 @@ fn plan_router(lab: &Lab, host: &Host, p: &mut HostPlan) {
         let via = host.all_addresses().find_map(|(_, a)| director.address_on_subnet_of(a)).map(|(_, a)| a.addr());
         if let Some(via) = via {
             p.routes.push(RouteSpec {
-                destination: Ipv4Net::new(vip, 32).expect("valid"),
-                gateway: Some(via),
+                destination: Ipv4Net::new(vip, 32).expect("valid").into(),
+                gateway: Some(via.into()),
                 dev: None,
                 reason: format!("VIP {vip} is on no router segment: send it to director {}", director.name),
             });

@@ -35,7 +35,7 @@ pub enum Action {
 }
 
 pub fn key(v: &VirtualServiceSpec) -> ServiceKey {
-    ServiceKey { protocol: v.protocol, addr: v.vip, port: v.port }
+    ServiceKey::addr(v.protocol, v.vip, v.port)
 }
 
 pub fn config(v: &VirtualServiceSpec) -> ServiceConfig {

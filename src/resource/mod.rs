@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::io;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -66,8 +66,8 @@ pub enum Key {
     Module(String),
     Sysctl(String),
     Link(String),
-    Address { dev: String, address: Ipv4Net },
-    Route(Ipv4Net),
+    Address { dev: String, address: IpNet },
+    Route(IpNet),
     Service(ServiceKey),
     Dest(ServiceKey, DestKey),
     File(String),
@@ -275,7 +275,7 @@ pub enum Decision {
         key: Key,
         why: String,
     },
-    Change(Change),
+    Change(Box<Change>),
     /// Wanted but impossible as the host is (a missing interface, an address someone else
     /// holds): a failure when applying, drift for `status`.
     Blocked {
@@ -318,14 +318,14 @@ impl Decision {
         record: Option<Undo>,
         action: Action,
     ) -> Self {
-        Decision::Change(Change {
+        Decision::Change(Box::new(Change {
             key,
             before: before.into(),
             after: after.into(),
             reason: reason.to_string(),
             record,
             action,
-        })
+        }))
     }
     fn same(key: Key, why: impl Into<String>) -> Self {
         Decision::Same { key, why: why.into() }
@@ -387,7 +387,7 @@ impl PartialEq for IpvsIndex {
 pub struct Session {
     /// The SSH client's address as this host sees it (`SSH_CONNECTION`); None when not over SSH
     /// (a local host, the boot unit).
-    pub ssh_peer: Option<std::net::Ipv4Addr>,
+    pub ssh_peer: Option<std::net::IpAddr>,
     /// `up --force`: replace a route even when it carries the SSH session.
     pub force: bool,
 }

@@ -3,7 +3,7 @@
 
 use std::io;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::{Action as AnyAction, Decision, Key, Live, Undo as AnyUndo, Wants};
@@ -31,9 +31,13 @@ pub enum Action {
     Del(RouteFact),
 }
 
-/// `default` or the destination network.
-pub fn destination(d: Ipv4Net) -> String {
-    if d.prefix_len() == 0 { "default".into() } else { d.to_string() }
+/// `default` (`default ipv6`) or the destination network.
+pub fn destination(d: IpNet) -> String {
+    match d {
+        IpNet::V4(_) if d.prefix_len() == 0 => "default".into(),
+        IpNet::V6(_) if d.prefix_len() == 0 => "default ipv6".into(),
+        _ => d.to_string(),
+    }
 }
 
 pub fn wants(specs: &[RouteSpec], w: &mut Wants) {
@@ -95,7 +99,7 @@ pub fn decide(specs: &[RouteSpec], live: &Live) -> Vec<Decision> {
 }
 
 /// The route the kernel picks for `to` among `routes`: the longest prefix, then the lowest metric.
-fn route_for(to: std::net::Ipv4Addr, routes: &[RouteFact]) -> Option<&RouteFact> {
+fn route_for(to: std::net::IpAddr, routes: &[RouteFact]) -> Option<&RouteFact> {
     routes
         .iter()
         .filter(|r| r.destination.contains(&to))

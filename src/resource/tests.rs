@@ -293,7 +293,7 @@ fn a_default_route_carrying_the_ssh_session_is_not_replaced_without_force() {
 }
 
 fn service_key() -> ServiceKey {
-    ServiceKey { protocol: Protocol::Tcp, addr: "10.0.0.100".parse().unwrap(), port: 80 }
+    ServiceKey::addr(Protocol::Tcp, "10.0.0.100".parse::<std::net::Ipv4Addr>().unwrap(), 80)
 }
 
 fn dest(a: &str, weight: u32) -> DestSpec {
@@ -329,7 +329,7 @@ fn ipvs_services_and_destinations() {
     let mut p = empty_plan();
     p.ipvs = vec![VirtualServiceSpec {
         protocol: Protocol::Tcp,
-        vip: "10.0.0.100".parse().unwrap(),
+        vip: "10.0.0.100".parse::<std::net::Ipv4Addr>().unwrap(),
         port: 80,
         scheduler: "wrr".into(),
         persistence: 0,
