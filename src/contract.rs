@@ -357,7 +357,7 @@ mod tests {
                 .destinations
                 .iter()
                 .map(|d| DestEntry {
-                    key: DestKey { addr: d.address.into(), port: d.port },
+                    key: DestKey { addr: d.address, port: d.port },
                     config: DestConfig {
                         fwd: d.forward.code(),
                         weight: d.weight,

@@ -2,14 +2,12 @@
 //! A pure function (facts in, findings out), so each rule is tested with hand-made facts.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
-
-use ipnet::IpNet;
+use std::net::IpAddr;
 
 use serde::Serialize;
 
 use crate::agent::facts::HostFacts;
-use crate::inventory::{Host, Lab, Role};
+use crate::inventory::{Family, Host, Lab, Role};
 use crate::ipvs::fwd_name;
 use crate::modes::Gateway;
 
@@ -155,7 +153,7 @@ fn eff(f: &HostFacts, dev: &str, pick: fn(&crate::agent::facts::Conf) -> Option<
     (all.max(own), format!("all={all}, {dev}={own}"))
 }
 
-fn holds(f: &HostFacts, ip: Ipv4Addr) -> Vec<(String, String)> {
+fn holds(f: &HostFacts, ip: IpAddr) -> Vec<(String, String)> {
     f.addresses.iter().filter(|a| a.address.addr() == ip).map(|a| (a.dev.clone(), a.address.to_string())).collect()
 }
 
@@ -165,7 +163,7 @@ fn data_interfaces(h: &Host) -> Vec<&str> {
 }
 
 /// The director's address on the subnet of `rs_addr` (a NAT real server's gateway).
-fn director_address_for(lab: &Lab, rs: &Host, rs_addr: Ipv4Addr) -> Option<Ipv4Addr> {
+fn director_address_for(lab: &Lab, rs: &Host, rs_addr: IpAddr) -> Option<IpAddr> {
     let d = lab.director()?;
     let net = rs.interface_for(rs_addr).map(|(_, n)| n).or_else(|| d.interface_for(rs_addr).map(|(_, n)| n))?;
     d.address_on_subnet_of(net).map(|(_, a)| a.addr())
@@ -293,7 +291,7 @@ fn keepalived(c: &mut Ctx, facts: &Facts) {
             },
         );
     }
-    let mut vips: Vec<Ipv4Addr> = lab.services.iter().map(|s| s.vip).collect();
+    let mut vips: Vec<IpAddr> = lab.services.iter().map(|s| s.vip).collect();
     vips.sort();
     vips.dedup();
     for vip in vips {
@@ -339,6 +337,28 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
             ),
         );
     }
+    // The IPv6 side: the modes whose IPv6 services need the director to route.
+    let forwarding6 = crate::modes::ALL.into_iter().find(|p| {
+        lab.services.iter().any(|s| s.mode == p.mode && s.family() == Family::Ipv6)
+            && p.ipv6.director_sysctls.iter().any(|(k, _, _)| *k == "net.ipv6.conf.all.forwarding")
+    });
+    if let Some(p) = forwarding6
+        && f.ip6_forward != Some(1)
+    {
+        let mode = p.mode.as_str().to_uppercase();
+        c.add(
+            &h.name,
+            Code::ForwardingOff,
+            format!("{mode} director {} does not forward IPv6 packets", h.name),
+            format!(
+                "net.ipv6.conf.all.forwarding={}",
+                f.ip6_forward.map(|v| v.to_string()).unwrap_or("?".into())
+            ),
+            format!(
+                "set net.ipv6.conf.all.forwarding=1 (lvsctl up does): IPv6 replies of {mode} real servers go through the director"
+            ),
+        );
+    }
     // An HA pair's VIPs are keepalived's: checked for the pair (see `pair`), not per director.
     for vip in lab.services.iter().map(|s| s.vip).collect::<std::collections::BTreeSet<_>>() {
         if lab.ha.is_none() && holds(f, vip).is_empty() {
@@ -368,7 +388,7 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
         );
         return;
     };
-    let own: Vec<Ipv4Addr> = f.ipv4_addresses().map(|(_, a)| a.addr()).collect();
+    let own: Vec<IpAddr> = f.addresses.iter().map(|a| a.address.addr()).collect();
     let keepalived_down = f.keepalived.as_ref().is_some_and(|k| k.running.is_none());
     for s in &lab.services {
         if s.keepalived_managed() && keepalived_down {
@@ -451,7 +471,7 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
                     ),
                 );
             }
-            if own.iter().any(|a| std::net::IpAddr::V4(*a) == d.key.addr) {
+            if own.contains(&d.key.addr) {
                 c.add(
                     &h.name,
                     Code::DirectorIsRealServer,
@@ -549,13 +569,22 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
             }
         }
     }
-    if let Some(b) = services
-        .iter()
-        .find(|s| s.mode.profile().real_server.gateway.is_via_director())
-        .and_then(|s| s.real_servers.iter().find(|b| b.host == h.name))
-    {
-        let gw = f.default_route().and_then(|r| r.gateway).and_then(v4);
-        let floating = lab.ha.as_ref().and_then(|ha| ha.floating_gateway).map(|n| n.addr());
+    for family in Family::BOTH {
+        let Some(b) = services
+            .iter()
+            .filter(|s| s.family() == family)
+            .find(|s| s.mode.profile().real_server.gateway.is_via_director())
+            .and_then(|s| s.real_servers.iter().find(|b| b.host == h.name))
+        else {
+            continue;
+        };
+        let gw = f.default_route_of(family == Family::Ipv6).and_then(|r| r.gateway);
+        let floating = lab
+            .ha
+            .as_ref()
+            .and_then(|ha| ha.floating_gateway.iter().find(|n| Family::of_addr(n.addr()) == family))
+            .map(|n| n.addr());
+        let default = if family == Family::Ipv6 { "default (IPv6)" } else { "default" };
         if let (Some(want), Some(g)) = (floating, gw)
             && g != want
             && let Some(d) = lab.directors().find(|d| d.has_address(g))
@@ -564,7 +593,7 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
                 &h.name,
                 Code::NatGatewayNotFloating,
                 format!("NAT real server {}'s gateway is director {}'s own address, not the floating one", h.name, d.name),
-                format!("default via {g} ({}'s address); the floating gateway is {want}", d.name),
+                format!("{default} via {g} ({}'s address); the floating gateway is {want}", d.name),
                 format!(
                     "route default via {want} (lvsctl up does): the master holds it, so replies follow a failover; through {g} they stop when {} is backup or down",
                     d.name
@@ -576,10 +605,10 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
             c.add(
                 &h.name,
                 Code::NatGateway,
-                format!("NAT real server {}'s replies do not return through the director", h.name),
+                format!("NAT real server {}'s {family} replies do not return through the director", h.name),
                 match gw {
-                    Some(g) => format!("default via {g}"),
-                    None => "no default route".to_string(),
+                    Some(g) => format!("{default} via {g}"),
+                    None => format!("no {family} default route"),
                 },
                 format!(
                     "route default via {want} (lvsctl up does): NAT needs the director to translate the replies back"
@@ -588,7 +617,10 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
         }
     }
     if let Some(s) = services.iter().find(|s| s.mode.profile().real_server.gateway == Gateway::NotDirector)
-        && let Some(g) = f.default_route().and_then(|r| r.gateway).and_then(v4)
+        && let Some(g) = [false, true]
+            .into_iter()
+            .filter_map(|v6| f.default_route_of(v6).and_then(|r| r.gateway))
+            .find(|g| lab.directors().any(|d| d.has_address(*g)))
         && let Some(d) = lab.directors().find(|d| d.has_address(g))
     {
         let mode = s.mode.as_str().to_uppercase();
@@ -624,7 +656,7 @@ fn client(c: &mut Ctx, h: &Host, f: &HostFacts) {
         for b in &s.real_servers {
             let Some(rs) = lab.host(&b.host) else { continue };
             let Some((_, net)) = rs.interface_for(b.address) else { continue };
-            if let Some(a) = f.addresses.iter().find(|a| a.address.trunc() == IpNet::V4(net.trunc())) {
+            if let Some(a) = f.addresses.iter().find(|a| a.address.trunc() == net.trunc()) {
                 c.add(
                     &h.name,
                     Code::NatClientOnRsSubnet,
@@ -655,7 +687,7 @@ fn routable(c: &mut Ctx, h: &Host, f: &HostFacts) {
             Some(l) => {
                 let r = l.route.as_ref().expect("checked");
                 if h.role == Role::Router
-                    && let (Some(g), Some(d)) = (r.gateway.and_then(v4), lab.director())
+                    && let (Some(g), Some(d)) = (r.gateway, lab.director())
                     && !d.has_address(g)
                 {
                     c.add(
@@ -683,14 +715,6 @@ pub fn render_text(findings: &[Finding]) -> String {
     s
 }
 
-/// An IPv4 address, or None for an IPv6 one (the checks of this file are IPv4's).
-fn v4(a: IpAddr) -> Option<Ipv4Addr> {
-    match a {
-        IpAddr::V4(a) => Some(a),
-        IpAddr::V6(_) => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -704,7 +728,7 @@ mod tests {
     }
 
     fn addr(dev: &str, cidr: &str) -> AddrFact {
-        AddrFact { dev: dev.into(), address: cidr.parse().unwrap(), label: None }
+        AddrFact { dev: dev.into(), address: cidr.parse().unwrap(), label: None, nodad: false, deprecated: false }
     }
 
     fn conf(ig: u32, an: u32, rp: u32) -> Conf {
@@ -731,7 +755,7 @@ mod tests {
     /// Facts of a DR lab on the 192.168.188.0/24 of the examples, every director holding the VIP.
     fn healthy_of(inv: &str) -> Facts {
         let l = lab(inv);
-        let vip: Ipv4Addr = "192.168.188.100".parse().unwrap();
+        let vip: std::net::Ipv4Addr = "192.168.188.100".parse().unwrap();
         let lookup = |gw: Option<&str>| {
             vec![Lookup {
                 destination: vip.into(),

@@ -7,9 +7,9 @@
 //! from the bars it is wired to, the services listed under it.
 
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use crate::inventory::{Lab, Role};
 
@@ -27,7 +27,7 @@ pub struct Topology {
 pub struct Segment {
     /// `back` from `[lab] segments`, or the subnet when the inventory names none.
     pub name: String,
-    pub subnets: Vec<Ipv4Net>,
+    pub subnets: Vec<IpNet>,
     /// (host, interface).
     pub members: Vec<(String, String)>,
 }
@@ -44,7 +44,7 @@ pub struct Node {
 pub struct Svc {
     /// `web (tcp 192.168.188.100:80)`.
     pub label: String,
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     pub scheduler: String,
     /// The hosts the VIP is on: the director, or both of a pair.
     pub directors: Vec<String>,
@@ -56,7 +56,7 @@ pub struct Svc {
 
 /// The segments of the lab: `[lab] segments` when the inventory has them, else one per subnet.
 fn segments(lab: &Lab) -> Vec<Segment> {
-    let subnet_of = |host: &str, iface: &str| -> Vec<Ipv4Net> {
+    let subnet_of = |host: &str, iface: &str| -> Vec<IpNet> {
         lab.host(host)
             .and_then(|h| h.interfaces.iter().find(|i| i.name == iface))
             .map(|i| i.addresses.iter().map(|a| a.trunc()).collect())
@@ -67,7 +67,7 @@ fn segments(lab: &Lab) -> Vec<Segment> {
             .segments
             .iter()
             .map(|s| {
-                let mut subnets: Vec<Ipv4Net> = s.members.iter().flat_map(|(h, i)| subnet_of(h, i)).collect();
+                let mut subnets: Vec<IpNet> = s.members.iter().flat_map(|(h, i)| subnet_of(h, i)).collect();
                 subnets.sort();
                 subnets.dedup();
                 Segment { name: s.name.clone(), subnets, members: s.members.clone() }
@@ -129,7 +129,7 @@ pub fn topology(lab: &Lab) -> Topology {
             for (dev, a) in h.all_addresses() {
                 lines.push(format!("{dev} {a}"));
             }
-            let mut vips: Vec<Ipv4Addr> = Vec::new();
+            let mut vips: Vec<IpAddr> = Vec::new();
             for s in &lab.services {
                 if vips.contains(&s.vip) {
                     continue;
@@ -139,13 +139,12 @@ pub fn topology(lab: &Lab) -> Topology {
                 let line = match h.role {
                     Role::Director if pair.is_some() => Some(format!("VIP {} while master", s.vip)),
                     Role::Director => Some(format!("VIP {}", s.vip)),
-                    Role::RealServer | Role::SorryServer if serves => s
-                        .mode
-                        .profile()
-                        .real_server
-                        .vip
-                        .as_ref()
-                        .map(|v| format!("VIP {} on {} (no ARP)", s.vip, v.dev)),
+                    Role::RealServer | Role::SorryServer if serves => {
+                        let p = s.mode.profile();
+                        let on = if s.vip.is_ipv6() { &p.ipv6.real_server.vip } else { &p.real_server.vip };
+                        let quiet = if s.vip.is_ipv6() { "no neighbour answers" } else { "no ARP" };
+                        on.as_ref().map(|v| format!("VIP {} on {} ({quiet})", s.vip, v.dev))
+                    }
                     _ => None,
                 };
                 if let Some(l) = line {
@@ -153,11 +152,16 @@ pub fn topology(lab: &Lab) -> Topology {
                     lines.push(l);
                 }
             }
-            if let (Role::Director, Some(g)) = (h.role, pair.and_then(|p| p.floating_gateway)) {
-                lines.push(format!("gateway {g} while master"));
+            if let (Role::Director, Some(p)) = (h.role, pair) {
+                for g in &p.floating_gateway {
+                    lines.push(format!("gateway {g} while master"));
+                }
             }
-            if let Some(g) = h.gateway {
-                lines.push(format!("default via {g}"));
+            for g in &h.gateways {
+                match &g.dev {
+                    Some(d) => lines.push(format!("default via {}%{d}", g.via)),
+                    None => lines.push(format!("default via {}", g.via)),
+                }
             }
             Node { name: h.name.clone(), role: h.role, lines }
         })
@@ -176,7 +180,7 @@ pub fn topology(lab: &Lab) -> Topology {
             sorry: s
                 .sorry_server
                 .as_ref()
-                .map(|x| x.host.clone().unwrap_or_else(|| format!("{}:{}", x.address, x.port))),
+                .map(|x| x.host.clone().unwrap_or_else(|| std::net::SocketAddr::new(x.address, x.port).to_string())),
             check: s.health_check.as_ref().map(|c| match &c.kind {
                 crate::inventory::CheckKind::Tcp => "tcp check".to_string(),
                 crate::inventory::CheckKind::Http { path, status, .. } => format!("http check GET {path} → {status}"),

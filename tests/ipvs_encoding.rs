@@ -56,7 +56,11 @@ fn messages_match_ipvsadm_byte_for_byte() {
             "-A -t 192.168.188.100:80 -s wrr -p 300 -M 255.255.255.0",
             IpvsMessage::new_service(
                 &tcp,
-                &ServiceConfig::persistent("wrr", 300, Some(Ipv4Addr::new(255, 255, 255, 0))),
+                &ServiceConfig::persistent(
+                    "wrr",
+                    300,
+                    Some(lvsctl::ipvs::Netmask::V4(Ipv4Addr::new(255, 255, 255, 0))),
+                ),
             ),
         ),
         ("-A -u 192.168.188.100:5353 -s rr", IpvsMessage::new_service(&udp, &ServiceConfig::persistent("rr", 0, None))),

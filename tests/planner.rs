@@ -155,3 +155,93 @@ fn every_host_gets_a_boot_unit_and_its_runtime_plan() {
         assert!(unit.content.contains("ExecStop=/a agent boot stop --lab dr"));
     }
 }
+
+/// A dual-stack lab with a service of each family per mode: each family gets its own needs.
+fn dual_stack(mode: &str) -> String {
+    format!(
+        r#"
+name = "ds"
+mode = "{mode}"
+[hosts.client]
+role = "client"
+ssh = "10.0.0.10"
+gateway = ["172.16.0.200", "2001:db8:16::200"]
+interfaces = {{ eth0 = ["172.16.0.10/24", "2001:db8:16::10/64"] }}
+[hosts.router]
+role = "router"
+ssh = "10.0.0.200"
+interfaces = {{ eth0 = ["172.16.0.200/24", "2001:db8:16::200/64"], eth1 = ["192.168.188.200/24", "2001:db8:188::200/64"] }}
+[hosts.lvs]
+role = "director"
+ssh = "10.0.0.8"
+{gw}
+interfaces = {{ eth0 = ["192.168.188.8/24", "2001:db8:188::8/64"] }}
+[hosts.web1]
+role = "real-server"
+ssh = "10.0.0.81"
+{rsgw}
+interfaces = {{ eth0 = ["192.168.188.81/24", "2001:db8:188::81/64"] }}
+[[services]]
+vip = "192.168.188.100"
+port = 80
+[[services]]
+vip = "2001:db8:188::100"
+port = 80
+scheduler = "sh"
+scheduler_flags = ["sh-fallback", "sh-port"]
+persistence = 60
+netmask = 64
+"#,
+        gw = if mode == "nat" { "" } else { r#"gateway = ["192.168.188.200", "2001:db8:188::200"]"# },
+        rsgw = if mode == "nat" { "" } else { r#"gateway = ["192.168.188.200", "2001:db8:188::200"]"# },
+    )
+}
+
+#[test]
+fn ipv6_services_get_each_modes_ipv6_needs() {
+    // DR: the VIP /128 on lo without DAD, no IPv6 sysctl; the IPv4 ARP settings stay IPv4's.
+    let p = plans_of(&dual_stack("dr"));
+    let rs = host(&p, "web1");
+    let v6 = rs.addresses.iter().find(|a| a.address.to_string() == "2001:db8:188::100/128").expect("IPv6 VIP");
+    assert!(v6.dev == "lo" && v6.nodad && !v6.deprecated, "{v6:?}");
+    assert!(has_address(rs, "lo", "192.168.188.100/32"));
+    assert_eq!(sysctl(rs, "net.ipv4.conf.lo.arp_ignore").as_deref(), Some("1"));
+    let d = host(&p, "lvs");
+    assert!(has_address(d, "eth0", "2001:db8:188::100/128"), "an on-link IPv6 VIP is on the director's segment");
+    assert_eq!(sysctl(d, "net.ipv6.conf.all.forwarding"), None);
+    let svc = d.ipvs.iter().find(|s| s.vip.is_ipv6()).unwrap();
+    assert_eq!(svc.destinations[0].address.to_string(), "2001:db8:188::81");
+    let routes: Vec<String> = rs.routes.iter().map(|r| format!("{} {}", r.destination, r.gateway.unwrap())).collect();
+    assert_eq!(routes, ["0.0.0.0/0 192.168.188.200", "::/0 2001:db8:188::200"]);
+    let router = host(&p, "router");
+    assert_eq!(sysctl(router, "net.ipv6.conf.all.forwarding").as_deref(), Some("1"));
+    assert_eq!(sysctl(router, "net.ipv4.ip_forward").as_deref(), Some("1"));
+    let runtime = d.runtime();
+    let rules = Templates::embedded()
+        .render("ipvsadm.rules.j2", &lvsctl::plan::files::TemplateContext::new(&runtime, "/a"))
+        .unwrap();
+    assert!(rules.contains("-A -t [2001:db8:188::100]:80 -s sh -b sh-fallback,sh-port -p 60 -M 64\n"), "{rules}");
+    assert!(rules.contains("-a -t [2001:db8:188::100]:80 -r [2001:db8:188::81]:80 -g -w 1\n"), "{rules}");
+
+    // TUN: ip6_tunnel, ip6tnl0 up and the VIP on it; the director's VIP deprecated.
+    let p = plans_of(&dual_stack("tun"));
+    let rs = host(&p, "web1");
+    assert!(rs.modules.iter().any(|m| m.name == "ip6_tunnel") && rs.modules.iter().any(|m| m.name == "ipip"));
+    assert!(rs.links_up.iter().any(|l| l.dev == "ip6tnl0"));
+    assert!(has_address(rs, "ip6tnl0", "2001:db8:188::100/128"));
+    assert!(has_address(rs, "tunl0", "192.168.188.100/32"));
+    let d = host(&p, "lvs");
+    let vip6 = d.addresses.iter().find(|a| a.address.to_string() == "2001:db8:188::100/128").unwrap();
+    assert!(vip6.deprecated, "{vip6:?}");
+    let vip4 = d.addresses.iter().find(|a| a.address.to_string() == "192.168.188.100/32").unwrap();
+    assert!(!vip4.deprecated && !vip4.nodad, "{vip4:?}");
+
+    // NAT: IPv6 forwarding on the director, both default routes derived through it.
+    let p = plans_of(&dual_stack("nat"));
+    let d = host(&p, "lvs");
+    assert_eq!(sysctl(d, "net.ipv6.conf.all.forwarding").as_deref(), Some("1"));
+    assert_eq!(sysctl(d, "net.ipv4.ip_forward").as_deref(), Some("1"));
+    let rs = host(&p, "web1");
+    let routes: Vec<String> = rs.routes.iter().map(|r| format!("{} {}", r.destination, r.gateway.unwrap())).collect();
+    assert_eq!(routes, ["0.0.0.0/0 192.168.188.8", "::/0 2001:db8:188::8"]);
+}

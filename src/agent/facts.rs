@@ -1,7 +1,7 @@
 //! The live state `lvsctl doctor` reasons about, read in one go on a host.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +12,7 @@ use crate::host::{AddrFact, IpvsService, Lookup, RouteFact, System};
 pub struct FactsRequest {
     /// Where would this host send packets for these addresses (`ip route get`)?
     #[serde(default)]
-    pub lookups: Vec<Ipv4Addr>,
+    pub lookups: Vec<IpAddr>,
     /// Is each of these programs installed (`up` asks before it changes any host)?
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub programs: Vec<String>,
@@ -36,6 +36,9 @@ pub struct HostFacts {
     /// Keyed by device, plus `all` and `default`.
     pub conf: BTreeMap<String, Conf>,
     pub ip_forward: Option<u32>,
+    /// `net.ipv6.conf.all.forwarding`.
+    #[serde(default)]
+    pub ip6_forward: Option<u32>,
     pub modules: Vec<String>,
     /// None: IPVS is not loaded.
     pub ipvs: Option<Vec<IpvsService>>,
@@ -74,8 +77,8 @@ impl HostFacts {
             ipnet::IpNet::V6(_) => None,
         })
     }
-    pub fn lookup(&self, dst: Ipv4Addr) -> Option<&Lookup> {
-        self.lookups.iter().find(|l| l.destination == std::net::IpAddr::V4(dst))
+    pub fn lookup(&self, dst: IpAddr) -> Option<&Lookup> {
+        self.lookups.iter().find(|l| l.destination == dst)
     }
 }
 
@@ -98,11 +101,12 @@ pub fn gather<S: System>(sys: &mut S, req: &FactsRequest) -> std::io::Result<Hos
         };
         conf.insert(dev, c);
     }
-    let lookups = req.lookups.iter().map(|d| sys.route_get((*d).into())).collect::<std::io::Result<Vec<_>>>()?;
+    let lookups = req.lookups.iter().map(|d| sys.route_get(*d)).collect::<std::io::Result<Vec<_>>>()?;
     Ok(HostFacts {
         addresses: sys.addresses()?,
         routes: sys.routes()?,
         ip_forward: num(sys.read_sysctl("net.ipv4.ip_forward")?),
+        ip6_forward: num(sys.read_sysctl("net.ipv6.conf.all.forwarding")?),
         modules: sys.loaded_modules()?,
         ipvs: if sys.ipvs_loaded() { Some(sys.ipvs_table()?) } else { None },
         links,

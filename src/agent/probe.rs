@@ -2,7 +2,7 @@
 //! schedules each one.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -20,7 +20,7 @@ pub enum ProbeKind {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeTarget {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub port: u16,
     pub kind: ProbeKind,
     pub count: u32,
@@ -41,7 +41,7 @@ pub struct ProbeRequest {
 /// GET / every `interval_ms` for `duration_ms`, each given `timeout_ms`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Series {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub port: u16,
     pub interval_ms: u64,
     pub duration_ms: u64,
@@ -52,7 +52,7 @@ pub struct Series {
 /// the answer must then arrive within `timeout_ms`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub port: u16,
     pub after_ms: u64,
     pub timeout_ms: u64,
@@ -71,7 +71,7 @@ pub struct Answer {
     /// What came back (trimmed, at most 200 bytes), None when nothing did.
     pub body: Option<String>,
     /// The address a UDP reply came from.
-    pub from: Option<Ipv4Addr>,
+    pub from: Option<IpAddr>,
     pub error: Option<String>,
     pub ms: u64,
 }
@@ -92,15 +92,25 @@ fn clip(b: &[u8]) -> String {
     s.chars().take(200).collect()
 }
 
-fn tcp(t: &ProbeTarget, http: bool) -> Result<(String, Option<Ipv4Addr>), String> {
+/// The Host header's value: an IPv6 literal goes in brackets (RFC 7230).
+fn host(a: IpAddr) -> String {
+    match a {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    }
+}
+
+fn tcp(t: &ProbeTarget, http: bool) -> Result<(String, Option<IpAddr>), String> {
     let to = Duration::from_millis(t.timeout_ms);
-    let addr = SocketAddrV4::new(t.address, t.port);
-    let mut s = TcpStream::connect_timeout(&addr.into(), to).map_err(|e| e.to_string())?;
+    let addr = SocketAddr::new(t.address, t.port);
+    let mut s = TcpStream::connect_timeout(&addr, to).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(to)).map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(to)).map_err(|e| e.to_string())?;
     if http {
-        let req =
-            format!("GET / HTTP/1.0\r\nHost: {}\r\nUser-Agent: lvsctl-verify\r\nConnection: close\r\n\r\n", t.address);
+        let req = format!(
+            "GET / HTTP/1.0\r\nHost: {}\r\nUser-Agent: lvsctl-verify\r\nConnection: close\r\n\r\n",
+            host(t.address)
+        );
         s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     }
     let mut buf = Vec::new();
@@ -127,22 +137,19 @@ fn tcp(t: &ProbeTarget, http: bool) -> Result<(String, Option<Ipv4Addr>), String
     }
 }
 
-fn udp(t: &ProbeTarget) -> Result<(String, Option<Ipv4Addr>), String> {
-    let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).map_err(|e| e.to_string())?;
+fn udp(t: &ProbeTarget) -> Result<(String, Option<IpAddr>), String> {
+    let any: IpAddr = if t.address.is_ipv6() { Ipv6Addr::UNSPECIFIED.into() } else { Ipv4Addr::UNSPECIFIED.into() };
+    let s = UdpSocket::bind((any, 0)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_millis(t.timeout_ms))).map_err(|e| e.to_string())?;
-    s.send_to(b"lvsctl-verify\n", SocketAddrV4::new(t.address, t.port)).map_err(|e| e.to_string())?;
+    s.send_to(b"lvsctl-verify\n", SocketAddr::new(t.address, t.port)).map_err(|e| e.to_string())?;
     let mut buf = [0u8; 2048];
     let (n, from) = s
         .recv_from(&mut buf)
         .map_err(|e| if e.kind() == std::io::ErrorKind::WouldBlock { "no reply".to_string() } else { e.to_string() })?;
-    let from = match from {
-        std::net::SocketAddr::V4(a) => Some(*a.ip()),
-        _ => None,
-    };
-    Ok((clip(&buf[..n]), from))
+    Ok((clip(&buf[..n]), Some(from.ip())))
 }
 
-fn answer(start: Instant, r: Result<(String, Option<Ipv4Addr>), String>) -> Answer {
+fn answer(start: Instant, r: Result<(String, Option<IpAddr>), String>) -> Answer {
     let ms = start.elapsed().as_millis() as u64;
     match r {
         Ok((body, from)) => Answer { body: Some(body), from, error: None, ms },
@@ -168,14 +175,14 @@ fn series(s: &Series, t0: Instant) -> Vec<Sample> {
     out
 }
 
-fn hold(h: &Hold) -> Result<(String, Option<Ipv4Addr>), String> {
+fn hold(h: &Hold) -> Result<(String, Option<IpAddr>), String> {
     let to = Duration::from_millis(h.timeout_ms);
-    let addr = SocketAddrV4::new(h.address, h.port);
-    let mut s = TcpStream::connect_timeout(&addr.into(), to).map_err(|e| e.to_string())?;
+    let addr = SocketAddr::new(h.address, h.port);
+    let mut s = TcpStream::connect_timeout(&addr, to).map_err(|e| e.to_string())?;
     s.write_all(b"GET / HTTP/1.0\r\n").map_err(|e| e.to_string())?;
     std::thread::sleep(Duration::from_millis(h.after_ms));
     s.set_read_timeout(Some(to)).map_err(|e| e.to_string())?;
-    let rest = format!("Host: {}\r\nUser-Agent: lvsctl-verify\r\nConnection: close\r\n\r\n", h.address);
+    let rest = format!("Host: {}\r\nUser-Agent: lvsctl-verify\r\nConnection: close\r\n\r\n", host(h.address));
     s.write_all(rest.as_bytes()).map_err(|e| format!("after {} ms: {e}", h.after_ms))?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).map_err(|e| format!("after {} ms: {e}", h.after_ms))?;

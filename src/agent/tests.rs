@@ -142,11 +142,19 @@ fn pre_existing_address_and_default_route_survive_down_exactly() {
     // The VIP is already the director's (NAT director whose VIP is its own address), and the host
     // has a DHCP default route that lvsctl will replace.
     f.state.links.insert("eth0".into(), true);
-    f.state.addresses.push(AddrFact { dev: "eth0".into(), address: "192.168.188.8/24".parse().unwrap(), label: None });
+    f.state.addresses.push(AddrFact {
+        dev: "eth0".into(),
+        address: "192.168.188.8/24".parse().unwrap(),
+        label: None,
+        nodad: false,
+        deprecated: false,
+    });
     f.state.addresses.push(AddrFact {
         dev: "eth0".into(),
         address: "192.168.188.100/32".parse().unwrap(),
         label: None,
+        nodad: false,
+        deprecated: false,
     });
     let dhcp = RouteFact {
         destination: "0.0.0.0/0".parse().unwrap(),
@@ -419,6 +427,8 @@ fn what_cannot_be_done_fails_an_apply_and_is_drift_for_status() {
         dev: "eth0".into(),
         address: "192.168.188.100/24".parse().unwrap(),
         label: None,
+        nodad: false,
+        deprecated: false,
     });
     let p = plan_for("inventories/dr.toml", "web1");
     let vip = "address 192.168.188.100/32 dev lo".to_string();
@@ -521,7 +531,13 @@ fn keepalived_is_started_reloaded_and_stopped_by_its_recorded_process() {
 /// addresses the host did not have before: one the operator had stays.
 #[test]
 fn down_removes_the_vips_a_dead_keepalived_left_and_keeps_the_operators() {
-    let addr = |dev: &str, a: &str| crate::host::AddrFact { dev: dev.into(), address: a.parse().unwrap(), label: None };
+    let addr = |dev: &str, a: &str| crate::host::AddrFact {
+        dev: dev.into(),
+        address: a.parse().unwrap(),
+        label: None,
+        nodad: false,
+        deprecated: false,
+    };
     let p = plan_for("inventories/dr-ha.toml", "lvs1");
     let vips: Vec<crate::host::AddrFact> = p.keepalived.as_ref().unwrap().instances[0]
         .addresses

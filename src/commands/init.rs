@@ -284,7 +284,7 @@ mod tests {
             let l = crate::inventory::parse_str(std::path::Path::new("lab.toml"), &text).unwrap();
             for h in &l.hosts {
                 let routes_via_director = mode == InitMode::Nat && h.role == crate::inventory::Role::RealServer;
-                assert_eq!(h.gateway.is_some(), routes_via_director, "{mode:?} {}", h.name);
+                assert_eq!(!h.gateways.is_empty(), routes_via_director, "{mode:?} {}", h.name);
             }
         }
     }

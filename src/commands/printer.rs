@@ -102,7 +102,7 @@ impl Printer {
         let mut hosts = BTreeMap::new();
         for h in &lab.hosts {
             for (_, a) in h.all_addresses() {
-                hosts.entry(std::net::IpAddr::V4(a.addr())).or_insert_with(|| h.name.clone());
+                hosts.entry(a.addr()).or_insert_with(|| h.name.clone());
             }
         }
         self.stream = Some(hosts);

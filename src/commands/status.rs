@@ -109,7 +109,7 @@ impl Health {
     pub fn of(
         table: &[crate::host::IpvsService],
         s: &crate::inventory::Service,
-        addr: std::net::Ipv4Addr,
+        addr: std::net::IpAddr,
         port: u16,
     ) -> Health {
         let Some(svc) = table.iter().find(|x| x.entry.key == ServiceKey::addr(s.protocol, s.vip, s.port)) else {
@@ -163,7 +163,7 @@ fn keepalived_view(lab: &crate::inventory::Lab, outcomes: &[fleet::Outcome]) -> 
         out.push(format!("  {h:<10} {run}{vrrp}"));
     }
     if lab.ha.is_some() {
-        let mut vips: Vec<std::net::Ipv4Addr> = lab.services.iter().map(|s| s.vip).collect();
+        let mut vips: Vec<std::net::IpAddr> = lab.services.iter().map(|s| s.vip).collect();
         vips.dedup();
         for vip in vips {
             let on: Vec<&str> = ka

@@ -65,7 +65,7 @@ pub fn tolerance(p: Policy, n: u32) -> f64 {
 pub struct RsResult {
     pub host: String,
     /// The real server's address and port, named as in `plan`'s destinations.
-    pub address: std::net::Ipv4Addr,
+    pub address: std::net::IpAddr,
     pub port: u16,
     pub weight: u32,
     pub answered: u32,
@@ -82,7 +82,7 @@ pub struct ServiceResult {
     /// `web (tcp 192.168.188.100:80)`: the service's name and key, as the text shows it.
     pub service: String,
     pub protocol: crate::ipvs::Protocol,
-    pub vip: std::net::Ipv4Addr,
+    pub vip: std::net::IpAddr,
     pub port: u16,
     pub scheduler: String,
     pub policy: Policy,
@@ -106,7 +106,7 @@ impl ServiceResult {
 }
 
 /// The director's counters of one destination: (connections, incoming packets).
-fn counters(table: &Option<Vec<IpvsService>>, s: &Service, addr: std::net::Ipv4Addr, port: u16) -> Option<(u64, u64)> {
+fn counters(table: &Option<Vec<IpvsService>>, s: &Service, addr: std::net::IpAddr, port: u16) -> Option<(u64, u64)> {
     let t = table.as_ref()?;
     let svc = t.iter().find(|x| x.entry.key == crate::ipvs::ServiceKey::addr(s.protocol, s.vip, s.port))?;
     let d = svc.dests.iter().find(|d| d.key.addr == addr && d.key.port == port);
@@ -438,7 +438,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<u8> {
 pub struct DirectorView<'h> {
     pub host: &'h str,
     pub table: Option<Vec<IpvsService>>,
-    pub addresses: Vec<std::net::Ipv4Addr>,
+    pub addresses: Vec<std::net::IpAddr>,
 }
 
 /// The director whose addresses include every VIP (None when none, or more than one, does).
@@ -471,7 +471,7 @@ impl Verifier<'_> {
                 let f =
                     outcomes.iter().find(|o| o.host == d.name).and_then(|o| o.result.as_ref().ok()?.facts().cloned());
                 let table = f.as_ref().and_then(|f| f.ipvs.clone());
-                let addrs = f.map(|f| f.ipv4_addresses().map(|(_, a)| a.addr()).collect()).unwrap_or_default();
+                let addrs = f.map(|f| f.addresses.iter().map(|a| a.address.addr()).collect()).unwrap_or_default();
                 DirectorView { host: d.name.as_str(), table, addresses: addrs }
             })
             .collect()
@@ -619,6 +619,8 @@ mod tests {
             port: 80,
             protocol: Protocol::Tcp,
             scheduler: sched.into(),
+            scheduler_flags: vec![],
+            one_packet: false,
             persistence: 0,
             netmask: None,
             mode: crate::inventory::Mode::Dr,
@@ -667,7 +669,7 @@ mod tests {
                 .iter()
                 .zip(conns)
                 .map(|(b, c)| DestEntry {
-                    key: DestKey { addr: b.address.into(), port: b.port },
+                    key: DestKey { addr: b.address, port: b.port },
                     config: DestConfig { fwd: FWD_ROUTE, weight: b.weight, u_threshold: 0, l_threshold: 0 },
                     active_conns: 0,
                     inact_conns: 0,

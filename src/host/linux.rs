@@ -13,7 +13,7 @@ use std::process::Command;
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, CacheInfo};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -182,11 +182,14 @@ fn address_fact(m: &AddressMessage, names: &HashMap<u32, String>) -> Option<Addr
         return None;
     }
     let (mut local, mut address, mut label) = (None, None, None);
+    // IFA_FLAGS holds all the flags; the header's byte only the first eight.
+    let mut flags = AddressFlags::from_bits_retain(m.header.flags.bits() as u32);
     for a in &m.attributes {
         match a {
             AddressAttribute::Local(v) => local = Some(*v),
             AddressAttribute::Address(v) => address = Some(*v),
             AddressAttribute::Label(l) => label = Some(l.clone()),
+            AddressAttribute::Flags(f) => flags = *f,
             _ => {}
         }
     }
@@ -197,6 +200,8 @@ fn address_fact(m: &AddressMessage, names: &HashMap<u32, String>) -> Option<Addr
         dev: names.get(&m.header.index)?.clone(),
         address: IpNet::new(ip, m.header.prefix_len).ok()?,
         label,
+        nodad: flags.contains(AddressFlags::Nodad),
+        deprecated: flags.contains(AddressFlags::Deprecated),
     })
 }
 
@@ -361,6 +366,16 @@ impl System for Linux {
         let mut req = self.handle.address().add(index, a.address.addr(), a.address.prefix_len());
         if let Some(l) = &a.label {
             req.message_mut().attributes.push(AddressAttribute::Label(l.clone()));
+        }
+        if a.nodad {
+            req.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        if a.deprecated {
+            // preferred_lft 0, valid forever: `ip addr add … preferred_lft 0`.
+            let mut lifetimes = CacheInfo::default();
+            lifetimes.ifa_preferred = 0;
+            lifetimes.ifa_valid = u32::MAX;
+            req.message_mut().attributes.push(AddressAttribute::CacheInfo(lifetimes));
         }
         self.rt.block_on(async move { req.execute().await.map_err(nl) })
     }

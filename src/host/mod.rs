@@ -26,6 +26,12 @@ pub struct AddrFact {
     pub dev: String,
     pub address: IpNet,
     pub label: Option<String>,
+    /// IPv6: added without duplicate address detection (usable at once).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nodad: bool,
+    /// IPv6: preferred lifetime 0, so never chosen as a source address.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deprecated: bool,
 }
 
 /// A unicast route of the main table, IPv4 or IPv6.

@@ -80,12 +80,12 @@ pub const SSH: Table = Table { path: "[ssh]", doc: "SSH defaults for every host.
 pub const HOST_SSH: Table = Table {
     path: "[hosts.NAME] ssh = { ... }",
     doc: "A host's ssh as a table: its address and any [ssh] key, overriding [ssh] for that host. \
-          A host's ssh may also be a string: an IPv4 address, a host name, an ssh_config alias, or \"local\" for this machine (applied without SSH).",
+          A host's ssh may also be a string: an IPv4 or IPv6 address, a host name, an ssh_config alias, or \"local\" for this machine (applied without SSH).",
     keys: ssh_keys!(key(
         "address",
         "string",
         "required",
-        "The IPv4 address, host name or ssh_config alias to connect to."
+        "The IPv4 or IPv6 address, host name or ssh_config alias to connect to."
     )),
 };
 
@@ -102,15 +102,15 @@ pub const HOST: Table = Table {
         key("ssh", "string or table", "required", "How to reach the host (see [ssh] and ssh = { ... })."),
         key(
             "gateway",
-            "IPv4 address",
+            "address, or a list with one per family",
             "none",
-            "The default route lvsctl ensures (the prior one is restored by down). A NAT real server's gateway must be the director's address on its subnet and is derived when left out.",
+            "The default route lvsctl ensures per family (the prior one is restored by down): \"192.168.188.200\", or [\"192.168.188.200\", \"2001:db8:188::200\"] for a dual-stack host; a link-local next hop names its device (\"fe80::1%eth0\"). A NAT real server's gateway must be the director's address on its subnet and is derived when left out.",
         ),
         key(
             "interfaces",
             "table of address arrays",
             "none",
-            "{ eth0 = [\"192.168.188.81/24\"], ... }: links lvsctl brings up and the addresses it ensures, as ADDRESS/PREFIX.",
+            "{ eth0 = [\"192.168.188.81/24\", \"2001:db8:188::81/64\"], ... }: links lvsctl brings up and the addresses it ensures, as ADDRESS/PREFIX, of either family (IPv6 ones without duplicate address detection, usable at once).",
         ),
         key(
             "vip_device",
@@ -120,9 +120,9 @@ pub const HOST: Table = Table {
         ),
         key(
             "address",
-            "IPv4 address",
+            "address, or a list with one per family",
             "its address on the director's subnet",
-            "Real server only: the address the director forwards to (needed for TUN real servers behind routers with several addresses).",
+            "Real server only: the address the director forwards to, per family (needed for TUN real servers behind routers with several addresses).",
         ),
         key(
             "priority",
@@ -138,7 +138,12 @@ pub const SERVICE: Table = Table {
     doc: "One virtual service: a VIP and port balanced over real servers.",
     keys: &[
         key("name", "string", "none", "A name for messages."),
-        key("vip", "IPv4 address", "required", "The virtual IP clients connect to."),
+        key(
+            "vip",
+            "IPv4 or IPv6 address",
+            "required",
+            "The virtual IP clients connect to. Its family is the service's: every real server needs an address of it.",
+        ),
         key("port", "integer 1-65535", "required", "The service's port."),
         key("protocol", "tcp | udp | sctp", "tcp", "The service's protocol."),
         key(
@@ -153,7 +158,19 @@ pub const SERVICE: Table = Table {
             "0",
             "How long a client sticks to one real server (ipvsadm -p); 0 is off.",
         ),
-        key("netmask", "IPv4 netmask", "none", "Persistence granularity (ipvsadm -M), only with persistence."),
+        key(
+            "scheduler_flags",
+            "array of sh-fallback sh-port mh-fallback mh-port",
+            "none",
+            "The scheduler's flags (ipvsadm -b), each only with its scheduler (sh or mh).",
+        ),
+        key("one_packet", "boolean", "false", "UDP only: schedule every packet on its own (ipvsadm -o)."),
+        key(
+            "netmask",
+            "IPv4 netmask, or IPv6 prefix length",
+            "none",
+            "Persistence granularity (ipvsadm -M), only with persistence: \"255.255.255.0\" for an IPv4 service, 64 for an IPv6 one.",
+        ),
         key("mode", "nat | dr | tun", "the lab's", "This service's forwarding method."),
         key(
             "real_servers",
@@ -235,9 +252,9 @@ pub const HA: Table = Table {
         key("unicast", "boolean", "false", "VRRP to the other director's address instead of multicast."),
         key(
             "floating_gateway",
-            "IPv4 ADDRESS/PREFIX",
+            "ADDRESS/PREFIX, or a list with one per family",
             "required in NAT",
-            "NAT only: the real servers' gateway on the directors' real-server side, held by the master.",
+            "NAT only: the real servers' gateway on the directors' real-server side, held by the master; one per family the NAT services use.",
         ),
     ],
 };

@@ -1,14 +1,15 @@
 //! The validated lab: what the rest of lvsctl works from. Every value here passed validation.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
-/// IPVS services are TCP, UDP or SCTP (the IPVS codec owns the type).
-pub use crate::ipvs::Protocol;
+/// IPVS services are TCP, UDP or SCTP (the IPVS codec owns the type); an address family; a
+/// persistence granularity (a netmask for IPv4, a prefix length for IPv6).
+pub use crate::ipvs::{Family, Netmask, Protocol};
 /// The forwarding modes (their requirements are in `modes/`).
 pub use crate::modes::Mode;
 
@@ -50,6 +51,50 @@ impl Role {
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// A scheduler's own flag (ipvsadm's `-b`): each belongs to one scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SchedulerFlag {
+    /// sh: a real server of weight 0 (or overloaded) hands its clients to the next one.
+    ShFallback,
+    /// sh: the source port is hashed too.
+    ShPort,
+    /// mh: as sh-fallback, for the maglev hash.
+    MhFallback,
+    /// mh: as sh-port, for the maglev hash.
+    MhPort,
+}
+
+impl SchedulerFlag {
+    pub const NAMES: [&'static str; 4] = ["sh-fallback", "sh-port", "mh-fallback", "mh-port"];
+    pub fn parse(s: &str) -> Option<SchedulerFlag> {
+        match s {
+            "sh-fallback" => Some(SchedulerFlag::ShFallback),
+            "sh-port" => Some(SchedulerFlag::ShPort),
+            "mh-fallback" => Some(SchedulerFlag::MhFallback),
+            "mh-port" => Some(SchedulerFlag::MhPort),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+    /// The scheduler it belongs to.
+    pub fn scheduler(self) -> &'static str {
+        match self {
+            SchedulerFlag::ShFallback | SchedulerFlag::ShPort => "sh",
+            SchedulerFlag::MhFallback | SchedulerFlag::MhPort => "mh",
+        }
+    }
+    /// The IPVS service flag bit: the scheduler's first or second flag.
+    pub fn bit(self) -> u32 {
+        match self {
+            SchedulerFlag::ShFallback | SchedulerFlag::MhFallback => crate::ipvs::SVC_F_SCHED1,
+            SchedulerFlag::ShPort | SchedulerFlag::MhPort => crate::ipvs::SVC_F_SCHED2,
+        }
     }
 }
 
@@ -111,7 +156,19 @@ impl Become {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Interface {
     pub name: String,
-    pub addresses: Vec<Ipv4Net>,
+    pub addresses: Vec<IpNet>,
+}
+
+/// A default route lvsctl ensures: one per family at most.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gateway {
+    pub via: IpAddr,
+    /// The device a link-local next hop is reached through (`fe80::1%eth0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<String>,
+    /// Not written but derived (NAT real servers route through the director).
+    #[serde(default)]
+    pub defaulted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,45 +176,54 @@ pub struct Host {
     pub name: String,
     pub role: Role,
     pub ssh: SshSettings,
-    /// The default route lvsctl ensures.
-    pub gateway: Option<Ipv4Addr>,
-    /// True when `gateway` was not written but derived (NAT real servers route through the director).
-    pub gateway_defaulted: bool,
+    /// The default routes lvsctl ensures, at most one per family.
+    pub gateways: Vec<Gateway>,
     pub interfaces: Vec<Interface>,
     /// Director: the device that holds VIPs (None: the interface on the VIP's subnet, else `lo`).
     pub vip_device: Option<String>,
-    /// Real server: the address the director sends to (TUN across routers, or to pick one of several).
-    pub address: Option<Ipv4Addr>,
+    /// Real server: the addresses the director sends to (TUN across routers, or to pick one of
+    /// several), at most one per family.
+    pub address: Vec<IpAddr>,
     /// Director of an HA pair: its VRRP priority (the higher one is master).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<u8>,
 }
 
 impl Host {
-    pub fn all_addresses(&self) -> impl Iterator<Item = (&str, Ipv4Net)> {
+    pub fn all_addresses(&self) -> impl Iterator<Item = (&str, IpNet)> {
         self.interfaces.iter().flat_map(|i| i.addresses.iter().map(move |a| (i.name.as_str(), *a)))
     }
 
     /// This host's address on the subnet of `other`, with the interface holding it.
-    pub fn address_on_subnet_of(&self, other: Ipv4Net) -> Option<(&str, Ipv4Net)> {
+    pub fn address_on_subnet_of(&self, other: IpNet) -> Option<(&str, IpNet)> {
         self.all_addresses().find(|(_, a)| a.trunc() == other.trunc())
     }
 
     /// The interface whose subnet contains `ip`.
-    pub fn interface_for(&self, ip: Ipv4Addr) -> Option<(&str, Ipv4Net)> {
+    pub fn interface_for(&self, ip: IpAddr) -> Option<(&str, IpNet)> {
         self.all_addresses().find(|(_, a)| a.contains(&ip))
     }
 
-    pub fn has_address(&self, ip: Ipv4Addr) -> bool {
+    pub fn has_address(&self, ip: IpAddr) -> bool {
         self.all_addresses().any(|(_, a)| a.addr() == ip)
+    }
+
+    /// The default route of `family` lvsctl ensures.
+    pub fn gateway(&self, family: Family) -> Option<&Gateway> {
+        self.gateways.iter().find(|g| Family::of_addr(g.via) == family)
+    }
+
+    /// Whether one of its interfaces has an address of `family`.
+    pub fn has_family(&self, family: Family) -> bool {
+        self.all_addresses().any(|(_, a)| Family::of_addr(a.addr()) == family)
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Backend {
     pub host: String,
-    /// The address in the IPVS rule.
-    pub address: Ipv4Addr,
+    /// The address in the IPVS rule (of the service's family).
+    pub address: IpAddr,
     /// The port in the IPVS rule (differs from the service port only with NAT port mapping).
     pub port: u16,
     pub weight: u32,
@@ -170,13 +236,21 @@ pub struct Service {
     /// Position in the inventory's `[[services]]` list.
     pub index: usize,
     pub name: Option<String>,
-    pub vip: Ipv4Addr,
+    /// Its family is the service's.
+    pub vip: IpAddr,
     pub port: u16,
     pub protocol: Protocol,
     pub scheduler: String,
+    /// `sh-fallback`, `sh-port`, `mh-fallback`, `mh-port` (only with their scheduler).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scheduler_flags: Vec<SchedulerFlag>,
+    /// ipvsadm's `-o`: every UDP packet is scheduled on its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub one_packet: bool,
     /// Persistence timeout in seconds; 0 = off.
     pub persistence: u32,
-    pub netmask: Option<Ipv4Addr>,
+    /// Of the VIP's family.
+    pub netmask: Option<Netmask>,
     pub mode: Mode,
     pub real_servers: Vec<Backend>,
     /// How keepalived checks each real server (None: no checks).
@@ -227,8 +301,8 @@ pub enum OnFailure {
 pub struct SorryServer {
     /// The inventory host (a sorry-server or a director), None for a machine outside the inventory.
     pub host: Option<String>,
-    /// The address in the IPVS rule (for a director serving itself: 127.0.0.1, local delivery).
-    pub address: Ipv4Addr,
+    /// The address in the IPVS rule (for a director serving itself: 127.0.0.1 or ::1, local delivery).
+    pub address: IpAddr,
     pub port: u16,
 }
 
@@ -243,13 +317,13 @@ pub struct Ha {
     pub preempt: bool,
     /// VRRP to the other director's address instead of multicast.
     pub unicast: bool,
-    /// NAT: the real servers' gateway, held by the master on the real-server side.
-    pub floating_gateway: Option<Ipv4Net>,
+    /// NAT: the real servers' gateways, held by the master on the real-server side (one per family).
+    pub floating_gateway: Vec<IpNet>,
 }
 
 impl Service {
     /// The address the director sends `host`'s share of this service to (real server or sorry server).
-    pub fn address_of(&self, host: &str) -> Option<Ipv4Addr> {
+    pub fn address_of(&self, host: &str) -> Option<IpAddr> {
         self.real_servers
             .iter()
             .find(|b| b.host == host)
@@ -273,10 +347,19 @@ impl Service {
     }
 
     /// A short name for messages: `tcp 192.168.188.100:80`.
+    /// `192.168.188.100:80`, `[2001:db8::100]:80`.
+    pub fn endpoint(&self) -> String {
+        std::net::SocketAddr::new(self.vip, self.port).to_string()
+    }
+
+    pub fn family(&self) -> Family {
+        Family::of_addr(self.vip)
+    }
+
     pub fn label(&self) -> String {
         match &self.name {
-            Some(n) => format!("{n} ({} {}:{})", self.protocol, self.vip, self.port),
-            None => format!("{} {}:{}", self.protocol, self.vip, self.port),
+            Some(n) => format!("{n} ({} {})", self.protocol, self.endpoint()),
+            None => format!("{} {}", self.protocol, self.endpoint()),
         }
     }
 }
@@ -314,20 +397,12 @@ impl Lab {
         self.hosts.iter().find(|h| h.name == name)
     }
 
-    /// The director, or with an HA pair the one of higher priority (the master while both run).
-    /// The host with `ip` on one of its interfaces.
-    /// The host with this address, of either family.
-    pub fn host_with_ip(&self, ip: std::net::IpAddr) -> Option<&Host> {
-        match ip {
-            std::net::IpAddr::V4(a) => self.host_with_address(a),
-            std::net::IpAddr::V6(_) => None,
-        }
-    }
-
-    pub fn host_with_address(&self, ip: Ipv4Addr) -> Option<&Host> {
+    /// The host with `ip`, of either family, on one of its interfaces.
+    pub fn host_with_ip(&self, ip: IpAddr) -> Option<&Host> {
         self.hosts.iter().find(|h| h.has_address(ip))
     }
 
+    /// The director, or with an HA pair the one of higher priority (the master while both run).
     pub fn director(&self) -> Option<&Host> {
         self.directors().max_by_key(|h| h.priority.unwrap_or(0))
     }

@@ -1,9 +1,9 @@
 //! Field-level parsing: TOML tree → drafts. Cross-field rules live in `validate.rs`.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::diag::one_of_help;
 use super::keys;
@@ -37,14 +37,14 @@ pub struct DraftHa {
     pub sync: bool,
     pub preempt: bool,
     pub unicast: bool,
-    pub floating_gateway: Option<Ipv4Net>,
+    pub floating_gateway: Vec<IpNet>,
 }
 
 /// `sorry_server`: a host of the inventory with a port, or `"ADDRESS:PORT"` outside it.
 pub struct DraftSorry {
     pub path: String,
     pub host: Option<String>,
-    pub address: Option<Ipv4Addr>,
+    pub address: Option<IpAddr>,
     pub port: Option<u16>,
 }
 
@@ -53,10 +53,12 @@ pub struct DraftHost {
     pub path: String,
     pub role: Option<Role>,
     pub ssh: Option<SshSettings>,
-    pub gateway: Option<Ipv4Addr>,
+    /// At most one per family (`defaulted` is false: these were written).
+    pub gateways: Vec<Gateway>,
     pub interfaces: Vec<Interface>,
     pub vip_device: Option<String>,
-    pub address: Option<Ipv4Addr>,
+    /// At most one per family.
+    pub address: Vec<IpAddr>,
     pub priority: Option<u8>,
     /// An interface or address of this host failed to parse (and was reported): checks that
     /// need all of its subnets are skipped, so they add no follow-on error.
@@ -76,12 +78,14 @@ pub struct DraftService {
     pub index: usize,
     pub path: String,
     pub name: Option<String>,
-    pub vip: Option<Ipv4Addr>,
+    pub vip: Option<IpAddr>,
     pub port: Option<u16>,
     pub protocol: Protocol,
     pub scheduler: String,
+    pub scheduler_flags: Vec<SchedulerFlag>,
+    pub one_packet: bool,
     pub persistence: u32,
-    pub netmask: Option<Ipv4Addr>,
+    pub netmask: Option<Netmask>,
     pub mode: Option<Mode>,
     /// None: every real-server host, weight 1.
     pub real_servers: Option<Vec<DraftBackend>>,
@@ -274,14 +278,19 @@ pub fn interface_name_problem(s: &str) -> Option<String> {
 
 const IFNAME_HELP: &str = "use up to 15 letters, digits, '.', '-' or '_', like eth0 or ens3";
 
+/// An address of either family, as written: IPv4 dotted quads or IPv6 (RFC 4291 text, no zone).
+pub fn parse_ip(s: &str) -> Result<IpAddr, (String, String)> {
+    if s.contains(':') {
+        return parse_ipv6(s).map(IpAddr::V6);
+    }
+    parse_ipv4(s).map(IpAddr::V4)
+}
+
 pub fn parse_ipv4(s: &str) -> Result<Ipv4Addr, (String, String)> {
     if let Ok(a) = s.parse::<Ipv4Addr>() {
         return Ok(a);
     }
     let shown = s.escape_debug();
-    if s.contains(':') {
-        return Err((format!("\"{shown}\" is an IPv6 address"), "lvsctl supports IPv4 labs only for now".into()));
-    }
     if s.contains('/') {
         return Err((format!("\"{shown}\" has a prefix length"), "write the address alone, without /PREFIX".into()));
     }
@@ -295,62 +304,102 @@ pub fn parse_ipv4(s: &str) -> Result<Ipv4Addr, (String, String)> {
         ));
     }
     Err((
-        format!("\"{shown}\" is not an IPv4 address"),
-        "write four numbers from 0 to 255 separated by dots, like 192.168.10.6".into(),
+        format!("\"{shown}\" is not an IP address"),
+        "write four numbers from 0 to 255 separated by dots, like 192.168.10.6, or an IPv6 address, like 2001:db8::6"
+            .into(),
+    ))
+}
+
+pub fn parse_ipv6(s: &str) -> Result<Ipv6Addr, (String, String)> {
+    if let Ok(a) = s.parse::<Ipv6Addr>() {
+        return Ok(a);
+    }
+    let shown = s.escape_debug();
+    if s.contains('/') {
+        return Err((format!("\"{shown}\" has a prefix length"), "write the address alone, without /PREFIX".into()));
+    }
+    if s.contains('%') {
+        return Err((
+            format!("\"{shown}\" has a zone (%DEVICE)"),
+            "only a link-local gateway names its device (\"fe80::1%eth0\"): write this address without it".into(),
+        ));
+    }
+    if s.starts_with('[') {
+        return Err((format!("\"{shown}\" is in brackets"), "write the IPv6 address without [ ]".into()));
+    }
+    Err((
+        format!("\"{shown}\" is not an IPv6 address"),
+        "write up to eight groups of 1-4 hex digits separated by ':', with '::' once for a run of zero groups, like 2001:db8:188::81".into(),
     ))
 }
 
 /// An interface address `ADDR/PREFIX` (a host address, not the network or broadcast address).
-pub fn parse_interface_cidr(s: &str) -> Result<Ipv4Net, (String, String)> {
+pub fn parse_interface_cidr(s: &str) -> Result<IpNet, (String, String)> {
     let shown = s.escape_debug();
     let Some((addr, prefix)) = s.split_once('/') else {
+        let example = if s.contains(':') { "64" } else { "24" };
         return Err((
             format!("\"{shown}\" has no prefix length"),
-            format!("write ADDRESS/PREFIX, like {s}/24, so lvsctl knows the subnet"),
+            format!("write ADDRESS/PREFIX, like {s}/{example}, so lvsctl knows the subnet"),
         ));
     };
-    let ip = parse_ipv4(addr)?;
+    let ip = parse_ip(addr)?;
+    let max = if ip.is_ipv6() { 128 } else { 32 };
     let prefix: u8 = match prefix.parse() {
-        Ok(p) if p <= 32 => p,
+        Ok(p) if p <= max => p,
         _ => {
+            let example = if ip.is_ipv6() { "2001:db8:188::81/64" } else { "192.168.10.6/24" };
             return Err((
-                format!("\"{shown}\": prefix length \"{prefix}\" is not 0 to 32"),
-                "write ADDRESS/PREFIX, like 192.168.10.6/24".into(),
+                format!("\"{shown}\": prefix length \"{prefix}\" is not 0 to {max}"),
+                format!("write ADDRESS/PREFIX, like {example}"),
             ));
         }
     };
-    if let Some(why) = special_address(ip) {
+    if let Some(why) = special_ip(ip) {
         return Err((format!("\"{shown}\": {ip} is {why}"), "give the host's own unicast address".into()));
+    }
+    if is_link_local(ip) {
+        return Err((
+            format!("\"{shown}\": {ip} is a link-local address"),
+            "the kernel gives every interface its own fe80:: address: list the host's global (or unique-local) address"
+                .into(),
+        ));
     }
     if prefix == 0 {
         return Err((
             format!("\"{shown}\": a /0 prefix makes every address of the internet on-link"),
-            "write the prefix of the host's subnet, like /24".into(),
+            format!("write the prefix of the host's subnet, like /{}", if ip.is_ipv6() { 64 } else { 24 }),
         ));
     }
-    let net = Ipv4Net::new(ip, prefix).expect("prefix checked");
-    if prefix < 31 && ip == net.network() {
-        return Err((
+    let net = IpNet::new(ip, prefix).expect("prefix checked");
+    match net {
+        IpNet::V4(n) if prefix < 31 && n.addr() == n.network() => Err((
             format!("\"{shown}\" is the network address of its subnet"),
-            "give the host's own address, like ".to_string() + &format!("{}/{prefix}", next_host(net)),
-        ));
-    }
-    if prefix < 31 && ip == net.broadcast() {
-        return Err((
+            format!("give the host's own address, like {}/{prefix}", next_host(n)),
+        )),
+        IpNet::V4(n) if prefix < 31 && n.addr() == n.broadcast() => Err((
             format!("\"{shown}\" is the broadcast address of its subnet"),
             "give the host's own address within the subnet".into(),
-        ));
+        )),
+        IpNet::V6(n) if prefix < 127 && n.addr() == n.network() => Err((
+            format!("\"{shown}\" is the subnet-router anycast address of its subnet"),
+            format!("give the host's own address, like {}/{prefix}", next_host6(n)),
+        )),
+        _ => Ok(net),
     }
-    Ok(net)
 }
 
 fn next_host(net: Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(net.network()) + 1)
 }
 
-fn parse_ip_item(r: &mut Reader, i: &Item) -> Option<Ipv4Addr> {
+fn next_host6(net: Ipv6Net) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(net.network()) + 1)
+}
+
+fn parse_ip_item(r: &mut Reader, i: &Item) -> Option<IpAddr> {
     let s = i.str(r)?;
-    match parse_ipv4(s) {
+    match parse_ip(s) {
         Ok(a) => Some(a),
         Err((m, h)) => {
             r.error(i.span(), &i.path, m, Some(h));
@@ -374,14 +423,232 @@ pub fn special_address(a: Ipv4Addr) -> Option<&'static str> {
     }
 }
 
+/// The IPv6 counterparts of `special_address`.
+pub fn special_address6(a: Ipv6Addr) -> Option<&'static str> {
+    if a.is_unspecified() {
+        Some("the unspecified address (:: means \"any\")")
+    } else if a.is_loopback() {
+        Some("the loopback address (::1 never leaves a host)")
+    } else if a.is_multicast() {
+        Some("a multicast address (ff00::/8)")
+    } else if a.to_ipv4_mapped().is_some() {
+        Some("an IPv4-mapped address (::ffff:0:0/96 stands for an IPv4 address)")
+    } else {
+        None
+    }
+}
+
+pub fn special_ip(a: IpAddr) -> Option<&'static str> {
+    match a {
+        IpAddr::V4(a) => special_address(a),
+        IpAddr::V6(a) => special_address6(a),
+    }
+}
+
+/// fe80::/10: valid on one link only.
+pub fn is_link_local(a: IpAddr) -> bool {
+    matches!(a, IpAddr::V6(a) if a.is_unicast_link_local())
+}
+
 /// An address that must belong to one host (a VIP, a gateway, a real server's address).
-fn parse_host_ip_item(r: &mut Reader, i: &Item, what: &str) -> Option<Ipv4Addr> {
+fn parse_host_ip_item(r: &mut Reader, i: &Item, what: &str) -> Option<IpAddr> {
     let a = parse_ip_item(r, i)?;
-    if let Some(why) = special_address(a) {
+    if let Some(why) = special_ip(a) {
         r.error(i.span(), &i.path, format!("{a} is {why}"), Some(format!("give a unicast address as {what}")));
         return None;
     }
     Some(a)
+}
+
+/// A VIP: a unicast address, and a global one for IPv6 (a link-local VIP is reachable on one
+/// link only, and the kernel ties it to a device).
+fn parse_vip_item(r: &mut Reader, i: &Item) -> Option<IpAddr> {
+    let a = parse_host_ip_item(r, i, "the VIP")?;
+    if is_link_local(a) {
+        r.error(
+            i.span(),
+            &i.path,
+            format!("VIP {a} is a link-local address"),
+            Some("a VIP is reached from other subnets: give a global (or unique-local, fd00::/8) IPv6 address".into()),
+        );
+        return None;
+    }
+    Some(a)
+}
+
+/// One string, or a list with at most one per family (a dual-stack host): each item parsed by
+/// `one`, which reports its own errors.
+fn parse_per_family<T>(
+    r: &mut Reader,
+    i: &Item,
+    what: &str,
+    mut one: impl FnMut(&mut Reader, &Item) -> Option<T>,
+    family: impl Fn(&T) -> Family,
+) -> Vec<T> {
+    let items = if i.is_array() {
+        let Some(items) = i.array(r) else { return vec![] };
+        if items.is_empty() {
+            r.error(
+                i.span(),
+                &i.path,
+                format!("{what} is an empty list"),
+                Some("give one address, or one per family: [\"192.168.188.200\", \"2001:db8:188::200\"]".into()),
+            );
+        }
+        items
+    } else {
+        vec![i.clone()]
+    };
+    let mut out: Vec<T> = Vec::new();
+    for item in items {
+        let Some(v) = one(r, &item) else { continue };
+        let f = family(&v);
+        if out.iter().any(|o| family(o) == f) {
+            r.error(
+                item.span(),
+                &item.path,
+                format!("a second {f} {what}"),
+                Some(format!("give at most one {what} per family (one IPv4, one IPv6)")),
+            );
+            continue;
+        }
+        out.push(v);
+    }
+    out
+}
+
+/// A next hop: a unicast address on one of the host's subnets, or a link-local IPv6 one with
+/// its device (`fe80::1%eth0`).
+fn parse_gateway_item(r: &mut Reader, i: &Item) -> Option<Gateway> {
+    let s = i.str(r)?;
+    let (addr, dev) = match s.split_once('%') {
+        Some((a, d)) if a.contains(':') => (a, Some(d)),
+        _ => (s, None),
+    };
+    let via = match parse_ip(addr) {
+        Ok(a) => a,
+        Err((m, h)) => {
+            r.error(i.span(), &i.path, m, Some(h));
+            return None;
+        }
+    };
+    if let Some(why) = special_ip(via) {
+        r.error(i.span(), &i.path, format!("{via} is {why}"), Some("give a unicast address as the gateway".into()));
+        return None;
+    }
+    match (is_link_local(via), dev) {
+        (true, None) => {
+            r.error(
+                i.span(),
+                &i.path,
+                format!("link-local gateway {via} has no device"),
+                Some(format!("a link-local next hop is on one link: name its device, like \"{via}%eth0\"")),
+            );
+            None
+        }
+        (false, Some(_)) => {
+            r.error(
+                i.span(),
+                &i.path,
+                format!("gateway \"{}\" has a device, but {via} is not link-local", s.escape_debug()),
+                Some(format!("only a link-local (fe80::) next hop names its device: write \"{via}\"")),
+            );
+            None
+        }
+        (true, Some(d)) => {
+            if let Some(problem) = interface_name_problem(d) {
+                r.error(
+                    i.span(),
+                    &i.path,
+                    format!("interface name \"{}\" {problem}", d.escape_debug()),
+                    Some(IFNAME_HELP.into()),
+                );
+                return None;
+            }
+            Some(Gateway { via, dev: Some(d.to_string()), defaulted: false })
+        }
+        (false, None) => Some(Gateway { via, dev: None, defaulted: false }),
+    }
+}
+
+/// `netmask`: a dotted netmask for an IPv4 service, a prefix length for an IPv6 one.
+fn parse_netmask(r: &mut Reader, i: &Item, vip: Option<IpAddr>) -> Option<Netmask> {
+    let v6 = vip.is_some_and(|v| v.is_ipv6());
+    if i.is_str() {
+        let a = parse_ip_item(r, i)?;
+        let IpAddr::V4(m) = a else {
+            r.error(
+                i.span(),
+                &i.path,
+                format!("\"{a}\" is not a netmask"),
+                Some("an IPv6 service's netmask is a prefix length, like netmask = 64".into()),
+            );
+            return None;
+        };
+        if v6 {
+            r.error(
+                i.span(),
+                &i.path,
+                format!("netmask \"{m}\" is an IPv4 netmask, but the VIP is IPv6"),
+                Some("an IPv6 service's netmask is a prefix length, like netmask = 64".into()),
+            );
+            return None;
+        }
+        if ipnet::ipv4_mask_to_prefix(m).is_err() {
+            r.error(
+                i.span(),
+                &i.path,
+                format!("\"{m}\" is not a netmask"),
+                Some("a netmask is contiguous ones then zeros, like 255.255.255.0".into()),
+            );
+            return None;
+        }
+        return Some(Netmask::V4(m));
+    }
+    if !v6 && i.int(r).is_some() {
+        r.error(
+            i.span(),
+            &i.path,
+            "an IPv4 service's netmask is written as a netmask",
+            Some("write it dotted, like netmask = \"255.255.255.0\" (a prefix length is for IPv6 services)".into()),
+        );
+        return None;
+    }
+    i.int_in(r, 1, 128, "netmask").map(|p| Netmask::V6(p as u8))
+}
+
+/// `scheduler_flags`: each known, once, and of the service's scheduler.
+fn parse_scheduler_flags(r: &mut Reader, i: &Item, scheduler: &str) -> Vec<SchedulerFlag> {
+    let mut out = Vec::new();
+    for f in i.array(r).unwrap_or_default() {
+        let Some(flag) = parse_enum(r, &f, &SchedulerFlag::NAMES, SchedulerFlag::parse, "scheduler flag") else {
+            continue;
+        };
+        if flag.scheduler() != scheduler {
+            r.error(
+                f.span(),
+                &f.path,
+                format!(
+                    "{} is a flag of the {} scheduler, but this service uses {scheduler}",
+                    flag.as_str(),
+                    flag.scheduler()
+                ),
+                Some(format!("set scheduler = \"{}\", or remove the flag", flag.scheduler())),
+            );
+            continue;
+        }
+        if out.contains(&flag) {
+            r.error(
+                f.span(),
+                &f.path,
+                format!("{} is listed twice", flag.as_str()),
+                Some("list each flag once".into()),
+            );
+            continue;
+        }
+        out.push(flag);
+    }
+    out
 }
 
 fn parse_path_item(r: &mut Reader, i: &Item) -> Option<PathBuf> {
@@ -403,11 +670,12 @@ pub fn valid_user(s: &str) -> bool {
 
 /// A destination ssh takes as a host (an address, a name or an alias; never an option).
 pub fn valid_ssh_destination(s: &str) -> bool {
-    !s.is_empty()
-        && !s.starts_with('-')
-        && s.len() <= 253
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-        && !(looks_numeric(s) && s.parse::<Ipv4Addr>().is_err())
+    ssh_ipv6(s).is_some()
+        || !s.is_empty()
+            && !s.starts_with('-')
+            && s.len() <= 253
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            && !(looks_numeric(s) && s.parse::<Ipv4Addr>().is_err())
 }
 
 /// Settings read back from a file lvsctl wrote (the controller's state): held to the rules the
@@ -505,6 +773,25 @@ fn parse_ssh_target(r: &mut Reader, i: &Item) -> Option<SshTarget> {
     if s == "local" {
         return Some(SshTarget::Local);
     }
+    if s.contains(':') {
+        return match parse_ipv6(s) {
+            Ok(a) if special_address6(a).is_some() || a.is_unicast_link_local() => {
+                let why = special_address6(a).unwrap_or("a link-local address (ssh would need its device)");
+                r.error(
+                    i.span(),
+                    &i.path,
+                    format!("ssh destination {a} is {why}"),
+                    Some("give the host's global IPv6 address, an IPv4 address or a host name".into()),
+                );
+                None
+            }
+            Ok(_) => Some(SshTarget::Remote(s.to_string())),
+            Err((m, h)) => {
+                r.error(i.span(), &i.path, format!("invalid ssh destination: {m}"), Some(h));
+                None
+            }
+        };
+    }
     let ok = !s.is_empty()
         && !s.starts_with('-')
         && s.len() <= 253
@@ -514,7 +801,7 @@ fn parse_ssh_target(r: &mut Reader, i: &Item) -> Option<SshTarget> {
             i.span(),
             &i.path,
             format!("invalid ssh destination \"{}\"", s.escape_debug()),
-            Some("give an IPv4 address, a host name or an ssh_config alias (letters, digits, '.', '-', '_'), or \"local\" for this machine; put user and port in [ssh]".into()),
+            Some("give an IPv4 or IPv6 address, a host name or an ssh_config alias (letters, digits, '.', '-', '_'), or \"local\" for this machine; put user and port in [ssh]".into()),
         );
         return None;
     }
@@ -531,6 +818,11 @@ fn parse_ssh_target(r: &mut Reader, i: &Item) -> Option<SshTarget> {
         return None;
     }
     Some(SshTarget::Remote(s.to_string()))
+}
+
+/// An IPv6 literal ssh can connect to (global or unique-local, no zone).
+fn ssh_ipv6(s: &str) -> Option<Ipv6Addr> {
+    s.parse::<Ipv6Addr>().ok().filter(|a| special_address6(*a).is_none() && !a.is_unicast_link_local())
 }
 
 /// Every dot-separated part is a number as inet_aton(3) reads it (decimal, 0-octal, 0x-hex):
@@ -590,7 +882,10 @@ fn parse_host(r: &mut Reader, name: String, t: Table, defaults: &SshDefaults) ->
         Some(i) => parse_ssh_target(r, &i).map(|target| settings(target, defaults.clone())),
         None => None,
     };
-    let gateway = t.get(r, "gateway").and_then(|i| parse_host_ip_item(r, &i, "the gateway"));
+    let gateways = t
+        .get(r, "gateway")
+        .map(|i| parse_per_family(r, &i, "gateway", parse_gateway_item, |g: &Gateway| Family::of_addr(g.via)))
+        .unwrap_or_default();
     let mut interfaces = Vec::new();
     let mut incomplete = false;
     if let Some(i) = t.get(r, "interfaces")
@@ -640,10 +935,28 @@ fn parse_host(r: &mut Reader, name: String, t: Table, defaults: &SshDefaults) ->
         }
         Some(s.to_string())
     });
-    let address = t.get(r, "address").and_then(|i| parse_host_ip_item(r, &i, "the real server's address"));
+    let address = t
+        .get(r, "address")
+        .map(|i| {
+            let one = |r: &mut Reader, i: &Item| {
+                let a = parse_host_ip_item(r, i, "the real server's address")?;
+                if is_link_local(a) {
+                    r.error(
+                        i.span(),
+                        &i.path,
+                        format!("{a} is a link-local address"),
+                        Some("give one of the real server's global addresses from its interfaces table".into()),
+                    );
+                    return None;
+                }
+                Some(a)
+            };
+            parse_per_family(r, &i, "address", one, |a: &IpAddr| Family::of_addr(*a))
+        })
+        .unwrap_or_default();
     let priority = t.get(r, "priority").and_then(|i| i.int_in(r, 1, 254, "priority")).map(|p| p as u8);
     t.finish(r, &keys::HOST.names());
-    DraftHost { name, path, role, ssh, gateway, interfaces, vip_device, address, priority, incomplete }
+    DraftHost { name, path, role, ssh, gateways, interfaces, vip_device, address, priority, incomplete }
 }
 
 fn settings(target: SshTarget, d: SshDefaults) -> SshSettings {
@@ -668,7 +981,7 @@ fn parse_service(r: &mut Reader, index: usize, t: Table) -> DraftService {
     }
     let vip = t
         .require(r, "vip", "add `vip = \"192.168.188.100\"`, the address clients connect to")
-        .and_then(|i| parse_host_ip_item(r, &i, "the VIP"));
+        .and_then(|i| parse_vip_item(r, &i));
     let port = t
         .require(r, "port", "add `port = 80`, the port clients connect to")
         .and_then(|i| i.int_in(r, 1, 65535, "port"))
@@ -696,17 +1009,25 @@ fn parse_service(r: &mut Reader, index: usize, t: Table) -> DraftService {
     // ipvsadm and the kernel take at most 31 days (ipvsadm's MAX_TIMEOUT).
     let persistence =
         t.get(r, "persistence").and_then(|i| i.int_in(r, 0, MAX_PERSISTENCE, "persistence")).unwrap_or(0) as u32;
-    let netmask = t.get(r, "netmask").and_then(|i| {
-        let a = parse_ip_item(r, &i)?;
-        if ipnet::ipv4_mask_to_prefix(a).is_err() {
-            r.error(
-                i.span(),
-                &i.path,
-                format!("\"{a}\" is not a netmask"),
-                Some("a netmask is contiguous ones then zeros, like 255.255.255.0".into()),
-            );
-            return None;
+    let scheduler_flags =
+        t.get(r, "scheduler_flags").map(|i| parse_scheduler_flags(r, &i, &scheduler)).unwrap_or_default();
+    let one_packet = match t.get(r, "one_packet") {
+        Some(i) => {
+            let v = i.bool(r).unwrap_or(false);
+            if v && protocol != Protocol::Udp {
+                r.error(
+                    i.span(),
+                    &i.path,
+                    format!("one_packet is for UDP services, and this one is {protocol}"),
+                    Some("remove one_packet, or set protocol = \"udp\"".into()),
+                );
+            }
+            v
         }
+        None => false,
+    };
+    let netmask = t.get(r, "netmask").and_then(|i| {
+        let m = parse_netmask(r, &i, vip)?;
         if persistence == 0 {
             r.error(
                 i.span(),
@@ -716,7 +1037,7 @@ fn parse_service(r: &mut Reader, index: usize, t: Table) -> DraftService {
             );
             return None;
         }
-        Some(a)
+        Some(m)
     });
     let mode = t.get(r, "mode").and_then(|i| parse_enum(r, &i, &Mode::NAMES, Mode::parse, "mode"));
     let real_servers = t.get(r, "real_servers").and_then(|i| i.array(r)).map(|items| {
@@ -769,6 +1090,8 @@ fn parse_service(r: &mut Reader, index: usize, t: Table) -> DraftService {
         port,
         protocol,
         scheduler,
+        scheduler_flags,
+        one_packet,
         persistence,
         netmask,
         mode,
@@ -907,14 +1230,28 @@ fn parse_sorry(r: &mut Reader, i: &Item) -> Option<DraftSorry> {
         r.error(i.span(), &i.path, format!("\"{}\" is not ADDRESS:PORT", s.escape_debug()), Some(help.into()));
         return None;
     };
-    let address = match parse_ipv4(a) {
+    // An IPv6 address is written in brackets: "[2001:db8::9]:80".
+    let a = match a.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
+        Some(inner) => inner,
+        None if a.contains(':') => {
+            r.error(
+                i.span(),
+                &i.path,
+                format!("\"{}\": an IPv6 address needs brackets before the port", s.escape_debug()),
+                Some(format!("write \"[{a}]:{p}\"")),
+            );
+            return None;
+        }
+        None => a,
+    };
+    let address = match parse_ip(a) {
         Ok(a) => a,
         Err((m, h)) => {
             r.error(i.span(), &i.path, m, Some(h));
             return None;
         }
     };
-    if let Some(why) = special_address(address) {
+    if let Some(why) = special_ip(address) {
         r.error(
             i.span(),
             &i.path,
@@ -950,7 +1287,7 @@ fn parse_ha(r: &mut Reader, t: Table) -> DraftHa {
     let sync = flag(r, "sync", true);
     let preempt = flag(r, "preempt", true);
     let unicast = flag(r, "unicast", false);
-    let floating_gateway = t.get(r, "floating_gateway").and_then(|i| {
+    let one = |r: &mut Reader, i: &Item| {
         let s = i.str(r)?;
         match parse_interface_cidr(s) {
             Ok(n) => Some(n),
@@ -959,7 +1296,11 @@ fn parse_ha(r: &mut Reader, t: Table) -> DraftHa {
                 None
             }
         }
-    });
+    };
+    let floating_gateway = t
+        .get(r, "floating_gateway")
+        .map(|i| parse_per_family(r, &i, "floating gateway", one, |n: &IpNet| Family::of_addr(n.addr())))
+        .unwrap_or_default();
     t.finish(r, &keys::HA.names());
     DraftHa { path, virtual_router_id, advert_interval, sync, preempt, unicast, floating_gateway }
 }

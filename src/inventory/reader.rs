@@ -68,6 +68,7 @@ pub struct Node<'t, 'i> {
     pub value: &'t Spanned<DeValue<'i>>,
 }
 
+#[derive(Clone)]
 pub struct Item<'t, 'i> {
     pub path: String,
     pub node: Node<'t, 'i>,
@@ -192,6 +193,14 @@ impl<'t, 'i> Item<'t, 'i> {
 
     pub fn is_table(&self) -> bool {
         matches!(self.node.value.get_ref(), DeValue::Table(_))
+    }
+
+    pub fn is_array(&self) -> bool {
+        matches!(self.node.value.get_ref(), DeValue::Array(_))
+    }
+
+    pub fn is_str(&self) -> bool {
+        matches!(self.node.value.get_ref(), DeValue::String(_))
     }
 }
 

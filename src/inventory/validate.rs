@@ -1,16 +1,16 @@
 //! Cross-field rules: the things that make a lab work or not, checked before any host is touched.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::Path;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use super::diag::did_you_mean;
 use super::model::*;
 use super::parse::{Draft, DraftHost, DraftService};
 use super::reader::{Reader, join};
-use crate::modes::Gateway;
+use crate::modes::Gateway as ModeGateway;
 
 /// The name of the management interface `lvsctl lab create` gives every host.
 pub const LAB_MGMT_IFNAME: &str = "mgmt0";
@@ -19,16 +19,36 @@ fn addr_path(h: &DraftHost, ifname: &str, idx: usize) -> String {
     format!("{}[{idx}]", join(&join(&h.path, "interfaces"), ifname))
 }
 
-fn addresses(h: &DraftHost) -> impl Iterator<Item = (&str, usize, Ipv4Net)> {
+fn addresses(h: &DraftHost) -> impl Iterator<Item = (&str, usize, IpNet)> {
     h.interfaces.iter().flat_map(|i| i.addresses.iter().enumerate().map(move |(n, a)| (i.name.as_str(), n, *a)))
 }
 
-fn address_on_subnet(h: &DraftHost, net: Ipv4Net) -> Option<Ipv4Net> {
+fn address_on_subnet(h: &DraftHost, net: IpNet) -> Option<IpNet> {
     addresses(h).map(|(_, _, a)| a).find(|a| a.trunc() == net.trunc())
 }
 
-fn net_containing(h: &DraftHost, ip: Ipv4Addr) -> Option<Ipv4Net> {
+fn net_containing(h: &DraftHost, ip: IpAddr) -> Option<IpNet> {
     addresses(h).map(|(_, _, a)| a).find(|a| a.contains(&ip))
+}
+
+/// The key path of `h`'s gateway of `family`: `gateway`, or its item in a list.
+fn gateway_path(h: &DraftHost, family: Family) -> String {
+    let key = join(&h.path, "gateway");
+    match h.gateways.iter().position(|g| Family::of_addr(g.via) == family) {
+        Some(n) if h.gateways.len() > 1 => format!("{key}[{n}]"),
+        _ => key,
+    }
+}
+
+/// The network or broadcast address of an IPv4 subnet, or an IPv6 subnet's subnet-router
+/// anycast address: reserved, so never a next hop.
+fn reserved_in_subnet(net: IpNet, ip: IpAddr) -> Option<&'static str> {
+    match net {
+        IpNet::V4(n) if n.prefix_len() < 31 && ip == n.network() => Some("network"),
+        IpNet::V4(n) if n.prefix_len() < 31 && ip == n.broadcast() => Some("broadcast"),
+        IpNet::V6(n) if n.prefix_len() < 127 && ip == n.network() => Some("subnet-router anycast"),
+        _ => None,
+    }
 }
 
 fn host_key_path(h: &DraftHost) -> String {
@@ -50,7 +70,7 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
                 Some("remove it: real servers hold VIPs on lo (DR) or tunl0 (TUN)".into()),
             );
         }
-        if h.address.is_some() && h.role.is_some_and(|r| r != Role::RealServer) {
+        if !h.address.is_empty() && h.role.is_some_and(|r| r != Role::RealServer) {
             r.error_at(
                 &join(&h.path, "address"),
                 "address is only for real servers",
@@ -108,7 +128,7 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
     }
 
     // Unique interface addresses; gateways on a subnet of the host.
-    let mut seen: HashMap<Ipv4Addr, String> = HashMap::new();
+    let mut seen: HashMap<IpAddr, String> = HashMap::new();
     for h in &hosts {
         for (ifname, idx, a) in addresses(h) {
             let p = addr_path(h, ifname, idx);
@@ -122,8 +142,21 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
                 seen.insert(a.addr(), p);
             }
         }
-        if let Some(gw) = h.gateway {
-            let gp = join(&h.path, "gateway");
+        for g in &h.gateways {
+            let gw = g.via;
+            let gp = gateway_path(h, Family::of_addr(gw));
+            if let Some(dev) = &g.dev {
+                // A link-local next hop: on the link of the device it names.
+                if !h.interfaces.is_empty() && !h.interfaces.iter().any(|i| &i.name == dev) {
+                    let known: Vec<&str> = h.interfaces.iter().map(|i| i.name.as_str()).collect();
+                    r.error_at(
+                        &gp,
+                        format!("gateway {gw}%{dev}: {} has no interface {dev}", h.name),
+                        Some(format!("name one of its interfaces: {}", known.join(", "))),
+                    );
+                }
+                continue;
+            }
             if addresses(h).any(|(_, _, a)| a.addr() == gw) {
                 r.error_at(
                     &gp,
@@ -131,22 +164,37 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
                     Some("the gateway is the next hop: a router's or the director's address".into()),
                 );
             } else if let Some(net) = net_containing(h, gw)
-                && net.prefix_len() < 31
-                && (gw == net.network() || gw == net.broadcast())
+                && let Some(which) = reserved_in_subnet(net, gw)
             {
-                let which = if gw == net.network() { "network" } else { "broadcast" };
                 r.error_at(
                     &gp,
                     format!("gateway {gw} is the {which} address of {}", net.trunc()),
                     Some("the gateway is a router's or the director's own address on that subnet".into()),
                 );
             } else if !h.interfaces.is_empty() && !h.incomplete && net_containing(h, gw).is_none() {
-                let subnets: Vec<String> = addresses(h).map(|(_, _, a)| a.trunc().to_string()).collect();
-                r.error_at(
-                    &gp,
-                    format!("gateway {gw} is on none of {}'s subnets ({})", h.name, subnets.join(", ")),
-                    Some("a gateway must be directly reachable: use an address on one of the host's subnets".into()),
-                );
+                let family = Family::of_addr(gw);
+                let subnets: Vec<String> = addresses(h)
+                    .filter(|(_, _, a)| Family::of_addr(a.addr()) == family)
+                    .map(|(_, _, a)| a.trunc().to_string())
+                    .collect();
+                if subnets.is_empty() {
+                    r.error_at(
+                        &gp,
+                        format!("gateway {gw} is {family}, but {} has no {family} address", h.name),
+                        Some(format!(
+                            "give {} an {family} address on the gateway's subnet, or remove this gateway",
+                            h.name
+                        )),
+                    );
+                } else {
+                    r.error_at(
+                        &gp,
+                        format!("gateway {gw} is on none of {}'s subnets ({})", h.name, subnets.join(", ")),
+                        Some(
+                            "a gateway must be directly reachable: use an address on one of the host's subnets".into(),
+                        ),
+                    );
+                }
             }
         }
     }
@@ -154,9 +202,9 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
     // Services.
     let lab_mode = mode;
     let mut out_services = Vec::new();
-    let mut service_keys: HashMap<(Ipv4Addr, u16, Protocol), usize> = HashMap::new();
+    let mut service_keys: HashMap<(IpAddr, u16, Protocol), usize> = HashMap::new();
     let mut rs_modes: BTreeMap<String, BTreeMap<Mode, String>> = BTreeMap::new();
-    let mut reported_rs: BTreeSet<(String, Mode)> = BTreeSet::new();
+    let mut reported_rs: BTreeSet<(String, Mode, Family)> = BTreeSet::new();
     let rs_hosts: Vec<&str> =
         hosts.iter().filter(|h| h.role == Some(Role::RealServer)).map(|h| h.name.as_str()).collect();
     for s in &services {
@@ -168,7 +216,7 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
                 if let Some(first) = service_keys.get(&(vip, port, s.protocol)) {
                     r.error_at(
                         &join(&s.path, "vip"),
-                        format!("{} {vip}:{port} is already services[{first}]", s.protocol),
+                        format!("{} {} is already services[{first}]", s.protocol, std::net::SocketAddr::new(vip, port)),
                         Some("each (vip, port, protocol) may appear once; add real servers to the first one".into()),
                     );
                 } else {
@@ -205,13 +253,13 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
     }
 
     // A real server serves one kind of forwarding: its default route depends on it.
-    let mut gateways: HashMap<String, (Option<Ipv4Addr>, bool)> =
-        hosts.iter().map(|h| (h.name.clone(), (h.gateway, false))).collect();
+    let mut gateways: HashMap<String, Vec<Gateway>> =
+        hosts.iter().map(|h| (h.name.clone(), h.gateways.clone())).collect();
     for (rs, modes) in &rs_modes {
         let h = by_name[rs.as_str()];
         // What the modes it serves ask of its default route (see modes/).
-        let rule = |g: fn(Gateway) -> bool| modes.keys().copied().find(|m| g(m.profile().real_server.gateway));
-        if let Some(via) = rule(Gateway::is_via_director)
+        let rule = |g: fn(ModeGateway) -> bool| modes.keys().copied().find(|m| g(m.profile().real_server.gateway));
+        if let Some(via) = rule(ModeGateway::is_via_director)
             && modes.len() > 1
         {
             let other = modes.iter().find(|(m, _)| **m != via).expect("more than one mode");
@@ -223,60 +271,74 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
             continue;
         }
         let Some(director) = director else { continue };
-        if let Some(via) = rule(Gateway::is_via_director) {
-            // Replies must come back through the director so it can undo the address translation.
-            let Some(rs_addr) = out_services.iter().find_map(|s| s.address_of(rs)) else {
-                continue;
-            };
-            let rs_net = net_containing(h, rs_addr).or_else(|| net_containing(director, rs_addr));
-            // An HA pair's real servers route through the address the master holds.
-            let floating = ha.as_ref().filter(|_| pair.is_some()).and_then(|ha| ha.floating_gateway);
-            let expected = match floating {
-                Some(f) if rs_net.is_some_and(|n| n.trunc() == f.trunc()) => Some(f.addr()),
-                Some(_) => None,
-                None if pair.is_some() => continue,
-                None => rs_net.and_then(|n| address_on_subnet(director, n)).map(|a| a.addr()),
-            };
-            if let (Some(g), Some(_), Some((a, b))) = (h.gateway, floating, pair)
-                && let Some(d) = [a, b].into_iter().find(|d| addresses(d).any(|(_, _, x)| x.addr() == g))
-            {
+        if let Some(via) = rule(ModeGateway::is_via_director) {
+            // Replies must come back through the director so it can undo the address
+            // translation: per family its services use.
+            for family in Family::BOTH {
+                let Some(rs_addr) = out_services
+                    .iter()
+                    .filter(|s| s.mode == via && s.family() == family)
+                    .find_map(|s| s.address_of(rs))
+                else {
+                    continue;
+                };
+                let gp = gateway_path(h, family);
+                let written = h.gateways.iter().find(|g| Family::of_addr(g.via) == family).map(|g| g.via);
+                let rs_net = net_containing(h, rs_addr).or_else(|| net_containing(director, rs_addr));
+                // An HA pair's real servers route through the address the master holds.
+                let floating = ha
+                    .as_ref()
+                    .filter(|_| pair.is_some())
+                    .and_then(|ha| ha.floating_gateway.iter().copied().find(|f| Family::of_addr(f.addr()) == family));
+                let expected = match floating {
+                    Some(f) if rs_net.is_some_and(|n| n.trunc() == f.trunc()) => Some(f.addr()),
+                    Some(_) => None,
+                    None if pair.is_some() => continue,
+                    None => rs_net.and_then(|n| address_on_subnet(director, n)).map(|a| a.addr()),
+                };
+                if let (Some(g), Some(f), Some((a, b))) = (written, floating, pair)
+                    && let Some(d) = [a, b].into_iter().find(|d| addresses(d).any(|(_, _, x)| x.addr() == g))
+                {
+                    r.error_at(
+                        &gp,
+                        format!("{rs}'s gateway {g} is director {}'s own address: its replies would stop when {} fails", d.name, d.name),
+                        Some(format!("use the floating gateway {} (held by whichever director is master), or remove the key to let lvsctl derive it", f.addr())),
+                    );
+                    continue;
+                }
+                match (written, expected) {
+                    (None, Some(e)) => {
+                        gateways.get_mut(rs).expect("every host").push(Gateway { via: e, dev: None, defaulted: true });
+                    }
+                    (Some(g), Some(e)) if g != e => r.error_at(
+                        &gp,
+                        format!("in {} mode {rs}'s replies must return through the director, but its {family} gateway is {g}", via.as_str().to_uppercase()),
+                        Some(format!("set its {family} gateway to \"{e}\" ({}'s address on {rs}'s subnet) or remove it to let lvsctl derive it", director.name)),
+                    ),
+                    (_, None) if floating.is_some() => {}
+                    (_, None) if reported_rs.insert((rs.clone(), via, family)) => {
+                        r.error_at(&host_key_path(h), format!("cannot route {rs}'s {} {family} replies through the director: {} has no {family} address on {rs}'s subnet", via.as_str().to_uppercase(), director.name), Some("give the director an interface on the real servers' subnet".into()));
+                    }
+                    _ => {}
+                }
+            }
+        } else if let Some(not) = rule(|g| g == ModeGateway::NotDirector) {
+            for g in h.gateways.iter().map(|g| g.via) {
+                if !directors.iter().any(|d| addresses(d).any(|(_, _, a)| a.addr() == g)) {
+                    continue;
+                }
+                let router_hint = hosts
+                    .iter()
+                    .filter(|x| x.role == Some(Role::Router))
+                    .find_map(|x| net_containing(h, g).and_then(|n| address_on_subnet(x, n)))
+                    .map(|a| format!("set gateway to the router's address ({})", a.addr()))
+                    .unwrap_or_else(|| "set gateway to a router's address".into());
                 r.error_at(
-                    &join(&h.path, "gateway"),
-                    format!("{rs}'s gateway {g} is director {}'s own address: its replies would stop when {} fails", d.name, d.name),
-                    Some(format!("use the floating gateway {} (held by whichever director is master), or remove the key to let lvsctl derive it", floating.expect("some").addr())),
+                    &gateway_path(h, Family::of_addr(g)),
+                    format!("{rs}'s gateway {g} is the director: in {} mode replies go straight to the client, not back through the director", not.as_str().to_uppercase()),
+                    Some(router_hint),
                 );
-                continue;
             }
-            match (h.gateway, expected) {
-                (None, Some(e)) => {
-                    gateways.insert(rs.clone(), (Some(e), true));
-                }
-                (Some(g), Some(e)) if g != e => r.error_at(
-                    &join(&h.path, "gateway"),
-                    format!("in {} mode {rs}'s replies must return through the director, but its gateway is {g}", via.as_str().to_uppercase()),
-                    Some(format!("set gateway = \"{e}\" ({}'s address on {rs}'s subnet) or remove the key to let lvsctl derive it", director.name)),
-                ),
-                (_, None) if floating.is_some() => {}
-                (_, None) if reported_rs.insert((rs.clone(), via)) => {
-                    r.error_at(&host_key_path(h), format!("cannot route {rs}'s {} replies through the director: {} has no address on {rs}'s subnet", via.as_str().to_uppercase(), director.name), Some("give the director an interface on the real servers' subnet".into()));
-                }
-                _ => {}
-            }
-        } else if let Some(not) = rule(|g| g == Gateway::NotDirector)
-            && let Some(g) = h.gateway
-            && directors.iter().any(|d| addresses(d).any(|(_, _, a)| a.addr() == g))
-        {
-            let router_hint = hosts
-                .iter()
-                .filter(|x| x.role == Some(Role::Router))
-                .find_map(|x| net_containing(h, g).and_then(|n| address_on_subnet(x, n)))
-                .map(|a| format!("set gateway to the router's address ({})", a.addr()))
-                .unwrap_or_else(|| "set gateway to a router's address".into());
-            r.error_at(
-                &join(&h.path, "gateway"),
-                format!("{rs}'s gateway {g} is the director: in {} mode replies go straight to the client, not back through the director", not.as_str().to_uppercase()),
-                Some(router_hint),
-            );
         }
     }
 
@@ -334,13 +396,13 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
     let hosts = hosts
         .into_iter()
         .map(|h| {
-            let (gateway, gateway_defaulted) = gateways[&h.name];
+            let mut gateways = gateways.remove(&h.name).unwrap_or_default();
+            gateways.sort_by_key(|g| Family::of_addr(g.via));
             Host {
                 name: h.name,
                 role: h.role.expect("validated"),
                 ssh: h.ssh.expect("validated"),
-                gateway,
-                gateway_defaulted,
+                gateways,
                 interfaces: h.interfaces,
                 vip_device: h.vip_device,
                 address: h.address,
@@ -366,6 +428,18 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
     })
 }
 
+/// How messages name a draft service: its name, else `protocol vip:port`.
+fn label_of(s: &DraftService) -> String {
+    let at = match (s.vip, s.port) {
+        (Some(v), Some(p)) => format!("{} {}", s.protocol, std::net::SocketAddr::new(v, p)),
+        _ => format!("services[{}]", s.index),
+    };
+    match &s.name {
+        Some(n) => format!("{n} ({at})"),
+        None => at,
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn check_service(
     r: &mut Reader,
@@ -376,7 +450,7 @@ fn check_service(
     names: &[&str],
     rs_hosts: &[&str],
     directors: &[&DraftHost],
-    reported: &mut BTreeSet<(String, Mode)>,
+    reported: &mut BTreeSet<(String, Mode, Family)>,
 ) -> Option<Service> {
     let director = directors.first().copied();
     if let Some(vip) = s.vip {
@@ -393,7 +467,7 @@ fn check_service(
         // lvsctl connects to a host, or a next hop.
         for h in by_name.values() {
             if let Some(ssh) = &h.ssh
-                && matches!(&ssh.target, crate::inventory::SshTarget::Remote(a) if a.parse::<Ipv4Addr>() == Ok(vip))
+                && matches!(&ssh.target, crate::inventory::SshTarget::Remote(a) if a.parse::<IpAddr>() == Ok(vip))
             {
                 r.error_at(
                     &join(&s.path, "vip"),
@@ -401,7 +475,7 @@ fn check_service(
                     Some("lvsctl would reach whichever host holds the VIP: give the VIP an address of its own".into()),
                 );
             }
-            if h.gateway == Some(vip) {
+            if h.gateways.iter().any(|g| g.via == vip) {
                 r.error_at(
                     &join(&s.path, "vip"),
                     format!("VIP {vip} is host {}'s gateway", h.name),
@@ -469,13 +543,14 @@ fn check_service(
             );
             continue;
         }
-        let (Some(mode), Some(sport)) = (mode, s.port) else { continue };
-        let address = resolve_rs_address(r, h, director, mode, reported);
+        let (Some(mode), Some(sport), Some(vip)) = (mode, s.port, s.vip) else { continue };
+        let family = Family::of_addr(vip);
+        let address = resolve_rs_address(r, h, director, mode, family, &label_of(s), reported);
         // The other director of a pair must reach it the same way.
         if let Some(other) = directors.get(1)
             && address.is_some()
         {
-            resolve_rs_address(r, h, Some(other), mode, reported);
+            resolve_rs_address(r, h, Some(other), mode, family, &label_of(s), reported);
         }
         if let Some(p) = port
             && p != sport
@@ -510,6 +585,8 @@ fn check_service(
         port: s.port?,
         protocol: s.protocol,
         scheduler: s.scheduler.clone(),
+        scheduler_flags: s.scheduler_flags.clone(),
+        one_packet: s.one_packet,
         persistence: s.persistence,
         netmask: s.netmask,
         mode: mode?,
@@ -634,19 +711,45 @@ fn check_pair(
     let nat: Vec<&Service> =
         services.iter().filter(|s| s.mode.profile().real_server.gateway.is_via_director()).collect();
     let fg_path = join(&ha.path, "floating_gateway");
-    match (ha.floating_gateway, nat.first()) {
+    for family in Family::BOTH {
+        let nat: Vec<&Service> = nat.iter().copied().filter(|s| s.family() == family).collect();
+        let n = ha.floating_gateway.iter().position(|f| Family::of_addr(f.addr()) == family);
+        let fg_path = match n {
+            Some(n) if ha.floating_gateway.len() > 1 => format!("{fg_path}[{n}]"),
+            _ => fg_path.clone(),
+        };
+        check_floating(r, ha, n.map(|n| ha.floating_gateway[n]), &fg_path, family, &nat, a, b, hosts, services);
+    }
+}
+
+/// The floating gateway of one family: there exactly when that family has NAT services, on the
+/// directors' real-server subnet, and nobody's address.
+#[allow(clippy::too_many_arguments)]
+fn check_floating(
+    r: &mut Reader,
+    ha: &super::parse::DraftHa,
+    fg: Option<IpNet>,
+    fg_path: &str,
+    family: Family,
+    nat: &[&Service],
+    a: &DraftHost,
+    b: &DraftHost,
+    hosts: &[DraftHost],
+    services: &[Service],
+) {
+    match (fg, nat.first()) {
         (None, Some(s)) => r.error_at(
             &ha.path,
-            format!("{} is a NAT service of an HA pair, but [ha] has no floating_gateway", s.label()),
-            Some("add `floating_gateway = \"ADDRESS/PREFIX\"` on the directors' real-server subnet: the real servers route their replies through whichever director is master".into()),
+            format!("{} is a NAT service of an HA pair, but [ha] has no {family} floating_gateway", s.label()),
+            Some(format!("add floating_gateway = \"ADDRESS/PREFIX\" ({family}, or one per family in a list) on the directors' real-server subnet: the real servers route their replies through whichever director is master")),
         ),
         (Some(_), None) => r.error_at(
-            &fg_path,
-            "floating_gateway is for NAT services",
+            fg_path,
+            format!("floating_gateway is for NAT services, and no {family} service is NAT"),
             Some("remove it: in DR and TUN the real servers answer clients through the router, not the directors".into()),
         ),
         (Some(fg), Some(_)) => {
-            let rs_nets: BTreeSet<Ipv4Net> = nat
+            let rs_nets: BTreeSet<IpNet> = nat
                 .iter()
                 .flat_map(|s| &s.real_servers)
                 .filter_map(|bk| net_containing(a, bk.address).map(|n| n.trunc()))
@@ -657,7 +760,7 @@ fn check_pair(
                 None => {
                     let want: Vec<String> = rs_nets.iter().map(|n| n.to_string()).collect();
                     r.error_at(
-                        &fg_path,
+                        fg_path,
                         format!("floating gateway {fg} is not on the directors' real-server subnet"),
                         Some(if want.is_empty() {
                             "give both directors an interface on the real servers' subnet, and the floating gateway an address there".into()
@@ -667,7 +770,7 @@ fn check_pair(
                     );
                 }
                 Some(net) if fg.trunc() != net => r.error_at(
-                    &fg_path,
+                    fg_path,
                     format!("floating gateway {fg} has another prefix than the subnet {net} it is on"),
                     Some(format!("write it as {}/{}", fg.addr(), net.prefix_len())),
                 ),
@@ -675,13 +778,13 @@ fn check_pair(
             }
             if let Some(h) = hosts.iter().find(|h| addresses(h).any(|(_, _, x)| x.addr() == fg.addr())) {
                 r.error_at(
-                    &fg_path,
+                    fg_path,
                     format!("floating gateway {} is {}'s own address", fg.addr(), h.name),
                     Some("give it an address no host holds: the master director adds it".into()),
                 );
             }
             if services.iter().any(|s| s.vip == fg.addr()) {
-                r.error_at(&fg_path, format!("floating gateway {} is also a VIP", fg.addr()), Some("give it an address of its own".into()));
+                r.error_at(fg_path, format!("floating gateway {} is also a VIP", fg.addr()), Some("give it an address of its own".into()));
             }
         }
         (None, None) => {}
@@ -700,7 +803,7 @@ fn check_sorry(
     names: &[&str],
     directors: &[&DraftHost],
     backends: &[Backend],
-    reported: &mut BTreeSet<(String, Mode)>,
+    reported: &mut BTreeSet<(String, Mode, Family)>,
 ) -> Option<SorryServer> {
     let sport = s.port?;
     let port = x.port.unwrap_or(sport);
@@ -713,8 +816,18 @@ fn check_sorry(
         );
         return None;
     }
+    let family = Family::of_addr(s.vip?);
     let Some(host) = &x.host else {
-        return Some(SorryServer { host: None, address: x.address?, port });
+        let address = x.address?;
+        if Family::of_addr(address) != family {
+            r.error_at(
+                &x.path,
+                format!("sorry server {address} is {}, but the service's VIP is {family}", Family::of_addr(address)),
+                Some(format!("give the sorry server's {family} address: one service does not mix families")),
+            );
+            return None;
+        }
+        return Some(SorryServer { host: None, address, port });
     };
     let hp = join(&x.path, "host");
     let Some(h) = by_name.get(host.as_str()).copied() else {
@@ -736,7 +849,11 @@ fn check_sorry(
                 return None;
             }
             // The LVS tutorials' fallback web server on the director: IPVS delivers locally.
-            Some(SorryServer { host: Some(host.clone()), address: Ipv4Addr::LOCALHOST, port })
+            let local: IpAddr = match family {
+                Family::Ipv4 => std::net::Ipv4Addr::LOCALHOST.into(),
+                Family::Ipv6 => std::net::Ipv6Addr::LOCALHOST.into(),
+            };
+            Some(SorryServer { host: Some(host.clone()), address: local, port })
         }
         Role::SorryServer => {
             if backends.iter().any(|b| &b.host == host) {
@@ -747,7 +864,7 @@ fn check_sorry(
                 );
                 return None;
             }
-            let address = resolve_rs_address(r, h, directors.first().copied(), mode, reported)?;
+            let address = resolve_rs_address(r, h, directors.first().copied(), mode, family, &label_of(s), reported)?;
             Some(SorryServer { host: Some(host.clone()), address, port })
         }
         other => {
@@ -784,15 +901,19 @@ fn check_health(r: &mut Reader, s: &DraftService, _mode: Mode) {
     }
 }
 
-/// The address the director forwards to for real server `h`.
+/// The address of `family` the director forwards to for real server `h` (serving `service`).
 fn resolve_rs_address(
     r: &mut Reader,
     h: &DraftHost,
     director: Option<&DraftHost>,
     mode: Mode,
-    reported: &mut BTreeSet<(String, Mode)>,
-) -> Option<Ipv4Addr> {
-    let director_nets: Vec<Ipv4Net> = director.map(|d| addresses(d).map(|(_, _, a)| a).collect()).unwrap_or_default();
+    family: Family,
+    service: &str,
+    reported: &mut BTreeSet<(String, Mode, Family)>,
+) -> Option<IpAddr> {
+    let of_family = |a: &IpNet| Family::of_addr(a.addr()) == family;
+    let director_nets: Vec<IpNet> =
+        director.map(|d| addresses(d).map(|(_, _, a)| a).filter(of_family).collect()).unwrap_or_default();
     let same_l2 = mode.profile().real_server.same_l2;
     // Subnets that failed to parse were reported: deciding without them would only add
     // follow-on errors.
@@ -800,15 +921,19 @@ fn resolve_rs_address(
         return None;
     }
     let mut report = |r: &mut Reader, key: String, msg: String, help: String| {
-        if reported.insert((h.name.clone(), mode)) {
+        if reported.insert((h.name.clone(), mode, family)) {
             r.error_at(&key, msg, Some(help));
         }
     };
-    if let Some(a) = h.address {
+    let explicit = h.address.iter().position(|a| Family::of_addr(*a) == family);
+    if let Some(n) = explicit {
+        let a = h.address[n];
+        let key =
+            if h.address.len() > 1 { format!("{}[{n}]", join(&h.path, "address")) } else { join(&h.path, "address") };
         if !h.interfaces.is_empty() && !addresses(h).any(|(_, _, x)| x.addr() == a) {
             report(
                 r,
-                join(&h.path, "address"),
+                key,
                 format!("{a} is not one of {}'s interface addresses", h.name),
                 "use an address from its interfaces table".into(),
             );
@@ -817,7 +942,7 @@ fn resolve_rs_address(
         if same_l2 && !director_nets.is_empty() && !director_nets.iter().any(|n| n.contains(&a)) {
             report(
                 r,
-                join(&h.path, "address"),
+                key,
                 format!(
                     "{a} is on no subnet of the director: {} mode needs the director and {} on one L2 segment",
                     mode.as_str().to_uppercase(),
@@ -829,10 +954,20 @@ fn resolve_rs_address(
         }
         return Some(a);
     }
-    if let Some(a) = addresses(h).map(|(_, _, a)| a).find(|a| director_nets.iter().any(|n| n.trunc() == a.trunc())) {
+    let own: Vec<IpNet> = addresses(h).map(|(_, _, a)| a).filter(of_family).collect();
+    if own.is_empty() && !h.interfaces.is_empty() {
+        // One service does not mix families: its real servers need an address of the VIP's.
+        report(
+            r,
+            host_key_path(h),
+            format!("{} has no {family} address, and serves the {family} service {service}", h.name),
+            format!("give {} an {family} address on the director's subnet, or use an {} VIP", h.name, other(family)),
+        );
+        return None;
+    }
+    if let Some(a) = own.iter().find(|a| director_nets.iter().any(|n| n.trunc() == a.trunc())) {
         return Some(a.addr());
     }
-    let own: Vec<Ipv4Net> = addresses(h).map(|(_, _, a)| a).collect();
     // Across routers, a real server with one address can only be reached there.
     if !same_l2 && own.len() == 1 {
         return Some(own[0].addr());
@@ -841,7 +976,7 @@ fn resolve_rs_address(
     if same_l2 {
         let subnets: Vec<String> = director_nets.iter().map(|n| n.trunc().to_string()).collect();
         let want = if subnets.is_empty() {
-            "give the director and the real server interfaces on one subnet".to_string()
+            format!("give the director and the real server {family} addresses on one subnet")
         } else {
             format!("give {} an address on {}", h.name, subnets.join(" or "))
         };
@@ -849,7 +984,7 @@ fn resolve_rs_address(
             r,
             host_key_path(h),
             format!(
-                "{} shares no subnet with director {dname}: {} mode forwards on one L2 segment",
+                "{} shares no {family} subnet with director {dname}: {} mode forwards on one L2 segment",
                 h.name,
                 mode.as_str().to_uppercase()
             ),
@@ -859,11 +994,18 @@ fn resolve_rs_address(
         report(
             r,
             h.path.clone(),
-            format!("cannot tell which address of {} the director should tunnel to", h.name),
+            format!("cannot tell which {family} address of {} the director should tunnel to", h.name),
             format!("set `address = \"...\"` in [{}]", h.path),
         );
     }
     None
+}
+
+fn other(f: Family) -> Family {
+    match f {
+        Family::Ipv4 => Family::Ipv6,
+        Family::Ipv6 => Family::Ipv4,
+    }
 }
 
 /// In a lab, NAT and DR real servers must share an L2 segment with the director on the subnet
@@ -987,7 +1129,7 @@ fn check_lab(
     let mut ssh_addrs = Vec::new();
     for h in hosts {
         match h.ssh.as_ref().map(|s| &s.target) {
-            Some(SshTarget::Remote(a)) => match a.parse::<Ipv4Addr>() {
+            Some(SshTarget::Remote(a)) => match a.parse::<std::net::Ipv4Addr>() {
                 Ok(ip) => ssh_addrs.push((h, ip)),
                 Err(_) => {
                     r.error_at(
@@ -1011,7 +1153,7 @@ fn check_lab(
     }
     // The lab gives each host its ssh address on the management network: one address, one host
     // (other ports would not make two machines of one address here).
-    let mut by_addr: HashMap<Ipv4Addr, (&str, u16)> = HashMap::new();
+    let mut by_addr: HashMap<std::net::Ipv4Addr, (&str, u16)> = HashMap::new();
     for (h, ip) in &ssh_addrs {
         let port = h.ssh.as_ref().map_or(22, |s| s.port);
         // The same port is the same endpoint, reported as such above.
@@ -1024,8 +1166,9 @@ fn check_lab(
         }
         by_addr.entry(*ip).or_insert((&h.name, port));
     }
-    let management =
-        l.management.or_else(|| ssh_addrs.first().map(|(_, ip)| Ipv4Net::new(*ip, 24).expect("24 is valid").trunc()));
+    let management = l
+        .management
+        .or_else(|| ssh_addrs.first().map(|(_, ip)| ipnet::Ipv4Net::new(*ip, 24).expect("24 is valid").trunc()));
     let management = management?;
     for (h, ip) in &ssh_addrs {
         if !management.contains(ip) || *ip == management.network() || *ip == management.broadcast() {
@@ -1039,6 +1182,8 @@ fn check_lab(
     }
     for x in hosts {
         for (ifname, idx, a) in addresses(x) {
+            // The management network is IPv4: only IPv4 subnets can overlap it.
+            let IpNet::V4(a) = a else { continue };
             if a.trunc().contains(&management.network()) || management.contains(&a.addr()) {
                 r.error_at(
                     &addr_path(x, ifname, idx),

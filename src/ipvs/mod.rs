@@ -241,7 +241,7 @@ impl std::fmt::Display for SocketAddr {
 }
 
 /// An address family, as the JSON contract names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
     Ipv4,
@@ -249,8 +249,25 @@ pub enum Family {
 }
 
 impl Family {
+    pub const BOTH: [Family; 2] = [Family::Ipv4, Family::Ipv6];
     pub fn of(ipv6: bool) -> Family {
         if ipv6 { Family::Ipv6 } else { Family::Ipv4 }
+    }
+    pub fn of_addr(a: IpAddr) -> Family {
+        Family::of(a.is_ipv6())
+    }
+    /// `IPv4`, `IPv6`: as messages name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "IPv4",
+            Family::Ipv6 => "IPv6",
+        }
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -304,13 +321,19 @@ pub struct ServiceConfig {
 
 impl ServiceConfig {
     /// An IPv4 service's configuration; `for_family` gives one for an IPv6 service.
-    pub fn persistent(scheduler: &str, persistence: u32, netmask: Option<Ipv4Addr>) -> ServiceConfig {
+    pub fn persistent(scheduler: &str, persistence: u32, netmask: Option<Netmask>) -> ServiceConfig {
         ServiceConfig {
             scheduler: scheduler.to_string(),
             flags: if persistence > 0 { SVC_F_PERSISTENT } else { 0 },
             timeout: persistence,
-            netmask: netmask.map_or(Netmask::host(false), Netmask::V4),
+            netmask: netmask.unwrap_or(Netmask::host(false)),
         }
+    }
+
+    /// With these flags set too (one-packet, the scheduler's flags).
+    pub fn with_flags(mut self, flags: u32) -> ServiceConfig {
+        self.flags |= flags & SVC_F_USER_MASK;
+        self
     }
 
     /// This configuration for a service of `key`'s family: the default netmask follows it.
@@ -323,11 +346,26 @@ impl ServiceConfig {
 
     pub fn describe(&self) -> String {
         let mut s = self.scheduler.clone();
+        // The scheduler's flags, as ipvsadm names them (`-b sh-fallback,sh-port`).
+        let names: Vec<String> = [(SVC_F_SCHED1, "fallback"), (SVC_F_SCHED2, "port")]
+            .into_iter()
+            .filter(|(bit, _)| self.flags & bit != 0)
+            .map(|(bit, name)| match self.scheduler.as_str() {
+                "sh" | "mh" => format!("{}-{name}", self.scheduler),
+                _ => format!("flag-{}", if bit == SVC_F_SCHED1 { 1 } else { 2 }),
+            })
+            .collect();
+        if !names.is_empty() {
+            s.push_str(&format!(" {}", names.join(",")));
+        }
         if self.flags & SVC_F_PERSISTENT != 0 {
             s.push_str(&format!(" persistent {}s", self.timeout));
             if self.netmask != Netmask::host(false) && self.netmask != Netmask::host(true) {
                 s.push_str(&format!(" netmask {}", self.netmask));
             }
+        }
+        if self.flags & SVC_F_ONEPACKET != 0 {
+            s.push_str(" one-packet");
         }
         s
     }
@@ -1025,7 +1063,7 @@ mod tests {
     #[test]
     fn decodes_what_it_encodes() {
         let key = svc(Protocol::Tcp, 80);
-        let cfg = ServiceConfig::persistent("wrr", 300, Some("255.255.255.0".parse().unwrap()));
+        let cfg = ServiceConfig::persistent("wrr", 300, Some(Netmask::V4("255.255.255.0".parse().unwrap())));
         let bytes = payload_bytes(&IpvsMessage::new_service(&key, &cfg));
         let header = GenlHeader { cmd: bytes[0], version: bytes[1] };
         let back = IpvsMessage::parse_with_param(&bytes[4..], header).unwrap();
@@ -1067,7 +1105,7 @@ mod tests {
         assert_eq!(serde_json::to_string(&key).unwrap(), old);
         let old = r#"{"scheduler":"wrr","flags":1,"timeout":300,"netmask":"255.255.255.0"}"#;
         let c: ServiceConfig = serde_json::from_str(old).unwrap();
-        assert_eq!(c, ServiceConfig::persistent("wrr", 300, Some("255.255.255.0".parse().unwrap())));
+        assert_eq!(c, ServiceConfig::persistent("wrr", 300, Some(Netmask::V4("255.255.255.0".parse().unwrap()))));
         assert_eq!(serde_json::to_string(&c).unwrap(), old);
         let mark = ServiceKey::Mark { fwmark: 10, ipv6: true };
         let text = serde_json::to_string(&mark).unwrap();

@@ -1,7 +1,7 @@
 //! DR (direct routing, `ipvsadm -g`): the director only rewrites the destination MAC, so each
 //! real server receives packets addressed to the VIP and answers clients directly.
 
-use super::{Gateway, Mode, Profile, RealServer, VipOn};
+use super::{Gateway, Ipv6, Mode, Profile, RealServer, RealServer6, VipOn};
 use crate::ipvs::Forward;
 
 /// The VIP is local on every real server; only the director may answer ARP for it.
@@ -39,4 +39,20 @@ pub const PROFILE: Profile = Profile {
         decapsulates: false,
     },
     clients_off_real_server_subnets: false,
+    ipv6: Ipv6 {
+        // DR forwards without routing: IPv6 forwarding stays as it is.
+        director_sysctls: &[],
+        director_vip_deprecated: false,
+        real_server: RealServer6 {
+            modules: &[],
+            links_up: &[],
+            // Linux answers neighbour solicitations only for addresses of the interface they
+            // arrive on: a VIP on lo is never claimed, and IPv6 has no arp_ignore to set.
+            vip: Some(VipOn {
+                dev: "lo",
+                reason: "DR: accept packets for VIP {vip} (on lo it never answers neighbour solicitations for it)",
+                why: "DR real servers hold the IPv6 VIP on lo, where it accepts the director's frames and never answers neighbour solicitations",
+            }),
+        },
+    },
 };

@@ -68,6 +68,31 @@ pub struct Profile {
     pub real_server: RealServer,
     /// Clients must not sit on a real server's subnet (its replies would reach them directly).
     pub clients_off_real_server_subnets: bool,
+    /// What IPv6 services of the mode need instead of the IPv4 sysctls, modules and devices
+    /// (the gateway, L2 and port rules are the same for both families).
+    pub ipv6: Ipv6,
+}
+
+/// The IPv6 side of a mode (facts checked on the lab kernel: see the README's mode table).
+#[derive(Debug)]
+pub struct Ipv6 {
+    /// Sysctls the director needs for the mode's IPv6 services: (key, value, reason).
+    pub director_sysctls: &'static [(&'static str, &'static str, &'static str)],
+    /// The director holds its IPv6 VIPs deprecated (preferred lifetime 0): never chosen as a
+    /// source address, still accepting connections.
+    pub director_vip_deprecated: bool,
+    pub real_server: RealServer6,
+}
+
+/// What a real server of the mode needs for its IPv6 services.
+#[derive(Debug)]
+pub struct RealServer6 {
+    /// Modules it loads: (name, reason).
+    pub modules: &'static [(&'static str, &'static str)],
+    /// Links it brings up: (device, reason).
+    pub links_up: &'static [(&'static str, &'static str)],
+    /// Where it holds the VIP (as /128, without duplicate address detection), if it does.
+    pub vip: Option<VipOn>,
 }
 
 /// What a real server of the mode needs.
@@ -109,7 +134,7 @@ impl Gateway {
     }
 }
 
-/// The VIP on a device of the real server, as a /32.
+/// The VIP on a device of the real server, as a /32 (a /128 for IPv6).
 #[derive(Debug)]
 pub struct VipOn {
     pub dev: &'static str,

@@ -2,7 +2,7 @@
 //! real server and the source of each reply back to the VIP, so every reply must come back
 //! through it.
 
-use super::{Gateway, Mode, Profile, RealServer};
+use super::{Gateway, Ipv6, Mode, Profile, RealServer, RealServer6};
 use crate::ipvs::Forward;
 
 pub const PROFILE: Profile = Profile {
@@ -28,4 +28,14 @@ pub const PROFILE: Profile = Profile {
     // A client on a real server's subnet would get replies straight from it, untranslated.
     // doctor: nat-client-on-rs-subnet
     clients_off_real_server_subnets: true,
+    ipv6: Ipv6 {
+        // Checked: without it every IPv6 request failed.
+        director_sysctls: &[(
+            "net.ipv6.conf.all.forwarding",
+            "1",
+            "NAT: the director routes IPv6 replies back to the clients",
+        )],
+        director_vip_deprecated: false,
+        real_server: RealServer6 { modules: &[], links_up: &[], vip: None },
+    },
 };

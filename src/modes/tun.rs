@@ -1,7 +1,7 @@
 //! TUN (IP-in-IP, `ipvsadm -i`): the director encapsulates each packet to the real server, which
 //! may be behind routers; the real server decapsulates it on tunl0 and answers clients directly.
 
-use super::{Gateway, Mode, Profile, RealServer, VipOn};
+use super::{Gateway, Ipv6, Mode, Profile, RealServer, RealServer6, VipOn};
 use crate::ipvs::Forward;
 
 pub const PROFILE: Profile = Profile {
@@ -39,4 +39,19 @@ pub const PROFILE: Profile = Profile {
         decapsulates: true,
     },
     clients_off_real_server_subnets: false,
+    ipv6: Ipv6 {
+        director_sysctls: &[],
+        // Checked: with the VIP usable as a source, the kernel picked it as the outer source of
+        // the IPv6-in-IPv6 packets, and the real servers (which hold it too) dropped them all.
+        director_vip_deprecated: true,
+        real_server: RealServer6 {
+            modules: &[("ip6_tunnel", "decapsulates the director's IPv6-in-IPv6 packets (creates ip6tnl0)")],
+            links_up: &[("ip6tnl0", "receives the director's IPv6-in-IPv6 packets")],
+            vip: Some(VipOn {
+                dev: "ip6tnl0",
+                reason: "TUN: accept decapsulated packets for VIP {vip}",
+                why: "TUN real servers hold the IPv6 VIP on ip6tnl0, where the director's IPv6-in-IPv6 packets are decapsulated",
+            }),
+        },
+    },
 };

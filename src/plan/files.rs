@@ -51,6 +51,10 @@ struct ServiceLine {
     vip: String,
     port: u16,
     scheduler: String,
+    /// `-b sh-fallback,sh-port`.
+    scheduler_flags: Option<String>,
+    /// `-o`.
+    one_packet: bool,
     persistence: u32,
     netmask: Option<String>,
     destinations: Vec<DestLine>,
@@ -110,9 +114,18 @@ pub enum Boot {
     Script,
 }
 
-/// An IPVS netmask worth writing: `ipvsadm-save` leaves out the default 255.255.255.255.
-fn shown_netmask(m: Option<std::net::Ipv4Addr>) -> Option<String> {
-    m.filter(|m| *m != std::net::Ipv4Addr::BROADCAST).map(|m| m.to_string())
+/// An IPVS netmask worth writing: `ipvsadm-save` leaves out the default (255.255.255.255, 128).
+fn shown_netmask(m: Option<crate::ipvs::Netmask>) -> Option<String> {
+    m.filter(|m| *m != crate::ipvs::Netmask::host(false) && *m != crate::ipvs::Netmask::host(true))
+        .map(|m| m.to_string())
+}
+
+/// An address as ipvsadm writes it before `:PORT`: IPv6 in brackets.
+pub fn ipvsadm_addr(a: std::net::IpAddr) -> String {
+    match a {
+        std::net::IpAddr::V4(a) => a.to_string(),
+        std::net::IpAddr::V6(a) => format!("[{a}]"),
+    }
 }
 
 impl<'a> TemplateContext<'a> {
@@ -191,9 +204,12 @@ impl<'a> TemplateContext<'a> {
                 .into_iter()
                 .map(|s| ServiceLine {
                     flag: protocol_flag(s.protocol),
-                    vip: s.vip.to_string(),
+                    vip: ipvsadm_addr(s.vip),
                     port: s.port,
                     scheduler: s.scheduler.clone(),
+                    scheduler_flags: (!s.scheduler_flags.is_empty())
+                        .then(|| s.scheduler_flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",")),
+                    one_packet: s.one_packet,
                     persistence: s.persistence,
                     netmask: shown_netmask(s.netmask),
                     destinations: {
@@ -203,7 +219,7 @@ impl<'a> TemplateContext<'a> {
                     }
                     .into_iter()
                     .map(|d| DestLine {
-                        address: d.address.to_string(),
+                        address: ipvsadm_addr(d.address),
                         port: d.port,
                         flag: d.forward.ipvsadm_flag(),
                         tun_type: (d.forward == crate::ipvs::Forward::Tunnel).then_some("ipip"),

@@ -3,12 +3,12 @@
 //! checks. Pure: from the validated lab to the spec the `keepalived.conf` template renders and the
 //! daemon kind starts.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::inventory::{CheckKind, Host, Lab, Protocol, Service};
+use crate::inventory::{CheckKind, Family, Host, Lab, Netmask, Protocol, Service};
 use crate::ipvs::Forward;
 
 /// Where keepalived reads its configuration (Debian's and RHEL's packages agree).
@@ -38,7 +38,7 @@ pub struct VrrpInstance {
     pub advert_interval: u32,
     pub preempt: bool,
     /// Unicast VRRP: this director's address and its peer's, on `interface`'s subnet.
-    pub unicast: Option<(Ipv4Addr, Ipv4Addr)>,
+    pub unicast: Option<(IpAddr, IpAddr)>,
     pub addresses: Vec<VrrpAddress>,
 }
 
@@ -46,7 +46,7 @@ pub struct VrrpInstance {
 pub struct VrrpAddress {
     /// CIDR notation: `192.168.188.100/32`.
     #[schemars(with = "String")]
-    pub address: Ipv4Net,
+    pub address: IpNet,
     pub dev: String,
     /// VIP of …, the real servers' gateway.
     pub what: String,
@@ -56,24 +56,25 @@ pub struct VrrpAddress {
 pub struct KaVirtualServer {
     pub label: String,
     pub protocol: Protocol,
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     pub port: u16,
     pub scheduler: String,
     pub forward: Forward,
     pub persistence: u32,
-    pub netmask: Option<Ipv4Addr>,
+    /// keepalived's `persistence_granularity`: a netmask, or an IPv6 prefix length.
+    pub netmask: Option<Netmask>,
     /// Seconds between checks (`delay_loop`).
     pub interval: u32,
     /// keepalived sets a failed real server's weight to 0 instead of removing it.
     pub quiesce: bool,
-    pub sorry_server: Option<(Ipv4Addr, u16)>,
+    pub sorry_server: Option<(IpAddr, u16)>,
     pub real_servers: Vec<KaRealServer>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KaRealServer {
     pub host: String,
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub port: u16,
     pub weight: u32,
     pub u_threshold: u32,
@@ -114,9 +115,12 @@ pub fn spec(lab: &Lab, host: &Host) -> Option<KeepalivedSpec> {
     let mut instances: Vec<VrrpInstance> = Vec::new();
     let peer = lab.directors().find(|d| d.name != host.name);
     if let (Some(ha), Some(peer)) = (&lab.ha, peer) {
-        let mut add = |dev: &str, address: Ipv4Net, what: String| {
-            let name = instance_name(&lab.name, dev);
-            let i = match instances.iter_mut().position(|i| i.interface == dev) {
+        // keepalived runs one VRRP instance per interface and family (an instance's addresses
+        // are all of one family): LAB-eth0, and LAB-eth0-6 for IPv6.
+        let mut add = |dev: &str, address: IpNet, what: String| {
+            let v6 = address.addr().is_ipv6();
+            let name = instance_name(&lab.name, &if v6 { format!("{dev}-6") } else { dev.to_string() });
+            let i = match instances.iter_mut().position(|i| i.name == name) {
                 Some(i) => i,
                 None => {
                     let unicast = ha.unicast.then(|| {
@@ -144,9 +148,9 @@ pub fn spec(lab: &Lab, host: &Host) -> Option<KeepalivedSpec> {
         for s in &lab.services {
             let (dev, _) = host.interface_for(s.vip).expect("validated: the VIP is on both directors' subnet");
             let users: Vec<String> = lab.services.iter().filter(|x| x.vip == s.vip).map(|x| x.label()).collect();
-            add(dev, Ipv4Net::new(s.vip, 32).expect("valid"), format!("VIP of {}", users.join(", ")));
+            add(dev, IpNet::from(s.vip), format!("VIP of {}", users.join(", ")));
         }
-        if let Some(fg) = ha.floating_gateway {
+        for &fg in &ha.floating_gateway {
             let (dev, _) = host.interface_for(fg.addr()).expect("validated: on the real-server subnet");
             add(dev, fg, "the real servers' gateway".into());
         }
@@ -188,7 +192,7 @@ fn virtual_server(s: &Service) -> KaVirtualServer {
         scheduler: s.scheduler.clone(),
         forward: s.mode.profile().forward,
         persistence: s.persistence,
-        netmask: s.netmask.filter(|m| *m != Ipv4Addr::BROADCAST),
+        netmask: s.netmask.filter(|m| *m != Netmask::host(s.family() == Family::Ipv6)),
         interval: s.health_check.as_ref().map_or(crate::inventory::parse::DEFAULT_CHECK_INTERVAL, |h| h.interval),
         quiesce: s.on_failure == crate::inventory::OnFailure::Quiesce,
         sorry_server: s.sorry_server.as_ref().map(|x| (x.address, x.port)),

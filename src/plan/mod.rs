@@ -7,12 +7,12 @@ pub mod files;
 pub mod keepalived;
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::inventory::{Host, Lab, Mode, Protocol, Role, Service};
+use crate::inventory::{Family, Host, Lab, Mode, Netmask, Protocol, Role, SchedulerFlag, Service};
 use crate::modes::Profile;
 use crate::templates::{RenderError, Templates};
 
@@ -48,6 +48,12 @@ pub struct AddressSpec {
     #[schemars(with = "String")]
     pub address: ipnet::IpNet,
     pub label: Option<String>,
+    /// IPv6: usable at once, without duplicate address detection (`ip addr add … nodad`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nodad: bool,
+    /// IPv6: never chosen as a source address (`preferred_lft 0`), still accepting connections.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deprecated: bool,
     pub reason: String,
 }
 
@@ -67,7 +73,7 @@ pub use crate::ipvs::Forward;
 pub struct DestSpec {
     /// The inventory host behind this destination (for messages).
     pub host: String,
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub port: u16,
     pub forward: Forward,
     pub weight: u32,
@@ -78,12 +84,16 @@ pub struct DestSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VirtualServiceSpec {
     pub protocol: Protocol,
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     pub port: u16,
     pub scheduler: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scheduler_flags: Vec<SchedulerFlag>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub one_packet: bool,
     /// Persistence timeout in seconds; 0 = off.
     pub persistence: u32,
-    pub netmask: Option<Ipv4Addr>,
+    pub netmask: Option<Netmask>,
     pub destinations: Vec<DestSpec>,
     pub reason: String,
 }
@@ -204,14 +214,26 @@ impl HostPlan {
         }
     }
 
-    fn address(&mut self, dev: &str, address: Ipv4Net, reason: String) {
-        if !self.addresses.iter().any(|a| a.address.addr() == std::net::IpAddr::V4(address.addr())) {
+    fn address(&mut self, dev: &str, address: IpNet, reason: String) {
+        if !self.addresses.iter().any(|a| a.address.addr() == address.addr()) {
             self.addresses.push(AddressSpec {
                 dev: dev.into(),
-                address: address.into(),
+                address,
                 label: label_for(dev),
+                // Tentative IPv6 addresses cannot be used for about a second; lvsctl's
+                // addresses are unique in the lab by validation.
+                nodad: address.addr().is_ipv6(),
+                deprecated: false,
                 reason,
             });
+        }
+    }
+
+    /// A VIP as a host address (/32 or /128).
+    fn vip(&mut self, dev: &str, vip: IpAddr, deprecated: bool, reason: String) {
+        self.address(dev, IpNet::from(vip), reason);
+        if deprecated && let Some(a) = self.addresses.iter_mut().find(|a| a.address.addr() == vip) {
+            a.deprecated = true;
         }
     }
 }
@@ -264,34 +286,49 @@ fn runtime_plan(lab: &Lab, host: &Host) -> HostPlan {
         Role::Client => {}
     }
 
-    if let Some(gw) = host.gateway {
+    for gw in &host.gateways {
         // A mode that routes replies through the director says why (and the gateway may be derived).
+        let family = Family::of_addr(gw.via);
         let through_director = lab
             .services_of(&host.name)
+            .filter(|s| s.family() == family)
             .find_map(|s| match s.mode.profile().real_server.gateway {
                 crate::modes::Gateway::ViaDirector { reason } => Some(reason),
                 _ => None,
             })
             .filter(|_| matches!(host.role, Role::RealServer | Role::SorryServer));
-        let floating = lab.ha.as_ref().and_then(|ha| ha.floating_gateway).is_some_and(|f| f.addr() == gw);
+        let floating = lab.ha.as_ref().is_some_and(|ha| ha.floating_gateway.iter().any(|f| f.addr() == gw.via));
         let reason = match (host.role, through_director) {
             (_, Some(why)) if floating => format!("{why}: the floating gateway, held by the master director"),
-            (_, Some(why)) if host.gateway_defaulted => format!("{why} (derived)"),
+            (_, Some(why)) if gw.defaulted => format!("{why} (derived)"),
             (_, Some(why)) => why.to_string(),
             (Role::Client, _) => "client: gateway towards the router".to_string(),
             _ => "gateway from the inventory".to_string(),
         };
-        p.routes.push(RouteSpec { destination: default_route(), gateway: Some(gw.into()), dev: None, reason });
+        p.routes.push(RouteSpec {
+            destination: default_route_of(family),
+            gateway: Some(gw.via),
+            dev: gw.dev.clone(),
+            reason,
+        });
     }
     p
 }
 
 /// The IPv4 default route, 0.0.0.0/0.
-pub fn default_route() -> ipnet::IpNet {
-    Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0).expect("valid").into()
+pub fn default_route() -> IpNet {
+    default_route_of(Family::Ipv4)
 }
 
-fn vips(services: &[&Service]) -> Vec<Ipv4Addr> {
+/// The default route of `family`: 0.0.0.0/0 or ::/0.
+pub fn default_route_of(family: Family) -> IpNet {
+    match family {
+        Family::Ipv4 => "0.0.0.0/0".parse().expect("valid"),
+        Family::Ipv6 => "::/0".parse().expect("valid"),
+    }
+}
+
+fn vips(services: &[&Service]) -> Vec<IpAddr> {
     let mut seen = BTreeSet::new();
     services.iter().map(|s| s.vip).filter(|v| seen.insert(*v)).collect()
 }
@@ -301,8 +338,13 @@ fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
     for s in &lab.services {
         p.module(&format!("ip_vs_{}", s.scheduler), &format!("scheduler {} of {}", s.scheduler, s.label()));
     }
-    for profile in modes_of(lab.services.iter()) {
+    for profile in modes_of(lab.services.iter().filter(|s| s.family() == Family::Ipv4)) {
         for (key, value, why) in profile.director_sysctls {
+            p.sysctl(key, value, why);
+        }
+    }
+    for profile in modes_of(lab.services.iter().filter(|s| s.family() == Family::Ipv6)) {
+        for (key, value, why) in profile.ipv6.director_sysctls {
             p.sysctl(key, value, why);
         }
     }
@@ -336,8 +378,18 @@ fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
             .clone()
             .or_else(|| host.interface_for(vip).map(|(d, _)| d.to_string()))
             .unwrap_or_else(|| "lo".to_string());
-        let users: Vec<String> = lab.services.iter().filter(|s| s.vip == vip).map(|s| s.label()).collect();
-        p.address(&dev, Ipv4Net::new(vip, 32).expect("valid"), format!("VIP of {}", users.join(", ")));
+        let users: Vec<&Service> = lab.services.iter().filter(|s| s.vip == vip).collect();
+        let labels: Vec<String> = users.iter().map(|s| s.label()).collect();
+        let deprecated = vip.is_ipv6() && users.iter().any(|s| s.mode.profile().ipv6.director_vip_deprecated);
+        let reason = if deprecated {
+            format!(
+                "VIP of {} (deprecated: never the source of the director's own IPv6-in-IPv6 packets)",
+                labels.join(", ")
+            )
+        } else {
+            format!("VIP of {}", labels.join(", "))
+        };
+        p.vip(&dev, vip, deprecated, reason);
     }
     // keepalived owns the IPVS entries of the services it checks.
     for s in lab.services.iter().filter(|s| !s.keepalived_managed()) {
@@ -346,6 +398,8 @@ fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
             vip: s.vip,
             port: s.port,
             scheduler: s.scheduler.clone(),
+            scheduler_flags: s.scheduler_flags.clone(),
+            one_packet: s.one_packet,
             persistence: s.persistence,
             netmask: s.netmask,
             destinations: s
@@ -376,7 +430,9 @@ fn modes_of<'a>(services: impl Iterator<Item = &'a Service>) -> Vec<&'static Pro
 /// requirement two modes share is planned once, with the first one's reason.
 fn plan_real_server(lab: &Lab, host: &Host, p: &mut HostPlan) {
     let mine: Vec<&Service> = lab.services_of(&host.name).collect();
-    for profile in modes_of(mine.iter().copied()) {
+    let of = |family: Family| -> Vec<&Service> { mine.iter().copied().filter(|s| s.family() == family).collect() };
+    let (v4, v6) = (of(Family::Ipv4), of(Family::Ipv6));
+    for profile in modes_of(v4.iter().copied()) {
         let rs = &profile.real_server;
         for (dev, setting, value, why) in rs.sysctls {
             p.sysctl(&conf_key(dev, setting), value, why);
@@ -388,29 +444,50 @@ fn plan_real_server(lab: &Lab, host: &Host, p: &mut HostPlan) {
             p.link_up(dev, why);
         }
     }
-    for profile in modes_of(mine.iter().copied()) {
-        let Some(on) = &profile.real_server.vip else { continue };
-        let served: Vec<&Service> = mine.iter().copied().filter(|s| s.mode == profile.mode).collect();
-        for vip in vips(&served) {
-            let reason = on.reason.replace("{vip}", &vip.to_string());
-            p.address(on.dev, Ipv4Net::new(vip, 32).expect("valid"), reason);
+    for profile in modes_of(v6.iter().copied()) {
+        let rs = &profile.ipv6.real_server;
+        for (name, why) in rs.modules {
+            p.module(name, why);
+        }
+        for (dev, why) in rs.links_up {
+            p.link_up(dev, why);
+        }
+    }
+    for (served, v6) in [(&v4, false), (&v6, true)] {
+        for profile in modes_of(served.iter().copied()) {
+            let on = if v6 { &profile.ipv6.real_server.vip } else { &profile.real_server.vip };
+            let Some(on) = on else { continue };
+            let of_mode: Vec<&Service> = served.iter().copied().filter(|s| s.mode == profile.mode).collect();
+            for vip in vips(&of_mode) {
+                p.vip(on.dev, vip, false, on.reason.replace("{vip}", &vip.to_string()));
+            }
         }
     }
 }
 
 fn plan_router(lab: &Lab, host: &Host, p: &mut HostPlan) {
-    p.sysctl("net.ipv4.ip_forward", "1", "router forwards between segments");
+    // IPv4 forwarding as before; IPv6 forwarding where the router has IPv6 subnets.
+    if host.has_family(Family::Ipv4) || !host.has_family(Family::Ipv6) {
+        p.sysctl("net.ipv4.ip_forward", "1", "router forwards between segments");
+    }
+    if host.has_family(Family::Ipv6) {
+        p.sysctl("net.ipv6.conf.all.forwarding", "1", "router forwards IPv6 between segments");
+    }
     let Some(director) = lab.director() else { return };
     let all: Vec<&Service> = lab.services.iter().collect();
     for vip in vips(&all) {
         if host.interface_for(vip).is_some() {
             continue;
         }
-        let via = host.all_addresses().find_map(|(_, a)| director.address_on_subnet_of(a)).map(|(_, a)| a.addr());
+        let via = host
+            .all_addresses()
+            .filter(|(_, a)| a.addr().is_ipv6() == vip.is_ipv6())
+            .find_map(|(_, a)| director.address_on_subnet_of(a))
+            .map(|(_, a)| a.addr());
         if let Some(via) = via {
             p.routes.push(RouteSpec {
-                destination: Ipv4Net::new(vip, 32).expect("valid").into(),
-                gateway: Some(via.into()),
+                destination: IpNet::from(vip),
+                gateway: Some(via),
                 dev: None,
                 reason: format!("VIP {vip} is on no router segment: send it to director {}", director.name),
             });

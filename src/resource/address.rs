@@ -62,7 +62,13 @@ pub fn decide(specs: &[AddressSpec], live: &Live) -> Vec<Decision> {
                     ),
                 };
             }
-            let fact = AddrFact { dev: a.dev.clone(), address: a.address, label: a.label.clone() };
+            let fact = AddrFact {
+                dev: a.dev.clone(),
+                address: a.address,
+                label: a.label.clone(),
+                nodad: a.nodad,
+                deprecated: a.deprecated,
+            };
             let record = AnyUndo::Address(Undo { address: fact.clone() });
             Decision::change(key, "absent", "present", &a.reason, Some(record), AnyAction::Address(Action::Add(fact)))
         })
@@ -90,5 +96,7 @@ pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
 
 pub fn show(a: &AddressSpec) -> (&'static str, String, String) {
     let label = a.label.as_deref().map(|l| format!(" label {l}")).unwrap_or_default();
-    ("address", format!("{} dev {}{label}", a.address, a.dev), a.reason.clone())
+    let flags =
+        format!("{}{}", if a.nodad { " nodad" } else { "" }, if a.deprecated { " preferred_lft 0" } else { "" });
+    ("address", format!("{} dev {}{label}{flags}", a.address, a.dev), a.reason.clone())
 }

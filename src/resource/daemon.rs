@@ -125,10 +125,10 @@ fn absent(k: &KeepalivedSpec, live: &Live, earlier: Option<&Undo>) -> Result<Vec
     let have = live.addresses.as_ref().map_err(|e| format!("cannot read the addresses: {e}"))?;
     let mut out: Vec<AddrFact> = earlier.map(|u| u.added.clone()).unwrap_or_default();
     for a in k.instances.iter().flat_map(|i| &i.addresses) {
-        let address = ipnet::IpNet::from(a.address);
+        let address = a.address;
         let here = |f: &AddrFact| f.dev == a.dev && f.address == address;
         if !have.iter().any(here) && !out.iter().any(here) {
-            out.push(AddrFact { dev: a.dev.clone(), address, label: None });
+            out.push(AddrFact { dev: a.dev.clone(), address, label: None, nodad: false, deprecated: false });
         }
     }
     Ok(out)

@@ -37,7 +37,7 @@ pub enum Action {
 }
 
 pub fn key(d: &DestSpec) -> DestKey {
-    DestKey { addr: d.address.into(), port: d.port }
+    DestKey { addr: d.address, port: d.port }
 }
 
 pub fn config(d: &DestSpec) -> DestConfig {

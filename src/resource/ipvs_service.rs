@@ -39,7 +39,9 @@ pub fn key(v: &VirtualServiceSpec) -> ServiceKey {
 }
 
 pub fn config(v: &VirtualServiceSpec) -> ServiceConfig {
-    ServiceConfig::persistent(&v.scheduler, v.persistence, v.netmask)
+    let flags = v.scheduler_flags.iter().fold(0, |f, x| f | x.bit())
+        | if v.one_packet { crate::ipvs::SVC_F_ONEPACKET } else { 0 };
+    ServiceConfig::persistent(&v.scheduler, v.persistence, v.netmask).with_flags(flags).for_family(&key(v))
 }
 
 pub fn wants(specs: &[VirtualServiceSpec], w: &mut Wants) {
@@ -128,12 +130,6 @@ pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
 }
 
 pub fn show(s: &VirtualServiceSpec) -> (&'static str, String, String) {
-    let mut head = format!("{} {}:{} {}", s.protocol, s.vip, s.port, s.scheduler);
-    if s.persistence > 0 {
-        head.push_str(&format!(" persistent {}s", s.persistence));
-        if let Some(m) = s.netmask {
-            head.push_str(&format!(" netmask {m}"));
-        }
-    }
+    let head = format!("{} {} {}", s.protocol, std::net::SocketAddr::new(s.vip, s.port), config(s).describe());
     ("ipvs", head, s.reason.clone())
 }

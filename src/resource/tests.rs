@@ -49,7 +49,7 @@ fn sysctls(pairs: &[(&str, Option<&str>)]) -> BTreeMap<String, Fact<Option<Strin
 }
 
 fn addr(dev: &str, a: &str) -> AddrFact {
-    AddrFact { dev: dev.into(), address: a.parse().unwrap(), label: None }
+    AddrFact { dev: dev.into(), address: a.parse().unwrap(), label: None, nodad: false, deprecated: false }
 }
 
 fn route(dst: &str, gw: &str, protocol: u8) -> RouteFact {
@@ -183,6 +183,8 @@ fn addresses() {
         dev: dev.into(),
         address: a.parse().unwrap(),
         label: Some(format!("{dev}:lvs")),
+        nodad: false,
+        deprecated: false,
         reason: "r".into(),
     };
     p.addresses = vec![spec("eth0", "10.0.0.1/24"), spec("lo", "10.0.0.100/32"), spec("lo", "10.0.0.7/32")];
@@ -329,9 +331,11 @@ fn ipvs_services_and_destinations() {
     let mut p = empty_plan();
     p.ipvs = vec![VirtualServiceSpec {
         protocol: Protocol::Tcp,
-        vip: "10.0.0.100".parse::<std::net::Ipv4Addr>().unwrap(),
+        vip: "10.0.0.100".parse().unwrap(),
         port: 80,
         scheduler: "wrr".into(),
+        scheduler_flags: vec![],
+        one_packet: false,
         persistence: 0,
         netmask: None,
         destinations: vec![dest("10.0.0.11", 3), dest("10.0.0.12", 1), dest("10.0.0.13", 1)],
@@ -545,6 +549,8 @@ fn entries_the_plan_no_longer_wants_are_stale_within_their_scope() {
         dev: "lo".into(),
         address: "10.0.0.100/32".parse().unwrap(),
         label: None,
+        nodad: false,
+        deprecated: false,
         reason: "r".into(),
     }];
     p.files = vec![FileSpec {
