@@ -559,7 +559,7 @@ pub struct ResponderArgs {
     pub listen: Vec<String>,
     /// VIPs to answer UDP from (repeatable).
     #[arg(long = "vip")]
-    pub vip: Vec<std::net::Ipv4Addr>,
+    pub vip: Vec<std::net::IpAddr>,
 }
 
 #[derive(Args, Debug)]

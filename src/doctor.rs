@@ -488,17 +488,24 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
     let lab = c.lab;
     let services: Vec<_> = lab.services_of(&h.name).collect();
     for s in &services {
-        let Some(on) = &s.mode.profile().real_server.vip else { continue };
+        let v6 = s.family() == Family::Ipv6;
+        let p = s.mode.profile();
+        let Some(on) = (if v6 { &p.ipv6.real_server.vip } else { &p.real_server.vip }) else { continue };
         let (dev, why) = (on.dev, on.why);
-        // Devices where some mode holds the VIP: holding it there answers no ARP.
-        let vip_devices: Vec<&str> =
-            crate::modes::ALL.iter().filter_map(|p| p.real_server.vip.as_ref().map(|v| v.dev)).collect();
+        // Devices where some mode holds the VIP: holding it there answers no ARP (no neighbour
+        // solicitation for IPv6).
+        let vip_devices: Vec<&str> = crate::modes::ALL
+            .iter()
+            .filter_map(|p| if v6 { p.ipv6.real_server.vip.as_ref() } else { p.real_server.vip.as_ref() })
+            .map(|v| v.dev)
+            .collect();
         let held = holds(f, s.vip);
+        let answers = if v6 { "neighbour solicitations" } else { "ARP" };
         if let Some((other, cidr)) = held.iter().find(|(d, _)| d != dev && !vip_devices.contains(&d.as_str())) {
             c.add(
                 &h.name,
                 Code::VipOnInterface,
-                format!("{} holds the VIP {} on {other}, a real interface: it answers ARP for it and steals the director's traffic", h.name, s.vip),
+                format!("{} holds the VIP {} on {other}, a real interface: it answers {answers} for it and steals the director's traffic", h.name, s.vip),
                 format!("{cidr} on {other}"),
                 format!("remove it from {other}; {why}"),
             );
@@ -508,11 +515,13 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
                 Code::VipMissing,
                 format!("{} does not hold the VIP {} on {dev}: it drops the service's packets", h.name, s.vip),
                 format!("no {} on {dev}", s.vip),
-                format!("add {}/32 on {dev} (lvsctl up does); {why}", s.vip),
+                format!("add {} on {dev} (lvsctl up does); {why}", ipnet::IpNet::from(s.vip)),
             );
         }
     }
-    if let Some(vip) = services.iter().find(|s| s.mode.profile().real_server.quiet_arp).map(|s| s.vip) {
+    // ARP and IP-in-IP are IPv4's: only IPv4 services need them.
+    let ipv4: Vec<_> = services.iter().copied().filter(|s| s.family() == Family::Ipv4).collect();
+    if let Some(vip) = ipv4.iter().find(|s| s.mode.profile().real_server.quiet_arp).map(|s| s.vip) {
         for dev in data_interfaces(h) {
             let (ig, ig_ev) = eff(f, dev, |c| c.arp_ignore);
             if ig < 1 {
@@ -537,7 +546,7 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
             }
         }
     }
-    if services.iter().any(|s| s.mode.profile().real_server.decapsulates) {
+    if ipv4.iter().any(|s| s.mode.profile().real_server.decapsulates) {
         let has_ipip = f.modules.iter().any(|m| m == "ipip") || f.link_up("tunl0").is_some();
         match f.link_up("tunl0") {
             _ if !has_ipip => c.add(
@@ -637,7 +646,16 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
 }
 
 fn router(c: &mut Ctx, h: &Host, f: &HostFacts) {
-    if f.ip_forward != Some(1) {
+    if h.has_family(Family::Ipv6) && f.ip6_forward != Some(1) {
+        c.add(
+            &h.name,
+            Code::ForwardingOff,
+            format!("router {} does not forward IPv6 packets: clients cannot reach the IPv6 VIPs", h.name),
+            format!("net.ipv6.conf.all.forwarding={}", f.ip6_forward.map(|v| v.to_string()).unwrap_or("?".into())),
+            "set net.ipv6.conf.all.forwarding=1 (lvsctl up does)".into(),
+        );
+    }
+    if (h.has_family(Family::Ipv4) || !h.has_family(Family::Ipv6)) && f.ip_forward != Some(1) {
         c.add(
             &h.name,
             Code::ForwardingOff,

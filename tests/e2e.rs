@@ -469,6 +469,82 @@ fn e2e_dr() {
 }
 
 #[test]
+fn e2e_dr6() {
+    if !here_or_in_vm("e2e_dr6") {
+        return;
+    }
+    full_cycle(
+        "inventories/dr6.toml",
+        Checks {
+            // A default route web2 had before lvsctl (as a router advertisement leaves one, in
+            // the slot lvsctl's takes): down puts it back.
+            prepare: &[("web2", "ip link set eth0 up && ip -6 route add default via fe80::1 dev eth0 metric 1024")],
+            crash_first: false,
+            reboot: "web1",
+            after_up: &[
+                ("web1", "ip -o -6 addr show dev lo", "2001:db8:188::100/128"),
+                ("web2", "ip -6 route show default", "default via 2001:db8:188::200 dev eth0 proto 76 metric 1024"),
+                ("lvs", "ip -o -6 addr show dev eth0", "2001:db8:188::100/128"),
+                ("lvs", "ipvsadm -Ln", "[2001:db8:188::81]:80 Route 3"),
+                ("router", "cat /proc/sys/net/ipv6/conf/all/forwarding", "1"),
+            ],
+            breaks: &[
+                Break {
+                    what: "web2 lost the IPv6 VIP on lo",
+                    host: "web2",
+                    script: "ip addr del 2001:db8:188::100/128 dev lo",
+                    verify_fails_with: Some("web2 never answered"),
+                    doctor: &[("web2", "vip-missing")],
+                    after_repair: None,
+                    drift: true,
+                    readme: None,
+                },
+                Break {
+                    what: "web1 routes its IPv6 replies through the director",
+                    host: "web1",
+                    script: "ip -6 route replace default via 2001:db8:188::8 dev eth0",
+                    verify_fails_with: Some("web1 never answered"),
+                    doctor: &[("web1", "dr-gateway-director")],
+                    after_repair: None,
+                    drift: true,
+                    readme: None,
+                },
+                Break {
+                    what: "the router stopped forwarding IPv6",
+                    host: "router",
+                    script: "echo 0 > /proc/sys/net/ipv6/conf/all/forwarding",
+                    verify_fails_with: Some("8 of 8 requests got no answer"),
+                    doctor: &[("router", "forwarding-off")],
+                    after_repair: None,
+                    drift: true,
+                    readme: None,
+                },
+                Break {
+                    what: "web2 is no longer a destination",
+                    host: "lvs",
+                    script: "ipvsadm -d -t [2001:db8:188::100]:80 -r [2001:db8:188::82]:80",
+                    verify_fails_with: Some("web2 never answered"),
+                    doctor: &[("lvs", "dest-missing")],
+                    after_repair: None,
+                    drift: true,
+                    readme: None,
+                },
+                Break {
+                    what: "the client lost its IPv6 route to the VIP",
+                    host: "client",
+                    script: "ip -6 route del default",
+                    verify_fails_with: Some("8 of 8 requests got no answer"),
+                    doctor: &[("client", "vip-unroutable")],
+                    after_repair: None,
+                    drift: true,
+                    readme: None,
+                },
+            ],
+        },
+    );
+}
+
+#[test]
 fn e2e_nat() {
     if !here_or_in_vm("e2e_nat") {
         return;

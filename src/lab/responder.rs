@@ -2,7 +2,7 @@
 //! UDP datagram with the host's name, so tests and `lvsctl verify` can tell who answered.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::io::FromRawFd;
 use std::time::Duration;
 
@@ -42,31 +42,46 @@ fn serve_tcp(l: TcpListener, name: String) {
     }
 }
 
-/// A UDP socket bound to `addr` even before the address exists on the host (IP_FREEBIND).
-fn freebind_udp(addr: SocketAddrV4) -> std::io::Result<UdpSocket> {
+/// A UDP socket bound to `addr` even before the address exists on the host (IP_FREEBIND; an
+/// IPv6 one only for IPv6).
+fn freebind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     // SAFETY: socket/setsockopt/bind on a descriptor this function owns; on success it is handed to
     // UdpSocket, which closes it.
     unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        let family = if addr.is_ipv6() { libc::AF_INET6 } else { libc::AF_INET };
+        let fd = libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
         if fd < 0 {
             return Err(std::io::Error::last_os_error());
         }
         let one: libc::c_int = 1;
         let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        libc::setsockopt(fd, libc::SOL_IP, libc::IP_FREEBIND, &one as *const _ as *const libc::c_void, len);
-        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &one as *const _ as *const libc::c_void, len);
-        let sa = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: addr.port().to_be(),
-            sin_addr: libc::in_addr { s_addr: u32::from(*addr.ip()).to_be() },
-            sin_zero: [0; 8],
+        let opt = |level, name| libc::setsockopt(fd, level, name, &one as *const _ as *const libc::c_void, len);
+        // IP_FREEBIND applies to IPv6 sockets too (inet_sk's freebind flag).
+        opt(libc::SOL_IP, libc::IP_FREEBIND);
+        opt(libc::SOL_SOCKET, libc::SO_REUSEADDR);
+        let bound = match addr {
+            SocketAddr::V4(a) => {
+                let sa = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: a.port().to_be(),
+                    sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
+                    sin_zero: [0; 8],
+                };
+                libc::bind(fd, &sa as *const _ as *const libc::sockaddr, std::mem::size_of_val(&sa) as libc::socklen_t)
+            }
+            SocketAddr::V6(a) => {
+                opt(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY);
+                let sa = libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                    sin6_port: a.port().to_be(),
+                    sin6_flowinfo: 0,
+                    sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                    sin6_scope_id: 0,
+                };
+                libc::bind(fd, &sa as *const _ as *const libc::sockaddr, std::mem::size_of_val(&sa) as libc::socklen_t)
+            }
         };
-        if libc::bind(
-            fd,
-            &sa as *const _ as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        ) != 0
-        {
+        if bound != 0 {
             let e = std::io::Error::last_os_error();
             libc::close(fd);
             return Err(e);
@@ -86,7 +101,7 @@ fn serve_udp(s: UdpSocket, name: String) {
 
 /// Answers every `tcp:PORT` / `udp:PORT` of `listen` with `name`; UDP answers come from the VIP
 /// the datagram was sent to (one of `vips`).
-pub fn run(name: &str, listen: &[String], vips: &[std::net::Ipv4Addr]) -> anyhow::Result<u8> {
+pub fn run(name: &str, listen: &[String], vips: &[IpAddr]) -> anyhow::Result<u8> {
     let mut threads = Vec::new();
     for spec in listen {
         let (proto, port) =
@@ -95,19 +110,26 @@ pub fn run(name: &str, listen: &[String], vips: &[std::net::Ipv4Addr]) -> anyhow
         let name = name.to_string();
         match proto {
             "tcp" => {
-                let l = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
+                // [::] takes IPv4 connections too (bindv6only is 0); a host without IPv6 gets 0.0.0.0.
+                let l = TcpListener::bind((Ipv6Addr::UNSPECIFIED, port))
+                    .or_else(|_| TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)))
                     .with_context(|| format!("cannot listen on tcp port {port}"))?;
                 threads.push(std::thread::spawn(move || serve_tcp(l, name)));
             }
             "udp" => {
                 // The wildcard socket answers NAT traffic (addressed to this host); each VIP gets its
                 // own socket so that DR/TUN replies leave from the VIP the client asked.
-                let any = freebind_udp(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
+                let any = freebind_udp(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port))
                     .with_context(|| format!("cannot listen on udp port {port}"))?;
                 let n = name.clone();
                 threads.push(std::thread::spawn(move || serve_udp(any, n)));
+                // The IPv6 wildcard, where the host has IPv6.
+                if let Ok(any6) = freebind_udp(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port)) {
+                    let n = name.clone();
+                    threads.push(std::thread::spawn(move || serve_udp(any6, n)));
+                }
                 for vip in vips {
-                    let s = freebind_udp(SocketAddrV4::new(*vip, port))
+                    let s = freebind_udp(SocketAddr::new(*vip, port))
                         .with_context(|| format!("cannot listen on udp {vip}:{port}"))?;
                     let n = name.clone();
                     threads.push(std::thread::spawn(move || serve_udp(s, n)));

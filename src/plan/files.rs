@@ -23,6 +23,8 @@ struct AddressLine<'a> {
     address: String,
     ip: String,
     label: Option<&'a str>,
+    v6: bool,
+    deprecated: bool,
     reason: &'a str,
 }
 
@@ -30,6 +32,8 @@ struct AddressLine<'a> {
 struct RouteLine<'a> {
     destination_ip: String,
     gateway: String,
+    dev: Option<&'a str>,
+    v6: bool,
     reason: &'a str,
 }
 
@@ -182,6 +186,8 @@ impl<'a> TemplateContext<'a> {
                     address: a.address.to_string(),
                     ip: a.address.addr().to_string(),
                     label: a.label.as_deref(),
+                    v6: a.address.addr().is_ipv6(),
+                    deprecated: a.deprecated,
                     reason: &a.reason,
                 })
                 .collect(),
@@ -196,6 +202,8 @@ impl<'a> TemplateContext<'a> {
                             r.destination.to_string()
                         },
                         gateway: r.gateway?.to_string(),
+                        dev: r.dev.as_deref(),
+                        v6: r.destination.addr().is_ipv6(),
                         reason: &r.reason,
                     })
                 })

@@ -219,7 +219,8 @@ impl HostPlan {
             self.addresses.push(AddressSpec {
                 dev: dev.into(),
                 address,
-                label: label_for(dev),
+                // The kernel keeps labels on IPv4 addresses only.
+                label: if address.addr().is_ipv6() { None } else { label_for(dev) },
                 // Tentative IPv6 addresses cannot be used for about a second; lvsctl's
                 // addresses are unique in the lab by validation.
                 nodad: address.addr().is_ipv6(),

@@ -113,7 +113,8 @@ pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
 }
 
 pub fn show(d: &DestSpec) -> (&'static str, String, String) {
-    let mut line = format!("  -> {}:{} {} weight {}", d.address, d.port, d.forward.as_str(), d.weight);
+    let to = std::net::SocketAddr::new(d.address, d.port);
+    let mut line = format!("  -> {to} {} weight {}", d.forward.as_str(), d.weight);
     if d.u_threshold > 0 {
         line.push_str(&format!(" u_threshold {}", d.u_threshold));
     }

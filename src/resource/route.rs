@@ -40,6 +40,16 @@ pub fn destination(d: IpNet) -> String {
     }
 }
 
+/// The metric of the slot lvsctl's route takes: 0 for IPv4 (it wins over every other default);
+/// for IPv6 the kernel stores a metric of 0 as 1024 (`ip -6 route` shows `metric 1024`), the
+/// slot a router-advertised default route also takes, so that one is replaced and restored.
+pub fn slot_metric(d: IpNet) -> u32 {
+    match d {
+        IpNet::V4(_) => 0,
+        IpNet::V6(_) => 1024,
+    }
+}
+
 pub fn wants(specs: &[RouteSpec], w: &mut Wants) {
     w.routes |= !specs.is_empty();
 }
@@ -60,13 +70,15 @@ pub fn decide(specs: &[RouteSpec], live: &Live) -> Vec<Decision> {
                 destination: r.destination,
                 gateway: r.gateway,
                 dev: r.dev.clone(),
-                metric: 0,
+                metric: slot_metric(r.destination),
                 protocol: RTPROT_LVSCTL,
                 scope: 0,
                 prefsrc: None,
             };
-            let slot: Vec<&RouteFact> =
-                have.iter().filter(|h| h.destination == r.destination && h.metric == 0).collect();
+            let slot: Vec<&RouteFact> = have
+                .iter()
+                .filter(|h| h.destination == r.destination && h.metric == slot_metric(r.destination))
+                .collect();
             if slot.iter().any(|h| h.gateway == r.gateway && (r.dev.is_none() || h.dev == r.dev)) {
                 return Decision::same(key, "is in place");
             }

@@ -179,9 +179,15 @@ pub fn text(o: &Output) -> String {
 pub fn kernel_state(l: &Lab, host: &str) -> String {
     let raw = l.sh(
         host,
+        // IPv6: global addresses and the routes but the kernel's own link-local and multicast
+        // ones (those follow the links' state, which the link list already shows); forwarding
+        // of all and default only (the kernel drops a device's IPv6 settings when a device that
+        // cannot carry IPv6, like tunl0, goes up).
         "ip -o link show; echo; ip -o -4 addr show; echo; ip -4 route show table all; echo; \
+         ip -o -6 addr show scope global; echo; ip -6 route show table all | grep -v -e '^fe80::/64 ' -e '^local fe80:' -e '^anycast fe80:' -e '^multicast '; echo; \
          grep -H '' /proc/sys/net/ipv4/conf/*/arp_ignore /proc/sys/net/ipv4/conf/*/arp_announce \
-                  /proc/sys/net/ipv4/conf/*/rp_filter /proc/sys/net/ipv4/conf/*/forwarding /proc/sys/net/ipv4/ip_forward; \
+                  /proc/sys/net/ipv4/conf/*/rp_filter /proc/sys/net/ipv4/conf/*/forwarding /proc/sys/net/ipv4/ip_forward \
+                  /proc/sys/net/ipv6/conf/all/forwarding /proc/sys/net/ipv6/conf/default/forwarding; \
          echo; \
          if [ -e /proc/net/ip_vs ]; then cat /proc/net/ip_vs; else echo no ipvs; fi",
     );

@@ -46,7 +46,8 @@ pub fn traffic(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) -> BTreeMap<St
     let out = match svc.protocol {
         lvsctl::inventory::Protocol::Tcp => l.sh(
             &client,
-            &format!("for i in $(seq {n}); do curl -s -m 5 http://{}:{}/ || echo FAILED; done", svc.vip, svc.port),
+            // -g: an IPv6 URL's brackets are the address's, not curl's globbing.
+            &format!("for i in $(seq {n}); do curl -g -s -m 5 http://{}/ || echo FAILED; done", svc.endpoint()),
         ),
         // bash's /dev/udp: a new connected socket (a new source port) per datagram; head reads
         // the whole reply datagram at once.

@@ -73,6 +73,34 @@ add_address() { # dev cidr [label]
     say "address $2 on $1 added"
 }
 
+add_address6() { # dev cidr [deprecated]
+    # IPv6: `to A/128` matches exactly this address; added without duplicate address detection
+    # (usable at once), and deprecated (never a source address) where the plan says so.
+    ip -o -6 addr show dev "$1" to "${2%/*}/128" | grep -q . && return 0
+    if [ "${3:-}" = deprecated ]; then
+        ip -6 addr add "$2" dev "$1" nodad preferred_lft 0 || die "cannot add $2 to $1"
+    else
+        ip -6 addr add "$2" dev "$1" nodad || die "cannot add $2 to $1"
+    fi
+    record address "$1" "$2"
+    say "address $2 on $1 added"
+}
+
+set_route6() { # destination gateway [dev]
+    # The kernel stores an IPv6 route's metric 0 as 1024: that slot is the one to replace (a
+    # router advertisement's default route takes it too); its expiry is not kept.
+    prior=$(ip -6 route show exact "$1" | awk '/ metric 1024( |$)/ { for (i = 1; i <= NF; i++) { if ($i == "expires") { i++; continue } printf "%s ", $i } print ""; exit }')
+    [ "$(printf '%s\n' "$prior" | awk '$2 == "via" { print $3 }')" = "$2" ] && return 0
+    if [ -n "$prior" ]; then
+        ip -6 route replace "$1" via "$2" ${3:+dev "$3"} proto $PROTO || die "cannot route $1 via $2"
+        record route-replaced6 "$1" "$prior"
+    else
+        ip -6 route add "$1" via "$2" ${3:+dev "$3"} proto $PROTO || die "cannot route $1 via $2"
+        record route6 "$1" "$2"
+    fi
+    say "route $1 via $2"
+}
+
 set_route() { # destination gateway
     # Only the route of metric 0 is the one to replace: routes of other metrics (NetworkManager's
     # 100, networkd's 1024) stay as they are, and the metric-0 route added here wins over them.
@@ -138,12 +166,18 @@ stop() {
                 link) ip link set dev "$a" down && say "link $a down" ;;
                 address) ip addr del "$b" dev "$a" 2>/dev/null; say "address $b on $a removed" ;;
                 route) ip route del "$a" via "$b" proto $PROTO metric 0 2>/dev/null; say "route $a removed" ;;
+                route6) ip -6 route del "$a" via "$b" proto $PROTO 2>/dev/null; say "route $a removed" ;;
                 route-replaced)
                     # The prior route's words, as `ip route show` printed them, become arguments
                     # again: only words made of what ip prints, never a glob.
                     case "$b $c" in
                         *[!A-Za-z0-9.:/_\ -]*) say "route $a in $RUNSTATE is not a route: not restored" ;;
                         *) (set -f; ip route replace $b $c) && say "route $a restored" ;;
+                    esac ;;
+                route-replaced6)
+                    case "$b $c" in
+                        *[!A-Za-z0-9.:/_\ -]*) say "route $a in $RUNSTATE is not a route: not restored" ;;
+                        *) (set -f; ip -6 route replace $b $c) && say "route $a restored" ;;
                     esac ;;
                 service) ipvsadm -D "$a" "$b" 2>/dev/null; say "IPVS service $b removed" ;;
                 dest) ipvsadm -d "$a" "$b" -r "$c" 2>/dev/null; say "IPVS destination $c of $b removed" ;;
