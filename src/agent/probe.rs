@@ -92,14 +92,6 @@ fn clip(b: &[u8]) -> String {
     s.chars().take(200).collect()
 }
 
-/// The Host header's value: an IPv6 literal goes in brackets (RFC 7230).
-fn host(a: IpAddr) -> String {
-    match a {
-        IpAddr::V4(a) => a.to_string(),
-        IpAddr::V6(a) => format!("[{a}]"),
-    }
-}
-
 fn tcp(t: &ProbeTarget, http: bool) -> Result<(String, Option<IpAddr>), String> {
     let to = Duration::from_millis(t.timeout_ms);
     let addr = SocketAddr::new(t.address, t.port);
@@ -109,7 +101,7 @@ fn tcp(t: &ProbeTarget, http: bool) -> Result<(String, Option<IpAddr>), String> 
     if http {
         let req = format!(
             "GET / HTTP/1.0\r\nHost: {}\r\nUser-Agent: lvsctl-verify\r\nConnection: close\r\n\r\n",
-            host(t.address)
+            crate::ipvs::bracketed(t.address)
         );
         s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     }
@@ -182,7 +174,10 @@ fn hold(h: &Hold) -> Result<(String, Option<IpAddr>), String> {
     s.write_all(b"GET / HTTP/1.0\r\n").map_err(|e| e.to_string())?;
     std::thread::sleep(Duration::from_millis(h.after_ms));
     s.set_read_timeout(Some(to)).map_err(|e| e.to_string())?;
-    let rest = format!("Host: {}\r\nUser-Agent: lvsctl-verify\r\nConnection: close\r\n\r\n", host(h.address));
+    let rest = format!(
+        "Host: {}\r\nUser-Agent: lvsctl-verify\r\nConnection: close\r\n\r\n",
+        crate::ipvs::bracketed(h.address)
+    );
     s.write_all(rest.as_bytes()).map_err(|e| format!("after {} ms: {e}", h.after_ms))?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).map_err(|e| format!("after {} ms: {e}", h.after_ms))?;

@@ -265,6 +265,15 @@ impl Family {
     }
 }
 
+/// An address as it stands before `:PORT` (ipvsadm's arguments, an HTTP Host header): IPv6 in
+/// brackets.
+pub fn bracketed(a: IpAddr) -> String {
+    match a {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    }
+}
+
 impl std::fmt::Display for Family {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -124,14 +124,6 @@ fn shown_netmask(m: Option<crate::ipvs::Netmask>) -> Option<String> {
         .map(|m| m.to_string())
 }
 
-/// An address as ipvsadm writes it before `:PORT`: IPv6 in brackets.
-pub fn ipvsadm_addr(a: std::net::IpAddr) -> String {
-    match a {
-        std::net::IpAddr::V4(a) => a.to_string(),
-        std::net::IpAddr::V6(a) => format!("[{a}]"),
-    }
-}
-
 impl<'a> TemplateContext<'a> {
     pub fn new(p: &'a HostPlan, agent: &'a str) -> Self {
         Self::with_boot(p, agent, Boot::Agent)
@@ -212,7 +204,7 @@ impl<'a> TemplateContext<'a> {
                 .into_iter()
                 .map(|s| ServiceLine {
                     flag: protocol_flag(s.protocol),
-                    vip: ipvsadm_addr(s.vip),
+                    vip: crate::ipvs::bracketed(s.vip),
                     port: s.port,
                     scheduler: s.scheduler.clone(),
                     scheduler_flags: (!s.scheduler_flags.is_empty())
@@ -227,7 +219,7 @@ impl<'a> TemplateContext<'a> {
                     }
                     .into_iter()
                     .map(|d| DestLine {
-                        address: ipvsadm_addr(d.address),
+                        address: crate::ipvs::bracketed(d.address),
                         port: d.port,
                         flag: d.forward.ipvsadm_flag(),
                         tun_type: (d.forward == crate::ipvs::Forward::Tunnel).then_some("ipip"),
