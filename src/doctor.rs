@@ -22,6 +22,8 @@ pub enum Code {
     VipMissing,
     IpipMissing,
     Tunl0Down,
+    Ip6TunnelMissing,
+    Ip6tnl0Down,
     TunRpFilter,
     NatGateway,
     DrGatewayDirector,
@@ -49,13 +51,15 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 30] = [
+    pub const ALL: [Code; 32] = [
         Code::ArpIgnore,
         Code::ArpAnnounce,
         Code::VipOnInterface,
         Code::VipMissing,
         Code::IpipMissing,
         Code::Tunl0Down,
+        Code::Ip6TunnelMissing,
+        Code::Ip6tnl0Down,
         Code::TunRpFilter,
         Code::NatGateway,
         Code::DrGatewayDirector,
@@ -90,6 +94,8 @@ impl Code {
             Code::VipMissing => "vip-missing",
             Code::IpipMissing => "ipip-missing",
             Code::Tunl0Down => "tunl0-down",
+            Code::Ip6TunnelMissing => "ip6-tunnel-missing",
+            Code::Ip6tnl0Down => "ip6tnl0-down",
             Code::TunRpFilter => "tun-rp-filter",
             Code::NatGateway => "nat-gateway",
             Code::DrGatewayDirector => "dr-gateway-director",
@@ -320,7 +326,7 @@ fn keepalived(c: &mut Ctx, facts: &Facts) {
 fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
     let lab = c.lab;
     let forwarding = crate::modes::ALL.into_iter().find(|p| {
-        lab.services.iter().any(|s| s.mode == p.mode)
+        lab.services.iter().any(|s| s.mode == p.mode && s.family() == Family::Ipv4)
             && p.director_sysctls.iter().any(|(k, _, _)| *k == "net.ipv4.ip_forward")
     });
     if let Some(p) = forwarding
@@ -576,6 +582,26 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
                     "set rp_filter=0 on tunl0 and all (lvsctl up does)".into(),
                 );
             }
+        }
+    }
+    // IPv6-in-IPv6 is the IPv6 services' tunnel: ip6_tunnel creates ip6tnl0, which must be up.
+    if services.iter().any(|s| s.family() == Family::Ipv6 && s.mode.profile().real_server.decapsulates) {
+        match f.link_up("ip6tnl0") {
+            None if !f.modules.iter().any(|m| m == "ip6_tunnel") => c.add(
+                &h.name,
+                Code::Ip6TunnelMissing,
+                format!("{} cannot decapsulate the director's IPv6-in-IPv6 packets: ip6_tunnel is not loaded", h.name),
+                "no module ip6_tunnel, no ip6tnl0".into(),
+                "load ip6_tunnel and bring ip6tnl0 up (lvsctl up does)".into(),
+            ),
+            Some(false) => c.add(
+                &h.name,
+                Code::Ip6tnl0Down,
+                format!("ip6tnl0 is down on {}: tunnelled IPv6 packets are dropped", h.name),
+                "ip6tnl0 is administratively down".into(),
+                "bring ip6tnl0 up (lvsctl up does)".into(),
+            ),
+            _ => {}
         }
     }
     for family in Family::BOTH {
@@ -929,6 +955,38 @@ mod tests {
         assert!(codes(&l, &f).contains(&("web1".to_string(), "tunl0-down")));
         // web2 never got ipip at all.
         assert!(codes(&l, &f).contains(&("web2".to_string(), "ipip-missing")));
+    }
+
+    #[test]
+    fn an_ipv6_nat_director_needs_ipv6_forwarding_only() {
+        let l = lab("inventories/nat6.toml");
+        let mut f = Facts::new();
+        f.insert("lvs".into(), Ok(HostFacts { ip_forward: Some(0), ip6_forward: Some(1), ..Default::default() }));
+        let got = codes(&l, &f);
+        assert!(!got.iter().any(|(h, c)| h == "lvs" && *c == "forwarding-off"), "{got:?}");
+        with(&mut f, "lvs", |h| h.ip6_forward = Some(0));
+        assert!(codes(&l, &f).contains(&("lvs".to_string(), "forwarding-off")));
+    }
+
+    #[test]
+    fn tun6_real_servers_need_ip6_tunnel_and_ip6tnl0_up() {
+        let l = lab("inventories/tun6.toml");
+        let mut f = Facts::new();
+        f.insert("web1".into(), Ok(HostFacts::default()));
+        let mut up_but_down = HostFacts::default();
+        up_but_down.modules.push("ip6_tunnel".into());
+        up_but_down.links.push(("ip6tnl0".into(), false));
+        f.insert("web2".into(), Ok(up_but_down));
+        let got = codes(&l, &f);
+        assert!(got.contains(&("web1".to_string(), "ip6-tunnel-missing")), "{got:?}");
+        assert!(got.contains(&("web2".to_string(), "ip6tnl0-down")), "{got:?}");
+        // IPv4's tunnel is not asked of an IPv6-only lab.
+        assert!(!got.iter().any(|(_, c)| *c == "ipip-missing" || *c == "tunl0-down"), "{got:?}");
+        with(&mut f, "web2", |h| {
+            h.links = vec![("ip6tnl0".into(), true)];
+        });
+        let got = codes(&l, &f);
+        assert!(!got.iter().any(|(h, c)| h == "web2" && c.starts_with("ip6")), "{got:?}");
     }
 
     #[test]

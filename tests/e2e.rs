@@ -600,6 +600,93 @@ fn e2e_nat() {
     ten_thousand_destinations();
 }
 
+#[test]
+fn e2e_nat6() {
+    if !here_or_in_vm("e2e_nat6") {
+        return;
+    }
+    full_cycle(
+        "inventories/nat6.toml",
+        Checks {
+            prepare: &[],
+            crash_first: false,
+            reboot: "web2",
+            after_up: &[
+                ("lvs", "cat /proc/sys/net/ipv6/conf/all/forwarding", "1"),
+                ("lvs", "ipvsadm -Ln", "[fd00:10::82]:8080 Masq"),
+                ("web1", "ip -6 route show default", "default via fd00:10::1 dev eth0 proto 76 metric 1024"),
+            ],
+            breaks: &[
+                Break {
+                    what: "the NAT director stopped forwarding IPv6",
+                    host: "lvs",
+                    script: "echo 0 > /proc/sys/net/ipv6/conf/all/forwarding",
+                    verify_fails_with: Some("8 of 8 requests got no answer"),
+                    doctor: &[("lvs", "forwarding-off")],
+                    after_repair: None,
+                    drift: true,
+                    readme: None,
+                },
+                Break {
+                    what: "web1's IPv6 replies bypass the director",
+                    host: "web1",
+                    script: "ip -6 route replace default via fd00:10::254 dev eth0",
+                    verify_fails_with: Some("web1 never answered"),
+                    doctor: &[("web1", "nat-gateway")],
+                    after_repair: None,
+                    drift: true,
+                    readme: None,
+                },
+            ],
+        },
+    );
+}
+
+#[test]
+fn e2e_tun6() {
+    if !here_or_in_vm("e2e_tun6") {
+        return;
+    }
+    full_cycle(
+        "inventories/tun6.toml",
+        Checks {
+            prepare: &[],
+            crash_first: false,
+            reboot: "web1",
+            after_up: &[
+                ("web1", "ip -o -6 addr show dev ip6tnl0", "2001:db8:188::100/128"),
+                ("web1", "ip -o link show ip6tnl0", ",UP"),
+                // Deprecated: never the outer source of the director's IPv6-in-IPv6 packets.
+                ("lvs", "ip -6 addr show dev eth0", "preferred_lft 0sec"),
+                ("lvs", "ipvsadm -Ln", "[2001:db8:188::82]:80 Tunnel"),
+            ],
+            breaks: &[
+                Break {
+                    what: "web2 lost the VIP on ip6tnl0",
+                    host: "web2",
+                    script: "ip addr del 2001:db8:188::100/128 dev ip6tnl0",
+                    verify_fails_with: Some("web2 never answered"),
+                    doctor: &[("web2", "vip-missing")],
+                    after_repair: None,
+                    drift: true,
+                    readme: None,
+                },
+                Break {
+                    // The kernel also drops a link's IPv6 addresses when it goes down.
+                    what: "web1's ip6tnl0 is down",
+                    host: "web1",
+                    script: "ip link set ip6tnl0 down",
+                    verify_fails_with: Some("web1 never answered"),
+                    doctor: &[("web1", "ip6tnl0-down"), ("web1", "vip-missing")],
+                    after_repair: None,
+                    drift: true,
+                    readme: None,
+                },
+            ],
+        },
+    );
+}
+
 /// IPVS at scale, in the nat lab's guest: 10,000 destinations (the nat lab plus 4,999 services of
 /// its two real servers, on ports 10000 and up, mapped to the ports the real servers answer on). The agent is killed in the middle of the batch and `down` restores every
 /// host exactly; then the whole table goes in, a second `up` changes nothing, and `down` restores
