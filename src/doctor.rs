@@ -297,7 +297,7 @@ fn keepalived(c: &mut Ctx, facts: &Facts) {
             },
         );
     }
-    let mut vips: Vec<IpAddr> = lab.services.iter().map(|s| s.vip).collect();
+    let mut vips: Vec<IpAddr> = lab.services.iter().flat_map(|s| s.vips()).collect();
     vips.sort();
     vips.dedup();
     for vip in vips {
@@ -366,7 +366,7 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
         );
     }
     // An HA pair's VIPs are keepalived's: checked for the pair (see `pair`), not per director.
-    for vip in lab.services.iter().map(|s| s.vip).collect::<std::collections::BTreeSet<_>>() {
+    for vip in lab.services.iter().flat_map(|s| s.vips()).collect::<std::collections::BTreeSet<_>>() {
         if lab.ha.is_none() && holds(f, vip).is_empty() {
             c.add(
                 &h.name,
@@ -401,13 +401,12 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
             // keepalived-down says why its services are missing.
             continue;
         }
-        let Some(svc) = table.iter().find(|x| x.entry.key == crate::ipvs::ServiceKey::addr(s.protocol, s.vip, s.port))
-        else {
+        let Some(svc) = table.iter().find(|x| x.entry.key == s.key()) else {
             c.add(
                 &h.name,
                 Code::ServiceMissing,
                 format!("IPVS has no service {}", s.label()),
-                format!("the director's IPVS table has {} service(s), none for {}:{}", table.len(), s.vip, s.port),
+                format!("the director's IPVS table has {} service(s), none for {}", table.len(), s.key()),
                 "add the service (lvsctl up does)".into(),
             );
             continue;
@@ -505,24 +504,26 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
             .filter_map(|p| if v6 { p.ipv6.real_server.vip.as_ref() } else { p.real_server.vip.as_ref() })
             .map(|v| v.dev)
             .collect();
-        let held = holds(f, s.vip);
-        let answers = if v6 { "neighbour solicitations" } else { "ARP" };
-        if let Some((other, cidr)) = held.iter().find(|(d, _)| d != dev && !vip_devices.contains(&d.as_str())) {
-            c.add(
+        for vip in s.vips() {
+            let held = holds(f, vip);
+            let answers = if v6 { "neighbour solicitations" } else { "ARP" };
+            if let Some((other, cidr)) = held.iter().find(|(d, _)| d != dev && !vip_devices.contains(&d.as_str())) {
+                c.add(
                 &h.name,
                 Code::VipOnInterface,
-                format!("{} holds the VIP {} on {other}, a real interface: it answers {answers} for it and steals the director's traffic", h.name, s.vip),
+                format!("{} holds the VIP {} on {other}, a real interface: it answers {answers} for it and steals the director's traffic", h.name, vip),
                 format!("{cidr} on {other}"),
                 format!("remove it from {other}; {why}"),
             );
-        } else if !held.iter().any(|(d, _)| d == dev) {
-            c.add(
-                &h.name,
-                Code::VipMissing,
-                format!("{} does not hold the VIP {} on {dev}: it drops the service's packets", h.name, s.vip),
-                format!("no {} on {dev}", s.vip),
-                format!("add {} on {dev} (lvsctl up does); {why}", ipnet::IpNet::from(s.vip)),
-            );
+            } else if !held.iter().any(|(d, _)| d == dev) {
+                c.add(
+                    &h.name,
+                    Code::VipMissing,
+                    format!("{} does not hold the VIP {} on {dev}: it drops the service's packets", h.name, vip),
+                    format!("no {} on {dev}", vip),
+                    format!("add {} on {dev} (lvsctl up does); {why}", ipnet::IpNet::from(vip)),
+                );
+            }
         }
     }
     // ARP and IP-in-IP are IPv4's: only IPv4 services need them.
@@ -716,7 +717,7 @@ fn client(c: &mut Ctx, h: &Host, f: &HostFacts) {
 /// The VIPs must be reachable from this host: a route, through a next hop that leads to them.
 fn routable(c: &mut Ctx, h: &Host, f: &HostFacts) {
     let lab = c.lab;
-    for vip in lab.services.iter().map(|s| s.vip).collect::<std::collections::BTreeSet<_>>() {
+    for vip in lab.services.iter().flat_map(|s| s.vips()).collect::<std::collections::BTreeSet<_>>() {
         match f.lookup(vip) {
             Some(l) if l.route.is_none() => c.add(
                 &h.name,

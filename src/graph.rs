@@ -130,25 +130,25 @@ pub fn topology(lab: &Lab) -> Topology {
                 lines.push(format!("{dev} {a}"));
             }
             let mut vips: Vec<IpAddr> = Vec::new();
-            for s in &lab.services {
-                if vips.contains(&s.vip) {
+            for (s, vip) in lab.services.iter().flat_map(|s| s.vips().into_iter().map(move |v| (s, v))) {
+                if vips.contains(&vip) {
                     continue;
                 }
                 let serves = s.real_servers.iter().any(|b| b.host == h.name)
                     || s.sorry_server.as_ref().is_some_and(|x| x.host.as_deref() == Some(&h.name));
                 let line = match h.role {
-                    Role::Director if pair.is_some() => Some(format!("VIP {} while master", s.vip)),
-                    Role::Director => Some(format!("VIP {}", s.vip)),
+                    Role::Director if pair.is_some() => Some(format!("VIP {vip} while master")),
+                    Role::Director => Some(format!("VIP {vip}")),
                     Role::RealServer | Role::SorryServer if serves => {
                         let p = s.mode.profile();
-                        let on = if s.vip.is_ipv6() { &p.ipv6.real_server.vip } else { &p.real_server.vip };
-                        let quiet = if s.vip.is_ipv6() { "no neighbour answers" } else { "no ARP" };
-                        on.as_ref().map(|v| format!("VIP {} on {} ({quiet})", s.vip, v.dev))
+                        let on = if vip.is_ipv6() { &p.ipv6.real_server.vip } else { &p.real_server.vip };
+                        let quiet = if vip.is_ipv6() { "no neighbour answers" } else { "no ARP" };
+                        on.as_ref().map(|v| format!("VIP {vip} on {} ({quiet})", v.dev))
                     }
                     _ => None,
                 };
                 if let Some(l) = line {
-                    vips.push(s.vip);
+                    vips.push(vip);
                     lines.push(l);
                 }
             }

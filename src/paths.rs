@@ -72,6 +72,12 @@ pub fn ipvsadm_rules_path(lab: &str) -> String {
     format!("{CONFIG_ROOT}/{lab}/ipvsadm.rules")
 }
 
+/// The director's nftables table of firewall-mark services, as the JSON transaction that
+/// replaces it whole (`nft -j -f FILE`).
+pub fn nftables_path(lab: &str) -> String {
+    format!("{CONFIG_ROOT}/{lab}/nftables.json")
+}
+
 /// The standalone script's records: the prior value of each sysctl it changed (kept across
 /// reboots, as the sysctl.d file keeps applying the lab's values), and what it added since boot.
 pub fn script_state_path(lab: &str) -> String {

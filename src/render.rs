@@ -1,6 +1,7 @@
 //! `lvsctl render`: every file a host needs to run its part of the lab without lvsctl, as paths
 //! on the host (a tree to copy to `/`): the sysctl.d and modules-load.d files, the director's
-//! rules in `ipvsadm-save -n` format, a standalone start/stop script and the unit that runs it.
+//! rules in `ipvsadm-save -n` format, its nftables table of firewall-mark services (JSON for
+//! `nft -j -f`), a standalone start/stop script and the unit that runs it.
 
 use crate::plan::files::{Boot, TemplateContext};
 use crate::plan::{Context, HostPlan};
@@ -44,6 +45,12 @@ pub fn render_host(p: &HostPlan, ctx: &Context) -> Result<Vec<Rendered>, RenderE
     }
     file(crate::paths::script_path(lab), 0o755, STANDALONE_SCRIPT)?;
     file(crate::paths::unit_path(lab), 0o644, SERVICE_UNIT)?;
+    if let Some(t) = &runtime.nftables {
+        // Data, as lvsctl's agent sends it: the transaction that replaces the table whole.
+        let tx = crate::resource::nft::replace_commands(&t.name, &crate::resource::nft::objects(t));
+        let content = serde_json::to_string_pretty(&tx).expect("JSON values serialize") + "\n";
+        out.push(Rendered { name: relative(crate::paths::nftables_path(lab)), mode: 0o644, content });
+    }
     Ok(out)
 }
 

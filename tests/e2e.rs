@@ -86,10 +86,17 @@ fn status_json_is_the_plan(l: &Lab) {
             st["hosts"].as_array().unwrap().iter().find(|h| h["host"] == p["host"]).expect("the director's status");
         let table = host["report"]["ipvs"].as_array().unwrap_or_else(|| panic!("no IPVS table in {host:#}"));
         for want in p["ipvs"].as_array().unwrap() {
-            let key = ["protocol", "vip", "port"];
+            // A firewall-mark service is named by its mark and family, any other by its address.
+            let same = |s: &serde_json::Value| match want["fwmark"].as_u64() {
+                Some(_) => {
+                    let family = if want["vip"].as_str().unwrap().contains(':') { "ipv6" } else { "ipv4" };
+                    s["fwmark"] == want["fwmark"] && s["family"] == family
+                }
+                None => ["protocol", "vip", "port"].iter().all(|k| s[k] == want[k]),
+            };
             let got = table
                 .iter()
-                .find(|s| key.iter().all(|k| s[k] == want[k]))
+                .find(|s| same(s))
                 .unwrap_or_else(|| panic!("{want:#} not in {:#}", host["report"]["ipvs"]));
             for k in ["scheduler", "persistence"] {
                 assert_eq!(got[k], want[k], "{k} of {}", want["vip"]);
@@ -227,7 +234,15 @@ fn full_cycle(inv: &str, c: Checks) {
     if l.lab.name == "dr" {
         readme_example_is_on_screen(&out, "$ lvsctl up inventories/dr.toml\n");
     }
-    assert_eq!(execs, every(1), "ssh execs per host of the first up");
+    // up asks directors that need a program (nft for firewall-mark services) whether it is
+    // installed before it changes any host: one exec more there.
+    let mut up_execs = every(1);
+    if l.lab.services.iter().any(|s| s.fwmark.is_some()) {
+        for d in l.lab.directors() {
+            up_execs.insert(d.name.clone(), 2);
+        }
+    }
+    assert_eq!(execs, up_execs, "ssh execs per host of the first up");
     // What went to the hosts is the agent-only build beside lvsctl, not lvsctl itself.
     let agent = std::fs::read(lvsctl_bin().with_file_name("lvsctl-agent")).expect("lvsctl-agent beside lvsctl");
     let controller_size = std::fs::metadata(lvsctl_bin()).unwrap().len() as usize;
@@ -245,15 +260,16 @@ fn full_cycle(inv: &str, c: Checks) {
         let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
         assert!(squash(&got).contains(&squash(want)), "{host}: `{script}` should show {want:?}:\n{got}");
     }
-    for s in &l.lab.services {
+    for s in &common::vm::units(&l.lab) {
         assert_split(&l, s, 40);
     }
+    common::vm::assert_sticky_across_ports(&l, 8);
     let masters = kept_masters();
     assert_eq!(masters.len(), l.lab.hosts.len(), "one kept ssh connection per host: {masters:?}");
     let (again, execs) = l.counted(&["up", "--output", "json"]);
     assert_eq!(changes_in_json(&again), 0, "a second up changes nothing:\n{again}");
     assert_eq!(kept_masters(), masters, "the second command reused every host's connection");
-    assert_eq!(execs, every(1), "ssh execs per host of the second up");
+    assert_eq!(execs, up_execs, "ssh execs per host of the second up");
     let (status, execs) = l.counted(&["status"]);
     assert_eq!(execs, every(1), "ssh execs per host of status");
     assert!(!status.contains("DRIFTED"), "{status}");
@@ -310,7 +326,7 @@ fn full_cycle(inv: &str, c: Checks) {
         assert!(out.status.success(), "verify after the repairs:\n{}", text(&out));
         let v = common::schema::parse(&lvsctl_bin(), "verify", &out.stdout);
         let services = v["services"].as_array().expect("services");
-        assert!(v["ok"] == true && services.len() == l.lab.services.len(), "after the repairs: {v:#}");
+        assert!(v["ok"] == true && services.len() == common::vm::units(&l.lab).len(), "after the repairs: {v:#}");
         assert!(services.iter().all(|s| s["problems"].as_array().is_some_and(|p| p.is_empty())), "{v:#}");
         let d = l.ok(&["doctor"]);
         assert!(d.contains("no problem found"), "after the repairs: {d}");
@@ -320,9 +336,10 @@ fn full_cycle(inv: &str, c: Checks) {
     let out = Command::new(lvsctl_bin()).args(["lab", "reboot"]).arg(&l.inv).arg(c.reboot).output().unwrap();
     assert!(out.status.success(), "lab reboot {}:\n{}", c.reboot, text(&out));
     assert!(text(&out).contains("starting lvsctl-"), "the boot unit ran:\n{}", text(&out));
-    for s in &l.lab.services {
+    for s in &common::vm::units(&l.lab) {
         assert_split(&l, s, 40);
     }
+    common::vm::assert_sticky_across_ports(&l, 8);
     let status = l.ok(&["status"]);
     assert!(!status.contains("DRIFTED"), "after the reboot: {status}");
 
@@ -678,6 +695,62 @@ fn e2e_tun6() {
                     script: "ip link set ip6tnl0 down",
                     verify_fails_with: Some("web1 never answered"),
                     doctor: &[("web1", "ip6tnl0-down"), ("web1", "vip-missing")],
+                    after_repair: None,
+                    drift: true,
+                    readme: None,
+                },
+            ],
+        },
+    );
+}
+
+/// Dual-stack DR with one firewall-mark service over both families and two ports: lvsctl's
+/// nftables table marks the packets, one IPVS service per family balances them by the mark, and
+/// persistence holds across the ports. down removes the table and nothing else (the snapshot
+/// includes the whole ruleset, and a table of the user's is there before and after).
+#[test]
+fn e2e_dr_fwmark() {
+    if !here_or_in_vm("e2e_dr_fwmark") {
+        return;
+    }
+    full_cycle(
+        "inventories/dr-fwmark.toml",
+        Checks {
+            prepare: &[(
+                "lvs",
+                "nft add table inet users-own && nft add chain inet users-own input '{ type filter hook input priority 0; policy accept; }'",
+            )],
+            crash_first: false,
+            reboot: "web1",
+            after_up: &[
+                (
+                    "lvs",
+                    "nft list table inet lvsctl-dr-fwmark",
+                    "ip6 daddr 2001:db8:188::100 tcp dport { 80, 8080 } meta mark set 0x0000000a",
+                ),
+                ("lvs", "nft list table inet users-own", "chain input"),
+                ("lvs", "ipvsadm -Ln", "FWM 10 IPv6 rr persistent 300"),
+                ("lvs", "ipvsadm -Ln", "-> [2001:db8:188::82]:0 Route 1"),
+                ("lvs", "ipvsadm -Ln", "-> 192.168.188.81:0 Route 1"),
+                ("web1", "ip -o -6 addr show dev lo", "2001:db8:188::100/128"),
+            ],
+            breaks: &[
+                Break {
+                    what: "the marking rules are gone",
+                    host: "lvs",
+                    script: "nft delete table inet lvsctl-dr-fwmark",
+                    verify_fails_with: Some("8 of 8 requests got no answer"),
+                    doctor: &[],
+                    after_repair: None,
+                    drift: true,
+                    readme: None,
+                },
+                Break {
+                    what: "web2 is no longer a destination of the IPv6 mark",
+                    host: "lvs",
+                    script: "ipvsadm -d -f 10 -6 -r [2001:db8:188::82]:0",
+                    verify_fails_with: None,
+                    doctor: &[("lvs", "dest-missing")],
                     after_repair: None,
                     drift: true,
                     readme: None,

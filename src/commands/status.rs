@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::fleet::{self, Printer};
 use crate::agent::protocol::Operation;
 use crate::cli::{StatusArgs, StreamOutput};
-use crate::ipvs::{ServiceKey, fwd_name};
+use crate::ipvs::fwd_name;
 use crate::remote::HostError;
 
 pub fn run(args: &StatusArgs) -> anyhow::Result<u8> {
@@ -112,7 +112,7 @@ impl Health {
         addr: std::net::IpAddr,
         port: u16,
     ) -> Health {
-        let Some(svc) = table.iter().find(|x| x.entry.key == ServiceKey::addr(s.protocol, s.vip, s.port)) else {
+        let Some(svc) = table.iter().find(|x| x.entry.key == s.key()) else {
             return Health::NoService;
         };
         match svc.dests.iter().find(|d| d.key.addr == addr && d.key.port == port) {
@@ -163,8 +163,12 @@ fn keepalived_view(lab: &crate::inventory::Lab, outcomes: &[fleet::Outcome]) -> 
         out.push(format!("  {h:<10} {run}{vrrp}"));
     }
     if lab.ha.is_some() {
-        let mut vips: Vec<std::net::IpAddr> = lab.services.iter().map(|s| s.vip).collect();
-        vips.dedup();
+        let mut vips: Vec<std::net::IpAddr> = Vec::new();
+        for v in lab.services.iter().flat_map(|s| s.vips()) {
+            if !vips.contains(&v) {
+                vips.push(v);
+            }
+        }
         for vip in vips {
             let on: Vec<&str> = ka
                 .iter()

@@ -57,15 +57,35 @@ pub fn run(args: &UpArgs) -> anyhow::Result<u8> {
     super::finish(&outcomes, &printer, started, f)
 }
 
+/// The programs a host's plan needs installed (lvsctl does not install packages): keepalived
+/// on the directors of a keepalived lab, nft on directors with firewall-mark services.
+fn programs_needed(plan: &crate::plan::HostPlan) -> Vec<(&'static str, &'static str)> {
+    let mut v = Vec::new();
+    if plan.keepalived.is_some() {
+        v.push(("keepalived", "keepalived"));
+    }
+    if plan.nftables.is_some() {
+        v.push(("nft", "nftables"));
+    }
+    v
+}
+
 /// What some hosts need installed, asked before any host is changed: a director of a keepalived
-/// lab without keepalived stops `up` here, with nothing changed anywhere.
+/// lab without keepalived, or one with firewall-mark services without nft, stops `up` here,
+/// with nothing changed anywhere.
 fn preflight(planned: &super::Planned, jobs: &[fleet::Job]) -> anyhow::Result<()> {
     use crate::agent::facts::FactsRequest;
+    let mut wanted: std::collections::BTreeMap<String, Vec<(&'static str, &'static str)>> = Default::default();
     let needs: Vec<fleet::Job> = jobs
         .iter()
-        .filter(|j| matches!(&j.request.op, Operation::Apply { plan, .. } if plan.keepalived.is_some()))
-        .map(|j| {
-            let facts = FactsRequest { programs: vec!["keepalived".into()], ..Default::default() };
+        .filter_map(|j| match &j.request.op {
+            Operation::Apply { plan, .. } if !programs_needed(plan).is_empty() => Some((j, programs_needed(plan))),
+            _ => None,
+        })
+        .map(|(j, programs)| {
+            let facts =
+                FactsRequest { programs: programs.iter().map(|(p, _)| p.to_string()).collect(), ..Default::default() };
+            wanted.insert(j.host.clone(), programs);
             let request =
                 crate::agent::protocol::Request::new(&j.request.lab, &j.host, Operation::Facts { plan: None, facts });
             fleet::Job { host: j.host.clone(), ssh: j.ssh.clone(), request }
@@ -80,34 +100,29 @@ fn preflight(planned: &super::Planned, jobs: &[fleet::Job]) -> anyhow::Result<()
     let outcomes = planned.session.run(needs, Arc::new(printer));
     let mut problems = Vec::new();
     for o in &outcomes {
+        let programs = wanted.get(&o.host).cloned().unwrap_or_default();
         match &o.result {
             Ok(r) => {
-                if r.facts().and_then(|f| f.programs.get("keepalived")).is_some_and(|p| p.is_none()) {
-                    problems.push(format!(
-                        "{}: keepalived is not installed: install the package keepalived on {} (apt-get install keepalived, or dnf install keepalived); lvsctl does not install packages",
-                        o.host, o.host
-                    ));
+                for (program, package) in programs {
+                    if r.facts().and_then(|f| f.programs.get(program)).is_some_and(|p| p.is_none()) {
+                        problems.push(format!(
+                            "{}: {program} is not installed: install the package {package} on {} (apt-get install {package}, or dnf install {package}); lvsctl does not install packages",
+                            o.host, o.host
+                        ));
+                    }
                 }
             }
-            Err(e) => problems.push(format!("{}: cannot check that keepalived is installed: {e}", o.host)),
+            Err(e) => {
+                let names: Vec<&str> = programs.iter().map(|(p, _)| *p).collect();
+                problems.push(format!("{}: cannot check that {} is installed: {e}", o.host, names.join(" and ")))
+            }
         }
     }
     if problems.is_empty() {
         return Ok(());
     }
     let code = if outcomes.iter().any(|o| o.result.is_err()) { crate::exit::UNREACHABLE } else { crate::exit::ERROR };
-    Err(crate::exit::Exit::new(
-        code,
-        format!(
-            "{}
-nothing was changed on any host",
-            problems.join(
-                "
-"
-            )
-        ),
-    )
-    .into())
+    Err(crate::exit::Exit::new(code, format!("{}\nnothing was changed on any host", problems.join("\n"))).into())
 }
 
 /// Builds with the `fault-injection` feature (the tests') pass the crash-consistency tests'

@@ -108,7 +108,7 @@ impl ServiceResult {
 /// The director's counters of one destination: (connections, incoming packets).
 fn counters(table: &Option<Vec<IpvsService>>, s: &Service, addr: std::net::IpAddr, port: u16) -> Option<(u64, u64)> {
     let t = table.as_ref()?;
-    let svc = t.iter().find(|x| x.entry.key == crate::ipvs::ServiceKey::addr(s.protocol, s.vip, s.port))?;
+    let svc = t.iter().find(|x| x.entry.key == s.key())?;
     let d = svc.dests.iter().find(|d| d.key.addr == addr && d.key.port == port);
     Some(d.map(|d| (d.stats.conns, d.stats.inpkts)).unwrap_or((0, 0)))
 }
@@ -339,10 +339,10 @@ pub fn ipvs_of(outcomes: &[Outcome]) -> Option<Vec<IpvsService>> {
 
 /// What the client sends to each service it can probe: `requests` new connections (or
 /// datagrams), each given `timeout` seconds to connect and answer.
-pub fn probe_targets(lab: &Lab, requests: u32, timeout: u64) -> (Vec<&Service>, Vec<ProbeTarget>) {
+pub fn probe_targets(lab: &Lab, requests: u32, timeout: u64) -> (Vec<Service>, Vec<ProbeTarget>) {
     let mut services = Vec::new();
     let mut targets = Vec::new();
-    for s in &lab.services {
+    for s in probe_units(lab) {
         match probe_kind(s.protocol, s.port) {
             Some(kind) => {
                 let timeout_ms = timeout * 1000;
@@ -353,6 +353,50 @@ pub fn probe_targets(lab: &Lab, requests: u32, timeout: u64) -> (Vec<&Service>, 
         }
     }
     (services, targets)
+}
+
+/// What verify sends requests to: each service, and each (VIP, port) of a firewall-mark service
+/// as a view of its own (the same IPVS service and real servers, one port).
+pub fn probe_units(lab: &Lab) -> Vec<Service> {
+    lab.services
+        .iter()
+        .flat_map(|s| match &s.fwmark {
+            None => vec![s.clone()],
+            Some(_) => s
+                .targets()
+                .into_iter()
+                .map(|(protocol, vip, port)| Service { protocol, vip, port, ..s.clone() })
+                .collect(),
+        })
+        .collect()
+}
+
+/// A persistent firewall-mark service keeps a client on one real server whichever of its ports
+/// it connects to: every port's answers must come from the same one.
+fn persistence_across_ports(results: &mut [ServiceResult], units: &[Service]) {
+    let mut groups: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+    for (i, u) in units.iter().enumerate() {
+        if u.fwmark.is_some() && u.persistence > 0 {
+            groups.entry(u.key().to_string()).or_default().push(i);
+        }
+    }
+    for (key, members) in groups {
+        let mut seen: Vec<(String, String)> = Vec::new();
+        for &i in &members {
+            for x in results[i].real_servers.iter().filter(|x| x.answered > 0) {
+                seen.push((format!("{}:{}", results[i].vip, results[i].port), x.host.clone()));
+            }
+        }
+        let hosts: std::collections::BTreeSet<&str> = seen.iter().map(|(_, h)| h.as_str()).collect();
+        if hosts.len() > 1 {
+            let said: Vec<String> = seen.iter().map(|(t, h)| format!("{t} reached {h}")).collect();
+            for &i in &members {
+                results[i]
+                    .problems
+                    .push(format!("persistence of {key} did not hold across its ports: {}", said.join(", ")));
+            }
+        }
+    }
 }
 
 pub fn run(args: &VerifyArgs) -> anyhow::Result<u8> {
@@ -443,8 +487,11 @@ pub struct DirectorView<'h> {
 
 /// The director whose addresses include every VIP (None when none, or more than one, does).
 pub fn active_director<'a>(lab: &'a Lab, facts: &[DirectorView]) -> Option<&'a crate::inventory::Host> {
-    let holders: Vec<&str> =
-        facts.iter().filter(|d| lab.services.iter().all(|s| d.addresses.contains(&s.vip))).map(|d| d.host).collect();
+    let holders: Vec<&str> = facts
+        .iter()
+        .filter(|d| lab.services.iter().all(|s| s.vips().iter().all(|v| d.addresses.contains(v))))
+        .map(|d| d.host)
+        .collect();
     match holders.as_slice() {
         [one] => lab.host(one),
         _ => None,
@@ -522,6 +569,7 @@ impl Verifier<'_> {
         // keepalived decides which real servers take part: the split expected is among those
         // the director's table holds (a failed one is reported down, not as a failure).
         let effective: Vec<Service> = services.iter().map(|s| with_health(s, before_t.as_deref())).collect();
+        let services: Vec<&Service> = services.iter().collect();
         // IPVS sums its counters every two seconds (later on a loaded machine): wait for the run's
         // connections to be counted, and once more while the answers outnumber them, before calling
         // it a bypass.
@@ -546,7 +594,7 @@ impl Verifier<'_> {
                 "verify: no IPVS counters from the director ({why}): answers are attributed by their bodies only"
             );
         }
-        Ok(effective
+        let mut results: Vec<ServiceResult> = effective
             .iter()
             .zip(answers.iter())
             .map(|(s, a)| {
@@ -554,7 +602,9 @@ impl Verifier<'_> {
                 mark_down(&mut r, s, services.iter().find(|x| x.index == s.index).copied());
                 r
             })
-            .collect())
+            .collect();
+        persistence_across_ports(&mut results, &effective);
+        Ok(results)
     }
 }
 
@@ -618,6 +668,7 @@ mod tests {
             vip: "10.0.0.100".parse().unwrap(),
             port: 80,
             protocol: Protocol::Tcp,
+            fwmark: None,
             scheduler: sched.into(),
             scheduler_flags: vec![],
             one_packet: false,
@@ -657,7 +708,7 @@ mod tests {
     }
 
     fn table(s: &Service, conns: &[u64]) -> Option<Vec<IpvsService>> {
-        let key = ServiceKey::addr(s.protocol, s.vip, s.port);
+        let key = s.key();
         Some(vec![IpvsService {
             entry: ServiceEntry {
                 key,
@@ -804,6 +855,19 @@ mod tests {
                 .unwrap();
         let (services, targets) = probe_targets(&lab, 8, 2);
         assert_eq!(services.len(), lab.services.len());
+        assert!(targets.iter().all(|t| t.timeout_ms == 2000 && t.count == 8), "{targets:?}");
+        // A firewall-mark service is probed on each port of each of its VIPs.
+        let lab = crate::inventory::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/inventories/dr-fwmark.toml"
+        )))
+        .unwrap();
+        let (services, targets) = probe_targets(&lab, 8, 2);
+        let want: Vec<String> =
+            ["192.168.188.100:80", "192.168.188.100:8080", "[2001:db8:188::100]:80", "[2001:db8:188::100]:8080"]
+                .map(String::from)
+                .to_vec();
+        assert_eq!(services.iter().map(|s| s.endpoint()).collect::<Vec<_>>(), want);
         assert!(targets.iter().all(|t| t.timeout_ms == 2000 && t.count == 8), "{targets:?}");
     }
 

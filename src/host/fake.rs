@@ -15,6 +15,8 @@ pub struct FakeState {
     pub routes: Vec<RouteFact>,
     /// None: ip_vs not loaded.
     pub ipvs: Option<Vec<IpvsService>>,
+    /// nftables tables of family inet: name → objects (as `nft -j` lists them, no handles).
+    pub nft: BTreeMap<String, crate::resource::nft::Objects>,
     pub files: BTreeMap<String, FileFact>,
     pub dirs: BTreeSet<String>,
     pub systemd: bool,
@@ -320,6 +322,52 @@ impl System for Fake {
 
     fn ipvs_daemons(&mut self) -> Result<Vec<crate::ipvs::SyncDaemon>> {
         Ok(vec![])
+    }
+
+    fn nft_table(&mut self, name: &str) -> Result<Option<crate::resource::nft::Objects>> {
+        Ok(self.state.nft.get(name).cloned())
+    }
+
+    /// Runs the transaction on a copy, as nft does: all of it, or nothing.
+    fn nft_apply(&mut self, commands: &serde_json::Value) -> Result<()> {
+        let mut tables = self.state.nft.clone();
+        let mut said = Vec::new();
+        for c in commands["nftables"].as_array().into_iter().flatten() {
+            let (verb, obj) =
+                c.as_object().and_then(|o| o.iter().next()).ok_or_else(|| io::Error::other("bad command"))?;
+            let (kind, body) =
+                obj.as_object().and_then(|o| o.iter().next()).ok_or_else(|| io::Error::other("bad object"))?;
+            let table = if kind == "table" { &body["name"] } else { &body["table"] };
+            let table = table.as_str().ok_or_else(|| io::Error::other("no table"))?.to_string();
+            match (verb.as_str(), kind.as_str()) {
+                ("add", "table") => {
+                    tables.entry(table).or_default();
+                }
+                ("delete", "table") => {
+                    if tables.remove(&table).is_none() {
+                        return Err(io::Error::new(io::ErrorKind::NotFound, "nft: No such file or directory"));
+                    }
+                }
+                ("add", _) => tables
+                    .get_mut(&table)
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "nft: No such file or directory"))?
+                    .push(obj.clone()),
+                _ => return Err(io::Error::other(format!("the fake nft has no {verb} {kind}"))),
+            }
+        }
+        for name in self.state.nft.keys().filter(|n| !tables.contains_key(*n)) {
+            said.push(format!("nft delete table inet {name}"));
+        }
+        for (name, objects) in &tables {
+            if self.state.nft.get(name) != Some(objects) {
+                said.push(format!("nft table inet {name} holds {} object(s)", objects.len()));
+            }
+        }
+        for line in said {
+            self.op(line)?;
+        }
+        self.state.nft = tables;
+        Ok(())
     }
 
     fn ipvs_del_dest(&mut self, s: &ServiceKey, k: &DestKey) -> Result<()> {

@@ -444,6 +444,46 @@ impl System for Linux {
         self.client()?.daemons()
     }
 
+    fn nft_table(&mut self, name: &str) -> Result<Option<crate::resource::nft::Objects>> {
+        let nft = self.nft_program()?;
+        let out = Command::new(&nft)
+            .args(["-j", "list", "table", crate::resource::nft::FAMILY, name])
+            .stdin(std::process::Stdio::null())
+            .output()?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            if err.contains("No such file or directory") {
+                return Ok(None);
+            }
+            return Err(io::Error::other(format!("nft list table inet {name}: {}", one_line(&err))));
+        }
+        let listing: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| io::Error::other(format!("nft -j list table inet {name}: unreadable JSON: {e}")))?;
+        crate::resource::nft::parse_listing(&listing).map(Some).map_err(io::Error::other)
+    }
+
+    fn nft_apply(&mut self, commands: &serde_json::Value) -> Result<()> {
+        use std::io::Write;
+        let nft = self.nft_program()?;
+        let mut child = Command::new(&nft)
+            .args(["-j", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let body = serde_json::to_vec(commands).map_err(io::Error::other)?;
+        child.stdin.take().expect("piped").write_all(&body)?;
+        let out = child.wait_with_output()?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("No such file or directory") {
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("nft: {}", one_line(&err))));
+        }
+        Err(io::Error::other(format!("nft refused the transaction: {}", one_line(&err))))
+    }
+
     fn ipvs_new_service(&mut self, k: &ServiceKey, c: &ServiceConfig) -> Result<()> {
         self.client()?.new_service(k, c)
     }
@@ -589,6 +629,23 @@ fn sysctl_error(key: &str, e: sysctl::SysctlError) -> io::Error {
         _ => io::ErrorKind::Other,
     };
     io::Error::new(kind, format!("sysctl {key}: {e}"))
+}
+
+impl Linux {
+    /// nft, or an error that says how to install it (an Other error: "not found" would read as
+    /// "the table is gone").
+    fn nft_program(&self) -> Result<String> {
+        self.find_program("nft").ok_or_else(|| {
+            io::Error::other(
+                "nft is not installed: install the package nftables (apt-get install nftables, or dnf install nftables); firewall-mark services need it on directors",
+            )
+        })
+    }
+}
+
+/// A program's error output on one line.
+fn one_line(s: &str) -> String {
+    s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" | ")
 }
 
 #[cfg(test)]

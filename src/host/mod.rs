@@ -184,6 +184,11 @@ pub trait System {
             })
             .collect()
     }
+    /// The objects of nftables table `inet NAME` as `nft -j list table` prints them, without
+    /// handles (`resource::nft::parse_listing`); None when there is no such table.
+    fn nft_table(&mut self, name: &str) -> Result<Option<crate::resource::nft::Objects>>;
+    /// Feeds one JSON transaction to `nft -j -f -` (all of it, or nothing, is applied).
+    fn nft_apply(&mut self, commands: &serde_json::Value) -> Result<()>;
     /// The connection sync daemons that run (IPVS loaded).
     fn ipvs_daemons(&mut self) -> Result<Vec<crate::ipvs::SyncDaemon>>;
 

@@ -147,6 +147,18 @@ pub const SERVICE: Table = Table {
         key("port", "integer 1-65535", "required", "The service's port."),
         key("protocol", "tcp | udp | sctp", "tcp", "The service's protocol."),
         key(
+            "fwmark",
+            "integer 1-4294967295",
+            "none",
+            "A firewall-mark service (ipvsadm -f) instead of vip, port and protocol: the director's nftables table of the lab marks the packets of `match` with it.",
+        ),
+        key(
+            "match",
+            "array of { vip, protocol, ports }",
+            "required with fwmark",
+            "fwmark only: the packets marked for the service; VIPs of both families make one IPVS service per family with the same mark.",
+        ),
+        key(
             "scheduler",
             "rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh",
             "wlc",
@@ -209,6 +221,16 @@ pub const BACKEND: Table = Table {
         ),
         key("u_threshold", "integer", "0", "Upper connection limit (ipvsadm -x); 0 is none."),
         key("l_threshold", "integer", "0", "Lower connection limit (ipvsadm -y); 0 is none."),
+    ],
+};
+
+pub const MATCH: Table = Table {
+    path: "[[services]] match = [{ ... }]",
+    doc: "Packets a firewall-mark service takes: to one VIP, with one protocol, to any of some ports.",
+    keys: &[
+        key("vip", "IPv4 or IPv6 address", "required", "The destination address (held like any VIP)."),
+        key("protocol", "tcp | udp | sctp", "tcp", "The packets' protocol."),
+        key("ports", "array of integers 1-65535", "required", "The destination ports."),
     ],
 };
 
@@ -279,8 +301,8 @@ pub const LAB: Table = Table {
 };
 
 /// Every table, in the order the page describes them.
-pub const TABLES: [&Table; 10] =
-    [&TOP, &SSH, &HOST, &HOST_SSH, &SERVICE, &BACKEND, &HEALTH_CHECK, &SORRY_SERVER, &HA, &LAB];
+pub const TABLES: [&Table; 11] =
+    [&TOP, &SSH, &HOST, &HOST_SSH, &SERVICE, &MATCH, &BACKEND, &HEALTH_CHECK, &SORRY_SERVER, &HA, &LAB];
 
 /// Text for roff: a leading `.` or `'` would be a request, a backslash an escape.
 fn roff(s: &str) -> String {

@@ -236,10 +236,15 @@ pub struct Service {
     /// Position in the inventory's `[[services]]` list.
     pub index: usize,
     pub name: Option<String>,
-    /// Its family is the service's.
+    /// Its family is the service's. A firewall-mark service's is its first match's.
     pub vip: IpAddr,
+    /// 0 for a firewall-mark service.
     pub port: u16,
     pub protocol: Protocol,
+    /// A firewall-mark service (`ipvsadm -f`), with the packets it takes, all of this
+    /// service's family (a dual-stack one is one `Service` per family, with the same mark).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fwmark: Option<Fwmark>,
     pub scheduler: String,
     /// `sh-fallback`, `sh-port`, `mh-fallback`, `mh-port` (only with their scheduler).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -260,6 +265,21 @@ pub struct Service {
     pub on_failure: OnFailure,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sorry_server: Option<SorryServer>,
+}
+
+/// What a firewall-mark service takes: the director's nftables rules set `mark` on `matches`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fwmark {
+    pub mark: u32,
+    pub matches: Vec<MarkMatch>,
+}
+
+/// Packets to `vip` with `protocol`, to any of `ports`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarkMatch {
+    pub vip: IpAddr,
+    pub protocol: Protocol,
+    pub ports: Vec<u16>,
 }
 
 /// `health_check`: what keepalived's checker does for each real server of a service.
@@ -352,14 +372,54 @@ impl Service {
         std::net::SocketAddr::new(self.vip, self.port).to_string()
     }
 
+    /// Its IPVS service.
+    pub fn key(&self) -> crate::ipvs::ServiceKey {
+        match &self.fwmark {
+            Some(f) => crate::ipvs::ServiceKey::Mark { fwmark: f.mark, ipv6: self.family() == Family::Ipv6 },
+            None => crate::ipvs::ServiceKey::addr(self.protocol, self.vip, self.port),
+        }
+    }
+
+    /// Every VIP it takes packets for: one, or each of a firewall-mark service's matches.
+    pub fn vips(&self) -> Vec<IpAddr> {
+        match &self.fwmark {
+            Some(f) => {
+                let mut v: Vec<IpAddr> = Vec::new();
+                for m in &f.matches {
+                    if !v.contains(&m.vip) {
+                        v.push(m.vip);
+                    }
+                }
+                v
+            }
+            None => vec![self.vip],
+        }
+    }
+
+    /// Where clients send requests: (protocol, address, port), each port of each match for a
+    /// firewall-mark service.
+    pub fn targets(&self) -> Vec<(Protocol, IpAddr, u16)> {
+        match &self.fwmark {
+            Some(f) => f.matches.iter().flat_map(|m| m.ports.iter().map(move |p| (m.protocol, m.vip, *p))).collect(),
+            None => vec![(self.protocol, self.vip, self.port)],
+        }
+    }
+
     pub fn family(&self) -> Family {
         Family::of_addr(self.vip)
     }
 
     pub fn label(&self) -> String {
-        match &self.name {
-            Some(n) => format!("{n} ({} {})", self.protocol, self.endpoint()),
+        let what = match &self.fwmark {
+            // One port of it, as verify probes it.
+            Some(f) if self.port != 0 => format!("fwmark {}: {} {}", f.mark, self.protocol, self.endpoint()),
+            Some(f) if self.family() == Family::Ipv6 => format!("fwmark {} ipv6", f.mark),
+            Some(f) => format!("fwmark {}", f.mark),
             None => format!("{} {}", self.protocol, self.endpoint()),
+        };
+        match &self.name {
+            Some(n) => format!("{n} ({what})"),
+            None => what,
         }
     }
 }

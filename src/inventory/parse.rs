@@ -1,5 +1,6 @@
 //! Field-level parsing: TOML tree → drafts. Cross-field rules live in `validate.rs`.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
@@ -41,6 +42,7 @@ pub struct DraftHa {
 }
 
 /// `sorry_server`: a host of the inventory with a port, or `"ADDRESS:PORT"` outside it.
+#[derive(Clone)]
 pub struct DraftSorry {
     pub path: String,
     pub host: Option<String>,
@@ -65,6 +67,7 @@ pub struct DraftHost {
     pub incomplete: bool,
 }
 
+#[derive(Clone)]
 pub struct DraftBackend {
     pub path: String,
     pub host: Option<String>,
@@ -74,11 +77,16 @@ pub struct DraftBackend {
     pub l_threshold: u32,
 }
 
+#[derive(Clone)]
 pub struct DraftService {
     pub index: usize,
     pub path: String,
     pub name: Option<String>,
+    /// A firewall-mark service's VIP is its first match's (of its family, once split per family).
     pub vip: Option<IpAddr>,
+    /// `fwmark`: the mark the director's nftables rules set on the packets of `matches`.
+    pub fwmark: Option<u32>,
+    pub matches: Vec<DraftMatch>,
     pub port: Option<u16>,
     pub protocol: Protocol,
     pub scheduler: String,
@@ -92,6 +100,15 @@ pub struct DraftService {
     pub health_check: Option<HealthCheck>,
     pub on_failure: OnFailure,
     pub sorry_server: Option<DraftSorry>,
+}
+
+/// One `match = [{ vip, protocol, ports }]` item of a firewall-mark service.
+#[derive(Clone)]
+pub struct DraftMatch {
+    pub path: String,
+    pub vip: IpAddr,
+    pub protocol: Protocol,
+    pub ports: Vec<u16>,
 }
 
 /// A `host:iface` member of a lab segment, with the key path of its item.
@@ -979,16 +996,56 @@ fn parse_service(r: &mut Reader, index: usize, t: Table) -> DraftService {
     if let Some(i) = t.get(r, "description") {
         i.text(r);
     }
-    let vip = t
-        .require(r, "vip", "add `vip = \"192.168.188.100\"`, the address clients connect to")
-        .and_then(|i| parse_vip_item(r, &i));
-    let port = t
-        .require(r, "port", "add `port = 80`, the port clients connect to")
-        .and_then(|i| i.int_in(r, 1, 65535, "port"))
-        .map(|p| p as u16);
-    let protocol = match t.get(r, "protocol") {
-        Some(i) => parse_enum(r, &i, &Protocol::NAMES, Protocol::parse, "protocol").unwrap_or(Protocol::Tcp),
-        None => Protocol::Tcp,
+    // A firewall-mark service takes the packets its match list marks: no vip, port or protocol.
+    let fwmark = t.get(r, "fwmark").and_then(|i| i.int_in(r, 1, u32::MAX as i128, "fwmark")).map(|m| m as u32);
+    let has_fwmark = t.get(r, "fwmark").is_some();
+    let (vip, port, protocol, matches) = if has_fwmark {
+        for key in ["vip", "port", "protocol"] {
+            if let Some(i) = t.get(r, key) {
+                r.error(
+                    i.span(),
+                    &i.path,
+                    format!("a firewall-mark service has no {key}: its `match` list says which packets it takes"),
+                    Some(format!(
+                        "remove {key}, and list {{ vip, protocol, ports }} in match = [...]; or remove fwmark for a plain service"
+                    )),
+                );
+            }
+        }
+        let matches = t
+            .require(
+                r,
+                "match",
+                "add match = [{ vip = \"192.168.188.100\", protocol = \"tcp\", ports = [80, 443] }]: the packets marked for this service",
+            )
+            .map(|i| parse_matches(r, &i))
+            .unwrap_or_default();
+        let protocol = matches.first().map(|m| m.protocol).unwrap_or(Protocol::Tcp);
+        (matches.first().map(|m| m.vip), Some(0), protocol, matches)
+    } else {
+        if let Some(i) = t.get(r, "match") {
+            r.error(
+                i.span(),
+                &i.path,
+                "match is for firewall-mark services",
+                Some(
+                    "add `fwmark = 10` (any mark 1-4294967295) to mark these packets for the service, or remove match"
+                        .into(),
+                ),
+            );
+        }
+        let vip = t
+            .require(r, "vip", "add `vip = \"192.168.188.100\"`, the address clients connect to")
+            .and_then(|i| parse_vip_item(r, &i));
+        let port = t
+            .require(r, "port", "add `port = 80`, the port clients connect to")
+            .and_then(|i| i.int_in(r, 1, 65535, "port"))
+            .map(|p| p as u16);
+        let protocol = match t.get(r, "protocol") {
+            Some(i) => parse_enum(r, &i, &Protocol::NAMES, Protocol::parse, "protocol").unwrap_or(Protocol::Tcp),
+            None => Protocol::Tcp,
+        };
+        (vip, port, protocol, vec![])
     };
     let scheduler = match t.get(r, "scheduler") {
         Some(i) => match i.str(r) {
@@ -1027,6 +1084,19 @@ fn parse_service(r: &mut Reader, index: usize, t: Table) -> DraftService {
         None => false,
     };
     let netmask = t.get(r, "netmask").and_then(|i| {
+        let families: BTreeSet<Family> = matches.iter().map(|m| Family::of_addr(m.vip)).collect();
+        if families.len() > 1 {
+            r.error(
+                i.span(),
+                &i.path,
+                "netmask is per family, and this firewall-mark service matches IPv4 and IPv6 VIPs",
+                Some(
+                    "split it into one firewall-mark service per family, each with its netmask, or remove netmask"
+                        .into(),
+                ),
+            );
+            return None;
+        }
         let m = parse_netmask(r, &i, vip)?;
         if persistence == 0 {
             r.error(
@@ -1049,7 +1119,19 @@ fn parse_service(r: &mut Reader, index: usize, t: Table) -> DraftService {
                     .require(r, "host", "add `host = \"web1\"`, the name of a [hosts.web1] table")
                     .and_then(|h| h.str(r).map(str::to_string));
                 let weight = bt.get(r, "weight").and_then(|w| w.int_in(r, 0, 65535, "weight")).unwrap_or(1) as u32;
-                let port = bt.get(r, "port").and_then(|p| p.int_in(r, 1, 65535, "port")).map(|p| p as u16);
+                let port = bt.get(r, "port").and_then(|p| {
+                    if has_fwmark {
+                        r.error(
+                            p.span(),
+                            &p.path,
+                            "a real server of a firewall-mark service has no port: each packet keeps the port it was sent to",
+                            Some("remove port (IPVS forwards marked packets to port 0, the packet's own)".into()),
+                        );
+                        return None;
+                    }
+                    p.int_in(r, 1, 65535, "port")
+                });
+                let port = port.map(|p| p as u16);
                 // ipvsadm reads thresholds as C ints.
                 // Err: already reported (no follow-on error is built on a value that failed).
                 let threshold = |r: &mut Reader, key: &str| match bt.get(r, key) {
@@ -1075,18 +1157,32 @@ fn parse_service(r: &mut Reader, index: usize, t: Table) -> DraftService {
             })
             .collect()
     });
-    let health_check = t.get(r, "health_check").and_then(|i| parse_health_check(r, &i));
+    for key in ["health_check", "sorry_server"] {
+        if let Some(i) = t.get(r, key).filter(|_| has_fwmark) {
+            r.error(
+                i.span(),
+                &i.path,
+                format!("{key} is not supported on firewall-mark services yet (keepalived would run their checks)"),
+                Some(format!(
+                    "remove {key}, or use one plain service (vip, port) per port to have keepalived check it"
+                )),
+            );
+        }
+    }
+    let health_check = t.get(r, "health_check").filter(|_| !has_fwmark).and_then(|i| parse_health_check(r, &i));
     let on_failure = match t.get(r, "on_failure") {
         Some(i) => parse_enum(r, &i, &["remove", "quiesce"], parse_on_failure, "on_failure").unwrap_or_default(),
         None => OnFailure::Remove,
     };
-    let sorry_server = t.get(r, "sorry_server").and_then(|i| parse_sorry(r, &i));
+    let sorry_server = t.get(r, "sorry_server").filter(|_| !has_fwmark).and_then(|i| parse_sorry(r, &i));
     t.finish(r, &keys::SERVICE.names());
     DraftService {
         index,
         path,
         name,
         vip,
+        fwmark,
+        matches,
         port,
         protocol,
         scheduler,
@@ -1100,6 +1196,64 @@ fn parse_service(r: &mut Reader, index: usize, t: Table) -> DraftService {
         on_failure,
         sorry_server,
     }
+}
+
+/// `match = [{ vip, protocol, ports }, …]`: what a firewall-mark service's rules mark.
+fn parse_matches(r: &mut Reader, i: &Item) -> Vec<DraftMatch> {
+    let Some(items) = i.array(r) else { return vec![] };
+    if items.is_empty() {
+        r.error(
+            i.span(),
+            &i.path,
+            "match is an empty list",
+            Some("list the packets to mark: match = [{ vip = \"192.168.188.100\", protocol = \"tcp\", ports = [80, 443] }]".into()),
+        );
+    }
+    let mut out: Vec<DraftMatch> = Vec::new();
+    for item in items {
+        let Some(t) = item.table(r) else { continue };
+        let path = t.path.clone();
+        let vip = t.require(r, "vip", "add `vip = \"192.168.188.100\"`, the address whose packets are marked");
+        let vip = vip.and_then(|v| parse_vip_item(r, &v));
+        let protocol = match t.get(r, "protocol") {
+            Some(p) => parse_enum(r, &p, &Protocol::NAMES, Protocol::parse, "protocol").unwrap_or(Protocol::Tcp),
+            None => Protocol::Tcp,
+        };
+        let mut ports: Vec<u16> = Vec::new();
+        if let Some(pi) =
+            t.require(r, "ports", "add `ports = [80, 443]`, the destination ports whose packets are marked")
+            && let Some(list) = pi.array(r)
+        {
+            if list.is_empty() {
+                r.error(
+                    pi.span(),
+                    &pi.path,
+                    "ports is an empty list",
+                    Some("list at least one port: ports = [80, 443]".into()),
+                );
+            }
+            for p in list {
+                let Some(v) = p.int_in(r, 1, 65535, "port") else { continue };
+                if ports.contains(&(v as u16)) {
+                    r.error(p.span(), &p.path, format!("port {v} is listed twice"), Some("list each port once".into()));
+                    continue;
+                }
+                ports.push(v as u16);
+            }
+        }
+        t.finish(r, &keys::MATCH.names());
+        let Some(vip) = vip else { continue };
+        if let Some(first) = out.iter().find(|m| m.vip == vip && m.protocol == protocol) {
+            r.error_at(
+                &join(&path, "vip"),
+                format!("{protocol} to {vip} is already matched by {}", first.path),
+                Some("put all the ports of one VIP and protocol in one item's ports".into()),
+            );
+            continue;
+        }
+        out.push(DraftMatch { path, vip, protocol, ports });
+    }
+    out
 }
 
 fn parse_on_failure(s: &str) -> Option<OnFailure> {

@@ -207,12 +207,29 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
     let mut reported_rs: BTreeSet<(String, Mode, Family)> = BTreeSet::new();
     let rs_hosts: Vec<&str> =
         hosts.iter().filter(|h| h.role == Some(Role::RealServer)).map(|h| h.name.as_str()).collect();
-    for s in &services {
+    let mut marks: HashMap<(u32, Family), usize> = HashMap::new();
+    for s in services.iter().flat_map(split_by_family) {
+        let s = &s;
         let smode = s.mode.or(lab_mode);
+        if let (Some(mark), Some(vip)) = (s.fwmark, s.vip) {
+            let family = Family::of_addr(vip);
+            if let Some(first) = marks.get(&(mark, family)).filter(|i| **i != s.index) {
+                r.error_at(
+                    &join(&s.path, "fwmark"),
+                    format!("fwmark {mark} ({family}) is already services[{first}]"),
+                    Some(
+                        "give each firewall-mark service a mark of its own, or list these matches in the first one"
+                            .into(),
+                    ),
+                );
+                continue;
+            }
+            marks.insert((mark, family), s.index);
+        }
         if let Some(svc) =
             check_service(r, s, smode, hosts_ok, &by_name, &names, &rs_hosts, &directors, &mut reported_rs)
         {
-            if let (Some(vip), Some(port)) = (s.vip, s.port) {
+            if let (Some(vip), Some(port), None) = (s.vip, s.port, s.fwmark) {
                 if let Some(first) = service_keys.get(&(vip, port, s.protocol)) {
                     r.error_at(
                         &join(&s.path, "vip"),
@@ -369,13 +386,13 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
     // The router must be able to send VIP traffic to the director.
     if let Some(director) = director.filter(|_| pair.is_none()) {
         for router in hosts.iter().filter(|h| h.role == Some(Role::Router) && !h.interfaces.is_empty()) {
-            for s in &out_services {
-                let on_router_segment = net_containing(router, s.vip).is_some();
+            for (vip, at) in out_services.iter().flat_map(service_vips) {
+                let on_router_segment = net_containing(router, vip).is_some();
                 let shared = addresses(router).any(|(_, _, a)| address_on_subnet(director, a).is_some());
                 if !on_router_segment && !shared && !director.interfaces.is_empty() {
                     r.error_at(
-                        &join(&format!("services[{}]", s.index), "vip"),
-                        format!("VIP {} is on none of {}'s subnets, and {} shares no subnet with director {}: clients behind it cannot reach the VIP", s.vip, router.name, router.name, director.name),
+                        &at,
+                        format!("VIP {vip} is on none of {}'s subnets, and {} shares no subnet with director {}: clients behind it cannot reach the VIP", router.name, router.name, director.name),
                         Some("connect the router and the director on one subnet, or choose a VIP on a router subnet".into()),
                     );
                 }
@@ -429,9 +446,48 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
 }
 
 /// How messages name a draft service: its name, else `protocol vip:port`.
+/// A firewall-mark service is one service per family of its matches (the same mark in each);
+/// any other service is itself.
+fn split_by_family(s: &DraftService) -> Vec<DraftService> {
+    if s.fwmark.is_none() {
+        return vec![s.clone()];
+    }
+    let mut families: Vec<Family> = Vec::new();
+    for m in &s.matches {
+        let f = Family::of_addr(m.vip);
+        if !families.contains(&f) {
+            families.push(f);
+        }
+    }
+    families
+        .into_iter()
+        .map(|f| {
+            let matches: Vec<_> = s.matches.iter().filter(|m| Family::of_addr(m.vip) == f).cloned().collect();
+            DraftService { vip: matches.first().map(|m| m.vip), matches, ..s.clone() }
+        })
+        .collect()
+}
+
+/// Each VIP of a validated service with the key that gave it (a firewall-mark service's `match`).
+fn service_vips(s: &Service) -> Vec<(IpAddr, String)> {
+    let key = if s.fwmark.is_some() { "match" } else { "vip" };
+    s.vips().into_iter().map(|v| (v, join(&format!("services[{}]", s.index), key))).collect()
+}
+
+/// Each VIP of a service with the key path that gave it.
+fn vips_of(s: &DraftService) -> Vec<(IpAddr, String)> {
+    if s.fwmark.is_some() {
+        s.matches.iter().map(|m| (m.vip, join(&m.path, "vip"))).collect()
+    } else {
+        s.vip.map(|v| (v, join(&s.path, "vip"))).into_iter().collect()
+    }
+}
+
 fn label_of(s: &DraftService) -> String {
-    let at = match (s.vip, s.port) {
-        (Some(v), Some(p)) => format!("{} {}", s.protocol, std::net::SocketAddr::new(v, p)),
+    let at = match (s.vip, s.port, s.fwmark) {
+        (Some(v), _, Some(mark)) if v.is_ipv6() => format!("fwmark {mark} ipv6"),
+        (_, _, Some(mark)) => format!("fwmark {mark}"),
+        (Some(v), Some(p), None) => format!("{} {}", s.protocol, std::net::SocketAddr::new(v, p)),
         _ => format!("services[{}]", s.index),
     };
     match &s.name {
@@ -453,11 +509,11 @@ fn check_service(
     reported: &mut BTreeSet<(String, Mode, Family)>,
 ) -> Option<Service> {
     let director = directors.first().copied();
-    if let Some(vip) = s.vip {
+    for (vip, vip_path) in vips_of(s) {
         for h in by_name.values().filter(|h| h.role != Some(Role::Director) || directors.len() > 1) {
             if addresses(h).any(|(_, _, a)| a.addr() == vip) {
                 r.error_at(
-                    &join(&s.path, "vip"),
+                    &vip_path,
                     format!("VIP {vip} is {}'s own address", h.name),
                     Some("choose an address no host but the director holds; lvsctl puts the VIP where each mode needs it".into()),
                 );
@@ -470,14 +526,14 @@ fn check_service(
                 && matches!(&ssh.target, crate::inventory::SshTarget::Remote(a) if a.parse::<IpAddr>() == Ok(vip))
             {
                 r.error_at(
-                    &join(&s.path, "vip"),
+                    &vip_path,
                     format!("VIP {vip} is the ssh address of host {}", h.name),
                     Some("lvsctl would reach whichever host holds the VIP: give the VIP an address of its own".into()),
                 );
             }
             if h.gateways.iter().any(|g| g.via == vip) {
                 r.error_at(
-                    &join(&s.path, "vip"),
+                    &vip_path,
                     format!("VIP {vip} is host {}'s gateway", h.name),
                     Some(
                         "a gateway is a router's or the director's own address: give the VIP an address of its own"
@@ -584,6 +640,14 @@ fn check_service(
         vip: s.vip?,
         port: s.port?,
         protocol: s.protocol,
+        fwmark: s.fwmark.map(|mark| Fwmark {
+            mark,
+            matches: s
+                .matches
+                .iter()
+                .map(|m| MarkMatch { vip: m.vip, protocol: m.protocol, ports: m.ports.clone() })
+                .collect(),
+        }),
         scheduler: s.scheduler.clone(),
         scheduler_flags: s.scheduler_flags.clone(),
         one_packet: s.one_packet,
@@ -676,34 +740,33 @@ fn check_pair(
     let routers: Vec<&DraftHost> =
         hosts.iter().filter(|h| h.role == Some(Role::Router) && !h.interfaces.is_empty()).collect();
     let mut reported = BTreeSet::new();
-    for s in services {
-        if !reported.insert(s.vip) {
+    for (vip, at) in services.iter().flat_map(service_vips) {
+        if !reported.insert(vip) {
             continue;
         }
-        let at = join(&format!("services[{}]", s.index), "vip");
         for d in [a, b] {
-            if addresses(d).any(|(_, _, x)| x.addr() == s.vip) {
+            if addresses(d).any(|(_, _, x)| x.addr() == vip) {
                 r.error_at(
                     &at,
-                    format!("VIP {} is director {}'s own address", s.vip, d.name),
+                    format!("VIP {vip} is director {}'s own address", d.name),
                     Some("an HA pair's VIP moves between the directors: give it an address of its own on their shared subnet".into()),
                 );
             }
         }
-        let (na, nb) = (net_containing(a, s.vip), net_containing(b, s.vip));
+        let (na, nb) = (net_containing(a, vip), net_containing(b, vip));
         match (na, nb) {
             (Some(x), Some(y)) if x.trunc() == y.trunc() => {
-                if let Some(router) = routers.iter().find(|rt| net_containing(rt, s.vip).is_none()) {
+                if let Some(router) = routers.iter().find(|rt| net_containing(rt, vip).is_none()) {
                     r.error_at(
                         &at,
-                        format!("VIP {} is on no subnet of router {}: with two directors the router must reach the VIP on a subnet it shares with them", s.vip, router.name),
+                        format!("VIP {} is on no subnet of router {}: with two directors the router must reach the VIP on a subnet it shares with them", vip, router.name),
                         Some(format!("choose a VIP on {} (a subnet of {}, {} and {}), or connect the router to it", x.trunc(), a.name, b.name, router.name)),
                     );
                 }
             }
             _ => r.error_at(
                 &at,
-                format!("VIP {} is not on a subnet both directors {} and {} have", s.vip, a.name, b.name),
+                format!("VIP {} is not on a subnet both directors {} and {} have", vip, a.name, b.name),
                 Some("an HA pair's VIP is held by whichever director is master: give both directors an interface on the VIP's subnet (a VIP routed through one director would need a floating next hop, which lvsctl does not build)".into()),
             ),
         }
@@ -783,7 +846,7 @@ fn check_floating(
                     Some("give it an address no host holds: the master director adds it".into()),
                 );
             }
-            if services.iter().any(|s| s.vip == fg.addr()) {
+            if services.iter().any(|s| s.vips().contains(&fg.addr())) {
                 r.error_at(fg_path, format!("floating gateway {} is also a VIP", fg.addr()), Some("give it an address of its own".into()));
             }
         }

@@ -424,19 +424,26 @@ fn responder_args(lab: &Lab, host: &str) -> Vec<String> {
     let mut args = vec!["--name".to_string(), host.to_string()];
     let mut seen = Vec::new();
     for s in lab.services_of(host) {
+        // A firewall-mark service's real servers answer on the ports of its matches.
         let port = s.port_of(host).expect("services_of");
-        let p = match s.protocol {
-            Protocol::Tcp => format!("tcp:{port}"),
-            Protocol::Udp => format!("udp:{port}"),
-            Protocol::Sctp => continue,
+        let targets: Vec<(Protocol, std::net::IpAddr, u16)> = match s.fwmark {
+            Some(_) => s.targets(),
+            None => vec![(s.protocol, s.vip, port)],
         };
-        if !seen.contains(&p) {
-            args.extend(["--listen".to_string(), p.clone()]);
-            seen.push(p);
-        }
-        let v = s.vip.to_string();
-        if s.protocol == Protocol::Udp && !args.contains(&v) {
-            args.extend(["--vip".to_string(), v]);
+        for (protocol, vip, port) in targets {
+            let p = match protocol {
+                Protocol::Tcp => format!("tcp:{port}"),
+                Protocol::Udp => format!("udp:{port}"),
+                Protocol::Sctp => continue,
+            };
+            if !seen.contains(&p) {
+                args.extend(["--listen".to_string(), p.clone()]);
+                seen.push(p);
+            }
+            let v = vip.to_string();
+            if protocol == Protocol::Udp && !args.contains(&v) {
+                args.extend(["--vip".to_string(), v]);
+            }
         }
     }
     args

@@ -54,6 +54,10 @@ struct ServiceLine {
     flag: &'static str,
     vip: String,
     port: u16,
+    /// What follows the flag: `VIP:PORT`, or the mark of a firewall-mark service.
+    target: String,
+    /// `-6` for an IPv6 firewall-mark service (ipvsadm's only way to say its family).
+    family: Option<&'static str>,
     scheduler: String,
     /// `-b sh-fallback,sh-port`.
     scheduler_flags: Option<String>,
@@ -62,6 +66,12 @@ struct ServiceLine {
     persistence: u32,
     netmask: Option<String>,
     destinations: Vec<DestLine>,
+}
+
+#[derive(Serialize)]
+struct NftLine {
+    table: String,
+    path: String,
 }
 
 /// What every template sees.
@@ -83,6 +93,8 @@ pub struct TemplateContext<'a> {
     agent_check: String,
     script: String,
     rules: String,
+    /// The nftables table of firewall-mark services: its name and the JSON file that loads it.
+    nft: Option<NftLine>,
     state: String,
     runtime_state: String,
     modules: &'a [super::ModuleSpec],
@@ -138,10 +150,14 @@ impl<'a> TemplateContext<'a> {
             ),
             Boot::Script => (format!("{script} start"), format!("{script} stop")),
         };
-        // In `ipvsadm-save -n` order: by protocol number, address and port; real servers by
-        // address and port.
+        // In `ipvsadm-save -n` order (ipvsadm sorts what the kernel lists): by mark (0 for
+        // services of an address), protocol, address as the kernel stores it, and port; real
+        // servers by address and port.
         let mut services: Vec<&super::VirtualServiceSpec> = p.ipvs.iter().collect();
-        services.sort_by_key(|s| (s.protocol.number(), s.vip, s.port));
+        services.sort_by_key(|s| match s.fwmark {
+            Some(m) => (m, 0, [0; 16], 0, s.vip.is_ipv6()),
+            None => (0, s.protocol.number(), kernel_order(s.vip), s.port, false),
+        });
         TemplateContext {
             lab: &p.lab,
             host: &p.host,
@@ -156,6 +172,10 @@ impl<'a> TemplateContext<'a> {
             agent_check: crate::paths::agent_check_path(&p.lab),
             script,
             rules: crate::paths::ipvsadm_rules_path(&p.lab),
+            nft: p
+                .nftables
+                .as_ref()
+                .map(|t| NftLine { table: t.name.clone(), path: crate::paths::nftables_path(&p.lab) }),
             state: crate::paths::script_state_path(&p.lab),
             runtime_state: crate::paths::script_runtime_state_path(&p.lab),
             modules: &p.modules,
@@ -203,9 +223,14 @@ impl<'a> TemplateContext<'a> {
             ipvs: services
                 .into_iter()
                 .map(|s| ServiceLine {
-                    flag: protocol_flag(s.protocol),
+                    flag: if s.fwmark.is_some() { "-f" } else { protocol_flag(s.protocol) },
                     vip: crate::ipvs::bracketed(s.vip),
                     port: s.port,
+                    target: match s.fwmark {
+                        Some(m) => m.to_string(),
+                        None => format!("{}:{}", crate::ipvs::bracketed(s.vip), s.port),
+                    },
+                    family: (s.fwmark.is_some() && s.vip.is_ipv6()).then_some("-6"),
                     scheduler: s.scheduler.clone(),
                     scheduler_flags: (!s.scheduler_flags.is_empty())
                         .then(|| s.scheduler_flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",")),
@@ -214,7 +239,7 @@ impl<'a> TemplateContext<'a> {
                     netmask: shown_netmask(s.netmask),
                     destinations: {
                         let mut d: Vec<_> = s.destinations.iter().collect();
-                        d.sort_by_key(|d| (d.address, d.port));
+                        d.sort_by_key(|d| (kernel_order(d.address), d.port));
                         d
                     }
                     .into_iter()
@@ -233,6 +258,17 @@ impl<'a> TemplateContext<'a> {
             keepalived: p.keepalived.as_ref(),
         }
     }
+}
+
+/// An address as IPVS stores it (`union nf_inet_addr`: an IPv4 address in the first four of
+/// sixteen bytes), which is what ipvsadm compares when it sorts.
+fn kernel_order(a: std::net::IpAddr) -> [u8; 16] {
+    let mut b = [0; 16];
+    match a {
+        std::net::IpAddr::V4(v) => b[..4].copy_from_slice(&v.octets()),
+        std::net::IpAddr::V6(v) => b = v.octets(),
+    }
+    b
 }
 
 /// The files `lvsctl up` installs on a host so that it comes back provisioned after a reboot.

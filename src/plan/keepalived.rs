@@ -145,10 +145,11 @@ pub fn spec(lab: &Lab, host: &Host) -> Option<KeepalivedSpec> {
                 instances[i].addresses.push(VrrpAddress { address, dev: dev.to_string(), what });
             }
         };
-        for s in &lab.services {
-            let (dev, _) = host.interface_for(s.vip).expect("validated: the VIP is on both directors' subnet");
-            let users: Vec<String> = lab.services.iter().filter(|x| x.vip == s.vip).map(|x| x.label()).collect();
-            add(dev, IpNet::from(s.vip), format!("VIP of {}", users.join(", ")));
+        for vip in lab.services.iter().flat_map(|s| s.vips()) {
+            let (dev, _) = host.interface_for(vip).expect("validated: the VIP is on both directors' subnet");
+            let users: Vec<String> =
+                lab.services.iter().filter(|x| x.vips().contains(&vip)).map(|x| x.label()).collect();
+            add(dev, IpNet::from(vip), format!("VIP of {}", users.join(", ")));
         }
         for &fg in &ha.floating_gateway {
             let (dev, _) = host.interface_for(fg.addr()).expect("validated: on the real-server subnet");

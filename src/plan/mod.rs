@@ -86,6 +86,10 @@ pub struct VirtualServiceSpec {
     pub protocol: Protocol,
     pub vip: IpAddr,
     pub port: u16,
+    /// A firewall-mark service (`ipvsadm -f`) of the VIP's family; protocol and port are not
+    /// part of it then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fwmark: Option<u32>,
     pub scheduler: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scheduler_flags: Vec<SchedulerFlag>,
@@ -166,6 +170,29 @@ pub struct HostPlan {
     /// Directors of a lab that runs keepalived: what it runs (its config is one of `files`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keepalived: Option<keepalived::KeepalivedSpec>,
+    /// Directors of a lab with firewall-mark services: the nftables table that marks their packets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nftables: Option<NftTableSpec>,
+}
+
+/// lvsctl's own nftables table (`table inet lvsctl-LAB`): one chain at prerouting (priority
+/// mangle, before IPVS sees the packets) with a rule per match of each firewall-mark service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct NftTableSpec {
+    pub name: String,
+    pub rules: Vec<MarkRuleSpec>,
+    pub reason: String,
+}
+
+/// Packets to `vip` with `protocol` to one of `ports` get `mark`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct MarkRuleSpec {
+    pub vip: IpAddr,
+    pub protocol: Protocol,
+    pub ports: Vec<u16>,
+    pub mark: u32,
+    /// The service's name or label, as the rule's comment.
+    pub service: String,
 }
 
 impl HostPlan {
@@ -188,6 +215,7 @@ impl HostPlan {
             files: vec![],
             boot_unit: None,
             keepalived: None,
+            nftables: None,
         }
     }
 
@@ -331,7 +359,40 @@ pub fn default_route_of(family: Family) -> IpNet {
 
 fn vips(services: &[&Service]) -> Vec<IpAddr> {
     let mut seen = BTreeSet::new();
-    services.iter().map(|s| s.vip).filter(|v| seen.insert(*v)).collect()
+    services.iter().flat_map(|s| s.vips()).filter(|v| seen.insert(*v)).collect()
+}
+
+/// The name of a lab's nftables table.
+pub fn nft_table_name(lab: &str) -> String {
+    format!("lvsctl-{lab}")
+}
+
+/// The marking rules of a lab's firewall-mark services (None: it has none).
+pub fn nft_table(lab: &Lab) -> Option<NftTableSpec> {
+    let rules: Vec<MarkRuleSpec> = lab
+        .services
+        .iter()
+        .filter_map(|s| s.fwmark.as_ref().map(|f| (s, f)))
+        .flat_map(|(s, f)| {
+            f.matches.iter().map(move |m| MarkRuleSpec {
+                vip: m.vip,
+                protocol: m.protocol,
+                ports: m.ports.clone(),
+                mark: f.mark,
+                service: s.name.clone().unwrap_or_else(|| format!("services[{}]", s.index)),
+            })
+        })
+        .collect();
+    if rules.is_empty() {
+        return None;
+    }
+    let marks: BTreeSet<u32> = rules.iter().map(|r| r.mark).collect();
+    let marks: Vec<String> = marks.iter().map(|m| m.to_string()).collect();
+    Some(NftTableSpec {
+        name: nft_table_name(&lab.name),
+        rules,
+        reason: format!("marks the packets of firewall-mark service(s) {} before IPVS sees them", marks.join(", ")),
+    })
 }
 
 fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
@@ -364,6 +425,7 @@ fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
         );
     }
     p.keepalived = keepalived::spec(lab, host);
+    p.nftables = nft_table(lab);
     let all: Vec<&Service> = lab.services.iter().collect();
     for vip in vips(&all) {
         if lab.ha.is_some() {
@@ -379,7 +441,7 @@ fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
             .clone()
             .or_else(|| host.interface_for(vip).map(|(d, _)| d.to_string()))
             .unwrap_or_else(|| "lo".to_string());
-        let users: Vec<&Service> = lab.services.iter().filter(|s| s.vip == vip).collect();
+        let users: Vec<&Service> = lab.services.iter().filter(|s| s.vips().contains(&vip)).collect();
         let labels: Vec<String> = users.iter().map(|s| s.label()).collect();
         let deprecated = vip.is_ipv6() && users.iter().any(|s| s.mode.profile().ipv6.director_vip_deprecated);
         let reason = if deprecated {
@@ -398,6 +460,7 @@ fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
             protocol: s.protocol,
             vip: s.vip,
             port: s.port,
+            fwmark: s.fwmark.as_ref().map(|f| f.mark),
             scheduler: s.scheduler.clone(),
             scheduler_flags: s.scheduler_flags.clone(),
             one_packet: s.one_packet,

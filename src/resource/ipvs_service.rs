@@ -35,7 +35,10 @@ pub enum Action {
 }
 
 pub fn key(v: &VirtualServiceSpec) -> ServiceKey {
-    ServiceKey::addr(v.protocol, v.vip, v.port)
+    match v.fwmark {
+        Some(fwmark) => ServiceKey::Mark { fwmark, ipv6: v.vip.is_ipv6() },
+        None => ServiceKey::addr(v.protocol, v.vip, v.port),
+    }
 }
 
 pub fn config(v: &VirtualServiceSpec) -> ServiceConfig {
@@ -130,6 +133,10 @@ pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
 }
 
 pub fn show(s: &VirtualServiceSpec) -> (&'static str, String, String) {
-    let head = format!("{} {} {}", s.protocol, std::net::SocketAddr::new(s.vip, s.port), config(s).describe());
+    let what = match s.fwmark {
+        Some(_) => key(s).to_string(),
+        None => format!("{} {}", s.protocol, std::net::SocketAddr::new(s.vip, s.port)),
+    };
+    let head = format!("{what} {}", config(s).describe());
     ("ipvs", head, s.reason.clone())
 }

@@ -22,6 +22,7 @@ pub mod ipvs_dest;
 pub mod ipvs_service;
 pub mod link;
 pub mod module;
+pub mod nft;
 pub mod route;
 pub mod sysctl;
 #[cfg(test)]
@@ -66,10 +67,15 @@ pub enum Key {
     Module(String),
     Sysctl(String),
     Link(String),
-    Address { dev: String, address: IpNet },
+    Address {
+        dev: String,
+        address: IpNet,
+    },
     Route(IpNet),
     Service(ServiceKey),
     Dest(ServiceKey, DestKey),
+    /// lvsctl's nftables table (`inet NAME`).
+    Nft(String),
     File(String),
     Dir(String),
     Daemon(String),
@@ -87,6 +93,7 @@ impl fmt::Display for Key {
             Key::Route(dst) => write!(f, "route {}", route::destination(*dst)),
             Key::Service(k) => write!(f, "ipvs service {k}"),
             Key::Dest(s, k) => write!(f, "ipvs dest {k} of {s}"),
+            Key::Nft(name) => write!(f, "nftables table {} {name}", nft::FAMILY),
             Key::File(path) => write!(f, "file {path}"),
             Key::Dir(path) => write!(f, "dir {path}"),
             Key::Daemon(name) => write!(f, "daemon {name}"),
@@ -107,6 +114,7 @@ pub enum Undo {
     Route(route::Undo),
     Service(ipvs_service::Undo),
     Dest(ipvs_dest::Undo),
+    Nft(nft::Undo),
     File(file::Undo),
     Dir(dir::Undo),
     Daemon(Box<daemon::Undo>),
@@ -123,6 +131,7 @@ impl Undo {
             Undo::Route(u) => Key::Route(u.applied.destination),
             Undo::Service(u) => Key::Service(u.key),
             Undo::Dest(u) => Key::Dest(u.service, u.key),
+            Undo::Nft(u) => Key::Nft(u.table.clone()),
             Undo::File(u) => Key::File(u.path.clone()),
             Undo::Dir(u) => Key::Dir(u.path.clone()),
             Undo::Daemon(u) => Key::Daemon(u.name.clone()),
@@ -143,6 +152,7 @@ impl Undo {
             Undo::Dir(u) => dir::check(u, lab, root),
             Undo::Unit(u) => unit::check(u, lab),
             Undo::Daemon(u) => daemon::check(u, lab),
+            Undo::Nft(u) => nft::check(u, lab),
             // Typed netlink data: addresses, prefixes, ports, numbers; nothing to climb out of.
             Undo::Address(_) | Undo::Route(_) | Undo::Service(_) | Undo::Dest(_) => Ok(()),
         }
@@ -165,6 +175,7 @@ impl Undo {
             (Undo::Route(old), Undo::Route(new)) => Undo::Route(old.merge(new)),
             (Undo::Service(old), Undo::Service(new)) => Undo::Service(old.merge(new)),
             (Undo::Dest(old), Undo::Dest(new)) => Undo::Dest(old.merge(new)),
+            (Undo::Nft(old), Undo::Nft(new)) => Undo::Nft(old.merge(new)),
             (Undo::File(old), Undo::File(new)) => Undo::File(old.merge(new)),
             (_, new) => new,
         }
@@ -198,6 +209,7 @@ pub enum Action {
     Route(route::Action),
     Service(ipvs_service::Action),
     Dest(ipvs_dest::Action),
+    Nft(nft::Action),
     File(file::Action),
     Dir(dir::Action),
     Daemon(daemon::Action),
@@ -240,6 +252,9 @@ impl Action {
             Action::Service(ipvs_service::Action::New(..)) | Action::Dest(ipvs_dest::Action::New(..)) => Add,
             Action::Service(ipvs_service::Action::Set(..)) | Action::Dest(ipvs_dest::Action::Set(..)) => Change,
             Action::Service(ipvs_service::Action::Del(..)) | Action::Dest(ipvs_dest::Action::Del(..)) => Remove,
+            Action::Nft(nft::Action::Replace { created: true, .. }) => Add,
+            Action::Nft(nft::Action::Replace { .. }) => Change,
+            Action::Nft(nft::Action::Delete(_)) => Remove,
             Action::File(file::Action::Write { backup: None, .. }) => Add,
             Action::File(file::Action::Write { .. } | file::Action::Restore { .. }) => Change,
             Action::File(file::Action::Remove(_)) => Remove,
@@ -352,6 +367,8 @@ pub struct Live {
     pub routes: Fact<Vec<RouteFact>>,
     /// None: IPVS is not loaded.
     pub ipvs: Fact<Option<Vec<IpvsService>>>,
+    /// lvsctl's nftables tables by name: their objects, None when absent.
+    pub nft: BTreeMap<String, Fact<Option<nft::Objects>>>,
     pub files: BTreeMap<String, Fact<Option<FileFact>>>,
     pub dirs: BTreeMap<String, bool>,
     pub systemd: bool,
@@ -401,6 +418,7 @@ impl Default for Live {
             addresses: Ok(vec![]),
             routes: Ok(vec![]),
             ipvs: Ok(None),
+            nft: BTreeMap::new(),
             files: BTreeMap::new(),
             dirs: BTreeMap::new(),
             systemd: false,
@@ -422,6 +440,8 @@ pub struct Wants {
     pub addresses: bool,
     pub routes: bool,
     pub ipvs: bool,
+    /// nftables tables (family inet) to list.
+    pub nft: BTreeSet<String>,
     pub files: BTreeSet<String>,
     pub dirs: BTreeSet<String>,
     pub systemd: bool,
@@ -489,6 +509,9 @@ impl Live {
             // Reading must not load IPVS: only a loaded module's table is read.
             live.ipvs = if sys.ipvs_loaded() { fact(sys.ipvs_table().map(Some)) } else { Ok(None) };
         }
+        for t in &w.nft {
+            live.nft.insert(t.clone(), fact(sys.nft_table(t)));
+        }
         for p in &w.files {
             live.files.insert(p.clone(), fact(sys.read_file(p)));
         }
@@ -539,6 +562,8 @@ pub enum Stage {
     Links,
     Addresses,
     Routes,
+    /// Before IPVS: the marks of firewall-mark services.
+    Nftables,
     Ipvs,
     Files,
     /// After the files: a daemon needs its configuration.
@@ -546,12 +571,13 @@ pub enum Stage {
     Unit,
 }
 
-pub const STAGES: [Stage; 9] = [
+pub const STAGES: [Stage; 10] = [
     Stage::Modules,
     Stage::Sysctls,
     Stage::Links,
     Stage::Addresses,
     Stage::Routes,
+    Stage::Nftables,
     Stage::Ipvs,
     Stage::Files,
     Stage::Daemon,
@@ -572,6 +598,7 @@ impl Stage {
             Stage::Links => link::wants(plan, &mut w),
             Stage::Addresses => address::wants(&plan.addresses, &mut w),
             Stage::Routes => route::wants(&plan.routes, &mut w),
+            Stage::Nftables => nft::wants(plan.nftables.as_ref(), &mut w),
             Stage::Ipvs => ipvs_service::wants(&plan.ipvs, &mut w),
             Stage::Files => file::wants(&plan.files, &mut w),
             Stage::Daemon => daemon::wants(plan.keepalived.as_ref(), &mut w),
@@ -588,6 +615,7 @@ impl Stage {
             Stage::Links => link::decide(&plan.links_up, live, live.modules_pending(plan)),
             Stage::Addresses => address::decide(&plan.addresses, live),
             Stage::Routes => route::decide(&plan.routes, live),
+            Stage::Nftables => nft::decide(plan.nftables.as_ref(), live, journal),
             Stage::Ipvs => ipvs_service::decide(&plan.ipvs, live, journal, intent),
             Stage::Files => file::decide(&plan.files, live, journal),
             Stage::Daemon => daemon::decide(plan.keepalived.as_ref(), &plan.lab, live, journal, intent),
@@ -605,6 +633,7 @@ pub fn desired_keys(plan: &HostPlan, scope: Scope) -> BTreeSet<Key> {
     keys.extend(plan.addresses.iter().map(address::key));
     keys.extend(plan.routes.iter().map(|r| Key::Route(r.destination)));
     keys.extend(plan.keepalived.iter().map(|_| Key::Daemon(daemon::KEEPALIVED.to_string())));
+    keys.extend(plan.nftables.iter().map(nft::key));
     for v in &plan.ipvs {
         let k = ipvs_service::key(v);
         keys.insert(Key::Service(k));
@@ -646,6 +675,9 @@ pub fn undo_wants(entries: &[Undo]) -> Wants {
             Undo::Address(_) => w.addresses = true,
             Undo::Route(_) => w.routes = true,
             Undo::Service(_) | Undo::Dest(_) => w.ipvs = true,
+            Undo::Nft(u) => {
+                w.nft.insert(u.table.clone());
+            }
             Undo::File(u) => {
                 w.files.insert(u.path.clone());
             }
@@ -669,6 +701,7 @@ pub fn undo(u: &Undo, live: &Live) -> Decision {
         Undo::Route(r) => route::undo(r, live),
         Undo::Service(s) => ipvs_service::undo(s, live),
         Undo::Dest(d) => ipvs_dest::undo(d, live),
+        Undo::Nft(n) => nft::undo(n, live),
         Undo::File(f) => file::undo(f, live),
         Undo::Dir(d) => dir::undo(d, live),
         Undo::Daemon(d) => daemon::undo(d, live),
@@ -705,6 +738,7 @@ pub fn act<S: System>(sys: &mut S, action: &Action, backups: &dyn Backups) -> io
         Action::Route(a) => route::act(sys, a).map(|_| None),
         Action::Service(a) => ipvs_service::act(sys, a).map(|_| None),
         Action::Dest(a) => ipvs_dest::act(sys, a).map(|_| None),
+        Action::Nft(a) => nft::act(sys, a).map(|_| None),
         Action::File(a) => file::act(sys, a, backups).map(|_| None),
         Action::Dir(a) => dir::act(sys, a).map(|_| None),
         Action::Daemon(a) => daemon::act(sys, a),
@@ -720,6 +754,7 @@ pub fn show(p: &HostPlan) -> Vec<(&'static str, String, String)> {
     v.extend(p.links_up.iter().map(link::show));
     v.extend(p.addresses.iter().map(address::show));
     v.extend(p.routes.iter().map(route::show));
+    v.extend(p.nftables.iter().flat_map(nft::show));
     for s in &p.ipvs {
         v.push(ipvs_service::show(s));
         v.extend(s.destinations.iter().map(ipvs_dest::show));

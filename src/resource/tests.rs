@@ -333,6 +333,7 @@ fn ipvs_services_and_destinations() {
         protocol: Protocol::Tcp,
         vip: "10.0.0.100".parse().unwrap(),
         port: 80,
+        fwmark: None,
         scheduler: "wrr".into(),
         scheduler_flags: vec![],
         one_packet: false,

@@ -189,7 +189,8 @@ pub fn kernel_state(l: &Lab, host: &str) -> String {
                   /proc/sys/net/ipv4/conf/*/rp_filter /proc/sys/net/ipv4/conf/*/forwarding /proc/sys/net/ipv4/ip_forward \
                   /proc/sys/net/ipv6/conf/all/forwarding /proc/sys/net/ipv6/conf/default/forwarding; \
          echo; \
-         if [ -e /proc/net/ip_vs ]; then cat /proc/net/ip_vs; else echo no ipvs; fi",
+         if [ -e /proc/net/ip_vs ]; then cat /proc/net/ip_vs; else echo no ipvs; fi; echo; \
+         if command -v nft >/dev/null; then nft list ruleset; fi",
     );
     raw.lines()
         .map(|line| {

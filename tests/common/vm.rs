@@ -71,6 +71,17 @@ pub fn traffic(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) -> BTreeMap<St
 /// Every real server answers, and the split follows the weights (±1 request).
 pub fn assert_split(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) {
     let counts = traffic(l, svc, n);
+    if svc.persistence > 0 {
+        // One client stays on one real server.
+        assert_eq!(
+            counts.len(),
+            1,
+            "{}: a persistent service keeps one client on one real server: {counts:?}",
+            svc.label()
+        );
+        assert_eq!(counts.values().sum::<u32>(), n, "{}: every request answered: {counts:?}", svc.label());
+        return;
+    }
     let total: u32 = svc.real_servers.iter().map(|b| b.weight).sum();
     for b in &svc.real_servers {
         let want = (n * b.weight) as f64 / total as f64;
@@ -85,4 +96,26 @@ pub fn assert_split(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) {
     }
     let sum: u32 = counts.values().sum();
     assert_eq!(sum, n, "{}: every request answered by a real server: {counts:?}", svc.label());
+}
+
+/// What a client sends requests to: each service, and each (VIP, port) of a firewall-mark
+/// service on its own (verify's probe units, so that the tests and verify agree).
+pub fn units(lab: &lvsctl::inventory::Lab) -> Vec<lvsctl::inventory::Service> {
+    lvsctl::commands::verify::probe_units(lab)
+}
+
+/// A persistent firewall-mark service keeps the client on one real server across all its ports
+/// of one family: which one each port of each IPVS service answered from.
+pub fn assert_sticky_across_ports(l: &Lab, n: u32) {
+    let mut by_key: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
+    for u in units(&l.lab).iter().filter(|u| u.fwmark.is_some() && u.persistence > 0) {
+        let counts = traffic(l, u, n);
+        let seen = by_key.entry(u.key().to_string()).or_default();
+        for (h, c) in counts {
+            *seen.entry(h).or_default() += c;
+        }
+    }
+    for (key, seen) in by_key {
+        assert_eq!(seen.len(), 1, "{key}: every port reached the same real server: {seen:?}");
+    }
 }

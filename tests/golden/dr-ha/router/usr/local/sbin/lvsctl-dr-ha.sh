@@ -136,26 +136,27 @@ start() {
 stop() {
     if [ -e "$RUNSTATE" ]; then
         # Undo in reverse order of start.
-        sed '1!G;h;$!d' "$RUNSTATE" | while read -r kind a b c; do
+        sed '1!G;h;$!d' "$RUNSTATE" | while read -r kind a b c d; do
             case $kind in
                 link) ip link set dev "$a" down && say "link $a down" ;;
                 address) ip addr del "$b" dev "$a" 2>/dev/null; say "address $b on $a removed" ;;
                 route) ip route del "$a" via "$b" proto $PROTO metric 0 2>/dev/null; say "route $a removed" ;;
                 route6) ip -6 route del "$a" via "$b" proto $PROTO 2>/dev/null; say "route $a removed" ;;
                 route-replaced)
-                    # The prior route's words, as `ip route show` printed them, become arguments
+                    # The prior route's words (b, c and d), as `ip route show` printed them, become arguments
                     # again: only words made of what ip prints, never a glob.
-                    case "$b $c" in
+                    case "$b $c $d" in
                         *[!A-Za-z0-9.:/_\ -]*) say "route $a in $RUNSTATE is not a route: not restored" ;;
-                        *) (set -f; ip route replace $b $c) && say "route $a restored" ;;
+                        *) (set -f; ip route replace $b $c $d) && say "route $a restored" ;;
                     esac ;;
                 route-replaced6)
-                    case "$b $c" in
+                    case "$b $c $d" in
                         *[!A-Za-z0-9.:/_\ -]*) say "route $a in $RUNSTATE is not a route: not restored" ;;
-                        *) (set -f; ip -6 route replace $b $c) && say "route $a restored" ;;
+                        *) (set -f; ip -6 route replace $b $c $d) && say "route $a restored" ;;
                     esac ;;
-                service) ipvsadm -D "$a" "$b" 2>/dev/null; say "IPVS service $b removed" ;;
-                dest) ipvsadm -d "$a" "$b" -r "$c" 2>/dev/null; say "IPVS destination $c of $b removed" ;;
+                service) ipvsadm -D "$a" "$b" ${c:+"$c"} 2>/dev/null; say "IPVS service $b removed" ;;
+                dest) ipvsadm -d "$a" "$b" ${d:+"$d"} -r "$c" 2>/dev/null; say "IPVS destination $c of $b removed" ;;
+                nft) nft delete table inet "$a" 2>/dev/null; say "nftables table inet $a removed" ;;
             esac
         done
     elif [ ! -e "$STATE" ]; then

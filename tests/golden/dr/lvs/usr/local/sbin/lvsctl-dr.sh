@@ -116,24 +116,26 @@ set_route() { # destination gateway
     say "route $1 via $2"
 }
 
-add_service() { # proto-flag vip:port scheduler [options...]
-    flag=$1 addr=$2 sched=$3; shift 3
-    if ipvsadm -L -n "$flag" "$addr" >/dev/null 2>&1; then
+# A service is a flag and a target: -t|-u|--sctp-service VIP:PORT, or -f MARK with "-6" as
+# family for an IPv6 firewall-mark service ("" otherwise).
+add_service() { # flag target family scheduler [options...]
+    flag=$1 addr=$2 fam=$3 sched=$4; shift 4
+    if ipvsadm -L -n "$flag" "$addr" ${fam:+"$fam"} >/dev/null 2>&1; then
         say "IPVS service $addr exists: left as it is"
         return 0
     fi
-    ipvsadm -A "$flag" "$addr" -s "$sched" "$@" || die "cannot add IPVS service $addr"
-    record service "$flag" "$addr"
+    ipvsadm -A "$flag" "$addr" ${fam:+"$fam"} -s "$sched" "$@" || die "cannot add IPVS service $addr"
+    record service "$flag" "$addr" "$fam"
     say "IPVS service $addr added"
 }
 
-add_dest() { # proto-flag vip:port rip:port options...
-    flag=$1 addr=$2 rip=$3; shift 3
-    if ipvsadm -L -n "$flag" "$addr" | awk -v r="$rip" '$1 == "->" && $2 == r { found = 1 } END { exit !found }'; then
+add_dest() { # flag target family rip:port options...
+    flag=$1 addr=$2 fam=$3 rip=$4; shift 4
+    if ipvsadm -L -n "$flag" "$addr" ${fam:+"$fam"} | awk -v r="$rip" '$1 == "->" && $2 == r { found = 1 } END { exit !found }'; then
         return 0
     fi
-    ipvsadm -a "$flag" "$addr" -r "$rip" "$@" || die "cannot add real server $rip to $addr"
-    record dest "$flag" "$addr" "$rip"
+    ipvsadm -a "$flag" "$addr" ${fam:+"$fam"} -r "$rip" "$@" || die "cannot add real server $rip to $addr"
+    record dest "$flag" "$addr" "$rip" "$fam"
     say "IPVS destination $rip of $addr added"
 }
 
@@ -151,9 +153,9 @@ start() {
     add_address eth0 192.168.188.8/24 eth0:lvs
     add_address eth0 192.168.188.100/32 eth0:lvs
     set_route default 192.168.188.200
-    add_service -t 192.168.188.100:80 wrr
-    add_dest -t 192.168.188.100:80 192.168.188.81:80 -g -w 3
-    add_dest -t 192.168.188.100:80 192.168.188.82:80 -g -w 1
+    add_service -t 192.168.188.100:80 '' wrr
+    add_dest -t 192.168.188.100:80 '' 192.168.188.81:80 -g -w 3
+    add_dest -t 192.168.188.100:80 '' 192.168.188.82:80 -g -w 1
     record started
     say "started"
 }
@@ -161,26 +163,27 @@ start() {
 stop() {
     if [ -e "$RUNSTATE" ]; then
         # Undo in reverse order of start.
-        sed '1!G;h;$!d' "$RUNSTATE" | while read -r kind a b c; do
+        sed '1!G;h;$!d' "$RUNSTATE" | while read -r kind a b c d; do
             case $kind in
                 link) ip link set dev "$a" down && say "link $a down" ;;
                 address) ip addr del "$b" dev "$a" 2>/dev/null; say "address $b on $a removed" ;;
                 route) ip route del "$a" via "$b" proto $PROTO metric 0 2>/dev/null; say "route $a removed" ;;
                 route6) ip -6 route del "$a" via "$b" proto $PROTO 2>/dev/null; say "route $a removed" ;;
                 route-replaced)
-                    # The prior route's words, as `ip route show` printed them, become arguments
+                    # The prior route's words (b, c and d), as `ip route show` printed them, become arguments
                     # again: only words made of what ip prints, never a glob.
-                    case "$b $c" in
+                    case "$b $c $d" in
                         *[!A-Za-z0-9.:/_\ -]*) say "route $a in $RUNSTATE is not a route: not restored" ;;
-                        *) (set -f; ip route replace $b $c) && say "route $a restored" ;;
+                        *) (set -f; ip route replace $b $c $d) && say "route $a restored" ;;
                     esac ;;
                 route-replaced6)
-                    case "$b $c" in
+                    case "$b $c $d" in
                         *[!A-Za-z0-9.:/_\ -]*) say "route $a in $RUNSTATE is not a route: not restored" ;;
-                        *) (set -f; ip -6 route replace $b $c) && say "route $a restored" ;;
+                        *) (set -f; ip -6 route replace $b $c $d) && say "route $a restored" ;;
                     esac ;;
-                service) ipvsadm -D "$a" "$b" 2>/dev/null; say "IPVS service $b removed" ;;
-                dest) ipvsadm -d "$a" "$b" -r "$c" 2>/dev/null; say "IPVS destination $c of $b removed" ;;
+                service) ipvsadm -D "$a" "$b" ${c:+"$c"} 2>/dev/null; say "IPVS service $b removed" ;;
+                dest) ipvsadm -d "$a" "$b" ${d:+"$d"} -r "$c" 2>/dev/null; say "IPVS destination $c of $b removed" ;;
+                nft) nft delete table inet "$a" 2>/dev/null; say "nftables table inet $a removed" ;;
             esac
         done
     elif [ ! -e "$STATE" ]; then

@@ -1,0 +1,308 @@
+//! lvsctl's nftables table (`table inet lvsctl-LAB`): the rules that mark the packets of
+//! firewall-mark services. The table is lvsctl's alone; no other table or rule is read or
+//! touched. It goes to the kernel as data: a JSON transaction fed to the host's `nft -j -f -`
+//! (never a ruleset text). A table that differs from the plan is replaced whole in one
+//! transaction (add, delete, add: atomic); `down` deletes it, or puts back the table of that
+//! name that was there before lvsctl.
+//!
+//! Objects are compared as `nft -j list table` prints them, without their handles: the JSON
+//! lvsctl writes is in that very form, so a table as planned reads back equal.
+
+use std::io;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{Action as AnyAction, Decision, Key, Live, Recorded, Undo as AnyUndo, Wants};
+use crate::host::System;
+use crate::plan::{MarkRuleSpec, NftTableSpec};
+
+/// The family of lvsctl's table: one table for IPv4 and IPv6.
+pub const FAMILY: &str = "inet";
+/// Its one chain: prerouting, priority mangle (-150), before IPVS sees the packets.
+pub const CHAIN: &str = "prerouting";
+const PRIO_MANGLE: i64 = -150;
+/// nftables keeps at most 128 bytes of a comment; lvsctl's are shorter.
+const COMMENT_MAX: usize = 64;
+
+/// A table's objects (chains, rules, sets, …), each as `nft -j` lists it, without its handle.
+pub type Objects = Vec<Value>;
+
+/// lvsctl changed table `table`; `prior` is what was there before (None: no such table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Undo {
+    pub table: String,
+    pub prior: Option<Objects>,
+}
+
+impl Undo {
+    pub fn merge(&self, new: Undo) -> Undo {
+        Undo { prior: self.prior.clone(), ..new }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// The table becomes exactly `objects` (created when absent: `created`).
+    Replace { table: String, objects: Objects, created: bool },
+    /// `nft delete table inet NAME`
+    Delete(String),
+}
+
+pub fn key(spec: &NftTableSpec) -> Key {
+    Key::Nft(spec.name.clone())
+}
+
+/// The objects of the planned table, in the form `nft -j list table` prints them.
+pub fn objects(spec: &NftTableSpec) -> Objects {
+    let mut v = vec![json!({"chain": {
+        "family": FAMILY, "table": spec.name, "name": CHAIN,
+        "type": "filter", "hook": "prerouting", "prio": PRIO_MANGLE, "policy": "accept",
+    }})];
+    v.extend(spec.rules.iter().map(|r| rule(&spec.name, r)));
+    v
+}
+
+fn rule(table: &str, r: &MarkRuleSpec) -> Value {
+    let family = if r.vip.is_ipv6() { "ip6" } else { "ip" };
+    let mut ports = r.ports.clone();
+    ports.sort_unstable();
+    // nft prints one port as a number, several as an anonymous set.
+    let dport = match ports.as_slice() {
+        [one] => json!(one),
+        many => json!({ "set": many }),
+    };
+    json!({"rule": {
+        "family": FAMILY, "table": table, "chain": CHAIN, "comment": comment(&r.service),
+        "expr": [
+            {"match": {"op": "==", "left": {"payload": {"protocol": family, "field": "daddr"}}, "right": r.vip.to_string()}},
+            {"match": {"op": "==", "left": {"payload": {"protocol": r.protocol.as_str(), "field": "dport"}}, "right": dport}},
+            {"mangle": {"key": {"meta": {"key": "mark"}}, "value": r.mark}},
+        ],
+    }})
+}
+
+/// A comment nftables keeps as written: at most `COMMENT_MAX` bytes, cut at a character.
+fn comment(s: &str) -> String {
+    let mut end = s.len().min(COMMENT_MAX);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// The JSON transaction that makes table `name` hold exactly `objects`: adding the table first
+/// makes the delete succeed when it is absent, and the whole batch is atomic.
+pub fn replace_commands(name: &str, objects: &[Value]) -> Value {
+    let table = json!({"table": {"family": FAMILY, "name": name}});
+    let mut cmds = vec![json!({"add": table}), json!({"delete": table}), json!({"add": table})];
+    cmds.extend(objects.iter().map(|o| json!({"add": o})));
+    json!({ "nftables": cmds })
+}
+
+pub fn delete_commands(name: &str) -> Value {
+    json!({"nftables": [{"delete": {"table": {"family": FAMILY, "name": name}}}]})
+}
+
+/// The objects of `table` in `nft -j list table inet NAME` output, handles removed; the table
+/// object itself and the metainfo are left out.
+pub fn parse_listing(listing: &Value) -> Result<Objects, String> {
+    let items = listing.get("nftables").and_then(Value::as_array).ok_or("no \"nftables\" array in nft's output")?;
+    let mut out = Vec::new();
+    for item in items {
+        let Some((kind, body)) = item.as_object().and_then(|o| o.iter().next()) else { continue };
+        if kind == "metainfo" || kind == "table" {
+            continue;
+        }
+        let mut body = body.clone();
+        if let Some(o) = body.as_object_mut() {
+            o.remove("handle");
+        }
+        out.push(json!({ kind.clone(): body }));
+    }
+    Ok(out)
+}
+
+pub fn wants(spec: Option<&NftTableSpec>, w: &mut Wants) {
+    if let Some(s) = spec {
+        w.nft.insert(s.name.clone());
+    }
+}
+
+fn describe(objects: Option<&Objects>) -> String {
+    match objects {
+        None => "absent".into(),
+        Some(o) => {
+            let rules = o.iter().filter(|x| x.get("rule").is_some()).count();
+            format!("{} object(s), {}", o.len(), crate::plural(rules, "rule"))
+        }
+    }
+}
+
+pub fn decide(spec: Option<&NftTableSpec>, live: &Live, journal: &dyn Recorded) -> Vec<Decision> {
+    let Some(spec) = spec else { return vec![] };
+    let key = key(spec);
+    let want = objects(spec);
+    let after = format!("{} marking rule(s)", spec.rules.len());
+    match live.nft.get(&spec.name) {
+        None => vec![Decision::failed(&key, &spec.reason, "not read")],
+        Some(Err(e)) => vec![Decision::failed(&key, &spec.reason, e)],
+        Some(Ok(Some(have))) if *have == want => vec![Decision::same(key, "holds the planned rules, and nothing else")],
+        Some(Ok(have)) => {
+            let prior = match journal.recorded(&key) {
+                Some(AnyUndo::Nft(u)) => u.prior.clone(),
+                _ => have.clone(),
+            };
+            let record = AnyUndo::Nft(Undo { table: spec.name.clone(), prior });
+            let action =
+                AnyAction::Nft(Action::Replace { table: spec.name.clone(), objects: want, created: have.is_none() });
+            vec![Decision::change(key, describe(have.as_ref()), after, &spec.reason, Some(record), action)]
+        }
+    }
+}
+
+pub fn undo(u: &Undo, live: &Live) -> Decision {
+    let key = Key::Nft(u.table.clone());
+    let have = match live.nft.get(&u.table) {
+        None => return Decision::failed(&key, "undo what lvsctl changed", "not read"),
+        Some(Err(e)) => return Decision::failed(&key, "undo what lvsctl changed", e),
+        Some(Ok(h)) => h,
+    };
+    match (&u.prior, have) {
+        (None, None) => Decision::same(key, "already gone"),
+        (None, Some(h)) => {
+            Decision::revert(key, describe(Some(h)), "absent", AnyAction::Nft(Action::Delete(u.table.clone())))
+        }
+        (Some(p), Some(h)) if p == h => Decision::same(key, "as it was before lvsctl"),
+        (Some(p), h) => Decision::revert(
+            key,
+            describe(h.as_ref()),
+            format!("{} (as before lvsctl)", describe(Some(p))),
+            AnyAction::Nft(Action::Replace { table: u.table.clone(), objects: p.clone(), created: h.is_none() }),
+        ),
+    }
+}
+
+pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
+    match a {
+        Action::Replace { table, objects, .. } => sys.nft_apply(&replace_commands(table, objects)),
+        Action::Delete(table) => match sys.nft_apply(&delete_commands(table)) {
+            Err(e) if crate::host::is_not_found(&e) => Ok(()),
+            r => r,
+        },
+    }
+}
+
+pub fn show(s: &NftTableSpec) -> Vec<(&'static str, String, String)> {
+    let mut v = vec![("nft", format!("table {FAMILY} {} chain {CHAIN} (priority mangle)", s.name), s.reason.clone())];
+    for r in &s.rules {
+        let family = if r.vip.is_ipv6() { "ip6" } else { "ip" };
+        let ports: Vec<String> = r.ports.iter().map(u16::to_string).collect();
+        let ports = if ports.len() == 1 { ports[0].clone() } else { format!("{{ {} }}", ports.join(", ")) };
+        v.push((
+            "",
+            format!("  {family} daddr {} {} dport {ports} meta mark set {}", r.vip, r.protocol, r.mark),
+            format!("service {}", r.service),
+        ));
+    }
+    v
+}
+
+/// A journal entry lvsctl of lab `lab` can have written: its own table, and a prior whose
+/// objects all belong to that table (restoring it can touch nothing else).
+pub fn check(u: &Undo, lab: &str) -> Result<(), String> {
+    let want = crate::plan::nft_table_name(lab);
+    if u.table != want {
+        return Err(format!("nftables table {:?} is not lab {lab}'s ({want})", u.table));
+    }
+    for o in u.prior.iter().flatten() {
+        let body = o.as_object().filter(|m| m.len() == 1).and_then(|m| m.values().next());
+        let ours = body.is_some_and(|b| {
+            b.get("family").and_then(Value::as_str) == Some(FAMILY)
+                && b.get("table").and_then(Value::as_str) == Some(want.as_str())
+        });
+        if !ours {
+            return Err(format!("an object of the prior {want} belongs to another table: {o}"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> NftTableSpec {
+        NftTableSpec {
+            name: "lvsctl-lab".into(),
+            rules: vec![
+                MarkRuleSpec {
+                    vip: "192.168.188.100".parse().unwrap(),
+                    protocol: crate::inventory::Protocol::Tcp,
+                    ports: vec![443, 80],
+                    mark: 10,
+                    service: "web-all".into(),
+                },
+                MarkRuleSpec {
+                    vip: "2001:db8:188::100".parse().unwrap(),
+                    protocol: crate::inventory::Protocol::Tcp,
+                    ports: vec![80],
+                    mark: 10,
+                    service: "web-all".into(),
+                },
+            ],
+            reason: "r".into(),
+        }
+    }
+
+    /// What nft 1.0.6 printed for the table `replace_commands` created, in a network namespace.
+    const LISTING: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"table": {"family": "inet", "name": "lvsctl-lab", "handle": 4}}, {"chain": {"family": "inet", "table": "lvsctl-lab", "name": "prerouting", "handle": 1, "type": "filter", "hook": "prerouting", "prio": -150, "policy": "accept"}}, {"rule": {"family": "inet", "table": "lvsctl-lab", "chain": "prerouting", "handle": 3, "comment": "web-all", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "192.168.188.100"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": {"set": [80, 443]}}}, {"mangle": {"key": {"meta": {"key": "mark"}}, "value": 10}}]}}, {"rule": {"family": "inet", "table": "lvsctl-lab", "chain": "prerouting", "handle": 4, "comment": "web-all", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "daddr"}}, "right": "2001:db8:188::100"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 80}}, {"mangle": {"key": {"meta": {"key": "mark"}}, "value": 10}}]}}]}"#;
+
+    #[test]
+    fn the_planned_table_reads_back_equal_from_nfts_listing() {
+        let listed = parse_listing(&serde_json::from_str(LISTING).unwrap()).unwrap();
+        assert_eq!(listed, objects(&spec()));
+    }
+
+    #[test]
+    fn a_table_as_planned_is_left_alone_and_any_other_is_replaced() {
+        let s = spec();
+        let mut live = Live::default();
+        live.nft.insert(s.name.clone(), Ok(Some(objects(&s))));
+        let none: Vec<AnyUndo> = vec![];
+        assert!(matches!(decide(Some(&s), &live, &none)[..], [Decision::Same { .. }]));
+        // A rule someone added to lvsctl's table is drift: the table is replaced whole.
+        let mut extra = objects(&s);
+        extra.push(extra[1].clone());
+        live.nft.insert(s.name.clone(), Ok(Some(extra.clone())));
+        let [Decision::Change(c)] = &decide(Some(&s), &live, &none)[..] else { panic!() };
+        assert_eq!(c.record, Some(AnyUndo::Nft(Undo { table: s.name.clone(), prior: Some(extra) })));
+        // Absent: created, and down deletes it.
+        live.nft.insert(s.name.clone(), Ok(None));
+        let [Decision::Change(c)] = &decide(Some(&s), &live, &none)[..] else { panic!() };
+        assert!(matches!(c.action, AnyAction::Nft(Action::Replace { created: true, .. })));
+        let Some(AnyUndo::Nft(u)) = &c.record else { panic!() };
+        live.nft.insert(s.name.clone(), Ok(Some(objects(&s))));
+        let Decision::Change(d) = undo(u, &live) else { panic!() };
+        assert_eq!(d.action, AnyAction::Nft(Action::Delete(s.name.clone())));
+    }
+
+    #[test]
+    fn a_journal_cannot_make_down_touch_another_table() {
+        let ok = Undo { table: "lvsctl-lab".into(), prior: Some(objects(&spec())) };
+        assert_eq!(check(&ok, "lab"), Ok(()));
+        assert!(check(&Undo { table: "filter".into(), prior: None }, "lab").is_err());
+        let mut other = objects(&spec());
+        other.push(json!({"rule": {"family": "ip", "table": "filter", "chain": "input", "expr": []}}));
+        assert!(check(&Undo { table: "lvsctl-lab".into(), prior: Some(other) }, "lab").is_err());
+    }
+
+    #[test]
+    fn the_transaction_replaces_the_table_atomically() {
+        let c = replace_commands("lvsctl-lab", &objects(&spec()));
+        let cmds = c["nftables"].as_array().unwrap();
+        let verbs: Vec<&str> = cmds.iter().map(|x| x.as_object().unwrap().keys().next().unwrap().as_str()).collect();
+        assert_eq!(verbs, ["add", "delete", "add", "add", "add", "add"]);
+        assert_eq!(comment(&"é".repeat(40)).len(), 64);
+    }
+}
