@@ -908,14 +908,7 @@ fn e2e_rendered_files_alone() {
 
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("render");
-    l.ok(&["render", "--out", dir.to_str().unwrap()]);
-    for h in &hosts {
-        assert!(dir.join(h).join("usr/local/sbin/lvsctl-tun.sh").exists(), "{h}: no script rendered");
-        // As the README says: `tar -C DIR/HOST -c . | ssh HOST tar -C / -x`.
-        let tree = Command::new("tar").arg("-C").arg(dir.join(h)).args(["-c", "."]).output().unwrap();
-        assert!(tree.status.success());
-        l.pipe(h, &["tar", "-C", "/", "-x", "--no-same-owner", "--no-overwrite-dir"], &tree.stdout);
-    }
+    install_rendered(&l, &dir);
     l.run("web1", &["/lib/systemd/systemd-modules-load", "/etc/modules-load.d/lvsctl-tun.conf"]);
     assert!(ipip_loaded(), "systemd-modules-load did not load ipip from the rendered file");
     // The state to come back to: the files installed, ipip loaded as at every boot from now on.
@@ -953,6 +946,34 @@ fn e2e_rendered_files_alone() {
         let t = l.run(h, &["/usr/local/sbin/lvsctl-tun.sh", "stop"]);
         assert!(t.contains("stopped"), "{h}: {t}");
     }
+    same_but_installed(&l, &dir, &before);
+
+    // The rules file loads with `ipvsadm -R`, adding to the table without clearing it first.
+    l.sh("lvs", "ipvsadm -A -t 192.0.2.1:7 -s rr");
+    l.sh("lvs", "ipvsadm -R < /etc/lvsctl/tun/ipvsadm.rules");
+    let table = l.run("lvs", &["ipvsadm-save", "-n"]);
+    assert_eq!(table, format!("-A -t 192.0.2.1:7 -s rr\n{rules}"), "ipvsadm -R must add, not replace");
+
+    rendered_alone_dual_stack_fwmark();
+}
+
+/// `lvsctl render` into `dir`, and each host's tree copied to its `/` as the README says
+/// (`tar -C DIR/HOST -c . | ssh HOST tar -C / -x`).
+fn install_rendered(l: &Lab, dir: &Path) {
+    l.ok(&["render", "--out", dir.to_str().unwrap()]);
+    for h in &l.hosts() {
+        let script = format!("usr/local/sbin/lvsctl-{}.sh", l.lab.name);
+        assert!(dir.join(h).join(&script).exists(), "{h}: no script rendered");
+        let tree = Command::new("tar").arg("-C").arg(dir.join(h)).args(["-c", "."]).output().unwrap();
+        assert!(tree.status.success());
+        l.pipe(h, &["tar", "-C", "/", "-x", "--no-same-owner", "--no-overwrite-dir"], &tree.stdout);
+    }
+}
+
+/// Every host as `before`, but for the files the user copied from `dir` (the script's stop leaves
+/// them for the next boot) and the script's state directories.
+fn same_but_installed(l: &Lab, dir: &Path, before: &common::lab::Snapshot) {
+    let hosts = l.hosts();
     // Everything as before, but for the files the user copied (stop leaves them for the next boot).
     let installed: Vec<String> = hosts
         .iter()
@@ -989,13 +1010,39 @@ fn e2e_rendered_files_alone() {
             })
             .collect()
     };
-    assert_same(&strip(&before), &strip(&snapshot(&l)), "after the script's stop");
+    assert_same(&strip(before), &strip(&snapshot(l)), "after the script's stop");
+}
 
-    // The rules file loads with `ipvsadm -R`, adding to the table without clearing it first.
-    l.sh("lvs", "ipvsadm -A -t 192.0.2.1:7 -s rr");
-    l.sh("lvs", "ipvsadm -R < /etc/lvsctl/tun/ipvsadm.rules");
-    let table = l.run("lvs", &["ipvsadm-save", "-n"]);
-    assert_eq!(table, format!("-A -t 192.0.2.1:7 -s rr\n{rules}"), "ipvsadm -R must add, not replace");
+/// The standalone script on a dual-stack lab with a firewall-mark service: IPv6 addresses and
+/// routes, the nftables table loaded from its rendered file, `-f MARK -6` services; the rules
+/// file is what a real `ipvsadm-save -n` prints; stop leaves every host as it was.
+fn rendered_alone_dual_stack_fwmark() {
+    let l = Lab::create("inventories/dr-fwmark.toml");
+    let hosts = l.hosts();
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("render");
+    install_rendered(&l, &dir);
+    let before = snapshot(&l);
+    let script = format!("/usr/local/sbin/lvsctl-{}.sh", l.lab.name);
+    for h in &hosts {
+        let t = l.run(h, &[&script, "start"]);
+        assert!(t.contains("started"), "{h}: {t}");
+        let again = l.run(h, &[&script, "start"]);
+        assert!(again.contains("already started"), "{h}: {again}");
+    }
+    for u in &common::vm::units(&l.lab) {
+        assert_split(&l, u, 8);
+    }
+    common::vm::assert_sticky_across_ports(&l, 4);
+    let rules = std::fs::read_to_string(dir.join("lvs/etc/lvsctl/dr-fwmark/ipvsadm.rules")).unwrap();
+    assert_eq!(l.run("lvs", &["ipvsadm-save", "-n"]), rules, "the rules file is what ipvsadm-save prints");
+    let table = l.run("lvs", &["nft", "list", "table", "inet", "lvsctl-dr-fwmark"]);
+    assert!(table.contains("ip6 daddr 2001:db8:188::100 tcp dport { 80, 8080 } meta mark set 0x0000000a"), "{table}");
+    for h in &hosts {
+        let t = l.run(h, &[&script, "stop"]);
+        assert!(t.contains("stopped"), "{h}: {t}");
+    }
+    same_but_installed(&l, &dir, &before);
 }
 
 /// The README's quick start, followed to the letter on three lab hosts standing in for a user's
