@@ -19,6 +19,7 @@ pub mod remote;
 pub mod render;
 pub mod resource;
 pub mod safe_dir;
+pub mod sctp;
 pub mod templates;
 
 /// `1 host`, `2 hosts`.

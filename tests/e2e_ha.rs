@@ -26,16 +26,23 @@ fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) -> Duration {
 }
 
 fn holds(l: &Lab, host: &str, addr: &str) -> bool {
-    l.sh(host, "ip -o -4 addr show").split_whitespace().any(|w| w.starts_with(&format!("{addr}/")))
+    l.sh(host, "ip -o addr show").split_whitespace().any(|w| w.starts_with(&format!("{addr}/")))
 }
 
-/// The real server lines of a director's IPVS table: (address:port, weight).
-fn table(l: &Lab, director: &str) -> Vec<(String, u32)> {
+/// The real server lines of service `svc` in a director's IPVS table: (address:port as
+/// ipvsadm writes it, weight).
+fn table(l: &Lab, director: &str, svc: &lvsctl::inventory::Service) -> Vec<(String, u32)> {
+    let mut mine = false;
     l.sh(director, "ipvsadm -Ln")
         .lines()
         .filter_map(|line| {
             let w: Vec<&str> = line.split_whitespace().collect();
-            (w.first() == Some(&"->") && w.get(1).is_some_and(|a| a.contains(':')) && w[1] != "RemoteAddress:Port")
+            if w.first() != Some(&"->") {
+                // A service's header line: its protocol, then VIP:PORT.
+                mine = w.get(1) == Some(&svc.endpoint().as_str());
+                return None;
+            }
+            (mine && w.get(1).is_some_and(|a| a.contains(':')) && w[1] != "RemoteAddress:Port")
                 .then(|| (w[1].to_string(), w[3].parse().unwrap_or(0)))
         })
         .collect()
@@ -95,7 +102,7 @@ fn rendered_files_alone(l: &Lab, before: &common::lab::Snapshot, director: &str)
     assert!(t.contains("keepalived runs (pid"), "{t}");
     let svc = &l.lab.services[0];
     wait_until("keepalived put the real servers in the table", 20, || {
-        table(l, director).len() == svc.real_servers.len()
+        table(l, director, svc).len() == svc.real_servers.len()
     });
     assert_split(l, svc, 8);
     for h in l.hosts() {
@@ -194,7 +201,7 @@ fn ha_cycle(c: Ha) {
     };
     assert!(!status.contains("DRIFTED"), "{status}");
     wait_until("keepalived put every real server in the table", 20, || {
-        table(&l, master).len() == svc.real_servers.len()
+        table(&l, master, &svc).len() == svc.real_servers.len()
     });
     assert_split(&l, &svc, 40);
     let again = l.ok(&["up"]);
@@ -243,7 +250,9 @@ fn ha_cycle(c: Ha) {
             l.ok(&["status"]).lines().any(|x| x.trim_start().starts_with(standby) && x.contains("BACKUP"))
         });
     } else {
-        wait_until("keepalived put every real server back", 20, || table(&l, c.master).len() == svc.real_servers.len());
+        wait_until("keepalived put every real server back", 20, || {
+            table(&l, c.master, &svc).len() == svc.real_servers.len()
+        });
     }
     let d = l.ok(&["doctor"]);
     assert!(d.contains("no problem found"), "after up: {d}");
@@ -252,9 +261,9 @@ fn ha_cycle(c: Ha) {
     // the checks' own timeouts and a margin); every request still gets an answer.
     let hc = svc.health_check.clone().expect("a checked service");
     let limit = (hc.interval * (hc.retries + 1) + hc.timeout * (hc.retries + 1) + hc.retries + 10) as u64;
-    let addr = |h: &str| format!("{}:{}", svc.address_of(h).unwrap(), svc.port_of(h).unwrap());
+    let addr = |h: &str| std::net::SocketAddr::new(svc.address_of(h).unwrap(), svc.port_of(h).unwrap()).to_string();
     let gone = |h: &str| {
-        let t = table(&l, master_after);
+        let t = table(&l, master_after, &svc);
         match t.iter().find(|(a, _)| *a == addr(h)) {
             None => !c.quiesce,
             Some((_, w)) => c.quiesce && *w == 0,
@@ -286,7 +295,7 @@ fn ha_cycle(c: Ha) {
         back.push(start_responder(&l, c.second, svc.port_of(c.second).unwrap()));
     }
     wait_until(&format!("{} comes back", c.first), limit + 10, || {
-        table(&l, master_after).iter().any(|(a, w)| *a == addr(c.first) && *w > 0)
+        table(&l, master_after, &svc).iter().any(|(a, w)| *a == addr(c.first) && *w > 0)
     });
     wait_until("both real servers answer again", 30, || traffic(&l, &svc, 8).len() == 2);
 
@@ -322,6 +331,25 @@ fn e2e_dr_ha() {
         quiesce: false,
         sorry: Some("sorry"),
         hide_keepalived_on: Some("lvs2"),
+    });
+}
+
+/// The DR pair over both families: the IPv6 service is the one traffic, failover and the
+/// health checks are proven on; its VRRP instance is in one sync group with the IPv4 one.
+#[test]
+fn e2e_dr6_ha() {
+    if !here_or_in_vm("e2e_dr6_ha") {
+        return;
+    }
+    ha_cycle(Ha {
+        inv: "inventories/dr6-ha.toml",
+        master: "lvs1",
+        backup: Some("lvs2"),
+        first: "web1",
+        second: "web2",
+        quiesce: false,
+        sorry: Some("sorry"),
+        hide_keepalived_on: None,
     });
 }
 

@@ -16,6 +16,8 @@ pub enum ProbeKind {
     Tcp,
     /// One datagram; the answer is the reply.
     Udp,
+    /// An SCTP association; the answer is whatever the server sends first.
+    Sctp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,7 +97,9 @@ fn clip(b: &[u8]) -> String {
 fn tcp(t: &ProbeTarget, http: bool) -> Result<(String, Option<IpAddr>), String> {
     let to = Duration::from_millis(t.timeout_ms);
     let addr = SocketAddr::new(t.address, t.port);
-    let mut s = TcpStream::connect_timeout(&addr, to).map_err(|e| e.to_string())?;
+    let s =
+        if t.kind == ProbeKind::Sctp { crate::sctp::connect(addr, to) } else { TcpStream::connect_timeout(&addr, to) };
+    let mut s = s.map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(to)).map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(to)).map_err(|e| e.to_string())?;
     if http {
@@ -210,7 +214,7 @@ pub fn run(req: &ProbeRequest) -> ProbeResult {
             let start = Instant::now();
             let r = match t.kind {
                 ProbeKind::Http => tcp(t, true),
-                ProbeKind::Tcp => tcp(t, false),
+                ProbeKind::Tcp | ProbeKind::Sctp => tcp(t, false),
                 ProbeKind::Udp => udp(t),
             };
             let ms = start.elapsed().as_millis() as u64;

@@ -243,13 +243,13 @@ pub fn run(v: &Verifier, facts: &[DirectorView]) -> anyhow::Result<Failover> {
     let target = lab
         .services
         .iter()
-        .find(|s| super::verify::probe_kind(s.protocol, s.port) == Some(ProbeKind::Http))
+        .find(|s| super::verify::probe_kind(s.protocol, s.port) == ProbeKind::Http)
         .ok_or_else(|| {
-        crate::exit::Exit::new(
-            crate::exit::INVALID,
-            "verify --failover sends HTTP requests: the lab has no HTTP service (TCP port 80, 8080 or 8000-8099)",
-        )
-    })?;
+            crate::exit::Exit::new(
+                crate::exit::INVALID,
+                "verify --failover sends HTTP requests: the lab has no HTTP service (TCP port 80, 8080 or 8000-8099)",
+            )
+        })?;
     let mut problems = Vec::new();
     eprintln!(
         "verify --failover: {} is master; stopping keepalived on it in {} s while the client sends requests for {} s",

@@ -20,12 +20,12 @@ use crate::host::IpvsService;
 use crate::inventory::{Lab, Protocol, Role, Service};
 
 /// Ports answered with an HTTP GET; other TCP services get a plain connection.
-pub fn probe_kind(protocol: Protocol, port: u16) -> Option<ProbeKind> {
+pub fn probe_kind(protocol: Protocol, port: u16) -> ProbeKind {
     match protocol {
-        Protocol::Tcp if port == 80 || port == 8080 || (8000..=8099).contains(&port) => Some(ProbeKind::Http),
-        Protocol::Tcp => Some(ProbeKind::Tcp),
-        Protocol::Udp => Some(ProbeKind::Udp),
-        Protocol::Sctp => None,
+        Protocol::Tcp if port == 80 || port == 8080 || (8000..=8099).contains(&port) => ProbeKind::Http,
+        Protocol::Tcp => ProbeKind::Tcp,
+        Protocol::Udp => ProbeKind::Udp,
+        Protocol::Sctp => ProbeKind::Sctp,
     }
 }
 
@@ -120,6 +120,8 @@ fn min_packets(kind: ProbeKind) -> u64 {
         ProbeKind::Http => 3,
         ProbeKind::Tcp => 2,
         ProbeKind::Udp => 1,
+        // INIT, COOKIE-ECHO.
+        ProbeKind::Sctp => 2,
     }
 }
 
@@ -171,7 +173,7 @@ pub fn judge(
             None => unattributed += 1,
         }
     }
-    let kind = probe_kind(s.protocol, s.port).unwrap_or(ProbeKind::Tcp);
+    let kind = probe_kind(s.protocol, s.port);
     let fwd: Vec<Option<Forwarded>> = s
         .real_servers
         .iter()
@@ -337,20 +339,15 @@ pub fn ipvs_of(outcomes: &[Outcome]) -> Option<Vec<IpvsService>> {
     outcomes.first()?.result.as_ref().ok()?.facts()?.ipvs.clone()
 }
 
-/// What the client sends to each service it can probe: `requests` new connections (or
+/// What the client sends to each service: `requests` new connections (or
 /// datagrams), each given `timeout` seconds to connect and answer.
 pub fn probe_targets(lab: &Lab, requests: u32, timeout: u64) -> (Vec<Service>, Vec<ProbeTarget>) {
     let mut services = Vec::new();
     let mut targets = Vec::new();
     for s in probe_units(lab) {
-        match probe_kind(s.protocol, s.port) {
-            Some(kind) => {
-                let timeout_ms = timeout * 1000;
-                targets.push(ProbeTarget { address: s.vip, port: s.port, kind, count: requests, timeout_ms });
-                services.push(s);
-            }
-            None => eprintln!("verify: {} is SCTP, which verify cannot probe: skipped", s.label()),
-        }
+        let kind = probe_kind(s.protocol, s.port);
+        targets.push(ProbeTarget { address: s.vip, port: s.port, kind, count: requests, timeout_ms: timeout * 1000 });
+        services.push(s);
     }
     (services, targets)
 }
@@ -863,20 +860,26 @@ mod tests {
         )))
         .unwrap();
         let (services, targets) = probe_targets(&lab, 8, 2);
-        let want: Vec<String> =
-            ["192.168.188.100:80", "192.168.188.100:8080", "[2001:db8:188::100]:80", "[2001:db8:188::100]:8080"]
-                .map(String::from)
-                .to_vec();
+        let want: Vec<String> = [
+            "192.168.188.100:80",
+            "192.168.188.100:8080",
+            "[2001:db8:188::100]:80",
+            "[2001:db8:188::100]:8080",
+            "192.168.188.100:53",
+            "[2001:db8:188::100]:3868",
+        ]
+        .map(String::from)
+        .to_vec();
         assert_eq!(services.iter().map(|s| s.endpoint()).collect::<Vec<_>>(), want);
         assert!(targets.iter().all(|t| t.timeout_ms == 2000 && t.count == 8), "{targets:?}");
     }
 
     #[test]
     fn probe_kinds() {
-        assert_eq!(probe_kind(Protocol::Tcp, 80), Some(ProbeKind::Http));
-        assert_eq!(probe_kind(Protocol::Tcp, 8080), Some(ProbeKind::Http));
-        assert_eq!(probe_kind(Protocol::Tcp, 443), Some(ProbeKind::Tcp));
-        assert_eq!(probe_kind(Protocol::Udp, 53), Some(ProbeKind::Udp));
-        assert_eq!(probe_kind(Protocol::Sctp, 80), None);
+        assert_eq!(probe_kind(Protocol::Tcp, 80), ProbeKind::Http);
+        assert_eq!(probe_kind(Protocol::Tcp, 8080), ProbeKind::Http);
+        assert_eq!(probe_kind(Protocol::Tcp, 443), ProbeKind::Tcp);
+        assert_eq!(probe_kind(Protocol::Udp, 53), ProbeKind::Udp);
+        assert_eq!(probe_kind(Protocol::Sctp, 3868), ProbeKind::Sctp);
     }
 }

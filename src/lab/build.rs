@@ -434,7 +434,7 @@ fn responder_args(lab: &Lab, host: &str) -> Vec<String> {
             let p = match protocol {
                 Protocol::Tcp => format!("tcp:{port}"),
                 Protocol::Udp => format!("udp:{port}"),
-                Protocol::Sctp => continue,
+                Protocol::Sctp => format!("sctp:{port}"),
             };
             if !seen.contains(&p) {
                 args.extend(["--listen".to_string(), p.clone()]);

@@ -1,5 +1,6 @@
-//! The lab's real-server responder: answers every TCP connection (an HTTP response) and every
-//! UDP datagram with the host's name, so tests and `lvsctl verify` can tell who answered.
+//! The lab's real-server responder: answers every TCP connection and SCTP association (an HTTP
+//! response) and every UDP datagram with the host's name, so tests and `lvsctl verify` can tell
+//! who answered.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
@@ -99,13 +100,14 @@ fn serve_udp(s: UdpSocket, name: String) {
     }
 }
 
-/// Answers every `tcp:PORT` / `udp:PORT` of `listen` with `name`; UDP answers come from the VIP
+/// Answers every `tcp:PORT` / `udp:PORT` / `sctp:PORT` of `listen` with `name`; UDP answers come from the VIP
 /// the datagram was sent to (one of `vips`).
 pub fn run(name: &str, listen: &[String], vips: &[IpAddr]) -> anyhow::Result<u8> {
     let mut threads = Vec::new();
     for spec in listen {
-        let (proto, port) =
-            spec.split_once(':').with_context(|| format!("--listen {spec}: expected tcp:PORT or udp:PORT"))?;
+        let (proto, port) = spec
+            .split_once(':')
+            .with_context(|| format!("--listen {spec}: expected tcp:PORT, udp:PORT or sctp:PORT"))?;
         let port: u16 = port.parse().with_context(|| format!("--listen {spec}: bad port"))?;
         let name = name.to_string();
         match proto {
@@ -135,7 +137,11 @@ pub fn run(name: &str, listen: &[String], vips: &[IpAddr]) -> anyhow::Result<u8>
                     threads.push(std::thread::spawn(move || serve_udp(s, n)));
                 }
             }
-            other => bail!("--listen {spec}: unknown protocol {other} (tcp or udp)"),
+            "sctp" => {
+                let l = crate::sctp::listen(port).with_context(|| format!("cannot listen on sctp port {port}"))?;
+                threads.push(std::thread::spawn(move || serve_tcp(l, name)));
+            }
+            other => bail!("--listen {spec}: unknown protocol {other} (tcp, udp or sctp)"),
         }
     }
     for t in threads {

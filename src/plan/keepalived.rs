@@ -50,6 +50,10 @@ pub struct VrrpAddress {
     pub dev: String,
     /// VIP of …, the real servers' gateway.
     pub what: String,
+    /// An IPv6 VIP the director holds deprecated (`preferred_lft 0`): never the source of its
+    /// own packets (TUN's IPv6-in-IPv6).
+    #[serde(default)]
+    pub deprecated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -117,7 +121,7 @@ pub fn spec(lab: &Lab, host: &Host) -> Option<KeepalivedSpec> {
     if let (Some(ha), Some(peer)) = (&lab.ha, peer) {
         // keepalived runs one VRRP instance per interface and family (an instance's addresses
         // are all of one family): LAB-eth0, and LAB-eth0-6 for IPv6.
-        let mut add = |dev: &str, address: IpNet, what: String| {
+        let mut add = |dev: &str, address: IpNet, what: String, deprecated: bool| {
             let v6 = address.addr().is_ipv6();
             let name = instance_name(&lab.name, &if v6 { format!("{dev}-6") } else { dev.to_string() });
             let i = match instances.iter_mut().position(|i| i.name == name) {
@@ -142,18 +146,23 @@ pub fn spec(lab: &Lab, host: &Host) -> Option<KeepalivedSpec> {
                 }
             };
             if !instances[i].addresses.iter().any(|a| a.address == address) {
-                instances[i].addresses.push(VrrpAddress { address, dev: dev.to_string(), what });
+                instances[i].addresses.push(VrrpAddress { address, dev: dev.to_string(), what, deprecated });
             }
         };
         for vip in lab.services.iter().flat_map(|s| s.vips()) {
             let (dev, _) = host.interface_for(vip).expect("validated: the VIP is on both directors' subnet");
             let users: Vec<String> =
                 lab.services.iter().filter(|x| x.vips().contains(&vip)).map(|x| x.label()).collect();
-            add(dev, IpNet::from(vip), format!("VIP of {}", users.join(", ")));
+            let deprecated = vip.is_ipv6()
+                && lab
+                    .services
+                    .iter()
+                    .any(|x| x.vips().contains(&vip) && x.mode.profile().ipv6.director_vip_deprecated);
+            add(dev, IpNet::from(vip), format!("VIP of {}", users.join(", ")), deprecated);
         }
         for &fg in &ha.floating_gateway {
             let (dev, _) = host.interface_for(fg.addr()).expect("validated: on the real-server subnet");
-            add(dev, fg, "the real servers' gateway".into());
+            add(dev, fg, "the real servers' gateway".into(), false);
         }
     }
     let sync_group = (instances.len() > 1).then(|| instance_name(&lab.name, "group"));

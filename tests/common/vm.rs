@@ -59,7 +59,33 @@ pub fn traffic(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) -> BTreeMap<St
                 svc.vip, svc.port
             ),
         ),
-        lvsctl::inventory::Protocol::Sctp => panic!("no SCTP client in the lab"),
+        // Python's socket module has SCTP one-to-one sockets: a new association (a new source
+        // port) per request; the responder's answer ends with the host's name.
+        lvsctl::inventory::Protocol::Sctp => l.sh(
+            &client,
+            &format!(
+                "python3 -c '
+import socket
+for i in range({n}):
+    try:
+        s = socket.socket(socket.AF_INET6 if \":\" in \"{vip}\" else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
+        s.settimeout(3)
+        s.connect((\"{vip}\", {port}))
+        got = b\"\"
+        while True:
+            b = s.recv(4096)
+            if not b:
+                break
+            got += b
+        s.close()
+        print(got.decode().strip().splitlines()[-1])
+    except Exception:
+        print(\"FAILED\")
+'",
+                vip = svc.vip,
+                port = svc.port
+            ),
+        ),
     };
     let mut counts = BTreeMap::new();
     for line in out.lines().map(str::trim).filter(|x| !x.is_empty()) {
@@ -71,13 +97,14 @@ pub fn traffic(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) -> BTreeMap<St
 /// Every real server answers, and the split follows the weights (±1 request).
 pub fn assert_split(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) {
     let counts = traffic(l, svc, n);
-    if svc.persistence > 0 {
-        // One client stays on one real server.
+    if lvsctl::commands::verify::policy(svc) == lvsctl::commands::verify::Policy::Sticky {
+        // One client stays on one real server (persistence, or a hashing scheduler).
         assert_eq!(
             counts.len(),
             1,
-            "{}: a persistent service keeps one client on one real server: {counts:?}",
-            svc.label()
+            "{}: {} keeps one client on one real server: {counts:?}",
+            svc.label(),
+            if svc.persistence > 0 { "persistence" } else { svc.scheduler.as_str() }
         );
         assert_eq!(counts.values().sum::<u32>(), n, "{}: every request answered: {counts:?}", svc.label());
         return;

@@ -159,6 +159,7 @@ start() {
     touch "$STATE"
     load_module ip_vs
     load_module ip_vs_rr
+    load_module ip_vs_sh
     link_up eth0
     add_address eth0 192.168.188.8/24 eth0:lvs
     add_address6 eth0 2001:db8:188::8/64
@@ -167,6 +168,12 @@ start() {
     set_route default 192.168.188.200
     set_route6 default 2001:db8:188::200
     add_nft_table lvsctl-dr-fwmark /etc/lvsctl/dr-fwmark/nftables.json
+    add_service -u 192.168.188.100:53 '' rr -o
+    add_dest -u 192.168.188.100:53 '' 192.168.188.81:53 -g -w 1
+    add_dest -u 192.168.188.100:53 '' 192.168.188.82:53 -g -w 1
+    add_service --sctp-service '[2001:db8:188::100]:3868' '' sh -b sh-fallback
+    add_dest --sctp-service '[2001:db8:188::100]:3868' '' '[2001:db8:188::81]:3868' -g -w 1
+    add_dest --sctp-service '[2001:db8:188::100]:3868' '' '[2001:db8:188::82]:3868' -g -w 1
     add_service -f 10 '' rr -p 300
     add_dest -f 10 '' 192.168.188.81:0 -g -w 1
     add_dest -f 10 '' 192.168.188.82:0 -g -w 1
