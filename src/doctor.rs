@@ -297,10 +297,7 @@ fn keepalived(c: &mut Ctx, facts: &Facts) {
             },
         );
     }
-    let mut vips: Vec<IpAddr> = lab.services.iter().flat_map(|s| s.vips()).collect();
-    vips.sort();
-    vips.dedup();
-    for vip in vips {
+    for vip in lab.vips() {
         let on: Vec<&str> =
             views.iter().filter(|(_, f, _)| !holds(f, vip).is_empty()).map(|(d, _, _)| d.name.as_str()).collect();
         match on.as_slice() {
@@ -366,7 +363,7 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
         );
     }
     // An HA pair's VIPs are keepalived's: checked for the pair (see `pair`), not per director.
-    for vip in lab.services.iter().flat_map(|s| s.vips()).collect::<std::collections::BTreeSet<_>>() {
+    for vip in lab.vips() {
         if lab.ha.is_none() && holds(f, vip).is_empty() {
             c.add(
                 &h.name,
@@ -717,7 +714,7 @@ fn client(c: &mut Ctx, h: &Host, f: &HostFacts) {
 /// The VIPs must be reachable from this host: a route, through a next hop that leads to them.
 fn routable(c: &mut Ctx, h: &Host, f: &HostFacts) {
     let lab = c.lab;
-    for vip in lab.services.iter().flat_map(|s| s.vips()).collect::<std::collections::BTreeSet<_>>() {
+    for vip in lab.vips() {
         match f.lookup(vip) {
             Some(l) if l.route.is_none() => c.add(
                 &h.name,

@@ -11,8 +11,7 @@ use crate::doctor::{Facts, diagnose, render_text};
 pub fn run(args: &DoctorArgs) -> anyhow::Result<u8> {
     let planned = super::Planned::open(&args.inv, &args.connect, &args.tpl)?;
     let lab = &planned.lab;
-    let vips: Vec<std::net::IpAddr> =
-        lab.services.iter().flat_map(|s| s.vips()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let vips = lab.vips();
     let jobs = planned.jobs(&args.connect.filter, |plan| Operation::Facts {
         plan: Some(plan.clone()),
         facts: FactsRequest { lookups: vips.clone(), ..Default::default() },

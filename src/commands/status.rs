@@ -163,13 +163,7 @@ fn keepalived_view(lab: &crate::inventory::Lab, outcomes: &[fleet::Outcome]) -> 
         out.push(format!("  {h:<10} {run}{vrrp}"));
     }
     if lab.ha.is_some() {
-        let mut vips: Vec<std::net::IpAddr> = Vec::new();
-        for v in lab.services.iter().flat_map(|s| s.vips()) {
-            if !vips.contains(&v) {
-                vips.push(v);
-            }
-        }
-        for vip in vips {
+        for vip in lab.vips() {
             let on: Vec<&str> = ka
                 .iter()
                 .filter(|(_, k)| k.instances.iter().any(|i| i.holds.contains(&vip.to_string())))

@@ -452,7 +452,23 @@ pub struct Lab {
     pub ha: Option<Ha>,
 }
 
+/// Every VIP of `services`, each once, in the order the services name them.
+pub fn unique_vips<'a>(services: impl IntoIterator<Item = &'a Service>) -> Vec<IpAddr> {
+    let mut all: Vec<IpAddr> = Vec::new();
+    for v in services.into_iter().flat_map(|s| s.vips()) {
+        if !all.contains(&v) {
+            all.push(v);
+        }
+    }
+    all
+}
+
 impl Lab {
+    /// Every VIP of the lab, each once, in the order the services name them.
+    pub fn vips(&self) -> Vec<IpAddr> {
+        unique_vips(&self.services)
+    }
+
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name == name)
     }

@@ -149,7 +149,7 @@ pub fn spec(lab: &Lab, host: &Host) -> Option<KeepalivedSpec> {
                 instances[i].addresses.push(VrrpAddress { address, dev: dev.to_string(), what, deprecated });
             }
         };
-        for vip in lab.services.iter().flat_map(|s| s.vips()) {
+        for vip in lab.vips() {
             let (dev, _) = host.interface_for(vip).expect("validated: the VIP is on both directors' subnet");
             let users: Vec<String> =
                 lab.services.iter().filter(|x| x.vips().contains(&vip)).map(|x| x.label()).collect();

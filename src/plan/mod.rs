@@ -358,8 +358,7 @@ pub fn default_route_of(family: Family) -> IpNet {
 }
 
 fn vips(services: &[&Service]) -> Vec<IpAddr> {
-    let mut seen = BTreeSet::new();
-    services.iter().flat_map(|s| s.vips()).filter(|v| seen.insert(*v)).collect()
+    crate::inventory::unique_vips(services.iter().copied())
 }
 
 /// The name of a lab's nftables table.
