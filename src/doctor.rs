@@ -36,6 +36,7 @@ pub enum Code {
     DestForward,
     PortMapping,
     DirectorIsRealServer,
+    FwmarkRulesMissing,
     VipUnroutable,
     VipMisrouted,
     KeepalivedDown,
@@ -51,7 +52,7 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 32] = [
+    pub const ALL: [Code; 33] = [
         Code::ArpIgnore,
         Code::ArpAnnounce,
         Code::VipOnInterface,
@@ -72,6 +73,7 @@ impl Code {
         Code::DestForward,
         Code::PortMapping,
         Code::DirectorIsRealServer,
+        Code::FwmarkRulesMissing,
         Code::VipUnroutable,
         Code::VipMisrouted,
         Code::KeepalivedDown,
@@ -108,6 +110,7 @@ impl Code {
             Code::DestForward => "dest-forward",
             Code::PortMapping => "port-mapping",
             Code::DirectorIsRealServer => "director-is-real-server",
+            Code::FwmarkRulesMissing => "fwmark-rules-missing",
             Code::VipUnroutable => "vip-unroutable",
             Code::VipMisrouted => "vip-misrouted",
             Code::KeepalivedDown => "keepalived-down",
@@ -374,6 +377,9 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
             );
         }
     }
+    if let Some(n) = &f.nft {
+        marks(c, h, n);
+    }
     let Some(table) = &f.ipvs else {
         c.add(
             &h.name,
@@ -484,6 +490,41 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
             }
         }
     }
+}
+
+/// A firewall-mark service sees only the packets lvsctl's nftables table marks: without the
+/// table (or with other rules in it) IPVS never sees them, and nothing else says why.
+fn marks(c: &mut Ctx, h: &Host, n: &crate::agent::facts::NftFact) {
+    let services: Vec<String> = c.lab.services.iter().filter(|s| s.fwmark.is_some()).map(|s| s.label()).collect();
+    let services = services.join(", ");
+    let table = format!("table inet {}", n.table);
+    let fix = format!("run `lvsctl up --host {}`: it puts {table} back as planned and touches no other table", h.name);
+    if let Some(e) = &n.error {
+        c.add(
+            &h.name,
+            Code::FwmarkRulesMissing,
+            format!("the marking rules of {services} could not be read on director {}", h.name),
+            e.clone(),
+            "install nftables on the director (apt-get install nftables, or dnf install nftables)".into(),
+        );
+        return;
+    }
+    let evidence = match n.rules {
+        None => format!("no {table} (nft list tables)"),
+        Some(_) if n.as_planned => return,
+        Some(r) => format!(
+            "{table} holds {} where the plan has {}, or other objects",
+            crate::plural(r, "rule"),
+            crate::plural(n.planned_rules, "rule")
+        ),
+    };
+    c.add(
+        &h.name,
+        Code::FwmarkRulesMissing,
+        format!("the packets of {services} are not marked as planned on director {}: IPVS does not see them", h.name),
+        evidence,
+        fix,
+    );
 }
 
 fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
@@ -779,7 +820,7 @@ mod tests {
 
     fn default_via(g: &str) -> RouteFact {
         RouteFact {
-            destination: "0.0.0.0/0".parse().unwrap(),
+            destination: if g.contains(':') { "::/0" } else { "0.0.0.0/0" }.parse().unwrap(),
             gateway: Some(g.parse().unwrap()),
             dev: None,
             metric: 0,
@@ -861,6 +902,41 @@ mod tests {
 
     fn codes(l: &Lab, f: &Facts) -> Vec<(String, &'static str)> {
         diagnose(l, f).into_iter().map(|x| (x.host, x.code.as_str())).collect()
+    }
+
+    /// The marking table on the director: a finding when it is absent, changed or unreadable,
+    /// none when it is as planned.
+    #[test]
+    fn missing_marking_rules_are_a_cause() {
+        let l = lab("inventories/dr-fwmark.toml");
+        let marks = |nft: Option<crate::agent::facts::NftFact>| {
+            let mut f = healthy_of("inventories/dr-fwmark.toml");
+            with(&mut f, "lvs", |f| f.nft = nft);
+            let found: Vec<Finding> =
+                diagnose(&l, &f).into_iter().filter(|x| x.code == Code::FwmarkRulesMissing).collect();
+            found
+        };
+        let planned = crate::agent::facts::NftFact {
+            table: "lvsctl-dr-fwmark".into(),
+            planned_rules: 3,
+            rules: Some(3),
+            as_planned: true,
+            error: None,
+        };
+        assert_eq!(marks(None), vec![], "a lab without the fact (no table planned)");
+        assert_eq!(marks(Some(planned.clone())), vec![]);
+        let gone = marks(Some(crate::agent::facts::NftFact { rules: None, as_planned: false, ..planned.clone() }));
+        assert_eq!(gone.len(), 1, "{gone:?}");
+        assert_eq!(gone[0].host, "lvs");
+        assert!(gone[0].cause.contains("fwmark 10"), "{}", gone[0].cause);
+        assert!(gone[0].evidence.contains("no table inet lvsctl-dr-fwmark"), "{}", gone[0].evidence);
+        assert!(gone[0].fix.contains("lvsctl up --host lvs"), "{}", gone[0].fix);
+        let changed =
+            marks(Some(crate::agent::facts::NftFact { rules: Some(1), as_planned: false, ..planned.clone() }));
+        assert!(changed[0].evidence.contains("holds 1 rule where the plan has 3 rules"), "{}", changed[0].evidence);
+        let unread =
+            marks(Some(crate::agent::facts::NftFact { error: Some("nft: not found".into()), ..planned.clone() }));
+        assert!(unread[0].fix.contains("apt-get install nftables"), "{}", unread[0].fix);
     }
 
     #[test]
@@ -1125,6 +1201,7 @@ mod tests {
             h.addresses.push(addr(dev, &a.to_string()));
         }
         h.routes.push(default_via("10.10.0.2"));
+        h.routes.push(default_via("fd00:10::1"));
         f.insert("web1".into(), Ok(h));
         assert_eq!(codes(&l, &f), vec![("web1".into(), "nat-gateway-not-floating")]);
     }

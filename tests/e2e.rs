@@ -224,6 +224,25 @@ fn full_cycle(inv: &str, c: Checks) {
         l.ok(&["down"]);
         assert_same(&before, &snapshot(&l), "after a crashed up and down");
     }
+    if l.lab.services.iter().any(|s| s.fwmark.is_some()) {
+        // A director without nft (hidden in its mount namespace): up stops before any host
+        // changed, and says what to install.
+        let d = l.lab.director().expect("a director").name.clone();
+        l.sh(&d, "mount --bind /dev/null /usr/sbin/nft");
+        let out = l.lvsctl(&["up"]);
+        let t = text(&out);
+        assert!(!out.status.success(), "up must fail without nft on {d}:\n{t}");
+        for want in [
+            &format!("{d}: nft is not installed") as &str,
+            "apt-get install nftables",
+            "nothing was changed on any host",
+        ] {
+            assert!(t.contains(want), "up's error names {want:?}:\n{t}");
+        }
+        // nft back first: the snapshot lists the ruleset with it.
+        l.sh(&d, "umount /usr/sbin/nft");
+        assert_same(&before, &snapshot(&l), "after up refused to start without nft");
+    }
 
     // The agent is not on the hosts (a fresh lab, or removed by down): the one exec that finds it
     // missing receives it (gzipped) and runs it. One exec per host per command, always.
@@ -274,6 +293,18 @@ fn full_cycle(inv: &str, c: Checks) {
     assert_eq!(execs, every(1), "ssh execs per host of status");
     assert!(!status.contains("DRIFTED"), "{status}");
     assert!(status.contains("IPVS on"), "{status}");
+    // The scheduler's flags and one-packet scheduling, as the kernel holds them.
+    for s in &l.lab.services {
+        let key = s.key().to_string();
+        let line = status.lines().find(|x| {
+            x.trim_start().strip_prefix(&key).is_some_and(|r| r.starts_with(' ') && !r.trim_start().starts_with("ipv6"))
+        });
+        let line = line.unwrap_or_else(|| panic!("status shows {}:\n{status}", s.key()));
+        for f in &s.scheduler_flags {
+            assert!(line.contains(f.as_str()), "status shows {} of {}: {line}", f.as_str(), s.label());
+        }
+        assert_eq!(line.contains("one-packet"), s.one_packet, "status shows one-packet of {}: {line}", s.label());
+    }
     status_json_is_the_plan(&l);
     if l.lab.name == "dr" {
         // Another process holds the lab's lock on the director (an `up` whose controller went
@@ -740,7 +771,7 @@ fn e2e_dr_fwmark() {
                     host: "lvs",
                     script: "nft delete table inet lvsctl-dr-fwmark",
                     verify_fails_with: Some("8 of 8 requests got no answer"),
-                    doctor: &[],
+                    doctor: &[("lvs", "fwmark-rules-missing")],
                     after_repair: None,
                     drift: true,
                     readme: None,

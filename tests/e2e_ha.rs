@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::lab::{Lab, assert_same, lvsctl_bin, snapshot, text};
-use common::vm::{assert_split, here_or_in_vm, traffic};
+use common::vm::{assert_split, assert_sticky_across_ports, here_or_in_vm, traffic, units};
 
 /// Polls `f` every half second until it holds, for at most `secs`.
 fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) -> Duration {
@@ -38,14 +38,33 @@ fn table(l: &Lab, director: &str, svc: &lvsctl::inventory::Service) -> Vec<(Stri
         .filter_map(|line| {
             let w: Vec<&str> = line.split_whitespace().collect();
             if w.first() != Some(&"->") {
-                // A service's header line: its protocol, then VIP:PORT.
-                mine = w.get(1) == Some(&svc.endpoint().as_str());
+                // A service's header line: its protocol, then VIP:PORT; or FWM, the mark, and
+                // IPv6 for that family.
+                mine = match &svc.fwmark {
+                    Some(f) => {
+                        w.first() == Some(&"FWM")
+                            && w.get(1) == Some(&f.mark.to_string().as_str())
+                            && (w.get(2) == Some(&"IPv6")) == svc.vip.is_ipv6()
+                    }
+                    None => w.get(1) == Some(&svc.endpoint().as_str()),
+                };
                 return None;
             }
             (mine && w.get(1).is_some_and(|a| a.contains(':')) && w[1] != "RemoteAddress:Port")
                 .then(|| (w[1].to_string(), w[3].parse().unwrap_or(0)))
         })
         .collect()
+}
+
+/// Whether real server `host` is out of `svc`'s split on `director`: removed, or at weight 0
+/// when the service quiesces failed real servers.
+fn out_of_split(l: &Lab, director: &str, svc: &lvsctl::inventory::Service, host: &str) -> bool {
+    let addr = std::net::SocketAddr::new(svc.address_of(host).unwrap(), svc.port_of(host).unwrap()).to_string();
+    let quiesce = svc.on_failure == lvsctl::inventory::OnFailure::Quiesce;
+    match table(l, director, svc).iter().find(|(a, _)| *a == addr) {
+        None => !quiesce,
+        Some((_, w)) => quiesce && *w == 0,
+    }
 }
 
 /// The pid of the responder `lab create` started on `host`.
@@ -59,16 +78,18 @@ fn responder_pid(l: &Lab, host: &str) -> u32 {
         .unwrap_or_else(|| panic!("{host} has no responder"))
 }
 
-/// A responder started again on `host` by the test (killed by its pid at the end). `lab exec`
-/// runs it as `/proc/self/exe`: the host has a /tmp of its own, where the test's binary may be.
-fn start_responder(l: &Lab, host: &str, port: u16) -> Child {
+/// A responder started again on `host` by the test, as `lab create` started it (killed by its
+/// pid at the end). `lab exec` runs it as `/proc/self/exe`: the host has a /tmp of its own, where
+/// the test's binary may be.
+fn start_responder(l: &Lab, host: &str) -> Child {
     Command::new(lvsctl_bin())
         .args(["lab", "exec"])
         .arg(&l.inv)
         .arg(host)
         .arg("--")
         .arg("/proc/self/exe")
-        .args(["lab", "responder", "--name", host, "--listen", &format!("tcp:{port}")])
+        .args(["lab", "responder"])
+        .args(lvsctl::lab::build::responder_args(&l.lab, host))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -124,8 +145,6 @@ struct Ha<'a> {
     /// The real server stopped first, and the other one.
     first: &'a str,
     second: &'a str,
-    /// A failed real server stays in the table at weight 0 (on_failure = "quiesce").
-    quiesce: bool,
     /// The host that answers when no real server is left.
     sorry: Option<&'a str>,
     /// keepalived is hidden on this director first: `up` must stop before changing any host.
@@ -200,10 +219,19 @@ fn ha_cycle(c: Ha) {
         status
     };
     assert!(!status.contains("DRIFTED"), "{status}");
+    let checked: Vec<lvsctl::inventory::Service> =
+        l.lab.services.iter().filter(|s| s.keepalived_managed()).cloned().collect();
     wait_until("keepalived put every real server in the table", 20, || {
-        table(&l, master, &svc).len() == svc.real_servers.len()
+        checked.iter().all(|s| table(&l, master, s).len() == s.real_servers.len())
     });
     assert_split(&l, &svc, 40);
+    // Every other service through the master: each family, each port of a firewall-mark service
+    // on its own, and a persistent client on one real server across the ports of one.
+    let others: Vec<lvsctl::inventory::Service> = units(&l.lab).into_iter().filter(|u| u.key() != svc.key()).collect();
+    for u in &others {
+        assert_split(&l, u, 12);
+    }
+    assert_sticky_across_ports(&l, 4);
     let again = l.ok(&["up"]);
     assert!(again.contains(" 0 changed"), "a second up changes nothing:\n{again}");
 
@@ -220,6 +248,9 @@ fn ha_cycle(c: Ha) {
             master_after = backup;
         }
         wait_until("the VIP is where preemption puts it", 20, || holds(&l, master_after, &vip));
+        for u in &others {
+            assert_split(&l, u, 8);
+        }
     } else {
         let f = l.lvsctl(&["verify", "--failover"]);
         assert!(!f.status.success() && text(&f).contains("--failover needs an HA pair"), "{}", text(&f));
@@ -262,16 +293,21 @@ fn ha_cycle(c: Ha) {
     let hc = svc.health_check.clone().expect("a checked service");
     let limit = (hc.interval * (hc.retries + 1) + hc.timeout * (hc.retries + 1) + hc.retries + 10) as u64;
     let addr = |h: &str| std::net::SocketAddr::new(svc.address_of(h).unwrap(), svc.port_of(h).unwrap()).to_string();
-    let gone = |h: &str| {
-        let t = table(&l, master_after, &svc);
-        match t.iter().find(|(a, _)| *a == addr(h)) {
-            None => !c.quiesce,
-            Some((_, w)) => c.quiesce && *w == 0,
-        }
-    };
     kill(responder_pid(&l, c.first));
-    let took = wait_until(&format!("{} leaves the split", c.first), limit, || gone(c.first));
+    let took = wait_until(&format!("{} leaves the split", c.first), limit, || {
+        checked.iter().all(|s| out_of_split(&l, master_after, s, c.first))
+    });
     eprintln!("{} left the split {:.1} s after its web server stopped", c.first, took.as_secs_f64());
+    for u in others.iter().filter(|u| u.keepalived_managed()) {
+        let counts = traffic(&l, u, 6);
+        assert_eq!(
+            counts.get(c.second).copied(),
+            Some(6),
+            "{}: every request answered by {}: {counts:?}",
+            u.label(),
+            c.second
+        );
+    }
     let counts = traffic(&l, &svc, 20);
     assert_eq!(counts.get(c.second).copied(), Some(20), "every request answered by {}: {counts:?}", c.second);
     let v = l.ok(&["verify", "--requests", "20"]);
@@ -290,9 +326,9 @@ fn ha_cycle(c: Ha) {
     }
 
     // A web server back: its real server comes back into the split.
-    let mut back = vec![start_responder(&l, c.first, svc.port_of(c.first).unwrap())];
+    let mut back = vec![start_responder(&l, c.first)];
     if c.sorry.is_some() {
-        back.push(start_responder(&l, c.second, svc.port_of(c.second).unwrap()));
+        back.push(start_responder(&l, c.second));
     }
     wait_until(&format!("{} comes back", c.first), limit + 10, || {
         table(&l, master_after, &svc).iter().any(|(a, w)| *a == addr(c.first) && *w > 0)
@@ -328,7 +364,6 @@ fn e2e_dr_ha() {
         backup: Some("lvs2"),
         first: "web1",
         second: "web2",
-        quiesce: false,
         sorry: Some("sorry"),
         hide_keepalived_on: Some("lvs2"),
     });
@@ -347,7 +382,6 @@ fn e2e_dr6_ha() {
         backup: Some("lvs2"),
         first: "web1",
         second: "web2",
-        quiesce: false,
         sorry: Some("sorry"),
         hide_keepalived_on: None,
     });
@@ -366,7 +400,6 @@ fn e2e_nat_ha() {
         backup: Some("lvs2"),
         first: "web1",
         second: "web2",
-        quiesce: true,
         sorry: Some("sorry"),
         hide_keepalived_on: None,
     });
@@ -384,7 +417,6 @@ fn e2e_tun_ha() {
         backup: Some("lvs2"),
         first: "web1",
         second: "web2",
-        quiesce: false,
         sorry: None,
         hide_keepalived_on: None,
     });
@@ -403,7 +435,6 @@ fn e2e_health_checks_single_director() {
         backup: None,
         first: "web1",
         second: "web2",
-        quiesce: false,
         sorry: Some("lvs"),
         hide_keepalived_on: None,
     });

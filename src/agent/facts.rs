@@ -51,6 +51,24 @@ pub struct HostFacts {
     /// Each program asked for: its path, None when it is not installed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub programs: BTreeMap<String, Option<String>>,
+    /// A director of a lab with firewall-mark services: lvsctl's nftables table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nft: Option<NftFact>,
+}
+
+/// lvsctl's nftables table on a director, against its plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NftFact {
+    /// `lvsctl-LAB` (family inet).
+    pub table: String,
+    pub planned_rules: usize,
+    /// The rules the table holds; None: there is no such table.
+    pub rules: Option<usize>,
+    /// It holds the planned chain and rules, and nothing else.
+    pub as_planned: bool,
+    /// Why it could not be read (nft missing, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl HostFacts {
@@ -115,5 +133,6 @@ pub fn gather<S: System>(sys: &mut S, req: &FactsRequest) -> std::io::Result<Hos
         drift: vec![],
         programs: req.programs.iter().map(|p| (p.clone(), sys.find_program(p))).collect(),
         keepalived: None,
+        nft: None,
     })
 }

@@ -314,6 +314,7 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
                 if let Some(k) = &plan.keepalived {
                     facts.keepalived = ha::status(sys, k, &req.lab, true).ok();
                 }
+                facts.nft = plan.nftables.as_ref().map(|t| crate::resource::nft::fact(sys, t));
             }
             return Ok(Report {
                 host: req.host.clone(),

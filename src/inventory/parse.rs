@@ -1157,19 +1157,15 @@ fn parse_service(r: &mut Reader, index: usize, t: Table) -> DraftService {
             })
             .collect()
     });
-    for key in ["health_check", "sorry_server"] {
-        if let Some(i) = t.get(r, key).filter(|_| has_fwmark) {
-            r.error(
-                i.span(),
-                &i.path,
-                format!("{key} is not supported on firewall-mark services yet (keepalived would run their checks)"),
-                Some(format!(
-                    "remove {key}, or use one plain service (vip, port) per port to have keepalived check it"
-                )),
-            );
-        }
+    if let Some(i) = t.get(r, "sorry_server").filter(|_| has_fwmark) {
+        r.error(
+            i.span(),
+            &i.path,
+            "sorry_server is not supported on firewall-mark services yet",
+            Some("remove sorry_server (health_check works), or use one plain service (vip, port) per port to have a sorry server".into()),
+        );
     }
-    let health_check = t.get(r, "health_check").filter(|_| !has_fwmark).and_then(|i| parse_health_check(r, &i));
+    let health_check = t.get(r, "health_check").and_then(|i| parse_health_check(r, &i));
     let on_failure = match t.get(r, "on_failure") {
         Some(i) => parse_enum(r, &i, &["remove", "quiesce"], parse_on_failure, "on_failure").unwrap_or_default(),
         None => OnFailure::Remove,

@@ -420,7 +420,7 @@ fn ssh_keygen(path: &Path, comment: &str) -> anyhow::Result<()> {
 }
 
 /// Ports each real server's responder listens on: (protocol, port), and the VIPs it serves.
-fn responder_args(lab: &Lab, host: &str) -> Vec<String> {
+pub fn responder_args(lab: &Lab, host: &str) -> Vec<String> {
     let mut args = vec!["--name".to_string(), host.to_string()];
     let mut seen = Vec::new();
     for s in lab.services_of(host) {

@@ -62,7 +62,20 @@ pub struct KaVirtualServer {
     pub protocol: Protocol,
     pub vip: IpAddr,
     pub port: u16,
+    /// `virtual_server fwmark N` instead of an address and a port (its real servers have no
+    /// port: the packet's is kept).
+    #[serde(default)]
+    pub fwmark: Option<u32>,
+    /// The family of a firewall-mark service (keepalived's `ip_family`).
+    #[serde(default)]
+    pub ipv6: bool,
     pub scheduler: String,
+    /// The scheduler's flags, in keepalived's words (`sh-fallback`, `mh-port`).
+    #[serde(default)]
+    pub scheduler_flags: Vec<String>,
+    /// One-packet scheduling (keepalived's `ops`, ipvsadm's `-o`).
+    #[serde(default)]
+    pub one_packet: bool,
     pub forward: Forward,
     pub persistence: u32,
     /// keepalived's `persistence_granularity`: a netmask, or an IPv6 prefix length.
@@ -188,18 +201,25 @@ pub fn spec(lab: &Lab, host: &Host) -> Option<KeepalivedSpec> {
 }
 
 fn virtual_server(s: &Service) -> KaVirtualServer {
+    // A firewall-mark service's real servers have no port of their own: the check goes to the
+    // port the inventory names, or to the first port its rules mark.
+    let first_port = s.fwmark.as_ref().and_then(|f| f.matches.iter().flat_map(|m| m.ports.first()).next().copied());
     let check = s.health_check.as_ref().map(|hc| KaCheck {
         kind: hc.kind.clone(),
         timeout: hc.timeout,
         retries: hc.retries,
-        port: hc.port,
+        port: hc.port.or(first_port),
     });
     KaVirtualServer {
         label: s.label(),
         protocol: s.protocol,
         vip: s.vip,
         port: s.port,
+        fwmark: s.fwmark.as_ref().map(|f| f.mark),
+        ipv6: s.family() == Family::Ipv6,
         scheduler: s.scheduler.clone(),
+        scheduler_flags: s.scheduler_flags.iter().map(|f| f.as_str().to_string()).collect(),
+        one_packet: s.one_packet,
         forward: s.mode.profile().forward,
         persistence: s.persistence,
         netmask: s.netmask.filter(|m| *m != Netmask::host(s.family() == Family::Ipv6)),
@@ -235,10 +255,14 @@ mod tests {
         let l = lab("inventories/nat-ha.toml");
         let k = spec(&l, l.host("lvs2").unwrap()).unwrap();
         let names: Vec<(&str, &str)> = k.instances.iter().map(|i| (i.name.as_str(), i.interface.as_str())).collect();
-        assert_eq!(names, [("nat-ha-eth0", "eth0"), ("nat-ha-eth1", "eth1")]);
+        assert_eq!(
+            names,
+            [("nat-ha-eth0", "eth0"), ("nat-ha-eth0-6", "eth0"), ("nat-ha-eth1", "eth1"), ("nat-ha-eth1-6", "eth1")]
+        );
         assert_eq!(k.sync_group.as_deref(), Some("nat-ha-group"));
         assert!(k.instances.iter().all(|i| i.priority == 100 && i.virtual_router_id == 52));
-        assert_eq!(k.instances[1].addresses[0].address.to_string(), "10.10.0.1/24");
+        assert_eq!(k.instances[2].addresses[0].address.to_string(), "10.10.0.1/24");
+        assert_eq!(k.instances[3].addresses[0].address.to_string(), "fd00:10::1/64");
         assert_eq!(k.sync_daemon, Some(("eth0".into(), "nat-ha-eth0".into())));
         let vs = &k.virtual_servers[0];
         assert!(vs.quiesce && vs.lb_kind() == "NAT");
@@ -252,7 +276,32 @@ mod tests {
         let i = &k.instances[0];
         assert_eq!(i.unicast, Some(("192.168.188.8".parse().unwrap(), "192.168.188.9".parse().unwrap())));
         assert!(!i.preempt);
-        assert!(k.sync_group.is_none());
+        // The IPv6 instance speaks to the peer's IPv6 address; both move together.
+        let i6 = &k.instances[1];
+        assert_eq!(i6.unicast, Some(("2001:db8:188::8".parse().unwrap(), "2001:db8:188::9".parse().unwrap())));
+        assert_eq!(k.sync_group.as_deref(), Some("tun-ha-group"));
+    }
+
+    /// A checked firewall-mark service: one `virtual_server fwmark` per family, real servers
+    /// without a port, checked on the first port the rules mark.
+    #[test]
+    fn a_checked_firewall_mark_service_is_a_fwmark_virtual_server_per_family() {
+        let l = lab("inventories/tun-ha.toml");
+        let k = spec(&l, l.host("lvs1").unwrap()).unwrap();
+        let marks: Vec<(Option<u32>, bool)> = k.virtual_servers.iter().map(|v| (v.fwmark, v.ipv6)).collect();
+        assert_eq!(marks, [(None, false), (Some(20), false), (Some(20), true)]);
+        for vs in &k.virtual_servers[1..] {
+            assert!(vs.real_servers.iter().all(|r| r.port == 0 && r.check.as_ref().unwrap().port == Some(80)));
+        }
+        assert!(k.virtual_servers[2].real_servers[0].address.is_ipv6());
+        let deprecated: Vec<String> = k
+            .instances
+            .iter()
+            .flat_map(|i| &i.addresses)
+            .filter(|a| a.deprecated)
+            .map(|a| a.address.to_string())
+            .collect();
+        assert_eq!(deprecated, ["2001:db8:188::101/128"], "TUN's IPv6 VIP is never the director's source");
     }
 
     #[test]

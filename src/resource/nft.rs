@@ -123,6 +123,24 @@ pub fn parse_listing(listing: &Value) -> Result<Objects, String> {
     Ok(out)
 }
 
+/// The table as doctor sees it: there or not, as planned or not.
+pub fn fact<S: System>(sys: &mut S, spec: &NftTableSpec) -> crate::agent::facts::NftFact {
+    let mut f = crate::agent::facts::NftFact {
+        table: spec.name.clone(),
+        planned_rules: spec.rules.len(),
+        ..Default::default()
+    };
+    match sys.nft_table(&spec.name) {
+        Ok(None) => {}
+        Ok(Some(have)) => {
+            f.rules = Some(have.iter().filter(|x| x.get("rule").is_some()).count());
+            f.as_planned = have == objects(spec);
+        }
+        Err(e) => f.error = Some(e.to_string()),
+    }
+    f
+}
+
 pub fn wants(spec: Option<&NftTableSpec>, w: &mut Wants) {
     if let Some(s) = spec {
         w.nft.insert(s.name.clone());
@@ -262,6 +280,23 @@ mod tests {
     fn the_planned_table_reads_back_equal_from_nfts_listing() {
         let listed = parse_listing(&serde_json::from_str(LISTING).unwrap()).unwrap();
         assert_eq!(listed, objects(&spec()));
+    }
+
+    /// doctor's view of the table: absent, as planned after `replace_commands`, changed.
+    #[test]
+    fn the_fact_tells_absent_planned_and_changed_apart() {
+        let s = spec();
+        let mut sys = crate::host::fake::Fake::new();
+        let f = fact(&mut sys, &s);
+        assert_eq!((f.rules, f.as_planned, f.planned_rules), (None, false, 2));
+        sys.nft_apply(&replace_commands(&s.name, &objects(&s))).unwrap();
+        let f = fact(&mut sys, &s);
+        assert_eq!((f.rules, f.as_planned), (Some(2), true));
+        let mut fewer = objects(&s);
+        fewer.pop();
+        sys.nft_apply(&replace_commands(&s.name, &fewer)).unwrap();
+        let f = fact(&mut sys, &s);
+        assert_eq!((f.rules, f.as_planned, f.error), (Some(1), false, None));
     }
 
     #[test]

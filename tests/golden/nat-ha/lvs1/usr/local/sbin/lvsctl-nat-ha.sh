@@ -4,7 +4,7 @@
 # A standalone equivalent of `lvsctl up` / `lvsctl down` for this host, for machines that cannot
 # run lvsctl:   /usr/local/sbin/lvsctl-nat-ha.sh start | stop | status
 # The unit lvsctl-nat-ha.service runs `start` at boot and `stop` on `systemctl stop`.
-# Needs: iproute2, modprobe, keepalived; run as root.
+# Needs: iproute2, modprobe, nft (nftables), keepalived; run as root.
 #
 # Unlike lvs_dr_rs.sh-style scripts, `stop` does not write 0 everywhere: `start` records the value
 # every sysctl had before it changed it (in $STATE, kept across reboots: the sysctl.d file sets
@@ -116,6 +116,16 @@ set_route() { # destination gateway
     say "route $1 via $2"
 }
 
+add_nft_table() { # table json-file
+    if nft list table inet "$1" >/dev/null 2>&1; then
+        say "nftables table inet $1 exists: left as it is"
+        return 0
+    fi
+    nft -j -f "$2" || die "cannot load nftables table inet $1 from $2"
+    record nft "$1"
+    say "nftables table inet $1 loaded"
+}
+
 # keepalived runs /etc/keepalived/keepalived.conf: through systemd where it runs, else as its own daemon.
 # One that runs already was not started here: it is left alone, and start fails.
 keepalived_pid() { p=$(cat /run/keepalived.pid 2>/dev/null) && case $p in ''|*[!0-9]*) return 1 ;; esac && kill -0 "$p" 2>/dev/null && echo "$p"; }
@@ -155,11 +165,17 @@ start() {
     load_module ip_vs
     load_module ip_vs_rr
     set_sysctl net.ipv4.ip_forward 1
+    set_sysctl net.ipv6.conf.all.forwarding 1
+    set_sysctl net.ipv4.vs.expire_nodest_conn 1
     link_up eth0
     link_up eth1
     add_address eth0 192.168.188.8/24 eth0:lvs
+    add_address6 eth0 2001:db8:188::8/64
     add_address eth1 10.10.0.2/24 eth1:lvs
+    add_address6 eth1 fd00:10::2/64
     set_route default 192.168.188.200
+    set_route6 default 2001:db8:188::200
+    add_nft_table lvsctl-nat-ha /etc/lvsctl/nat-ha/nftables.json
     start_keepalived /etc/keepalived/keepalived.conf
     record started
     say "started"
@@ -210,11 +226,18 @@ stop() {
 status() {
     if grep -qsx started "$RUNSTATE"; then say "started (state in $RUNSTATE)"; else say "not started"; fi
     printf '  sysctl %s = %s (want %s)\n' net.ipv4.ip_forward "$(cat "$(proc_path net.ipv4.ip_forward)" 2>/dev/null || echo missing)" 1
+    printf '  sysctl %s = %s (want %s)\n' net.ipv6.conf.all.forwarding "$(cat "$(proc_path net.ipv6.conf.all.forwarding)" 2>/dev/null || echo missing)" 1
+    printf '  sysctl %s = %s (want %s)\n' net.ipv4.vs.expire_nodest_conn "$(cat "$(proc_path net.ipv4.vs.expire_nodest_conn)" 2>/dev/null || echo missing)" 1
     if ip -o -4 addr show dev eth0 to 192.168.188.8/32 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi
     printf '  address %s on %s: %s\n' 192.168.188.8/24 eth0 "$w"
+    if ip -o -6 addr show dev eth0 to 2001:db8:188::8/128 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi
+    printf '  address %s on %s: %s\n' 2001:db8:188::8/64 eth0 "$w"
     if ip -o -4 addr show dev eth1 to 10.10.0.2/32 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi
     printf '  address %s on %s: %s\n' 10.10.0.2/24 eth1 "$w"
+    if ip -o -6 addr show dev eth1 to fd00:10::2/128 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi
+    printf '  address %s on %s: %s\n' fd00:10::2/64 eth1 "$w"
     printf '  route %s: %s\n' default "$(ip -4 route show exact default | head -n 1)"
+    printf '  route %s: %s\n' default "$(ip -6 route show exact default | head -n 1)"
     if p=$(keepalived_pid); then say "keepalived runs (pid $p)"; else say "keepalived is NOT running"; fi
     ipvsadm -L -n
 }

@@ -126,7 +126,9 @@ start() {
     touch "$STATE"
     link_up eth0
     add_address eth0 10.10.0.82/24 eth0:lvs
+    add_address6 eth0 fd00:10::82/64
     set_route default 10.10.0.1
+    set_route6 default fd00:10::1
     record started
     say "started"
 }
@@ -176,7 +178,10 @@ status() {
     if grep -qsx started "$RUNSTATE"; then say "started (state in $RUNSTATE)"; else say "not started"; fi
     if ip -o -4 addr show dev eth0 to 10.10.0.82/32 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi
     printf '  address %s on %s: %s\n' 10.10.0.82/24 eth0 "$w"
+    if ip -o -6 addr show dev eth0 to fd00:10::82/128 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi
+    printf '  address %s on %s: %s\n' fd00:10::82/64 eth0 "$w"
     printf '  route %s: %s\n' default "$(ip -4 route show exact default | head -n 1)"
+    printf '  route %s: %s\n' default "$(ip -6 route show exact default | head -n 1)"
 }
 
 case "${1:-}" in

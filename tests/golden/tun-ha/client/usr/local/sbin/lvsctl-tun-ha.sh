@@ -126,7 +126,9 @@ start() {
     touch "$STATE"
     link_up eth0
     add_address eth0 192.168.10.6/24 eth0:lvs
+    add_address6 eth0 2001:db8:10::6/64
     set_route default 192.168.10.200
+    set_route6 default 2001:db8:10::200
     record started
     say "started"
 }
@@ -176,7 +178,10 @@ status() {
     if grep -qsx started "$RUNSTATE"; then say "started (state in $RUNSTATE)"; else say "not started"; fi
     if ip -o -4 addr show dev eth0 to 192.168.10.6/32 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi
     printf '  address %s on %s: %s\n' 192.168.10.6/24 eth0 "$w"
+    if ip -o -6 addr show dev eth0 to 2001:db8:10::6/128 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi
+    printf '  address %s on %s: %s\n' 2001:db8:10::6/64 eth0 "$w"
     printf '  route %s: %s\n' default "$(ip -4 route show exact default | head -n 1)"
+    printf '  route %s: %s\n' default "$(ip -6 route show exact default | head -n 1)"
 }
 
 case "${1:-}" in

@@ -125,10 +125,13 @@ start() {
     : > "$RUNSTATE"
     touch "$STATE"
     set_sysctl net.ipv4.ip_forward 1
+    set_sysctl net.ipv6.conf.all.forwarding 1
     link_up eth0
     link_up eth1
     add_address eth0 192.168.188.200/24 eth0:lvs
+    add_address6 eth0 2001:db8:188::200/64
     add_address eth1 192.168.10.200/24 eth1:lvs
+    add_address6 eth1 2001:db8:10::200/64
     record started
     say "started"
 }
@@ -177,10 +180,15 @@ stop() {
 status() {
     if grep -qsx started "$RUNSTATE"; then say "started (state in $RUNSTATE)"; else say "not started"; fi
     printf '  sysctl %s = %s (want %s)\n' net.ipv4.ip_forward "$(cat "$(proc_path net.ipv4.ip_forward)" 2>/dev/null || echo missing)" 1
+    printf '  sysctl %s = %s (want %s)\n' net.ipv6.conf.all.forwarding "$(cat "$(proc_path net.ipv6.conf.all.forwarding)" 2>/dev/null || echo missing)" 1
     if ip -o -4 addr show dev eth0 to 192.168.188.200/32 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi
     printf '  address %s on %s: %s\n' 192.168.188.200/24 eth0 "$w"
+    if ip -o -6 addr show dev eth0 to 2001:db8:188::200/128 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi
+    printf '  address %s on %s: %s\n' 2001:db8:188::200/64 eth0 "$w"
     if ip -o -4 addr show dev eth1 to 192.168.10.200/32 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi
     printf '  address %s on %s: %s\n' 192.168.10.200/24 eth1 "$w"
+    if ip -o -6 addr show dev eth1 to 2001:db8:10::200/128 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi
+    printf '  address %s on %s: %s\n' 2001:db8:10::200/64 eth1 "$w"
 }
 
 case "${1:-}" in
