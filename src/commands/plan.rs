@@ -41,6 +41,7 @@ pub fn render_text(lab: &Lab, plans: &[HostPlan]) -> String {
         let host = lab.host(&p.host).expect("plans come from the lab");
         let via = match &host.ssh.target {
             SshTarget::Local => "this machine".to_string(),
+            SshTarget::Remote(a) if a.contains(':') => format!("ssh {}@[{}]:{}", host.ssh.user, a, host.ssh.port),
             SshTarget::Remote(a) => format!("ssh {}@{}:{}", host.ssh.user, a, host.ssh.port),
         };
         let _ = writeln!(out, "\n{} ({}, {via})", p.host, p.role);

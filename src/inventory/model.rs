@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 /// IPVS services are TCP, UDP or SCTP (the IPVS codec owns the type); an address family; a
@@ -434,8 +434,8 @@ pub struct Segment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LabSpec {
     pub segments: Vec<Segment>,
-    /// The management network carrying every host's `ssh` address.
-    pub management: Ipv4Net,
+    /// The management network carrying every host's `ssh` address (IPv4 or IPv6).
+    pub management: IpNet,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -126,7 +126,7 @@ pub struct DraftSegment {
 pub struct DraftLab {
     pub path: String,
     pub segments: Vec<DraftSegment>,
-    pub management: Option<Ipv4Net>,
+    pub management: Option<IpNet>,
 }
 
 /// Defaults from the top-level `[ssh]` table, before a host's own settings override them.
@@ -1502,14 +1502,18 @@ fn parse_lab(r: &mut Reader, t: Table) -> DraftLab {
     }
     let management = t.get(r, "management").and_then(|i| {
         let s = i.str(r)?;
-        match s.parse::<Ipv4Net>() {
-            Ok(n) if n.prefix_len() <= 30 => Some(n.trunc()),
+        match s.parse::<IpNet>() {
+            Ok(IpNet::V4(n)) if n.prefix_len() <= 30 => Some(IpNet::V4(n.trunc())),
+            Ok(IpNet::V6(n)) if n.prefix_len() <= 126 => Some(IpNet::V6(n.trunc())),
             _ => {
                 r.error(
                     i.span(),
                     &i.path,
-                    format!("\"{}\" is not an IPv4 subnet of at most /30", s.escape_debug()),
-                    Some("write NETWORK/PREFIX, like 10.250.0.0/24".into()),
+                    format!(
+                        "\"{}\" is not an IPv4 subnet of at most /30 or an IPv6 one of at most /126",
+                        s.escape_debug()
+                    ),
+                    Some("write NETWORK/PREFIX, like 10.250.0.0/24 or fd00:250::/64".into()),
                 );
                 None
             }

@@ -1188,16 +1188,16 @@ fn check_lab(
             }
         }
     }
-    // Management network: every host's ssh address.
-    let mut ssh_addrs = Vec::new();
+    // Management network: every host's ssh address, IPv4 or IPv6 (one family for the lab).
+    let mut ssh_addrs: Vec<(&DraftHost, IpAddr)> = Vec::new();
     for h in hosts {
         match h.ssh.as_ref().map(|s| &s.target) {
-            Some(SshTarget::Remote(a)) => match a.parse::<std::net::Ipv4Addr>() {
+            Some(SshTarget::Remote(a)) => match a.parse::<IpAddr>() {
                 Ok(ip) => ssh_addrs.push((h, ip)),
                 Err(_) => {
                     r.error_at(
                         &join(&h.path, "ssh"),
-                        format!("lab hosts need an IPv4 ssh address, not \"{a}\""),
+                        format!("lab hosts need an IP address as ssh, not \"{a}\""),
                         Some("the lab gives each host its ssh address on the management network".into()),
                     );
                     ok = false;
@@ -1207,7 +1207,7 @@ fn check_lab(
                 r.error_at(
                     &join(&h.path, "ssh"),
                     "a lab host cannot be \"local\"",
-                    Some("give it an IPv4 address on the management network".into()),
+                    Some("give it an address on the management network".into()),
                 );
                 ok = false;
             }
@@ -1216,7 +1216,7 @@ fn check_lab(
     }
     // The lab gives each host its ssh address on the management network: one address, one host
     // (other ports would not make two machines of one address here).
-    let mut by_addr: HashMap<std::net::Ipv4Addr, (&str, u16)> = HashMap::new();
+    let mut by_addr: HashMap<IpAddr, (&str, u16)> = HashMap::new();
     for (h, ip) in &ssh_addrs {
         let port = h.ssh.as_ref().map_or(22, |s| s.port);
         // The same port is the same endpoint, reported as such above.
@@ -1229,24 +1229,23 @@ fn check_lab(
         }
         by_addr.entry(*ip).or_insert((&h.name, port));
     }
-    let management = l
-        .management
-        .or_else(|| ssh_addrs.first().map(|(_, ip)| ipnet::Ipv4Net::new(*ip, 24).expect("24 is valid").trunc()));
+    let management = l.management.or_else(|| {
+        ssh_addrs.first().map(|(_, ip)| IpNet::new(*ip, if ip.is_ipv6() { 64 } else { 24 }).expect("valid").trunc())
+    });
     let management = management?;
     for (h, ip) in &ssh_addrs {
-        if !management.contains(ip) || *ip == management.network() || *ip == management.broadcast() {
+        let broadcast = matches!(management, IpNet::V4(_)) && *ip == management.broadcast();
+        if !management.contains(ip) || *ip == management.network() || broadcast {
             r.error_at(
                 &join(&h.path, "ssh"),
                 format!("{ip} is not a host address of the management network {management}"),
-                Some("put every host's ssh address in one subnet, or set lab.management".into()),
+                Some("put every host's ssh address in one subnet of one family, or set lab.management".into()),
             );
             ok = false;
         }
     }
     for x in hosts {
         for (ifname, idx, a) in addresses(x) {
-            // The management network is IPv4: only IPv4 subnets can overlap it.
-            let IpNet::V4(a) = a else { continue };
             if a.trunc().contains(&management.network()) || management.contains(&a.addr()) {
                 r.error_at(
                     &addr_path(x, ifname, idx),

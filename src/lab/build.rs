@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::io::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures::TryStreamExt;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use rtnetlink::{LinkBridge, LinkUnspec, LinkVeth};
 use serde::{Deserialize, Serialize};
 
@@ -90,22 +90,24 @@ fn bridge_name(seg: &str, idx: usize) -> String {
     if n.len() <= 15 { n } else { format!("br{idx}") }
 }
 
-/// The address the controller uses on the management network: the first one no host has.
-fn control_address(lab: &Lab, mgmt: Ipv4Net) -> anyhow::Result<Ipv4Net> {
-    let taken: Vec<Ipv4Addr> = lab
+/// The address the controller uses on the management network: the first one no host has. Not
+/// an IPv6 network's own address: that is its subnet-router anycast address, which a host that
+/// forwards IPv6 (a router, a NAT director) takes as its own, and would keep the replies.
+fn control_address(lab: &Lab, mgmt: IpNet) -> anyhow::Result<IpNet> {
+    let taken: Vec<IpAddr> = lab
         .hosts
         .iter()
         .filter_map(|h| if let SshTarget::Remote(a) = &h.ssh.target { a.parse().ok() } else { None })
         .collect();
     mgmt.hosts()
-        .find(|a| !taken.contains(a))
-        .map(|a| Ipv4Net::new(a, mgmt.prefix_len()).expect("valid"))
+        .find(|a| !taken.contains(a) && *a != mgmt.network())
+        .map(|a| IpNet::new(a, mgmt.prefix_len()).expect("valid"))
         .context("the management network has no free address for the controller")
 }
 
-fn ssh_addr(lab: &Lab, host: &str) -> anyhow::Result<Ipv4Addr> {
+fn ssh_addr(lab: &Lab, host: &str) -> anyhow::Result<IpAddr> {
     match &lab.host(host).context("no such host")?.ssh.target {
-        SshTarget::Remote(a) => a.parse().context("lab hosts have IPv4 ssh addresses"),
+        SshTarget::Remote(a) => a.parse().context("lab hosts have IP addresses as ssh"),
         SshTarget::Local => bail!("a lab host cannot be local"),
     }
 }
@@ -169,13 +171,19 @@ impl Net {
             .with_context(|| format!("cannot bring {name} up"))
     }
 
-    fn address(&self, h: &rtnetlink::Handle, dev: &str, a: Ipv4Net) -> anyhow::Result<()> {
+    /// An IPv6 address skips duplicate address detection: sshd binds it at once.
+    fn address(&self, h: &rtnetlink::Handle, dev: &str, a: IpNet) -> anyhow::Result<()> {
         let idx = self.index(h, dev)?;
         let h = h.clone();
         self.rt
-            .block_on(
-                async move { h.address().add(idx, std::net::IpAddr::V4(a.addr()), a.prefix_len()).execute().await },
-            )
+            .block_on(async move {
+                let mut req = h.address().add(idx, a.addr(), a.prefix_len());
+                if a.addr().is_ipv6() {
+                    use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+                    req.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+                }
+                req.execute().await
+            })
             .with_context(|| format!("cannot add {a} to {dev}"))
     }
 
@@ -498,7 +506,7 @@ fn build_host(net: &Net, lab: &Lab, state: &mut LabState, hi: usize, host: &str)
     for p in host_ports(lab, hi, host) {
         net.plug(&ctl, &p.ctrl, &p.bridge, &ns, &p.ifname)?;
     }
-    let addr = Ipv4Net::new(ssh_addr(lab, host)?, spec.management.prefix_len())?;
+    let addr = IpNet::new(ssh_addr(lab, host)?, spec.management.prefix_len())?;
     net.address(&h, crate::inventory::validate::LAB_MGMT_IFNAME, addr)?;
     net.up(&h, crate::inventory::validate::LAB_MGMT_IFNAME)?;
 
@@ -519,7 +527,7 @@ fn build_host(net: &Net, lab: &Lab, state: &mut LabState, hi: usize, host: &str)
     let mut sshd = Command::new(SSHD);
     sshd.args(["-D", "-e", "-f", "/dev/null", "-h", HOST_KEY])
         .arg("-o")
-        .arg(format!("ListenAddress={}:{port}", addr.addr()));
+        .arg(format!("ListenAddress={}", SocketAddr::new(addr.addr(), port)));
     for o in [
         "UsePAM=no",
         "StrictModes=no",
@@ -555,12 +563,12 @@ fn build_host(net: &Net, lab: &Lab, state: &mut LabState, hi: usize, host: &str)
 }
 
 fn wait_for_sshd(lab: &Lab, host: &str) -> anyhow::Result<()> {
-    let addr = SocketAddrV4::new(ssh_addr(lab, host)?, lab.host(host).expect("exists").ssh.port);
+    let addr = SocketAddr::new(ssh_addr(lab, host)?, lab.host(host).expect("exists").ssh.port);
     let ns = control_netns(&lab.name);
     let ok = netns::in_netns(&ns, move || {
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
-            if TcpStream::connect_timeout(&addr.into(), Duration::from_secs(2)).is_ok() {
+            if TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok() {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -923,5 +931,27 @@ mod name_tests {
         assert_ne!(host_netns("a", "b-c"), host_netns("a-b", "c"));
         assert!(!host_netns("a-b", "c").starts_with(&host_netns_prefix("a")));
         assert_ne!(host_netns("a", "b"), crate::lab::control_netns("a-b").file_name().unwrap().to_string_lossy());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lab(inv: &str) -> Lab {
+        crate::inventory::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(inv)).unwrap()
+    }
+
+    /// The controller never takes an IPv6 management network's subnet-router anycast address
+    /// (a router forwarding IPv6 answers it itself), nor a host's.
+    #[test]
+    fn the_controller_address_is_a_plain_free_host_address() {
+        let l = lab("inventories/dr6.toml");
+        let mgmt = l.lab.as_ref().unwrap().management;
+        assert_eq!(mgmt.to_string(), "fd00:250:6::/64");
+        assert_eq!(control_address(&l, mgmt).unwrap().to_string(), "fd00:250:6::1/64");
+        let l = lab("inventories/dr.toml");
+        let mgmt = l.lab.as_ref().unwrap().management;
+        assert_eq!(control_address(&l, mgmt).unwrap().to_string(), "10.250.0.1/24");
     }
 }
