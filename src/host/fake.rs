@@ -200,6 +200,10 @@ impl System for Fake {
         }
         self.op(format!("link {dev} {}", if up { "up" } else { "down" }))?;
         self.state.links.insert(dev.into(), up);
+        if !up {
+            // The kernel flushes a link's IPv6 addresses when it goes down (keep_addr_on_down 0).
+            self.state.addresses.retain(|a| a.dev != dev || a.address.addr().is_ipv4());
+        }
         Ok(())
     }
 

@@ -73,8 +73,27 @@ pub fn undo(u: &Undo, live: &Live) -> Decision {
     }
 }
 
+/// Taking a link down flushes its IPv6 addresses (the kernel's `keep_addr_on_down` is 0 by
+/// default): those it held are put back (on a down link they stay), so that `down` leaves the
+/// addresses that were there before lvsctl. lvsctl's own are gone already: undo runs in reverse,
+/// addresses before links. Link-local ones come back by themselves when the link comes up.
 pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
-    sys.set_link(&a.dev, a.up)
+    if a.up {
+        return sys.set_link(&a.dev, true);
+    }
+    let held: Vec<crate::host::AddrFact> = sys
+        .addresses()?
+        .into_iter()
+        .filter(|x| {
+            x.dev == a.dev && x.address.addr().is_ipv6() && !crate::inventory::parse::is_link_local(x.address.addr())
+        })
+        .collect();
+    sys.set_link(&a.dev, false)?;
+    let now = sys.addresses()?;
+    for x in held.iter().filter(|x| !now.iter().any(|n| n.dev == x.dev && n.address == x.address)) {
+        sys.add_address(x)?;
+    }
+    Ok(())
 }
 
 pub fn show(l: &LinkSpec) -> (&'static str, String, String) {
@@ -86,5 +105,32 @@ pub fn check(u: &Undo) -> Result<(), String> {
     match crate::inventory::parse::interface_name_problem(&u.dev) {
         Some(why) => Err(format!("link {:?} {why}", u.dev)),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod act_tests {
+    use super::*;
+    use crate::host::AddrFact;
+    use crate::host::fake::Fake;
+
+    fn addr(dev: &str, cidr: &str) -> AddrFact {
+        AddrFact { dev: dev.into(), address: cidr.parse().unwrap(), label: None, nodad: true, deprecated: false }
+    }
+
+    /// The fake flushes IPv6 addresses on link down, as the kernel does: the ones held before
+    /// are back afterwards, and the IPv4 one was never gone.
+    #[test]
+    fn taking_a_link_down_keeps_the_ipv6_addresses_it_held() {
+        let mut sys = Fake::new();
+        sys.state.links.insert("eth0".into(), true);
+        sys.state.addresses =
+            vec![addr("eth0", "2001:db8:188::100/128"), addr("eth0", "192.0.2.1/24"), addr("eth1", "2001:db8::1/64")];
+        act(&mut sys, &Action { dev: "eth0".into(), up: false }).unwrap();
+        assert!(!sys.state.links["eth0"]);
+        let mut have: Vec<String> = sys.state.addresses.iter().map(|a| format!("{} {}", a.dev, a.address)).collect();
+        have.sort();
+        assert_eq!(have, ["eth0 192.0.2.1/24", "eth0 2001:db8:188::100/128", "eth1 2001:db8::1/64"]);
+        assert!(sys.state.addresses.iter().all(|a| a.nodad), "put back as they were");
     }
 }
