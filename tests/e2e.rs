@@ -280,9 +280,9 @@ fn full_cycle(inv: &str, c: Checks) {
         assert!(squash(&got).contains(&squash(want)), "{host}: `{script}` should show {want:?}:\n{got}");
     }
     for s in &common::vm::units(&l.lab) {
-        assert_split(&l, s, 40);
+        assert_split(&l, s, 16);
     }
-    common::vm::assert_sticky_across_ports(&l, 8);
+    common::vm::assert_sticky_across_ports(&l, 4);
     let masters = kept_masters();
     assert_eq!(masters.len(), l.lab.hosts.len(), "one kept ssh connection per host: {masters:?}");
     let (again, execs) = l.counted(&["up", "--output", "json"]);
@@ -368,9 +368,9 @@ fn full_cycle(inv: &str, c: Checks) {
     assert!(out.status.success(), "lab reboot {}:\n{}", c.reboot, text(&out));
     assert!(text(&out).contains("starting lvsctl-"), "the boot unit ran:\n{}", text(&out));
     for s in &common::vm::units(&l.lab) {
-        assert_split(&l, s, 40);
+        assert_split(&l, s, 16);
     }
-    common::vm::assert_sticky_across_ports(&l, 8);
+    common::vm::assert_sticky_across_ports(&l, 4);
     let status = l.ok(&["status"]);
     assert!(!status.contains("DRIFTED"), "after the reboot: {status}");
 
@@ -656,7 +656,9 @@ fn e2e_nat6() {
     full_cycle(
         "inventories/nat6.toml",
         Checks {
-            prepare: &[],
+            // The director already holds the IPv6 VIP (an operator's earlier try): it must keep
+            // it after down.
+            prepare: &[("lvs", "ip -6 addr add 2001:db8:188::100/128 dev eth0 nodad")],
             crash_first: false,
             reboot: "web2",
             after_up: &[
@@ -776,12 +778,16 @@ fn e2e_dr_fwmark() {
                     drift: true,
                     readme: None,
                 },
+                // Weight 0, not removed: a removed destination's lingering connections (IPVS keeps
+                // them in TIME_WAIT) drop the client's new ones that reuse their source ports, so
+                // verify would fail or not by chance. At weight 0 the persistent client stays
+                // where it was and nothing is dropped.
                 Break {
-                    what: "web2 is no longer a destination of the IPv6 mark",
+                    what: "web2's destination of the IPv6 mark has weight 0",
                     host: "lvs",
-                    script: "ipvsadm -d -f 10 -6 -r [2001:db8:188::82]:0",
+                    script: "ipvsadm -e -f 10 -6 -r [2001:db8:188::82]:0 -w 0",
                     verify_fails_with: None,
-                    doctor: &[("lvs", "dest-missing")],
+                    doctor: &[("lvs", "dest-weight-zero")],
                     after_repair: None,
                     drift: true,
                     readme: None,
@@ -850,10 +856,13 @@ fn e2e_tun() {
     full_cycle(
         "inventories/tun.toml",
         Checks {
-            prepare: &[],
+            // A host without gzip gets the agent uncompressed ("raw"): full_cycle checks that
+            // what it installed is the agent, byte for byte.
+            prepare: &[("web1", "mount --bind /dev/null /usr/bin/gzip")],
             crash_first: false,
             reboot: "web2",
             after_up: &[
+                ("web1", "command -v gzip || echo no gzip here", "no gzip here"),
                 ("web1", "ip -o -4 addr show dev tunl0", "192.168.188.100/32"),
                 ("web1", "ip -o link show tunl0", ",UP"),
                 ("web1", "cat /proc/sys/net/ipv4/conf/tunl0/rp_filter /proc/sys/net/ipv4/conf/all/rp_filter", "0\n0"),

@@ -224,12 +224,12 @@ fn ha_cycle(c: Ha) {
     wait_until("keepalived put every real server in the table", 20, || {
         checked.iter().all(|s| table(&l, master, s).len() == s.real_servers.len())
     });
-    assert_split(&l, &svc, 40);
+    assert_split(&l, &svc, 16);
     // Every other service through the master: each family, each port of a firewall-mark service
     // on its own, and a persistent client on one real server across the ports of one.
     let others: Vec<lvsctl::inventory::Service> = units(&l.lab).into_iter().filter(|u| u.key() != svc.key()).collect();
     for u in &others {
-        assert_split(&l, u, 12);
+        assert_split(&l, u, 8);
     }
     assert_sticky_across_ports(&l, 4);
     let again = l.ok(&["up"]);
@@ -249,7 +249,7 @@ fn ha_cycle(c: Ha) {
         }
         wait_until("the VIP is where preemption puts it", 20, || holds(&l, master_after, &vip));
         for u in &others {
-            assert_split(&l, u, 8);
+            assert_split(&l, u, 4);
         }
     } else {
         let f = l.lvsctl(&["verify", "--failover"]);
