@@ -1062,6 +1062,9 @@ fn rendered_alone_dual_stack_fwmark() {
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("render");
     install_rendered(&l, &dir);
+    // web1 already has its IPv6 address (its link down): the script's stop takes the link down
+    // again, which flushes IPv6 addresses, and must leave it there.
+    l.sh("web1", "ip -6 addr add 2001:db8:188::81/64 dev eth0 nodad");
     let before = snapshot(&l);
     let script = format!("/usr/local/sbin/lvsctl-{}.sh", l.lab.name);
     for h in &hosts {

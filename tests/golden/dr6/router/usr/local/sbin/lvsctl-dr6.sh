@@ -73,6 +73,20 @@ add_address() { # dev cidr [label]
     say "address $2 on $1 added"
 }
 
+# Taking a link down flushes its IPv6 addresses (keep_addr_on_down is 0 by default): the global
+# ones it held (not this script's: stop removed those first) are put back, nodad as they were.
+link_down() { # dev
+    held=$(ip -o -6 addr show dev "$1" scope global | awk '{ f = "-"; for (i = 5; i <= NF; i++) if ($i == "nodad") f = "nodad"; print $4 "," f }')
+    ip link set dev "$1" down || return 0
+    for x in $held; do
+        a=${x%,*}
+        case $a in *[!0-9a-fA-F:/]*) continue ;; esac
+        ip -6 addr show dev "$1" to "$a" | grep -q . && continue
+        if [ "${x#*,}" = nodad ]; then ip -6 addr add "$a" dev "$1" nodad; else ip -6 addr add "$a" dev "$1"; fi
+    done
+    say "link $1 down"
+}
+
 add_address6() { # dev cidr [deprecated]
     # IPv6: `to A/128` matches exactly this address; added without duplicate address detection
     # (usable at once), and deprecated (never a source address) where the plan says so.
@@ -138,7 +152,7 @@ stop() {
         # Undo in reverse order of start.
         sed '1!G;h;$!d' "$RUNSTATE" | while read -r kind a b c d; do
             case $kind in
-                link) ip link set dev "$a" down && say "link $a down" ;;
+                link) link_down "$a" ;;
                 address) ip addr del "$b" dev "$a" 2>/dev/null; say "address $b on $a removed" ;;
                 route) ip route del "$a" via "$b" proto $PROTO metric 0 2>/dev/null; say "route $a removed" ;;
                 route6) ip -6 route del "$a" via "$b" proto $PROTO 2>/dev/null; say "route $a removed" ;;
