@@ -67,3 +67,25 @@ fn plan_json_round_trips() {
         assert_eq!(back, plans);
     }
 }
+
+#[test]
+fn a_request_carries_the_plan_once_and_the_agent_gets_the_whole_plan() {
+    use lvsctl::agent::protocol::{Operation, Request};
+    let templates = Templates::embedded();
+    let ctx = Context { agent_path: AGENT.into(), templates: &templates };
+    for inv in examples() {
+        let lab = lvsctl::inventory::load(&inv).unwrap();
+        for p in plan::plan(&lab, &ctx).unwrap() {
+            let full = serde_json::to_string(&p).unwrap();
+            let wire = serde_json::to_string(&Request::new(&lab.name, &p.host, Operation::apply(p.clone()))).unwrap();
+            // The persisted runtime plan is not sent: the request is the plan once, plus a little.
+            let derived = p.files.iter().find(|f| f.runtime_plan).expect("every host persists its runtime plan");
+            assert!(wire.len() < full.len() - derived.content.len() + 200, "{}: {} bytes", inv.display(), wire.len());
+            let mut back: Request = serde_json::from_str(&wire).unwrap();
+            let got = back.op.plan_mut().unwrap();
+            assert_ne!(got, &p, "the request lacks the derived content");
+            got.fill_derived();
+            assert_eq!(got, &p, "{}: the agent derives exactly the controller's content", inv.display());
+        }
+    }
+}

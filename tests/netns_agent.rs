@@ -42,7 +42,7 @@ fn run(op: Op, lab: &str, plan: Option<&HostPlan>, root: &Path) -> (Report, Vec<
     };
     let req = Request::new(lab, "h", op);
     let mut events = Vec::new();
-    let r = handle(&mut sys, &paths_under(root), &req, &mut |e| events.push(e));
+    let r = handle(&mut sys, &paths_under(root), req, &mut |e| events.push(e));
     (r, events)
 }
 

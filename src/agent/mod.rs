@@ -265,7 +265,7 @@ pub fn serve() -> i32 {
         }
     };
     let report = match crate::host::linux::Linux::new() {
-        Ok(mut sys) => handle(&mut sys, &Paths::default(), &req, &mut |e| out.send(&e)),
+        Ok(mut sys) => handle(&mut sys, &Paths::default(), req, &mut |e| out.send(&e)),
         Err(e) => Report { host: req.host.clone(), errors: vec![Error::Netlink(e).to_string()], ..Default::default() },
     };
     let code = if report.errors.is_empty() && report.failed == 0 { 0 } else { 1 };
@@ -274,8 +274,12 @@ pub fn serve() -> i32 {
 }
 
 /// Runs one request against a system; every event goes to `emit`, the report is returned.
-pub fn handle<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMut(Event)) -> Report {
+pub fn handle<S: System>(sys: &mut S, paths: &Paths, mut req: Request, emit: &mut dyn FnMut(Event)) -> Report {
     let start = Instant::now();
+    if let Some(plan) = req.op.plan_mut() {
+        plan.fill_derived();
+    }
+    let req = &req;
     let mut report = match run(sys, paths, req, emit) {
         Ok(r) => r,
         Err(e) => Report { host: req.host.clone(), errors: vec![e.to_string()], ..Default::default() },

@@ -70,6 +70,15 @@ impl Operation {
         }
     }
 
+    /// The host plan the operation carries.
+    pub fn plan_mut(&mut self) -> Option<&mut HostPlan> {
+        match self {
+            Operation::Apply { plan, .. } | Operation::DryRun { plan } | Operation::Check { plan } => Some(plan),
+            Operation::Facts { plan, .. } => plan.as_mut(),
+            Operation::Down | Operation::DownDryRun | Operation::Probe { .. } | Operation::Daemon { .. } => None,
+        }
+    }
+
     /// Whether the operation must leave no trace on the host (not even an installed agent).
     pub fn leaves_no_trace(&self) -> bool {
         matches!(
@@ -84,7 +93,12 @@ impl Operation {
 }
 
 impl Request {
-    pub fn new(lab: &str, host: &str, op: Operation) -> Request {
+    /// A request for `op`; its plan, if any, goes without what the agent derives from it
+    /// (`HostPlan::strip_derived`), which `agent::handle` fills in again.
+    pub fn new(lab: &str, host: &str, mut op: Operation) -> Request {
+        if let Some(plan) = op.plan_mut() {
+            plan.strip_derived();
+        }
         Request { lab: lab.to_string(), host: host.to_string(), op, force: false }
     }
 }

@@ -53,7 +53,7 @@ fn run(fake: &mut Fake, root: &Path, op: Op, plan: Option<&HostPlan>) -> (Report
 fn run_lab(fake: &mut Fake, root: &Path, op: Op, lab: &str, plan: Option<&HostPlan>) -> (Report, Vec<Event>) {
     let req = Request::new(lab, "h", op.with(plan));
     let mut events = Vec::new();
-    let report = handle(fake, &fake_paths(root), &req, &mut |e| events.push(e));
+    let report = handle(fake, &fake_paths(root), req, &mut |e| events.push(e));
     (report, events)
 }
 

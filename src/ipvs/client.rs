@@ -18,7 +18,14 @@ pub struct IpvsClient {
     socket: Socket,
     family: u16,
     seq: u32,
+    /// Where replies are received, reused: one recv per datagram, no peek and no allocation
+    /// (a table of 1,000 services is 1,001 dumps of two datagrams each).
+    rx: Vec<u8>,
 }
+
+/// Larger than any datagram the kernel sends: a dump's are at most 32 KiB, an error carries
+/// the (small) request that failed.
+const RX_SIZE: usize = 64 * 1024;
 
 fn decode_err(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("cannot decode a netlink reply: {e}"))
@@ -34,7 +41,7 @@ impl IpvsClient {
         let mut socket = Socket::new(NETLINK_GENERIC)?;
         socket.bind_auto()?;
         socket.connect(&SocketAddr::new(0, 0))?;
-        let mut c = IpvsClient { socket, family: 0, seq: 0 };
+        let mut c = IpvsClient { socket, family: 0, seq: 0, rx: Vec::with_capacity(RX_SIZE) };
         let ctrl =
             GenlCtrl { cmd: GenlCtrlCmd::GetFamily, nlas: vec![GenlCtrlAttrs::FamilyName(super::FAMILY_NAME.into())] };
         let replies = c.transact(GenlMessage::from_payload(ctrl), NLM_F_REQUEST | NLM_F_ACK)?;
@@ -49,6 +56,19 @@ impl IpvsClient {
             }
             None => Err(io::Error::new(io::ErrorKind::NotFound, "the kernel has no IPVS generic netlink family")),
         }
+    }
+
+    /// Receives one datagram into `rx`; its length.
+    fn recv(&mut self) -> io::Result<usize> {
+        self.rx.clear();
+        let n = self.socket.recv(&mut self.rx, libc::MSG_TRUNC)?;
+        if n > self.rx.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("a netlink reply of {n} bytes is larger than the {RX_SIZE} bytes expected"),
+            ));
+        }
+        Ok(n)
     }
 
     fn transact<T>(&mut self, payload: T, flags: u16) -> io::Result<Vec<T>>
@@ -69,7 +89,8 @@ impl IpvsClient {
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
         let mut out = Vec::new();
         loop {
-            let (data, _) = self.socket.recv_from_full()?;
+            let n = self.recv()?;
+            let data = &self.rx[..n];
             let mut off = 0;
             while off < data.len() {
                 let reply = NetlinkMessage::<T>::deserialize(&data[off..]).map_err(decode_err)?;
@@ -141,7 +162,8 @@ impl IpvsClient {
         self.socket.send(buf, 0)?;
         let mut pending = acks.len();
         while pending > 0 {
-            let (data, _) = self.socket.recv_from_full()?;
+            let n = self.recv()?;
+            let data = &self.rx[..n];
             let mut off = 0;
             while off < data.len() {
                 let reply =

@@ -275,14 +275,13 @@ fn kernel_order(a: std::net::IpAddr) -> [u8; 16] {
 pub fn persistent_files(lab: &Lab, runtime: &HostPlan, ctx: &Context) -> Result<Vec<FileSpec>, RenderError> {
     let tc = TemplateContext::new(runtime, &ctx.agent_path);
     let mut files = Vec::new();
-    let mut json = serde_json::to_string_pretty(runtime).expect("plans serialize");
-    json.push('\n');
     files.push(FileSpec {
         path: crate::paths::host_plan_path(&lab.name),
         mode: 0o644,
-        content: json,
+        content: runtime.runtime_json(),
         reason: "the runtime state the boot unit re-applies".into(),
         check: None,
+        runtime_plan: true,
     });
     if !runtime.sysctls.is_empty() {
         files.push(FileSpec {
@@ -291,6 +290,7 @@ pub fn persistent_files(lab: &Lab, runtime: &HostPlan, ctx: &Context) -> Result<
             content: ctx.templates.render(SYSCTL_CONF, &tc)?,
             reason: "sysctls set early at boot by systemd-sysctl".into(),
             check: None,
+            runtime_plan: false,
         });
     }
     // The agent's directory is named after its sha256: the unit checks the binary against it
@@ -306,6 +306,7 @@ pub fn persistent_files(lab: &Lab, runtime: &HostPlan, ctx: &Context) -> Result<
         content: format!("{sha}  {}\n", ctx.agent_path),
         reason: "the agent's sha256, checked by the boot unit before it runs the agent".into(),
         check: None,
+        runtime_plan: false,
     });
     if let Some(k) = &runtime.keepalived {
         files.push(FileSpec {
@@ -314,6 +315,7 @@ pub fn persistent_files(lab: &Lab, runtime: &HostPlan, ctx: &Context) -> Result<
             content: ctx.templates.render(KEEPALIVED_CONF, &tc)?,
             reason: format!("{}; checked with keepalived -t before it is put in place", k.reason),
             check: Some(super::FileCheck::Keepalived),
+            runtime_plan: false,
         });
     }
     files.push(FileSpec {
@@ -322,6 +324,7 @@ pub fn persistent_files(lab: &Lab, runtime: &HostPlan, ctx: &Context) -> Result<
         content: ctx.templates.render(SERVICE_UNIT, &tc)?,
         reason: "re-applies this host's state at boot; systemctl stop undoes it".into(),
         check: None,
+        runtime_plan: false,
     });
     Ok(files)
 }

@@ -114,6 +114,12 @@ pub struct FileSpec {
     /// A program that must accept the content before it replaces the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<FileCheck>,
+    /// The file holds the runtime part of this very plan, which the boot unit re-applies.
+    // Requests carry its content empty and the agent fills it in from the plan it received
+    // (`HostPlan::strip_derived`, `fill_derived`): a plan crosses the wire once, not twice (at
+    // 10,000 destinations, 2.7 MB of 4.1).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub runtime_plan: bool,
 }
 
 /// A file mode as chmod(1) writes it (`"0644"`), not as the decimal 420; a number is read too.
@@ -222,6 +228,31 @@ impl HostPlan {
     /// The runtime part only: what the boot unit re-applies (no files, no unit).
     pub fn runtime(&self) -> HostPlan {
         HostPlan { files: vec![], boot_unit: None, ..self.clone() }
+    }
+
+    /// The runtime part as the boot unit reads it: pretty JSON and a newline.
+    pub fn runtime_json(&self) -> String {
+        let runtime = self.runtime();
+        let mut json = serde_json::to_string_pretty(&runtime).expect("plans serialize");
+        json.push('\n');
+        json
+    }
+
+    /// The plan as a request carries it: the content of files derived from the plan left out.
+    pub fn strip_derived(&mut self) {
+        for f in self.files.iter_mut().filter(|f| f.runtime_plan) {
+            f.content = String::new();
+        }
+    }
+
+    /// The plan as the controller made it, from one `strip_derived` left.
+    pub fn fill_derived(&mut self) {
+        if self.files.iter().any(|f| f.runtime_plan) {
+            let json = self.runtime_json();
+            for f in self.files.iter_mut().filter(|f| f.runtime_plan) {
+                f.content = json.clone();
+            }
+        }
     }
 
     fn module(&mut self, name: &str, reason: &str) {

@@ -438,6 +438,7 @@ fn files_and_their_directories() {
         content: content.into(),
         reason: "r".into(),
         check: None,
+        runtime_plan: false,
     };
     p.files = vec![
         spec("/etc/lvsctl/t/host.json", "{}\n"),
@@ -560,6 +561,7 @@ fn entries_the_plan_no_longer_wants_are_stale_within_their_scope() {
         content: String::new(),
         reason: "r".into(),
         check: None,
+        runtime_plan: false,
     }];
     let kept = Undo::Address(address::Undo { address: addr("lo", "10.0.0.100/32") });
     let moved = Undo::Address(address::Undo { address: addr("eth0", "10.0.0.100/32") });
