@@ -449,6 +449,38 @@ fn a_session_dropped_by_the_host_mid_up_loses_nothing() {
     assert_same(&before, &subset(&l, &["web1"]), "after a dropped session and down");
 }
 
+/// The installed agent is hashed once: later commands find the record of that very file and run
+/// it without hashing its megabytes again; a file changed in place (same size, same inode) is
+/// hashed, found changed, and installed again.
+#[test]
+fn the_installed_agent_is_hashed_once_and_a_change_in_place_is_found() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let l = Lab::create(dr_copy(dir.path(), "t-hash"));
+    let before = subset(&l, &["web1"]);
+    l.ok(&["up", "--host", "web1"]);
+    let agent = "$(echo /usr/local/lib/lvsctl/*/lvsctl)";
+    let sha = l.sh("web1", &format!("sha256sum {agent} | cut -d' ' -f1")).trim().to_string();
+    let record = l.sh("web1", &format!("cat {agent}.checked"));
+    assert!(record.starts_with(&format!("{sha} ")), "the record names the hash: {record}");
+    // With sha256sum failing on the host, only the record lets the agent run.
+    l.sh("web1", "printf '#!/bin/sh\\nexit 1\\n' > /run/no-sha && chmod +x /run/no-sha && mount --bind /run/no-sha /usr/bin/sha256sum");
+    let again = l.lvsctl(&["up", "--host", "web1"]);
+    l.sh("web1", "umount /usr/bin/sha256sum");
+    assert!(again.status.success(), "the recorded agent ran without a hash:\n{}", text(&again));
+    assert!(!text(&again).contains("installing the agent"), "{}", text(&again));
+    // One byte changed in place, a second after the record: its ctime is not the recorded one.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    l.sh("web1", &format!("printf x | dd of={agent} bs=1 seek=4096 conv=notrunc status=none"));
+    let changed = l.ok(&["up", "--host", "web1"]);
+    assert!(changed.contains("did not match its sha256"), "{changed}");
+    assert_eq!(l.sh("web1", &format!("sha256sum {agent} | cut -d' ' -f1")).trim(), sha, "installed again");
+    l.ok(&["down", "--host", "web1"]);
+    assert_same(&before, &subset(&l, &["web1"]), "after down");
+}
+
 #[test]
 fn two_ups_at_once_on_one_lab_take_turns_and_down_restores() {
     if !is_root() {

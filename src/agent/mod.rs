@@ -347,9 +347,14 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
         exec.faults = *faults;
     }
     exec.apply(plan, Scope::All);
+    let checked = exec.ipvs_checked.take();
     let mut report = exec.report;
     if intent == Intent::Check && (!plan.ipvs.is_empty() || plan.keepalived.is_some()) && sys.ipvs_loaded() {
-        report.answer = Some(Answer::Ipvs(sys.ipvs_table().map_err(Error::Ipvs)?));
+        let table = match checked {
+            Some(t) => t,
+            None => sys.ipvs_table().map_err(Error::Ipvs)?,
+        };
+        report.answer = Some(Answer::Ipvs(table));
     }
     if intent == Intent::Check
         && let Some(k) = &plan.keepalived

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::journal::Journal;
-use super::protocol::{Event, Operation, Report, Request, Status};
+use super::protocol::{Answer, Event, Operation, Report, Request, Status};
 use super::{Paths, handle};
 use crate::host::fake::Fake;
 use crate::host::{AddrFact, RTPROT_LVSCTL, RouteFact};
@@ -232,6 +232,22 @@ fn dry_run_and_check_change_nothing_and_write_no_journal() {
     assert!(!fake_paths(root.path()).state_root.exists());
     let (r, ev) = run(&mut f, root.path(), Op::Check, Some(&p));
     assert!(r.changes > 5 && changes(&ev).iter().all(|c| c.3 == Status::Drift));
+}
+
+#[test]
+fn status_reads_the_ipvs_table_once_and_shows_it() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    let p = plan_for("inventories/dr.toml", "lvs");
+    run(&mut f, root.path(), Op::Apply, Some(&p));
+    f.ipvs_reads = 0;
+    let (r, _) = run(&mut f, root.path(), Op::Check, Some(&p));
+    assert_eq!(r.changes, 0);
+    assert_eq!(f.ipvs_reads, 1, "one read for both the comparison and the table shown");
+    match r.answer {
+        Some(Answer::Ipvs(t)) => assert_eq!(Some(t), f.state.ipvs),
+        other => panic!("status answers the IPVS table, not {other:?}"),
+    }
 }
 
 #[test]

@@ -39,6 +39,9 @@ pub struct Printer {
     shown: Mutex<Vec<(String, String)>>,
     /// Items held back until their host is done: a live block, or the files plain output folds.
     held: Mutex<BTreeMap<String, Vec<ChangeEvent>>>,
+    /// A live block's counts so far: (changed, failed), kept as items come (counting the held
+    /// items on each one would be quadratic: 10,000 destinations are 10,000 items).
+    tally: Mutex<BTreeMap<String, (usize, usize)>>,
     /// Other lines of a host's live block (the agent installed).
     extra: Mutex<BTreeMap<String, Vec<String>>>,
     live: Option<Live>,
@@ -65,6 +68,7 @@ impl Printer {
             notes: Mutex::new(Vec::new()),
             shown: Mutex::new(Vec::new()),
             held: Mutex::new(BTreeMap::new()),
+            tally: Mutex::new(BTreeMap::new()),
             extra: Mutex::new(BTreeMap::new()),
             live: None,
             stream: None,
@@ -197,12 +201,17 @@ impl Printer {
             return;
         }
         if self.live.is_some() {
-            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-            let items = held.entry(host.to_string()).or_default();
-            items.push(c.clone());
-            let done = items.iter().filter(|c| c.status == Status::Done).count();
-            let failed = items.iter().filter(|c| c.status == Status::Failed).count();
-            drop(held);
+            self.held.lock().unwrap_or_else(|e| e.into_inner()).entry(host.to_string()).or_default().push(c.clone());
+            let (done, failed) = {
+                let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+                let t = tally.entry(host.to_string()).or_default();
+                match c.status {
+                    Status::Done => t.0 += 1,
+                    Status::Failed => t.1 += 1,
+                    _ => {}
+                }
+                *t
+            };
             let mut msg = format!("{done} changed");
             if failed > 0 {
                 msg.push_str(&format!(", {failed} failed"));

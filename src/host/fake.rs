@@ -38,6 +38,8 @@ pub struct Fake {
     pub log: Vec<String>,
     /// Operations (log prefixes) that fail with EPERM.
     pub fail: Vec<String>,
+    /// How many times the whole IPVS table was read (a dump per service on a real kernel).
+    pub ipvs_reads: usize,
 }
 
 /// Which modules a load brings in, and which module each one needs.
@@ -63,7 +65,7 @@ impl Fake {
         s.links.insert("lo".into(), true);
         s.links.insert("eth0".into(), false);
         s.dirs.extend(["/etc", "/etc/systemd", "/etc/systemd/system", "/etc/sysctl.d"].map(String::from));
-        Fake { state: s, log: vec![], fail: vec![] }
+        Fake { state: s, log: vec![], fail: vec![], ipvs_reads: 0 }
     }
 
     fn op(&mut self, what: String) -> Result<()> {
@@ -268,6 +270,7 @@ impl System for Fake {
     }
 
     fn ipvs_table(&mut self) -> Result<Vec<IpvsService>> {
+        self.ipvs_reads += 1;
         self.state.ipvs.clone().ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
     }
 

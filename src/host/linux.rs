@@ -431,13 +431,28 @@ impl System for Linux {
     }
 
     fn ipvs_table(&mut self) -> Result<Vec<IpvsService>> {
+        // The destinations come one dump per service (IPVS has no dump of them all): from this
+        // many services on, a second socket on a second thread reads the second half.
+        const SPLIT_FROM: usize = 64;
         let c = self.client()?;
-        let mut out = Vec::new();
-        for entry in c.services()? {
-            let dests = c.dests(&entry.key)?;
-            out.push(IpvsService { entry, dests });
-        }
-        Ok(out)
+        let services = c.services()?;
+        let dests =
+            |c: &mut IpvsClient, part: &[crate::ipvs::ServiceEntry]| -> Result<Vec<Vec<crate::ipvs::DestEntry>>> {
+                part.iter().map(|e| c.dests(&e.key)).collect()
+            };
+        let lists = if services.len() < SPLIT_FROM || std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+            dests(c, &services)?
+        } else {
+            let (first, second) = services.split_at(services.len() / 2);
+            std::thread::scope(|s| {
+                let other = s.spawn(|| dests(&mut IpvsClient::connect()?, second));
+                let mut lists = dests(c, first)?;
+                let rest = other.join().map_err(|_| io::Error::other("the thread reading IPVS destinations failed"))?;
+                lists.extend(rest?);
+                Ok::<_, io::Error>(lists)
+            })?
+        };
+        Ok(services.into_iter().zip(lists).map(|(entry, dests)| IpvsService { entry, dests }).collect())
     }
 
     fn ipvs_daemons(&mut self) -> Result<Vec<crate::ipvs::SyncDaemon>> {
