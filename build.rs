@@ -6,11 +6,20 @@ use std::process::Command;
 
 fn main() {
     let git = Path::new(".git");
-    // Rebuild the string when HEAD moves: HEAD itself, the branch file it names, packed refs.
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/packed-refs");
+    // Rebuild the string when HEAD moves: HEAD itself, the branch file it names, packed refs. Only
+    // files that exist: cargo takes a missing one as changed, and would rebuild lvsctl every time
+    // (a fresh clone has no packed-refs). One that appears later is seen through the others
+    // (`git gc` packs a ref by deleting its file; a commit rewrites it).
+    // Without any, cargo would rerun this on every change of the package: build.rs stands in.
+    println!("cargo:rerun-if-changed=build.rs");
+    for f in [".git/HEAD", ".git/packed-refs"] {
+        if Path::new(f).exists() {
+            println!("cargo:rerun-if-changed={f}");
+        }
+    }
     if let Ok(head) = std::fs::read_to_string(git.join("HEAD"))
         && let Some(r) = head.trim().strip_prefix("ref: ")
+        && git.join(r).exists()
     {
         println!("cargo:rerun-if-changed=.git/{r}");
     }

@@ -185,27 +185,136 @@ struct Checks<'a> {
     breaks: &'a [Break<'a>],
 }
 
-/// PIDs of the ssh masters lvsctl keeps between commands (`ssh -M -S /run/lvsctl/ssh/...`).
-fn kept_masters() -> BTreeSet<u32> {
+/// The inode of the lab's control network namespace, where its controller's ssh runs.
+fn lab_control_netns(l: &Lab) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(lvsctl::lab::control_netns(&l.lab.name)).expect("the lab's control namespace").ino()
+}
+
+/// PIDs of the ssh masters lvsctl keeps between commands (`ssh -M -S /run/lvsctl/ssh/...`) for
+/// this lab: those in its control namespace (labs running at once each have their own).
+fn kept_masters(l: &Lab) -> BTreeSet<u32> {
+    masters_in(lab_control_netns(l))
+}
+
+/// PIDs of kept ssh masters whose network namespace has inode `netns`.
+fn masters_in(netns: u64) -> BTreeSet<u32> {
+    use std::os::unix::fs::MetadataExt;
     let mut pids = BTreeSet::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
         let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
         let args: Vec<&[u8]> = raw.split(|&b| b == 0).collect();
-        if args.iter().any(|a| *a == b"-M") && args.iter().any(|a| a.starts_with(b"/run/lvsctl/ssh/")) {
+        if args.iter().any(|a| *a == b"-M")
+            && args.iter().any(|a| a.starts_with(b"/run/lvsctl/ssh/"))
+            && std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| m.ino() == netns)
+        {
             pids.insert(pid);
         }
     }
     pids
 }
 
-fn full_cycle(inv: &str, c: Checks) {
+/// Another process holds the lab's lock on `director` (an `up` whose controller went away, a boot
+/// unit): `up` says that it waits, and goes on once the lock is free. Each step waits for what it
+/// needs (the lock taken, the note printed, the lock released), never for a fixed time.
+fn lock_wait(l: &Lab, director: &str) {
+    use std::io::{BufRead, BufReader};
+    let lock = format!("/run/lvsctl-{}.lock", l.lab.name);
+    let mut holder = Command::new(lvsctl_bin())
+        .args(["lab", "exec"])
+        .arg(&l.inv)
+        .arg(director)
+        .args(["--", "flock", &lock, "sh", "-c", "echo held; read _ || :"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut held = String::new();
+    BufReader::new(holder.stdout.take().unwrap()).read_line(&mut held).unwrap();
+    assert_eq!(held, "held\n", "the holder took the lock on {director}");
+    let mut up = l.command(&["up", "--host", director]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let readers: Vec<_> =
+        [Box::new(up.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(up.stderr.take().unwrap())]
+            .into_iter()
+            .map(|stream| {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                        let _ = tx.send(line);
+                    }
+                })
+            })
+            .collect();
+    drop(tx);
+    let want = format!("waiting for the lab lock on {director}");
+    let deadline = Instant::now() + std::time::Duration::from_secs(120);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains(&want)) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(e) => panic!("up never said {want:?} ({e}):\n{}", seen.join("\n")),
+        }
+    }
+    // The lock is released: the holder's shell reads the end of its input and exits.
+    drop(holder.stdin.take());
+    assert!(holder.wait().unwrap().success());
+    let status = up.wait().unwrap();
+    for r in readers {
+        r.join().unwrap();
+    }
+    seen.extend(rx.iter());
+    assert!(status.success(), "up after the lock was released:\n{}", seen.join("\n"));
+}
+
+/// Prints what `full_cycle` runs for `c`, from the same values, without running it.
+fn list_cycle(test: &str, inv: &str, c: &Checks) {
+    let lab = lvsctl::inventory::load(&common::repo().join(inv)).unwrap();
+    let line = |l: &str| common::scenario_line(test, l);
+    line(&format!("lab {inv} ({} hosts, {} probe units)", lab.hosts.len(), common::vm::units(&lab).len()));
+    for (host, script) in c.prepare {
+        line(&format!("prepare {host}: {script}"));
+    }
+    if c.crash_first {
+        line("up crashed mid-apply (agent aborted after 4 changes), down restores exactly");
+    }
+    if lab.services.iter().any(|s| s.fwmark.is_some()) {
+        line("up refused without nft on the director, nothing changed");
+    }
+    line("up: one exec per host, the agent uploaded is lvsctl-agent");
+    for (host, script, want) in c.after_up {
+        line(&format!("after up on {host}: `{script}` shows {want:?}"));
+    }
+    line("traffic: every probe unit split by weight, persistence across ports");
+    line("up again: 0 changes over the kept connections; status shows flags and one-packet; status json is the plan");
+    if lab.name == "dr" {
+        line("the lab lock held by another process: up waits for it");
+        line("a changed installed agent: refused at boot, reinstalled by up; an unsafe directory refused");
+    }
+    line("verify and doctor pass, one exec per host");
+    for b in c.breaks {
+        let verify = b.verify_fails_with.map_or("verify passes".to_string(), |w| format!("verify fails with {w:?}"));
+        let doctor: Vec<String> = b.doctor.iter().map(|(h, c)| format!("{h}:{c}")).collect();
+        line(&format!("break on {}: {} ({verify}; doctor {})", b.host, b.what, doctor.join(" ")));
+    }
+    line(&format!("reboot {}: the boot unit provisions it again, traffic split again", c.reboot));
+    line("down: every host as before (kernel state and files), destroy leaves nothing");
+}
+
+fn full_cycle(test: &str, inv: &str, c: Checks) {
+    if common::listing_scenarios() {
+        return list_cycle(test, inv, &c);
+    }
     let started = Instant::now();
+    let mut ph = common::Phases::start(test);
     let l = Lab::create(inv);
     for (host, script) in c.prepare {
         l.sh(host, script);
     }
     let before = snapshot(&l);
+    ph.done("lab create");
 
     if c.crash_first {
         let out = Command::new(lvsctl_bin())
@@ -223,6 +332,7 @@ fn full_cycle(inv: &str, c: Checks) {
         assert!(t.contains("the agent ended without a report"), "{t}");
         l.ok(&["down"]);
         assert_same(&before, &snapshot(&l), "after a crashed up and down");
+        ph.done("crash");
     }
     if l.lab.services.iter().any(|s| s.fwmark.is_some()) {
         // A director without nft (hidden in its mount namespace): up stops before any host
@@ -242,6 +352,7 @@ fn full_cycle(inv: &str, c: Checks) {
         // nft back first: the snapshot lists the ruleset with it.
         l.sh(&d, "umount /usr/sbin/nft");
         assert_same(&before, &snapshot(&l), "after up refused to start without nft");
+        ph.done("refusals");
     }
 
     // The agent is not on the hosts (a fresh lab, or removed by down): the one exec that finds it
@@ -274,6 +385,7 @@ fn full_cycle(inv: &str, c: Checks) {
             agent.len()
         );
     }
+    ph.done("up");
     for (host, script, want) in c.after_up {
         let got = l.sh(host, script);
         let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -283,11 +395,12 @@ fn full_cycle(inv: &str, c: Checks) {
         assert_split(&l, s, 16);
     }
     common::vm::assert_sticky_across_ports(&l, 4);
-    let masters = kept_masters();
+    ph.done("traffic");
+    let masters = kept_masters(&l);
     assert_eq!(masters.len(), l.lab.hosts.len(), "one kept ssh connection per host: {masters:?}");
     let (again, execs) = l.counted(&["up", "--output", "json"]);
     assert_eq!(changes_in_json(&again), 0, "a second up changes nothing:\n{again}");
-    assert_eq!(kept_masters(), masters, "the second command reused every host's connection");
+    assert_eq!(kept_masters(&l), masters, "the second command reused every host's connection");
     assert_eq!(execs, up_execs, "ssh execs per host of the second up");
     let (status, execs) = l.counted(&["status"]);
     assert_eq!(execs, every(1), "ssh execs per host of status");
@@ -310,9 +423,7 @@ fn full_cycle(inv: &str, c: Checks) {
         // Another process holds the lab's lock on the director (an `up` whose controller went
         // away, a boot unit): `up` says that it waits, and goes on once the lock is free.
         let director = l.lab.director().expect("a director").name.clone();
-        l.sh(&director, &format!("flock /run/lvsctl-{}.lock sleep 8 >/dev/null 2>&1 & sleep 1", l.lab.name));
-        let waited = l.ok(&["up", "--host", &director]);
-        assert!(waited.contains(&format!("waiting for the lab lock on {director}")), "{waited}");
+        lock_wait(&l, &director);
 
         // The installed agent runs as root only while it is the binary installed and nobody but
         // root could have changed it: a changed one is installed again, an unsafe directory
@@ -348,6 +459,7 @@ fn full_cycle(inv: &str, c: Checks) {
     let (d, execs) = l.counted(&["doctor"]);
     assert!(d.contains("no problem found"), "{d}");
     assert_eq!(execs, every(1), "ssh execs per host of doctor");
+    ph.done("checks");
     for b in c.breaks {
         eprintln!("break: {}", b.what);
         break_one(&l, b);
@@ -363,6 +475,7 @@ fn full_cycle(inv: &str, c: Checks) {
         assert!(d.contains("no problem found"), "after the repairs: {d}");
     }
 
+    ph.done("breaks");
     // Reboot: the host's kernel state is gone, its files stay; the boot unit provisions it again.
     let out = Command::new(lvsctl_bin()).args(["lab", "reboot"]).arg(&l.inv).arg(c.reboot).output().unwrap();
     assert!(out.status.success(), "lab reboot {}:\n{}", c.reboot, text(&out));
@@ -374,17 +487,25 @@ fn full_cycle(inv: &str, c: Checks) {
     let status = l.ok(&["status"]);
     assert!(!status.contains("DRIFTED"), "after the reboot: {status}");
 
+    ph.done("reboot");
     let (_, execs) = l.counted(&["down"]);
     assert_eq!(execs, every(1), "ssh execs per host of down");
     assert_same(&before, &snapshot(&l), "after down");
     let name = l.lab.name.clone();
+    let control = lab_control_netns(&l);
     drop(l);
     let leftovers = std::fs::read_dir("/run/netns")
-        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(&format!("lvsctl-{name}"))).count())
+        .map(|d| {
+            // The lab's control namespace `lvsctl-LAB` and its hosts' `lvsctl-LAB.HOST`; not those
+            // of another lab whose name starts with this one's (dr6 and dr6-ha run at once).
+            let ours = |n: &str| n == format!("lvsctl-{name}") || n.starts_with(&format!("lvsctl-{name}."));
+            d.flatten().filter(|e| ours(&e.file_name().to_string_lossy())).count()
+        })
         .unwrap_or(0);
     assert_eq!(leftovers, 0, "lab destroy leaves no namespace");
-    assert_eq!(kept_masters(), BTreeSet::new(), "lab destroy ends the ssh connections kept for its hosts");
+    assert_eq!(masters_in(control), BTreeSet::new(), "lab destroy ends the ssh connections kept for its hosts");
     assert!(!Path::new(&format!("/run/lvsctl/labs/{name}")).exists());
+    ph.done("down");
     eprintln!("{inv}: full cycle in {:.0} s", started.elapsed().as_secs_f64());
 }
 
@@ -394,6 +515,7 @@ fn e2e_dr() {
         return;
     }
     full_cycle(
+        "e2e_dr",
         "inventories/dr.toml",
         Checks {
             // arp_ignore was 2 before lvsctl: it must be 2 again after down, not 0.
@@ -522,6 +644,7 @@ fn e2e_dr6() {
         return;
     }
     full_cycle(
+        "e2e_dr6",
         "inventories/dr6.toml",
         Checks {
             // A default route web2 had before lvsctl (as a router advertisement leaves one, in
@@ -598,6 +721,7 @@ fn e2e_nat() {
         return;
     }
     full_cycle(
+        "e2e_nat",
         "inventories/nat.toml",
         Checks {
             // The director already holds the VIP: it must keep it after down.
@@ -645,7 +769,6 @@ fn e2e_nat() {
             ],
         },
     );
-    ten_thousand_destinations();
 }
 
 #[test]
@@ -654,6 +777,7 @@ fn e2e_nat6() {
         return;
     }
     full_cycle(
+        "e2e_nat6",
         "inventories/nat6.toml",
         Checks {
             // The director already holds the IPv6 VIP (an operator's earlier try): it must keep
@@ -698,6 +822,7 @@ fn e2e_tun6() {
         return;
     }
     full_cycle(
+        "e2e_tun6",
         "inventories/tun6.toml",
         Checks {
             prepare: &[],
@@ -747,6 +872,7 @@ fn e2e_dr_fwmark() {
         return;
     }
     full_cycle(
+        "e2e_dr_fwmark",
         "inventories/dr-fwmark.toml",
         Checks {
             prepare: &[(
@@ -797,11 +923,27 @@ fn e2e_dr_fwmark() {
     );
 }
 
-/// IPVS at scale, in the nat lab's guest: 10,000 destinations (the nat lab plus 4,999 services of
+/// IPVS at scale: 10,000 destinations (the nat lab plus 4,999 services of
 /// its two real servers, on ports 10000 and up, mapped to the ports the real servers answer on). The agent is killed in the middle of the batch and `down` restores every
 /// host exactly; then the whole table goes in, a second `up` changes nothing, and `down` restores
 /// again. The table is counted by ipvsadm, not by lvsctl.
-fn ten_thousand_destinations() {
+#[test]
+fn e2e_scale_ten_thousand_destinations() {
+    let test = "e2e_scale_ten_thousand_destinations";
+    if !here_or_in_vm(test) {
+        return;
+    }
+    if common::listing_scenarios() {
+        let line = |l: &str| common::scenario_line(test, l);
+        line(
+            "lab: inventories/nat.toml renamed scale, plus 4,999 services of its two real servers (10,000 destinations)",
+        );
+        line("up killed mid-batch (agent aborted after 6,000 changes), down restores exactly");
+        line("up of 10,000 destinations counted by ipvsadm, traffic through the first and last service");
+        line("up again: 0 changes; down restores exactly");
+        return;
+    }
+    let mut ph = common::Phases::start(test);
     let dir = tempfile::tempdir().unwrap();
     let nat = std::fs::read_to_string(common::repo().join("inventories/nat.toml")).unwrap();
     let mut inv = nat.replace("name = \"nat\"", "name = \"scale\"").replace("10.250.0.", "10.249.0.");
@@ -819,6 +961,7 @@ fn ten_thousand_destinations() {
     std::fs::write(&path, inv).unwrap();
     let l = Lab::create(&path);
     let before = snapshot(&l);
+    ph.done("lab create");
     let dests = || l.sh("lvs", "ipvsadm -Ln | grep -c Masq || true").trim().parse::<usize>().unwrap();
 
     let out =
@@ -830,6 +973,7 @@ fn ten_thousand_destinations() {
     l.ok(&["down"]);
     eprintln!("down of a killed batch ({partial} destinations) in {:.1} s", started.elapsed().as_secs_f64());
     assert_same(&before, &snapshot(&l), "after an up killed mid-batch and down");
+    ph.done("crash");
 
     let started = Instant::now();
     l.ok(&["up"]);
@@ -838,6 +982,7 @@ fn ten_thousand_destinations() {
     for s in l.lab.services.iter().filter(|s| matches!(s.name.as_deref(), Some("web" | "s4998"))) {
         assert_split(&l, s, 10);
     }
+    ph.done("up");
     let started = Instant::now();
     let again = l.ok(&["up", "--output", "json"]);
     eprintln!("no-op up of 10,000 destinations in {:.1} s", started.elapsed().as_secs_f64());
@@ -846,6 +991,7 @@ fn ten_thousand_destinations() {
     l.ok(&["down"]);
     eprintln!("down of 10,000 destinations in {:.1} s", started.elapsed().as_secs_f64());
     assert_same(&before, &snapshot(&l), "after up and down of 10,000 destinations");
+    ph.done("down");
 }
 
 #[test]
@@ -854,6 +1000,7 @@ fn e2e_tun() {
         return;
     }
     full_cycle(
+        "e2e_tun",
         "inventories/tun.toml",
         Checks {
             // A host without gzip gets the agent uncompressed ("raw"): full_cycle checks that
@@ -900,6 +1047,7 @@ fn e2e_dr_multisubnet() {
         return;
     }
     full_cycle(
+        "e2e_dr_multisubnet",
         "inventories/dr-multisubnet.toml",
         Checks {
             prepare: &[],
@@ -932,9 +1080,21 @@ fn e2e_dr_multisubnet() {
 /// `ipvsadm-save -n` prints and loads with `ipvsadm -R`.
 #[test]
 fn e2e_rendered_files_alone() {
-    if !here_or_in_vm("e2e_rendered_files_alone") {
+    let test = "e2e_rendered_files_alone";
+    if !here_or_in_vm(test) {
         return;
     }
+    if common::listing_scenarios() {
+        let line = |l: &str| common::scenario_line(test, l);
+        line("lab inventories/tun.toml provisioned from render's files alone: no up, no agent, no journal");
+        line("ipip not loaded before: the modules-load.d file is what loads it");
+        line("the script's start twice (already started), traffic split; the rules file is what ipvsadm-save prints");
+        line("reboot web2: modules-load.d, sysctl.d and the unit bring it back, traffic split again");
+        line("the script's stop: every host as before, a NetworkManager-style default route (metric 100) kept");
+        line("the rules file loads with ipvsadm -R, adding to the table");
+        return;
+    }
+    let mut ph = common::Phases::start(test);
     let l = Lab::create("inventories/tun.toml");
     let hosts = l.hosts();
     // A fresh guest: nothing has loaded ipip yet, so the modules-load.d file is what loads it.
@@ -953,10 +1113,11 @@ fn e2e_rendered_files_alone() {
     assert!(ipip_loaded(), "systemd-modules-load did not load ipip from the rendered file");
     // The state to come back to: the files installed, ipip loaded as at every boot from now on.
     let before = snapshot(&l);
+    ph.done("lab create");
 
     for h in &hosts {
-        let t = l.run(h, &["/usr/local/sbin/lvsctl-tun.sh", "start"]);
-        assert!(t.contains("started"), "{h}: {t}");
+        let out = l.run(h, &["/usr/local/sbin/lvsctl-tun.sh", "start"]);
+        assert!(out.contains("started"), "{h}: {out}");
         // A second start (a unit restarted, a boot after a start) changes nothing.
         let again = l.run(h, &["/usr/local/sbin/lvsctl-tun.sh", "start"]);
         assert!(again.contains("already started"), "{h}: {again}");
@@ -973,6 +1134,7 @@ fn e2e_rendered_files_alone() {
     let rules = std::fs::read_to_string(dir.join("lvs/etc/lvsctl/tun/ipvsadm.rules")).unwrap();
     assert_eq!(l.run("lvs", &["ipvsadm-save", "-n"]), rules);
 
+    ph.done("up");
     // A reboot: kernel state gone, files kept; modules-load.d, sysctl.d and the unit bring it back.
     let out = Command::new(lvsctl_bin()).args(["lab", "reboot"]).arg(&l.inv).arg("web2").output().unwrap();
     assert!(out.status.success(), "lab reboot web2: {}", text(&out));
@@ -981,20 +1143,21 @@ fn e2e_rendered_files_alone() {
     let rp = l.sh("web2", "cat /proc/sys/net/ipv4/conf/tunl0/rp_filter /proc/sys/net/ipv4/conf/all/rp_filter");
     assert_eq!(rp, "0\n0\n", "web2's tunl0 after the reboot");
     assert_split(&l, svc, 8);
+    ph.done("reboot");
 
     for h in &hosts {
-        let t = l.run(h, &["/usr/local/sbin/lvsctl-tun.sh", "stop"]);
-        assert!(t.contains("stopped"), "{h}: {t}");
+        let out = l.run(h, &["/usr/local/sbin/lvsctl-tun.sh", "stop"]);
+        assert!(out.contains("stopped"), "{h}: {out}");
     }
     same_but_installed(&l, &dir, &before);
+    ph.done("down");
 
     // The rules file loads with `ipvsadm -R`, adding to the table without clearing it first.
     l.sh("lvs", "ipvsadm -A -t 192.0.2.1:7 -s rr");
     l.sh("lvs", "ipvsadm -R < /etc/lvsctl/tun/ipvsadm.rules");
     let table = l.run("lvs", &["ipvsadm-save", "-n"]);
     assert_eq!(table, format!("-A -t 192.0.2.1:7 -s rr\n{rules}"), "ipvsadm -R must add, not replace");
-
-    rendered_alone_dual_stack_fwmark();
+    ph.done("checks");
 }
 
 /// `lvsctl render` into `dir`, and each host's tree copied to its `/` as the README says
@@ -1055,9 +1218,27 @@ fn same_but_installed(l: &Lab, dir: &Path, before: &common::lab::Snapshot) {
 
 /// The standalone script on a dual-stack lab with a firewall-mark service: IPv6 addresses and
 /// routes, the nftables table loaded from its rendered file, `-f MARK -6` services; the rules
-/// file is what a real `ipvsadm-save -n` prints; stop leaves every host as it was.
-fn rendered_alone_dual_stack_fwmark() {
-    let l = Lab::create("inventories/dr-fwmark.toml");
+/// file is what a real `ipvsadm-save -n` prints; stop leaves every host as it was. The lab is
+/// inventories/dr-fwmark.toml under another name, so that e2e_dr_fwmark may run beside it.
+#[test]
+fn e2e_rendered_files_alone_dual_stack_fwmark() {
+    let test = "e2e_rendered_files_alone_dual_stack_fwmark";
+    if !here_or_in_vm(test) {
+        return;
+    }
+    if common::listing_scenarios() {
+        let line = |l: &str| common::scenario_line(test, l);
+        line("lab inventories/dr-fwmark.toml (as rendered-fwmark) provisioned from render's files alone");
+        line("web1 already holds its IPv6 address (link down): kept down with it after stop");
+        line("the script's start twice, every probe unit split, persistence across ports");
+        line("the rules file is what ipvsadm-save prints; the nftables table marks IPv6 ports 80 and 8080");
+        line("the script's stop: every host as before");
+        return;
+    }
+    let mut ph = common::Phases::start(test);
+    let (_inv_dir, inv) = common::lab::renamed("inventories/dr-fwmark.toml", "rendered-fwmark");
+    let l = Lab::create(&inv);
+    let name = l.lab.name.clone();
     let hosts = l.hosts();
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("render");
@@ -1066,10 +1247,11 @@ fn rendered_alone_dual_stack_fwmark() {
     // again, which flushes IPv6 addresses, and must leave it there.
     l.sh("web1", "ip -6 addr add 2001:db8:188::81/64 dev eth0 nodad");
     let before = snapshot(&l);
+    ph.done("lab create");
     let script = format!("/usr/local/sbin/lvsctl-{}.sh", l.lab.name);
     for h in &hosts {
-        let t = l.run(h, &[&script, "start"]);
-        assert!(t.contains("started"), "{h}: {t}");
+        let out = l.run(h, &[&script, "start"]);
+        assert!(out.contains("started"), "{h}: {out}");
         let again = l.run(h, &[&script, "start"]);
         assert!(again.contains("already started"), "{h}: {again}");
     }
@@ -1077,15 +1259,17 @@ fn rendered_alone_dual_stack_fwmark() {
         assert_split(&l, u, 8);
     }
     common::vm::assert_sticky_across_ports(&l, 4);
-    let rules = std::fs::read_to_string(dir.join("lvs/etc/lvsctl/dr-fwmark/ipvsadm.rules")).unwrap();
+    ph.done("traffic");
+    let rules = std::fs::read_to_string(dir.join(format!("lvs/etc/lvsctl/{name}/ipvsadm.rules"))).unwrap();
     assert_eq!(l.run("lvs", &["ipvsadm-save", "-n"]), rules, "the rules file is what ipvsadm-save prints");
-    let table = l.run("lvs", &["nft", "list", "table", "inet", "lvsctl-dr-fwmark"]);
+    let table = l.run("lvs", &["nft", "list", "table", "inet", &format!("lvsctl-{name}")]);
     assert!(table.contains("ip6 daddr 2001:db8:188::100 tcp dport { 80, 8080 } meta mark set 0x0000000a"), "{table}");
     for h in &hosts {
-        let t = l.run(h, &[&script, "stop"]);
-        assert!(t.contains("stopped"), "{h}: {t}");
+        let out = l.run(h, &[&script, "stop"]);
+        assert!(out.contains("stopped"), "{h}: {out}");
     }
     same_but_installed(&l, &dir, &before);
+    ph.done("down");
 }
 
 /// The README's quick start, followed to the letter on three lab hosts standing in for a user's
@@ -1094,14 +1278,22 @@ fn rendered_alone_dual_stack_fwmark() {
 /// inventory are read from README.md, so the README cannot drift from what works.
 #[test]
 fn e2e_readme_quick_start() {
-    if !here_or_in_vm("e2e_readme_quick_start") {
+    // It writes root's known_hosts (host_key = "accept-new") and adds a user: only in a guest,
+    // which forgets.
+    if !common::vm::in_vm_only("e2e_readme_quick_start") {
         return;
     }
-    if std::env::var_os("LVSCTL_IN_VM").is_none() {
-        // It writes root's known_hosts (host_key = "accept-new"): only in a guest, which forgets.
-        eprintln!("skipped e2e_readme_quick_start: runs only inside `lvsctl lab vm`");
+    if common::listing_scenarios() {
+        let line = |l: &str| common::scenario_line("e2e_readme_quick_start", l);
+        line(
+            "lab tests/fixtures/quickstart-vms.toml: the README's quick start as written, a non-root sudo user, accept-new host keys, an ssh agent",
+        );
+        line("sudo wanting a password: refused with what to do, nothing changed");
+        line("a gateway that would re-route the SSH session: refused, nothing done");
+        line("down: every VM as before");
         return;
     }
+    let mut ph = common::Phases::start("e2e_readme_quick_start");
     let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
     let section = readme.split("## Quick start on your own VMs").nth(1).unwrap().split("\n## ").next().unwrap();
     let commands: Vec<String> = section
@@ -1123,6 +1315,7 @@ fn e2e_readme_quick_start() {
         .join("\n");
 
     let l = Lab::create("tests/fixtures/quickstart-vms.toml");
+    ph.done("lab create");
     // The VMs: a login user `lab` with the user's key, passwordless sudo on all but web1 for now.
     let key = lvsctl::lab::run_dir("vms").join("id_ed25519");
     for h in l.hosts() {
@@ -1140,7 +1333,10 @@ fn e2e_readme_quick_start() {
     let agent_sock = work.path().join("agent.sock");
     let mut agent =
         Command::new("ssh-agent").arg("-D").arg("-a").arg(&agent_sock).stdout(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
     while !agent_sock.exists() {
+        assert!(agent.try_wait().unwrap().is_none(), "ssh-agent ended before it listened");
+        assert!(Instant::now() < deadline, "ssh-agent did not listen on {} within 60 s", agent_sock.display());
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let added = Command::new("ssh-add").arg(&key).env("SSH_AUTH_SOCK", &agent_sock).output().unwrap();
@@ -1223,6 +1419,7 @@ fn e2e_readme_quick_start() {
     l.sh("client", "ip route del default via 192.168.56.1");
     assert!(user(&format!("ip addr del 198.51.100.1/32 dev {mgmt_dev}")).0);
 
+    ph.done("up");
     let (ok, out) = user(&commands[3]);
     assert!(ok, "{out}");
     // Everything as before `up`, on every VM (the agent removed with the last lab).
@@ -1230,6 +1427,7 @@ fn e2e_readme_quick_start() {
     let _ = agent.kill();
     let _ = agent.wait();
     assert_same(&before, &after, "after the quick start's down");
+    ph.done("down");
 }
 
 #[test]
@@ -1240,4 +1438,70 @@ fn verify_rows_are_compared_without_the_director_column() {
     assert_ne!(director_column_masked(readme), director_column_masked(&screen.replace(" 9   ", " 8   ")));
     let header = "  real server  address                weight answered  share  expected  director   verdict";
     assert_eq!(director_column_masked(header), header);
+}
+
+/// The traffic judgements cannot pass when requests failed: a sticky service answered by nobody
+/// (`{"FAILED": n}`), or a weighted split with a failure within its ±1 margin.
+mod judging {
+    use std::collections::BTreeMap;
+
+    use super::common::vm::{judge_split, judge_sticky_across_ports, units};
+
+    fn counts(pairs: &[(&str, u32)]) -> BTreeMap<String, u32> {
+        pairs.iter().map(|(h, n)| (h.to_string(), *n)).collect()
+    }
+
+    fn lab(inv: &str) -> lvsctl::inventory::Lab {
+        lvsctl::inventory::load(&super::common::repo().join(inv)).unwrap()
+    }
+
+    /// dr.toml's web service: wrr 3:1, so 8 requests are 6 and 2.
+    fn weighted() -> lvsctl::inventory::Service {
+        lab("inventories/dr.toml").services[0].clone()
+    }
+
+    /// dr-fwmark.toml's persistent firewall-mark units.
+    fn sticky() -> Vec<lvsctl::inventory::Service> {
+        units(&lab("inventories/dr-fwmark.toml"))
+            .into_iter()
+            .filter(|u| u.fwmark.is_some() && u.persistence > 0)
+            .collect()
+    }
+
+    #[test]
+    fn a_split_by_the_weights_passes() {
+        judge_split(&weighted(), &counts(&[("web1", 6), ("web2", 2)]), 8);
+        judge_split(&sticky()[0], &counts(&[("web2", 8)]), 8);
+        let s = sticky();
+        judge_sticky_across_ports(&[(s[0].clone(), counts(&[("web1", 4)])), (s[1].clone(), counts(&[("web1", 4)]))], 4);
+    }
+
+    #[test]
+    #[should_panic(expected = "FAILED is not a real server")]
+    fn a_failure_within_the_margin_fails_the_split() {
+        judge_split(&weighted(), &counts(&[("web1", 6), ("web2", 1), ("FAILED", 1)]), 8);
+    }
+
+    #[test]
+    #[should_panic(expected = "FAILED is not a real server")]
+    fn a_sticky_service_nobody_answered_fails() {
+        judge_split(&sticky()[0], &counts(&[("FAILED", 8)]), 8);
+    }
+
+    #[test]
+    #[should_panic(expected = "TIMEOUT is not a real server")]
+    fn persistence_across_ports_nobody_answered_fails() {
+        let s = sticky();
+        judge_sticky_across_ports(
+            &[(s[0].clone(), counts(&[("TIMEOUT", 4)])), (s[1].clone(), counts(&[("TIMEOUT", 4)]))],
+            4,
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "every port reached the same real server")]
+    fn persistence_broken_across_ports_fails() {
+        let s = sticky();
+        judge_sticky_across_ports(&[(s[0].clone(), counts(&[("web1", 4)])), (s[1].clone(), counts(&[("web2", 4)]))], 4);
+    }
 }

@@ -136,6 +136,22 @@ fn rendered_files_alone(l: &Lab, before: &common::lab::Snapshot, director: &str)
     }
 }
 
+/// Both real servers, and only they, answered all `n` requests.
+fn both_answered(counts: &std::collections::BTreeMap<String, u32>, both: [&str; 2], n: u32) -> bool {
+    counts.len() == 2 && both.iter().all(|h| counts.contains_key(*h)) && counts.values().sum::<u32>() == n
+}
+
+/// A request nobody answered (or a host other than the two) is not "both answered", which
+/// `len() == 2` alone accepted.
+#[test]
+fn both_answered_counts_only_the_two_real_servers() {
+    let counts = |pairs: &[(&str, u32)]| pairs.iter().map(|(h, n)| (h.to_string(), *n)).collect();
+    assert!(both_answered(&counts(&[("web1", 4), ("web2", 4)]), ["web1", "web2"], 8));
+    assert!(!both_answered(&counts(&[("web2", 7), ("FAILED", 1)]), ["web1", "web2"], 8));
+    assert!(!both_answered(&counts(&[("web1", 4), ("sorry", 4)]), ["web1", "web2"], 8));
+    assert!(!both_answered(&counts(&[("web1", 8)]), ["web1", "web2"], 8));
+}
+
 /// What one HA lab's cycle checks besides the common steps.
 struct Ha<'a> {
     inv: &'a str,
@@ -151,8 +167,40 @@ struct Ha<'a> {
     hide_keepalived_on: Option<&'a str>,
 }
 
-fn ha_cycle(c: Ha) {
+/// Prints what `ha_cycle` runs for `c`, from the same values, without running it.
+fn list_ha(test: &str, c: &Ha) {
+    let lab = lvsctl::inventory::load(&common::repo().join(c.inv)).unwrap();
+    let line = |l: &str| common::scenario_line(test, l);
+    let pair = c.backup.map_or(format!("one director {}", c.master), |b| format!("pair {} and {b}", c.master));
+    line(&format!("lab {} ({} hosts, {pair}, {} probe units)", c.inv, lab.hosts.len(), units(&lab).len()));
+    line("the operator's own keepalived.conf on the master: kept, put back by down");
+    if let Some(d) = c.hide_keepalived_on {
+        line(&format!("up refused without keepalived on {d}, nothing changed"));
+    }
+    line("up: keepalived running, the pair settled (status: MASTER holds the VIPs, BACKUP none)");
+    line("traffic: every probe unit split by weight through the master, persistence across ports; up again: 0 changes");
+    match c.backup {
+        Some(b) => line(&format!("verify --failover: VIPs on {b} under traffic, then back as preemption says")),
+        None => line("verify --failover refused: it needs an HA pair"),
+    }
+    line("keepalived killed on the standby: doctor names keepalived-down and drift, up starts it again");
+    line(&format!("{}'s web server stopped: it leaves the split, every request answered by {}", c.first, c.second));
+    if let Some(sorry) = c.sorry {
+        line(&format!("{} stopped too: the sorry server {sorry} answers", c.second));
+    }
+    line(&format!("{} back: both real servers answer again; up changes nothing", c.first));
+    line("down: keepalived stopped, every host as before");
+    if c.backup.is_none() {
+        line("render's files alone run it, keepalived included; the script's stop restores every host");
+    }
+}
+
+fn ha_cycle(test: &str, c: Ha) {
+    if common::listing_scenarios() {
+        return list_ha(test, &c);
+    }
     let started = Instant::now();
+    let mut ph = common::Phases::start(test);
     let l = Lab::create(c.inv);
     // The operator's own keepalived.conf: kept while lvsctl's runs, put back by down.
     l.sh(
@@ -160,6 +208,7 @@ fn ha_cycle(c: Ha) {
         "mkdir -p /etc/keepalived && echo '# the operator s own, not running' > /etc/keepalived/keepalived.conf",
     );
     let before = snapshot(&l);
+    ph.done("lab create");
     let svc = l.lab.services[0].clone();
     let vip = svc.vip.to_string();
 
@@ -179,6 +228,7 @@ fn ha_cycle(c: Ha) {
         }
         assert_same(&before, &snapshot(&l), "after up refused to start without keepalived");
         l.sh(d, "umount /usr/sbin/keepalived");
+        ph.done("refusals");
     }
 
     let out = l.ok(&["up"]);
@@ -219,6 +269,7 @@ fn ha_cycle(c: Ha) {
         status
     };
     assert!(!status.contains("DRIFTED"), "{status}");
+    ph.done("up");
     let checked: Vec<lvsctl::inventory::Service> =
         l.lab.services.iter().filter(|s| s.keepalived_managed()).cloned().collect();
     wait_until("keepalived put every real server in the table", 20, || {
@@ -235,6 +286,7 @@ fn ha_cycle(c: Ha) {
     let again = l.ok(&["up"]);
     assert!(again.contains(" 0 changed"), "a second up changes nothing:\n{again}");
 
+    ph.done("traffic");
     // Failover under traffic, then failback.
     let mut master_after = master;
     if let Some(backup) = backup {
@@ -256,6 +308,7 @@ fn ha_cycle(c: Ha) {
         assert!(!f.status.success() && text(&f).contains("--failover needs an HA pair"), "{}", text(&f));
     }
 
+    ph.done("failover");
     let d = l.ok(&["doctor"]);
     assert!(d.contains("no problem found"), "{d}");
     // keepalived killed behind lvsctl's back: doctor names it (and status calls it drift), up
@@ -287,6 +340,7 @@ fn ha_cycle(c: Ha) {
     }
     let d = l.ok(&["doctor"]);
     assert!(d.contains("no problem found"), "after up: {d}");
+    ph.done("breaks");
 
     // A real server whose web server stopped leaves the split within interval × retries (plus
     // the checks' own timeouts and a margin); every request still gets an answer.
@@ -333,7 +387,8 @@ fn ha_cycle(c: Ha) {
     wait_until(&format!("{} comes back", c.first), limit + 10, || {
         table(&l, master_after, &svc).iter().any(|(a, w)| *a == addr(c.first) && *w > 0)
     });
-    wait_until("both real servers answer again", 30, || traffic(&l, &svc, 8).len() == 2);
+    wait_until("both real servers answer again", 30, || both_answered(&traffic(&l, &svc, 8), [c.first, c.second], 8));
+    ph.done("health checks");
 
     let again = l.ok(&["up"]);
     assert!(again.contains(" 0 changed"), "up after all that changes nothing:\n{again}");
@@ -343,8 +398,10 @@ fn ha_cycle(c: Ha) {
         assert!(!ps.contains("keepalived.pid"), "{d}: keepalived stopped: {ps}");
     }
     assert_same(&before, &snapshot(&l), "after down");
+    ph.done("down");
     if c.backup.is_none() {
         rendered_files_alone(&l, &before, c.master);
+        ph.done("rendered");
     }
     for mut child in back {
         kill(child.id());
@@ -358,15 +415,18 @@ fn e2e_dr_ha() {
     if !here_or_in_vm("e2e_dr_ha") {
         return;
     }
-    ha_cycle(Ha {
-        inv: "inventories/dr-ha.toml",
-        master: "lvs1",
-        backup: Some("lvs2"),
-        first: "web1",
-        second: "web2",
-        sorry: Some("sorry"),
-        hide_keepalived_on: Some("lvs2"),
-    });
+    ha_cycle(
+        "e2e_dr_ha",
+        Ha {
+            inv: "inventories/dr-ha.toml",
+            master: "lvs1",
+            backup: Some("lvs2"),
+            first: "web1",
+            second: "web2",
+            sorry: Some("sorry"),
+            hide_keepalived_on: Some("lvs2"),
+        },
+    );
 }
 
 /// The DR pair over both families: the IPv6 service is the one traffic, failover and the
@@ -376,15 +436,18 @@ fn e2e_dr6_ha() {
     if !here_or_in_vm("e2e_dr6_ha") {
         return;
     }
-    ha_cycle(Ha {
-        inv: "inventories/dr6-ha.toml",
-        master: "lvs1",
-        backup: Some("lvs2"),
-        first: "web1",
-        second: "web2",
-        sorry: Some("sorry"),
-        hide_keepalived_on: None,
-    });
+    ha_cycle(
+        "e2e_dr6_ha",
+        Ha {
+            inv: "inventories/dr6-ha.toml",
+            master: "lvs1",
+            backup: Some("lvs2"),
+            first: "web1",
+            second: "web2",
+            sorry: Some("sorry"),
+            hide_keepalived_on: None,
+        },
+    );
 }
 
 /// NAT: the VIP and the real servers' floating gateway move together (one sync group); a
@@ -394,15 +457,18 @@ fn e2e_nat_ha() {
     if !here_or_in_vm("e2e_nat_ha") {
         return;
     }
-    ha_cycle(Ha {
-        inv: "inventories/nat-ha.toml",
-        master: "lvs1",
-        backup: Some("lvs2"),
-        first: "web1",
-        second: "web2",
-        sorry: Some("sorry"),
-        hide_keepalived_on: None,
-    });
+    ha_cycle(
+        "e2e_nat_ha",
+        Ha {
+            inv: "inventories/nat-ha.toml",
+            master: "lvs1",
+            backup: Some("lvs2"),
+            first: "web1",
+            second: "web2",
+            sorry: Some("sorry"),
+            hide_keepalived_on: None,
+        },
+    );
 }
 
 /// TUN with unicast VRRP and preempt = false: the backup keeps the VIP after the failback.
@@ -411,15 +477,18 @@ fn e2e_tun_ha() {
     if !here_or_in_vm("e2e_tun_ha") {
         return;
     }
-    ha_cycle(Ha {
-        inv: "inventories/tun-ha.toml",
-        master: "lvs1",
-        backup: Some("lvs2"),
-        first: "web1",
-        second: "web2",
-        sorry: None,
-        hide_keepalived_on: None,
-    });
+    ha_cycle(
+        "e2e_tun_ha",
+        Ha {
+            inv: "inventories/tun-ha.toml",
+            master: "lvs1",
+            backup: Some("lvs2"),
+            first: "web1",
+            second: "web2",
+            sorry: None,
+            hide_keepalived_on: None,
+        },
+    );
 }
 
 /// One director with health checks only: keepalived checks, lvsctl keeps the VIP; with no real
@@ -429,13 +498,16 @@ fn e2e_health_checks_single_director() {
     if !here_or_in_vm("e2e_health_checks_single_director") {
         return;
     }
-    ha_cycle(Ha {
-        inv: "tests/fixtures/dr-checks.toml",
-        master: "lvs",
-        backup: None,
-        first: "web1",
-        second: "web2",
-        sorry: Some("lvs"),
-        hide_keepalived_on: None,
-    });
+    ha_cycle(
+        "e2e_health_checks_single_director",
+        Ha {
+            inv: "tests/fixtures/dr-checks.toml",
+            master: "lvs",
+            backup: None,
+            first: "web1",
+            second: "web2",
+            sorry: Some("lvs"),
+            hide_keepalived_on: None,
+        },
+    );
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::lab::{Lab, assert_same, lvsctl_bin, snapshot, text};
-use common::{in_fresh_netns, is_root, repo, sh};
+use common::{in_fresh_netns, needs_root, repo, sh};
 
 const NO_DIRECTOR: [&str; 8] = ["--host", "client", "--host", "router", "--host", "web1", "--host", "web2"];
 
@@ -45,8 +45,8 @@ fn total(out: &str, verb: &str) -> usize {
 
 #[test]
 fn dry_run_changes_nothing_and_records_nothing() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !needs_root("dry_run_changes_nothing_and_records_nothing") {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let l = Lab::create(dr_copy(dir.path(), "t-dry"));
@@ -124,8 +124,8 @@ fn dry_run_changes_nothing_and_records_nothing() {
 
 #[test]
 fn down_reaches_hosts_the_edited_inventory_no_longer_lists() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !needs_root("down_reaches_hosts_the_edited_inventory_no_longer_lists") {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let inv = dr_copy(dir.path(), "t-edit");
@@ -154,8 +154,8 @@ fn down_reaches_hosts_the_edited_inventory_no_longer_lists() {
 
 #[test]
 fn unreachable_hosts_and_refused_host_keys_do_not_stop_the_others() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !needs_root("unreachable_hosts_and_refused_host_keys_do_not_stop_the_others") {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let l = Lab::create(dr_copy(dir.path(), "t-unreach"));
@@ -173,7 +173,16 @@ fn unreachable_hosts_and_refused_host_keys_do_not_stop_the_others() {
     let sshd = state["hosts"]["web2"]["pids"][0].as_u64().unwrap() as i32;
     // SAFETY: the sshd this test's lab started.
     unsafe { libc::kill(sshd, libc::SIGTERM) };
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // Gone, or a zombie nobody has reaped yet: either way it listens no more.
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{sshd}/stat"))
+            .is_ok_and(|st| st.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+    };
+    while alive() {
+        assert!(std::time::Instant::now() < deadline, "web2's sshd {sshd} did not end within 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 
     let out = l.lvsctl(&["up", "--host", "client", "--host", "web1", "--host", "web2"]);
     let t = text(&out);
@@ -189,8 +198,8 @@ fn unreachable_hosts_and_refused_host_keys_do_not_stop_the_others() {
 
 #[test]
 fn an_up_interrupted_by_ctrl_c_still_finishes_on_the_host() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !needs_root("an_up_interrupted_by_ctrl_c_still_finishes_on_the_host") {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let l = Lab::create(dr_copy(dir.path(), "t-intr"));
@@ -229,8 +238,8 @@ fn an_up_interrupted_by_ctrl_c_still_finishes_on_the_host() {
 
 #[test]
 fn a_host_of_another_architecture_gets_a_clear_error_and_nothing_installed() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !needs_root("a_host_of_another_architecture_gets_a_clear_error_and_nothing_installed") {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let l = Lab::create(dr_copy(dir.path(), "t-arch"));
@@ -252,8 +261,8 @@ fn a_host_of_another_architecture_gets_a_clear_error_and_nothing_installed() {
 
 #[test]
 fn rendered_real_server_script_starts_and_stops_exactly() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !needs_root("rendered_real_server_script_starts_and_stops_exactly") {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let l = Lab::create(dr_copy(dir.path(), "t-script"));
@@ -343,8 +352,8 @@ fn a_local_host_is_provisioned_without_ssh() {
 
 #[test]
 fn a_failed_create_removes_what_it_built() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !needs_root("a_failed_create_removes_what_it_built") {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let inv = dr_copy(dir.path(), "t-fail");
@@ -417,8 +426,8 @@ fn stalled_up(l: &Lab, after: &str) -> std::process::Child {
 
 #[test]
 fn a_session_dropped_by_the_host_mid_up_loses_nothing() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !needs_root("a_session_dropped_by_the_host_mid_up_loses_nothing") {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let l = Lab::create(dr_copy(dir.path(), "t-drop"));
@@ -454,8 +463,8 @@ fn a_session_dropped_by_the_host_mid_up_loses_nothing() {
 /// hashed, found changed, and installed again.
 #[test]
 fn the_installed_agent_is_hashed_once_and_a_change_in_place_is_found() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !needs_root("the_installed_agent_is_hashed_once_and_a_change_in_place_is_found") {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let l = Lab::create(dr_copy(dir.path(), "t-hash"));
@@ -471,8 +480,14 @@ fn the_installed_agent_is_hashed_once_and_a_change_in_place_is_found() {
     l.sh("web1", "umount /usr/bin/sha256sum");
     assert!(again.status.success(), "the recorded agent ran without a hash:\n{}", text(&again));
     assert!(!text(&again).contains("installing the agent"), "{}", text(&again));
-    // One byte changed in place, a second after the record: its ctime is not the recorded one.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // One byte changed in place, once the clock is past the record's second (ctime has whole
+    // seconds there): its ctime is not the recorded one.
+    let recorded: u64 = record.split_whitespace().last().and_then(|c| c.parse().ok()).expect("the record's ctime");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() <= recorded {
+        assert!(std::time::Instant::now() < deadline, "the clock did not pass {recorded}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     l.sh("web1", &format!("printf x | dd of={agent} bs=1 seek=4096 conv=notrunc status=none"));
     let changed = l.ok(&["up", "--host", "web1"]);
     assert!(changed.contains("did not match its sha256"), "{changed}");
@@ -483,8 +498,8 @@ fn the_installed_agent_is_hashed_once_and_a_change_in_place_is_found() {
 
 #[test]
 fn two_ups_at_once_on_one_lab_take_turns_and_down_restores() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !needs_root("two_ups_at_once_on_one_lab_take_turns_and_down_restores") {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let l = Lab::create(dr_copy(dir.path(), "t-race"));
@@ -503,8 +518,8 @@ fn two_ups_at_once_on_one_lab_take_turns_and_down_restores() {
 
 #[test]
 fn a_full_disk_stops_a_change_before_it_is_made() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !needs_root("a_full_disk_stops_a_change_before_it_is_made") {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let l = Lab::create(dr_copy(dir.path(), "t-full"));
@@ -525,8 +540,8 @@ fn a_full_disk_stops_a_change_before_it_is_made() {
 
 #[test]
 fn an_unwritable_controller_state_stops_up_before_any_host() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !needs_root("an_unwritable_controller_state_stops_up_before_any_host") {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let l = Lab::create(dr_copy(dir.path(), "t-state"));
@@ -557,8 +572,8 @@ fn an_unwritable_controller_state_stops_up_before_any_host() {
 
 #[test]
 fn another_inventory_of_the_same_name_is_not_sent_through_the_local_lab() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !needs_root("another_inventory_of_the_same_name_is_not_sent_through_the_local_lab") {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let l = Lab::create(dr_copy(dir.path(), "t-redir"));
@@ -583,8 +598,8 @@ fn another_inventory_of_the_same_name_is_not_sent_through_the_local_lab() {
 
 #[test]
 fn a_lab_reboot_boots_only_that_labs_unit() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !needs_root("a_lab_reboot_boots_only_that_labs_unit") {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let l = Lab::create(dr_copy(dir.path(), "t-boot"));
@@ -615,8 +630,8 @@ fn unkept_masters() -> Vec<u32> {
 
 #[test]
 fn a_killed_controller_leaves_no_ssh_master_for_long() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !needs_root("a_killed_controller_leaves_no_ssh_master_for_long") {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let l = Lab::create(dr_copy(dir.path(), "t-orphan"));
@@ -664,8 +679,8 @@ fn assert_snapshot(name: &str, got: &str) {
 /// as `--output jsonl`, every line valid against `lvsctl schema events`.
 #[test]
 fn what_up_and_down_print_on_a_terminal_and_through_a_pipe() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !needs_root("what_up_and_down_print_on_a_terminal_and_through_a_pipe") {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let l = Lab::create(dr_copy(dir.path(), "t-snap"));

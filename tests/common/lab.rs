@@ -10,10 +10,12 @@ use sha2::Digest;
 
 use super::repo;
 
-const STATIC_TARGET: &str = "target/x86_64-unknown-linux-musl/release/lvsctl";
+/// Where scripts/test.sh builds the static lvsctl with the agent's fault injection (a target
+/// directory of its own, so that it and the main job's build never rebuild each other).
+const STATIC_TARGET: &str = "target/fault-injection/x86_64-unknown-linux-musl/release/lvsctl";
 
-/// The static lvsctl: hosts run it as their agent. `scripts/test.sh` builds it and sets
-/// LVSCTL_BIN; without it, it is built here.
+/// The static lvsctl, with fault injection: hosts run it as their agent. `scripts/test.sh` builds
+/// it and sets LVSCTL_BIN; without it, it is built here as there.
 pub fn lvsctl_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("LVSCTL_BIN") {
         return PathBuf::from(p);
@@ -21,7 +23,8 @@ pub fn lvsctl_bin() -> PathBuf {
     let path = repo().join(STATIC_TARGET);
     if !path.exists() {
         let st = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--target", "x86_64-unknown-linux-musl"])
+            .args(["build", "--release", "--target", "x86_64-unknown-linux-musl", "--features", "fault-injection"])
+            .args(["--target-dir", "target/fault-injection"])
             .current_dir(repo())
             .status()
             .expect("run cargo");
@@ -34,6 +37,8 @@ pub struct Lab {
     pub inv: PathBuf,
     pub lab: lvsctl::inventory::Lab,
     pub state_dir: tempfile::TempDir,
+    /// The client's request process, started by the first traffic check.
+    pub requester: std::sync::Mutex<Option<super::vm::Requester>>,
 }
 
 impl Lab {
@@ -41,7 +46,7 @@ impl Lab {
     pub fn create(inv: impl AsRef<Path>) -> Lab {
         let path = repo().join(inv.as_ref());
         let lab = lvsctl::inventory::load(&path).unwrap();
-        let l = Lab { inv: path, lab, state_dir: tempfile::tempdir().unwrap() };
+        let l = Lab { inv: path, lab, state_dir: tempfile::tempdir().unwrap(), requester: Default::default() };
         // A lab left over by an interrupted run of this test is removed first.
         let _ = l.lvsctl(&["lab", "destroy"]);
         let out = l.lvsctl(&["lab", "create"]);
@@ -162,6 +167,8 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // The request client first: it is this test's process, ended by the test.
+        drop(self.requester.lock().map(|mut r| r.take()));
         let out = self.lvsctl(&["lab", "destroy"]);
         if !out.status.success() {
             eprintln!("lab destroy failed:\n{}", text(&out));
@@ -173,18 +180,17 @@ pub fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-/// Kernel state of a host, as iproute2 and /proc show it. Interface indexes (kernel-assigned
-/// numbers, new after a reboot) and qdiscs (attached by the kernel on a link's first up, and
-/// never managed by lvsctl) are left out.
+/// Kernel state of a host, as iproute2 and /proc show it. Interface indexes and fallback tunnels'
+/// permanent addresses (kernel-chosen, new after a reboot) and qdiscs (attached by the kernel on a
+/// link's first up, and never managed by lvsctl) are left out. One `ip -batch` lists links, addresses and routes of
+/// both families (a process costs more than the listing under emulation); the rest is one grep,
+/// a cat and nft.
 pub fn kernel_state(l: &Lab, host: &str) -> String {
     let raw = l.sh(
         host,
-        // IPv6: global addresses and the routes but the kernel's own link-local and multicast
-        // ones (those follow the links' state, which the link list already shows); forwarding
-        // of all and default only (the kernel drops a device's IPv6 settings when a device that
-        // cannot carry IPv6, like tunl0, goes up).
-        "ip -o link show; echo; ip -o -4 addr show; echo; ip -4 route show table all; echo; \
-         ip -o -6 addr show scope global; echo; ip -6 route show table all | grep -v -e '^fe80::/64 ' -e '^local fe80:' -e '^anycast fe80:' -e '^multicast '; echo; \
+        // forwarding of IPv6's all and default only (the kernel drops a device's IPv6 settings when
+        // a device that cannot carry IPv6, like tunl0, goes up).
+        "printf 'link show\\naddr show\\nroute show table all\\n' | ip -o -batch -; echo @@; \
          grep -H '' /proc/sys/net/ipv4/conf/*/arp_ignore /proc/sys/net/ipv4/conf/*/arp_announce \
                   /proc/sys/net/ipv4/conf/*/rp_filter /proc/sys/net/ipv4/conf/*/forwarding /proc/sys/net/ipv4/ip_forward \
                   /proc/sys/net/ipv6/conf/all/forwarding /proc/sys/net/ipv6/conf/default/forwarding; \
@@ -192,11 +198,44 @@ pub fn kernel_state(l: &Lab, host: &str) -> String {
          if [ -e /proc/net/ip_vs ]; then cat /proc/net/ip_vs; else echo no ipvs; fi; echo; \
          if command -v nft >/dev/null; then nft list ruleset; fi",
     );
+    let (ip, rest) = raw.split_once("@@\n").unwrap_or_else(|| panic!("{host}: no ip listing in {raw}"));
+    let (mut links, mut addrs, mut routes) = (Vec::new(), Vec::new(), Vec::new());
+    for line in ip.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        // Links and addresses start with the interface index and a space ("3: eth0 ..."); an
+        // IPv6 route may start with digits and a colon too, but never with a space after it.
+        let indexed =
+            line.split_once(": ").is_some_and(|(i, _)| !i.is_empty() && i.chars().all(|c| c.is_ascii_digit()));
+        match (indexed, words.get(2).copied()) {
+            (true, Some("inet")) => addrs.push(line),
+            // IPv6: global addresses only, not the kernel's own link-local ones (those follow
+            // the links' state, which the link list already shows).
+            (true, Some("inet6")) => {
+                if line.contains(" scope global") {
+                    addrs.push(line)
+                }
+            }
+            (true, _) => links.push(line),
+            // Nor the kernel's link-local and multicast routes.
+            (false, _) => {
+                let own =
+                    ["fe80::/64 ", "local fe80:", "anycast fe80:", "multicast "].iter().any(|p| line.starts_with(p));
+                if !own {
+                    routes.push(line)
+                }
+            }
+        }
+    }
+    let raw = [links.join("\n"), addrs.join("\n"), routes.join("\n"), rest.to_string()].join("\n\n");
     raw.lines()
         .map(|line| {
             let mut words: Vec<String> = line.split(' ').map(str::to_string).collect();
-            if let Some(i) = words.iter().position(|w| w == "qdisc") {
-                words.drain(i..(i + 2).min(words.len()));
+            // A fallback tunnel device's permanent address (ip6tnl0's, where ip6_tunnel is loaded)
+            // is drawn at random when the namespace is made: new after a host's reboot.
+            for kernel_chosen in ["qdisc", "permaddr"] {
+                if let Some(i) = words.iter().position(|w| w == kernel_chosen) {
+                    words.drain(i..(i + 2).min(words.len()));
+                }
             }
             let mut line = words.join(" ");
             if let Some((idx, rest)) = line.split_once(": ")
@@ -261,8 +300,16 @@ fn walk(dir: &Path, rel: &Path, lower: &Path, out: &mut Vec<String>) {
 
 pub type Snapshot = BTreeMap<String, (String, Vec<String>)>;
 
+/// Every host's kernel state and files, the hosts read at once.
 pub fn snapshot(l: &Lab) -> Snapshot {
-    l.hosts().into_iter().map(|h| (h.clone(), (kernel_state(l, &h), files_state(l, &h)))).collect()
+    std::thread::scope(|s| {
+        let reads: Vec<_> = l
+            .hosts()
+            .into_iter()
+            .map(|h| s.spawn(move || (h.clone(), (kernel_state(l, &h), files_state(l, &h)))))
+            .collect();
+        reads.into_iter().map(|r| r.join().expect("a host's snapshot")).collect()
+    })
 }
 
 pub fn assert_same(before: &Snapshot, after: &Snapshot, when: &str) {
@@ -271,4 +318,18 @@ pub fn assert_same(before: &Snapshot, after: &Snapshot, when: &str) {
         assert_eq!(k1, k0, "{host}: kernel state {when} differs from before up");
         assert_eq!(f1, f0, "{host}: files {when} differ from before up");
     }
+}
+
+/// A copy of the inventory `inv` (relative to the repository) whose lab is named `name`, so that
+/// it can run beside the original (labs of one name cannot coexist on a machine). The directory
+/// holding the copy goes with the first value.
+pub fn renamed(inv: &str, name: &str) -> (tempfile::TempDir, PathBuf) {
+    let src = std::fs::read_to_string(repo().join(inv)).unwrap();
+    let lab = lvsctl::inventory::load(&repo().join(inv)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("{name}.toml"));
+    let from = format!("name = \"{}\"\n", lab.name);
+    assert!(src.starts_with(&from) || src.contains(&format!("\n{from}")), "{inv} names its lab {}", lab.name);
+    std::fs::write(&path, src.replacen(&from, &format!("name = \"{name}\"\n"), 1)).unwrap();
+    (dir, path)
 }

@@ -14,6 +14,27 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Whether this run is CI's (`CI=true`, as CI services set it).
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// A test that cannot run its subject here. Under CI a test that did not run its subject fails the
+/// run (it would otherwise be counted as passed); elsewhere it says plainly that it was skipped.
+pub fn skipped(test: &str, why: &str) {
+    assert!(!under_ci(), "{test} did not run its subject under CI: {why}");
+    eprintln!("SKIPPED {test}: {why}");
+}
+
+/// True as root; otherwise the test is `skipped`.
+pub fn needs_root(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    skipped(test, "needs root");
+    false
+}
+
 /// Runs the calling test again in a child process inside fresh network and mount namespaces
 /// (`unshare --net --mount`). Returns true in the child, which then runs the test body; in the
 /// parent it waits for the child, fails the test if the child failed, and returns false. Without
@@ -22,8 +43,7 @@ pub fn in_fresh_netns(test: &str) -> bool {
     if std::env::var("LVSCTL_NETNS_CHILD").as_deref() == Ok(test) {
         return true;
     }
-    if !is_root() {
-        eprintln!("skipped {test}: needs root for network namespaces");
+    if !needs_root(test) {
         return false;
     }
     let exe = std::env::current_exe().unwrap();
@@ -129,4 +149,63 @@ pub fn normalized(text: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+/// `LVSCTL_LIST_SCENARIOS=1`: each real-kernel test prints its scenario (the lab, what is
+/// prepared, broken and checked, from the same values the test runs on) and returns at once,
+/// booting no guest. `scripts/scenarios.sh` runs them so.
+pub fn listing_scenarios() -> bool {
+    std::env::var_os("LVSCTL_LIST_SCENARIOS").is_some()
+}
+
+/// Prints one line of a scenario's listing.
+pub fn scenario_line(test: &str, line: &str) {
+    println!("SCENARIO {test}: {line}");
+}
+
+/// Where one real-kernel scenario's time goes: each phase's seconds, appended as
+/// `scenario<TAB>phase<TAB>seconds` lines to the file `LVSCTL_PHASES` names (the shared guest's
+/// runner prints them as one table) and printed when the scenario ends. Times of one phase name add up.
+pub struct Phases {
+    scenario: String,
+    mark: std::time::Instant,
+    rows: Vec<(String, f64)>,
+}
+
+impl Phases {
+    pub fn start(scenario: &str) -> Phases {
+        Phases { scenario: scenario.to_string(), mark: std::time::Instant::now(), rows: Vec::new() }
+    }
+
+    /// Ends the phase that ran since the last mark, as `name`.
+    pub fn done(&mut self, name: &str) {
+        let now = std::time::Instant::now();
+        let secs = now.duration_since(self.mark).as_secs_f64();
+        self.mark = now;
+        match self.rows.iter_mut().find(|(n, _)| n == name) {
+            Some((_, s)) => *s += secs,
+            None => self.rows.push((name.to_string(), secs)),
+        }
+    }
+}
+
+impl Drop for Phases {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.done("(failed in)");
+        } else if self.mark.elapsed().as_secs_f64() >= 0.05 {
+            self.done("end");
+        }
+        let lines: String =
+            self.rows.iter().map(|(phase, secs)| format!("{}\t{phase}\t{secs:.1}\n", self.scenario)).collect();
+        eprint!("phase times:\n{lines}");
+        if let Some(path) = std::env::var_os("LVSCTL_PHASES") {
+            use std::io::Write;
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(&path);
+            // One write per scenario: lines of scenarios running at once do not interleave.
+            if let Err(e) = file.and_then(|mut f| f.write_all(lines.as_bytes())) {
+                eprintln!("cannot record phase times in {}: {e}", std::path::Path::new(&path).display());
+            }
+        }
+    }
 }

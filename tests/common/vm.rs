@@ -13,14 +13,28 @@ pub fn kernel_has_ipvs() -> bool {
     lvsctl::lab::build::kernel_has_ipvs()
 }
 
-/// True when the test body should run here; otherwise the test was run inside a guest (and
-/// asserted) or skipped.
+/// True when the test body should run here: inside a guest (`LVSCTL_IN_VM`), or as root on a
+/// kernel with IPVS. Otherwise the test is run inside a guest of its own (and asserted there) and
+/// false is returned; without root it is `skipped`. `scripts/test.sh` does not come here for the
+/// real-kernel tests: it runs them all in one shared guest, where `LVSCTL_IN_VM` is set.
 pub fn here_or_in_vm(test: &str) -> bool {
-    if std::env::var_os("LVSCTL_IN_VM").is_some() || (is_root() && kernel_has_ipvs()) {
+    if super::listing_scenarios() || std::env::var_os("LVSCTL_IN_VM").is_some() || (is_root() && kernel_has_ipvs()) {
         return true;
     }
-    if !is_root() {
-        eprintln!("skipped {test}: needs root");
+    in_own_guest(test)
+}
+
+/// As `here_or_in_vm`, for a test that changes what a guest forgets (root's known_hosts, a user):
+/// it runs only in a guest, one of its own when this one is not.
+pub fn in_vm_only(test: &str) -> bool {
+    if super::listing_scenarios() || std::env::var_os("LVSCTL_IN_VM").is_some() {
+        return true;
+    }
+    in_own_guest(test)
+}
+
+fn in_own_guest(test: &str) -> bool {
+    if !super::needs_root(test) {
         return false;
     }
     let exe = std::env::current_exe().unwrap();
@@ -37,68 +51,168 @@ pub fn here_or_in_vm(test: &str) -> bool {
     eprintln!("{text}");
     assert!(out.status.success(), "{test} failed in the guest ({:.0} s)", started.elapsed().as_secs_f64());
     assert!(text.contains("1 passed"), "{test} did not run in the guest");
+    assert!(!text.contains(&format!("SKIPPED {test}")), "{test} was skipped in the guest");
     false
 }
 
-/// Which real server answered each of `n` requests from the client.
-pub fn traffic(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) -> BTreeMap<String, u32> {
-    let client = l.lab.hosts_with_role(lvsctl::inventory::Role::Client).next().expect("a client").name.clone();
-    let out = match svc.protocol {
-        lvsctl::inventory::Protocol::Tcp => l.sh(
-            &client,
-            // -g: an IPv6 URL's brackets are the address's, not curl's globbing.
-            &format!("for i in $(seq {n}); do curl -g -s -m 5 http://{}/ || echo FAILED; done", svc.endpoint()),
-        ),
-        // bash's /dev/udp: a new connected socket (a new source port) per datagram; head reads
-        // the whole reply datagram at once.
-        lvsctl::inventory::Protocol::Udp => l.sh(
-            &client,
-            &format!(
-                "for i in $(seq {n}); do bash -c 'exec 3<>/dev/udp/{}/{} && echo who >&3 && timeout 3 head -n 1 <&3' \
-                 || echo TIMEOUT; done",
-                svc.vip, svc.port
-            ),
-        ),
-        // Python's socket module has SCTP one-to-one sockets: a new association (a new source
-        // port) per request; the responder's answer ends with the host's name.
-        lvsctl::inventory::Protocol::Sctp => l.sh(
-            &client,
-            &format!(
-                "python3 -c '
-import socket
-for i in range({n}):
+/// The client's side of every traffic check: one long-lived process on the lab's client (Python's
+/// socket module: an observer independent of lvsctl) that sends the requests it is asked for, each
+/// on a new connection or socket (a new source port), and answers with who replied to each. One
+/// process per lab instead of one per request: under emulation a process costs more than the
+/// request it would make.
+pub struct Requester {
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: std::io::BufReader<std::process::ChildStdout>,
+}
+
+const REQUESTER: &str = r#"
+import socket, sys
+def family(host):
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+def tcp(host, port):
+    s = None
     try:
-        s = socket.socket(socket.AF_INET6 if \":\" in \"{vip}\" else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
-        s.settimeout(3)
-        s.connect((\"{vip}\", {port}))
-        got = b\"\"
+        s = socket.socket(family(host), socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect((host, port))
+        s.sendall(b"GET / HTTP/1.0\r\nHost: lab\r\n\r\n")
+        got = b""
         while True:
             b = s.recv(4096)
             if not b:
                 break
             got += b
-        s.close()
-        print(got.decode().strip().splitlines()[-1])
+        body = got.partition(b"\r\n\r\n")[2].decode().strip()
+        return body or "FAILED"
     except Exception:
-        print(\"FAILED\")
-'",
-                vip = svc.vip,
-                port = svc.port
-            ),
-        ),
+        return "FAILED"
+    finally:
+        if s is not None:
+            s.close()
+def udp(host, port):
+    s = None
+    try:
+        s = socket.socket(family(host), socket.SOCK_DGRAM)
+        s.settimeout(3)
+        s.connect((host, port))
+        s.send(b"who\n")
+        return s.recv(4096).decode().strip().splitlines()[0]
+    except Exception:
+        return "TIMEOUT"
+    finally:
+        if s is not None:
+            s.close()
+def sctp(host, port):
+    s = None
+    try:
+        s = socket.socket(family(host), socket.SOCK_STREAM, socket.IPPROTO_SCTP)
+        s.settimeout(3)
+        s.connect((host, port))
+        got = b""
+        while True:
+            b = s.recv(4096)
+            if not b:
+                break
+            got += b
+        return got.decode().strip().splitlines()[-1]
+    except Exception:
+        return "FAILED"
+    finally:
+        if s is not None:
+            s.close()
+for line in sys.stdin:
+    proto, host, port, n = line.split()
+    send = {"tcp": tcp, "udp": udp, "sctp": sctp}[proto]
+    for _ in range(int(n)):
+        print(send(host, int(port)))
+    print(".", flush=True)
+"#;
+
+impl Requester {
+    fn start(l: &Lab, client: &str) -> Requester {
+        let mut child = Command::new(lvsctl_bin())
+            .args(["lab", "exec"])
+            .arg(&l.inv)
+            .arg(client)
+            .args(["--", "python3", "-u", "-c", REQUESTER])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the request client");
+        let input = child.stdin.take().unwrap();
+        let output = std::io::BufReader::new(child.stdout.take().unwrap());
+        Requester { child, input, output }
+    }
+
+    /// The answers to `n` requests of `proto` to `host`:`port`, one per request, in order.
+    fn send(&mut self, proto: &str, host: &str, port: u16, n: u32) -> Vec<String> {
+        use std::io::{BufRead, Write};
+        writeln!(self.input, "{proto} {host} {port} {n}").expect("the request client is gone");
+        self.input.flush().unwrap();
+        let mut answers = Vec::new();
+        loop {
+            let mut line = String::new();
+            let read = self.output.read_line(&mut line).expect("read the request client");
+            assert!(read > 0, "the request client ended: {:?}", self.child.try_wait());
+            let line = line.trim().to_string();
+            if line == "." {
+                return answers;
+            }
+            answers.push(line);
+        }
+    }
+}
+
+impl Drop for Requester {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Which real server answered each of `n` requests from the client (`FAILED` or `TIMEOUT` for a
+/// request nobody answered).
+pub fn traffic(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) -> BTreeMap<String, u32> {
+    let client = l.lab.hosts_with_role(lvsctl::inventory::Role::Client).next().expect("a client").name.clone();
+    let proto = match svc.protocol {
+        lvsctl::inventory::Protocol::Tcp => "tcp",
+        lvsctl::inventory::Protocol::Udp => "udp",
+        lvsctl::inventory::Protocol::Sctp => "sctp",
     };
+    let mut slot = l.requester.lock().unwrap();
+    let requester = slot.get_or_insert_with(|| Requester::start(l, &client));
     let mut counts = BTreeMap::new();
-    for line in out.lines().map(str::trim).filter(|x| !x.is_empty()) {
-        *counts.entry(line.to_string()).or_insert(0) += 1;
+    for answer in requester.send(proto, &svc.vip.to_string(), svc.port, n) {
+        *counts.entry(answer).or_insert(0) += 1;
     }
     counts
 }
 
-/// Every real server answers, and the split follows the weights (±1 request).
+/// Counts by who answered are well formed for `svc`: every key is one of its real servers (a
+/// request nobody answered shows as `FAILED` or `TIMEOUT`, and fails this), and they add up to `n`.
+pub fn assert_only_real_servers(svc: &lvsctl::inventory::Service, counts: &BTreeMap<String, u32>, n: u32) {
+    for name in counts.keys() {
+        assert!(
+            svc.real_servers.iter().any(|b| &b.host == name),
+            "{}: {name} is not a real server of it (every request must be answered by one): {counts:?}",
+            svc.label()
+        );
+    }
+    assert_eq!(counts.values().sum::<u32>(), n, "{}: every request answered by a real server: {counts:?}", svc.label());
+}
+
+/// Every request is answered by a real server of `svc`, and the split follows the weights (±1
+/// request); a sticky service (persistence, a hashing scheduler) keeps the client on one of them.
 pub fn assert_split(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) {
-    let counts = traffic(l, svc, n);
+    judge_split(svc, &traffic(l, svc, n), n);
+}
+
+/// `assert_split`'s judgement of counts already taken.
+pub fn judge_split(svc: &lvsctl::inventory::Service, counts: &BTreeMap<String, u32>, n: u32) {
+    assert_only_real_servers(svc, counts, n);
     if lvsctl::commands::verify::policy(svc) == lvsctl::commands::verify::Policy::Sticky {
-        // One client stays on one real server (persistence, or a hashing scheduler).
         assert_eq!(
             counts.len(),
             1,
@@ -106,7 +220,6 @@ pub fn assert_split(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) {
             svc.label(),
             if svc.persistence > 0 { "persistence" } else { svc.scheduler.as_str() }
         );
-        assert_eq!(counts.values().sum::<u32>(), n, "{}: every request answered: {counts:?}", svc.label());
         return;
     }
     let total: u32 = svc.real_servers.iter().map(|b| b.weight).sum();
@@ -121,8 +234,6 @@ pub fn assert_split(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) {
             svc.scheduler
         );
     }
-    let sum: u32 = counts.values().sum();
-    assert_eq!(sum, n, "{}: every request answered by a real server: {counts:?}", svc.label());
 }
 
 /// What a client sends requests to: each service, and each (VIP, port) of a firewall-mark
@@ -134,12 +245,25 @@ pub fn units(lab: &lvsctl::inventory::Lab) -> Vec<lvsctl::inventory::Service> {
 /// A persistent firewall-mark service keeps the client on one real server across all its ports
 /// of one family: which one each port of each IPVS service answered from.
 pub fn assert_sticky_across_ports(l: &Lab, n: u32) {
+    let answers: Vec<(lvsctl::inventory::Service, BTreeMap<String, u32>)> = units(&l.lab)
+        .into_iter()
+        .filter(|u| u.fwmark.is_some() && u.persistence > 0)
+        .map(|u| {
+            let counts = traffic(l, &u, n);
+            (u, counts)
+        })
+        .collect();
+    judge_sticky_across_ports(&answers, n);
+}
+
+/// `assert_sticky_across_ports`' judgement of counts already taken, per probe unit.
+pub fn judge_sticky_across_ports(answers: &[(lvsctl::inventory::Service, BTreeMap<String, u32>)], n: u32) {
     let mut by_key: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
-    for u in units(&l.lab).iter().filter(|u| u.fwmark.is_some() && u.persistence > 0) {
-        let counts = traffic(l, u, n);
+    for (u, counts) in answers {
+        assert_only_real_servers(u, counts, n);
         let seen = by_key.entry(u.key().to_string()).or_default();
         for (h, c) in counts {
-            *seen.entry(h).or_default() += c;
+            *seen.entry(h.clone()).or_default() += c;
         }
     }
     for (key, seen) in by_key {
