@@ -449,6 +449,12 @@ pub struct VerifyArgs {
     /// With --failover: fail when the VIP goes unanswered for longer than this.
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS", requires = "failover")]
     pub max_outage: f64,
+    /// With --failover: how long the client sends requests in each of the two phases (takeover,
+    /// failback). keepalived is stopped (or started) 5 s into a phase; with connection sync, the
+    /// connection opened before the failover sends the rest of its request 10 s before the phase
+    /// ends. Shorter phases finish sooner but leave less room for a slow takeover.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS", requires = "failover", value_parser = clap::value_parser!(u64).range(20..=600))]
+    pub failover_phase: u64,
     #[command(flatten)]
     pub out: OutputArg,
 }
@@ -536,6 +542,10 @@ pub struct LabVmArgs {
     /// Guest CPUs.
     #[arg(long, default_value_t = 2)]
     pub cpus: u32,
+    /// The CPU qemu emulates (`-cpu`; `qemu-system-x86_64 -cpu help` lists them). What the guest's
+    /// programs find there decides which code paths they take under emulation.
+    #[arg(long, default_value = "max", value_name = "MODEL")]
+    pub cpu_model: String,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 3600)]
     pub timeout: u64,

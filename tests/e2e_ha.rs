@@ -165,6 +165,8 @@ struct Ha<'a> {
     sorry: Option<&'a str>,
     /// keepalived is hidden on this director first: `up` must stop before changing any host.
     hide_keepalived_on: Option<&'a str>,
+    /// `verify --failover-phase` (seconds); None runs the default (30 s), as one pair must.
+    failover_phase: Option<&'a str>,
 }
 
 /// Prints what `ha_cycle` runs for `c`, from the same values, without running it.
@@ -290,7 +292,11 @@ fn ha_cycle(test: &str, c: Ha) {
     // Failover under traffic, then failback.
     let mut master_after = master;
     if let Some(backup) = backup {
-        let f = l.ok(&["verify", "--failover"]);
+        let mut args = vec!["verify", "--failover"];
+        if let Some(p) = c.failover_phase {
+            args.extend(["--failover-phase", p]);
+        }
+        let f = l.ok(&args);
         assert!(f.contains("verify --failover: ok"), "{f}");
         assert!(f.contains(&format!("VIPs now on {backup}")), "{f}");
         if l.lab.ha.as_ref().unwrap().sync {
@@ -424,6 +430,7 @@ fn e2e_dr_ha() {
             first: "web1",
             second: "web2",
             sorry: Some("sorry"),
+            failover_phase: None,
             hide_keepalived_on: Some("lvs2"),
         },
     );
@@ -445,6 +452,7 @@ fn e2e_dr6_ha() {
             first: "web1",
             second: "web2",
             sorry: Some("sorry"),
+            failover_phase: Some("20"),
             hide_keepalived_on: None,
         },
     );
@@ -466,6 +474,7 @@ fn e2e_nat_ha() {
             first: "web1",
             second: "web2",
             sorry: Some("sorry"),
+            failover_phase: Some("20"),
             hide_keepalived_on: None,
         },
     );
@@ -486,6 +495,7 @@ fn e2e_tun_ha() {
             first: "web1",
             second: "web2",
             sorry: None,
+            failover_phase: Some("20"),
             hide_keepalived_on: None,
         },
     );
@@ -507,6 +517,7 @@ fn e2e_health_checks_single_director() {
             first: "web1",
             second: "web2",
             sorry: Some("lvs"),
+            failover_phase: None,
             hide_keepalived_on: None,
         },
     );

@@ -11,14 +11,13 @@ use super::verify::{DirectorView, ServiceResult, Verifier, active_director};
 use crate::agent::probe::{Hold, ProbeKind, ProbeRequest, Sample, Series};
 use crate::agent::protocol::{DaemonAction, Operation, Request};
 
-/// A request every INTERVAL_MS during a phase of PHASE_MS; keepalived is stopped (or started)
-/// on the master ACT_AFTER_MS into it.
+/// A request every INTERVAL_MS during a phase of `--failover-phase` seconds (30 by default);
+/// keepalived is stopped (or started) on the master ACT_AFTER_MS into it.
 const INTERVAL_MS: u64 = 200;
-const PHASE_MS: u64 = 30_000;
 const ACT_AFTER_MS: u64 = 5_000;
-/// The held connection sends the rest of its request this long after it opened: well after
-/// the backup took over.
-const HOLD_MS: u64 = 20_000;
+/// The held connection sends the rest of its request this long before the phase ends (20 s
+/// after it opened with the default phase): well after the backup took over.
+const HOLD_BEFORE_END_MS: u64 = 10_000;
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Phase {
@@ -186,11 +185,16 @@ fn phase(
         address: target.vip,
         port: target.port,
         interval_ms: INTERVAL_MS,
-        duration_ms: PHASE_MS,
+        duration_ms: v.args.failover_phase * 1000,
         timeout_ms: 1000,
     };
     let holds = if hold {
-        vec![Hold { address: target.vip, port: target.port, after_ms: HOLD_MS, timeout_ms: 5000 }]
+        vec![Hold {
+            address: target.vip,
+            port: target.port,
+            after_ms: v.args.failover_phase * 1000 - HOLD_BEFORE_END_MS,
+            timeout_ms: 5000,
+        }]
     } else {
         vec![]
     };
@@ -255,7 +259,7 @@ pub fn run(v: &Verifier, facts: &[DirectorView]) -> anyhow::Result<Failover> {
         "verify --failover: {} is master; stopping keepalived on it in {} s while the client sends requests for {} s",
         master.name,
         ACT_AFTER_MS / 1000,
-        PHASE_MS / 1000
+        v.args.failover_phase
     );
     let (samples, held) = phase(v, target, master, DaemonAction::Stop, ha.sync, &mut problems)?;
     let after = v.director_facts(lab.directors().collect());

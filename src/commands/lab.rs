@@ -13,6 +13,7 @@ pub fn run(c: &LabCommand) -> anyhow::Result<u8> {
         LabCommand::Vm(a) => vm::run(&vm::VmOptions {
             memory: a.memory,
             cpus: a.cpus,
+            cpu_model: a.cpu_model.clone(),
             timeout: a.timeout,
             no_install: a.no_install,
             if_needed: a.if_needed,

@@ -190,6 +190,8 @@ pub struct VmOptions {
     /// Guest memory, MiB.
     pub memory: u32,
     pub cpus: u32,
+    /// qemu's `-cpu` model.
+    pub cpu_model: String,
     /// Give up after this many seconds.
     pub timeout: u64,
     /// Fail instead of installing missing Debian packages.
@@ -243,7 +245,7 @@ fn run_in(args: &VmOptions, kernel: &Path, kver: &str, exe: &str, dir: &Path) ->
         "-accel",
         "tcg",
         "-cpu",
-        "max",
+        &args.cpu_model,
         "-nodefaults",
         "-no-reboot",
         "-display",

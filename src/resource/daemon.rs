@@ -24,7 +24,7 @@ pub const KEEPALIVED: &str = "keepalived";
 /// Where keepalived writes its main process's pid (its default; lab hosts have a private /run).
 pub const PID_FILE: &str = "/run/keepalived.pid";
 /// How long a stopped keepalived may take to remove its VIPs and IPVS entries and exit.
-const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn unit() -> String {
     format!("{KEEPALIVED}.service")
