@@ -15,6 +15,11 @@ use std::time::{Duration, Instant};
 use common::lab::{Lab, assert_same, lvsctl_bin, snapshot, text};
 use common::vm::{assert_split, assert_sticky_across_ports, here_or_in_vm, traffic, units};
 
+/// The deadline of a wait for the pair or keepalived to settle: it ends as soon as the condition
+/// holds, and is long because six labs share two emulated vCPUs in the test guest (a pair took
+/// over 20 s to settle there once).
+const SETTLE: u64 = 60;
+
 /// Polls `f` every half second until it holds, for at most `secs`.
 fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) -> Duration {
     let started = Instant::now();
@@ -122,7 +127,7 @@ fn rendered_files_alone(l: &Lab, before: &common::lab::Snapshot, director: &str)
     let t = l.run(director, &[&script, "status"]);
     assert!(t.contains("keepalived runs (pid"), "{t}");
     let svc = &l.lab.services[0];
-    wait_until("keepalived put the real servers in the table", 20, || {
+    wait_until("keepalived put the real servers in the table", SETTLE, || {
         table(l, director, svc).len() == svc.real_servers.len()
     });
     assert_split(l, svc, 8);
@@ -242,7 +247,7 @@ fn ha_cycle(test: &str, c: Ha) {
     let (master, backup) = match c.backup {
         Some(b) if !preempt => {
             let mut first = None;
-            wait_until("a director holds the VIP", 20, || {
+            wait_until("a director holds the VIP", SETTLE, || {
                 first = [c.master, b].into_iter().find(|h| holds(&l, h, &vip));
                 first.is_some()
             });
@@ -255,7 +260,7 @@ fn ha_cycle(test: &str, c: Ha) {
         // Both start as BACKUP and `up` starts them in parallel: under emulation the lower
         // priority may finish its wait first and hold the VIP until the master's first advert
         // reaches it. The pair has settled when only the master holds it.
-        wait_until("the master alone holds the VIP", 20, || holds(&l, master, &vip) && !holds(&l, backup, &vip));
+        wait_until("the master alone holds the VIP", SETTLE, || holds(&l, master, &vip) && !holds(&l, backup, &vip));
         let status = l.ok(&["status"]);
         let line =
             |h: &str| status.lines().find(|l| l.trim_start().starts_with(&format!("{h} ")) && l.contains("VRRP"));
@@ -274,7 +279,7 @@ fn ha_cycle(test: &str, c: Ha) {
     ph.done("up");
     let checked: Vec<lvsctl::inventory::Service> =
         l.lab.services.iter().filter(|s| s.keepalived_managed()).cloned().collect();
-    wait_until("keepalived put every real server in the table", 20, || {
+    wait_until("keepalived put every real server in the table", SETTLE, || {
         checked.iter().all(|s| table(&l, master, s).len() == s.real_servers.len())
     });
     assert_split(&l, &svc, 16);
@@ -305,7 +310,7 @@ fn ha_cycle(test: &str, c: Ha) {
         if !preempt {
             master_after = backup;
         }
-        wait_until("the VIP is where preemption puts it", 20, || holds(&l, master_after, &vip));
+        wait_until("the VIP is where preemption puts it", SETTLE, || holds(&l, master_after, &vip));
         for u in &others {
             assert_split(&l, u, 4);
         }
@@ -323,7 +328,7 @@ fn ha_cycle(test: &str, c: Ha) {
     let standby = backup.map(|b| if master_after == master { b } else { master });
     let victim = standby.unwrap_or(master);
     l.sh(victim, "kill $(cat /run/keepalived.pid)");
-    wait_until("keepalived ended", 15, || !l.sh(victim, "ls /run").contains("keepalived.pid"));
+    wait_until("keepalived ended", SETTLE, || !l.sh(victim, "ls /run").contains("keepalived.pid"));
     let d = l.lvsctl(&["doctor", "--output", "json"]);
     let doc = common::schema::parse(&lvsctl_bin(), "doctor", &d.stdout);
     let findings: Vec<serde_json::Value> = doc["findings"].as_array().expect("findings").clone();
@@ -336,11 +341,11 @@ fn ha_cycle(test: &str, c: Ha) {
     let repaired = l.ok(&["up", "--host", victim]);
     assert!(repaired.contains("daemon keepalived: stopped -> running"), "{repaired}");
     if let Some(standby) = standby {
-        wait_until("the pair settled", 20, || {
+        wait_until("the pair settled", SETTLE, || {
             l.ok(&["status"]).lines().any(|x| x.trim_start().starts_with(standby) && x.contains("BACKUP"))
         });
     } else {
-        wait_until("keepalived put every real server back", 20, || {
+        wait_until("keepalived put every real server back", SETTLE, || {
             table(&l, c.master, &svc).len() == svc.real_servers.len()
         });
     }
@@ -393,7 +398,9 @@ fn ha_cycle(test: &str, c: Ha) {
     wait_until(&format!("{} comes back", c.first), limit + 10, || {
         table(&l, master_after, &svc).iter().any(|(a, w)| *a == addr(c.first) && *w > 0)
     });
-    wait_until("both real servers answer again", 30, || both_answered(&traffic(&l, &svc, 8), [c.first, c.second], 8));
+    wait_until("both real servers answer again", SETTLE, || {
+        both_answered(&traffic(&l, &svc, 8), [c.first, c.second], 8)
+    });
     ph.done("health checks");
 
     let again = l.ok(&["up"]);
