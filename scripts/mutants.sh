@@ -26,7 +26,7 @@ minutes=${LVSCTL_MUTANTS_MINUTES:-60}
 status=0
 timeout --foreground "$((minutes * 60))" \
     cargo mutants "${args[@]}" --exclude 'src/resource/tests.rs' --timeout 120 "$@" -- \
-    --lib --test planner --test golden --test inventory_errors || status=$?
+    --lib --test planner --test golden --test inventory_errors --test cli || status=$?
 for f in caught missed timeout unviable; do
     printf '%-9s %s\n' "$f" "$(wc -l < "mutants.out/$f.txt" 2>/dev/null || echo 0)"
 done

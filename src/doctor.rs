@@ -939,6 +939,68 @@ mod tests {
         assert!(unread[0].fix.contains("apt-get install nftables"), "{}", unread[0].fix);
     }
 
+    /// nat.toml with web2 on a second private subnet of the director's: each real server must
+    /// route back through the director's address on its own subnet.
+    fn nat_two_subnets() -> (tempfile::TempDir, Lab) {
+        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("inventories/nat.toml"))
+            .unwrap()
+            .replace(r#"eth1 = ["10.10.0.1/24"] }"#, r#"eth1 = ["10.10.0.1/24"], eth2 = ["10.20.0.1/24"] }"#)
+            .replace(
+                r#"gateway = "10.10.0.1"
+interfaces = { eth0 = ["10.10.0.82/24"] }"#,
+                r#"gateway = "10.20.0.1"
+interfaces = { eth0 = ["10.20.0.82/24"] }"#,
+            )
+            .replace(
+                r#""lvs:eth1", "web1:eth0", "web2:eth0"] }"#,
+                r#""lvs:eth1", "web1:eth0"], private2 = ["lvs:eth2", "web2:eth0"] }"#,
+            );
+        assert!(text.contains("10.20.0.82/24") && text.contains("private2"), "nat.toml changed: update this test");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("nat2.toml");
+        std::fs::write(&file, text).unwrap();
+        let l = crate::inventory::load(&file).unwrap();
+        (dir, l)
+    }
+
+    #[test]
+    fn nat_directors_forward_and_real_servers_route_back_through_them() {
+        let (dir, l) = nat_two_subnets();
+        let mut f = healthy_of(dir.path().join("nat2.toml").to_str().unwrap());
+        with(&mut f, "lvs", |h| {
+            h.ip_forward = Some(1);
+            h.ip6_forward = Some(0);
+        });
+        with(&mut f, "web1", |h| h.routes = vec![default_via("10.10.0.1")]);
+        with(&mut f, "web2", |h| h.routes = vec![default_via("10.20.0.1")]);
+        let nat = |f: &Facts| -> Vec<(String, &'static str)> {
+            codes(&l, f).into_iter().filter(|(_, c)| ["forwarding-off", "nat-gateway"].contains(c)).collect()
+        };
+        // An IPv4-only NAT lab needs no IPv6 forwarding; each real server's own gateway is right.
+        assert_eq!(nat(&f), vec![]);
+        with(&mut f, "lvs", |h| h.ip_forward = Some(0));
+        with(&mut f, "web1", |h| h.routes = vec![default_via("10.10.0.99")]);
+        assert_eq!(nat(&f), vec![("lvs".to_string(), "forwarding-off"), ("web1".to_string(), "nat-gateway")]);
+    }
+
+    /// ip6_tunnel loaded makes ip6tnl0 in the namespace it is loaded from; a host that has the
+    /// module but not the device is not told to load it.
+    #[test]
+    fn ip6_tunnel_missing_only_when_the_module_is_not_loaded() {
+        let l = lab("inventories/tun6.toml");
+        let missing = |modules: Vec<String>| {
+            let mut f = healthy_of("inventories/tun6.toml");
+            with(&mut f, "web1", |h| h.modules = modules);
+            diagnose(&l, &f)
+                .into_iter()
+                .filter(|x| x.code == Code::Ip6TunnelMissing)
+                .map(|x| x.host)
+                .collect::<Vec<_>>()
+        };
+        assert!(missing(vec![]).contains(&"web1".to_string()));
+        assert!(!missing(vec!["ip6_tunnel".into()]).contains(&"web1".to_string()));
+    }
+
     #[test]
     fn a_healthy_dr_lab_has_no_findings() {
         assert_eq!(codes(&lab("inventories/dr.toml"), &healthy_dr()), vec![]);

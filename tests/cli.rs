@@ -299,3 +299,21 @@ fn the_readmes_output_examples_are_in_the_snapshots() {
         }
     }
 }
+
+/// verify refuses what it cannot do before it reaches any host, each refusal naming its option.
+#[test]
+fn verify_refuses_options_it_cannot_honour_before_connecting() {
+    let inv = concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/dr.toml");
+    let cases: [(&[&str], &str); 3] = [
+        (&["--host", "web1"], "choose the host that sends with --from HOST, not --host"),
+        (&["--failover"], "--failover needs an HA pair of directors"),
+        (&["--from", "nosuch"], "--from nosuch: no such host"),
+    ];
+    for (args, want) in cases {
+        let mut cmd = lvsctl();
+        cmd.arg("verify").arg(inv).args(args).env("HOME", "/nonexistent");
+        let (code, err) = run(cmd, Duration::from_secs(20));
+        assert_eq!(code, Some(3), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}

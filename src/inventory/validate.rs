@@ -309,7 +309,23 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
                     .and_then(|ha| ha.floating_gateway.iter().copied().find(|f| Family::of_addr(f.addr()) == family));
                 let expected = match floating {
                     Some(f) if rs_net.is_some_and(|n| n.trunc() == f.trunc()) => Some(f.addr()),
-                    Some(_) => None,
+                    Some(f) => {
+                        // A floating gateway on no real server's subnet is reported as such; one
+                        // on the others' subnet but not this one's leaves it without a way back.
+                        let serves_others = hosts
+                            .iter()
+                            .filter(|x| rs_modes.contains_key(&x.name))
+                            .any(|x| addresses(x).any(|(_, _, a)| f.trunc().contains(&a.addr())));
+                        if let Some(n) = rs_net.filter(|_| serves_others) {
+                            r.error_at(
+                                &host_key_path(h),
+                                format!("{rs}'s {} {family} replies cannot return through the pair: {rs} is on {}, the floating gateway {} on {}", via.as_str().to_uppercase(), n.trunc(), f.addr(), f.trunc()),
+                                Some(format!("an HA pair's NAT real servers reply through its one floating gateway: put {rs} on {}", f.trunc())),
+                            );
+                            continue;
+                        }
+                        None
+                    }
                     None if pair.is_some() => continue,
                     None => rs_net.and_then(|n| address_on_subnet(director, n)).map(|a| a.addr()),
                 };

@@ -601,6 +601,18 @@ mod tests {
     }
 
     #[test]
+    fn file_modes_are_read_as_chmod_writes_them() {
+        #[derive(Debug, serde::Deserialize)]
+        struct M(#[serde(with = "octal_mode")] u32);
+        let read = |v: serde_json::Value| serde_json::from_value::<M>(v).map(|m| m.0).map_err(|e| e.to_string());
+        assert_eq!(read(serde_json::json!("0644")), Ok(0o644));
+        assert_eq!(read(serde_json::json!(420)), Ok(0o644));
+        assert_eq!(read(serde_json::json!("7777")), Ok(0o7777));
+        assert_eq!(read(serde_json::json!("10000")), Err("mode 10000 has bits beyond 07777".into()));
+        assert_eq!(read(serde_json::json!("0819")), Err("mode \"0819\" is not octal".into()));
+    }
+
+    #[test]
     fn dotted_interface_names_use_slash_in_sysctl_keys() {
         assert_eq!(conf_key("eth0.100", "rp_filter"), "net.ipv4.conf.eth0/100.rp_filter");
     }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::host::{FileFact, RTPROT_LVSCTL};
+use crate::host::{FileFact, ProcFact, RTPROT_LVSCTL};
 use crate::inventory::{Protocol, Role};
 use crate::ipvs::{DestConfig, DestEntry, ServiceConfig, ServiceEntry, Stats};
 use crate::plan::{
@@ -188,8 +188,11 @@ fn addresses() {
         reason: "r".into(),
     };
     p.addresses = vec![spec("eth0", "10.0.0.1/24"), spec("lo", "10.0.0.100/32"), spec("lo", "10.0.0.7/32")];
-    let live =
-        Live { addresses: Ok(vec![addr("eth0", "10.0.0.1/24"), addr("eth1", "10.0.0.7/24")]), ..Live::default() };
+    // lo's loopback address shares the device, not the address: 10.0.0.100 is still absent.
+    let live = Live {
+        addresses: Ok(vec![addr("lo", "127.0.0.1/8"), addr("eth0", "10.0.0.1/24"), addr("eth1", "10.0.0.7/24")]),
+        ..Live::default()
+    };
     let ds = Stage::Addresses.decide(&p, &live, &Vec::new(), Intent::Apply);
     assert_eq!(
         lines(&ds),
@@ -207,6 +210,11 @@ fn addresses() {
     assert_eq!(line(&d), "~ address 10.0.0.100/32 dev lo: present -> absent");
     assert_eq!(change(&d).action, Action::Address(address::Action::Del(want)));
     assert_eq!(line(&undo(&u, &Live::default())), "= address 10.0.0.100/32 dev lo: is absent");
+    // Only that address on that device is ours to remove.
+    for other in [addr("lo", "127.0.0.1/8"), addr("eth0", "10.0.0.100/32")] {
+        let d = undo(&u, &Live { addresses: Ok(vec![other]), ..Live::default() });
+        assert_eq!(line(&d), "= address 10.0.0.100/32 dev lo: is absent");
+    }
 }
 
 #[test]
@@ -255,6 +263,11 @@ fn routes() {
     assert_eq!(
         line(&undo(&added, &at(vec![route("0.0.0.0/0", "10.0.0.9", 4)]))),
         "k route default: now default via 10.0.0.9 proto static, not the route lvsctl set: left as it is"
+    );
+    // The same gateway set again by someone else (another protocol) is theirs now.
+    assert_eq!(
+        line(&undo(&added, &at(vec![route("0.0.0.0/0", "10.0.0.254", 4)]))),
+        "k route default: now default via 10.0.0.254 proto static, not the route lvsctl set: left as it is"
     );
 }
 
@@ -583,4 +596,102 @@ fn every_kind_is_shown_with_its_reason() {
     let kinds: std::collections::BTreeSet<&str> = plans.iter().flat_map(show).map(|(k, _, _)| k).collect();
     assert_eq!(kinds, ["", "address", "file", "ipvs", "link", "module", "route", "sysctl", "unit"].into());
     assert!(plans.iter().flat_map(show).all(|(_, item, reason)| !item.is_empty() && !reason.is_empty()));
+}
+
+#[test]
+fn parent_directories_stop_before_the_root() {
+    assert_eq!(dir::parents("/etc/lvsctl/t/host.json"), ["/etc/lvsctl/t", "/etc/lvsctl", "/etc"]);
+    assert_eq!(dir::parents("/host.json"), Vec::<String>::new());
+}
+
+/// Boot-time restore (`--runtime`) re-applies the kernel's state; files and units outlive a
+/// reboot and are left out.
+#[test]
+fn the_runtime_scope_leaves_out_files_and_units() {
+    let runtime: Vec<Stage> = STAGES.into_iter().filter(|s| s.in_scope(Scope::Runtime)).collect();
+    assert_eq!(
+        runtime,
+        [
+            Stage::Modules,
+            Stage::Sysctls,
+            Stage::Links,
+            Stage::Addresses,
+            Stage::Routes,
+            Stage::Nftables,
+            Stage::Ipvs,
+            Stage::Daemon
+        ]
+    );
+    assert!(STAGES.into_iter().all(|s| s.in_scope(Scope::All)));
+}
+
+fn keepalived_plan() -> HostPlan {
+    let t = crate::templates::Templates::embedded();
+    let ctx = crate::plan::Context { agent_path: "/a".into(), templates: &t };
+    let lab =
+        crate::inventory::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/dr-ha.toml")))
+            .unwrap();
+    let plans = crate::plan::plan(&lab, &ctx).unwrap();
+    plans.into_iter().find(|p| p.keepalived.is_some()).expect("a director runs keepalived")
+}
+
+/// A keepalived recorded before its pid was known (lvsctl crashed between starting it and
+/// recording it) is ours only if it started no earlier than lvsctl started one.
+#[test]
+fn a_keepalived_is_ours_only_if_it_started_after_lvsctl_started_one() {
+    let p = keepalived_plan();
+    let k = p.keepalived.as_ref().unwrap();
+    let running = ProcFact { pid: 42, start_time: 1000, exe: "/usr/sbin/keepalived".into() };
+    let live = Live {
+        systemd: false,
+        daemon: Some(Ok(daemon::DaemonFact {
+            program: Some("/usr/sbin/keepalived".into()),
+            running: Some(running),
+            unit_active: false,
+            config_sha256: Some("ab".repeat(32)),
+        })),
+        ..Live::default()
+    };
+    let recorded = |not_before: u64| {
+        vec![Undo::Daemon(Box::new(daemon::Undo {
+            name: daemon::KEEPALIVED.into(),
+            config: k.config.clone(),
+            loaded_sha256: "ab".repeat(32),
+            how: daemon::How::Spawned { process: None, not_before, log: daemon::log_path(&p.lab) },
+            added: vec![],
+        }))]
+    };
+    for not_before in [999, 1000] {
+        assert_eq!(
+            decide(Stage::Daemon, &p, &live, &recorded(not_before), Intent::Apply),
+            ["= daemon keepalived: runs the planned configuration (pid 42)"],
+            "started at 1000, lvsctl started one at {not_before}"
+        );
+    }
+    let got = decide(Stage::Daemon, &p, &live, &recorded(1001), Intent::Apply);
+    assert!(got[0].starts_with("! daemon keepalived: keepalived already runs (pid 42)"), "{got:?}");
+}
+
+/// A journal names only keepalived with lvsctl's configuration and the lab's log: anything
+/// else in it is refused before lvsctl signals a process.
+#[test]
+fn a_daemon_record_is_checked_before_it_is_trusted() {
+    let good = daemon::Undo {
+        name: daemon::KEEPALIVED.into(),
+        config: crate::plan::keepalived::CONFIG.into(),
+        loaded_sha256: String::new(),
+        how: daemon::How::Systemd,
+        added: vec![],
+    };
+    assert_eq!(daemon::check(&good, "t"), Ok(()));
+    for bad in [
+        daemon::Undo { name: "sshd".into(), ..good.clone() },
+        daemon::Undo { config: "/etc/other.conf".into(), ..good.clone() },
+        daemon::Undo {
+            how: daemon::How::Spawned { process: None, not_before: 0, log: daemon::log_path("other") },
+            ..good.clone()
+        },
+    ] {
+        assert!(daemon::check(&bad, "t").is_err(), "{bad:?}");
+    }
 }
