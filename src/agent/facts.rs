@@ -16,6 +16,41 @@ pub struct FactsRequest {
     /// Is each of these programs installed (`up` asks before it changes any host)?
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub programs: Vec<String>,
+    /// Before reading, wait until the IPVS counters account for traffic just sent (verify).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipvs_counted: Option<CountedWait>,
+}
+
+/// IPVS adds up its per-CPU counters about every two seconds (later on a loaded machine), so a
+/// table read right after some traffic may not count it yet. The host waits until each service
+/// has counted at least `inpkts` packets in total, checking every `POLL`, or until `max_ms` has
+/// passed (traffic that bypassed the director is never counted: the caller judges that).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountedWait {
+    pub inpkts: Vec<(crate::ipvs::ServiceKey, u64)>,
+    pub max_ms: u64,
+}
+
+/// How often a host reads its IPVS counters while it waits for them.
+const POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Whether `table` counts at least the packets `want` names, per service (its destinations'
+/// sum).
+pub fn counted(table: &[IpvsService], want: &[(crate::ipvs::ServiceKey, u64)]) -> bool {
+    want.iter().all(|(key, n)| {
+        table
+            .iter()
+            .find(|s| s.entry.key == *key)
+            .is_some_and(|s| s.dests.iter().map(|d| d.stats.inpkts).sum::<u64>() >= *n)
+    })
+}
+
+fn wait_counted<S: System>(sys: &mut S, w: &CountedWait) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(w.max_ms);
+    while sys.ipvs_loaded() && !counted(&sys.ipvs_table()?, &w.inpkts) && std::time::Instant::now() < deadline {
+        std::thread::sleep(POLL);
+    }
+    Ok(())
 }
 
 /// Per-interface IPv4 settings (`net.ipv4.conf.DEV.*`).
@@ -106,6 +141,9 @@ fn num(s: Option<String>) -> Option<u32> {
 
 /// Reads the facts (never changes anything; IPVS is read only when it is already loaded).
 pub fn gather<S: System>(sys: &mut S, req: &FactsRequest) -> std::io::Result<HostFacts> {
+    if let Some(w) = &req.ipvs_counted {
+        wait_counted(sys, w)?;
+    }
     let links = sys.links()?;
     let mut conf = BTreeMap::new();
     let devs = ["all".to_string(), "default".to_string()].into_iter().chain(links.iter().map(|(n, _)| n.clone()));

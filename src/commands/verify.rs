@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::fleet::{Job, Outcome, Printer};
-use crate::agent::facts::FactsRequest;
+use crate::agent::facts::{CountedWait, FactsRequest};
 use crate::agent::probe::{Answer, ProbeKind, ProbeRequest, ProbeTarget};
 use crate::agent::protocol::{Operation, Request};
 use crate::cli::{Output, VerifyArgs};
@@ -19,10 +19,11 @@ use crate::exit::{self, Exit};
 use crate::host::IpvsService;
 use crate::inventory::{Lab, Protocol, Role, Service};
 
-/// Ports answered with an HTTP GET; other TCP services get a plain connection.
+/// Ports answered with an HTTP GET (80, and 8000 to 8099: 8080 among them); other TCP services get
+/// a plain connection.
 pub fn probe_kind(protocol: Protocol, port: u16) -> ProbeKind {
     match protocol {
-        Protocol::Tcp if port == 80 || port == 8080 || (8000..=8099).contains(&port) => ProbeKind::Http,
+        Protocol::Tcp if port == 80 || (8000..=8099).contains(&port) => ProbeKind::Http,
         Protocol::Tcp => ProbeKind::Tcp,
         Protocol::Udp => ProbeKind::Udp,
         Protocol::Sctp => ProbeKind::Sctp,
@@ -261,6 +262,10 @@ pub fn judge(
         problems
             .push(format!("{unattributed} answers name no real server and the director's counters are not available"));
     }
+    if n == 0 {
+        // Nothing judged is no proof: a service verify did not reach fails.
+        problems.push("no request was sent to it: the client reported no result for this service".into());
+    }
     ServiceResult {
         service: s.label(),
         protocol: s.protocol,
@@ -327,8 +332,29 @@ pub fn render(r: &ServiceResult, from: &str) -> String {
     s
 }
 
-/// How many times the director's counters are read after the requests, at most.
-const COUNTER_READS: usize = 3;
+/// How long the director may take to count the run's packets (three of IPVS's two-second sums,
+/// with room for a loaded machine).
+const COUNTED_WAIT: Duration = Duration::from_millis(7500);
+
+/// The inbound packets each service's counters must reach once they count this run: what they
+/// counted before, and the fewest packets each answered request sent through the director
+/// (services that share a firewall mark add up). A service the director did not have before is
+/// not waited for.
+fn counted_by_now(
+    units: &[Service],
+    answers: &[Vec<Answer>],
+    before: &Option<Vec<IpvsService>>,
+) -> Vec<(crate::ipvs::ServiceKey, u64)> {
+    let mut want: std::collections::BTreeMap<crate::ipvs::ServiceKey, u64> = Default::default();
+    for (s, a) in units.iter().zip(answers) {
+        let key = s.key();
+        let Some(had) = before.iter().flatten().find(|x| x.entry.key == key) else { continue };
+        let had = || had.dests.iter().map(|d| d.stats.inpkts).sum::<u64>();
+        let answered = a.iter().filter(|a| a.body.is_some()).count() as u64;
+        *want.entry(key).or_insert_with(had) += answered * min_packets(probe_kind(s.protocol, s.port));
+    }
+    want.into_iter().collect()
+}
 
 pub fn facts_job(lab: &Lab, host: &crate::inventory::Host) -> Job {
     let request = Request::new(&lab.name, &host.name, Operation::Facts { plan: None, facts: FactsRequest::default() });
@@ -567,20 +593,18 @@ impl Verifier<'_> {
         // the director's table holds (a failed one is reported down, not as a failure).
         let effective: Vec<Service> = services.iter().map(|s| with_health(s, before_t.as_deref())).collect();
         let services: Vec<&Service> = services.iter().collect();
-        // IPVS sums its counters every two seconds (later on a loaded machine): wait for the run's
-        // connections to be counted, and once more while the answers outnumber them, before calling
-        // it a bypass.
-        let mut after = None;
-        for _ in 0..COUNTER_READS {
-            std::thread::sleep(Duration::from_millis(2500));
-            after = director_job.clone().map(|j| self.session.run(vec![j], self.printer.clone()));
-            let after_t = after.as_deref().and_then(ipvs_of);
-            if after_t.is_none()
-                || !effective.iter().zip(answers.iter()).any(|(s, a)| judge(s, a, &before_t, &after_t).bypassed > 0)
-            {
-                break;
+        // IPVS sums its counters every two seconds (later on a loaded machine): the director
+        // answers once its counters account for the answers, or after COUNTED_WAIT (answers that
+        // bypassed it are never counted: judged below).
+        let after = director_job.map(|mut j| {
+            if let Operation::Facts { facts, .. } = &mut j.request.op {
+                facts.ipvs_counted = Some(CountedWait {
+                    inpkts: counted_by_now(&effective, &answers, &before_t),
+                    max_ms: COUNTED_WAIT.as_millis() as u64,
+                });
             }
-        }
+            self.session.run(vec![j], self.printer.clone())
+        });
         let after_t = after.as_deref().and_then(ipvs_of);
         if director.is_some() && (before_t.is_none() || after_t.is_none()) {
             let why = after
@@ -818,6 +842,14 @@ mod tests {
     }
 
     #[test]
+    fn a_service_no_request_reached_fails() {
+        let s = service("rr", &[1, 1]);
+        let r = judge(&s, &[], &table(&s, &[0, 0]), &table(&s, &[0, 0]));
+        assert!(!r.ok());
+        assert!(r.problems.iter().any(|p| p.starts_with("no request was sent to it")), "{:?}", r.problems);
+    }
+
+    #[test]
     fn bodies_without_names_are_attributed_by_the_counters() {
         let s = service("rr", &[1, 1]);
         let a: Vec<Answer> = (0..20)
@@ -878,8 +910,123 @@ mod tests {
     fn probe_kinds() {
         assert_eq!(probe_kind(Protocol::Tcp, 80), ProbeKind::Http);
         assert_eq!(probe_kind(Protocol::Tcp, 8080), ProbeKind::Http);
+        assert_eq!(probe_kind(Protocol::Tcp, 8001), ProbeKind::Http);
+        assert_eq!(probe_kind(Protocol::Tcp, 8100), ProbeKind::Tcp);
         assert_eq!(probe_kind(Protocol::Tcp, 443), ProbeKind::Tcp);
         assert_eq!(probe_kind(Protocol::Udp, 53), ProbeKind::Udp);
         assert_eq!(probe_kind(Protocol::Sctp, 3868), ProbeKind::Sctp);
+    }
+
+    #[test]
+    fn the_text_shows_each_real_servers_share_of_the_answers() {
+        let s = service("wrr", &[3, 1]);
+        let r = judge(&s, &answers(&[("web1", 30), ("web2", 10)]), &None, &None);
+        let text = render(&r, "client");
+        let row = |host: &str| text.lines().find(|l| l.trim_start().starts_with(host)).unwrap().to_string();
+        let cells = |host: &str| row(host).split_whitespace().map(String::from).collect::<Vec<_>>();
+        // real server, address, weight, answered, share, expected, ...
+        assert_eq!(cells("web1")[3..6], ["30", "75%", "75%"], "{text}");
+        assert_eq!(cells("web2")[3..6], ["10", "25%", "25%"], "{text}");
+    }
+
+    /// dr-fwmark's web-all is one persistent firewall-mark service on ports 80 and 8080: a
+    /// client must reach the same real server on both.
+    #[test]
+    fn persistence_must_hold_across_a_marks_ports() {
+        let lab = crate::inventory::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/inventories/dr-fwmark.toml"
+        )))
+        .unwrap();
+        let (units, _) = probe_targets(&lab, 8, 2);
+        assert_eq!(units[0].endpoint(), "192.168.188.100:80");
+        assert_eq!(units[1].endpoint(), "192.168.188.100:8080");
+        let results = |a: &str, b: &str| {
+            let mut rs: Vec<ServiceResult> = units
+                .iter()
+                .enumerate()
+                .map(|(i, u)| {
+                    let host = if i == 1 { b } else { a };
+                    judge(u, &answers(&[(host, 8)]), &None, &None)
+                })
+                .collect();
+            persistence_across_ports(&mut rs, &units);
+            rs
+        };
+        // The first four are web-all's (IPv4 and IPv6, each on both ports): sticky, so one real
+        // server's answers are its whole split.
+        let held = results("web1", "web1");
+        assert!(held[..4].iter().all(|r| r.problems.is_empty()), "{:?}", held);
+        let broken = results("web1", "web2");
+        for r in &broken[..2] {
+            assert!(
+                r.problems
+                    .iter()
+                    .any(|p| p.contains("did not hold across its ports")
+                        && p.contains("192.168.188.100:8080 reached web2")),
+                "{:?}",
+                r.problems
+            );
+        }
+    }
+
+    /// The director is asked to wait until its counters hold the run: per service, what they
+    /// held before and the fewest packets each answer needed (3 for an HTTP request).
+    #[test]
+    fn the_director_waits_until_its_counters_hold_the_answers() {
+        let s = service("rr", &[1, 1]);
+        let mut before = table(&s, &[0, 0]);
+        for (d, p) in before.as_mut().unwrap()[0].dests.iter_mut().zip([5, 7]) {
+            d.stats.inpkts = p;
+        }
+        let mut a = answers(&[("web1", 5), ("web2", 5)]);
+        a.push(Answer { body: None, from: None, error: Some("connection timed out".into()), ms: 3000 });
+        let want = counted_by_now(std::slice::from_ref(&s), std::slice::from_ref(&a), &before);
+        assert_eq!(want, [(s.key(), 12 + 10 * 3)]);
+        let at = |p: [u64; 2]| {
+            let mut t = table(&s, &[0, 0]).unwrap();
+            for (d, p) in t[0].dests.iter_mut().zip(p) {
+                d.stats.inpkts = p;
+            }
+            t
+        };
+        use crate::agent::facts::counted;
+        assert!(!counted(&at([5, 7]), &want));
+        assert!(!counted(&at([20, 21]), &want));
+        assert!(counted(&at([20, 22]), &want));
+        assert!(!counted(&[], &want), "a service gone from the table is not counted");
+        // A service the director did not have before is not waited for.
+        assert!(counted_by_now(std::slice::from_ref(&s), std::slice::from_ref(&a), &None).is_empty());
+    }
+
+    /// A firewall-mark service is probed on each (protocol, VIP, port) of its matches, each
+    /// probe a view of the one IPVS service.
+    #[test]
+    fn each_match_of_a_mark_is_probed_as_itself() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/dr-fwmark.toml"))
+            .unwrap()
+            .replace(
+                r#"{ vip = "2001:db8:188::100", protocol = "tcp", ports = [80, 8080] },"#,
+                r#"{ vip = "192.168.188.101", protocol = "udp", ports = [5353] },"#,
+            );
+        assert!(text.contains("192.168.188.101"), "dr-fwmark.toml changed: update this test");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("marks.toml");
+        std::fs::write(&file, text).unwrap();
+        let lab = crate::inventory::load(&file).unwrap();
+        let units: Vec<String> = probe_units(&lab)
+            .iter()
+            .filter(|u| u.fwmark.is_some())
+            .map(|u| format!("{} {} {:?}", u.protocol, u.endpoint(), u.key()))
+            .collect();
+        let mark = format!("{:?}", crate::ipvs::ServiceKey::Mark { fwmark: 10, ipv6: false });
+        assert_eq!(
+            units,
+            [
+                format!("tcp 192.168.188.100:80 {mark}"),
+                format!("tcp 192.168.188.100:8080 {mark}"),
+                format!("udp 192.168.188.101:5353 {mark}"),
+            ]
+        );
     }
 }
