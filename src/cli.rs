@@ -485,7 +485,7 @@ left alone), a management network carrying each host's `ssh` address, private /e
 each service port with the host's name. Later lvsctl commands on the same inventory reach the\n\
 hosts through the lab automatically. Needs root, and a kernel with IPVS (see `lab vm`)."
     )]
-    Create(InventoryArg),
+    Create(LabCreateArgs),
     /// Remove everything `lab create` made (also after a failed create).
     Destroy(InventoryArg),
     /// Run a command inside a lab host's namespaces (network and files).
@@ -525,6 +525,18 @@ pub struct LabExecArgs {
     pub host: String,
     #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LabCreateArgs {
+    #[command(flatten)]
+    pub inv: InventoryArg,
+    /// Have the lab's ssh_config use the key exchange curve25519-sha256 and the cipher
+    /// aes128-gcm@openssh.com instead of OpenSSH's defaults (sntrup761x25519-sha512,
+    /// chacha20-poly1305): about half the CPU per new connection, which counts under emulation
+    /// (the tests use it). Without it, the lab's connections use what OpenSSH prefers.
+    #[arg(long)]
+    pub fast_ssh: bool,
 }
 
 #[derive(Args, Debug)]

@@ -5,7 +5,7 @@ use crate::lab::{build, responder, vm};
 
 pub fn run(c: &LabCommand) -> anyhow::Result<u8> {
     match c {
-        LabCommand::Create(a) => build::create(&super::load_inventory(&a.inventory)?),
+        LabCommand::Create(a) => build::create(&super::load_inventory(&a.inv.inventory)?, a.fast_ssh),
         // Works on an inventory that no longer validates: destroy finds the lab by its name.
         LabCommand::Destroy(a) => build::destroy(&a.inventory),
         LabCommand::Exec(a) => build::exec(&super::load_inventory(&a.inv.inventory)?, &a.host, &a.command),

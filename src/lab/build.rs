@@ -582,7 +582,11 @@ fn wait_for_sshd(lab: &Lab, host: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn create(lab: &Lab) -> anyhow::Result<u8> {
+/// The lab's ssh_config with `--fast-ssh`: cheaper algorithms for throwaway labs (measured in a
+/// 1-vCPU guest: 1.24 CPU-seconds per new connection instead of 2.29).
+const FAST_SSH: &str = "  KexAlgorithms curve25519-sha256\n  Ciphers aes128-gcm@openssh.com\n";
+
+pub fn create(lab: &Lab, fast_ssh: bool) -> anyhow::Result<u8> {
     let inv = &lab.file;
     let Some(spec) = lab.lab.clone() else {
         bail!(
@@ -640,9 +644,10 @@ pub fn create(lab: &Lab) -> anyhow::Result<u8> {
         let config = format!(
             "# Written by lvsctl lab create for lab {lab}: how lvsctl (and you) reach its hosts.\n\
              Host *\n  IdentityFile {dir}/id_ed25519\n  IdentitiesOnly yes\n  UserKnownHostsFile {dir}/known_hosts\n  \
-             StrictHostKeyChecking yes\n  BatchMode yes\n  LogLevel ERROR\n",
+             StrictHostKeyChecking yes\n  BatchMode yes\n  LogLevel ERROR\n{fast}",
             lab = lab.name,
-            dir = dir.display()
+            dir = dir.display(),
+            fast = if fast_ssh { FAST_SSH } else { "" }
         );
         std::fs::write(dir.join("ssh_config"), config)?;
         state.complete = true;

@@ -289,6 +289,8 @@ mod tests {
         let mut sys = crate::host::fake::Fake::new();
         let f = fact(&mut sys, &s);
         assert_eq!((f.rules, f.as_planned, f.planned_rules), (None, false, 2));
+        // Doctor names the table it looked for.
+        assert_eq!(f.table, s.name);
         sys.nft_apply(&replace_commands(&s.name, &objects(&s))).unwrap();
         let f = fact(&mut sys, &s);
         assert_eq!((f.rules, f.as_planned), (Some(2), true));

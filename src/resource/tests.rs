@@ -695,3 +695,72 @@ fn a_daemon_record_is_checked_before_it_is_trusted() {
         assert!(daemon::check(&bad, "t").is_err(), "{bad:?}");
     }
 }
+
+/// What a host reads for its decisions carries the session it runs in: the guard against
+/// cutting the SSH session (above) depends on it.
+#[test]
+fn live_facts_carry_the_session() {
+    let session = Session { ssh_peer: Some("192.0.2.7".parse().unwrap()), force: true };
+    let live = Live::read(&mut crate::host::fake::Fake::new(), &Wants::default(), &session);
+    assert_eq!(live.session, session);
+}
+
+/// An object changed twice in one journal keeps the first prior (what `down` must give back)
+/// and the latest applied value.
+#[test]
+fn a_second_change_keeps_the_first_prior() {
+    let m = |old: Undo, new: Undo| old.merge(new);
+    let s = |prior: &str, applied: &str| {
+        Undo::Sysctl(sysctl::Undo { key: "k".into(), prior: prior.into(), applied: applied.into() })
+    };
+    assert_eq!(m(s("0", "1"), s("1", "2")), s("0", "2"));
+    let backup = |f: &str| Some(file::Backup { file: f.into(), mode: 0o644 });
+    let f = |prior, sha: &str| Undo::File(file::Undo { path: "/p".into(), prior, applied_sha256: sha.into() });
+    assert_eq!(m(f(backup("first"), "a"), f(None, "b")), f(backup("first"), "b"));
+    let cfg = |w| DestConfig { fwd: crate::ipvs::FWD_ROUTE, weight: w, u_threshold: 0, l_threshold: 0 };
+    let d = |prior: Option<u32>, applied| {
+        Undo::Dest(ipvs_dest::Undo {
+            service: service_key(),
+            key: dest_entry("10.0.0.81", 1).key,
+            prior: prior.map(cfg),
+            applied: cfg(applied),
+        })
+    };
+    assert_eq!(m(d(Some(5), 1), d(Some(1), 2)), d(Some(5), 2));
+    let sc = |sched: &str| ServiceConfig::persistent(sched, 0, None);
+    let v = |prior: Option<&str>, applied| {
+        Undo::Service(ipvs_service::Undo { key: service_key(), prior: prior.map(sc), applied: sc(applied) })
+    };
+    assert_eq!(m(v(Some("wlc"), "rr"), v(Some("rr"), "sh")), v(Some("wlc"), "sh"));
+    let n = |prior: Option<nft::Objects>| Undo::Nft(nft::Undo { table: "t".into(), prior });
+    assert_eq!(m(n(Some(nft::Objects::default())), n(None)), n(Some(nft::Objects::default())));
+}
+
+/// `verify --failover` starts again the keepalived it stopped: the new record is of a process
+/// not yet known, started no earlier than now (the old process's record would match nothing).
+#[test]
+fn a_restarted_keepalived_is_recorded_afresh() {
+    let p = keepalived_plan();
+    let old = ProcFact { pid: 42, start_time: 1000, exe: "/usr/sbin/keepalived".into() };
+    let u = daemon::Undo {
+        name: daemon::KEEPALIVED.into(),
+        config: p.keepalived.as_ref().unwrap().config.clone(),
+        loaded_sha256: "ab".repeat(32),
+        how: daemon::How::Spawned { process: Some(old), not_before: 1000, log: daemon::log_path(&p.lab) },
+        added: vec![],
+    };
+    let live = Live {
+        now_ticks: 5000,
+        daemon: Some(Ok(daemon::DaemonFact {
+            program: Some("/usr/sbin/keepalived".into()),
+            running: None,
+            unit_active: false,
+            config_sha256: Some("ab".repeat(32)),
+        })),
+        ..Live::default()
+    };
+    let d = daemon::restart(&u, &p.lab, &live);
+    assert_eq!(line(&d), "~ daemon keepalived: stopped -> running (started by lvsctl)");
+    let fresh = daemon::How::Spawned { process: None, not_before: 5000, log: daemon::log_path(&p.lab) };
+    assert_eq!(change(&d).record, Some(Undo::Daemon(Box::new(daemon::Undo { how: fresh, ..u.clone() }))));
+}
