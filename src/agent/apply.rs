@@ -9,16 +9,8 @@ use crate::host::{System, is_not_found};
 use crate::plan::HostPlan;
 use crate::resource::{self, Change, Decision, Intent, Key, Live, STAGES, Scope, Stage, Undo, unit};
 
-/// Fault injection for the crash-consistency tests; it acts only in builds with the
-/// `fault-injection` feature (the tests' builds), never in a release.
 #[cfg(feature = "fault-injection")]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Faults {
-    /// Abort the agent after this many changes.
-    pub abort_after: Option<u32>,
-    /// Stop for STALL_SECONDS after this many changes, then go on.
-    pub stall_after: Option<u32>,
-}
+pub use super::protocol::Faults;
 
 /// How long a stall injected by `stall_after` lasts.
 #[cfg(feature = "fault-injection")]

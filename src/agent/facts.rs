@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::protocol::ChangeEvent;
+use super::event::ChangeEvent;
 use crate::host::{AddrFact, IpvsService, Lookup, RouteFact, System};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,20 +91,7 @@ pub struct HostFacts {
     pub nft: Option<NftFact>,
 }
 
-/// lvsctl's nftables table on a director, against its plan.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NftFact {
-    /// `lvsctl-LAB` (family inet).
-    pub table: String,
-    pub planned_rules: usize,
-    /// The rules the table holds; None: there is no such table.
-    pub rules: Option<usize>,
-    /// It holds the planned chain and rules, and nothing else.
-    pub as_planned: bool,
-    /// Why it could not be read (nft missing, …).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
+pub use crate::resource::nft::NftFact;
 
 impl HostFacts {
     pub fn conf(&self, dev: &str) -> Conf {

@@ -6,6 +6,7 @@
 //! finishes its plan; every change was journaled before it was made.
 
 pub mod apply;
+pub mod event;
 pub mod facts;
 pub mod ha;
 pub mod journal;

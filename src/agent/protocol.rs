@@ -19,6 +19,17 @@ pub struct Request {
     pub force: bool,
 }
 
+/// Fault injection for the crash-consistency tests; it acts only in builds with the
+/// `fault-injection` feature (the tests' builds), never in a release.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Faults {
+    /// Abort the agent after this many changes.
+    pub abort_after: Option<u32>,
+    /// Stop for STALL_SECONDS after this many changes, then go on.
+    pub stall_after: Option<u32>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Operation {
@@ -28,7 +39,7 @@ pub enum Operation {
         /// Crash-consistency tests only (builds with the `fault-injection` feature).
         #[cfg(feature = "fault-injection")]
         #[serde(default)]
-        faults: super::apply::Faults,
+        faults: Faults,
     },
     /// Say what `apply` would change; change nothing.
     DryRun { plan: HostPlan },
@@ -103,39 +114,7 @@ impl Request {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Status {
-    /// Changed.
-    Done,
-    /// Could not be changed.
-    Failed,
-    /// Would change (dry run).
-    Planned,
-    /// Differs from the plan (status).
-    Drift,
-    /// Deliberately left as it is (someone else changed it since lvsctl did).
-    Kept,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct ChangeEvent {
-    /// What changes: `sysctl net.ipv4.conf.all.arp_ignore`, `address 10.0.0.1/32 dev lo`, …
-    pub object: String,
-    pub before: String,
-    pub after: String,
-    pub reason: String,
-    pub status: Status,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Whether the object is added, changed or removed (a change made or planned; none for
-    /// items kept or failed before anything was decided).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<ChangeKind>,
-}
-
-/// terraform's `+`, `~` and `-` (decided by the resource kinds).
-pub use crate::resource::ChangeKind;
+pub use super::event::{ChangeEvent, ChangeKind, Status};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {

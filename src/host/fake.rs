@@ -16,7 +16,7 @@ pub struct FakeState {
     /// None: ip_vs not loaded.
     pub ipvs: Option<Vec<IpvsService>>,
     /// nftables tables of family inet: name → objects (as `nft -j` lists them, no handles).
-    pub nft: BTreeMap<String, crate::resource::nft::Objects>,
+    pub nft: BTreeMap<String, super::nft::Objects>,
     pub files: BTreeMap<String, FileFact>,
     pub dirs: BTreeSet<String>,
     pub systemd: bool,
@@ -331,7 +331,7 @@ impl System for Fake {
         Ok(vec![])
     }
 
-    fn nft_table(&mut self, name: &str) -> Result<Option<crate::resource::nft::Objects>> {
+    fn nft_table(&mut self, name: &str) -> Result<Option<super::nft::Objects>> {
         Ok(self.state.nft.get(name).cloned())
     }
 

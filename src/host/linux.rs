@@ -459,10 +459,10 @@ impl System for Linux {
         self.client()?.daemons()
     }
 
-    fn nft_table(&mut self, name: &str) -> Result<Option<crate::resource::nft::Objects>> {
+    fn nft_table(&mut self, name: &str) -> Result<Option<super::nft::Objects>> {
         let nft = self.nft_program()?;
         let out = Command::new(&nft)
-            .args(["-j", "list", "table", crate::resource::nft::FAMILY, name])
+            .args(["-j", "list", "table", super::nft::FAMILY, name])
             .stdin(std::process::Stdio::null())
             .output()?;
         if !out.status.success() {
@@ -474,7 +474,7 @@ impl System for Linux {
         }
         let listing: serde_json::Value = serde_json::from_slice(&out.stdout)
             .map_err(|e| io::Error::other(format!("nft -j list table inet {name}: unreadable JSON: {e}")))?;
-        crate::resource::nft::parse_listing(&listing).map(Some).map_err(io::Error::other)
+        super::nft::parse_listing(&listing).map(Some).map_err(io::Error::other)
     }
 
     fn nft_apply(&mut self, commands: &serde_json::Value) -> Result<()> {

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 #[cfg(test)]
 pub mod fake;
 pub mod linux;
+pub mod nft;
 pub mod process;
 
 use crate::ipvs::{DestConfig, DestEntry, DestKey, ServiceConfig, ServiceEntry, ServiceKey};
@@ -46,9 +47,18 @@ pub struct RouteFact {
     pub prefsrc: Option<IpAddr>,
 }
 
+/// `default` (`default ipv6`) or the destination network.
+pub fn route_destination(d: IpNet) -> String {
+    match d {
+        IpNet::V4(_) if d.prefix_len() == 0 => "default".into(),
+        IpNet::V6(_) if d.prefix_len() == 0 => "default ipv6".into(),
+        _ => d.to_string(),
+    }
+}
+
 impl RouteFact {
     pub fn describe(&self) -> String {
-        let mut s = crate::resource::route::destination(self.destination);
+        let mut s = route_destination(self.destination);
         if let Some(g) = self.gateway {
             s.push_str(&format!(" via {g}"));
         }
@@ -185,8 +195,8 @@ pub trait System {
             .collect()
     }
     /// The objects of nftables table `inet NAME` as `nft -j list table` prints them, without
-    /// handles (`resource::nft::parse_listing`); None when there is no such table.
-    fn nft_table(&mut self, name: &str) -> Result<Option<crate::resource::nft::Objects>>;
+    /// handles (`nft::parse_listing`); None when there is no such table.
+    fn nft_table(&mut self, name: &str) -> Result<Option<nft::Objects>>;
     /// Feeds one JSON transaction to `nft -j -f -` (all of it, or nothing, is applied).
     fn nft_apply(&mut self, commands: &serde_json::Value) -> Result<()>;
     /// The connection sync daemons that run (IPVS loaded).

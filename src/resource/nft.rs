@@ -15,18 +15,14 @@ use serde_json::{Value, json};
 
 use super::{Action as AnyAction, Decision, Key, Live, Recorded, Undo as AnyUndo, Wants};
 use crate::host::System;
+pub use crate::host::nft::{FAMILY, Objects, parse_listing};
 use crate::plan::{MarkRuleSpec, NftTableSpec};
 
-/// The family of lvsctl's table: one table for IPv4 and IPv6.
-pub const FAMILY: &str = "inet";
 /// Its one chain: prerouting, priority mangle (-150), before IPVS sees the packets.
 pub const CHAIN: &str = "prerouting";
 const PRIO_MANGLE: i64 = -150;
 /// nftables keeps at most 128 bytes of a comment; lvsctl's are shorter.
 const COMMENT_MAX: usize = 64;
-
-/// A table's objects (chains, rules, sets, …), each as `nft -j` lists it, without its handle.
-pub type Objects = Vec<Value>;
 
 /// lvsctl changed table `table`; `prior` is what was there before (None: no such table).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,32 +100,24 @@ pub fn delete_commands(name: &str) -> Value {
     json!({"nftables": [{"delete": {"table": {"family": FAMILY, "name": name}}}]})
 }
 
-/// The objects of `table` in `nft -j list table inet NAME` output, handles removed; the table
-/// object itself and the metainfo are left out.
-pub fn parse_listing(listing: &Value) -> Result<Objects, String> {
-    let items = listing.get("nftables").and_then(Value::as_array).ok_or("no \"nftables\" array in nft's output")?;
-    let mut out = Vec::new();
-    for item in items {
-        let Some((kind, body)) = item.as_object().and_then(|o| o.iter().next()) else { continue };
-        if kind == "metainfo" || kind == "table" {
-            continue;
-        }
-        let mut body = body.clone();
-        if let Some(o) = body.as_object_mut() {
-            o.remove("handle");
-        }
-        out.push(json!({ kind.clone(): body }));
-    }
-    Ok(out)
+/// lvsctl's nftables table on a director, against its plan (doctor's fact).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NftFact {
+    /// `lvsctl-LAB` (family inet).
+    pub table: String,
+    pub planned_rules: usize,
+    /// The rules the table holds; None: there is no such table.
+    pub rules: Option<usize>,
+    /// It holds the planned chain and rules, and nothing else.
+    pub as_planned: bool,
+    /// Why it could not be read (nft missing, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The table as doctor sees it: there or not, as planned or not.
-pub fn fact<S: System>(sys: &mut S, spec: &NftTableSpec) -> crate::agent::facts::NftFact {
-    let mut f = crate::agent::facts::NftFact {
-        table: spec.name.clone(),
-        planned_rules: spec.rules.len(),
-        ..Default::default()
-    };
+pub fn fact<S: System>(sys: &mut S, spec: &NftTableSpec) -> NftFact {
+    let mut f = NftFact { table: spec.name.clone(), planned_rules: spec.rules.len(), ..Default::default() };
     match sys.nft_table(&spec.name) {
         Ok(None) => {}
         Ok(Some(have)) => {

@@ -31,14 +31,7 @@ pub enum Action {
     Del(RouteFact),
 }
 
-/// `default` (`default ipv6`) or the destination network.
-pub fn destination(d: IpNet) -> String {
-    match d {
-        IpNet::V4(_) if d.prefix_len() == 0 => "default".into(),
-        IpNet::V6(_) if d.prefix_len() == 0 => "default ipv6".into(),
-        _ => d.to_string(),
-    }
-}
+pub use crate::host::route_destination as destination;
 
 /// The metric of the slot lvsctl's route takes: 0 for IPv4 (it wins over every other default);
 /// for IPv6 the kernel stores a metric of 0 as 1024 (`ip -6 route` shows `metric 1024`), the
