@@ -54,6 +54,17 @@ pub enum Color {
     Never,
 }
 
+impl Color {
+    /// As `output::set_color` takes it: None decides per stream.
+    pub fn forced(self) -> Option<bool> {
+        match self {
+            Color::Auto => None,
+            Color::Always => Some(true),
+            Color::Never => Some(false),
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Validate an inventory and report every problem with file, line and key.

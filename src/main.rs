@@ -31,7 +31,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    lvsctl::output::set_color(cli.color);
+    lvsctl::output::set_color(cli.color.forced());
     lvsctl::output::set_verbosity(match (cli.verbose, cli.quiet) {
         (true, _) => lvsctl::output::Verbosity::Verbose,
         (_, true) => lvsctl::output::Verbosity::Quiet,

@@ -5,17 +5,16 @@
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use crate::cli::Color;
-
 /// `--color`, set once by `main` (auto until then, as for library users and tests).
 static COLOR: AtomicU8 = AtomicU8::new(0);
 
-pub fn set_color(c: Color) {
+/// `--color`: None is auto (decided per stream), Some(on) always or never.
+pub fn set_color(forced: Option<bool>) {
     COLOR.store(
-        match c {
-            Color::Auto => 0,
-            Color::Always => 1,
-            Color::Never => 2,
+        match forced {
+            None => 0,
+            Some(true) => 1,
+            Some(false) => 2,
         },
         Ordering::Relaxed,
     );
