@@ -215,8 +215,19 @@ pub struct ManArgs {
 #[derive(Args, Debug, Clone)]
 pub struct SchemaArgs {
     /// The command whose --output json to describe, or events for --output jsonl's lines.
-    #[arg(value_enum)]
-    pub command: crate::contract::SchemaOf,
+    #[arg(value_parser = schema_names())]
+    pub command: String,
+}
+
+/// `lvsctl schema`'s names, from the contract's list.
+fn schema_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(crate::contract::SchemaOf::ALL.map(|s| {
+        let v = clap::builder::PossibleValue::new(s.name());
+        match s.about() {
+            Some(about) => v.help(about),
+            None => v,
+        }
+    }))
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

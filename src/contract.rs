@@ -9,11 +9,9 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::agent::protocol::{ChangeEvent, Report, Status};
-use crate::commands::fleet::{Outcome, Pending};
+use crate::agent::protocol::ChangeEvent;
 use crate::host::IpvsService;
 use crate::output::{Envelope, SCHEMA_VERSION};
-use clap::ValueEnum;
 
 /// A command's whole JSON: the envelope, then the command's own fields.
 #[derive(Serialize, JsonSchema)]
@@ -40,6 +38,63 @@ pub struct PlanBody<'a> {
     pub hosts: &'a [crate::plan::HostPlan],
 }
 
+/// `check --output json`: the envelope every command's JSON shares, with the inventory's problems
+/// (each located by file, line and column) or, when it is valid, what it holds.
+#[derive(Serialize, JsonSchema)]
+pub struct CheckBody<'a> {
+    pub inventory: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    pub hosts: Vec<HostLine<'a>>,
+    pub services: usize,
+    pub diagnostics: Vec<Problem<'a>>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct HostLine<'a> {
+    pub host: &'a str,
+    pub role: String,
+}
+
+/// One diagnostic for programs: where (1-based line and column, and the column after the
+/// marked text) and what, with the key path and the help line.
+#[derive(Serialize, JsonSchema)]
+pub struct Problem<'a> {
+    pub severity: &'static str,
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub end_column: usize,
+    pub key: &'a str,
+    pub message: &'a str,
+    pub help: Option<&'a str>,
+}
+
+/// `render --output json`.
+#[derive(Serialize, JsonSchema)]
+pub struct RenderBody {
+    pub hosts: Vec<HostFiles>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct HostFiles {
+    pub host: String,
+    pub files: Vec<FileJson>,
+}
+
+/// One rendered file: where it goes on the host, its mode as an octal string ("0644"), its size
+/// and sha256, where `--out` wrote it, and its text.
+#[derive(Serialize, JsonSchema)]
+pub struct FileJson {
+    pub path: String,
+    pub mode: String,
+    pub bytes: usize,
+    pub sha256: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub written: Option<String>,
+    pub content: String,
+}
+
 /// `up`, `down` and `status`: what each host did (or would do, or differs in).
 #[derive(Serialize, JsonSchema)]
 pub struct RunBody {
@@ -54,12 +109,6 @@ pub struct PlanCounts {
     pub add: usize,
     pub change: usize,
     pub remove: usize,
-}
-
-impl From<Pending> for PlanCounts {
-    fn from(p: Pending) -> Self {
-        PlanCounts { add: p.add, change: p.change, remove: p.remove }
-    }
 }
 
 /// One host's result.
@@ -192,64 +241,6 @@ impl ServiceState {
     }
 }
 
-impl HostReport {
-    fn of(r: &Report, host_of: &dyn Fn(std::net::IpAddr) -> Option<String>) -> HostReport {
-        HostReport {
-            changes: r.changes,
-            failed: r.failed,
-            kept: r.kept,
-            unchanged: r.unchanged,
-            notes: r.notes.clone(),
-            errors: r.errors.clone(),
-            duration_ms: r.duration_ms,
-            journal_entries: r.journal_entries,
-            ipvs: r.ipvs().map(|t| t.iter().map(|s| ServiceState::of(s, host_of)).collect()),
-            keepalived: r.keepalived.clone(),
-        }
-    }
-}
-
-impl HostOutcome {
-    pub fn of(o: &Outcome, host_of: &dyn Fn(std::net::IpAddr) -> Option<String>) -> HostOutcome {
-        let duration_ms = (o.seconds * 1000.0).round() as u64;
-        match &o.result {
-            Ok(r) => HostOutcome {
-                host: o.host.clone(),
-                ok: r.failed == 0 && r.errors.is_empty(),
-                unreachable: false,
-                error: None,
-                duration_ms,
-                report: Some(HostReport::of(r, host_of)),
-                events: o.events.clone(),
-            },
-            Err(e) => HostOutcome {
-                host: o.host.clone(),
-                ok: false,
-                unreachable: matches!(e, crate::remote::HostError::Unreachable(_)),
-                error: Some(e.to_string()),
-                duration_ms,
-                report: None,
-                events: o.events.clone(),
-            },
-        }
-    }
-}
-
-impl RunBody {
-    pub fn of(outcomes: &[Outcome], dry_run: bool, lab: &crate::inventory::Lab) -> RunBody {
-        let host_of = |a: std::net::IpAddr| lab.host_with_ip(a).map(|h| h.name.clone());
-        let hosts = outcomes.iter().map(|o| HostOutcome::of(o, &host_of)).collect();
-        let plan = dry_run.then(|| {
-            let mut n = Pending::default();
-            for c in outcomes.iter().flat_map(|o| &o.events).filter(|c| c.status == Status::Planned) {
-                n.count(c);
-            }
-            n.into()
-        });
-        RunBody { hosts, plan }
-    }
-}
-
 /// `doctor`: the hosts it asked and what it found.
 #[derive(Serialize, JsonSchema)]
 pub struct DoctorBody<'a> {
@@ -260,8 +251,8 @@ pub struct DoctorBody<'a> {
 /// `verify`: each service's traffic split, and the failover when asked.
 #[derive(Serialize, JsonSchema)]
 pub struct VerifyBody<'a> {
-    pub services: &'a [crate::commands::verify::ServiceResult],
-    pub failover: Option<&'a crate::commands::failover::Failover>,
+    pub services: &'a [crate::judge::ServiceResult],
+    pub failover: Option<&'a crate::judge::failover::Failover>,
 }
 
 /// One line of `--output jsonl`: the events as they happen, then one line per host when it is
@@ -289,7 +280,7 @@ pub enum StreamLine<'a> {
 }
 
 /// The commands `lvsctl schema` knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchemaOf {
     Check,
     Plan,
@@ -303,19 +294,57 @@ pub enum SchemaOf {
     Events,
 }
 
+impl SchemaOf {
+    pub const ALL: [SchemaOf; 9] = [
+        SchemaOf::Check,
+        SchemaOf::Plan,
+        SchemaOf::Render,
+        SchemaOf::Up,
+        SchemaOf::Down,
+        SchemaOf::Status,
+        SchemaOf::Verify,
+        SchemaOf::Doctor,
+        SchemaOf::Events,
+    ];
+
+    /// As `lvsctl schema NAME` takes it, and as the schema's title says it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SchemaOf::Check => "check",
+            SchemaOf::Plan => "plan",
+            SchemaOf::Render => "render",
+            SchemaOf::Up => "up",
+            SchemaOf::Down => "down",
+            SchemaOf::Status => "status",
+            SchemaOf::Verify => "verify",
+            SchemaOf::Doctor => "doctor",
+            SchemaOf::Events => "events",
+        }
+    }
+
+    /// What it describes, where the name does not say it.
+    pub fn about(self) -> Option<&'static str> {
+        (self == SchemaOf::Events).then_some("The lines of `--output jsonl` (up, down, status)")
+    }
+
+    pub fn named(name: &str) -> Option<SchemaOf> {
+        SchemaOf::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
 /// The JSON Schema (draft 2020-12) of a command's `--output json`.
 pub fn schema(of: SchemaOf) -> serde_json::Value {
     let s = match of {
-        SchemaOf::Check => schemars::schema_for!(Output<crate::commands::check::CheckBody>),
+        SchemaOf::Check => schemars::schema_for!(Output<CheckBody>),
         SchemaOf::Plan => schemars::schema_for!(Output<PlanBody>),
-        SchemaOf::Render => schemars::schema_for!(Output<crate::commands::render::RenderBody>),
+        SchemaOf::Render => schemars::schema_for!(Output<RenderBody>),
         SchemaOf::Up | SchemaOf::Down | SchemaOf::Status => schemars::schema_for!(Output<RunBody>),
         SchemaOf::Verify => schemars::schema_for!(Output<VerifyBody>),
         SchemaOf::Doctor => schemars::schema_for!(Output<DoctorBody>),
         SchemaOf::Events => schemars::schema_for!(StreamLine),
     };
     let mut v = s.to_value();
-    let name = of.to_possible_value().expect("no skipped variant").get_name().to_string();
+    let name = of.name();
     if of == SchemaOf::Events {
         v["title"] = format!("lvsctl up|down|status --output jsonl, one line (schema_version {SCHEMA_VERSION})").into();
     } else {
@@ -331,6 +360,27 @@ pub fn schema(of: SchemaOf) -> serde_json::Value {
 mod tests {
     use super::*;
     use crate::ipvs::*;
+
+    /// A sticky service expects no share: null in verify's JSON, which its schema allows.
+    #[test]
+    fn a_sticky_services_expected_share_is_null_and_valid() {
+        let lab =
+            crate::inventory::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/dr.toml")))
+                .unwrap();
+        let mut s = lab.services[0].clone();
+        s.persistence = 300;
+        let answers: Vec<crate::agent::probe::Answer> = (0..20)
+            .map(|_| crate::agent::probe::Answer { body: Some("web2".into()), from: None, error: None, ms: 1 })
+            .collect();
+        let r = crate::judge::judge(&s, &answers, &None, &None);
+        assert!(r.ok(), "{:?}", r.problems);
+        let body = VerifyBody { services: std::slice::from_ref(&r), failover: None };
+        let doc = serde_json::to_value(Output::new("verify", Some("t"), true, body)).unwrap();
+        assert!(doc["services"][0]["real_servers"][0]["expected"].is_null(), "{doc}");
+        let v = jsonschema::validator_for(&schema(SchemaOf::Verify)).unwrap();
+        let errors: Vec<String> = v.iter_errors(&doc).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}");
+    }
 
     fn keys(v: &serde_json::Value) -> std::collections::BTreeSet<String> {
         v.as_object().unwrap().keys().cloned().collect()

@@ -10,6 +10,7 @@ pub mod graph;
 pub mod host;
 pub mod inventory;
 pub mod ipvs;
+pub mod judge;
 pub mod lab;
 pub mod modes;
 pub mod output;

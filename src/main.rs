@@ -21,7 +21,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Init(a) => commands::init::run(a),
         Command::Completions(a) => commands::docs::completions(a.shell),
         Command::Man(a) => commands::docs::man(a.page),
-        Command::Schema(a) => commands::docs::schema(a.command),
+        Command::Schema(a) => commands::docs::schema(&a.command),
         Command::Agent(a) => Ok(match &a.command {
             AgentCommand::Serve => lvsctl::agent::serve(),
             AgentCommand::Boot { action, lab } => lvsctl::agent::boot(action, lab),

@@ -1,41 +1,8 @@
 //! `lvsctl check`: validate the inventory, touch nothing.
 
-use serde::Serialize;
-
 use crate::cli::{CheckArgs, Output};
+use crate::contract::{CheckBody, HostLine, Problem};
 use crate::inventory::{self, LoadError, diag::Diagnostic};
-
-/// `check --output json`: the envelope every command's JSON shares, with the inventory's problems
-/// (each located by file, line and column) or, when it is valid, what it holds.
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct CheckBody<'a> {
-    inventory: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    mode: Option<String>,
-    hosts: Vec<HostLine<'a>>,
-    services: usize,
-    diagnostics: Vec<Problem<'a>>,
-}
-
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct HostLine<'a> {
-    host: &'a str,
-    role: String,
-}
-
-/// One diagnostic for programs: where (1-based line and column, and the column after the
-/// marked text) and what, with the key path and the help line.
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct Problem<'a> {
-    severity: &'static str,
-    file: String,
-    line: usize,
-    column: usize,
-    end_column: usize,
-    key: &'a str,
-    message: &'a str,
-    help: Option<&'a str>,
-}
 
 impl<'a> From<&'a Diagnostic> for Problem<'a> {
     fn from(d: &'a Diagnostic) -> Self {

@@ -31,7 +31,8 @@ pub fn man(page: crate::cli::ManPage) -> anyhow::Result<u8> {
 }
 
 /// `lvsctl schema COMMAND`.
-pub fn schema(of: crate::contract::SchemaOf) -> anyhow::Result<u8> {
+pub fn schema(name: &str) -> anyhow::Result<u8> {
+    let of = crate::contract::SchemaOf::named(name).expect("clap accepts only the contract's names");
     let mut text = serde_json::to_string_pretty(&crate::contract::schema(of))?;
     text.push('\n');
     write_stdout(text.as_bytes())

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod bodies;
 pub mod check;
 pub mod docs;
 pub mod doctor;
@@ -14,6 +15,7 @@ pub mod printer;
 pub mod render;
 pub mod status;
 pub mod up;
+pub mod verifier;
 pub mod verify;
 
 use std::path::Path;

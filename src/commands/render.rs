@@ -2,9 +2,8 @@
 
 use anyhow::Context as _;
 
-use serde::Serialize;
-
 use crate::cli::{Output, RenderArgs};
+use crate::contract::{FileJson, HostFiles, RenderBody};
 use crate::plan::{self, Context};
 use crate::render::render_host;
 
@@ -84,29 +83,4 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<u8> {
         );
     }
     Ok(crate::exit::OK)
-}
-
-/// `render --output json`.
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct RenderBody {
-    hosts: Vec<HostFiles>,
-}
-
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct HostFiles {
-    host: String,
-    files: Vec<FileJson>,
-}
-
-/// One rendered file: where it goes on the host, its mode as an octal string ("0644"), its size
-/// and sha256, where `--out` wrote it, and its text.
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct FileJson {
-    path: String,
-    mode: String,
-    bytes: usize,
-    sha256: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    written: Option<String>,
-    content: String,
 }

@@ -212,7 +212,7 @@ pub fn assert_split(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) {
 /// `assert_split`'s judgement of counts already taken.
 pub fn judge_split(svc: &lvsctl::inventory::Service, counts: &BTreeMap<String, u32>, n: u32) {
     assert_only_real_servers(svc, counts, n);
-    if lvsctl::commands::verify::policy(svc) == lvsctl::commands::verify::Policy::Sticky {
+    if lvsctl::judge::policy(svc) == lvsctl::judge::Policy::Sticky {
         assert_eq!(
             counts.len(),
             1,
@@ -239,7 +239,7 @@ pub fn judge_split(svc: &lvsctl::inventory::Service, counts: &BTreeMap<String, u
 /// What a client sends requests to: each service, and each (VIP, port) of a firewall-mark
 /// service on its own (verify's probe units, so that the tests and verify agree).
 pub fn units(lab: &lvsctl::inventory::Lab) -> Vec<lvsctl::inventory::Service> {
-    lvsctl::commands::verify::probe_units(lab)
+    lvsctl::judge::probe_units(lab)
 }
 
 /// A persistent firewall-mark service keeps the client on one real server across all its ports

@@ -1,0 +1,205 @@
+//! What `verify` and `verify --failover` share: the directors' facts, and the client's requests
+//! with the director's counters read around them, judged by `crate::judge`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::fleet::{Job, Outcome, Printer};
+use crate::agent::facts::{CountedWait, FactsRequest};
+use crate::agent::probe::ProbeRequest;
+use crate::agent::protocol::{Operation, Request};
+use crate::cli::VerifyArgs;
+use crate::exit::Exit;
+use crate::host::IpvsService;
+use crate::inventory::{Lab, Service};
+use crate::judge::{ServiceResult, counted_by_now, judge, persistence_across_ports, probe_targets};
+
+/// How long the director may take to count the run's packets (three of IPVS's two-second sums,
+/// with room for a loaded machine).
+const COUNTED_WAIT: Duration = Duration::from_millis(7500);
+
+pub fn facts_job(lab: &Lab, host: &crate::inventory::Host) -> Job {
+    let request = Request::new(&lab.name, &host.name, Operation::Facts { plan: None, facts: FactsRequest::default() });
+    Job { host: host.name.clone(), ssh: host.ssh.clone(), request }
+}
+
+pub fn ipvs_of(outcomes: &[Outcome]) -> Option<Vec<IpvsService>> {
+    outcomes.first()?.result.as_ref().ok()?.facts()?.ipvs.clone()
+}
+
+/// A director as verify sees it: its IPVS table and its addresses.
+#[derive(Debug, Clone)]
+pub struct DirectorView<'h> {
+    pub host: &'h str,
+    pub table: Option<Vec<IpvsService>>,
+    pub addresses: Vec<std::net::IpAddr>,
+}
+
+/// The director whose addresses include every VIP (None when none, or more than one, does).
+pub fn active_director<'a>(lab: &'a Lab, facts: &[DirectorView]) -> Option<&'a crate::inventory::Host> {
+    let holders: Vec<&str> = facts
+        .iter()
+        .filter(|d| lab.services.iter().all(|s| s.vips().iter().all(|v| d.addresses.contains(v))))
+        .map(|d| d.host)
+        .collect();
+    match holders.as_slice() {
+        [one] => lab.host(one),
+        _ => None,
+    }
+}
+
+/// What verify needs to talk to the hosts.
+pub struct Verifier<'a> {
+    pub lab: &'a Lab,
+    pub session: &'a super::Session,
+    pub client: &'a crate::inventory::Host,
+    pub printer: Arc<Printer>,
+    pub args: &'a VerifyArgs,
+}
+
+impl Verifier<'_> {
+    /// Each director's IPVS table and addresses, read together.
+    pub fn director_facts<'h>(&self, directors: Vec<&'h crate::inventory::Host>) -> Vec<DirectorView<'h>> {
+        let jobs: Vec<Job> = directors.iter().map(|d| facts_job(self.lab, d)).collect();
+        let outcomes = self.session.run(jobs, self.printer.clone());
+        directors
+            .iter()
+            .map(|d| {
+                let f =
+                    outcomes.iter().find(|o| o.host == d.name).and_then(|o| o.result.as_ref().ok()?.facts().cloned());
+                let table = f.as_ref().and_then(|f| f.ipvs.clone());
+                let addrs = f.map(|f| f.addresses.iter().map(|a| a.address.addr()).collect()).unwrap_or_default();
+                DirectorView { host: d.name.as_str(), table, addresses: addrs }
+            })
+            .collect()
+    }
+
+    /// Requests from the client to every service, each answer attributed and the split judged,
+    /// with `director`'s counters read around them (`before`: read already).
+    pub fn split(
+        &self,
+        director: Option<&crate::inventory::Host>,
+        before: Option<Vec<IpvsService>>,
+    ) -> anyhow::Result<Vec<ServiceResult>> {
+        let (lab, client, args) = (self.lab, self.client, self.args);
+        let (services, targets) = probe_targets(lab, args.requests, args.timeout);
+        eprintln!(
+            "verify: {} requests to each of {} from {}{}",
+            args.requests,
+            crate::plural(services.len(), "service"),
+            client.name,
+            match director {
+                Some(d) => format!(", reading {}'s IPVS counters before and after", d.name),
+                None => String::new(),
+            }
+        );
+        let director_job = director.map(|d| facts_job(lab, d));
+        let before_t = match (&director_job, before) {
+            (_, Some(t)) => Some(t),
+            (Some(j), None) => ipvs_of(&self.session.run(vec![j.clone()], self.printer.clone())),
+            (None, None) => None,
+        };
+        let probe = ProbeRequest { targets, ..Default::default() };
+        let probe = Request::new(&lab.name, &client.name, Operation::Probe { probe });
+        let probed = self.session.run(
+            vec![Job { host: client.name.clone(), ssh: client.ssh.clone(), request: probe }],
+            self.printer.clone(),
+        );
+        let report = match &probed[0].result {
+            Ok(r) => r.clone(),
+            Err(e) => {
+                return Err(Exit::new(
+                    super::fleet::exit_code(&probed),
+                    format!("cannot send requests from {}: {e}", client.name),
+                )
+                .into());
+            }
+        };
+        let answers = report.probe().map(|p| p.answers.clone()).unwrap_or_default();
+        // keepalived decides which real servers take part: the split expected is among those
+        // the director's table holds (a failed one is reported down, not as a failure).
+        let effective: Vec<Service> = services.iter().map(|s| with_health(s, before_t.as_deref())).collect();
+        let services: Vec<&Service> = services.iter().collect();
+        // IPVS sums its counters every two seconds (later on a loaded machine): the director
+        // answers once its counters account for the answers, or after COUNTED_WAIT (answers that
+        // bypassed it are never counted: judged below).
+        let after = director_job.map(|mut j| {
+            if let Operation::Facts { facts, .. } = &mut j.request.op {
+                facts.ipvs_counted = Some(CountedWait {
+                    inpkts: counted_by_now(&effective, &answers, &before_t),
+                    max_ms: COUNTED_WAIT.as_millis() as u64,
+                });
+            }
+            self.session.run(vec![j], self.printer.clone())
+        });
+        let after_t = after.as_deref().and_then(ipvs_of);
+        if director.is_some() && (before_t.is_none() || after_t.is_none()) {
+            let why = after
+                .as_ref()
+                .and_then(|o| o[0].result.as_ref().err().map(|e| e.to_string()))
+                .unwrap_or_else(|| "IPVS is not loaded".into());
+            eprintln!(
+                "verify: no IPVS counters from the director ({why}): answers are attributed by their bodies only"
+            );
+        }
+        let mut results: Vec<ServiceResult> = effective
+            .iter()
+            .zip(answers.iter())
+            .map(|(s, a)| {
+                let mut r = judge(s, a, &before_t, &after_t);
+                mark_down(&mut r, s, services.iter().find(|x| x.index == s.index).copied());
+                r
+            })
+            .collect();
+        persistence_across_ports(&mut results, &effective);
+        Ok(results)
+    }
+}
+
+/// A service keepalived checks, as its table shows it now: real servers it took out (or
+/// quiesced) get weight 0, and its sorry server, when in the table, becomes one more real server.
+pub fn with_health(s: &Service, table: Option<&[IpvsService]>) -> Service {
+    let mut e = s.clone();
+    let Some(table) = table.filter(|_| s.keepalived_managed()) else { return e };
+    for b in &mut e.real_servers {
+        if super::status::Health::of(table, s, b.address, b.port) != super::status::Health::Healthy {
+            b.weight = 0;
+        }
+    }
+    if let Some(x) = &s.sorry_server
+        && super::status::Health::of(table, s, x.address, x.port) == super::status::Health::Healthy
+    {
+        e.real_servers.push(crate::inventory::Backend {
+            host: x.host.clone().unwrap_or_else(|| x.address.to_string()),
+            address: x.address,
+            port: x.port,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+        });
+    }
+    e
+}
+
+/// Real servers keepalived took out are reported as down, not as a failure.
+fn mark_down(r: &mut ServiceResult, effective: &Service, original: Option<&Service>) {
+    let Some(original) = original.filter(|o| o.keepalived_managed()) else { return };
+    for x in &mut r.real_servers {
+        let was = original.real_servers.iter().find(|b| b.host == x.host);
+        let now = effective.real_servers.iter().find(|b| b.host == x.host);
+        if let (Some(was), Some(now)) = (was, now)
+            && was.weight > 0
+            && now.weight == 0
+            && x.answered == 0
+        {
+            x.verdict = "DOWN: its health check fails (keepalived took it out)".into();
+        }
+        if original
+            .sorry_server
+            .as_ref()
+            .is_some_and(|s| s.host.as_deref() == Some(&x.host) || s.address.to_string() == x.host)
+        {
+            x.verdict = format!("{} (sorry server: every real server is down)", x.verdict);
+        }
+    }
+}
