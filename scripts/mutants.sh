@@ -16,7 +16,7 @@ fi
 files=(
     src/plan/mod.rs
     'src/resource/*.rs'
-    src/commands/verify.rs
+    'src/judge/*.rs'
     src/doctor.rs
     src/inventory/validate.rs
 )
