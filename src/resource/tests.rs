@@ -585,14 +585,17 @@ fn entries_the_plan_no_longer_wants_are_stale_within_their_scope() {
     assert_eq!(stale(entries.iter(), &p, Scope::Runtime), [moved]);
 }
 
-#[test]
-fn every_kind_is_shown_with_its_reason() {
+/// The plans of an example inventory (`inventories/NAME.toml`), with the embedded templates.
+fn example_plans(name: &str) -> Vec<HostPlan> {
     let t = crate::templates::Templates::embedded();
     let ctx = crate::plan::Context { agent_path: "/a".into(), templates: &t };
-    let lab =
-        crate::inventory::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/tun.toml")))
-            .unwrap();
-    let plans = crate::plan::plan(&lab, &ctx).unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("inventories/{name}.toml"));
+    crate::plan::plan(&crate::inventory::load(&path).unwrap(), &ctx).unwrap()
+}
+
+#[test]
+fn every_kind_is_shown_with_its_reason() {
+    let plans = example_plans("tun");
     let kinds: std::collections::BTreeSet<&str> = plans.iter().flat_map(show).map(|(k, _, _)| k).collect();
     assert_eq!(kinds, ["", "address", "file", "ipvs", "link", "module", "route", "sysctl", "unit"].into());
     assert!(plans.iter().flat_map(show).all(|(_, item, reason)| !item.is_empty() && !reason.is_empty()));
@@ -626,13 +629,7 @@ fn the_runtime_scope_leaves_out_files_and_units() {
 }
 
 fn keepalived_plan() -> HostPlan {
-    let t = crate::templates::Templates::embedded();
-    let ctx = crate::plan::Context { agent_path: "/a".into(), templates: &t };
-    let lab =
-        crate::inventory::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/dr-ha.toml")))
-            .unwrap();
-    let plans = crate::plan::plan(&lab, &ctx).unwrap();
-    plans.into_iter().find(|p| p.keepalived.is_some()).expect("a director runs keepalived")
+    example_plans("dr-ha").into_iter().find(|p| p.keepalived.is_some()).expect("a director runs keepalived")
 }
 
 /// A keepalived recorded before its pid was known (lvsctl crashed between starting it and
