@@ -149,7 +149,7 @@ fn sysctls_of_interfaces_with_dots_in_their_names_are_reachable() {
     // A VLAN-style name (the kernel here has no 802.1Q; any link can carry such a name).
     setup_links(&["eth0.100"]);
     let mut sys = Linux::new().unwrap();
-    use lvsctl::host::System;
+    use lvsctl::host::Sysctls;
     let key = "net.ipv4.conf.eth0/100.rp_filter";
     let before = sys.read_sysctl(key).unwrap().expect("exists");
     let other = if before == "1" { "2" } else { "1" };

@@ -300,7 +300,7 @@ fn director_ipvs_rules_are_set_and_restored_without_touching_foreign_destination
     let key =
         ServiceKey::addr(crate::inventory::Protocol::Tcp, "192.168.188.100".parse::<std::net::Ipv4Addr>().unwrap(), 80);
     let foreign = DestKey { addr: "192.168.188.99".parse().unwrap(), port: 80 };
-    crate::host::System::ipvs_new_dest(
+    crate::host::IpvsTable::ipvs_new_dest(
         &mut f,
         &key,
         &foreign,
@@ -321,7 +321,7 @@ fn editing_a_weight_sets_the_destination_and_down_restores_a_pre_existing_one() 
     let mut p = plan_for("inventories/dr.toml", "lvs");
     // The service already exists with web1 at weight 7.
     use crate::ipvs::*;
-    crate::host::System::load_module(&mut f, "ip_vs").unwrap();
+    crate::host::Modules::load_module(&mut f, "ip_vs").unwrap();
     let key =
         ServiceKey::addr(crate::inventory::Protocol::Tcp, "192.168.188.100".parse::<std::net::Ipv4Addr>().unwrap(), 80);
     let s = &mut f as &mut dyn crate::host::System;

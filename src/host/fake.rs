@@ -3,7 +3,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
-use super::{AddrFact, FileFact, IpvsService, ProcFact, Result, RouteFact, System};
+use super::{
+    AddrFact, Addresses, FileFact, Files, IpvsService, IpvsTable, Links, Modules, Nftables, ProcFact, Processes,
+    Result, RouteFact, Routes, Sysctls,
+};
 use crate::ipvs::{DestConfig, DestEntry, DestKey, ServiceConfig, ServiceEntry, ServiceKey, Stats};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -16,7 +19,7 @@ pub struct FakeState {
     /// None: ip_vs not loaded.
     pub ipvs: Option<Vec<IpvsService>>,
     /// nftables tables of family inet: name → objects (as `nft -j` lists them, no handles).
-    pub nft: BTreeMap<String, super::nft::Objects>,
+    pub nft: BTreeMap<String, super::NftObjects>,
     pub files: BTreeMap<String, FileFact>,
     pub dirs: BTreeSet<String>,
     pub systemd: bool,
@@ -83,7 +86,7 @@ impl Fake {
     }
 }
 
-impl System for Fake {
+impl Modules for Fake {
     fn loaded_modules(&self) -> Result<Vec<String>> {
         Ok(self.state.modules.iter().cloned().collect())
     }
@@ -143,7 +146,9 @@ impl System for Fake {
     fn module_refcount(&self, name: &str) -> Result<Option<u32>> {
         Ok(self.state.modules.contains(name).then_some(0))
     }
+}
 
+impl Sysctls for Fake {
     fn read_sysctl(&self, key: &str) -> Result<Option<String>> {
         Ok(self.state.sysctls.get(key).cloned())
     }
@@ -156,13 +161,88 @@ impl System for Fake {
         self.state.sysctls.insert(key.into(), value.into());
         Ok(())
     }
+}
 
+impl Links for Fake {
     fn link_up(&mut self, dev: &str) -> Result<Option<bool>> {
         Ok(self.state.links.get(dev).copied())
     }
 
     fn links(&mut self) -> Result<Vec<(String, bool)>> {
         Ok(self.state.links.iter().map(|(k, v)| (k.clone(), *v)).collect())
+    }
+
+    fn set_link(&mut self, dev: &str, up: bool) -> Result<()> {
+        if !self.state.links.contains_key(dev) {
+            return Err(io::Error::from_raw_os_error(libc::ENODEV));
+        }
+        self.op(format!("link {dev} {}", if up { "up" } else { "down" }))?;
+        self.state.links.insert(dev.into(), up);
+        if !up {
+            // The kernel flushes a link's IPv6 addresses when it goes down (keep_addr_on_down 0).
+            self.state.addresses.retain(|a| a.dev != dev || a.address.addr().is_ipv4());
+        }
+        Ok(())
+    }
+}
+
+impl Addresses for Fake {
+    fn addresses(&mut self) -> Result<Vec<AddrFact>> {
+        Ok(self.state.addresses.clone())
+    }
+
+    fn add_address(&mut self, a: &AddrFact) -> Result<()> {
+        if !self.state.links.contains_key(&a.dev) {
+            return Err(io::Error::from_raw_os_error(libc::ENODEV));
+        }
+        if self.state.addresses.iter().any(|x| x.dev == a.dev && x.address == a.address) {
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
+        self.op(format!("addr add {} dev {}", a.address, a.dev))?;
+        self.state.addresses.push(a.clone());
+        Ok(())
+    }
+
+    fn del_address(&mut self, a: &AddrFact) -> Result<()> {
+        let before = self.state.addresses.len();
+        self.op(format!("addr del {} dev {}", a.address, a.dev))?;
+        self.state.addresses.retain(|x| !(x.dev == a.dev && x.address == a.address));
+        if self.state.addresses.len() == before {
+            Err(io::Error::from_raw_os_error(libc::EADDRNOTAVAIL))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Routes for Fake {
+    fn routes(&mut self) -> Result<Vec<RouteFact>> {
+        Ok(self.state.routes.clone())
+    }
+
+    fn add_route(&mut self, r: &RouteFact, replace: bool) -> Result<()> {
+        let slot = self.state.routes.iter().position(|x| x.destination == r.destination && x.metric == r.metric);
+        match (slot, replace) {
+            (Some(_), false) => return Err(io::Error::from_raw_os_error(libc::EEXIST)),
+            (Some(i), true) => {
+                self.op(format!("route replace {}", r.describe()))?;
+                self.state.routes[i] = r.clone();
+            }
+            (None, _) => {
+                self.op(format!("route add {}", r.describe()))?;
+                self.state.routes.push(r.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn del_route(&mut self, r: &RouteFact) -> Result<()> {
+        self.op(format!("route del {}", r.describe()))?;
+        let before = self.state.routes.len();
+        self.state
+            .routes
+            .retain(|x| !(x.destination == r.destination && x.metric == r.metric && x.gateway == r.gateway));
+        if self.state.routes.len() == before { Err(io::Error::from_raw_os_error(libc::ESRCH)) } else { Ok(()) }
     }
 
     fn route_get(&mut self, dst: std::net::IpAddr) -> Result<super::Lookup> {
@@ -195,76 +275,9 @@ impl System for Fake {
             route: best.map(|r| LookupRoute { gateway: r.gateway, dev: r.dev.clone(), local: false }),
         })
     }
+}
 
-    fn set_link(&mut self, dev: &str, up: bool) -> Result<()> {
-        if !self.state.links.contains_key(dev) {
-            return Err(io::Error::from_raw_os_error(libc::ENODEV));
-        }
-        self.op(format!("link {dev} {}", if up { "up" } else { "down" }))?;
-        self.state.links.insert(dev.into(), up);
-        if !up {
-            // The kernel flushes a link's IPv6 addresses when it goes down (keep_addr_on_down 0).
-            self.state.addresses.retain(|a| a.dev != dev || a.address.addr().is_ipv4());
-        }
-        Ok(())
-    }
-
-    fn addresses(&mut self) -> Result<Vec<AddrFact>> {
-        Ok(self.state.addresses.clone())
-    }
-
-    fn add_address(&mut self, a: &AddrFact) -> Result<()> {
-        if !self.state.links.contains_key(&a.dev) {
-            return Err(io::Error::from_raw_os_error(libc::ENODEV));
-        }
-        if self.state.addresses.iter().any(|x| x.dev == a.dev && x.address == a.address) {
-            return Err(io::Error::from_raw_os_error(libc::EEXIST));
-        }
-        self.op(format!("addr add {} dev {}", a.address, a.dev))?;
-        self.state.addresses.push(a.clone());
-        Ok(())
-    }
-
-    fn del_address(&mut self, a: &AddrFact) -> Result<()> {
-        let before = self.state.addresses.len();
-        self.op(format!("addr del {} dev {}", a.address, a.dev))?;
-        self.state.addresses.retain(|x| !(x.dev == a.dev && x.address == a.address));
-        if self.state.addresses.len() == before {
-            Err(io::Error::from_raw_os_error(libc::EADDRNOTAVAIL))
-        } else {
-            Ok(())
-        }
-    }
-
-    fn routes(&mut self) -> Result<Vec<RouteFact>> {
-        Ok(self.state.routes.clone())
-    }
-
-    fn add_route(&mut self, r: &RouteFact, replace: bool) -> Result<()> {
-        let slot = self.state.routes.iter().position(|x| x.destination == r.destination && x.metric == r.metric);
-        match (slot, replace) {
-            (Some(_), false) => return Err(io::Error::from_raw_os_error(libc::EEXIST)),
-            (Some(i), true) => {
-                self.op(format!("route replace {}", r.describe()))?;
-                self.state.routes[i] = r.clone();
-            }
-            (None, _) => {
-                self.op(format!("route add {}", r.describe()))?;
-                self.state.routes.push(r.clone());
-            }
-        }
-        Ok(())
-    }
-
-    fn del_route(&mut self, r: &RouteFact) -> Result<()> {
-        self.op(format!("route del {}", r.describe()))?;
-        let before = self.state.routes.len();
-        self.state
-            .routes
-            .retain(|x| !(x.destination == r.destination && x.metric == r.metric && x.gateway == r.gateway));
-        if self.state.routes.len() == before { Err(io::Error::from_raw_os_error(libc::ESRCH)) } else { Ok(()) }
-    }
-
+impl IpvsTable for Fake {
     fn ipvs_loaded(&self) -> bool {
         self.state.ipvs.is_some()
     }
@@ -327,11 +340,22 @@ impl System for Fake {
         Ok(())
     }
 
+    fn ipvs_del_dest(&mut self, s: &ServiceKey, k: &DestKey) -> Result<()> {
+        if !self.svc(s)?.dests.iter().any(|d| d.key == *k) {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
+        self.op(format!("ipvs del dest {k} of {s}"))?;
+        self.svc(s)?.dests.retain(|d| d.key != *k);
+        Ok(())
+    }
+
     fn ipvs_daemons(&mut self) -> Result<Vec<crate::ipvs::SyncDaemon>> {
         Ok(vec![])
     }
+}
 
-    fn nft_table(&mut self, name: &str) -> Result<Option<super::nft::Objects>> {
+impl Nftables for Fake {
+    fn nft_table(&mut self, name: &str) -> Result<Option<super::NftObjects>> {
         Ok(self.state.nft.get(name).cloned())
     }
 
@@ -376,16 +400,9 @@ impl System for Fake {
         self.state.nft = tables;
         Ok(())
     }
+}
 
-    fn ipvs_del_dest(&mut self, s: &ServiceKey, k: &DestKey) -> Result<()> {
-        if !self.svc(s)?.dests.iter().any(|d| d.key == *k) {
-            return Err(io::Error::from_raw_os_error(libc::ENOENT));
-        }
-        self.op(format!("ipvs del dest {k} of {s}"))?;
-        self.svc(s)?.dests.retain(|d| d.key != *k);
-        Ok(())
-    }
-
+impl Files for Fake {
     fn read_file(&self, path: &str) -> Result<Option<FileFact>> {
         Ok(self.state.files.get(path).cloned())
     }
@@ -425,6 +442,12 @@ impl System for Fake {
         Ok(true)
     }
 
+    fn modified(&self, _path: &str) -> Result<Option<std::time::SystemTime>> {
+        Ok(None)
+    }
+}
+
+impl Processes for Fake {
     fn systemd_running(&self) -> bool {
         self.state.systemd
     }
@@ -496,9 +519,5 @@ impl System for Fake {
 
     fn output(&mut self, argv: &[&str]) -> Result<String> {
         Err(io::Error::other(format!("{}: not in the fake", argv.join(" "))))
-    }
-
-    fn modified(&self, _path: &str) -> Result<Option<std::time::SystemTime>> {
-        Ok(None)
     }
 }

@@ -1,6 +1,8 @@
-//! The host effects the agent needs, behind one narrow trait: the real implementation talks to
-//! the kernel (`linux.rs`), the recording fake (`fake.rs`) lets the apply and revert logic be
-//! tested without root by asserting on the exact operations it performs.
+//! The host effects the agent needs, one narrow trait per area (modules, sysctls, links,
+//! addresses, routes, IPVS, nftables, files, processes) and `System` for all of them: the real
+//! implementation talks to the kernel (`linux/`, one file per area, each parsing what it reads),
+//! the recording fake (`fake.rs`) lets the apply and revert logic be tested without root by
+//! asserting on the exact operations it performs.
 
 use std::io::{self, Write};
 use std::net::IpAddr;
@@ -13,8 +15,6 @@ use serde::{Deserialize, Serialize};
 #[cfg(test)]
 pub mod fake;
 pub mod linux;
-pub mod nft;
-pub mod process;
 
 use crate::ipvs::{DestConfig, DestEntry, DestKey, ServiceConfig, ServiceEntry, ServiceKey};
 
@@ -140,7 +140,8 @@ pub fn is_not_found(e: &io::Error) -> bool {
         || e.kind() == io::ErrorKind::NotFound
 }
 
-pub trait System {
+/// Kernel modules.
+pub trait Modules {
     /// Names of the loaded modules (as /proc/modules writes them: underscores).
     fn loaded_modules(&self) -> Result<Vec<String>>;
     fn load_module(&mut self, name: &str) -> Result<()>;
@@ -148,29 +149,44 @@ pub trait System {
     fn unload_module(&mut self, name: &str) -> Result<()>;
     /// How many users a module has (`/sys/module/NAME/refcnt`).
     fn module_refcount(&self, name: &str) -> Result<Option<u32>>;
+}
 
+/// Sysctls (`/proc/sys`).
+pub trait Sysctls {
     /// The value of a sysctl (sysctl(8) notation), None when the key does not exist.
     fn read_sysctl(&self, key: &str) -> Result<Option<String>>;
     fn write_sysctl(&mut self, key: &str, value: &str) -> Result<()>;
+}
 
+/// Network interfaces.
+pub trait Links {
     /// Whether the link exists and is administratively up.
     fn link_up(&mut self, dev: &str) -> Result<Option<bool>>;
     /// Every link: (name, administratively up).
     fn links(&mut self) -> Result<Vec<(String, bool)>>;
-    /// The route the kernel would use to reach `dst`.
-    fn route_get(&mut self, dst: IpAddr) -> Result<Lookup>;
     fn set_link(&mut self, dev: &str, up: bool) -> Result<()>;
+}
 
+/// Interface addresses, both families.
+pub trait Addresses {
     fn addresses(&mut self) -> Result<Vec<AddrFact>>;
     fn add_address(&mut self, a: &AddrFact) -> Result<()>;
     fn del_address(&mut self, a: &AddrFact) -> Result<()>;
+}
 
+/// The main routing table, both families.
+pub trait Routes {
     /// Unicast routes of the main table, both families.
     fn routes(&mut self) -> Result<Vec<RouteFact>>;
     /// Adds (or with `replace`, replaces the route with the same destination and metric).
     fn add_route(&mut self, r: &RouteFact, replace: bool) -> Result<()>;
     fn del_route(&mut self, r: &RouteFact) -> Result<()>;
+    /// The route the kernel would use to reach `dst`.
+    fn route_get(&mut self, dst: IpAddr) -> Result<Lookup>;
+}
 
+/// The IPVS table and its sync daemons (generic netlink).
+pub trait IpvsTable {
     /// Whether IPVS is loaded (reading it must not load it).
     fn ipvs_loaded(&self) -> bool;
     fn ipvs_table(&mut self) -> Result<Vec<IpvsService>>;
@@ -194,14 +210,26 @@ pub trait System {
             })
             .collect()
     }
-    /// The objects of nftables table `inet NAME` as `nft -j list table` prints them, without
-    /// handles (`nft::parse_listing`); None when there is no such table.
-    fn nft_table(&mut self, name: &str) -> Result<Option<nft::Objects>>;
-    /// Feeds one JSON transaction to `nft -j -f -` (all of it, or nothing, is applied).
-    fn nft_apply(&mut self, commands: &serde_json::Value) -> Result<()>;
     /// The connection sync daemons that run (IPVS loaded).
     fn ipvs_daemons(&mut self) -> Result<Vec<crate::ipvs::SyncDaemon>>;
+}
 
+/// The family of lvsctl's nftables table: one table for IPv4 and IPv6.
+pub const NFT_FAMILY: &str = "inet";
+/// A table's objects (chains, rules, sets, …), each as `nft -j` lists it, without its handle.
+pub type NftObjects = Vec<serde_json::Value>;
+
+/// lvsctl's own nftables tables.
+pub trait Nftables {
+    /// The objects of nftables table `inet NAME` as `nft -j list table` prints them, without
+    /// handles; None when there is no such table.
+    fn nft_table(&mut self, name: &str) -> Result<Option<NftObjects>>;
+    /// Feeds one JSON transaction to `nft -j -f -` (all of it, or nothing, is applied).
+    fn nft_apply(&mut self, commands: &serde_json::Value) -> Result<()>;
+}
+
+/// Files and directories.
+pub trait Files {
     fn read_file(&self, path: &str) -> Result<Option<FileFact>>;
     /// Writes atomically (temporary file, fsync, rename) with the given mode.
     fn write_file(&mut self, path: &str, content: &[u8], mode: u32) -> Result<()>;
@@ -210,11 +238,15 @@ pub trait System {
     fn make_dir(&mut self, path: &str) -> Result<()>;
     /// Removes a directory if it is empty; Ok(false) when it is not.
     fn remove_dir_if_empty(&mut self, path: &str) -> Result<bool>;
+    /// When a file was last written, None when it does not exist.
+    fn modified(&self, path: &str) -> Result<Option<std::time::SystemTime>>;
+}
 
+/// Processes, programs and systemd.
+pub trait Processes {
     /// Whether systemd manages this host (it is PID 1).
     fn systemd_running(&self) -> bool;
     fn systemctl(&mut self, args: &[&str]) -> Result<String>;
-
     /// The process with this pid, if one runs (a zombie does not count).
     fn process(&self, pid: u32) -> Result<Option<ProcFact>>;
     /// Now, in the clock of `ProcFact::start_time`.
@@ -230,9 +262,13 @@ pub trait System {
     fn check_config(&mut self, check: crate::plan::FileCheck, content: &[u8]) -> Result<()>;
     /// Runs an installed program (an absolute path) that only reports; its standard output.
     fn output(&mut self, argv: &[&str]) -> Result<String>;
-    /// When a file was last written, None when it does not exist.
-    fn modified(&self, path: &str) -> Result<Option<std::time::SystemTime>>;
 }
+
+/// Every host effect: what the agent's kinds act through. The real host (`linux/`) implements
+/// each area in its own file; the fake (`fake.rs`) records what was asked of it.
+pub trait System: Modules + Sysctls + Links + Addresses + Routes + IpvsTable + Nftables + Files + Processes {}
+
+impl<T: Modules + Sysctls + Links + Addresses + Routes + IpvsTable + Nftables + Files + Processes> System for T {}
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,
 /// fsync of the directory.

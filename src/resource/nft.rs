@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::{Action as AnyAction, Decision, Key, Live, Recorded, Undo as AnyUndo, Wants};
 use crate::host::System;
-pub use crate::host::nft::{FAMILY, Objects, parse_listing};
+pub use crate::host::{NFT_FAMILY as FAMILY, NftObjects as Objects};
 use crate::plan::{MarkRuleSpec, NftTableSpec};
 
 /// Its one chain: prerouting, priority mangle (-150), before IPVS sees the packets.
@@ -237,6 +237,7 @@ pub fn check(u: &Undo, lab: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::Nftables;
 
     fn spec() -> NftTableSpec {
         NftTableSpec {
@@ -266,7 +267,7 @@ mod tests {
 
     #[test]
     fn the_planned_table_reads_back_equal_from_nfts_listing() {
-        let listed = parse_listing(&serde_json::from_str(LISTING).unwrap()).unwrap();
+        let listed = crate::host::linux::nft::parse_listing(&serde_json::from_str(LISTING).unwrap()).unwrap();
         assert_eq!(listed, objects(&spec()));
     }
 

@@ -1,10 +1,13 @@
-//! Processes: the daemons lvsctl starts and stops on hosts without systemd (named by pid, start
+//! Processes: systemctl, the daemons lvsctl starts and stops on hosts without systemd (named by pid, start
 //! time and executable), and the programs that check a configuration before it is installed.
 
 use std::io;
 use std::process::Command;
 
-use super::{ProcFact, Result, System};
+use std::path::Path;
+
+use super::Linux;
+use crate::host::{ProcFact, Processes, Result, System};
 
 /// Where `find_program` looks (not $PATH, which a login shell may have set to anything).
 pub const PROGRAM_DIRS: [&str; 6] = ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin", "/usr/local/bin"];
@@ -125,4 +128,72 @@ pub fn check_config(sys: &impl System, check: crate::plan::FileCheck, content: &
 
 fn nonce() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos() as u64).unwrap_or(0)
+}
+
+impl Processes for Linux {
+    fn systemd_running(&self) -> bool {
+        // sd_booted(3): systemd is PID 1 when this directory exists.
+        Path::new("/run/systemd/system").is_dir()
+    }
+
+    fn systemctl(&mut self, args: &[&str]) -> Result<String> {
+        let out = Command::new("systemctl").args(args).output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            Ok(stdout)
+        } else {
+            Err(io::Error::other(format!(
+                "systemctl {}: {}{}",
+                args.join(" "),
+                stdout.trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    }
+
+    fn process(&self, pid: u32) -> Result<Option<ProcFact>> {
+        read(pid)
+    }
+
+    fn now_ticks(&self) -> Result<u64> {
+        let up = std::fs::read_to_string("/proc/uptime")?;
+        let secs: f64 = up
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| io::Error::other("cannot read /proc/uptime"))?;
+        Ok((secs * clock_ticks() as f64) as u64)
+    }
+
+    fn find_program(&self, name: &str) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        PROGRAM_DIRS
+            .iter()
+            .map(|d| format!("{d}/{name}"))
+            .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0))
+    }
+
+    fn spawn_daemon(&mut self, argv: &[&str], log: &str) -> Result<ProcFact> {
+        spawn_daemon(argv, log)
+    }
+
+    fn signal(&mut self, pid: u32, signal: i32) -> Result<()> {
+        let pid = i32::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+        // SAFETY: kill(2) with a checked positive pid has no memory effects.
+        if unsafe { libc::kill(pid, signal) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    }
+
+    fn check_config(&mut self, check: crate::plan::FileCheck, content: &[u8]) -> Result<()> {
+        check_config(self, check, content)
+    }
+
+    fn output(&mut self, argv: &[&str]) -> Result<String> {
+        let (prog, args) = argv.split_first().ok_or_else(|| io::Error::other("nothing to run"))?;
+        let out = Command::new(prog).args(args).stdin(std::process::Stdio::null()).output()?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(io::Error::other(format!("{prog}: {}", String::from_utf8_lossy(&out.stderr).trim())))
+        }
+    }
 }
