@@ -506,7 +506,7 @@ mod tests {
     }
 
     fn link(dev: &str) -> Undo {
-        Undo::LinkUp(link::Undo { dev: dev.into() })
+        Undo::Link(link::Undo { dev: dev.into() })
     }
 
     #[test]
@@ -600,7 +600,7 @@ mod tests {
     fn dry_run_journal_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(&dir.path().join("lab"), "lab", "h", false).unwrap();
-        j.record(Undo::LinkUp(link::Undo { dev: "eth0".into() })).unwrap();
+        j.record(Undo::Link(link::Undo { dev: "eth0".into() })).unwrap();
         assert!(!dir.path().join("lab").exists());
     }
 
@@ -623,7 +623,7 @@ mod tests {
         let lab = dir.path().join("lab");
         let mut j = Journal::open(&lab, "lab", "h", true).unwrap();
         j.backup(b"old", 0o644).unwrap();
-        j.record(Undo::LinkUp(link::Undo { dev: "eth0".into() })).unwrap();
+        j.record(Undo::Link(link::Undo { dev: "eth0".into() })).unwrap();
         assert!(Journal::exists(&lab));
         j.delete().unwrap();
         assert!(!lab.exists());
@@ -695,7 +695,7 @@ mod tests {
             (Undo::Unit(unit::Undo { name: "ssh.service".into() }), "not lab dr's"),
             (Undo::Dir(dir::Undo { path: "/root".into() }), "not one lvsctl makes"),
             (Undo::Module(module::Undo { name: "../../evil".into(), loaded: None }), "not a module name"),
-            (Undo::LinkUp(link::Undo { dev: "eth0; reboot".into() }), "link"),
+            (Undo::Link(link::Undo { dev: "eth0; reboot".into() }), "link"),
         ] {
             let e = with(u.clone()).check("dr", Path::new("/")).unwrap_err().to_string();
             assert!(e.contains(why) && e.contains("entry 99") && e.contains("nothing is undone"), "{u:?}: {e}");

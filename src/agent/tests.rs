@@ -358,7 +358,10 @@ fn removing_something_from_the_inventory_removes_it_on_the_next_up() {
     assert!(!f.state.addresses.iter().any(|a| a.dev == "lo"));
     assert!(
         journal(root.path(), "dr")
-            .get(&Key::Address { dev: "lo".into(), address: "192.168.188.100/32".parse().unwrap() })
+            .get(&Key::Address(crate::resource::address::Id {
+                dev: "lo".into(),
+                address: "192.168.188.100/32".parse().unwrap()
+            }))
             .is_none()
     );
 }

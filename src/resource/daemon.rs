@@ -11,12 +11,17 @@
 //! A keepalived that lvsctl did not start is left alone: the daemon is Blocked, since `down`
 //! could not give it back what it ran.
 
+use std::fmt;
 use std::io;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Action as AnyAction, Decision, Intent, Key, Live, Recorded, Undo as AnyUndo, Wants};
+use super::{
+    Action as AnyAction, Backups, ChangeKind, Decision, Intent, Key, Kind, Live, Recorded, Stage, Undo as AnyUndo,
+    Wants,
+};
 use crate::host::{AddrFact, ProcFact, System};
+use crate::plan::HostPlan;
 use crate::plan::keepalived::KeepalivedSpec;
 
 /// The daemon's name: its key, its program and its systemd unit (`keepalived.service`).
@@ -111,11 +116,74 @@ pub fn read<S: System>(sys: &mut S, config: &str) -> io::Result<DaemonFact> {
     Ok(DaemonFact { program, running, unit_active, config_sha256 })
 }
 
-pub fn wants(spec: Option<&KeepalivedSpec>, w: &mut Wants) {
-    if let Some(k) = spec {
-        w.daemon = Some(k.config.clone());
+/// The kind.
+pub struct Daemon;
+
+impl Kind for Daemon {
+    /// Its name (only keepalived).
+    type Id = String;
+    /// Boxed: the largest record by far.
+    type Record = Box<Undo>;
+    type Action = Action;
+    const STAGE: Stage = Stage::Daemon;
+
+    fn fmt_id(name: &String, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "daemon {name}")
+    }
+
+    fn id(u: &Box<Undo>) -> String {
+        u.name.clone()
+    }
+
+    fn desired(plan: &HostPlan) -> Vec<String> {
+        plan.keepalived.iter().map(|_| KEEPALIVED.to_string()).collect()
+    }
+
+    fn wants(plan: &HostPlan, w: &mut Wants) {
+        if let Some(k) = &plan.keepalived {
+            w.daemon = Some(k.config.clone());
+            w.systemd = true;
+            w.addresses = true;
+        }
+    }
+
+    fn decide(plan: &HostPlan, live: &Live, journal: &dyn Recorded, intent: Intent) -> Vec<Decision> {
+        decide(plan.keepalived.as_ref(), &plan.lab, live, journal, intent)
+    }
+
+    fn show(plan: &HostPlan) -> Vec<super::Line> {
+        plan.keepalived.iter().map(show).collect()
+    }
+
+    fn undo_wants(u: &Box<Undo>, w: &mut Wants) {
+        w.daemon = Some(u.config.clone());
         w.systemd = true;
         w.addresses = true;
+    }
+
+    fn undo(u: &Box<Undo>, live: &Live) -> Decision {
+        undo(u, live)
+    }
+
+    fn sign(a: &Action) -> ChangeKind {
+        match a {
+            Action::Spawn { .. } | Action::SystemdStart => ChangeKind::Add,
+            Action::Reload(_) | Action::SystemdReload => ChangeKind::Change,
+            Action::Stop { .. } | Action::Sweep(_) | Action::SystemdStop(_) => ChangeKind::Remove,
+        }
+    }
+
+    fn act<S: System>(sys: &mut S, a: &Action, _: &dyn Backups) -> io::Result<Option<Box<Undo>>> {
+        act(sys, a)
+    }
+
+    fn check(u: &Box<Undo>, lab: &str, _: &std::path::Path) -> Result<(), String> {
+        check(u, lab)
+    }
+
+    /// A restarted or reloaded keepalived is recorded afresh (its process, its addresses).
+    fn merge(_: &Box<Undo>, newer: Box<Undo>) -> Box<Undo> {
+        newer
     }
 }
 
@@ -144,7 +212,7 @@ fn ours<'a>(how: &How, live: &'a Live) -> Option<&'a ProcFact> {
     }
 }
 
-pub fn decide(
+fn decide(
     spec: Option<&KeepalivedSpec>,
     lab: &str,
     live: &Live,
@@ -281,12 +349,6 @@ fn foreign(object: String, k: &KeepalivedSpec, what: &str, stop: &str) -> Decisi
     }
 }
 
-pub fn undo_wants(u: &Undo, w: &mut Wants) {
-    w.daemon = Some(u.config.clone());
-    w.systemd = true;
-    w.addresses = true;
-}
-
 /// The recorded addresses still on the host (all of them when the addresses could not be read:
 /// the sweep reads them again and removes only those it finds).
 fn left(u: &Undo, live: &Live) -> Vec<AddrFact> {
@@ -390,7 +452,7 @@ fn still<S: System>(sys: &S, p: &ProcFact) -> io::Result<()> {
     }
 }
 
-pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<Option<AnyUndo>> {
+fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<Option<Box<Undo>>> {
     match a {
         Action::Spawn { argv, log, record } => {
             let args: Vec<&str> = argv.iter().map(String::as_str).collect();
@@ -399,7 +461,7 @@ pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<Option<AnyUndo>> {
             if let How::Spawned { process, .. } = &mut r.how {
                 *process = Some(p);
             }
-            Ok(Some(AnyUndo::Daemon(Box::new(r))))
+            Ok(Some(Box::new(r)))
         }
         Action::Stop { process, log, added } => {
             still(sys, process)?;
@@ -448,7 +510,7 @@ fn sweep<S: System>(sys: &mut S, added: &[AddrFact]) -> io::Result<()> {
     Ok(())
 }
 
-pub fn show(k: &KeepalivedSpec) -> (&'static str, String, String) {
+fn show(k: &KeepalivedSpec) -> super::Line {
     let mut what = vec![];
     if !k.instances.is_empty() {
         let addrs: Vec<String> =

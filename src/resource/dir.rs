@@ -1,12 +1,17 @@
 //! Directories lvsctl creates for its files; `down` removes them when empty.
 
+use std::fmt;
 use std::io;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Action as AnyAction, Decision, Key, Live, Undo as AnyUndo};
+use super::{
+    Action as AnyAction, Backups, ChangeKind, Decision, Intent, Key, Kind, Live, Recorded, Stage, Undo as AnyUndo,
+    Wants,
+};
 use crate::host::System;
+use crate::plan::HostPlan;
 
 /// lvsctl created the directory; it is removed when empty.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +24,74 @@ pub enum Action {
     Make(String),
     /// Fails with DirectoryNotEmpty when it holds files lvsctl did not write.
     RemoveIfEmpty(String),
+}
+
+/// The kind: decided with the files that need it (`file`), undone on its own.
+pub struct Dir;
+
+impl Kind for Dir {
+    type Id = String;
+    type Record = Undo;
+    type Action = Action;
+    const STAGE: Stage = Stage::Files;
+    const RUNTIME: bool = false;
+
+    fn fmt_id(path: &String, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "dir {path}")
+    }
+
+    fn id(u: &Undo) -> String {
+        u.path.clone()
+    }
+
+    /// The parents of the plan's files.
+    fn desired(plan: &HostPlan) -> Vec<String> {
+        plan.files.iter().flat_map(|f| parents(&f.path)).collect()
+    }
+
+    /// Read with the files.
+    fn wants(_: &HostPlan, _: &mut Wants) {}
+
+    /// Decided with the files, before each that needs it.
+    fn decide(_: &HostPlan, _: &Live, _: &dyn Recorded, _: Intent) -> Vec<Decision> {
+        Vec::new()
+    }
+
+    /// Not shown: it follows from the files.
+    fn show(_: &HostPlan) -> Vec<super::Line> {
+        Vec::new()
+    }
+
+    fn undo_wants(u: &Undo, w: &mut Wants) {
+        w.dirs.insert(u.path.clone());
+    }
+
+    fn undo(u: &Undo, live: &Live) -> Decision {
+        let key = Key::Dir(u.path.clone());
+        if !live.dirs.get(&u.path).copied().unwrap_or(false) {
+            return Decision::same(key, "is absent");
+        }
+        Decision::revert(key, "present", "absent", AnyAction::Dir(Action::RemoveIfEmpty(u.path.clone())))
+    }
+
+    fn sign(a: &Action) -> ChangeKind {
+        match a {
+            Action::Make(_) => ChangeKind::Add,
+            Action::RemoveIfEmpty(_) => ChangeKind::Remove,
+        }
+    }
+
+    fn act<S: System>(sys: &mut S, a: &Action, _: &dyn Backups) -> io::Result<Option<Undo>> {
+        act(sys, a).map(|_| None)
+    }
+
+    fn check(u: &Undo, lab: &str, root: &std::path::Path) -> Result<(), String> {
+        check(u, lab, root)
+    }
+
+    fn merge(_: &Undo, newer: Undo) -> Undo {
+        newer
+    }
 }
 
 /// The parent directories of `path`, innermost first (`/` excluded).
@@ -57,15 +130,7 @@ pub fn decide_missing(path: &str, live: &Live, made: &mut Vec<String>) -> Vec<De
         .collect()
 }
 
-pub fn undo(u: &Undo, live: &Live) -> Decision {
-    let key = Key::Dir(u.path.clone());
-    if !live.dirs.get(&u.path).copied().unwrap_or(false) {
-        return Decision::same(key, "is absent");
-    }
-    Decision::revert(key, "present", "absent", AnyAction::Dir(Action::RemoveIfEmpty(u.path.clone())))
-}
-
-pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
+fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
     match a {
         Action::Make(p) => sys.make_dir(p),
         Action::RemoveIfEmpty(p) => match sys.remove_dir_if_empty(p) {
@@ -80,7 +145,7 @@ pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
 
 /// A directory `up` creates for `lab`: /etc/lvsctl, /etc/lvsctl/LAB, or the sysctl.d and unit
 /// directories (and their parents) when a host had none.
-pub fn check(u: &Undo, lab: &str, root: &std::path::Path) -> Result<(), String> {
+fn check(u: &Undo, lab: &str, root: &std::path::Path) -> Result<(), String> {
     let ours = [
         crate::paths::CONFIG_ROOT.to_string(),
         format!("{}/{lab}", crate::paths::CONFIG_ROOT),

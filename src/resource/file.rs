@@ -2,13 +2,17 @@
 //! their mode; a file they replace is backed up next to the journal, and `down` puts it back —
 //! unless someone changed lvsctl's version since.
 
+use std::fmt;
 use std::io;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Action as AnyAction, Backups, Decision, Key, Live, Recorded, Undo as AnyUndo, Wants, dir, sha256};
+use super::{
+    Action as AnyAction, Backups, ChangeKind, Decision, Intent, Key, Kind, Live, Recorded, Stage, Undo as AnyUndo,
+    Wants, dir, sha256,
+};
 use crate::host::{FileFact, System};
-use crate::plan::FileSpec;
+use crate::plan::{FileSpec, HostPlan};
 
 /// A copy of a file's prior content, kept next to the journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,12 +27,6 @@ pub struct Undo {
     pub path: String,
     pub prior: Option<Backup>,
     pub applied_sha256: String,
-}
-
-impl Undo {
-    pub fn merge(&self, new: Undo) -> Undo {
-        Undo { prior: self.prior.clone(), ..new }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,10 +48,74 @@ pub enum Action {
     Remove(String),
 }
 
-pub fn wants(specs: &[FileSpec], w: &mut Wants) {
-    for f in specs {
-        w.files.insert(f.path.clone());
-        w.dirs.extend(dir::parents(&f.path));
+/// The kind: a file, and before it (in its stage) the directories it needs.
+pub struct File;
+
+impl Kind for File {
+    type Id = String;
+    type Record = Undo;
+    type Action = Action;
+    const STAGE: Stage = Stage::Files;
+    const RUNTIME: bool = false;
+
+    fn fmt_id(path: &String, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "file {path}")
+    }
+
+    fn id(u: &Undo) -> String {
+        u.path.clone()
+    }
+
+    fn desired(plan: &HostPlan) -> Vec<String> {
+        plan.files.iter().map(|f| f.path.clone()).collect()
+    }
+
+    fn wants(plan: &HostPlan, w: &mut Wants) {
+        for f in &plan.files {
+            w.files.insert(f.path.clone());
+            w.dirs.extend(dir::parents(&f.path));
+        }
+    }
+
+    /// Each file, after the directories it needs that are missing.
+    fn decide(plan: &HostPlan, live: &Live, journal: &dyn Recorded, _: Intent) -> Vec<Decision> {
+        decide(&plan.files, live, journal)
+    }
+
+    fn show(plan: &HostPlan) -> Vec<super::Line> {
+        plan.files.iter().map(|f| ("file", format!("{} ({:04o})", f.path, f.mode), f.reason.clone())).collect()
+    }
+
+    fn undo_wants(u: &Undo, w: &mut Wants) {
+        w.files.insert(u.path.clone());
+    }
+
+    fn undo(u: &Undo, live: &Live) -> Decision {
+        undo(u, live)
+    }
+
+    fn sign(a: &Action) -> ChangeKind {
+        match a {
+            Action::Write { backup: None, .. } => ChangeKind::Add,
+            Action::Write { .. } | Action::Restore { .. } => ChangeKind::Change,
+            Action::Remove(_) => ChangeKind::Remove,
+        }
+    }
+
+    fn act<S: System>(sys: &mut S, a: &Action, backups: &dyn Backups) -> io::Result<Option<Undo>> {
+        act(sys, a, backups).map(|_| None)
+    }
+
+    fn check(u: &Undo, lab: &str, root: &std::path::Path) -> Result<(), String> {
+        check(u, lab, root)
+    }
+
+    fn merge(first: &Undo, newer: Undo) -> Undo {
+        Undo { prior: first.prior.clone(), ..newer }
+    }
+
+    fn prepare<S: System>(sys: &mut S, a: &Action, record: &mut Undo, backups: &mut dyn Backups) -> io::Result<()> {
+        prepare(sys, a, record, backups)
     }
 }
 
@@ -61,7 +123,7 @@ fn short(sha: &str) -> &str {
     &sha[..12]
 }
 
-pub fn decide(specs: &[FileSpec], live: &Live, journal: &dyn Recorded) -> Vec<Decision> {
+fn decide(specs: &[FileSpec], live: &Live, journal: &dyn Recorded) -> Vec<Decision> {
     let mut out = Vec::new();
     let mut dirs_made = Vec::new();
     for f in specs {
@@ -109,7 +171,7 @@ pub fn decide(specs: &[FileSpec], live: &Live, journal: &dyn Recorded) -> Vec<De
 
 /// Before anything is journaled: the program that reads the file accepts the new content, and
 /// the content it replaces is backed up, so that the journal record names the backup.
-pub fn prepare<S: System>(sys: &mut S, a: &Action, record: &mut Undo, backups: &mut dyn Backups) -> io::Result<()> {
+fn prepare<S: System>(sys: &mut S, a: &Action, record: &mut Undo, backups: &mut dyn Backups) -> io::Result<()> {
     if let Action::Write { check: Some(c), content, .. } = a {
         sys.check_config(*c, content)?;
     }
@@ -122,7 +184,7 @@ pub fn prepare<S: System>(sys: &mut S, a: &Action, record: &mut Undo, backups: &
     Ok(())
 }
 
-pub fn undo(u: &Undo, live: &Live) -> Decision {
+fn undo(u: &Undo, live: &Live) -> Decision {
     let key = Key::File(u.path.clone());
     let current = match live.files.get(&u.path) {
         None => return Decision::failed(&key, "undo what lvsctl changed", "not read"),
@@ -149,7 +211,7 @@ pub fn undo(u: &Undo, live: &Live) -> Decision {
     }
 }
 
-pub fn act<S: System>(sys: &mut S, a: &Action, backups: &dyn Backups) -> io::Result<()> {
+fn act<S: System>(sys: &mut S, a: &Action, backups: &dyn Backups) -> io::Result<()> {
     match a {
         Action::Write { path, content, mode, .. } => sys.write_file(path, content, *mode),
         Action::Restore { path, backup } => {
@@ -162,13 +224,9 @@ pub fn act<S: System>(sys: &mut S, a: &Action, backups: &dyn Backups) -> io::Res
     }
 }
 
-pub fn show(f: &FileSpec) -> (&'static str, String, String) {
-    ("file", format!("{} ({:04o})", f.path, f.mode), f.reason.clone())
-}
-
 /// One of the files `up` writes for `lab` (its runtime plan and agent check under /etc/lvsctl/LAB,
 /// its sysctl.d file, its unit), with a backup named inside the journal's directory.
-pub fn check(u: &Undo, lab: &str, root: &std::path::Path) -> Result<(), String> {
+fn check(u: &Undo, lab: &str, root: &std::path::Path) -> Result<(), String> {
     let simple = |n: &str| {
         !n.is_empty()
             && n != "."

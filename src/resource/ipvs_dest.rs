@@ -3,14 +3,18 @@
 //! removed.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::io;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Action as AnyAction, Decision, Key, Live, Recorded, Undo as AnyUndo};
+use super::{
+    Action as AnyAction, Backups, ChangeKind, Decision, Intent, Key, Kind, Live, Recorded, Stage, Undo as AnyUndo,
+    Wants,
+};
 use crate::host::System;
 use crate::ipvs::{DestConfig, DestEntry, DestKey, ServiceKey};
-use crate::plan::DestSpec;
+use crate::plan::{DestSpec, HostPlan};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Undo {
@@ -18,12 +22,6 @@ pub struct Undo {
     pub key: DestKey,
     pub prior: Option<DestConfig>,
     pub applied: DestConfig,
-}
-
-impl Undo {
-    pub fn merge(&self, new: Undo) -> Undo {
-        Undo { prior: self.prior.clone(), ..new }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +32,75 @@ pub enum Action {
     Set(ServiceKey, DestKey, DestConfig),
     /// `ipvsadm -d`
     Del(ServiceKey, DestKey),
+}
+
+/// The kind: decided and shown with its service (`ipvs_service`), undone on its own.
+pub struct Dest;
+
+impl Kind for Dest {
+    type Id = (ServiceKey, DestKey);
+    type Record = Undo;
+    type Action = Action;
+    const STAGE: Stage = Stage::Ipvs;
+
+    fn fmt_id((s, k): &(ServiceKey, DestKey), f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ipvs dest {k} of {s}")
+    }
+
+    fn id(u: &Undo) -> (ServiceKey, DestKey) {
+        (u.service, u.key)
+    }
+
+    fn desired(plan: &HostPlan) -> Vec<(ServiceKey, DestKey)> {
+        let mut ids = Vec::new();
+        for v in &plan.ipvs {
+            let s = super::ipvs_service::key(v);
+            ids.extend(v.destinations.iter().map(|d| (s, key(d))));
+        }
+        ids
+    }
+
+    /// Read with its service.
+    fn wants(_: &HostPlan, _: &mut Wants) {}
+
+    /// Decided with its service, right after it.
+    fn decide(_: &HostPlan, _: &Live, _: &dyn Recorded, _: Intent) -> Vec<Decision> {
+        Vec::new()
+    }
+
+    /// Shown with its service.
+    fn show(_: &HostPlan) -> Vec<super::Line> {
+        Vec::new()
+    }
+
+    fn undo_wants(_: &Undo, w: &mut Wants) {
+        w.ipvs = true;
+    }
+
+    fn undo(u: &Undo, live: &Live) -> Decision {
+        undo(u, live)
+    }
+
+    fn sign(a: &Action) -> ChangeKind {
+        super::ipvs_service::sign(&op(a))
+    }
+
+    fn act<S: System>(sys: &mut S, a: &Action, _: &dyn Backups) -> io::Result<Option<Undo>> {
+        super::ipvs_service::apply(sys, op(a)).map(|_| None)
+    }
+
+    /// Typed netlink data: addresses, ports, numbers.
+    fn check(_: &Undo, _: &str, _: &std::path::Path) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn merge(first: &Undo, newer: Undo) -> Undo {
+        Undo { prior: first.prior.clone(), ..newer }
+    }
+
+    fn ipvs_op(a: &Action) -> Option<crate::ipvs::TableOp> {
+        Some(op(a))
+    }
 }
 
 pub fn key(d: &DestSpec) -> DestKey {
@@ -51,7 +118,7 @@ pub fn decide(s: ServiceKey, specs: &[DestSpec], have: &[DestEntry], journal: &d
     for d in specs {
         let dk = key(d);
         let want = config(d);
-        let k = Key::Dest(s, dk);
+        let k = Key::Dest((s, dk));
         let reason = format!("real server {}", d.host);
         out.push(match by_key.get(&dk) {
             Some(x) if x.config == want => Decision::same(k, format!("is {}", want.describe())),
@@ -71,7 +138,7 @@ pub fn decide(s: ServiceKey, specs: &[DestSpec], have: &[DestEntry], journal: &d
     let wanted: HashSet<DestKey> = specs.iter().map(key).collect();
     for x in have {
         let wanted = wanted.contains(&x.key);
-        if !wanted && journal.recorded(&Key::Dest(s, x.key)).is_none() {
+        if !wanted && journal.recorded(&Key::Dest((s, x.key))).is_none() {
             out.push(Decision::Note(format!(
                 "ipvs service {s} has destination {} that lvsctl does not manage: left as it is",
                 x.key
@@ -81,8 +148,8 @@ pub fn decide(s: ServiceKey, specs: &[DestSpec], have: &[DestEntry], journal: &d
     out
 }
 
-pub fn undo(u: &Undo, live: &Live) -> Decision {
-    let key = Key::Dest(u.service, u.key);
+fn undo(u: &Undo, live: &Live) -> Decision {
+    let key = Key::Dest((u.service, u.key));
     if let Err(e) = &live.ipvs {
         return Decision::failed(&key, "undo what lvsctl changed", e);
     }
@@ -99,7 +166,7 @@ pub fn undo(u: &Undo, live: &Live) -> Decision {
     }
 }
 
-pub fn op(a: &Action) -> crate::ipvs::TableOp {
+fn op(a: &Action) -> crate::ipvs::TableOp {
     use crate::ipvs::TableOp;
     match a {
         Action::New(s, k, c) => TableOp::NewDest(*s, *k, c.clone()),
@@ -108,11 +175,7 @@ pub fn op(a: &Action) -> crate::ipvs::TableOp {
     }
 }
 
-pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
-    sys.ipvs_apply(&[op(a)]).remove(0)
-}
-
-pub fn show(d: &DestSpec) -> (&'static str, String, String) {
+pub fn show(d: &DestSpec) -> super::Line {
     let to = std::net::SocketAddr::new(d.address, d.port);
     let mut line = format!("  -> {to} {} weight {}", d.forward.as_str(), d.weight);
     if d.u_threshold > 0 {

@@ -2,26 +2,24 @@
 //! scheduler and persistence; `down` deletes what lvsctl created and restores what it changed.
 //! Each service decides its destinations (`ipvs_dest`) right after itself.
 
+use std::fmt;
 use std::io;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Action as AnyAction, Decision, Intent, Key, Live, Recorded, Undo as AnyUndo, Wants, ipvs_dest};
+use super::{
+    Action as AnyAction, Backups, ChangeKind, Decision, Intent, Key, Kind, Live, Recorded, Stage, Undo as AnyUndo,
+    Wants, ipvs_dest,
+};
 use crate::host::System;
 use crate::ipvs::{ServiceConfig, ServiceKey};
-use crate::plan::VirtualServiceSpec;
+use crate::plan::{HostPlan, VirtualServiceSpec};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Undo {
     pub key: ServiceKey,
     pub prior: Option<ServiceConfig>,
     pub applied: ServiceConfig,
-}
-
-impl Undo {
-    pub fn merge(&self, new: Undo) -> Undo {
-        Undo { prior: self.prior.clone(), ..new }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,11 +45,77 @@ pub fn config(v: &VirtualServiceSpec) -> ServiceConfig {
     ServiceConfig::persistent(&v.scheduler, v.persistence, v.netmask).with_flags(flags).for_family(&key(v))
 }
 
-pub fn wants(specs: &[VirtualServiceSpec], w: &mut Wants) {
-    w.ipvs |= !specs.is_empty();
+/// The kind: a service, and with it (in its stage) its destinations.
+pub struct Service;
+
+impl Kind for Service {
+    type Id = ServiceKey;
+    type Record = Undo;
+    type Action = Action;
+    const STAGE: Stage = Stage::Ipvs;
+
+    fn fmt_id(k: &ServiceKey, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ipvs service {k}")
+    }
+
+    fn id(u: &Undo) -> ServiceKey {
+        u.key
+    }
+
+    fn desired(plan: &HostPlan) -> Vec<ServiceKey> {
+        plan.ipvs.iter().map(key).collect()
+    }
+
+    fn wants(plan: &HostPlan, w: &mut Wants) {
+        w.ipvs |= !plan.ipvs.is_empty();
+    }
+
+    /// Each service, then its destinations.
+    fn decide(plan: &HostPlan, live: &Live, journal: &dyn Recorded, intent: Intent) -> Vec<Decision> {
+        decide(&plan.ipvs, live, journal, intent)
+    }
+
+    /// Each service, then its destinations.
+    fn show(plan: &HostPlan) -> Vec<super::Line> {
+        let mut lines = Vec::new();
+        for s in &plan.ipvs {
+            lines.push(show(s));
+            lines.extend(s.destinations.iter().map(ipvs_dest::show));
+        }
+        lines
+    }
+
+    fn undo_wants(_: &Undo, w: &mut Wants) {
+        w.ipvs = true;
+    }
+
+    fn undo(u: &Undo, live: &Live) -> Decision {
+        undo(u, live)
+    }
+
+    fn sign(a: &Action) -> ChangeKind {
+        sign(&op(a))
+    }
+
+    fn act<S: System>(sys: &mut S, a: &Action, _: &dyn Backups) -> io::Result<Option<Undo>> {
+        apply(sys, op(a)).map(|_| None)
+    }
+
+    /// Typed netlink data: addresses, ports, numbers.
+    fn check(_: &Undo, _: &str, _: &std::path::Path) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn merge(first: &Undo, newer: Undo) -> Undo {
+        Undo { prior: first.prior.clone(), ..newer }
+    }
+
+    fn ipvs_op(a: &Action) -> Option<crate::ipvs::TableOp> {
+        Some(op(a))
+    }
 }
 
-pub fn decide(specs: &[VirtualServiceSpec], live: &Live, journal: &dyn Recorded, intent: Intent) -> Vec<Decision> {
+fn decide(specs: &[VirtualServiceSpec], live: &Live, journal: &dyn Recorded, intent: Intent) -> Vec<Decision> {
     if specs.is_empty() {
         return vec![];
     }
@@ -103,7 +167,7 @@ pub fn decide(specs: &[VirtualServiceSpec], live: &Live, journal: &dyn Recorded,
     out
 }
 
-pub fn undo(u: &Undo, live: &Live) -> Decision {
+fn undo(u: &Undo, live: &Live) -> Decision {
     let key = Key::Service(u.key);
     if let Err(e) = &live.ipvs {
         return Decision::failed(&key, "undo what lvsctl changed", e);
@@ -119,7 +183,22 @@ pub fn undo(u: &Undo, live: &Live) -> Decision {
     }
 }
 
-pub fn op(a: &Action) -> crate::ipvs::TableOp {
+/// An IPVS change as the diff shows it.
+pub(super) fn sign(op: &crate::ipvs::TableOp) -> ChangeKind {
+    use crate::ipvs::TableOp::*;
+    match op {
+        NewService(..) | NewDest(..) => ChangeKind::Add,
+        SetService(..) | SetDest(..) => ChangeKind::Change,
+        DelService(..) | DelDest(..) => ChangeKind::Remove,
+    }
+}
+
+/// One IPVS change on its own (the executor batches them; this is for a change made alone).
+pub(super) fn apply<S: System>(sys: &mut S, op: crate::ipvs::TableOp) -> io::Result<()> {
+    sys.ipvs_apply(&[op]).remove(0)
+}
+
+fn op(a: &Action) -> crate::ipvs::TableOp {
     use crate::ipvs::TableOp;
     match a {
         Action::New(k, c) => TableOp::NewService(*k, c.clone()),
@@ -128,11 +207,7 @@ pub fn op(a: &Action) -> crate::ipvs::TableOp {
     }
 }
 
-pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
-    sys.ipvs_apply(&[op(a)]).remove(0)
-}
-
-pub fn show(s: &VirtualServiceSpec) -> (&'static str, String, String) {
+fn show(s: &VirtualServiceSpec) -> super::Line {
     let what = match s.fwmark {
         Some(_) => key(s).to_string(),
         None => format!("{} {}", s.protocol, std::net::SocketAddr::new(s.vip, s.port)),

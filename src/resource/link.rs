@@ -1,10 +1,11 @@
 //! Links: brought up when down; `down` takes down only what lvsctl brought up.
 
+use std::fmt;
 use std::io;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Action as AnyAction, Decision, Key, Live, Undo as AnyUndo, Wants};
+use super::{Backups, ChangeKind, Decision, Intent, Key, Kind, Live, Recorded, Stage, Wants};
 use crate::host::System;
 use crate::plan::{HostPlan, LinkSpec};
 
@@ -21,13 +22,79 @@ pub struct Action {
     pub up: bool,
 }
 
-pub fn wants(plan: &HostPlan, w: &mut Wants) {
-    w.links.extend(plan.links_up.iter().map(|l| l.dev.clone()));
-    // A missing link may only be waiting for a module of the plan (tunl0 comes with ipip).
-    w.modules |= !plan.links_up.is_empty() && !plan.modules.is_empty();
+/// The kind.
+pub struct Link;
+
+impl Kind for Link {
+    type Id = String;
+    type Record = Undo;
+    type Action = Action;
+    const STAGE: Stage = Stage::Links;
+
+    fn fmt_id(dev: &String, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "link {dev}")
+    }
+
+    fn id(u: &Undo) -> String {
+        u.dev.clone()
+    }
+
+    fn desired(plan: &HostPlan) -> Vec<String> {
+        plan.links_up.iter().map(|l| l.dev.clone()).collect()
+    }
+
+    fn wants(plan: &HostPlan, w: &mut Wants) {
+        w.links.extend(plan.links_up.iter().map(|l| l.dev.clone()));
+        // A missing link may only be waiting for a module of the plan (tunl0 comes with ipip).
+        w.modules |= !plan.links_up.is_empty() && !plan.modules.is_empty();
+    }
+
+    fn decide(plan: &HostPlan, live: &Live, _: &dyn Recorded, _: Intent) -> Vec<Decision> {
+        decide(&plan.links_up, live, live.modules_pending(plan))
+    }
+
+    fn show(plan: &HostPlan) -> Vec<super::Line> {
+        plan.links_up.iter().map(|l| ("link", format!("{} up", l.dev), l.reason.clone())).collect()
+    }
+
+    fn undo_wants(u: &Undo, w: &mut Wants) {
+        w.links.insert(u.dev.clone());
+    }
+
+    fn undo(u: &Undo, live: &Live) -> Decision {
+        let key = Key::Link(u.dev.clone());
+        match live.links.get(&u.dev) {
+            None => Decision::failed(&key, "undo what lvsctl changed", "not read"),
+            Some(Err(e)) => Decision::failed(&key, "undo what lvsctl changed", e),
+            Some(Ok(Some(true))) => {
+                Decision::revert(key, "up", "down", super::Action::Link(Action { dev: u.dev.clone(), up: false }))
+            }
+            Some(Ok(_)) => Decision::same(key, "down or gone"),
+        }
+    }
+
+    fn sign(_: &Action) -> ChangeKind {
+        ChangeKind::Change
+    }
+
+    fn act<S: System>(sys: &mut S, a: &Action, _: &dyn Backups) -> io::Result<Option<Undo>> {
+        act(sys, a).map(|_| None)
+    }
+
+    /// An interface name the kernel would take.
+    fn check(u: &Undo, _: &str, _: &std::path::Path) -> Result<(), String> {
+        match crate::inventory::parse::interface_name_problem(&u.dev) {
+            Some(why) => Err(format!("link {:?} {why}", u.dev)),
+            None => Ok(()),
+        }
+    }
+
+    fn merge(_: &Undo, newer: Undo) -> Undo {
+        newer
+    }
 }
 
-pub fn decide(specs: &[LinkSpec], live: &Live, modules_pending: bool) -> Vec<Decision> {
+fn decide(specs: &[LinkSpec], live: &Live, modules_pending: bool) -> Vec<Decision> {
     specs
         .iter()
         .map(|l| {
@@ -38,8 +105,8 @@ pub fn decide(specs: &[LinkSpec], live: &Live, modules_pending: bool) -> Vec<Dec
                 Some(Err(e)) => Decision::failed(&key, &l.reason, e),
                 Some(Ok(Some(true))) => Decision::same(key, "is up"),
                 Some(Ok(Some(false))) => {
-                    let record = AnyUndo::LinkUp(Undo { dev: l.dev.clone() });
-                    let action = AnyAction::Link(Action { dev: l.dev.clone(), up: true });
+                    let record = super::Undo::Link(Undo { dev: l.dev.clone() });
+                    let action = super::Action::Link(Action { dev: l.dev.clone(), up: true });
                     Decision::change(key, "down", "up", &l.reason, Some(record), action)
                 }
                 Some(Ok(None)) if modules_pending => Decision::Pending {
@@ -61,23 +128,11 @@ pub fn decide(specs: &[LinkSpec], live: &Live, modules_pending: bool) -> Vec<Dec
         .collect()
 }
 
-pub fn undo(u: &Undo, live: &Live) -> Decision {
-    let key = Key::Link(u.dev.clone());
-    match live.links.get(&u.dev) {
-        None => Decision::failed(&key, "undo what lvsctl changed", "not read"),
-        Some(Err(e)) => Decision::failed(&key, "undo what lvsctl changed", e),
-        Some(Ok(Some(true))) => {
-            Decision::revert(key, "up", "down", AnyAction::Link(Action { dev: u.dev.clone(), up: false }))
-        }
-        Some(Ok(_)) => Decision::same(key, "down or gone"),
-    }
-}
-
 /// Taking a link down flushes its IPv6 addresses (the kernel's `keep_addr_on_down` is 0 by
 /// default): those it held are put back (on a down link they stay), so that `down` leaves the
 /// addresses that were there before lvsctl. lvsctl's own are gone already: undo runs in reverse,
 /// addresses before links. Link-local ones come back by themselves when the link comes up.
-pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
+fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
     if a.up {
         return sys.set_link(&a.dev, true);
     }
@@ -94,18 +149,6 @@ pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
         sys.add_address(x)?;
     }
     Ok(())
-}
-
-pub fn show(l: &LinkSpec) -> (&'static str, String, String) {
-    ("link", format!("{} up", l.dev), l.reason.clone())
-}
-
-/// An interface name the kernel would take.
-pub fn check(u: &Undo) -> Result<(), String> {
-    match crate::inventory::parse::interface_name_problem(&u.dev) {
-        Some(why) => Err(format!("link {:?} {why}", u.dev)),
-        None => Ok(()),
-    }
 }
 
 #[cfg(test)]

@@ -1,21 +1,22 @@
-//! Everything lvsctl manages on a host, one module per kind of object. Each kind holds its typed
-//! key, how it is read, the pure decision (desired state + live facts + journal → a change, or a
-//! no-op with its reason), how the change is made (`act`), how it is undone from the journal, and
-//! how it is shown.
+//! Everything lvsctl manages on a host, one file per kind of object. Each kind implements
+//! `Kind`: its identity, its journal record, its action, what it reads, the pure decision
+//! (desired state + live facts + journal → a change, or a no-op with its reason), how the change
+//! is made (`act`), how it is undone from the journal, how it is checked and how it is shown.
+//! The `kinds!` list below registers each kind by one line; the `Key`, `Undo` and `Action` enums
+//! and every dispatch over kinds (`registry.rs`) follow from it.
 //!
 //! The agent's executor (`agent::apply`) walks `STAGES` in order: for each stage it reads the
-//! facts the stage needs (`wants` → `Live::read`), asks for the decisions (`decide`), and, when
-//! applying, executes them. Dry runs and `status` stop after `decide`. Nothing in this module
-//! writes to the host except the `act` functions, which only the executor calls.
+//! facts the stage's kinds need (`wants` → `Live::read`), asks them for decisions (`decide`), and,
+//! when applying, executes them. Dry runs and `status` stop after `decide`. Nothing in this module
+//! writes to the host except the kinds' `act`, which only the executor calls.
 //!
-//! Adding a kind: a file here with its `Undo`, `Action`, `wants`, `decide`, `undo`, `act` and
-//! `show`; then register it below: a variant in `Key`, `Undo` and `Action`, a stage in `STAGES`,
-//! and one line in each dispatch (`Stage::wants`, `Stage::decide`, `desired_keys`, `undo_wants`,
-//! `undo`, `act`, `show`). The compiler points at each match that lacks it; `desired_keys` and
-//! `show` are lists to extend by hand.
+//! Adding a kind: a file here with a type that implements `Kind` (and its tests), one line in
+//! `kinds!`, a stage in `STAGES` if none fits, and a field in `Wants`/`Live` if it reads a fact
+//! no kind reads yet. README, "Adding a kind", walks through it.
 
 pub mod address;
 pub mod daemon;
+mod decision;
 pub mod dir;
 pub mod file;
 pub mod ipvs_dest;
@@ -23,6 +24,7 @@ pub mod ipvs_service;
 pub mod link;
 pub mod module;
 pub mod nft;
+mod registry;
 pub mod route;
 pub mod sysctl;
 #[cfg(test)]
@@ -33,7 +35,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::io;
 
-use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -61,124 +62,86 @@ pub enum Scope {
     Runtime,
 }
 
-/// The identity of one managed object; the journal holds at most one entry per key.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Key {
-    Module(String),
-    Sysctl(String),
-    Link(String),
-    Address {
-        dev: String,
-        address: IpNet,
-    },
-    Route(IpNet),
-    Service(ServiceKey),
-    Dest(ServiceKey, DestKey),
-    /// lvsctl's nftables table (`inet NAME`).
-    Nft(String),
-    File(String),
-    Dir(String),
-    Daemon(String),
-    Unit(String),
-}
+/// A `plan` line: (kind, item, reason).
+pub type Line = (&'static str, String, String);
 
-/// How the object is named in messages: `sysctl net.ipv4.ip_forward`, `route default`, …
-impl fmt::Display for Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Key::Module(name) => write!(f, "module {name}"),
-            Key::Sysctl(key) => write!(f, "sysctl {key}"),
-            Key::Link(dev) => write!(f, "link {dev}"),
-            Key::Address { dev, address } => write!(f, "address {address} dev {dev}"),
-            Key::Route(dst) => write!(f, "route {}", route::destination(*dst)),
-            Key::Service(k) => write!(f, "ipvs service {k}"),
-            Key::Dest(s, k) => write!(f, "ipvs dest {k} of {s}"),
-            Key::Nft(name) => write!(f, "nftables table {} {name}", nft::FAMILY),
-            Key::File(path) => write!(f, "file {path}"),
-            Key::Dir(path) => write!(f, "dir {path}"),
-            Key::Daemon(name) => write!(f, "daemon {name}"),
-            Key::Unit(name) => write!(f, "unit {name}"),
-        }
+/// One kind of object lvsctl manages, everything about it in one file; registered in `kinds!`.
+/// All of it is pure except `act` and `prepare`, which only the executor calls.
+pub trait Kind {
+    /// The identity of one object: the journal holds at most one entry per identity.
+    type Id: fmt::Debug + Clone + PartialEq + Eq + PartialOrd + Ord + std::hash::Hash;
+    /// How one change is undone: the journal's entry. Its serde shape is what journals on hosts
+    /// hold (the journal-v1 fixture guards it).
+    type Record: fmt::Debug + Clone + PartialEq + Eq + Serialize + serde::de::DeserializeOwned;
+    /// One effect on the host, as data.
+    type Action: fmt::Debug + Clone + PartialEq + Eq;
+    /// When it is applied.
+    const STAGE: Stage;
+    /// Whether its objects are runtime state, which a reboot loses and the boot unit's start and
+    /// stop make and undo; false for what is on disk (files, the unit).
+    const RUNTIME: bool = true;
+
+    /// How an object is named in messages (`sysctl net.ipv4.ip_forward`).
+    fn fmt_id(id: &Self::Id, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+    /// The object a record undoes.
+    fn id(record: &Self::Record) -> Self::Id;
+    /// Every object of this kind the plan wants: journal entries of others are stale.
+    fn desired(plan: &HostPlan) -> Vec<Self::Id>;
+    /// What its decisions read.
+    fn wants(plan: &HostPlan, w: &mut Wants);
+    /// A decision per object of the plan, in order: from the plan, the live facts and the journal.
+    fn decide(plan: &HostPlan, live: &Live, journal: &dyn Recorded, intent: Intent) -> Vec<Decision>;
+    /// `lvsctl plan`'s lines for its objects.
+    fn show(plan: &HostPlan) -> Vec<Line>;
+    /// What undoing a record reads.
+    fn undo_wants(record: &Self::Record, w: &mut Wants);
+    /// How to undo a record, given the live state.
+    fn undo(record: &Self::Record, live: &Live) -> Decision;
+    /// Whether an action adds, changes or removes (the diff's `+`, `~` and `-`).
+    fn sign(action: &Self::Action) -> ChangeKind;
+    /// Performs one action. A kind that learns something only by acting (which modules a load
+    /// brought in) returns a refined record to journal.
+    fn act<S: System>(sys: &mut S, action: &Self::Action, backups: &dyn Backups) -> io::Result<Option<Self::Record>>;
+    /// Whether lvsctl of lab `lab` can have written this record (see `Undo::check`).
+    fn check(record: &Self::Record, lab: &str, root: &std::path::Path) -> Result<(), String>;
+    /// The record of an object changed again: what `down` gives back stays the first prior.
+    fn merge(first: &Self::Record, newer: Self::Record) -> Self::Record;
+    /// Work before the record is journaled (a file's backup).
+    fn prepare<S: System>(
+        _sys: &mut S,
+        _action: &Self::Action,
+        _record: &mut Self::Record,
+        _backups: &mut dyn Backups,
+    ) -> io::Result<()> {
+        Ok(())
+    }
+    /// The IPVS change an action is, if it is one: those are made in batches.
+    fn ipvs_op(_action: &Self::Action) -> Option<crate::ipvs::TableOp> {
+        None
     }
 }
 
-/// How to undo one change: the journal's entries. The serde shape (`kind` plus the kind's
-/// fields) is what journals on hosts hold; it must stay readable.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Undo {
-    Module(module::Undo),
-    Sysctl(sysctl::Undo),
-    LinkUp(link::Undo),
-    Address(address::Undo),
-    Route(route::Undo),
-    Service(ipvs_service::Undo),
-    Dest(ipvs_dest::Undo),
-    Nft(nft::Undo),
-    File(file::Undo),
-    Dir(dir::Undo),
-    Daemon(Box<daemon::Undo>),
-    Unit(unit::Undo),
+registry::kinds! {
+    Module = "module" => module::Module,
+    Sysctl = "sysctl" => sysctl::Sysctl,
+    Link = "link-up" => link::Link,
+    Address = "address" => address::Address,
+    Route = "route" => route::Route,
+    /// lvsctl's nftables table (`inet NAME`).
+    Nft = "nft" => nft::Nft,
+    Service = "service" => ipvs_service::Service,
+    Dest = "dest" => ipvs_dest::Dest,
+    File = "file" => file::File,
+    Dir = "dir" => dir::Dir,
+    Daemon = "daemon" => daemon::Daemon,
+    Unit = "unit" => unit::Unit,
 }
+
+pub use decision::{Change, ChangeKind, Decision};
 
 impl Undo {
-    pub fn key(&self) -> Key {
-        match self {
-            Undo::Module(u) => Key::Module(u.name.clone()),
-            Undo::Sysctl(u) => Key::Sysctl(u.key.clone()),
-            Undo::LinkUp(u) => Key::Link(u.dev.clone()),
-            Undo::Address(u) => Key::Address { dev: u.address.dev.clone(), address: u.address.address },
-            Undo::Route(u) => Key::Route(u.applied.destination),
-            Undo::Service(u) => Key::Service(u.key),
-            Undo::Dest(u) => Key::Dest(u.service, u.key),
-            Undo::Nft(u) => Key::Nft(u.table.clone()),
-            Undo::File(u) => Key::File(u.path.clone()),
-            Undo::Dir(u) => Key::Dir(u.path.clone()),
-            Undo::Daemon(u) => Key::Daemon(u.name.clone()),
-            Undo::Unit(u) => Key::Unit(u.name.clone()),
-        }
-    }
-
-    /// Whether lvsctl of lab `lab` can have written this entry: `down` acts on the journal as
-    /// root, so an entry someone else put there (a path outside lvsctl's files, a sysctl key
-    /// that climbs out of /proc/sys, a unit of another name) is refused before anything is undone.
-    /// `root` is where the host's files are (`/`; a directory in tests).
-    pub fn check(&self, lab: &str, root: &std::path::Path) -> Result<(), String> {
-        match self {
-            Undo::Module(u) => module::check(u),
-            Undo::Sysctl(u) => sysctl::check(u),
-            Undo::LinkUp(u) => link::check(u),
-            Undo::File(u) => file::check(u, lab, root),
-            Undo::Dir(u) => dir::check(u, lab, root),
-            Undo::Unit(u) => unit::check(u, lab),
-            Undo::Daemon(u) => daemon::check(u, lab),
-            Undo::Nft(u) => nft::check(u, lab),
-            // Typed netlink data: addresses, prefixes, ports, numbers; nothing to climb out of.
-            Undo::Address(_) | Undo::Route(_) | Undo::Service(_) | Undo::Dest(_) => Ok(()),
-        }
-    }
-
-    /// Runtime state is what a reboot loses and `systemctl stop` undoes; the rest is on disk.
-    pub fn is_runtime(&self) -> bool {
-        !matches!(self, Undo::File(_) | Undo::Dir(_) | Undo::Unit(_))
-    }
-
     fn in_scope(&self, scope: Scope) -> bool {
         scope == Scope::All || self.is_runtime()
-    }
-
-    /// The entry for an object changed again: the first prior stays, what was applied is new.
-    pub fn merge(&self, newer: Undo) -> Undo {
-        match (self, newer) {
-            (Undo::Module(old), Undo::Module(new)) => Undo::Module(old.merge(new)),
-            (Undo::Sysctl(old), Undo::Sysctl(new)) => Undo::Sysctl(old.merge(new)),
-            (Undo::Route(old), Undo::Route(new)) => Undo::Route(old.merge(new)),
-            (Undo::Service(old), Undo::Service(new)) => Undo::Service(old.merge(new)),
-            (Undo::Dest(old), Undo::Dest(new)) => Undo::Dest(old.merge(new)),
-            (Undo::Nft(old), Undo::Nft(new)) => Undo::Nft(old.merge(new)),
-            (Undo::File(old), Undo::File(new)) => Undo::File(old.merge(new)),
-            (_, new) => new,
-        }
     }
 }
 
@@ -197,161 +160,6 @@ impl Recorded for Vec<Undo> {
 pub trait Backups {
     fn backup(&mut self, content: &[u8], mode: u32) -> io::Result<file::Backup>;
     fn read_backup(&self, b: &file::Backup) -> io::Result<Vec<u8>>;
-}
-
-/// One effect on the host, as data: what `act` performs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    Module(module::Action),
-    Sysctl(sysctl::Action),
-    Link(link::Action),
-    Address(address::Action),
-    Route(route::Action),
-    Service(ipvs_service::Action),
-    Dest(ipvs_dest::Action),
-    Nft(nft::Action),
-    File(file::Action),
-    Dir(dir::Action),
-    Daemon(daemon::Action),
-    Unit(unit::Action),
-}
-
-/// terraform's `+`, `~` and `-`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ChangeKind {
-    Add,
-    Change,
-    Remove,
-}
-
-impl ChangeKind {
-    pub fn sign(self) -> char {
-        match self {
-            ChangeKind::Add => '+',
-            ChangeKind::Change => '~',
-            ChangeKind::Remove => '-',
-        }
-    }
-}
-
-impl Action {
-    /// Whether the action adds an object, changes one that is there, or removes one (the diff's
-    /// `+`, `~` and `-`).
-    pub fn kind(&self) -> ChangeKind {
-        use ChangeKind::{Add, Change, Remove};
-        match self {
-            Action::Module(module::Action::Load(_)) => Add,
-            Action::Module(module::Action::Unload(_)) => Remove,
-            Action::Sysctl(_) | Action::Link(_) => Change,
-            Action::Address(address::Action::Add(_)) => Add,
-            Action::Address(address::Action::Del(_)) => Remove,
-            Action::Route(route::Action::Add { replace: true, .. }) => Change,
-            Action::Route(route::Action::Add { .. }) => Add,
-            Action::Route(route::Action::Del(_)) => Remove,
-            Action::Service(ipvs_service::Action::New(..)) | Action::Dest(ipvs_dest::Action::New(..)) => Add,
-            Action::Service(ipvs_service::Action::Set(..)) | Action::Dest(ipvs_dest::Action::Set(..)) => Change,
-            Action::Service(ipvs_service::Action::Del(..)) | Action::Dest(ipvs_dest::Action::Del(..)) => Remove,
-            Action::Nft(nft::Action::Replace { created: true, .. }) => Add,
-            Action::Nft(nft::Action::Replace { .. }) => Change,
-            Action::Nft(nft::Action::Delete(_)) => Remove,
-            Action::File(file::Action::Write { backup: None, .. }) => Add,
-            Action::File(file::Action::Write { .. } | file::Action::Restore { .. }) => Change,
-            Action::File(file::Action::Remove(_)) => Remove,
-            Action::Dir(dir::Action::Make(_)) => Add,
-            Action::Dir(dir::Action::RemoveIfEmpty(_)) => Remove,
-            Action::Daemon(daemon::Action::Spawn { .. } | daemon::Action::SystemdStart) => Add,
-            Action::Daemon(daemon::Action::Reload(_) | daemon::Action::SystemdReload) => Change,
-            Action::Daemon(daemon::Action::Stop { .. } | daemon::Action::Sweep(_) | daemon::Action::SystemdStop(_)) => {
-                Remove
-            }
-            Action::Unit(unit::Action::Enable(_)) => Add,
-            Action::Unit(unit::Action::Disable(_)) => Remove,
-        }
-    }
-}
-
-/// A change to make: `before` becomes `after`. `record` is journaled before `action` runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
-    pub key: Key,
-    pub before: String,
-    pub after: String,
-    pub reason: String,
-    pub record: Option<Undo>,
-    pub action: Action,
-}
-
-/// What one object needs, decided from the plan, the live facts and the journal.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    /// Already as planned (or, for an undo, as it was before lvsctl): nothing to do, and why.
-    Same {
-        key: Key,
-        why: String,
-    },
-    Change(Box<Change>),
-    /// Wanted but impossible as the host is (a missing interface, an address someone else
-    /// holds): a failure when applying, drift for `status`.
-    Blocked {
-        object: String,
-        before: String,
-        after: String,
-        reason: String,
-        error: String,
-    },
-    /// Possible only after an earlier change of the same run (tunl0's sysctls exist once ipip is
-    /// loaded): a dry run says so, `status` reports drift, an apply that gets here failed.
-    Pending {
-        object: String,
-        before: String,
-        after: String,
-        reason: String,
-        error: String,
-    },
-    /// Undo only: someone else changed the object after lvsctl did, so it is left as it is.
-    Keep {
-        key: Key,
-        why: String,
-    },
-    /// The facts could not be read.
-    Failed {
-        object: String,
-        reason: String,
-        error: String,
-    },
-    /// Something to tell the user that changes nothing.
-    Note(String),
-}
-
-impl Decision {
-    fn change(
-        key: Key,
-        before: impl Into<String>,
-        after: impl Into<String>,
-        reason: &str,
-        record: Option<Undo>,
-        action: Action,
-    ) -> Self {
-        Decision::Change(Box::new(Change {
-            key,
-            before: before.into(),
-            after: after.into(),
-            reason: reason.to_string(),
-            record,
-            action,
-        }))
-    }
-    fn same(key: Key, why: impl Into<String>) -> Self {
-        Decision::Same { key, why: why.into() }
-    }
-    fn failed(object: impl fmt::Display, reason: &str, error: &str) -> Self {
-        Decision::Failed { object: object.to_string(), reason: reason.to_string(), error: error.to_string() }
-    }
-    /// An undo: `before` becomes `after` by `action` (nothing is journaled).
-    fn revert(key: Key, before: impl Into<String>, after: impl Into<String>, action: Action) -> Self {
-        Decision::change(key, before, after, "", None, action)
-    }
 }
 
 /// A read that may have failed (the error is reported as a failed item, not an abort).
@@ -584,71 +392,6 @@ pub const STAGES: [Stage; 10] = [
     Stage::Unit,
 ];
 
-impl Stage {
-    pub fn in_scope(self, scope: Scope) -> bool {
-        scope == Scope::All || !matches!(self, Stage::Files | Stage::Unit)
-    }
-
-    /// What the stage's decisions read.
-    pub fn wants(self, plan: &HostPlan) -> Wants {
-        let mut w = Wants::default();
-        match self {
-            Stage::Modules => module::wants(&plan.modules, &mut w),
-            Stage::Sysctls => sysctl::wants(plan, &mut w),
-            Stage::Links => link::wants(plan, &mut w),
-            Stage::Addresses => address::wants(&plan.addresses, &mut w),
-            Stage::Routes => route::wants(&plan.routes, &mut w),
-            Stage::Nftables => nft::wants(plan.nftables.as_ref(), &mut w),
-            Stage::Ipvs => ipvs_service::wants(&plan.ipvs, &mut w),
-            Stage::Files => file::wants(&plan.files, &mut w),
-            Stage::Daemon => daemon::wants(plan.keepalived.as_ref(), &mut w),
-            Stage::Unit => unit::wants(plan.boot_unit.as_deref(), &mut w),
-        }
-        w
-    }
-
-    /// The stage's decisions, in order. Pure.
-    pub fn decide(self, plan: &HostPlan, live: &Live, journal: &dyn Recorded, intent: Intent) -> Vec<Decision> {
-        match self {
-            Stage::Modules => module::decide(&plan.modules, live),
-            Stage::Sysctls => sysctl::decide(&plan.sysctls, live, live.modules_pending(plan)),
-            Stage::Links => link::decide(&plan.links_up, live, live.modules_pending(plan)),
-            Stage::Addresses => address::decide(&plan.addresses, live),
-            Stage::Routes => route::decide(&plan.routes, live),
-            Stage::Nftables => nft::decide(plan.nftables.as_ref(), live, journal),
-            Stage::Ipvs => ipvs_service::decide(&plan.ipvs, live, journal, intent),
-            Stage::Files => file::decide(&plan.files, live, journal),
-            Stage::Daemon => daemon::decide(plan.keepalived.as_ref(), &plan.lab, live, journal, intent),
-            Stage::Unit => unit::decide(plan.boot_unit.as_deref(), live, intent),
-        }
-    }
-}
-
-/// The keys of everything `plan` wants in `scope`; journal entries with other keys are stale.
-pub fn desired_keys(plan: &HostPlan, scope: Scope) -> BTreeSet<Key> {
-    let mut keys = BTreeSet::new();
-    keys.extend(plan.modules.iter().map(|m| Key::Module(m.name.clone())));
-    keys.extend(plan.sysctls.iter().map(|s| Key::Sysctl(s.key.clone())));
-    keys.extend(plan.links_up.iter().map(|l| Key::Link(l.dev.clone())));
-    keys.extend(plan.addresses.iter().map(address::key));
-    keys.extend(plan.routes.iter().map(|r| Key::Route(r.destination)));
-    keys.extend(plan.keepalived.iter().map(|_| Key::Daemon(daemon::KEEPALIVED.to_string())));
-    keys.extend(plan.nftables.iter().map(nft::key));
-    for v in &plan.ipvs {
-        let k = ipvs_service::key(v);
-        keys.insert(Key::Service(k));
-        keys.extend(v.destinations.iter().map(|d| Key::Dest(k, ipvs_dest::key(d))));
-    }
-    if scope == Scope::All {
-        for f in &plan.files {
-            keys.insert(Key::File(f.path.clone()));
-            keys.extend(dir::parents(&f.path).into_iter().map(Key::Dir));
-        }
-        keys.extend(plan.boot_unit.iter().map(|u| Key::Unit(u.clone())));
-    }
-    keys
-}
-
 /// Journal entries (newest first) in `scope` that `plan` no longer wants.
 pub fn stale<'a>(entries: impl Iterator<Item = &'a Undo>, plan: &HostPlan, scope: Scope) -> Vec<Undo> {
     let wanted = desired_keys(plan, scope);
@@ -664,105 +407,25 @@ pub fn in_scope<'a>(entries: impl Iterator<Item = &'a Undo>, scope: Scope) -> Ve
 pub fn undo_wants(entries: &[Undo]) -> Wants {
     let mut w = Wants::default();
     for u in entries {
-        match u {
-            Undo::Module(_) => w.modules = true,
-            Undo::Sysctl(u) => {
-                w.sysctls.insert(u.key.clone());
-            }
-            Undo::LinkUp(u) => {
-                w.links.insert(u.dev.clone());
-            }
-            Undo::Address(_) => w.addresses = true,
-            Undo::Route(_) => w.routes = true,
-            Undo::Service(_) | Undo::Dest(_) => w.ipvs = true,
-            Undo::Nft(u) => {
-                w.nft.insert(u.table.clone());
-            }
-            Undo::File(u) => {
-                w.files.insert(u.path.clone());
-            }
-            Undo::Dir(u) => {
-                w.dirs.insert(u.path.clone());
-            }
-            Undo::Unit(_) => w.systemd = true,
-            Undo::Daemon(u) => daemon::undo_wants(u, &mut w),
-        }
+        u.wants(&mut w);
     }
     w
 }
 
 /// How to undo one entry, given the live state. Pure.
 pub fn undo(u: &Undo, live: &Live) -> Decision {
-    match u {
-        Undo::Module(m) => module::undo(m, live),
-        Undo::Sysctl(s) => sysctl::undo(s, live),
-        Undo::LinkUp(l) => link::undo(l, live),
-        Undo::Address(a) => address::undo(a, live),
-        Undo::Route(r) => route::undo(r, live),
-        Undo::Service(s) => ipvs_service::undo(s, live),
-        Undo::Dest(d) => ipvs_dest::undo(d, live),
-        Undo::Nft(n) => nft::undo(n, live),
-        Undo::File(f) => file::undo(f, live),
-        Undo::Dir(d) => dir::undo(d, live),
-        Undo::Daemon(d) => daemon::undo(d, live),
-        Undo::Unit(u) => unit::undo(u, live),
-    }
-}
-
-/// Work that must happen before a change's record is journaled (a backup of the file it
-/// replaces, so that the record can name it).
-pub fn prepare<S: System>(sys: &mut S, change: &mut Change, backups: &mut dyn Backups) -> io::Result<()> {
-    match (&change.action, &mut change.record) {
-        (Action::File(a), Some(Undo::File(u))) => file::prepare(sys, a, u, backups),
-        _ => Ok(()),
-    }
+    u.decide_undo(live)
 }
 
 /// The IPVS change an action is, if it is one: those are made in batches (`System::ipvs_apply`).
 pub fn ipvs_op(action: &Action) -> Option<crate::ipvs::TableOp> {
-    match action {
-        Action::Service(a) => Some(ipvs_service::op(a)),
-        Action::Dest(a) => Some(ipvs_dest::op(a)),
-        _ => None,
-    }
+    action.ipvs_op()
 }
 
 /// Performs one action. Some kinds learn something only by acting (which modules a load
 /// brought in): they return a refined record to journal.
 pub fn act<S: System>(sys: &mut S, action: &Action, backups: &dyn Backups) -> io::Result<Option<Undo>> {
-    match action {
-        Action::Module(a) => module::act(sys, a),
-        Action::Sysctl(a) => sysctl::act(sys, a).map(|_| None),
-        Action::Link(a) => link::act(sys, a).map(|_| None),
-        Action::Address(a) => address::act(sys, a).map(|_| None),
-        Action::Route(a) => route::act(sys, a).map(|_| None),
-        Action::Service(a) => ipvs_service::act(sys, a).map(|_| None),
-        Action::Dest(a) => ipvs_dest::act(sys, a).map(|_| None),
-        Action::Nft(a) => nft::act(sys, a).map(|_| None),
-        Action::File(a) => file::act(sys, a, backups).map(|_| None),
-        Action::Dir(a) => dir::act(sys, a).map(|_| None),
-        Action::Daemon(a) => daemon::act(sys, a),
-        Action::Unit(a) => unit::act(sys, a).map(|_| None),
-    }
-}
-
-/// `lvsctl plan`'s lines for one host: (kind, item, reason), in apply order.
-pub fn show(p: &HostPlan) -> Vec<(&'static str, String, String)> {
-    let mut v = Vec::new();
-    v.extend(p.modules.iter().map(module::show));
-    v.extend(p.sysctls.iter().map(sysctl::show));
-    v.extend(p.links_up.iter().map(link::show));
-    v.extend(p.addresses.iter().map(address::show));
-    v.extend(p.routes.iter().map(route::show));
-    v.extend(p.nftables.iter().flat_map(nft::show));
-    for s in &p.ipvs {
-        v.push(ipvs_service::show(s));
-        v.extend(s.destinations.iter().map(ipvs_dest::show));
-    }
-    v.extend(p.files.iter().map(file::show));
-    v.extend(p.keepalived.iter().map(daemon::show));
-    v.extend(p.boot_unit.iter().map(|u| unit::show(u)));
-    v
+    action.act(sys, backups)
 }
 
 /// Sysctl values compare by their fields (the kernel separates multi-value ones with tabs).

@@ -8,15 +8,19 @@
 //! Objects are compared as `nft -j list table` prints them, without their handles: the JSON
 //! lvsctl writes is in that very form, so a table as planned reads back equal.
 
+use std::fmt;
 use std::io;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Action as AnyAction, Decision, Key, Live, Recorded, Undo as AnyUndo, Wants};
+use super::{
+    Action as AnyAction, Backups, ChangeKind, Decision, Intent, Key, Kind, Live, Recorded, Stage, Undo as AnyUndo,
+    Wants,
+};
 use crate::host::System;
 pub use crate::host::{NFT_FAMILY as FAMILY, NftObjects as Objects};
-use crate::plan::{MarkRuleSpec, NftTableSpec};
+use crate::plan::{HostPlan, MarkRuleSpec, NftTableSpec};
 
 /// Its one chain: prerouting, priority mangle (-150), before IPVS sees the packets.
 pub const CHAIN: &str = "prerouting";
@@ -31,12 +35,6 @@ pub struct Undo {
     pub prior: Option<Objects>,
 }
 
-impl Undo {
-    pub fn merge(&self, new: Undo) -> Undo {
-        Undo { prior: self.prior.clone(), ..new }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// The table becomes exactly `objects` (created when absent: `created`).
@@ -45,8 +43,71 @@ pub enum Action {
     Delete(String),
 }
 
-pub fn key(spec: &NftTableSpec) -> Key {
+fn key(spec: &NftTableSpec) -> Key {
     Key::Nft(spec.name.clone())
+}
+
+/// The kind.
+pub struct Nft;
+
+impl Kind for Nft {
+    /// The table's name (family inet).
+    type Id = String;
+    type Record = Undo;
+    type Action = Action;
+    const STAGE: Stage = Stage::Nftables;
+
+    fn fmt_id(name: &String, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "nftables table {FAMILY} {name}")
+    }
+
+    fn id(u: &Undo) -> String {
+        u.table.clone()
+    }
+
+    fn desired(plan: &HostPlan) -> Vec<String> {
+        plan.nftables.iter().map(|t| t.name.clone()).collect()
+    }
+
+    fn wants(plan: &HostPlan, w: &mut Wants) {
+        w.nft.extend(plan.nftables.iter().map(|t| t.name.clone()));
+    }
+
+    fn decide(plan: &HostPlan, live: &Live, journal: &dyn Recorded, _: Intent) -> Vec<Decision> {
+        decide(plan.nftables.as_ref(), live, journal)
+    }
+
+    fn show(plan: &HostPlan) -> Vec<super::Line> {
+        plan.nftables.iter().flat_map(show).collect()
+    }
+
+    fn undo_wants(u: &Undo, w: &mut Wants) {
+        w.nft.insert(u.table.clone());
+    }
+
+    fn undo(u: &Undo, live: &Live) -> Decision {
+        undo(u, live)
+    }
+
+    fn sign(a: &Action) -> ChangeKind {
+        match a {
+            Action::Replace { created: true, .. } => ChangeKind::Add,
+            Action::Replace { .. } => ChangeKind::Change,
+            Action::Delete(_) => ChangeKind::Remove,
+        }
+    }
+
+    fn act<S: System>(sys: &mut S, a: &Action, _: &dyn Backups) -> io::Result<Option<Undo>> {
+        act(sys, a).map(|_| None)
+    }
+
+    fn check(u: &Undo, lab: &str, _: &std::path::Path) -> Result<(), String> {
+        check(u, lab)
+    }
+
+    fn merge(first: &Undo, newer: Undo) -> Undo {
+        Undo { prior: first.prior.clone(), ..newer }
+    }
 }
 
 /// The objects of the planned table, in the form `nft -j list table` prints them.
@@ -129,12 +190,6 @@ pub fn fact<S: System>(sys: &mut S, spec: &NftTableSpec) -> NftFact {
     f
 }
 
-pub fn wants(spec: Option<&NftTableSpec>, w: &mut Wants) {
-    if let Some(s) = spec {
-        w.nft.insert(s.name.clone());
-    }
-}
-
 fn describe(objects: Option<&Objects>) -> String {
     match objects {
         None => "absent".into(),
@@ -145,7 +200,7 @@ fn describe(objects: Option<&Objects>) -> String {
     }
 }
 
-pub fn decide(spec: Option<&NftTableSpec>, live: &Live, journal: &dyn Recorded) -> Vec<Decision> {
+fn decide(spec: Option<&NftTableSpec>, live: &Live, journal: &dyn Recorded) -> Vec<Decision> {
     let Some(spec) = spec else { return vec![] };
     let key = key(spec);
     let want = objects(spec);
@@ -167,7 +222,7 @@ pub fn decide(spec: Option<&NftTableSpec>, live: &Live, journal: &dyn Recorded) 
     }
 }
 
-pub fn undo(u: &Undo, live: &Live) -> Decision {
+fn undo(u: &Undo, live: &Live) -> Decision {
     let key = Key::Nft(u.table.clone());
     let have = match live.nft.get(&u.table) {
         None => return Decision::failed(&key, "undo what lvsctl changed", "not read"),
@@ -189,7 +244,7 @@ pub fn undo(u: &Undo, live: &Live) -> Decision {
     }
 }
 
-pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
+fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
     match a {
         Action::Replace { table, objects, .. } => sys.nft_apply(&replace_commands(table, objects)),
         Action::Delete(table) => match sys.nft_apply(&delete_commands(table)) {
@@ -199,7 +254,7 @@ pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
     }
 }
 
-pub fn show(s: &NftTableSpec) -> Vec<(&'static str, String, String)> {
+fn show(s: &NftTableSpec) -> Vec<super::Line> {
     let mut v = vec![("nft", format!("table {FAMILY} {} chain {CHAIN} (priority mangle)", s.name), s.reason.clone())];
     for r in &s.rules {
         let family = if r.vip.is_ipv6() { "ip6" } else { "ip" };
@@ -216,7 +271,7 @@ pub fn show(s: &NftTableSpec) -> Vec<(&'static str, String, String)> {
 
 /// A journal entry lvsctl of lab `lab` can have written: its own table, and a prior whose
 /// objects all belong to that table (restoring it can touch nothing else).
-pub fn check(u: &Undo, lab: &str) -> Result<(), String> {
+fn check(u: &Undo, lab: &str) -> Result<(), String> {
     let want = crate::plan::nft_table_name(lab);
     if u.table != want {
         return Err(format!("nftables table {:?} is not lab {lab}'s ({want})", u.table));

@@ -1,26 +1,24 @@
 //! Routes of the main table, marked `proto lvsctl`: added, or replacing the route in their slot
 //! (same destination and metric), which `down` puts back with every attribute.
 
+use std::fmt;
 use std::io;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::{Action as AnyAction, Decision, Key, Live, Undo as AnyUndo, Wants};
+use super::{
+    Action as AnyAction, Backups, ChangeKind, Decision, Intent, Key, Kind, Live, Recorded, Stage, Undo as AnyUndo,
+    Wants,
+};
 use crate::host::{RTPROT_LVSCTL, RouteFact, System};
-use crate::plan::RouteSpec;
+use crate::plan::{HostPlan, RouteSpec};
 
 /// lvsctl added the route (no prior) or replaced the prior one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Undo {
     pub applied: RouteFact,
     pub prior: Option<RouteFact>,
-}
-
-impl Undo {
-    pub fn merge(&self, new: Undo) -> Undo {
-        Undo { applied: new.applied, prior: self.prior.clone() }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,11 +41,75 @@ pub fn slot_metric(d: IpNet) -> u32 {
     }
 }
 
-pub fn wants(specs: &[RouteSpec], w: &mut Wants) {
-    w.routes |= !specs.is_empty();
+/// The kind.
+pub struct Route;
+
+impl Kind for Route {
+    /// A route's slot is its destination (and the metric `slot_metric` gives it).
+    type Id = IpNet;
+    type Record = Undo;
+    type Action = Action;
+    const STAGE: Stage = Stage::Routes;
+
+    fn fmt_id(dst: &IpNet, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "route {}", destination(*dst))
+    }
+
+    fn id(u: &Undo) -> IpNet {
+        u.applied.destination
+    }
+
+    fn desired(plan: &HostPlan) -> Vec<IpNet> {
+        plan.routes.iter().map(|r| r.destination).collect()
+    }
+
+    fn wants(plan: &HostPlan, w: &mut Wants) {
+        w.routes |= !plan.routes.is_empty();
+    }
+
+    fn decide(plan: &HostPlan, live: &Live, _: &dyn Recorded, _: Intent) -> Vec<Decision> {
+        decide(&plan.routes, live)
+    }
+
+    fn show(plan: &HostPlan) -> Vec<super::Line> {
+        plan.routes.iter().map(show).collect()
+    }
+
+    fn undo_wants(_: &Undo, w: &mut Wants) {
+        w.routes = true;
+    }
+
+    fn undo(u: &Undo, live: &Live) -> Decision {
+        undo(u, live)
+    }
+
+    fn sign(a: &Action) -> ChangeKind {
+        match a {
+            Action::Add { replace: true, .. } => ChangeKind::Change,
+            Action::Add { .. } => ChangeKind::Add,
+            Action::Del(_) => ChangeKind::Remove,
+        }
+    }
+
+    fn act<S: System>(sys: &mut S, a: &Action, _: &dyn Backups) -> io::Result<Option<Undo>> {
+        match a {
+            Action::Add { route, replace } => sys.add_route(route, *replace)?,
+            Action::Del(r) => sys.del_route(r)?,
+        }
+        Ok(None)
+    }
+
+    /// Typed netlink data: prefixes, addresses, numbers.
+    fn check(_: &Undo, _: &str, _: &std::path::Path) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn merge(first: &Undo, newer: Undo) -> Undo {
+        Undo { applied: newer.applied, prior: first.prior.clone() }
+    }
 }
 
-pub fn decide(specs: &[RouteSpec], live: &Live) -> Vec<Decision> {
+fn decide(specs: &[RouteSpec], live: &Live) -> Vec<Decision> {
     if specs.is_empty() {
         return vec![];
     }
@@ -133,7 +195,7 @@ fn cuts_ssh(spec: &RouteSpec, have: &[RouteFact], session: &super::Session) -> O
     ))
 }
 
-pub fn undo(u: &Undo, live: &Live) -> Decision {
+fn undo(u: &Undo, live: &Live) -> Decision {
     let applied = &u.applied;
     let key = Key::Route(applied.destination);
     let have = match &live.routes {
@@ -153,14 +215,7 @@ pub fn undo(u: &Undo, live: &Live) -> Decision {
     }
 }
 
-pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
-    match a {
-        Action::Add { route, replace } => sys.add_route(route, *replace),
-        Action::Del(r) => sys.del_route(r),
-    }
-}
-
-pub fn show(r: &RouteSpec) -> (&'static str, String, String) {
+fn show(r: &RouteSpec) -> super::Line {
     let via = r.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
     let dev = r.dev.as_deref().map(|d| format!(" dev {d}")).unwrap_or_default();
     ("route", format!("{}{via}{dev}", destination(r.destination)), r.reason.clone())

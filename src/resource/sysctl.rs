@@ -1,11 +1,12 @@
 //! Sysctls (`/proc/sys`): set to the planned value; `down` gives back the value found before,
 //! unless someone changed it since.
 
+use std::fmt;
 use std::io;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Action as AnyAction, Decision, Key, Live, Undo as AnyUndo, Wants, same_value};
+use super::{Backups, ChangeKind, Decision, Intent, Key, Kind, Live, Recorded, Stage, Wants, same_value};
 use crate::host::System;
 use crate::plan::{HostPlan, SysctlSpec};
 
@@ -16,12 +17,6 @@ pub struct Undo {
     pub applied: String,
 }
 
-impl Undo {
-    pub fn merge(&self, new: Undo) -> Undo {
-        Undo { prior: self.prior.clone(), ..new }
-    }
-}
-
 /// `sysctl -w KEY=VALUE`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Action {
@@ -29,14 +24,78 @@ pub struct Action {
     pub value: String,
 }
 
-pub fn wants(plan: &HostPlan, w: &mut Wants) {
-    w.sysctls.extend(plan.sysctls.iter().map(|s| s.key.clone()));
-    // A missing key may only be waiting for a module of the plan.
-    w.modules |= !plan.sysctls.is_empty() && !plan.modules.is_empty();
-}
+/// The kind.
+pub struct Sysctl;
 
-pub fn decide(specs: &[SysctlSpec], live: &Live, modules_pending: bool) -> Vec<Decision> {
-    specs.iter().map(|s| decide_one(s, live.sysctls.get(&s.key), modules_pending)).collect()
+impl Kind for Sysctl {
+    type Id = String;
+    type Record = Undo;
+    type Action = Action;
+    const STAGE: Stage = Stage::Sysctls;
+
+    fn fmt_id(key: &String, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sysctl {key}")
+    }
+
+    fn id(u: &Undo) -> String {
+        u.key.clone()
+    }
+
+    fn desired(plan: &HostPlan) -> Vec<String> {
+        plan.sysctls.iter().map(|s| s.key.clone()).collect()
+    }
+
+    fn wants(plan: &HostPlan, w: &mut Wants) {
+        w.sysctls.extend(plan.sysctls.iter().map(|s| s.key.clone()));
+        // A missing key may only be waiting for a module of the plan.
+        w.modules |= !plan.sysctls.is_empty() && !plan.modules.is_empty();
+    }
+
+    fn decide(plan: &HostPlan, live: &Live, _: &dyn Recorded, _: Intent) -> Vec<Decision> {
+        let pending = live.modules_pending(plan);
+        plan.sysctls.iter().map(|s| decide_one(s, live.sysctls.get(&s.key), pending)).collect()
+    }
+
+    fn show(plan: &HostPlan) -> Vec<super::Line> {
+        plan.sysctls.iter().map(|s| ("sysctl", format!("{} = {}", s.key, s.value), s.reason.clone())).collect()
+    }
+
+    fn undo_wants(u: &Undo, w: &mut Wants) {
+        w.sysctls.insert(u.key.clone());
+    }
+
+    fn undo(u: &Undo, live: &Live) -> Decision {
+        undo(u, live)
+    }
+
+    fn sign(_: &Action) -> ChangeKind {
+        ChangeKind::Change
+    }
+
+    fn act<S: System>(sys: &mut S, a: &Action, _: &dyn Backups) -> io::Result<Option<Undo>> {
+        sys.write_sysctl(&a.key, &a.value).map(|_| None)
+    }
+
+    /// A key under net. (the only ones lvsctl sets) that names a file of /proc/sys and nothing
+    /// above it, and values without control characters.
+    fn check(u: &Undo, _: &str, _: &std::path::Path) -> Result<(), String> {
+        let k = &u.key;
+        let key_ok = k.starts_with("net.")
+            && k.len() <= 256
+            && k.split('.').all(|p| !p.is_empty() && p != "..")
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !key_ok {
+            return Err(format!("sysctl key {k:?} is not one lvsctl sets"));
+        }
+        if [&u.prior, &u.applied].iter().any(|v| v.len() > 4096 || v.chars().any(|c| c.is_control() && c != '\t')) {
+            return Err(format!("sysctl {k}: a recorded value is not a sysctl value"));
+        }
+        Ok(())
+    }
+
+    fn merge(first: &Undo, newer: Undo) -> Undo {
+        Undo { prior: first.prior.clone(), ..newer }
+    }
 }
 
 fn decide_one(s: &SysctlSpec, current: Option<&super::Fact<Option<String>>>, modules_pending: bool) -> Decision {
@@ -48,8 +107,8 @@ fn decide_one(s: &SysctlSpec, current: Option<&super::Fact<Option<String>>>, mod
         Some(Ok(Some(cur))) if same_value(cur, &s.value) => Decision::same(key, format!("is {}", s.value)),
         Some(Ok(Some(cur))) => {
             let cur = cur.trim().to_string();
-            let record = AnyUndo::Sysctl(Undo { key: s.key.clone(), prior: cur.clone(), applied: s.value.clone() });
-            let action = AnyAction::Sysctl(Action { key: s.key.clone(), value: s.value.clone() });
+            let record = super::Undo::Sysctl(Undo { key: s.key.clone(), prior: cur.clone(), applied: s.value.clone() });
+            let action = super::Action::Sysctl(Action { key: s.key.clone(), value: s.value.clone() });
             Decision::change(key, cur, s.value.clone(), &s.reason, Some(record), action)
         }
         Some(Ok(None)) if modules_pending => Decision::Pending {
@@ -69,7 +128,7 @@ fn decide_one(s: &SysctlSpec, current: Option<&super::Fact<Option<String>>>, mod
     }
 }
 
-pub fn undo(u: &Undo, live: &Live) -> Decision {
+fn undo(u: &Undo, live: &Live) -> Decision {
     let key = Key::Sysctl(u.key.clone());
     match live.sysctls.get(&u.key) {
         None => Decision::failed(&key, "undo what lvsctl changed", "not read"),
@@ -81,7 +140,7 @@ pub fn undo(u: &Undo, live: &Live) -> Decision {
             key,
             cur.trim(),
             u.prior.clone(),
-            AnyAction::Sysctl(Action { key: u.key.clone(), value: u.prior.clone() }),
+            super::Action::Sysctl(Action { key: u.key.clone(), value: u.prior.clone() }),
         ),
         Some(Ok(Some(cur))) => Decision::Keep {
             key,
@@ -93,29 +152,4 @@ pub fn undo(u: &Undo, live: &Live) -> Decision {
             ),
         },
     }
-}
-
-pub fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
-    sys.write_sysctl(&a.key, &a.value)
-}
-
-pub fn show(s: &SysctlSpec) -> (&'static str, String, String) {
-    ("sysctl", format!("{} = {}", s.key, s.value), s.reason.clone())
-}
-
-/// A key under net. (the only ones lvsctl sets) that names a file of /proc/sys and nothing above
-/// it, and values without control characters.
-pub fn check(u: &Undo) -> Result<(), String> {
-    let k = &u.key;
-    let key_ok = k.starts_with("net.")
-        && k.len() <= 256
-        && k.split('.').all(|p| !p.is_empty() && p != "..")
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if !key_ok {
-        return Err(format!("sysctl key {k:?} is not one lvsctl sets"));
-    }
-    if [&u.prior, &u.applied].iter().any(|v| v.len() > 4096 || v.chars().any(|c| c.is_control() && c != '\t')) {
-        return Err(format!("sysctl {k}: a recorded value is not a sysctl value"));
-    }
-    Ok(())
 }

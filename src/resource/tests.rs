@@ -170,7 +170,7 @@ fn links() {
         "? link tunl0: absent until its module loads -> up"
     );
 
-    let u = Undo::LinkUp(link::Undo { dev: "eth1".into() });
+    let u = Undo::Link(link::Undo { dev: "eth1".into() });
     let at = |s: Option<bool>| Live { links: [("eth1".to_string(), Ok(s))].into(), ..Live::default() };
     assert_eq!(line(&undo(&u, &at(Some(true)))), "~ link eth1: up -> down");
     assert_eq!(line(&undo(&u, &at(Some(false)))), "= link eth1: down or gone");
@@ -616,6 +616,18 @@ fn the_runtime_scope_leaves_out_files_and_units() {
     assert_eq!(runtime, kernel);
     assert_eq!(runtime.len(), STAGES.len() - 2);
     assert!(STAGES.into_iter().all(|s| s.in_scope(Scope::All)));
+}
+
+/// The registry lists the kinds in the order they are applied, each stage has a kind, and each
+/// kind its own journal tag.
+#[test]
+fn the_kinds_are_registered_in_stage_order_with_distinct_tags() {
+    let position = |s: Stage| STAGES.iter().position(|x| *x == s).expect("a stage of STAGES");
+    let order: Vec<usize> = super::REGISTERED.iter().map(|(_, s)| position(*s)).collect();
+    assert!(order.is_sorted(), "{:?}", super::REGISTERED);
+    assert!(STAGES.iter().all(|s| super::REGISTERED.iter().any(|(_, k)| k == s)), "a stage without a kind");
+    let tags: std::collections::BTreeSet<&str> = super::REGISTERED.iter().map(|(t, _)| *t).collect();
+    assert_eq!(tags.len(), super::REGISTERED.len());
 }
 
 fn keepalived_plan() -> HostPlan {
