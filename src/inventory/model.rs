@@ -374,10 +374,7 @@ impl Service {
 
     /// Its IPVS service.
     pub fn key(&self) -> crate::ipvs::ServiceKey {
-        match &self.fwmark {
-            Some(f) => crate::ipvs::ServiceKey::Mark { fwmark: f.mark, ipv6: self.family() == Family::Ipv6 },
-            None => crate::ipvs::ServiceKey::addr(self.protocol, self.vip, self.port),
-        }
+        crate::ipvs::ServiceKey::of(self.protocol, self.vip, self.port, self.fwmark.as_ref().map(|f| f.mark))
     }
 
     /// Every VIP it takes packets for: one, or each of a firewall-mark service's matches.

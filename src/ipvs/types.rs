@@ -141,6 +141,15 @@ impl ServiceKey {
         ServiceKey::Addr { protocol, addr: addr.into(), port }
     }
 
+    /// A service as inventories and plans describe it: by firewall mark (of the VIP's family)
+    /// when it has one, by protocol, VIP and port otherwise.
+    pub fn of(protocol: Protocol, vip: IpAddr, port: u16, fwmark: Option<u32>) -> ServiceKey {
+        match fwmark {
+            Some(fwmark) => ServiceKey::Mark { fwmark, ipv6: vip.is_ipv6() },
+            None => ServiceKey::addr(protocol, vip, port),
+        }
+    }
+
     pub fn is_ipv6(&self) -> bool {
         match self {
             ServiceKey::Addr { addr, .. } => addr.is_ipv6(),

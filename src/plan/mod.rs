@@ -102,6 +102,13 @@ pub struct VirtualServiceSpec {
     pub reason: String,
 }
 
+impl VirtualServiceSpec {
+    /// Its identity in the IPVS table: the firewall mark and family, or protocol, VIP and port.
+    pub fn key(&self) -> crate::ipvs::ServiceKey {
+        crate::ipvs::ServiceKey::of(self.protocol, self.vip, self.port, self.fwmark)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FileSpec {
     pub path: String,

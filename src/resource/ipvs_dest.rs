@@ -54,7 +54,7 @@ impl Kind for Dest {
     fn desired(plan: &HostPlan) -> Vec<(ServiceKey, DestKey)> {
         let mut ids = Vec::new();
         for v in &plan.ipvs {
-            let s = super::ipvs_service::key(v);
+            let s = v.key();
             ids.extend(v.destinations.iter().map(|d| (s, key(d))));
         }
         ids
@@ -82,11 +82,15 @@ impl Kind for Dest {
     }
 
     fn sign(a: &Action) -> ChangeKind {
-        super::ipvs_service::sign(&op(a))
+        match a {
+            Action::New(..) => ChangeKind::Add,
+            Action::Set(..) => ChangeKind::Change,
+            Action::Del(..) => ChangeKind::Remove,
+        }
     }
 
     fn act<S: System>(sys: &mut S, a: &Action, _: &dyn Backups) -> io::Result<Option<Undo>> {
-        super::ipvs_service::apply(sys, op(a)).map(|_| None)
+        sys.ipvs_apply(&[op(a)]).remove(0).map(|_| None)
     }
 
     /// Typed netlink data: addresses, ports, numbers.

@@ -32,17 +32,10 @@ pub enum Action {
     Del(ServiceKey),
 }
 
-pub fn key(v: &VirtualServiceSpec) -> ServiceKey {
-    match v.fwmark {
-        Some(fwmark) => ServiceKey::Mark { fwmark, ipv6: v.vip.is_ipv6() },
-        None => ServiceKey::addr(v.protocol, v.vip, v.port),
-    }
-}
-
 pub fn config(v: &VirtualServiceSpec) -> ServiceConfig {
     let flags = v.scheduler_flags.iter().fold(0, |f, x| f | x.bit())
         | if v.one_packet { crate::ipvs::SVC_F_ONEPACKET } else { 0 };
-    ServiceConfig::persistent(&v.scheduler, v.persistence, v.netmask).with_flags(flags).for_family(&key(v))
+    ServiceConfig::persistent(&v.scheduler, v.persistence, v.netmask).with_flags(flags).for_family(&v.key())
 }
 
 /// The kind: a service, and with it (in its stage) its destinations.
@@ -63,7 +56,7 @@ impl Kind for Service {
     }
 
     fn desired(plan: &HostPlan) -> Vec<ServiceKey> {
-        plan.ipvs.iter().map(key).collect()
+        plan.ipvs.iter().map(VirtualServiceSpec::key).collect()
     }
 
     fn wants(plan: &HostPlan, w: &mut Wants) {
@@ -94,11 +87,15 @@ impl Kind for Service {
     }
 
     fn sign(a: &Action) -> ChangeKind {
-        sign(&op(a))
+        match a {
+            Action::New(..) => ChangeKind::Add,
+            Action::Set(..) => ChangeKind::Change,
+            Action::Del(..) => ChangeKind::Remove,
+        }
     }
 
     fn act<S: System>(sys: &mut S, a: &Action, _: &dyn Backups) -> io::Result<Option<Undo>> {
-        apply(sys, op(a)).map(|_| None)
+        sys.ipvs_apply(&[op(a)]).remove(0).map(|_| None)
     }
 
     /// Typed netlink data: addresses, ports, numbers.
@@ -129,7 +126,7 @@ fn decide(specs: &[VirtualServiceSpec], live: &Live, journal: &dyn Recorded, int
     }
     let mut out = Vec::new();
     for v in specs {
-        let k = key(v);
+        let k = v.key();
         let want = config(v);
         let existing = live.ipvs_service(k);
         out.push(match existing {
@@ -183,21 +180,6 @@ fn undo(u: &Undo, live: &Live) -> Decision {
     }
 }
 
-/// An IPVS change as the diff shows it.
-pub(super) fn sign(op: &crate::ipvs::TableOp) -> ChangeKind {
-    use crate::ipvs::TableOp::*;
-    match op {
-        NewService(..) | NewDest(..) => ChangeKind::Add,
-        SetService(..) | SetDest(..) => ChangeKind::Change,
-        DelService(..) | DelDest(..) => ChangeKind::Remove,
-    }
-}
-
-/// One IPVS change on its own (the executor batches them; this is for a change made alone).
-pub(super) fn apply<S: System>(sys: &mut S, op: crate::ipvs::TableOp) -> io::Result<()> {
-    sys.ipvs_apply(&[op]).remove(0)
-}
-
 fn op(a: &Action) -> crate::ipvs::TableOp {
     use crate::ipvs::TableOp;
     match a {
@@ -209,7 +191,7 @@ fn op(a: &Action) -> crate::ipvs::TableOp {
 
 fn show(s: &VirtualServiceSpec) -> super::Line {
     let what = match s.fwmark {
-        Some(_) => key(s).to_string(),
+        Some(_) => s.key().to_string(),
         None => format!("{} {}", s.protocol, std::net::SocketAddr::new(s.vip, s.port)),
     };
     let head = format!("{what} {}", config(s).describe());
