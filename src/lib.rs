@@ -1,5 +1,8 @@
 //! lvsctl: provision Linux Virtual Server labs (NAT, DR, TUN) over SSH, and undo it exactly.
 
+pub use lvsctl_wire as wire;
+pub use lvsctl_wire::paths;
+
 pub mod agent;
 pub mod cli;
 pub mod commands;
@@ -14,7 +17,6 @@ pub mod judge;
 pub mod lab;
 pub mod modes;
 pub mod output;
-pub mod paths;
 pub mod plan;
 pub mod remote;
 pub mod render;

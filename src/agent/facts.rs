@@ -1,49 +1,13 @@
 //! The live state `lvsctl doctor` reasons about, read in one go on a host.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
+use crate::host::System;
 
-use super::event::ChangeEvent;
-use crate::host::{AddrFact, IpvsService, Lookup, RouteFact, System};
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FactsRequest {
-    /// Where would this host send packets for these addresses (`ip route get`)?
-    #[serde(default)]
-    pub lookups: Vec<IpAddr>,
-    /// Is each of these programs installed (`up` asks before it changes any host)?
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub programs: Vec<String>,
-    /// Before reading, wait until the IPVS counters account for traffic just sent (verify).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ipvs_counted: Option<CountedWait>,
-}
-
-/// IPVS adds up its per-CPU counters about every two seconds (later on a loaded machine), so a
-/// table read right after some traffic may not count it yet. The host waits until each service
-/// has counted at least `inpkts` packets in total, checking every `POLL`, or until `max_ms` has
-/// passed (traffic that bypassed the director is never counted: the caller judges that).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CountedWait {
-    pub inpkts: Vec<(crate::ipvs::ServiceKey, u64)>,
-    pub max_ms: u64,
-}
+pub use crate::wire::facts::*;
 
 /// How often a host reads its IPVS counters while it waits for them.
 const POLL: std::time::Duration = std::time::Duration::from_millis(200);
-
-/// Whether `table` counts at least the packets `want` names, per service (its destinations'
-/// sum).
-pub fn counted(table: &[IpvsService], want: &[(crate::ipvs::ServiceKey, u64)]) -> bool {
-    want.iter().all(|(key, n)| {
-        table
-            .iter()
-            .find(|s| s.entry.key == *key)
-            .is_some_and(|s| s.dests.iter().map(|d| d.stats.inpkts).sum::<u64>() >= *n)
-    })
-}
 
 fn wait_counted<S: System>(sys: &mut S, w: &CountedWait) -> std::io::Result<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(w.max_ms);
@@ -51,75 +15,6 @@ fn wait_counted<S: System>(sys: &mut S, w: &CountedWait) -> std::io::Result<()> 
         std::thread::sleep(POLL);
     }
     Ok(())
-}
-
-/// Per-interface IPv4 settings (`net.ipv4.conf.DEV.*`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Conf {
-    pub arp_ignore: Option<u32>,
-    pub arp_announce: Option<u32>,
-    pub rp_filter: Option<u32>,
-    pub forwarding: Option<u32>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct HostFacts {
-    /// (name, administratively up)
-    pub links: Vec<(String, bool)>,
-    pub addresses: Vec<AddrFact>,
-    pub routes: Vec<RouteFact>,
-    /// Keyed by device, plus `all` and `default`.
-    pub conf: BTreeMap<String, Conf>,
-    pub ip_forward: Option<u32>,
-    /// `net.ipv6.conf.all.forwarding`.
-    #[serde(default)]
-    pub ip6_forward: Option<u32>,
-    pub modules: Vec<String>,
-    /// None: IPVS is not loaded.
-    pub ipvs: Option<Vec<IpvsService>>,
-    pub lookups: Vec<Lookup>,
-    /// How the host differs from its plan (what `status` reports).
-    pub drift: Vec<ChangeEvent>,
-    /// A director of a keepalived lab: what keepalived does.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keepalived: Option<super::ha::KeepalivedStatus>,
-    /// Each program asked for: its path, None when it is not installed.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub programs: BTreeMap<String, Option<String>>,
-    /// A director of a lab with firewall-mark services: lvsctl's nftables table.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nft: Option<NftFact>,
-}
-
-pub use crate::resource::nft::NftFact;
-
-impl HostFacts {
-    pub fn conf(&self, dev: &str) -> Conf {
-        self.conf.get(dev).cloned().unwrap_or_default()
-    }
-    pub fn link_up(&self, dev: &str) -> Option<bool> {
-        self.links.iter().find(|(n, _)| n == dev).map(|(_, up)| *up)
-    }
-    /// The IPv4 default route the kernel uses (the lowest metric).
-    pub fn default_route(&self) -> Option<&RouteFact> {
-        self.default_route_of(false)
-    }
-    pub fn default_route_of(&self, ipv6: bool) -> Option<&RouteFact> {
-        self.routes
-            .iter()
-            .filter(|r| r.destination.prefix_len() == 0 && r.destination.addr().is_ipv6() == ipv6)
-            .min_by_key(|r| r.metric)
-    }
-    /// IPv4 addresses of this host, on any device.
-    pub fn ipv4_addresses(&self) -> impl Iterator<Item = (&str, ipnet::Ipv4Net)> {
-        self.addresses.iter().filter_map(|a| match a.address {
-            ipnet::IpNet::V4(n) => Some((a.dev.as_str(), n)),
-            ipnet::IpNet::V6(_) => None,
-        })
-    }
-    pub fn lookup(&self, dst: IpAddr) -> Option<&Lookup> {
-        self.lookups.iter().find(|l| l.destination == dst)
-    }
 }
 
 fn num(s: Option<String>) -> Option<u32> {

@@ -6,12 +6,11 @@
 //! finishes its plan; every change was journaled before it was made.
 
 pub mod apply;
-pub mod event;
 pub mod facts;
 pub mod ha;
 pub mod journal;
 pub mod probe;
-pub mod protocol;
+pub use crate::wire::{event, protocol};
 #[cfg(test)]
 mod tests;
 

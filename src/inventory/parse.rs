@@ -10,6 +10,7 @@ use super::diag::one_of_help;
 use super::keys;
 use super::model::*;
 use super::reader::{Item, Reader, Table, join};
+pub use crate::wire::names::{interface_name_problem, is_link_local};
 
 /// keepalived's defaults are made for production (a check a minute); a lab wants to see a
 /// failure within seconds.
@@ -262,37 +263,6 @@ fn check_host_name(s: &str) -> Result<(), (String, String)> {
     }
 }
 
-/// Why the kernel (or our own naming rules) would refuse an interface name, if it would.
-pub fn interface_name_problem(s: &str) -> Option<String> {
-    if s.is_empty() {
-        return Some("is empty".into());
-    }
-    if s.len() > 15 {
-        return Some(format!("is {} bytes long; Linux interface names have at most 15", s.len()));
-    }
-    if s == "." || s == ".." {
-        return Some("is reserved by the kernel".into());
-    }
-    if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))) {
-        let what = if c == '/' {
-            "'/' (the kernel refuses it)".to_string()
-        } else if c.is_whitespace() {
-            "whitespace (the kernel refuses it)".to_string()
-        } else if c.is_control() {
-            "a control character".to_string()
-        } else if c == ':' {
-            "':' (reserved for address labels)".to_string()
-        } else {
-            format!("{c:?}, which shells and tools treat specially")
-        };
-        return Some(format!("contains {what}"));
-    }
-    if s.starts_with('-') {
-        return Some("starts with '-', which tools read as an option".into());
-    }
-    None
-}
-
 const IFNAME_HELP: &str = "use up to 15 letters, digits, '.', '-' or '_', like eth0 or ens3";
 
 /// An address of either family, as written: IPv4 dotted quads or IPv6 (RFC 4291 text, no zone).
@@ -460,11 +430,6 @@ pub fn special_ip(a: IpAddr) -> Option<&'static str> {
         IpAddr::V4(a) => special_address(a),
         IpAddr::V6(a) => special_address6(a),
     }
-}
-
-/// fe80::/10: valid on one link only.
-pub fn is_link_local(a: IpAddr) -> bool {
-    matches!(a, IpAddr::V6(a) if a.is_unicast_link_local())
 }
 
 /// An address that must belong to one host (a VIP, a gateway, a real server's address).

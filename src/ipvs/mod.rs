@@ -7,9 +7,8 @@
 //! byte against messages captured from ipvsadm.
 
 pub mod client;
-mod types;
 
-pub use types::*;
+pub use crate::wire::ipvs::*;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

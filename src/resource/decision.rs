@@ -4,28 +4,8 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
 use super::{Action, Key, Undo};
-
-/// terraform's `+`, `~` and `-`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ChangeKind {
-    Add,
-    Change,
-    Remove,
-}
-
-impl ChangeKind {
-    pub fn sign(self) -> char {
-        match self {
-            ChangeKind::Add => '+',
-            ChangeKind::Change => '~',
-            ChangeKind::Remove => '-',
-        }
-    }
-}
+pub use crate::wire::event::ChangeKind;
 
 /// A change to make: `before` becomes `after`. `record` is journaled before `action` runs.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -161,20 +161,7 @@ pub fn delete_commands(name: &str) -> Value {
     json!({"nftables": [{"delete": {"table": {"family": FAMILY, "name": name}}}]})
 }
 
-/// lvsctl's nftables table on a director, against its plan (doctor's fact).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NftFact {
-    /// `lvsctl-LAB` (family inet).
-    pub table: String,
-    pub planned_rules: usize,
-    /// The rules the table holds; None: there is no such table.
-    pub rules: Option<usize>,
-    /// It holds the planned chain and rules, and nothing else.
-    pub as_planned: bool,
-    /// Why it could not be read (nft missing, …).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
+pub use crate::wire::facts::NftFact;
 
 /// The table as doctor sees it: there or not, as planned or not.
 pub fn fact<S: System>(sys: &mut S, spec: &NftTableSpec) -> NftFact {

@@ -50,9 +50,9 @@ pub enum Operation {
     /// Say what `down` would undo; change nothing (not even the journal).
     DownDryRun,
     /// Read the state doctor needs and, with a plan, how the host drifted from it.
-    Facts { plan: Option<HostPlan>, facts: super::facts::FactsRequest },
+    Facts { plan: Option<HostPlan>, facts: crate::facts::FactsRequest },
     /// Send requests to services (verify).
-    Probe { probe: super::probe::ProbeRequest },
+    Probe { probe: crate::probe::ProbeRequest },
     /// Stop, or start again, a daemon lvsctl runs, by its journal record (`verify --failover`).
     /// The record stays: `up` starts a stopped one again, `down` stops it for good.
     Daemon {
@@ -114,7 +114,7 @@ impl Request {
     }
 }
 
-pub use super::event::{ChangeEvent, ChangeKind, Status};
+pub use crate::event::{ChangeEvent, ChangeKind, Status};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -136,7 +136,7 @@ pub struct Report {
     pub answer: Option<Answer>,
     /// Check (status) of a director that runs keepalived: what keepalived is doing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keepalived: Option<super::ha::KeepalivedStatus>,
+    pub keepalived: Option<crate::ha::KeepalivedStatus>,
 }
 
 /// The payload of the operations that read: one variant per operation.
@@ -146,9 +146,9 @@ pub enum Answer {
     /// Check (status): the director's IPVS table.
     Ipvs(Vec<IpvsService>),
     /// Facts (doctor, verify's counters).
-    Facts(Box<super::facts::HostFacts>),
+    Facts(Box<crate::facts::HostFacts>),
     /// Probe (verify).
-    Probe(super::probe::ProbeResult),
+    Probe(crate::probe::ProbeResult),
 }
 
 impl Report {
@@ -158,13 +158,13 @@ impl Report {
             _ => None,
         }
     }
-    pub fn facts(&self) -> Option<&super::facts::HostFacts> {
+    pub fn facts(&self) -> Option<&crate::facts::HostFacts> {
         match &self.answer {
             Some(Answer::Facts(f)) => Some(f),
             _ => None,
         }
     }
-    pub fn probe(&self) -> Option<&super::probe::ProbeResult> {
+    pub fn probe(&self) -> Option<&crate::probe::ProbeResult> {
         match &self.answer {
             Some(Answer::Probe(p)) => Some(p),
             _ => None,
@@ -203,7 +203,7 @@ mod tests {
         assert_eq!(v["changes"], 1);
         let back: Report = serde_json::from_value(v).unwrap();
         assert_eq!(back, r);
-        let probe = Answer::Probe(super::super::probe::ProbeResult::default());
+        let probe = Answer::Probe(crate::probe::ProbeResult::default());
         let v = serde_json::to_value(Report { answer: Some(probe.clone()), ..Default::default() }).unwrap();
         assert!(v.get("probe").is_some(), "{v}");
         assert_eq!(serde_json::from_value::<Report>(v).unwrap().answer, Some(probe));

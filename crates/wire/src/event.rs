@@ -34,5 +34,21 @@ pub struct ChangeEvent {
     pub kind: Option<ChangeKind>,
 }
 
-/// terraform's `+`, `~` and `-` (decided by the resource kinds).
-pub use crate::resource::ChangeKind;
+/// terraform's `+`, `~` and `-`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    Add,
+    Change,
+    Remove,
+}
+
+impl ChangeKind {
+    pub fn sign(self) -> char {
+        match self {
+            ChangeKind::Add => '+',
+            ChangeKind::Change => '~',
+            ChangeKind::Remove => '-',
+        }
+    }
+}

@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use serde::{Deserialize, Serialize};
 
 /// Address families as IPVS messages carry them.
-pub(crate) const AF_INET: u16 = libc::AF_INET as u16;
-pub(crate) const AF_INET6: u16 = libc::AF_INET6 as u16;
+pub const AF_INET: u16 = libc::AF_INET as u16;
+pub const AF_INET6: u16 = libc::AF_INET6 as u16;
 
 /// The sync daemon states (`IP_VS_STATE_MASTER`, `IP_VS_STATE_BACKUP`).
 pub const SYNC_MASTER: u32 = 1;
@@ -158,7 +158,7 @@ impl ServiceKey {
     }
 
     /// The address family as netlink carries it.
-    pub(super) fn af(&self) -> u16 {
+    pub fn af(&self) -> u16 {
         if self.is_ipv6() { AF_INET6 } else { AF_INET }
     }
 }
@@ -241,7 +241,7 @@ impl Netmask {
     }
 
     /// The netmask as netlink carries it.
-    pub(super) fn raw(self) -> [u8; 4] {
+    pub fn raw(self) -> [u8; 4] {
         match self {
             Netmask::V4(m) => m.octets(),
             // The kernel reads an IPv6 service's netmask as a prefix length (ip_vs_ctl.c).
@@ -249,7 +249,7 @@ impl Netmask {
         }
     }
 
-    pub(super) fn from_raw(raw: [u8; 4], ipv6: bool) -> Netmask {
+    pub fn from_raw(raw: [u8; 4], ipv6: bool) -> Netmask {
         if ipv6 { Netmask::V6(u32::from_ne_bytes(raw).min(128) as u8) } else { Netmask::V4(Ipv4Addr::from(raw)) }
     }
 }
