@@ -15,7 +15,7 @@ if ! cargo mutants --version >/dev/null 2>&1; then
 fi
 files=(
     src/plan/mod.rs
-    'src/resource/*.rs'
+    'crates/agent/src/resource/*.rs'
     'src/judge/*.rs'
     src/doctor.rs
     src/inventory/validate.rs
@@ -25,7 +25,7 @@ for f in "${files[@]}"; do args+=(--file "$f"); done
 minutes=${LVSCTL_MUTANTS_MINUTES:-60}
 status=0
 timeout --foreground "$((minutes * 60))" \
-    cargo mutants "${args[@]}" --exclude 'src/resource/tests.rs' --timeout 120 "$@" -- \
+    cargo mutants "${args[@]}" --exclude 'crates/agent/src/resource/tests.rs' --workspace --test-workspace=true --timeout 120 "$@" -- \
     --lib --test planner --test golden --test inventory_errors --test cli || status=$?
 for f in caught missed timeout unviable; do
     printf '%-9s %s\n' "$f" "$(wc -l < "mutants.out/$f.txt" 2>/dev/null || echo 0)"

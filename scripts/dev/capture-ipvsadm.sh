@@ -1,6 +1,6 @@
 #!/bin/sh
 # Developer tool: the netlink payloads ipvsadm sends for each ARGS line below, in the format of
-# tests/fixtures/ipvsadm-netlink.txt (ARGS, a tab, the payload after nlmsghdr in hex). Needs an
+# crates/agent/tests/fixtures/ipvsadm-netlink.txt (ARGS, a tab, the payload after nlmsghdr in hex). Needs an
 # IPVS kernel, ipvsadm and strace; here, inside a guest:
 #
 #   lvsctl lab vm -- "$PWD/scripts/dev/capture-ipvsadm.sh" > /tmp/captured.txt

@@ -16,8 +16,8 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let code = match args.as_slice() {
-        ["agent", "serve"] => lvsctl::agent::serve(),
-        ["agent", "boot", action @ ("start" | "stop"), "--lab", lab] => lvsctl::agent::boot(action, lab),
+        ["agent", "serve"] => lvsctl_agent::agent::serve(),
+        ["agent", "boot", action @ ("start" | "stop"), "--lab", lab] => lvsctl_agent::agent::boot(action, lab),
         ["--version"] => {
             println!("lvsctl-agent {}", env!("LVSCTL_VERSION"));
             0

@@ -15,3 +15,13 @@ pub mod plan;
 pub mod probe;
 pub mod protocol;
 pub mod vocab;
+
+/// `1 host`, `2 hosts`.
+pub fn plural(n: usize, word: &str) -> String {
+    if n == 1 { format!("{n} {word}") } else { format!("{n} {word}s") }
+}
+
+/// Lower-case hexadecimal of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -8,20 +8,18 @@ use super::protocol::{Answer, Event, Operation, Report, Request, Status};
 use super::{Paths, handle};
 use crate::host::fake::Fake;
 use crate::host::{AddrFact, RTPROT_LVSCTL, RouteFact};
-use crate::plan::{self, Context, HostPlan};
+use crate::plan::HostPlan;
 use crate::resource::{Key, Undo, sysctl};
-use crate::templates::Templates;
 
 /// The agent's state under `root`; the fake host's files keep their real paths (under `/`).
 fn fake_paths(root: &Path) -> Paths {
     Paths { root: "/".into(), ..super::paths_under(root) }
 }
 
+/// `inventories/NAME.toml`'s plan for `host`, as the planner makes it (its golden file).
 fn plan_for(inv: &str, host: &str) -> HostPlan {
-    let lab = crate::inventory::load(Path::new(&format!("{}/{inv}", env!("CARGO_MANIFEST_DIR")))).unwrap();
-    let t = Templates::embedded();
-    let ctx = Context { agent_path: "/usr/local/lib/lvsctl/X/lvsctl".into(), templates: &t };
-    plan::plan(&lab, &ctx).unwrap().into_iter().find(|p| p.host == host).unwrap()
+    let name = inv.strip_prefix("inventories/").and_then(|n| n.strip_suffix(".toml")).expect("inventories/NAME.toml");
+    crate::golden::plan(name, host)
 }
 
 /// The operations these tests run, each given the plan it needs.
@@ -298,7 +296,7 @@ fn director_ipvs_rules_are_set_and_restored_without_touching_foreign_destination
     // Someone adds a destination by hand: lvsctl neither removes it on up nor on down.
     use crate::ipvs::*;
     let key =
-        ServiceKey::addr(crate::inventory::Protocol::Tcp, "192.168.188.100".parse::<std::net::Ipv4Addr>().unwrap(), 80);
+        ServiceKey::addr(crate::ipvs::Protocol::Tcp, "192.168.188.100".parse::<std::net::Ipv4Addr>().unwrap(), 80);
     let foreign = DestKey { addr: "192.168.188.99".parse().unwrap(), port: 80 };
     crate::host::IpvsTable::ipvs_new_dest(
         &mut f,
@@ -323,7 +321,7 @@ fn editing_a_weight_sets_the_destination_and_down_restores_a_pre_existing_one() 
     use crate::ipvs::*;
     crate::host::Modules::load_module(&mut f, "ip_vs").unwrap();
     let key =
-        ServiceKey::addr(crate::inventory::Protocol::Tcp, "192.168.188.100".parse::<std::net::Ipv4Addr>().unwrap(), 80);
+        ServiceKey::addr(crate::ipvs::Protocol::Tcp, "192.168.188.100".parse::<std::net::Ipv4Addr>().unwrap(), 80);
     let s = &mut f as &mut dyn crate::host::System;
     s.ipvs_new_service(&key, &ServiceConfig::persistent("rr", 0, None)).unwrap();
     let web1 = DestKey { addr: "192.168.188.81".parse().unwrap(), port: 80 };

@@ -83,7 +83,7 @@ impl Kind for Link {
 
     /// An interface name the kernel would take.
     fn check(u: &Undo, _: &str, _: &std::path::Path) -> Result<(), String> {
-        match crate::inventory::parse::interface_name_problem(&u.dev) {
+        match crate::wire::names::interface_name_problem(&u.dev) {
             Some(why) => Err(format!("link {:?} {why}", u.dev)),
             None => Ok(()),
         }
@@ -140,7 +140,7 @@ fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
         .addresses()?
         .into_iter()
         .filter(|x| {
-            x.dev == a.dev && x.address.addr().is_ipv6() && !crate::inventory::parse::is_link_local(x.address.addr())
+            x.dev == a.dev && x.address.addr().is_ipv6() && !crate::wire::names::is_link_local(x.address.addr())
         })
         .collect();
     sys.set_link(&a.dev, false)?;

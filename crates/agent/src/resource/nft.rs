@@ -287,14 +287,14 @@ mod tests {
             rules: vec![
                 MarkRuleSpec {
                     vip: "192.168.188.100".parse().unwrap(),
-                    protocol: crate::inventory::Protocol::Tcp,
+                    protocol: crate::ipvs::Protocol::Tcp,
                     ports: vec![443, 80],
                     mark: 10,
                     service: "web-all".into(),
                 },
                 MarkRuleSpec {
                     vip: "2001:db8:188::100".parse().unwrap(),
-                    protocol: crate::inventory::Protocol::Tcp,
+                    protocol: crate::ipvs::Protocol::Tcp,
                     ports: vec![80],
                     mark: 10,
                     service: "web-all".into(),

@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::host::{FileFact, ProcFact, RTPROT_LVSCTL};
-use crate::inventory::{Protocol, Role};
+use crate::ipvs::Protocol;
 use crate::ipvs::{DestConfig, DestEntry, ServiceConfig, ServiceEntry, Stats};
 use crate::plan::{
     AddressSpec, DestSpec, FileSpec, Forward, LinkSpec, ModuleSpec, RouteSpec, SysctlSpec, VirtualServiceSpec,
 };
+use crate::wire::vocab::Role;
 
 /// One decision as a line: `~` change, `=` no-op, `!` blocked, `?` pending, `k` kept, `x` failed.
 fn line(d: &Decision) -> String {
@@ -585,12 +586,9 @@ fn entries_the_plan_no_longer_wants_are_stale_within_their_scope() {
     assert_eq!(stale(entries.iter(), &p, Scope::Runtime), [moved]);
 }
 
-/// The plans of an example inventory (`inventories/NAME.toml`), with the embedded templates.
+/// The plans of an example inventory (`inventories/NAME.toml`), as the planner makes them.
 fn example_plans(name: &str) -> Vec<HostPlan> {
-    let t = crate::templates::Templates::embedded();
-    let ctx = crate::plan::Context { agent_path: "/a".into(), templates: &t };
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("inventories/{name}.toml"));
-    crate::plan::plan(&crate::inventory::load(&path).unwrap(), &ctx).unwrap()
+    crate::golden::plans(name)
 }
 
 #[test]

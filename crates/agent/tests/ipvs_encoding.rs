@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use lvsctl::inventory::Protocol;
-use lvsctl::ipvs::*;
+use lvsctl_agent::ipvs::Protocol;
+use lvsctl_agent::ipvs::*;
 
 fn fixtures() -> HashMap<String, String> {
     std::fs::read_to_string("tests/fixtures/ipvsadm-netlink.txt")
@@ -59,7 +59,7 @@ fn messages_match_ipvsadm_byte_for_byte() {
                 &ServiceConfig::persistent(
                     "wrr",
                     300,
-                    Some(lvsctl::ipvs::Netmask::V4(Ipv4Addr::new(255, 255, 255, 0))),
+                    Some(lvsctl_agent::ipvs::Netmask::V4(Ipv4Addr::new(255, 255, 255, 0))),
                 ),
             ),
         ),
