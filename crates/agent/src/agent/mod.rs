@@ -463,7 +463,11 @@ fn down<S: System>(
         let message = format!("nothing to undo: no journal of lab {lab} on this host");
         emit(Event::Note { message: message.clone(), live: false });
         let _ = std::fs::remove_file(&lock.path);
-        return Ok(Report { host: host.to_string(), notes: vec![message], ..Default::default() });
+        let mut report = Report { host: host.to_string(), notes: vec![message], ..Default::default() };
+        // An `up` stopped after it installed the agent and before the agent ran left no journal,
+        // only the agent: it goes too when no lab is left.
+        cleanup_if_last(paths, &mut report);
+        return Ok(report);
     }
     let mut journal = Journal::open(&dir, lab, host, true).map_err(Error::Journal)?;
     journal.check(lab, &paths.root).map_err(Error::Journal)?;

@@ -423,6 +423,26 @@ fn down_without_a_journal_is_a_no_op() {
     assert!(r.notes[0].contains("nothing to undo"));
 }
 
+/// An `up` stopped between installing the agent and running it (another host failed, Ctrl-C)
+/// leaves the agent and no journal: `down` removes the agent when no lab is left, and keeps it
+/// while another lab's journal is there.
+#[test]
+fn down_without_a_journal_removes_an_agent_no_lab_uses() {
+    let root = tempfile::tempdir().unwrap();
+    let paths = fake_paths(root.path());
+    let agent = paths.install_root.join("5f85/lvsctl");
+    std::fs::create_dir_all(agent.parent().unwrap()).unwrap();
+    std::fs::write(&agent, b"agent").unwrap();
+    let other = paths.state_root.join("other-lab");
+    std::fs::create_dir_all(&other).unwrap();
+    let (r, _) = run(&mut Fake::new(), root.path(), Op::Down, None);
+    assert!(agent.exists(), "lab other-lab still uses it: {:?}", r.notes);
+    std::fs::remove_dir(&other).unwrap();
+    let (r, _) = run(&mut Fake::new(), root.path(), Op::Down, None);
+    assert!(!paths.install_root.exists(), "{:?}", r.notes);
+    assert!(r.notes.iter().any(|n| n.contains("removed lvsctl's agent")), "{:?}", r.notes);
+}
+
 #[test]
 fn a_request_is_refused_whole_with_the_step_that_failed() {
     let root = tempfile::tempdir().unwrap();
