@@ -76,7 +76,7 @@ impl ControllerState {
             anyhow::bail!("{}: it is lab {:?}'s state, not {lab:?}'s", path.display(), state.lab);
         }
         for (host, ssh) in &state.hosts {
-            crate::inventory::parse::check_ssh_settings(ssh).map_err(|why| {
+            crate::inventory::ssh::check_ssh_settings(ssh).map_err(|why| {
                 anyhow::anyhow!("{}: host {host}: {why}: this file is not as lvsctl wrote it", path.display())
             })?;
         }

@@ -22,7 +22,7 @@ const PRIVATE: &str = "10.10.0";
 const MGMT: &str = "10.250.0";
 
 pub fn run(a: &InitArgs) -> anyhow::Result<u8> {
-    if let Err((what, help)) = crate::inventory::parse::check_lab_name(&a.name) {
+    if let Err((what, help)) = crate::inventory::value::check_lab_name(&a.name) {
         bail!("--name: {what}: {help}");
     }
     let text = inventory(a.mode, a.real_servers, &a.name, a.lab);

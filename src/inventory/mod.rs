@@ -1,11 +1,17 @@
 //! Inventory files: parse, validate, and report every problem with its file, line and key.
 
 pub mod diag;
+pub mod ha;
+pub mod hosts;
 pub mod keys;
+pub mod lab;
 pub mod model;
 pub mod parse;
 pub mod reader;
+pub mod services;
+pub mod ssh;
 pub mod validate;
+pub mod value;
 
 use std::path::Path;
 

@@ -7,9 +7,11 @@ use std::path::Path;
 use ipnet::IpNet;
 
 use super::diag::did_you_mean;
+use super::hosts::DraftHost;
 use super::model::*;
-use super::parse::{Draft, DraftHost, DraftService};
+use super::parse::Draft;
 use super::reader::{Reader, join};
+use super::services::DraftService;
 use crate::modes::Gateway as ModeGateway;
 
 /// The name of the management interface `lvsctl lab create` gives every host.
@@ -678,7 +680,7 @@ fn check_service(
 }
 
 /// What the director pair needs: `[ha]`, a priority each, different ones.
-fn check_directors(r: &mut Reader, hosts: &[DraftHost], directors: &[&DraftHost], ha: Option<&super::parse::DraftHa>) {
+fn check_directors(r: &mut Reader, hosts: &[DraftHost], directors: &[&DraftHost], ha: Option<&super::ha::DraftHa>) {
     for h in hosts.iter().filter(|h| h.priority.is_some() && h.role.is_some_and(|r| r != Role::Director)) {
         r.error_at(
             &join(&h.path, "priority"),
@@ -735,7 +737,7 @@ fn check_directors(r: &mut Reader, hosts: &[DraftHost], directors: &[&DraftHost]
 /// where NAT needs it and nowhere else.
 fn check_pair(
     r: &mut Reader,
-    ha: &super::parse::DraftHa,
+    ha: &super::ha::DraftHa,
     a: &DraftHost,
     b: &DraftHost,
     hosts: &[DraftHost],
@@ -806,7 +808,7 @@ fn check_pair(
 #[allow(clippy::too_many_arguments)]
 fn check_floating(
     r: &mut Reader,
-    ha: &super::parse::DraftHa,
+    ha: &super::ha::DraftHa,
     fg: Option<IpNet>,
     fg_path: &str,
     family: Family,
@@ -876,7 +878,7 @@ fn check_floating(
 fn check_sorry(
     r: &mut Reader,
     s: &DraftService,
-    x: &super::parse::DraftSorry,
+    x: &super::services::DraftSorry,
     mode: Mode,
     by_name: &BTreeMap<&str, &DraftHost>,
     names: &[&str],
@@ -1133,7 +1135,7 @@ fn check_lab_l2(
 
 fn check_lab(
     r: &mut Reader,
-    l: super::parse::DraftLab,
+    l: super::lab::DraftLab,
     hosts: &[DraftHost],
     by_name: &BTreeMap<&str, &DraftHost>,
     names: &[&str],

@@ -113,7 +113,7 @@ fn virtual_server(s: &Service) -> KaVirtualServer {
         forward: s.mode.profile().forward,
         persistence: s.persistence,
         netmask: s.netmask.filter(|m| *m != Netmask::host(s.family() == Family::Ipv6)),
-        interval: s.health_check.as_ref().map_or(crate::inventory::parse::DEFAULT_CHECK_INTERVAL, |h| h.interval),
+        interval: s.health_check.as_ref().map_or(crate::inventory::services::DEFAULT_CHECK_INTERVAL, |h| h.interval),
         quiesce: s.on_failure == crate::inventory::OnFailure::Quiesce,
         sorry_server: s.sorry_server.as_ref().map(|x| (x.address, x.port)),
         real_servers: s
