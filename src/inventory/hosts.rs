@@ -1,10 +1,13 @@
 //! `[hosts.NAME]`: a host's role, interfaces and addresses, gateways, VIP device and priority.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+
+use ipnet::IpNet;
 
 use super::keys;
 use super::model::*;
-use super::reader::{Item, Reader, Table};
+use super::reader::{Item, Reader, Table, join};
 use super::ssh::*;
 use super::value::*;
 use crate::wire::names::{interface_name_problem, is_link_local};
@@ -174,4 +177,175 @@ pub(super) fn parse_host(r: &mut Reader, name: String, t: Table, defaults: &SshD
     let priority = t.get(r, "priority").and_then(|i| i.int_in(r, 1, 254, "priority")).map(|p| p as u8);
     t.finish(r, &keys::HOST.names());
     DraftHost { name, path, role, ssh, gateways, interfaces, vip_device, address, priority, incomplete }
+}
+
+impl DraftHost {
+    /// Every interface address: (interface, index in its list, address).
+    pub fn addresses(&self) -> impl Iterator<Item = (&str, usize, IpNet)> {
+        self.interfaces.iter().flat_map(|i| i.addresses.iter().enumerate().map(move |(n, a)| (i.name.as_str(), n, *a)))
+    }
+
+    /// Its address on subnet `net`.
+    pub fn address_on_subnet(&self, net: IpNet) -> Option<IpNet> {
+        self.addresses().map(|(_, _, a)| a).find(|a| a.trunc() == net.trunc())
+    }
+
+    /// Its address whose subnet holds `ip`.
+    pub fn net_containing(&self, ip: IpAddr) -> Option<IpNet> {
+        self.addresses().map(|(_, _, a)| a).find(|a| a.contains(&ip))
+    }
+
+    /// The key path of one interface address.
+    pub fn addr_path(&self, ifname: &str, idx: usize) -> String {
+        format!("{}[{idx}]", join(&join(&self.path, "interfaces"), ifname))
+    }
+
+    /// The key path of its gateway of `family`: `gateway`, or its item in a list.
+    pub fn gateway_path(&self, family: Family) -> String {
+        let key = join(&self.path, "gateway");
+        match self.gateways.iter().position(|g| Family::of_addr(g.via) == family) {
+            Some(n) if self.gateways.len() > 1 => format!("{key}[{n}]"),
+            _ => key,
+        }
+    }
+
+    /// Where a problem with the whole host is reported: its interfaces, else the host.
+    pub fn key_path(&self) -> String {
+        if self.interfaces.is_empty() { self.path.clone() } else { join(&self.path, "interfaces") }
+    }
+}
+
+/// Keys that only make sense for one role.
+pub(super) fn check_role_keys(r: &mut Reader, hosts: &[DraftHost]) {
+    for h in hosts {
+        if h.vip_device.is_some() && h.role.is_some_and(|r| r != Role::Director) {
+            r.error_at(
+                &join(&h.path, "vip_device"),
+                "vip_device is only for the director",
+                Some("remove it: real servers hold VIPs on lo (DR) or tunl0 (TUN)".into()),
+            );
+        }
+        if !h.address.is_empty() && h.role.is_some_and(|r| r != Role::RealServer) {
+            r.error_at(
+                &join(&h.path, "address"),
+                "address is only for real servers",
+                Some("remove it; other hosts are reached through their interfaces".into()),
+            );
+        }
+    }
+}
+
+/// Interface addresses are unique in the lab; a gateway is on a subnet of its host and is
+/// neither the host's own address nor a reserved one.
+pub(super) fn check_addresses_and_gateways(r: &mut Reader, hosts: &[DraftHost]) {
+    let mut seen: HashMap<IpAddr, String> = HashMap::new();
+    for h in hosts {
+        for (ifname, idx, a) in h.addresses() {
+            let p = h.addr_path(ifname, idx);
+            if let Some(first) = seen.get(&a.addr()) {
+                r.error_at(
+                    &p,
+                    format!("address {} is also at {first}", a.addr()),
+                    Some("every interface address must be unique in the lab".into()),
+                );
+            } else {
+                seen.insert(a.addr(), p);
+            }
+        }
+        for g in &h.gateways {
+            let gw = g.via;
+            let gp = h.gateway_path(Family::of_addr(gw));
+            if let Some(dev) = &g.dev {
+                // A link-local next hop: on the link of the device it names.
+                if !h.interfaces.is_empty() && !h.interfaces.iter().any(|i| &i.name == dev) {
+                    let known: Vec<&str> = h.interfaces.iter().map(|i| i.name.as_str()).collect();
+                    r.error_at(
+                        &gp,
+                        format!("gateway {gw}%{dev}: {} has no interface {dev}", h.name),
+                        Some(format!("name one of its interfaces: {}", known.join(", "))),
+                    );
+                }
+                continue;
+            }
+            if h.addresses().any(|(_, _, a)| a.addr() == gw) {
+                r.error_at(
+                    &gp,
+                    format!("gateway {gw} is {}'s own address", h.name),
+                    Some("the gateway is the next hop: a router's or the director's address".into()),
+                );
+            } else if let Some(net) = h.net_containing(gw)
+                && let Some(which) = reserved_in_subnet(net, gw)
+            {
+                r.error_at(
+                    &gp,
+                    format!("gateway {gw} is the {which} address of {}", net.trunc()),
+                    Some("the gateway is a router's or the director's own address on that subnet".into()),
+                );
+            } else if !h.interfaces.is_empty() && !h.incomplete && h.net_containing(gw).is_none() {
+                let family = Family::of_addr(gw);
+                let subnets: Vec<String> = h
+                    .addresses()
+                    .filter(|(_, _, a)| Family::of_addr(a.addr()) == family)
+                    .map(|(_, _, a)| a.trunc().to_string())
+                    .collect();
+                if subnets.is_empty() {
+                    r.error_at(
+                        &gp,
+                        format!("gateway {gw} is {family}, but {} has no {family} address", h.name),
+                        Some(format!(
+                            "give {} an {family} address on the gateway's subnet, or remove this gateway",
+                            h.name
+                        )),
+                    );
+                } else {
+                    r.error_at(
+                        &gp,
+                        format!("gateway {gw} is on none of {}'s subnets ({})", h.name, subnets.join(", ")),
+                        Some(
+                            "a gateway must be directly reachable: use an address on one of the host's subnets".into(),
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Each host is a machine of its own: no two hosts share an ssh endpoint.
+pub(super) fn check_unique_endpoints(r: &mut Reader, hosts: &[DraftHost]) {
+    let mut endpoints: HashMap<(SshTarget, u16), &str> = HashMap::new();
+    for h in hosts {
+        if let Some(ssh) = &h.ssh {
+            // Host names are case-insensitive: WEB1 and web1 are one machine.
+            let target = match &ssh.target {
+                SshTarget::Remote(a) => SshTarget::Remote(a.to_ascii_lowercase()),
+                t => t.clone(),
+            };
+            let key = (target, if ssh.target == SshTarget::Local { 0 } else { ssh.port });
+            if let Some(first) = endpoints.get(&key) {
+                let shown = match &ssh.target {
+                    SshTarget::Local => "local".to_string(),
+                    SshTarget::Remote(a) => format!("{a} port {}", ssh.port),
+                };
+                r.error_at(
+                    &join(&h.path, "ssh"),
+                    format!("same ssh endpoint as host {first} ({shown})"),
+                    Some("each host needs its own machine: give it its own address".into()),
+                );
+            } else {
+                endpoints.insert(key, &h.name);
+            }
+        }
+    }
+}
+
+/// The network or broadcast address of an IPv4 subnet, or an IPv6 subnet's subnet-router
+/// anycast address: reserved, so never a next hop.
+fn reserved_in_subnet(net: IpNet, ip: IpAddr) -> Option<&'static str> {
+    match net {
+        IpNet::V4(n) if n.prefix_len() < 31 && ip == n.network() => Some("network"),
+        IpNet::V4(n) if n.prefix_len() < 31 && ip == n.broadcast() => Some("broadcast"),
+        IpNet::V6(n) if n.prefix_len() < 127 && ip == n.network() => Some("subnet-router anycast"),
+        _ => None,
+    }
 }

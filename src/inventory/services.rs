@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::diag::one_of_help;
+use super::hosts::DraftHost;
 use super::keys;
 use super::model::*;
 use super::reader::{Item, Reader, Table, join};
@@ -587,4 +588,29 @@ pub(super) fn parse_sorry(r: &mut Reader, i: &Item) -> Option<DraftSorry> {
         }
     };
     Some(DraftSorry { path: i.path.clone(), host: None, address: Some(address), port: Some(port) })
+}
+
+/// A sorry-server host is named by a service.
+pub(super) fn check_sorry_servers_named(r: &mut Reader, hosts: &[DraftHost], services: &[DraftService]) {
+    for h in hosts.iter().filter(|h| h.role == Some(Role::SorryServer)) {
+        let named = services.iter().any(|s| s.sorry_server.as_ref().is_some_and(|x| x.host.as_ref() == Some(&h.name)));
+        if !named {
+            r.error_at(
+                &join(&h.path, "role"),
+                format!("{} is a sorry-server that no service names", h.name),
+                Some(format!("add `sorry_server = {{ host = \"{}\" }}` to a service, or remove the host", h.name)),
+            );
+        }
+    }
+}
+
+/// An inventory has a service.
+pub(super) fn check_some_service(r: &mut Reader, services: &[DraftService]) {
+    if services.is_empty() {
+        r.error_at(
+            "services",
+            "the inventory has no [[services]]",
+            Some("add at least one [[services]] table with vip and port".into()),
+        );
+    }
 }

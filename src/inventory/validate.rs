@@ -17,71 +17,49 @@ use crate::modes::Gateway as ModeGateway;
 /// The name of the management interface `lvsctl lab create` gives every host.
 pub const LAB_MGMT_IFNAME: &str = "mgmt0";
 
-fn addr_path(h: &DraftHost, ifname: &str, idx: usize) -> String {
-    format!("{}[{idx}]", join(&join(&h.path, "interfaces"), ifname))
-}
-
-fn addresses(h: &DraftHost) -> impl Iterator<Item = (&str, usize, IpNet)> {
-    h.interfaces.iter().flat_map(|i| i.addresses.iter().enumerate().map(move |(n, a)| (i.name.as_str(), n, *a)))
-}
-
-fn address_on_subnet(h: &DraftHost, net: IpNet) -> Option<IpNet> {
-    addresses(h).map(|(_, _, a)| a).find(|a| a.trunc() == net.trunc())
-}
-
-fn net_containing(h: &DraftHost, ip: IpAddr) -> Option<IpNet> {
-    addresses(h).map(|(_, _, a)| a).find(|a| a.contains(&ip))
-}
-
-/// The key path of `h`'s gateway of `family`: `gateway`, or its item in a list.
-fn gateway_path(h: &DraftHost, family: Family) -> String {
-    let key = join(&h.path, "gateway");
-    match h.gateways.iter().position(|g| Family::of_addr(g.via) == family) {
-        Some(n) if h.gateways.len() > 1 => format!("{key}[{n}]"),
-        _ => key,
-    }
-}
-
-/// The network or broadcast address of an IPv4 subnet, or an IPv6 subnet's subnet-router
-/// anycast address: reserved, so never a next hop.
-fn reserved_in_subnet(net: IpNet, ip: IpAddr) -> Option<&'static str> {
-    match net {
-        IpNet::V4(n) if n.prefix_len() < 31 && ip == n.network() => Some("network"),
-        IpNet::V4(n) if n.prefix_len() < 31 && ip == n.broadcast() => Some("broadcast"),
-        IpNet::V6(n) if n.prefix_len() < 127 && ip == n.network() => Some("subnet-router anycast"),
-        _ => None,
-    }
-}
-
-fn host_key_path(h: &DraftHost) -> String {
-    if h.interfaces.is_empty() { h.path.clone() } else { join(&h.path, "interfaces") }
-}
-
 pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
     let Draft { hosts_ok, name, mode, mut hosts, services, lab, ha } = d;
     hosts.sort_by(|a, b| a.name.cmp(&b.name));
     let by_name: BTreeMap<&str, &DraftHost> = hosts.iter().map(|h| (h.name.as_str(), h)).collect();
     let names: Vec<&str> = by_name.keys().copied().collect();
 
-    // Keys that only make sense for one role.
-    for h in &hosts {
-        if h.vip_device.is_some() && h.role.is_some_and(|r| r != Role::Director) {
-            r.error_at(
-                &join(&h.path, "vip_device"),
-                "vip_device is only for the director",
-                Some("remove it: real servers hold VIPs on lo (DR) or tunl0 (TUN)".into()),
-            );
-        }
-        if !h.address.is_empty() && h.role.is_some_and(|r| r != Role::RealServer) {
-            r.error_at(
-                &join(&h.path, "address"),
-                "address is only for real servers",
-                Some("remove it; other hosts are reached through their interfaces".into()),
-            );
+    super::hosts::check_role_keys(r, &hosts);
+    let directors = directors(r, &hosts);
+    check_directors(r, &hosts, &directors, ha.as_ref());
+    let director = directors.first().copied();
+    let pair: Option<(&DraftHost, &DraftHost)> =
+        if directors.len() == 2 && ha.is_some() { Some((directors[0], directors[1])) } else { None };
+    super::hosts::check_unique_endpoints(r, &hosts);
+    super::hosts::check_addresses_and_gateways(r, &hosts);
+
+    let mut checked = check_services(r, &services, mode, hosts_ok, &hosts, &by_name, &directors);
+    super::services::check_sorry_servers_named(r, &hosts, &services);
+    super::services::check_some_service(r, &services);
+    let gateways = real_server_gateways(r, &hosts, &by_name, &mut checked, &directors, pair, ha.as_ref());
+    check_nat_clients(r, &hosts, &by_name, &checked.services);
+    if let Some(ha) = &ha
+        && let Some((a, b)) = pair
+    {
+        check_pair(r, ha, a, b, &hosts, &checked.services);
+    }
+    if let Some(director) = director.filter(|_| pair.is_none()) {
+        check_router_reaches_vips(r, &hosts, director, &checked.services);
+    }
+    let lab_spec = lab.and_then(|l| check_lab(r, l, &hosts, &by_name, &names));
+    if let Some(spec) = &lab_spec {
+        for director in directors.iter().take(2) {
+            check_lab_l2(r, spec, &checked.services, director, &by_name);
         }
     }
 
-    // One director, or an HA pair.
+    if !r.diags.is_empty() {
+        return None;
+    }
+    Some(assemble(name, mode, file, hosts, gateways, checked.services, lab_spec, ha))
+}
+
+/// The director, or the two of an HA pair: one at least, two at most.
+fn directors<'a>(r: &mut Reader, hosts: &'a [DraftHost]) -> Vec<&'a DraftHost> {
     let directors: Vec<&DraftHost> = hosts.iter().filter(|h| h.role == Some(Role::Director)).collect();
     let all_roles_known = hosts.iter().all(|h| h.role.is_some());
     if directors.is_empty() && all_roles_known && !hosts.is_empty() {
@@ -98,110 +76,30 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
             Some("lvsctl runs one director or an HA pair of two: make this host a real-server or remove it".into()),
         );
     }
-    check_directors(r, &hosts, &directors, ha.as_ref());
-    let director = directors.first().copied();
-    let pair: Option<(&DraftHost, &DraftHost)> =
-        if directors.len() == 2 && ha.is_some() { Some((directors[0], directors[1])) } else { None };
+    directors
+}
 
-    // Unique ssh endpoints.
-    let mut endpoints: HashMap<(SshTarget, u16), &str> = HashMap::new();
-    for h in &hosts {
-        if let Some(ssh) = &h.ssh {
-            // Host names are case-insensitive: WEB1 and web1 are one machine.
-            let target = match &ssh.target {
-                SshTarget::Remote(a) => SshTarget::Remote(a.to_ascii_lowercase()),
-                t => t.clone(),
-            };
-            let key = (target, if ssh.target == SshTarget::Local { 0 } else { ssh.port });
-            if let Some(first) = endpoints.get(&key) {
-                let shown = match &ssh.target {
-                    SshTarget::Local => "local".to_string(),
-                    SshTarget::Remote(a) => format!("{a} port {}", ssh.port),
-                };
-                r.error_at(
-                    &join(&h.path, "ssh"),
-                    format!("same ssh endpoint as host {first} ({shown})"),
-                    Some("each host needs its own machine: give it its own address".into()),
-                );
-            } else {
-                endpoints.insert(key, &h.name);
-            }
-        }
-    }
+/// The services as validated, and what the rules after them need.
+struct Checked {
+    services: Vec<Service>,
+    /// Per real server (and sorry server): the modes it serves, each with a service of it.
+    rs_modes: BTreeMap<String, BTreeMap<Mode, String>>,
+    /// (real server, mode, family) already reported as unroutable: reported once.
+    reported_rs: BTreeSet<(String, Mode, Family)>,
+}
 
-    // Unique interface addresses; gateways on a subnet of the host.
-    let mut seen: HashMap<IpAddr, String> = HashMap::new();
-    for h in &hosts {
-        for (ifname, idx, a) in addresses(h) {
-            let p = addr_path(h, ifname, idx);
-            if let Some(first) = seen.get(&a.addr()) {
-                r.error_at(
-                    &p,
-                    format!("address {} is also at {first}", a.addr()),
-                    Some("every interface address must be unique in the lab".into()),
-                );
-            } else {
-                seen.insert(a.addr(), p);
-            }
-        }
-        for g in &h.gateways {
-            let gw = g.via;
-            let gp = gateway_path(h, Family::of_addr(gw));
-            if let Some(dev) = &g.dev {
-                // A link-local next hop: on the link of the device it names.
-                if !h.interfaces.is_empty() && !h.interfaces.iter().any(|i| &i.name == dev) {
-                    let known: Vec<&str> = h.interfaces.iter().map(|i| i.name.as_str()).collect();
-                    r.error_at(
-                        &gp,
-                        format!("gateway {gw}%{dev}: {} has no interface {dev}", h.name),
-                        Some(format!("name one of its interfaces: {}", known.join(", "))),
-                    );
-                }
-                continue;
-            }
-            if addresses(h).any(|(_, _, a)| a.addr() == gw) {
-                r.error_at(
-                    &gp,
-                    format!("gateway {gw} is {}'s own address", h.name),
-                    Some("the gateway is the next hop: a router's or the director's address".into()),
-                );
-            } else if let Some(net) = net_containing(h, gw)
-                && let Some(which) = reserved_in_subnet(net, gw)
-            {
-                r.error_at(
-                    &gp,
-                    format!("gateway {gw} is the {which} address of {}", net.trunc()),
-                    Some("the gateway is a router's or the director's own address on that subnet".into()),
-                );
-            } else if !h.interfaces.is_empty() && !h.incomplete && net_containing(h, gw).is_none() {
-                let family = Family::of_addr(gw);
-                let subnets: Vec<String> = addresses(h)
-                    .filter(|(_, _, a)| Family::of_addr(a.addr()) == family)
-                    .map(|(_, _, a)| a.trunc().to_string())
-                    .collect();
-                if subnets.is_empty() {
-                    r.error_at(
-                        &gp,
-                        format!("gateway {gw} is {family}, but {} has no {family} address", h.name),
-                        Some(format!(
-                            "give {} an {family} address on the gateway's subnet, or remove this gateway",
-                            h.name
-                        )),
-                    );
-                } else {
-                    r.error_at(
-                        &gp,
-                        format!("gateway {gw} is on none of {}'s subnets ({})", h.name, subnets.join(", ")),
-                        Some(
-                            "a gateway must be directly reachable: use an address on one of the host's subnets".into(),
-                        ),
-                    );
-                }
-            }
-        }
-    }
-
-    // Services.
+/// Each service on its own (`check_service`), then across services: one service per
+/// (vip, port, protocol), one firewall-mark service per mark and family.
+fn check_services(
+    r: &mut Reader,
+    services: &[DraftService],
+    mode: Option<Mode>,
+    hosts_ok: bool,
+    hosts: &[DraftHost],
+    by_name: &BTreeMap<&str, &DraftHost>,
+    directors: &[&DraftHost],
+) -> Checked {
+    let names: Vec<&str> = by_name.keys().copied().collect();
     let lab_mode = mode;
     let mut out_services = Vec::new();
     let mut service_keys: HashMap<(IpAddr, u16, Protocol), usize> = HashMap::new();
@@ -228,8 +126,7 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
             }
             marks.insert((mark, family), s.index);
         }
-        if let Some(svc) =
-            check_service(r, s, smode, hosts_ok, &by_name, &names, &rs_hosts, &directors, &mut reported_rs)
+        if let Some(svc) = check_service(r, s, smode, hosts_ok, by_name, &names, &rs_hosts, directors, &mut reported_rs)
         {
             if let (Some(vip), Some(port), None) = (s.vip, s.port, s.fwmark) {
                 if let Some(first) = service_keys.get(&(vip, port, s.protocol)) {
@@ -253,28 +150,26 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
             out_services.push(svc);
         }
     }
-    for h in hosts.iter().filter(|h| h.role == Some(Role::SorryServer)) {
-        let named = services.iter().any(|s| s.sorry_server.as_ref().is_some_and(|x| x.host.as_ref() == Some(&h.name)));
-        if !named {
-            r.error_at(
-                &join(&h.path, "role"),
-                format!("{} is a sorry-server that no service names", h.name),
-                Some(format!("add `sorry_server = {{ host = \"{}\" }}` to a service, or remove the host", h.name)),
-            );
-        }
-    }
-    if services.is_empty() {
-        r.error_at(
-            "services",
-            "the inventory has no [[services]]",
-            Some("add at least one [[services]] table with vip and port".into()),
-        );
-    }
+    Checked { services: out_services, rs_modes, reported_rs }
+}
 
-    // A real server serves one kind of forwarding: its default route depends on it.
+/// A real server serves one kind of forwarding, since its default route depends on it: through
+/// the director (NAT: the gateway is derived when not written) or not (DR, TUN). Returns every
+/// host's gateways with the derived ones.
+fn real_server_gateways(
+    r: &mut Reader,
+    hosts: &[DraftHost],
+    by_name: &BTreeMap<&str, &DraftHost>,
+    checked: &mut Checked,
+    directors: &[&DraftHost],
+    pair: Option<(&DraftHost, &DraftHost)>,
+    ha: Option<&super::ha::DraftHa>,
+) -> HashMap<String, Vec<Gateway>> {
+    let director = directors.first().copied();
+    let Checked { services: out_services, rs_modes, reported_rs } = checked;
     let mut gateways: HashMap<String, Vec<Gateway>> =
         hosts.iter().map(|h| (h.name.clone(), h.gateways.clone())).collect();
-    for (rs, modes) in &rs_modes {
+    for (rs, modes) in rs_modes.iter() {
         let h = by_name[rs.as_str()];
         // What the modes it serves ask of its default route (see modes/).
         let rule = |g: fn(ModeGateway) -> bool| modes.keys().copied().find(|m| g(m.profile().real_server.gateway));
@@ -301,9 +196,9 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
                 else {
                     continue;
                 };
-                let gp = gateway_path(h, family);
+                let gp = h.gateway_path(family);
                 let written = h.gateways.iter().find(|g| Family::of_addr(g.via) == family).map(|g| g.via);
-                let rs_net = net_containing(h, rs_addr).or_else(|| net_containing(director, rs_addr));
+                let rs_net = h.net_containing(rs_addr).or_else(|| director.net_containing(rs_addr));
                 // An HA pair's real servers route through the address the master holds.
                 let floating = ha
                     .as_ref()
@@ -317,10 +212,10 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
                         let serves_others = hosts
                             .iter()
                             .filter(|x| rs_modes.contains_key(&x.name))
-                            .any(|x| addresses(x).any(|(_, _, a)| f.trunc().contains(&a.addr())));
+                            .any(|x| x.addresses().any(|(_, _, a)| f.trunc().contains(&a.addr())));
                         if let Some(n) = rs_net.filter(|_| serves_others) {
                             r.error_at(
-                                &host_key_path(h),
+                                &h.key_path(),
                                 format!("{rs}'s {} {family} replies cannot return through the pair: {rs} is on {}, the floating gateway {} on {}", via.as_str().to_uppercase(), n.trunc(), f.addr(), f.trunc()),
                                 Some(format!("an HA pair's NAT real servers reply through its one floating gateway: put {rs} on {}", f.trunc())),
                             );
@@ -329,10 +224,10 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
                         None
                     }
                     None if pair.is_some() => continue,
-                    None => rs_net.and_then(|n| address_on_subnet(director, n)).map(|a| a.addr()),
+                    None => rs_net.and_then(|n| director.address_on_subnet(n)).map(|a| a.addr()),
                 };
                 if let (Some(g), Some(f), Some((a, b))) = (written, floating, pair)
-                    && let Some(d) = [a, b].into_iter().find(|d| addresses(d).any(|(_, _, x)| x.addr() == g))
+                    && let Some(d) = [a, b].into_iter().find(|d| d.addresses().any(|(_, _, x)| x.addr() == g))
                 {
                     r.error_at(
                         &gp,
@@ -352,40 +247,48 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
                     ),
                     (_, None) if floating.is_some() => {}
                     (_, None) if reported_rs.insert((rs.clone(), via, family)) => {
-                        r.error_at(&host_key_path(h), format!("cannot route {rs}'s {} {family} replies through the director: {} has no {family} address on {rs}'s subnet", via.as_str().to_uppercase(), director.name), Some("give the director an interface on the real servers' subnet".into()));
+                        r.error_at(&h.key_path(), format!("cannot route {rs}'s {} {family} replies through the director: {} has no {family} address on {rs}'s subnet", via.as_str().to_uppercase(), director.name), Some("give the director an interface on the real servers' subnet".into()));
                     }
                     _ => {}
                 }
             }
         } else if let Some(not) = rule(|g| g == ModeGateway::NotDirector) {
             for g in h.gateways.iter().map(|g| g.via) {
-                if !directors.iter().any(|d| addresses(d).any(|(_, _, a)| a.addr() == g)) {
+                if !directors.iter().any(|d| d.addresses().any(|(_, _, a)| a.addr() == g)) {
                     continue;
                 }
                 let router_hint = hosts
                     .iter()
                     .filter(|x| x.role == Some(Role::Router))
-                    .find_map(|x| net_containing(h, g).and_then(|n| address_on_subnet(x, n)))
+                    .find_map(|x| h.net_containing(g).and_then(|n| x.address_on_subnet(n)))
                     .map(|a| format!("set gateway to the router's address ({})", a.addr()))
                     .unwrap_or_else(|| "set gateway to a router's address".into());
                 r.error_at(
-                    &gateway_path(h, Family::of_addr(g)),
+                    &h.gateway_path(Family::of_addr(g)),
                     format!("{rs}'s gateway {g} is the director: in {} mode replies go straight to the client, not back through the director", not.as_str().to_uppercase()),
                     Some(router_hint),
                 );
             }
         }
     }
+    gateways
+}
 
-    // NAT: a client on a real server's subnet would get replies straight from the real server.
+/// NAT: a client on a real server's subnet would get replies straight from the real server.
+fn check_nat_clients(
+    r: &mut Reader,
+    hosts: &[DraftHost],
+    by_name: &BTreeMap<&str, &DraftHost>,
+    out_services: &[Service],
+) {
     for s in out_services.iter().filter(|s| s.mode.profile().clients_off_real_server_subnets) {
         for b in &s.real_servers {
-            let Some(rs_net) = net_containing(by_name[b.host.as_str()], b.address) else { continue };
+            let Some(rs_net) = by_name[b.host.as_str()].net_containing(b.address) else { continue };
             for c in hosts.iter().filter(|h| h.role == Some(Role::Client)) {
-                for (ifname, idx, a) in addresses(c) {
+                for (ifname, idx, a) in c.addresses() {
                     if a.trunc() == rs_net.trunc() {
                         r.error_at(
-                            &addr_path(c, ifname, idx),
+                            &c.addr_path(ifname, idx),
                             format!("{} is on real server {}'s subnet {}", c.name, b.host, rs_net.trunc()),
                             Some("in NAT mode the real server would answer the client directly and bypass the director's translation: put the client on another subnet".into()),
                         );
@@ -394,40 +297,37 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
             }
         }
     }
+}
 
-    if let Some(ha) = &ha
-        && let Some((a, b)) = pair
-    {
-        check_pair(r, ha, a, b, &hosts, &out_services);
-    }
-
-    // The router must be able to send VIP traffic to the director.
-    if let Some(director) = director.filter(|_| pair.is_none()) {
-        for router in hosts.iter().filter(|h| h.role == Some(Role::Router) && !h.interfaces.is_empty()) {
-            for (vip, at) in out_services.iter().flat_map(service_vips) {
-                let on_router_segment = net_containing(router, vip).is_some();
-                let shared = addresses(router).any(|(_, _, a)| address_on_subnet(director, a).is_some());
-                if !on_router_segment && !shared && !director.interfaces.is_empty() {
-                    r.error_at(
-                        &at,
-                        format!("VIP {vip} is on none of {}'s subnets, and {} shares no subnet with director {}: clients behind it cannot reach the VIP", router.name, router.name, director.name),
-                        Some("connect the router and the director on one subnet, or choose a VIP on a router subnet".into()),
-                    );
-                }
+/// The router must be able to send VIP traffic to the director.
+fn check_router_reaches_vips(r: &mut Reader, hosts: &[DraftHost], director: &DraftHost, out_services: &[Service]) {
+    for router in hosts.iter().filter(|h| h.role == Some(Role::Router) && !h.interfaces.is_empty()) {
+        for (vip, at) in out_services.iter().flat_map(service_vips) {
+            let on_router_segment = router.net_containing(vip).is_some();
+            let shared = router.addresses().any(|(_, _, a)| director.address_on_subnet(a).is_some());
+            if !on_router_segment && !shared && !director.interfaces.is_empty() {
+                r.error_at(
+                    &at,
+                    format!("VIP {vip} is on none of {}'s subnets, and {} shares no subnet with director {}: clients behind it cannot reach the VIP", router.name, router.name, director.name),
+                    Some("connect the router and the director on one subnet, or choose a VIP on a router subnet".into()),
+                );
             }
         }
     }
+}
 
-    let lab_spec = lab.and_then(|l| check_lab(r, l, &hosts, &by_name, &names));
-    if let Some(spec) = &lab_spec {
-        for director in directors.iter().take(2) {
-            check_lab_l2(r, spec, &out_services, director, &by_name);
-        }
-    }
-
-    if !r.diags.is_empty() {
-        return None;
-    }
+/// The validated lab, from drafts every rule accepted.
+#[allow(clippy::too_many_arguments)]
+fn assemble(
+    name: Option<String>,
+    mode: Option<Mode>,
+    file: &Path,
+    hosts: Vec<DraftHost>,
+    mut gateways: HashMap<String, Vec<Gateway>>,
+    services: Vec<Service>,
+    lab: Option<LabSpec>,
+    ha: Option<super::ha::DraftHa>,
+) -> Lab {
     let hosts = hosts
         .into_iter()
         .map(|h| {
@@ -445,13 +345,13 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
             }
         })
         .collect();
-    Some(Lab {
+    Lab {
         name: name.expect("validated"),
         mode: mode.expect("validated"),
         file: file.to_path_buf(),
         hosts,
-        services: out_services,
-        lab: lab_spec,
+        services,
+        lab,
         ha: ha.map(|h| Ha {
             virtual_router_id: h.virtual_router_id,
             advert_interval: h.advert_interval,
@@ -460,7 +360,7 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
             unicast: h.unicast,
             floating_gateway: h.floating_gateway,
         }),
-    })
+    }
 }
 
 /// How messages name a draft service: its name, else `protocol vip:port`.
@@ -529,7 +429,7 @@ fn check_service(
     let director = directors.first().copied();
     for (vip, vip_path) in vips_of(s) {
         for h in by_name.values().filter(|h| h.role != Some(Role::Director) || directors.len() > 1) {
-            if addresses(h).any(|(_, _, a)| a.addr() == vip) {
+            if h.addresses().any(|(_, _, a)| a.addr() == vip) {
                 r.error_at(
                     &vip_path,
                     format!("VIP {vip} is {}'s own address", h.name),
@@ -763,7 +663,7 @@ fn check_pair(
             continue;
         }
         for d in [a, b] {
-            if addresses(d).any(|(_, _, x)| x.addr() == vip) {
+            if d.addresses().any(|(_, _, x)| x.addr() == vip) {
                 r.error_at(
                     &at,
                     format!("VIP {vip} is director {}'s own address", d.name),
@@ -771,10 +671,10 @@ fn check_pair(
                 );
             }
         }
-        let (na, nb) = (net_containing(a, vip), net_containing(b, vip));
+        let (na, nb) = (a.net_containing(vip), b.net_containing(vip));
         match (na, nb) {
             (Some(x), Some(y)) if x.trunc() == y.trunc() => {
-                if let Some(router) = routers.iter().find(|rt| net_containing(rt, vip).is_none()) {
+                if let Some(router) = routers.iter().find(|rt| rt.net_containing(vip).is_none()) {
                     r.error_at(
                         &at,
                         format!("VIP {} is on no subnet of router {}: with two directors the router must reach the VIP on a subnet it shares with them", vip, router.name),
@@ -833,10 +733,10 @@ fn check_floating(
             let rs_nets: BTreeSet<IpNet> = nat
                 .iter()
                 .flat_map(|s| &s.real_servers)
-                .filter_map(|bk| net_containing(a, bk.address).map(|n| n.trunc()))
+                .filter_map(|bk| a.net_containing(bk.address).map(|n| n.trunc()))
                 .collect();
-            let on_a = net_containing(a, fg.addr()).map(|n| n.trunc());
-            let on_b = net_containing(b, fg.addr()).map(|n| n.trunc());
+            let on_a = a.net_containing(fg.addr()).map(|n| n.trunc());
+            let on_b = b.net_containing(fg.addr()).map(|n| n.trunc());
             match on_a.filter(|n| on_a == on_b && rs_nets.contains(n)) {
                 None => {
                     let want: Vec<String> = rs_nets.iter().map(|n| n.to_string()).collect();
@@ -857,7 +757,7 @@ fn check_floating(
                 ),
                 Some(_) => {}
             }
-            if let Some(h) = hosts.iter().find(|h| addresses(h).any(|(_, _, x)| x.addr() == fg.addr())) {
+            if let Some(h) = hosts.iter().find(|h| h.addresses().any(|(_, _, x)| x.addr() == fg.addr())) {
                 r.error_at(
                     fg_path,
                     format!("floating gateway {} is {}'s own address", fg.addr(), h.name),
@@ -994,7 +894,7 @@ fn resolve_rs_address(
 ) -> Option<IpAddr> {
     let of_family = |a: &IpNet| Family::of_addr(a.addr()) == family;
     let director_nets: Vec<IpNet> =
-        director.map(|d| addresses(d).map(|(_, _, a)| a).filter(of_family).collect()).unwrap_or_default();
+        director.map(|d| d.addresses().map(|(_, _, a)| a).filter(of_family).collect()).unwrap_or_default();
     let same_l2 = mode.profile().real_server.same_l2;
     // Subnets that failed to parse were reported: deciding without them would only add
     // follow-on errors.
@@ -1011,7 +911,7 @@ fn resolve_rs_address(
         let a = h.address[n];
         let key =
             if h.address.len() > 1 { format!("{}[{n}]", join(&h.path, "address")) } else { join(&h.path, "address") };
-        if !h.interfaces.is_empty() && !addresses(h).any(|(_, _, x)| x.addr() == a) {
+        if !h.interfaces.is_empty() && !h.addresses().any(|(_, _, x)| x.addr() == a) {
             report(
                 r,
                 key,
@@ -1035,12 +935,12 @@ fn resolve_rs_address(
         }
         return Some(a);
     }
-    let own: Vec<IpNet> = addresses(h).map(|(_, _, a)| a).filter(of_family).collect();
+    let own: Vec<IpNet> = h.addresses().map(|(_, _, a)| a).filter(of_family).collect();
     if own.is_empty() && !h.interfaces.is_empty() {
         // One service does not mix families: its real servers need an address of the VIP's.
         report(
             r,
-            host_key_path(h),
+            h.key_path(),
             format!("{} has no {family} address, and serves the {family} service {service}", h.name),
             format!("give {} an {family} address on the director's subnet, or use an {} VIP", h.name, other(family)),
         );
@@ -1063,7 +963,7 @@ fn resolve_rs_address(
         };
         report(
             r,
-            host_key_path(h),
+            h.key_path(),
             format!(
                 "{} shares no {family} subnet with director {dname}: {} mode forwards on one L2 segment",
                 h.name,
@@ -1106,9 +1006,11 @@ fn check_lab_l2(
     for svc in services.iter().filter(|s| s.mode.profile().real_server.same_l2) {
         for b in &svc.real_servers {
             let Some(rs) = by_name.get(b.host.as_str()) else { continue };
-            let shared: Vec<(&str, &str)> = addresses(rs)
+            let shared: Vec<(&str, &str)> = rs
+                .addresses()
                 .flat_map(|(ri, _, ra)| {
-                    addresses(director)
+                    director
+                        .addresses()
                         .filter(move |(_, _, da)| da.trunc() == ra.trunc())
                         .map(move |(di, _, _)| (ri, di))
                 })
@@ -1263,10 +1165,10 @@ fn check_lab(
         }
     }
     for x in hosts {
-        for (ifname, idx, a) in addresses(x) {
+        for (ifname, idx, a) in x.addresses() {
             if a.trunc().contains(&management.network()) || management.contains(&a.addr()) {
                 r.error_at(
-                    &addr_path(x, ifname, idx),
+                    &x.addr_path(ifname, idx),
                     format!("{a} overlaps the management network {management}"),
                     Some("keep lab subnets apart from the network used for SSH".into()),
                 );
