@@ -8,8 +8,10 @@ use ipnet::IpNet;
 use super::keys;
 use super::model::*;
 use super::reader::{Item, Reader, Table, join};
-use super::ssh::*;
-use super::value::*;
+use super::ssh::{SshDefaults, parse_ssh_target, settings, ssh_field};
+use super::value::{
+    IFNAME_HELP, parse_enum, parse_host_ip_item, parse_interface_cidr, parse_ip, parse_per_family, special_ip,
+};
 use crate::wire::names::{interface_name_problem, is_link_local};
 
 pub struct DraftHost {

@@ -1,15 +1,15 @@
 //! The inventory document: its top-level keys, and each table handed to the file that owns it
 //! (`hosts`, `services`, `ha`, `ssh`, `lab`; values in `value`). Cross-field rules: `validate`.
 
-use super::ha::*;
-use super::hosts::*;
+use super::ha::{DraftHa, parse_ha};
+use super::hosts::{DraftHost, parse_host};
 use super::keys;
-use super::lab::*;
+use super::lab::{DraftLab, parse_lab};
 use super::model::*;
 use super::reader::{Reader, Table};
-use super::services::*;
-use super::ssh::*;
-use super::value::*;
+use super::services::{DraftService, parse_service};
+use super::ssh::{SshDefaults, parse_ssh_defaults};
+use super::value::{check_host_name, check_lab_name, parse_enum};
 
 pub struct Draft {
     /// False when `hosts` is missing or not a table: references to hosts are then not checked.

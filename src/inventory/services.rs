@@ -1,15 +1,18 @@
 //! `[[services]]`: a virtual service (VIP and port, or a firewall mark and its matches), its
-//! scheduler and persistence, its real servers, health check and sorry server.
+//! scheduler and persistence, its real servers, health check and sorry server; and the rules of
+//! one service (`check_service`: its real servers, mode, sorry server and health check).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use super::diag::one_of_help;
+use ipnet::IpNet;
+
+use super::diag::{did_you_mean, one_of_help};
 use super::hosts::DraftHost;
 use super::keys;
 use super::model::*;
 use super::reader::{Item, Reader, Table, join};
-use super::value::*;
+use super::value::{parse_enum, parse_ip, parse_ip_item, parse_vip_item, special_ip};
 
 /// keepalived's defaults are made for production (a check a minute); a lab wants to see a
 /// failure within seconds.
@@ -612,5 +615,438 @@ pub(super) fn check_some_service(r: &mut Reader, services: &[DraftService]) {
             "the inventory has no [[services]]",
             Some("add at least one [[services]] table with vip and port".into()),
         );
+    }
+}
+
+/// How messages name a draft service: its name, else `protocol vip:port`.
+/// A firewall-mark service is one service per family of its matches (the same mark in each);
+/// any other service is itself.
+pub(super) fn split_by_family(s: &DraftService) -> Vec<DraftService> {
+    if s.fwmark.is_none() {
+        return vec![s.clone()];
+    }
+    let mut families: Vec<Family> = Vec::new();
+    for m in &s.matches {
+        let f = Family::of_addr(m.vip);
+        if !families.contains(&f) {
+            families.push(f);
+        }
+    }
+    families
+        .into_iter()
+        .map(|f| {
+            let matches: Vec<_> = s.matches.iter().filter(|m| Family::of_addr(m.vip) == f).cloned().collect();
+            DraftService { vip: matches.first().map(|m| m.vip), matches, ..s.clone() }
+        })
+        .collect()
+}
+
+/// Each VIP of a validated service with the key that gave it (a firewall-mark service's `match`).
+pub(super) fn service_vips(s: &Service) -> Vec<(IpAddr, String)> {
+    let key = if s.fwmark.is_some() { "match" } else { "vip" };
+    s.vips().into_iter().map(|v| (v, join(&format!("services[{}]", s.index), key))).collect()
+}
+
+/// Each VIP of a service with the key path that gave it.
+pub(super) fn vips_of(s: &DraftService) -> Vec<(IpAddr, String)> {
+    if s.fwmark.is_some() {
+        s.matches.iter().map(|m| (m.vip, join(&m.path, "vip"))).collect()
+    } else {
+        s.vip.map(|v| (v, join(&s.path, "vip"))).into_iter().collect()
+    }
+}
+
+pub(super) fn label_of(s: &DraftService) -> String {
+    let at = match (s.vip, s.port, s.fwmark) {
+        (Some(v), _, Some(mark)) if v.is_ipv6() => format!("fwmark {mark} ipv6"),
+        (_, _, Some(mark)) => format!("fwmark {mark}"),
+        (Some(v), Some(p), None) => format!("{} {}", s.protocol, std::net::SocketAddr::new(v, p)),
+        _ => format!("services[{}]", s.index),
+    };
+    match &s.name {
+        Some(n) => format!("{n} ({at})"),
+        None => at,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn check_service(
+    r: &mut Reader,
+    s: &DraftService,
+    mode: Option<Mode>,
+    hosts_ok: bool,
+    by_name: &BTreeMap<&str, &DraftHost>,
+    names: &[&str],
+    rs_hosts: &[&str],
+    directors: &[&DraftHost],
+    reported: &mut BTreeSet<(String, Mode, Family)>,
+) -> Option<Service> {
+    let director = directors.first().copied();
+    for (vip, vip_path) in vips_of(s) {
+        for h in by_name.values().filter(|h| h.role != Some(Role::Director) || directors.len() > 1) {
+            if h.addresses().any(|(_, _, a)| a.addr() == vip) {
+                r.error_at(
+                    &vip_path,
+                    format!("VIP {vip} is {}'s own address", h.name),
+                    Some("choose an address no host but the director holds; lvsctl puts the VIP where each mode needs it".into()),
+                );
+            }
+        }
+        // The VIP moves between hosts' lo, tunl0 and the director: it cannot also be where
+        // lvsctl connects to a host, or a next hop.
+        for h in by_name.values() {
+            if let Some(ssh) = &h.ssh
+                && matches!(&ssh.target, crate::inventory::SshTarget::Remote(a) if a.parse::<IpAddr>() == Ok(vip))
+            {
+                r.error_at(
+                    &vip_path,
+                    format!("VIP {vip} is the ssh address of host {}", h.name),
+                    Some("lvsctl would reach whichever host holds the VIP: give the VIP an address of its own".into()),
+                );
+            }
+            if h.gateways.iter().any(|g| g.via == vip) {
+                r.error_at(
+                    &vip_path,
+                    format!("VIP {vip} is host {}'s gateway", h.name),
+                    Some(
+                        "a gateway is a router's or the director's own address: give the VIP an address of its own"
+                            .into(),
+                    ),
+                );
+            }
+        }
+    }
+    let mut backends = Vec::new();
+    let explicit = s.real_servers.is_some();
+    let list: Vec<(String, String, u32, Option<u16>, u32, u32)> = match &s.real_servers {
+        Some(list) => {
+            if list.is_empty() {
+                r.error_at(&join(&s.path, "real_servers"), "real_servers is empty", Some("list at least one real server, or remove the key to use every host with role = \"real-server\"".into()));
+            }
+            list.iter()
+                .filter_map(|b| {
+                    let host = b.host.clone()?;
+                    Some((host, b.path.clone(), b.weight, b.port, b.u_threshold, b.l_threshold))
+                })
+                .collect()
+        }
+        None => {
+            if rs_hosts.is_empty() && by_name.values().all(|h| h.role.is_some()) {
+                r.error_at(
+                    &s.path,
+                    "this service has no real servers",
+                    Some("add a host with role = \"real-server\" or list real_servers".into()),
+                );
+            }
+            rs_hosts.iter().map(|h| (h.to_string(), format!("hosts.{h}"), 1, None, 0, 0)).collect()
+        }
+    };
+    let mut seen = BTreeSet::new();
+    for (host, bpath, weight, port, u_threshold, l_threshold) in list {
+        let hp = if explicit { join(&bpath, "host") } else { bpath.clone() };
+        let Some(h) = by_name.get(host.as_str()).copied() else {
+            if !hosts_ok {
+                // The hosts table itself is broken (already reported): naming it again helps nobody.
+                continue;
+            }
+            let help = match did_you_mean(&host, names) {
+                Some(n) => format!("did you mean \"{n}\"? hosts are: {}", super::diag::some_of(names)),
+                None => format!("hosts are: {}", super::diag::some_of(names)),
+            };
+            r.error_at(&hp, format!("unknown host \"{host}\""), Some(help));
+            continue;
+        };
+        if h.role.is_some_and(|role| role != Role::RealServer) {
+            r.error_at(
+                &hp,
+                format!("{host} is a {}, not a real-server", h.role.expect("checked")),
+                Some("list only hosts with role = \"real-server\"".into()),
+            );
+            continue;
+        }
+        if !seen.insert(host.clone()) {
+            r.error_at(
+                &hp,
+                format!("{host} is listed twice in this service"),
+                Some("list each real server once; use weight to give it a bigger share".into()),
+            );
+            continue;
+        }
+        let (Some(mode), Some(sport), Some(vip)) = (mode, s.port, s.vip) else { continue };
+        let family = Family::of_addr(vip);
+        let address = resolve_rs_address(r, h, director, mode, family, &label_of(s), reported);
+        // The other director of a pair must reach it the same way.
+        if let Some(other) = directors.get(1)
+            && address.is_some()
+        {
+            resolve_rs_address(r, h, Some(other), mode, family, &label_of(s), reported);
+        }
+        if let Some(p) = port
+            && p != sport
+            && !mode.profile().port_mapping
+        {
+            r.error_at(
+                &join(&bpath, "port"),
+                format!("port mapping ({sport} → {p}) needs NAT, but this service uses {} mode", mode.as_str().to_uppercase()),
+                Some(format!("in {} mode the real server receives the packet unchanged, so it must listen on port {sport}: remove `port`, or set mode = \"nat\" on the service", mode.as_str().to_uppercase())),
+            );
+        }
+        let Some(address) = address else {
+            continue;
+        };
+        backends.push(Backend { host, address, port: port.unwrap_or(sport), weight, u_threshold, l_threshold });
+    }
+    // A service with some bad backends is still returned (with the good ones), so that the
+    // rules that follow report their own problems in the same run; the reader's diagnostics
+    // decide whether the lab is valid.
+    if backends.is_empty() {
+        return None;
+    }
+    let sorry_server = s
+        .sorry_server
+        .as_ref()
+        .and_then(|x| check_sorry(r, s, x, mode?, by_name, names, directors, &backends, reported));
+    check_health(r, s, mode?);
+    Some(Service {
+        index: s.index,
+        name: s.name.clone(),
+        vip: s.vip?,
+        port: s.port?,
+        protocol: s.protocol,
+        fwmark: s.fwmark.map(|mark| Fwmark {
+            mark,
+            matches: s
+                .matches
+                .iter()
+                .map(|m| MarkMatch { vip: m.vip, protocol: m.protocol, ports: m.ports.clone() })
+                .collect(),
+        }),
+        scheduler: s.scheduler.clone(),
+        scheduler_flags: s.scheduler_flags.clone(),
+        one_packet: s.one_packet,
+        persistence: s.persistence,
+        netmask: s.netmask,
+        mode: mode?,
+        real_servers: backends,
+        health_check: s.health_check.clone(),
+        on_failure: s.on_failure,
+        sorry_server,
+    })
+}
+
+/// `sorry_server`: a sorry-server host or a director of the inventory, or an outside address;
+/// in DR and TUN it receives the packet unchanged, so it serves the service's port.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn check_sorry(
+    r: &mut Reader,
+    s: &DraftService,
+    x: &super::services::DraftSorry,
+    mode: Mode,
+    by_name: &BTreeMap<&str, &DraftHost>,
+    names: &[&str],
+    directors: &[&DraftHost],
+    backends: &[Backend],
+    reported: &mut BTreeSet<(String, Mode, Family)>,
+) -> Option<SorryServer> {
+    let sport = s.port?;
+    let port = x.port.unwrap_or(sport);
+    let port_path = if x.host.is_some() { join(&x.path, "port") } else { x.path.clone() };
+    if port != sport && !mode.profile().port_mapping {
+        r.error_at(
+            &port_path,
+            format!("the sorry server's port {port} differs from the service's {sport}, which needs NAT"),
+            Some(format!("in {} mode the sorry server receives the packet unchanged: give it port {sport}, or set mode = \"nat\"", mode.as_str().to_uppercase())),
+        );
+        return None;
+    }
+    let family = Family::of_addr(s.vip?);
+    let Some(host) = &x.host else {
+        let address = x.address?;
+        if Family::of_addr(address) != family {
+            r.error_at(
+                &x.path,
+                format!("sorry server {address} is {}, but the service's VIP is {family}", Family::of_addr(address)),
+                Some(format!("give the sorry server's {family} address: one service does not mix families")),
+            );
+            return None;
+        }
+        return Some(SorryServer { host: None, address, port });
+    };
+    let hp = join(&x.path, "host");
+    let Some(h) = by_name.get(host.as_str()).copied() else {
+        let help = match did_you_mean(host, names) {
+            Some(n) => format!("did you mean \"{n}\"? hosts are: {}", super::diag::some_of(names)),
+            None => format!("hosts are: {}", super::diag::some_of(names)),
+        };
+        r.error_at(&hp, format!("unknown host \"{host}\""), Some(help));
+        return None;
+    };
+    match h.role? {
+        Role::Director => {
+            if directors.len() > 1 {
+                r.error_at(
+                    &hp,
+                    format!("{host} is a director of the HA pair: the backup would send the sorry traffic to itself"),
+                    Some("use a host with role = \"sorry-server\" for an HA pair".into()),
+                );
+                return None;
+            }
+            // The LVS tutorials' fallback web server on the director: IPVS delivers locally.
+            let local: IpAddr = match family {
+                Family::Ipv4 => std::net::Ipv4Addr::LOCALHOST.into(),
+                Family::Ipv6 => std::net::Ipv6Addr::LOCALHOST.into(),
+            };
+            Some(SorryServer { host: Some(host.clone()), address: local, port })
+        }
+        Role::SorryServer => {
+            if backends.iter().any(|b| &b.host == host) {
+                r.error_at(
+                    &hp,
+                    format!("{host} is also a real server of this service"),
+                    Some("use a host of its own as the sorry server".into()),
+                );
+                return None;
+            }
+            let address = resolve_rs_address(r, h, directors.first().copied(), mode, family, &label_of(s), reported)?;
+            Some(SorryServer { host: Some(host.clone()), address, port })
+        }
+        other => {
+            r.error_at(
+                &hp,
+                format!("{host} is a {other}, not a sorry-server or a director"),
+                Some(
+                    "give the host role = \"sorry-server\", or name the director to serve the sorry page itself".into(),
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `health_check` and `on_failure` fit the service.
+pub(super) fn check_health(r: &mut Reader, s: &DraftService, _mode: Mode) {
+    if s.on_failure == OnFailure::Quiesce && s.health_check.is_none() {
+        r.error_at(
+            &join(&s.path, "on_failure"),
+            "on_failure = \"quiesce\" needs a health check",
+            Some("add `health_check = { type = \"http\" }` (or \"tcp\"), or remove on_failure".into()),
+        );
+    }
+    if let Some(hc) = &s.health_check
+        && hc.port.is_none()
+        && s.protocol != Protocol::Tcp
+    {
+        r.error_at(
+            &join(&s.path, "health_check"),
+            format!("a {} service's health check needs a TCP port to check", s.protocol),
+            Some("add `port = N` to health_check: the TCP port on each real server that tells it is healthy".into()),
+        );
+    }
+}
+
+/// The address of `family` the director forwards to for real server `h` (serving `service`).
+pub(super) fn resolve_rs_address(
+    r: &mut Reader,
+    h: &DraftHost,
+    director: Option<&DraftHost>,
+    mode: Mode,
+    family: Family,
+    service: &str,
+    reported: &mut BTreeSet<(String, Mode, Family)>,
+) -> Option<IpAddr> {
+    let of_family = |a: &IpNet| Family::of_addr(a.addr()) == family;
+    let director_nets: Vec<IpNet> =
+        director.map(|d| d.addresses().map(|(_, _, a)| a).filter(of_family).collect()).unwrap_or_default();
+    let same_l2 = mode.profile().real_server.same_l2;
+    // Subnets that failed to parse were reported: deciding without them would only add
+    // follow-on errors.
+    if h.incomplete || director.is_some_and(|d| d.incomplete) {
+        return None;
+    }
+    let mut report = |r: &mut Reader, key: String, msg: String, help: String| {
+        if reported.insert((h.name.clone(), mode, family)) {
+            r.error_at(&key, msg, Some(help));
+        }
+    };
+    let explicit = h.address.iter().position(|a| Family::of_addr(*a) == family);
+    if let Some(n) = explicit {
+        let a = h.address[n];
+        let key =
+            if h.address.len() > 1 { format!("{}[{n}]", join(&h.path, "address")) } else { join(&h.path, "address") };
+        if !h.interfaces.is_empty() && !h.addresses().any(|(_, _, x)| x.addr() == a) {
+            report(
+                r,
+                key,
+                format!("{a} is not one of {}'s interface addresses", h.name),
+                "use an address from its interfaces table".into(),
+            );
+            return None;
+        }
+        if same_l2 && !director_nets.is_empty() && !director_nets.iter().any(|n| n.contains(&a)) {
+            report(
+                r,
+                key,
+                format!(
+                    "{a} is on no subnet of the director: {} mode needs the director and {} on one L2 segment",
+                    mode.as_str().to_uppercase(),
+                    h.name
+                ),
+                "use the real server's address on the director's subnet, or use TUN mode across routers".into(),
+            );
+            return None;
+        }
+        return Some(a);
+    }
+    let own: Vec<IpNet> = h.addresses().map(|(_, _, a)| a).filter(of_family).collect();
+    if own.is_empty() && !h.interfaces.is_empty() {
+        // One service does not mix families: its real servers need an address of the VIP's.
+        report(
+            r,
+            h.key_path(),
+            format!("{} has no {family} address, and serves the {family} service {service}", h.name),
+            format!("give {} an {family} address on the director's subnet, or use an {} VIP", h.name, other(family)),
+        );
+        return None;
+    }
+    if let Some(a) = own.iter().find(|a| director_nets.iter().any(|n| n.trunc() == a.trunc())) {
+        return Some(a.addr());
+    }
+    // Across routers, a real server with one address can only be reached there.
+    if !same_l2 && own.len() == 1 {
+        return Some(own[0].addr());
+    }
+    let dname = director.map(|d| d.name.as_str()).unwrap_or("the director");
+    if same_l2 {
+        let subnets: Vec<String> = director_nets.iter().map(|n| n.trunc().to_string()).collect();
+        let want = if subnets.is_empty() {
+            format!("give the director and the real server {family} addresses on one subnet")
+        } else {
+            format!("give {} an address on {}", h.name, subnets.join(" or "))
+        };
+        report(
+            r,
+            h.key_path(),
+            format!(
+                "{} shares no {family} subnet with director {dname}: {} mode forwards on one L2 segment",
+                h.name,
+                mode.as_str().to_uppercase()
+            ),
+            want,
+        );
+    } else {
+        report(
+            r,
+            h.path.clone(),
+            format!("cannot tell which {family} address of {} the director should tunnel to", h.name),
+            format!("set `address = \"...\"` in [{}]", h.path),
+        );
+    }
+    None
+}
+
+pub(super) fn other(f: Family) -> Family {
+    match f {
+        Family::Ipv4 => Family::Ipv6,
+        Family::Ipv6 => Family::Ipv4,
     }
 }

@@ -8,7 +8,7 @@ use super::diag::one_of_help;
 use super::keys;
 use super::model::*;
 use super::reader::{Item, Reader, Table};
-use super::value::*;
+use super::value::{parse_ipv6, parse_path_item, special_address6};
 
 /// Defaults from the top-level `[ssh]` table, before a host's own settings override them.
 #[derive(Clone)]

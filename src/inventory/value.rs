@@ -9,7 +9,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use super::diag::one_of_help;
 use super::model::*;
 use super::reader::{Item, Reader};
-pub use crate::wire::names::is_link_local;
+use crate::wire::names::is_link_local;
 
 pub(super) fn parse_enum<T: Copy>(
     r: &mut Reader,

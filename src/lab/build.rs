@@ -488,7 +488,7 @@ fn host_ports(lab: &Lab, hi: usize, host: &str) -> Vec<Port> {
     ports.push(Port {
         ctrl: format!("h{hi}m"),
         bridge: "mgmt".into(),
-        ifname: crate::inventory::validate::LAB_MGMT_IFNAME.into(),
+        ifname: crate::inventory::lab::LAB_MGMT_IFNAME.into(),
     });
     ports
 }
@@ -507,8 +507,8 @@ fn build_host(net: &Net, lab: &Lab, state: &mut LabState, hi: usize, host: &str)
         net.plug(&ctl, &p.ctrl, &p.bridge, &ns, &p.ifname)?;
     }
     let addr = IpNet::new(ssh_addr(lab, host)?, spec.management.prefix_len())?;
-    net.address(&h, crate::inventory::validate::LAB_MGMT_IFNAME, addr)?;
-    net.up(&h, crate::inventory::validate::LAB_MGMT_IFNAME)?;
+    net.address(&h, crate::inventory::lab::LAB_MGMT_IFNAME, addr)?;
+    net.up(&h, crate::inventory::lab::LAB_MGMT_IFNAME)?;
 
     // The host key and the lab's key, in the host's own /root.
     let root_upper = host_dir(&lab.name, host).join("root/upper");
