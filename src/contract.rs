@@ -368,7 +368,7 @@ mod tests {
             crate::inventory::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/dr.toml")))
                 .unwrap();
         let mut s = lab.services[0].clone();
-        s.persistence = 300;
+        s.ipvs.persistence = 300;
         let answers: Vec<crate::agent::probe::Answer> = (0..20)
             .map(|_| crate::agent::probe::Answer { body: Some("web2".into()), from: None, error: None, ms: 1 })
             .collect();
@@ -399,8 +399,8 @@ mod tests {
         let spec = plans.iter().find_map(|p| p.ipvs.first()).expect("a director with a service");
         let kernel = IpvsService {
             entry: ServiceEntry {
-                key: ServiceKey::addr(spec.protocol, spec.vip, spec.port),
-                config: ServiceConfig::persistent(&spec.scheduler, spec.persistence, spec.netmask),
+                key: ServiceKey::addr(spec.ipvs.protocol, spec.ipvs.vip, spec.ipvs.port),
+                config: ServiceConfig::persistent(&spec.ipvs.scheduler, spec.ipvs.persistence, spec.ipvs.netmask),
                 stats: Stats::default(),
             },
             dests: spec

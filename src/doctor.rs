@@ -460,7 +460,7 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
             }
         }
         for d in &svc.dests {
-            if d.key.port != s.port && d.config.fwd != crate::ipvs::FWD_MASQ {
+            if d.key.port != s.ipvs.port && d.config.fwd != crate::ipvs::FWD_MASQ {
                 c.add(
                     &h.name,
                     Code::PortMapping,
@@ -468,14 +468,14 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
                         "destination {} of {} maps port {} to {}, which only NAT can do",
                         d.key,
                         s.label(),
-                        s.port,
+                        s.ipvs.port,
                         d.key.port
                     ),
                     format!("forwarding method {}", fwd_name(d.config.fwd)),
                     format!(
                         "with {} the real server receives the packet unchanged: use port {} or NAT",
                         fwd_name(d.config.fwd),
-                        s.port
+                        s.ipvs.port
                     ),
                 );
             }
@@ -495,7 +495,7 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
 /// A firewall-mark service sees only the packets lvsctl's nftables table marks: without the
 /// table (or with other rules in it) IPVS never sees them, and nothing else says why.
 fn marks(c: &mut Ctx, h: &Host, n: &crate::agent::facts::NftFact) {
-    let services: Vec<String> = c.lab.services.iter().filter(|s| s.fwmark.is_some()).map(|s| s.label()).collect();
+    let services: Vec<String> = c.lab.services.iter().filter(|s| s.ipvs.fwmark.is_some()).map(|s| s.label()).collect();
     let services = services.join(", ");
     let table = format!("table inet {}", n.table);
     let fix = format!("run `lvsctl up --host {}`: it puts {table} back as planned and touches no other table", h.name);
@@ -566,7 +566,7 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
     }
     // ARP and IP-in-IP are IPv4's: only IPv4 services need them.
     let ipv4: Vec<_> = services.iter().copied().filter(|s| s.family() == Family::Ipv4).collect();
-    if let Some(vip) = ipv4.iter().find(|s| s.mode.profile().real_server.quiet_arp).map(|s| s.vip) {
+    if let Some(vip) = ipv4.iter().find(|s| s.mode.profile().real_server.quiet_arp).map(|s| s.ipvs.vip) {
         for dev in data_interfaces(h) {
             let (ig, ig_ev) = eff(f, dev, |c| c.arp_ignore);
             if ig < 1 {

@@ -173,8 +173,8 @@ pub fn topology(lab: &Lab) -> Topology {
         .iter()
         .map(|s| Svc {
             label: s.label(),
-            vip: s.vip,
-            scheduler: s.scheduler.clone(),
+            vip: s.ipvs.vip,
+            scheduler: s.ipvs.scheduler.clone(),
             directors: directors.clone(),
             real_servers: s.real_servers.iter().map(|b| (b.host.clone(), b.weight)).collect(),
             sorry: s

@@ -280,7 +280,7 @@ fn list_cycle(test: &str, inv: &str, c: &Checks) {
     if c.crash_first {
         line("up crashed mid-apply (agent aborted after 4 changes), down restores exactly");
     }
-    if lab.services.iter().any(|s| s.fwmark.is_some()) {
+    if lab.services.iter().any(|s| s.ipvs.fwmark.is_some()) {
         line("up refused without nft on the director, nothing changed");
     }
     line("up: one exec per host, the agent uploaded is lvsctl-agent");
@@ -334,7 +334,7 @@ fn full_cycle(test: &str, inv: &str, c: Checks) {
         assert_same(&before, &snapshot(&l), "after a crashed up and down");
         ph.done("crash");
     }
-    if l.lab.services.iter().any(|s| s.fwmark.is_some()) {
+    if l.lab.services.iter().any(|s| s.ipvs.fwmark.is_some()) {
         // A director without nft (hidden in its mount namespace): up stops before any host
         // changed, and says what to install.
         let d = l.lab.director().expect("a director").name.clone();
@@ -367,7 +367,7 @@ fn full_cycle(test: &str, inv: &str, c: Checks) {
     // up asks directors that need a program (nft for firewall-mark services) whether it is
     // installed before it changes any host: one exec more there.
     let mut up_execs = every(1);
-    if l.lab.services.iter().any(|s| s.fwmark.is_some()) {
+    if l.lab.services.iter().any(|s| s.ipvs.fwmark.is_some()) {
         for d in l.lab.directors() {
             up_execs.insert(d.name.clone(), 2);
         }
@@ -413,10 +413,10 @@ fn full_cycle(test: &str, inv: &str, c: Checks) {
             x.trim_start().strip_prefix(&key).is_some_and(|r| r.starts_with(' ') && !r.trim_start().starts_with("ipv6"))
         });
         let line = line.unwrap_or_else(|| panic!("status shows {}:\n{status}", s.key()));
-        for f in &s.scheduler_flags {
+        for f in &s.ipvs.scheduler_flags {
             assert!(line.contains(f.as_str()), "status shows {} of {}: {line}", f.as_str(), s.label());
         }
-        assert_eq!(line.contains("one-packet"), s.one_packet, "status shows one-packet of {}: {line}", s.label());
+        assert_eq!(line.contains("one-packet"), s.ipvs.one_packet, "status shows one-packet of {}: {line}", s.label());
     }
     status_json_is_the_plan(&l);
     if l.lab.name == "dr" {
@@ -1466,7 +1466,7 @@ mod judging {
     fn sticky() -> Vec<lvsctl::inventory::Service> {
         units(&lab("inventories/dr-fwmark.toml"))
             .into_iter()
-            .filter(|u| u.fwmark.is_some() && u.persistence > 0)
+            .filter(|u| u.ipvs.fwmark.is_some() && u.ipvs.persistence > 0)
             .collect()
     }
 

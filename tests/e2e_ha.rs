@@ -45,11 +45,11 @@ fn table(l: &Lab, director: &str, svc: &lvsctl::inventory::Service) -> Vec<(Stri
             if w.first() != Some(&"->") {
                 // A service's header line: its protocol, then VIP:PORT; or FWM, the mark, and
                 // IPv6 for that family.
-                mine = match &svc.fwmark {
-                    Some(f) => {
+                mine = match svc.ipvs.fwmark {
+                    Some(mark) => {
                         w.first() == Some(&"FWM")
-                            && w.get(1) == Some(&f.mark.to_string().as_str())
-                            && (w.get(2) == Some(&"IPv6")) == svc.vip.is_ipv6()
+                            && w.get(1) == Some(&mark.to_string().as_str())
+                            && (w.get(2) == Some(&"IPv6")) == svc.ipvs.vip.is_ipv6()
                     }
                     None => w.get(1) == Some(&svc.endpoint().as_str()),
                 };
@@ -217,7 +217,7 @@ fn ha_cycle(test: &str, c: Ha) {
     let before = snapshot(&l);
     ph.done("lab create");
     let svc = l.lab.services[0].clone();
-    let vip = svc.vip.to_string();
+    let vip = svc.ipvs.vip.to_string();
 
     if let Some(d) = c.hide_keepalived_on {
         // A director without keepalived (hidden in its mount namespace): nothing changes anywhere.

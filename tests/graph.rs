@@ -49,7 +49,7 @@ fn every_example_is_drawn_with_every_host_segment_and_vip() {
             assert!(texts.contains(&s.title().as_str()), "{}: segment {} not drawn", inv.display(), s.name);
         }
         for s in &lab.services {
-            assert!(shown(&format!("VIP {}", s.vip)), "{}: VIP {} not drawn", inv.display(), s.vip);
+            assert!(shown(&format!("VIP {}", s.ipvs.vip)), "{}: VIP {} not drawn", inv.display(), s.ipvs.vip);
             assert!(shown(&s.label()), "{}: service {} not listed", inv.display(), s.label());
         }
         // The segments a host is wired to are the inventory's (or its subnets').

@@ -47,7 +47,7 @@ fn dr_real_servers_hold_the_vip_on_lo_and_ignore_arp_on_all_and_lo() {
     assert!(has_address(d, "eth0", "192.168.188.100/32"), "the director holds the VIP on its segment");
     assert_eq!(sysctl(d, "net.ipv4.ip_forward"), None, "a DR director does not route replies");
     let svc = &d.ipvs[0];
-    assert_eq!(svc.scheduler, "wrr");
+    assert_eq!(svc.ipvs.scheduler, "wrr");
     assert!(svc.destinations.iter().all(|x| x.forward == Forward::Route && x.port == 80));
     assert_eq!(svc.destinations.iter().map(|x| x.weight).collect::<Vec<_>>(), vec![3, 1]);
 }
@@ -130,8 +130,8 @@ fn a_vip_that_is_the_directors_own_address_is_not_added_twice() {
     let vip: Vec<_> = d.addresses.iter().filter(|a| a.address.addr().to_string() == "192.168.188.100").collect();
     assert_eq!(vip.len(), 1);
     assert_eq!(vip[0].address.prefix_len(), 24, "kept as the interface address, not a /32 VIP");
-    assert_eq!(d.ipvs[0].persistence, 300);
-    assert_eq!(d.ipvs[0].netmask.unwrap().to_string(), "255.255.255.0");
+    assert_eq!(d.ipvs[0].ipvs.persistence, 300);
+    assert_eq!(d.ipvs[0].ipvs.netmask.unwrap().to_string(), "255.255.255.0");
 }
 
 #[test]
@@ -209,7 +209,7 @@ fn ipv6_services_get_each_modes_ipv6_needs() {
     let d = host(&p, "lvs");
     assert!(has_address(d, "eth0", "2001:db8:188::100/128"), "an on-link IPv6 VIP is on the director's segment");
     assert_eq!(sysctl(d, "net.ipv6.conf.all.forwarding"), None);
-    let svc = d.ipvs.iter().find(|s| s.vip.is_ipv6()).unwrap();
+    let svc = d.ipvs.iter().find(|s| s.ipvs.vip.is_ipv6()).unwrap();
     assert_eq!(svc.destinations[0].address.to_string(), "2001:db8:188::81");
     let routes: Vec<String> = rs.routes.iter().map(|r| format!("{} {}", r.destination, r.gateway.unwrap())).collect();
     assert_eq!(routes, ["0.0.0.0/0 192.168.188.200", "::/0 2001:db8:188::200"]);

@@ -35,16 +35,16 @@ fn phase(
     problems: &mut Vec<String>,
 ) -> anyhow::Result<Seen> {
     let series = Series {
-        address: target.vip,
-        port: target.port,
+        address: target.ipvs.vip,
+        port: target.ipvs.port,
         interval_ms: INTERVAL_MS,
         duration_ms: v.args.failover_phase * 1000,
         timeout_ms: 1000,
     };
     let holds = if hold {
         vec![Hold {
-            address: target.vip,
-            port: target.port,
+            address: target.ipvs.vip,
+            port: target.ipvs.port,
             after_ms: v.args.failover_phase * 1000 - HOLD_BEFORE_END_MS,
             timeout_ms: 5000,
         }]
@@ -89,7 +89,7 @@ pub fn run(v: &Verifier, facts: &[DirectorView]) -> anyhow::Result<Failover> {
     let target = lab
         .services
         .iter()
-        .find(|s| crate::judge::probe_kind(s.protocol, s.port) == ProbeKind::Http)
+        .find(|s| crate::judge::probe_kind(s.ipvs.protocol, s.ipvs.port) == ProbeKind::Http)
         .ok_or_else(|| {
             crate::exit::Exit::new(
                 crate::exit::INVALID,

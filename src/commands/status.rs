@@ -228,7 +228,7 @@ mod tests {
         };
         let table = vec![IpvsService {
             entry: ServiceEntry {
-                key: ServiceKey::addr(s.protocol, s.vip, s.port),
+                key: ServiceKey::addr(s.ipvs.protocol, s.ipvs.vip, s.ipvs.port),
                 config: ServiceConfig::persistent("wrr", 0, None),
                 stats: Stats::default(),
             },

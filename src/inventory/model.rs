@@ -12,6 +12,7 @@ pub use crate::ipvs::{Family, Netmask, Protocol};
 /// The forwarding modes (their requirements are in `modes/`).
 pub use crate::modes::Mode;
 /// The roles, scheduler flags and health-check kinds plans carry.
+pub use crate::wire::service::VirtualService;
 pub use crate::wire::vocab::{CheckKind, Role, SchedulerFlag};
 
 /// IPVS schedulers shipped with Linux (each is the module `ip_vs_<name>`).
@@ -152,26 +153,14 @@ pub struct Service {
     /// Position in the inventory's `[[services]]` list.
     pub index: usize,
     pub name: Option<String>,
-    /// Its family is the service's. A firewall-mark service's is its first match's.
-    pub vip: IpAddr,
-    /// 0 for a firewall-mark service.
-    pub port: u16,
-    pub protocol: Protocol,
-    /// A firewall-mark service (`ipvsadm -f`), with the packets it takes, all of this
-    /// service's family (a dual-stack one is one `Service` per family, with the same mark).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fwmark: Option<Fwmark>,
-    pub scheduler: String,
-    /// `sh-fallback`, `sh-port`, `mh-fallback`, `mh-port` (only with their scheduler).
+    /// What IPVS runs: protocol, VIP (a firewall-mark service's is its first match's; its family
+    /// is the service's) and port (0 for a firewall-mark service), or the mark; the scheduler
+    /// and persistence.
+    pub ipvs: VirtualService,
+    /// A firewall-mark service's packets, all of its family (a dual-stack one is one `Service`
+    /// per family, with the same mark): the director's nftables rules set the mark on them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub scheduler_flags: Vec<SchedulerFlag>,
-    /// ipvsadm's `-o`: every UDP packet is scheduled on its own.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub one_packet: bool,
-    /// Persistence timeout in seconds; 0 = off.
-    pub persistence: u32,
-    /// Of the VIP's family.
-    pub netmask: Option<Netmask>,
+    pub matches: Vec<MarkMatch>,
     pub mode: Mode,
     pub real_servers: Vec<Backend>,
     /// How keepalived checks each real server (None: no checks).
@@ -181,13 +170,6 @@ pub struct Service {
     pub on_failure: OnFailure,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sorry_server: Option<SorryServer>,
-}
-
-/// What a firewall-mark service takes: the director's nftables rules set `mark` on `matches`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fwmark {
-    pub mark: u32,
-    pub matches: Vec<MarkMatch>,
 }
 
 /// Packets to `vip` with `protocol`, to any of `ports`.
@@ -276,50 +258,50 @@ impl Service {
     /// A short name for messages: `tcp 192.168.188.100:80`.
     /// `192.168.188.100:80`, `[2001:db8::100]:80`.
     pub fn endpoint(&self) -> String {
-        std::net::SocketAddr::new(self.vip, self.port).to_string()
+        std::net::SocketAddr::new(self.ipvs.vip, self.ipvs.port).to_string()
     }
 
     /// Its IPVS service.
     pub fn key(&self) -> crate::ipvs::ServiceKey {
-        crate::ipvs::ServiceKey::of(self.protocol, self.vip, self.port, self.fwmark.as_ref().map(|f| f.mark))
+        self.ipvs.key()
     }
 
     /// Every VIP it takes packets for: one, or each of a firewall-mark service's matches.
     pub fn vips(&self) -> Vec<IpAddr> {
-        match &self.fwmark {
-            Some(f) => {
+        match self.ipvs.fwmark {
+            Some(_) => {
                 let mut v: Vec<IpAddr> = Vec::new();
-                for m in &f.matches {
+                for m in &self.matches {
                     if !v.contains(&m.vip) {
                         v.push(m.vip);
                     }
                 }
                 v
             }
-            None => vec![self.vip],
+            None => vec![self.ipvs.vip],
         }
     }
 
     /// Where clients send requests: (protocol, address, port), each port of each match for a
     /// firewall-mark service.
     pub fn targets(&self) -> Vec<(Protocol, IpAddr, u16)> {
-        match &self.fwmark {
-            Some(f) => f.matches.iter().flat_map(|m| m.ports.iter().map(move |p| (m.protocol, m.vip, *p))).collect(),
-            None => vec![(self.protocol, self.vip, self.port)],
+        match self.ipvs.fwmark {
+            Some(_) => self.matches.iter().flat_map(|m| m.ports.iter().map(move |p| (m.protocol, m.vip, *p))).collect(),
+            None => vec![(self.ipvs.protocol, self.ipvs.vip, self.ipvs.port)],
         }
     }
 
     pub fn family(&self) -> Family {
-        Family::of_addr(self.vip)
+        Family::of_addr(self.ipvs.vip)
     }
 
     pub fn label(&self) -> String {
-        let what = match &self.fwmark {
+        let what = match self.ipvs.fwmark {
             // One port of it, as verify probes it.
-            Some(f) if self.port != 0 => format!("fwmark {}: {} {}", f.mark, self.protocol, self.endpoint()),
-            Some(f) if self.family() == Family::Ipv6 => format!("fwmark {} ipv6", f.mark),
-            Some(f) => format!("fwmark {}", f.mark),
-            None => format!("{} {}", self.protocol, self.endpoint()),
+            Some(mark) if self.ipvs.port != 0 => format!("fwmark {mark}: {} {}", self.ipvs.protocol, self.endpoint()),
+            Some(mark) if self.family() == Family::Ipv6 => format!("fwmark {mark} ipv6"),
+            Some(mark) => format!("fwmark {mark}"),
+            None => format!("{} {}", self.ipvs.protocol, self.endpoint()),
         };
         match &self.name {
             Some(n) => format!("{n} ({what})"),

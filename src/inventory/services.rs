@@ -643,7 +643,7 @@ pub(super) fn split_by_family(s: &DraftService) -> Vec<DraftService> {
 
 /// Each VIP of a validated service with the key that gave it (a firewall-mark service's `match`).
 pub(super) fn service_vips(s: &Service) -> Vec<(IpAddr, String)> {
-    let key = if s.fwmark.is_some() { "match" } else { "vip" };
+    let key = if s.ipvs.fwmark.is_some() { "match" } else { "vip" };
     s.vips().into_iter().map(|v| (v, join(&format!("services[{}]", s.index), key))).collect()
 }
 
@@ -810,22 +810,22 @@ pub(super) fn check_service(
     Some(Service {
         index: s.index,
         name: s.name.clone(),
-        vip: s.vip?,
-        port: s.port?,
-        protocol: s.protocol,
-        fwmark: s.fwmark.map(|mark| Fwmark {
-            mark,
-            matches: s
-                .matches
-                .iter()
-                .map(|m| MarkMatch { vip: m.vip, protocol: m.protocol, ports: m.ports.clone() })
-                .collect(),
-        }),
-        scheduler: s.scheduler.clone(),
-        scheduler_flags: s.scheduler_flags.clone(),
-        one_packet: s.one_packet,
-        persistence: s.persistence,
-        netmask: s.netmask,
+        ipvs: VirtualService {
+            protocol: s.protocol,
+            vip: s.vip?,
+            port: s.port?,
+            fwmark: s.fwmark,
+            scheduler: s.scheduler.clone(),
+            scheduler_flags: s.scheduler_flags.clone(),
+            one_packet: s.one_packet,
+            persistence: s.persistence,
+            netmask: s.netmask,
+        },
+        matches: s
+            .matches
+            .iter()
+            .map(|m| MarkMatch { vip: m.vip, protocol: m.protocol, ports: m.ports.clone() })
+            .collect(),
         mode: mode?,
         real_servers: backends,
         health_check: s.health_check.clone(),

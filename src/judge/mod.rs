@@ -39,10 +39,10 @@ pub enum Policy {
 }
 
 pub fn policy(s: &Service) -> Policy {
-    if s.persistence > 0 {
+    if s.ipvs.persistence > 0 {
         return Policy::Sticky;
     }
-    match s.scheduler.as_str() {
+    match s.ipvs.scheduler.as_str() {
         "rr" | "wrr" => Policy::Exact,
         "lc" | "wlc" | "sed" | "nq" => Policy::Loose,
         _ => Policy::Sticky,
@@ -169,7 +169,7 @@ pub fn judge(
             None => unattributed += 1,
         }
     }
-    let kind = probe_kind(s.protocol, s.port);
+    let kind = probe_kind(s.ipvs.protocol, s.ipvs.port);
     let fwd: Vec<Option<Forwarded>> = s
         .real_servers
         .iter()
@@ -213,7 +213,7 @@ pub fn judge(
             verdict = format!("OFF by {:+.0}", got as f64 - expected);
             problems.push(format!(
                 "{} answered {got}, expected {expected:.0} ± {tol:.0} for {} weights",
-                b.host, s.scheduler
+                b.host, s.ipvs.scheduler
             ));
         }
         rs.push(RsResult {
@@ -230,7 +230,7 @@ pub fn judge(
     if p == Policy::Sticky && counts.iter().filter(|c| **c > 0).count() > 1 {
         problems.push(format!(
             "{} should keep one client on one real server, but {} answered",
-            s.scheduler,
+            s.ipvs.scheduler,
             counts.iter().filter(|c| **c > 0).count()
         ));
     }
@@ -263,10 +263,10 @@ pub fn judge(
     }
     ServiceResult {
         service: s.label(),
-        protocol: s.protocol,
-        vip: s.vip,
-        port: s.port,
-        scheduler: s.scheduler.clone(),
+        protocol: s.ipvs.protocol,
+        vip: s.ipvs.vip,
+        port: s.ipvs.port,
+        scheduler: s.ipvs.scheduler.clone(),
         policy: p,
         requests: n,
         answered,
@@ -342,7 +342,7 @@ pub fn counted_by_now(
         let Some(had) = before.iter().flatten().find(|x| x.entry.key == key) else { continue };
         let had = || had.dests.iter().map(|d| d.stats.inpkts).sum::<u64>();
         let answered = a.iter().filter(|a| a.body.is_some()).count() as u64;
-        *want.entry(key).or_insert_with(had) += answered * min_packets(probe_kind(s.protocol, s.port));
+        *want.entry(key).or_insert_with(had) += answered * min_packets(probe_kind(s.ipvs.protocol, s.ipvs.port));
     }
     want.into_iter().collect()
 }
@@ -353,8 +353,14 @@ pub fn probe_targets(lab: &Lab, requests: u32, timeout: u64) -> (Vec<Service>, V
     let mut services = Vec::new();
     let mut targets = Vec::new();
     for s in probe_units(lab) {
-        let kind = probe_kind(s.protocol, s.port);
-        targets.push(ProbeTarget { address: s.vip, port: s.port, kind, count: requests, timeout_ms: timeout * 1000 });
+        let kind = probe_kind(s.ipvs.protocol, s.ipvs.port);
+        targets.push(ProbeTarget {
+            address: s.ipvs.vip,
+            port: s.ipvs.port,
+            kind,
+            count: requests,
+            timeout_ms: timeout * 1000,
+        });
         services.push(s);
     }
     (services, targets)
@@ -365,12 +371,16 @@ pub fn probe_targets(lab: &Lab, requests: u32, timeout: u64) -> (Vec<Service>, V
 pub fn probe_units(lab: &Lab) -> Vec<Service> {
     lab.services
         .iter()
-        .flat_map(|s| match &s.fwmark {
+        .flat_map(|s| match &s.ipvs.fwmark {
             None => vec![s.clone()],
             Some(_) => s
                 .targets()
                 .into_iter()
-                .map(|(protocol, vip, port)| Service { protocol, vip, port, ..s.clone() })
+                .map(|(protocol, vip, port)| {
+                    let mut unit = s.clone();
+                    (unit.ipvs.protocol, unit.ipvs.vip, unit.ipvs.port) = (protocol, vip, port);
+                    unit
+                })
                 .collect(),
         })
         .collect()
@@ -381,7 +391,7 @@ pub fn probe_units(lab: &Lab) -> Vec<Service> {
 pub fn persistence_across_ports(results: &mut [ServiceResult], units: &[Service]) {
     let mut groups: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
     for (i, u) in units.iter().enumerate() {
-        if u.fwmark.is_some() && u.persistence > 0 {
+        if u.ipvs.fwmark.is_some() && u.ipvs.persistence > 0 {
             groups.entry(u.key().to_string()).or_default().push(i);
         }
     }
@@ -413,15 +423,18 @@ mod tests {
         Service {
             index: 0,
             name: None,
-            vip: "10.0.0.100".parse().unwrap(),
-            port: 80,
-            protocol: Protocol::Tcp,
-            fwmark: None,
-            scheduler: sched.into(),
-            scheduler_flags: vec![],
-            one_packet: false,
-            persistence: 0,
-            netmask: None,
+            ipvs: crate::inventory::VirtualService {
+                vip: "10.0.0.100".parse().unwrap(),
+                port: 80,
+                protocol: Protocol::Tcp,
+                fwmark: None,
+                scheduler: sched.into(),
+                scheduler_flags: vec![],
+                one_packet: false,
+                persistence: 0,
+                netmask: None,
+            },
+            matches: vec![],
             mode: crate::inventory::Mode::Dr,
             real_servers: weights
                 .iter()
@@ -460,7 +473,7 @@ mod tests {
         Some(vec![IpvsService {
             entry: ServiceEntry {
                 key,
-                config: ServiceConfig::persistent(&s.scheduler, 0, None),
+                config: ServiceConfig::persistent(&s.ipvs.scheduler, 0, None),
                 stats: Stats::default(),
             },
             dests: s
@@ -515,7 +528,7 @@ mod tests {
     #[test]
     fn a_udp_datagram_forwarded_on_an_earlier_entry_is_not_a_bypass() {
         let mut s = service("rr", &[1, 1]);
-        s.protocol = Protocol::Udp;
+        s.ipvs.protocol = Protocol::Udp;
         // One datagram left from a source port an earlier run's entry still holds: the director
         // forwarded it to web2 on that entry, counting a packet but no new connection.
         let with = |conns: [u64; 2], pkts: [u64; 2]| {
@@ -590,7 +603,7 @@ mod tests {
     #[test]
     fn sticky_schedulers_keep_one_client_on_one_real_server() {
         let mut s = service("rr", &[1, 1]);
-        s.persistence = 300;
+        s.ipvs.persistence = 300;
         assert!(judge(&s, &answers(&[("web2", 20)]), &None, &None).ok());
         assert!(!judge(&s, &answers(&[("web1", 10), ("web2", 10)]), &None, &None).ok());
         // A sticky service expects no share (its JSON: contract's tests).
@@ -737,8 +750,8 @@ mod tests {
         let lab = crate::inventory::load(&file).unwrap();
         let units: Vec<String> = probe_units(&lab)
             .iter()
-            .filter(|u| u.fwmark.is_some())
-            .map(|u| format!("{} {} {:?}", u.protocol, u.endpoint(), u.key()))
+            .filter(|u| u.ipvs.fwmark.is_some())
+            .map(|u| format!("{} {} {:?}", u.ipvs.protocol, u.endpoint(), u.key()))
             .collect();
         let mark = format!("{:?}", crate::ipvs::ServiceKey::Mark { fwmark: 10, ipv6: false });
         assert_eq!(

@@ -434,9 +434,9 @@ pub fn responder_args(lab: &Lab, host: &str) -> Vec<String> {
     for s in lab.services_of(host) {
         // A firewall-mark service's real servers answer on the ports of its matches.
         let port = s.port_of(host).expect("services_of");
-        let targets: Vec<(Protocol, std::net::IpAddr, u16)> = match s.fwmark {
+        let targets: Vec<(Protocol, std::net::IpAddr, u16)> = match s.ipvs.fwmark {
             Some(_) => s.targets(),
-            None => vec![(s.protocol, s.vip, port)],
+            None => vec![(s.ipvs.protocol, s.ipvs.vip, port)],
         };
         for (protocol, vip, port) in targets {
             let p = match protocol {

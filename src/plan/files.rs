@@ -154,9 +154,9 @@ impl<'a> TemplateContext<'a> {
         // services of an address), protocol, address as the kernel stores it, and port; real
         // servers by address and port.
         let mut services: Vec<&super::VirtualServiceSpec> = p.ipvs.iter().collect();
-        services.sort_by_key(|s| match s.fwmark {
-            Some(m) => (m, 0, [0; 16], 0, s.vip.is_ipv6()),
-            None => (0, s.protocol.number(), kernel_order(s.vip), s.port, false),
+        services.sort_by_key(|s| match s.ipvs.fwmark {
+            Some(m) => (m, 0, [0; 16], 0, s.ipvs.vip.is_ipv6()),
+            None => (0, s.ipvs.protocol.number(), kernel_order(s.ipvs.vip), s.ipvs.port, false),
         });
         TemplateContext {
             lab: &p.lab,
@@ -223,20 +223,20 @@ impl<'a> TemplateContext<'a> {
             ipvs: services
                 .into_iter()
                 .map(|s| ServiceLine {
-                    flag: if s.fwmark.is_some() { "-f" } else { protocol_flag(s.protocol) },
-                    vip: crate::ipvs::bracketed(s.vip),
-                    port: s.port,
-                    target: match s.fwmark {
+                    flag: if s.ipvs.fwmark.is_some() { "-f" } else { protocol_flag(s.ipvs.protocol) },
+                    vip: crate::ipvs::bracketed(s.ipvs.vip),
+                    port: s.ipvs.port,
+                    target: match s.ipvs.fwmark {
                         Some(m) => m.to_string(),
-                        None => format!("{}:{}", crate::ipvs::bracketed(s.vip), s.port),
+                        None => format!("{}:{}", crate::ipvs::bracketed(s.ipvs.vip), s.ipvs.port),
                     },
-                    family: (s.fwmark.is_some() && s.vip.is_ipv6()).then_some("-6"),
-                    scheduler: s.scheduler.clone(),
-                    scheduler_flags: (!s.scheduler_flags.is_empty())
-                        .then(|| s.scheduler_flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",")),
-                    one_packet: s.one_packet,
-                    persistence: s.persistence,
-                    netmask: shown_netmask(s.netmask),
+                    family: (s.ipvs.fwmark.is_some() && s.ipvs.vip.is_ipv6()).then_some("-6"),
+                    scheduler: s.ipvs.scheduler.clone(),
+                    scheduler_flags: (!s.ipvs.scheduler_flags.is_empty())
+                        .then(|| s.ipvs.scheduler_flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",")),
+                    one_packet: s.ipvs.one_packet,
+                    persistence: s.ipvs.persistence,
+                    netmask: shown_netmask(s.ipvs.netmask),
                     destinations: {
                         let mut d: Vec<_> = s.destinations.iter().collect();
                         d.sort_by_key(|d| (kernel_order(d.address), d.port));

@@ -93,7 +93,7 @@ pub fn spec(lab: &Lab, host: &Host) -> Option<KeepalivedSpec> {
 fn virtual_server(s: &Service) -> KaVirtualServer {
     // A firewall-mark service's real servers have no port of their own: the check goes to the
     // port the inventory names, or to the first port its rules mark.
-    let first_port = s.fwmark.as_ref().and_then(|f| f.matches.iter().flat_map(|m| m.ports.first()).next().copied());
+    let first_port = s.matches.iter().flat_map(|m| m.ports.first()).next().copied();
     let check = s.health_check.as_ref().map(|hc| KaCheck {
         kind: hc.kind.clone(),
         timeout: hc.timeout,
@@ -102,17 +102,17 @@ fn virtual_server(s: &Service) -> KaVirtualServer {
     });
     KaVirtualServer {
         label: s.label(),
-        protocol: s.protocol,
-        vip: s.vip,
-        port: s.port,
-        fwmark: s.fwmark.as_ref().map(|f| f.mark),
+        protocol: s.ipvs.protocol,
+        vip: s.ipvs.vip,
+        port: s.ipvs.port,
+        fwmark: s.ipvs.fwmark,
         ipv6: s.family() == Family::Ipv6,
-        scheduler: s.scheduler.clone(),
-        scheduler_flags: s.scheduler_flags.iter().map(|f| f.as_str().to_string()).collect(),
-        one_packet: s.one_packet,
+        scheduler: s.ipvs.scheduler.clone(),
+        scheduler_flags: s.ipvs.scheduler_flags.iter().map(|f| f.as_str().to_string()).collect(),
+        one_packet: s.ipvs.one_packet,
         forward: s.mode.profile().forward,
-        persistence: s.persistence,
-        netmask: s.netmask.filter(|m| *m != Netmask::host(s.family() == Family::Ipv6)),
+        persistence: s.ipvs.persistence,
+        netmask: s.ipvs.netmask.filter(|m| *m != Netmask::host(s.family() == Family::Ipv6)),
         interval: s.health_check.as_ref().map_or(crate::inventory::services::DEFAULT_CHECK_INTERVAL, |h| h.interval),
         quiesce: s.on_failure == crate::inventory::OnFailure::Quiesce,
         sorry_server: s.sorry_server.as_ref().map(|x| (x.address, x.port)),

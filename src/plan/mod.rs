@@ -163,13 +163,13 @@ pub fn nft_table(lab: &Lab) -> Option<NftTableSpec> {
     let rules: Vec<MarkRuleSpec> = lab
         .services
         .iter()
-        .filter_map(|s| s.fwmark.as_ref().map(|f| (s, f)))
-        .flat_map(|(s, f)| {
-            f.matches.iter().map(move |m| MarkRuleSpec {
+        .filter_map(|s| s.ipvs.fwmark.map(|mark| (s, mark)))
+        .flat_map(|(s, mark)| {
+            s.matches.iter().map(move |m| MarkRuleSpec {
                 vip: m.vip,
                 protocol: m.protocol,
                 ports: m.ports.clone(),
-                mark: f.mark,
+                mark,
                 service: s.name.clone().unwrap_or_else(|| format!("services[{}]", s.index)),
             })
         })
@@ -189,7 +189,7 @@ pub fn nft_table(lab: &Lab) -> Option<NftTableSpec> {
 fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
     p.module("ip_vs", "IPVS, the kernel's load balancer");
     for s in &lab.services {
-        p.module(&format!("ip_vs_{}", s.scheduler), &format!("scheduler {} of {}", s.scheduler, s.label()));
+        p.module(&format!("ip_vs_{}", s.ipvs.scheduler), &format!("scheduler {} of {}", s.ipvs.scheduler, s.label()));
     }
     for profile in modes_of(lab.services.iter().filter(|s| s.family() == Family::Ipv4)) {
         for (key, value, why) in profile.director_sysctls {
@@ -201,7 +201,7 @@ fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
             p.sysctl(key, value, why);
         }
     }
-    if lab.services.iter().any(|s| s.on_failure == crate::inventory::OnFailure::Quiesce && s.persistence > 0) {
+    if lab.services.iter().any(|s| s.on_failure == crate::inventory::OnFailure::Quiesce && s.ipvs.persistence > 0) {
         p.sysctl(
             "net.ipv4.vs.expire_quiescent_template",
             "1",
@@ -248,15 +248,7 @@ fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
     // keepalived owns the IPVS entries of the services it checks.
     for s in lab.services.iter().filter(|s| !s.keepalived_managed()) {
         p.ipvs.push(VirtualServiceSpec {
-            protocol: s.protocol,
-            vip: s.vip,
-            port: s.port,
-            fwmark: s.fwmark.as_ref().map(|f| f.mark),
-            scheduler: s.scheduler.clone(),
-            scheduler_flags: s.scheduler_flags.clone(),
-            one_packet: s.one_packet,
-            persistence: s.persistence,
-            netmask: s.netmask,
+            ipvs: s.ipvs.clone(),
             destinations: s
                 .real_servers
                 .iter()

@@ -176,7 +176,7 @@ impl Drop for Requester {
 /// request nobody answered).
 pub fn traffic(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) -> BTreeMap<String, u32> {
     let client = l.lab.hosts_with_role(lvsctl::inventory::Role::Client).next().expect("a client").name.clone();
-    let proto = match svc.protocol {
+    let proto = match svc.ipvs.protocol {
         lvsctl::inventory::Protocol::Tcp => "tcp",
         lvsctl::inventory::Protocol::Udp => "udp",
         lvsctl::inventory::Protocol::Sctp => "sctp",
@@ -184,7 +184,7 @@ pub fn traffic(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) -> BTreeMap<St
     let mut slot = l.requester.lock().unwrap();
     let requester = slot.get_or_insert_with(|| Requester::start(l, &client));
     let mut counts = BTreeMap::new();
-    for answer in requester.send(proto, &svc.vip.to_string(), svc.port, n) {
+    for answer in requester.send(proto, &svc.ipvs.vip.to_string(), svc.ipvs.port, n) {
         *counts.entry(answer).or_insert(0) += 1;
     }
     counts
@@ -218,7 +218,7 @@ pub fn judge_split(svc: &lvsctl::inventory::Service, counts: &BTreeMap<String, u
             1,
             "{}: {} keeps one client on one real server: {counts:?}",
             svc.label(),
-            if svc.persistence > 0 { "persistence" } else { svc.scheduler.as_str() }
+            if svc.ipvs.persistence > 0 { "persistence" } else { svc.ipvs.scheduler.as_str() }
         );
         return;
     }
@@ -231,7 +231,7 @@ pub fn judge_split(svc: &lvsctl::inventory::Service, counts: &BTreeMap<String, u
             "{}: {} answered {got} of {n}, expected {want} ({}): {counts:?}",
             svc.label(),
             b.host,
-            svc.scheduler
+            svc.ipvs.scheduler
         );
     }
 }
@@ -247,7 +247,7 @@ pub fn units(lab: &lvsctl::inventory::Lab) -> Vec<lvsctl::inventory::Service> {
 pub fn assert_sticky_across_ports(l: &Lab, n: u32) {
     let answers: Vec<(lvsctl::inventory::Service, BTreeMap<String, u32>)> = units(&l.lab)
         .into_iter()
-        .filter(|u| u.fwmark.is_some() && u.persistence > 0)
+        .filter(|u| u.ipvs.fwmark.is_some() && u.ipvs.persistence > 0)
         .map(|u| {
             let counts = traffic(l, &u, n);
             (u, counts)

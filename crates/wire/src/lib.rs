@@ -14,6 +14,7 @@ pub mod paths;
 pub mod plan;
 pub mod probe;
 pub mod protocol;
+pub mod service;
 pub mod vocab;
 
 /// `1 host`, `2 hosts`.

@@ -54,7 +54,7 @@ impl Kind for Dest {
     fn desired(plan: &HostPlan) -> Vec<(ServiceKey, DestKey)> {
         let mut ids = Vec::new();
         for v in &plan.ipvs {
-            let s = v.key();
+            let s = v.ipvs.key();
             ids.extend(v.destinations.iter().map(|d| (s, key(d))));
         }
         ids

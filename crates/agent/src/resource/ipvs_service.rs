@@ -32,12 +32,6 @@ pub enum Action {
     Del(ServiceKey),
 }
 
-pub fn config(v: &VirtualServiceSpec) -> ServiceConfig {
-    let flags = v.scheduler_flags.iter().fold(0, |f, x| f | x.bit())
-        | if v.one_packet { crate::ipvs::SVC_F_ONEPACKET } else { 0 };
-    ServiceConfig::persistent(&v.scheduler, v.persistence, v.netmask).with_flags(flags).for_family(&v.key())
-}
-
 /// The kind: a service, and with it (in its stage) its destinations.
 pub struct Service;
 
@@ -56,7 +50,7 @@ impl Kind for Service {
     }
 
     fn desired(plan: &HostPlan) -> Vec<ServiceKey> {
-        plan.ipvs.iter().map(VirtualServiceSpec::key).collect()
+        plan.ipvs.iter().map(|v| v.ipvs.key()).collect()
     }
 
     fn wants(plan: &HostPlan, w: &mut Wants) {
@@ -126,8 +120,8 @@ fn decide(specs: &[VirtualServiceSpec], live: &Live, journal: &dyn Recorded, int
     }
     let mut out = Vec::new();
     for v in specs {
-        let k = v.key();
-        let want = config(v);
+        let k = v.ipvs.key();
+        let want = v.ipvs.config();
         let existing = live.ipvs_service(k);
         out.push(match existing {
             Some(s) if s.entry.config == want => Decision::same(Key::Service(k), format!("is {}", want.describe())),
@@ -190,10 +184,11 @@ fn op(a: &Action) -> crate::ipvs::TableOp {
 }
 
 fn show(s: &VirtualServiceSpec) -> super::Line {
-    let what = match s.fwmark {
-        Some(_) => s.key().to_string(),
-        None => format!("{} {}", s.protocol, std::net::SocketAddr::new(s.vip, s.port)),
+    let v = &s.ipvs;
+    let what = match v.fwmark {
+        Some(_) => v.key().to_string(),
+        None => format!("{} {}", v.protocol, std::net::SocketAddr::new(v.vip, v.port)),
     };
-    let head = format!("{what} {}", config(s).describe());
+    let head = format!("{what} {}", v.config().describe());
     ("ipvs", head, s.reason.clone())
 }

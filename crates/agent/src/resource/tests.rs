@@ -11,6 +11,7 @@ use crate::ipvs::{DestConfig, DestEntry, ServiceConfig, ServiceEntry, Stats};
 use crate::plan::{
     AddressSpec, DestSpec, FileSpec, Forward, LinkSpec, ModuleSpec, RouteSpec, SysctlSpec, VirtualServiceSpec,
 };
+use crate::wire::service::VirtualService;
 use crate::wire::vocab::Role;
 
 /// One decision as a line: `~` change, `=` no-op, `!` blocked, `?` pending, `k` kept, `x` failed.
@@ -344,15 +345,17 @@ fn table(scheduler: &str, dests: Vec<DestEntry>) -> Vec<IpvsService> {
 fn ipvs_services_and_destinations() {
     let mut p = empty_plan();
     p.ipvs = vec![VirtualServiceSpec {
-        protocol: Protocol::Tcp,
-        vip: "10.0.0.100".parse().unwrap(),
-        port: 80,
-        fwmark: None,
-        scheduler: "wrr".into(),
-        scheduler_flags: vec![],
-        one_packet: false,
-        persistence: 0,
-        netmask: None,
+        ipvs: VirtualService {
+            protocol: Protocol::Tcp,
+            vip: "10.0.0.100".parse().unwrap(),
+            port: 80,
+            fwmark: None,
+            scheduler: "wrr".into(),
+            scheduler_flags: vec![],
+            one_packet: false,
+            persistence: 0,
+            netmask: None,
+        },
         destinations: vec![dest("10.0.0.11", 3), dest("10.0.0.12", 1), dest("10.0.0.13", 1)],
         reason: "r".into(),
     }];

@@ -8,8 +8,9 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ipvs::{Netmask, Protocol};
-use crate::vocab::{Role, SchedulerFlag};
+use crate::ipvs::Protocol;
+use crate::service::VirtualService;
+use crate::vocab::Role;
 
 /// The kernel caps address labels at 15 bytes (IFNAMSIZ - 1).
 const LABEL_MAX: usize = 15;
@@ -76,32 +77,13 @@ pub struct DestSpec {
     pub l_threshold: u32,
 }
 
+// A virtual service the director runs: the service, and its destinations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VirtualServiceSpec {
-    pub protocol: Protocol,
-    pub vip: IpAddr,
-    pub port: u16,
-    /// A firewall-mark service (`ipvsadm -f`) of the VIP's family; protocol and port are not
-    /// part of it then.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fwmark: Option<u32>,
-    pub scheduler: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub scheduler_flags: Vec<SchedulerFlag>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub one_packet: bool,
-    /// Persistence timeout in seconds; 0 = off.
-    pub persistence: u32,
-    pub netmask: Option<Netmask>,
+    #[serde(flatten)]
+    pub ipvs: VirtualService,
     pub destinations: Vec<DestSpec>,
     pub reason: String,
-}
-
-impl VirtualServiceSpec {
-    /// Its identity in the IPVS table: the firewall mark and family, or protocol, VIP and port.
-    pub fn key(&self) -> crate::ipvs::ServiceKey {
-        crate::ipvs::ServiceKey::of(self.protocol, self.vip, self.port, self.fwmark)
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
