@@ -1,10 +1,11 @@
 //! The command layer assembles the JSON contract's bodies (`contract`) from what the hosts
-//! reported (`fleet::Outcome`): the contract names the shapes, this file fills them.
+//! reported (`outcome::Outcome`): the contract names the shapes, this file fills them.
 
 use crate::agent::protocol::{Report, Status};
 use crate::contract::{HostOutcome, HostReport, PlanCounts, RunBody, ServiceState};
 
-use super::fleet::{Outcome, Pending};
+use super::outcome::Outcome;
+use super::printer::Pending;
 
 impl From<Pending> for PlanCounts {
     fn from(p: Pending) -> Self {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::fleet::Printer;
+use super::printer::Printer;
 use crate::agent::facts::FactsRequest;
 use crate::agent::protocol::Operation;
 use crate::cli::{DoctorArgs, Output};

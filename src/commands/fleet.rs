@@ -22,16 +22,8 @@ pub struct Job {
     pub request: Request,
 }
 
-#[derive(Debug)]
-pub struct Outcome {
-    pub host: String,
-    pub result: Result<Report, HostError>,
-    pub seconds: f64,
-    /// Every change event the host reported, in order.
-    pub events: Vec<ChangeEvent>,
-}
-
-pub use super::printer::{Pending, Printer, print_diff, summary};
+use super::outcome::Outcome;
+use super::printer::Printer;
 
 /// Where the controller remembers which hosts each lab touched (containerlab's state file): so
 /// `down` reaches hosts that were removed from the inventory after `up`.

@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod graph;
 pub mod init;
 pub mod lab;
+pub mod outcome;
 pub mod plan;
 pub mod printer;
 pub mod render;
@@ -53,28 +54,28 @@ pub struct Finish<'a> {
 /// recap (or the JSON), and the exit status: failures and unreachable hosts first, then with
 /// `--detailed-exitcode` whether changes are pending.
 pub fn finish(
-    outcomes: &[fleet::Outcome],
-    printer: &fleet::Printer,
+    outcomes: &[outcome::Outcome],
+    printer: &printer::Printer,
     started: std::time::Instant,
     f: Finish,
 ) -> anyhow::Result<u8> {
     let code = fleet::exit_code(outcomes);
     let planned =
-        |o: &fleet::Outcome| o.events.iter().filter(|c| c.status == crate::agent::protocol::Status::Planned).count();
+        |o: &outcome::Outcome| o.events.iter().filter(|c| c.status == crate::agent::protocol::Status::Planned).count();
     printer.clear();
     let pending = match f.output {
         crate::cli::StreamOutput::Text => {
             printer.flush_notes(outcomes);
             let pending = if f.dry_run {
                 crate::outln!();
-                Some(fleet::print_diff(outcomes, printer))
+                Some(printer::print_diff(outcomes, printer))
             } else {
                 None
             };
             if crate::output::verbosity() != crate::output::Verbosity::Quiet {
                 crate::outln!();
             }
-            crate::outln!("{}", fleet::summary(outcomes, f.verb, printer, started));
+            crate::outln!("{}", printer::summary(outcomes, f.verb, printer, started));
             if let Some(p) = &pending {
                 crate::outln!("{}", p.line());
             }
@@ -108,12 +109,12 @@ pub fn stream_end(command: &str, lab: &str, ok: bool, plan: Option<crate::contra
 
 /// How `up`, `down` and `status` print while they run: live lines on a terminal, plain lines
 /// elsewhere, nothing until the end for json, events as lines for jsonl.
-pub fn printer_for(hosts: &[String], output: crate::cli::StreamOutput, lab: &Lab, diff: bool) -> fleet::Printer {
+pub fn printer_for(hosts: &[String], output: crate::cli::StreamOutput, lab: &Lab, diff: bool) -> printer::Printer {
     use crate::cli::StreamOutput;
     let mut p = match output {
-        StreamOutput::Text => fleet::Printer::new(hosts, false).live_on_terminal(hosts),
-        StreamOutput::Json => fleet::Printer::new(hosts, true),
-        StreamOutput::Jsonl => fleet::Printer::new(hosts, false).jsonl(lab),
+        StreamOutput::Text => printer::Printer::new(hosts, false).live_on_terminal(hosts),
+        StreamOutput::Json => printer::Printer::new(hosts, true),
+        StreamOutput::Jsonl => printer::Printer::new(hosts, false).jsonl(lab),
     };
     p.diff = diff;
     p
@@ -237,7 +238,7 @@ impl Session {
         })
     }
 
-    pub fn run(&self, jobs: Vec<fleet::Job>, printer: std::sync::Arc<fleet::Printer>) -> Vec<fleet::Outcome> {
+    pub fn run(&self, jobs: Vec<fleet::Job>, printer: std::sync::Arc<printer::Printer>) -> Vec<outcome::Outcome> {
         self.rt.block_on(fleet::run(jobs, self.parallel, self.agent.clone(), self.pool.clone(), printer))
     }
 }

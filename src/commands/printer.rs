@@ -18,7 +18,7 @@ use crate::contract::{HostOutcome, StreamLine};
 use crate::output::Verbosity;
 use crate::remote::HostError;
 
-use super::fleet::Outcome;
+use super::outcome::Outcome;
 
 /// Prints per-host lines; one lock so lines of different hosts never interleave.
 pub struct Printer {

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use super::fleet::{self, Printer};
+use super::fleet;
+use super::printer::Printer;
 use crate::agent::protocol::Operation;
 use crate::cli::{StatusArgs, StreamOutput};
 use crate::ipvs::fwd_name;
@@ -135,7 +136,7 @@ impl Health {
 /// What keepalived does on the directors: running or not, each VRRP instance's state, who holds
 /// each VIP, and each checked real server's health. A backup without the VIPs, a failed real
 /// server out of the table and a sorry server in it are keepalived doing its job, not drift.
-fn keepalived_view(lab: &crate::inventory::Lab, outcomes: &[fleet::Outcome]) -> Vec<String> {
+fn keepalived_view(lab: &crate::inventory::Lab, outcomes: &[super::outcome::Outcome]) -> Vec<String> {
     let mut out = Vec::new();
     let reports: Vec<(&str, &crate::agent::protocol::Report)> =
         outcomes.iter().filter_map(|o| Some((o.host.as_str(), o.result.as_ref().ok()?))).collect();

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::fleet::{self, ControllerState, Printer};
+use super::fleet::{self, ControllerState};
+use super::printer::Printer;
 use crate::agent::protocol::Operation;
 use crate::cli::{StreamOutput, UpArgs};
 

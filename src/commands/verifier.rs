@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::fleet::{Job, Outcome, Printer};
+use super::fleet::Job;
+use super::outcome::Outcome;
+use super::printer::Printer;
 use crate::agent::facts::{CountedWait, FactsRequest};
 use crate::agent::probe::ProbeRequest;
 use crate::agent::protocol::{Operation, Request};

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::fleet::Printer;
+use super::printer::Printer;
 use super::verifier::{Verifier, active_director};
 use crate::cli::{Output, VerifyArgs};
 use crate::exit::{self, Exit};
