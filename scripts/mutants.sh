@@ -19,6 +19,10 @@ files=(
     'src/judge/*.rs'
     src/doctor.rs
     src/inventory/validate.rs
+    src/inventory/hosts.rs
+    src/inventory/services.rs
+    src/inventory/ha.rs
+    src/inventory/lab.rs
 )
 args=()
 for f in "${files[@]}"; do args+=(--file "$f"); done

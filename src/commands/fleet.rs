@@ -223,20 +223,10 @@ pub fn selected<'a>(lab: &'a Lab, hosts: &[String]) -> Vec<&'a crate::inventory:
 #[cfg(test)]
 mod state_tests {
     use super::*;
-    use crate::inventory::{Become, HostKeyPolicy, SshSettings, SshTarget};
+    use crate::inventory::{SshSettings, SshTarget};
 
     fn ssh(target: &str, user: &str) -> SshSettings {
-        SshSettings {
-            target: SshTarget::Remote(target.into()),
-            user: user.into(),
-            port: 22,
-            identity: None,
-            host_key: HostKeyPolicy::Strict,
-            known_hosts: None,
-            config: None,
-            connect_timeout: 10,
-            become_: Become::None,
-        }
+        SshSettings { user: user.into(), ..SshSettings::defaults_for(SshTarget::Remote(target.into())) }
     }
 
     #[test]

@@ -241,6 +241,14 @@ pub(super) fn inet_aton(s: &str) -> Option<Ipv4Addr> {
     Some(Ipv4Addr::from((v | last) as u32))
 }
 
+impl SshSettings {
+    /// How lvsctl reaches `target` when the inventory says nothing more (root, port 22, strict
+    /// host keys, a 10-second connect timeout).
+    pub fn defaults_for(target: SshTarget) -> SshSettings {
+        settings(target, SshDefaults::default())
+    }
+}
+
 pub(super) fn settings(target: SshTarget, d: SshDefaults) -> SshSettings {
     SshSettings {
         target,

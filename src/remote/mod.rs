@@ -721,17 +721,7 @@ mod tests {
     }
 
     fn host(addr: &str, port: u16) -> SshSettings {
-        SshSettings {
-            target: SshTarget::Remote(addr.into()),
-            user: "root".into(),
-            port,
-            identity: None,
-            host_key: HostKeyPolicy::Strict,
-            known_hosts: None,
-            config: None,
-            connect_timeout: 10,
-            become_: Become::None,
-        }
+        SshSettings { port, ..SshSettings::defaults_for(SshTarget::Remote(addr.into())) }
     }
 
     fn persist(dir: &Path, netns: &str) -> Persist {
