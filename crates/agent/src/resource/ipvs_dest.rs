@@ -82,15 +82,11 @@ impl Kind for Dest {
     }
 
     fn sign(a: &Action) -> ChangeKind {
-        match a {
-            Action::New(..) => ChangeKind::Add,
-            Action::Set(..) => ChangeKind::Change,
-            Action::Del(..) => ChangeKind::Remove,
-        }
+        super::ipvs_sign(&op(a))
     }
 
     fn act<S: System>(sys: &mut S, a: &Action, _: &dyn Backups) -> io::Result<Option<Undo>> {
-        sys.ipvs_apply(&[op(a)]).remove(0).map(|_| None)
+        super::ipvs_act(sys, op(a)).map(|_| None)
     }
 
     /// Typed netlink data: addresses, ports, numbers.

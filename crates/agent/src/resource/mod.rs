@@ -422,6 +422,21 @@ pub fn ipvs_op(action: &Action) -> Option<crate::ipvs::TableOp> {
     action.ipvs_op()
 }
 
+/// An IPVS change (of a service or a destination) as the diff shows it.
+fn ipvs_sign(op: &crate::ipvs::TableOp) -> ChangeKind {
+    use crate::ipvs::TableOp::*;
+    match op {
+        NewService(..) | NewDest(..) => ChangeKind::Add,
+        SetService(..) | SetDest(..) => ChangeKind::Change,
+        DelService(..) | DelDest(..) => ChangeKind::Remove,
+    }
+}
+
+/// One IPVS change made on its own (the executor batches them: `ipvs_op`).
+fn ipvs_act<S: System>(sys: &mut S, op: crate::ipvs::TableOp) -> io::Result<()> {
+    sys.ipvs_apply(&[op]).remove(0)
+}
+
 /// Performs one action. Some kinds learn something only by acting (which modules a load
 /// brought in): they return a refined record to journal.
 pub fn act<S: System>(sys: &mut S, action: &Action, backups: &dyn Backups) -> io::Result<Option<Undo>> {
