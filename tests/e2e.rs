@@ -963,8 +963,22 @@ fn e2e_scale_ten_thousand_destinations() {
     let before = snapshot(&l);
     ph.done("lab create");
     // ipvsadm's own exit status is checked (`lab exec` fails on it): a dump cut short must not
-    // read as a table with fewer destinations.
-    let dests = || l.run("lvs", &["ipvsadm", "-Ln"]).lines().filter(|x| x.contains(" Masq ")).count();
+    // read as a table with fewer destinations. The kernel resumes a dump of many services at a
+    // position counted over every namespace's services, so while the other labs of this kernel
+    // change theirs one listing can skip or repeat a service: counted until two listings agree.
+    let count = || l.run("lvs", &["ipvsadm", "-Ln"]).lines().filter(|x| x.contains(" Masq ")).count();
+    let dests = || {
+        let mut last = count();
+        for _ in 0..5 {
+            let now = count();
+            if now == last {
+                return now;
+            }
+            eprintln!("ipvsadm listed {last}, then {now} destinations: another lab changed its table meanwhile");
+            last = now;
+        }
+        panic!("ipvsadm's listings never agreed twice in a row");
+    };
 
     let out =
         l.command(&["up"]).env("LVSCTL_FAULT_ABORT_AFTER", "6000").env("LVSCTL_SSH_PERSIST", "900").output().unwrap();

@@ -199,7 +199,37 @@ impl IpvsClient {
         self.call(m, NLM_F_REQUEST | NLM_F_ACK).map(|_| ())
     }
 
+    /// The services of this network namespace, read until two dumps in a row list the same ones.
+    ///
+    /// The kernel resumes a dump that spans datagrams (from about 200 services on) at a position
+    /// counted over the services of *every* namespace: a service added or deleted in another one
+    /// meanwhile makes this dump skip or repeat one of ours (seen on the lab kernel: ipvsadm listed
+    /// 9,998 of 10,000 destinations while other labs changed their tables). Reading until two agree
+    /// costs one more dump of the list, never of the destinations.
     pub fn services(&mut self) -> io::Result<Vec<ServiceEntry>> {
+        const TRIES: usize = 8;
+        let keys = |l: &[ServiceEntry]| {
+            let mut k: Vec<ServiceKey> = l.iter().map(|e| e.key).collect();
+            k.sort_unstable();
+            k
+        };
+        let mut last = self.service_dump()?;
+        for _ in 1..TRIES {
+            let now = self.service_dump()?;
+            if keys(&now) == keys(&last) {
+                return Ok(now);
+            }
+            last = now;
+        }
+        Err(io::Error::new(
+            io::ErrorKind::Interrupted,
+            format!(
+                "the IPVS service list changed during each of {TRIES} reads (another namespace's table was changing): try again"
+            ),
+        ))
+    }
+
+    fn service_dump(&mut self) -> io::Result<Vec<ServiceEntry>> {
         Ok(self
             .call(IpvsMessage::get_services(), NLM_F_REQUEST | NLM_F_DUMP)?
             .iter()
