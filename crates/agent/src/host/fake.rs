@@ -15,6 +15,8 @@ pub struct FakeState {
     pub routes: Vec<RouteFact>,
     /// None: ip_vs not loaded.
     pub ipvs: Option<Vec<IpvsService>>,
+    /// IPVS's connection timeouts; None: the kernel's own.
+    pub ipvs_timeouts: Option<crate::plan::IpvsTimeouts>,
     /// nftables tables of family inet: name → objects (as `nft -j` lists them, no handles).
     pub nft: BTreeMap<String, super::NftObjects>,
     pub files: BTreeMap<String, FileFact>,

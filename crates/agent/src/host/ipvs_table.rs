@@ -31,6 +31,10 @@ pub trait IpvsTable {
     }
     /// The connection sync daemons that run (IPVS loaded).
     fn ipvs_daemons(&mut self) -> Result<Vec<crate::ipvs::SyncDaemon>>;
+    /// The connection timeouts (IPVS loaded).
+    fn ipvs_timeouts(&mut self) -> Result<crate::plan::IpvsTimeouts>;
+    /// Sets the connection timeouts (ipvsadm --set); a 0 leaves that one as it is.
+    fn ipvs_set_timeouts(&mut self, t: &crate::plan::IpvsTimeouts) -> Result<()>;
 }
 
 #[cfg(test)]
@@ -113,6 +117,23 @@ mod fake {
 
         fn ipvs_daemons(&mut self) -> Result<Vec<crate::ipvs::SyncDaemon>> {
             Ok(vec![])
+        }
+
+        fn ipvs_timeouts(&mut self) -> Result<crate::plan::IpvsTimeouts> {
+            self.state.ipvs.as_ref().ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+            Ok(self.state.ipvs_timeouts.unwrap_or(crate::plan::IpvsTimeouts::KERNEL))
+        }
+
+        fn ipvs_set_timeouts(&mut self, t: &crate::plan::IpvsTimeouts) -> Result<()> {
+            let now = self.ipvs_timeouts()?;
+            self.op(format!("ipvs set timeouts {t}"))?;
+            let keep = |new: u32, old: u32| if new == 0 { old } else { new };
+            self.state.ipvs_timeouts = Some(crate::plan::IpvsTimeouts {
+                tcp: keep(t.tcp, now.tcp),
+                tcp_fin: keep(t.tcp_fin, now.tcp_fin),
+                udp: keep(t.udp, now.udp),
+            });
+            Ok(())
         }
     }
 }

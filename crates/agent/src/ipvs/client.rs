@@ -246,6 +246,19 @@ impl IpvsClient {
             .collect())
     }
 
+    /// The connection timeouts of this namespace.
+    pub fn timeouts(&mut self) -> io::Result<crate::plan::IpvsTimeouts> {
+        self.call(IpvsMessage::get_config(), NLM_F_REQUEST | NLM_F_ACK)?
+            .iter()
+            .find_map(|m| m.timeouts())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "the kernel's GET_CONFIG reply has no timeouts"))
+    }
+
+    /// Sets the connection timeouts; a 0 leaves that one as it is.
+    pub fn set_timeouts(&mut self, t: &crate::plan::IpvsTimeouts) -> io::Result<()> {
+        self.act(IpvsMessage::set_timeouts(t))
+    }
+
     pub fn dests(&mut self, svc: &ServiceKey) -> io::Result<Vec<DestEntry>> {
         Ok(self
             .call(IpvsMessage::get_dests(svc), NLM_F_REQUEST | NLM_F_DUMP)?

@@ -29,10 +29,15 @@ pub const CMD_SET_DEST: u8 = 6;
 pub const CMD_DEL_DEST: u8 = 7;
 pub const CMD_GET_DEST: u8 = 8;
 pub const CMD_GET_DAEMON: u8 = 11;
+pub const CMD_SET_CONFIG: u8 = 12;
+pub const CMD_GET_CONFIG: u8 = 13;
 
 const CMD_ATTR_SERVICE: u16 = 1;
 const CMD_ATTR_DEST: u16 = 2;
 const CMD_ATTR_DAEMON: u16 = 3;
+const CMD_ATTR_TIMEOUT_TCP: u16 = 4;
+const CMD_ATTR_TIMEOUT_TCP_FIN: u16 = 5;
+const CMD_ATTR_TIMEOUT_UDP: u16 = 6;
 
 const DAEMON_ATTR_STATE: u16 = 1;
 const DAEMON_ATTR_MCAST_IFN: u16 = 2;
@@ -548,6 +553,41 @@ impl IpvsMessage {
         Some(SyncDaemon { state: state?, interface, sync_id })
     }
 
+    /// The connection timeouts (ipvsadm --set): the kernel leaves a timeout of 0 as it is.
+    pub fn set_timeouts(t: &crate::plan::IpvsTimeouts) -> Self {
+        let attr = |kind: u16, v: u32| CmdAttr::Other(DefaultNla::new(kind, v.to_ne_bytes().to_vec()));
+        IpvsMessage {
+            cmd: CMD_SET_CONFIG,
+            attrs: vec![
+                attr(CMD_ATTR_TIMEOUT_TCP, t.tcp),
+                attr(CMD_ATTR_TIMEOUT_TCP_FIN, t.tcp_fin),
+                attr(CMD_ATTR_TIMEOUT_UDP, t.udp),
+            ],
+        }
+    }
+    pub fn get_config() -> Self {
+        IpvsMessage { cmd: CMD_GET_CONFIG, attrs: vec![] }
+    }
+
+    /// The timeouts of a GET_CONFIG reply (all three, or None).
+    pub fn timeouts(&self) -> Option<crate::plan::IpvsTimeouts> {
+        let get = |kind: u16| {
+            self.attrs.iter().find_map(|a| match a {
+                CmdAttr::Other(n) if n.kind() & NLA_TYPE_MASK == kind => {
+                    let mut v = vec![0u8; n.value_len()];
+                    n.emit_value(&mut v);
+                    u32_of(&v).ok()
+                }
+                _ => None,
+            })
+        };
+        Some(crate::plan::IpvsTimeouts {
+            tcp: get(CMD_ATTR_TIMEOUT_TCP)?,
+            tcp_fin: get(CMD_ATTR_TIMEOUT_TCP_FIN)?,
+            udp: get(CMD_ATTR_TIMEOUT_UDP)?,
+        })
+    }
+
     pub fn get_dests(svc: &ServiceKey) -> Self {
         IpvsMessage { cmd: CMD_GET_DEST, attrs: vec![CmdAttr::Service(service_attrs(svc, None))] }
     }
@@ -680,6 +720,19 @@ mod tests {
         }
         assert_eq!(v6.to_string(), "udp [2001:db8::100]:53");
         assert_eq!(mark.to_string(), "fwmark 10 ipv6");
+    }
+
+    #[test]
+    fn timeouts_round_trip_in_ipvsadms_attributes() {
+        let t = crate::plan::IpvsTimeouts { tcp: 900, tcp_fin: 0, udp: 4_000_000 };
+        let bytes = payload_bytes(&IpvsMessage::set_timeouts(&t));
+        assert_eq!(bytes[0], CMD_SET_CONFIG);
+        // TIMEOUT_TCP (4), a u32 in host order, as ipvsadm sends it.
+        assert_eq!(&bytes[4..12], &[8, 0, 4, 0, 0x84, 0x03, 0, 0]);
+        let header = GenlHeader { cmd: CMD_GET_CONFIG, version: 1 };
+        let back = IpvsMessage::parse_with_param(&bytes[4..], header).unwrap();
+        assert_eq!(back.timeouts(), Some(t));
+        assert_eq!(IpvsMessage::get_config().timeouts(), None, "a reply without them has none");
     }
 
     /// Journals keep service keys and configurations as every release wrote them.

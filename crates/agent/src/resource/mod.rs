@@ -21,6 +21,7 @@ pub mod dir;
 pub mod file;
 pub mod ipvs_dest;
 pub mod ipvs_service;
+pub mod ipvs_timeouts;
 pub mod link;
 pub mod module;
 pub mod nft;
@@ -129,6 +130,8 @@ registry::kinds! {
     Route = "route" => route::Route,
     /// lvsctl's nftables table (`inet NAME`).
     Nft = "nft" => nft::Nft,
+    /// IPVS's connection timeouts (`ipvsadm --set`).
+    IpvsTimeouts = "ipvs-timeouts" => ipvs_timeouts::Timeouts,
     Service = "service" => ipvs_service::Service,
     Dest = "dest" => ipvs_dest::Dest,
     File = "file" => file::File,
@@ -175,6 +178,8 @@ pub struct Live {
     pub routes: Fact<Vec<RouteFact>>,
     /// None: IPVS is not loaded.
     pub ipvs: Fact<Option<Vec<IpvsService>>>,
+    /// IPVS's connection timeouts, when asked for (inside: None when IPVS is not loaded).
+    pub ipvs_timeouts: Option<Fact<Option<crate::plan::IpvsTimeouts>>>,
     /// lvsctl's nftables tables by name: their objects, None when absent.
     pub nft: BTreeMap<String, Fact<Option<nft::Objects>>>,
     pub files: BTreeMap<String, Fact<Option<FileFact>>>,
@@ -226,6 +231,7 @@ impl Default for Live {
             addresses: Ok(vec![]),
             routes: Ok(vec![]),
             ipvs: Ok(None),
+            ipvs_timeouts: None,
             nft: BTreeMap::new(),
             files: BTreeMap::new(),
             dirs: BTreeMap::new(),
@@ -248,6 +254,7 @@ pub struct Wants {
     pub addresses: bool,
     pub routes: bool,
     pub ipvs: bool,
+    pub ipvs_timeouts: bool,
     /// nftables tables (family inet) to list.
     pub nft: BTreeSet<String>,
     pub files: BTreeSet<String>,
@@ -316,6 +323,9 @@ impl Live {
         if w.ipvs {
             // Reading must not load IPVS: only a loaded module's table is read.
             live.ipvs = if sys.ipvs_loaded() { fact(sys.ipvs_table().map(Some)) } else { Ok(None) };
+        }
+        if w.ipvs_timeouts {
+            live.ipvs_timeouts = Some(if sys.ipvs_loaded() { fact(sys.ipvs_timeouts().map(Some)) } else { Ok(None) });
         }
         for t in &w.nft {
             live.nft.insert(t.clone(), fact(sys.nft_table(t)));

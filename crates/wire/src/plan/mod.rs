@@ -163,6 +163,63 @@ pub struct HostPlan {
     /// Directors of a lab with firewall-mark services: the nftables table that marks their packets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nftables: Option<NftTableSpec>,
+    /// Directors whose inventory sets `[ipvs] timeouts`: the connection timeouts (ipvsadm --set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipvs_timeouts: Option<IpvsTimeoutsSpec>,
+}
+
+/// IPVS's connection timeouts of a network namespace, in seconds (`ipvsadm -L --timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct IpvsTimeouts {
+    /// Established TCP connections (kernel default 900).
+    pub tcp: u32,
+    /// TCP connections after the client's FIN (default 120).
+    pub tcp_fin: u32,
+    /// UDP (default 300).
+    pub udp: u32,
+}
+
+impl IpvsTimeouts {
+    /// What a kernel starts with (include/net/ip_vs.h: 15 minutes, 2 minutes, 5 minutes).
+    pub const KERNEL: IpvsTimeouts = IpvsTimeouts { tcp: 900, tcp_fin: 120, udp: 300 };
+}
+
+impl std::fmt::Display for IpvsTimeouts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "tcp {} tcp_fin {} udp {}", self.tcp, self.tcp_fin, self.udp)
+    }
+}
+
+/// The timeouts the inventory sets; one left out is left as the kernel has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct IpvsTimeoutsSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_fin: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp: Option<u32>,
+    pub reason: String,
+}
+
+impl IpvsTimeoutsSpec {
+    /// `live` with the timeouts this spec sets.
+    pub fn applied_to(&self, live: IpvsTimeouts) -> IpvsTimeouts {
+        IpvsTimeouts {
+            tcp: self.tcp.unwrap_or(live.tcp),
+            tcp_fin: self.tcp_fin.unwrap_or(live.tcp_fin),
+            udp: self.udp.unwrap_or(live.udp),
+        }
+    }
+
+    /// `tcp 900 udp 300`: the timeouts set, in ipvsadm's order.
+    pub fn describe(&self) -> String {
+        [("tcp", self.tcp), ("tcp_fin", self.tcp_fin), ("udp", self.udp)]
+            .iter()
+            .filter_map(|(n, v)| v.map(|v| format!("{n} {v}")))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 /// lvsctl's own nftables table (`table inet lvsctl-LAB`): one chain at prerouting (priority
@@ -202,6 +259,7 @@ impl HostPlan {
             boot_unit: None,
             keepalived: None,
             nftables: None,
+            ipvs_timeouts: None,
         }
     }
 

@@ -52,6 +52,14 @@ impl IpvsTable for Linux {
         self.client()?.daemons()
     }
 
+    fn ipvs_timeouts(&mut self) -> Result<crate::plan::IpvsTimeouts> {
+        self.client()?.timeouts()
+    }
+
+    fn ipvs_set_timeouts(&mut self, t: &crate::plan::IpvsTimeouts) -> Result<()> {
+        self.client()?.set_timeouts(t)
+    }
+
     fn ipvs_new_service(&mut self, k: &ServiceKey, c: &ServiceConfig) -> Result<()> {
         self.client()?.new_service(k, c)
     }
