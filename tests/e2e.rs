@@ -179,7 +179,11 @@ struct Checks<'a> {
     prepare: &'a [(&'a str, &'a str)],
     /// Crash the agents mid-up first (LVSCTL_FAULT_ABORT_AFTER), then check down restores.
     crash_first: bool,
-    reboot: &'a str,
+    /// Hosts rebooted one after the other (`lab reboot`) near the end; the `after_up` checks hold
+    /// again afterwards.
+    reboot: &'a [&'a str],
+    /// TOML appended to (a copy of) the inventory: an `[ipvs]` table.
+    extra: &'a str,
     /// Checks after up: (host, shell, text the output must contain).
     after_up: &'a [(&'a str, &'a str, &'a str)],
     breaks: &'a [Break<'a>],
@@ -271,7 +275,8 @@ fn lock_wait(l: &Lab, director: &str) {
 
 /// Prints what `full_cycle` runs for `c`, from the same values, without running it.
 fn list_cycle(test: &str, inv: &str, c: &Checks) {
-    let lab = lvsctl::inventory::load(&common::repo().join(inv)).unwrap();
+    let (_dir, path) = with_extra(inv, c.extra);
+    let lab = lvsctl::inventory::load(&path).unwrap();
     let line = |l: &str| common::scenario_line(test, l);
     line(&format!("lab {inv} ({} hosts, {} probe units)", lab.hosts.len(), common::vm::units(&lab).len()));
     for (host, script) in c.prepare {
@@ -299,8 +304,27 @@ fn list_cycle(test: &str, inv: &str, c: &Checks) {
         let doctor: Vec<String> = b.doctor.iter().map(|(h, c)| format!("{h}:{c}")).collect();
         line(&format!("break on {}: {} ({verify}; doctor {})", b.host, b.what, doctor.join(" ")));
     }
-    line(&format!("reboot {}: the boot unit provisions it again, traffic split again", c.reboot));
+    if !c.extra.is_empty() {
+        line(&format!("inventory with {}", c.extra.trim().replace('\n', "; ")));
+    }
+    line(&format!(
+        "reboot {}: the boot unit provisions it again, traffic split again, the after-up checks hold",
+        c.reboot.join(" then ")
+    ));
     line("down: every host as before (kernel state and files), destroy leaves nothing");
+}
+
+/// The inventory `inv` (relative to the repository) with `extra` appended, in a directory that
+/// goes with the first value; `inv` itself without.
+fn with_extra(inv: &str, extra: &str) -> (Option<tempfile::TempDir>, std::path::PathBuf) {
+    let path = common::repo().join(inv);
+    if extra.is_empty() {
+        return (None, path);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join(path.file_name().unwrap());
+    std::fs::write(&copy, std::fs::read_to_string(&path).unwrap() + "\n" + extra).unwrap();
+    (Some(dir), copy)
 }
 
 fn full_cycle(test: &str, inv: &str, c: Checks) {
@@ -309,7 +333,8 @@ fn full_cycle(test: &str, inv: &str, c: Checks) {
     }
     let started = Instant::now();
     let mut ph = common::Phases::start(test);
-    let l = Lab::create(inv);
+    let (_extra_dir, inv_path) = with_extra(inv, c.extra);
+    let l = Lab::create(&inv_path);
     for (host, script) in c.prepare {
         l.sh(host, script);
     }
@@ -386,11 +411,14 @@ fn full_cycle(test: &str, inv: &str, c: Checks) {
         );
     }
     ph.done("up");
-    for (host, script, want) in c.after_up {
-        let got = l.sh(host, script);
-        let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
-        assert!(squash(&got).contains(&squash(want)), "{host}: `{script}` should show {want:?}:\n{got}");
-    }
+    let after_up = |when: &str| {
+        for (host, script, want) in c.after_up {
+            let got = l.sh(host, script);
+            let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(squash(&got).contains(&squash(want)), "{host}: `{script}` should show {want:?} {when}:\n{got}");
+        }
+    };
+    after_up("after up");
     for s in &common::vm::units(&l.lab) {
         assert_split(&l, s, 16);
     }
@@ -477,9 +505,12 @@ fn full_cycle(test: &str, inv: &str, c: Checks) {
 
     ph.done("breaks");
     // Reboot: the host's kernel state is gone, its files stay; the boot unit provisions it again.
-    let out = Command::new(lvsctl_bin()).args(["lab", "reboot"]).arg(&l.inv).arg(c.reboot).output().unwrap();
-    assert!(out.status.success(), "lab reboot {}:\n{}", c.reboot, text(&out));
-    assert!(text(&out).contains("starting lvsctl-"), "the boot unit ran:\n{}", text(&out));
+    for host in c.reboot {
+        let out = Command::new(lvsctl_bin()).args(["lab", "reboot"]).arg(&l.inv).arg(host).output().unwrap();
+        assert!(out.status.success(), "lab reboot {host}:\n{}", text(&out));
+        assert!(text(&out).contains("starting lvsctl-"), "the boot unit ran:\n{}", text(&out));
+    }
+    after_up("after the reboot");
     for s in &common::vm::units(&l.lab) {
         assert_split(&l, s, 16);
     }
@@ -521,7 +552,8 @@ fn e2e_dr() {
             // arp_ignore was 2 before lvsctl: it must be 2 again after down, not 0.
             prepare: &[("web1", "echo 2 > /proc/sys/net/ipv4/conf/all/arp_ignore")],
             crash_first: true,
-            reboot: "web1",
+            reboot: &["web1"],
+            extra: "",
             after_up: &[
                 ("web1", "ip -o -4 addr show dev lo", "192.168.188.100/32"),
                 ("web1", "cat /proc/sys/net/ipv4/conf/all/arp_ignore /proc/sys/net/ipv4/conf/lo/arp_announce", "1\n2"),
@@ -651,7 +683,8 @@ fn e2e_dr6() {
             // the slot lvsctl's takes): down puts it back.
             prepare: &[("web2", "ip link set eth0 up && ip -6 route add default via fe80::1 dev eth0 metric 1024")],
             crash_first: false,
-            reboot: "web1",
+            reboot: &["web1"],
+            extra: "",
             after_up: &[
                 ("web1", "ip -o -6 addr show dev lo", "2001:db8:188::100/128"),
                 ("web2", "ip -6 route show default", "default via 2001:db8:188::200 dev eth0 proto 76 metric 1024"),
@@ -727,7 +760,8 @@ fn e2e_nat() {
             // The director already holds the VIP: it must keep it after down.
             prepare: &[("lvs", "ip addr add 192.168.188.100/32 dev eth0")],
             crash_first: false,
-            reboot: "web2",
+            reboot: &["web2"],
+            extra: "",
             after_up: &[
                 ("lvs", "cat /proc/sys/net/ipv4/ip_forward", "1"),
                 ("lvs", "ipvsadm -Ln", "10.10.0.82:8080             Masq"),
@@ -784,7 +818,8 @@ fn e2e_nat6() {
             // it after down.
             prepare: &[("lvs", "ip -6 addr add 2001:db8:188::100/128 dev eth0 nodad")],
             crash_first: false,
-            reboot: "web2",
+            reboot: &["web2"],
+            extra: "",
             after_up: &[
                 ("lvs", "cat /proc/sys/net/ipv6/conf/all/forwarding", "1"),
                 ("lvs", "ipvsadm -Ln", "[fd00:10::82]:8080 Masq"),
@@ -827,7 +862,8 @@ fn e2e_tun6() {
         Checks {
             prepare: &[],
             crash_first: false,
-            reboot: "web1",
+            reboot: &["web1"],
+            extra: "",
             after_up: &[
                 ("web1", "ip -o -6 addr show dev ip6tnl0", "2001:db8:188::100/128"),
                 ("web1", "ip -o link show ip6tnl0", ",UP"),
@@ -880,7 +916,8 @@ fn e2e_dr_fwmark() {
                 "nft add table inet users-own && nft add chain inet users-own input '{ type filter hook input priority 0; policy accept; }'",
             )],
             crash_first: false,
-            reboot: "web1",
+            reboot: &["web1"],
+            extra: "",
             after_up: &[
                 (
                     "lvs",
@@ -1023,7 +1060,8 @@ fn e2e_tun() {
             // what it installed is the agent, byte for byte.
             prepare: &[("web1", "mount --bind /dev/null /usr/bin/gzip")],
             crash_first: false,
-            reboot: "web2",
+            reboot: &["web2"],
+            extra: "",
             after_up: &[
                 ("web1", "command -v gzip || echo no gzip here", "no gzip here"),
                 ("web1", "ip -o -4 addr show dev tunl0", "192.168.188.100/32"),
@@ -1066,27 +1104,64 @@ fn e2e_dr_multisubnet() {
         "e2e_dr_multisubnet",
         "inventories/dr-multisubnet.toml",
         Checks {
-            prepare: &[],
+            // Timeouts and a setting someone chose before lvsctl: down gives back these, not the
+            // kernel's defaults.
+            prepare: &[("lvs", "ipvsadm --set 1000 100 200 && echo 0 > /proc/sys/net/ipv4/vs/conn_reuse_mode")],
             crash_first: false,
-            reboot: "web1",
+            // The director too: its timeouts and settings come back from the boot unit.
+            reboot: &["web1", "lvs"],
+            // Every setting [ipvs] takes, each away from the kernel's default (and harmless to the
+            // lab's traffic: the defenses are automatic, far below the guest's free memory).
+            extra: IPVS_SETTINGS,
             after_up: &[
                 ("router", "ip -4 route show 192.168.200.100", "192.168.200.100 via 192.168.188.8"),
                 ("lvs", "ip -o -4 addr show dev lo", "192.168.200.100/32"),
+                ("lvs", "ipvsadm -L --timeout", "Timeout (tcp tcpfin udp): 600 60 30"),
+                ("lvs", IPVS_SETTINGS_READ, IPVS_SETTINGS_SET),
             ],
-            breaks: &[Break {
-                // web1 holds the VIP on lo: it answers everything itself, the director sees nothing.
-                what: "the router sends the VIP to web1 instead of the director",
-                host: "router",
-                script: "ip route replace 192.168.200.100 via 192.168.188.81 dev eth0 proto static",
-                verify_fails_with: Some("web2 never answered"),
-                doctor: &[("router", "vip-misrouted")],
-                after_repair: None,
-                drift: true,
-                readme: None,
-            }],
+            breaks: &[
+                Break {
+                    what: "someone set other IPVS timeouts by hand",
+                    host: "lvs",
+                    script: "ipvsadm --set 1200 100 200",
+                    verify_fails_with: None,
+                    doctor: &[],
+                    after_repair: None,
+                    drift: true,
+                    readme: None,
+                },
+                Break {
+                    // web1 holds the VIP on lo: it answers everything itself, the director sees nothing.
+                    what: "the router sends the VIP to web1 instead of the director",
+                    host: "router",
+                    script: "ip route replace 192.168.200.100 via 192.168.188.81 dev eth0 proto static",
+                    verify_fails_with: Some("web2 never answered"),
+                    doctor: &[("router", "vip-misrouted")],
+                    after_repair: None,
+                    drift: true,
+                    readme: None,
+                },
+            ],
         },
     );
 }
+
+/// `[ipvs]` with every setting it takes, for e2e_dr_multisubnet.
+const IPVS_SETTINGS: &str = "[ipvs]
+timeouts = { tcp = 600, tcp_fin = 60, udp = 30 }
+sysctl = { am_droprate = 20, amemthresh = 2048, backup_only = 1, cache_bypass = 1, conn_reuse_mode = 2, \
+conntrack = 1, drop_entry = 1, drop_packet = 1, expire_nodest_conn = 1, expire_quiescent_template = 1, \
+ignore_tunneled = 1, nat_icmp_send = 1, pmtu_disc = 0, run_estimation = 0, schedule_icmp = 1, secure_tcp = 1, \
+sloppy_sctp = 1, sloppy_tcp = 1, snat_reroute = 0, sync_persist_mode = 1, sync_retries = 3, sync_version = 0 }
+";
+const IPVS_SETTINGS_READ: &str = "cd /proc/sys/net/ipv4/vs && grep -H '' am_droprate amemthresh backup_only \
+cache_bypass conn_reuse_mode conntrack drop_entry drop_packet expire_nodest_conn expire_quiescent_template \
+ignore_tunneled nat_icmp_send pmtu_disc run_estimation schedule_icmp secure_tcp sloppy_sctp sloppy_tcp snat_reroute \
+sync_persist_mode sync_retries sync_version";
+const IPVS_SETTINGS_SET: &str = "am_droprate:20 amemthresh:2048 backup_only:1 cache_bypass:1 conn_reuse_mode:2 \
+conntrack:1 drop_entry:1 drop_packet:1 expire_nodest_conn:1 expire_quiescent_template:1 ignore_tunneled:1 \
+nat_icmp_send:1 pmtu_disc:0 run_estimation:0 schedule_icmp:1 secure_tcp:1 sloppy_sctp:1 sloppy_tcp:1 \
+snat_reroute:0 sync_persist_mode:1 sync_retries:3 sync_version:0";
 
 /// Hosts provisioned from `lvsctl render`'s files alone, as on machines that cannot run lvsctl:
 /// no `up`, no agent, no journal. The tree is copied to each host's /, the script's `start` run
@@ -1519,5 +1594,23 @@ mod judging {
     fn persistence_broken_across_ports_fails() {
         let s = sticky();
         judge_sticky_across_ports(&[(s[0].clone(), counts(&[("web1", 4)])), (s[1].clone(), counts(&[("web2", 4)]))], 4);
+    }
+}
+
+/// The scenario that proves `[ipvs]` on the lab kernel sets every setting lvsctl accepts, each
+/// away from the kernel's default, and reads each back.
+#[test]
+fn the_ipvs_scenario_sets_every_setting_away_from_its_default() {
+    for s in lvsctl::inventory::keys::IPVS_SETTINGS {
+        let set = IPVS_SETTINGS_SET.split_whitespace().find_map(|w| w.strip_prefix(&format!("{}:", s.name)));
+        let set: i128 = set.unwrap_or_else(|| panic!("{} is not read back", s.name)).parse().unwrap();
+        assert_ne!(set, s.kernel, "{} is set away from the kernel's default", s.name);
+        assert!(
+            IPVS_SETTINGS.contains(&format!(" {} = {set},", s.name))
+                || IPVS_SETTINGS.contains(&format!(" {} = {set} }}", s.name)),
+            "{}",
+            s.name
+        );
+        assert!(IPVS_SETTINGS_READ.split_whitespace().any(|w| w == s.name), "{}", s.name);
     }
 }

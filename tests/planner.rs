@@ -245,3 +245,39 @@ fn ipv6_services_get_each_modes_ipv6_needs() {
     let routes: Vec<String> = rs.routes.iter().map(|r| format!("{} {}", r.destination, r.gateway.unwrap())).collect();
     assert_eq!(routes, ["0.0.0.0/0 192.168.188.8", "::/0 2001:db8:188::8"]);
 }
+
+/// `[ipvs]`: both directors get the timeouts and the settings (real servers neither); a setting
+/// lvsctl derives is the inventory's, and its reason says what the derived value was for; the
+/// timeouts reach keepalived.conf and the standalone script.
+#[test]
+fn ipvs_settings_go_to_both_directors_and_the_inventory_wins_over_a_derived_one() {
+    let src = std::fs::read_to_string("inventories/dr-ha.toml").unwrap()
+        + "\n[ipvs]\ntimeouts = { tcp = 60, udp = 20 }\nsysctl = { expire_nodest_conn = 0, sloppy_tcp = true }\n";
+    let p = plans_of(&src);
+    for d in ["lvs1", "lvs2"] {
+        let h = host(&p, d);
+        let t = h.ipvs_timeouts.as_ref().expect("timeouts");
+        assert_eq!((t.tcp, t.tcp_fin, t.udp), (Some(60), None, Some(20)));
+        assert_eq!(sysctl(h, "net.ipv4.vs.sloppy_tcp").as_deref(), Some("1"));
+        let s = h.sysctls.iter().find(|s| s.key == "net.ipv4.vs.expire_nodest_conn").unwrap();
+        assert_eq!(s.value, "0");
+        assert!(
+            s.reason.contains("instead of the 1 lvsctl derives, which was for this: a client port"),
+            "{}",
+            s.reason
+        );
+        assert_eq!(h.sysctls.iter().filter(|s| s.key == "net.ipv4.vs.expire_nodest_conn").count(), 1);
+        let conf = h.files.iter().find(|f| f.path.ends_with("keepalived.conf")).unwrap();
+        assert!(conf.content.contains("    lvs_timeouts tcp 60 udp 20\n"), "{}", conf.content);
+    }
+    for rs in ["web1", "web2"] {
+        let h = host(&p, rs);
+        assert!(h.ipvs_timeouts.is_none() && sysctl(h, "net.ipv4.vs.sloppy_tcp").is_none());
+    }
+    let t = Templates::embedded();
+    let files =
+        lvsctl::render::render_host(host(&p, "lvs1"), &Context { agent_path: "/a".into(), templates: &t }).unwrap();
+    let script = files.iter().find(|f| f.name.ends_with(".sh")).expect("the script");
+    assert!(script.content.contains("    set_timeouts 60 0 20\n"), "{}", script.content);
+    assert!(script.content.contains("    restore_timeouts\n"));
+}

@@ -55,6 +55,7 @@ pub const TOP: Table = Table {
         key("services", "array of tables", "required", "The virtual services, [[services]]."),
         key("lab", "table", "none", "How `lvsctl lab create` builds the hosts on this machine."),
         key("ha", "table", "required with two directors", "The HA pair's VRRP settings; refused with one director."),
+        key("ipvs", "table", "none", "The directors' IPVS settings: connection timeouts and net.ipv4.vs.* sysctls."),
     ],
 };
 
@@ -300,9 +301,121 @@ pub const LAB: Table = Table {
     ],
 };
 
+/// The largest IPVS timeout every kernel takes (seconds; it holds them in jiffies in an int).
+pub const MAX_TIMEOUT: u32 = 2_147_483;
+
+pub const IPVS: Table = Table {
+    path: "[ipvs]",
+    doc: "The directors' IPVS settings (both directors of a pair). Set by up, kept by the boot unit and the rendered files, \
+          given back by down; what is left out stays as the kernel has it.",
+    keys: &[
+        key(
+            "timeouts",
+            "table",
+            "none",
+            "{ tcp = 900, tcp_fin = 120, udp = 300 }: how long IPVS keeps idle connections (see [ipvs] timeouts).",
+        ),
+        key(
+            "sysctl",
+            "table",
+            "none",
+            "{ conn_reuse_mode = 0, expire_nodest_conn = 1, ... }: net.ipv4.vs.* settings, named without the prefix (see [ipvs] sysctl).",
+        ),
+    ],
+};
+
+pub const IPVS_TIMEOUTS: Table = Table {
+    path: "[ipvs] timeouts = { ... }",
+    doc: "IPVS's connection timeouts in seconds, as ipvsadm --set sets them (keepalived's lvs_timeouts in a keepalived lab). \
+          0 is refused: the kernel reads it as unchanged.",
+    keys: &[
+        key("tcp", "integer seconds 1-2147483", "unchanged (kernel: 900)", "Established TCP connections."),
+        key(
+            "tcp_fin",
+            "integer seconds 1-2147483",
+            "unchanged (kernel: 120)",
+            "TCP connections after the client's FIN.",
+        ),
+        key(
+            "udp",
+            "integer seconds 1-2147483",
+            "unchanged (kernel: 300)",
+            "UDP \"connections\" (a client address and port).",
+        ),
+    ],
+};
+
+/// One `net.ipv4.vs.*` setting `[ipvs] sysctl` may set, with the range lvsctl accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    pub name: &'static str,
+    pub lo: i128,
+    pub hi: i128,
+    /// The kernel's value when ip_vs loads.
+    pub kernel: i128,
+    pub doc: &'static str,
+}
+
+/// `(name, lo, hi, kernel default, meaning)` for each setting: `IPVS_SETTINGS` for the parser
+/// and the planner, and the `[ipvs] sysctl` table of keys for the page.
+macro_rules! ipvs_settings {
+    ($(($name:literal, $lo:literal, $hi:literal, $kernel:literal, $doc:literal),)*) => {
+        pub const IPVS_SETTINGS: &[Setting] =
+            &[$(Setting { name: $name, lo: $lo, hi: $hi, kernel: $kernel, doc: $doc },)*];
+
+        pub const IPVS_SYSCTL: Table = Table {
+            path: "[ipvs] sysctl = { ... }",
+            doc: "net.ipv4.vs.* settings of the directors, named without the prefix (the ip_vs module must be loaded: \
+                  lvsctl loads it on directors). Where lvsctl derives one itself (expire_nodest_conn with health checks \
+                  that remove, expire_quiescent_template with quiesce and persistence) the inventory's value wins and the plan \
+                  says what that costs.",
+            keys: &[$(key($name, concat!("integer ", $lo, "-", $hi), concat!("unchanged (kernel: ", $kernel, ")"), $doc),)*],
+        };
+    };
+}
+
+ipvs_settings! {
+    ("am_droprate", 0, 2147483647, 10, "Defense: drop_packet's mode 3 drops one packet in this many."),
+    ("amemthresh", 0, 2147483647, 1024, "Defense: available memory (pages) under which the automatic defenses (mode 1 of drop_entry, drop_packet, secure_tcp) turn on."),
+    ("backup_only", 0, 1, 0, "1: no director function while this director's sync daemon is a backup (avoids loops between DR/TUN directors)."),
+    ("cache_bypass", 0, 1, 0, "1: a packet no real server is available for goes to its original destination instead of being dropped."),
+    ("conn_reuse_mode", 0, 3, 1, "A new connection from a client port still in the table: 0 goes to the old connection's real server (and expire_nodest_conn no longer helps); 1 is rescheduled when that is safe (NAT TIME_WAIT, expire_nodest_conn); 2 also from FIN_WAIT, the last state a DR director sees."),
+    ("conntrack", 0, 1, 0, "1: IPVS connections keep netfilter conntrack entries (for firewall rules that match their state, and source NAT)."),
+    ("drop_entry", 0, 3, 0, "Defense: randomly drop connection entries when memory is short (0 off, 1 automatic, 2 on, 3 always)."),
+    ("drop_packet", 0, 3, 0, "Defense: drop a share of new connections' packets (0 off, 1 automatic, 2 on, 3 always, at am_droprate)."),
+    ("expire_nodest_conn", 0, 1, 0, "1: a packet of a connection whose real server was removed expires it at once (the client's retry is scheduled anew) instead of being dropped until the entry times out."),
+    ("expire_quiescent_template", 0, 1, 0, "1: a persistence template of a real server with weight 0 expires, so that its clients go elsewhere (drain with persistence)."),
+    ("ignore_tunneled", 0, 1, 0, "1: IPVS leaves packets of protocols it does not handle (tunnels) alone: avoids loops when a director is also a TUN real server."),
+    ("nat_icmp_send", 0, 1, 0, "1: a NAT director answers a packet of a connection whose real server is gone with an ICMP error."),
+    ("pmtu_disc", 0, 1, 1, "1: a DF packet too big for the tunnel (TUN) gets ICMP fragmentation-needed; 0 fragments it."),
+    ("run_estimation", 0, 1, 1, "1: the rate estimator runs (ipvsadm --rate's CPS, PPS and BPS)."),
+    ("schedule_icmp", 0, 1, 0, "1: ICMP packets without a connection (a ping of the VIP) are scheduled to a real server."),
+    ("secure_tcp", 0, 3, 0, "Defense: the stricter TCP state timeouts against SYN floods (0 off, 1 automatic, 2 on, 3 always)."),
+    ("sloppy_sctp", 0, 1, 0, "1: an SCTP connection may be taken up from any chunk, not only INIT (a director that missed its start)."),
+    ("sloppy_tcp", 0, 1, 0, "1: a TCP connection may be taken up from any packet, not only SYN (a director that missed its start, failover without sync)."),
+    ("snat_reroute", 0, 1, 1, "1: a NAT reply is routed again once its source is the VIP (source-based policy routing)."),
+    ("sync_persist_mode", 0, 1, 0, "1: the sync daemon sends persistent connections' templates only, fewer messages."),
+    ("sync_retries", 0, 3, 0, "How many times a sync message is sent again (sync_version 1)."),
+    ("sync_version", 0, 1, 1, "The sync message format: 1, or 0 for a backup with a kernel before 2.6.39."),
+}
+
 /// Every table, in the order the page describes them.
-pub const TABLES: [&Table; 11] =
-    [&TOP, &SSH, &HOST, &HOST_SSH, &SERVICE, &MATCH, &BACKEND, &HEALTH_CHECK, &SORRY_SERVER, &HA, &LAB];
+pub const TABLES: [&Table; 14] = [
+    &TOP,
+    &SSH,
+    &HOST,
+    &HOST_SSH,
+    &SERVICE,
+    &MATCH,
+    &BACKEND,
+    &HEALTH_CHECK,
+    &SORRY_SERVER,
+    &HA,
+    &IPVS,
+    &IPVS_TIMEOUTS,
+    &IPVS_SYSCTL,
+    &LAB,
+];
 
 /// Text for roff: a leading `.` or `'` would be a request, a backslash an escape.
 fn roff(s: &str) -> String {

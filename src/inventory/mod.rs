@@ -3,6 +3,7 @@
 pub mod diag;
 pub mod ha;
 pub mod hosts;
+pub mod ipvs;
 pub mod keys;
 pub mod lab;
 pub mod model;

@@ -215,6 +215,28 @@ pub struct SorryServer {
     pub port: u16,
 }
 
+/// `[ipvs]`: the directors' IPVS settings; what is left out stays as the kernel has it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpvsSettings {
+    pub timeouts: IpvsTimeoutSettings,
+    /// `net.ipv4.vs.NAME` = value, in the order of `keys::IPVS_SETTINGS`.
+    pub sysctl: Vec<(String, i64)>,
+}
+
+/// `[ipvs] timeouts`, in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpvsTimeoutSettings {
+    pub tcp: Option<u32>,
+    pub tcp_fin: Option<u32>,
+    pub udp: Option<u32>,
+}
+
+impl IpvsTimeoutSettings {
+    pub fn is_empty(&self) -> bool {
+        self.tcp.is_none() && self.tcp_fin.is_none() && self.udp.is_none()
+    }
+}
+
 /// `[ha]`: the director pair's VRRP settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ha {
@@ -336,6 +358,9 @@ pub struct Lab {
     /// Two directors: their VRRP settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ha: Option<Ha>,
+    /// `[ipvs]`: the directors' IPVS settings.
+    #[serde(default)]
+    pub ipvs: IpvsSettings,
 }
 
 /// Every VIP of `services`, each once, in the order the services name them.

@@ -1,8 +1,9 @@
 //! The inventory document: its top-level keys, and each table handed to the file that owns it
-//! (`hosts`, `services`, `ha`, `ssh`, `lab`; values in `value`). Cross-field rules: `validate`.
+//! (`hosts`, `services`, `ha`, `ipvs`, `ssh`, `lab`; values in `value`). Cross-field rules: `validate`.
 
 use super::ha::{DraftHa, parse_ha};
 use super::hosts::{DraftHost, parse_host};
+use super::ipvs::parse_ipvs;
 use super::keys;
 use super::lab::{DraftLab, parse_lab};
 use super::model::*;
@@ -20,6 +21,7 @@ pub struct Draft {
     pub services: Vec<DraftService>,
     pub lab: Option<DraftLab>,
     pub ha: Option<DraftHa>,
+    pub ipvs: IpvsSettings,
 }
 
 pub fn parse_document(r: &mut Reader, root: Table) -> Draft {
@@ -76,6 +78,7 @@ pub fn parse_document(r: &mut Reader, root: Table) -> Draft {
 
     let lab = root.get(r, "lab").and_then(|i| i.table(r)).map(|t| parse_lab(r, t));
     let ha = root.get(r, "ha").and_then(|i| i.table(r)).map(|t| parse_ha(r, t));
+    let ipvs = root.get(r, "ipvs").and_then(|i| i.table(r)).map(|t| parse_ipvs(r, t)).unwrap_or_default();
     root.finish(r, &keys::TOP.names());
-    Draft { hosts_ok, name, mode, hosts, services, lab, ha }
+    Draft { hosts_ok, name, mode, hosts, services, lab, ha, ipvs }
 }

@@ -199,6 +199,10 @@ impl<'t, 'i> Item<'t, 'i> {
         matches!(self.node.value.get_ref(), DeValue::Array(_))
     }
 
+    pub fn is_bool(&self) -> bool {
+        matches!(self.node.value.get_ref(), DeValue::Boolean(_))
+    }
+
     pub fn is_str(&self) -> bool {
         matches!(self.node.value.get_ref(), DeValue::String(_))
     }

@@ -17,7 +17,7 @@ use super::services::{DraftService, check_service, service_vips, split_by_family
 use crate::modes::Gateway as ModeGateway;
 
 pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
-    let Draft { hosts_ok, name, mode, mut hosts, services, lab, ha } = d;
+    let Draft { hosts_ok, name, mode, mut hosts, services, lab, ha, ipvs } = d;
     hosts.sort_by(|a, b| a.name.cmp(&b.name));
     let by_name: BTreeMap<&str, &DraftHost> = hosts.iter().map(|h| (h.name.as_str(), h)).collect();
     let names: Vec<&str> = by_name.keys().copied().collect();
@@ -54,7 +54,7 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
     if !r.diags.is_empty() {
         return None;
     }
-    Some(assemble(name, mode, file, hosts, gateways, checked.services, lab_spec, ha))
+    Some(assemble(name, mode, file, hosts, gateways, checked.services, lab_spec, ha, ipvs))
 }
 
 /// The director, or the two of an HA pair: one at least, two at most.
@@ -326,6 +326,7 @@ fn assemble(
     services: Vec<Service>,
     lab: Option<LabSpec>,
     ha: Option<super::ha::DraftHa>,
+    ipvs: IpvsSettings,
 ) -> Lab {
     let hosts = hosts
         .into_iter()
@@ -359,5 +360,6 @@ fn assemble(
             unicast: h.unicast,
             floating_gateway: h.floating_gateway,
         }),
+        ipvs,
     }
 }

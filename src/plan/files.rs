@@ -104,6 +104,8 @@ pub struct TemplateContext<'a> {
     routes: Vec<RouteLine<'a>>,
     ipvs: Vec<ServiceLine>,
     keepalived: Option<&'a super::keepalived::KeepalivedSpec>,
+    /// `[ipvs] timeouts`: ipvsadm --set in the script, lvs_timeouts in keepalived.conf.
+    timeouts: Option<super::IpvsTimeouts>,
 }
 
 fn protocol_flag(p: Protocol) -> &'static str {
@@ -256,6 +258,11 @@ impl<'a> TemplateContext<'a> {
                 })
                 .collect(),
             keepalived: p.keepalived.as_ref(),
+            // 0 for one the inventory leaves out: ipvsadm --set leaves it unchanged.
+            timeouts: p
+                .ipvs_timeouts
+                .as_ref()
+                .map(|t| t.applied_to(super::IpvsTimeouts { tcp: 0, tcp_fin: 0, udp: 0 })),
         }
     }
 }

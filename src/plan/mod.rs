@@ -158,6 +158,38 @@ fn vips(services: &[&Service]) -> Vec<IpAddr> {
     crate::inventory::unique_vips(services.iter().copied())
 }
 
+/// `[ipvs]`: the timeouts, and the `net.ipv4.vs.*` settings — where lvsctl derived one, the
+/// inventory's value wins and its reason says what the derived one was for.
+fn ipvs_settings(lab: &Lab, p: &mut HostPlan) {
+    let t = &lab.ipvs.timeouts;
+    if !t.is_empty() {
+        p.ipvs_timeouts = Some(IpvsTimeoutsSpec {
+            tcp: t.tcp,
+            tcp_fin: t.tcp_fin,
+            udp: t.udp,
+            reason: "[ipvs] timeouts from the inventory: how long IPVS keeps idle connections".into(),
+        });
+    }
+    for (name, value) in &lab.ipvs.sysctl {
+        let key = format!("net.ipv4.vs.{name}");
+        let value = value.to_string();
+        let set = "[ipvs] sysctl from the inventory";
+        match p.sysctls.iter_mut().find(|s| s.key == key) {
+            Some(derived) if derived.value == value => {
+                derived.reason = format!("{set} (lvsctl derives it too: {})", derived.reason)
+            }
+            Some(derived) => {
+                derived.reason = format!(
+                    "{set}, instead of the {} lvsctl derives, which was for this: {}",
+                    derived.value, derived.reason
+                );
+                derived.value = value;
+            }
+            None => p.sysctls.push(SysctlSpec { key, value, reason: set.into() }),
+        }
+    }
+}
+
 /// The marking rules of a lab's firewall-mark services (None: it has none).
 pub fn nft_table(lab: &Lab) -> Option<NftTableSpec> {
     let rules: Vec<MarkRuleSpec> = lab
@@ -215,6 +247,7 @@ fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
             "a client port still mapped to a real server keepalived took out is freed at once (the client's retry reaches a healthy one) instead of failing until the entry expires",
         );
     }
+    ipvs_settings(lab, p);
     p.keepalived = keepalived::spec(lab, host);
     p.nftables = nft_table(lab);
     let all: Vec<&Service> = lab.services.iter().collect();

@@ -188,7 +188,7 @@ pub fn text(o: &Output) -> String {
 /// permanent addresses (kernel-chosen, new after a reboot) and qdiscs (attached by the kernel on a
 /// link's first up, and never managed by lvsctl) are left out. One `ip -batch` lists links, addresses and routes of
 /// both families (a process costs more than the listing under emulation); the rest is one grep,
-/// a cat and nft.
+/// a cat, IPVS's settings (every `net.ipv4.vs.*` and the timeouts, where ip_vs is loaded) and nft.
 pub fn kernel_state(l: &Lab, host: &str) -> String {
     let raw = l.sh(
         host,
@@ -200,6 +200,7 @@ pub fn kernel_state(l: &Lab, host: &str) -> String {
                   /proc/sys/net/ipv6/conf/all/forwarding /proc/sys/net/ipv6/conf/default/forwarding; \
          echo; \
          if [ -e /proc/net/ip_vs ]; then cat /proc/net/ip_vs; else echo no ipvs; fi; echo; \
+         if [ -d /proc/sys/net/ipv4/vs ]; then grep -H '' /proc/sys/net/ipv4/vs/*; ipvsadm -L --timeout; echo; fi; \
          if command -v nft >/dev/null; then nft list ruleset; fi",
     );
     let (ip, rest) = raw.split_once("@@\n").unwrap_or_else(|| panic!("{host}: no ip listing in {raw}"));
