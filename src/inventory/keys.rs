@@ -388,7 +388,7 @@ ipvs_settings! {
     ("ignore_tunneled", 0, 1, 0, "1: IPVS leaves packets of protocols it does not handle (tunnels) alone: avoids loops when a director is also a TUN real server."),
     ("nat_icmp_send", 0, 1, 0, "1: a NAT director answers a packet of a connection whose real server is gone with an ICMP error."),
     ("pmtu_disc", 0, 1, 1, "1: a DF packet too big for the tunnel (TUN) gets ICMP fragmentation-needed; 0 fragments it."),
-    ("run_estimation", 0, 1, 1, "1: the rate estimator runs (ipvsadm --rate's CPS, PPS and BPS)."),
+    ("run_estimation", 0, 1, 1, "1: the estimator runs: rates (ipvsadm --rate) and, on kernels before 6.2 like the lab's 6.1, the counters too (ipvsadm --stats, lvsctl status and verify: with 0 they stop)."),
     ("schedule_icmp", 0, 1, 0, "1: ICMP packets without a connection (a ping of the VIP) are scheduled to a real server."),
     ("secure_tcp", 0, 3, 0, "Defense: the stricter TCP state timeouts against SYN floods (0 off, 1 automatic, 2 on, 3 always)."),
     ("sloppy_sctp", 0, 1, 0, "1: an SCTP connection may be taken up from any chunk, not only INIT (a director that missed its start)."),

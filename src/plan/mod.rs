@@ -185,8 +185,27 @@ fn ipvs_settings(lab: &Lab, p: &mut HostPlan) {
                 );
                 derived.value = value;
             }
-            None => p.sysctls.push(SysctlSpec { key, value, reason: set.into() }),
+            None => {
+                let reason = match cost(name, &value) {
+                    Some(c) => format!("{set}; {c}"),
+                    None => set.to_string(),
+                };
+                p.sysctls.push(SysctlSpec { key, value, reason })
+            }
         }
+    }
+}
+
+/// What an `[ipvs] sysctl` value takes away that a user may not expect.
+fn cost(name: &str, value: &str) -> Option<&'static str> {
+    match (name, value) {
+        ("run_estimation", "0") => Some(
+            "IPVS's counters stop on kernels before 6.2 (the estimator sums them): status and verify see no new connections",
+        ),
+        ("conn_reuse_mode", "0") => Some(
+            "a client port reused towards a removed real server is not rescheduled: expire_nodest_conn no longer helps",
+        ),
+        _ => None,
     }
 }
 
