@@ -526,6 +526,16 @@ Installs qemu-system-x86, linux-image-amd64 and busybox-static with apt-get when
 guest writes is lost when it ends: its root is this machine's, read-only, under a memory overlay."
     )]
     Vm(LabVmArgs),
+    /// Send a bounded HTTP load to a service and count every answer (run it in a client: `lab exec`).
+    #[command(long_about = "Send a bounded HTTP load to ADDR:PORT from where it runs, usually a lab client:\n\
+  lvsctl lab exec lab.toml client -- lvsctl lab load --to 192.168.188.100:80 --seconds 30\n\
+CONCURRENCY workers send short requests one after the other until the deadline, and SLOW workers\n\
+each download SLOW_BYTES paced by the lab's responder (GET /slow/N, about 320 KB/s). Every answer\n\
+must arrive whole (its Content-Length); it is attributed to the real server that sent it. Prints\n\
+one JSON document: answers per server, failures, the slow downloads, and each short request's\n\
+start time and server. Exit status 6 when any request failed. Bounded: at most 600 seconds, 64\n\
+workers and 16 slow downloads; the lab's responders answer only lab hosts.")]
+    Load(LabLoadArgs),
     /// Serve a host's name over TCP/UDP (the lab's real-server responder).
     #[command(hide = true)]
     Responder(ResponderArgs),
@@ -591,6 +601,28 @@ pub struct LabVmArgs {
     pub if_needed: bool,
     #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LabLoadArgs {
+    /// The service: ADDR:PORT ([ADDR]:PORT for IPv6).
+    #[arg(long)]
+    pub to: std::net::SocketAddr,
+    /// How long the short requests go on (at most 600).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub seconds: u64,
+    /// Workers sending short requests (at most 64).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub concurrency: u64,
+    /// Slow downloads started at once (at most 16).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=16))]
+    pub slow: u64,
+    /// Bytes of each slow download (at most 64 MiB).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=(64 << 20)))]
+    pub slow_bytes: u64,
+    /// Seconds one short request may take.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub timeout: u64,
 }
 
 #[derive(Args, Debug)]

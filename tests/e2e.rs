@@ -293,6 +293,9 @@ fn list_cycle(test: &str, inv: &str, c: &Checks) {
         line(&format!("after up on {host}: `{script}` shows {want:?}"));
     }
     line("traffic: every probe unit split by weight, persistence across ports");
+    if lab.name == "dr" {
+        line("a bounded load from the client (lab load): short requests and two paced 600 KB downloads, none failed");
+    }
     line("up again: 0 changes over the kept connections; status shows flags and one-packet; status json is the plan");
     if lab.name == "dr" {
         line("the lab lock held by another process: up waits for it");
@@ -423,6 +426,24 @@ fn full_cycle(test: &str, inv: &str, c: Checks) {
         assert_split(&l, s, 16);
     }
     common::vm::assert_sticky_across_ports(&l, 4);
+    if l.lab.name == "dr" {
+        // Large and slow bodies through the director (the responders' /bytes and /slow): every
+        // answer whole, from both real servers, while two downloads of 600 KB run paced.
+        let bin = lvsctl_bin().display().to_string();
+        let args = ["lab", "load", "--to", "192.168.188.100:80", "--seconds", "3", "--concurrency", "4"];
+        let out =
+            l.run("client", &[&[bin.as_str()][..], &args[..], &["--slow", "2", "--slow-bytes", "600000"]].concat());
+        let r: serde_json::Value = serde_json::from_str(&out).expect("lab load prints JSON");
+        assert_eq!(r["short_failed"], 0, "{out}");
+        assert!(
+            r["by_server"]["web1"].as_u64() > Some(0) && r["by_server"]["web2"].as_u64() > Some(0),
+            "{}",
+            r["by_server"]
+        );
+        for d in r["slow"].as_array().unwrap() {
+            assert!(d["ok"] == true && d["bytes"] == 600_005, "a slow download arrived whole: {d}");
+        }
+    }
     ph.done("traffic");
     let masters = kept_masters(&l);
     assert_eq!(masters.len(), l.lab.hosts.len(), "one kept ssh connection per host: {masters:?}");
@@ -1355,6 +1376,24 @@ fn e2e_rendered_files_alone_dual_stack_fwmark() {
         assert_split(&l, u, 8);
     }
     common::vm::assert_sticky_across_ports(&l, 4);
+    if l.lab.name == "dr" {
+        // Large and slow bodies through the director (the responders' /bytes and /slow): every
+        // answer whole, from both real servers, while two downloads of 600 KB run paced.
+        let bin = lvsctl_bin().display().to_string();
+        let args = ["lab", "load", "--to", "192.168.188.100:80", "--seconds", "3", "--concurrency", "4"];
+        let out =
+            l.run("client", &[&[bin.as_str()][..], &args[..], &["--slow", "2", "--slow-bytes", "600000"]].concat());
+        let r: serde_json::Value = serde_json::from_str(&out).expect("lab load prints JSON");
+        assert_eq!(r["short_failed"], 0, "{out}");
+        assert!(
+            r["by_server"]["web1"].as_u64() > Some(0) && r["by_server"]["web2"].as_u64() > Some(0),
+            "{}",
+            r["by_server"]
+        );
+        for d in r["slow"].as_array().unwrap() {
+            assert!(d["ok"] == true && d["bytes"] == 600_005, "a slow download arrived whole: {d}");
+        }
+    }
     ph.done("traffic");
     let rules = std::fs::read_to_string(dir.join(format!("lvs/etc/lvsctl/{name}/ipvsadm.rules"))).unwrap();
     assert_eq!(l.run("lvs", &["ipvsadm-save", "-n"]), rules, "the rules file is what ipvsadm-save prints");

@@ -1,7 +1,7 @@
 //! `lvsctl lab …`: the command line mapped onto the lab layer, which never sees clap types.
 
 use crate::cli::LabCommand;
-use crate::lab::{build, responder, vm};
+use crate::lab::{build, load, responder, vm};
 
 pub fn run(c: &LabCommand) -> anyhow::Result<u8> {
     match c {
@@ -19,6 +19,19 @@ pub fn run(c: &LabCommand) -> anyhow::Result<u8> {
             if_needed: a.if_needed,
             command: a.command.clone(),
         }),
+        LabCommand::Load(a) => {
+            let r = load::run(&load::LoadOptions {
+                to: a.to,
+                seconds: a.seconds,
+                concurrency: a.concurrency as usize,
+                slow: a.slow as usize,
+                slow_bytes: a.slow_bytes as usize,
+                timeout: std::time::Duration::from_secs(a.timeout),
+            });
+            crate::outln!("{}", serde_json::to_string_pretty(&r)?);
+            let failed = r.short_failed > 0 || r.slow.iter().any(|s| !s.ok);
+            Ok(if failed { crate::exit::CHECK_FAILED } else { crate::exit::OK })
+        }
         LabCommand::Responder(a) => responder::run(&a.name, &a.listen, &a.vip),
         LabCommand::BootUnits { lab } => build::boot_units(lab),
         LabCommand::VmInit => vm::guest_init(),

@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod initramfs;
+pub mod load;
 pub mod netns;
 pub mod responder;
 pub mod vm;

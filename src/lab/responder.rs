@@ -1,6 +1,7 @@
 //! The lab's real-server responder: answers every TCP connection and SCTP association (an HTTP
 //! response) and every UDP datagram with the host's name, so tests and `lvsctl verify` can tell
-//! who answered.
+//! who answered. `GET /bytes/N` adds N bytes after the name (a large body), `GET /slow/N` sends
+//! them paced (a slow download: 16 KiB every 50 ms, about 320 KB/s), for traffic that lasts.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
@@ -17,7 +18,51 @@ pub fn http_response(name: &str) -> String {
     )
 }
 
-fn serve_tcp(l: TcpListener, name: String) {
+/// The largest body `/bytes/N` and `/slow/N` send.
+pub const MAX_BODY: usize = 64 << 20;
+/// A slow download's pace: this many bytes, then a pause.
+const SLOW_CHUNK: usize = 16 << 10;
+const SLOW_PAUSE: Duration = Duration::from_millis(50);
+
+/// What a request asks for: extra body bytes (at most `MAX_BODY`), and whether they are paced.
+pub fn asked(request: &[u8]) -> (usize, bool) {
+    let line = request.split(|b| *b == b'\n').next().unwrap_or(&[]);
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.split_whitespace();
+    let (Some("GET"), Some(target)) = (words.next(), words.next()) else { return (0, false) };
+    let (slow, n) = match (target.strip_prefix("/bytes/"), target.strip_prefix("/slow/")) {
+        (Some(n), _) => (false, n),
+        (_, Some(n)) => (true, n),
+        _ => return (0, false),
+    };
+    (n.parse::<usize>().map_or(0, |n| n.min(MAX_BODY)), slow)
+}
+
+/// Sends the answer to `request`: headers, the name, then the extra bytes asked for.
+fn answer(s: &mut impl Write, name: &str, request: &[u8]) -> std::io::Result<()> {
+    let (extra, slow) = asked(request);
+    if extra == 0 {
+        return s.write_all(http_response(name).as_bytes());
+    }
+    let head = format!(
+        "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}\n",
+        name.len() + 1 + extra
+    );
+    s.write_all(head.as_bytes())?;
+    let chunk = vec![b'.'; SLOW_CHUNK];
+    let mut left = extra;
+    while left > 0 {
+        let n = left.min(SLOW_CHUNK);
+        s.write_all(&chunk[..n])?;
+        left -= n;
+        if slow && left > 0 {
+            std::thread::sleep(SLOW_PAUSE);
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn serve_tcp(l: TcpListener, name: String) {
     for conn in l.incoming() {
         let Ok(mut s) = conn else { continue };
         let name = name.clone();
@@ -38,7 +83,7 @@ fn serve_tcp(l: TcpListener, name: String) {
                     }
                 }
             }
-            let _ = s.write_all(http_response(&name).as_bytes());
+            let _ = answer(&mut s, &name, &got);
         });
     }
 }
@@ -148,4 +193,29 @@ pub fn run(name: &str, listen: &[String], vips: &[IpAddr]) -> anyhow::Result<u8>
         let _ = t.join();
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_and_slow_bodies_start_with_the_name() {
+        assert_eq!(asked(b"GET / HTTP/1.0\r\n\r\n"), (0, false));
+        assert_eq!(asked(b"GET /bytes/1000 HTTP/1.0\r\n"), (1000, false));
+        assert_eq!(asked(b"GET /slow/20 HTTP/1.1\r\nHost: x\r\n"), (20, true));
+        assert_eq!(asked(b"GET /bytes/999999999999 HTTP/1.0\r\n"), (MAX_BODY, false));
+        assert_eq!(asked(b"GET /bytes/x HTTP/1.0\r\n"), (0, false));
+        assert_eq!(asked(b"POST /bytes/5 HTTP/1.0\r\n"), (0, false));
+        let mut out = Vec::new();
+        answer(&mut out, "web1", b"GET /slow/40000 HTTP/1.0\r\n\r\n").unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains("Content-Length: 40005"), "{head}");
+        assert_eq!(body.len(), 40005);
+        assert!(body.starts_with("web1\n..."));
+        let mut plain = Vec::new();
+        answer(&mut plain, "web1", b"").unwrap();
+        assert_eq!(plain, http_response("web1").as_bytes());
+    }
 }

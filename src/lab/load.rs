@@ -1,0 +1,186 @@
+//! `lvsctl lab load`: a bounded HTTP load against a service, from wherever it runs (a lab client,
+//! through `lab exec`): many short requests at once and a few slow downloads (the responder's
+//! `/slow/N`), every answer checked whole and attributed to the real server that sent it. It
+//! stops by itself: at the deadline, the workers finish the request they are in.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+/// The bounds of a load: it must end, and stay small.
+pub const MAX_SECONDS: u64 = 600;
+pub const MAX_WORKERS: usize = 64;
+pub const MAX_SLOW: usize = 16;
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub to: SocketAddr,
+    pub seconds: u64,
+    /// Workers sending short requests, one after the other each.
+    pub concurrency: usize,
+    /// Slow downloads, one each, at the start.
+    pub slow: usize,
+    pub slow_bytes: usize,
+    /// How long one request may take (a slow download: this plus its pacing).
+    pub timeout: Duration,
+}
+
+/// One answered short request: when it started (ms since the epoch) and who answered.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Answered {
+    pub started_ms: u64,
+    pub server: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SlowDownload {
+    pub server: Option<String>,
+    pub bytes: usize,
+    pub ok: bool,
+    pub seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    pub to: String,
+    pub short_ok: usize,
+    pub short_failed: usize,
+    pub by_server: BTreeMap<String, usize>,
+    pub slow: Vec<SlowDownload>,
+    /// The first failures, with what failed.
+    pub failures: Vec<String>,
+    /// Every answered short request, in the order they started.
+    pub answered: Vec<Answered>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One GET: the answering server's name and the body's size, checked against Content-Length.
+pub fn get(to: SocketAddr, path: &str, timeout: Duration) -> Result<(String, usize), String> {
+    let mut s = TcpStream::connect_timeout(&to, timeout).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).map_err(|e| format!("send: {e}"))?;
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).map_err(|e| format!("receive after {} bytes: {e}", all.len()))?;
+    parse_answer(&all)
+}
+
+/// The server's name and the body's size of a whole HTTP answer.
+pub fn parse_answer(all: &[u8]) -> Result<(String, usize), String> {
+    let end =
+        all.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| format!("no header end in {} bytes", all.len()))?;
+    let head = String::from_utf8_lossy(&all[..end]);
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        return Err(format!("answer {:?}", head.lines().next().unwrap_or("")));
+    }
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or("no Content-Length")?;
+    let body = &all[end + 4..];
+    if body.len() != length {
+        return Err(format!("a body of {} bytes where {length} were announced", body.len()));
+    }
+    let name = body.split(|b| *b == b'\n').next().unwrap_or(&[]);
+    Ok((String::from_utf8_lossy(name).into_owned(), body.len()))
+}
+
+pub fn run(o: &LoadOptions) -> LoadReport {
+    let deadline = Instant::now() + Duration::from_secs(o.seconds.min(MAX_SECONDS));
+    let answered = Mutex::new(Vec::new());
+    let failures = Mutex::new(Vec::new());
+    let slow = std::thread::scope(|s| {
+        let slow: Vec<_> = (0..o.slow.min(MAX_SLOW))
+            .map(|_| {
+                s.spawn(|| {
+                    let started = Instant::now();
+                    // The pacing is 16 KiB per 50 ms: time for that, and the timeout besides.
+                    let paced = Duration::from_millis((o.slow_bytes as u64 / (16 << 10) + 1) * 50);
+                    let r = get(o.to, &format!("/slow/{}", o.slow_bytes), o.timeout + paced);
+                    let seconds = started.elapsed().as_secs_f64();
+                    match r {
+                        Ok((server, bytes)) => {
+                            SlowDownload { server: Some(server), bytes, ok: true, seconds, error: None }
+                        }
+                        Err(e) => SlowDownload { server: None, bytes: 0, ok: false, seconds, error: Some(e) },
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..o.concurrency.clamp(1, MAX_WORKERS) {
+            s.spawn(|| {
+                while Instant::now() < deadline {
+                    let started_ms = now_ms();
+                    match get(o.to, "/", o.timeout) {
+                        Ok((server, _)) => answered.lock().unwrap().push(Answered { started_ms, server }),
+                        Err(e) => failures.lock().unwrap().push(format!("{started_ms}: {e}")),
+                    }
+                }
+            });
+        }
+        slow.into_iter().map(|h| h.join().expect("a slow download")).collect::<Vec<_>>()
+    });
+    let mut answered = answered.into_inner().unwrap();
+    answered.sort_by_key(|a| a.started_ms);
+    let failures = failures.into_inner().unwrap();
+    let mut by_server = BTreeMap::new();
+    for a in &answered {
+        *by_server.entry(a.server.clone()).or_insert(0) += 1;
+    }
+    LoadReport {
+        to: o.to.to_string(),
+        short_ok: answered.len(),
+        short_failed: failures.len(),
+        by_server,
+        slow,
+        failures: failures.into_iter().take(20).collect(),
+        answered,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_counts_only_whole() {
+        let ok = b"HTTP/1.0 200 OK\r\nContent-Length: 8\r\n\r\nweb1\n...";
+        assert_eq!(parse_answer(ok), Ok(("web1".to_string(), 8)));
+        let short = b"HTTP/1.0 200 OK\r\nContent-Length: 9\r\n\r\nweb1\n...";
+        assert!(parse_answer(short).unwrap_err().contains("8 bytes where 9"));
+        assert!(parse_answer(b"HTTP/1.0 503 No\r\n\r\n").is_err());
+        assert!(parse_answer(b"HTTP/1.0 200 OK\r\nContent-Length: 8").is_err(), "cut in the header");
+    }
+
+    /// Against the lab's own responder on a loopback port: every request answered whole, the
+    /// slow download too, and the load ends at its deadline.
+    #[test]
+    fn a_load_against_the_responder_ends_and_counts_every_answer() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = l.local_addr().unwrap();
+        std::thread::spawn(move || super::super::responder::serve_tcp(l, "here".into()));
+        let started = Instant::now();
+        let r = run(&LoadOptions {
+            to,
+            seconds: 1,
+            concurrency: 3,
+            slow: 1,
+            slow_bytes: 40_000,
+            timeout: Duration::from_secs(5),
+        });
+        assert!(started.elapsed() < Duration::from_secs(10), "it ends");
+        assert_eq!((r.short_failed, r.failures.len()), (0, 0), "{:?}", r.failures);
+        assert!(r.short_ok > 0 && r.by_server["here"] == r.short_ok);
+        assert!(r.slow.len() == 1 && r.slow[0].ok && r.slow[0].bytes == 40_005, "{:?}", r.slow);
+    }
+}
