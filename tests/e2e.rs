@@ -455,6 +455,11 @@ fn full_cycle(test: &str, inv: &str, c: Checks) {
     assert_eq!(execs, every(1), "ssh execs per host of status");
     assert!(!status.contains("DRIFTED"), "{status}");
     assert!(status.contains("IPVS on"), "{status}");
+    let t = &l.lab.ipvs.timeouts;
+    if let (Some(tcp), Some(fin), Some(udp)) = (t.tcp, t.tcp_fin, t.udp) {
+        let line = format!("timeouts (tcp tcpfin udp): {tcp} {fin} {udp}");
+        assert!(status.contains(&line), "status shows the director's live timeouts ({line}):\n{status}");
+    }
     // The scheduler's flags and one-packet scheduling, as the kernel holds them.
     for s in &l.lab.services {
         let key = s.key().to_string();

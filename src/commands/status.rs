@@ -55,6 +55,9 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<u8> {
             let Ok(r) = &o.result else { continue };
             let Some(table) = r.ipvs() else { continue };
             crate::outln!("\nIPVS on {} (counters since the service was added):", o.host);
+            if let Some(t) = r.ipvs_timeouts {
+                crate::outln!("  timeouts (tcp tcpfin udp): {} {} {}", t.tcp, t.tcp_fin, t.udp);
+            }
             crate::outln!(
                 "  {:<26} {:<8} {:>7} {:>7} {:>8} {:>8} {:>8}",
                 "service / real server",

@@ -137,6 +137,9 @@ pub struct Report {
     /// Check (status) of a director that runs keepalived: what keepalived is doing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keepalived: Option<crate::ha::KeepalivedStatus>,
+    /// Check (status) of a director with IPVS loaded: its connection timeouts as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipvs_timeouts: Option<crate::plan::IpvsTimeouts>,
 }
 
 /// The payload of the operations that read: one variant per operation.

@@ -356,6 +356,13 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
         };
         report.answer = Some(Answer::Ipvs(table));
     }
+    let director = !plan.ipvs.is_empty() || plan.keepalived.is_some() || plan.ipvs_timeouts.is_some();
+    if intent == Intent::Check && director && sys.ipvs_loaded() {
+        match sys.ipvs_timeouts() {
+            Ok(t) => report.ipvs_timeouts = Some(t),
+            Err(e) => report.notes.push(format!("cannot read IPVS's timeouts: {e}")),
+        }
+    }
     if intent == Intent::Check
         && let Some(k) = &plan.keepalived
     {
