@@ -117,6 +117,26 @@ nothing (the journal included)."
     /// Compare every host with the plan: in sync or drifted (and how), plus the IPVS table.
     Status(StatusArgs),
 
+    /// Take a real server out of rotation gracefully: weight 0, then wait for its connections.
+    #[command(
+        long_about = "Drain HOST, a real server: on every director its weight becomes 0 in each service it serves (or\n\
+in --service NAME only), so no new connection reaches it while established ones finish; then the\n\
+directors' count of its active connections is printed as it falls, until it is 0 (with\n\
+--wait-inactive, the inactive entries too: TCP ones linger for the kernel's 2-minute TIME_WAIT,\n\
+UDP ones until their timeout) or until --timeout (exit status 6, with what is still open).\n\
+--remove takes it out of the table once drained.\n\
+The drain is kept on the director (/var/lib/lvsctl/LAB/drained.json): every later `up`, `status`\n\
+and boot keeps the real server drained and says so, until `lvsctl undrain`; `down` restores the\n\
+weights as always. One agent run per director, streaming (--output jsonl for programs).\n\
+Not yet for services keepalived runs (health checks or a sorry server): keepalived owns those\n\
+entries, and drain refuses them, changing nothing.\n\
+  lvsctl drain lab.toml web1 --timeout 120 && <maintenance> && lvsctl undrain lab.toml web1"
+    )]
+    Drain(DrainArgs),
+
+    /// Give a drained real server its weight back (see drain).
+    Undrain(UndrainArgs),
+
     /// Send requests from the client to every service and check the split between real servers.
     #[command(
         long_about = "From the client (over SSH, through the agent), send N requests to every service: an HTTP GET\n\
@@ -479,6 +499,47 @@ pub struct VerifyArgs {
     pub failover_phase: u64,
     #[command(flatten)]
     pub out: OutputArg,
+}
+
+/// What `drain` and `undrain` name: the lab, the real server, maybe one service; how to reach
+/// the directors and what to print.
+#[derive(Args, Debug)]
+pub struct DrainTarget {
+    #[command(flatten)]
+    pub inv: InventoryArg,
+    /// The real server, by its host name.
+    #[arg(value_name = "HOST")]
+    pub host: String,
+    /// Only this service (its name in the inventory).
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub out: StreamOutputArg,
+    #[command(flatten)]
+    pub tpl: TemplatesArg,
+}
+
+#[derive(Args, Debug)]
+pub struct DrainArgs {
+    #[command(flatten)]
+    pub target: DrainTarget,
+    /// Seconds to wait for the connections before giving up (exit status 6).
+    #[arg(long, default_value_t = 300, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub timeout: u64,
+    /// Wait for the inactive connection entries too.
+    #[arg(long)]
+    pub wait_inactive: bool,
+    /// Take the real server out of the table once drained.
+    #[arg(long)]
+    pub remove: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct UndrainArgs {
+    #[command(flatten)]
+    pub target: DrainTarget,
 }
 
 /// `status`: `LiveArgs` with events as lines too (`--output jsonl`).

@@ -268,6 +268,12 @@ pub enum StreamLine<'a> {
     },
     /// Something a host wants the user to know.
     Note { host: &'a str, message: &'a str },
+    /// `drain`: the drained real server's connections on a director, as they fall.
+    Drain {
+        host: &'a str,
+        #[serde(flatten)]
+        progress: &'a crate::agent::protocol::DrainProgress,
+    },
     /// A host is done.
     Host(&'a HostOutcome),
     /// The command is done: the envelope, and a dry run's counts.

@@ -14,6 +14,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Up(a) => commands::up::run(a),
         Command::Down(a) => commands::down::run(a),
         Command::Status(a) => commands::status::run(a),
+        Command::Drain(a) => commands::drain::run(a),
+        Command::Undrain(a) => commands::drain::undrain(a),
         Command::Verify(a) => commands::verify::run(a),
         Command::Doctor(a) => commands::doctor::run(a),
         Command::Graph(a) => commands::graph::run(a),

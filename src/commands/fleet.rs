@@ -187,6 +187,7 @@ async fn run_one(
             events.push(c);
         }
         Event::Note { message, live } => printer.note(&host, &message, live),
+        Event::Drain(p) => printer.drain(&host, &p),
         Event::Report(_) => {}
     };
     let mut on_install = || {

@@ -5,6 +5,7 @@ pub mod check;
 pub mod docs;
 pub mod doctor;
 pub mod down;
+pub mod drain;
 pub mod failover;
 pub mod fleet;
 pub mod graph;

@@ -329,6 +329,25 @@ impl Printer {
         }
     }
 
+    /// How a drain goes on director `host`: a line each time the count changes (jsonl: each).
+    pub fn drain(&self, host: &str, p: &crate::agent::protocol::DrainProgress) {
+        if self.stream.is_some() {
+            return self.emit(&StreamLine::Drain { host, progress: p });
+        }
+        let (rs, s) = (&p.real_server, p.elapsed_ms as f64 / 1000.0);
+        let left = format!("{} active, {} inactive connection(s)", p.active, p.inactive);
+        let text = match p.phase.as_str() {
+            "weight-0" => format!("{rs}: weight 0, no new connection goes to it; {left} left"),
+            "waiting" => format!("{rs}: {left} left ({s:.0} s)"),
+            "drained" => format!("{rs}: drained in {s:.1} s ({left} left)"),
+            "removed" => format!("{rs}: taken out of the table"),
+            "undrained" => format!("{rs}: weights as planned again ({left})"),
+            "timeout" => format!("{rs}: still {left} after {s:.0} s"),
+            other => format!("{rs}: {other}, {left}"),
+        };
+        self.line(host, &text);
+    }
+
     /// A note from `host`: shown now when it is live or with `-v`, else kept for
     /// [`Printer::flush_notes`].
     pub fn note(&self, host: &str, message: &str, live: bool) {

@@ -53,6 +53,9 @@ pub enum Operation {
     Facts { plan: Option<HostPlan>, facts: crate::facts::FactsRequest },
     /// Send requests to services (verify).
     Probe { probe: crate::probe::ProbeRequest },
+    /// Take a real server out of (or give it back to) the director's services: weight 0 kept as
+    /// state on the director, then the connections watched until they are gone (`lvsctl drain`).
+    Drain { plan: HostPlan, drain: DrainRequest },
     /// Stop, or start again, a daemon lvsctl runs, by its journal record (`verify --failover`).
     /// The record stays: `up` starts a stopped one again, `down` stops it for good.
     Daemon {
@@ -62,6 +65,53 @@ pub enum Operation {
         #[serde(default)]
         delay_ms: u64,
     },
+}
+
+/// What `lvsctl drain` / `undrain` asks of a director.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainRequest {
+    /// The real server, by its host name (the plan's destinations carry it).
+    pub real_server: String,
+    /// The services to drain it from: all it serves when empty.
+    #[serde(default)]
+    pub services: Vec<crate::ipvs::ServiceKey>,
+    /// Give the weight back instead.
+    #[serde(default)]
+    pub undrain: bool,
+    /// Take the destination out once drained.
+    #[serde(default)]
+    pub remove: bool,
+    /// Wait for inactive connection entries too, not only active ones.
+    #[serde(default)]
+    pub wait_inactive: bool,
+    /// How long to wait for the connections (seconds).
+    pub timeout_s: u64,
+}
+
+/// How a drain goes: the real server's connections on this director, as they fall.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DrainProgress {
+    pub real_server: String,
+    /// `weight-0` (set; no new connection reaches it from now on), `waiting`, `drained`,
+    /// `removed`, `timeout`.
+    pub phase: String,
+    pub active: u32,
+    pub inactive: u32,
+    /// Since the drain began.
+    pub elapsed_ms: u64,
+    /// This host's clock, milliseconds since the epoch.
+    pub at_ms: u64,
+}
+
+/// A real server kept drained on a director: since when, from which services.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drained {
+    /// Seconds since the epoch.
+    pub since: u64,
+    pub services: Vec<crate::ipvs::ServiceKey>,
+    /// Taken out of the table (`drain --remove`), not only at weight 0.
+    #[serde(default)]
+    pub removed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,7 +134,10 @@ impl Operation {
     /// The host plan the operation carries.
     pub fn plan_mut(&mut self) -> Option<&mut HostPlan> {
         match self {
-            Operation::Apply { plan, .. } | Operation::DryRun { plan } | Operation::Check { plan } => Some(plan),
+            Operation::Apply { plan, .. }
+            | Operation::DryRun { plan }
+            | Operation::Check { plan }
+            | Operation::Drain { plan, .. } => Some(plan),
             Operation::Facts { plan, .. } => plan.as_mut(),
             Operation::Down | Operation::DownDryRun | Operation::Probe { .. } | Operation::Daemon { .. } => None,
         }
@@ -152,6 +205,8 @@ pub enum Answer {
     Facts(Box<crate::facts::HostFacts>),
     /// Probe (verify).
     Probe(crate::probe::ProbeResult),
+    /// Drain: where it ended (`drained`, `removed`, `undrained` or `timeout`).
+    Drain(DrainProgress),
 }
 
 impl Report {
@@ -164,6 +219,12 @@ impl Report {
     pub fn facts(&self) -> Option<&crate::facts::HostFacts> {
         match &self.answer {
             Some(Answer::Facts(f)) => Some(f),
+            _ => None,
+        }
+    }
+    pub fn drain(&self) -> Option<&DrainProgress> {
+        match &self.answer {
+            Some(Answer::Drain(d)) => Some(d),
             _ => None,
         }
     }
@@ -186,6 +247,8 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         live: bool,
     },
+    /// `lvsctl drain`: the connections left on the drained real server.
+    Drain(DrainProgress),
     Report(Box<Report>),
 }
 

@@ -6,6 +6,7 @@
 //! finishes its plan; every change was journaled before it was made.
 
 pub mod apply;
+pub mod drain;
 pub mod facts;
 pub mod ha;
 pub mod journal;
@@ -19,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::host::System;
-use apply::Executor;
+pub(crate) use apply::Executor;
 use journal::{Journal, LabLock};
 use protocol::{Answer, Event, Operation, Report, Request};
 
@@ -299,10 +300,16 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
         Operation::Check { plan } => (plan, Intent::Check),
         Operation::Down => return down(sys, paths, &req.lab, &req.host, emit, Intent::Apply),
         Operation::DownDryRun => return down(sys, paths, &req.lab, &req.host, emit, Intent::DryRun),
+        Operation::Drain { plan, drain: d } => {
+            for_this_lab(plan)?;
+            return drain::run(sys, paths, req, plan, d, emit);
+        }
         Operation::Facts { plan, facts } => {
             let mut facts = facts::gather(sys, facts).map_err(Error::Facts)?;
             if let Some(plan) = plan {
                 for_this_lab(plan)?;
+                let (plan, _) = drained(paths, &req.lab, plan);
+                let plan = &plan;
                 // Drift, as `status` sees it: a check run whose events are kept, not printed.
                 let mut journal =
                     Journal::open(&paths.lab_dir(&req.lab), &req.lab, &req.host, false).map_err(Error::Journal)?;
@@ -336,6 +343,11 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
         }
     };
     for_this_lab(plan)?;
+    let (plan, drain_notes) = drained(paths, &req.lab, plan);
+    let plan = &plan;
+    for message in drain_notes {
+        emit(Event::Note { message, live: false });
+    }
     let apply = intent == Intent::Apply;
     let _lock = if apply { Some(lock(paths, &req.lab, &req.host, emit)?) } else { None };
     let mut journal = Journal::open(&paths.lab_dir(&req.lab), &req.lab, &req.host, apply).map_err(Error::Journal)?;
@@ -373,6 +385,19 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
     }
     report.journal_entries = journal.len() as u32;
     Ok(report)
+}
+
+/// `plan` as this host's drains leave it (`lvsctl drain`), and what they kept; a drain record
+/// that cannot be read is said, and the plan taken as it is.
+fn drained(paths: &Paths, lab: &str, plan: &HostPlan) -> (HostPlan, Vec<String>) {
+    let mut plan = plan.clone();
+    match drain::load(paths, lab) {
+        Ok(state) => {
+            let notes = drain::overlay(&mut plan, &state);
+            (plan, notes)
+        }
+        Err(e) => (plan, vec![format!("cannot read the drained real servers ({e}): the plan's weights apply")]),
+    }
 }
 
 /// Stops or starts again a daemon of the journal, keeping its record.
@@ -483,6 +508,7 @@ fn down<S: System>(
     let mut report = exec.report;
     report.journal_entries = journal.len() as u32;
     if journal.is_empty() {
+        drain::forget(paths, lab);
         journal.delete().map_err(Error::Journal)?;
         let _ = std::fs::remove_file(&lock.path);
         cleanup_if_last(paths, &mut report);
@@ -546,7 +572,7 @@ pub fn boot(action: &str, lab: &str) -> i32 {
             println!("{:?} {}: {} -> {}{err}", c.status, c.object, c.before, c.after);
         }
         Event::Note { message, .. } => println!("note: {message}"),
-        Event::Report(_) => {}
+        Event::Drain(_) | Event::Report(_) => {}
     };
     match boot_run(&mut sys, &paths, action, lab, &mut print) {
         Ok(r) => {
@@ -601,6 +627,11 @@ pub fn boot_run<S: System>(
                 .map_err(|e| Error::PersistedPlan { path: path.clone(), message: e.to_string() })?;
             let plan: HostPlan = serde_json::from_slice(&bytes)
                 .map_err(|e| Error::PersistedPlan { path: path.clone(), message: e.to_string() })?;
+            // A drained real server stays drained across a reboot.
+            let (plan, notes) = drained(paths, lab, &plan);
+            for message in notes {
+                emit(Event::Note { message, live: false });
+            }
             let mut exec = Executor::new(sys, &mut journal, Intent::Apply, emit, &host);
             exec.apply(&plan, Scope::Runtime);
             Ok(exec.report)

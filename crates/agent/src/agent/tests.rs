@@ -705,3 +705,74 @@ fn keepalived_runs_through_systemd_where_systemd_runs() {
     assert!(err.is_some_and(|e| e.contains("keepalived.service is active") && e.contains("systemctl stop keepalived")));
     assert!(!f.log.iter().any(|l| l.contains("keepalived.service") && !l.contains("is-active")), "{:?}", f.log);
 }
+
+fn drain_op(p: &HostPlan, undrain: bool, remove: bool) -> Operation {
+    Operation::Drain {
+        plan: p.clone(),
+        drain: super::protocol::DrainRequest {
+            real_server: "web1".into(),
+            services: vec![],
+            undrain,
+            remove,
+            wait_inactive: false,
+            timeout_s: 5,
+        },
+    }
+}
+
+fn drain(fake: &mut Fake, root: &Path, op: Operation) -> (Report, Vec<Event>) {
+    let mut events = Vec::new();
+    let report = handle(fake, &fake_paths(root), Request::new("dr", "h", op), &mut |e| events.push(e));
+    (report, events)
+}
+
+fn weights(f: &Fake) -> Vec<(String, u32)> {
+    let t = f.state.ipvs.as_ref().unwrap();
+    t.iter().flat_map(|s| s.dests.iter().map(|d| (d.key.to_string(), d.config.weight))).collect()
+}
+
+/// A drain is kept on the director: weight 0 journaled (down gives the weight back), kept by
+/// every later up and by status, undone by undrain; --remove takes the destination out; down
+/// forgets the drain with the rest.
+#[test]
+fn a_drain_is_kept_by_up_and_status_until_undrain_and_down_restores() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    let p = plan_for("inventories/dr.toml", "lvs");
+    let (r, _) = drain(&mut f, root.path(), drain_op(&p, false, false));
+    assert!(r.errors[0].contains("not up on this host"), "a lab that is not up: {r:?}");
+    assert!(f.log.is_empty(), "nothing changed");
+    run(&mut f, root.path(), Op::Apply, Some(&p));
+    let planned = weights(&f);
+    assert!(planned.contains(&("192.168.188.81:80".into(), 3)), "{planned:?}");
+
+    let (r, ev) = drain(&mut f, root.path(), drain_op(&p, false, false));
+    assert_eq!((r.failed, r.errors.len(), r.changes), (0, 0, 1), "{r:?}");
+    assert!(weights(&f).contains(&("192.168.188.81:80".into(), 0)));
+    let phases: Vec<String> =
+        ev.iter().filter_map(|e| if let Event::Drain(d) = e { Some(d.phase.clone()) } else { None }).collect();
+    assert_eq!(phases, ["weight-0", "drained"]);
+
+    let (r, ev) = run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert_eq!(r.changes, 0, "up keeps the drain: {:?}", changes(&ev));
+    assert!(ev.iter().any(
+        |e| matches!(e, Event::Note { message, .. } if message.starts_with("kept web1 drained (weight 0) since"))
+    ));
+    let (r, _) = run(&mut f, root.path(), Op::Check, Some(&p));
+    assert_eq!(r.changes, 0, "status: a drain is not drift");
+
+    let (r, _) = drain(&mut f, root.path(), drain_op(&p, true, false));
+    assert_eq!(r.changes, 1, "{r:?}");
+    assert_eq!(weights(&f), planned, "undrain gives the weight back");
+
+    let (r, ev) = drain(&mut f, root.path(), drain_op(&p, false, true));
+    assert_eq!(r.errors.len(), 0, "{r:?}");
+    assert!(!weights(&f).iter().any(|(k, _)| k == "192.168.188.81:80"), "removed: {:?}", weights(&f));
+    assert!(ev.iter().any(|e| matches!(e, Event::Drain(d) if d.phase == "removed")));
+    let (r, _) = run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert_eq!(r.changes, 0, "up keeps it out");
+
+    run(&mut f, root.path(), Op::Down, None);
+    assert!(f.state.ipvs.as_ref().is_none_or(|t| t.is_empty()), "down removes the lab's services");
+    assert!(!fake_paths(root.path()).lab_dir("dr").join("drained.json").exists(), "down forgets the drain");
+}
