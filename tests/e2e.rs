@@ -1217,7 +1217,8 @@ fn load_in_background(l: &Lab, to: &str, seconds: u32, slow: u32) -> std::proces
         .args(["lab", "exec"])
         .arg(&l.inv)
         .args(["client", "--", &bin, "lab", "load", "--to", to, "--seconds", &seconds.to_string()])
-        .args(["--concurrency", "4", "--slow", &slow.to_string(), "--slow-bytes", "1500000"])
+        // 4 MB paced: about 13 s, so that the drain has open downloads to wait for.
+        .args(["--concurrency", "4", "--slow", &slow.to_string(), "--slow-bytes", "4000000"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -1247,7 +1248,7 @@ fn drain_under_load(l: &Lab, rs: &str) {
         })
         .expect("a TCP service of the real server");
     let to = format!("{}", std::net::SocketAddr::new(svc.ipvs.vip, svc.ipvs.port));
-    let load = load_in_background(l, &to, 14, 2);
+    let load = load_in_background(l, &to, 16, 4);
     std::thread::sleep(std::time::Duration::from_secs(3));
     let out = drain_cmd(l, "drain", rs, &["--timeout", "120", "--output", "jsonl"]);
     assert!(out.status.success(), "drain {rs}:\n{}", text(&out));
@@ -1267,6 +1268,19 @@ fn drain_under_load(l: &Lab, rs: &str) {
     let late: Vec<&serde_json::Value> =
         answered.iter().filter(|a| a["started_ms"].as_u64() > Some(zero_at) && a["server"] == rs).collect();
     assert!(late.is_empty(), "no request that started after weight 0 reached {rs}: {late:?}");
+    // A paced download on `rs` was open when its weight became 0: drain waited for it to finish.
+    let slow_on_rs: Vec<&serde_json::Value> =
+        r["slow"].as_array().unwrap().iter().filter(|d| d["server"] == rs).collect();
+    eprintln!(
+        "drain of {rs}: weight 0 with {} active; drained after {} ms; {} paced download(s) on it",
+        zero["active"],
+        drained["elapsed_ms"],
+        slow_on_rs.len()
+    );
+    if !slow_on_rs.is_empty() {
+        assert!(zero["active"].as_u64() >= Some(1), "its open downloads counted at weight 0: {zero}");
+        assert!(lines.iter().any(|x| x["phase"] == "waiting"), "drain showed the count falling:\n{}", text(&out));
+    }
     let before = answered.iter().filter(|a| a["started_ms"].as_u64() < Some(zero_at) && a["server"] == rs).count();
     let after = answered.iter().filter(|a| a["started_ms"].as_u64() > Some(zero_at)).count();
     assert!(before > 0 && after > 0, "the load ran on both sides of the drain: {before} to {rs} before, {after} after");

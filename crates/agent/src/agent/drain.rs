@@ -240,7 +240,9 @@ pub fn run<S: System>(
         }
         std::thread::sleep(Duration::from_millis(250));
         let now = read(sys)?;
-        if now != last || shown.elapsed() >= Duration::from_secs(5) {
+        // A line when the count waited for changes, and every 5 s.
+        let moved = now.0 != last.0 || (d.wait_inactive && now.1 != last.1);
+        if moved || shown.elapsed() >= Duration::from_secs(5) {
             emit(progress("waiting", now));
             shown = Instant::now();
         }
