@@ -587,15 +587,18 @@ Installs qemu-system-x86, linux-image-amd64 and busybox-static with apt-get when
 guest writes is lost when it ends: its root is this machine's, read-only, under a memory overlay."
     )]
     Vm(LabVmArgs),
-    /// Send a bounded HTTP load to a service and count every answer (run it in a client: `lab exec`).
-    #[command(long_about = "Send a bounded HTTP load to ADDR:PORT from where it runs, usually a lab client:\n\
-  lvsctl lab exec lab.toml client -- lvsctl lab load --to 192.168.188.100:80 --seconds 30\n\
+    /// Send a bounded HTTP load from a lab host to a service and count every answer.
+    #[command(
+        long_about = "Send a bounded HTTP load to ADDR:PORT from a host of the lab on this machine (its network\n\
+namespace; the lab's client unless --from names another):\n\
+  lvsctl lab load lab.toml --to 192.168.188.100:80 --seconds 30 --slow 2\n\
 CONCURRENCY workers send short requests one after the other until the deadline, and SLOW workers\n\
 each download SLOW_BYTES paced by the lab's responder (GET /slow/N, about 320 KB/s). Every answer\n\
 must arrive whole (its Content-Length); it is attributed to the real server that sent it. Prints\n\
 one JSON document: answers per server, failures, the slow downloads, and each short request's\n\
 start time and server. Exit status 6 when any request failed. Bounded: at most 600 seconds, 64\n\
-workers and 16 slow downloads; the lab's responders answer only lab hosts.")]
+workers and 16 slow downloads; the lab's responders answer only lab hosts."
+    )]
     Load(LabLoadArgs),
     /// Serve a host's name over TCP/UDP (the lab's real-server responder).
     #[command(hide = true)]
@@ -666,6 +669,11 @@ pub struct LabVmArgs {
 
 #[derive(Args, Debug)]
 pub struct LabLoadArgs {
+    #[command(flatten)]
+    pub inv: InventoryArg,
+    /// The lab host the load comes from (default: the lab's client).
+    #[arg(long, value_name = "HOST")]
+    pub from: Option<String>,
     /// The service: ADDR:PORT ([ADDR]:PORT for IPv6).
     #[arg(long)]
     pub to: std::net::SocketAddr,

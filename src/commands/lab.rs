@@ -1,5 +1,7 @@
 //! `lvsctl lab …`: the command line mapped onto the lab layer, which never sees clap types.
 
+use anyhow::Context;
+
 use crate::cli::LabCommand;
 use crate::lab::{build, load, responder, vm};
 
@@ -20,6 +22,24 @@ pub fn run(c: &LabCommand) -> anyhow::Result<u8> {
             command: a.command.clone(),
         }),
         LabCommand::Load(a) => {
+            let lab = super::load_inventory(&a.inv.inventory)?;
+            let from = match &a.from {
+                Some(h) => lab.host(h).with_context(|| format!("no host {h} in {}", a.inv.inventory.display()))?,
+                None => lab.hosts_with_role(crate::inventory::Role::Client).next().with_context(|| {
+                    format!("{} has no client: name the host with --from", a.inv.inventory.display())
+                })?,
+            };
+            // Only this thread moves, before any other starts: the workers are born in the host's
+            // network namespace.
+            let ns = build::host_netns_path(&lab.name, &from.name);
+            crate::lab::enter_netns(&ns).with_context(|| {
+                format!(
+                    "cannot enter {}'s network namespace {} (is lab {} created here?)",
+                    from.name,
+                    ns.display(),
+                    lab.name
+                )
+            })?;
             let r = load::run(&load::LoadOptions {
                 to: a.to,
                 seconds: a.seconds,

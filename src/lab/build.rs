@@ -81,6 +81,11 @@ fn host_netns_prefix(lab: &str) -> String {
     format!("lvsctl-{lab}.")
 }
 
+/// Where a lab host's network namespace is bound (`ip netns` convention).
+pub fn host_netns_path(lab: &str, host: &str) -> PathBuf {
+    Path::new(super::netns::NETNS_DIR).join(host_netns(lab, host))
+}
+
 fn host_dir(lab: &str, host: &str) -> PathBuf {
     run_dir(lab).join("hosts").join(host)
 }
