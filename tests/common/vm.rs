@@ -67,9 +67,16 @@ pub struct Requester {
 }
 
 const REQUESTER: &str = r#"
-import socket, sys
+import socket, sys, time
 def family(host):
     return socket.AF_INET6 if ":" in host else socket.AF_INET
+def why(s, host, port, what):
+    # Why a request failed, to stderr (the test's log): when, from which source port, to where.
+    try:
+        src = s.getsockname()[1] if s is not None else "-"
+    except Exception:
+        src = "-"
+    print("requester %.3f: tcp %s:%s from port %s: %s" % (time.time(), host, port, src, what), file=sys.stderr, flush=True)
 def tcp(host, port):
     s = None
     try:
@@ -84,8 +91,11 @@ def tcp(host, port):
                 break
             got += b
         body = got.partition(b"\r\n\r\n")[2].decode().strip()
+        if not body:
+            why(s, host, port, "no answer before the close")
         return body or "FAILED"
-    except Exception:
+    except Exception as e:
+        why(s, host, port, repr(e))
         return "FAILED"
     finally:
         if s is not None:
@@ -206,7 +216,22 @@ pub fn assert_only_real_servers(svc: &lvsctl::inventory::Service, counts: &BTree
 /// Every request is answered by a real server of `svc`, and the split follows the weights (±1
 /// request); a sticky service (persistence, a hashing scheduler) keeps the client on one of them.
 pub fn assert_split(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) {
-    judge_split(svc, &traffic(l, svc, n), n);
+    let counts = traffic(l, svc, n);
+    if counts.keys().any(|k| k == "FAILED" || k == "TIMEOUT") {
+        explain_failed_requests(l);
+    }
+    judge_split(svc, &counts, n);
+}
+
+/// What the directors' connection tables held when a request failed (the requester has written
+/// each failure's source port to the log): printed before the assertion fails.
+pub fn explain_failed_requests(l: &Lab) {
+    for d in l.lab.hosts_with_role(lvsctl::inventory::Role::Director) {
+        eprintln!("{} at the failure: {}", d.name, l.sh(&d.name, "date +%s.%N; ipvsadm -Lnc; ip neigh"));
+    }
+    for h in l.lab.hosts_with_role(lvsctl::inventory::Role::RealServer) {
+        eprintln!("{} at the failure: {}", h.name, l.sh(&h.name, "ip -br addr; ip route; ip neigh; ss -tan"));
+    }
 }
 
 /// `assert_split`'s judgement of counts already taken.
