@@ -886,7 +886,45 @@ pub fn reboot(lab: &Lab, host: &str) -> anyhow::Result<u8> {
         cmd.pre_exec(move || mounts.enter());
     }
     let status = cmd.status().context("cannot run the boot units")?;
+    wait_for_responder(lab, host)?;
     Ok(if status.success() { 0 } else { 1 })
+}
+
+/// A booted host is one whose services answer: until its responder listens on every TCP port
+/// it serves, a request scheduled to it would be refused (checked from inside the host, on its
+/// loopback; the responder listens on the wildcard address).
+fn wait_for_responder(lab: &Lab, host: &str) -> anyhow::Result<()> {
+    let args = responder_args(lab, host);
+    let ports: Vec<u16> = args
+        .windows(2)
+        .filter(|w| w[0] == "--listen")
+        .filter_map(|w| w[1].strip_prefix("tcp:")?.parse().ok())
+        .collect();
+    if ports.is_empty() {
+        return Ok(());
+    }
+    let waiting = ports.clone();
+    let ok = netns::in_netns(&host_netns_path(&lab.name, host), move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut left = waiting;
+        while !left.is_empty() && Instant::now() < deadline {
+            left.retain(|p| {
+                TcpStream::connect_timeout(
+                    &SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, *p)),
+                    Duration::from_secs(2),
+                )
+                .is_err()
+            });
+            if !left.is_empty() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        left
+    })?;
+    if !ok.is_empty() {
+        bail!("{host} booted, but its responder does not listen on tcp port(s) {ok:?} after 60 s");
+    }
+    Ok(())
 }
 
 /// Inside a host of lab `lab`, as systemd boots it: the lab's modules-load.d file

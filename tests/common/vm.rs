@@ -68,21 +68,27 @@ pub struct Requester {
 
 const REQUESTER: &str = r#"
 import socket, sys, time
+SRC = ["-"]
 def family(host):
     return socket.AF_INET6 if ":" in host else socket.AF_INET
+def src(s):
+    # The source port the request left from (an IPVS entry is keyed by it).
+    try:
+        SRC[0] = s.getsockname()[1]
+    except Exception:
+        pass
 def why(s, host, port, what):
     # Why a request failed, to stderr (the test's log): when, from which source port, to where.
-    try:
-        src = s.getsockname()[1] if s is not None else "-"
-    except Exception:
-        src = "-"
-    print("requester %.3f: tcp %s:%s from port %s: %s" % (time.time(), host, port, src, what), file=sys.stderr, flush=True)
+    if s is not None:
+        src(s)
+    print("requester %.3f: tcp %s:%s from port %s: %s" % (time.time(), host, port, SRC[0], what), file=sys.stderr, flush=True)
 def tcp(host, port):
     s = None
     try:
         s = socket.socket(family(host), socket.SOCK_STREAM)
         s.settimeout(5)
         s.connect((host, port))
+        src(s)
         s.sendall(b"GET / HTTP/1.0\r\nHost: lab\r\n\r\n")
         got = b""
         while True:
@@ -106,6 +112,7 @@ def udp(host, port):
         s = socket.socket(family(host), socket.SOCK_DGRAM)
         s.settimeout(3)
         s.connect((host, port))
+        src(s)
         s.send(b"who\n")
         return s.recv(4096).decode().strip().splitlines()[0]
     except Exception:
@@ -119,6 +126,7 @@ def sctp(host, port):
         s = socket.socket(family(host), socket.SOCK_STREAM, socket.IPPROTO_SCTP)
         s.settimeout(3)
         s.connect((host, port))
+        src(s)
         got = b""
         while True:
             b = s.recv(4096)
@@ -135,7 +143,9 @@ for line in sys.stdin:
     proto, host, port, n = line.split()
     send = {"tcp": tcp, "udp": udp, "sctp": sctp}[proto]
     for _ in range(int(n)):
-        print(send(host, int(port)))
+        SRC[0] = "-"
+        who = send(host, int(port))
+        print("%s %s" % (who, SRC[0]))
     print(".", flush=True)
 "#;
 
@@ -156,8 +166,9 @@ impl Requester {
         Requester { child, input, output }
     }
 
-    /// The answers to `n` requests of `proto` to `host`:`port`, one per request, in order.
-    fn send(&mut self, proto: &str, host: &str, port: u16, n: u32) -> Vec<String> {
+    /// The answers to `n` requests of `proto` to `host`:`port`, one per request, in order: who
+    /// answered, and the source port the request left from.
+    fn send(&mut self, proto: &str, host: &str, port: u16, n: u32) -> Vec<(String, String)> {
         use std::io::{BufRead, Write};
         writeln!(self.input, "{proto} {host} {port} {n}").expect("the request client is gone");
         self.input.flush().unwrap();
@@ -170,7 +181,8 @@ impl Requester {
             if line == "." {
                 return answers;
             }
-            answers.push(line);
+            let (who, from) = line.rsplit_once(' ').unwrap_or((&line, "-"));
+            answers.push((who.to_string(), from.to_string()));
         }
     }
 }
@@ -185,6 +197,15 @@ impl Drop for Requester {
 /// Which real server answered each of `n` requests from the client (`FAILED` or `TIMEOUT` for a
 /// request nobody answered).
 pub fn traffic(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) -> BTreeMap<String, u32> {
+    let mut counts = BTreeMap::new();
+    for (who, _) in traffic_from(l, svc, n) {
+        *counts.entry(who).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Who answered each of `n` requests from the client, with the source port each left from.
+pub fn traffic_from(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) -> Vec<(String, String)> {
     let client = l.lab.hosts_with_role(lvsctl::inventory::Role::Client).next().expect("a client").name.clone();
     let proto = match svc.ipvs.protocol {
         lvsctl::inventory::Protocol::Tcp => "tcp",
@@ -193,11 +214,7 @@ pub fn traffic(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) -> BTreeMap<St
     };
     let mut slot = l.requester.lock().unwrap();
     let requester = slot.get_or_insert_with(|| Requester::start(l, &client));
-    let mut counts = BTreeMap::new();
-    for answer in requester.send(proto, &svc.ipvs.vip.to_string(), svc.ipvs.port, n) {
-        *counts.entry(answer).or_insert(0) += 1;
-    }
-    counts
+    requester.send(proto, &svc.ipvs.vip.to_string(), svc.ipvs.port, n)
 }
 
 /// Counts by who answered are well formed for `svc`: every key is one of its real servers (a
@@ -216,16 +233,22 @@ pub fn assert_only_real_servers(svc: &lvsctl::inventory::Service, counts: &BTree
 /// Every request is answered by a real server of `svc`, and the split follows the weights (±1
 /// request); a sticky service (persistence, a hashing scheduler) keeps the client on one of them.
 pub fn assert_split(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) {
-    let counts = traffic(l, svc, n);
-    if counts.keys().any(|k| k == "FAILED" || k == "TIMEOUT") {
-        explain_failed_requests(l);
+    let answers = traffic_from(l, svc, n);
+    let mut counts = BTreeMap::new();
+    for (who, _) in &answers {
+        *counts.entry(who.clone()).or_insert(0) += 1;
     }
-    judge_split(svc, &counts, n);
+    let judged = std::panic::catch_unwind(|| judge_split(svc, &counts, n));
+    if let Err(e) = judged {
+        eprintln!("{}: who answered, by source port: {answers:?}", svc.label());
+        explain_split(l);
+        std::panic::resume_unwind(e);
+    }
 }
 
-/// What the directors' connection tables held when a request failed (the requester has written
-/// each failure's source port to the log): printed before the assertion fails.
-pub fn explain_failed_requests(l: &Lab) {
+/// What the directors' connection tables and the real servers held when a split was wrong
+/// (IPVS keys its entries by the client's source port, which `assert_split` printed).
+pub fn explain_split(l: &Lab) {
     for d in l.lab.hosts_with_role(lvsctl::inventory::Role::Director) {
         eprintln!("{} at the failure: {}", d.name, l.sh(&d.name, "date +%s.%N; ipvsadm -Lnc; ip neigh"));
     }
