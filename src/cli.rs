@@ -692,6 +692,13 @@ pub struct LabLoadArgs {
     /// Seconds one short request may take.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub timeout: u64,
+    /// At most this many short requests per second, all workers together (default: as fast as
+    /// they are answered). A client's source ports come round again after a few thousand
+    /// connections, and a DR or TUN director keeps a closed connection's entry for its tcp_fin
+    /// timeout (2 minutes): a faster load leaves entries that later requests from the same
+    /// ports follow to their old real server.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub rate: Option<u64>,
 }
 
 #[derive(Args, Debug)]

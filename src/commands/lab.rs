@@ -47,6 +47,7 @@ pub fn run(c: &LabCommand) -> anyhow::Result<u8> {
                 slow: a.slow as usize,
                 slow_bytes: a.slow_bytes as usize,
                 timeout: std::time::Duration::from_secs(a.timeout),
+                rate: a.rate,
             });
             crate::outln!("{}", serde_json::to_string_pretty(&r)?);
             let failed = r.short_failed > 0 || r.slow.iter().any(|s| !s.ok);

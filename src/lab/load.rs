@@ -27,6 +27,8 @@ pub struct LoadOptions {
     pub slow_bytes: usize,
     /// How long one request may take (a slow download: this plus its pacing).
     pub timeout: Duration,
+    /// At most this many short requests per second, all workers together.
+    pub rate: Option<u64>,
 }
 
 /// One answered short request: when it started (ms since the epoch) and who answered.
@@ -41,6 +43,9 @@ pub struct SlowDownload {
     pub server: Option<String>,
     pub bytes: usize,
     pub ok: bool,
+    /// When it started and ended, ms since the epoch (the client's clock).
+    pub started_ms: u64,
+    pub ended_ms: u64,
     pub seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -104,22 +109,32 @@ pub fn run(o: &LoadOptions) -> LoadReport {
             .map(|_| {
                 s.spawn(|| {
                     let started = Instant::now();
+                    let started_ms = now_ms();
                     // The pacing is 16 KiB per 50 ms: time for that, and the timeout besides.
                     let paced = Duration::from_millis((o.slow_bytes as u64 / (16 << 10) + 1) * 50);
                     let r = get(o.to, &format!("/slow/{}", o.slow_bytes), o.timeout + paced);
                     let seconds = started.elapsed().as_secs_f64();
-                    match r {
-                        Ok((server, bytes)) => {
-                            SlowDownload { server: Some(server), bytes, ok: true, seconds, error: None }
-                        }
-                        Err(e) => SlowDownload { server: None, bytes: 0, ok: false, seconds, error: Some(e) },
-                    }
+                    let ended_ms = now_ms();
+                    let (server, bytes, error) = match r {
+                        Ok((server, bytes)) => (Some(server), bytes, None),
+                        Err(e) => (None, 0, Some(e)),
+                    };
+                    SlowDownload { server, bytes, ok: error.is_none(), started_ms, ended_ms, seconds, error }
                 })
             })
             .collect();
-        for _ in 0..o.concurrency.clamp(1, MAX_WORKERS) {
-            s.spawn(|| {
+        let workers = o.concurrency.clamp(1, MAX_WORKERS);
+        // With a rate, each worker starts a request every `workers / rate` seconds.
+        let every = o.rate.map(|r| Duration::from_secs_f64(workers as f64 / r.max(1) as f64));
+        let (answered, failures) = (&answered, &failures);
+        for _ in 0..workers {
+            s.spawn(move || {
+                let mut next = Instant::now();
                 while Instant::now() < deadline {
+                    if let Some(every) = every {
+                        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                        next = next.max(Instant::now() - every) + every;
+                    }
                     let started_ms = now_ms();
                     match get(o.to, "/", o.timeout) {
                         Ok((server, _)) => answered.lock().unwrap().push(Answered { started_ms, server }),
@@ -177,10 +192,34 @@ mod tests {
             slow: 1,
             slow_bytes: 40_000,
             timeout: Duration::from_secs(5),
+            rate: None,
         });
         assert!(started.elapsed() < Duration::from_secs(10), "it ends");
         assert_eq!((r.short_failed, r.failures.len()), (0, 0), "{:?}", r.failures);
         assert!(r.short_ok > 0 && r.by_server["here"] == r.short_ok);
         assert!(r.slow.len() == 1 && r.slow[0].ok && r.slow[0].bytes == 40_005, "{:?}", r.slow);
+        assert!(r.slow[0].started_ms <= r.slow[0].ended_ms);
+    }
+
+    /// `rate` caps the short requests of all workers together: 20 a second for 2 s are about
+    /// 40 (the loopback answers hundreds a second without it).
+    #[test]
+    fn a_rate_caps_the_short_requests() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = l.local_addr().unwrap();
+        std::thread::spawn(move || super::super::responder::serve_tcp(l, "here".into()));
+        let o = LoadOptions {
+            to,
+            seconds: 2,
+            concurrency: 4,
+            slow: 0,
+            slow_bytes: 0,
+            timeout: Duration::from_secs(5),
+            rate: Some(20),
+        };
+        let r = run(&o);
+        assert!((36..=44).contains(&r.short_ok), "{} requests in 2 s at 20/s", r.short_ok);
+        let free = run(&LoadOptions { rate: None, ..o });
+        assert!(free.short_ok > 2 * r.short_ok, "without a rate: {}", free.short_ok);
     }
 }
