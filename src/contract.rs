@@ -154,6 +154,25 @@ pub struct HostReport {
     /// status: what keepalived is doing on a director that runs it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keepalived: Option<crate::agent::ha::KeepalivedStatus>,
+    /// status: the director's IPVS connection timeouts as they are (seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipvs_timeouts: Option<crate::plan::IpvsTimeouts>,
+    /// status: the real servers `lvsctl drain` keeps drained on the director.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drained: Vec<DrainedState>,
+}
+
+/// A real server kept drained on a director (`lvsctl drain`), until `lvsctl undrain`.
+#[derive(Serialize, JsonSchema)]
+pub struct DrainedState {
+    pub host: String,
+    /// When the drain began: seconds since the epoch, and the same in UTC.
+    pub since: u64,
+    pub since_utc: String,
+    /// The services it is drained from.
+    pub services: Vec<ServiceIdent>,
+    /// Taken out of the table (`drain --remove`), not only at weight 0.
+    pub removed: bool,
 }
 
 /// A virtual service as the kernel has it: `plan`'s fields, and its counters.

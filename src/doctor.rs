@@ -415,9 +415,15 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
             continue;
         };
         let want_fwd = s.mode.profile().forward.code();
-        // A checked real server out of the table (or at weight 0) is keepalived doing its job.
+        // A checked real server out of the table (or at weight 0) is keepalived doing its job; a
+        // drained one (`lvsctl drain`) is the operator's.
+        let drained =
+            |b: &&crate::inventory::Backend| f.drained.get(&b.host).is_some_and(|d| d.services.contains(&s.key()));
         for b in s.real_servers.iter().filter(|_| !s.keepalived_managed()) {
             let Some(d) = svc.dests.iter().find(|d| d.key.addr == b.address && d.key.port == b.port) else {
+                if drained(&b) {
+                    continue;
+                }
                 c.add(
                     &h.name,
                     Code::DestMissing,
@@ -434,7 +440,7 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
                 );
                 continue;
             };
-            if d.config.weight == 0 && b.weight > 0 {
+            if d.config.weight == 0 && b.weight > 0 && !drained(&b) {
                 c.add(
                     &h.name,
                     Code::DestWeightZero,
@@ -1060,6 +1066,16 @@ interfaces = { eth0 = ["10.20.0.82/24"] }"#,
         });
         let got: Vec<&str> = diagnose(&l, &f).iter().map(|x| x.code.as_str()).collect();
         assert_eq!(got, vec!["dest-weight-zero", "dest-forward", "dest-missing"]);
+        // Drained (`lvsctl drain`): weight 0, or out of the table, is no problem.
+        let key = l.services[0].key();
+        with(&mut f, "lvs", |h| {
+            for rs in ["web1", "web2"] {
+                let d = crate::agent::protocol::Drained { since: 1, services: vec![key], removed: false };
+                h.drained.insert(rs.into(), d);
+            }
+        });
+        let got: Vec<&str> = diagnose(&l, &f).iter().map(|x| x.code.as_str()).collect();
+        assert_eq!(got, vec!["dest-forward"], "drained real servers: only the wrong method is a problem");
         with(&mut f, "lvs", |h| h.ipvs = None);
         assert_eq!(codes(&l, &f), vec![("lvs".to_string(), "ipvs-missing")]);
     }

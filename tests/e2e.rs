@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use common::drain::{Drain, drain_under_load};
 use common::lab::{Lab, assert_same, lvsctl_bin, snapshot, text};
 use common::vm::{assert_split, here_or_in_vm};
 
@@ -185,7 +186,7 @@ struct Checks<'a> {
     /// TOML appended to (a copy of) the inventory: an `[ipvs]` table.
     extra: &'a str,
     /// A real server drained under load from the client (`drain_under_load`).
-    drain: Option<&'a str>,
+    drain: Option<Drain<'a>>,
     /// Checks after up: (host, shell, text the output must contain).
     after_up: &'a [(&'a str, &'a str, &'a str)],
     breaks: &'a [Break<'a>],
@@ -502,8 +503,8 @@ fn full_cycle(test: &str, inv: &str, c: Checks) {
     assert!(d.contains("no problem found"), "{d}");
     assert_eq!(execs, every(1), "ssh execs per host of doctor");
     ph.done("checks");
-    if let Some(rs) = c.drain {
-        drain_under_load(&l, rs);
+    if let Some(d) = c.drain {
+        drain_under_load(&l, d);
         ph.done("drain");
     }
     for b in c.breaks {
@@ -782,7 +783,7 @@ fn e2e_nat() {
             crash_first: false,
             reboot: &["web2"],
             extra: "",
-            drain: Some("web1"),
+            drain: Some(Drain::Host("web1")),
             after_up: &[
                 ("lvs", "cat /proc/sys/net/ipv4/ip_forward", "1"),
                 ("lvs", "ipvsadm -Ln", "10.10.0.82:8080             Masq"),
@@ -941,7 +942,7 @@ fn e2e_dr_fwmark() {
             crash_first: false,
             reboot: &["web1"],
             extra: "",
-            drain: None,
+            drain: Some(Drain::Persistent),
             after_up: &[
                 (
                     "lvs",
@@ -1138,7 +1139,7 @@ fn e2e_dr_multisubnet() {
             // Every setting [ipvs] takes, each away from the kernel's default (and harmless to the
             // lab's traffic: the defenses are automatic, far below the guest's free memory).
             extra: IPVS_SETTINGS,
-            drain: Some("web2"),
+            drain: Some(Drain::Host("web2")),
             after_up: &[
                 ("router", "ip -4 route show 192.168.200.100", "192.168.200.100 via 192.168.188.8"),
                 ("lvs", "ip -o -4 addr show dev lo", "192.168.200.100/32"),
@@ -1170,127 +1171,6 @@ fn e2e_dr_multisubnet() {
             ],
         },
     );
-}
-
-/// `lvsctl drain INV RS ARGS…` / `undrain` (the inventory comes before the real server).
-fn drain_cmd(l: &Lab, verb: &str, rs: &str, args: &[&str]) -> std::process::Output {
-    let started = Instant::now();
-    let out = Command::new(lvsctl_bin())
-        .arg(verb)
-        .arg(&l.inv)
-        .arg(rs)
-        .args(args)
-        .env("LVSCTL_STATE_DIR", l.state_dir.path())
-        .env("LVSCTL_SSH_PERSIST", "900")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    eprintln!("lvsctl {verb} {rs} {}: {} in {:.1} s", args.join(" "), out.status, started.elapsed().as_secs_f64());
-    out
-}
-
-/// `lvsctl lab load INV --from client --to TO …`: a bounded load from the lab's client.
-fn load_command(l: &Lab, to: &str, seconds: u32, slow: u32, slow_bytes: u64) -> Command {
-    let mut c = Command::new(lvsctl_bin());
-    c.args(["lab", "load"])
-        .arg(&l.inv)
-        .args(["--from", "client", "--to", to, "--seconds", &seconds.to_string(), "--concurrency", "4"])
-        .args(["--slow", &slow.to_string(), "--slow-bytes", &slow_bytes.to_string()])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    c
-}
-
-/// A load from the client running while the caller works (4 MB paced downloads: about 13 s, so
-/// that a drain has open downloads to wait for).
-fn load_in_background(l: &Lab, to: &str, seconds: u32, slow: u32) -> std::process::Child {
-    load_command(l, to, seconds, slow, 4_000_000).spawn().unwrap()
-}
-
-fn load_report(child: std::process::Child) -> serde_json::Value {
-    let out = child.wait_with_output().unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("lab load: {e}:\n{}", text(&out)))
-}
-
-/// `rs` drained while the client sends short requests and paced downloads through the director:
-/// not one request fails, no request that started after the director's "weight 0" reaches `rs`,
-/// the downloads finish, and drain returns once `rs` has no active connection. `up` keeps the
-/// drain, `status` sees no drift; `undrain` brings the split back; `drain --remove` takes `rs` out
-/// with no client left hanging; `undrain` puts it back.
-fn drain_under_load(l: &Lab, rs: &str) {
-    let svc = l
-        .lab
-        .services
-        .iter()
-        .find(|s| {
-            s.ipvs.protocol == lvsctl::ipvs::Protocol::Tcp
-                && s.ipvs.fwmark.is_none()
-                && s.real_servers.iter().any(|r| r.host == rs)
-        })
-        .expect("a TCP service of the real server");
-    let to = format!("{}", std::net::SocketAddr::new(svc.ipvs.vip, svc.ipvs.port));
-    let load = load_in_background(l, &to, 16, 4);
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    let out = drain_cmd(l, "drain", rs, &["--timeout", "120", "--output", "jsonl"]);
-    assert!(out.status.success(), "drain {rs}:\n{}", text(&out));
-    let lines: Vec<serde_json::Value> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|x| serde_json::from_str(x).unwrap()).collect();
-    let phase = |p: &str| lines.iter().find(|x| x["type"] == "drain" && x["phase"] == p);
-    let zero = phase("weight-0").unwrap_or_else(|| panic!("drain says when the weight is 0:\n{}", text(&out)));
-    let drained = phase("drained").unwrap_or_else(|| panic!("drain ends drained:\n{}", text(&out)));
-    assert_eq!(drained["active"], 0, "{drained}");
-    let zero_at = zero["at_ms"].as_u64().unwrap();
-    let r = load_report(load);
-    assert_eq!(r["short_failed"], 0, "no request failed during the drain: {}", r["failures"]);
-    for d in r["slow"].as_array().unwrap() {
-        assert!(d["ok"] == true, "every paced download finished: {d}");
-    }
-    let answered = r["answered"].as_array().unwrap();
-    let late: Vec<&serde_json::Value> =
-        answered.iter().filter(|a| a["started_ms"].as_u64() > Some(zero_at) && a["server"] == rs).collect();
-    assert!(late.is_empty(), "no request that started after weight 0 reached {rs}: {late:?}");
-    // A paced download on `rs` was open when its weight became 0: drain waited for it to finish.
-    let slow_on_rs: Vec<&serde_json::Value> =
-        r["slow"].as_array().unwrap().iter().filter(|d| d["server"] == rs).collect();
-    eprintln!(
-        "drain of {rs}: weight 0 with {} active; drained after {} ms; {} paced download(s) on it",
-        zero["active"],
-        drained["elapsed_ms"],
-        slow_on_rs.len()
-    );
-    if !slow_on_rs.is_empty() {
-        assert!(zero["active"].as_u64() >= Some(1), "its open downloads counted at weight 0: {zero}");
-        assert!(lines.iter().any(|x| x["phase"] == "waiting"), "drain showed the count falling:\n{}", text(&out));
-    }
-    let before = answered.iter().filter(|a| a["started_ms"].as_u64() < Some(zero_at) && a["server"] == rs).count();
-    let after = answered.iter().filter(|a| a["started_ms"].as_u64() > Some(zero_at)).count();
-    assert!(before > 0 && after > 0, "the load ran on both sides of the drain: {before} to {rs} before, {after} after");
-
-    let up = l.ok(&["up"]);
-    assert!(up.contains(&format!("kept {rs} drained (weight 0) since")), "up keeps the drain and says so:\n{up}");
-    let status = l.ok(&["status"]);
-    assert!(!status.contains("DRIFTED"), "a drain is not drift:\n{status}");
-    let out = drain_cmd(l, "undrain", rs, &[]);
-    assert!(out.status.success(), "undrain {rs}:\n{}", text(&out));
-    for s in &common::vm::units(&l.lab) {
-        assert_split(l, s, 16);
-    }
-
-    // Out of the table once drained: the clients that come after are all answered.
-    let out = drain_cmd(l, "drain", rs, &["--remove", "--timeout", "120"]);
-    assert!(out.status.success() && text(&out).contains("taken out of the table"), "drain --remove:\n{}", text(&out));
-    let table = l.run(&l.lab.director().expect("a director").name, &["ipvsadm", "-Ln"]);
-    let rs_addr = svc.address_of(rs).expect("its address").to_string();
-    assert!(!table.contains(&format!("{rs_addr}:")), "{rs} is out of the table:\n{table}");
-    let r = load_report(load_in_background(l, &to, 3, 0));
-    assert_eq!(r["short_failed"], 0, "no client hangs after --remove: {}", r["failures"]);
-    assert!(r["by_server"].get(rs).is_none(), "{}", r["by_server"]);
-    let out = drain_cmd(l, "undrain", rs, &[]);
-    assert!(out.status.success(), "undrain {rs}:\n{}", text(&out));
-    for s in &common::vm::units(&l.lab) {
-        assert_split(l, s, 16);
-    }
 }
 
 /// What the director had before lvsctl, for e2e_dr_multisubnet: timeouts and two settings someone

@@ -172,6 +172,8 @@ struct Ha<'a> {
     hide_keepalived_on: Option<&'a str>,
     /// `verify --failover-phase` (seconds); None runs the default (30 s), as one pair must.
     failover_phase: Option<&'a str>,
+    /// `first` drained under load, through keepalived (`common::drain::drain_under_load`).
+    drain: bool,
 }
 
 /// Prints what `ha_cycle` runs for `c`, from the same values, without running it.
@@ -186,6 +188,13 @@ fn list_ha(test: &str, c: &Ha) {
     }
     line("up: keepalived running, the pair settled (status: MASTER holds the VIPs, BACKUP none)");
     line("traffic: every probe unit split by weight through the master, persistence across ports; up again: 0 changes");
+    if c.drain {
+        line(&format!(
+            "drain {} under load through keepalived (its weight parameter 0, a reload): none failed, nothing new \
+             reaches it after weight 0; up keeps it; status, verify and doctor see a drain; undrain; --remove refused",
+            c.first
+        ));
+    }
     match c.backup {
         Some(b) => line(&format!("verify --failover: VIPs on {b} under traffic, then back as preemption says")),
         None => line("verify --failover refused: it needs an HA pair"),
@@ -294,6 +303,10 @@ fn ha_cycle(test: &str, c: Ha) {
     assert!(again.contains(" 0 changed"), "a second up changes nothing:\n{again}");
 
     ph.done("traffic");
+    if c.drain {
+        common::drain::drain_under_load(&l, common::drain::Drain::Host(c.first));
+        ph.done("drain");
+    }
     // Failover under traffic, then failback.
     let mut master_after = master;
     if let Some(backup) = backup {
@@ -439,6 +452,7 @@ fn e2e_dr_ha() {
             sorry: Some("sorry"),
             failover_phase: None,
             hide_keepalived_on: Some("lvs2"),
+            drain: true,
         },
     );
 }
@@ -461,6 +475,7 @@ fn e2e_dr6_ha() {
             sorry: Some("sorry"),
             failover_phase: Some("20"),
             hide_keepalived_on: None,
+            drain: false,
         },
     );
 }
@@ -483,6 +498,7 @@ fn e2e_nat_ha() {
             sorry: Some("sorry"),
             failover_phase: Some("20"),
             hide_keepalived_on: None,
+            drain: false,
         },
     );
 }
@@ -504,6 +520,7 @@ fn e2e_tun_ha() {
             sorry: None,
             failover_phase: Some("20"),
             hide_keepalived_on: None,
+            drain: false,
         },
     );
 }
@@ -526,6 +543,7 @@ fn e2e_health_checks_single_director() {
             sorry: Some("lvs"),
             failover_phase: None,
             hide_keepalived_on: None,
+            drain: false,
         },
     );
 }

@@ -262,7 +262,7 @@ fn ipvs_settings_go_to_both_directors_and_the_inventory_wins_over_a_derived_one(
         let s = h.sysctls.iter().find(|s| s.key == "net.ipv4.vs.expire_nodest_conn").unwrap();
         assert_eq!(s.value, "0");
         assert!(
-            s.reason.contains("instead of the 1 lvsctl derives, which was for this: a client port"),
+            s.reason.contains("instead of the 1 lvsctl derives, which was for this: a new connection on a client port"),
             "{}",
             s.reason
         );

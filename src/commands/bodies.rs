@@ -2,7 +2,7 @@
 //! reported (`outcome::Outcome`): the contract names the shapes, this file fills them.
 
 use crate::agent::protocol::{Report, Status};
-use crate::contract::{HostOutcome, HostReport, PlanCounts, RunBody, ServiceState};
+use crate::contract::{DrainedState, HostOutcome, HostReport, PlanCounts, RunBody, ServiceState};
 
 use super::outcome::Outcome;
 use super::printer::Pending;
@@ -26,6 +26,18 @@ impl HostReport {
             journal_entries: r.journal_entries,
             ipvs: r.ipvs().map(|t| t.iter().map(|s| ServiceState::of(s, host_of)).collect()),
             keepalived: r.keepalived.clone(),
+            ipvs_timeouts: r.ipvs_timeouts,
+            drained: r
+                .drained
+                .iter()
+                .map(|(host, d)| DrainedState {
+                    host: host.clone(),
+                    since: d.since,
+                    since_utc: d.since_utc(),
+                    services: d.services.iter().map(|k| (*k).into()).collect(),
+                    removed: d.removed,
+                })
+                .collect(),
         }
     }
 }

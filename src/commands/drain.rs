@@ -12,12 +12,14 @@ use crate::inventory::{Lab, Role};
 use crate::ipvs::ServiceKey;
 
 /// The services `host` is a real server of (only `service` when given), as their keys on the
-/// directors; refused, before any host is reached, when there are none or keepalived runs one.
+/// directors; refused, before any host is reached, when there are none (or `--remove` of a service
+/// keepalived runs: it keeps its real servers in the table).
 fn services(
     lab: &Lab,
     plans: &[crate::plan::HostPlan],
     host: &str,
     service: Option<&str>,
+    remove: bool,
 ) -> anyhow::Result<Vec<ServiceKey>> {
     let Some(h) = lab.host(host) else {
         bail!("{host} is not a host of {}; nothing was changed", lab.file.display());
@@ -47,24 +49,38 @@ fn services(
     if chosen.is_empty() {
         bail!("{host} serves no service of lab {}: there is nothing to drain; nothing was changed", lab.name);
     }
-    if let Some(s) = chosen.iter().find(|s| s.keepalived_managed()) {
+    if remove && let Some(s) = chosen.iter().find(|s| s.keepalived_managed()) {
         bail!(
-            "{} is run by keepalived (health checks or a sorry server), which owns its IPVS entries: drain does not \
-             reach through keepalived yet; nothing was changed",
+            "{} is run by keepalived (health checks or a sorry server), which keeps every real server in the table: \
+             a drain sets the weight to 0 through keepalived's configuration, --remove applies to services lvsctl \
+             programs itself; nothing was changed",
             s.label()
         );
     }
     // Their keys as the directors' plans hold them (a firewall-mark service of both families is
-    // one IPVS service per family).
+    // one IPVS service per family); keepalived's virtual servers for the services it runs.
+    let ours = |key: crate::ipvs::ServiceKey, fwmark: Option<u32>| {
+        chosen.iter().any(|s| match s.ipvs.fwmark {
+            Some(m) => fwmark == Some(m),
+            None => key == s.ipvs.key(),
+        })
+    };
     let mut keys = Vec::new();
     for p in plans.iter().filter(|p| p.role == Role::Director) {
-        for spec in &p.ipvs {
-            let ours = chosen.iter().any(|s| match s.ipvs.fwmark {
-                Some(m) => spec.ipvs.fwmark == Some(m),
-                None => spec.ipvs.key() == s.ipvs.key(),
-            });
-            if ours && spec.destinations.iter().any(|d| d.host == host) && !keys.contains(&spec.ipvs.key()) {
-                keys.push(spec.ipvs.key());
+        let lvsctl = p
+            .ipvs
+            .iter()
+            .filter(|s| s.destinations.iter().any(|d| d.host == host))
+            .map(|s| (s.ipvs.key(), s.ipvs.fwmark));
+        let keepalived = p
+            .keepalived
+            .iter()
+            .flat_map(|k| &k.virtual_servers)
+            .filter(|vs| vs.real_servers.iter().any(|r| r.host == host))
+            .map(|vs| (vs.key(), vs.fwmark));
+        for (key, fwmark) in lvsctl.chain(keepalived) {
+            if ours(key, fwmark) && !keys.contains(&key) {
+                keys.push(key);
             }
         }
     }
@@ -79,7 +95,7 @@ fn drain(t: &DrainTarget, request: DrainRequest) -> anyhow::Result<u8> {
     let planned = super::Planned::open(&t.inv, &t.connect, &t.tpl)?;
     let lab = &planned.lab;
     let mut request = request;
-    request.services = services(lab, &planned.plans, &t.host, t.service.as_deref())?;
+    request.services = services(lab, &planned.plans, &t.host, t.service.as_deref(), request.remove)?;
     let jobs: Vec<super::fleet::Job> = lab
         .directors()
         .map(|h| {

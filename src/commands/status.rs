@@ -79,9 +79,19 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<u8> {
                     s.entry.stats.conns,
                     s.entry.stats.inpkts
                 );
+                let lab_service = planned.lab.services.iter().find(|x| x.key() == s.entry.key);
+                // The drains kept here, on this service: by the real server's host.
+                let drained_here = |host: &str| r.drained.get(host).filter(|d| d.services.contains(&s.entry.key));
                 for d in &s.dests {
+                    let host = lab_service
+                        .and_then(|x| x.real_servers.iter().find(|b| b.address == d.key.addr && b.port == d.key.port))
+                        .map(|b| b.host.as_str());
+                    let mark = host
+                        .and_then(|h| Some((h, drained_here(h)?)))
+                        .map(|(h, x)| format!("  {h} drained since {}", x.since_utc()))
+                        .unwrap_or_default();
                     crate::outln!(
-                        "    -> {:<20} {:<8} {:>7} {:>7} {:>8} {:>8} {:>8}",
+                        "    -> {:<20} {:<8} {:>7} {:>7} {:>8} {:>8} {:>8}{mark}",
                         d.key.to_string(),
                         fwd_name(d.config.fwd),
                         d.config.weight,
@@ -91,6 +101,14 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<u8> {
                         d.stats.inpkts
                     );
                 }
+            }
+            for (host, x) in &r.drained {
+                crate::outln!(
+                    "  {host} is kept drained ({}) since {}: `lvsctl undrain {} {host}` gives it back",
+                    if x.removed { "taken out" } else { "weight 0" },
+                    x.since_utc(),
+                    planned.lab.file.display()
+                );
             }
         }
     }
@@ -193,8 +211,12 @@ fn keepalived_view(lab: &crate::inventory::Lab, outcomes: &[super::outcome::Outc
             let mut parts: Vec<String> = s
                 .real_servers
                 .iter()
-                .map(|b| {
-                    format!("{} {} (weight {})", b.host, Health::of(table, s, b.address, b.port).as_str(), b.weight)
+                .map(|b| match r.drained.get(&b.host).filter(|d| d.services.contains(&s.key())) {
+                    // At weight 0 by `lvsctl drain`, not by a failed check.
+                    Some(d) => format!("{} drained since {} (weight 0)", b.host, d.since_utc()),
+                    None => {
+                        format!("{} {} (weight {})", b.host, Health::of(table, s, b.address, b.port).as_str(), b.weight)
+                    }
                 })
                 .collect();
             if let Some(x) = &s.sorry_server {

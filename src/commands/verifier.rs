@@ -35,7 +35,12 @@ pub struct DirectorView<'h> {
     pub host: &'h str,
     pub table: Option<Vec<IpvsService>>,
     pub addresses: Vec<std::net::IpAddr>,
+    /// The real servers `lvsctl drain` keeps drained there.
+    pub drained: Drains,
 }
+
+/// Drained real servers by host name, as a director keeps them.
+pub type Drains = std::collections::BTreeMap<String, crate::agent::protocol::Drained>;
 
 /// The director whose addresses include every VIP (None when none, or more than one, does).
 pub fn active_director<'a>(lab: &'a Lab, facts: &[DirectorView]) -> Option<&'a crate::inventory::Host> {
@@ -70,18 +75,21 @@ impl Verifier<'_> {
                 let f =
                     outcomes.iter().find(|o| o.host == d.name).and_then(|o| o.result.as_ref().ok()?.facts().cloned());
                 let table = f.as_ref().and_then(|f| f.ipvs.clone());
+                let drained = f.as_ref().map(|f| f.drained.clone()).unwrap_or_default();
                 let addrs = f.map(|f| f.addresses.iter().map(|a| a.address.addr()).collect()).unwrap_or_default();
-                DirectorView { host: d.name.as_str(), table, addresses: addrs }
+                DirectorView { host: d.name.as_str(), table, addresses: addrs, drained }
             })
             .collect()
     }
 
     /// Requests from the client to every service, each answer attributed and the split judged,
-    /// with `director`'s counters read around them (`before`: read already).
+    /// with `director`'s counters read around them (`before`: read already) and its drains
+    /// honoured (a drained real server is expected to get nothing).
     pub fn split(
         &self,
         director: Option<&crate::inventory::Host>,
         before: Option<Vec<IpvsService>>,
+        drained: &Drains,
     ) -> anyhow::Result<Vec<ServiceResult>> {
         let (lab, client, args) = (self.lab, self.client, self.args);
         let (services, targets) = probe_targets(lab, args.requests, args.timeout);
@@ -120,7 +128,8 @@ impl Verifier<'_> {
         let answers = report.probe().map(|p| p.answers.clone()).unwrap_or_default();
         // keepalived decides which real servers take part: the split expected is among those
         // the director's table holds (a failed one is reported down, not as a failure).
-        let effective: Vec<Service> = services.iter().map(|s| with_health(s, before_t.as_deref())).collect();
+        let effective: Vec<Service> =
+            services.iter().map(|s| with_drains(&with_health(s, before_t.as_deref()), drained)).collect();
         let services: Vec<&Service> = services.iter().collect();
         // IPVS sums its counters every two seconds (later on a loaded machine): the director
         // answers once its counters account for the answers, or after COUNTED_WAIT (answers that
@@ -150,6 +159,7 @@ impl Verifier<'_> {
             .map(|(s, a)| {
                 let mut r = judge(s, a, &before_t, &after_t);
                 mark_down(&mut r, s, services.iter().find(|x| x.index == s.index).copied());
+                mark_drained(&mut r, s, drained);
                 r
             })
             .collect();
@@ -183,6 +193,31 @@ pub fn with_health(s: &Service, table: Option<&[IpvsService]>) -> Service {
     e
 }
 
+/// A service as `lvsctl drain` left it on the director: its drained real servers at weight 0
+/// (taken out or not, they must get no new connection).
+pub fn with_drains(s: &Service, drained: &Drains) -> Service {
+    let mut e = s.clone();
+    for b in &mut e.real_servers {
+        if drained.get(&b.host).is_some_and(|d| d.services.contains(&s.key())) {
+            b.weight = 0;
+        }
+    }
+    e
+}
+
+/// Drained real servers that got nothing are reported as drained (one that answered stays a
+/// failure: weight 0 takes no new connection).
+fn mark_drained(r: &mut ServiceResult, s: &Service, drained: &Drains) {
+    for x in &mut r.real_servers {
+        if let Some(d) = drained.get(&x.host).filter(|d| d.services.contains(&s.key()))
+            && x.answered == 0
+        {
+            let how = if d.removed { "taken out" } else { "weight 0" };
+            x.verdict = format!("DRAINED since {} ({how}; `lvsctl undrain` gives it back)", d.since_utc());
+        }
+    }
+}
+
 /// Real servers keepalived took out are reported as down, not as a failure.
 fn mark_down(r: &mut ServiceResult, effective: &Service, original: Option<&Service>) {
     let Some(original) = original.filter(|o| o.keepalived_managed()) else { return };
@@ -203,5 +238,54 @@ fn mark_down(r: &mut ServiceResult, effective: &Service, original: Option<&Servi
         {
             x.verdict = format!("{} (sorry server: every real server is down)", x.verdict);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::probe::Answer;
+    use crate::agent::protocol::Drained;
+
+    fn web() -> Service {
+        let lab =
+            crate::inventory::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/dr.toml")))
+                .unwrap();
+        lab.services[0].clone()
+    }
+
+    fn answers(names: &[(&str, u32)]) -> Vec<Answer> {
+        names
+            .iter()
+            .flat_map(|(n, k)| {
+                (0..*k).map(move |_| Answer { body: Some(n.to_string()), from: None, error: None, ms: 1 })
+            })
+            .collect()
+    }
+
+    /// verify expects nothing of a drained real server and says since when it is drained; one
+    /// that still answers is a failure; a drain from another service changes nothing here.
+    #[test]
+    fn a_drained_real_server_is_expected_to_get_nothing() {
+        let s = web();
+        assert_eq!(s.real_servers.iter().map(|b| b.weight).collect::<Vec<_>>(), [3, 1], "dr.toml's weights");
+        let mut d = Drains::new();
+        d.insert("web1".into(), Drained { since: 1_796_407_560, services: vec![s.key()], removed: false });
+        let e = with_drains(&s, &d);
+        let mut r = judge(&e, &answers(&[("web2", 8)]), &None, &None);
+        mark_drained(&mut r, &s, &d);
+        assert!(r.ok(), "{:?}", r.problems);
+        assert_eq!(
+            r.real_servers[0].verdict,
+            "DRAINED since 2026-12-04 18:06:00 UTC (weight 0; `lvsctl undrain` gives it back)"
+        );
+
+        let mut r = judge(&e, &answers(&[("web1", 2), ("web2", 6)]), &None, &None);
+        mark_drained(&mut r, &s, &d);
+        assert!(!r.ok() && r.real_servers[0].verdict.starts_with("UNEXPECTED"), "{:?}", r.real_servers[0]);
+
+        let other = crate::ipvs::ServiceKey::addr(crate::ipvs::Protocol::Udp, s.ipvs.vip, 53);
+        d.get_mut("web1").unwrap().services = vec![other];
+        assert_eq!(with_drains(&s, &d).real_servers[0].weight, 3);
     }
 }

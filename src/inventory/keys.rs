@@ -319,7 +319,7 @@ pub const IPVS: Table = Table {
             "sysctl",
             "table",
             "none",
-            "{ conn_reuse_mode = 0, expire_nodest_conn = 1, ... }: net.ipv4.vs.* settings, named without the prefix (see [ipvs] sysctl).",
+            "{ conn_reuse_mode = 2, sloppy_tcp = true, ... }: net.ipv4.vs.* settings, named without the prefix (see [ipvs] sysctl).",
         ),
     ],
 };
@@ -366,8 +366,8 @@ macro_rules! ipvs_settings {
         pub const IPVS_SYSCTL: Table = Table {
             path: "[ipvs] sysctl = { ... }",
             doc: "net.ipv4.vs.* settings of the directors, named without the prefix (the ip_vs module must be loaded: \
-                  lvsctl loads it on directors). Where lvsctl derives one itself (expire_nodest_conn with health checks \
-                  that remove, expire_quiescent_template with quiesce and persistence) the inventory's value wins and the plan \
+                  lvsctl loads it on directors). Where lvsctl derives one itself (expire_nodest_conn on every director, \
+                  expire_quiescent_template with persistent services) the inventory's value wins and the plan \
                   says what that costs.",
             keys: &[$(key($name, concat!("integer ", $lo, "-", $hi), concat!("unchanged (kernel: ", $kernel, ")"), $doc),)*],
         };
@@ -383,7 +383,7 @@ ipvs_settings! {
     ("conntrack", 0, 1, 0, "1: IPVS connections keep netfilter conntrack entries (for firewall rules that match their state, and source NAT)."),
     ("drop_entry", 0, 3, 0, "Defense: randomly drop connection entries when memory is short (0 off, 1 automatic, 2 on, 3 always)."),
     ("drop_packet", 0, 3, 0, "Defense: drop a share of new connections' packets (0 off, 1 automatic, 2 on, 3 always, at am_droprate)."),
-    ("expire_nodest_conn", 0, 1, 0, "1: a packet of a connection whose real server was removed expires it at once (the client's retry is scheduled anew) instead of being dropped until the entry times out."),
+    ("expire_nodest_conn", 0, 1, 0, "1: a packet of a connection whose real server was removed expires it at once (the client's retry is scheduled anew) instead of being dropped until the entry times out; a new connection on a client port still mapped to a real server at weight 0 is scheduled anew. lvsctl sets 1 on every director."),
     ("expire_quiescent_template", 0, 1, 0, "1: a persistence template of a real server with weight 0 expires, so that its clients go elsewhere (drain with persistence)."),
     ("ignore_tunneled", 0, 1, 0, "1: IPVS leaves packets of protocols it does not handle (tunnels) alone: avoids loops when a director is also a TUN real server."),
     ("nat_icmp_send", 0, 1, 0, "1: a NAT director answers a packet of a connection whose real server is gone with an ICMP error."),

@@ -73,7 +73,8 @@ pub fn spec(lab: &Lab, host: &Host) -> Option<KeepalivedSpec> {
         (Some(ha), Some(i)) if ha.sync => Some((i.interface.clone(), i.name.clone())),
         _ => None,
     };
-    let virtual_servers = lab.services.iter().filter(|s| s.keepalived_managed()).map(virtual_server).collect();
+    let virtual_servers =
+        lab.services.iter().filter(|s| s.keepalived_managed()).enumerate().map(|(i, s)| virtual_server(i, s)).collect();
     let reason = if lab.ha.is_some() {
         "keepalived: VRRP between the two directors, and the checks of the real servers".to_string()
     } else {
@@ -90,7 +91,7 @@ pub fn spec(lab: &Lab, host: &Host) -> Option<KeepalivedSpec> {
     })
 }
 
-fn virtual_server(s: &Service) -> KaVirtualServer {
+fn virtual_server(index: usize, s: &Service) -> KaVirtualServer {
     // A firewall-mark service's real servers have no port of their own: the check goes to the
     // port the inventory names, or to the first port its rules mark.
     let first_port = s.matches.iter().flat_map(|m| m.ports.first()).next().copied();
@@ -119,11 +120,13 @@ fn virtual_server(s: &Service) -> KaVirtualServer {
         real_servers: s
             .real_servers
             .iter()
-            .map(|b| KaRealServer {
+            .enumerate()
+            .map(|(j, b)| KaRealServer {
                 host: b.host.clone(),
                 address: b.address,
                 port: b.port,
                 weight: b.weight,
+                weight_param: crate::plan::keepalived::weight_param(index, j),
                 u_threshold: b.u_threshold,
                 l_threshold: b.l_threshold,
                 check: check.clone(),

@@ -252,20 +252,24 @@ fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
             p.sysctl(key, value, why);
         }
     }
-    if lab.services.iter().any(|s| s.on_failure == crate::inventory::OnFailure::Quiesce && s.ipvs.persistence > 0) {
+    // A real server at weight 0 keeps its persistent clients while their templates live (the
+    // persistence timeout, renewed by each connection): a drain would wait for them forever.
+    if lab.services.iter().any(|s| s.ipvs.persistence > 0) {
         p.sysctl(
             "net.ipv4.vs.expire_quiescent_template",
             "1",
-            "a quiesced real server also loses its persistent clients (their templates expire)",
+            "a real server at weight 0 (lvsctl drain, or a quiescing health check) also loses its persistent clients: their templates expire instead of sending them back to it",
         );
     }
-    if lab.services.iter().any(|s| s.health_check.is_some() && s.on_failure == crate::inventory::OnFailure::Remove) {
-        p.sysctl(
-            "net.ipv4.vs.expire_nodest_conn",
-            "1",
-            "a client port still mapped to a real server keepalived took out is freed at once (the client's retry reaches a healthy one) instead of failing until the entry expires",
-        );
-    }
+    // A client that reuses a source port while the director still keeps the old connection's
+    // entry (a DR or TUN director keeps a closed one for tcp_fin seconds) is sent where the entry
+    // points, persistence or not: measured on 6.1, to a drained real server at weight 0, or into
+    // a drop while the entry lives when its real server was taken out.
+    p.sysctl(
+        "net.ipv4.vs.expire_nodest_conn",
+        "1",
+        "a new connection on a client port an old entry still maps to a real server at weight 0 (drained, quiesced) or taken out (by lvsctl drain --remove, or keepalived's check) is scheduled afresh instead of reaching it or being dropped",
+    );
     ipvs_settings(lab, p);
     p.keepalived = keepalived::spec(lab, host);
     p.nftables = nft_table(lab);

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod drain;
 pub mod lab;
 pub mod pty;
 pub mod schema;

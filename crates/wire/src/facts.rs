@@ -79,6 +79,9 @@ pub struct HostFacts {
     /// A director of a lab with firewall-mark services: lvsctl's nftables table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nft: Option<NftFact>,
+    /// A director: the real servers `lvsctl drain` keeps drained here, by host name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub drained: BTreeMap<String, crate::drain::Drained>,
 }
 
 impl HostFacts {

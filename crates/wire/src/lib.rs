@@ -4,6 +4,7 @@
 //! a lab that plans carry (`vocab`), on-host paths (`paths`) and the name rules both sides apply
 //! (`names`). Data and its rules only: no I/O, no command line, no SSH, no templates.
 
+pub mod drain;
 pub mod event;
 pub mod facts;
 pub mod ha;

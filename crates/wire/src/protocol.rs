@@ -103,16 +103,7 @@ pub struct DrainProgress {
     pub at_ms: u64,
 }
 
-/// A real server kept drained on a director: since when, from which services.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Drained {
-    /// Seconds since the epoch.
-    pub since: u64,
-    pub services: Vec<crate::ipvs::ServiceKey>,
-    /// Taken out of the table (`drain --remove`), not only at weight 0.
-    #[serde(default)]
-    pub removed: bool,
-}
+pub use crate::drain::{Drained, utc};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -193,6 +184,9 @@ pub struct Report {
     /// Check (status) of a director with IPVS loaded: its connection timeouts as they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipvs_timeouts: Option<crate::plan::IpvsTimeouts>,
+    /// Check (status) of a director: the real servers `lvsctl drain` keeps drained there.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub drained: std::collections::BTreeMap<String, Drained>,
 }
 
 /// The payload of the operations that read: one variant per operation.

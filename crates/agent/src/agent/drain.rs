@@ -70,11 +70,15 @@ pub fn overlay(plan: &mut HostPlan, state: &DrainState) -> Vec<String> {
                 }
             }
         }
+        match keepalived_weight_zero(plan, rs, d) {
+            Ok(n) => touched += n,
+            Err(e) => notes.push(e),
+        }
         if touched > 0 {
             let how = if d.removed { "drained and taken out" } else { "drained (weight 0)" };
             notes.push(format!(
                 "kept {rs} {how} since {} in {}: `lvsctl undrain` gives it back",
-                utc(d.since),
+                d.since_utc(),
                 crate::plural(d.services.len(), "service")
             ));
         }
@@ -82,20 +86,43 @@ pub fn overlay(plan: &mut HostPlan, state: &DrainState) -> Vec<String> {
     notes
 }
 
-/// `2026-12-04 18:06:00 UTC`.
-pub fn utc(secs: u64) -> String {
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+/// A drained real server of the services keepalived runs here: keepalived owns their IPVS
+/// entries, so its weight goes to 0 in keepalived's configuration — the parameter the template
+/// defines for it (`$LVSCTL_WEIGHT_1_2=0`) — which the daemon kind then reloads. How many real
+/// server entries it set; an error when the configuration has no such parameter.
+fn keepalived_weight_zero(plan: &mut HostPlan, rs: &str, d: &Drained) -> Result<usize, String> {
+    let Some(k) = plan.keepalived.as_mut() else { return Ok(0) };
+    let mut touched = 0;
+    let mut missing = Vec::new();
+    let file = plan.files.iter_mut().find(|f| f.path == k.config);
+    let mut lines: Option<Vec<String>> = file.as_ref().map(|f| f.content.lines().map(str::to_string).collect());
+    for vs in k.virtual_servers.iter_mut().filter(|vs| d.services.contains(&vs.key())) {
+        for r in vs.real_servers.iter_mut().filter(|r| r.host == rs) {
+            r.weight = 0;
+            let prefix = format!("${}=", r.weight_param);
+            match lines.as_mut().and_then(|l| l.iter_mut().find(|l| l.starts_with(&prefix))) {
+                Some(line) => {
+                    *line = format!("{prefix}0");
+                    touched += 1;
+                }
+                None => missing.push(format!("${}", r.weight_param)),
+            }
+        }
+    }
+    if let (Some(f), Some(lines)) = (file, lines) {
+        let end = if f.content.ends_with('\n') { "\n" } else { "" };
+        f.content = lines.join("\n") + end;
+    }
+    if missing.is_empty() {
+        Ok(touched)
+    } else {
+        Err(format!(
+            "cannot keep {rs} drained through keepalived: {} defines no {} (a keepalived.conf template of your own must \
+             define each real server's weight as a parameter, as lvsctl's does)",
+            k.config,
+            missing.join(", ")
+        ))
+    }
 }
 
 fn now_secs() -> u64 {
@@ -108,8 +135,12 @@ fn now_ms() -> u64 {
 
 /// The services of `plan` that `rs` serves, or those of `wanted` (each must be one of them).
 fn services_of(plan: &HostPlan, rs: &str, wanted: &[ServiceKey]) -> Result<Vec<ServiceKey>, Error> {
-    let serves: Vec<ServiceKey> =
-        plan.ipvs.iter().filter(|s| s.destinations.iter().any(|d| d.host == rs)).map(|s| s.ipvs.key()).collect();
+    let serves: Vec<ServiceKey> = dests_of(plan, rs, None).into_iter().fold(Vec::new(), |mut v, (k, _)| {
+        if !v.contains(&k) {
+            v.push(k);
+        }
+        v
+    });
     if serves.is_empty() {
         return Err(Error::Request(format!("{rs} is a real server of no IPVS service lvsctl manages on this host")));
     }
@@ -119,21 +150,107 @@ fn services_of(plan: &HostPlan, rs: &str, wanted: &[ServiceKey]) -> Result<Vec<S
     Ok(if wanted.is_empty() { serves } else { wanted.to_vec() })
 }
 
+/// The IPVS destinations `rs` is in this host's plan (of `services`, or all): those lvsctl
+/// programs, and those of the services keepalived runs.
+fn dests_of(plan: &HostPlan, rs: &str, services: Option<&[ServiceKey]>) -> Vec<(ServiceKey, crate::ipvs::DestKey)> {
+    let wanted = |k: &ServiceKey| services.is_none_or(|s| s.contains(k));
+    let mut out = Vec::new();
+    for spec in plan.ipvs.iter().filter(|s| wanted(&s.ipvs.key())) {
+        for d in spec.destinations.iter().filter(|d| d.host == rs) {
+            out.push((spec.ipvs.key(), crate::resource::ipvs_dest::key(d)));
+        }
+    }
+    for vs in plan.keepalived.iter().flat_map(|k| &k.virtual_servers).filter(|vs| wanted(&vs.key())) {
+        for r in vs.real_servers.iter().filter(|r| r.host == rs) {
+            out.push((vs.key(), crate::ipvs::DestKey { addr: r.address, port: r.port }));
+        }
+    }
+    out
+}
+
 /// The real server's connections on this host: (active, inactive), over `services`.
 fn connections<S: System>(sys: &mut S, plan: &HostPlan, rs: &str, services: &[ServiceKey]) -> io::Result<(u32, u32)> {
     let table = sys.ipvs_table()?;
     let (mut active, mut inactive) = (0, 0);
-    for spec in plan.ipvs.iter().filter(|s| services.contains(&s.ipvs.key())) {
-        let Some(live) = table.iter().find(|t| t.entry.key == spec.ipvs.key()) else { continue };
-        for d in spec.destinations.iter().filter(|d| d.host == rs) {
-            let key = crate::resource::ipvs_dest::key(d);
-            if let Some(l) = live.dests.iter().find(|x| x.key == key) {
-                active += l.active_conns;
-                inactive += l.inact_conns;
-            }
+    for (svc, dest) in dests_of(plan, rs, Some(services)) {
+        let live = table.iter().find(|t| t.entry.key == svc).and_then(|t| t.dests.iter().find(|x| x.key == dest));
+        if let Some(l) = live {
+            active += l.active_conns;
+            inactive += l.inact_conns;
         }
     }
     Ok((active, inactive))
+}
+
+/// Waits (as `await_weight_zero`) until `rs`'s destinations in `services` have their planned
+/// weights again; whether they have (keepalived keeps a real server whose check fails at 0, or
+/// out of the table).
+fn await_planned_weights<S: System>(sys: &mut S, plan: &HostPlan, rs: &str, services: &[ServiceKey]) -> bool {
+    let mut want: Vec<(ServiceKey, crate::ipvs::DestKey, u32)> = Vec::new();
+    for spec in plan.ipvs.iter().filter(|s| services.contains(&s.ipvs.key())) {
+        for d in spec.destinations.iter().filter(|d| d.host == rs) {
+            want.push((spec.ipvs.key(), crate::resource::ipvs_dest::key(d), d.weight));
+        }
+    }
+    for vs in plan.keepalived.iter().flat_map(|k| &k.virtual_servers).filter(|vs| services.contains(&vs.key())) {
+        for r in vs.real_servers.iter().filter(|r| r.host == rs) {
+            want.push((vs.key(), crate::ipvs::DestKey { addr: r.address, port: r.port }, r.weight));
+        }
+    }
+    let deadline = Instant::now() + KEEPALIVED_APPLY;
+    loop {
+        let Ok(table) = sys.ipvs_table() else { return false };
+        let back = want.iter().all(|(svc, dest, w)| {
+            table
+                .iter()
+                .find(|t| t.entry.key == *svc)
+                .and_then(|t| t.dests.iter().find(|x| x.key == *dest))
+                .is_some_and(|x| x.config.weight == *w)
+        });
+        if back {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// How long keepalived may take to apply a reloaded configuration to the IPVS table.
+const KEEPALIVED_APPLY: Duration = Duration::from_secs(30);
+
+/// Waits until no destination of `rs` in `services` takes new connections (weight 0, or out of
+/// the table): at once for the entries lvsctl sets itself, after its reload for keepalived's.
+fn await_weight_zero<S: System>(sys: &mut S, plan: &HostPlan, rs: &str, services: &[ServiceKey]) -> Result<(), Error> {
+    let deadline = Instant::now() + KEEPALIVED_APPLY;
+    let dests = dests_of(plan, rs, Some(services));
+    loop {
+        let table = sys.ipvs_table().map_err(Error::Ipvs)?;
+        let taking: Vec<String> = dests
+            .iter()
+            .filter(|(svc, dest)| {
+                table
+                    .iter()
+                    .find(|t| t.entry.key == *svc)
+                    .and_then(|t| t.dests.iter().find(|x| x.key == *dest))
+                    .is_some_and(|x| x.config.weight > 0)
+            })
+            .map(|(svc, dest)| format!("{dest} of {svc}"))
+            .collect();
+        if taking.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Request(format!(
+                "{rs} still takes new connections here after {} s ({}): keepalived did not apply its weight 0 \
+                 (see its log); it stays recorded as drained",
+                KEEPALIVED_APPLY.as_secs(),
+                taking.join(", ")
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Applies `plan` with the drains of this host, under the lab's lock.
@@ -177,6 +294,20 @@ pub fn run<S: System>(
 ) -> Result<Report, Error> {
     let rs = d.real_server.as_str();
     let services = services_of(plan, rs, &d.services)?;
+    let by_keepalived: Vec<String> = plan
+        .keepalived
+        .iter()
+        .flat_map(|k| &k.virtual_servers)
+        .filter(|vs| services.contains(&vs.key()))
+        .map(|vs| vs.label.clone())
+        .collect();
+    if d.remove && !by_keepalived.is_empty() {
+        return Err(Error::Request(format!(
+            "keepalived keeps every real server of {} in the table (at weight 0 when drained): --remove applies to \
+             services lvsctl programs itself; nothing was changed",
+            by_keepalived.join(", ")
+        )));
+    }
     let started = Instant::now();
     let progress = |phase: &str, (active, inactive): (u32, u32)| {
         Event::Drain(DrainProgress {
@@ -194,6 +325,15 @@ pub fn run<S: System>(
         if !was {
             emit(Event::Note {
                 message: format!("{rs} was not drained here: its weights are as planned"),
+                live: false,
+            });
+        } else if report.failed == 0 && !await_planned_weights(sys, plan, rs, &services) {
+            emit(Event::Note {
+                message: format!(
+                    "{rs}'s weights are not all as planned after {} s: keepalived keeps a real server whose check \
+                     fails at weight 0 or out of the table (`lvsctl status` shows its health)",
+                    KEEPALIVED_APPLY.as_secs()
+                ),
                 live: false,
             });
         }
@@ -218,6 +358,7 @@ pub fn run<S: System>(
     if report.failed > 0 {
         return Ok(report);
     }
+    await_weight_zero(sys, plan, rs, &services)?;
     let read = |sys: &mut S| connections(sys, plan, rs, &services).map_err(Error::Ipvs);
     let mut last = read(sys)?;
     emit(progress("weight-0", last));
@@ -263,16 +404,4 @@ pub fn run<S: System>(
         report.answer = Some(Answer::Drain(p));
     }
     Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_are_utc_civil_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
-        assert_eq!(utc(1_796_407_560), "2026-12-04 18:06:00 UTC");
-    }
 }

@@ -54,5 +54,6 @@ pub fn gather<S: System>(sys: &mut S, req: &FactsRequest) -> std::io::Result<Hos
         programs: req.programs.iter().map(|p| (p.clone(), sys.find_program(p))).collect(),
         keepalived: None,
         nft: None,
+        drained: Default::default(),
     })
 }

@@ -306,9 +306,14 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
         }
         Operation::Facts { plan, facts } => {
             let mut facts = facts::gather(sys, facts).map_err(Error::Facts)?;
+            let mut notes = Vec::new();
+            match drain::load(paths, &req.lab) {
+                Ok(d) => facts.drained = d,
+                Err(e) => notes.push(format!("cannot read the drained real servers: {e}")),
+            }
             if let Some(plan) = plan {
                 for_this_lab(plan)?;
-                let (plan, _) = drained(paths, &req.lab, plan);
+                let (plan, _, _) = drained(paths, &req.lab, plan);
                 let plan = &plan;
                 // Drift, as `status` sees it: a check run whose events are kept, not printed.
                 let mut journal =
@@ -330,6 +335,7 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
             return Ok(Report {
                 host: req.host.clone(),
                 answer: Some(Answer::Facts(Box::new(facts))),
+                notes,
                 ..Default::default()
             });
         }
@@ -343,9 +349,10 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
         }
     };
     for_this_lab(plan)?;
-    let (plan, drain_notes) = drained(paths, &req.lab, plan);
+    let (plan, drain_notes, drains) = drained(paths, &req.lab, plan);
     let plan = &plan;
-    for message in drain_notes {
+    // status shows the drains in a line of their own (the report's `drained`).
+    for message in drain_notes.into_iter().filter(|_| intent != Intent::Check) {
         emit(Event::Note { message, live: false });
     }
     let apply = intent == Intent::Apply;
@@ -369,6 +376,9 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
         report.answer = Some(Answer::Ipvs(table));
     }
     let director = !plan.ipvs.is_empty() || plan.keepalived.is_some() || plan.ipvs_timeouts.is_some();
+    if intent == Intent::Check && director {
+        report.drained = drains;
+    }
     if intent == Intent::Check && director && sys.ipvs_loaded() {
         match sys.ipvs_timeouts() {
             Ok(t) => report.ipvs_timeouts = Some(t),
@@ -389,14 +399,18 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
 
 /// `plan` as this host's drains leave it (`lvsctl drain`), and what they kept; a drain record
 /// that cannot be read is said, and the plan taken as it is.
-fn drained(paths: &Paths, lab: &str, plan: &HostPlan) -> (HostPlan, Vec<String>) {
+fn drained(paths: &Paths, lab: &str, plan: &HostPlan) -> (HostPlan, Vec<String>, drain::DrainState) {
     let mut plan = plan.clone();
     match drain::load(paths, lab) {
         Ok(state) => {
             let notes = drain::overlay(&mut plan, &state);
-            (plan, notes)
+            (plan, notes, state)
         }
-        Err(e) => (plan, vec![format!("cannot read the drained real servers ({e}): the plan's weights apply")]),
+        Err(e) => (
+            plan,
+            vec![format!("cannot read the drained real servers ({e}): the plan's weights apply")],
+            Default::default(),
+        ),
     }
 }
 
@@ -628,7 +642,7 @@ pub fn boot_run<S: System>(
             let plan: HostPlan = serde_json::from_slice(&bytes)
                 .map_err(|e| Error::PersistedPlan { path: path.clone(), message: e.to_string() })?;
             // A drained real server stays drained across a reboot.
-            let (plan, notes) = drained(paths, lab, &plan);
+            let (plan, notes, _) = drained(paths, lab, &plan);
             for message in notes {
                 emit(Event::Note { message, live: false });
             }

@@ -776,3 +776,36 @@ fn a_drain_is_kept_by_up_and_status_until_undrain_and_down_restores() {
     assert!(f.state.ipvs.as_ref().is_none_or(|t| t.is_empty()), "down removes the lab's services");
     assert!(!fake_paths(root.path()).lab_dir("dr").join("drained.json").exists(), "down forgets the drain");
 }
+
+/// In a keepalived lab the drain goes through keepalived's configuration: the drained real
+/// server's weight parameter is 0 in the keepalived.conf the plan writes, nothing else changes;
+/// a configuration without the parameter (a template of the user's own) is said, not ignored.
+#[test]
+fn a_drain_of_a_service_keepalived_runs_sets_its_weight_parameter_to_zero() {
+    use crate::wire::drain::Drained;
+    let mut p = plan_for("inventories/dr-ha.toml", "lvs1");
+    let k = p.keepalived.clone().expect("keepalived");
+    let vs = &k.virtual_servers[0];
+    let web1 = vs.real_servers.iter().find(|r| r.host == "web1").unwrap().clone();
+    assert!(p.ipvs.iter().all(|s| s.ipvs.key() != vs.key()), "keepalived owns the service");
+    let conf = |p: &HostPlan| p.files.iter().find(|f| f.path == k.config).unwrap().content.clone();
+    let before = conf(&p);
+    assert!(before.contains(&format!("\n${}={}\n", web1.weight_param, web1.weight)), "{before}");
+    assert!(before.contains(&format!("weight ${}\n", web1.weight_param)), "{before}");
+    let mut state = super::drain::DrainState::new();
+    state.insert("web1".into(), Drained { since: 0, services: vec![vs.key()], removed: false });
+    let mut drained = p.clone();
+    let notes = super::drain::overlay(&mut drained, &state);
+    assert!(notes.len() == 1 && notes[0].starts_with("kept web1 drained (weight 0)"), "{notes:?}");
+    let after = conf(&drained);
+    let changed: Vec<(&str, &str)> = before.lines().zip(after.lines()).filter(|(a, b)| a != b).collect();
+    assert_eq!(changed, [(format!("${}=3", web1.weight_param).as_str(), format!("${}=0", web1.weight_param).as_str())]);
+    assert_eq!(before.lines().count(), after.lines().count());
+    assert!(after.ends_with('\n'));
+
+    for f in p.files.iter_mut().filter(|f| f.path == k.config) {
+        f.content = f.content.replace(&format!("${}=", web1.weight_param), "$SOMETHING_ELSE=");
+    }
+    let notes = super::drain::overlay(&mut p, &state);
+    assert!(notes.iter().any(|n| n.contains("cannot keep web1 drained through keepalived")), "{notes:?}");
+}

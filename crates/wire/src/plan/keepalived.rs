@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::ipvs::{Forward, Netmask, Protocol};
+use crate::ipvs::{Forward, Netmask, Protocol, ServiceKey};
 use crate::vocab::CheckKind;
 
 /// Where keepalived reads its configuration (Debian's and RHEL's packages agree).
@@ -92,6 +92,11 @@ pub struct KaRealServer {
     pub address: IpAddr,
     pub port: u16,
     pub weight: u32,
+    /// The keepalived parameter that holds its weight (`LVSCTL_WEIGHT_1_2`, written
+    /// `$LVSCTL_WEIGHT_1_2=3` in keepalived.conf and used as `weight $LVSCTL_WEIGHT_1_2`):
+    /// where `lvsctl drain` sets a drained real server's weight to 0, keepalived owning the table.
+    #[serde(default)]
+    pub weight_param: String,
     pub u_threshold: u32,
     pub l_threshold: u32,
     pub check: Option<KaCheck>,
@@ -106,7 +111,21 @@ pub struct KaCheck {
     pub port: Option<u16>,
 }
 
+/// The name of the keepalived parameter holding the weight of real server `rs` of virtual
+/// server `vs` (both counted from 0 in the plan's order).
+pub fn weight_param(vs: usize, rs: usize) -> String {
+    format!("LVSCTL_WEIGHT_{}_{}", vs + 1, rs + 1)
+}
+
 impl KaVirtualServer {
+    /// The IPVS service keepalived makes of it.
+    pub fn key(&self) -> ServiceKey {
+        match self.fwmark {
+            Some(fwmark) => ServiceKey::Mark { fwmark, ipv6: self.ipv6 },
+            None => ServiceKey::addr(self.protocol, self.vip, self.port),
+        }
+    }
+
     /// keepalived's `lb_kind`.
     pub fn lb_kind(&self) -> &'static str {
         match self.forward {

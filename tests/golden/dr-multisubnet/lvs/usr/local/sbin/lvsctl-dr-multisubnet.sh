@@ -163,6 +163,7 @@ start() {
     touch "$STATE"
     load_module ip_vs
     load_module ip_vs_rr
+    set_sysctl net.ipv4.vs.expire_nodest_conn 1
     link_up eth0
     add_address eth0 192.168.188.8/24 eth0:lvs
     add_address lo 192.168.200.100/32 lo:lvs
@@ -220,6 +221,7 @@ stop() {
 
 status() {
     if grep -qsx started "$RUNSTATE"; then say "started (state in $RUNSTATE)"; else say "not started"; fi
+    printf '  sysctl %s = %s (want %s)\n' net.ipv4.vs.expire_nodest_conn "$(cat "$(proc_path net.ipv4.vs.expire_nodest_conn)" 2>/dev/null || echo missing)" 1
     if ip -o -4 addr show dev eth0 to 192.168.188.8/32 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi
     printf '  address %s on %s: %s\n' 192.168.188.8/24 eth0 "$w"
     if ip -o -4 addr show dev lo to 192.168.200.100/32 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi

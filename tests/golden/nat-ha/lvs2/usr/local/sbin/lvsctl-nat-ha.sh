@@ -180,6 +180,7 @@ start() {
     load_module ip_vs_rr
     set_sysctl net.ipv4.ip_forward 1
     set_sysctl net.ipv6.conf.all.forwarding 1
+    set_sysctl net.ipv4.vs.expire_quiescent_template 1
     set_sysctl net.ipv4.vs.expire_nodest_conn 1
     link_up eth0
     link_up eth1
@@ -241,6 +242,7 @@ status() {
     if grep -qsx started "$RUNSTATE"; then say "started (state in $RUNSTATE)"; else say "not started"; fi
     printf '  sysctl %s = %s (want %s)\n' net.ipv4.ip_forward "$(cat "$(proc_path net.ipv4.ip_forward)" 2>/dev/null || echo missing)" 1
     printf '  sysctl %s = %s (want %s)\n' net.ipv6.conf.all.forwarding "$(cat "$(proc_path net.ipv6.conf.all.forwarding)" 2>/dev/null || echo missing)" 1
+    printf '  sysctl %s = %s (want %s)\n' net.ipv4.vs.expire_quiescent_template "$(cat "$(proc_path net.ipv4.vs.expire_quiescent_template)" 2>/dev/null || echo missing)" 1
     printf '  sysctl %s = %s (want %s)\n' net.ipv4.vs.expire_nodest_conn "$(cat "$(proc_path net.ipv4.vs.expire_nodest_conn)" 2>/dev/null || echo missing)" 1
     if ip -o -4 addr show dev eth0 to 192.168.188.9/32 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi
     printf '  address %s on %s: %s\n' 192.168.188.9/24 eth0 "$w"

@@ -164,6 +164,7 @@ start() {
     load_module ip_vs
     load_module ip_vs_rr
     set_sysctl net.ipv6.conf.all.forwarding 1
+    set_sysctl net.ipv4.vs.expire_nodest_conn 1
     link_up eth0
     link_up eth1
     add_address6 eth0 2001:db8:188::8/64
@@ -221,6 +222,7 @@ stop() {
 status() {
     if grep -qsx started "$RUNSTATE"; then say "started (state in $RUNSTATE)"; else say "not started"; fi
     printf '  sysctl %s = %s (want %s)\n' net.ipv6.conf.all.forwarding "$(cat "$(proc_path net.ipv6.conf.all.forwarding)" 2>/dev/null || echo missing)" 1
+    printf '  sysctl %s = %s (want %s)\n' net.ipv4.vs.expire_nodest_conn "$(cat "$(proc_path net.ipv4.vs.expire_nodest_conn)" 2>/dev/null || echo missing)" 1
     if ip -o -6 addr show dev eth0 to 2001:db8:188::8/128 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi
     printf '  address %s on %s: %s\n' 2001:db8:188::8/64 eth0 "$w"
     if ip -o -6 addr show dev eth1 to fd00:10::1/128 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi

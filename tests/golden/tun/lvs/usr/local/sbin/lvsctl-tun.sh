@@ -54,6 +54,25 @@ restore_sysctls() {
     done
 }
 
+# IPVS's connection timeouts (tcp tcpfin udp; 0 leaves one as it is). The first prior ones are
+# recorded in $STATE, as sysctls are, and given back by stop.
+timeouts_now() { ipvsadm -L --timeout | sed -n 's/^Timeout (tcp tcpfin udp): *//p'; }
+set_timeouts() { # tcp tcpfin udp
+    old=$(timeouts_now)
+    [ -n "$old" ] || die "cannot read IPVS's timeouts (ipvsadm -L --timeout)"
+    grep -q "^timeouts " "$STATE" || printf 'timeouts %s\n' "$old" >> "$STATE"
+    ipvsadm --set "$1" "$2" "$3" || die "cannot set IPVS's timeouts"
+    say "IPVS timeouts (tcp tcpfin udp): $old -> $(timeouts_now)"
+}
+restore_timeouts() {
+    [ -e /proc/net/ip_vs ] || return 0
+    grep "^timeouts " "$STATE" 2>/dev/null | head -n 1 | while read -r _ a b c; do
+        case "$a.$b.$c" in *[!0-9.]*|.*|*..*|*.) say "the timeouts in $STATE are not three numbers: left alone"; continue ;; esac
+        [ "$(timeouts_now)" = "$a $b $c" ] && continue
+        ipvsadm --set "$a" "$b" "$c" && say "IPVS timeouts restored to $a $b $c"
+    done
+}
+
 link_up() { # dev
     ip -o link show dev "$1" up | grep -q . && return 0
     ip link set dev "$1" up || die "cannot bring $1 up"
@@ -163,10 +182,13 @@ start() {
     touch "$STATE"
     load_module ip_vs
     load_module ip_vs_rr
+    set_sysctl net.ipv4.vs.expire_nodest_conn 1
+    set_sysctl net.ipv4.vs.conn_reuse_mode 2
     link_up eth0
     add_address eth0 192.168.188.8/24 eth0:lvs
     add_address eth0 192.168.188.100/32 eth0:lvs
     set_route default 192.168.188.200
+    set_timeouts 900 30 60
     add_service -t 192.168.188.100:80 '' rr
     add_dest -t 192.168.188.100:80 '' 192.168.188.81:80 -i -w 1
     add_dest -t 192.168.188.100:80 '' 192.168.188.82:80 -i -w 1
@@ -206,6 +228,8 @@ stop() {
     fi
     # Sysctls before modules: the keys of tunl0 go away with ipip.
     restore_sysctls
+    # And IPVS's timeouts before ip_vs goes.
+    restore_timeouts
     if [ -e "$RUNSTATE" ]; then
         sed '1!G;h;$!d' "$RUNSTATE" | while read -r kind a rest; do
             [ "$kind" = module ] && modprobe -r "$a" 2>/dev/null && say "module $a unloaded"
@@ -217,12 +241,15 @@ stop() {
 
 status() {
     if grep -qsx started "$RUNSTATE"; then say "started (state in $RUNSTATE)"; else say "not started"; fi
+    printf '  sysctl %s = %s (want %s)\n' net.ipv4.vs.expire_nodest_conn "$(cat "$(proc_path net.ipv4.vs.expire_nodest_conn)" 2>/dev/null || echo missing)" 1
+    printf '  sysctl %s = %s (want %s)\n' net.ipv4.vs.conn_reuse_mode "$(cat "$(proc_path net.ipv4.vs.conn_reuse_mode)" 2>/dev/null || echo missing)" 2
     if ip -o -4 addr show dev eth0 to 192.168.188.8/32 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi
     printf '  address %s on %s: %s\n' 192.168.188.8/24 eth0 "$w"
     if ip -o -4 addr show dev eth0 to 192.168.188.100/32 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi
     printf '  address %s on %s: %s\n' 192.168.188.100/32 eth0 "$w"
     printf '  route %s: %s\n' default "$(ip -4 route show exact default | head -n 1)"
     ipvsadm -L -n
+    printf '  IPVS timeouts (tcp tcpfin udp) = %s (want %s %s %s, 0: any)\n' "$(timeouts_now)" 900 30 60
 }
 
 case "${1:-}" in
