@@ -125,11 +125,13 @@ directors' count of its active connections is printed as it falls, until it is 0
 --wait-inactive, the inactive entries too: TCP ones linger for the kernel's 2-minute TIME_WAIT,\n\
 UDP ones until their timeout) or until --timeout (exit status 6, with what is still open).\n\
 --remove takes it out of the table once drained.\n\
-The drain is kept on the director (/var/lib/lvsctl/LAB/drained.json): every later `up`, `status`\n\
-and boot keeps the real server drained and says so, until `lvsctl undrain`; `down` restores the\n\
-weights as always. One agent run per director, streaming (--output jsonl for programs).\n\
-Not yet for services keepalived runs (health checks or a sorry server): keepalived owns those\n\
-entries, and drain refuses them, changing nothing.\n\
+The drain is kept on the director (/var/lib/lvsctl/LAB/drained.json): every later `up` and boot\n\
+keeps the real server drained and says so, `status` shows it, `verify` expects nothing of it,\n\
+until `lvsctl undrain`; `down` restores the weights as always. One agent run per director,\n\
+streaming (--output jsonl for programs).\n\
+Services keepalived runs (health checks or a sorry server) are drained through keepalived: the\n\
+real server's weight parameter in its keepalived.conf becomes 0, then a reload (--remove is\n\
+refused there: keepalived keeps its real servers in the table).\n\
   lvsctl drain lab.toml web1 --timeout 120 && <maintenance> && lvsctl undrain lab.toml web1"
     )]
     Drain(DrainArgs),
