@@ -10,6 +10,7 @@ pub mod contract;
 pub mod doctor;
 pub mod exit;
 pub mod graph;
+pub mod import;
 pub mod inventory;
 pub mod judge;
 pub mod lab;
