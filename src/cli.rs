@@ -180,6 +180,21 @@ by lvsctl itself, no other program needed. The format follows --out's extension 
     #[command(subcommand)]
     Lab(LabCommand),
 
+    /// Write an inventory from what exists: saved ipvsadm rules (`ipvsadm-save -n`).
+    #[command(
+        long_about = "Write an inventory from an existing setup: the rules `ipvsadm-save -n` (or `ipvsadm -S -n`)\n\
+prints on a director. Every virtual service becomes a service (protocol, VIP and port, scheduler\n\
+and its flags, persistence and granularity, one-packet scheduling), every real server a host with\n\
+its weight, thresholds and forwarding method (which gives the mode). What the rules cannot know -\n\
+how lvsctl reaches each host, interface names, the director's own addresses - is a guess marked\n\
+CHANGE, as `lvsctl init` writes it. A service the inventory cannot take (a firewall-mark service:\n\
+its marking rules are not in ipvsadm's; real servers of mixed methods) is left out with its line,\n\
+and the import exits with status 8 (partial). A line that cannot be read is named, and nothing\n\
+is written (status 3).\n\
+  ipvsadm-save -n > rules && lvsctl import rules --out lab.toml && lvsctl check lab.toml"
+    )]
+    Import(ImportArgs),
+
     /// Write a commented starter inventory for a mode (to stdout, or to a file with --out).
     #[command(
         long_about = "Write a commented starter inventory: a client, a router (DR and TUN), a director and N real\n\
@@ -294,6 +309,28 @@ pub struct InitArgs {
     /// Write to FILE (refused when it exists) instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The file to read (`-` for standard input).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// What the file is (guessed from its content when left out).
+    #[arg(long, value_enum)]
+    pub format: Option<ImportFormat>,
+    /// Lab name (1-20 of a-z 0-9 -).
+    #[arg(long, default_value = "imported", value_name = "NAME")]
+    pub name: String,
+    /// Write to FILE (refused when it exists) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ImportFormat {
+    /// `ipvsadm-save -n` rules: -A and -a lines.
+    Ipvsadm,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

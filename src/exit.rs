@@ -15,6 +15,8 @@ pub const PARTIAL: u8 = 4;
 pub const UNREACHABLE: u8 = 5;
 /// A check did not pass: status drifted, verify failed, doctor found problems.
 pub const CHECK_FAILED: u8 = 6;
+/// `import` wrote an inventory without some of what it read (each said, with its line).
+pub const IMPORT_PARTIAL: u8 = 8;
 
 /// An error that carries its exit code through `anyhow`.
 #[derive(Debug, thiserror::Error)]

@@ -21,6 +21,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Graph(a) => commands::graph::run(a),
         Command::Lab(c) => commands::lab::run(c),
         Command::Init(a) => commands::init::run(a),
+        Command::Import(a) => commands::import::run(a),
         Command::Completions(a) => commands::docs::completions(a.shell),
         Command::Man(a) => commands::docs::man(a.page),
         Command::Schema(a) => commands::docs::schema(&a.command),

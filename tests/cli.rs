@@ -317,3 +317,44 @@ fn verify_refuses_options_it_cannot_honour_before_connecting() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+/// `import`: saved rules become an inventory `check` accepts; a left-out firewall-mark service
+/// makes the import partial (8), a bad line names itself and writes nothing (3), and an existing
+/// file is never overwritten. The README's example is what it prints.
+#[test]
+fn import_writes_an_inventory_check_accepts_and_says_what_it_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::write(
+        &rules,
+        "-A -t 192.168.188.100:80 -s rr\n\
+         -a -t 192.168.188.100:80 -r 10.10.0.81:80 -m -w 1\n\
+         -a -t 192.168.188.100:80 -r 10.10.0.82:8080 -m -w 1\n",
+    )
+    .unwrap();
+    let out = dir.path().join("lab.toml");
+    let o = lvsctl().arg("import").arg(&rules).args(["--name", "prod", "--out"]).arg(&out).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("wrote ") && err.contains("1 service imported; change every value marked CHANGE"), "{err}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("{ host = \"rs2\", weight = 1, port = 8080 }") && text.contains("CHANGE"), "{text}");
+    let c = lvsctl().arg("check").arg(&out).output().unwrap();
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    assert!(String::from_utf8_lossy(&c.stdout).contains("lab prod (nat mode) is valid: 3 hosts, 1 service"));
+    let again = lvsctl().arg("import").arg(&rules).arg("--out").arg(&out).output().unwrap();
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("never overwrites"));
+
+    std::fs::write(&rules, "-A -f 10 -s rr -p 300\n-a -f 10 -r 10.0.0.81:0 -g -w 1\n-A -u 10.0.0.100:53 -s rr\n-a -u 10.0.0.100:53 -r 10.0.0.81:53 -g -w 1\n").unwrap();
+    let o = lvsctl().arg("import").arg(&rules).output().unwrap();
+    assert_eq!(o.status.code(), Some(8), "partial: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("line 1: firewall-mark service 10"));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("port = 53"));
+
+    std::fs::write(&rules, "-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.0.2:80 -g -w lots\n").unwrap();
+    let o = lvsctl().arg("import").arg(&rules).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains(":2: -w lots: not a number") && err.contains("nothing was written"), "{err}");
+    assert!(o.stdout.is_empty());
+}

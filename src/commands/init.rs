@@ -8,9 +8,8 @@
 //! gives the director two interfaces, and only the real servers route through it.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 
 use crate::cli::{InitArgs, InitMode};
 
@@ -26,33 +25,14 @@ pub fn run(a: &InitArgs) -> anyhow::Result<u8> {
         bail!("--name: {what}: {help}");
     }
     let text = inventory(a.mode, a.real_servers, &a.name, a.lab);
-    match &a.out {
-        None => {
-            let mut out = std::io::stdout().lock();
-            match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
-                _ => {}
-            }
-        }
-        Some(path) => {
-            let mut f = match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    bail!(
-                        "{} exists: lvsctl init never overwrites a file (remove it, or choose another)",
-                        path.display()
-                    )
-                }
-                Err(e) => return Err(e).with_context(|| format!("cannot create {}", path.display())),
-            };
-            f.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
-            eprintln!(
-                "wrote {}: {}, then `lvsctl check {}`",
-                path.display(),
-                if a.lab { "try it with `lvsctl lab create`" } else { "change every value marked CHANGE" },
-                path.display()
-            );
-        }
+    super::write_new(&text, a.out.as_deref(), "init")?;
+    if let Some(path) = &a.out {
+        eprintln!(
+            "wrote {}: {}, then `lvsctl check {}`",
+            path.display(),
+            if a.lab { "try it with `lvsctl lab create`" } else { "change every value marked CHANGE" },
+            path.display()
+        );
     }
     Ok(crate::exit::OK)
 }

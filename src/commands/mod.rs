@@ -9,6 +9,7 @@ pub mod drain;
 pub mod failover;
 pub mod fleet;
 pub mod graph;
+pub mod import;
 pub mod init;
 pub mod lab;
 pub mod outcome;
@@ -249,4 +250,27 @@ impl Drop for Session {
         // Close the ssh master connections cleanly (dropping them would block on each).
         self.rt.block_on(self.pool.close());
     }
+}
+
+/// `text` to standard output (a reader that goes away is no error), or to `out`, which must not
+/// exist yet: `command` (`init`, `import`) never overwrites a file.
+pub fn write_new(text: &str, out: Option<&std::path::Path>, command: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use std::io::Write as _;
+    let Some(path) = out else {
+        let mut o = std::io::stdout().lock();
+        return match o.write_all(text.as_bytes()).and_then(|()| o.flush()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+            _ => Ok(()),
+        };
+    };
+    let mut f = match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => anyhow::bail!(
+            "{} exists: lvsctl {command} never overwrites a file (remove it, or choose another)",
+            path.display()
+        ),
+        Err(e) => return Err(e).with_context(|| format!("cannot create {}", path.display())),
+    };
+    f.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
 }

@@ -2,4 +2,5 @@
 //! ldirectord.cf, live hosts — read into an inventory. Each source format has a pure reader here
 //! that gives its services and real servers, or every problem with its line.
 
+pub mod inventory;
 pub mod ipvsadm;
