@@ -322,6 +322,10 @@ pub struct ImportArgs {
     /// Lab name (1-20 of a-z 0-9 -).
     #[arg(long, default_value = "imported", value_name = "NAME")]
     pub name: String,
+    /// Write it for `lvsctl lab create` (hosts on this machine; a client and a router added)
+    /// instead of for the machines the rules came from.
+    #[arg(long)]
+    pub lab: bool,
     /// Write to FILE (refused when it exists) instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,

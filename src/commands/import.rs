@@ -47,16 +47,17 @@ pub fn run(a: &ImportArgs) -> anyhow::Result<u8> {
             )
         })?,
     };
-    let imported = crate::import::inventory::inventory(&services, &a.name, &shown).map_err(|left_out| {
+    let imported = crate::import::inventory::inventory(&services, &a.name, &shown, a.lab).map_err(|left_out| {
         let lines: Vec<String> = left_out.iter().map(|l| format!("{shown}: {l}")).collect();
         Exit::new(exit::INVALID, format!("{}\nno service could be imported; nothing was written", lines.join("\n")))
     })?;
     super::write_new(&imported.text, a.out.as_deref(), "import")?;
     if let Some(path) = &a.out {
         eprintln!(
-            "wrote {}: {} imported; change every value marked CHANGE, then `lvsctl check {}`",
+            "wrote {}: {} imported; {}, then `lvsctl check {}`",
             path.display(),
             crate::plural(services.len() - imported.left_out.len(), "service"),
+            if a.lab { "try it with `lvsctl lab create`" } else { "change every value marked CHANGE" },
             path.display()
         );
     }

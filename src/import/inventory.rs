@@ -60,8 +60,9 @@ fn free_on(net: (IpAddr, u8), taken: &[IpAddr]) -> IpAddr {
 }
 
 /// The inventory for `services` (from `source`, named in its comments), lab `name`; what was left
-/// out when none of them could be imported.
-pub fn inventory(services: &[RuleService], name: &str, source: &str) -> Result<Imported, Vec<String>> {
+/// out when none of them could be imported. With `lab`, for `lvsctl lab create`: a client on a
+/// front segment of its own, a router between it and every subnet, management ssh addresses.
+pub fn inventory(services: &[RuleService], name: &str, source: &str, lab: bool) -> Result<Imported, Vec<String>> {
     let mut left_out = Vec::new();
     let mut kept: Vec<&RuleService> = Vec::new();
     for s in services {
@@ -132,14 +133,39 @@ pub fn inventory(services: &[RuleService], name: &str, source: &str) -> Result<I
             nets.push(n);
         }
     }
-    let taken: Vec<IpAddr> = vips.iter().chain(&rs).copied().collect();
+    let mut taken: Vec<IpAddr> = vips.iter().chain(&rs).copied().collect();
+    let director: Vec<(String, IpAddr, u8)> = nets
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let a = free_on(*n, &taken);
+            taken.push(a);
+            (format!("eth{i}"), a, n.1)
+        })
+        .collect();
+    let lab = lab.then(|| Layout::new(&nets, &mut taken));
+    // Real servers of a NAT service route through the director (lvsctl derives it).
+    let nat_rs: Vec<IpAddr> =
+        kept.iter().filter(|s| forward(s) == Forward::Masq).flat_map(|s| s.dests.iter().map(|d| d.address)).collect();
+    let change = |what: &str| if lab.is_some() { String::new() } else { format!("   # CHANGE: {what}") };
 
     let mut w = String::new();
     let _ = writeln!(w, "# lvsctl inventory imported by `lvsctl import` from {source}.");
     let _ = writeln!(w, "#");
-    let _ = writeln!(w, "# The services and real servers are the rules'. What the rules cannot know is a guess marked");
-    let _ = writeln!(w, "# CHANGE: how lvsctl reaches each host (ssh), the interface names, the director's addresses");
-    let _ = writeln!(w, "# and the subnets' prefixes. Then `lvsctl check FILE` and `lvsctl plan FILE`.");
+    if lab.is_some() {
+        let _ =
+            writeln!(w, "# The services and real servers are the rules', on this machine: `lvsctl lab create FILE`");
+        let _ = writeln!(
+            w,
+            "# builds the hosts (a client and a router added), then `lvsctl up FILE`, `lvsctl verify FILE`."
+        );
+    } else {
+        let _ =
+            writeln!(w, "# The services and real servers are the rules'. What the rules cannot know is a guess marked");
+        let _ =
+            writeln!(w, "# CHANGE: how lvsctl reaches each host (ssh), the interface names, the director's addresses");
+        let _ = writeln!(w, "# and the subnets' prefixes. Then `lvsctl check FILE` and `lvsctl plan FILE`.");
+    }
     for l in &left_out {
         let _ = writeln!(w, "# Left out: {l}");
     }
@@ -148,23 +174,85 @@ pub fn inventory(services: &[RuleService], name: &str, source: &str) -> Result<I
     let _ = writeln!(w, "mode = {mode:?}");
     let _ = writeln!(w);
     let _ = writeln!(w, "[ssh]");
-    let _ = writeln!(w, "user = \"root\"   # CHANGE: your login user; with a non-root user, add become = \"sudo\"");
-    let _ = writeln!(w, "host_key = \"accept-new\"");
+    match &lab {
+        Some(_) => {
+            let _ = writeln!(w, "host_key = \"strict\"   # the lab trusts its hosts' keys through its own ssh_config");
+        }
+        None => {
+            let _ =
+                writeln!(w, "user = \"root\"   # CHANGE: your login user; with a non-root user, add become = \"sudo\"");
+            let _ = writeln!(w, "host_key = \"accept-new\"");
+        }
+    }
+    let ifs_line = |ifs: &[(String, Vec<String>)]| -> String {
+        let list: Vec<String> = ifs
+            .iter()
+            .map(|(d, a)| format!("{d} = [{}]", a.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(", ")))
+            .collect();
+        format!("interfaces = {{ {} }}", list.join(", "))
+    };
+    let gateway_line = |gws: &[IpAddr]| -> Option<String> {
+        match gws {
+            [] => None,
+            [one] => Some(format!("gateway = \"{one}\"")),
+            many => {
+                Some(format!("gateway = [{}]", many.iter().map(|g| format!("\"{g}\"")).collect::<Vec<_>>().join(", ")))
+            }
+        }
+    };
+    if let Some(l) = &lab {
+        let _ = writeln!(w);
+        let _ = writeln!(w, "[hosts.client]");
+        let _ = writeln!(w, "role = \"client\"");
+        let _ = writeln!(w, "ssh = \"{MGMT}.6\"");
+        let _ = writeln!(w, "{}", gateway_line(&l.front_gateways()).expect("a front subnet"));
+        let _ = writeln!(w, "{}", ifs_line(&[("eth0".into(), l.front_addresses(6))]));
+        let _ = writeln!(w);
+        let _ = writeln!(w, "[hosts.router]");
+        let _ = writeln!(w, "role = \"router\"");
+        let _ = writeln!(w, "ssh = \"{MGMT}.200\"");
+        let mut ifs: Vec<(String, Vec<String>)> =
+            l.router.iter().enumerate().map(|(i, (a, p))| (format!("eth{i}"), vec![format!("{a}/{p}")])).collect();
+        ifs.push((format!("eth{}", l.router.len()), l.front_addresses(200)));
+        let _ = writeln!(w, "{}", ifs_line(&ifs));
+    }
     let _ = writeln!(w);
     let _ = writeln!(w, "[hosts.lvs]");
     let _ = writeln!(w, "role = \"director\"");
-    let ifs: Vec<(String, IpAddr, u8)> =
-        nets.iter().enumerate().map(|(i, n)| (format!("eth{i}"), free_on(*n, &taken), n.1)).collect();
-    let _ = writeln!(w, "ssh = \"{}\"   # CHANGE: how lvsctl reaches the director", ifs[0].1);
-    let list: Vec<String> = ifs.iter().map(|(d, a, p)| format!("{d} = [\"{a}/{p}\"]")).collect();
-    let _ = writeln!(w, "interfaces = {{ {} }}   # CHANGE: its interfaces and addresses", list.join(", "));
-    for a in &rs {
-        let (_, p) = subnet(*a);
+    match &lab {
+        Some(l) => {
+            let _ = writeln!(w, "ssh = \"{MGMT}.8\"");
+            if let Some(g) = gateway_line(&l.gateways_on(&nets)) {
+                let _ = writeln!(w, "{g}");
+            }
+        }
+        None => {
+            let _ = writeln!(w, "ssh = \"{}\"{}", director[0].1, change("how lvsctl reaches the director"));
+        }
+    }
+    let ifs: Vec<(String, Vec<String>)> =
+        director.iter().map(|(d, a, p)| (d.clone(), vec![format!("{a}/{p}")])).collect();
+    let _ = writeln!(w, "{}{}", ifs_line(&ifs), change("its interfaces and addresses"));
+    for (i, a) in rs.iter().enumerate() {
+        let net = subnet(*a);
         let _ = writeln!(w);
         let _ = writeln!(w, "[hosts.{}]", rs_name(*a));
         let _ = writeln!(w, "role = \"real-server\"");
-        let _ = writeln!(w, "ssh = \"{a}\"   # CHANGE: how lvsctl reaches it");
-        let _ = writeln!(w, "interfaces = {{ eth0 = [\"{a}/{p}\"] }}   # CHANGE: its interface name and prefix");
+        match &lab {
+            Some(l) => {
+                let _ = writeln!(w, "ssh = \"{MGMT}.{}\"", 10 + i);
+                if !nat_rs.contains(a)
+                    && let Some(g) = gateway_line(&l.gateways_on(&[net]))
+                {
+                    let _ = writeln!(w, "{g}");
+                }
+            }
+            None => {
+                let _ = writeln!(w, "ssh = \"{a}\"{}", change("how lvsctl reaches it"));
+            }
+        }
+        let ifs = [("eth0".to_string(), vec![format!("{a}/{}", net.1)])];
+        let _ = writeln!(w, "{}{}", ifs_line(&ifs), change("its interface name and prefix"));
     }
     for s in &kept {
         let ServiceKey::Addr { protocol, addr, port } = s.key else { unreachable!("marks were left out") };
@@ -217,7 +305,100 @@ pub fn inventory(services: &[RuleService], name: &str, source: &str) -> Result<I
             .collect();
         let _ = writeln!(w, "real_servers = [{}]", list.join(", "));
     }
+    if let Some(l) = &lab {
+        let _ = writeln!(w);
+        let _ = writeln!(w, "[lab]");
+        let mut segs: Vec<String> = Vec::new();
+        for (k, n) in nets.iter().enumerate() {
+            let mut members = vec![format!("\"router:eth{k}\""), format!("\"lvs:eth{k}\"")];
+            members.extend(rs.iter().filter(|a| subnet(**a) == *n).map(|a| format!("\"{}:eth0\"", rs_name(*a))));
+            segs.push(format!("net{k} = [{}]", members.join(", ")));
+        }
+        segs.push(format!("front = [\"client:eth0\", \"router:eth{}\"]", l.router.len()));
+        let _ = writeln!(w, "segments = {{ {} }}", segs.join(", "));
+    }
     Ok(Imported { text: w, left_out })
+}
+
+/// The lab's management subnet (the ssh addresses), as `lvsctl init --lab` writes it.
+const MGMT: &str = "10.250.0";
+
+/// What `--lab` adds: the router's address on each subnet, and the client's front subnets.
+struct Layout {
+    router: Vec<(IpAddr, u8)>,
+    front4: IpAddr,
+    front6: Option<IpAddr>,
+}
+
+impl Layout {
+    fn new(nets: &[(IpAddr, u8)], taken: &mut Vec<IpAddr>) -> Layout {
+        let router = nets
+            .iter()
+            .map(|n| {
+                let a = free_on(*n, taken);
+                taken.push(a);
+                (a, n.1)
+            })
+            .collect();
+        let front4 = (10..=250u8)
+            .map(|k| IpAddr::from([192, 168, k, 0]))
+            .find(|f| !nets.contains(&(*f, 24)))
+            .unwrap_or(IpAddr::from([192, 168, 251, 0]));
+        let front6 = nets.iter().any(|n| n.0.is_ipv6()).then(|| {
+            (0x10..=0xffu16)
+                .map(|k| IpAddr::from([0xfd00, k, 0, 0, 0, 0, 0, 0]))
+                .find(|f| !nets.contains(&(*f, 64)))
+                .unwrap_or(IpAddr::from([0xfd00, 0x100, 0, 0, 0, 0, 0, 0]))
+        });
+        Layout { router, front4, front6 }
+    }
+
+    /// Host number `n` on the front subnets, with their prefixes.
+    fn front_addresses(&self, n: u8) -> Vec<String> {
+        let mut v = vec![format!("{}/24", host_on(self.front4, n))];
+        if let Some(f) = self.front6 {
+            v.push(format!("{}/64", host_on(f, n)));
+        }
+        v
+    }
+
+    /// The router on the front subnets: the client's gateways.
+    fn front_gateways(&self) -> Vec<IpAddr> {
+        std::iter::once(self.front4).chain(self.front6).map(|f| host_on(f, 200)).collect()
+    }
+
+    /// The router's address on the first IPv4 and the first IPv6 of `on`: a host's gateways.
+    fn gateways_on(&self, on: &[(IpAddr, u8)]) -> Vec<IpAddr> {
+        let mut v = Vec::new();
+        for six in [false, true] {
+            if let Some((a, _)) =
+                self.router.iter().find(|(a, p)| a.is_ipv6() == six && on.contains(&subnet_of(*a, *p)))
+            {
+                v.push(*a);
+            }
+        }
+        v
+    }
+}
+
+fn subnet_of(a: IpAddr, _prefix: u8) -> (IpAddr, u8) {
+    subnet(a)
+}
+
+/// Host `n` of the /24 or /64 at `net`.
+fn host_on(net: IpAddr, n: u8) -> IpAddr {
+    match net {
+        IpAddr::V4(v) => {
+            let o = v.octets();
+            IpAddr::from([o[0], o[1], o[2], n])
+        }
+        IpAddr::V6(v) => {
+            // The same digits as the IPv4 host number (`::200`, not `::c8`).
+            let last = u16::from_str_radix(&n.to_string(), 16).unwrap_or(n as u16);
+            let s = v.segments();
+            IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, last])
+        }
+    }
 }
 
 #[cfg(test)]
@@ -272,26 +453,30 @@ mod tests {
                 let Ok(text) = std::fs::read_to_string(&file) else { continue };
                 let before = parse(&text).unwrap();
                 let marks = before.iter().filter(|s| matches!(s.key, ServiceKey::Mark { .. })).count();
-                let imported = match inventory(&before, "imported", "test") {
-                    Ok(i) => i,
-                    Err(left_out) => {
-                        assert_eq!((left_out.len(), marks), (before.len(), before.len()), "{}", file.display());
-                        continue;
-                    }
-                };
-                assert_eq!(imported.left_out.len(), marks, "{}: {:?}", file.display(), imported.left_out);
-                let l = crate::inventory::parse_str(std::path::Path::new("imported.toml"), &imported.text)
-                    .unwrap_or_else(|d| {
-                        panic!("{}: the imported inventory is invalid:\n{d}\n{}", file.display(), imported.text)
-                    });
-                let ctx = crate::plan::Context { agent_path: "/a".into(), templates: &templates };
-                let plans = crate::plan::plan(&l, &ctx).unwrap();
-                let lvs = plans.iter().find(|p| p.host == "lvs").expect("the director");
-                let files = crate::render::render_host(lvs, &ctx).unwrap();
-                let rules = files.iter().find(|f| f.name.ends_with("ipvsadm.rules")).expect("the rules file");
-                let after = parse(&rules.content).unwrap();
-                assert_eq!(rules_of(&after), rules_of(&before), "{}:\n{}", file.display(), imported.text);
-                done += 1;
+                for lab in [false, true] {
+                    let imported = match inventory(&before, "imported", "test", lab) {
+                        Ok(i) => i,
+                        Err(left_out) => {
+                            assert_eq!((left_out.len(), marks), (before.len(), before.len()), "{}", file.display());
+                            continue;
+                        }
+                    };
+                    assert_eq!(imported.left_out.len(), marks, "{}: {:?}", file.display(), imported.left_out);
+                    let l = crate::inventory::parse_str(std::path::Path::new("imported.toml"), &imported.text)
+                        .unwrap_or_else(|d| {
+                            panic!("{}: the imported inventory is invalid:\n{d}\n{}", file.display(), imported.text)
+                        });
+                    let ctx = crate::plan::Context { agent_path: "/a".into(), templates: &templates };
+                    let plans = crate::plan::plan(&l, &ctx).unwrap();
+                    let lvs = plans.iter().find(|p| p.host == "lvs").expect("the director");
+                    let files = crate::render::render_host(lvs, &ctx).unwrap();
+                    let rules = files.iter().find(|f| f.name.ends_with("ipvsadm.rules")).expect("the rules file");
+                    let after = parse(&rules.content).unwrap();
+                    assert_eq!(rules_of(&after), rules_of(&before), "{}:\n{}", file.display(), imported.text);
+                    assert_eq!(l.lab.is_some(), lab, "{}", imported.text);
+                    assert_eq!(imported.text.contains("CHANGE"), !lab, "{}", imported.text);
+                    done += 1;
+                }
             }
         }
         assert!(done >= 5, "{done} rules files");
