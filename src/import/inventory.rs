@@ -371,18 +371,12 @@ impl Layout {
     fn gateways_on(&self, on: &[(IpAddr, u8)]) -> Vec<IpAddr> {
         let mut v = Vec::new();
         for six in [false, true] {
-            if let Some((a, _)) =
-                self.router.iter().find(|(a, p)| a.is_ipv6() == six && on.contains(&subnet_of(*a, *p)))
-            {
+            if let Some((a, _)) = self.router.iter().find(|(a, _)| a.is_ipv6() == six && on.contains(&subnet(*a))) {
                 v.push(*a);
             }
         }
         v
     }
-}
-
-fn subnet_of(a: IpAddr, _prefix: u8) -> (IpAddr, u8) {
-    subnet(a)
 }
 
 /// Host `n` of the /24 or /64 at `net`.

@@ -135,7 +135,7 @@ fn now_ms() -> u64 {
 
 /// The services of `plan` that `rs` serves, or those of `wanted` (each must be one of them).
 fn services_of(plan: &HostPlan, rs: &str, wanted: &[ServiceKey]) -> Result<Vec<ServiceKey>, Error> {
-    let serves: Vec<ServiceKey> = dests_of(plan, rs, None).into_iter().fold(Vec::new(), |mut v, (k, _)| {
+    let serves: Vec<ServiceKey> = dests_of(plan, rs, None).into_iter().fold(Vec::new(), |mut v, (k, _, _)| {
         if !v.contains(&k) {
             v.push(k);
         }
@@ -150,19 +150,23 @@ fn services_of(plan: &HostPlan, rs: &str, wanted: &[ServiceKey]) -> Result<Vec<S
     Ok(if wanted.is_empty() { serves } else { wanted.to_vec() })
 }
 
-/// The IPVS destinations `rs` is in this host's plan (of `services`, or all): those lvsctl
-/// programs, and those of the services keepalived runs.
-fn dests_of(plan: &HostPlan, rs: &str, services: Option<&[ServiceKey]>) -> Vec<(ServiceKey, crate::ipvs::DestKey)> {
+/// The IPVS destinations `rs` is in this host's plan (of `services`, or all), with their planned
+/// weights: those lvsctl programs, and those of the services keepalived runs.
+fn dests_of(
+    plan: &HostPlan,
+    rs: &str,
+    services: Option<&[ServiceKey]>,
+) -> Vec<(ServiceKey, crate::ipvs::DestKey, u32)> {
     let wanted = |k: &ServiceKey| services.is_none_or(|s| s.contains(k));
     let mut out = Vec::new();
     for spec in plan.ipvs.iter().filter(|s| wanted(&s.ipvs.key())) {
         for d in spec.destinations.iter().filter(|d| d.host == rs) {
-            out.push((spec.ipvs.key(), crate::resource::ipvs_dest::key(d)));
+            out.push((spec.ipvs.key(), crate::resource::ipvs_dest::key(d), d.weight));
         }
     }
     for vs in plan.keepalived.iter().flat_map(|k| &k.virtual_servers).filter(|vs| wanted(&vs.key())) {
         for r in vs.real_servers.iter().filter(|r| r.host == rs) {
-            out.push((vs.key(), crate::ipvs::DestKey { addr: r.address, port: r.port }));
+            out.push((vs.key(), crate::ipvs::DestKey { addr: r.address, port: r.port }, r.weight));
         }
     }
     out
@@ -172,7 +176,7 @@ fn dests_of(plan: &HostPlan, rs: &str, services: Option<&[ServiceKey]>) -> Vec<(
 fn connections<S: System>(sys: &mut S, plan: &HostPlan, rs: &str, services: &[ServiceKey]) -> io::Result<(u32, u32)> {
     let table = sys.ipvs_table()?;
     let (mut active, mut inactive) = (0, 0);
-    for (svc, dest) in dests_of(plan, rs, Some(services)) {
+    for (svc, dest, _) in dests_of(plan, rs, Some(services)) {
         let live = table.iter().find(|t| t.entry.key == svc).and_then(|t| t.dests.iter().find(|x| x.key == dest));
         if let Some(l) = live {
             active += l.active_conns;
@@ -186,17 +190,7 @@ fn connections<S: System>(sys: &mut S, plan: &HostPlan, rs: &str, services: &[Se
 /// weights again; whether they have (keepalived keeps a real server whose check fails at 0, or
 /// out of the table).
 fn await_planned_weights<S: System>(sys: &mut S, plan: &HostPlan, rs: &str, services: &[ServiceKey]) -> bool {
-    let mut want: Vec<(ServiceKey, crate::ipvs::DestKey, u32)> = Vec::new();
-    for spec in plan.ipvs.iter().filter(|s| services.contains(&s.ipvs.key())) {
-        for d in spec.destinations.iter().filter(|d| d.host == rs) {
-            want.push((spec.ipvs.key(), crate::resource::ipvs_dest::key(d), d.weight));
-        }
-    }
-    for vs in plan.keepalived.iter().flat_map(|k| &k.virtual_servers).filter(|vs| services.contains(&vs.key())) {
-        for r in vs.real_servers.iter().filter(|r| r.host == rs) {
-            want.push((vs.key(), crate::ipvs::DestKey { addr: r.address, port: r.port }, r.weight));
-        }
-    }
+    let want = dests_of(plan, rs, Some(services));
     let deadline = Instant::now() + KEEPALIVED_APPLY;
     loop {
         let Ok(table) = sys.ipvs_table() else { return false };
@@ -229,14 +223,14 @@ fn await_weight_zero<S: System>(sys: &mut S, plan: &HostPlan, rs: &str, services
         let table = sys.ipvs_table().map_err(Error::Ipvs)?;
         let taking: Vec<String> = dests
             .iter()
-            .filter(|(svc, dest)| {
+            .filter(|(svc, dest, _)| {
                 table
                     .iter()
                     .find(|t| t.entry.key == *svc)
                     .and_then(|t| t.dests.iter().find(|x| x.key == *dest))
                     .is_some_and(|x| x.config.weight > 0)
             })
-            .map(|(svc, dest)| format!("{dest} of {svc}"))
+            .map(|(svc, dest, _)| format!("{dest} of {svc}"))
             .collect();
         if taking.is_empty() {
             return Ok(());
