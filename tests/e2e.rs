@@ -1336,15 +1336,20 @@ fn e2e_rendered_files_alone() {
 }
 
 /// `lvsctl render` into `dir`, and each host's tree copied to its `/` as the README says
-/// (`tar -C DIR/HOST -c . | ssh HOST tar -C / -x`).
+/// (`cd DIR/HOST && find . -type f | tar -c -T - | ssh HOST tar -C / -x`): files only, since tar
+/// makes every directory it unpacks 0700 for a moment, `/` too, which locked other labs' non-root
+/// logins out of the shared root.
 fn install_rendered(l: &Lab, dir: &Path) {
     l.ok(&["render", "--out", dir.to_str().unwrap()]);
     for h in &l.hosts() {
         let script = format!("usr/local/sbin/lvsctl-{}.sh", l.lab.name);
         assert!(dir.join(h).join(&script).exists(), "{h}: no script rendered");
-        let tree = Command::new("tar").arg("-C").arg(dir.join(h)).args(["-c", "."]).output().unwrap();
-        assert!(tree.status.success());
-        l.pipe(h, &["tar", "-C", "/", "-x", "--no-same-owner", "--no-overwrite-dir"], &tree.stdout);
+        let tree =
+            Command::new("sh").args(["-c", "find . -type f | tar -c -T -"]).current_dir(dir.join(h)).output().unwrap();
+        assert!(tree.status.success(), "{}", text(&tree));
+        let root_mode = l.sh(h, "stat -c %a /");
+        l.pipe(h, &["tar", "-C", "/", "-x", "--no-same-owner"], &tree.stdout);
+        assert_eq!(l.sh(h, "stat -c %a /"), root_mode, "{h}: copying the files changed the mode of /");
     }
 }
 

@@ -77,7 +77,7 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<u8> {
         );
     } else if let Some(dir) = &args.out {
         eprintln!(
-            "each host's files are in {}/HOST/ as paths on the host: copy the tree to its / (e.g. `tar -C {0}/HOST -c . | ssh root@HOST tar -C / -x`), then `systemctl daemon-reload && systemctl enable --now {}`",
+            "each host's files are in {}/HOST/ as paths on the host: copy its files to its / (e.g. `cd {0}/HOST && find . -type f | tar -c -T - | ssh root@HOST tar -C / -x`; files only: tar resets the mode of every directory it unpacks, / itself for `.`), then `systemctl daemon-reload && systemctl enable --now {}`",
             dir.display(),
             crate::paths::unit_name(&lab.name)
         );
