@@ -180,19 +180,23 @@ by lvsctl itself, no other program needed. The format follows --out's extension 
     #[command(subcommand)]
     Lab(LabCommand),
 
-    /// Write an inventory from what exists: saved ipvsadm rules (`ipvsadm-save -n`).
-    #[command(
-        long_about = "Write an inventory from an existing setup: the rules `ipvsadm-save -n` (or `ipvsadm -S -n`)\n\
-prints on a director. Every virtual service becomes a service (protocol, VIP and port, scheduler\n\
-and its flags, persistence and granularity, one-packet scheduling), every real server a host with\n\
-its weight, thresholds and forwarding method (which gives the mode). What the rules cannot know -\n\
-how lvsctl reaches each host, interface names, the director's own addresses - is a guess marked\n\
-CHANGE, as `lvsctl init` writes it. A service the inventory cannot take (a firewall-mark service:\n\
-its marking rules are not in ipvsadm's; real servers of mixed methods) is left out with its line,\n\
-and the import exits with status 8 (partial). A line that cannot be read is named, and nothing\n\
-is written (status 3).\n\
-  ipvsadm-save -n > rules && lvsctl import rules --out lab.toml && lvsctl check lab.toml"
-    )]
+    /// Write an inventory from what exists: saved ipvsadm rules, a keepalived.conf.
+    #[command(long_about = "Write an inventory from an existing setup: the rules `ipvsadm-save -n` prints on a\n\
+director, or a keepalived.conf (the format is guessed from the content; --format says it).\n\
+Every virtual service becomes a service (protocol, VIP and port, scheduler and its flags,\n\
+persistence and granularity, one-packet scheduling), every real server a host with its weight,\n\
+thresholds and forwarding method (which gives the mode). From keepalived.conf also: each real\n\
+server's check (TCP_CHECK, HTTP_GET, SSL_GET as HTTP), the sorry server, inhibit_on_failure as\n\
+quiesce, the vrrp_instances as an [ha] pair (the other director's priority a guess), the sync\n\
+daemon, lvs_timeouts; `include` files, `$NAME` definitions and `@ID` lines (with --config-id)\n\
+are resolved as keepalived does. What the source cannot know - how lvsctl reaches each host,\n\
+interface names, the directors' own addresses - is a guess marked CHANGE, as `lvsctl init`\n\
+writes it. What the inventory cannot say (a firewall mark's rules, real servers of mixed\n\
+methods, MISC_CHECK, quorum, digests, ...) is listed with its file and line, and the import\n\
+exits with status 8 (partial). A line that cannot be read is named, and nothing is written\n\
+(status 3).\n\
+  ipvsadm-save -n > rules && lvsctl import rules --out lab.toml && lvsctl check lab.toml\n\
+  lvsctl import /etc/keepalived/keepalived.conf --lab --out lab.toml && lvsctl lab create lab.toml")]
     Import(ImportArgs),
 
     /// Write a commented starter inventory for a mode (to stdout, or to a file with --out).
@@ -326,6 +330,10 @@ pub struct ImportArgs {
     /// instead of for the machines the rules came from.
     #[arg(long)]
     pub lab: bool,
+    /// keepalived.conf: the config id keepalived runs with (`keepalived -i ID`), which decides
+    /// its `@ID` and `@^ID` lines.
+    #[arg(long, value_name = "ID")]
+    pub config_id: Option<String>,
     /// Write to FILE (refused when it exists) instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -335,6 +343,8 @@ pub struct ImportArgs {
 pub enum ImportFormat {
     /// `ipvsadm-save -n` rules: -A and -a lines.
     Ipvsadm,
+    /// keepalived.conf: virtual_server blocks, vrrp_instance blocks, global_defs.
+    Keepalived,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

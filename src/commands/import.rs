@@ -2,6 +2,7 @@
 //! `lvsctl init` writes one, with what could not be imported said, each with its line.
 
 use std::io::Read as _;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
@@ -33,22 +34,42 @@ pub fn run(a: &ImportArgs) -> anyhow::Result<u8> {
                 exit::INVALID,
                 format!(
                     "{shown}: cannot tell what it is: lvsctl import reads saved ipvsadm rules (`ipvsadm-save -n`: \
-                     -A and -a lines) so far; keepalived.conf and ldirectord.cf are not read yet"
+                     -A and -a lines) and keepalived.conf (give --format when the guess is wrong); ldirectord.cf \
+                     is not read yet"
                 ),
             )
         })?,
     };
-    let services = match format {
-        ImportFormat::Ipvsadm => crate::import::ipvsadm::parse(&text).map_err(|errors| {
-            let lines: Vec<String> = errors.iter().map(|e| format!("{shown}:{}: {}", e.line, e.message)).collect();
-            Exit::new(
-                exit::INVALID,
-                format!("{}\n{}; nothing was written", lines.join("\n"), crate::plural(errors.len(), "line")),
-            )
-        })?,
+    let located = |errors: Vec<(String, String)>| {
+        let lines: Vec<String> = errors.iter().map(|(at, m)| format!("{at}: {m}")).collect();
+        Exit::new(
+            exit::INVALID,
+            format!("{}\n{}; nothing was written", lines.join("\n"), crate::plural(errors.len(), "error")),
+        )
     };
-    let imported = crate::import::inventory::inventory(&services, &a.name, &shown, a.lab).map_err(|left_out| {
-        let lines: Vec<String> = left_out.iter().map(|l| format!("{shown}: {l}")).collect();
+    let setup = match format {
+        ImportFormat::Ipvsadm => {
+            let services = crate::import::ipvsadm::parse(&text, &shown).map_err(|errors| {
+                located(errors.into_iter().map(|e| (format!("{shown}:{}", e.line), e.message)).collect())
+            })?;
+            crate::import::model::Setup { services, ..Default::default() }
+        }
+        ImportFormat::Keepalived => {
+            use crate::import::keepalived::conf;
+            let open = |p: &Path| -> std::io::Result<String> {
+                let mut t = String::new();
+                std::fs::File::open(p)?.take(MAX_BYTES).read_to_string(&mut t)?;
+                Ok(t)
+            };
+            let reading = conf::Reading { config_id: a.config_id.as_deref(), open: &open, glob: &glob };
+            let dir = if shown == "-" { None } else { Some(a.file.parent().unwrap_or(Path::new("."))) };
+            let nodes = conf::read(&text, &shown, dir, &reading)
+                .map_err(|errors| located(errors.into_iter().map(|e| (e.at.to_string(), e.message)).collect()))?;
+            let own = text.starts_with("# Written by lvsctl for director ");
+            crate::import::keepalived::interpret(&nodes, own)
+        }
+    };
+    let imported = crate::import::inventory::inventory(&setup, &a.name, &shown, a.lab).map_err(|lines| {
         Exit::new(exit::INVALID, format!("{}\nno service could be imported; nothing was written", lines.join("\n")))
     })?;
     super::write_new(&imported.text, a.out.as_deref(), "import")?;
@@ -56,20 +77,74 @@ pub fn run(a: &ImportArgs) -> anyhow::Result<u8> {
         eprintln!(
             "wrote {}: {} imported; {}, then `lvsctl check {}`",
             path.display(),
-            crate::plural(services.len() - imported.left_out.len(), "service"),
+            crate::plural(imported.services, "service"),
             if a.lab { "try it with `lvsctl lab create`" } else { "change every value marked CHANGE" },
             path.display()
         );
     }
     for l in &imported.left_out {
-        eprintln!("left out: {shown}: {l}");
+        eprintln!("left out: {l}");
     }
     Ok(if imported.left_out.is_empty() { exit::OK } else { exit::IMPORT_PARTIAL })
 }
 
 /// What `text` is, from its first line that says anything.
 fn guess(text: &str) -> Option<ImportFormat> {
-    let first = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#'))?;
-    (first.starts_with("-A ") || first.starts_with("-a ") || first.starts_with("--add-service"))
-        .then_some(ImportFormat::Ipvsadm)
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))?;
+    if first.starts_with("-A ") || first.starts_with("-a ") || first.starts_with("--add-service") {
+        return Some(ImportFormat::Ipvsadm);
+    }
+    // keepalived.conf's top-level keywords.
+    let keepalived = [
+        "global_defs",
+        "vrrp_instance",
+        "vrrp_sync_group",
+        "vrrp_script",
+        "virtual_server",
+        "virtual_server_group",
+        "include",
+        "child_wait_time",
+        "static_ipaddress",
+        "net_namespace",
+    ];
+    // `@ID keyword ...` is a conditional line: its keyword is the second word.
+    let w = if first.starts_with('@') { first.split_whitespace().nth(1) } else { first.split_whitespace().next() };
+    let keyword = |w: Option<&str>| w.is_some_and(|w| keepalived.contains(&w) || w.starts_with('$'));
+    keyword(w).then_some(ImportFormat::Keepalived)
+}
+
+/// The files `pattern` names, sorted; a pattern's wildcards (`*`, `?`) in its last part only.
+fn glob(pattern: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let name = pattern.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if !name.contains(['*', '?', '[']) {
+        return Ok(if pattern.exists() { vec![pattern.to_path_buf()] } else { vec![] });
+    }
+    let dir = pattern.parent().unwrap_or(Path::new("."));
+    if dir.to_string_lossy().contains(['*', '?', '[']) {
+        return Err(std::io::Error::other("wildcards in a directory of the pattern are not read; name the directory"));
+    }
+    if name.contains('[') {
+        return Err(std::io::Error::other("[...] in a pattern is not read; use * and ?"));
+    }
+    let mut found: Vec<PathBuf> = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let n = e.file_name().to_string_lossy().into_owned();
+        if !n.starts_with('.') && matches(name.as_bytes(), n.as_bytes()) && e.path().is_file() {
+            found.push(e.path());
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// A shell-style match of `*` and `?`.
+fn matches(p: &[u8], s: &[u8]) -> bool {
+    match (p.first(), s.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => matches(&p[1..], s) || (!s.is_empty() && matches(p, &s[1..])),
+        (Some(b'?'), Some(_)) => matches(&p[1..], &s[1..]),
+        (Some(a), Some(b)) if a == b => matches(&p[1..], &s[1..]),
+        _ => false,
+    }
 }

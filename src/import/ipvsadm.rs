@@ -4,37 +4,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use super::model::{Dest, Loc, Service};
 use crate::ipvs::{Forward, Netmask, Protocol, ServiceKey};
-
-/// A virtual service of the rules, with its real servers in file order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleService {
-    /// Where its `-A` line is (1-based).
-    pub line: usize,
-    pub key: ServiceKey,
-    pub scheduler: String,
-    /// `-b`: the scheduler's flags (`sh-fallback`, `sh-port`, `mh-fallback`, `mh-port`, `flag-1`…).
-    pub flags: Vec<String>,
-    /// `-p`: persistence in seconds; 0 = none.
-    pub persistence: u32,
-    /// `-M`: the persistence granularity, when given.
-    pub netmask: Option<Netmask>,
-    /// `-o`: one-packet scheduling.
-    pub one_packet: bool,
-    pub dests: Vec<RuleDest>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleDest {
-    pub line: usize,
-    pub address: IpAddr,
-    /// 0 for a firewall-mark service (the packet's port is kept).
-    pub port: u16,
-    pub forward: Forward,
-    pub weight: u32,
-    pub u_threshold: u32,
-    pub l_threshold: u32,
-}
 
 /// A line the rules cannot be read from, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,9 +20,11 @@ impl std::fmt::Display for ParseError {
     }
 }
 
-/// The services of `text`, or every line that could not be read.
-pub fn parse(text: &str) -> Result<Vec<RuleService>, Vec<ParseError>> {
-    let mut services: Vec<RuleService> = Vec::new();
+/// The services of `text` (read from `file`, which locations name), or every line that could not
+/// be read.
+pub fn parse(text: &str, file: &str) -> Result<Vec<Service>, Vec<ParseError>> {
+    let at = |line| Loc { file: file.to_string(), line };
+    let mut services: Vec<Service> = Vec::new();
     let mut errors = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
@@ -60,7 +33,7 @@ pub fn parse(text: &str) -> Result<Vec<RuleService>, Vec<ParseError>> {
             continue;
         }
         let result = match words[0] {
-            "-A" | "--add-service" => service(line, &words[1..]).map(|s| {
+            "-A" | "--add-service" => service(at(line), &words[1..]).map(|s| {
                 if services.iter().any(|x| x.key == s.key) {
                     Err(format!("{} is added twice (first on line {})", s.key, first_line(&services, &s.key)))
                 } else {
@@ -69,7 +42,7 @@ pub fn parse(text: &str) -> Result<Vec<RuleService>, Vec<ParseError>> {
                 }
             }),
             "-a" | "--add-server" => {
-                dest(line, &words[1..]).map(|(key, d)| match services.iter_mut().find(|s| s.key == key) {
+                dest(at(line), &words[1..]).map(|(key, d)| match services.iter_mut().find(|s| s.key == key) {
                     Some(s) if s.dests.iter().any(|x| x.address == d.address && x.port == d.port) => {
                         Err(format!("real server {} of {key} is added twice", SocketAddr::new(d.address, d.port)))
                     }
@@ -93,8 +66,8 @@ pub fn parse(text: &str) -> Result<Vec<RuleService>, Vec<ParseError>> {
     if errors.is_empty() { Ok(services) } else { Err(errors) }
 }
 
-fn first_line(services: &[RuleService], key: &ServiceKey) -> usize {
-    services.iter().find(|s| s.key == *key).map_or(0, |s| s.line)
+fn first_line(services: &[Service], key: &ServiceKey) -> usize {
+    services.iter().find(|s| s.key == *key).map_or(0, |s| s.at.line)
 }
 
 /// The words of one line, taken option by option.
@@ -165,19 +138,10 @@ fn service_key(w: &mut Words) -> Result<ServiceKey, String> {
     Ok(ServiceKey::addr(protocol, addr, port))
 }
 
-fn service(line: usize, words: &[&str]) -> Result<RuleService, String> {
+fn service(at: Loc, words: &[&str]) -> Result<Service, String> {
     let mut w = Words { words, at: 0 };
     let key = service_key(&mut w)?;
-    let mut s = RuleService {
-        line,
-        key,
-        scheduler: "wlc".into(),
-        flags: vec![],
-        persistence: 0,
-        netmask: None,
-        one_packet: false,
-        dests: vec![],
-    };
+    let mut s = Service::new(at, key);
     while let Some(opt) = w.next() {
         match opt {
             "-s" | "--scheduler" => s.scheduler = w.value(opt)?.to_string(),
@@ -200,15 +164,15 @@ fn service(line: usize, words: &[&str]) -> Result<RuleService, String> {
     Ok(s)
 }
 
-fn dest(line: usize, words: &[&str]) -> Result<(ServiceKey, RuleDest), String> {
+fn dest(at: Loc, words: &[&str]) -> Result<(ServiceKey, Dest), String> {
     let mut w = Words { words, at: 0 };
     let key = service_key(&mut w)?;
     let service_port = match key {
         ServiceKey::Addr { port, .. } => port,
         ServiceKey::Mark { .. } => 0,
     };
-    let mut d = RuleDest {
-        line,
+    let mut d = Dest {
+        at,
         address: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
         port: service_port,
         forward: Forward::Route,
@@ -261,7 +225,7 @@ mod tests {
                     # a comment someone added\n\
                     -A -t 10.0.0.1:80 -s wlc -p -M 255.255.255.0\n\
                     -a -t 10.0.0.1:80 -r 10.10.0.81 -m\n";
-        let s = parse(text).unwrap();
+        let s = parse(text, "rules").unwrap();
         assert_eq!(s.len(), 4);
         assert!(
             s[0].one_packet
@@ -272,7 +236,7 @@ mod tests {
         assert_eq!((s[2].persistence, s[2].netmask), (300, Some(Netmask::V6(64))));
         let d = &s[2].dests[0];
         assert_eq!((d.port, d.forward, d.weight, d.u_threshold, d.l_threshold), (0, Forward::Tunnel, 2, 100, 50));
-        assert_eq!((s[3].line, s[3].persistence), (9, 300), "-p alone is ipvsadm's 300 s");
+        assert_eq!((s[3].at.line, s[3].persistence), (9, 300), "-p alone is ipvsadm's 300 s");
         let d = &s[3].dests[0];
         assert_eq!((d.port, d.forward, d.weight), (80, Forward::Masq, 1), "the service's port, weight 1");
     }
@@ -288,7 +252,7 @@ mod tests {
                 let lab_name = lab.file_name().to_string_lossy().into_owned();
                 let file = host.path().join("etc/lvsctl").join(&lab_name).join("ipvsadm.rules");
                 let Ok(text) = std::fs::read_to_string(&file) else { continue };
-                let services = parse(&text).unwrap_or_else(|e| panic!("{}: {e:?}", file.display()));
+                let services = parse(&text, "rules").unwrap_or_else(|e| panic!("{}: {e:?}", file.display()));
                 let adds = text.lines().filter(|l| l.starts_with("-A ")).count();
                 let dests = text.lines().filter(|l| l.starts_with("-a ")).count();
                 assert_eq!(services.len(), adds, "{}", file.display());
@@ -312,7 +276,7 @@ mod tests {
                     -a -t 10.0.0.1:80 -r 10.10.0.9:80 -i --tun-type gue\n\
                     -A -f 0\n\
                     -a -t 10.0.0.1:80 -r 10.10.0.9:80 -w many\n";
-        let e = parse(text).unwrap_err();
+        let e = parse(text, "rules").unwrap_err();
         let lines: Vec<usize> = e.iter().map(|e| e.line).collect();
         assert_eq!(lines, [1, 3, 4, 5, 6, 7, 8, 9, 10], "{e:#?}");
         assert!(e[0].message.contains("clears the whole table"));

@@ -4,3 +4,5 @@
 
 pub mod inventory;
 pub mod ipvsadm;
+pub mod keepalived;
+pub mod model;
