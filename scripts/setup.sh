@@ -26,3 +26,16 @@ if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
     echo "setup: adding the Rust target x86_64-unknown-linux-musl"
     rustup target add x86_64-unknown-linux-musl
 fi
+
+# ldirectord's example configuration, which `lvsctl import`'s tests read: the package is fetched
+# (not installed: it would pull in perl modules and start nothing useful here) and unpacked.
+ld=/var/cache/lvsctl-tests/ldirectord
+if [ ! -f "$ld/usr/share/doc/ldirectord/examples/ldirectord.cf" ]; then
+    echo "setup: fetching ldirectord's example configuration (apt-get download ldirectord)"
+    mkdir -p "$ld"
+    tmp=$(mktemp -d)
+    chmod 755 "$tmp"
+    (cd "$tmp" && apt-get download -q ldirectord 2>/dev/null || { apt-get update -q && apt-get download -q ldirectord; })
+    dpkg-deb -x "$tmp"/ldirectord_*.deb "$ld"
+    rm -rf "$tmp"
+fi

@@ -180,16 +180,19 @@ by lvsctl itself, no other program needed. The format follows --out's extension 
     #[command(subcommand)]
     Lab(LabCommand),
 
-    /// Write an inventory from what exists: saved ipvsadm rules, a keepalived.conf.
+    /// Write an inventory from what exists: saved ipvsadm rules, keepalived.conf, ldirectord.cf.
     #[command(long_about = "Write an inventory from an existing setup: the rules `ipvsadm-save -n` prints on a\n\
-director, or a keepalived.conf (the format is guessed from the content; --format says it).\n\
+director, a keepalived.conf or an ldirectord.cf (the format is guessed from the content;\n\
+--format says it).\n\
 Every virtual service becomes a service (protocol, VIP and port, scheduler and its flags,\n\
 persistence and granularity, one-packet scheduling), every real server a host with its weight,\n\
 thresholds and forwarding method (which gives the mode). From keepalived.conf also: each real\n\
 server's check (TCP_CHECK, HTTP_GET, SSL_GET as HTTP), the sorry server, inhibit_on_failure as\n\
 quiesce, the vrrp_instances as an [ha] pair (the other director's priority a guess), the sync\n\
 daemon, lvs_timeouts; `include` files, `$NAME` definitions and `@ID` lines (with --config-id)\n\
-are resolved as keepalived does. What the source cannot know - how lvsctl reaches each host,\n\
+are resolved as keepalived does. From ldirectord.cf: virtual= blocks, real= lines (ranges\n\
+expanded), checktype connect or negotiate (http: request, receive), fallback, quiescent.\n\
+What the source cannot know - how lvsctl reaches each host,\n\
 interface names, the directors' own addresses - is a guess marked CHANGE, as `lvsctl init`\n\
 writes it. What the inventory cannot say (a firewall mark's rules, real servers of mixed\n\
 methods, MISC_CHECK, quorum, digests, ...) is listed with its file and line, and the import\n\
@@ -345,6 +348,8 @@ pub enum ImportFormat {
     Ipvsadm,
     /// keepalived.conf: virtual_server blocks, vrrp_instance blocks, global_defs.
     Keepalived,
+    /// ldirectord.cf: virtual= blocks with real= lines, global defaults.
+    Ldirectord,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

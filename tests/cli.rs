@@ -445,3 +445,56 @@ fn import_resolves_keepalived_includes_variables_and_conditionals() {
     let o = lvsctl().arg("import").arg(&conf).args(["--config-id", "small"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains("{ host = \"rs1\", weight = 2 }"));
 }
+
+/// ldirectord's example configuration as the package ships it, and with every sample block in it
+/// uncommented: imported with what it cannot say located, never a panic, and `check` accepts the
+/// inventory with `--lab`.
+#[test]
+fn import_reads_ldirectords_example() {
+    let example =
+        std::path::Path::new("/var/cache/lvsctl-tests/ldirectord/usr/share/doc/ldirectord/examples/ldirectord.cf");
+    assert!(
+        example.is_file(),
+        "{} is missing: scripts/setup.sh fetches it (apt-get download ldirectord)",
+        example.display()
+    );
+    let work = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(example).unwrap();
+    // Every sample block: `#virtual=...` and its `#\treal=...` lines without their `#`.
+    let every: String = shipped
+        .lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase() || c == '\t') => rest.to_string(),
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let every_path = work.path().join("every.cf");
+    std::fs::write(&every_path, &every).unwrap();
+    for (f, least) in [(example.to_path_buf(), 1), (every_path.clone(), 12)] {
+        let out = work.path().join(format!("{}.toml", f.file_name().unwrap().to_string_lossy()));
+        let o = lvsctl().arg("import").arg(&f).args(["--lab", "--out"]).arg(&out).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(8), "{}: partial (virtualhost, autoreload, …): {err}", f.display());
+        for l in err.lines().filter(|l| l.starts_with("left out: ")) {
+            assert!(l.starts_with(&format!("left out: {}:", f.display())), "an unlocated line: {l}");
+        }
+        let c = lvsctl().arg("check").arg(&out).output().unwrap();
+        let said = String::from_utf8_lossy(&c.stdout);
+        assert!(
+            c.status.success(),
+            "{}: check refuses the import:\n{}",
+            f.display(),
+            String::from_utf8_lossy(&c.stderr)
+        );
+        let services: usize =
+            said.split("hosts, ").nth(1).and_then(|x| x.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+        assert!(services >= least, "{}: {said}", f.display());
+    }
+    // What the examples hold that an inventory cannot: host names, the director as a real server.
+    let o = lvsctl().arg("import").arg(&every_path).arg("--lab").output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("real=sql01->sql03:3306: host names are not resolved"), "{err}");
+    assert!(err.contains("real server 127.0.0.1: the director itself"), "{err}");
+    assert!(err.contains("checktype=external") || err.contains("checktype=ping"), "{err}");
+}

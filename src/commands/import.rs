@@ -34,8 +34,7 @@ pub fn run(a: &ImportArgs) -> anyhow::Result<u8> {
                 exit::INVALID,
                 format!(
                     "{shown}: cannot tell what it is: lvsctl import reads saved ipvsadm rules (`ipvsadm-save -n`: \
-                     -A and -a lines) and keepalived.conf (give --format when the guess is wrong); ldirectord.cf \
-                     is not read yet"
+                     -A and -a lines), keepalived.conf and ldirectord.cf; give --format when the guess is wrong"
                 ),
             )
         })?,
@@ -68,6 +67,9 @@ pub fn run(a: &ImportArgs) -> anyhow::Result<u8> {
             let own = text.starts_with("# Written by lvsctl for director ");
             crate::import::keepalived::interpret(&nodes, own)
         }
+        ImportFormat::Ldirectord => crate::import::ldirectord::parse(&text, &shown).map_err(|errors| {
+            located(errors.into_iter().map(|e| (format!("{shown}:{}", e.line), e.message)).collect())
+        })?,
     };
     let imported = crate::import::inventory::inventory(&setup, &a.name, &shown, a.lab).map_err(|lines| {
         Exit::new(exit::INVALID, format!("{}\nno service could be imported; nothing was written", lines.join("\n")))
@@ -93,6 +95,14 @@ fn guess(text: &str) -> Option<ImportFormat> {
     let first = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))?;
     if first.starts_with("-A ") || first.starts_with("-a ") || first.starts_with("--add-service") {
         return Some(ImportFormat::Ipvsadm);
+    }
+    // ldirectord.cf: `key=value` lines, a virtual= block somewhere.
+    let ld_key = first.split_once('=').map(|(k, _)| k.trim()).filter(|k| !k.contains(char::is_whitespace));
+    if ld_key.is_some()
+        && !first.starts_with('$')
+        && text.lines().any(|l| l.split_once('=').is_some_and(|(k, _)| matches!(k.trim(), "virtual" | "virtual6")))
+    {
+        return Some(ImportFormat::Ldirectord);
     }
     // keepalived.conf's top-level keywords.
     let keepalived = [

@@ -79,6 +79,42 @@ pub fn inventory(setup: &Setup, name: &str, source: &str, lab: bool) -> Result<I
     let note = |notes: &mut Vec<Note>, at: &Loc, text: String| notes.push(Note { at: at.clone(), text });
     let mut kept: Vec<Service> = Vec::new();
     for s in &setup.services {
+        let mut s = s.clone();
+        // A real server on the director itself (ldirectord's `real=127.0.0.1:143`) is no host.
+        s.dests.retain(|d| {
+            let special = d.address.is_loopback() || d.address.is_unspecified() || d.address.is_multicast();
+            if special {
+                notes.push(Note {
+                    at: d.at.clone(),
+                    text: format!("real server {}: the director itself, which no host of an inventory is", d.address),
+                });
+            }
+            !special
+        });
+        if let (ServiceKey::Mark { fwmark, .. }, Some((a, p))) = (s.key, s.sorry) {
+            note(
+                &mut notes,
+                &s.at,
+                format!("sorry server {a}:{p} of firewall-mark service {fwmark}: an inventory has none for a mark yet"),
+            );
+            s.sorry = None;
+        }
+        if let ServiceKey::Addr { protocol: crate::ipvs::Protocol::Udp, .. } = s.key
+            && s.check.as_ref().is_some_and(|c| c.port.is_none())
+        {
+            note(&mut notes, &s.at, "a UDP service's check without a TCP port to connect to: not checked".into());
+            s.check = None;
+            s.quiesce = false;
+        }
+        if let Some(first) = kept.iter().find(|k| k.key == s.key) {
+            note(
+                &mut notes,
+                &s.at,
+                format!("{}: the same service as at {}; its real servers are not added", s.key, first.at),
+            );
+            continue;
+        }
+        let s = &s;
         let mut methods: Vec<Forward> = Vec::new();
         for d in &s.dests {
             if !methods.contains(&d.forward) {
@@ -138,6 +174,22 @@ pub fn inventory(setup: &Setup, name: &str, source: &str, lab: bool) -> Result<I
         if let Some(v) = (100..=250u8).map(|n| host_on(net.0, n)).find(|a| !in_use.contains(a)) {
             guessed.push(v);
             kept[i].mark_vips.push(v);
+        }
+    }
+    // A check must end before the next starts (the inventory refuses a timeout over the interval).
+    for s in &mut kept {
+        if let Some(c) = &mut s.check
+            && c.timeout > c.interval
+        {
+            note(
+                &mut notes,
+                &s.at,
+                format!(
+                    "its check's timeout ({} s) is longer than its interval ({} s), which an inventory refuses; timeout {} s written",
+                    c.timeout, c.interval, c.interval
+                ),
+            );
+            c.timeout = c.interval;
         }
     }
     let kept: Vec<&Service> = kept.iter().collect();
@@ -207,6 +259,20 @@ pub fn inventory(setup: &Setup, name: &str, source: &str, lab: bool) -> Result<I
             sorry_of.push(None);
             continue;
         };
+        // ldirectord's fallback to the director itself (127.0.0.1).
+        if addr.is_loopback() {
+            if directors.len() == 1 {
+                sorry_of.push(Some(directors[0].clone()));
+            } else {
+                note(
+                    &mut notes,
+                    &s.at,
+                    format!("sorry server {addr}: each director itself, which a pair's inventory cannot say"),
+                );
+                sorry_of.push(None);
+            }
+            continue;
+        }
         if let Some(h) = hosts.iter().find(|h| h.addrs.contains(&addr)) {
             if h.role == "sorry-server" {
                 sorry_of.push(Some(h.name.clone()));

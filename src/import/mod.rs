@@ -5,4 +5,5 @@
 pub mod inventory;
 pub mod ipvsadm;
 pub mod keepalived;
+pub mod ldirectord;
 pub mod model;
