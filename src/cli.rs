@@ -199,7 +199,13 @@ methods, MISC_CHECK, quorum, digests, ...) is listed with its file and line, and
 exits with status 8 (partial). A line that cannot be read is named, and nothing is written\n\
 (status 3).\n\
   ipvsadm-save -n > rules && lvsctl import rules --out lab.toml && lvsctl check lab.toml\n\
-  lvsctl import /etc/keepalived/keepalived.conf --lab --out lab.toml && lvsctl lab create lab.toml")]
+  lvsctl import /etc/keepalived/keepalived.conf --lab --out lab.toml && lvsctl lab create lab.toml\n\
+With --from-host [USER@]HOST it reads a live director instead (and with --real-server, live real\n\
+servers): its IPVS table, interfaces and addresses, gateway, net.ipv4.vs.* settings and IPVS\n\
+timeouts, through lvsctl's agent run once over SSH, changing nothing. The hosts read say\n\
+themselves in the inventory (interface names, addresses, gateways, ssh address: nothing to\n\
+CHANGE), so that `lvsctl up` of it on those hosts changes no kernel object it read.\n\
+  lvsctl import --from-host root@lvs --real-server web1 --real-server web2 --out lab.toml")]
     Import(ImportArgs),
 
     /// Write a commented starter inventory for a mode (to stdout, or to a file with --out).
@@ -321,8 +327,30 @@ pub struct InitArgs {
 #[derive(Args, Debug)]
 pub struct ImportArgs {
     /// The file to read (`-` for standard input).
-    #[arg(value_name = "FILE")]
-    pub file: PathBuf,
+    #[arg(value_name = "FILE", required_unless_present = "from_host", conflicts_with = "from_host")]
+    pub file: Option<PathBuf>,
+    /// Read a live director over SSH instead of a file: its IPVS table, addresses, gateway and
+    /// net.ipv4.vs.* settings, through lvsctl's agent run once (nothing on it is changed or left).
+    #[arg(long, value_name = "[USER@]HOST")]
+    pub from_host: Option<String>,
+    /// With --from-host: a real server to read too (its addresses and gateway), by the address
+    /// lvsctl reaches it at; repeat for each.
+    #[arg(long = "real-server", value_name = "[USER@]HOST", requires = "from_host")]
+    pub real_servers: Vec<String>,
+    /// With --from-host: run the agent through `sudo -n` (a non-root login user).
+    #[arg(long, requires = "from_host")]
+    pub sudo: bool,
+    /// With --from-host: add unknown hosts' keys to known_hosts on first contact (default:
+    /// every host's key must be there already).
+    #[arg(long, requires = "from_host")]
+    pub accept_new_host_keys: bool,
+    /// With --from-host: an ssh_config file for the connections.
+    #[arg(long, value_name = "FILE", env = "LVSCTL_SSH_CONFIG")]
+    pub ssh_config: Option<PathBuf>,
+    /// With --from-host: the static lvsctl binary run on the hosts (default: this binary, when
+    /// it is static).
+    #[arg(long, value_name = "FILE", env = "LVSCTL_AGENT_BINARY")]
+    pub agent_binary: Option<PathBuf>,
     /// What the file is (guessed from its content when left out).
     #[arg(long, value_enum)]
     pub format: Option<ImportFormat>,

@@ -1247,6 +1247,133 @@ fn e2e_import_lab_from_rules() {
     ph.done("down");
 }
 
+/// A director set up by hand (`ip addr`, `ipvsadm`) and real servers set up as `lvs_dr_rs.sh`
+/// does (ARP sysctls on lo and all, the VIP on lo:0), read back with `import --from-host`: the
+/// inventory says each host as it is, so `up` of it on those hosts changes no kernel object (only
+/// lvsctl's files); the import with `--lab` is a lab of its own that splits as the hand-made one
+/// did and passes verify.
+#[test]
+fn e2e_import_from_live_hosts() {
+    let test = "e2e_import_from_live_hosts";
+    if !here_or_in_vm(test) {
+        return;
+    }
+    if common::listing_scenarios() {
+        let line = |l: &str| common::scenario_line(test, l);
+        line("lab inventories/dr.toml (as handmade): client and router by lvsctl, director and real servers by hand");
+        line("the hand-made split (wrr 3:1)");
+        line(
+            "import --from-host the director and both real servers: up of it changes no kernel object, down as before",
+        );
+        line("import --from-host --lab: lab create, up, the same split, verify passes, down as before");
+        return;
+    }
+    let mut ph = common::Phases::start(test);
+    let (_dir, inv) = common::lab::renamed("inventories/dr.toml", "handmade");
+    let l = Lab::create(&inv);
+    ph.done("lab create");
+    l.ok(&["up", "--host", "client", "--host", "router"]);
+    // The director by hand.
+    l.sh(
+        "lvs",
+        "set -e; ip link set eth0 up; ip addr add 192.168.188.8/24 dev eth0; \
+         ip route add default via 192.168.188.200; ip addr add 192.168.188.100/32 dev eth0; \
+         ipvsadm -A -t 192.168.188.100:80 -s wrr; \
+         ipvsadm -a -t 192.168.188.100:80 -r 192.168.188.81:80 -g -w 3; \
+         ipvsadm -a -t 192.168.188.100:80 -r 192.168.188.82:80 -g -w 1",
+    );
+    // The real servers as lvs_dr_rs.sh start does it.
+    for (h, a) in [("web1", 81), ("web2", 82)] {
+        l.sh(
+            h,
+            &format!(
+                "set -e; ip link set eth0 up; ip addr add 192.168.188.{a}/24 dev eth0; \
+                 ip route add default via 192.168.188.200; \
+                 echo 1 > /proc/sys/net/ipv4/conf/lo/arp_ignore; echo 2 > /proc/sys/net/ipv4/conf/lo/arp_announce; \
+                 echo 1 > /proc/sys/net/ipv4/conf/all/arp_ignore; echo 2 > /proc/sys/net/ipv4/conf/all/arp_announce; \
+                 ip addr add 192.168.188.100/32 dev lo label lo:0"
+            ),
+        );
+    }
+    let svc = l.lab.services[0].clone();
+    assert_split(&l, &svc, 16);
+    ph.done("traffic");
+
+    // lvsctl on the lab's management network, as on a machine beside production.
+    let work = tempfile::tempdir().unwrap();
+    let ns = lvsctl::lab::control_netns(&l.lab.name).file_name().unwrap().to_string_lossy().into_owned();
+    let ssh_config = lvsctl::lab::run_dir(&l.lab.name).join("ssh_config");
+    let ctl = |args: &[&str]| -> (bool, String) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .arg(lvsctl_bin())
+            .args(args)
+            .current_dir(work.path())
+            .env("LVSCTL_SSH_CONFIG", &ssh_config)
+            .env("LVSCTL_SSH_PERSIST", "0")
+            .env("LVSCTL_STATE_DIR", work.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        eprintln!("$ lvsctl {}\n{}", args.join(" "), text(&out));
+        (out.status.success(), text(&out))
+    };
+    let from = ["import", "--from-host", "10.250.0.8", "--real-server", "10.250.0.81", "--real-server", "10.250.0.82"];
+    let (ok, out) = ctl(&[&from[..], &["--name", "prod", "--out", "prod.toml"]].concat());
+    assert!(ok, "{out}");
+    let prod = std::fs::read_to_string(work.path().join("prod.toml")).unwrap();
+    for want in [
+        "[hosts.lvs]\nrole = \"director\"\nssh = \"10.250.0.8\"\ngateway = \"192.168.188.200\"\n",
+        "\"192.168.188.8/24\", \"192.168.188.100/32\"",
+        "real_servers = [{ host = \"web1\", weight = 3 }, { host = \"web2\", weight = 1 }]",
+        "sysctl = { expire_nodest_conn = 0 }",
+        "[hosts.web1]\nrole = \"real-server\"\nssh = \"10.250.0.81\"\ngateway = \"192.168.188.200\"\n",
+    ] {
+        assert!(prod.contains(want), "the import lacks {want:?}:\n{prod}");
+    }
+    assert!(!prod.contains("# CHANGE:"), "hosts read live need no change:\n{prod}");
+    let before = snapshot(&l);
+    let (ok, out) = ctl(&["up", "prod.toml", "--output", "jsonl"]);
+    assert!(ok, "{out}");
+    let kernel = ["address ", "route ", "link ", "sysctl ", "ipvs ", "nftables "];
+    let mut changed = Vec::new();
+    for line in out.lines().filter(|l| l.starts_with('{')) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let object = v.get("object").and_then(|o| o.as_str()).unwrap_or_default();
+        if v.get("kind").is_some_and(|k| !k.is_null()) && kernel.iter().any(|k| object.starts_with(k)) {
+            changed.push(line.to_string());
+        }
+    }
+    assert!(changed.is_empty(), "up of the import changed kernel objects:\n{}", changed.join("\n"));
+    assert!(out.contains("\"object\":\"file /etc/lvsctl/prod/"), "up wrote lvsctl's own files (its boot state): {out}");
+    assert_split(&l, &svc, 16);
+    let (ok, out) = ctl(&["down", "prod.toml"]);
+    assert!(ok, "{out}");
+    assert_same(&before, &snapshot(&l), "after up and down of the import");
+    ph.done("up");
+
+    // The same hosts as a lab of their own on this machine.
+    let (ok, out) = ctl(&[&from[..], &["--lab", "--name", "replica", "--out", "replica.toml"]].concat());
+    assert!(ok, "{out}");
+    let replica = Lab::create(work.path().join("replica.toml"));
+    let replica_before = snapshot(&replica);
+    ph.done("lab create");
+    replica.ok(&["up"]);
+    let rsvc = replica.lab.services[0].clone();
+    assert_eq!(
+        rsvc.real_servers.iter().map(|r| (r.host.clone(), r.weight)).collect::<Vec<_>>(),
+        svc.real_servers.iter().map(|r| (r.host.clone(), r.weight)).collect::<Vec<_>>(),
+        "the replica's real servers are the hand-made ones, by name and weight"
+    );
+    assert_split(&replica, &rsvc, 16);
+    let v = replica.ok(&["verify"]);
+    assert!(v.contains("every service answers as configured"), "{v}");
+    ph.done("traffic");
+    replica.ok(&["down"]);
+    assert_same(&replica_before, &snapshot(&replica), "the replica after down");
+    ph.done("down");
+}
+
 /// Hosts provisioned from `lvsctl render`'s files alone, as on machines that cannot run lvsctl:
 /// no `up`, no agent, no journal. The tree is copied to each host's /, the script's `start` run
 /// (as `systemctl enable --now` would), traffic checked; a real server rebooted comes back through

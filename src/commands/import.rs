@@ -1,5 +1,6 @@
-//! `lvsctl import`: an inventory from what exists (so far: saved ipvsadm rules), written as
-//! `lvsctl init` writes one, with what could not be imported said, each with its line.
+//! `lvsctl import`: an inventory from what exists — saved ipvsadm rules, keepalived.conf,
+//! ldirectord.cf, or live hosts read over SSH — written as `lvsctl init` writes one, with what
+//! could not be imported said, each with its file and line (or host).
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -16,12 +17,38 @@ pub fn run(a: &ImportArgs) -> anyhow::Result<u8> {
     if let Err((what, help)) = crate::inventory::value::check_lab_name(&a.name) {
         bail!("--name: {what}: {help}");
     }
-    let shown = a.file.display().to_string();
+    let (setup, shown) = match (&a.from_host, &a.file) {
+        (Some(host), _) => (from_hosts(a, host)?, host.clone()),
+        (None, Some(file)) => (from_file(a, file)?, file.display().to_string()),
+        (None, None) => bail!("give a FILE to read, or --from-host HOST"),
+    };
+    let imported = crate::import::inventory::inventory(&setup, &a.name, &shown, a.lab).map_err(|lines| {
+        Exit::new(exit::INVALID, format!("{}\nno service could be imported; nothing was written", lines.join("\n")))
+    })?;
+    super::write_new(&imported.text, a.out.as_deref(), "import")?;
+    if let Some(path) = &a.out {
+        eprintln!(
+            "wrote {}: {} imported; {}, then `lvsctl check {}`",
+            path.display(),
+            crate::plural(imported.services, "service"),
+            if a.lab { "try it with `lvsctl lab create`" } else { "change every value marked CHANGE" },
+            path.display()
+        );
+    }
+    for l in &imported.left_out {
+        eprintln!("left out: {l}");
+    }
+    Ok(if imported.left_out.is_empty() { exit::OK } else { exit::IMPORT_PARTIAL })
+}
+
+/// The setup a file holds.
+fn from_file(a: &ImportArgs, file: &Path) -> anyhow::Result<crate::import::model::Setup> {
+    let shown = file.display().to_string();
     let mut text = String::new();
     let read = if shown == "-" {
         std::io::stdin().take(MAX_BYTES + 1).read_to_string(&mut text)
     } else {
-        std::fs::File::open(&a.file).and_then(|f| f.take(MAX_BYTES + 1).read_to_string(&mut text))
+        std::fs::File::open(file).and_then(|f| f.take(MAX_BYTES + 1).read_to_string(&mut text))
     };
     read.with_context(|| format!("cannot read {shown}"))?;
     if text.len() as u64 > MAX_BYTES {
@@ -46,7 +73,7 @@ pub fn run(a: &ImportArgs) -> anyhow::Result<u8> {
             format!("{}\n{}; nothing was written", lines.join("\n"), crate::plural(errors.len(), "error")),
         )
     };
-    let setup = match format {
+    Ok(match format {
         ImportFormat::Ipvsadm => {
             let services = crate::import::ipvsadm::parse(&text, &shown).map_err(|errors| {
                 located(errors.into_iter().map(|e| (format!("{shown}:{}", e.line), e.message)).collect())
@@ -61,7 +88,7 @@ pub fn run(a: &ImportArgs) -> anyhow::Result<u8> {
                 Ok(t)
             };
             let reading = conf::Reading { config_id: a.config_id.as_deref(), open: &open, glob: &glob };
-            let dir = if shown == "-" { None } else { Some(a.file.parent().unwrap_or(Path::new("."))) };
+            let dir = if shown == "-" { None } else { Some(file.parent().unwrap_or(Path::new("."))) };
             let nodes = conf::read(&text, &shown, dir, &reading)
                 .map_err(|errors| located(errors.into_iter().map(|e| (e.at.to_string(), e.message)).collect()))?;
             let own = text.starts_with("# Written by lvsctl for director ");
@@ -70,24 +97,85 @@ pub fn run(a: &ImportArgs) -> anyhow::Result<u8> {
         ImportFormat::Ldirectord => crate::import::ldirectord::parse(&text, &shown).map_err(|errors| {
             located(errors.into_iter().map(|e| (format!("{shown}:{}", e.line), e.message)).collect())
         })?,
-    };
-    let imported = crate::import::inventory::inventory(&setup, &a.name, &shown, a.lab).map_err(|lines| {
-        Exit::new(exit::INVALID, format!("{}\nno service could be imported; nothing was written", lines.join("\n")))
-    })?;
-    super::write_new(&imported.text, a.out.as_deref(), "import")?;
-    if let Some(path) = &a.out {
-        eprintln!(
-            "wrote {}: {} imported; {}, then `lvsctl check {}`",
-            path.display(),
-            crate::plural(imported.services, "service"),
-            if a.lab { "try it with `lvsctl lab create`" } else { "change every value marked CHANGE" },
-            path.display()
-        );
+    })
+}
+
+/// The setup live hosts hold: the director's facts and the real servers', read by lvsctl's agent
+/// over SSH, all at once (one agent run per host, changing nothing, leaving nothing).
+fn from_hosts(a: &ImportArgs, director: &str) -> anyhow::Result<crate::import::model::Setup> {
+    use crate::agent::facts::FactsRequest;
+    use crate::agent::protocol::{Operation, Request};
+    use crate::inventory::{Become, HostKeyPolicy, SshSettings, SshTarget};
+
+    let logins: Vec<String> = std::iter::once(director.to_string()).chain(a.real_servers.iter().cloned()).collect();
+    let mut settings = Vec::new();
+    for login in &logins {
+        let (user, host) = match login.rsplit_once('@') {
+            Some((u, h)) => (Some(u.to_string()), h.to_string()),
+            None => (None, login.clone()),
+        };
+        if host.is_empty()
+            || host.starts_with('-')
+            || user.as_deref().is_some_and(|u| u.is_empty() || u.starts_with('-'))
+        {
+            bail!("{login:?}: not [USER@]HOST");
+        }
+        let mut s = SshSettings::defaults_for(SshTarget::Remote(host));
+        if let Some(u) = user {
+            s.user = u;
+        }
+        if a.sudo {
+            s.become_ = Become::Sudo;
+        }
+        if a.accept_new_host_keys {
+            s.host_key = HostKeyPolicy::AcceptNew;
+        }
+        settings.push(s);
     }
-    for l in &imported.left_out {
-        eprintln!("left out: {l}");
+    let mut sysctls = crate::import::live::ipvs_sysctl_names();
+    sysctls.push("kernel.hostname".into());
+    let facts = FactsRequest { sysctls, ipvs_timeouts: true, ..Default::default() };
+    let agent = std::sync::Arc::new(crate::remote::binary::resolve(a.agent_binary.as_deref(), true)?);
+    let opts = crate::remote::ConnectOptions { ssh_config: a.ssh_config.clone(), ..Default::default() };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let reports = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for (login, s) in logins.iter().zip(settings) {
+            let (agent, opts, facts, login) = (agent.clone(), opts.clone(), facts.clone(), login.clone());
+            tasks.push(tokio::spawn(async move {
+                eprintln!("{login}: reading (IPVS table, addresses, routes, settings)");
+                let t = crate::remote::connect(&s, &opts).await?;
+                let req = Request::new("import", &login, Operation::Facts { plan: None, facts });
+                let r = t.run_agent(&agent, &req, &mut |_| {}, &mut || {}).await;
+                t.close().await;
+                r
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(
+                t.await.map_err(|e| crate::remote::HostError::Agent(format!("internal error: {e}"))).and_then(|r| r),
+            );
+        }
+        out
+    });
+    let mut live = Vec::new();
+    let mut failed = Vec::new();
+    for (login, r) in logins.iter().zip(reports) {
+        match r.map(|r| r.answer) {
+            Ok(Some(crate::agent::protocol::Answer::Facts(f))) => {
+                live.push(crate::import::live::Live { ssh: login.clone(), facts: *f })
+            }
+            Ok(_) => failed.push(format!("{login}: the agent answered without the host's facts")),
+            Err(e) => failed.push(format!("{login}: {e}")),
+        }
     }
-    Ok(if imported.left_out.is_empty() { exit::OK } else { exit::IMPORT_PARTIAL })
+    if !failed.is_empty() {
+        return Err(Exit::new(exit::UNREACHABLE, format!("{}\nnothing was written", failed.join("\n"))).into());
+    }
+    let mut setup = crate::import::live::setup(&live[0], &live[1..]);
+    setup.ssh_user = director.rsplit_once('@').map(|(u, _)| u.to_string());
+    Ok(setup)
 }
 
 /// What `text` is, from its first line that says anything.

@@ -40,6 +40,7 @@ pub fn run(c: &LabCommand) -> anyhow::Result<u8> {
                     lab.name
                 )
             })?;
+            load::stop_on_signals();
             let r = load::run(&load::LoadOptions {
                 to: a.to,
                 seconds: a.seconds,

@@ -411,6 +411,8 @@ pub fn inventory(setup: &Setup, name: &str, source: &str, lab: bool) -> Result<I
             .collect();
         director_addrs.push(per_link);
     }
+    // Hosts read live say themselves (for the machines they are, not for a lab).
+    let known = |name: &str| setup.known.iter().find(|k| k.name == name).filter(|_| !lab);
     let lab = lab.then(|| Layout::new(&nets, &mut taken));
     let change = |what: &str| if lab.is_some() { String::new() } else { format!("   # CHANGE: {what}") };
     let link_of = |a: IpAddr| links.iter().position(|l| l.contains(&subnet(a))).expect("every address is on a link");
@@ -482,6 +484,11 @@ pub fn inventory(setup: &Setup, name: &str, source: &str, lab: bool) -> Result<I
             w,
             "# builds the hosts (a client and a router added), then `lvsctl up FILE`, `lvsctl verify FILE`."
         );
+    } else if !setup.known.is_empty() {
+        let _ =
+            writeln!(w, "# Each host read says itself as the kernel has it (interfaces, addresses, gateway, the IPVS");
+        let _ = writeln!(w, "# table and settings): `lvsctl up FILE` on those hosts changes none of it. A real server");
+        let _ = writeln!(w, "# that was not read (--real-server) is a guess marked CHANGE.");
     } else {
         let _ = writeln!(w, "# The services and real servers are the source's. What it cannot know is a guess marked");
         let _ =
@@ -500,11 +507,19 @@ pub fn inventory(setup: &Setup, name: &str, source: &str, lab: bool) -> Result<I
         Some(_) => {
             let _ = writeln!(w, "host_key = \"strict\"   # the lab trusts its hosts' keys through its own ssh_config");
         }
-        None => {
-            let _ =
-                writeln!(w, "user = \"root\"   # CHANGE: your login user; with a non-root user, add become = \"sudo\"");
-            let _ = writeln!(w, "host_key = \"accept-new\"");
-        }
+        None => match setup.ssh_user.clone().or_else(|| (!setup.known.is_empty()).then(|| "root".to_string())) {
+            Some(u) => {
+                let _ = writeln!(w, "user = {u:?}");
+                let _ = writeln!(w, "host_key = \"accept-new\"");
+            }
+            None => {
+                let _ = writeln!(
+                    w,
+                    "user = \"root\"   # CHANGE: your login user; with a non-root user, add become = \"sudo\""
+                );
+                let _ = writeln!(w, "host_key = \"accept-new\"");
+            }
+        },
     }
     if let Some(p) = pair {
         let _ = writeln!(w);
@@ -547,6 +562,16 @@ pub fn inventory(setup: &Setup, name: &str, source: &str, lab: bool) -> Result<I
             let _ = writeln!(w, "[ipvs]");
             let _ = writeln!(w, "timeouts = {{ {} }}", v.join(", "));
         }
+    }
+    if !setup.ipvs_sysctls.is_empty() {
+        if !w.contains("\n[ipvs]\n") {
+            let _ = writeln!(w);
+            let _ = writeln!(w, "[ipvs]");
+        }
+        let v: Vec<String> = setup.ipvs_sysctls.iter().map(|(k, x)| format!("{k} = {x}")).collect();
+        let _ =
+            writeln!(w, "# as the director has them (where lvsctl would set another value, or the kernel has another)");
+        let _ = writeln!(w, "sysctl = {{ {} }}", v.join(", "));
     }
     let ifs_line = |ifs: &[(String, Vec<String>)]| -> String {
         let list: Vec<String> = ifs
@@ -599,6 +624,16 @@ pub fn inventory(setup: &Setup, name: &str, source: &str, lab: bool) -> Result<I
                 let _ = writeln!(w, "priority = {other}{}", change("the other director's priority"));
             }
         }
+        if let Some(kh) = known(d) {
+            let _ = writeln!(w, "ssh = {:?}", kh.ssh);
+            if let Some(g) = gateway_line(&kh.gateways) {
+                let _ = writeln!(w, "{g}");
+            }
+            let ifs: Vec<(String, Vec<String>)> =
+                kh.interfaces.iter().map(|(dev, a)| (dev.clone(), a.iter().map(|n| n.to_string()).collect())).collect();
+            let _ = writeln!(w, "{}", ifs_line(&ifs));
+            continue;
+        }
         let first = director_addrs[k][0][0].0;
         match &lab {
             Some(l) => {
@@ -622,6 +657,19 @@ pub fn inventory(setup: &Setup, name: &str, source: &str, lab: bool) -> Result<I
         let _ = writeln!(w);
         let _ = writeln!(w, "[hosts.{}]", h.name);
         let _ = writeln!(w, "role = \"{}\"", h.role);
+        if let Some(kh) = known(&h.name) {
+            let _ = writeln!(w, "ssh = {:?}", kh.ssh);
+            // A NAT real server's gateway is the director: lvsctl derives it.
+            if !h.nat
+                && let Some(g) = gateway_line(&kh.gateways)
+            {
+                let _ = writeln!(w, "{g}");
+            }
+            let ifs: Vec<(String, Vec<String>)> =
+                kh.interfaces.iter().map(|(dev, a)| (dev.clone(), a.iter().map(|n| n.to_string()).collect())).collect();
+            let _ = writeln!(w, "{}", ifs_line(&ifs));
+            continue;
+        }
         match &lab {
             Some(l) => {
                 let _ = writeln!(w, "ssh = \"{MGMT}.{}\"", 10 + i);

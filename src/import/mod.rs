@@ -6,4 +6,5 @@ pub mod inventory;
 pub mod ipvsadm;
 pub mod keepalived;
 pub mod ldirectord;
+pub mod live;
 pub mod model;

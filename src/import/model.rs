@@ -16,7 +16,8 @@ pub struct Loc {
 
 impl std::fmt::Display for Loc {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "{}:{}", self.file, self.line)
+        // Line 0: a live host's, which has no lines.
+        if self.line == 0 { write!(f, "{}", self.file) } else { write!(f, "{}:{}", self.file, self.line) }
     }
 }
 
@@ -139,6 +140,20 @@ pub struct Timeouts {
     pub udp: Option<u32>,
 }
 
+/// A host read live (`lvsctl import --from-host`): the inventory says it as it is, no guess.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownHost {
+    pub name: String,
+    /// `director` or `real-server`.
+    pub role: &'static str,
+    /// How lvsctl reached it (the host part of `[user@]HOST`).
+    pub ssh: String,
+    /// Its interfaces and their global addresses, as the kernel has them.
+    pub interfaces: Vec<(String, Vec<ipnet::IpNet>)>,
+    /// Its default routes' gateways (IPv4, then IPv6).
+    pub gateways: Vec<IpAddr>,
+}
+
 /// Everything read from a source.
 #[derive(Debug, Clone, Default)]
 pub struct Setup {
@@ -151,6 +166,12 @@ pub struct Setup {
     pub names: BTreeMap<IpAddr, String>,
     /// What the inventory does not say.
     pub notes: Vec<Note>,
+    /// Hosts read live: the director first, then the real servers asked for.
+    pub known: Vec<KnownHost>,
+    /// `net.ipv4.vs.*` settings to keep as they are (name without the prefix, value).
+    pub ipvs_sysctls: Vec<(String, u32)>,
+    /// The login user hosts were read with (`--from-host user@HOST`).
+    pub ssh_user: Option<String>,
 }
 
 impl Setup {

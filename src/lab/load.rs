@@ -1,12 +1,15 @@
 //! `lvsctl lab load`: a bounded HTTP load against a service, from wherever it runs (a lab client,
 //! through `lab exec`): many short requests at once and a few slow downloads (the responder's
 //! `/slow/N`), every answer checked whole and attributed to the real server that sent it. It
-//! stops by itself: at the deadline, the workers finish the request they are in.
+//! stops by itself: at the deadline, the workers finish the request they are in. SIGTERM or
+//! SIGINT end it the same way before the deadline (the report is still printed), so that a
+//! caller can keep it running exactly as long as what it measures takes.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -100,6 +103,27 @@ pub fn parse_answer(all: &[u8]) -> Result<(String, usize), String> {
     Ok((String::from_utf8_lossy(name).into_owned(), body.len()))
 }
 
+/// Set by SIGTERM or SIGINT: the load ends as at its deadline.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// From now on SIGTERM and SIGINT end the load early instead of the process.
+pub fn stop_on_signals() {
+    let handler = on_stop as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, handler);
+        libc::signal(libc::SIGINT, handler);
+    }
+}
+
+fn running(deadline: Instant) -> bool {
+    Instant::now() < deadline && !STOP.load(Ordering::Relaxed)
+}
+
 pub fn run(o: &LoadOptions) -> LoadReport {
     let deadline = Instant::now() + Duration::from_secs(o.seconds.min(MAX_SECONDS));
     let answered = Mutex::new(Vec::new());
@@ -130,7 +154,7 @@ pub fn run(o: &LoadOptions) -> LoadReport {
         for _ in 0..workers {
             s.spawn(move || {
                 let mut next = Instant::now();
-                while Instant::now() < deadline {
+                while running(deadline) {
                     if let Some(every) = every {
                         std::thread::sleep(next.saturating_duration_since(Instant::now()));
                         next = next.max(Instant::now() - every) + every;

@@ -67,6 +67,14 @@ fn load_in_background(l: &Lab, to: &str, seconds: u32, slow: u32) -> std::proces
     load_command(l, to, seconds, slow, 8_000_000).spawn().unwrap()
 }
 
+/// Ends a load early, as its deadline would (it still reports).
+fn stop_load(child: &std::process::Child) {
+    // SAFETY: a signal to our own child, by its pid.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+}
+
 fn load_report(child: std::process::Child) -> serde_json::Value {
     let out = child.wait_with_output().unwrap();
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("lab load: {e}:\n{}", text(&out)))
@@ -103,9 +111,13 @@ pub fn drain_under_load(l: &Lab, which: Drain) {
     eprintln!("drain under load: {rs} from {}", unit.label());
     let svc = unit;
     let to = format!("{}", std::net::SocketAddr::new(svc.ipvs.vip, svc.ipvs.port));
-    let load = load_in_background(l, &to, 16, 4);
+    // The load runs until a few seconds after the drain is done (at most 3 minutes): requests
+    // before and after weight 0, however long a loaded guest takes to get there.
+    let load = load_in_background(l, &to, 180, 4);
     std::thread::sleep(std::time::Duration::from_secs(3));
     let out = drain_cmd(l, "drain", rs, &["--timeout", "120", "--output", "jsonl"]);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    stop_load(&load);
     assert!(out.status.success(), "drain {rs}:\n{}", text(&out));
     let lines: Vec<serde_json::Value> =
         String::from_utf8_lossy(&out.stdout).lines().map(|x| serde_json::from_str(x).unwrap()).collect();

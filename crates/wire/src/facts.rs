@@ -20,6 +20,21 @@ pub struct FactsRequest {
     /// Before reading, wait until the IPVS counters account for traffic just sent (verify).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipvs_counted: Option<CountedWait>,
+    /// Read these sysctls too, by dotted name (`lvsctl import --from-host`): `net.*` settings
+    /// and `kernel.hostname`; any other name is refused by the host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sysctls: Vec<String>,
+    /// Read IPVS's connection timeouts (when IPVS is loaded).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ipvs_timeouts: bool,
+}
+
+/// Whether a host reads sysctl `name` for a facts request: `net.*` and `kernel.hostname`, named
+/// by dotted words of letters, digits, `_` and `-` (nothing that leaves /proc/sys/net).
+pub fn readable_sysctl(name: &str) -> bool {
+    let words_ok =
+        name.split('.').all(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+    words_ok && (name.starts_with("net.") || name == "kernel.hostname")
 }
 
 /// IPVS adds up its per-CPU counters about every two seconds (later on a loaded machine), so a
@@ -82,6 +97,12 @@ pub struct HostFacts {
     /// A director: the real servers `lvsctl drain` keeps drained here, by host name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub drained: BTreeMap<String, crate::drain::Drained>,
+    /// The sysctls asked for (`FactsRequest::sysctls`) that exist, with their values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    /// IPVS's connection timeouts, when asked for and IPVS is loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipvs_timeouts: Option<crate::plan::IpvsTimeouts>,
 }
 
 impl HostFacts {

@@ -40,6 +40,16 @@ pub fn gather<S: System>(sys: &mut S, req: &FactsRequest) -> std::io::Result<Hos
         conf.insert(dev, c);
     }
     let lookups = req.lookups.iter().map(|d| sys.route_get(*d)).collect::<std::io::Result<Vec<_>>>()?;
+    let mut sysctls = BTreeMap::new();
+    for name in &req.sysctls {
+        if !readable_sysctl(name) {
+            return Err(std::io::Error::other(format!("sysctl {name:?} is not one a facts request reads")));
+        }
+        if let Some(v) = sys.read_sysctl(name)? {
+            sysctls.insert(name.clone(), v);
+        }
+    }
+    let ipvs_timeouts = if req.ipvs_timeouts && sys.ipvs_loaded() { Some(sys.ipvs_timeouts()?) } else { None };
     Ok(HostFacts {
         addresses: sys.addresses()?,
         routes: sys.routes()?,
@@ -55,5 +65,7 @@ pub fn gather<S: System>(sys: &mut S, req: &FactsRequest) -> std::io::Result<Hos
         keepalived: None,
         nft: None,
         drained: Default::default(),
+        sysctls,
+        ipvs_timeouts,
     })
 }

@@ -11,7 +11,7 @@ pub trait Addresses {
     fn del_address(&mut self, a: &AddrFact) -> Result<()>;
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fake-host"))]
 mod fake {
     use super::*;
     use crate::host::fake::Fake;

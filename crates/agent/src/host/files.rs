@@ -18,7 +18,7 @@ pub trait Files {
     fn modified(&self, path: &str) -> Result<Option<std::time::SystemTime>>;
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fake-host"))]
 mod fake {
     use super::*;
     use crate::host::fake::Fake;

@@ -37,7 +37,7 @@ pub trait IpvsTable {
     fn ipvs_set_timeouts(&mut self, t: &crate::plan::IpvsTimeouts) -> Result<()>;
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fake-host"))]
 mod fake {
     use super::*;
     use crate::host::fake::Fake;

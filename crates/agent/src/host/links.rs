@@ -13,7 +13,7 @@ pub trait Links {
     fn set_link(&mut self, dev: &str, up: bool) -> Result<()>;
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fake-host"))]
 mod fake {
     use super::*;
     use crate::host::fake::Fake;

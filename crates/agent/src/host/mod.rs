@@ -11,7 +11,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 mod addresses;
-#[cfg(test)]
+#[cfg(any(test, feature = "fake-host"))]
 pub mod fake;
 mod files;
 mod ipvs_table;

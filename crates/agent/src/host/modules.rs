@@ -15,7 +15,7 @@ pub trait Modules {
     fn module_refcount(&self, name: &str) -> Result<Option<u32>>;
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fake-host"))]
 mod fake {
     use super::*;
     use crate::host::fake::Fake;

@@ -13,7 +13,7 @@ pub trait Nftables {
     fn nft_apply(&mut self, commands: &serde_json::Value) -> Result<()>;
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fake-host"))]
 mod fake {
     use super::*;
     use crate::host::fake::Fake;

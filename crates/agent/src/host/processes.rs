@@ -27,7 +27,7 @@ pub trait Processes {
     fn output(&mut self, argv: &[&str]) -> Result<String>;
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fake-host"))]
 mod fake {
     use super::*;
     use crate::host::fake::Fake;

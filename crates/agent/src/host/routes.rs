@@ -15,7 +15,7 @@ pub trait Routes {
     fn route_get(&mut self, dst: IpAddr) -> Result<Lookup>;
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fake-host"))]
 mod fake {
     use super::*;
     use crate::host::fake::Fake;

@@ -11,7 +11,7 @@ pub trait Sysctls {
     fn write_sysctl(&mut self, key: &str, value: &str) -> Result<()>;
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fake-host"))]
 mod fake {
     use super::*;
     use crate::host::fake::Fake;
