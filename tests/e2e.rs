@@ -1325,7 +1325,8 @@ fn e2e_import_from_live_hosts() {
     for want in [
         "[hosts.lvs]\nrole = \"director\"\nssh = \"10.250.0.8\"\ngateway = \"192.168.188.200\"\n",
         "\"192.168.188.8/24\", \"192.168.188.100/32\"",
-        "real_servers = [{ host = \"web1\", weight = 3 }, { host = \"web2\", weight = 1 }]",
+        "{ host = \"web1\", weight = 3 }",
+        "{ host = \"web2\", weight = 1 }",
         "sysctl = { expire_nodest_conn = 0 }",
         "[hosts.web1]\nrole = \"real-server\"\nssh = \"10.250.0.81\"\ngateway = \"192.168.188.200\"\n",
     ] {
@@ -1349,7 +1350,8 @@ fn e2e_import_from_live_hosts() {
     assert_split(&l, &svc, 16);
     let (ok, out) = ctl(&["down", "prod.toml"]);
     assert!(ok, "{out}");
-    assert_same(&before, &snapshot(&l), "after up and down of the import");
+    // The split between took connections: the table's connection counts moved, nothing else.
+    assert_same(&without_conn_counts(&before), &without_conn_counts(&snapshot(&l)), "after up and down of the import");
     ph.done("up");
 
     // The same hosts as a lab of their own on this machine.
@@ -1372,6 +1374,26 @@ fn e2e_import_from_live_hosts() {
     replica.ok(&["down"]);
     assert_same(&replica_before, &snapshot(&replica), "the replica after down");
     ph.done("down");
+}
+
+/// A snapshot with the IPVS table's connection counts (ActiveConn, InActConn) left out: traffic
+/// through a table that stays changes them.
+fn without_conn_counts(s: &common::lab::Snapshot) -> common::lab::Snapshot {
+    s.iter()
+        .map(|(h, (kernel, files))| {
+            let k: Vec<String> = kernel
+                .lines()
+                .map(|l| {
+                    if l.starts_with("  -> ") {
+                        l.split_whitespace().take(4).collect::<Vec<_>>().join(" ")
+                    } else {
+                        l.to_string()
+                    }
+                })
+                .collect();
+            (h.clone(), (k.join("\n"), files.clone()))
+        })
+        .collect()
 }
 
 /// Hosts provisioned from `lvsctl render`'s files alone, as on machines that cannot run lvsctl:

@@ -27,13 +27,15 @@ pub fn run(a: &ImportArgs) -> anyhow::Result<u8> {
     })?;
     super::write_new(&imported.text, a.out.as_deref(), "import")?;
     if let Some(path) = &a.out {
-        eprintln!(
-            "wrote {}: {} imported; {}, then `lvsctl check {}`",
-            path.display(),
-            crate::plural(imported.services, "service"),
-            if a.lab { "try it with `lvsctl lab create`" } else { "change every value marked CHANGE" },
-            path.display()
-        );
+        let p = path.display();
+        let next = if a.lab {
+            format!("try it with `lvsctl lab create`, then `lvsctl check {p}`")
+        } else if imported.text.contains("# CHANGE:") {
+            format!("change every value marked CHANGE, then `lvsctl check {p}`")
+        } else {
+            format!("`lvsctl up --dry-run {p}` shows what up would add (lvsctl's files, no kernel object)")
+        };
+        eprintln!("wrote {p}: {} imported; {next}", crate::plural(imported.services, "service"));
     }
     for l in &imported.left_out {
         eprintln!("left out: {l}");
@@ -75,10 +77,10 @@ fn from_file(a: &ImportArgs, file: &Path) -> anyhow::Result<crate::import::model
     };
     Ok(match format {
         ImportFormat::Ipvsadm => {
-            let services = crate::import::ipvsadm::parse(&text, &shown).map_err(|errors| {
+            let (services, notes) = crate::import::ipvsadm::parse(&text, &shown).map_err(|errors| {
                 located(errors.into_iter().map(|e| (format!("{shown}:{}", e.line), e.message)).collect())
             })?;
-            crate::import::model::Setup { services, ..Default::default() }
+            crate::import::model::Setup { services, notes, ..Default::default() }
         }
         ImportFormat::Keepalived => {
             use crate::import::keepalived::conf;
@@ -141,9 +143,9 @@ fn from_hosts(a: &ImportArgs, director: &str) -> anyhow::Result<crate::import::m
     let reports = rt.block_on(async {
         let mut tasks = Vec::new();
         for (login, s) in logins.iter().zip(settings) {
+            eprintln!("{login}: reading (IPVS table, addresses, routes, settings)");
             let (agent, opts, facts, login) = (agent.clone(), opts.clone(), facts.clone(), login.clone());
             tasks.push(tokio::spawn(async move {
-                eprintln!("{login}: reading (IPVS table, addresses, routes, settings)");
                 let t = crate::remote::connect(&s, &opts).await?;
                 let req = Request::new("import", &login, Operation::Facts { plan: None, facts });
                 let r = t.run_agent(&agent, &req, &mut |_| {}, &mut || {}).await;

@@ -938,7 +938,7 @@ mod tests {
             for host in std::fs::read_dir(lab.path()).into_iter().flatten().flatten() {
                 let file = host.path().join("etc/lvsctl").join(&lab_name).join("ipvsadm.rules");
                 let Ok(text) = std::fs::read_to_string(&file) else { continue };
-                let before = parse(&text, "rules").unwrap();
+                let before = parse(&text, "rules").unwrap().0;
                 let setup = Setup { services: before.clone(), ..Setup::default() };
                 let marks = before.iter().filter(|s| matches!(s.key, ServiceKey::Mark { .. })).count();
                 for lab in [false, true] {
@@ -959,7 +959,7 @@ mod tests {
                     let lvs = plans.iter().find(|p| p.host == "lvs").expect("the director");
                     let files = crate::render::render_host(lvs, &ctx).unwrap();
                     let rules = files.iter().find(|f| f.name.ends_with("ipvsadm.rules")).expect("the rules file");
-                    let after = parse(&rules.content, "rules").unwrap();
+                    let after = parse(&rules.content, "rules").unwrap().0;
                     assert_eq!(rules_of(&after), rules_of(&before), "{}:\n{}", file.display(), imported.text);
                     assert_eq!(l.lab.is_some(), lab, "{}", imported.text);
                     // Only a mark's guessed `match` says CHANGE in a lab's inventory.

@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::model::{Dest, Loc, Service};
+use super::model::{Dest, Loc, Note, Service};
 use crate::ipvs::{Forward, Netmask, Protocol, ServiceKey};
 
 /// A line the rules cannot be read from, and why.
@@ -20,17 +20,63 @@ impl std::fmt::Display for ParseError {
     }
 }
 
-/// The services of `text` (read from `file`, which locations name), or every line that could not
-/// be read.
-pub fn parse(text: &str, file: &str) -> Result<Vec<Service>, Vec<ParseError>> {
+/// Whether an `ADDR:PORT` of the rules names a host or a port by name (`ipvsadm-save` without
+/// `-n` prints `www.example.com:http`).
+fn named(spec: &str) -> bool {
+    if spec.starts_with('[') || spec.parse::<SocketAddr>().is_ok() || spec.parse::<IpAddr>().is_ok() {
+        return false;
+    }
+    let (host, port) = spec.rsplit_once(':').unwrap_or((spec, "0"));
+    let word =
+        |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_');
+    word(host) && word(port) && (host.parse::<IpAddr>().is_err() || port.parse::<u16>().is_err())
+}
+
+/// The services of `text` (read from `file`, which locations name) and what was left out of them
+/// (rules naming hosts instead of addresses), or every line that could not be read.
+pub fn parse(text: &str, file: &str) -> Result<(Vec<Service>, Vec<Note>), Vec<ParseError>> {
     let at = |line| Loc { file: file.to_string(), line };
     let mut services: Vec<Service> = Vec::new();
+    let mut notes: Vec<Note> = Vec::new();
+    let mut skipped: Vec<String> = Vec::new();
     let mut errors = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let words: Vec<&str> = raw.split_whitespace().collect();
         if words.is_empty() || words[0].starts_with('#') {
             continue;
+        }
+        // Names instead of addresses: left out, said once per service.
+        let adds = matches!(words[0], "-A" | "--add-service");
+        if (adds || matches!(words[0], "-a" | "--add-server"))
+            && matches!(words.get(1).copied(), Some("-t" | "--tcp-service" | "-u" | "--udp-service" | "--sctp-service"))
+        {
+            let spec = words.get(2).copied().unwrap_or_default();
+            let real = words.iter().position(|w| *w == "-r" || *w == "--real-server").and_then(|k| words.get(k + 1));
+            if named(spec) || skipped.iter().any(|x| x == spec) {
+                if adds {
+                    notes.push(Note {
+                        at: at(line),
+                        text: format!(
+                            "{spec}: a name, not an address and port (ipvsadm-save without -n); names are not \
+                             resolved, so this service and its real servers are left out: save the rules with \
+                             `ipvsadm-save -n`"
+                        ),
+                    });
+                    skipped.push(spec.to_string());
+                }
+                continue;
+            }
+            if let Some(r) = real.filter(|r| named(r)) {
+                notes.push(Note {
+                    at: at(line),
+                    text: format!(
+                        "real server {r}: a name, not an address (ipvsadm-save without -n); left out: save the \
+                         rules with `ipvsadm-save -n`"
+                    ),
+                });
+                continue;
+            }
         }
         let result = match words[0] {
             "-A" | "--add-service" => service(at(line), &words[1..]).map(|s| {
@@ -63,7 +109,7 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Service>, Vec<ParseError>> {
             errors.push(ParseError { line, message });
         }
     }
-    if errors.is_empty() { Ok(services) } else { Err(errors) }
+    if errors.is_empty() { Ok((services, notes)) } else { Err(errors) }
 }
 
 fn first_line(services: &[Service], key: &ServiceKey) -> usize {
@@ -225,7 +271,7 @@ mod tests {
                     # a comment someone added\n\
                     -A -t 10.0.0.1:80 -s wlc -p -M 255.255.255.0\n\
                     -a -t 10.0.0.1:80 -r 10.10.0.81 -m\n";
-        let s = parse(text, "rules").unwrap();
+        let s = parse(text, "rules").unwrap().0;
         assert_eq!(s.len(), 4);
         assert!(
             s[0].one_packet
@@ -252,7 +298,7 @@ mod tests {
                 let lab_name = lab.file_name().to_string_lossy().into_owned();
                 let file = host.path().join("etc/lvsctl").join(&lab_name).join("ipvsadm.rules");
                 let Ok(text) = std::fs::read_to_string(&file) else { continue };
-                let services = parse(&text, "rules").unwrap_or_else(|e| panic!("{}: {e:?}", file.display()));
+                let (services, _) = parse(&text, "rules").unwrap_or_else(|e| panic!("{}: {e:?}", file.display()));
                 let adds = text.lines().filter(|l| l.starts_with("-A ")).count();
                 let dests = text.lines().filter(|l| l.starts_with("-a ")).count();
                 assert_eq!(services.len(), adds, "{}", file.display());
@@ -278,15 +324,31 @@ mod tests {
                     -a -t 10.0.0.1:80 -r 10.10.0.9:80 -w many\n";
         let e = parse(text, "rules").unwrap_err();
         let lines: Vec<usize> = e.iter().map(|e| e.line).collect();
-        assert_eq!(lines, [1, 3, 4, 5, 6, 7, 8, 9, 10], "{e:#?}");
+        assert_eq!(lines, [1, 3, 4, 5, 7, 8, 9, 10], "{e:#?}");
         assert!(e[0].message.contains("clears the whole table"));
         assert!(e[1].message.contains("which no -A line before adds"));
         assert!(e[2].message.contains("added twice (first on line 2)"));
         assert!(e[3].message.contains("-r ADDR:PORT"));
-        assert!(e[4].message.contains("names are not resolved"));
-        assert!(e[5].message.contains("-E: not a saved rule"));
-        assert!(e[6].message.contains("--tun-type"));
-        assert!(e[7].message.contains("1 or more"));
-        assert!(e[8].message.contains("-w many: not a number"));
+        assert!(e[4].message.contains("-E: not a saved rule"));
+        assert!(e[5].message.contains("--tun-type"));
+        assert!(e[6].message.contains("1 or more"));
+        assert!(e[7].message.contains("-w many: not a number"));
+    }
+
+    /// `ipvsadm-save` without `-n` names hosts and ports: each such service or real server is
+    /// left out with its line (not an error: the rest imports).
+    #[test]
+    fn rules_saved_without_n_are_left_out_where_they_name_hosts() {
+        let text = "-A -t www.example.com:http -s rr\n\
+                    -a -t www.example.com:http -r web1.example.com:http -g -w 1\n\
+                    -A -t 10.0.0.1:80 -s rr\n\
+                    -a -t 10.0.0.1:80 -r web2.example.com:80 -g -w 1\n\
+                    -a -t 10.0.0.1:80 -r 10.0.0.12:80 -g -w 1\n";
+        let (s, notes) = parse(text, "rules").unwrap();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].dests.len(), 1);
+        let lines: Vec<usize> = notes.iter().map(|n| n.at.line).collect();
+        assert_eq!(lines, [1, 4], "{notes:#?}");
+        assert!(notes[0].text.contains("ipvsadm-save -n") && notes[1].text.contains("web2.example.com"));
     }
 }

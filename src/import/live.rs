@@ -145,6 +145,8 @@ pub fn setup(director: &Live, real_servers: &[Live]) -> Setup {
                         l_threshold: d.config.l_threshold,
                     });
                 }
+                // The kernel lists a service's destinations newest first: by address reads better.
+                x.dests.sort_by_key(|d| (d.address, d.port));
                 s.services.push(x);
             }
         }
