@@ -289,10 +289,22 @@ pub fn inventory(setup: &Setup, name: &str, source: &str, lab: bool) -> Result<I
             }
             continue;
         }
-        let n = (1..)
-            .map(|i| if i == 1 { "sorry".to_string() } else { format!("sorry{i}") })
-            .find(|n| !reserved(n) && !hosts.iter().any(|h| &h.name == n))
-            .expect("a free name");
+        // Named by the source: the same host's address of the other family joins it.
+        let named = setup.names.get(&addr).filter(|n| !reserved(n));
+        if let Some(h) = named.and_then(|n| hosts.iter_mut().find(|h| &h.name == n && h.role == "sorry-server"))
+            && h.addrs.iter().all(|a| a.is_ipv6() != addr.is_ipv6())
+        {
+            h.addrs.push(addr);
+            sorry_of.push(Some(h.name.clone()));
+            continue;
+        }
+        let n = match named.filter(|n| !hosts.iter().any(|h| &h.name == *n)) {
+            Some(n) => n.clone(),
+            None => (1..)
+                .map(|i| if i == 1 { "sorry".to_string() } else { format!("sorry{i}") })
+                .find(|n| !reserved(n) && !hosts.iter().any(|h| &h.name == n))
+                .expect("a free name"),
+        };
         hosts.push(Host { name: n.clone(), role: "sorry-server", addrs: vec![addr], nat: false });
         sorry_of.push(Some(n));
     }
@@ -454,10 +466,9 @@ pub fn inventory(setup: &Setup, name: &str, source: &str, lab: bool) -> Result<I
             }
         }
     }
-    for s in &kept {
+    for (s, second) in kept.iter().zip(&second_family) {
         if let ServiceKey::Mark { fwmark, .. } = s.key
-            && marks.iter().any(|(m, _)| *m == fwmark)
-            && !notes.iter().any(|n| n.at == s.at)
+            && !second
         {
             let ports = s.check.as_ref().and_then(|c| c.port).unwrap_or(80);
             let vips: Vec<String> = mark_vips.get(&fwmark).into_iter().flatten().map(|a| a.to_string()).collect();

@@ -454,9 +454,15 @@ virtual6=[2001:db8::5]:53
 \tquiescent=yes
 \tchecktype=connect
 \tfailurecount=3
+virtual=192.168.6.241:25
+\treal=192.168.6.2:25 gate
+\tquiescent=yes
+\tchecktype=connect
 ";
         let s = parse(text, "ld.cf").unwrap();
-        assert_eq!(s.services.len(), 3);
+        assert_eq!(s.services.len(), 4);
+        let smtp = &s.services[3];
+        assert!(smtp.quiesce && smtp.check.as_ref().is_some_and(|c| c.http.is_none() && c.interval == 2), "{smtp:?}");
         let web = &s.services[0];
         assert_eq!(web.name.as_deref(), Some("web-site"));
         assert_eq!((web.scheduler.as_str(), web.persistence, web.quiesce), ("rr", 600, false));

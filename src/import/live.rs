@@ -230,8 +230,8 @@ mod tests {
         crate::plan::plan(lab, &crate::plan::Context { agent_path: "/a".into(), templates: &t }).unwrap()
     }
 
-    /// A fake host with `plan` applied, read back as `import --from-host` reads it.
-    fn applied_and_read(plan: &HostPlan, root: &Path) -> HostFacts {
+    /// A fake host with `plan` applied.
+    fn applied(plan: &HostPlan, root: &Path) -> Fake {
         let mut sys = Fake::new();
         for a in &plan.addresses {
             sys.state.links.entry(a.dev.clone()).or_insert(false);
@@ -248,7 +248,6 @@ mod tests {
         for f in &mut plan.files {
             f.path = root.join(f.path.trim_start_matches('/')).to_string_lossy().into_owned();
         }
-        let paths = paths_under(root);
         let mut failed = Vec::new();
         let mut keep = |e: crate::agent::protocol::Event| {
             if let crate::agent::protocol::Event::Change(c) = e
@@ -257,22 +256,35 @@ mod tests {
                 failed.push(format!("{}: {:?}", c.object, c.error));
             }
         };
-        let r =
-            handle(&mut sys, &paths, Request::new(&plan.lab, &plan.host, Operation::apply(plan.clone())), &mut keep);
+        let r = handle(
+            &mut sys,
+            &paths_under(root),
+            Request::new(&plan.lab, &plan.host, Operation::apply(plan.clone())),
+            &mut keep,
+        );
         assert!(r.errors.is_empty() && r.failed == 0, "{}: {:?} {failed:?}", plan.host, r.errors);
+        sys
+    }
+
+    /// A host read as `import --from-host` reads it.
+    fn read(sys: &mut Fake, host: &str, root: &Path) -> HostFacts {
         let mut sysctls = ipvs_sysctl_names();
         sysctls.push("kernel.hostname".into());
         let facts = FactsRequest { sysctls, ipvs_timeouts: true, ..Default::default() };
         let r = handle(
-            &mut sys,
-            &paths,
-            Request::new("import", &plan.host, Operation::Facts { plan: None, facts }),
+            sys,
+            &paths_under(root),
+            Request::new("import", host, Operation::Facts { plan: None, facts }),
             &mut |_| {},
         );
         match r.answer {
             Some(Answer::Facts(f)) => *f,
-            other => panic!("{}: no facts: {other:?} {:?}", plan.host, r.errors),
+            other => panic!("{host}: no facts: {other:?} {:?}", r.errors),
         }
+    }
+
+    fn applied_and_read(plan: &HostPlan, root: &Path) -> HostFacts {
+        read(&mut applied(plan, root), &plan.host, root)
     }
 
     /// The kernel objects of a plan, reasons aside: what `up` makes a host hold.
@@ -327,5 +339,29 @@ mod tests {
                 assert_eq!(kernel_objects(q), kernel_objects(p), "{inv}: {}:\n{}", p.host, imported.text);
             }
         }
+    }
+    /// A VIP a hand-made director holds with another prefix than lvsctl's /32 is kept as it is:
+    /// the imported inventory lists it on its interface, so up adds no /32 beside it.
+    #[test]
+    fn a_vip_with_its_own_prefix_is_kept_as_it_is() {
+        let lab = crate::inventory::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("inventories/dr.toml")).unwrap();
+        let plans = plans_of(&lab);
+        let root = tempfile::tempdir().unwrap();
+        let mut sys = applied(plans.iter().find(|p| p.host == "lvs").unwrap(), root.path());
+        for a in sys.state.addresses.iter_mut().filter(|a| a.address.addr().to_string() == "192.168.188.100") {
+            a.address = "192.168.188.100/24".parse().unwrap();
+        }
+        let director = Live { ssh: "lvs".into(), facts: read(&mut sys, "lvs", root.path()) };
+        let imported = crate::import::inventory::inventory(&setup(&director, &[]), "again", "test", false).unwrap();
+        let again = crate::inventory::parse_str(Path::new("again.toml"), &imported.text)
+            .unwrap_or_else(|d| panic!("invalid:\n{d}\n{}", imported.text));
+        let p = plans_of(&again).into_iter().find(|p| p.host == "lvs").unwrap();
+        let vip: Vec<String> = p
+            .addresses
+            .iter()
+            .filter(|a| a.address.addr().to_string() == "192.168.188.100")
+            .map(|a| format!("{} dev {}", a.address, a.dev))
+            .collect();
+        assert_eq!(vip, ["192.168.188.100/24 dev eth0"], "{}", imported.text);
     }
 }

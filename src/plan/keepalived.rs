@@ -117,6 +117,7 @@ fn virtual_server(index: usize, s: &Service) -> KaVirtualServer {
         interval: s.health_check.as_ref().map_or(crate::inventory::services::DEFAULT_CHECK_INTERVAL, |h| h.interval),
         quiesce: s.on_failure == crate::inventory::OnFailure::Quiesce,
         sorry_server: s.sorry_server.as_ref().map(|x| (x.address, x.port)),
+        sorry_host: s.sorry_server.as_ref().and_then(|x| x.host.clone()),
         real_servers: s
             .real_servers
             .iter()

@@ -260,7 +260,13 @@ impl Reader {
                 }
                 "sorry_server" => {
                     match (k.arg(0).and_then(|a| a.parse::<IpAddr>().ok()), k.arg(1).map(str::parse::<u16>)) {
-                        (Some(a), Some(Ok(p))) => template.sorry = Some((a, p)),
+                        (Some(a), Some(Ok(p))) => {
+                            template.sorry = Some((a, p));
+                            // lvsctl's own files name its host in the comment above.
+                            if let Some(n) = k.comments.last().filter(|_| self.own).and_then(|c| valid_name(c)) {
+                                self.setup.names.insert(a, n);
+                            }
+                        }
                         (Some(a), None) => template.sorry = Some((a, 0)),
                         _ => self.note(&k.at, "sorry_server: expected an address and a port"),
                     }
@@ -913,6 +919,43 @@ mod tests {
                 let conf = files.iter().find(|f| f.name.ends_with("keepalived.conf")).expect("keepalived.conf");
                 let after = read_text(&conf.content, "again");
                 assert_eq!(essence(&after), essence(&before), "{}:\n{}", file.display(), imported.text);
+                // And against the inventory the file was rendered from: each service by VIP and
+                // port, with its name, scheduler, real servers and weights, check, quiescing and
+                // sorry server (a firewall mark's `match` is a guess, its VIPs aside).
+                let lab_name = lab.file_name().to_string_lossy().into_owned();
+                let source = crate::inventory::load(
+                    &Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("inventories/{lab_name}.toml")),
+                )
+                .unwrap();
+                let said = |s: &crate::inventory::Service| {
+                    let rs: Vec<(String, u32)> = s.real_servers.iter().map(|b| (b.host.clone(), b.weight)).collect();
+                    let sorry = s.sorry_server.as_ref().map(|x| format!("{:?} {}", x.host, x.port));
+                    let key = if s.ipvs.fwmark.is_some() {
+                        format!("mark {:?}", s.ipvs.fwmark)
+                    } else {
+                        format!("{} {}", s.ipvs.vip, s.ipvs.port)
+                    };
+                    // A mark's check goes to its first port when the inventory names none.
+                    let mut check = s.health_check.clone();
+                    if let Some(c) = check.as_mut().filter(|_| s.ipvs.fwmark.is_some()) {
+                        c.port = c.port.or_else(|| s.matches.first().and_then(|m| m.ports.first().copied()));
+                    }
+                    format!(
+                        "{key} {:?} {} {} {rs:?} {check:?} {:?} {sorry:?}",
+                        s.name, s.ipvs.scheduler, s.ipvs.persistence, s.on_failure
+                    )
+                };
+                let mut want: Vec<String> = source.services.iter().map(said).collect();
+                let mut got: Vec<String> = l.services.iter().map(said).collect();
+                want.sort();
+                got.sort();
+                assert_eq!(
+                    got,
+                    want,
+                    "{}: the import says the services of inventories/{lab_name}.toml:\n{}",
+                    file.display(),
+                    imported.text
+                );
                 done += 1;
             }
         }

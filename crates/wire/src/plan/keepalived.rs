@@ -83,6 +83,9 @@ pub struct KaVirtualServer {
     /// keepalived sets a failed real server's weight to 0 instead of removing it.
     pub quiesce: bool,
     pub sorry_server: Option<(IpAddr, u16)>,
+    /// The sorry server's host in the inventory (named in keepalived.conf's comment above it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorry_host: Option<String>,
     pub real_servers: Vec<KaRealServer>,
 }
 
