@@ -325,10 +325,12 @@ fn xml(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
 }
 
+/// A character's advance at the picture's 12 px monospace (0.6 em), rounded up.
 const CHAR_W: usize = 8;
 const LINE_H: usize = 15;
 const COL_GAP: usize = 24;
 const MARGIN: usize = 20;
+/// The room left of the bars for their labels, at least (a longer label widens it).
 const BAR_LABEL_W: usize = 180;
 
 fn role_colour(r: Role) -> &'static str {
@@ -351,8 +353,11 @@ pub fn svg(t: &Topology) -> String {
             (h.lines.iter().map(|l| l.chars().count()).max().unwrap_or(0).max(h.name.len()) * CHAR_W + 16).max(110)
         })
         .collect();
+    // The bars begin right of their longest label (a segment's name and prefixes).
+    let label_w =
+        t.segments.iter().map(|s| s.title().chars().count() * CHAR_W + 24).max().unwrap_or(0).max(BAR_LABEL_W);
     let mut xs = Vec::new();
-    let mut x = MARGIN + BAR_LABEL_W;
+    let mut x = MARGIN + label_w;
     for w in &widths {
         xs.push(x);
         x += w + COL_GAP;
@@ -402,7 +407,7 @@ pub fn svg(t: &Topology) -> String {
         let _ = writeln!(
             o,
             r##"<g class="segment"><line x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="#3b6ea5" stroke-width="5" stroke-linecap="round"/><text x="{MARGIN}" y="{}" fill="#3b6ea5" font-weight="bold">{}</text></g>"##,
-            xs[first].min(MARGIN + BAR_LABEL_W) - 10,
+            xs[first].min(MARGIN + label_w) - 10,
             xs[last] + widths[last] / 2 + 10,
             y + 4,
             xml(&s.title())

@@ -95,3 +95,51 @@ fn the_readme_shows_each_examples_picture() {
         assert!(readme.contains(&format!("({})", svg.display())), "README does not show {}", svg.display());
     }
 }
+
+/// A box on the picture: left, top, right, bottom.
+type Box4 = (f64, f64, f64, f64);
+
+fn overlap(a: Box4, b: Box4) -> bool {
+    a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3
+}
+
+/// Every example's SVG: no text runs over a line (a bar, a wire) or over another text. A text's
+/// box is its monospace advance (0.6 em a character) from its baseline's 0.8 em above to 0.2 em
+/// below; a line's is its length by its stroke width.
+#[test]
+fn no_text_overlaps_a_line_or_another_text() {
+    for inv in examples() {
+        let svg = graph("svg", &inv);
+        let doc = roxmltree::Document::parse(&svg).unwrap();
+        let num = |n: &roxmltree::Node, a: &str, default: f64| n.attribute(a).map_or(default, |v| v.parse().unwrap());
+        let mut texts: Vec<(String, Box4)> = Vec::new();
+        let mut lines: Vec<Box4> = Vec::new();
+        for n in doc.descendants().filter(|n| n.is_element()) {
+            match n.tag_name().name() {
+                "text" => {
+                    let fs = num(&n, "font-size", 12.0);
+                    let t = n.text().unwrap_or_default().to_string();
+                    let (x, y) = (num(&n, "x", 0.0), num(&n, "y", 0.0));
+                    let w = t.chars().count() as f64 * 0.6 * fs;
+                    texts.push((t, (x, y - 0.8 * fs, x + w, y + 0.2 * fs)));
+                }
+                "line" => {
+                    let sw = num(&n, "stroke-width", 1.0) / 2.0;
+                    let (x1, y1, x2, y2) =
+                        (num(&n, "x1", 0.0), num(&n, "y1", 0.0), num(&n, "x2", 0.0), num(&n, "y2", 0.0));
+                    lines.push((x1.min(x2) - sw, y1.min(y2) - sw, x1.max(x2) + sw, y1.max(y2) + sw));
+                }
+                _ => {}
+            }
+        }
+        assert!(!texts.is_empty() && !lines.is_empty(), "{}", inv.display());
+        for (i, (t, b)) in texts.iter().enumerate() {
+            for l in &lines {
+                assert!(!overlap(*b, *l), "{}: {t:?} runs over a line at {l:?}", inv.display());
+            }
+            for (u, c) in &texts[i + 1..] {
+                assert!(!overlap(*b, *c), "{}: {t:?} and {u:?} overlap", inv.display());
+            }
+        }
+    }
+}
