@@ -70,11 +70,9 @@ struct Host {
     nat: bool,
 }
 
-/// The inventory for `setup` (read from `source`, named in its comments), lab `name`; what was
-/// left out, each with its location, when no service could be imported. With `lab`, for `lvsctl
-/// lab create`: a client on a front segment of its own, a router between it and every subnet,
-/// management ssh addresses.
-pub fn inventory(setup: &Setup, name: &str, source: &str, lab: bool) -> Result<Imported, Vec<String>> {
+/// The services an inventory can say, made ready for it (what the source says that it cannot is
+/// a note): a mark's guessed VIPs, a check's timeout within its interval.
+fn usable(setup: &Setup) -> (Vec<Service>, Vec<Note>) {
     let mut notes: Vec<Note> = setup.notes.clone();
     let note = |notes: &mut Vec<Note>, at: &Loc, text: String| notes.push(Note { at: at.clone(), text });
     let mut kept: Vec<Service> = Vec::new();
@@ -192,6 +190,119 @@ pub fn inventory(setup: &Setup, name: &str, source: &str, lab: bool) -> Result<I
             c.timeout = c.interval;
         }
     }
+    (kept, notes)
+}
+
+/// One `[[services]]` table's keys after its name: the VIP and port or the mark (with `match`
+/// from `mark_vips`), the scheduler and its settings, the real servers (`host_of` names them),
+/// the check and the sorry server.
+fn write_service(
+    w: &mut String,
+    s: &Service,
+    mode: &str,
+    mark_vips: &[IpAddr],
+    sorry: Option<&str>,
+    host_of: &dyn Fn(IpAddr) -> String,
+) {
+    let port = match s.key {
+        ServiceKey::Addr { protocol, addr, port } => {
+            let _ = writeln!(w, "vip = \"{addr}\"");
+            let _ = writeln!(w, "port = {port}");
+            let _ = writeln!(w, "protocol = \"{}\"", protocol.as_str());
+            port
+        }
+        ServiceKey::Mark { fwmark, .. } => {
+            let _ = writeln!(w, "fwmark = {fwmark}");
+            let family: Vec<IpAddr> = mark_vips.to_vec();
+            let ports = s.check.as_ref().and_then(|c| c.port).unwrap_or(80);
+            let _ = writeln!(w, "match = [   # CHANGE: what your firewall marks (the source does not say)");
+            for v in &family {
+                let _ = writeln!(w, "    {{ vip = \"{v}\", protocol = \"tcp\", ports = [{ports}] }},");
+            }
+            let _ = writeln!(w, "]");
+            0
+        }
+    };
+    let _ = writeln!(w, "scheduler = {:?}", s.scheduler);
+    if mode_of(s.dests[0].forward) != mode {
+        let _ = writeln!(w, "mode = {:?}", mode_of(s.dests[0].forward));
+    }
+    if !s.flags.is_empty() {
+        let flags: Vec<String> = s.flags.iter().map(|f| format!("{f:?}")).collect();
+        let _ = writeln!(w, "scheduler_flags = [{}]", flags.join(", "));
+    }
+    if s.persistence > 0 {
+        let _ = writeln!(w, "persistence = {}", s.persistence);
+        let v6 = match s.key {
+            ServiceKey::Addr { addr, .. } => addr.is_ipv6(),
+            ServiceKey::Mark { ipv6, .. } => ipv6,
+        };
+        match s.netmask {
+            Some(m) if m == Netmask::host(v6) => {}
+            Some(Netmask::V4(m)) => {
+                let _ = writeln!(w, "netmask = \"{m}\"");
+            }
+            Some(Netmask::V6(n)) => {
+                let _ = writeln!(w, "netmask = {n}");
+            }
+            None => {}
+        }
+    }
+    if s.one_packet {
+        let _ = writeln!(w, "one_packet = true");
+    }
+    let list: Vec<String> = s
+        .dests
+        .iter()
+        .map(|d| {
+            let mut e = format!("{{ host = \"{}\", weight = {}", host_of(d.address), d.weight);
+            if port != 0 && d.port != port {
+                let _ = write!(e, ", port = {}", d.port);
+            }
+            if d.u_threshold > 0 {
+                let _ = write!(e, ", u_threshold = {}", d.u_threshold);
+            }
+            if d.l_threshold > 0 {
+                let _ = write!(e, ", l_threshold = {}", d.l_threshold);
+            }
+            e + " }"
+        })
+        .collect();
+    let _ = writeln!(w, "real_servers = [{}]", list.join(", "));
+    if let Some(c) = &s.check {
+        let mut e = match &c.http {
+            Some(h) => {
+                let mut e = format!("type = \"http\", path = {:?}, status = {}", h.path, h.status);
+                if let Some(x) = &h.expect {
+                    let _ = write!(e, ", expect = {x:?}");
+                }
+                e
+            }
+            None => "type = \"tcp\"".to_string(),
+        };
+        let _ = write!(e, ", interval = {}, timeout = {}, retries = {}", c.interval, c.timeout, c.retries);
+        if let Some(p) = c.port
+            && p != port
+        {
+            let _ = write!(e, ", port = {p}");
+        }
+        let _ = writeln!(w, "health_check = {{ {e} }}");
+        if s.quiesce {
+            let _ = writeln!(w, "on_failure = \"quiesce\"");
+        }
+    }
+    if let (Some(h), Some((_, p))) = (sorry, s.sorry) {
+        let _ = writeln!(w, "sorry_server = {{ host = \"{h}\", port = {p} }}");
+    }
+}
+
+/// The inventory for `setup` (read from `source`, named in its comments), lab `name`; what was
+/// left out, each with its location, when no service could be imported. With `lab`, for `lvsctl
+/// lab create`: a client on a front segment of its own, a router between it and every subnet,
+/// management ssh addresses.
+pub fn inventory(setup: &Setup, name: &str, source: &str, lab: bool) -> Result<Imported, Vec<String>> {
+    let (kept, mut notes) = usable(setup);
+    let note = |notes: &mut Vec<Note>, at: &Loc, text: String| notes.push(Note { at: at.clone(), text });
     let kept: Vec<&Service> = kept.iter().collect();
     let left_out = |notes: &[Note]| notes.iter().map(Note::to_string).collect::<Vec<_>>();
     if kept.is_empty() {
@@ -716,96 +827,11 @@ pub fn inventory(setup: &Setup, name: &str, source: &str, lab: bool) -> Result<I
             let _ = writeln!(w, "name = {n:?}");
             names.push(n);
         }
-        let port = match s.key {
-            ServiceKey::Addr { protocol, addr, port } => {
-                let _ = writeln!(w, "vip = \"{addr}\"");
-                let _ = writeln!(w, "port = {port}");
-                let _ = writeln!(w, "protocol = \"{}\"", protocol.as_str());
-                port
-            }
-            ServiceKey::Mark { fwmark, .. } => {
-                let _ = writeln!(w, "fwmark = {fwmark}");
-                let family: Vec<IpAddr> = mark_vips.get(&fwmark).cloned().unwrap_or_default();
-                let ports = s.check.as_ref().and_then(|c| c.port).unwrap_or(80);
-                let _ = writeln!(w, "match = [   # CHANGE: what your firewall marks (the source does not say)");
-                for v in &family {
-                    let _ = writeln!(w, "    {{ vip = \"{v}\", protocol = \"tcp\", ports = [{ports}] }},");
-                }
-                let _ = writeln!(w, "]");
-                0
-            }
+        let vips = match s.key {
+            ServiceKey::Mark { fwmark, .. } => mark_vips.get(&fwmark).cloned().unwrap_or_default(),
+            ServiceKey::Addr { .. } => vec![],
         };
-        let _ = writeln!(w, "scheduler = {:?}", s.scheduler);
-        if mode_of(forward(s)) != mode {
-            let _ = writeln!(w, "mode = {:?}", mode_of(forward(s)));
-        }
-        if !s.flags.is_empty() {
-            let flags: Vec<String> = s.flags.iter().map(|f| format!("{f:?}")).collect();
-            let _ = writeln!(w, "scheduler_flags = [{}]", flags.join(", "));
-        }
-        if s.persistence > 0 {
-            let _ = writeln!(w, "persistence = {}", s.persistence);
-            let v6 = match s.key {
-                ServiceKey::Addr { addr, .. } => addr.is_ipv6(),
-                ServiceKey::Mark { ipv6, .. } => ipv6,
-            };
-            match s.netmask {
-                Some(m) if m == Netmask::host(v6) => {}
-                Some(Netmask::V4(m)) => {
-                    let _ = writeln!(w, "netmask = \"{m}\"");
-                }
-                Some(Netmask::V6(n)) => {
-                    let _ = writeln!(w, "netmask = {n}");
-                }
-                None => {}
-            }
-        }
-        if s.one_packet {
-            let _ = writeln!(w, "one_packet = true");
-        }
-        let list: Vec<String> = s
-            .dests
-            .iter()
-            .map(|d| {
-                let mut e = format!("{{ host = \"{}\", weight = {}", host_of(d.address), d.weight);
-                if port != 0 && d.port != port {
-                    let _ = write!(e, ", port = {}", d.port);
-                }
-                if d.u_threshold > 0 {
-                    let _ = write!(e, ", u_threshold = {}", d.u_threshold);
-                }
-                if d.l_threshold > 0 {
-                    let _ = write!(e, ", l_threshold = {}", d.l_threshold);
-                }
-                e + " }"
-            })
-            .collect();
-        let _ = writeln!(w, "real_servers = [{}]", list.join(", "));
-        if let Some(c) = &s.check {
-            let mut e = match &c.http {
-                Some(h) => {
-                    let mut e = format!("type = \"http\", path = {:?}, status = {}", h.path, h.status);
-                    if let Some(x) = &h.expect {
-                        let _ = write!(e, ", expect = {x:?}");
-                    }
-                    e
-                }
-                None => "type = \"tcp\"".to_string(),
-            };
-            let _ = write!(e, ", interval = {}, timeout = {}, retries = {}", c.interval, c.timeout, c.retries);
-            if let Some(p) = c.port
-                && p != port
-            {
-                let _ = write!(e, ", port = {p}");
-            }
-            let _ = writeln!(w, "health_check = {{ {e} }}");
-            if s.quiesce {
-                let _ = writeln!(w, "on_failure = \"quiesce\"");
-            }
-        }
-        if let (Some(h), Some((_, p))) = (sorry, s.sorry) {
-            let _ = writeln!(w, "sorry_server = {{ host = \"{h}\", port = {p} }}");
-        }
+        write_service(&mut w, s, mode, &vips, sorry.as_deref(), &|a| host_of(a).to_string());
     }
     if lab.is_some() {
         let _ = writeln!(w);

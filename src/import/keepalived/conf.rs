@@ -336,16 +336,6 @@ fn tree(toks: &[(Loc, Tok)], at: &mut usize, errors: &mut Vec<ConfError>, open: 
 mod tests {
     use super::*;
 
-    fn reading<'a>(
-        files: &'a BTreeMap<&'static str, &'static str>,
-        open: &'a dyn Fn(&Path) -> std::io::Result<String>,
-        glob: &'a dyn Fn(&Path) -> std::io::Result<Vec<PathBuf>>,
-        id: Option<&'a str>,
-    ) -> Reading<'a> {
-        let _ = files;
-        Reading { config_id: id, open, glob }
-    }
-
     #[test]
     fn blocks_comments_quotes_variables_includes_and_conditionals() {
         let files: BTreeMap<&str, &str> = BTreeMap::from([
@@ -363,7 +353,7 @@ mod tests {
             Ok(files.keys().filter(|k| k.starts_with(pat.trim_end_matches(".conf"))).map(PathBuf::from).collect())
         };
         let text = "! comment\n$W=3\nvirtual_server 10.0.0.100 80 { # trailing\n  lb_algo rr\n@high priority 150\n@^high priority 100\n  include conf.d/*.conf\n  # web3\n  real_server \"10.0.0.3\" 80 {\n  }\n}\n";
-        let r = reading(&files, &open, &glob, Some("low"));
+        let r = Reading { config_id: Some("low"), open: &open, glob: &glob };
         let nodes = read(text, "keepalived.conf", Some(Path::new("/etc/keepalived")), &r).unwrap();
         assert_eq!(nodes.len(), 1);
         let vs = &nodes[0];
@@ -389,10 +379,9 @@ mod tests {
 
     #[test]
     fn what_cannot_be_resolved_is_refused_where_it_is() {
-        let files = BTreeMap::new();
         let open = |_: &Path| Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"));
         let glob = |p: &Path| Ok(vec![p.to_path_buf()]);
-        let r = reading(&files, &open, &glob, None);
+        let r = Reading { config_id: None, open: &open, glob: &glob };
         let text = "@high priority 150\nweight $NOPE\n~SEQ(x, 1, 3) real_server 10.0.0.$x 80\ninclude missing.conf\nvrrp_instance x {\n";
         let e = read(text, "k.conf", Some(Path::new("/etc/keepalived")), &r).unwrap_err();
         let got: Vec<(usize, bool)> = e.iter().map(|e| (e.at.line, e.at.file == "k.conf")).collect();
