@@ -661,6 +661,17 @@ hosts through the lab automatically. Needs root, and a kernel with IPVS (see `la
     Exec(LabExecArgs),
     /// Simulate a reboot of a host: fresh kernel state, same files, boot units started.
     Reboot(LabRebootArgs),
+    /// Delay, jitter, loss or a rate limit on a lab segment or one host's link (netem), or --clear.
+    #[command(long_about = "Impair the lab's own links with the kernel's netem: a SEGMENT of [lab] segments (every\n\
+port of its bridge: each packet crossing the segment meets it once) or HOST:IFACE (both ends of\n\
+that host's link: it acts both ways). --clear takes it off again. Only links `lab create` made\n\
+are touched; `lab show` lists every link and what impairs it.\n\
+  lvsctl lab impair inventories/dr.toml web2:eth0 --loss 100%    # web2 cut off\n\
+  lvsctl lab impair inventories/dr.toml front --delay 200ms --jitter 20ms\n\
+  lvsctl lab impair inventories/dr.toml front --clear")]
+    Impair(LabImpairArgs),
+    /// The lab's hosts and links, with what impairs each link (text, or --output json).
+    Show(LabShowArgs),
     /// Run a command inside a qemu guest with a distribution kernel (IPVS, ipip) and this machine's files.
     #[command(
         long_about = "Boot a qemu guest (software emulation) with the newest kernel in /boot and this machine's root\n\
@@ -719,6 +730,37 @@ pub struct LabCreateArgs {
     /// (the tests use it). Without it, the lab's connections use what OpenSSH prefers.
     #[arg(long)]
     pub fast_ssh: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LabImpairArgs {
+    #[command(flatten)]
+    pub inv: InventoryArg,
+    /// A segment of [lab] segments, or HOST:IFACE.
+    pub target: String,
+    /// One-way delay: 50ms, 1s, 200us.
+    #[arg(long, value_name = "TIME")]
+    pub delay: Option<String>,
+    /// How much the delay varies (with --delay).
+    #[arg(long, value_name = "TIME")]
+    pub jitter: Option<String>,
+    /// Packets dropped: 5%, 100%.
+    #[arg(long, value_name = "PERCENT")]
+    pub loss: Option<String>,
+    /// A rate limit: 10mbit, 500kbit.
+    #[arg(long, value_name = "RATE")]
+    pub rate: Option<String>,
+    /// Take the impairment off instead.
+    #[arg(long, conflicts_with_all = ["delay", "jitter", "loss", "rate"])]
+    pub clear: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LabShowArgs {
+    #[command(flatten)]
+    pub inv: InventoryArg,
+    #[command(flatten)]
+    pub out: OutputArg,
 }
 
 #[derive(Args, Debug)]

@@ -1195,6 +1195,87 @@ conntrack:1 drop_entry:1 drop_packet:1 expire_nodest_conn:1 expire_quiescent_tem
 nat_icmp_send:1 pmtu_disc:0 run_estimation:1 schedule_icmp:1 secure_tcp:1 sloppy_sctp:1 sloppy_tcp:1 \
 snat_reroute:0 sync_persist_mode:1 sync_retries:3 sync_version:0";
 
+/// `lab impair` on the lab kernel: 100 % loss on one real server's link makes `verify` name that
+/// server, `--clear` makes it clean again; a delay on a segment shows in the round trip across it;
+/// `lab show` says what impairs each link; bad targets and values are refused, nothing changed.
+#[test]
+fn e2e_lab_impairments() {
+    let test = "e2e_lab_impairments";
+    if !here_or_in_vm(test) {
+        return;
+    }
+    if common::listing_scenarios() {
+        let line = |l: &str| common::scenario_line(test, l);
+        line("lab inventories/dr.toml (as impaired), up");
+        line("web2:eth0 --loss 100%: verify names web2; lab show says it; --clear: verify passes");
+        line("front --delay 200ms: the client's round trip to the router takes 400 ms more; --clear");
+        line("an unknown segment, host or interface, a loss of 150 %: refused, nothing changed");
+        return;
+    }
+    let mut ph = common::Phases::start(test);
+    let (_dir, inv) = common::lab::renamed("inventories/dr.toml", "impaired");
+    let l = Lab::create(&inv);
+    ph.done("lab create");
+    l.ok(&["up"]);
+    ph.done("up");
+    let lab_cmd = |args: &[&str]| -> (bool, String) {
+        let out = Command::new(lvsctl_bin()).arg("lab").arg(args[0]).arg(&inv).args(&args[1..]).output().unwrap();
+        eprintln!("$ lvsctl lab {}\n{}", args.join(" "), text(&out));
+        (out.status.success(), text(&out))
+    };
+    let (ok, out) = lab_cmd(&["impair", "web2:eth0", "--loss", "100%"]);
+    assert!(ok && out.contains("web2:eth0: loss 100%"), "{out}");
+    let (ok, shown) = lab_cmd(&["show"]);
+    assert!(ok && shown.contains("web2:eth0        loss 100% (lab impair web2:eth0)"), "{shown}");
+    assert!(shown.contains("web1:eth0        clean"), "{shown}");
+    let (ok, json) = lab_cmd(&["show", "--output", "json"]);
+    assert!(ok, "{json}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let web2 = v["links"].as_array().unwrap().iter().find(|x| x["host"] == "web2").unwrap();
+    assert_eq!((web2["active"].as_bool(), web2["by"].as_str()), (Some(true), Some("web2:eth0")), "{json}");
+    let out = l.lvsctl(&["verify"]);
+    assert_eq!(out.status.code(), Some(6), "verify fails with web2 cut off: {}", text(&out));
+    assert!(text(&out).contains("web2 never answered"), "verify names web2: {}", text(&out));
+    let (ok, out) = lab_cmd(&["impair", "web2:eth0", "--clear"]);
+    assert!(ok && out.contains("web2:eth0 cleared"), "{out}");
+    let v = l.ok(&["verify"]);
+    assert!(v.contains("every service answers as configured"), "{v}");
+    ph.done("loss");
+
+    // The round trip across the front segment, client to router, before and with a delay.
+    let rtt = || -> f64 {
+        let out = l.run("client", &["ping", "-c", "3", "-i", "0.3", "-q", "192.168.10.200"]);
+        let avg = out.lines().find(|x| x.contains("min/avg/max")).and_then(|x| x.split('=').nth(1)).unwrap();
+        avg.trim().split('/').nth(1).unwrap().parse().unwrap()
+    };
+    let before = rtt();
+    let (ok, out) = lab_cmd(&["impair", "front", "--delay", "200ms"]);
+    assert!(ok && out.contains("front: delay 200ms (2 ports)"), "{out}");
+    let with = rtt();
+    assert!(with - before >= 390.0, "200 ms each way on the front segment: {before} ms, then {with} ms");
+    let (ok, _) = lab_cmd(&["impair", "front", "--clear"]);
+    assert!(ok);
+    let after = rtt();
+    assert!(after < before + 100.0, "cleared: {before} ms before, {after} ms after");
+    ph.done("delay");
+
+    for (args, says) in [
+        (vec!["impair", "nowhere", "--loss", "5%"], "no segment \"nowhere\""),
+        (vec!["impair", "web9:eth0", "--loss", "5%"], "no host \"web9\""),
+        (vec!["impair", "web2:eth7", "--loss", "5%"], "no interface \"eth7\""),
+        (vec!["impair", "web2:eth0", "--loss", "150%"], "from 0 to 100"),
+        (vec!["impair", "web2:eth0", "--delay", "fast"], "give a unit"),
+    ] {
+        let (ok, out) = lab_cmd(&args);
+        assert!(!ok && out.contains(says), "{args:?}: {out}");
+    }
+    let (ok, shown) = lab_cmd(&["show"]);
+    assert!(ok && !shown.contains("loss") && !shown.contains("delay"), "nothing impaired after refusals: {shown}");
+    ph.done("refusals");
+    l.ok(&["down"]);
+    ph.done("down");
+}
+
 /// `lvsctl import --lab` of a director's saved rules (the NAT lab's, as `render` writes them in
 /// `ipvsadm-save -n` form: one real server on another port) builds a lab that works on the lab
 /// kernel with the same services: up, every request answered in the split the rules' scheduler

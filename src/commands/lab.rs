@@ -12,6 +12,52 @@ pub fn run(c: &LabCommand) -> anyhow::Result<u8> {
         LabCommand::Destroy(a) => build::destroy(&a.inventory),
         LabCommand::Exec(a) => build::exec(&super::load_inventory(&a.inv.inventory)?, &a.host, &a.command),
         LabCommand::Reboot(a) => build::reboot(&super::load_inventory(&a.inv.inventory)?, &a.host),
+        LabCommand::Impair(a) => {
+            let lab = super::load_inventory(&a.inv.inventory)?;
+            let imp = crate::lab::impair::Impairment {
+                delay_us: a.delay.as_deref().map(|d| crate::lab::impair::parse_duration("delay", d)).transpose()?,
+                jitter_us: a.jitter.as_deref().map(|d| crate::lab::impair::parse_duration("jitter", d)).transpose()?,
+                loss_percent: a.loss.as_deref().map(crate::lab::impair::parse_loss).transpose()?,
+                rate_bps: a.rate.as_deref().map(crate::lab::impair::parse_rate).transpose()?,
+            };
+            crate::lab::impair::impair(&lab, &a.target, &imp, a.clear)?;
+            Ok(crate::exit::OK)
+        }
+        LabCommand::Show(a) => {
+            let lab = super::load_inventory(&a.inv.inventory)?;
+            let links = crate::lab::impair::show(&lab)?;
+            match a.out.output {
+                crate::cli::Output::Json => {
+                    let doc = serde_json::json!({ "lab": lab.name, "links": links });
+                    crate::outln!("{}", serde_json::to_string_pretty(&doc)?);
+                }
+                crate::cli::Output::Text => {
+                    crate::outln!("lab {} ({} mode): {} hosts", lab.name, lab.mode, lab.hosts.len());
+                    for h in &lab.hosts {
+                        let ssh = match &h.ssh.target {
+                            crate::inventory::SshTarget::Remote(a) => a.clone(),
+                            crate::inventory::SshTarget::Local => "local".into(),
+                        };
+                        crate::outln!("  {:<10} {:<13} ssh {ssh}", h.name, h.role.to_string());
+                    }
+                    let mut segment = String::new();
+                    for l in &links {
+                        if l.segment != segment {
+                            segment = l.segment.clone();
+                            crate::outln!("segment {segment}");
+                        }
+                        let what = match (&l.impairment, &l.by, l.active) {
+                            (Some(i), Some(by), true) => format!("{i} (lab impair {by})"),
+                            (Some(i), Some(by), false) => format!("{i} set by lab impair {by}, gone from the link"),
+                            (_, _, true) => "impaired by netem lvsctl did not record".into(),
+                            _ => "clean".into(),
+                        };
+                        crate::outln!("  {:<16} {what}", format!("{}:{}", l.host, l.interface));
+                    }
+                }
+            }
+            Ok(crate::exit::OK)
+        }
         LabCommand::Vm(a) => vm::run(&vm::VmOptions {
             memory: a.memory,
             cpus: a.cpus,

@@ -73,7 +73,7 @@ fn is_root() -> bool {
 /// A host's namespace. '.' is in neither lab nor host names, so no two labs' names can meet
 /// (with '-', lab "a" host "b-c" and lab "a-b" host "c" were one namespace, and destroying lab
 /// "a" removed lab "a-b"'s hosts).
-fn host_netns(lab: &str, host: &str) -> String {
+pub(crate) fn host_netns(lab: &str, host: &str) -> String {
     format!("{}{host}", host_netns_prefix(lab))
 }
 
@@ -467,6 +467,12 @@ pub fn sshd_log(lab: &str, host: &str) -> PathBuf {
     host_dir(lab, host).join("sshd.log")
 }
 
+/// The control namespace's end of host number `hi`'s link to member `ii` of segment `si` (its
+/// egress carries what the segment sends to the host).
+pub(crate) fn segment_port(hi: usize, si: usize, ii: usize) -> String {
+    format!("h{hi}s{si}i{ii}")
+}
+
 /// One of a host's links: the veth end `ctrl` in the control namespace, plugged into `bridge`,
 /// whose peer is the host's `ifname`.
 struct Port {
@@ -483,7 +489,7 @@ fn host_ports(lab: &Lab, hi: usize, host: &str) -> Vec<Port> {
         for (ii, (mh, ifname)) in seg.members.iter().enumerate() {
             if mh == host {
                 ports.push(Port {
-                    ctrl: format!("h{hi}s{si}i{ii}"),
+                    ctrl: segment_port(hi, si, ii),
                     bridge: bridge_name(&seg.name, si),
                     ifname: ifname.clone(),
                 });

@@ -2,6 +2,7 @@
 //! kernels without IPVS.
 
 pub mod build;
+pub mod impair;
 pub mod initramfs;
 pub mod load;
 pub mod netns;
