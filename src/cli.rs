@@ -672,6 +672,19 @@ are touched; `lab show` lists every link and what impairs it.\n\
     Impair(LabImpairArgs),
     /// The lab's hosts and links, with what impairs each link (text, or --output json).
     Show(LabShowArgs),
+    /// Take one of a host's links down at its segment (the host loses carrier); `lab heal` undoes it.
+    Cut(LabLinkArgs),
+    /// Bring a link `lab cut` took down back.
+    Heal(LabLinkArgs),
+    /// Stop a host as if its power were pulled: its segment links down, its processes frozen.
+    #[command(long_about = "Stop a lab host as its peers would see a dead machine: every one of its segment links\n\
+down at the bridge and every process in it frozen (SIGSTOP). `lab start` thaws them and brings\n\
+the links back. Its management link stays up, so lvsctl's own sessions to it survive.\n\
+  lvsctl lab stop inventories/dr-ha.toml lvs1    # the backup director takes over\n\
+  lvsctl lab start inventories/dr-ha.toml lvs1   # and gives the VIP back (preempt)")]
+    Stop(LabRebootArgs),
+    /// Start a host `lab stop` stopped: its processes thawed, its links up.
+    Start(LabRebootArgs),
     /// Run a command inside a qemu guest with a distribution kernel (IPVS, ipip) and this machine's files.
     #[command(
         long_about = "Boot a qemu guest (software emulation) with the newest kernel in /boot and this machine's root\n\
@@ -753,6 +766,14 @@ pub struct LabImpairArgs {
     /// Take the impairment off instead.
     #[arg(long, conflicts_with_all = ["delay", "jitter", "loss", "rate"])]
     pub clear: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LabLinkArgs {
+    #[command(flatten)]
+    pub inv: InventoryArg,
+    /// HOST:IFACE, a host's interface on a lab segment.
+    pub link: String,
 }
 
 #[derive(Args, Debug)]

@@ -1208,6 +1208,9 @@ fn e2e_lab_impairments() {
         let line = |l: &str| common::scenario_line(test, l);
         line("lab inventories/dr.toml (as impaired), up");
         line("web2:eth0 --loss 100%: verify names web2; lab show says it; --clear: verify passes");
+        line(
+            "web2:eth0 cut at the bridge: web2 loses carrier, verify names web2, lab show says CUT; heal: verify passes",
+        );
         line("front --delay 200ms: the client's round trip to the router takes 400 ms more; --clear");
         line("an unknown segment, host or interface, a loss of 150 %: refused, nothing changed");
         return;
@@ -1241,6 +1244,20 @@ fn e2e_lab_impairments() {
     let v = l.ok(&["verify"]);
     assert!(v.contains("every service answers as configured"), "{v}");
     ph.done("loss");
+
+    // web2's link cut at the bridge: the same failure, said by lab show; healed, clean again.
+    let (ok, out) = lab_cmd(&["cut", "web2:eth0"]);
+    assert!(ok && out.contains("web2:eth0 cut"), "{out}");
+    assert!(l.sh("web2", "ip link show eth0").contains("NO-CARRIER"), "web2 sees its carrier go");
+    let (ok, shown) = lab_cmd(&["show"]);
+    assert!(ok && shown.contains("web2:eth0        CUT, clean"), "{shown}");
+    let out = l.lvsctl(&["verify"]);
+    assert!(out.status.code() == Some(6) && text(&out).contains("web2 never answered"), "{}", text(&out));
+    let (ok, out) = lab_cmd(&["heal", "web2:eth0"]);
+    assert!(ok && out.contains("web2:eth0 healed"), "{out}");
+    let v = l.ok(&["verify"]);
+    assert!(v.contains("every service answers as configured"), "{v}");
+    ph.done("cut");
 
     // The round trip across the front segment, client to router, before and with a delay.
     let rtt = || -> f64 {

@@ -174,6 +174,8 @@ struct Ha<'a> {
     failover_phase: Option<&'a str>,
     /// `first` drained under load, through keepalived (`common::drain::drain_under_load`).
     drain: bool,
+    /// `lab stop` of the master: the backup takes over; `lab start`: the master again.
+    host_faults: bool,
 }
 
 /// Prints what `ha_cycle` runs for `c`, from the same values, without running it.
@@ -193,6 +195,12 @@ fn list_ha(test: &str, c: &Ha) {
             "drain {} under load through keepalived (its weight parameter 0, a reload): none failed, nothing new \
              reaches it after weight 0; up keeps it; status, verify and doctor see a drain; undrain; --remove refused",
             c.first
+        ));
+    }
+    if let (true, Some(b)) = (c.host_faults, c.backup) {
+        line(&format!(
+            "lab stop {}: {b} takes the VIPs and the traffic; lab start: {} master again, its links and processes back",
+            c.master, c.master
         ));
     }
     match c.backup {
@@ -306,6 +314,26 @@ fn ha_cycle(test: &str, c: Ha) {
     if c.drain {
         common::drain::drain_under_load(&l, common::drain::Drain::Host(c.first));
         ph.done("drain");
+    }
+    if let (true, Some(backup)) = (c.host_faults, backup) {
+        // The master as a machine whose power was pulled: its peers hear nothing more.
+        let lab_cmd = |verb: &str, host: &str| {
+            let out = Command::new(lvsctl_bin()).args(["lab", verb]).arg(&l.inv).arg(host).output().unwrap();
+            assert!(out.status.success(), "lab {verb} {host}: {}", text(&out));
+            text(&out)
+        };
+        let out = lab_cmd("stop", master);
+        assert!(out.contains(&format!("{master} stopped")) && out.contains("processes frozen"), "{out}");
+        let took = wait_until("the backup holds the VIP", SETTLE, || holds(&l, backup, &vip));
+        eprintln!("{backup} took the VIP {:.1} s after {master} stopped", took.as_secs_f64());
+        assert_split(&l, &svc, 8);
+        let out = lab_cmd("start", master);
+        assert!(out.contains(&format!("{master} started")), "{out}");
+        wait_until("the master alone holds the VIP again", SETTLE, || {
+            holds(&l, master, &vip) && !holds(&l, backup, &vip)
+        });
+        assert_split(&l, &svc, 8);
+        ph.done("host faults");
     }
     // Failover under traffic, then failback.
     let mut master_after = master;
@@ -453,6 +481,7 @@ fn e2e_dr_ha() {
             failover_phase: None,
             hide_keepalived_on: Some("lvs2"),
             drain: true,
+            host_faults: false,
         },
     );
 }
@@ -476,6 +505,7 @@ fn e2e_dr6_ha() {
             failover_phase: Some("20"),
             hide_keepalived_on: None,
             drain: false,
+            host_faults: false,
         },
     );
 }
@@ -499,6 +529,7 @@ fn e2e_nat_ha() {
             failover_phase: Some("20"),
             hide_keepalived_on: None,
             drain: false,
+            host_faults: true,
         },
     );
 }
@@ -521,6 +552,7 @@ fn e2e_tun_ha() {
             failover_phase: Some("20"),
             hide_keepalived_on: None,
             drain: false,
+            host_faults: false,
         },
     );
 }
@@ -544,6 +576,7 @@ fn e2e_health_checks_single_director() {
             failover_phase: None,
             hide_keepalived_on: None,
             drain: false,
+            host_faults: false,
         },
     );
 }

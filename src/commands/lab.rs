@@ -23,12 +23,34 @@ pub fn run(c: &LabCommand) -> anyhow::Result<u8> {
             crate::lab::impair::impair(&lab, &a.target, &imp, a.clear)?;
             Ok(crate::exit::OK)
         }
+        LabCommand::Cut(a) => {
+            crate::lab::faults::cut(&super::load_inventory(&a.inv.inventory)?, &a.link, false)?;
+            Ok(crate::exit::OK)
+        }
+        LabCommand::Heal(a) => {
+            crate::lab::faults::cut(&super::load_inventory(&a.inv.inventory)?, &a.link, true)?;
+            Ok(crate::exit::OK)
+        }
+        LabCommand::Stop(a) => {
+            crate::lab::faults::stop(&super::load_inventory(&a.inv.inventory)?, &a.host, false)?;
+            Ok(crate::exit::OK)
+        }
+        LabCommand::Start(a) => {
+            crate::lab::faults::stop(&super::load_inventory(&a.inv.inventory)?, &a.host, true)?;
+            Ok(crate::exit::OK)
+        }
         LabCommand::Show(a) => {
             let lab = super::load_inventory(&a.inv.inventory)?;
             let links = crate::lab::impair::show(&lab)?;
             match a.out.output {
                 crate::cli::Output::Json => {
-                    let doc = serde_json::json!({ "lab": lab.name, "links": links });
+                    let stopped = &crate::lab::faults::load(&lab.name).stopped;
+                    let hosts: Vec<serde_json::Value> = lab
+                        .hosts
+                        .iter()
+                        .map(|h| serde_json::json!({ "name": h.name, "role": h.role.to_string(), "stopped": stopped.contains(&h.name) }))
+                        .collect();
+                    let doc = serde_json::json!({ "lab": lab.name, "hosts": hosts, "links": links });
                     crate::outln!("{}", serde_json::to_string_pretty(&doc)?);
                 }
                 crate::cli::Output::Text => {
@@ -38,7 +60,12 @@ pub fn run(c: &LabCommand) -> anyhow::Result<u8> {
                             crate::inventory::SshTarget::Remote(a) => a.clone(),
                             crate::inventory::SshTarget::Local => "local".into(),
                         };
-                        crate::outln!("  {:<10} {:<13} ssh {ssh}", h.name, h.role.to_string());
+                        let stopped = if crate::lab::faults::load(&lab.name).stopped.contains(&h.name) {
+                            "   STOPPED (lab start brings it back)"
+                        } else {
+                            ""
+                        };
+                        crate::outln!("  {:<10} {:<13} ssh {ssh}{stopped}", h.name, h.role.to_string());
                     }
                     let mut segment = String::new();
                     for l in &links {
@@ -46,13 +73,14 @@ pub fn run(c: &LabCommand) -> anyhow::Result<u8> {
                             segment = l.segment.clone();
                             crate::outln!("segment {segment}");
                         }
+                        let cut = if l.cut { "CUT, " } else { "" };
                         let what = match (&l.impairment, &l.by, l.active) {
                             (Some(i), Some(by), true) => format!("{i} (lab impair {by})"),
                             (Some(i), Some(by), false) => format!("{i} set by lab impair {by}, gone from the link"),
                             (_, _, true) => "impaired by netem lvsctl did not record".into(),
                             _ => "clean".into(),
                         };
-                        crate::outln!("  {:<16} {what}", format!("{}:{}", l.host, l.interface));
+                        crate::outln!("  {:<16} {cut}{what}", format!("{}:{}", l.host, l.interface));
                     }
                 }
             }

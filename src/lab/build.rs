@@ -716,8 +716,11 @@ fn stop_process(pid: u32, ns: &Path) {
     if expected.is_some() && proc_net_inode(pid) != expected {
         return;
     }
-    // SAFETY: kill(2) with a PID that was checked to be ours.
-    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    // SAFETY: kill(2) with a PID that was checked to be ours (SIGCONT: a host `lab stop` froze).
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGTERM);
+        libc::kill(pid as libc::pid_t, libc::SIGCONT);
+    }
     let deadline = Instant::now() + Duration::from_secs(5);
     while alive(pid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
@@ -731,28 +734,35 @@ fn stop_process(pid: u32, ns: &Path) {
     }
 }
 
+/// The processes inside the namespace bound at `ns` (never this one).
+pub(crate) fn pids_in(ns: &Path) -> Vec<u32> {
+    let Some(inode) = ns_inode(ns) else { return vec![] };
+    let me = std::process::id();
+    let Ok(d) = std::fs::read_dir("/proc") else { return vec![] };
+    d.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|&pid| pid != me && proc_net_inode(pid) == Some(inode) && alive(pid))
+        .collect()
+}
+
 /// Ends every process still inside one of the lab's namespaces, after the ones it recorded: the
 /// sessions its sshd forked (which outlive their sshd), the agents they ran, the ssh masters that
 /// lvsctl keeps in the management network between commands. Only processes whose network
 /// namespace is the lab's own are signalled; nothing else on the machine is looked at twice.
 fn stop_all_in(ns: &Path) {
-    let Some(inode) = ns_inode(ns) else { return };
-    let me = std::process::id();
-    let inside = || -> Vec<u32> {
-        let Ok(d) = std::fs::read_dir("/proc") else { return vec![] };
-        d.flatten()
-            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-            .filter(|&pid| pid != me && proc_net_inode(pid) == Some(inode) && alive(pid))
-            .collect()
-    };
+    let inside = || pids_in(ns);
     for (signal, wait) in [(libc::SIGTERM, 5), (libc::SIGKILL, 5)] {
         let pids = inside();
         if pids.is_empty() {
             return;
         }
         for pid in pids {
-            // SAFETY: kill(2) on a process found inside this lab's namespace just above.
-            unsafe { libc::kill(pid as libc::pid_t, signal) };
+            // SAFETY: kill(2) on a process found inside this lab's namespace just above; a
+            // process `lab stop` froze gets its SIGTERM once it runs again.
+            unsafe {
+                libc::kill(pid as libc::pid_t, signal);
+                libc::kill(pid as libc::pid_t, libc::SIGCONT);
+            }
         }
         let deadline = Instant::now() + Duration::from_secs(wait);
         while !inside().is_empty() && Instant::now() < deadline {

@@ -2,8 +2,10 @@
 //! kernels without IPVS.
 
 pub mod build;
+pub mod faults;
 pub mod impair;
 pub mod initramfs;
+pub mod links;
 pub mod load;
 pub mod netns;
 pub mod responder;
