@@ -7,9 +7,9 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -72,8 +72,50 @@ fn now_ms() -> u64 {
 }
 
 /// One GET: the answering server's name and the body's size, checked against Content-Length.
+/// The load's source ports: below the kernel's ephemeral range (32768-60999), so that what the
+/// same host connects later (a test's requests, a user's curl) never takes a port whose old entry
+/// a director still keeps — a DR or TUN director keeps a closed connection for its tcp_fin timeout
+/// and sends a new connection on that port where the entry points (to a real server drained in
+/// between, or past a persistence template). 22,000 ports: at 40 requests a second the load
+/// comes back to a port after nine minutes, long after its own entries expired.
+const SOURCE_PORTS: std::ops::Range<u32> = 10_000..32_000;
+
+/// The next source port's index in `SOURCE_PORTS` (starting where the process id says, so that
+/// two loads one after the other do not start on the same ports).
+static NEXT_PORT: AtomicU32 = AtomicU32::new(u32::MAX);
+
+fn connect(to: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let span = SOURCE_PORTS.end - SOURCE_PORTS.start;
+    let _ = NEXT_PORT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % span,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    let mut last = None;
+    for _ in 0..64 {
+        let port = (SOURCE_PORTS.start + NEXT_PORT.fetch_add(1, Ordering::Relaxed) % span) as u16;
+        let sock = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP))?;
+        let local = SocketAddr::new(
+            if to.is_ipv4() { Ipv4Addr::UNSPECIFIED.into() } else { Ipv6Addr::UNSPECIFIED.into() },
+            port,
+        );
+        // A port still in use here (or its connection to `to` in TIME_WAIT): the next one.
+        let tried = sock.bind(&local.into()).and_then(|()| sock.connect_timeout(&to.into(), timeout));
+        match tried {
+            Ok(()) => return Ok(sock.into()),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::AddrInUse | std::io::ErrorKind::AddrNotAvailable) => {
+                last = Some(e)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free source port")))
+}
+
 pub fn get(to: SocketAddr, path: &str, timeout: Duration) -> Result<(String, usize), String> {
-    let mut s = TcpStream::connect_timeout(&to, timeout).map_err(|e| format!("connect: {e}"))?;
+    let mut s = connect(to, timeout).map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).map_err(|e| format!("send: {e}"))?;
@@ -190,6 +232,17 @@ pub fn run(o: &LoadOptions) -> LoadReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The load's connections come from below the kernel's ephemeral range, each from another port.
+    #[test]
+    fn the_load_connects_from_its_own_ports() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = l.local_addr().unwrap();
+        let a = connect(to, Duration::from_secs(2)).unwrap().local_addr().unwrap().port();
+        let b = connect(to, Duration::from_secs(2)).unwrap().local_addr().unwrap().port();
+        assert!(SOURCE_PORTS.contains(&u32::from(a)) && SOURCE_PORTS.contains(&u32::from(b)), "{a} {b}");
+        assert!(a < 32768 && a != b, "{a} {b}");
+    }
 
     #[test]
     fn an_answer_counts_only_whole() {
