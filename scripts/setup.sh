@@ -7,11 +7,13 @@
 #  - sudo: the quick-start test logs in as a non-root user with become = "sudo";
 #  - nftables: firewall-mark services are marked by an nftables table lvsctl feeds to `nft -j`;
 #  - iputils-ping: the impairment test measures a segment's round trip with ping;
+#  - tcpdump: the trace and capture tests check lvsctl's packets against a capture of their own
+#    (lvsctl itself captures with its agent and needs no tcpdump on hosts);
 #  - keepalived: the HA tests run the packaged keepalived on lab directors (lvsctl never
 #    installs it on hosts; it is here because lab hosts share this machine's programs);
 set -euo pipefail
 
-packages=(qemu-system-x86 linux-image-amd64 busybox-static openssh-server openssh-client iproute2 kmod ipvsadm procps sudo keepalived nftables iputils-ping)
+packages=(qemu-system-x86 linux-image-amd64 busybox-static openssh-server openssh-client iproute2 kmod ipvsadm procps sudo keepalived nftables iputils-ping tcpdump)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -162,6 +162,33 @@ evidence and the fix. Exit 6 when anything is found."
     )]
     Doctor(DoctorArgs),
 
+    /// Follow one request through the lab, hop by hop, and check the walk against the mode.
+    #[command(
+        long_about = "Send one request from the client to a service and capture it on every host it crosses (the\n\
+client, routers, the director that holds the VIP, the real servers), with lvsctl's agent on each\n\
+host (AF_PACKET, filtered to the request's own client port: no tcpdump needed, one agent run per\n\
+host). Then print the walk of the request and of its reply, hop by hop: interface, direction,\n\
+addresses and ports, the outer header of a tunnelled packet, TTL, and what each hop changed -\n\
+the destination rewritten to a real server (NAT), only the MAC (DR), an outer header added or\n\
+removed (TUN), the source put back to the VIP (NAT). The walk is checked against the mode: in\n\
+NAT the reply must come back through the director, in DR and TUN it must not; the director must\n\
+rewrite, re-address or wrap as its mode does; the reply must reach the client from the VIP.\n\
+Exit status 6 when the walk departs from the mode, each departure naming its hop.\n\
+  lvsctl trace inventories/dr.toml\n\
+  lvsctl trace inventories/dr-fwmark.toml --service web --output json"
+    )]
+    Trace(TraceArgs),
+
+    /// Capture packets on one host of the lab into a pcapng file (tcpdump and Wireshark read it).
+    #[command(
+        long_about = "Capture packets on HOST, every interface or --interface IF, with lvsctl's agent (AF_PACKET:\n\
+no tcpdump needed on the host), until --count packets, --seconds, or Ctrl-C, and write them to\n\
+--out as pcapng with each interface's name and each packet's direction. The capture's own SSH\n\
+session is left out (its packets carry the capture). The file is never overwritten.\n\
+  lvsctl capture inventories/dr.toml lvs --seconds 5 --out lvs.pcapng && tcpdump -nr lvs.pcapng"
+    )]
+    Capture(CaptureArgs),
+
     /// Draw the lab: hosts, segments, VIPs and services, as Mermaid, Graphviz DOT or SVG.
     #[command(
         long_about = "Draw the lab's topology from the inventory alone (no host is contacted): every host with its\n\
@@ -585,6 +612,58 @@ pub struct VerifyArgs {
     pub failover_phase: u64,
     #[command(flatten)]
     pub out: OutputArg,
+}
+
+#[derive(Args, Debug)]
+pub struct TraceArgs {
+    #[command(flatten)]
+    pub inv: InventoryArg,
+    /// The service to send the request to, by its name (default: the inventory's first service).
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    /// The VIP to send to, where the service has several (a dual-stack or firewall-mark service;
+    /// with --port, one port of a firewall-mark service).
+    #[arg(long, value_name = "ADDRESS")]
+    pub vip: Option<std::net::IpAddr>,
+    /// The port to send to, of a firewall-mark service that takes several.
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Send from this host (default: the first host with role = client).
+    #[arg(long, value_name = "HOST")]
+    pub from: Option<String>,
+    /// Seconds to wait for the connection and the answer.
+    #[arg(long, default_value_t = 3, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub timeout: u64,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub out: OutputArg,
+}
+
+#[derive(Args, Debug)]
+pub struct CaptureArgs {
+    #[command(flatten)]
+    pub inv: InventoryArg,
+    /// The host to capture on, by its name in the inventory.
+    #[arg(value_name = "HOST")]
+    pub host: String,
+    /// Only this interface of the host (default: every interface).
+    #[arg(long, value_name = "IF")]
+    pub interface: Option<String>,
+    /// Stop after this many packets.
+    #[arg(long, default_value_t = 1000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100000))]
+    pub count: u32,
+    /// Stop after this many seconds.
+    #[arg(long, default_value_t = 10, value_name = "S", value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub seconds: u64,
+    /// Bytes kept of each packet.
+    #[arg(long, default_value_t = 262144, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(64..=262144))]
+    pub snaplen: u32,
+    /// The pcapng file to write (it must not exist).
+    #[arg(long, value_name = "FILE.pcapng")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 /// What `drain` and `undrain` name: the lab, the real server, maybe one service; how to reach

@@ -274,6 +274,24 @@ pub struct VerifyBody<'a> {
     pub failover: Option<&'a crate::judge::failover::Failover>,
 }
 
+/// `trace`: one request's walk from the client to a real server and back, hop by hop.
+#[derive(Serialize, JsonSchema)]
+pub struct TraceBody<'a> {
+    /// The service, as verify names it.
+    pub service: String,
+    pub mode: &'a str,
+    pub client: &'a str,
+    /// The client's source port: the probe's packets are those with it.
+    pub client_port: u16,
+    /// What the client's request got back (the body, or the error).
+    pub answer: Option<String>,
+    #[serde(flatten)]
+    pub walk: &'a crate::packets::walk::Walked,
+    /// Packets of the probe's flow each host captured (every hop, retransmissions, the rest of
+    /// the connection).
+    pub captured: std::collections::BTreeMap<String, u32>,
+}
+
 /// One line of `--output jsonl`: the events as they happen, then one line per host when it is
 /// done, then the end with the envelope's fields.
 #[derive(Serialize, JsonSchema)]
@@ -315,12 +333,13 @@ pub enum SchemaOf {
     Status,
     Verify,
     Doctor,
+    Trace,
     /// The lines of `--output jsonl` (up, down, status).
     Events,
 }
 
 impl SchemaOf {
-    pub const ALL: [SchemaOf; 9] = [
+    pub const ALL: [SchemaOf; 10] = [
         SchemaOf::Check,
         SchemaOf::Plan,
         SchemaOf::Render,
@@ -329,6 +348,7 @@ impl SchemaOf {
         SchemaOf::Status,
         SchemaOf::Verify,
         SchemaOf::Doctor,
+        SchemaOf::Trace,
         SchemaOf::Events,
     ];
 
@@ -343,6 +363,7 @@ impl SchemaOf {
             SchemaOf::Status => "status",
             SchemaOf::Verify => "verify",
             SchemaOf::Doctor => "doctor",
+            SchemaOf::Trace => "trace",
             SchemaOf::Events => "events",
         }
     }
@@ -366,6 +387,7 @@ pub fn schema(of: SchemaOf) -> serde_json::Value {
         SchemaOf::Up | SchemaOf::Down | SchemaOf::Status => schemars::schema_for!(Output<RunBody>),
         SchemaOf::Verify => schemars::schema_for!(Output<VerifyBody>),
         SchemaOf::Doctor => schemars::schema_for!(Output<DoctorBody>),
+        SchemaOf::Trace => schemars::schema_for!(Output<TraceBody>),
         SchemaOf::Events => schemars::schema_for!(StreamLine),
     };
     let mut v = s.to_value();

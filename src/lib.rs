@@ -16,6 +16,7 @@ pub mod judge;
 pub mod lab;
 pub mod modes;
 pub mod output;
+pub mod packets;
 pub mod plan;
 pub mod remote;
 pub mod render;

@@ -19,6 +19,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Verify(a) => commands::verify::run(a),
         Command::Doctor(a) => commands::doctor::run(a),
         Command::Graph(a) => commands::graph::run(a),
+        Command::Trace(a) => commands::trace::run(a),
+        Command::Capture(a) => commands::capture::run(a),
         Command::Lab(c) => commands::lab::run(c),
         Command::Init(a) => commands::init::run(a),
         Command::Import(a) => commands::import::run(a),

@@ -100,7 +100,7 @@ impl Pool {
         Pool { opts, conns: tokio::sync::Mutex::new(BTreeMap::new()) }
     }
 
-    async fn get(&self, host: &str, ssh: &SshSettings) -> Result<(Arc<Transport>, bool), HostError> {
+    pub(crate) async fn get(&self, host: &str, ssh: &SshSettings) -> Result<(Arc<Transport>, bool), HostError> {
         if let Some(t) = self.conns.lock().await.get(host) {
             return Ok((t.clone(), false));
         }
@@ -188,7 +188,7 @@ async fn run_one(
         }
         Event::Note { message, live } => printer.note(&host, &message, live),
         Event::Drain(p) => printer.drain(&host, &p),
-        Event::Report(_) => {}
+        Event::Capture(_) | Event::Report(_) => {}
     };
     let mut on_install = || {
         printer.event(

@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 mod bodies;
+pub mod capture;
+mod captures;
 pub mod check;
 pub mod docs;
 pub mod doctor;
@@ -17,6 +19,7 @@ pub mod plan;
 pub mod printer;
 pub mod render;
 pub mod status;
+pub mod trace;
 pub mod up;
 pub mod verifier;
 pub mod verify;
@@ -205,7 +208,7 @@ pub struct Session {
     pub agent: std::sync::Arc<crate::remote::binary::AgentBinary>,
     pub pool: std::sync::Arc<fleet::Pool>,
     pub parallel: usize,
-    rt: tokio::runtime::Runtime,
+    pub(crate) rt: tokio::runtime::Runtime,
 }
 
 impl Session {

@@ -360,6 +360,7 @@ pub fn probe_targets(lab: &Lab, requests: u32, timeout: u64) -> (Vec<Service>, V
             kind,
             count: requests,
             timeout_ms: timeout * 1000,
+            source_port: None,
         });
         services.push(s);
     }

@@ -1,7 +1,7 @@
 //! DR (direct routing, `ipvsadm -g`): the director only rewrites the destination MAC, so each
 //! real server receives packets addressed to the VIP and answers clients directly.
 
-use super::{Gateway, Ipv6, Mode, Profile, RealServer, RealServer6, VipOn};
+use super::{Gateway, Ipv6, Mode, Profile, RealServer, RealServer6, Rewrite, VipOn, Walk};
 use crate::ipvs::Forward;
 
 /// The VIP is local on every real server; only the director may answer ARP for it.
@@ -54,5 +54,10 @@ pub const PROFILE: Profile = Profile {
                 why: "DR real servers hold the IPv6 VIP on lo, where it accepts the director's frames and never answers neighbour solicitations",
             }),
         },
+    },
+    walk: Walk {
+        director_does: Rewrite::MacOnly,
+        reply_through_director: false,
+        why: "in DR the director changes only the MAC (the real server holds the VIP itself), and the real server answers the client directly, never through the director",
     },
 };

@@ -71,6 +71,32 @@ pub struct Profile {
     /// What IPv6 services of the mode need instead of the IPv4 sysctls, modules and devices
     /// (the gateway, L2 and port rules are the same for both families).
     pub ipv6: Ipv6,
+    /// How a request and its reply travel (`lvsctl trace` checks the packets against it).
+    pub walk: Walk,
+}
+
+/// A packet's way through a lab of the mode.
+#[derive(Debug)]
+pub struct Walk {
+    /// What the director does to a request on its way to the real server.
+    pub director_does: Rewrite,
+    /// Whether the reply comes back through the director (NAT: it must, for the VIP to become
+    /// its source again; DR and TUN: it must not, the real server answers the client itself).
+    pub reply_through_director: bool,
+    /// The words for it, in trace's findings.
+    pub why: &'static str,
+}
+
+/// What the director changes in a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewrite {
+    /// The destination becomes the real server's address (and port).
+    Destination,
+    /// Only the Ethernet destination: the frame goes to the real server's MAC, the IP packet is
+    /// untouched.
+    MacOnly,
+    /// A second IP header around the packet, to the real server.
+    Encapsulate,
 }
 
 /// The IPv6 side of a mode (facts checked on the lab kernel: see the README's mode table).

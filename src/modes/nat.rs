@@ -2,7 +2,7 @@
 //! real server and the source of each reply back to the VIP, so every reply must come back
 //! through it.
 
-use super::{Gateway, Ipv6, Mode, Profile, RealServer, RealServer6};
+use super::{Gateway, Ipv6, Mode, Profile, RealServer, RealServer6, Rewrite, Walk};
 use crate::ipvs::Forward;
 
 pub const PROFILE: Profile = Profile {
@@ -37,5 +37,10 @@ pub const PROFILE: Profile = Profile {
         )],
         director_vip_deprecated: false,
         real_server: RealServer6 { modules: &[], links_up: &[], vip: None },
+    },
+    walk: Walk {
+        director_does: Rewrite::Destination,
+        reply_through_director: true,
+        why: "in NAT the director rewrites the VIP to the real server's address, and the reply must come back through it to have the VIP put back as its source",
     },
 };

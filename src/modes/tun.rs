@@ -1,7 +1,7 @@
 //! TUN (IP-in-IP, `ipvsadm -i`): the director encapsulates each packet to the real server, which
 //! may be behind routers; the real server decapsulates it on tunl0 and answers clients directly.
 
-use super::{Gateway, Ipv6, Mode, Profile, RealServer, RealServer6, VipOn};
+use super::{Gateway, Ipv6, Mode, Profile, RealServer, RealServer6, Rewrite, VipOn, Walk};
 use crate::ipvs::Forward;
 
 pub const PROFILE: Profile = Profile {
@@ -53,5 +53,10 @@ pub const PROFILE: Profile = Profile {
                 why: "TUN real servers hold the IPv6 VIP on ip6tnl0, where the director's IPv6-in-IPv6 packets are decapsulated",
             }),
         },
+    },
+    walk: Walk {
+        director_does: Rewrite::Encapsulate,
+        reply_through_director: false,
+        why: "in TUN the director wraps the packet in an outer header to the real server, which unwraps it (the VIP is on its tunnel device) and answers the client directly, never through the director",
     },
 };

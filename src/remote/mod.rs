@@ -258,6 +258,16 @@ pub enum HostError {
     Agent(String),
 }
 
+impl HostError {
+    /// The exit status of a command that failed on this host alone.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            HostError::Unreachable(_) => crate::exit::UNREACHABLE,
+            HostError::Agent(_) => crate::exit::ERROR,
+        }
+    }
+}
+
 pub enum Transport {
     Local,
     Ssh(Box<SshHost>),
@@ -458,14 +468,41 @@ async fn read_all<R: AsyncRead + Unpin>(r: Option<R>) -> String {
     s
 }
 
-async fn feed<W: AsyncWrite + Unpin>(w: Option<W>, parts: Vec<Cow<'_, [u8]>>) -> std::io::Result<()> {
+/// When the agent's stdin closes: at once (the request is all it reads), or when the controller
+/// releases it (a capture runs until then), or when the agent has ended anyway.
+pub type Release = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+async fn feed<W: AsyncWrite + Unpin>(
+    w: Option<W>,
+    parts: Vec<Cow<'_, [u8]>>,
+    release: Option<Release>,
+    ended: tokio::sync::oneshot::Receiver<()>,
+) -> std::io::Result<()> {
     if let Some(mut w) = w {
         for p in parts {
             w.write_all(&p).await?;
         }
+        w.flush().await?;
+        if let Some(release) = release {
+            tokio::select! {
+                _ = release => {}
+                _ = ended => {}
+            }
+        }
         w.shutdown().await?;
     }
     Ok(())
+}
+
+/// read_events, saying when it is done (the agent's stdout closed).
+async fn read_events_then<R: AsyncRead + Unpin>(
+    out: R,
+    on_event: &mut (dyn FnMut(Event) + Send),
+    done: tokio::sync::oneshot::Sender<()>,
+) -> AgentOutput {
+    let o = read_events(out, on_event).await;
+    let _ = done.send(());
+    o
 }
 
 /// What a failed `sudo -n` said, in words that say what to do.
@@ -519,6 +556,18 @@ impl Transport {
         on_event: &mut (dyn FnMut(Event) + Send),
         on_install: &mut (dyn FnMut() + Send),
     ) -> Result<Report, HostError> {
+        self.run_agent_held(agent, req, on_event, on_install, None).await
+    }
+
+    /// run_agent, with the agent's stdin kept open until `release` (a capture ends when it closes).
+    pub async fn run_agent_held(
+        &self,
+        agent: &AgentBinary,
+        req: &Request,
+        on_event: &mut (dyn FnMut(Event) + Send),
+        on_install: &mut (dyn FnMut() + Send),
+        release: Option<Release>,
+    ) -> Result<Report, HostError> {
         let mut line = serde_json::to_vec(req).expect("requests serialize");
         line.push(b'\n');
         // Operations that change nothing must not install anything either.
@@ -541,13 +590,17 @@ impl Transport {
                     .map_err(|e| HostError::Agent(format!("cannot run {}: {e}", path.display())))?;
                 let (stdin, stdout, stderr) =
                     (child.stdin.take(), child.stdout.take().expect("piped"), child.stderr.take());
-                let (fed, out, err) =
-                    tokio::join!(feed(stdin, vec![Cow::Owned(line)]), read_events(stdout, on_event), read_all(stderr));
+                let (ended_tx, ended) = tokio::sync::oneshot::channel();
+                let (fed, out, err) = tokio::join!(
+                    feed(stdin, vec![Cow::Owned(line)], release, ended),
+                    read_events_then(stdout, on_event, ended_tx),
+                    read_all(stderr)
+                );
                 fed.map_err(|e| HostError::Agent(format!("cannot send the request: {e}")))?;
                 let status = child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
                 finish(out, status, err)
             }
-            Transport::Ssh(host) => host.serve(agent, line, ephemeral, on_event, on_install).await,
+            Transport::Ssh(host) => host.serve(agent, line, ephemeral, on_event, on_install, release).await,
         }
     }
 
@@ -591,6 +644,7 @@ impl SshHost {
         ephemeral: bool,
         on_event: &mut (dyn FnMut(Event) + Send),
         on_install: &mut (dyn FnMut() + Send),
+        release: Option<Release>,
     ) -> Result<Report, HostError> {
         let mut cmd = match self.become_ {
             Become::None => self.session.command("sh"),
@@ -654,7 +708,11 @@ impl SshHost {
                 }
                 Handshake::Other(_) => (vec![], None),
             };
-            let (fed, mut o) = tokio::join!(feed(stdin, input), read_events(out, on_event));
+            // Held open only for the agent itself (a refusal ends the script at once).
+            let release = if refused.is_none() { release } else { None };
+            let (ended_tx, ended) = tokio::sync::oneshot::channel();
+            let (fed, mut o) =
+                tokio::join!(feed(stdin, input, release, ended), read_events_then(out, on_event, ended_tx));
             if let Handshake::Other(line) = handshake
                 && !line.trim().is_empty()
             {

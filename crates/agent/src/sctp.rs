@@ -32,9 +32,15 @@ pub fn listen(port: u16) -> io::Result<TcpListener> {
     Ok(s.into())
 }
 
-/// An association with `addr`, set up within `timeout`.
-pub fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+/// An association with `addr` (from local port `from`, any when None), set up within `timeout`.
+pub fn connect(addr: SocketAddr, from: Option<u16>, timeout: Duration) -> io::Result<TcpStream> {
     let s = socket(Domain::for_address(addr))?;
+    if let Some(port) = from {
+        let any: std::net::IpAddr =
+            if addr.is_ipv6() { Ipv6Addr::UNSPECIFIED.into() } else { Ipv4Addr::UNSPECIFIED.into() };
+        s.set_reuse_address(true)?;
+        s.bind(&SocketAddr::new(any, port).into())?;
+    }
     s.connect_timeout(&addr.into(), timeout)?;
     Ok(s.into())
 }

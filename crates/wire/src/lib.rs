@@ -4,6 +4,7 @@
 //! a lab that plans carry (`vocab`), on-host paths (`paths`) and the name rules both sides apply
 //! (`names`). Data and its rules only: no I/O, no command line, no SSH, no templates.
 
+pub mod capture;
 pub mod drain;
 pub mod event;
 pub mod facts;
@@ -11,6 +12,7 @@ pub mod ha;
 pub mod host;
 pub mod ipvs;
 pub mod names;
+pub mod packet;
 pub mod paths;
 pub mod plan;
 pub mod probe;

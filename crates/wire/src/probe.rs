@@ -25,6 +25,9 @@ pub struct ProbeTarget {
     pub kind: ProbeKind,
     pub count: u32,
     pub timeout_ms: u64,
+    /// Send from this port (a trace: the hosts it captures on look for it); any when None.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -65,6 +65,9 @@ pub enum Operation {
         #[serde(default)]
         delay_ms: u64,
     },
+    /// Capture packets, streamed as they come (`lvsctl capture`, `lvsctl trace`); with a probe,
+    /// send it once capturing.
+    Capture { capture: crate::capture::CaptureRequest },
 }
 
 /// What `lvsctl drain` / `undrain` asks of a director.
@@ -130,7 +133,11 @@ impl Operation {
             | Operation::Check { plan }
             | Operation::Drain { plan, .. } => Some(plan),
             Operation::Facts { plan, .. } => plan.as_mut(),
-            Operation::Down | Operation::DownDryRun | Operation::Probe { .. } | Operation::Daemon { .. } => None,
+            Operation::Down
+            | Operation::DownDryRun
+            | Operation::Probe { .. }
+            | Operation::Daemon { .. }
+            | Operation::Capture { .. } => None,
         }
     }
 
@@ -143,6 +150,7 @@ impl Operation {
                 | Operation::Check { .. }
                 | Operation::Facts { .. }
                 | Operation::Probe { .. }
+                | Operation::Capture { .. }
         )
     }
 }
@@ -201,6 +209,8 @@ pub enum Answer {
     Probe(crate::probe::ProbeResult),
     /// Drain: where it ended (`drained`, `removed`, `undrained` or `timeout`).
     Drain(DrainProgress),
+    /// Capture: how it ended.
+    Capture(crate::capture::CaptureSummary),
 }
 
 impl Report {
@@ -219,6 +229,12 @@ impl Report {
     pub fn drain(&self) -> Option<&DrainProgress> {
         match &self.answer {
             Some(Answer::Drain(d)) => Some(d),
+            _ => None,
+        }
+    }
+    pub fn capture(&self) -> Option<&crate::capture::CaptureSummary> {
+        match &self.answer {
+            Some(Answer::Capture(c)) => Some(c),
             _ => None,
         }
     }
@@ -243,6 +259,8 @@ pub enum Event {
     },
     /// `lvsctl drain`: the connections left on the drained real server.
     Drain(DrainProgress),
+    /// `lvsctl capture` / `trace`: capturing, and the packets.
+    Capture(crate::capture::CaptureEvent),
     Report(Box<Report>),
 }
 

@@ -6,6 +6,7 @@
 //! finishes its plan; every change was journaled before it was made.
 
 pub mod apply;
+pub mod capture;
 pub mod drain;
 pub mod facts;
 pub mod ha;
@@ -89,6 +90,8 @@ pub enum Error {
     PersistedPlan { path: PathBuf, message: String },
     #[error("cannot open netlink: {0}")]
     Netlink(io::Error),
+    #[error("capture: {0}")]
+    Capture(String),
 }
 
 /// What the boot unit asks for.
@@ -232,7 +235,12 @@ impl Out {
         serde_json::to_writer(&mut w.bytes, e).expect("events serialize");
         w.bytes.push(b'\n');
         // What the user must see at once (a wait for the lab lock), the report, or a full batch.
-        let now = matches!(e, Event::Report(_) | Event::Note { live: true, .. }) || w.bytes.len() >= Out::BATCH;
+        let now = matches!(
+            e,
+            Event::Report(_)
+                | Event::Note { live: true, .. }
+                | Event::Capture(crate::wire::capture::CaptureEvent::Ready { .. })
+        ) || w.bytes.len() >= Out::BATCH;
         if now {
             OutBuf::flush(&mut w);
         }
@@ -338,6 +346,11 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
                 notes,
                 ..Default::default()
             });
+        }
+        Operation::Capture { capture: c } => {
+            let lab_up = paths.lab_dir(&req.lab).join("journal.json").exists();
+            let summary = capture::run(c, lab_up, c.probe.is_none(), emit).map_err(Error::Capture)?;
+            return Ok(Report { host: req.host.clone(), answer: Some(Answer::Capture(summary)), ..Default::default() });
         }
         Operation::Probe { probe } => {
             let probe = probe::run(probe);
@@ -586,7 +599,7 @@ pub fn boot(action: &str, lab: &str) -> i32 {
             println!("{:?} {}: {} -> {}{err}", c.status, c.object, c.before, c.after);
         }
         Event::Note { message, .. } => println!("note: {message}"),
-        Event::Drain(_) | Event::Report(_) => {}
+        Event::Drain(_) | Event::Capture(_) | Event::Report(_) => {}
     };
     match boot_run(&mut sys, &paths, action, lab, &mut print) {
         Ok(r) => {

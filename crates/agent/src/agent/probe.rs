@@ -16,8 +16,11 @@ fn clip(b: &[u8]) -> String {
 fn tcp(t: &ProbeTarget, http: bool) -> Result<(String, Option<IpAddr>), String> {
     let to = Duration::from_millis(t.timeout_ms);
     let addr = SocketAddr::new(t.address, t.port);
-    let s =
-        if t.kind == ProbeKind::Sctp { crate::sctp::connect(addr, to) } else { TcpStream::connect_timeout(&addr, to) };
+    let s = match (t.kind, t.source_port) {
+        (ProbeKind::Sctp, port) => crate::sctp::connect(addr, port, to),
+        (_, Some(port)) => connect_from(addr, port, to),
+        (_, None) => TcpStream::connect_timeout(&addr, to),
+    };
     let mut s = s.map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(to)).map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(to)).map_err(|e| e.to_string())?;
@@ -52,9 +55,22 @@ fn tcp(t: &ProbeTarget, http: bool) -> Result<(String, Option<IpAddr>), String> 
     }
 }
 
+/// A TCP connection from a given local port (a trace looks for that port on every hop).
+fn connect_from(addr: SocketAddr, port: u16, timeout: Duration) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.bind(&SocketAddr::new(unspecified(addr.ip()), port).into())?;
+    s.connect_timeout(&addr.into(), timeout)?;
+    Ok(s.into())
+}
+
+fn unspecified(like: IpAddr) -> IpAddr {
+    if like.is_ipv6() { Ipv6Addr::UNSPECIFIED.into() } else { Ipv4Addr::UNSPECIFIED.into() }
+}
+
 fn udp(t: &ProbeTarget) -> Result<(String, Option<IpAddr>), String> {
-    let any: IpAddr = if t.address.is_ipv6() { Ipv6Addr::UNSPECIFIED.into() } else { Ipv4Addr::UNSPECIFIED.into() };
-    let s = UdpSocket::bind((any, 0)).map_err(|e| e.to_string())?;
+    let s = UdpSocket::bind((unspecified(t.address), t.source_port.unwrap_or(0))).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_millis(t.timeout_ms))).map_err(|e| e.to_string())?;
     s.send_to(b"lvsctl-verify\n", SocketAddr::new(t.address, t.port)).map_err(|e| e.to_string())?;
     let mut buf = [0u8; 2048];
@@ -73,8 +89,14 @@ fn answer(start: Instant, r: Result<(String, Option<IpAddr>), String>) -> Answer
 }
 
 fn series(s: &Series, t0: Instant) -> Vec<Sample> {
-    let target =
-        ProbeTarget { address: s.address, port: s.port, kind: ProbeKind::Http, count: 1, timeout_ms: s.timeout_ms };
+    let target = ProbeTarget {
+        address: s.address,
+        port: s.port,
+        kind: ProbeKind::Http,
+        count: 1,
+        timeout_ms: s.timeout_ms,
+        source_port: None,
+    };
     let mut out = Vec::new();
     let mut next = Duration::ZERO;
     let end = Duration::from_millis(s.duration_ms);
