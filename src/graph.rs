@@ -6,6 +6,7 @@
 //! The SVG is a network ("bus") diagram: each segment a horizontal bar, each host a box hanging
 //! from the bars it is wired to, the services listed under it.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -30,6 +31,8 @@ pub struct Segment {
     pub subnets: Vec<IpNet>,
     /// (host, interface).
     pub members: Vec<(String, String)>,
+    /// What a lab on this machine does to it now (`lab impair`), shown beside its name.
+    pub state: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +41,58 @@ pub struct Node {
     pub role: Role,
     /// The lines of its box after the name: role, addresses, VIPs, gateway.
     pub lines: Vec<String>,
+    /// What a lab on this machine does to it now (`lab stop`, `lab cut`, `lab impair` of one
+    /// of its links), shown in red after its lines.
+    pub alerts: Vec<String>,
+    pub stopped: bool,
+    /// Its interfaces whose link is down at the bridge (`lab cut`, or the host stopped).
+    pub cut: Vec<String>,
+}
+
+/// What `lab impair`, `lab cut` and `lab stop` did to a lab on this machine, for the picture.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LabState {
+    /// Segment name → its impairment.
+    pub segments: BTreeMap<String, String>,
+    /// (host, interface) → the impairment of that link alone.
+    pub links: BTreeMap<(String, String), String>,
+    pub cut: BTreeSet<(String, String)>,
+    pub stopped: BTreeSet<String>,
+}
+
+impl Topology {
+    /// Shows `state` on the segments and hosts it concerns.
+    pub fn overlay(&mut self, state: &LabState) {
+        for s in &mut self.segments {
+            s.state = state.segments.get(&s.name).map(|i| format!("impaired: {i}"));
+        }
+        for h in &mut self.hosts {
+            h.stopped = state.stopped.contains(&h.name);
+            if h.stopped {
+                h.alerts.push("STOPPED (lab stop): links down, processes frozen".into());
+            }
+            for ((host, iface), i) in &state.links {
+                if *host == h.name {
+                    h.alerts.push(format!("{iface} impaired: {i}"));
+                }
+            }
+            for (host, iface) in &state.cut {
+                if *host == h.name {
+                    h.alerts.push(format!("{iface} cut (lab cut)"));
+                    h.cut.push(iface.clone());
+                }
+            }
+            if h.stopped {
+                for s in &self.segments {
+                    for (m, i) in &s.members {
+                        if *m == h.name && !h.cut.contains(i) {
+                            h.cut.push(i.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +125,7 @@ fn segments(lab: &Lab) -> Vec<Segment> {
                 let mut subnets: Vec<IpNet> = s.members.iter().flat_map(|(h, i)| subnet_of(h, i)).collect();
                 subnets.sort();
                 subnets.dedup();
-                Segment { name: s.name.clone(), subnets, members: s.members.clone() }
+                Segment { name: s.name.clone(), subnets, members: s.members.clone(), state: None }
             })
             .collect();
     }
@@ -83,7 +138,12 @@ fn segments(lab: &Lab) -> Vec<Segment> {
                 match out.iter_mut().find(|s| s.subnets.contains(&net)) {
                     Some(s) if !s.members.contains(&member) => s.members.push(member),
                     Some(_) => {}
-                    None => out.push(Segment { name: net.to_string(), subnets: vec![net], members: vec![member] }),
+                    None => out.push(Segment {
+                        name: net.to_string(),
+                        subnets: vec![net],
+                        members: vec![member],
+                        state: None,
+                    }),
                 }
             }
         }
@@ -163,7 +223,7 @@ pub fn topology(lab: &Lab) -> Topology {
                     None => lines.push(format!("default via {}", g.via)),
                 }
             }
-            Node { name: h.name.clone(), role: h.role, lines }
+            Node { name: h.name.clone(), role: h.role, lines, alerts: vec![], stopped: false, cut: vec![] }
         })
         .collect();
     hosts.sort_by(|a, b| (a.role, &a.name).cmp(&(b.role, &b.name)));
@@ -197,6 +257,14 @@ impl Segment {
             self.name.clone()
         } else {
             format!("{} {}", self.name, nets.join(" "))
+        }
+    }
+
+    /// The title, with what is done to the segment now.
+    pub fn title_with_state(&self) -> String {
+        match &self.state {
+            Some(st) => format!("{} ({st})", self.title()),
+            None => self.title(),
         }
     }
 }
@@ -243,15 +311,17 @@ pub fn mermaid(t: &Topology) -> String {
     let _ = writeln!(o, "%% lab {} ({} mode), drawn by lvsctl graph", t.lab, t.mode);
     let _ = writeln!(o, "flowchart TB");
     for s in &t.segments {
-        let _ = writeln!(o, "  {}[/\"{}\"/]", id("seg", &s.name), mermaid_text(&s.title()));
+        let _ = writeln!(o, "  {}[/\"{}\"/]", id("seg", &s.name), mermaid_text(&s.title_with_state()));
     }
     for h in &t.hosts {
-        let body: Vec<String> = h.lines.iter().map(|l| mermaid_text(l)).collect();
+        let body: Vec<String> = h.lines.iter().chain(&h.alerts).map(|l| mermaid_text(l)).collect();
         let _ = writeln!(o, "  {}[\"<b>{}</b><br/>{}\"]", id("host", &h.name), h.name, body.join("<br/>"));
     }
     for s in &t.segments {
         for (h, i) in &s.members {
-            let _ = writeln!(o, "  {} ---|{}| {}", id("host", h), i, id("seg", &s.name));
+            let cut = t.hosts.iter().any(|n| n.name == *h && n.cut.contains(i));
+            let link = if cut { "-.-" } else { "---" };
+            let _ = writeln!(o, "  {} {link}|{}| {}", id("host", h), i, id("seg", &s.name));
         }
     }
     for s in &t.services {
@@ -286,12 +356,12 @@ pub fn dot(t: &Topology) -> String {
             o,
             "  {} [shape=ellipse, style=filled, fillcolor=\"#dde8f5\", label=\"{}\"];",
             id("seg", &s.name),
-            dot_text(&s.title())
+            dot_text(&s.title_with_state())
         );
     }
     for h in &t.hosts {
         let mut label = h.name.clone();
-        for l in &h.lines {
+        for l in h.lines.iter().chain(&h.alerts) {
             label.push_str("\\n");
             label.push_str(&dot_text(l));
         }
@@ -299,7 +369,9 @@ pub fn dot(t: &Topology) -> String {
     }
     for s in &t.segments {
         for (h, i) in &s.members {
-            let _ = writeln!(o, "  {} -- {} [label=\"{}\"];", id("host", h), id("seg", &s.name), dot_text(i));
+            let cut = t.hosts.iter().any(|n| n.name == *h && n.cut.contains(i));
+            let style = if cut { ", style=dashed, color=\"#c0392b\"" } else { "" };
+            let _ = writeln!(o, "  {} -- {} [label=\"{}\"{style}];", id("host", h), id("seg", &s.name), dot_text(i));
         }
     }
     for s in &t.services {
@@ -350,12 +422,19 @@ pub fn svg(t: &Topology) -> String {
         .hosts
         .iter()
         .map(|h| {
-            (h.lines.iter().map(|l| l.chars().count()).max().unwrap_or(0).max(h.name.len()) * CHAR_W + 16).max(110)
+            (h.lines.iter().chain(&h.alerts).map(|l| l.chars().count()).max().unwrap_or(0).max(h.name.len()) * CHAR_W
+                + 16)
+                .max(110)
         })
         .collect();
     // The bars begin right of their longest label (a segment's name and prefixes).
-    let label_w =
-        t.segments.iter().map(|s| s.title().chars().count() * CHAR_W + 24).max().unwrap_or(0).max(BAR_LABEL_W);
+    let label_w = t
+        .segments
+        .iter()
+        .map(|s| s.title().chars().count().max(s.state.as_ref().map_or(0, |x| x.chars().count())) * CHAR_W + 24)
+        .max()
+        .unwrap_or(0)
+        .max(BAR_LABEL_W);
     let mut xs = Vec::new();
     let mut x = MARGIN + label_w;
     for w in &widths {
@@ -363,7 +442,7 @@ pub fn svg(t: &Topology) -> String {
         x += w + COL_GAP;
     }
     let width = x - COL_GAP + MARGIN;
-    let box_h = |h: &Node| (h.lines.len() + 1) * LINE_H + 12;
+    let box_h = |h: &Node| (h.lines.len() + h.alerts.len() + 1) * LINE_H + 12;
     let band = t.hosts.iter().map(box_h).max().unwrap_or(40) + 50;
     let segs_of = |h: &Node| -> Vec<usize> {
         t.segments
@@ -404,14 +483,22 @@ pub fn svg(t: &Topology) -> String {
             .collect();
         let (Some(&first), Some(&last)) = (cols.first(), cols.last()) else { continue };
         let y = bar_y(i);
+        // An impaired segment: its bar dashed red, what is done to it under its name.
+        let (colour, dash) =
+            if s.state.is_some() { ("#c0392b", r#" stroke-dasharray="10 6""#) } else { ("#3b6ea5", "") };
         let _ = writeln!(
             o,
-            r##"<g class="segment"><line x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="#3b6ea5" stroke-width="5" stroke-linecap="round"/><text x="{MARGIN}" y="{}" fill="#3b6ea5" font-weight="bold">{}</text></g>"##,
+            r##"<g class="segment"><line x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="{colour}" stroke-width="5" stroke-linecap="round"{dash}/><text x="{MARGIN}" y="{}" fill="{colour}" font-weight="bold">{}</text>"##,
             xs[first].min(MARGIN + label_w) - 10,
             xs[last] + widths[last] / 2 + 10,
             y + 4,
             xml(&s.title())
         );
+        if let Some(st) = &s.state {
+            let _ =
+                writeln!(o, r##"<text x="{MARGIN}" y="{}" fill="#c0392b" font-size="11">{}</text>"##, y + 20, xml(st));
+        }
+        o.push_str("</g>\n");
     }
     // Hosts: in the band under their first bar, wired to each of their bars.
     for (c, h) in t.hosts.iter().enumerate() {
@@ -424,8 +511,12 @@ pub fn svg(t: &Topology) -> String {
             let s = &t.segments[i];
             let iface = s.members.iter().find(|(m, _)| *m == h.name).map(|(_, i)| i.as_str()).unwrap_or("");
             let (y1, y2) = if i <= band_of { (bar_y(i), top) } else { (top + box_h(h), bar_y(i)) };
-            let _ =
-                writeln!(o, r##"<line x1="{cx}" y1="{y1}" x2="{cx}" y2="{y2}" stroke="#3b6ea5" stroke-width="2"/>"##);
+            let style = if h.cut.iter().any(|c| c == iface) {
+                r##"stroke="#c0392b" stroke-width="2" stroke-dasharray="4 4""##
+            } else {
+                r##"stroke="#3b6ea5" stroke-width="2""##
+            };
+            let _ = writeln!(o, r##"<line x1="{cx}" y1="{y1}" x2="{cx}" y2="{y2}" {style}/>"##);
             let _ = writeln!(
                 o,
                 r##"<text x="{}" y="{}" font-size="10" fill="#3b6ea5">{}</text>"##,
@@ -436,11 +527,13 @@ pub fn svg(t: &Topology) -> String {
         }
         let _ = writeln!(
             o,
-            r##"<rect x="{}" y="{top}" width="{}" height="{}" rx="6" fill="{}" stroke="#555"/>"##,
+            r##"<rect x="{}" y="{top}" width="{}" height="{}" rx="6" fill="{}" stroke="{}"{}/>"##,
             xs[c],
             widths[c],
             box_h(h),
-            role_colour(h.role)
+            if h.stopped { "#dddddd" } else { role_colour(h.role) },
+            if h.stopped { "#c0392b" } else { "#555" },
+            if h.stopped { r#" stroke-dasharray="6 4""# } else { "" }
         );
         let _ = writeln!(
             o,
@@ -451,6 +544,11 @@ pub fn svg(t: &Topology) -> String {
         );
         for (k, l) in h.lines.iter().enumerate() {
             let _ = writeln!(o, r#"<text x="{}" y="{}">{}</text>"#, xs[c] + 8, top + (k + 2) * LINE_H + 2, xml(l));
+        }
+        for (k, l) in h.alerts.iter().enumerate() {
+            let y = top + (h.lines.len() + k + 2) * LINE_H + 2;
+            let _ =
+                writeln!(o, r##"<text x="{}" y="{y}" fill="#c0392b" font-weight="bold">{}</text>"##, xs[c] + 8, xml(l));
         }
         o.push_str("</g>\n");
     }

@@ -241,7 +241,7 @@ fn render_gives_its_files_as_json_with_octal_modes_and_their_hashes() {
 #[test]
 fn every_command_has_a_schema_and_the_contract_changes_only_on_purpose() {
     let dir = std::path::Path::new("tests/golden/schemas");
-    for c in ["check", "plan", "render", "up", "down", "status", "verify", "doctor", "events"] {
+    for c in ["check", "plan", "render", "up", "down", "status", "verify", "doctor", "trace", "events"] {
         let schema = common::schema::of(bin(), c);
         jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{c}: not a JSON Schema: {e}"));
         let text = serde_json::to_string_pretty(&schema).unwrap() + "\n";

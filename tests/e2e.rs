@@ -302,6 +302,15 @@ fn list_cycle(test: &str, inv: &str, c: &Checks) {
         line("a changed installed agent: refused at boot, reinstalled by up; an unsafe directory refused");
     }
     line("verify and doctor pass, one exec per host");
+    line(
+        "trace of each service and family: every hop is a packet tcpdump saw there, and every place tcpdump saw the probe is a hop; one exec per host",
+    );
+    if lab.name == "dr" {
+        line(
+            "real servers replying through a forwarding director (made by hand): trace exits 6 naming the director; put back",
+        );
+        line("capture on the director during verify: a pcapng file tcpdump -r reads, with the requests");
+    }
     if let Some(rs) = c.drain {
         line(&format!(
             "drain {rs} under load (short requests, paced downloads): none failed, nothing new reaches it after \
@@ -322,6 +331,75 @@ fn list_cycle(test: &str, inv: &str, c: &Checks) {
         c.reboot.join(" then ")
     ));
     line("down: every host as before (kernel state and files), destroy leaves nothing");
+}
+
+/// A DR lab made wrong by hand after `up`: the real servers' default route through the
+/// director, which forwards (and takes packets from its own VIP). It still answers, the wrong
+/// way: trace must exit 6 and name the director; then everything is put back.
+fn dr_made_wrong_by_hand(l: &Lab) {
+    let director = "lvs";
+    let gateways: Vec<(String, String)> = ["web1", "web2"]
+        .iter()
+        .map(|h| (h.to_string(), l.sh(h, "ip -4 route show default").trim().to_string()))
+        .collect();
+    let sysctls = "net.ipv4.ip_forward net.ipv4.conf.all.accept_local net.ipv4.conf.eth0.accept_local \
+                   net.ipv4.conf.all.rp_filter net.ipv4.conf.eth0.rp_filter";
+    let saved = l.sh(director, &format!("sysctl -e {sysctls}"));
+    let dip = l.sh(director, "ip -4 -o addr show dev eth0 scope global | awk '{print $4; exit}'");
+    let dip = dip.trim().split('/').next().unwrap().to_string();
+    for (h, _) in &gateways {
+        l.sh(h, &format!("ip route replace default via {dip}"));
+    }
+    l.sh(
+        director,
+        "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.accept_local=1 net.ipv4.conf.eth0.accept_local=1 \
+         net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.eth0.rp_filter=0",
+    );
+    let doc = common::trace::trace_as_tcpdump_sees_it(l, &[], false, &[]);
+    let departures: Vec<&str> = doc["departures"].as_array().unwrap().iter().filter_map(|d| d.as_str()).collect();
+    assert!(
+        departures.len() == 1 && departures[0].contains(&format!("passed through the director {director}")),
+        "{doc:#}"
+    );
+    assert!(doc["reply"].as_array().unwrap().iter().any(|h| h["host"] == director), "{doc:#}");
+    // Put back exactly as it was.
+    for (h, route) in &gateways {
+        l.sh(h, &format!("ip route replace {route}"));
+    }
+    let restore: Vec<String> =
+        saved.lines().filter_map(|x| x.split_once(" = ")).map(|(k, v)| format!("{k}={}", v.trim())).collect();
+    l.sh(director, &format!("sysctl -qw {}", restore.join(" ")));
+    let d = l.ok(&["doctor"]);
+    assert!(d.contains("no problem found"), "after putting the DR lab back: {d}");
+}
+
+/// `lvsctl capture` on the director while verify sends requests: a pcapng file that tcpdump
+/// reads, holding the requests to the VIP with their interface.
+fn capture_read_back_by_tcpdump(l: &Lab) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lvs.pcapng");
+    let file_s = file.to_str().unwrap().to_string();
+    let capture = l
+        .command(&["capture", "lvs", "--seconds", "60", "--count", "40", "--out", &file_s])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Until the capture runs (its line on stderr comes first; the agent's ready follows fast).
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    l.ok(&["verify", "--requests", "12"]);
+    let out = capture.wait_with_output().unwrap();
+    assert!(out.status.success(), "capture: {}", text(&out));
+    assert!(text(&out).contains("40 packets from lvs written"), "{}", text(&out));
+    let read = Command::new("tcpdump").args(["-nn", "-r", &file_s]).output().unwrap();
+    let lines = String::from_utf8_lossy(&read.stdout).into_owned();
+    assert!(read.status.success(), "tcpdump -r: {}", text(&read));
+    assert_eq!(lines.lines().count(), 40, "{lines}");
+    let vip = l.lab.services[0].ipvs.vip;
+    assert!(lines.lines().any(|x| x.contains(&format!("> {vip}.80: Flags [S]"))), "{lines}");
+    // An existing file is never overwritten.
+    let again = l.lvsctl(&["capture", "lvs", "--seconds", "1", "--out", &file_s]);
+    assert!(!again.status.success() && text(&again).contains("never overwrites"), "{}", text(&again));
 }
 
 /// The inventory `inv` (relative to the repository) with `extra` appended, in a directory that
@@ -503,6 +581,18 @@ fn full_cycle(test: &str, inv: &str, c: Checks) {
     assert!(d.contains("no problem found"), "{d}");
     assert_eq!(execs, every(1), "ssh execs per host of doctor");
     ph.done("checks");
+    // trace: each service's request and reply, hop by hop, as tcpdump sees them on every host.
+    for args in common::trace::targets(&l.lab) {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let doc = common::trace::trace_as_tcpdump_sees_it(&l, &args, true, &[]);
+        let director = common::trace::director_of(&doc);
+        assert_eq!(director.as_deref(), l.lab.director().map(|d| d.name.as_str()), "{doc:#}");
+    }
+    if l.lab.name == "dr" {
+        dr_made_wrong_by_hand(&l);
+        capture_read_back_by_tcpdump(&l);
+    }
+    ph.done("trace");
     if let Some(d) = c.drain {
         drain_under_load(&l, d);
         ph.done("drain");
@@ -1211,7 +1301,11 @@ fn e2e_lab_impairments() {
         line(
             "web2:eth0 cut at the bridge: web2 loses carrier, verify names web2, lab show says CUT; heal: verify passes",
         );
-        line("front --delay 200ms: the client's round trip to the router takes 400 ms more; --clear");
+        line("graph of the lab with web2's link cut and web1 stopped: both drawn");
+        line(
+            "front --delay 200ms: the client's round trip to the router takes 400 ms more, verify's latency two \
+              round trips more, graph shows it; --clear",
+        );
         line("an unknown segment, host or interface, a loss of 150 %: refused, nothing changed");
         return;
     }
@@ -1251,6 +1345,14 @@ fn e2e_lab_impairments() {
     assert!(l.sh("web2", "ip link show eth0").contains("NO-CARRIER"), "web2 sees its carrier go");
     let (ok, shown) = lab_cmd(&["show"]);
     assert!(ok && shown.contains("web2:eth0        CUT, clean"), "{shown}");
+    // graph draws what lab does to the lab: the cut link, a stopped host.
+    let (ok, out) = lab_cmd(&["stop", "web1"]);
+    assert!(ok, "{out}");
+    let g = l.ok(&["graph", "--format", "mermaid"]);
+    assert!(g.contains("eth0 cut (lab cut)") && g.contains("web2 -.-|eth0|"), "graph shows the cut: {g}");
+    assert!(g.contains("STOPPED (lab stop)") && g.contains("web1 -.-|eth0|"), "graph shows web1 stopped: {g}");
+    let (ok, out) = lab_cmd(&["start", "web1"]);
+    assert!(ok, "{out}");
     let out = l.lvsctl(&["verify"]);
     assert!(out.status.code() == Some(6) && text(&out).contains("web2 never answered"), "{}", text(&out));
     let (ok, out) = lab_cmd(&["heal", "web2:eth0"]);
@@ -1265,11 +1367,27 @@ fn e2e_lab_impairments() {
         let avg = out.lines().find(|x| x.contains("min/avg/max")).and_then(|x| x.split('=').nth(1)).unwrap();
         avg.trim().split('/').nth(1).unwrap().parse().unwrap()
     };
+    // verify's latency: connect to answer, two round trips of HTTP (the handshake, the GET).
+    let latency = || -> serde_json::Value {
+        let out = l.lvsctl(&["verify", "--requests", "6", "--output", "json"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let v = common::schema::parse(&lvsctl_bin(), "verify", &out.stdout);
+        v["services"][0]["latency"].clone()
+    };
     let before = rtt();
+    let clean = latency();
     let (ok, out) = lab_cmd(&["impair", "front", "--delay", "200ms"]);
     assert!(ok && out.contains("front: delay 200ms (2 ports)"), "{out}");
     let with = rtt();
     assert!(with - before >= 390.0, "200 ms each way on the front segment: {before} ms, then {with} ms");
+    let slow = latency();
+    let ms = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+    assert!(
+        ms(&slow, "min_ms") >= ms(&clean, "median_ms") + 780,
+        "verify's latency shows two round trips of 400 ms more: {clean} then {slow}"
+    );
+    let g = l.ok(&["graph", "--format", "mermaid"]);
+    assert!(g.contains("impaired: delay 200ms"), "graph shows the front segment's delay: {g}");
     let (ok, _) = lab_cmd(&["impair", "front", "--clear"]);
     assert!(ok);
     let after = rtt();

@@ -197,9 +197,11 @@ fn list_ha(test: &str, c: &Ha) {
             c.first
         ));
     }
+    line(&format!("trace: the walk goes through {}, every hop as tcpdump sees it", c.master));
     if let (true, Some(b)) = (c.host_faults, c.backup) {
         line(&format!(
-            "lab stop {}: {b} takes the VIPs and the traffic; lab start: {} master again, its links and processes back",
+            "lab stop {}: {b} takes the VIPs and the traffic, trace walks through {b}; lab start: {} master again, \
+             its links and processes back",
             c.master, c.master
         ));
     }
@@ -311,6 +313,12 @@ fn ha_cycle(test: &str, c: Ha) {
     assert!(again.contains(" 0 changed"), "a second up changes nothing:\n{again}");
 
     ph.done("traffic");
+    // trace: the director hop is the one that holds the VIP.
+    let svc_args = ["--vip".to_string(), svc.ipvs.vip.to_string(), "--port".into(), svc.ipvs.port.to_string()];
+    let svc_args: Vec<&str> = svc_args.iter().map(String::as_str).collect();
+    let doc = common::trace::trace_as_tcpdump_sees_it(&l, &svc_args, true, &[]);
+    assert_eq!(common::trace::director_of(&doc).as_deref(), Some(master), "{doc:#}");
+    ph.done("trace");
     if c.drain {
         common::drain::drain_under_load(&l, common::drain::Drain::Host(c.first));
         ph.done("drain");
@@ -327,6 +335,9 @@ fn ha_cycle(test: &str, c: Ha) {
         let took = wait_until("the backup holds the VIP", SETTLE, || holds(&l, backup, &vip));
         eprintln!("{backup} took the VIP {:.1} s after {master} stopped", took.as_secs_f64());
         assert_split(&l, &svc, 8);
+        // The walk goes through the backup now; the stopped master is left out of the capture.
+        let doc = common::trace::trace_as_tcpdump_sees_it(&l, &svc_args, true, &[master]);
+        assert_eq!(common::trace::director_of(&doc).as_deref(), Some(backup), "{doc:#}");
         let out = lab_cmd("start", master);
         assert!(out.contains(&format!("{master} started")), "{out}");
         wait_until("the master alone holds the VIP again", SETTLE, || {

@@ -109,37 +109,73 @@ fn overlap(a: Box4, b: Box4) -> bool {
 #[test]
 fn no_text_overlaps_a_line_or_another_text() {
     for inv in examples() {
-        let svg = graph("svg", &inv);
-        let doc = roxmltree::Document::parse(&svg).unwrap();
-        let num = |n: &roxmltree::Node, a: &str, default: f64| n.attribute(a).map_or(default, |v| v.parse().unwrap());
-        let mut texts: Vec<(String, Box4)> = Vec::new();
-        let mut lines: Vec<Box4> = Vec::new();
-        for n in doc.descendants().filter(|n| n.is_element()) {
-            match n.tag_name().name() {
-                "text" => {
-                    let fs = num(&n, "font-size", 12.0);
-                    let t = n.text().unwrap_or_default().to_string();
-                    let (x, y) = (num(&n, "x", 0.0), num(&n, "y", 0.0));
-                    let w = t.chars().count() as f64 * 0.6 * fs;
-                    texts.push((t, (x, y - 0.8 * fs, x + w, y + 0.2 * fs)));
-                }
-                "line" => {
-                    let sw = num(&n, "stroke-width", 1.0) / 2.0;
-                    let (x1, y1, x2, y2) =
-                        (num(&n, "x1", 0.0), num(&n, "y1", 0.0), num(&n, "x2", 0.0), num(&n, "y2", 0.0));
-                    lines.push((x1.min(x2) - sw, y1.min(y2) - sw, x1.max(x2) + sw, y1.max(y2) + sw));
-                }
-                _ => {}
-            }
+        assert_no_overlap(&inv.display().to_string(), &graph("svg", &inv));
+    }
+}
+
+/// A lab as `lab impair`, `lab cut` and `lab stop` leave it: the segment impaired, a link
+/// impaired, a link cut, a director stopped; each shown, in red, and still nothing overlaps.
+#[test]
+fn impairments_and_faults_are_drawn_without_overlap() {
+    for inv in examples() {
+        let lab = lvsctl::inventory::load(&inv).unwrap();
+        let mut t = lvsctl::graph::topology(&lab);
+        let seg = t.segments[0].name.clone();
+        let (h, i) = t.segments.last().unwrap().members[0].clone();
+        let director = lab.director().unwrap().name.clone();
+        let mut st = lvsctl::graph::LabState::default();
+        st.segments.insert(seg.clone(), "delay 200ms ±20ms, loss 5%".into());
+        st.links.insert((h.clone(), i.clone()), "loss 100%".into());
+        st.cut.insert((h.clone(), i.clone()));
+        st.stopped.insert(director.clone());
+        t.overlay(&st);
+        let svg = lvsctl::graph::svg(&t);
+        let name = format!("{} with impairments", inv.display());
+        assert_no_overlap(&name, &svg);
+        for want in [
+            "impaired: delay 200ms ±20ms, loss 5%".to_string(),
+            format!("{i} impaired: loss 100%"),
+            format!("{i} cut (lab cut)"),
+            "STOPPED (lab stop)".into(),
+        ] {
+            assert!(svg.contains(&want), "{name}: {want:?} is not drawn");
         }
-        assert!(!texts.is_empty() && !lines.is_empty(), "{}", inv.display());
-        for (i, (t, b)) in texts.iter().enumerate() {
-            for l in &lines {
-                assert!(!overlap(*b, *l), "{}: {t:?} runs over a line at {l:?}", inv.display());
+        assert!(svg.contains(r##"fill="#dddddd""##) && svg.contains("stroke-dasharray"), "{name}");
+        let m = lvsctl::graph::mermaid(&t);
+        assert!(m.contains("-.-|") && m.contains("STOPPED"), "{name}: {m}");
+    }
+}
+
+/// No text of `svg` runs over a line or another text.
+fn assert_no_overlap(name: &str, svg: &str) {
+    let doc = roxmltree::Document::parse(svg).unwrap();
+    let num = |n: &roxmltree::Node, a: &str, default: f64| n.attribute(a).map_or(default, |v| v.parse().unwrap());
+    let mut texts: Vec<(String, Box4)> = Vec::new();
+    let mut lines: Vec<Box4> = Vec::new();
+    for n in doc.descendants().filter(|n| n.is_element()) {
+        match n.tag_name().name() {
+            "text" => {
+                let fs = num(&n, "font-size", 12.0);
+                let t = n.text().unwrap_or_default().to_string();
+                let (x, y) = (num(&n, "x", 0.0), num(&n, "y", 0.0));
+                let w = t.chars().count() as f64 * 0.6 * fs;
+                texts.push((t, (x, y - 0.8 * fs, x + w, y + 0.2 * fs)));
             }
-            for (u, c) in &texts[i + 1..] {
-                assert!(!overlap(*b, *c), "{}: {t:?} and {u:?} overlap", inv.display());
+            "line" => {
+                let sw = num(&n, "stroke-width", 1.0) / 2.0;
+                let (x1, y1, x2, y2) = (num(&n, "x1", 0.0), num(&n, "y1", 0.0), num(&n, "x2", 0.0), num(&n, "y2", 0.0));
+                lines.push((x1.min(x2) - sw, y1.min(y2) - sw, x1.max(x2) + sw, y1.max(y2) + sw));
             }
+            _ => {}
+        }
+    }
+    assert!(!texts.is_empty() && !lines.is_empty(), "{name}");
+    for (i, (t, b)) in texts.iter().enumerate() {
+        for l in &lines {
+            assert!(!overlap(*b, *l), "{name}: {t:?} runs over a line at {l:?}");
+        }
+        for (u, c) in &texts[i + 1..] {
+            assert!(!overlap(*b, *c), "{name}: {t:?} and {u:?} overlap");
         }
     }
 }

@@ -20,7 +20,14 @@ pub fn run(a: &GraphArgs) -> anyhow::Result<u8> {
         }
     };
     let lab = super::load_inventory(&a.inv.inventory)?;
-    let t = crate::graph::topology(&lab);
+    let mut t = crate::graph::topology(&lab);
+    // A lab on this machine: what `lab impair`, `lab cut` and `lab stop` did to it, as it is now.
+    if let Some(state) = crate::lab::impair::graph_state(&lab) {
+        if state != crate::graph::LabState::default() {
+            eprintln!("graph: lab {} runs on this machine: its impairments and faults are shown", lab.name);
+        }
+        t.overlay(&state);
+    }
     let text = match format {
         GraphFormat::Mermaid => crate::graph::mermaid(&t),
         GraphFormat::Dot => crate::graph::dot(&t),

@@ -44,6 +44,8 @@ fn unit(lab: &Lab, args: &TraceArgs) -> anyhow::Result<Service> {
     let units = crate::judge::probe_units(lab);
     let mut picked: Vec<&Service> = match &args.service {
         Some(name) => units.iter().filter(|u| u.name.as_deref() == Some(name)).collect(),
+        // --vip and --port alone choose among every service.
+        None if args.vip.is_some() || args.port.is_some() => units.iter().collect(),
         None => units.iter().filter(|u| u.index == lab.services[0].index).collect(),
     };
     if picked.is_empty() {
@@ -54,14 +56,14 @@ fn unit(lab: &Lab, args: &TraceArgs) -> anyhow::Result<Service> {
         )
         .into());
     }
-    let what = args.service.clone().unwrap_or_else(|| picked[0].label());
+    let what = args.service.as_ref().map(|n| format!("service {n}")).unwrap_or_else(|| "the lab's services".into());
     let offered =
         |p: &[&Service]| p.iter().map(|u| format!("{}:{}", u.ipvs.vip, u.ipvs.port)).collect::<Vec<_>>().join(", ");
     if let Some(vip) = args.vip {
         let all = offered(&picked);
         picked.retain(|u| u.ipvs.vip == vip);
         if picked.is_empty() {
-            return Err(Exit::new(exit::INVALID, format!("--vip {vip}: {what} is not on it; it takes {all}")).into());
+            return Err(Exit::new(exit::INVALID, format!("--vip {vip}: not a VIP of {what} (they are: {all})")).into());
         }
     }
     if let Some(port) = args.port {
@@ -69,7 +71,7 @@ fn unit(lab: &Lab, args: &TraceArgs) -> anyhow::Result<Service> {
         picked.retain(|u| u.ipvs.port == port);
         if picked.is_empty() {
             return Err(
-                Exit::new(exit::INVALID, format!("--port {port}: {what} does not take it; it takes {all}")).into()
+                Exit::new(exit::INVALID, format!("--port {port}: not a port of {what} (they are: {all})")).into()
             );
         }
     }
@@ -135,12 +137,34 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<u8> {
         ssh: h.ssh.clone(),
         request: Request::new(&lab.name, &h.name, Operation::Capture { capture: capture(probe) }),
     };
-    let watchers: Vec<Job> = lab.hosts.iter().filter(|h| h.name != client.name).map(|h| job(h, None)).collect();
+    // A lab host stopped by `lab stop` cannot run anything: it is left out, and said so.
+    let stopped = crate::lab::faults::load(&lab.name).stopped;
+    if stopped.contains(&client.name) {
+        return Err(Exit::new(
+            exit::ERROR,
+            format!(
+                "trace: {} is stopped (lvsctl lab stop): `lvsctl lab start {} {}` first",
+                client.name,
+                lab.file.display(),
+                client.name
+            ),
+        )
+        .into());
+    }
+    for h in &stopped {
+        eprintln!("trace: {h} is stopped (lvsctl lab stop): not captured there");
+    }
+    let watchers: Vec<Job> = lab
+        .hosts
+        .iter()
+        .filter(|h| h.name != client.name && !stopped.contains(&h.name))
+        .map(|h| job(h, None))
+        .collect();
     let probe = ProbeRequest { targets: vec![target], ..Default::default() };
     let probing = job(client, Some(probe));
 
     let mut connect = args.connect.clone();
-    connect.filter.hosts = lab.hosts.iter().map(|h| h.name.clone()).collect();
+    connect.filter.hosts = lab.hosts.iter().filter(|h| !stopped.contains(&h.name)).map(|h| h.name.clone()).collect();
     let session = super::Session::open(&lab, &connect)?;
     eprintln!(
         "trace: capturing on {}; then one request from {} port {port} to {} ({})",

@@ -93,6 +93,32 @@ pub struct ServiceResult {
     pub errors: Vec<String>,
     /// Answers the director cannot have carried: they reached real servers without it.
     pub bypassed: u64,
+    /// How long the answered requests took, from the client's connect to the answer (None when
+    /// none was answered).
+    pub latency: Option<Latency>,
+}
+
+/// Per-request time from the client's side, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct Latency {
+    pub min_ms: u64,
+    pub median_ms: u64,
+    pub p95_ms: u64,
+    pub max_ms: u64,
+}
+
+impl Latency {
+    /// Of the answered requests' times; None when none was answered.
+    pub fn of(answers: &[Answer]) -> Option<Latency> {
+        let mut ms: Vec<u64> = answers.iter().filter(|a| a.body.is_some()).map(|a| a.ms).collect();
+        if ms.is_empty() {
+            return None;
+        }
+        ms.sort_unstable();
+        // The nearest-rank percentile: the smallest time at least p of the requests took at most.
+        let rank = |p: f64| ms[((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
+        Some(Latency { min_ms: ms[0], median_ms: rank(0.5), p95_ms: rank(0.95), max_ms: ms[ms.len() - 1] })
+    }
 }
 
 impl ServiceResult {
@@ -277,6 +303,7 @@ pub fn judge(
         problems,
         errors,
         bypassed,
+        latency: Latency::of(answers),
     }
 }
 
@@ -310,6 +337,12 @@ pub fn render(r: &ServiceResult, from: &str) -> String {
             expected,
             sched,
             x.verdict
+        ));
+    }
+    if let Some(l) = r.latency {
+        s.push_str(&format!(
+            "  latency (connect to answer, at {from}): min {} ms, median {} ms, p95 {} ms, max {} ms\n",
+            l.min_ms, l.median_ms, l.p95_ms, l.max_ms
         ));
     }
     if r.ok() {
@@ -639,6 +672,21 @@ mod tests {
         .to_vec();
         assert_eq!(services.iter().map(|s| s.endpoint()).collect::<Vec<_>>(), want);
         assert!(targets.iter().all(|t| t.timeout_ms == 2000 && t.count == 8), "{targets:?}");
+    }
+
+    #[test]
+    fn latency_is_of_the_answered_requests() {
+        let a = |ms: u64, ok: bool| Answer {
+            body: ok.then(|| "web1".into()),
+            from: None,
+            error: (!ok).then(|| "timed out".into()),
+            ms,
+        };
+        let mut answers: Vec<Answer> = (1..=20).map(|m| a(m, true)).collect();
+        answers.push(a(3000, false));
+        let l = Latency::of(&answers).unwrap();
+        assert_eq!((l.min_ms, l.median_ms, l.p95_ms, l.max_ms), (1, 10, 19, 20));
+        assert_eq!(Latency::of(&[a(5, false)]), None);
     }
 
     #[test]

@@ -200,6 +200,29 @@ pub fn impair(lab: &Lab, target: &str, imp: &Impairment, clear: bool) -> anyhow:
     Ok(())
 }
 
+/// What `lab impair`, `lab cut` and `lab stop` did to the lab, for `graph`; None when the lab
+/// is not created on this machine.
+pub fn graph_state(lab: &Lab) -> Option<crate::graph::LabState> {
+    if !crate::lab::run_dir(&lab.name).exists() {
+        return None;
+    }
+    let mut st = crate::graph::LabState::default();
+    for (target, imp) in load(&lab.name) {
+        match target.split_once(':') {
+            Some((h, i)) => st.links.insert((h.to_string(), i.to_string()), imp.describe()),
+            None => st.segments.insert(target, imp.describe()),
+        };
+    }
+    let faults = super::faults::load(&lab.name);
+    for c in faults.cut {
+        if let Some((h, i)) = c.split_once(':') {
+            st.cut.insert((h.to_string(), i.to_string()));
+        }
+    }
+    st.stopped = faults.stopped;
+    Some(st)
+}
+
 /// One link as `lab show` says it.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ShownLink {

@@ -29,6 +29,9 @@ fn end_of_options(body: &mut Vec<u8>) {
 }
 
 /// A pcapng file of `packets`, seen on `interfaces` of host `host`, each kept to `snaplen` bytes.
+/// libpcap (tcpdump) reads a file only when all its interfaces have one link type: when
+/// Ethernet interfaces and tunnel devices (bare IP) are mixed, the bare IP packets get an
+/// Ethernet header of zero addresses.
 pub fn write(host: &str, interfaces: &[CaptureInterface], packets: &[CapturedPacket], snaplen: u32) -> Vec<u8> {
     let mut out = Vec::new();
     // Section header: byte-order magic, version 1.0, length unknown; shb_userappl.
@@ -47,9 +50,11 @@ pub fn write(host: &str, interfaces: &[CaptureInterface], packets: &[CapturedPac
             ids.push(p.interface);
         }
     }
+    let is_ethernet = |index: u32| interfaces.iter().find(|i| i.index == index).is_none_or(|i| i.ethernet);
+    let mixed = ids.iter().any(|&i| is_ethernet(i)) && ids.iter().any(|&i| !is_ethernet(i));
     for &index in &ids {
         let known = interfaces.iter().find(|i| i.index == index);
-        let ethernet = known.is_none_or(|i| i.ethernet);
+        let ethernet = known.is_none_or(|i| i.ethernet) || mixed;
         let name = known.map(|i| i.name.clone()).unwrap_or_else(|| format!("if{index}"));
         let mut idb = Vec::new();
         idb.extend_from_slice(&(if ethernet { LINKTYPE_ETHERNET } else { LINKTYPE_RAW }).to_le_bytes());
@@ -62,14 +67,23 @@ pub fn write(host: &str, interfaces: &[CaptureInterface], packets: &[CapturedPac
         block(&mut out, 1, &idb);
     }
     for p in packets {
-        let data = p.bytes();
+        let mut data = p.bytes();
+        let mut length = p.length;
+        if mixed && !is_ethernet(p.interface) {
+            let ethertype: u16 = if data.first().is_some_and(|b| b >> 4 == 6) { 0x86dd } else { 0x0800 };
+            let mut framed = vec![0u8; 12];
+            framed.extend_from_slice(&ethertype.to_be_bytes());
+            framed.extend_from_slice(&data);
+            data = framed;
+            length += 14;
+        }
         let id = ids.iter().position(|&i| i == p.interface).expect("every packet's interface") as u32;
         let mut epb = Vec::new();
         epb.extend_from_slice(&id.to_le_bytes());
         epb.extend_from_slice(&((p.at_ns >> 32) as u32).to_le_bytes());
         epb.extend_from_slice(&(p.at_ns as u32).to_le_bytes());
         epb.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        epb.extend_from_slice(&p.length.max(data.len() as u32).to_le_bytes());
+        epb.extend_from_slice(&length.max(data.len() as u32).to_le_bytes());
         epb.extend_from_slice(&data);
         epb.resize(epb.len().div_ceil(4) * 4, 0);
         // epb_flags: inbound 1, outbound 2.
@@ -99,7 +113,7 @@ mod tests {
             length: d.len() as u32 + 10,
             data: crate::hex(d),
         };
-        let f = write("lvs", &ifs, &[pkt(5, &[0x45, 0, 0, 20, 1]), pkt(2, &[1, 2, 3])], 256);
+        let f = write("lvs", &ifs, &[pkt(5, &[0x45, 0, 0, 20, 1]), pkt(5, &[0x45, 0, 0, 20, 2])], 256);
         let mut at = 0;
         let mut kinds = Vec::new();
         while at < f.len() {
@@ -110,10 +124,27 @@ mod tests {
             kinds.push(kind);
             if kind == 1 {
                 let linktype = u16::from_le_bytes(f[at + 8..at + 10].try_into().unwrap());
-                assert_eq!(linktype, if kinds.iter().filter(|k| **k == 1).count() == 1 { 101 } else { 1 });
+                assert_eq!(linktype, 101, "a tunnel alone keeps its bare IP");
             }
             at += len;
         }
-        assert_eq!(kinds, [0x0A0D_0D0A, 1, 1, 6, 6]);
+        assert_eq!(kinds, [0x0A0D_0D0A, 1, 6, 6]);
+        // Mixed with Ethernet: one link type, the bare packets framed.
+        let f = write("lvs", &ifs, &[pkt(5, &[0x45, 0, 0, 20, 1]), pkt(2, &[1, 2, 3])], 256);
+        let mut at = 0;
+        let mut framed = None;
+        while at < f.len() {
+            let kind = u32::from_le_bytes(f[at..at + 4].try_into().unwrap());
+            let len = u32::from_le_bytes(f[at + 4..at + 8].try_into().unwrap()) as usize;
+            if kind == 1 {
+                assert_eq!(u16::from_le_bytes(f[at + 8..at + 10].try_into().unwrap()), 1);
+            }
+            if kind == 6 && framed.is_none() {
+                framed = Some(f[at + 28..at + 28 + 19].to_vec());
+            }
+            at += len;
+        }
+        let framed = framed.unwrap();
+        assert_eq!(&framed[12..15], &[0x08, 0x00, 0x45]);
     }
 }

@@ -5,6 +5,7 @@ pub mod drain;
 pub mod lab;
 pub mod pty;
 pub mod schema;
+pub mod trace;
 pub mod vm;
 
 use std::path::{Path, PathBuf};
