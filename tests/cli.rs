@@ -318,6 +318,36 @@ fn verify_refuses_options_it_cannot_honour_before_connecting() {
     }
 }
 
+/// trace and capture refuse what they cannot do before reaching any host: an unknown service,
+/// VIP, port, host or sender, `--host`; capture never overwrites a file.
+#[test]
+fn trace_and_capture_refuse_bad_input_before_connecting() {
+    let dr = concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/dr.toml");
+    let fw = concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/dr-fwmark.toml");
+    let t = tempfile::tempdir().unwrap();
+    let existing = t.path().join("kept.pcapng");
+    std::fs::write(&existing, b"keep me").unwrap();
+    let existing = existing.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["trace", dr, "--service", "nope"], 3, "--service nope: no service of that name"),
+        (vec!["trace", fw, "--service", "web-all", "--vip", "10.9.9.9"], 3, "not a VIP of service web-all"),
+        (vec!["trace", fw, "--service", "dns", "--port", "99"], 3, "--port 99: not a port of service dns"),
+        (vec!["trace", dr, "--from", "nosuch"], 3, "--from nosuch: no such host"),
+        (vec!["trace", dr, "--host", "web1"], 3, "choose the sender with --from HOST"),
+        (vec!["capture", dr, "web9", "--out", "/nonexistent/x.pcapng"], 3, "no host \"web9\""),
+        (vec!["capture", dr, "web1", "--out", existing], 1, "never overwrites a file"),
+        (vec!["capture", dr, "web1", "--count", "0", "--out", "x.pcapng"], 2, "--count"),
+    ];
+    for (args, code, want) in cases {
+        let mut cmd = lvsctl();
+        cmd.args(&args).env("HOME", "/nonexistent");
+        let (got, err) = run(cmd, Duration::from_secs(20));
+        assert_eq!(got, Some(code), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    assert_eq!(std::fs::read(existing).unwrap(), b"keep me");
+}
+
 /// `import`: saved rules become an inventory `check` accepts; a left-out firewall-mark service
 /// makes the import partial (8), a bad line names itself and writes nothing (3), and an existing
 /// file is never overwritten. The README's example is what it prints.

@@ -379,8 +379,10 @@ fn capture_read_back_by_tcpdump(l: &Lab) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("lvs.pcapng");
     let file_s = file.to_str().unwrap().to_string();
+    // The inventory comes before the host: `capture INV HOST …`.
     let capture = l
-        .command(&["capture", "lvs", "--seconds", "60", "--count", "40", "--out", &file_s])
+        .command(&["capture"])
+        .args(["lvs", "--seconds", "60", "--count", "40", "--out", &file_s])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -398,7 +400,7 @@ fn capture_read_back_by_tcpdump(l: &Lab) {
     let vip = l.lab.services[0].ipvs.vip;
     assert!(lines.lines().any(|x| x.contains(&format!("> {vip}.80: Flags [S]"))), "{lines}");
     // An existing file is never overwritten.
-    let again = l.lvsctl(&["capture", "lvs", "--seconds", "1", "--out", &file_s]);
+    let again = l.command(&["capture"]).args(["lvs", "--seconds", "1", "--out", &file_s]).output().unwrap();
     assert!(!again.status.success() && text(&again).contains("never overwrites"), "{}", text(&again));
 }
 

@@ -12,8 +12,17 @@ use crate::wire::capture::CaptureRequest;
 
 pub fn run(args: &CaptureArgs) -> anyhow::Result<u8> {
     let lab = super::load_inventory(&args.inv.inventory)?;
-    super::check_host_filter(&lab, std::slice::from_ref(&args.host))?;
-    let host = lab.host(&args.host).expect("checked");
+    let Some(host) = lab.host(&args.host) else {
+        let names: Vec<&str> = lab.hosts.iter().map(|h| h.name.as_str()).collect();
+        let hint = crate::inventory::diag::did_you_mean(&args.host, &names)
+            .map(|s| format!(" (did you mean {s}?)"))
+            .unwrap_or_default();
+        return Err(Exit::new(
+            exit::INVALID,
+            format!("no host {:?} in {}{hint}; its hosts: {}", args.host, lab.file.display(), names.join(", ")),
+        )
+        .into());
+    };
     // The file is created before any host is reached: a name that cannot be written fails first.
     let mut file = match std::fs::OpenOptions::new().write(true).create_new(true).open(&args.out) {
         Ok(f) => f,

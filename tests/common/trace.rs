@@ -17,27 +17,33 @@ fn dotted(endpoint: &str) -> String {
     format!("{}.{}", sa.ip(), sa.port())
 }
 
-/// Starts tcpdump on every interface of every host (never the SSH management traffic), and
-/// waits until each one writes.
+/// Starts tcpdump on every interface of every host (never the SSH management traffic), all hosts
+/// at once, each returning once its tcpdump writes: (host, pid, file).
 fn start(l: &Lab, tag: &str, skip: &[&str]) -> Vec<(String, String, String)> {
-    let mut running = Vec::new();
-    for h in l.hosts().into_iter().filter(|h| !skip.contains(&h.as_str())) {
-        let file = format!("/tmp/lvsctl-test-{}-{h}-{tag}.pcap", l.lab.name);
-        let pid = l.sh(
-            &h,
-            &format!("rm -f {file}; tcpdump -Z root -i any -nn -U -s 256 -w {file} 'not tcp port 22' >/dev/null 2>&1 & echo $!"),
-        );
-        running.push((h, pid.trim().to_string(), file));
-    }
-    for (h, _, file) in &running {
-        let mut tries = 0;
-        while l.sh(h, &format!("stat -c %s {file} 2>/dev/null || echo 0")).trim().parse::<u64>().unwrap_or(0) == 0 {
-            tries += 1;
-            assert!(tries < 100, "{h}: tcpdump did not start writing {file}");
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-    }
-    running
+    let hosts: Vec<String> = l.hosts().into_iter().filter(|h| !skip.contains(&h.as_str())).collect();
+    std::thread::scope(|s| {
+        let running: Vec<_> = hosts
+            .iter()
+            .map(|h| {
+                s.spawn(move || {
+                    // The host's own /tmp (each lab host has a private one).
+                    let file = format!("/tmp/lvsctl-test-{tag}.pcap");
+                    let pid = l.sh(
+                        h,
+                        &format!(
+                            "rm -f {file}; tcpdump -Z root -i any -nn -U -s 256 -w {file} 'not tcp port 22' \
+                             >/dev/null 2>&1 & p=$!; i=0; while [ ! -s {file} ] && [ $i -lt 100 ]; do sleep 0.1; \
+                             i=$((i+1)); done; [ -s {file} ] && echo $p"
+                        ),
+                    );
+                    let pid = pid.trim().to_string();
+                    assert!(!pid.is_empty(), "{h}: tcpdump did not start writing {file}");
+                    (h.clone(), pid, file)
+                })
+            })
+            .collect();
+        running.into_iter().map(|t| t.join().expect("tcpdump started")).collect()
+    })
 }
 
 /// Stops each tcpdump (by its PID) and reads back what it saw of the client port: request and
@@ -47,12 +53,28 @@ fn stop(
     running: Vec<(String, String, String)>,
     port: u16,
 ) -> (BTreeMap<Where, String>, BTreeMap<Where, String>) {
+    // -U wrote every packet as it came; give the last ones a moment, then end them all.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let read: Vec<(String, String)> = std::thread::scope(|s| {
+        let t: Vec<_> = running
+            .iter()
+            .map(|(h, pid, file)| {
+                s.spawn(move || {
+                    let lines = l.sh(
+                        h,
+                        &format!(
+                            "kill {pid}; while kill -0 {pid} 2>/dev/null; do sleep 0.1; done; \
+                             tcpdump -nn -r {file} 2>/dev/null; rm -f {file}"
+                        ),
+                    );
+                    (h.clone(), lines)
+                })
+            })
+            .collect();
+        t.into_iter().map(|t| t.join().expect("tcpdump read")).collect()
+    });
     let (mut req, mut rep) = (BTreeMap::new(), BTreeMap::new());
-    for (h, pid, file) in running {
-        // -U wrote every packet as it came; give the last ones a moment, then end it.
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        l.sh(&h, &format!("kill {pid}; while kill -0 {pid} 2>/dev/null; do sleep 0.1; done"));
-        let lines = l.sh(&h, &format!("tcpdump -nn -r {file} 2>/dev/null; rm -f {file}"));
+    for (h, lines) in read {
         for line in lines.lines() {
             // `TIME IFACE DIR IP ...` for captures on `any` (Linux cooked v2); P (another host's
             // frame), B and M are not hops.
