@@ -28,8 +28,8 @@ a distribution kernel when this kernel lacks IPVS.";
 const AFTER_HELP: &str = "\
 Exit status: 0 success; 1 error; 2 usage error; 3 invalid inventory or templates;
 4 some hosts failed (the others completed); 5 some hosts unreachable;
-6 a check did not pass (status drifted, verify failed, doctor found problems);
-7 changes pending (up or down --dry-run --detailed-exitcode).";
+6 a check did not pass (status drifted, verify failed, doctor found problems, trace departs);
+7 changes pending (up or down --dry-run --detailed-exitcode); 8 import left something out.";
 
 #[derive(Parser, Debug)]
 #[command(name = "lvsctl", version = env!("LVSCTL_VERSION"), about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]

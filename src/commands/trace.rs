@@ -310,7 +310,8 @@ pub fn render(unit: &Service, client: &str, port: u16, answer: Option<&str>, w: 
             }
             s += "\n";
             if let Some(o) = &h.outer {
-                s += &format!("  {:9}  {:wh$}  {:wi$}      outer {o}\n", "", "", "");
+                // Under the addresses: the header around them.
+                s += &format!("{:pad$}outer {o}\n", "", pad = 2 + 7 + 3 + 2 + wh + 2 + wi + 1 + 3 + 2);
             }
         }
     }
