@@ -42,3 +42,17 @@ if [ ! -f "$ld/usr/share/doc/ldirectord/examples/ldirectord.cf" ]; then
     dpkg-deb -x "$tmp"/ldirectord_*.deb "$ld"
     rm -rf "$tmp"
 fi
+
+# Prometheus's own tools, which the metrics tests use (`promtool check metrics`; later a real
+# Prometheus scraping the lab's directors): the package is fetched and unpacked, not installed
+# (installing it would start a Prometheus server on this machine).
+pm=/var/cache/lvsctl-tests/prometheus
+if [ ! -x "$pm/usr/bin/promtool" ]; then
+    echo "setup: fetching Prometheus (apt-get download prometheus; unpacked, not installed)"
+    mkdir -p "$pm"
+    tmp=$(mktemp -d)
+    chmod 755 "$tmp"
+    (cd "$tmp" && apt-get download -q prometheus 2>/dev/null || { apt-get update -q && apt-get download -q prometheus; })
+    dpkg-deb -x "$tmp"/prometheus_*.deb "$pm"
+    rm -rf "$tmp"
+fi

@@ -189,6 +189,18 @@ session is left out (its packets carry the capture). The file is never overwritt
     )]
     Capture(CaptureArgs),
 
+    /// Print every director's metrics once, in Prometheus's text format, named as the inventory names them.
+    #[command(
+        long_about = "Read every director's IPVS services and real servers from its kernel (over SSH, through the\n\
+agent) and print them once in Prometheus's text exposition format, labelled with the inventory's\n\
+names: lab, director, service (its name, or its VIP:port or mark), real server host. Counters per\n\
+service and real server (connections, packets and bytes each way), active and inactive\n\
+connections, weights, each real server's state (up, quiesced, drained, removed), VRRP and sync\n\
+daemon state in keepalived labs, and lvsctl's own (plan applied, drift, last up).\n\
+  lvsctl metrics inventories/dr.toml | promtool check metrics"
+    )]
+    Metrics(MetricsArgs),
+
     /// Draw the lab: hosts, segments, VIPs and services, as Mermaid, Graphviz DOT or SVG.
     #[command(
         long_about = "Draw the lab's topology from the inventory alone (no host is contacted): every host with its\n\
@@ -664,6 +676,16 @@ pub struct CaptureArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub connect: ConnectArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct MetricsArgs {
+    #[command(flatten)]
+    pub inv: InventoryArg,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub tpl: TemplatesArg,
 }
 
 /// What `drain` and `undrain` name: the lab, the real server, maybe one service; how to reach

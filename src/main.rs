@@ -20,6 +20,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Doctor(a) => commands::doctor::run(a),
         Command::Graph(a) => commands::graph::run(a),
         Command::Trace(a) => commands::trace::run(a),
+        Command::Metrics(a) => commands::metrics::run(a),
         Command::Capture(a) => commands::capture::run(a),
         Command::Lab(c) => commands::lab::run(c),
         Command::Init(a) => commands::init::run(a),

@@ -305,6 +305,9 @@ fn list_cycle(test: &str, inv: &str, c: &Checks) {
     line(
         "trace of each service and family: every hop is a packet tcpdump saw there, and every place tcpdump saw the probe is a hop; one exec per host",
     );
+    line(
+        "metrics: promtool accepts them; every real server's counters equal ipvsadm --stats --exact; services by their names; one exec per director",
+    );
     if lab.name == "dr" {
         line(
             "real servers replying through a forwarding director (made by hand): trace exits 6 naming the director; put back",
@@ -595,6 +598,13 @@ fn full_cycle(test: &str, inv: &str, c: Checks) {
         capture_read_back_by_tcpdump(&l);
     }
     ph.done("trace");
+    // metrics: the kernel's counters, named by the inventory, as ipvsadm counts them.
+    let m = common::metrics::metrics_equal_ipvsadm(&l);
+    for s in &l.lab.services {
+        let name = s.name.clone().unwrap_or_else(|| s.key().to_string());
+        assert!(m.contains(&format!("service=\"{name}\"")), "metrics name {name}:\n{m}");
+    }
+    ph.done("metrics");
     if let Some(d) = c.drain {
         drain_under_load(&l, d);
         ph.done("drain");

@@ -198,6 +198,7 @@ fn list_ha(test: &str, c: &Ha) {
         ));
     }
     line(&format!("trace: the walk goes through {}, every hop as tcpdump sees it", c.master));
+    line("metrics: promtool accepts them, counters equal ipvsadm's on each director, VRRP master named");
     if let (true, Some(b)) = (c.host_faults, c.backup) {
         line(&format!(
             "lab stop {}: {b} takes the VIPs and the traffic, trace walks through {b}; lab start: {} master again, \
@@ -319,6 +320,15 @@ fn ha_cycle(test: &str, c: Ha) {
     let doc = common::trace::trace_as_tcpdump_sees_it(&l, &svc_args, true, &[]);
     assert_eq!(common::trace::director_of(&doc).as_deref(), Some(master), "{doc:#}");
     ph.done("trace");
+    let m = common::metrics::metrics_equal_ipvsadm(&l);
+    if let Some(backup) = backup {
+        for (d, is) in [(master, 1), (backup, 0)] {
+            let line =
+                m.lines().find(|x| x.starts_with("lvs_vrrp_master{") && x.contains(&format!("director=\"{d}\"")));
+            assert!(line.is_some_and(|x| x.ends_with(&format!(" {is}"))), "{d}: lvs_vrrp_master {is}:\n{m}");
+        }
+    }
+    ph.done("metrics");
     if c.drain {
         common::drain::drain_under_load(&l, common::drain::Drain::Host(c.first));
         ph.done("drain");

@@ -14,6 +14,7 @@ pub mod graph;
 pub mod import;
 pub mod init;
 pub mod lab;
+pub mod metrics;
 pub mod outcome;
 pub mod plan;
 pub mod printer;

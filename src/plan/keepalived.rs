@@ -103,6 +103,7 @@ fn virtual_server(index: usize, s: &Service) -> KaVirtualServer {
     });
     KaVirtualServer {
         label: s.label(),
+        name: s.name.clone(),
         protocol: s.ipvs.protocol,
         vip: s.ipvs.vip,
         port: s.ipvs.port,

@@ -304,6 +304,7 @@ fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
     // keepalived owns the IPVS entries of the services it checks.
     for s in lab.services.iter().filter(|s| !s.keepalived_managed()) {
         p.ipvs.push(VirtualServiceSpec {
+            name: s.name.clone(),
             ipvs: s.ipvs.clone(),
             destinations: s
                 .real_servers

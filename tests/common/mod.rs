@@ -3,6 +3,7 @@
 
 pub mod drain;
 pub mod lab;
+pub mod metrics;
 pub mod pty;
 pub mod schema;
 pub mod trace;

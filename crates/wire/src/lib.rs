@@ -11,6 +11,7 @@ pub mod facts;
 pub mod ha;
 pub mod host;
 pub mod ipvs;
+pub mod metrics;
 pub mod names;
 pub mod packet;
 pub mod paths;

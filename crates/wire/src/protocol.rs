@@ -65,6 +65,8 @@ pub enum Operation {
         #[serde(default)]
         delay_ms: u64,
     },
+    /// A director's metrics, its services and real servers named by the plan (`lvsctl metrics`).
+    Metrics { plan: HostPlan },
     /// Capture packets, streamed as they come (`lvsctl capture`, `lvsctl trace`); with a probe,
     /// send it once capturing.
     Capture { capture: crate::capture::CaptureRequest },
@@ -131,7 +133,8 @@ impl Operation {
             Operation::Apply { plan, .. }
             | Operation::DryRun { plan }
             | Operation::Check { plan }
-            | Operation::Drain { plan, .. } => Some(plan),
+            | Operation::Drain { plan, .. }
+            | Operation::Metrics { plan } => Some(plan),
             Operation::Facts { plan, .. } => plan.as_mut(),
             Operation::Down
             | Operation::DownDryRun
@@ -151,6 +154,7 @@ impl Operation {
                 | Operation::Facts { .. }
                 | Operation::Probe { .. }
                 | Operation::Capture { .. }
+                | Operation::Metrics { .. }
         )
     }
 }
@@ -211,6 +215,8 @@ pub enum Answer {
     Drain(DrainProgress),
     /// Capture: how it ended.
     Capture(crate::capture::CaptureSummary),
+    /// Metrics: the director's families.
+    Metrics(Vec<crate::metrics::Family>),
 }
 
 impl Report {
@@ -229,6 +235,12 @@ impl Report {
     pub fn drain(&self) -> Option<&DrainProgress> {
         match &self.answer {
             Some(Answer::Drain(d)) => Some(d),
+            _ => None,
+        }
+    }
+    pub fn metrics(&self) -> Option<&Vec<crate::metrics::Family>> {
+        match &self.answer {
+            Some(Answer::Metrics(m)) => Some(m),
             _ => None,
         }
     }

@@ -11,6 +11,7 @@ pub mod drain;
 pub mod facts;
 pub mod ha;
 pub mod journal;
+pub mod metrics;
 pub mod probe;
 pub use crate::wire::{event, protocol};
 #[cfg(test)]
@@ -323,18 +324,7 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
                 for_this_lab(plan)?;
                 let (plan, _, _) = drained(paths, &req.lab, plan);
                 let plan = &plan;
-                // Drift, as `status` sees it: a check run whose events are kept, not printed.
-                let mut journal =
-                    Journal::open(&paths.lab_dir(&req.lab), &req.lab, &req.host, false).map_err(Error::Journal)?;
-                journal.check(&req.lab, &paths.root).map_err(Error::Journal)?;
-                let mut drift = Vec::new();
-                let mut keep = |e: Event| {
-                    if let Event::Change(c) = e {
-                        drift.push(c)
-                    }
-                };
-                Executor::new(sys, &mut journal, Intent::Check, &mut keep, &req.host).apply(plan, Scope::All);
-                facts.drift = drift;
+                facts.drift = drift(sys, paths, req, plan)?;
                 if let Some(k) = &plan.keepalived {
                     facts.keepalived = ha::status(sys, k, &req.lab, true).ok();
                 }
@@ -344,6 +334,15 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
                 host: req.host.clone(),
                 answer: Some(Answer::Facts(Box::new(facts))),
                 notes,
+                ..Default::default()
+            });
+        }
+        Operation::Metrics { plan } => {
+            for_this_lab(plan)?;
+            let families = metrics_of(sys, paths, req, plan)?;
+            return Ok(Report {
+                host: req.host.clone(),
+                answer: Some(Answer::Metrics(families)),
                 ..Default::default()
             });
         }
@@ -412,6 +411,59 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
 
 /// `plan` as this host's drains leave it (`lvsctl drain`), and what they kept; a drain record
 /// that cannot be read is said, and the plan taken as it is.
+/// Drift, as `status` sees it: a check run whose events are kept, not printed.
+fn drift<S: System>(
+    sys: &mut S,
+    paths: &Paths,
+    req: &Request,
+    plan: &HostPlan,
+) -> Result<Vec<crate::wire::event::ChangeEvent>, Error> {
+    let mut journal = Journal::open(&paths.lab_dir(&req.lab), &req.lab, &req.host, false).map_err(Error::Journal)?;
+    journal.check(&req.lab, &paths.root).map_err(Error::Journal)?;
+    let mut drift = Vec::new();
+    let mut keep = |e: Event| {
+        if let Event::Change(c) = e {
+            drift.push(c)
+        }
+    };
+    Executor::new(sys, &mut journal, Intent::Check, &mut keep, &req.host).apply(plan, Scope::All);
+    Ok(drift)
+}
+
+/// A director's metrics: its table named by the plan, health, VRRP, sync, lvsctl's state.
+fn metrics_of<S: System>(
+    sys: &mut S,
+    paths: &Paths,
+    req: &Request,
+    plan: &HostPlan,
+) -> Result<Vec<crate::wire::metrics::Family>, Error> {
+    let table = if sys.ipvs_loaded() { sys.ipvs_table().map_err(Error::Ipvs)? } else { Vec::new() };
+    let drains = drain::load(paths, &req.lab).unwrap_or_default();
+    let journal = paths.lab_dir(&req.lab).join("journal.json");
+    let applied = journal.exists();
+    let last_up = std::fs::metadata(&journal)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs());
+    let (overlaid, _, _) = drained(paths, &req.lab, plan);
+    let drift = if applied { Some(drift(sys, paths, req, &overlaid)?.len()) } else { None };
+    let keepalived = match &plan.keepalived {
+        Some(k) => ha::status(sys, k, &req.lab, false).ok(),
+        None => None,
+    };
+    let state = metrics::State {
+        lab: &req.lab,
+        director: &req.host,
+        keepalived: keepalived.as_ref(),
+        drained: drains.keys().cloned().collect(),
+        applied,
+        drift,
+        last_up,
+    };
+    Ok(metrics::families(plan, &table, &state))
+}
+
 fn drained(paths: &Paths, lab: &str, plan: &HostPlan) -> (HostPlan, Vec<String>, drain::DrainState) {
     let mut plan = plan.clone();
     match drain::load(paths, lab) {

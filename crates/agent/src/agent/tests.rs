@@ -809,3 +809,55 @@ fn a_drain_of_a_service_keepalived_runs_sets_its_weight_parameter_to_zero() {
     let notes = super::drain::overlay(&mut p, &state);
     assert!(notes.iter().any(|n| n.contains("cannot keep web1 drained through keepalived")), "{notes:?}");
 }
+
+/// A director's metrics name its services and real servers as the plan does, say each real
+/// server's state as the table and the drains make it, and say whether the lab is up and how far
+/// it drifted.
+#[test]
+fn metrics_name_the_table_by_the_plan_with_each_real_servers_state() {
+    use crate::ipvs::*;
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    let p = plan_for("inventories/dr.toml", "lvs");
+    let metrics = |f: &mut Fake| -> String {
+        let req = Request::new("dr", "lvs", Operation::Metrics { plan: p.clone() });
+        let report = handle(f, &fake_paths(root.path()), req, &mut |_| {});
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        crate::wire::metrics::exposition(report.metrics().expect("metrics"))
+    };
+    let before = metrics(&mut f);
+    assert!(before.contains("lvsctl_plan_applied{lab=\"dr\",director=\"lvs\"} 0"), "{before}");
+    assert!(!before.contains("lvs_service_connections_total"), "no table yet: {before}");
+    let (r, ev) = run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert_eq!(r.failed, 0, "{:?}", changes(&ev));
+    let up = metrics(&mut f);
+    let svc = "lab=\"dr\",director=\"lvs\",service=\"web\",protocol=\"tcp\",vip=\"192.168.188.100\",port=\"80\"";
+    for want in [
+        format!("lvs_service_connections_total{{{svc}}} 0"),
+        format!("lvs_real_server_weight{{{svc},real_server=\"web1\",address=\"192.168.188.81\",real_port=\"80\"}} 3"),
+        format!(
+            "lvs_real_server_state{{{svc},real_server=\"web2\",address=\"192.168.188.82\",real_port=\"80\",state=\"up\"}} 1"
+        ),
+        "lvsctl_plan_applied{lab=\"dr\",director=\"lvs\"} 1".into(),
+        "lvsctl_drift_objects{lab=\"dr\",director=\"lvs\"} 0".into(),
+        "# TYPE lvs_real_server_connections_total counter".into(),
+    ] {
+        assert!(up.contains(&want), "{want}\n{up}");
+    }
+    // web2 at weight 0 (as a health check quiesces it), web1 out of the table.
+    let key = ServiceKey::addr(Protocol::Tcp, "192.168.188.100".parse::<std::net::IpAddr>().unwrap(), 80);
+    let web2 = DestKey { addr: "192.168.188.82".parse().unwrap(), port: 80 };
+    crate::host::IpvsTable::ipvs_set_dest(
+        &mut f,
+        &key,
+        &web2,
+        &DestConfig { fwd: FWD_ROUTE, weight: 0, u_threshold: 0, l_threshold: 0 },
+    )
+    .unwrap();
+    crate::host::IpvsTable::ipvs_del_dest(&mut f, &key, &DestKey { addr: "192.168.188.81".parse().unwrap(), port: 80 })
+        .unwrap();
+    let broken = metrics(&mut f);
+    assert!(broken.contains("real_server=\"web2\",address=\"192.168.188.82\",real_port=\"80\",state=\"quiesced\"} 1"));
+    assert!(broken.contains("real_server=\"web1\",address=\"192.168.188.81\",real_port=\"80\",state=\"removed\"} 1"));
+    assert!(broken.contains("lvsctl_drift_objects{lab=\"dr\",director=\"lvs\"} 2"), "{broken}");
+}

@@ -345,6 +345,7 @@ fn table(scheduler: &str, dests: Vec<DestEntry>) -> Vec<IpvsService> {
 fn ipvs_services_and_destinations() {
     let mut p = empty_plan();
     p.ipvs = vec![VirtualServiceSpec {
+        name: None,
         ipvs: VirtualService {
             protocol: Protocol::Tcp,
             vip: "10.0.0.100".parse().unwrap(),

@@ -57,6 +57,9 @@ pub struct VrrpAddress {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KaVirtualServer {
     pub label: String,
+    /// The service's name in the inventory (metrics label it so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub protocol: Protocol,
     pub vip: IpAddr,
     pub port: u16,

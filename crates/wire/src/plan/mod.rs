@@ -80,6 +80,9 @@ pub struct DestSpec {
 // A virtual service the director runs: the service, and its destinations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VirtualServiceSpec {
+    /// The service's name in the inventory (metrics label it so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     #[serde(flatten)]
     pub ipvs: VirtualService,
     pub destinations: Vec<DestSpec>,
