@@ -189,6 +189,20 @@ session is left out (its packets carry the capture). The file is never overwritt
     )]
     Capture(CaptureArgs),
 
+    /// A live view of every director: rates, connections, weights, health, the VRRP master.
+    #[command(
+        long_about = "Watch every director live, over one streaming agent run each: per service and real server the\n\
+new connections and packets a second (from the kernel's counters, between two samples), active\n\
+and inactive connections, weight and state (up, quiesced by a health check, drained, removed),\n\
+and each VRRP instance's state in keepalived labs. On a terminal the screen is redrawn every\n\
+--interval; through a pipe each sample is plain lines (`TIME DIRECTOR SERVICE REAL-SERVER\n\
+conn/s=… pkt/s=… …`); --output jsonl gives one JSON object per row. Ctrl-C, or --seconds, ends it.\n\
+Run `lvsctl verify` or `lvsctl lab load` in another terminal to watch the scheduler at work.\n\
+  lvsctl top inventories/dr.toml\n\
+  lvsctl top inventories/nat-ha.toml --seconds 60 | grep vrrp"
+    )]
+    Top(TopArgs),
+
     /// Print every director's metrics once, in Prometheus's text format, named as the inventory names them.
     #[command(
         long_about = "Read every director's IPVS services and real servers from its kernel (over SSH, through the\n\
@@ -676,6 +690,37 @@ pub struct CaptureArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub connect: ConnectArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub inv: InventoryArg,
+    /// Seconds between two samples.
+    #[arg(long, default_value_t = 1, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub interval: u64,
+    /// End after this many seconds (default: at Ctrl-C).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub seconds: Option<u64>,
+    #[command(flatten)]
+    pub out: TopOutputArg,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub tpl: TemplatesArg,
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+pub struct TopOutputArg {
+    /// text: a screen on a terminal, lines through a pipe; jsonl: one JSON object per row.
+    #[arg(long, value_enum, default_value_t = TopOutput::Text, value_name = "FORMAT")]
+    pub output: TopOutput,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopOutput {
+    Text,
+    Jsonl,
 }
 
 #[derive(Args, Debug)]

@@ -21,6 +21,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Graph(a) => commands::graph::run(a),
         Command::Trace(a) => commands::trace::run(a),
         Command::Metrics(a) => commands::metrics::run(a),
+        Command::Top(a) => commands::top::run(a),
         Command::Capture(a) => commands::capture::run(a),
         Command::Lab(c) => commands::lab::run(c),
         Command::Init(a) => commands::init::run(a),

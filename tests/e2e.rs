@@ -309,6 +309,9 @@ fn list_cycle(test: &str, inv: &str, c: &Checks) {
         "metrics: promtool accepts them; every real server's counters equal ipvsadm --stats --exact; services by their names; one exec per director",
     );
     if lab.name == "dr" {
+        line("top through a pipe during verify: each real server's conn/s 0 before, above 0 while requests flow");
+    }
+    if lab.name == "dr" {
         line(
             "real servers replying through a forwarding director (made by hand): trace exits 6 naming the director; put back",
         );
@@ -374,6 +377,29 @@ fn dr_made_wrong_by_hand(l: &Lab) {
     l.sh(director, &format!("sysctl -qw {}", restore.join(" ")));
     let d = l.ok(&["doctor"]);
     assert!(d.contains("no problem found"), "after putting the DR lab back: {d}");
+}
+
+/// `lvsctl top` through a pipe while verify sends requests: plain lines per sample, the real
+/// servers' connection rates 0 before and above 0 while the requests flow.
+fn top_shows_rates_rising(l: &Lab) {
+    let top =
+        l.command(&["top"]).args(["--seconds", "30"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    l.ok(&["verify", "--requests", "40"]);
+    let out = top.wait_with_output().unwrap();
+    let t = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "top: {}", text(&out));
+    for rs in ["web1", "web2"] {
+        let rates: Vec<f64> = t
+            .lines()
+            .filter(|x| x.contains(&format!(" lvs web {rs} conn/s=")))
+            .filter_map(|x| x.split("conn/s=").nth(1)?.split(' ').next()?.parse().ok())
+            .collect();
+        assert!(rates.len() >= 5, "{rs}: a rate a second once the first sample is in:\n{t}");
+        assert_eq!(rates[0], 0.0, "{rs}: nothing flows before verify:\n{t}");
+        assert!(rates.iter().any(|r| *r > 0.0), "{rs}: the rate rises while verify runs:\n{t}");
+        assert!(t.contains(&format!(" lvs web {rs} ")) && t.contains("state=up"), "{t}");
+    }
 }
 
 /// `lvsctl capture` on the director while verify sends requests: a pcapng file that tcpdump
@@ -603,6 +629,9 @@ fn full_cycle(test: &str, inv: &str, c: Checks) {
     for s in &l.lab.services {
         let name = s.name.clone().unwrap_or_else(|| s.key().to_string());
         assert!(m.contains(&format!("service=\"{name}\"")), "metrics name {name}:\n{m}");
+    }
+    if l.lab.name == "dr" {
+        top_shows_rates_rising(&l);
     }
     ph.done("metrics");
     if let Some(d) = c.drain {

@@ -202,7 +202,7 @@ fn list_ha(test: &str, c: &Ha) {
     if let (true, Some(b)) = (c.host_faults, c.backup) {
         line(&format!(
             "lab stop {}: {b} takes the VIPs and the traffic, trace walks through {b}; lab start: {} master again, \
-             its links and processes back",
+             its links and processes back; top through a pipe shows each of them master in turn",
             c.master, c.master
         ));
     }
@@ -340,6 +340,15 @@ fn ha_cycle(test: &str, c: Ha) {
             assert!(out.status.success(), "lab {verb} {host}: {}", text(&out));
             text(&out)
         };
+        // top watches through it all (the stopped master's agent is frozen with it).
+        let top = l
+            .command(&["top"])
+            .args(["--seconds", "60"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(5));
         let out = lab_cmd("stop", master);
         assert!(out.contains(&format!("{master} stopped")) && out.contains("processes frozen"), "{out}");
         let took = wait_until("the backup holds the VIP", SETTLE, || holds(&l, backup, &vip));
@@ -354,6 +363,15 @@ fn ha_cycle(test: &str, c: Ha) {
             holds(&l, master, &vip) && !holds(&l, backup, &vip)
         });
         assert_split(&l, &svc, 8);
+        let out = top.wait_with_output().unwrap();
+        let t = String::from_utf8_lossy(&out.stdout).into_owned();
+        for d in [master, backup] {
+            assert!(
+                t.lines().any(|x| x.contains(&format!(" {d} vrrp ")) && x.ends_with(" master")),
+                "top shows {d} as VRRP master at some point:\n{t}\n{}",
+                text(&out)
+            );
+        }
         ph.done("host faults");
     }
     // Failover under traffic, then failback.

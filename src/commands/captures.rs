@@ -66,7 +66,7 @@ fn spawn(
                         on_packets(&host, g.packets.len());
                     }
                     Event::Note { message, .. } => g.notes.push(message),
-                    Event::Change(_) | Event::Drain(_) | Event::Report(_) => {}
+                    Event::Change(_) | Event::Drain(_) | Event::Metrics { .. } | Event::Report(_) => {}
                 }
             };
             let release: Option<crate::remote::Release> = release.map(|mut r| {

@@ -188,7 +188,7 @@ async fn run_one(
         }
         Event::Note { message, live } => printer.note(&host, &message, live),
         Event::Drain(p) => printer.drain(&host, &p),
-        Event::Capture(_) | Event::Report(_) => {}
+        Event::Capture(_) | Event::Metrics { .. } | Event::Report(_) => {}
     };
     let mut on_install = || {
         printer.event(

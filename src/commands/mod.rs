@@ -20,6 +20,7 @@ pub mod plan;
 pub mod printer;
 pub mod render;
 pub mod status;
+pub mod top;
 pub mod trace;
 pub mod up;
 pub mod verifier;

@@ -67,6 +67,9 @@ pub enum Operation {
     },
     /// A director's metrics, its services and real servers named by the plan (`lvsctl metrics`).
     Metrics { plan: HostPlan },
+    /// The director's metrics every `interval_ms`, streamed, until stdin closes or `seconds`
+    /// have passed (`lvsctl top`).
+    Watch { plan: HostPlan, interval_ms: u64, seconds: u64 },
     /// Capture packets, streamed as they come (`lvsctl capture`, `lvsctl trace`); with a probe,
     /// send it once capturing.
     Capture { capture: crate::capture::CaptureRequest },
@@ -134,7 +137,8 @@ impl Operation {
             | Operation::DryRun { plan }
             | Operation::Check { plan }
             | Operation::Drain { plan, .. }
-            | Operation::Metrics { plan } => Some(plan),
+            | Operation::Metrics { plan }
+            | Operation::Watch { plan, .. } => Some(plan),
             Operation::Facts { plan, .. } => plan.as_mut(),
             Operation::Down
             | Operation::DownDryRun
@@ -155,6 +159,7 @@ impl Operation {
                 | Operation::Probe { .. }
                 | Operation::Capture { .. }
                 | Operation::Metrics { .. }
+                | Operation::Watch { .. }
         )
     }
 }
@@ -273,6 +278,11 @@ pub enum Event {
     Drain(DrainProgress),
     /// `lvsctl capture` / `trace`: capturing, and the packets.
     Capture(crate::capture::CaptureEvent),
+    /// `lvsctl top`: the director's metrics at `at_ms` (its clock, milliseconds since the epoch).
+    Metrics {
+        at_ms: u64,
+        families: Vec<crate::metrics::Family>,
+    },
     Report(Box<Report>),
 }
 

@@ -337,9 +337,33 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
                 ..Default::default()
             });
         }
+        Operation::Watch { plan, interval_ms, seconds } => {
+            for_this_lab(plan)?;
+            let stop = stdin_closed();
+            let end = Instant::now() + std::time::Duration::from_secs((*seconds).clamp(1, 86_400));
+            let every = std::time::Duration::from_millis((*interval_ms).clamp(200, 60_000));
+            let mut sent = 0u32;
+            loop {
+                let tick = Instant::now();
+                let families = metrics_of(sys, paths, req, plan, false)?;
+                let at_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0);
+                emit(Event::Metrics { at_ms, families });
+                sent += 1;
+                while tick.elapsed() < every && !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                if stop.load(std::sync::atomic::Ordering::SeqCst) || Instant::now() >= end {
+                    break;
+                }
+            }
+            return Ok(Report { host: req.host.clone(), notes: vec![format!("{sent} samples")], ..Default::default() });
+        }
         Operation::Metrics { plan } => {
             for_this_lab(plan)?;
-            let families = metrics_of(sys, paths, req, plan)?;
+            let families = metrics_of(sys, paths, req, plan, true)?;
             return Ok(Report {
                 host: req.host.clone(),
                 answer: Some(Answer::Metrics(families)),
@@ -411,6 +435,19 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
 
 /// `plan` as this host's drains leave it (`lvsctl drain`), and what they kept; a drain record
 /// that cannot be read is said, and the plan taken as it is.
+/// Set once the controller closes the agent's stdin (a streaming operation ends then).
+fn stdin_closed() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let set = stop.clone();
+    std::thread::spawn(move || {
+        let mut sink = [0u8; 256];
+        let mut stdin = io::stdin();
+        while matches!(std::io::Read::read(&mut stdin, &mut sink), Ok(n) if n > 0) {}
+        set.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    stop
+}
+
 /// Drift, as `status` sees it: a check run whose events are kept, not printed.
 fn drift<S: System>(
     sys: &mut S,
@@ -436,6 +473,7 @@ fn metrics_of<S: System>(
     paths: &Paths,
     req: &Request,
     plan: &HostPlan,
+    with_drift: bool,
 ) -> Result<Vec<crate::wire::metrics::Family>, Error> {
     let table = if sys.ipvs_loaded() { sys.ipvs_table().map_err(Error::Ipvs)? } else { Vec::new() };
     let drains = drain::load(paths, &req.lab).unwrap_or_default();
@@ -447,7 +485,7 @@ fn metrics_of<S: System>(
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_secs());
     let (overlaid, _, _) = drained(paths, &req.lab, plan);
-    let drift = if applied { Some(drift(sys, paths, req, &overlaid)?.len()) } else { None };
+    let drift = if applied && with_drift { Some(drift(sys, paths, req, &overlaid)?.len()) } else { None };
     let keepalived = match &plan.keepalived {
         Some(k) => ha::status(sys, k, &req.lab, false).ok(),
         None => None,
@@ -651,7 +689,7 @@ pub fn boot(action: &str, lab: &str) -> i32 {
             println!("{:?} {}: {} -> {}{err}", c.status, c.object, c.before, c.after);
         }
         Event::Note { message, .. } => println!("note: {message}"),
-        Event::Drain(_) | Event::Capture(_) | Event::Report(_) => {}
+        Event::Drain(_) | Event::Capture(_) | Event::Metrics { .. } | Event::Report(_) => {}
     };
     match boot_run(&mut sys, &paths, action, lab, &mut print) {
         Ok(r) => {
