@@ -124,6 +124,12 @@ pub fn metrics_equal_ipvsadm(l: &Lab) -> String {
                     });
                     assert_eq!(value, counts[i].to_string(), "{d}: {name} of {labels:?}");
                     let host = labels.get("real_server").unwrap();
+                    // The kernel's rate estimate of the same real server is there too.
+                    let rate = name.replace("_total", "_per_second");
+                    assert!(
+                        text.lines().filter_map(sample).any(|(n, l, _)| n == rate && l == labels),
+                        "{d}: no {rate} beside {name} of {labels:?}"
+                    );
                     assert!(l.lab.host(host).is_some(), "{d}: {addr} is named by its inventory host: {labels:?}");
                     compared += 1;
                 }

@@ -368,6 +368,20 @@ pub struct Stats {
     pub outpkts: u64,
     pub inbytes: u64,
     pub outbytes: u64,
+    /// The kernel's rate estimates (its two-second estimator, as `ipvsadm --rate` shows them):
+    /// connections, packets in and out, bytes in and out, a second.
+    #[serde(default)]
+    pub rates: Rates,
+}
+
+/// IPVS's rate estimates, per second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Rates {
+    pub cps: u64,
+    pub inpps: u64,
+    pub outpps: u64,
+    pub inbps: u64,
+    pub outbps: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

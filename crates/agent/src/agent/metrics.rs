@@ -110,6 +110,29 @@ pub fn families(plan: &HostPlan, table: &[IpvsService], st: &State) -> Vec<Famil
         Gauge,
         "1 for the real server's state: up, quiesced (weight 0 by its health check), drained (lvsctl drain), removed (not in the table).",
     );
+    // The kernel's own rate estimates (its two-second estimator): per service and real server.
+    let rate = |who: &str, what: &str, help: &str| {
+        Family::new(
+            &format!("lvs_{who}_{what}_per_second"),
+            Gauge,
+            &format!("{help} a second, as the kernel estimates it."),
+        )
+    };
+    let mut svc_rates = [
+        rate("service", "connections", "New connections"),
+        rate("service", "packets_in", "Packets from clients"),
+        rate("service", "packets_out", "Packets to clients"),
+        rate("service", "bytes_in", "Bytes from clients"),
+        rate("service", "bytes_out", "Bytes to clients"),
+    ];
+    let mut rs_rates = [
+        rate("real_server", "connections", "New connections to the real server"),
+        rate("real_server", "packets_in", "Packets forwarded to the real server"),
+        rate("real_server", "packets_out", "Packets from the real server through the director"),
+        rate("real_server", "bytes_in", "Bytes forwarded to the real server"),
+        rate("real_server", "bytes_out", "Bytes from the real server through the director"),
+    ];
+    let rates_of = |r: &crate::wire::ipvs::Rates| [r.cps, r.inpps, r.outpps, r.inbps, r.outbps];
     let plans = planned(plan);
     for svc in table {
         let key = svc.entry.key;
@@ -122,6 +145,9 @@ pub fn families(plan: &HostPlan, table: &[IpvsService], st: &State) -> Vec<Famil
         svc_out.push(&sl, s.outpkts);
         svc_bin.push(&sl, s.inbytes);
         svc_bout.push(&sl, s.outbytes);
+        for (f, v) in svc_rates.iter_mut().zip(rates_of(&s.rates)) {
+            f.push(&sl, v);
+        }
         for d in &svc.dests {
             let planned = p.and_then(|p| p.real_servers.iter().find(|r| r.1 == d.key.addr && r.2 == d.key.port));
             let host = planned.map(|r| r.0.clone()).unwrap_or_else(|| d.key.addr.to_string());
@@ -137,6 +163,9 @@ pub fn families(plan: &HostPlan, table: &[IpvsService], st: &State) -> Vec<Famil
             rs_out.push(&l, s.outpkts);
             rs_bin.push(&l, s.inbytes);
             rs_bout.push(&l, s.outbytes);
+            for (f, v) in rs_rates.iter_mut().zip(rates_of(&s.rates)) {
+                f.push(&l, v);
+            }
             rs_active.push(&l, u64::from(d.active_conns));
             rs_inactive.push(&l, u64::from(d.inact_conns));
             rs_weight.push(&l, u64::from(d.config.weight));
@@ -216,26 +245,10 @@ pub fn families(plan: &HostPlan, table: &[IpvsService], st: &State) -> Vec<Famil
     if let Some(t) = st.last_up {
         last.push(&base, t);
     }
-    vec![
-        svc_conns,
-        svc_in,
-        svc_out,
-        svc_bin,
-        svc_bout,
-        rs_conns,
-        rs_in,
-        rs_out,
-        rs_bin,
-        rs_bout,
-        rs_active,
-        rs_inactive,
-        rs_weight,
-        rs_state,
-        vrrp,
-        vrrp_state,
-        sync,
-        applied,
-        drift,
-        last,
-    ]
+    let mut all = vec![svc_conns, svc_in, svc_out, svc_bin, svc_bout];
+    all.extend(svc_rates);
+    all.extend([rs_conns, rs_in, rs_out, rs_bin, rs_bout]);
+    all.extend(rs_rates);
+    all.extend([rs_active, rs_inactive, rs_weight, rs_state, vrrp, vrrp_state, sync, applied, drift, last]);
+    all
 }

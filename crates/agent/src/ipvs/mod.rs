@@ -76,6 +76,11 @@ const STATS_INPKTS: u16 = 2;
 const STATS_OUTPKTS: u16 = 3;
 const STATS_INBYTES: u16 = 4;
 const STATS_OUTBYTES: u16 = 5;
+const STATS_CPS: u16 = 6;
+const STATS_INPPS: u16 = 7;
+const STATS_OUTPPS: u16 = 8;
+const STATS_INBPS: u16 = 9;
+const STATS_OUTBPS: u16 = 10;
 
 const NLA_F_NESTED: u16 = 0x8000;
 const NLA_TYPE_MASK: u16 = 0x3fff;
@@ -332,6 +337,11 @@ fn parse_stats(v: &[u8], wide: bool) -> Result<Stats, DecodeError> {
             STATS_OUTPKTS => s.outpkts = n,
             STATS_INBYTES => s.inbytes = if wide { n } else { u64_of(val)? },
             STATS_OUTBYTES => s.outbytes = if wide { n } else { u64_of(val)? },
+            STATS_CPS => s.rates.cps = n,
+            STATS_INPPS => s.rates.inpps = n,
+            STATS_OUTPPS => s.rates.outpps = n,
+            STATS_INBPS => s.rates.inbps = n,
+            STATS_OUTBPS => s.rates.outbps = n,
             _ => {}
         }
     }
@@ -684,6 +694,34 @@ mod tests {
 
     fn svc(p: Protocol, port: u16) -> ServiceKey {
         ServiceKey::addr(p, "192.168.188.100".parse::<Ipv4Addr>().unwrap(), port)
+    }
+
+    /// The kernel's stats attributes: counters and rate estimates, 32-bit (rates u32, bytes
+    /// u64) and 64-bit.
+    #[test]
+    fn stats_carry_counters_and_rates() {
+        fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
+            let mut b = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
+            b.extend_from_slice(&kind.to_ne_bytes());
+            b.extend_from_slice(value);
+            b.resize(b.len().div_ceil(4) * 4, 0);
+            b
+        }
+        let mut wide = Vec::new();
+        for (k, v) in [(1u16, 40u64), (2, 200), (3, 0), (4, 13000), (5, 0), (6, 3), (7, 15), (8, 0), (9, 975), (10, 0)]
+        {
+            wide.extend(nla(k, &v.to_ne_bytes()));
+        }
+        let s = parse_stats(&wide, true).unwrap();
+        assert_eq!((s.conns, s.inpkts, s.inbytes), (40, 200, 13000));
+        assert_eq!(s.rates, Rates { cps: 3, inpps: 15, outpps: 0, inbps: 975, outbps: 0 });
+        let mut narrow = Vec::new();
+        for (k, v) in [(1u16, 7u32), (6, 2), (7, 9)] {
+            narrow.extend(nla(k, &v.to_ne_bytes()));
+        }
+        narrow.extend(nla(4, &500u64.to_ne_bytes()));
+        let s = parse_stats(&narrow, false).unwrap();
+        assert_eq!((s.conns, s.inbytes, s.rates.cps, s.rates.inpps), (7, 500, 2, 9));
     }
 
     #[test]
