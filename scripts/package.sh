@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 check=0
 [[ "${1:-}" == --check ]] && check=1
 
-rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
+grep -qx x86_64-unknown-linux-musl <<<"$(rustup target list --installed)" || rustup target add x86_64-unknown-linux-musl
 cargo build --release --target x86_64-unknown-linux-musl --bins
 bin="${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release"
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
@@ -58,7 +58,7 @@ dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null
 echo "package: $deb ($(stat -c %s "$deb") bytes)"
 
 if ((check)); then
-    if dpkg-query -W -f='${Status}' lvsctl 2>/dev/null | grep -q "install ok installed"; then
+    if [[ "$(dpkg-query -W -f='${Status}' lvsctl 2>/dev/null)" == *"install ok installed"* ]]; then
         echo "package: lvsctl is already installed on this machine: not touching it, no install check" >&2
         exit 1
     fi
@@ -69,12 +69,15 @@ if ((check)); then
     lvsctl init --mode tun --real-servers 3 > "$root/lab.toml"
     lvsctl check "$root/lab.toml"
     # The installed lvsctl finds the installed agent beside it (and it is static).
-    lvsctl plan --output json "$root/lab.toml" | grep -q "/usr/local/lib/lvsctl/[0-9a-f]\{64\}/lvsctl"
+    # `producer | grep -q` under pipefail fails with SIGPIPE (141) once the producer writes more than
+    # a pipe holds after grep has stopped reading: read whole outputs first, then match.
+    has() { grep -q -e "$1" <<<"$2"; }
+    has "/usr/local/lib/lvsctl/[0-9a-f]\{64\}/lvsctl" "$(lvsctl plan --output json "$root/lab.toml")"
     /usr/bin/lvsctl-agent --version
     man -w lvsctl >/dev/null 2>&1 || test -s /usr/share/man/man1/lvsctl.1.gz
-    zcat /usr/share/man/man1/lvsctl.1.gz | grep -q '^\.SH "LVSCTL UP"'
-    zcat /usr/share/man/man5/lvsctl-inventory.5.gz | grep -q '^\.B virtual_router_id'
-    bash -c 'source /usr/share/bash-completion/completions/lvsctl && complete -p lvsctl' | grep -q lvsctl
+    has '^\.SH "LVSCTL UP"' "$(zcat /usr/share/man/man1/lvsctl.1.gz)"
+    has '^\.B virtual_router_id' "$(zcat /usr/share/man/man5/lvsctl-inventory.5.gz)"
+    has lvsctl "$(bash -c 'source /usr/share/bash-completion/completions/lvsctl && complete -p lvsctl')"
     grep -q "dry-run" /usr/share/fish/vendor_completions.d/lvsctl.fish /usr/share/zsh/vendor-completions/_lvsctl
     dpkg --purge lvsctl >/dev/null
     test ! -e /usr/bin/lvsctl

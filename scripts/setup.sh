@@ -16,7 +16,7 @@ set -euo pipefail
 packages=(qemu-system-x86 linux-image-amd64 busybox-static openssh-server openssh-client iproute2 kmod ipvsadm procps sudo keepalived nftables iputils-ping tcpdump)
 missing=()
 for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" == *"install ok installed"* ]] || missing+=("$p")
 done
 if ((${#missing[@]})); then
     echo "setup: installing Debian packages: ${missing[*]}"
@@ -25,7 +25,7 @@ if ((${#missing[@]})); then
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+if ! grep -qx x86_64-unknown-linux-musl <<<"$(rustup target list --installed)"; then
     echo "setup: adding the Rust target x86_64-unknown-linux-musl"
     rustup target add x86_64-unknown-linux-musl
 fi
