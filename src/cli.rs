@@ -1026,4 +1026,12 @@ pub enum AgentCommand {
         #[arg(long)]
         lab: String,
     },
+    /// The exporter `up` starts on directors of a lab with [metrics]: Prometheus's /metrics.
+    Metrics {
+        #[arg(long)]
+        lab: String,
+        /// ADDR:PORT ([ADDR]:PORT for IPv6).
+        #[arg(long)]
+        listen: String,
+    },
 }

@@ -32,6 +32,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Agent(a) => Ok(match &a.command {
             AgentCommand::Serve => lvsctl::agent::serve(),
             AgentCommand::Boot { action, lab } => lvsctl::agent::boot(action, lab),
+            AgentCommand::Metrics { lab, listen } => lvsctl::agent::exporter::run(lab, listen),
         } as u8),
     }
 }

@@ -71,21 +71,26 @@ fn programs_needed(plan: &crate::plan::HostPlan) -> Vec<(&'static str, &'static 
     v
 }
 
-/// What some hosts need installed, asked before any host is changed: a director of a keepalived
-/// lab without keepalived, or one with firewall-mark services without nft, stops `up` here,
-/// with nothing changed anywhere.
+/// What some hosts need, asked before any host is changed: a director of a keepalived lab
+/// without keepalived, one with firewall-mark services without nft, or one whose exporter's
+/// address something else listens on stops `up` here, with nothing changed anywhere.
 fn preflight(planned: &super::Planned, jobs: &[fleet::Job]) -> anyhow::Result<()> {
     use crate::agent::facts::FactsRequest;
     let mut wanted: std::collections::BTreeMap<String, Vec<(&'static str, &'static str)>> = Default::default();
     let needs: Vec<fleet::Job> = jobs
         .iter()
         .filter_map(|j| match &j.request.op {
-            Operation::Apply { plan, .. } if !programs_needed(plan).is_empty() => Some((j, programs_needed(plan))),
+            Operation::Apply { plan, .. } if !programs_needed(plan).is_empty() || plan.exporter.is_some() => {
+                Some((j, programs_needed(plan), plan.exporter.as_ref().map(|e| e.listen)))
+            }
             _ => None,
         })
-        .map(|(j, programs)| {
-            let facts =
-                FactsRequest { programs: programs.iter().map(|(p, _)| p.to_string()).collect(), ..Default::default() };
+        .map(|(j, programs, exporter_listen)| {
+            let facts = FactsRequest {
+                programs: programs.iter().map(|(p, _)| p.to_string()).collect(),
+                exporter_listen,
+                ..Default::default()
+            };
             wanted.insert(j.host.clone(), programs);
             let request =
                 crate::agent::protocol::Request::new(&j.request.lab, &j.host, Operation::Facts { plan: None, facts });
@@ -112,11 +117,16 @@ fn preflight(planned: &super::Planned, jobs: &[fleet::Job]) -> anyhow::Result<()
                         ));
                     }
                 }
+                if let Some(busy) = r.facts().and_then(|f| f.exporter_busy.as_ref()) {
+                    problems.push(format!(
+                        "{}: the exporter cannot listen there: {busy}; stop what listens there, or choose another port in {} ([metrics] port, or metrics_listen in [hosts.{}])",
+                        o.host,
+                        planned.lab.file.display(),
+                        o.host
+                    ));
+                }
             }
-            Err(e) => {
-                let names: Vec<&str> = programs.iter().map(|(p, _)| *p).collect();
-                problems.push(format!("{}: cannot check that {} is installed: {e}", o.host, names.join(" and ")))
-            }
+            Err(e) => problems.push(format!("{}: cannot check the host before changing it: {e}", o.host)),
         }
     }
     if problems.is_empty() {

@@ -26,6 +26,8 @@ pub struct DraftHost {
     /// At most one per family.
     pub address: Vec<IpAddr>,
     pub priority: Option<u8>,
+    /// `metrics_listen`, with its key path.
+    pub metrics_listen: Option<(std::net::SocketAddr, String)>,
     /// An interface or address of this host failed to parse (and was reported): checks that
     /// need all of its subnets are skipped, so they add no follow-on error.
     pub incomplete: bool,
@@ -177,8 +179,32 @@ pub(super) fn parse_host(r: &mut Reader, name: String, t: Table, defaults: &SshD
         })
         .unwrap_or_default();
     let priority = t.get(r, "priority").and_then(|i| i.int_in(r, 1, 254, "priority")).map(|p| p as u8);
+    let metrics_listen = t.get(r, "metrics_listen").and_then(|i| {
+        let s = i.str(r)?;
+        match s.parse::<std::net::SocketAddr>() {
+            Ok(a) if a.port() != 0 => Some((a, i.path.clone())),
+            Ok(_) => {
+                r.error(
+                    i.span(),
+                    &i.path,
+                    "metrics_listen with port 0",
+                    Some("give the port Prometheus scrapes, e.g. \"10.250.0.8:9382\"".into()),
+                );
+                None
+            }
+            Err(_) => {
+                r.error(
+                    i.span(),
+                    &i.path,
+                    format!("metrics_listen \"{}\" is not ADDRESS:PORT", s.escape_debug()),
+                    Some("write \"10.250.0.8:9382\", or \"[2001:db8::8]:9382\" for IPv6".into()),
+                );
+                None
+            }
+        }
+    });
     t.finish(r, &keys::HOST.names());
-    DraftHost { name, path, role, ssh, gateways, interfaces, vip_device, address, priority, incomplete }
+    DraftHost { name, path, role, ssh, gateways, interfaces, vip_device, address, priority, metrics_listen, incomplete }
 }
 
 impl DraftHost {

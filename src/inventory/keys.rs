@@ -56,6 +56,7 @@ pub const TOP: Table = Table {
         key("lab", "table", "none", "How `lvsctl lab create` builds the hosts on this machine."),
         key("ha", "table", "required with two directors", "The HA pair's VRRP settings; refused with one director."),
         key("ipvs", "table", "none", "The directors' IPVS settings: connection timeouts and net.ipv4.vs.* sysctls."),
+        key("metrics", "table", "none", "Every director serves Prometheus metrics: [metrics] port = 9382."),
     ],
 };
 
@@ -130,6 +131,12 @@ pub const HOST: Table = Table {
             "integer 1-254",
             "required with [ha]",
             "Director of an HA pair only: its VRRP priority; the higher one is master, and the two must differ.",
+        ),
+        key(
+            "metrics_listen",
+            "ADDRESS:PORT",
+            "[metrics] port on its SSH address",
+            "Director only: where its exporter of Prometheus metrics listens (one of its own addresses; \"[ADDR]:PORT\" for IPv6). Enables the exporter on this director even without [metrics].",
         ),
     ],
 };
@@ -324,6 +331,18 @@ pub const IPVS: Table = Table {
     ],
 };
 
+pub const METRICS: Table = Table {
+    path: "[metrics]",
+    doc: "lvsctl's exporter on every director: up starts it (lvsctl-agent agent metrics), the boot unit starts it again, \
+          down stops it. It serves GET /metrics in Prometheus's text format, the same series as `lvsctl metrics`.",
+    keys: &[key(
+        "port",
+        "integer 1-65535",
+        "required",
+        "The TCP port it listens on, on each director's SSH address (a host's metrics_listen overrides it). 9382 is not taken by a known exporter.",
+    )],
+};
+
 pub const IPVS_TIMEOUTS: Table = Table {
     path: "[ipvs] timeouts = { ... }",
     doc: "IPVS's connection timeouts in seconds, as ipvsadm --set sets them (keepalived's lvs_timeouts in a keepalived lab). \
@@ -400,7 +419,7 @@ ipvs_settings! {
 }
 
 /// Every table, in the order the page describes them.
-pub const TABLES: [&Table; 14] = [
+pub const TABLES: [&Table; 15] = [
     &TOP,
     &SSH,
     &HOST,
@@ -414,6 +433,7 @@ pub const TABLES: [&Table; 14] = [
     &IPVS,
     &IPVS_TIMEOUTS,
     &IPVS_SYSCTL,
+    &METRICS,
     &LAB,
 ];
 

@@ -6,6 +6,7 @@ pub mod hosts;
 pub mod ipvs;
 pub mod keys;
 pub mod lab;
+pub mod metrics;
 pub mod model;
 pub mod parse;
 pub mod reader;

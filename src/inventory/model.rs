@@ -104,6 +104,9 @@ pub struct Host {
     /// Director of an HA pair: its VRRP priority (the higher one is master).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<u8>,
+    /// Director: where its exporter listens, instead of `[metrics] port` on its SSH address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Host {
@@ -361,6 +364,15 @@ pub struct Lab {
     /// `[ipvs]`: the directors' IPVS settings.
     #[serde(default)]
     pub ipvs: IpvsSettings,
+    /// `[metrics]`: every director serves Prometheus's /metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsSettings>,
+}
+
+/// `[metrics]`: the port lvsctl's exporter listens on, on each director's SSH address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricsSettings {
+    pub port: u16,
 }
 
 /// Every VIP of `services`, each once, in the order the services name them.
@@ -397,6 +409,19 @@ impl Lab {
     /// One director, or the two of an HA pair (in name order).
     pub fn directors(&self) -> impl Iterator<Item = &Host> {
         self.hosts_with_role(Role::Director)
+    }
+
+    /// Where `director`'s exporter listens: its own `metrics_listen`, else `[metrics] port` on its
+    /// SSH address (validation made sure that is an address); None without either.
+    pub fn metrics_listen(&self, director: &Host) -> Option<std::net::SocketAddr> {
+        if let Some(a) = director.metrics_listen {
+            return Some(a);
+        }
+        let port = self.metrics?.port;
+        match &director.ssh.target {
+            SshTarget::Remote(s) => s.parse::<IpAddr>().ok().map(|ip| std::net::SocketAddr::new(ip, port)),
+            SshTarget::Local => None,
+        }
     }
 
     /// Whether the directors run keepalived: an HA pair, or a service it manages.

@@ -22,6 +22,8 @@ pub struct Draft {
     pub lab: Option<DraftLab>,
     pub ha: Option<DraftHa>,
     pub ipvs: IpvsSettings,
+    /// `[metrics]`, with its port's key path.
+    pub metrics: Option<(MetricsSettings, String)>,
 }
 
 pub fn parse_document(r: &mut Reader, root: Table) -> Draft {
@@ -79,6 +81,7 @@ pub fn parse_document(r: &mut Reader, root: Table) -> Draft {
     let lab = root.get(r, "lab").and_then(|i| i.table(r)).map(|t| parse_lab(r, t));
     let ha = root.get(r, "ha").and_then(|i| i.table(r)).map(|t| parse_ha(r, t));
     let ipvs = root.get(r, "ipvs").and_then(|i| i.table(r)).map(|t| parse_ipvs(r, t)).unwrap_or_default();
+    let metrics = root.get(r, "metrics").and_then(|i| i.table(r)).and_then(|t| super::metrics::parse_metrics(r, t));
     root.finish(r, &keys::TOP.names());
-    Draft { hosts_ok, name, mode, hosts, services, lab, ha, ipvs }
+    Draft { hosts_ok, name, mode, hosts, services, lab, ha, ipvs, metrics }
 }

@@ -17,7 +17,7 @@ use super::services::{DraftService, check_service, service_vips, split_by_family
 use crate::modes::Gateway as ModeGateway;
 
 pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
-    let Draft { hosts_ok, name, mode, mut hosts, services, lab, ha, ipvs } = d;
+    let Draft { hosts_ok, name, mode, mut hosts, services, lab, ha, ipvs, metrics } = d;
     hosts.sort_by(|a, b| a.name.cmp(&b.name));
     let by_name: BTreeMap<&str, &DraftHost> = hosts.iter().map(|h| (h.name.as_str(), h)).collect();
     let names: Vec<&str> = by_name.keys().copied().collect();
@@ -44,6 +44,7 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
     if let Some(director) = director.filter(|_| pair.is_none()) {
         check_router_reaches_vips(r, &hosts, director, &checked.services);
     }
+    super::metrics::check_metrics(r, &hosts, metrics.as_ref());
     let lab_spec = lab.and_then(|l| check_lab(r, l, &hosts, &by_name, &names));
     if let Some(spec) = &lab_spec {
         for director in directors.iter().take(2) {
@@ -54,7 +55,8 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
     if !r.diags.is_empty() {
         return None;
     }
-    Some(assemble(name, mode, file, hosts, gateways, checked.services, lab_spec, ha, ipvs))
+    let metrics = metrics.map(|(m, _)| m);
+    Some(assemble(name, mode, file, hosts, gateways, checked.services, lab_spec, ha, (ipvs, metrics)))
 }
 
 /// The director, or the two of an HA pair: one at least, two at most.
@@ -326,7 +328,7 @@ fn assemble(
     services: Vec<Service>,
     lab: Option<LabSpec>,
     ha: Option<super::ha::DraftHa>,
-    ipvs: IpvsSettings,
+    (ipvs, metrics): (IpvsSettings, Option<MetricsSettings>),
 ) -> Lab {
     let hosts = hosts
         .into_iter()
@@ -342,6 +344,7 @@ fn assemble(
                 vip_device: h.vip_device,
                 address: h.address,
                 priority: h.priority,
+                metrics_listen: h.metrics_listen.map(|(a, _)| a),
             }
         })
         .collect();
@@ -361,5 +364,6 @@ fn assemble(
             floating_gateway: h.floating_gateway,
         }),
         ipvs,
+        metrics,
     }
 }

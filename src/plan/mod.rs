@@ -106,7 +106,16 @@ fn runtime_plan(lab: &Lab, host: &Host) -> HostPlan {
     }
 
     match host.role {
-        Role::Director => plan_director(lab, host, &mut p),
+        Role::Director => {
+            plan_director(lab, host, &mut p);
+            p.exporter = lab.metrics_listen(host).map(|listen| crate::wire::plan::ExporterSpec {
+                listen,
+                reason: match host.metrics_listen {
+                    Some(_) => "metrics_listen from the inventory: Prometheus scrapes this director's /metrics".into(),
+                    None => "[metrics] port from the inventory, on the director's SSH address: Prometheus scrapes its /metrics".into(),
+                },
+            });
+        }
         Role::RealServer | Role::SorryServer => plan_real_server(lab, host, &mut p),
         Role::Router => plan_router(lab, host, &mut p),
         Role::Client => {}

@@ -27,6 +27,10 @@ pub struct FactsRequest {
     /// Read IPVS's connection timeouts (when IPVS is loaded).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ipvs_timeouts: bool,
+    /// Is anything but this lab's exporter listening on this TCP address (`up` asks before it
+    /// changes any host)?
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exporter_listen: Option<std::net::SocketAddr>,
 }
 
 /// Whether a host reads sysctl `name` for a facts request: `net.*` and `kernel.hostname`, named
@@ -103,6 +107,10 @@ pub struct HostFacts {
     /// IPVS's connection timeouts, when asked for and IPVS is loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipvs_timeouts: Option<crate::plan::IpvsTimeouts>,
+    /// `FactsRequest::exporter_listen`: what else listens there, None when the address is free
+    /// (or this lab's exporter holds it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exporter_busy: Option<String>,
 }
 
 impl HostFacts {

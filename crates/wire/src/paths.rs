@@ -87,3 +87,13 @@ pub fn script_state_path(lab: &str) -> String {
 pub fn script_runtime_state_path(lab: &str) -> String {
     format!("{RUN_DIR}/lvsctl-sh/{lab}.state")
 }
+
+/// The exporter's pid file (`lvsctl-agent agent metrics` writes it once it listens).
+pub fn exporter_pid_path(lab: &str) -> String {
+    format!("{RUN_DIR}/lvsctl-{lab}-metrics.pid")
+}
+
+/// The exporter's output (it logs only what stopped it).
+pub fn exporter_log_path(lab: &str) -> String {
+    format!("{RUN_DIR}/lvsctl-{lab}-metrics.log")
+}

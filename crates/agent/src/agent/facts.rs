@@ -22,7 +22,7 @@ fn num(s: Option<String>) -> Option<u32> {
 }
 
 /// Reads the facts (never changes anything; IPVS is read only when it is already loaded).
-pub fn gather<S: System>(sys: &mut S, req: &FactsRequest) -> std::io::Result<HostFacts> {
+pub fn gather<S: System>(sys: &mut S, lab: &str, req: &FactsRequest) -> std::io::Result<HostFacts> {
     if let Some(w) = &req.ipvs_counted {
         wait_counted(sys, w)?;
     }
@@ -49,6 +49,20 @@ pub fn gather<S: System>(sys: &mut S, req: &FactsRequest) -> std::io::Result<Hos
             sysctls.insert(name.clone(), v);
         }
     }
+    let exporter_busy = match req.exporter_listen {
+        Some(listen) => {
+            let f = crate::resource::exporter::read(sys, lab)?;
+            // This lab's exporter, while it runs, holds the address its pid file names.
+            let ours = match (&f.running, sys.read_file(&crate::paths::exporter_pid_path(lab))?) {
+                (Some(_), Some(pid_file)) => {
+                    String::from_utf8_lossy(&pid_file.content).split_whitespace().nth(1).and_then(|a| a.parse().ok())
+                }
+                _ => None,
+            };
+            crate::resource::exporter::busy(listen, &f.listening, ours)
+        }
+        None => None,
+    };
     let ipvs_timeouts = if req.ipvs_timeouts && sys.ipvs_loaded() { Some(sys.ipvs_timeouts()?) } else { None };
     Ok(HostFacts {
         addresses: sys.addresses()?,
@@ -67,5 +81,6 @@ pub fn gather<S: System>(sys: &mut S, req: &FactsRequest) -> std::io::Result<Hos
         drained: Default::default(),
         sysctls,
         ipvs_timeouts,
+        exporter_busy,
     })
 }

@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod capture;
 pub mod drain;
+pub mod exporter;
 pub mod facts;
 pub mod ha;
 pub mod journal;
@@ -314,7 +315,7 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
             return drain::run(sys, paths, req, plan, d, emit);
         }
         Operation::Facts { plan, facts } => {
-            let mut facts = facts::gather(sys, facts).map_err(Error::Facts)?;
+            let mut facts = facts::gather(sys, &req.lab, facts).map_err(Error::Facts)?;
             let mut notes = Vec::new();
             match drain::load(paths, &req.lab) {
                 Ok(d) => facts.drained = d,

@@ -6,7 +6,7 @@ use std::path::Path;
 use super::journal::Journal;
 use super::protocol::{Answer, Event, Operation, Report, Request, Status};
 use super::{Paths, handle};
-use crate::host::fake::Fake;
+use crate::host::fake::{Fake, FakeState};
 use crate::host::{AddrFact, RTPROT_LVSCTL, RouteFact};
 use crate::plan::HostPlan;
 use crate::resource::{Key, Undo, sysctl};
@@ -174,7 +174,12 @@ fn pre_existing_address_and_default_route_survive_down_exactly() {
     let j = journal(root.path(), "dr");
     assert!(!j.entries().any(|e| matches!(e.undo, Undo::Address(_))), "nothing journaled for pre-existing addresses");
     run(&mut f, root.path(), Op::Down, None);
-    assert_eq!(f.state, before, "addresses kept, DHCP route back with every attribute, IPVS module unloaded");
+    // The fake's clock and next pid moved on when the exporter started: bookkeeping, not state.
+    let after = FakeState { ticks: before.ticks, next_pid: before.next_pid, ..f.state.clone() };
+    assert_eq!(
+        after, before,
+        "addresses kept, DHCP route back with every attribute, IPVS module unloaded, exporter gone"
+    );
 }
 
 #[test]
@@ -860,4 +865,88 @@ fn metrics_name_the_table_by_the_plan_with_each_real_servers_state() {
     assert!(broken.contains("real_server=\"web2\",address=\"192.168.188.82\",real_port=\"80\",state=\"quiesced\"} 1"));
     assert!(broken.contains("real_server=\"web1\",address=\"192.168.188.81\",real_port=\"80\",state=\"removed\"} 1"));
     assert!(broken.contains("lvsctl_drift_objects{lab=\"dr\",director=\"lvs\"} 2"), "{broken}");
+}
+
+/// The exporter: started once it listens, left alone while it runs, never started where
+/// something else listens, stopped by down (its pid file and log gone), and never signalled as
+/// another process that reused its pid.
+#[test]
+fn the_exporter_is_started_kept_refused_on_a_busy_port_and_stopped() {
+    let root = tempfile::tempdir().unwrap();
+    let mut p = plan_for("inventories/dr.toml", "lvs");
+    let listen: std::net::SocketAddr = "10.250.0.8:9382".parse().unwrap();
+    p.exporter = Some(crate::plan::ExporterSpec { listen, reason: "test".into() });
+
+    // Something else listens on the port: up leaves it alone and fails that item only.
+    let mut busy = Fake::new();
+    busy.state.listening.push("0.0.0.0:9382".parse().unwrap());
+    let (r, events) = run(&mut busy, root.path(), Op::Apply, Some(&p));
+    assert_eq!(r.failed, 1, "{r:?}");
+    let failed: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Change(c) if c.status == Status::Failed => {
+                Some((c.object.clone(), c.error.clone().unwrap_or_default()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "exporter 10.250.0.8:9382");
+    assert!(failed[0].1.contains("port 9382 is in use on this host (a socket listens on 0.0.0.0:9382)"), "{failed:?}");
+    assert!(!busy.log.iter().any(|l| l.starts_with("spawn")), "{:?}", busy.log);
+    run(&mut busy, root.path(), Op::Down, None);
+
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    let (r, _) = run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert_eq!((r.failed, r.errors.len()), (0, 0), "{r:?}");
+    let spawned: Vec<&String> = f.log.iter().filter(|l| l.starts_with("spawn")).collect();
+    assert_eq!(
+        spawned,
+        [
+            "spawn /usr/local/lib/lvsctl/0123/lvsctl agent metrics --lab dr --listen 10.250.0.8:9382 > /run/lvsctl-dr-metrics.log"
+        ]
+    );
+    let pid = *f.state.processes.keys().next().unwrap();
+    let Some(Undo::Exporter(u)) =
+        crate::resource::Recorded::recorded(&journal(root.path(), "dr"), &Key::Exporter(listen.to_string())).cloned()
+    else {
+        panic!("no exporter record")
+    };
+    assert_eq!(u.process.as_ref().map(|p| p.pid), Some(pid));
+
+    // Running: a second up and status see it as planned; its own port is not "busy".
+    let before = f.log.len();
+    let (r, events) = run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert_eq!((r.changes, r.failed), (0, 0), "{events:?}");
+    assert_eq!(f.log.len(), before, "{:?}", &f.log[before..]);
+
+    // Stopped by someone: status says so, up starts it again.
+    f.state.processes.clear();
+    f.state.listening.clear();
+    let (r, _) = run(&mut f, root.path(), Op::Check, Some(&p));
+    assert_eq!(r.changes, 1, "{r:?}");
+
+    // A process that reused the pid is not the exporter: down leaves it alone.
+    let reused = crate::host::ProcFact { pid, start_time: 999, exe: "/usr/bin/other".into() };
+    f.state.processes.insert(pid, reused);
+    f.state.listening.clear();
+    let before = f.log.len();
+    let (r, _) = run(&mut f, root.path(), Op::Down, None);
+    assert_eq!(r.failed, 0, "{r:?}");
+    assert!(!f.log[before..].iter().any(|l| l.starts_with("kill")), "{:?}", &f.log[before..]);
+
+    // Up again, then down: SIGTERM to the recorded process, pid file and log removed.
+    f.state.processes.clear();
+    f.state.listening.clear();
+    let (r, _) = run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert_eq!(r.failed, 0, "{r:?}");
+    let pid = *f.state.processes.keys().next().unwrap();
+    let before = f.log.len();
+    let (r, _) = run(&mut f, root.path(), Op::Down, None);
+    assert_eq!(r.failed, 0, "{r:?}");
+    assert!(f.log[before..].contains(&format!("kill -{} {pid}", libc::SIGTERM)), "{:?}", &f.log[before..]);
+    assert!(!f.state.files.contains_key("/run/lvsctl-dr-metrics.pid"));
+    assert!(f.state.processes.is_empty());
 }

@@ -32,6 +32,10 @@ pub struct FakeState {
     pub ticks: u64,
     /// The next pid a spawn gets.
     pub next_pid: u32,
+    /// Listening TCP sockets (besides those of the exporters).
+    pub listening: Vec<std::net::SocketAddr>,
+    /// Spawned exporters' addresses by pid: listening while the process runs.
+    pub exporters: BTreeMap<u32, std::net::SocketAddr>,
 }
 
 #[derive(Debug, Default)]

@@ -25,6 +25,10 @@ pub trait Processes {
     fn check_config(&mut self, check: crate::plan::FileCheck, content: &[u8]) -> Result<()>;
     /// Runs an installed program (an absolute path) that only reports; its standard output.
     fn output(&mut self, argv: &[&str]) -> Result<String>;
+    /// The TCP sockets listening in this network namespace, by local address.
+    fn listening(&self) -> Result<Vec<std::net::SocketAddr>>;
+    /// The agent's own executable: what the exporter runs.
+    fn own_program(&self) -> Result<String>;
 }
 
 #[cfg(any(test, feature = "fake-host"))]
@@ -86,6 +90,15 @@ mod fake {
             self.state.ticks += 10;
             let p = ProcFact { pid: self.state.next_pid, start_time: self.state.ticks, exe: argv[0].to_string() };
             self.state.processes.insert(p.pid, p.clone());
+            // The exporter listens, then names itself in its pid file.
+            if let ["--lab", lab, "--listen", listen] = argv[argv.len().saturating_sub(4)..] {
+                if let Ok(a) = listen.parse() {
+                    self.state.exporters.insert(p.pid, a);
+                }
+                let content = format!("{} {listen}\n", p.pid).into_bytes();
+                let f = crate::host::FileFact { content, mode: 0o644 };
+                self.state.files.insert(crate::paths::exporter_pid_path(lab), f);
+            }
             Ok(p)
         }
 
@@ -96,6 +109,7 @@ mod fake {
             }
             if signal == libc::SIGTERM {
                 self.state.processes.remove(&pid);
+                self.state.exporters.remove(&pid);
             }
             Ok(())
         }
@@ -106,6 +120,15 @@ mod fake {
 
         fn output(&mut self, argv: &[&str]) -> Result<String> {
             Err(io::Error::other(format!("{}: not in the fake", argv.join(" "))))
+        }
+
+        fn listening(&self) -> Result<Vec<std::net::SocketAddr>> {
+            let running = self.state.exporters.iter().filter(|(pid, _)| self.state.processes.contains_key(pid));
+            Ok(self.state.listening.iter().copied().chain(running.map(|(_, a)| *a)).collect())
+        }
+
+        fn own_program(&self) -> Result<String> {
+            Ok("/usr/local/lib/lvsctl/0123/lvsctl".into())
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod address;
 pub mod daemon;
 mod decision;
 pub mod dir;
+pub mod exporter;
 pub mod file;
 pub mod ipvs_dest;
 pub mod ipvs_service;
@@ -137,6 +138,8 @@ registry::kinds! {
     File = "file" => file::File,
     Dir = "dir" => dir::Dir,
     Daemon = "daemon" => daemon::Daemon,
+    /// lvsctl's exporter of Prometheus metrics.
+    Exporter = "exporter" => exporter::Exporter,
     Unit = "unit" => unit::Unit,
 }
 
@@ -189,6 +192,8 @@ pub struct Live {
     pub units: BTreeMap<String, bool>,
     /// keepalived, when asked for.
     pub daemon: Option<Fact<daemon::DaemonFact>>,
+    /// lvsctl's exporter, when asked for.
+    pub exporter: Option<Fact<exporter::ExporterFact>>,
     /// Now, in the clock of process start times (when `daemon` was read).
     pub now_ticks: u64,
     /// The session this agent runs in.
@@ -238,6 +243,7 @@ impl Default for Live {
             systemd: false,
             units: BTreeMap::new(),
             daemon: None,
+            exporter: None,
             now_ticks: 0,
             session: Session::default(),
             ipvs_index: IpvsIndex::default(),
@@ -263,6 +269,8 @@ pub struct Wants {
     pub units: BTreeSet<String>,
     /// keepalived, with the path of its configuration.
     pub daemon: Option<String>,
+    /// lvsctl's exporter of this lab.
+    pub exporter: Option<String>,
 }
 
 fn fact<T>(r: io::Result<T>) -> Fact<T> {
@@ -341,6 +349,10 @@ impl Live {
         }
         if let Some(config) = &w.daemon {
             live.daemon = Some(fact(daemon::read(sys, config)));
+            live.now_ticks = sys.now_ticks().unwrap_or(0);
+        }
+        if let Some(lab) = &w.exporter {
+            live.exporter = Some(fact(exporter::read(sys, lab)));
             live.now_ticks = sys.now_ticks().unwrap_or(0);
         }
         if live.systemd {

@@ -169,6 +169,20 @@ pub struct HostPlan {
     /// Directors whose inventory sets `[ipvs] timeouts`: the connection timeouts (ipvsadm --set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipvs_timeouts: Option<IpvsTimeoutsSpec>,
+    /// Directors of a lab with `[metrics]` (or their own `metrics_listen`): lvsctl's agent serves
+    /// Prometheus's `/metrics` there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exporter: Option<ExporterSpec>,
+}
+
+/// lvsctl's agent as a Prometheus exporter (`lvsctl-agent agent metrics --lab LAB --listen A:P`):
+/// started by `up` and at boot, stopped by `down`, reading the persisted plan at each scrape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ExporterSpec {
+    /// `ADDR:PORT` (`[ADDR]:PORT` for IPv6).
+    #[schemars(with = "String")]
+    pub listen: std::net::SocketAddr,
+    pub reason: String,
 }
 
 /// IPVS's connection timeouts of a network namespace, in seconds (`ipvsadm -L --timeout`).
@@ -263,6 +277,7 @@ impl HostPlan {
             keepalived: None,
             nftables: None,
             ipvs_timeouts: None,
+            exporter: None,
         }
     }
 

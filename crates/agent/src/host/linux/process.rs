@@ -187,6 +187,23 @@ impl Processes for Linux {
         check_config(self, check, content)
     }
 
+    fn listening(&self) -> Result<Vec<std::net::SocketAddr>> {
+        let mut out = Vec::new();
+        for (file, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
+            match std::fs::read_to_string(file) {
+                Ok(text) => out.extend(parse_listening(&text, v6)),
+                // No IPv6 in this kernel.
+                Err(e) if e.kind() == io::ErrorKind::NotFound && v6 => {}
+                Err(e) => return Err(io::Error::new(e.kind(), format!("{file}: {e}"))),
+            }
+        }
+        Ok(out)
+    }
+
+    fn own_program(&self) -> Result<String> {
+        Ok(std::fs::read_link("/proc/self/exe")?.to_string_lossy().into_owned())
+    }
+
     fn output(&mut self, argv: &[&str]) -> Result<String> {
         let (prog, args) = argv.split_first().ok_or_else(|| io::Error::other("nothing to run"))?;
         let out = Command::new(prog).args(args).stdin(std::process::Stdio::null()).output()?;
@@ -195,5 +212,58 @@ impl Processes for Linux {
         } else {
             Err(io::Error::other(format!("{prog}: {}", String::from_utf8_lossy(&out.stderr).trim())))
         }
+    }
+}
+
+/// The listening sockets of `/proc/net/tcp` or `tcp6` (state 0A): `local_address` is the
+/// address's 32-bit words as the host stores them, in hex, and the port in hex.
+pub fn parse_listening(text: &str, v6: bool) -> Vec<std::net::SocketAddr> {
+    let word = |h: &str| u32::from_str_radix(h, 16).ok().map(|w| w.to_ne_bytes());
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.get(3) != Some(&"0A") {
+                return None;
+            }
+            let (addr, port) = f.get(1)?.split_once(':')?;
+            let port = u16::from_str_radix(port, 16).ok()?;
+            let ip: std::net::IpAddr = if v6 {
+                if addr.len() != 32 {
+                    return None;
+                }
+                let mut b = [0u8; 16];
+                for i in 0..4 {
+                    b[i * 4..i * 4 + 4].copy_from_slice(&word(&addr[i * 8..i * 8 + 8])?);
+                }
+                std::net::Ipv6Addr::from(b).into()
+            } else {
+                std::net::Ipv4Addr::from(word(addr)?).into()
+            };
+            Some(std::net::SocketAddr::new(ip, port))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_listening;
+
+    #[test]
+    fn listening_sockets_of_proc_net_tcp() {
+        // As an x86 (little-endian) kernel writes them: 127.0.0.1:22 listening, one established.
+        let v4 = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0
+   1: 0800FA0A:0016 0100FA0A:D431 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 20 4 30 10 -1
+   2: 00000000:249E 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3 1 0 100 0 0 10 0
+";
+        let got = parse_listening(v4, false);
+        assert_eq!(got, vec!["127.0.0.1:22".parse().unwrap(), "0.0.0.0:9374".parse().unwrap()]);
+        let v6 = "  sl  local_address                         remote_address                        st
+   0: 00000000000000000000000001000000:0016 00000000000000000000000000000000:0000 0A 00000000:00000000
+   1: B80D0120000000000000000001000000:249E 00000000000000000000000000000000:0000 0A 00000000:00000000
+";
+        let got = parse_listening(v6, true);
+        assert_eq!(got, vec!["[::1]:22".parse().unwrap(), "[2001:db8::1]:9374".parse().unwrap()]);
     }
 }

@@ -1,0 +1,246 @@
+//! `lvsctl-agent agent metrics --lab LAB --listen ADDR:PORT`: the director's metrics (the same
+//! families as `lvsctl metrics`) served to Prometheus over HTTP/1.0, read afresh at each scrape
+//! from the kernel, keepalived and the lab's persisted plan (so an `up` that changes the plan is
+//! seen at the next scrape). `up` starts it (`resource::exporter`); it never changes the host.
+//!
+//! It answers `GET /metrics` only, and holds every client to bounds: a request head of at most
+//! `HEAD_MAX` bytes read within `READ_DEADLINE`, at most `CONNECTIONS` clients at once (one more
+//! is told 503 and closed), one scrape at a time, a write that must progress within
+//! `WRITE_TIMEOUT`. A slow or hostile client costs at most a thread and 8 KiB for a few seconds.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{Paths, Request};
+use crate::plan::HostPlan;
+use crate::wire::protocol::Operation;
+
+/// The most a request head (request line and headers) may take.
+pub const HEAD_MAX: usize = 8 * 1024;
+/// How long a client has to send its whole request head.
+pub const READ_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a write may block before the client is dropped.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Clients served at once.
+pub const CONNECTIONS: usize = 16;
+
+/// What a request asks for, once its head is read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Asked {
+    Metrics,
+    /// Status, reason, body.
+    Refused(u16, &'static str, String),
+}
+
+/// Judges a request head (bytes up to the blank line). Only `GET /metrics` (with any query
+/// string: Prometheus may add one) is served.
+pub fn judge(head: &[u8]) -> Asked {
+    let Ok(text) = std::str::from_utf8(head) else {
+        return Asked::Refused(400, "Bad Request", "the request is not text\n".into());
+    };
+    let line = text.lines().next().unwrap_or_default();
+    let parts: Vec<&str> = line.split(' ').collect();
+    let [method, target, version] = parts[..] else {
+        return Asked::Refused(400, "Bad Request", "expected: GET /metrics HTTP/1.1\n".into());
+    };
+    if !version.starts_with("HTTP/1.") {
+        return Asked::Refused(400, "Bad Request", "HTTP/1.0 or HTTP/1.1 only\n".into());
+    }
+    if method != "GET" {
+        return Asked::Refused(405, "Method Not Allowed", "lvsctl's exporter answers GET /metrics only\n".into());
+    }
+    let path = target.split('?').next().unwrap_or_default();
+    if path != "/metrics" {
+        return Asked::Refused(404, "Not Found", "lvsctl's exporter serves /metrics only\n".into());
+    }
+    Asked::Metrics
+}
+
+/// Reads a request head within the deadline and the size bound. None: the client was too slow,
+/// sent too much, or went away (it is dropped without an answer, except for a head too large).
+fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, Asked> {
+    let deadline = Instant::now() + READ_DEADLINE;
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    loop {
+        if let Some(end) = find_end(&head) {
+            head.truncate(end);
+            return Ok(head);
+        }
+        if head.len() >= HEAD_MAX {
+            return Err(Asked::Refused(431, "Request Header Fields Too Large", "request head over 8 KiB\n".into()));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Asked::Refused(408, "Request Timeout", "the request head took too long\n".into()));
+        }
+        stream.set_read_timeout(Some(left)).map_err(|_| closed())?;
+        let room = (HEAD_MAX - head.len()).min(buf.len());
+        match stream.read(&mut buf[..room]) {
+            Ok(0) => return Err(closed()),
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(Asked::Refused(408, "Request Timeout", "the request head took too long\n".into()));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(closed()),
+        }
+    }
+}
+
+/// A client that went away: nothing to answer.
+fn closed() -> Asked {
+    Asked::Refused(0, "", String::new())
+}
+
+fn find_end(head: &[u8]) -> Option<usize> {
+    head.windows(4).position(|w| w == b"\r\n\r\n").or_else(|| head.windows(2).position(|w| w == b"\n\n"))
+}
+
+fn respond(stream: &mut TcpStream, status: u16, reason: &str, content_type: &str, body: &[u8]) {
+    if status == 0 {
+        return;
+    }
+    let head = format!(
+        "HTTP/1.0 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n",
+        body.len(),
+        if status == 405 { "Allow: GET\r\n" } else { "" }
+    );
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body));
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// One scrape: the persisted plan names what the kernel and keepalived hold.
+fn scrape(paths: &Paths, lab: &str) -> Result<String, String> {
+    let path = paths.config_root.join(lab).join(crate::paths::HOST_PLAN_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let plan: HostPlan = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut sys = crate::host::linux::Linux::new().map_err(|e| format!("cannot open netlink: {e}"))?;
+    let req = Request::new(lab, &plan.host, Operation::Metrics { plan: plan.clone() });
+    let families = super::metrics_of(&mut sys, paths, &req, &plan, true).map_err(|e| e.to_string())?;
+    Ok(crate::wire::metrics::exposition(&families))
+}
+
+fn serve_one(mut stream: TcpStream, paths: &Paths, lab: &str, scraping: &Mutex<()>) {
+    match read_head(&mut stream).map(|head| judge(&head)) {
+        Ok(Asked::Metrics) => {
+            let result = {
+                let _one = scraping.lock().unwrap_or_else(|p| p.into_inner());
+                scrape(paths, lab)
+            };
+            match result {
+                Ok(body) => {
+                    respond(&mut stream, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body.as_bytes())
+                }
+                Err(e) => respond(&mut stream, 500, "Internal Server Error", "text/plain", format!("{e}\n").as_bytes()),
+            }
+        }
+        Ok(Asked::Refused(status, reason, body)) | Err(Asked::Refused(status, reason, body)) => {
+            respond(&mut stream, status, reason, "text/plain", body.as_bytes())
+        }
+        Err(Asked::Metrics) => {}
+    }
+}
+
+/// Listens, names itself in its pid file, and serves until it is killed.
+pub fn run(lab: &str, listen: &str) -> i32 {
+    super::ignore_hangups();
+    if let Err(e) = super::valid_lab(lab) {
+        eprintln!("lvsctl-agent: {e}");
+        return 2;
+    }
+    let Ok(addr) = listen.parse::<SocketAddr>() else {
+        eprintln!("lvsctl-agent: --listen {listen:?} is not ADDR:PORT");
+        return 2;
+    };
+    let listener = match TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("lvsctl-agent: cannot listen on {addr}: {e}");
+            return 1;
+        }
+    };
+    let paths = Paths::default();
+    let pid_file = std::path::PathBuf::from(crate::paths::exporter_pid_path(lab));
+    let named = format!("{} {addr}\n", std::process::id());
+    if let Err(e) = crate::host::write_atomic(&pid_file, named.as_bytes(), 0o644) {
+        eprintln!("lvsctl-agent: cannot write {}: {e}", pid_file.display());
+        return 1;
+    }
+    let active = Arc::new(AtomicUsize::new(0));
+    let scraping = Arc::new(Mutex::new(()));
+    let paths = Arc::new(paths);
+    let lab: Arc<str> = Arc::from(lab);
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        if active.fetch_add(1, Ordering::SeqCst) >= CONNECTIONS {
+            active.fetch_sub(1, Ordering::SeqCst);
+            respond(&mut stream, 503, "Service Unavailable", "text/plain", b"too many clients\n");
+            continue;
+        }
+        let (done, scraping, paths, lab) = (active.clone(), scraping.clone(), paths.clone(), lab.clone());
+        let spawned = std::thread::Builder::new().name("scrape".into()).spawn(move || {
+            serve_one(stream, &paths, &lab, &scraping);
+            done.fetch_sub(1, Ordering::SeqCst);
+        });
+        if spawned.is_err() {
+            active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_get_metrics_is_served() {
+        assert_eq!(judge(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: */*"), Asked::Metrics);
+        assert_eq!(judge(b"GET /metrics?format=text HTTP/1.0"), Asked::Metrics);
+        let status = |head: &[u8]| match judge(head) {
+            Asked::Refused(s, ..) => s,
+            Asked::Metrics => 200,
+        };
+        assert_eq!(status(b"POST /metrics HTTP/1.1"), 405);
+        assert_eq!(status(b"DELETE /metrics HTTP/1.1"), 405);
+        assert_eq!(status(b"GET / HTTP/1.1"), 404);
+        assert_eq!(status(b"GET /metrics/../etc HTTP/1.1"), 404);
+        assert_eq!(status(b"GET /metrics"), 400);
+        assert_eq!(status(b"GET /metrics SPDY/3"), 400);
+        assert_eq!(status(b"\xff\xfe"), 400);
+    }
+
+    /// A real socket: a head over 8 KiB is refused with 431 once 8 KiB are in, without reading
+    /// more; a client that sends nothing is answered 408 after the deadline, not held forever.
+    #[test]
+    fn hostile_clients_are_bounded() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let mut codes = vec![];
+            for _ in 0..2 {
+                let (mut s, _) = listener.accept().unwrap();
+                let started = Instant::now();
+                let code = match read_head(&mut s) {
+                    Err(Asked::Refused(c, ..)) => c,
+                    _ => 200,
+                };
+                codes.push((code, started.elapsed()));
+            }
+            codes
+        });
+        let mut big = TcpStream::connect(addr).unwrap();
+        let _ = big.write_all(&[b'a'; 3 * HEAD_MAX]);
+        let silent = TcpStream::connect(addr).unwrap();
+        let codes = server.join().unwrap();
+        drop((big, silent));
+        assert_eq!(codes[0].0, 431);
+        assert_eq!(codes[1].0, 408);
+        assert!(codes[1].1 >= READ_DEADLINE && codes[1].1 < READ_DEADLINE + Duration::from_secs(2), "{codes:?}");
+    }
+}
