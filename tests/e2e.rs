@@ -498,6 +498,34 @@ fn full_cycle(test: &str, inv: &str, c: Checks) {
         assert_same(&before, &snapshot(&l), "after up refused to start without nft");
         ph.done("refusals");
     }
+    if let Some(d) = l.lab.directors().find(|d| l.lab.metrics_listen(d).is_some()) {
+        // Something else listens on the exporter's port: up stops before any host changed.
+        let listen = l.lab.metrics_listen(d).unwrap();
+        let (name, ip, port) = (d.name.clone(), listen.ip(), listen.port());
+        let squatter = l.sh(
+            &name,
+            &format!(
+                "setsid python3 -c 'import socket,time\ns=socket.socket()\ns.bind((\"{ip}\",{port}))\ns.listen()\ntime.sleep(300)' \
+                 </dev/null >/dev/null 2>&1 & echo $!; sleep 1"
+            ),
+        );
+        let out = l.lvsctl(&["up"]);
+        let t = text(&out);
+        assert!(!out.status.success(), "up must fail with {listen} taken on {name}:\n{t}");
+        for want in [
+            &format!(
+                "{name}: the exporter cannot listen there: port {port} is in use on this host (a socket listens on {listen})"
+            ) as &str,
+            "[metrics] port, or metrics_listen in [hosts.",
+            "nothing was changed on any host",
+        ] {
+            assert!(t.contains(want), "up's error names {want:?}:\n{t}");
+        }
+        l.sh(&name, &format!("kill {}", squatter.trim()));
+        common::lab::wait_gone(&l, &name, &listen.to_string());
+        assert_same(&before, &snapshot(&l), "after up refused to start the exporter on a taken port");
+        ph.done("refusals");
+    }
 
     // The agent is not on the hosts (a fresh lab, or removed by down): the one exec that finds it
     // missing receives it (gzipped) and runs it. One exec per host per command, always.
@@ -510,9 +538,10 @@ fn full_cycle(test: &str, inv: &str, c: Checks) {
     }
     // up asks directors that need a program (nft for firewall-mark services) whether it is
     // installed before it changes any host: one exec more there.
+    // So does a director whose exporter's address must be free.
     let mut up_execs = every(1);
-    if l.lab.services.iter().any(|s| s.ipvs.fwmark.is_some()) {
-        for d in l.lab.directors() {
+    for d in l.lab.directors() {
+        if l.lab.services.iter().any(|s| s.ipvs.fwmark.is_some()) || l.lab.metrics_listen(d).is_some() {
             up_execs.insert(d.name.clone(), 2);
         }
     }
@@ -632,6 +661,11 @@ fn full_cycle(test: &str, inv: &str, c: Checks) {
     }
     if l.lab.name == "dr" {
         top_shows_rates_rising(&l);
+    }
+    // The exporter: a real Prometheus scrapes every director; what it holds is the kernel's count.
+    if let Some(p) = common::metrics::Prometheus::start(&l) {
+        common::metrics::scraped_equal_ipvsadm(&l, &p);
+        common::metrics::endpoint_answers_only_get_metrics(p.targets[0].1);
     }
     ph.done("metrics");
     if let Some(d) = c.drain {

@@ -30,6 +30,15 @@ fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) -> Duration {
     started.elapsed()
 }
 
+/// Every VRRP instance of `master` scraped as master, every one of `backup` as not.
+fn vrrp_master_is(p: &common::metrics::Prometheus, master: &str, backup: &str) {
+    p.wait(&format!("{master} scraped as VRRP master"), 60, |p| {
+        let of = |d: &str| p.query(&format!("lvs_vrrp_master{{director=\"{d}\"}}"));
+        let (m, b) = (of(master), of(backup));
+        !m.is_empty() && !b.is_empty() && m.iter().all(|(_, v)| *v == 1.0) && b.iter().all(|(_, v)| *v == 0.0)
+    });
+}
+
 fn holds(l: &Lab, host: &str, addr: &str) -> bool {
     l.sh(host, "ip -o addr show").split_whitespace().any(|w| w.starts_with(&format!("{addr}/")))
 }
@@ -328,6 +337,14 @@ fn ha_cycle(test: &str, c: Ha) {
             assert!(line.is_some_and(|x| x.ends_with(&format!(" {is}"))), "{d}: lvs_vrrp_master {is}:\n{m}");
         }
     }
+    // The exporter on each director: a real Prometheus scrapes them; the master says so.
+    let prom = common::metrics::Prometheus::start(&l);
+    if let Some(p) = &prom {
+        common::metrics::scraped_equal_ipvsadm(&l, p);
+        if let Some(backup) = backup {
+            vrrp_master_is(p, master, backup);
+        }
+    }
     ph.done("metrics");
     if c.drain {
         common::drain::drain_under_load(&l, common::drain::Drain::Host(c.first));
@@ -353,6 +370,18 @@ fn ha_cycle(test: &str, c: Ha) {
         assert!(out.contains(&format!("{master} stopped")) && out.contains("processes frozen"), "{out}");
         let took = wait_until("the backup holds the VIP", SETTLE, || holds(&l, backup, &vip));
         eprintln!("{backup} took the VIP {:.1} s after {master} stopped", took.as_secs_f64());
+        if let Some(p) = &prom {
+            // The stopped master cannot be scraped; the backup's series flips to master.
+            p.wait(&format!("{backup} scraped as VRRP master"), 60, |p| {
+                p.query(&format!("lvs_vrrp_master{{director=\"{backup}\"}}")).iter().all(|(_, v)| *v == 1.0)
+                    && !p.query(&format!("lvs_vrrp_master{{director=\"{backup}\"}}")).is_empty()
+            });
+            p.wait(&format!("{master} down for Prometheus"), 60, |p| {
+                p.query("up == 0").iter().any(|(l, _)| {
+                    p.targets.iter().any(|(d, a)| d == master && l.get("instance") == Some(&a.to_string()))
+                })
+            });
+        }
         assert_split(&l, &svc, 8);
         // The walk goes through the backup now; the stopped master is left out of the capture.
         let doc = common::trace::trace_as_tcpdump_sees_it(&l, &svc_args, true, &[master]);
@@ -362,6 +391,11 @@ fn ha_cycle(test: &str, c: Ha) {
         wait_until("the master alone holds the VIP again", SETTLE, || {
             holds(&l, master, &vip) && !holds(&l, backup, &vip)
         });
+        if let Some(p) = &prom {
+            p.wait("the master scraped again", 60, |p| p.query("up == 1").len() == p.targets.len());
+            p.fresh();
+            vrrp_master_is(p, master, backup);
+        }
         assert_split(&l, &svc, 8);
         let out = top.wait_with_output().unwrap();
         let t = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -443,6 +477,19 @@ fn ha_cycle(test: &str, c: Ha) {
         checked.iter().all(|s| out_of_split(&l, master_after, s, c.first))
     });
     eprintln!("{} left the split {:.1} s after its web server stopped", c.first, took.as_secs_f64());
+    if let Some(p) = &prom {
+        // Its failed health check, as scraped: no longer up, quiesced or removed by keepalived.
+        let q = format!(
+            "lvs_real_server_state{{director=\"{master_after}\",real_server=\"{}\",state=~\"quiesced|removed\"}} == 1",
+            c.first
+        );
+        p.wait(&format!("{} scraped as failing", c.first), 60, |p| !p.query(&q).is_empty());
+        let up = format!(
+            "lvs_real_server_state{{director=\"{master_after}\",real_server=\"{}\",state=\"up\"}} == 1",
+            c.first
+        );
+        assert!(p.query(&up).is_empty(), "{} is not scraped as up while its check fails", c.first);
+    }
     for u in others.iter().filter(|u| u.keepalived_managed()) {
         let counts = traffic(&l, u, 6);
         assert_eq!(

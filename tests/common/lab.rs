@@ -201,7 +201,8 @@ pub fn kernel_state(l: &Lab, host: &str) -> String {
          echo; \
          if [ -e /proc/net/ip_vs ]; then cat /proc/net/ip_vs; else echo no ipvs; fi; echo; \
          if [ -d /proc/sys/net/ipv4/vs ]; then grep -H '' /proc/sys/net/ipv4/vs/*; ipvsadm -L --timeout; echo; fi; \
-         if command -v nft >/dev/null; then nft list ruleset; fi",
+         if command -v nft >/dev/null; then nft list ruleset; fi; echo; \
+         ss -Hlntu | awk '{print \"listening\", $1, $5}' | sort",
     );
     let (ip, rest) = raw.split_once("@@\n").unwrap_or_else(|| panic!("{host}: no ip listing in {raw}"));
     let (mut links, mut addrs, mut routes) = (Vec::new(), Vec::new(), Vec::new());
@@ -304,6 +305,17 @@ fn walk(dir: &Path, rel: &Path, lower: &Path, out: &mut Vec<String>) {
 }
 
 pub type Snapshot = BTreeMap<String, (String, Vec<String>)>;
+
+/// Waits (at most 10 s) until nothing listens on `addr` in `host`.
+pub fn wait_gone(l: &Lab, host: &str, addr: &str) {
+    for _ in 0..40 {
+        if !l.sh(host, "ss -Hltn").split_whitespace().any(|w| w == addr) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    panic!("{host}: something still listens on {addr}");
+}
 
 /// Every host's kernel state and files, the hosts read at once.
 pub fn snapshot(l: &Lab) -> Snapshot {

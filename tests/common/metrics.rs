@@ -139,3 +139,210 @@ pub fn metrics_equal_ipvsadm(l: &Lab) -> String {
     assert!(compared > 0, "ipvsadm showed real servers to compare:\n{text}");
     text
 }
+
+/// Where scripts/setup.sh unpacks the Prometheus server (Debian's package, not installed).
+pub const PROMETHEUS: &str = "/var/cache/lvsctl-tests/prometheus/usr/bin/prometheus";
+
+/// A real Prometheus scraping every director's exporter once a second, run beside the lab (the
+/// guest's own namespace reaches the directors' SSH addresses), stopped by its pid when dropped.
+pub struct Prometheus {
+    child: std::process::Child,
+    _data: tempfile::TempDir,
+    web: std::net::SocketAddr,
+    pub targets: Vec<(String, std::net::SocketAddr)>,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Labels and value of one sample of a query's answer.
+pub type Found = Vec<(BTreeMap<String, String>, f64)>;
+
+/// `s` for a URL's query string.
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// One HTTP/1.0 exchange: the status and the body.
+pub fn http(to: std::net::SocketAddr, request: &[u8]) -> (u16, String) {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect_timeout(&to, std::time::Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+impl Prometheus {
+    /// Starts it when some director serves metrics (`[metrics]` or `metrics_listen`).
+    pub fn start(l: &Lab) -> Option<Prometheus> {
+        let targets: Vec<(String, std::net::SocketAddr)> =
+            l.lab.directors().filter_map(|d| l.lab.metrics_listen(d).map(|a| (d.name.clone(), a))).collect();
+        if targets.is_empty() {
+            return None;
+        }
+        let data = tempfile::tempdir().unwrap();
+        let list: Vec<String> = targets.iter().map(|(_, a)| format!("\"{a}\"")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: lvsctl\n    static_configs:\n      - targets: [{}]\n",
+            list.join(", ")
+        );
+        std::fs::write(data.path().join("prometheus.yml"), config).unwrap();
+        let web = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let child = Command::new(PROMETHEUS)
+            .arg(format!("--config.file={}", data.path().join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", data.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address={web}"))
+            .arg("--log.level=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("prometheus (scripts/setup.sh unpacks it)");
+        let p = Prometheus { child, _data: data, web, targets };
+        p.wait("every director scraped", 120, |p| {
+            p.query("up").len() == p.targets.len() && p.query("up").iter().all(|(_, v)| *v == 1.0)
+        });
+        Some(p)
+    }
+
+    /// An instant query's samples; none while Prometheus is not answering yet.
+    pub fn query(&self, q: &str) -> Found {
+        let req = format!("GET /api/v1/query?query={} HTTP/1.0\r\nHost: {}\r\n\r\n", url_encode(q), self.web);
+        let Ok(mut s) = std::net::TcpStream::connect(self.web) else { return vec![] };
+        drop(s.write_all(req.as_bytes()));
+        let mut out = String::new();
+        let _ = std::io::Read::read_to_string(&mut s, &mut out);
+        let Some((_, body)) = out.split_once("\r\n\r\n") else { return vec![] };
+        let Ok(doc) = serde_json::from_str::<serde_json::Value>(body) else { return vec![] };
+        let empty = vec![];
+        doc["data"]["result"]
+            .as_array()
+            .unwrap_or(&empty)
+            .iter()
+            .map(|r| {
+                let labels = r["metric"]
+                    .as_object()
+                    .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+                    .unwrap_or_default();
+                let value = r["value"][1].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+                (labels, value)
+            })
+            .collect()
+    }
+
+    pub fn wait(&self, what: &str, secs: u64, mut f: impl FnMut(&Prometheus) -> bool) {
+        let started = std::time::Instant::now();
+        while !f(self) {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(secs),
+                "prometheus: {what}: not within {secs} s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+
+    /// Waits for two more scrapes of every director than now: what it answers after is what the
+    /// hosts held after this call.
+    pub fn fresh(&self) {
+        let count =
+            |p: &Prometheus| -> f64 { p.query("sum(count_over_time(up[1h]))").first().map(|(_, v)| *v).unwrap_or(0.0) };
+        let now = count(self);
+        let want = now + 2.0 * self.targets.len() as f64;
+        self.wait("two more scrapes", 60, |p| count(p) >= want);
+    }
+}
+
+/// What Prometheus scraped from every director equals the kernel's count: each real server's five
+/// counters as `ipvsadm -Ln --stats --exact` shows them, read once traffic has stopped and two
+/// seconds have passed, with the scrapes taken after that read. Firewall-mark services too.
+pub fn scraped_equal_ipvsadm(l: &Lab, p: &Prometheus) {
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let kernel: Vec<(String, Counted)> = p.targets.iter().map(|(d, _)| (d.clone(), ipvsadm(l, d))).collect();
+    p.fresh();
+    let names = [
+        "lvs_real_server_connections_total",
+        "lvs_real_server_packets_in_total",
+        "lvs_real_server_packets_out_total",
+        "lvs_real_server_bytes_in_total",
+        "lvs_real_server_bytes_out_total",
+    ];
+    let mut compared = 0;
+    for (i, name) in names.iter().enumerate() {
+        let found = p.query(name);
+        for (d, table) in &kernel {
+            for ((protocol, vip, port), dests) in table {
+                for ((addr, rport), counts) in dests {
+                    let hit = found.iter().find(|(l, _)| {
+                        l.get("director") == Some(d)
+                            && l.get("protocol") == Some(protocol)
+                            && l.get("vip").map(String::as_str).unwrap_or("") == vip
+                            && l.get("port") == Some(port)
+                            && l.get("address") == Some(addr)
+                            && l.get("real_port") == Some(rport)
+                    });
+                    let (labels, value) = hit.unwrap_or_else(|| {
+                        panic!("{d}: Prometheus has no {name} of {protocol} {vip}:{port} -> {addr}:{rport}: {found:?}")
+                    });
+                    assert_eq!(
+                        *value, counts[i] as f64,
+                        "{d}: {name} of {labels:?} as scraped, ipvsadm says {}",
+                        counts[i]
+                    );
+                    assert!(labels.get("real_server").is_some_and(|h| l.lab.host(h).is_some()), "{labels:?}");
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert!(compared > 0, "ipvsadm showed real servers to compare");
+    if l.lab.services.iter().any(|s| s.ipvs.fwmark.is_some()) {
+        let marks = p.query("lvs_service_connections_total{protocol=~\"fwmark6?\"}");
+        assert!(!marks.is_empty(), "firewall-mark services are scraped");
+    }
+}
+
+/// The endpoint as a client sees it: the exposition promtool accepts, and every request that is
+/// not `GET /metrics` refused without a scrape.
+pub fn endpoint_answers_only_get_metrics(listen: std::net::SocketAddr) {
+    let (status, body) = http(listen, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 200, "{body}");
+    let mut child = Command::new(PROMTOOL)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let checked = child.wait_with_output().unwrap();
+    assert!(checked.status.success(), "promtool check metrics: {}", String::from_utf8_lossy(&checked.stderr));
+    assert!(body.contains("lvs_real_server_connections_total{"), "{body}");
+    for (request, want) in [
+        (&b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n"[..], 405),
+        (b"DELETE /metrics HTTP/1.0\r\n\r\n", 405),
+        (b"GET / HTTP/1.0\r\n\r\n", 404),
+        (b"GET /metrics/../journal HTTP/1.0\r\n\r\n", 404),
+    ] {
+        assert_eq!(http(listen, request).0, want, "{}", String::from_utf8_lossy(request));
+    }
+    let mut huge = b"GET /metrics HTTP/1.0\r\nX: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 9000));
+    assert_eq!(http(listen, &huge).0, 431, "a request head over 8 KiB");
+}

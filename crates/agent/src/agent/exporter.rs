@@ -111,7 +111,18 @@ fn respond(stream: &mut TcpStream, status: u16, reason: &str, content_type: &str
     );
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body));
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    // A lingering close: what the client still sends is read (a bounded amount, for a second)
+    // before the socket closes, or the kernel would answer it with a reset that can destroy
+    // the response before the client reads it.
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut sink = [0u8; 4096];
+    for _ in 0..16 {
+        match stream.read(&mut sink) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
 }
 
 /// One scrape: the persisted plan names what the kernel and keepalived hold.
