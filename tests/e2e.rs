@@ -291,6 +291,9 @@ fn list_cycle(test: &str, inv: &str, c: &Checks) {
     if lab.services.iter().any(|s| s.ipvs.fwmark.is_some()) {
         line("up refused without nft on the director, nothing changed");
     }
+    if lab.metrics.is_some() {
+        line("up refused with the exporter's port taken on the director, nothing changed");
+    }
     line("up: one exec per host, the agent uploaded is lvsctl-agent");
     for (host, script, want) in c.after_up {
         line(&format!("after up on {host}: `{script}` shows {want:?}"));
@@ -310,6 +313,12 @@ fn list_cycle(test: &str, inv: &str, c: &Checks) {
     );
     if lab.name == "dr" {
         line("top through a pipe during verify: each real server's conn/s 0 before, above 0 while requests flow");
+    }
+    if lab.metrics.is_some() {
+        line(
+            "exporter: a real Prometheus scrapes the director; its counters equal ipvsadm --stats --exact; the endpoint \
+             answers GET /metrics only (promtool accepts it; 405, 404, 431 otherwise)",
+        );
     }
     if lab.name == "dr" {
         line(
@@ -665,7 +674,7 @@ fn full_cycle(test: &str, inv: &str, c: Checks) {
     // The exporter: a real Prometheus scrapes every director; what it holds is the kernel's count.
     if let Some(p) = common::metrics::Prometheus::start(&l) {
         common::metrics::scraped_equal_ipvsadm(&l, &p);
-        common::metrics::endpoint_answers_only_get_metrics(p.targets[0].1);
+        common::metrics::endpoint_answers_only_get_metrics(&l, p.targets[0].1);
     }
     ph.done("metrics");
     if let Some(d) = c.drain {

@@ -208,6 +208,12 @@ fn list_ha(test: &str, c: &Ha) {
     }
     line(&format!("trace: the walk goes through {}, every hop as tcpdump sees it", c.master));
     line("metrics: promtool accepts them, counters equal ipvsadm's on each director, VRRP master named");
+    if lab.metrics.is_some() {
+        line(
+            "exporter: a real Prometheus scrapes both directors: counters equal ipvsadm's, firewall-mark services there, \
+             the VRRP master series flips with lab stop and start, a failed health check scraped as quiesced or removed",
+        );
+    }
     if let (true, Some(b)) = (c.host_faults, c.backup) {
         line(&format!(
             "lab stop {}: {b} takes the VIPs and the traffic, trace walks through {b}; lab start: {} master again, \

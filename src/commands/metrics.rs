@@ -6,20 +6,9 @@ use std::sync::Arc;
 use super::printer::Printer;
 use crate::agent::protocol::Operation;
 use crate::cli::MetricsArgs;
-use crate::exit::{self, Exit};
-use crate::inventory::Role;
 
 pub fn run(args: &MetricsArgs) -> anyhow::Result<u8> {
-    let mut connect = args.connect.clone();
-    if !connect.filter.hosts.is_empty() {
-        return Err(Exit::new(exit::INVALID, "metrics reads every director: it takes no --host").into());
-    }
-    let lab = super::load_inventory(&args.inv.inventory)?;
-    connect.filter.hosts = lab.hosts.iter().filter(|h| h.role == Role::Director).map(|h| h.name.clone()).collect();
-    if connect.filter.hosts.is_empty() {
-        return Err(Exit::new(exit::INVALID, format!("{} has no director", lab.file.display())).into());
-    }
-    drop(lab);
+    let connect = super::every_director(&args.inv, &args.connect, "metrics reads every director: it takes no --host")?;
     let planned = super::Planned::open(&args.inv, &connect, &args.tpl)?;
     let jobs = planned.jobs(&connect.filter, |plan| Operation::Metrics { plan: plan.clone() });
     let names: Vec<String> = jobs.iter().map(|j| j.host.clone()).collect();

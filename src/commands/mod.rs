@@ -164,6 +164,44 @@ pub fn load_templates(dir: Option<&Path>) -> anyhow::Result<crate::templates::Te
     crate::templates::Templates::load(dir).map_err(|e| Exit::new(exit::INVALID, e.to_string()).into())
 }
 
+/// The host that sends (`verify`, `trace`): `--from HOST`, else the lab's client.
+pub fn client_of<'a>(lab: &'a Lab, from: Option<&str>) -> anyhow::Result<&'a crate::inventory::Host> {
+    let host = match from {
+        Some(h) => lab
+            .host(h)
+            .ok_or_else(|| Exit::new(exit::INVALID, format!("--from {h}: no such host in {}", lab.file.display())))?,
+        None => lab.hosts_with_role(crate::inventory::Role::Client).next().ok_or_else(|| {
+            Exit::new(
+                exit::INVALID,
+                format!(
+                    "{} has no host with role = \"client\": name the host to send from with --from HOST",
+                    lab.file.display()
+                ),
+            )
+        })?,
+    };
+    Ok(host)
+}
+
+/// The connection settings for a command that reads every director and no other host
+/// (`metrics`, `top`); `--host` is refused with `no_host`.
+pub fn every_director(
+    inv: &crate::cli::InventoryArg,
+    connect: &crate::cli::ConnectArgs,
+    no_host: &str,
+) -> anyhow::Result<crate::cli::ConnectArgs> {
+    let mut connect = connect.clone();
+    if !connect.filter.hosts.is_empty() {
+        return Err(Exit::new(exit::INVALID, no_host.to_string()).into());
+    }
+    let lab = load_inventory(&inv.inventory)?;
+    connect.filter.hosts = lab.directors().map(|h| h.name.clone()).collect();
+    if connect.filter.hosts.is_empty() {
+        return Err(Exit::new(exit::INVALID, format!("{} has no director", lab.file.display())).into());
+    }
+    Ok(connect)
+}
+
 /// What `up`, `status` and `doctor` share: the validated lab, every host's plan, and a session
 /// to its hosts.
 pub struct Planned {

@@ -8,8 +8,7 @@ use std::sync::mpsc;
 
 use crate::agent::protocol::{Event, Operation, Report};
 use crate::cli::{TopArgs, TopOutput};
-use crate::exit::{self, Exit};
-use crate::inventory::Role;
+use crate::exit;
 use crate::remote::HostError;
 use crate::wire::metrics::{Family, Value};
 
@@ -186,16 +185,7 @@ enum Msg {
 }
 
 pub fn run(args: &TopArgs) -> anyhow::Result<u8> {
-    let mut connect = args.connect.clone();
-    if !connect.filter.hosts.is_empty() {
-        return Err(Exit::new(exit::INVALID, "top watches every director: it takes no --host").into());
-    }
-    let lab = super::load_inventory(&args.inv.inventory)?;
-    connect.filter.hosts = lab.hosts.iter().filter(|h| h.role == Role::Director).map(|h| h.name.clone()).collect();
-    if connect.filter.hosts.is_empty() {
-        return Err(Exit::new(exit::INVALID, format!("{} has no director", lab.file.display())).into());
-    }
-    drop(lab);
+    let connect = super::every_director(&args.inv, &args.connect, "top watches every director: it takes no --host")?;
     let planned = super::Planned::open(&args.inv, &connect, &args.tpl)?;
     let seconds = args.seconds.unwrap_or(86_400);
     let jobs = planned.jobs(&connect.filter, |plan| Operation::Watch {

@@ -8,25 +8,11 @@ use super::printer::Printer;
 use super::verifier::{Verifier, active_director};
 use crate::cli::{Output, VerifyArgs};
 use crate::exit::{self, Exit};
-use crate::inventory::Role;
 use crate::judge::render;
 
 pub fn run(args: &VerifyArgs) -> anyhow::Result<u8> {
     let lab = super::load_inventory(&args.inv.inventory)?;
-    let client = match &args.from {
-        Some(h) => lab
-            .host(h)
-            .ok_or_else(|| Exit::new(exit::INVALID, format!("--from {h}: no such host in {}", lab.file.display())))?,
-        None => lab.hosts_with_role(Role::Client).next().ok_or_else(|| {
-            Exit::new(
-                exit::INVALID,
-                format!(
-                    "{} has no host with role = \"client\": name the host to send from with --from HOST",
-                    lab.file.display()
-                ),
-            )
-        })?,
-    };
+    let client = super::client_of(&lab, args.from.as_deref())?;
     if !args.connect.filter.hosts.is_empty() {
         return Err(Exit::new(
             exit::INVALID,

@@ -143,13 +143,29 @@ pub fn metrics_equal_ipvsadm(l: &Lab) -> String {
 /// Where scripts/setup.sh unpacks the Prometheus server (Debian's package, not installed).
 pub const PROMETHEUS: &str = "/var/cache/lvsctl-tests/prometheus/usr/bin/prometheus";
 
-/// A real Prometheus scraping every director's exporter once a second, run beside the lab (the
-/// guest's own namespace reaches the directors' SSH addresses), stopped by its pid when dropped.
+/// A real Prometheus scraping every director's exporter once a second, run in the lab's control
+/// namespace (where lvsctl's own ssh connections start: it reaches the directors' SSH addresses,
+/// and this machine's namespace gets nothing), stopped by its pid when dropped.
 pub struct Prometheus {
     child: std::process::Child,
     _data: tempfile::TempDir,
     web: std::net::SocketAddr,
+    netns: std::path::PathBuf,
     pub targets: Vec<(String, std::net::SocketAddr)>,
+}
+
+/// Runs `f` on a thread of its own inside the network namespace at `netns`.
+pub fn in_netns<T: Send + 'static>(netns: &std::path::Path, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let ns = std::fs::File::open(netns).unwrap_or_else(|e| panic!("{}: {e}", netns.display()));
+    std::thread::spawn(move || {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: setns on this thread only, with a namespace file kept open for the call.
+        let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("a thread in the lab's namespace")
 }
 
 impl Drop for Prometheus {
@@ -204,8 +220,12 @@ impl Prometheus {
             list.join(", ")
         );
         std::fs::write(data.path().join("prometheus.yml"), config).unwrap();
-        let web = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let child = Command::new(PROMETHEUS)
+        // The control namespace holds nothing else that listens.
+        let web: std::net::SocketAddr = "127.0.0.1:9090".parse().unwrap();
+        let netns = lvsctl::lab::control_netns(&l.lab.name);
+        let name = netns.file_name().unwrap().to_string_lossy().into_owned();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &name, PROMETHEUS])
             .arg(format!("--config.file={}", data.path().join("prometheus.yml").display()))
             .arg(format!("--storage.tsdb.path={}", data.path().join("tsdb").display()))
             .arg(format!("--web.listen-address={web}"))
@@ -215,7 +235,7 @@ impl Prometheus {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("prometheus (scripts/setup.sh unpacks it)");
-        let p = Prometheus { child, _data: data, web, targets };
+        let p = Prometheus { child, _data: data, web, netns, targets };
         p.wait("every director scraped", 120, |p| {
             p.query("up").len() == p.targets.len() && p.query("up").iter().all(|(_, v)| *v == 1.0)
         });
@@ -225,10 +245,14 @@ impl Prometheus {
     /// An instant query's samples; none while Prometheus is not answering yet.
     pub fn query(&self, q: &str) -> Found {
         let req = format!("GET /api/v1/query?query={} HTTP/1.0\r\nHost: {}\r\n\r\n", url_encode(q), self.web);
-        let Ok(mut s) = std::net::TcpStream::connect(self.web) else { return vec![] };
-        drop(s.write_all(req.as_bytes()));
-        let mut out = String::new();
-        let _ = std::io::Read::read_to_string(&mut s, &mut out);
+        let web = self.web;
+        let out = in_netns(&self.netns, move || {
+            let Ok(mut s) = std::net::TcpStream::connect(web) else { return String::new() };
+            drop(s.write_all(req.as_bytes()));
+            let mut out = String::new();
+            let _ = std::io::Read::read_to_string(&mut s, &mut out);
+            out
+        });
         let Some((_, body)) = out.split_once("\r\n\r\n") else { return vec![] };
         let Ok(doc) = serde_json::from_str::<serde_json::Value>(body) else { return vec![] };
         let empty = vec![];
@@ -320,8 +344,13 @@ pub fn scraped_equal_ipvsadm(l: &Lab, p: &Prometheus) {
 
 /// The endpoint as a client sees it: the exposition promtool accepts, and every request that is
 /// not `GET /metrics` refused without a scrape.
-pub fn endpoint_answers_only_get_metrics(listen: std::net::SocketAddr) {
-    let (status, body) = http(listen, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+pub fn endpoint_answers_only_get_metrics(l: &Lab, listen: std::net::SocketAddr) {
+    let netns = lvsctl::lab::control_netns(&l.lab.name);
+    let http = |request: &[u8]| {
+        let request = request.to_vec();
+        in_netns(&netns, move || http(listen, &request))
+    };
+    let (status, body) = http(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(status, 200, "{body}");
     let mut child = Command::new(PROMTOOL)
         .args(["check", "metrics"])
@@ -340,9 +369,9 @@ pub fn endpoint_answers_only_get_metrics(listen: std::net::SocketAddr) {
         (b"GET / HTTP/1.0\r\n\r\n", 404),
         (b"GET /metrics/../journal HTTP/1.0\r\n\r\n", 404),
     ] {
-        assert_eq!(http(listen, request).0, want, "{}", String::from_utf8_lossy(request));
+        assert_eq!(http(request).0, want, "{}", String::from_utf8_lossy(request));
     }
     let mut huge = b"GET /metrics HTTP/1.0\r\nX: ".to_vec();
     huge.extend(std::iter::repeat_n(b'a', 9000));
-    assert_eq!(http(listen, &huge).0, 431, "a request head over 8 KiB");
+    assert_eq!(http(&huge).0, 431, "a request head over 8 KiB");
 }

@@ -250,7 +250,13 @@ pub fn assert_split(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) {
 /// (IPVS keys its entries by the client's source port, which `assert_split` printed).
 pub fn explain_split(l: &Lab) {
     for d in l.lab.hosts_with_role(lvsctl::inventory::Role::Director) {
-        eprintln!("{} at the failure: {}", d.name, l.sh(&d.name, "date +%s.%N; ipvsadm -Lnc; ip neigh"));
+        // The table with its weights, its connections, and what keepalived did last (a reload
+        // that re-set a weight restarts wrr's round mid-split).
+        let script = format!(
+            "date +%s.%N; ipvsadm -Ln; ipvsadm -Lnc; ip neigh; tail -n 30 /run/lvsctl-{}-keepalived.log 2>/dev/null",
+            l.lab.name
+        );
+        eprintln!("{} at the failure: {}", d.name, l.sh(&d.name, &script));
     }
     for h in l.lab.hosts_with_role(lvsctl::inventory::Role::RealServer) {
         eprintln!("{} at the failure: {}", h.name, l.sh(&h.name, "ip -br addr; ip route; ip neigh; ss -tan"));

@@ -26,6 +26,8 @@ pub const READ_DEADLINE: Duration = Duration::from_secs(5);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Clients served at once.
 pub const CONNECTIONS: usize = 16;
+/// How long a closing connection reads (and drops) what its client still sends: at most 64 KiB.
+const LINGER: Duration = Duration::from_secs(1);
 
 /// What a request asks for, once its head is read.
 #[derive(Debug, PartialEq, Eq)]
@@ -115,9 +117,13 @@ fn respond(stream: &mut TcpStream, status: u16, reason: &str, content_type: &str
     // before the socket closes, or the kernel would answer it with a reset that can destroy
     // the response before the client reads it.
     let _ = stream.shutdown(std::net::Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let until = Instant::now() + LINGER;
     let mut sink = [0u8; 4096];
     for _ in 0..16 {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
         match stream.read(&mut sink) {
             Ok(n) if n > 0 => {}
             _ => break,
@@ -182,27 +188,38 @@ pub fn run(lab: &str, listen: &str) -> i32 {
         eprintln!("lvsctl-agent: cannot write {}: {e}", pid_file.display());
         return 1;
     }
-    let active = Arc::new(AtomicUsize::new(0));
     let scraping = Arc::new(Mutex::new(()));
     let paths = Arc::new(paths);
     let lab: Arc<str> = Arc::from(lab);
+    accept(listener, move |stream| serve_one(stream, &paths, &lab, &scraping));
+    0
+}
+
+/// Serves each connection on a thread of its own, at most `CONNECTIONS` at once: one more is
+/// told 503 and closed at once, without the accept loop waiting on it.
+fn accept(listener: TcpListener, serve: impl Fn(TcpStream) + Send + Sync + 'static) {
+    let serve = Arc::new(serve);
+    let active = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         let Ok(mut stream) = stream else { continue };
         if active.fetch_add(1, Ordering::SeqCst) >= CONNECTIONS {
             active.fetch_sub(1, Ordering::SeqCst);
-            respond(&mut stream, 503, "Service Unavailable", "text/plain", b"too many clients\n");
+            // The answer fits in the socket's buffer; the connection closes at once.
+            let _ = stream.set_nonblocking(true);
+            let _ = stream.write_all(
+                b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 17\r\nConnection: close\r\n\r\ntoo many clients\n",
+            );
             continue;
         }
-        let (done, scraping, paths, lab) = (active.clone(), scraping.clone(), paths.clone(), lab.clone());
+        let (done, serve) = (active.clone(), serve.clone());
         let spawned = std::thread::Builder::new().name("scrape".into()).spawn(move || {
-            serve_one(stream, &paths, &lab, &scraping);
+            serve(stream);
             done.fetch_sub(1, Ordering::SeqCst);
         });
         if spawned.is_err() {
             active.fetch_sub(1, Ordering::SeqCst);
         }
     }
-    0
 }
 
 #[cfg(test)]
@@ -224,6 +241,46 @@ mod tests {
         assert_eq!(status(b"GET /metrics"), 400);
         assert_eq!(status(b"GET /metrics SPDY/3"), 400);
         assert_eq!(status(b"\xff\xfe"), 400);
+    }
+
+    /// Sixteen clients that send nothing hold every slot: the seventeenth is told 503 at once,
+    /// and once the silent ones are dropped (408 after the deadline) a client is served again.
+    #[test]
+    fn at_most_sixteen_clients_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            accept(listener, |mut s| match read_head(&mut s).map(|h| judge(&h)) {
+                Ok(Asked::Metrics) => respond(&mut s, 200, "OK", "text/plain", b"ok\n"),
+                Ok(Asked::Refused(c, r, b)) | Err(Asked::Refused(c, r, b)) => {
+                    respond(&mut s, c, r, "text/plain", b.as_bytes())
+                }
+                Err(Asked::Metrics) => {}
+            })
+        });
+        let get = |to| {
+            let mut s = TcpStream::connect(to).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            out
+        };
+        let silent: Vec<TcpStream> = (0..CONNECTIONS).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let started = Instant::now();
+        let refused = get(addr);
+        assert!(refused.starts_with("HTTP/1.0 503 "), "{refused}");
+        assert!(started.elapsed() < READ_DEADLINE, "the seventeenth is not kept waiting");
+        drop(silent);
+        let mut served = String::new();
+        for _ in 0..50 {
+            served = get(addr);
+            if served.starts_with("HTTP/1.0 200 ") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(served.ends_with("ok\n"), "{served}");
     }
 
     /// A real socket: a head over 8 KiB is refused with 431 once 8 KiB are in, without reading
