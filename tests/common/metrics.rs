@@ -336,6 +336,13 @@ pub fn scraped_equal_ipvsadm(l: &Lab, p: &Prometheus) {
         }
     }
     assert!(compared > 0, "ipvsadm showed real servers to compare");
+    // lvsctl's own, as `status` sees the directors: applied, nothing drifted.
+    for (d, _) in &p.targets {
+        for (name, want) in [("lvsctl_plan_applied", 1.0), ("lvsctl_drift_objects", 0.0)] {
+            let got = p.query(&format!("{name}{{director=\"{d}\"}}"));
+            assert!(got.len() == 1 && got[0].1 == want, "{d}: {name} scraped as {got:?}, not {want}");
+        }
+    }
     if l.lab.services.iter().any(|s| s.ipvs.fwmark.is_some()) {
         let marks = p.query("lvs_service_connections_total{protocol=~\"fwmark6?\"}");
         assert!(!marks.is_empty(), "firewall-mark services are scraped");

@@ -138,7 +138,8 @@ fn scrape(paths: &Paths, lab: &str) -> Result<String, String> {
     let plan: HostPlan = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut sys = crate::host::linux::Linux::new().map_err(|e| format!("cannot open netlink: {e}"))?;
     let req = Request::new(lab, &plan.host, Operation::Metrics { plan: plan.clone() });
-    let families = super::metrics_of(&mut sys, paths, &req, &plan, true).map_err(|e| e.to_string())?;
+    let families = super::metrics_of(&mut sys, paths, &req, &plan, Some(crate::resource::Scope::Runtime))
+        .map_err(|e| e.to_string())?;
     Ok(crate::wire::metrics::exposition(&families))
 }
 

@@ -325,7 +325,7 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
                 for_this_lab(plan)?;
                 let (plan, _, _) = drained(paths, &req.lab, plan);
                 let plan = &plan;
-                facts.drift = drift(sys, paths, req, plan)?;
+                facts.drift = drift(sys, paths, req, plan, Scope::All)?;
                 if let Some(k) = &plan.keepalived {
                     facts.keepalived = ha::status(sys, k, &req.lab, true).ok();
                 }
@@ -346,7 +346,7 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
             let mut sent = 0u32;
             loop {
                 let tick = Instant::now();
-                let families = metrics_of(sys, paths, req, plan, false)?;
+                let families = metrics_of(sys, paths, req, plan, None)?;
                 let at_ms = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_millis() as u64)
@@ -364,7 +364,7 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
         }
         Operation::Metrics { plan } => {
             for_this_lab(plan)?;
-            let families = metrics_of(sys, paths, req, plan, true)?;
+            let families = metrics_of(sys, paths, req, plan, Some(Scope::All))?;
             return Ok(Report {
                 host: req.host.clone(),
                 answer: Some(Answer::Metrics(families)),
@@ -455,6 +455,7 @@ fn drift<S: System>(
     paths: &Paths,
     req: &Request,
     plan: &HostPlan,
+    scope: Scope,
 ) -> Result<Vec<crate::wire::event::ChangeEvent>, Error> {
     let mut journal = Journal::open(&paths.lab_dir(&req.lab), &req.lab, &req.host, false).map_err(Error::Journal)?;
     journal.check(&req.lab, &paths.root).map_err(Error::Journal)?;
@@ -464,17 +465,19 @@ fn drift<S: System>(
             drift.push(c)
         }
     };
-    Executor::new(sys, &mut journal, Intent::Check, &mut keep, &req.host).apply(plan, Scope::All);
+    Executor::new(sys, &mut journal, Intent::Check, &mut keep, &req.host).apply(plan, scope);
     Ok(drift)
 }
 
-/// A director's metrics: its table named by the plan, health, VRRP, sync, lvsctl's state.
+/// A director's metrics: its table named by the plan, health, VRRP, sync, lvsctl's state. Drift
+/// is counted in `drift`'s scope when given: everything for a plan from the controller, the
+/// runtime state for the persisted plan (which holds no files) the exporter reads.
 fn metrics_of<S: System>(
     sys: &mut S,
     paths: &Paths,
     req: &Request,
     plan: &HostPlan,
-    with_drift: bool,
+    drift_in: Option<Scope>,
 ) -> Result<Vec<crate::wire::metrics::Family>, Error> {
     let table = if sys.ipvs_loaded() { sys.ipvs_table().map_err(Error::Ipvs)? } else { Vec::new() };
     let drains = drain::load(paths, &req.lab).unwrap_or_default();
@@ -486,7 +489,10 @@ fn metrics_of<S: System>(
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_secs());
     let (overlaid, _, _) = drained(paths, &req.lab, plan);
-    let drift = if applied && with_drift { Some(drift(sys, paths, req, &overlaid)?.len()) } else { None };
+    let drift = match drift_in {
+        Some(scope) if applied => Some(drift(sys, paths, req, &overlaid, scope)?.len()),
+        _ => None,
+    };
     let keepalived = match &plan.keepalived {
         Some(k) => ha::status(sys, k, &req.lab, false).ok(),
         None => None,

@@ -950,3 +950,29 @@ fn the_exporter_is_started_kept_refused_on_a_busy_port_and_stopped() {
     assert!(!f.state.files.contains_key("/run/lvsctl-dr-metrics.pid"));
     assert!(f.state.processes.is_empty());
 }
+
+/// The exporter reads the persisted plan, which holds runtime state only: its drift is counted
+/// in that scope, so a host just brought up has none (counted over everything, the files and
+/// unit the persisted plan leaves out would look stale).
+#[test]
+fn the_exporters_drift_is_of_the_runtime_state() {
+    let root = tempfile::tempdir().unwrap();
+    let mut f = Fake::new();
+    let p = plan_for("inventories/dr.toml", "lvs");
+    let (r, _) = run(&mut f, root.path(), Op::Apply, Some(&p));
+    assert_eq!(r.failed, 0, "{r:?}");
+    let persisted = p.runtime();
+    let req = Request::new("dr", "lvs", Operation::Metrics { plan: persisted.clone() });
+    let drift = |f: &mut Fake, scope| {
+        let families = super::metrics_of(f, &fake_paths(root.path()), &req, &persisted, Some(scope)).unwrap();
+        let family = families.iter().find(|x| x.name == "lvsctl_drift_objects").expect("the drift series");
+        match family.samples[0].value {
+            crate::wire::metrics::Value::Int(n) => n,
+            crate::wire::metrics::Value::Float(x) => x as u64,
+        }
+    };
+    assert_eq!(drift(&mut f, crate::resource::Scope::Runtime), 0);
+    assert!(drift(&mut f, crate::resource::Scope::All) > 0, "the persisted plan leaves the files out");
+    f.state.sysctls.insert("net.ipv4.vs.expire_nodest_conn".into(), "0".into());
+    assert_eq!(drift(&mut f, crate::resource::Scope::Runtime), 1, "a sysctl put back by hand");
+}
