@@ -4,14 +4,17 @@
 //! seen at the next scrape). `up` starts it (`resource::exporter`); it never changes the host.
 //!
 //! It answers `GET /metrics` only, and holds every client to bounds: a request head of at most
-//! `HEAD_MAX` bytes read within `READ_DEADLINE`, at most `CONNECTIONS` clients at once (one more
-//! is told 503 and closed), one scrape at a time, a write that must progress within
+//! `HEAD_MAX` bytes read within `READ_DEADLINE`, at most `CONNECTIONS` clients at once (more wait
+//! in the kernel's listen queue), one scrape at a time — requests that arrived while one ran get
+//! its answer, so a slow host never piles scrapes up — and a write that must progress within
 //! `WRITE_TIMEOUT`. A slow or hostile client costs at most a thread and 8 KiB for a few seconds.
+//!
+//! Scrapes stay cheap: lvsctl's drift count (a whole check of the runtime state) is taken apart,
+//! at start and every `DRIFT_EVERY`, and served as last counted.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{Paths, Request};
@@ -28,6 +31,8 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CONNECTIONS: usize = 16;
 /// How long a closing connection reads (and drops) what its client still sends: at most 64 KiB.
 const LINGER: Duration = Duration::from_secs(1);
+/// How often the drift count is taken again.
+pub const DRIFT_EVERY: Duration = Duration::from_secs(15);
 
 /// What a request asks for, once its head is read.
 #[derive(Debug, PartialEq, Eq)]
@@ -131,32 +136,62 @@ fn respond(stream: &mut TcpStream, status: u16, reason: &str, content_type: &str
     }
 }
 
-/// One scrape: the persisted plan names what the kernel and keepalived hold.
-fn scrape(paths: &Paths, lab: &str) -> Result<String, String> {
+/// The lab's persisted plan: what names the kernel's and keepalived's state.
+fn persisted(paths: &Paths, lab: &str) -> Result<HostPlan, String> {
     let path = paths.config_root.join(lab).join(crate::paths::HOST_PLAN_FILE);
     let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let plan: HostPlan = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut sys = crate::host::linux::Linux::new().map_err(|e| format!("cannot open netlink: {e}"))?;
-    let req = Request::new(lab, &plan.host, Operation::Metrics { plan: plan.clone() });
-    let families = super::metrics_of(&mut sys, paths, &req, &plan, Some(crate::resource::Scope::Runtime))
-        .map_err(|e| e.to_string())?;
-    Ok(crate::wire::metrics::exposition(&families))
+    serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn serve_one(mut stream: TcpStream, paths: &Paths, lab: &str, scraping: &Mutex<()>) {
-    match read_head(&mut stream).map(|head| judge(&head)) {
-        Ok(Asked::Metrics) => {
-            let result = {
-                let _one = scraping.lock().unwrap_or_else(|p| p.into_inner());
-                scrape(paths, lab)
-            };
-            match result {
-                Ok(body) => {
-                    respond(&mut stream, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body.as_bytes())
-                }
-                Err(e) => respond(&mut stream, 500, "Internal Server Error", "text/plain", format!("{e}\n").as_bytes()),
-            }
+/// What the scrapes share: the last answer (when it was begun, what it was) and the drift count.
+struct Shared {
+    paths: Paths,
+    lab: String,
+    last: Mutex<Option<(Instant, Result<String, String>)>>,
+    drift: Mutex<Option<usize>>,
+}
+
+impl Shared {
+    /// One scrape, or the answer of one begun after this request arrived.
+    fn scrape(&self, arrived: Instant) -> Result<String, String> {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((begun, answer)) = last.as_ref()
+            && *begun >= arrived
+        {
+            return answer.clone();
         }
+        let begun = Instant::now();
+        let drift = *self.drift.lock().unwrap_or_else(|p| p.into_inner());
+        let answer = self.read(super::DriftCount::Known(drift));
+        *last = Some((begun, answer.clone()));
+        answer
+    }
+
+    fn read(&self, drift: super::DriftCount) -> Result<String, String> {
+        let plan = persisted(&self.paths, &self.lab)?;
+        let mut sys = crate::host::linux::Linux::new().map_err(|e| format!("cannot open netlink: {e}"))?;
+        let req = Request::new(&self.lab, &plan.host, Operation::Metrics { plan: plan.clone() });
+        let families = super::metrics_of(&mut sys, &self.paths, &req, &plan, drift).map_err(|e| e.to_string())?;
+        Ok(crate::wire::metrics::exposition(&families))
+    }
+
+    /// Counts the drift of the runtime state (what `status` would call drift there) now.
+    fn count_drift(&self) -> Option<usize> {
+        let plan = persisted(&self.paths, &self.lab).ok()?;
+        let mut sys = crate::host::linux::Linux::new().ok()?;
+        let req = Request::new(&self.lab, &plan.host, Operation::Metrics { plan: plan.clone() });
+        let (overlaid, _, _) = super::drained(&self.paths, &self.lab, &plan);
+        super::drift(&mut sys, &self.paths, &req, &overlaid, crate::resource::Scope::Runtime).ok().map(|d| d.len())
+    }
+}
+
+fn serve_one(mut stream: TcpStream, shared: &Shared) {
+    let arrived = Instant::now();
+    match read_head(&mut stream).map(|head| judge(&head)) {
+        Ok(Asked::Metrics) => match shared.scrape(arrived) {
+            Ok(body) => respond(&mut stream, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body.as_bytes()),
+            Err(e) => respond(&mut stream, 500, "Internal Server Error", "text/plain", format!("{e}\n").as_bytes()),
+        },
         Ok(Asked::Refused(status, reason, body)) | Err(Asked::Refused(status, reason, body)) => {
             respond(&mut stream, status, reason, "text/plain", body.as_bytes())
         }
@@ -189,36 +224,49 @@ pub fn run(lab: &str, listen: &str) -> i32 {
         eprintln!("lvsctl-agent: cannot write {}: {e}", pid_file.display());
         return 1;
     }
-    let scraping = Arc::new(Mutex::new(()));
-    let paths = Arc::new(paths);
-    let lab: Arc<str> = Arc::from(lab);
-    accept(listener, move |stream| serve_one(stream, &paths, &lab, &scraping));
+    let shared = Arc::new(Shared { paths, lab: lab.to_string(), last: Mutex::new(None), drift: Mutex::new(None) });
+    let counting = shared.clone();
+    let _ = std::thread::Builder::new().name("drift".into()).spawn(move || {
+        loop {
+            let n = counting.count_drift();
+            *counting.drift.lock().unwrap_or_else(|p| p.into_inner()) = n;
+            std::thread::sleep(DRIFT_EVERY);
+        }
+    });
+    accept(listener, move |stream| serve_one(stream, &shared));
     0
 }
 
-/// Serves each connection on a thread of its own, at most `CONNECTIONS` at once: one more is
-/// told 503 and closed at once, without the accept loop waiting on it.
+/// Serves each connection on a thread of its own, at most `CONNECTIONS` at once: while all are
+/// busy the loop waits, and new clients wait in the kernel's listen queue.
 fn accept(listener: TcpListener, serve: impl Fn(TcpStream) + Send + Sync + 'static) {
     let serve = Arc::new(serve);
-    let active = Arc::new(AtomicUsize::new(0));
+    let slots = Arc::new((Mutex::new(0usize), Condvar::new()));
     for stream in listener.incoming() {
-        let Ok(mut stream) = stream else { continue };
-        if active.fetch_add(1, Ordering::SeqCst) >= CONNECTIONS {
-            active.fetch_sub(1, Ordering::SeqCst);
-            // The answer fits in the socket's buffer; the connection closes at once.
-            let _ = stream.set_nonblocking(true);
-            let _ = stream.write_all(
-                b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 17\r\nConnection: close\r\n\r\ntoo many clients\n",
-            );
-            continue;
+        let Ok(stream) = stream else { continue };
+        {
+            let (busy, freed) = &*slots;
+            let mut n = busy.lock().unwrap_or_else(|p| p.into_inner());
+            while *n >= CONNECTIONS {
+                n = freed.wait(n).unwrap_or_else(|p| p.into_inner());
+            }
+            *n += 1;
         }
-        let (done, serve) = (active.clone(), serve.clone());
-        let spawned = std::thread::Builder::new().name("scrape".into()).spawn(move || {
-            serve(stream);
-            done.fetch_sub(1, Ordering::SeqCst);
+        let (done, serve) = (slots.clone(), serve.clone());
+        let release = move || {
+            let (busy, freed) = &*done;
+            *busy.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+            freed.notify_one();
+        };
+        let spawned = std::thread::Builder::new().name("scrape".into()).spawn({
+            let release = release.clone();
+            move || {
+                serve(stream);
+                release();
+            }
         });
         if spawned.is_err() {
-            active.fetch_sub(1, Ordering::SeqCst);
+            release();
         }
     }
 }
@@ -244,8 +292,8 @@ mod tests {
         assert_eq!(status(b"\xff\xfe"), 400);
     }
 
-    /// Sixteen clients that send nothing hold every slot: the seventeenth is told 503 at once,
-    /// and once the silent ones are dropped (408 after the deadline) a client is served again.
+    /// Sixteen clients that send nothing hold every slot: the seventeenth waits (in the listen
+    /// queue) and is served once a slot is free.
     #[test]
     fn at_most_sixteen_clients_at_once() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -259,29 +307,19 @@ mod tests {
                 Err(Asked::Metrics) => {}
             })
         });
-        let get = |to| {
-            let mut s = TcpStream::connect(to).unwrap();
+        let silent: Vec<TcpStream> = (0..CONNECTIONS).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        let waiting = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
             s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
             let mut out = String::new();
             let _ = s.read_to_string(&mut out);
             out
-        };
-        let silent: Vec<TcpStream> = (0..CONNECTIONS).map(|_| TcpStream::connect(addr).unwrap()).collect();
-        std::thread::sleep(Duration::from_millis(300));
-        let started = Instant::now();
-        let refused = get(addr);
-        assert!(refused.starts_with("HTTP/1.0 503 "), "{refused}");
-        assert!(started.elapsed() < READ_DEADLINE, "the seventeenth is not kept waiting");
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(!waiting.is_finished(), "the seventeenth waits while sixteen hold the slots");
         drop(silent);
-        let mut served = String::new();
-        for _ in 0..50 {
-            served = get(addr);
-            if served.starts_with("HTTP/1.0 200 ") {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        assert!(served.ends_with("ok\n"), "{served}");
+        let served = waiting.join().unwrap();
+        assert!(served.starts_with("HTTP/1.0 200 ") && served.ends_with("ok\n"), "{served}");
     }
 
     /// A real socket: a head over 8 KiB is refused with 431 once 8 KiB are in, without reading

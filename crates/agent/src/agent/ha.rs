@@ -78,7 +78,19 @@ pub fn status<S: System>(
 /// keepalived's own view: it writes the state of every instance to its JSON dump on a signal
 /// whose number it tells (`--signum=JSON`; none when it was built without JSON support).
 fn dump<S: System>(sys: &mut S, program: &str, pid: u32) -> Option<BTreeMap<String, VrrpState>> {
-    let signum: i32 = sys.output(&[program, "--signum=JSON"]).ok()?.trim().parse().ok()?;
+    // Asked once per program and process: the exporter reads it at every scrape.
+    static SIGNUMS: std::sync::Mutex<BTreeMap<String, i32>> = std::sync::Mutex::new(BTreeMap::new());
+    let known = SIGNUMS.lock().ok().and_then(|m| m.get(program).copied());
+    let signum = match known {
+        Some(n) => n,
+        None => {
+            let n: i32 = sys.output(&[program, "--signum=JSON"]).ok()?.trim().parse().ok()?;
+            if let Ok(mut m) = SIGNUMS.lock() {
+                m.insert(program.to_string(), n);
+            }
+            n
+        }
+    };
     let asked = SystemTime::now();
     sys.signal(pid, signum).ok()?;
     let started = std::time::Instant::now();

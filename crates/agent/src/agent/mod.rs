@@ -346,7 +346,7 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
             let mut sent = 0u32;
             loop {
                 let tick = Instant::now();
-                let families = metrics_of(sys, paths, req, plan, None)?;
+                let families = metrics_of(sys, paths, req, plan, DriftCount::Skip)?;
                 let at_ms = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_millis() as u64)
@@ -364,7 +364,7 @@ fn run<S: System>(sys: &mut S, paths: &Paths, req: &Request, emit: &mut dyn FnMu
         }
         Operation::Metrics { plan } => {
             for_this_lab(plan)?;
-            let families = metrics_of(sys, paths, req, plan, Some(Scope::All))?;
+            let families = metrics_of(sys, paths, req, plan, DriftCount::In(Scope::All))?;
             return Ok(Report {
                 host: req.host.clone(),
                 answer: Some(Answer::Metrics(families)),
@@ -469,15 +469,25 @@ fn drift<S: System>(
     Ok(drift)
 }
 
-/// A director's metrics: its table named by the plan, health, VRRP, sync, lvsctl's state. Drift
-/// is counted in `drift`'s scope when given: everything for a plan from the controller, the
-/// runtime state for the persisted plan (which holds no files) the exporter reads.
+/// How a metrics read gets lvsctl's drift count.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum DriftCount {
+    /// Not at all (`top`'s watch).
+    Skip,
+    /// Counted now, in this scope: everything for a plan from the controller, the runtime state
+    /// for the persisted plan (which holds no files).
+    In(Scope),
+    /// Counted earlier (the exporter counts it apart from its scrapes).
+    Known(Option<usize>),
+}
+
+/// A director's metrics: its table named by the plan, health, VRRP, sync, lvsctl's state.
 fn metrics_of<S: System>(
     sys: &mut S,
     paths: &Paths,
     req: &Request,
     plan: &HostPlan,
-    drift_in: Option<Scope>,
+    drift_count: DriftCount,
 ) -> Result<Vec<crate::wire::metrics::Family>, Error> {
     let table = if sys.ipvs_loaded() { sys.ipvs_table().map_err(Error::Ipvs)? } else { Vec::new() };
     let drains = drain::load(paths, &req.lab).unwrap_or_default();
@@ -489,8 +499,9 @@ fn metrics_of<S: System>(
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_secs());
     let (overlaid, _, _) = drained(paths, &req.lab, plan);
-    let drift = match drift_in {
-        Some(scope) if applied => Some(drift(sys, paths, req, &overlaid, scope)?.len()),
+    let drift = match drift_count {
+        DriftCount::In(scope) if applied => Some(drift(sys, paths, req, &overlaid, scope)?.len()),
+        DriftCount::Known(n) if applied => n,
         _ => None,
     };
     let keepalived = match &plan.keepalived {

@@ -964,7 +964,8 @@ fn the_exporters_drift_is_of_the_runtime_state() {
     let persisted = p.runtime();
     let req = Request::new("dr", "lvs", Operation::Metrics { plan: persisted.clone() });
     let drift = |f: &mut Fake, scope| {
-        let families = super::metrics_of(f, &fake_paths(root.path()), &req, &persisted, Some(scope)).unwrap();
+        let families =
+            super::metrics_of(f, &fake_paths(root.path()), &req, &persisted, super::DriftCount::In(scope)).unwrap();
         let family = families.iter().find(|x| x.name == "lvsctl_drift_objects").expect("the drift series");
         match family.samples[0].value {
             crate::wire::metrics::Value::Int(n) => n,
