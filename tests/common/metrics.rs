@@ -15,6 +15,34 @@ pub const PROMTOOL: &str = "/var/cache/lvsctl-tests/prometheus/usr/bin/promtool"
 /// counters ipvsadm shows (conns, inpkts, outpkts, inbytes, outbytes).
 type Counted = BTreeMap<(String, String, String), BTreeMap<(String, String), [u64; 5]>>;
 
+/// The five counters of each real server, in ipvsadm's `--stats` order.
+const COUNTERS: [&str; 5] = [
+    "lvs_real_server_connections_total",
+    "lvs_real_server_packets_in_total",
+    "lvs_real_server_packets_out_total",
+    "lvs_real_server_bytes_in_total",
+    "lvs_real_server_bytes_out_total",
+];
+
+/// `promtool check metrics` accepts `text`.
+fn promtool_accepts(text: &str) {
+    let mut child = Command::new(PROMTOOL)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (scripts/setup.sh unpacks it)");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let checked = child.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
+
 /// `[2001:db8::1]:80` or `10.0.0.1:80` → (address, port).
 fn endpoint(s: &str) -> (String, String) {
     let (a, p) = s.rsplit_once(':').unwrap_or_else(|| panic!("{s}: no port"));
@@ -83,28 +111,8 @@ pub fn metrics_equal_ipvsadm(l: &Lab) -> String {
     let want: BTreeMap<String, usize> =
         l.hosts().into_iter().map(|h| (h.clone(), usize::from(directors.contains(&h)))).collect();
     assert_eq!(execs, want, "ssh execs per host of metrics");
-    let mut child = Command::new(PROMTOOL)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (scripts/setup.sh unpacks it)");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let checked = child.wait_with_output().unwrap();
-    assert!(
-        checked.status.success(),
-        "promtool check metrics: {}{}\n{text}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr)
-    );
-    let names = [
-        "lvs_real_server_connections_total",
-        "lvs_real_server_packets_in_total",
-        "lvs_real_server_packets_out_total",
-        "lvs_real_server_bytes_in_total",
-        "lvs_real_server_bytes_out_total",
-    ];
+    promtool_accepts(&text);
+    let names = COUNTERS;
     let mut compared = 0;
     for (d, table) in directors.iter().zip(&after) {
         for ((protocol, vip, port), dests) in table {
@@ -295,13 +303,7 @@ impl Prometheus {
 
 /// The first scraped counter that differs from the kernel's count, if any.
 fn mismatch(l: &Lab, p: &Prometheus, kernel: &[(String, Counted)]) -> Option<String> {
-    let names = [
-        "lvs_real_server_connections_total",
-        "lvs_real_server_packets_in_total",
-        "lvs_real_server_packets_out_total",
-        "lvs_real_server_bytes_in_total",
-        "lvs_real_server_bytes_out_total",
-    ];
+    let names = COUNTERS;
     let mut compared = 0;
     for (i, name) in names.iter().enumerate() {
         let found = p.query(name);
@@ -383,16 +385,7 @@ pub fn endpoint_answers_only_get_metrics(l: &Lab, listen: std::net::SocketAddr) 
     };
     let (status, body) = http(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(status, 200, "{body}");
-    let mut child = Command::new(PROMTOOL)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
-    let checked = child.wait_with_output().unwrap();
-    assert!(checked.status.success(), "promtool check metrics: {}", String::from_utf8_lossy(&checked.stderr));
+    promtool_accepts(&body);
     assert!(body.contains("lvs_real_server_connections_total{"), "{body}");
     for (request, want) in [
         (&b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n"[..], 405),
