@@ -452,6 +452,26 @@ fn still<S: System>(sys: &S, p: &ProcFact) -> io::Result<()> {
     }
 }
 
+/// Ends a process lvsctl started (`what` names it in errors): SIGTERM once it is checked to be
+/// the one recorded (never another that reused its pid), then waits until it is gone, `wait` at
+/// most.
+pub fn terminate<S: System>(sys: &mut S, p: &ProcFact, what: &str, wait: std::time::Duration) -> io::Result<()> {
+    still(sys, p)?;
+    sys.signal(p.pid, libc::SIGTERM)?;
+    let started = std::time::Instant::now();
+    while sys.process(p.pid)?.is_some_and(|now| now.same(p)) {
+        if started.elapsed() > wait {
+            return Err(io::Error::other(format!(
+                "{what} (pid {}) did not stop within {} s of SIGTERM",
+                p.pid,
+                wait.as_secs()
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<Option<Box<Undo>>> {
     match a {
         Action::Spawn { argv, log, record } => {
@@ -464,19 +484,7 @@ fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<Option<Box<Undo>>> {
             Ok(Some(Box::new(r)))
         }
         Action::Stop { process, log, added } => {
-            still(sys, process)?;
-            sys.signal(process.pid, libc::SIGTERM)?;
-            let started = std::time::Instant::now();
-            while sys.process(process.pid)?.is_some_and(|p| p.same(process)) {
-                if started.elapsed() > STOP_WAIT {
-                    return Err(io::Error::other(format!(
-                        "keepalived (pid {}) did not stop within {} s of SIGTERM",
-                        process.pid,
-                        STOP_WAIT.as_secs()
-                    )));
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
+            terminate(sys, process, KEEPALIVED, STOP_WAIT)?;
             if let Some(l) = log {
                 let _ = sys.remove_file(l);
             }

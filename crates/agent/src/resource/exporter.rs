@@ -279,22 +279,7 @@ fn spawn<S: System>(sys: &mut S, argv: &[String], lab: &str, listen: SocketAddr,
 /// Ends the recorded exporter (never another process that reused its pid) and removes its
 /// pid file and log.
 fn stop<S: System>(sys: &mut S, p: &ProcFact, lab: &str) -> io::Result<()> {
-    match sys.process(p.pid)? {
-        Some(now) if now.same(p) => {}
-        _ => return Err(io::Error::from_raw_os_error(libc::ESRCH)),
-    }
-    sys.signal(p.pid, libc::SIGTERM)?;
-    let started = std::time::Instant::now();
-    while sys.process(p.pid)?.is_some_and(|now| now.same(p)) {
-        if started.elapsed() > WAIT {
-            return Err(io::Error::other(format!(
-                "the exporter (pid {}) did not stop within {} s of SIGTERM",
-                p.pid,
-                WAIT.as_secs()
-            )));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    super::daemon::terminate(sys, p, "the exporter", WAIT)?;
     let _ = sys.remove_file(&crate::paths::exporter_pid_path(lab));
     let _ = sys.remove_file(&crate::paths::exporter_log_path(lab));
     Ok(())
