@@ -455,12 +455,7 @@ mod tests {
                 .iter()
                 .map(|d| DestEntry {
                     key: DestKey { addr: d.address, port: d.port },
-                    config: DestConfig {
-                        fwd: d.forward.code(),
-                        weight: d.weight,
-                        u_threshold: d.u_threshold,
-                        l_threshold: d.l_threshold,
-                    },
+                    config: d.config(),
                     active_conns: 0,
                     inact_conns: 0,
                     persist_conns: 0,

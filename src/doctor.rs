@@ -24,6 +24,11 @@ pub enum Code {
     Tunl0Down,
     Ip6TunnelMissing,
     Ip6tnl0Down,
+    GreMissing,
+    Gre0Down,
+    Ip6GreMissing,
+    Ip6gre0Down,
+    FouPortMissing,
     TunRpFilter,
     NatGateway,
     DrGatewayDirector,
@@ -52,7 +57,7 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 33] = [
+    pub const ALL: [Code; 38] = [
         Code::ArpIgnore,
         Code::ArpAnnounce,
         Code::VipOnInterface,
@@ -61,6 +66,11 @@ impl Code {
         Code::Tunl0Down,
         Code::Ip6TunnelMissing,
         Code::Ip6tnl0Down,
+        Code::GreMissing,
+        Code::Gre0Down,
+        Code::Ip6GreMissing,
+        Code::Ip6gre0Down,
+        Code::FouPortMissing,
         Code::TunRpFilter,
         Code::NatGateway,
         Code::DrGatewayDirector,
@@ -98,6 +108,11 @@ impl Code {
             Code::Tunl0Down => "tunl0-down",
             Code::Ip6TunnelMissing => "ip6-tunnel-missing",
             Code::Ip6tnl0Down => "ip6tnl0-down",
+            Code::GreMissing => "gre-missing",
+            Code::Gre0Down => "gre0-down",
+            Code::Ip6GreMissing => "ip6-gre-missing",
+            Code::Ip6gre0Down => "ip6gre0-down",
+            Code::FouPortMissing => "fou-port-missing",
             Code::TunRpFilter => "tun-rp-filter",
             Code::NatGateway => "nat-gateway",
             Code::DrGatewayDirector => "dr-gateway-director",
@@ -124,6 +139,13 @@ impl Code {
             Code::Drift => "drift",
             Code::Unreachable => "unreachable",
         }
+    }
+}
+
+impl Code {
+    /// The code of this name (the modes' data names theirs).
+    pub fn named(name: &str) -> Option<Code> {
+        Code::ALL.into_iter().find(|c| c.as_str() == name)
     }
 }
 
@@ -414,7 +436,7 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
             );
             continue;
         };
-        let want_fwd = s.mode.profile().forward.code();
+        let want_fwd = s.profile().forward.code();
         // A checked real server out of the table (or at weight 0) is keepalived doing its job; a
         // drained one (`lvsctl drain`) is the operator's.
         let drained =
@@ -538,7 +560,7 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
     let services: Vec<_> = lab.services_of(&h.name).collect();
     for s in &services {
         let v6 = s.family() == Family::Ipv6;
-        let p = s.mode.profile();
+        let p = s.profile();
         let Some(on) = (if v6 { &p.ipv6.real_server.vip } else { &p.real_server.vip }) else { continue };
         let (dev, why) = (on.dev, on.why);
         // Devices where some mode holds the VIP: holding it there answers no ARP (no neighbour
@@ -572,7 +594,7 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
     }
     // ARP and IP-in-IP are IPv4's: only IPv4 services need them.
     let ipv4: Vec<_> = services.iter().copied().filter(|s| s.family() == Family::Ipv4).collect();
-    if let Some(vip) = ipv4.iter().find(|s| s.mode.profile().real_server.quiet_arp).map(|s| s.ipvs.vip) {
+    if let Some(vip) = ipv4.iter().find(|s| s.profile().real_server.quiet_arp).map(|s| s.ipvs.vip) {
         for dev in data_interfaces(h) {
             let (ig, ig_ev) = eff(f, dev, |c| c.arp_ignore);
             if ig < 1 {
@@ -597,63 +619,75 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
             }
         }
     }
-    if ipv4.iter().any(|s| s.mode.profile().real_server.decapsulates) {
-        let has_ipip = f.modules.iter().any(|m| m == "ipip") || f.link_up("tunl0").is_some();
-        match f.link_up("tunl0") {
-            _ if !has_ipip => c.add(
+    // Each tunnel the real server's services arrive in: its module, its device, and (IPv4) no
+    // reverse-path filter there.
+    let mut decaps: Vec<(&crate::modes::Decap, bool)> = Vec::new();
+    for s in &services {
+        let v6 = s.family() == Family::Ipv6;
+        let p = s.profile();
+        let d = if v6 { p.ipv6.real_server.decap.as_ref() } else { p.real_server.decap.as_ref() };
+        if let Some(d) = d.filter(|d| !decaps.iter().any(|(x, _)| x.dev == d.dev)) {
+            decaps.push((d, v6));
+        }
+    }
+    for (d, v6) in decaps {
+        let code = |name: &str| Code::named(name).unwrap_or_else(|| panic!("modes name doctor code {name}"));
+        let loaded = f.modules.iter().any(|m| m == d.module) || f.link_up(d.dev).is_some();
+        match f.link_up(d.dev) {
+            _ if !loaded => c.add(
                 &h.name,
-                Code::IpipMissing,
-                format!("{} cannot decapsulate the director's IP-in-IP packets: ipip is not loaded", h.name),
-                "no module ipip, no tunl0".into(),
-                "load ipip and bring tunl0 up (lvsctl up does)".into(),
+                code(d.missing_code),
+                format!("{} cannot decapsulate the director's {} packets: {} is not loaded", h.name, d.what, d.module),
+                format!("no module {}, no {}", d.module, d.dev),
+                format!("load {} and bring {} up (lvsctl up does)", d.module, d.dev),
             ),
             Some(false) => c.add(
                 &h.name,
-                Code::Tunl0Down,
-                format!("tunl0 is down on {}: tunnelled packets are dropped", h.name),
-                "tunl0 is administratively down".into(),
-                "bring tunl0 up (lvsctl up does)".into(),
+                code(d.down_code),
+                format!("{} is down on {}: tunnelled packets are dropped", d.dev, h.name),
+                format!("{} is administratively down", d.dev),
+                format!("bring {} up (lvsctl up does)", d.dev),
             ),
             _ => {}
         }
-        if has_ipip {
-            let (rp, ev) = eff(f, "tunl0", |c| c.rp_filter);
+        if loaded && !v6 {
+            let (rp, ev) = eff(f, d.dev, |c| c.rp_filter);
             if rp != 0 {
                 c.add(
                     &h.name,
                     Code::TunRpFilter,
                     format!("reverse-path filtering on {} drops the decapsulated packets (their client source routes via another interface)", h.name),
                     format!("rp_filter {ev}: effective {rp}"),
-                    "set rp_filter=0 on tunl0 and all (lvsctl up does)".into(),
+                    format!("set rp_filter=0 on {} and all (lvsctl up does)", d.dev),
                 );
             }
         }
     }
-    // IPv6-in-IPv6 is the IPv6 services' tunnel: ip6_tunnel creates ip6tnl0, which must be up.
-    if services.iter().any(|s| s.family() == Family::Ipv6 && s.mode.profile().real_server.decapsulates) {
-        match f.link_up("ip6tnl0") {
-            None if !f.modules.iter().any(|m| m == "ip6_tunnel") => c.add(
+    // GUE arrives on a UDP port: without it the director's packets are answered with ICMP.
+    let mut gue: Vec<(u16, bool, String)> = Vec::new();
+    for s in services.iter().filter(|s| s.encap.tun_type == crate::ipvs::TunType::Gue) {
+        let v6 = s.family() == Family::Ipv6;
+        if !gue.iter().any(|(p, six, _)| *p == s.encap.port && *six == v6) {
+            gue.push((s.encap.port, v6, s.label()));
+        }
+    }
+    for (port, v6, label) in gue {
+        if !f.gue_ports.contains(&(port, v6)) {
+            let six = if v6 { " -6" } else { "" };
+            c.add(
                 &h.name,
-                Code::Ip6TunnelMissing,
-                format!("{} cannot decapsulate the director's IPv6-in-IPv6 packets: ip6_tunnel is not loaded", h.name),
-                "no module ip6_tunnel, no ip6tnl0".into(),
-                "load ip6_tunnel and bring ip6tnl0 up (lvsctl up does)".into(),
-            ),
-            Some(false) => c.add(
-                &h.name,
-                Code::Ip6tnl0Down,
-                format!("ip6tnl0 is down on {}: tunnelled IPv6 packets are dropped", h.name),
-                "ip6tnl0 is administratively down".into(),
-                "bring ip6tnl0 up (lvsctl up does)".into(),
-            ),
-            _ => {}
+                Code::FouPortMissing,
+                format!("{} has no GUE port {port}: the director's GUE packets of {label} are refused", h.name),
+                format!("`ip fou show` lists no port {port}{}", if v6 { " (IPv6)" } else { "" }),
+                format!("open it: ip fou add port {port} gue{six} (lvsctl up does)"),
+            );
         }
     }
     for family in Family::BOTH {
         let Some(b) = services
             .iter()
             .filter(|s| s.family() == family)
-            .find(|s| s.mode.profile().real_server.gateway.is_via_director())
+            .find(|s| s.profile().real_server.gateway.is_via_director())
             .and_then(|s| s.real_servers.iter().find(|b| b.host == h.name))
         else {
             continue;
@@ -696,7 +730,7 @@ fn real_server(c: &mut Ctx, h: &Host, f: &HostFacts) {
             );
         }
     }
-    if let Some(s) = services.iter().find(|s| s.mode.profile().real_server.gateway == Gateway::NotDirector)
+    if let Some(s) = services.iter().find(|s| s.profile().real_server.gateway == Gateway::NotDirector)
         && let Some(g) = [false, true]
             .into_iter()
             .filter_map(|v6| f.default_route_of(v6).and_then(|r| r.gateway))
@@ -741,7 +775,7 @@ fn router(c: &mut Ctx, h: &Host, f: &HostFacts) {
 fn client(c: &mut Ctx, h: &Host, f: &HostFacts) {
     routable(c, h, f);
     let lab = c.lab;
-    for s in lab.services.iter().filter(|s| s.mode.profile().clients_off_real_server_subnets) {
+    for s in lab.services.iter().filter(|s| s.profile().clients_off_real_server_subnets) {
         for b in &s.real_servers {
             let Some(rs) = lab.host(&b.host) else { continue };
             let Some((_, net)) = rs.interface_for(b.address) else { continue };
@@ -871,7 +905,7 @@ mod tests {
                     let key = ServiceKey::addr(crate::inventory::Protocol::Tcp, vip, 80);
                     let dest = |a: &str, w| DestEntry {
                         key: DestKey { addr: a.parse().unwrap(), port: 80 },
-                        config: DestConfig { fwd: FWD_ROUTE, weight: w, u_threshold: 0, l_threshold: 0 },
+                        config: DestConfig::plain(FWD_ROUTE, w),
                         active_conns: 0,
                         inact_conns: 0,
                         persist_conns: 0,

@@ -200,7 +200,7 @@ pub fn topology(lab: &Lab) -> Topology {
                     Role::Director if pair.is_some() => Some(format!("VIP {vip} while master")),
                     Role::Director => Some(format!("VIP {vip}")),
                     Role::RealServer | Role::SorryServer if serves => {
-                        let p = s.mode.profile();
+                        let p = s.profile();
                         let on = if vip.is_ipv6() { &p.ipv6.real_server.vip } else { &p.real_server.vip };
                         let quiet = if vip.is_ipv6() { "no neighbour answers" } else { "no ARP" };
                         on.as_ref().map(|v| format!("VIP {vip} on {} ({quiet})", v.dev))

@@ -246,7 +246,7 @@ mod tests {
         let s = &lab.services[0];
         let dest = |a: &str, weight| DestEntry {
             key: DestKey { addr: a.parse().unwrap(), port: 80 },
-            config: DestConfig { fwd: FWD_ROUTE, weight, u_threshold: 0, l_threshold: 0 },
+            config: DestConfig::plain(FWD_ROUTE, weight),
             active_conns: 0,
             inact_conns: 0,
             persist_conns: 0,

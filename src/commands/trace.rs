@@ -229,7 +229,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<u8> {
     {
         real_servers.push((h.clone(), s.address));
     }
-    let profile = unit.mode.profile();
+    let profile = unit.profile();
     let expect = Expect {
         walk: &profile.walk,
         mode: unit.mode.as_str(),

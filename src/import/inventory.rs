@@ -136,6 +136,26 @@ fn usable(setup: &Setup) -> (Vec<Service>, Vec<Note>) {
             note(&mut notes, &s.at, format!("{}: no real server", s.key));
             continue;
         }
+        if s.dests.iter().any(|d| d.encap != s.dests[0].encap) {
+            note(
+                &mut notes,
+                &s.at,
+                format!(
+                    "{}: its real servers are tunnelled differently ({}), and an inventory's service has one tun_type; add it by hand as one service per tunnel",
+                    s.key,
+                    s.dests.iter().map(|d| d.encap.describe()).collect::<Vec<_>>().join(", ")
+                ),
+            );
+            continue;
+        }
+        let e = s.dests[0].encap;
+        if e.tun_type == crate::ipvs::TunType::Ipip && (e.port != 0 || e.checksum != crate::ipvs::TunChecksum::None) {
+            note(
+                &mut notes,
+                &s.at,
+                format!("{}: IP-in-IP with a port or checksum option, which IP-in-IP does not take: left out", s.key),
+            );
+        }
         kept.push(s.clone());
     }
     // A VIP that is also a real server's address cannot be held by the director alone.
@@ -226,6 +246,16 @@ fn write_service(
     let _ = writeln!(w, "scheduler = {:?}", s.scheduler);
     if mode_of(s.dests[0].forward) != mode {
         let _ = writeln!(w, "mode = {:?}", mode_of(s.dests[0].forward));
+    }
+    let e = s.dests[0].encap;
+    if s.dests[0].forward == Forward::Tunnel && e.tun_type != crate::ipvs::TunType::Ipip {
+        let _ = writeln!(w, "tun_type = {:?}", e.tun_type.as_str());
+        if e.tun_type == crate::ipvs::TunType::Gue {
+            let _ = writeln!(w, "tun_port = {}", e.port);
+        }
+        if e.checksum != crate::ipvs::TunChecksum::None {
+            let _ = writeln!(w, "tun_checksum = {:?}", e.checksum.as_str());
+        }
     }
     if !s.flags.is_empty() {
         let flags: Vec<String> = s.flags.iter().map(|f| format!("{f:?}")).collect();

@@ -225,6 +225,7 @@ fn dest(at: Loc, words: &[&str]) -> Result<(ServiceKey, Dest), String> {
         weight: 1,
         u_threshold: 0,
         l_threshold: 0,
+        encap: Default::default(),
     };
     let mut real = false;
     while let Some(opt) = w.next() {
@@ -239,11 +240,18 @@ fn dest(at: Loc, words: &[&str]) -> Result<(ServiceKey, Dest), String> {
             "-w" | "--weight" => d.weight = w.number(opt)?,
             "-x" | "--u-threshold" => d.u_threshold = w.number(opt)?,
             "-y" | "--l-threshold" => d.l_threshold = w.number(opt)?,
-            // IP-in-IP, ipvsadm's default (lvsctl's render writes it out for TUN).
-            "--tun-type" if w.words.get(w.at) == Some(&"ipip") => w.at += 1,
-            "--tun-type" | "--tun-port" | "--tun-nocsum" | "--tun-csum" | "--tun-remcsum" => {
-                return Err(format!("{opt}: TUN encapsulation types other than ipip are not in an inventory yet"));
+            "--tun-type" => {
+                let v = w.value(opt)?;
+                d.encap.tun_type =
+                    crate::ipvs::TunType::parse(v).ok_or_else(|| format!("--tun-type {v}: not ipip, gue or gre"))?;
             }
+            "--tun-port" => {
+                let n = w.number(opt)?;
+                d.encap.port = u16::try_from(n).ok().filter(|p| *p > 0).ok_or(format!("--tun-port {n}: not a port"))?;
+            }
+            "--tun-nocsum" => d.encap.checksum = crate::ipvs::TunChecksum::None,
+            "--tun-csum" => d.encap.checksum = crate::ipvs::TunChecksum::Csum,
+            "--tun-remcsum" => d.encap.checksum = crate::ipvs::TunChecksum::Remcsum,
             other => return Err(format!("{other}: not an option of a saved real server")),
         }
     }
@@ -319,7 +327,7 @@ mod tests {
                     -a -t 10.0.0.1:80 -g\n\
                     -A -t host.example:80\n\
                     -E -t 10.0.0.1:80 -s wlc\n\
-                    -a -t 10.0.0.1:80 -r 10.10.0.9:80 -i --tun-type gue\n\
+                    -a -t 10.0.0.1:80 -r 10.10.0.9:80 -i --tun-type vxlan\n\
                     -A -f 0\n\
                     -a -t 10.0.0.1:80 -r 10.10.0.9:80 -w many\n";
         let e = parse(text, "rules").unwrap_err();

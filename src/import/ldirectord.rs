@@ -265,7 +265,16 @@ fn virtual_line(v: &mut Virtual, key: &str, value: &str, at: &Loc, setup: &mut S
                 },
             };
             for address in addrs {
-                v.reals.push(Dest { at: at.clone(), address, port, forward, weight, u_threshold: 0, l_threshold: 0 });
+                v.reals.push(Dest {
+                    at: at.clone(),
+                    address,
+                    port,
+                    forward,
+                    weight,
+                    u_threshold: 0,
+                    l_threshold: 0,
+                    encap: Default::default(),
+                });
             }
         }
         "scheduler" => v.scheduler = value.to_string(),

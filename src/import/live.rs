@@ -143,6 +143,7 @@ pub fn setup(director: &Live, real_servers: &[Live]) -> Setup {
                         weight: d.config.weight,
                         u_threshold: d.config.u_threshold,
                         l_threshold: d.config.l_threshold,
+                        encap: d.config.encap().unwrap_or_default(),
                     });
                 }
                 // The kernel lists a service's destinations newest first: by address reads better.

@@ -94,6 +94,8 @@ pub struct Dest {
     pub weight: u32,
     pub u_threshold: u32,
     pub l_threshold: u32,
+    /// TUN: the encapsulation (IP-in-IP unless the source says GUE or GRE).
+    pub encap: crate::ipvs::Encap,
 }
 
 /// A health check, as the inventory's `health_check` says it.

@@ -169,8 +169,7 @@ pub(super) fn check_pair(
             ),
         }
     }
-    let nat: Vec<&Service> =
-        services.iter().filter(|s| s.mode.profile().real_server.gateway.is_via_director()).collect();
+    let nat: Vec<&Service> = services.iter().filter(|s| s.profile().real_server.gateway.is_via_director()).collect();
     let fg_path = join(&ha.path, "floating_gateway");
     for family in Family::BOTH {
         let nat: Vec<&Service> = nat.iter().copied().filter(|s| s.family() == family).collect();

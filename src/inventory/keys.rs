@@ -193,6 +193,24 @@ pub const SERVICE: Table = Table {
         ),
         key("mode", "nat | dr | tun", "the lab's", "This service's forwarding method."),
         key(
+            "tun_type",
+            "ipip | gue | gre",
+            "ipip",
+            "TUN only: how the director wraps packets to real servers (ipvsadm --tun-type; Linux 5.3+). gue is IP in UDP (real servers get a GUE port), gre is GRE (real servers receive on gre0).",
+        ),
+        key(
+            "tun_port",
+            "integer 1-65535",
+            "required with gue",
+            "GUE only: the UDP port the real servers receive the tunnel on (ipvsadm --tun-port; `ip fou add port N gue` on each real server).",
+        ),
+        key(
+            "tun_checksum",
+            "none | csum",
+            "none",
+            "GUE only: a UDP checksum on the outer header (ipvsadm --tun-csum). GRE's and remote checksum offload are refused: see the README's mode table.",
+        ),
+        key(
             "real_servers",
             "array of tables",
             "every real-server host, weight 1",

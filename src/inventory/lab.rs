@@ -116,7 +116,7 @@ pub(super) fn check_lab_l2(
         spec.segments.iter().find(|s| s.members.iter().any(|(h, i)| h == host && i == ifname)).map(|s| s.name.as_str())
     };
     let mut reported = BTreeSet::new();
-    for svc in services.iter().filter(|s| s.mode.profile().real_server.same_l2) {
+    for svc in services.iter().filter(|s| s.profile().real_server.same_l2) {
         for b in &svc.real_servers {
             let Some(rs) = by_name.get(b.host.as_str()) else { continue };
             let shared: Vec<(&str, &str)> = rs

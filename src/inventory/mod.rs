@@ -12,6 +12,7 @@ pub mod parse;
 pub mod reader;
 pub mod services;
 pub mod ssh;
+pub mod tunnel;
 pub mod validate;
 pub mod value;
 

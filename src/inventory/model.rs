@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub use crate::wire::ipvs::Encap;
+
 /// IPVS services are TCP, UDP or SCTP (the IPVS codec owns the type); an address family; a
 /// persistence granularity (a netmask for IPv4, a prefix length for IPv6).
 pub use crate::ipvs::{Family, Netmask, Protocol};
@@ -165,6 +167,9 @@ pub struct Service {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub matches: Vec<MarkMatch>,
     pub mode: Mode,
+    /// TUN: how the director wraps the packets (IP-in-IP unless the inventory says GUE or GRE).
+    #[serde(default, skip_serializing_if = "Encap::is_ipip")]
+    pub encap: Encap,
     pub real_servers: Vec<Backend>,
     /// How keepalived checks each real server (None: no checks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -256,6 +261,11 @@ pub struct Ha {
 }
 
 impl Service {
+    /// What the service's mode (and, for TUN, its tunnel) requires: see `modes/`.
+    pub fn profile(&self) -> &'static crate::modes::Profile {
+        crate::modes::profile_of(self.mode, self.encap.tun_type)
+    }
+
     /// The address the director sends `host`'s share of this service to (real server or sorry server).
     pub fn address_of(&self, host: &str) -> Option<IpAddr> {
         self.real_servers

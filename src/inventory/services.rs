@@ -43,6 +43,8 @@ pub struct DraftService {
     pub persistence: u32,
     pub netmask: Option<Netmask>,
     pub mode: Option<Mode>,
+    /// tun_type, tun_port, tun_checksum as written (checked once the mode is known).
+    pub tunnel: super::tunnel::DraftTunnel,
     /// None: every real-server host, weight 1.
     pub real_servers: Option<Vec<DraftBackend>>,
     pub health_check: Option<HealthCheck>,
@@ -278,6 +280,7 @@ pub(super) fn parse_service(r: &mut Reader, index: usize, t: Table) -> DraftServ
         Some(m)
     });
     let mode = t.get(r, "mode").and_then(|i| parse_enum(r, &i, &Mode::NAMES, Mode::parse, "mode"));
+    let tunnel = super::tunnel::parse_tunnel(r, &t);
     let real_servers = t.get(r, "real_servers").and_then(|i| i.array(r)).map(|items| {
         items
             .into_iter()
@@ -355,6 +358,7 @@ pub(super) fn parse_service(r: &mut Reader, index: usize, t: Table) -> DraftServ
         persistence,
         netmask,
         mode,
+        tunnel,
         real_servers,
         health_check,
         on_failure,
@@ -807,6 +811,7 @@ pub(super) fn check_service(
         .as_ref()
         .and_then(|x| check_sorry(r, s, x, mode?, by_name, names, directors, &backends, reported));
     check_health(r, s, mode?);
+    let encap = super::tunnel::check_tunnel(r, &s.path, &s.tunnel, mode?);
     Some(Service {
         index: s.index,
         name: s.name.clone(),
@@ -827,6 +832,7 @@ pub(super) fn check_service(
             .map(|m| MarkMatch { vip: m.vip, protocol: m.protocol, ports: m.ports.clone() })
             .collect(),
         mode: mode?,
+        encap,
         real_servers: backends,
         health_check: s.health_check.clone(),
         on_failure: s.on_failure,

@@ -151,6 +151,8 @@ fn check_services(
             out_services.push(svc);
         }
     }
+    let paths: BTreeMap<usize, String> = services.iter().map(|s| (s.index, s.path.clone())).collect();
+    super::tunnel::check_gue_ports(r, &out_services, &paths);
     Checked { services: out_services, rs_modes, reported_rs }
 }
 
@@ -282,7 +284,7 @@ fn check_nat_clients(
     by_name: &BTreeMap<&str, &DraftHost>,
     out_services: &[Service],
 ) {
-    for s in out_services.iter().filter(|s| s.mode.profile().clients_off_real_server_subnets) {
+    for s in out_services.iter().filter(|s| s.profile().clients_off_real_server_subnets) {
         for b in &s.real_servers {
             let Some(rs_net) = by_name[b.host.as_str()].net_containing(b.address) else { continue };
             for c in hosts.iter().filter(|h| h.role == Some(Role::Client)) {

@@ -470,6 +470,7 @@ mod tests {
             },
             matches: vec![],
             mode: crate::inventory::Mode::Dr,
+            encap: Default::default(),
             real_servers: weights
                 .iter()
                 .enumerate()
@@ -516,7 +517,7 @@ mod tests {
                 .zip(conns)
                 .map(|(b, c)| DestEntry {
                     key: DestKey { addr: b.address, port: b.port },
-                    config: DestConfig { fwd: FWD_ROUTE, weight: b.weight, u_threshold: 0, l_threshold: 0 },
+                    config: DestConfig::plain(FWD_ROUTE, b.weight),
                     active_conns: 0,
                     inact_conns: 0,
                     persist_conns: 0,

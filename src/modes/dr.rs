@@ -10,6 +10,7 @@ pub(super) const WHY_ANNOUNCE: &str = "never use the VIP as ARP source address";
 
 pub const PROFILE: Profile = Profile {
     mode: Mode::Dr,
+    name: "dr",
     forward: Forward::Route,
     director_sysctls: &[],
     // The packet reaches the real server unchanged, port included.
@@ -36,7 +37,7 @@ pub const PROFILE: Profile = Profile {
         }),
         // doctor: arp-ignore, arp-announce on every data interface
         quiet_arp: true,
-        decapsulates: false,
+        decap: None,
     },
     clients_off_real_server_subnets: false,
     ipv6: Ipv6 {
@@ -53,6 +54,7 @@ pub const PROFILE: Profile = Profile {
                 reason: "DR: accept packets for VIP {vip} (on lo it never answers neighbour solicitations for it)",
                 why: "DR real servers hold the IPv6 VIP on lo, where it accepts the director's frames and never answers neighbour solicitations",
             }),
+            decap: None,
         },
     },
     walk: Walk {

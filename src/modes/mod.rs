@@ -58,6 +58,9 @@ impl std::fmt::Display for Mode {
 #[derive(Debug)]
 pub struct Profile {
     pub mode: Mode,
+    /// The profile's name in messages and `plan`: the mode, or the mode and its tunnel
+    /// (`tun-gue`, `tun-gre`).
+    pub name: &'static str,
     /// How the director hands packets to real servers (`ipvsadm -m`, `-g`, `-i`).
     pub forward: Forward,
     /// Sysctls the director needs: (key, value, reason).
@@ -119,6 +122,8 @@ pub struct RealServer6 {
     pub links_up: &'static [(&'static str, &'static str)],
     /// Where it holds the VIP (as /128, without duplicate address detection), if it does.
     pub vip: Option<VipOn>,
+    /// doctor: the tunnel it decapsulates.
+    pub decap: Option<Decap>,
 }
 
 /// What a real server of the mode needs.
@@ -139,8 +144,22 @@ pub struct RealServer {
     pub vip: Option<VipOn>,
     /// doctor: its data interfaces must neither answer ARP for the VIP nor announce it.
     pub quiet_arp: bool,
-    /// doctor: it decapsulates IP-in-IP (ipip loaded, tunl0 up, no reverse-path filter on it).
-    pub decapsulates: bool,
+    /// doctor: the tunnel it decapsulates (its module loaded, its device up, no reverse-path
+    /// filter on it).
+    pub decap: Option<Decap>,
+}
+
+/// A tunnel receiver on a real server: the module that makes its device, and doctor's codes
+/// for each missing piece.
+#[derive(Debug)]
+pub struct Decap {
+    pub module: &'static str,
+    pub dev: &'static str,
+    /// The packets, in messages: `IP-in-IP`, `GRE`.
+    pub what: &'static str,
+    /// doctor's codes: module not loaded, device down.
+    pub missing_code: &'static str,
+    pub down_code: &'static str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,8 +189,18 @@ pub struct VipOn {
     pub why: &'static str,
 }
 
-/// Every mode, in the order their requirements are applied when a host serves several.
-pub const ALL: [&Profile; 3] = [&nat::PROFILE, &dr::PROFILE, &tun::PROFILE];
+/// Every profile, in the order their requirements are applied when a host serves several.
+pub const ALL: [&Profile; 5] = [&nat::PROFILE, &dr::PROFILE, &tun::PROFILE, &tun::GUE, &tun::GRE];
+
+/// The profile of a service of `mode` whose tunnel (TUN only) is `tun_type`.
+pub fn profile_of(mode: Mode, tun_type: crate::ipvs::TunType) -> &'static Profile {
+    use crate::ipvs::TunType;
+    match (mode, tun_type) {
+        (Mode::Tun, TunType::Gue) => &tun::GUE,
+        (Mode::Tun, TunType::Gre) => &tun::GRE,
+        (m, _) => m.profile(),
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -182,6 +211,9 @@ mod tests {
         for m in [Mode::Nat, Mode::Dr, Mode::Tun] {
             assert_eq!(m.profile().mode, m);
         }
-        assert_eq!(ALL.map(|p| p.mode), [Mode::Nat, Mode::Dr, Mode::Tun]);
+        assert_eq!(ALL.map(|p| p.name), ["nat", "dr", "tun", "tun-gue", "tun-gre"]);
+        for p in ALL {
+            assert!(p.name.starts_with(p.mode.as_str()), "{}", p.name);
+        }
     }
 }

@@ -7,6 +7,7 @@ use crate::ipvs::Forward;
 
 pub const PROFILE: Profile = Profile {
     mode: Mode::Nat,
+    name: "nat",
     forward: Forward::Masq,
     // doctor: forwarding-off
     director_sysctls: &[("net.ipv4.ip_forward", "1", "NAT director routes the real servers' replies back to clients")],
@@ -23,7 +24,7 @@ pub const PROFILE: Profile = Profile {
         // The real server answers for its own address; the VIP stays on the director.
         vip: None,
         quiet_arp: false,
-        decapsulates: false,
+        decap: None,
     },
     // A client on a real server's subnet would get replies straight from it, untranslated.
     // doctor: nat-client-on-rs-subnet
@@ -36,7 +37,7 @@ pub const PROFILE: Profile = Profile {
             "NAT: the director routes IPv6 replies back to the clients",
         )],
         director_vip_deprecated: false,
-        real_server: RealServer6 { modules: &[], links_up: &[], vip: None },
+        real_server: RealServer6 { modules: &[], links_up: &[], vip: None, decap: None },
     },
     walk: Walk {
         director_does: Rewrite::Destination,

@@ -448,7 +448,7 @@ mod tests {
             interface: iface.into(),
             outgoing: out,
             at_ns: at,
-            packet: Decoded { macs: p.macs.map(|(a, b)| (mac(a), mac(b))), ip, gre: false, transport },
+            packet: Decoded { macs: p.macs.map(|(a, b)| (mac(a), mac(b))), ip, gre: false, gue: false, transport },
         }
     }
 

@@ -57,10 +57,7 @@ pub fn spec(lab: &Lab, host: &Host) -> Option<KeepalivedSpec> {
             let users: Vec<String> =
                 lab.services.iter().filter(|x| x.vips().contains(&vip)).map(|x| x.label()).collect();
             let deprecated = vip.is_ipv6()
-                && lab
-                    .services
-                    .iter()
-                    .any(|x| x.vips().contains(&vip) && x.mode.profile().ipv6.director_vip_deprecated);
+                && lab.services.iter().any(|x| x.vips().contains(&vip) && x.profile().ipv6.director_vip_deprecated);
             add(dev, IpNet::from(vip), format!("VIP of {}", users.join(", ")), deprecated);
         }
         for &fg in &ha.floating_gateway {
@@ -112,7 +109,8 @@ fn virtual_server(index: usize, s: &Service) -> KaVirtualServer {
         scheduler: s.ipvs.scheduler.clone(),
         scheduler_flags: s.ipvs.scheduler_flags.iter().map(|f| f.as_str().to_string()).collect(),
         one_packet: s.ipvs.one_packet,
-        forward: s.mode.profile().forward,
+        forward: s.profile().forward,
+        tun_options: s.encap.keepalived_words(),
         persistence: s.ipvs.persistence,
         netmask: s.ipvs.netmask.filter(|m| *m != Netmask::host(s.family() == Family::Ipv6)),
         interval: s.health_check.as_ref().map_or(crate::inventory::services::DEFAULT_CHECK_INTERVAL, |h| h.interval),

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::inventory::{Family, Host, Lab, Mode, Role, Service};
+use crate::inventory::{Family, Host, Lab, Role, Service};
 use crate::modes::Profile;
 use crate::templates::{RenderError, Templates};
 
@@ -127,7 +127,7 @@ fn runtime_plan(lab: &Lab, host: &Host) -> HostPlan {
         let through_director = lab
             .services_of(&host.name)
             .filter(|s| s.family() == family)
-            .find_map(|s| match s.mode.profile().real_server.gateway {
+            .find_map(|s| match s.profile().real_server.gateway {
                 crate::modes::Gateway::ViaDirector { reason } => Some(reason),
                 _ => None,
             })
@@ -299,7 +299,7 @@ fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
             .unwrap_or_else(|| "lo".to_string());
         let users: Vec<&Service> = lab.services.iter().filter(|s| s.vips().contains(&vip)).collect();
         let labels: Vec<String> = users.iter().map(|s| s.label()).collect();
-        let deprecated = vip.is_ipv6() && users.iter().any(|s| s.mode.profile().ipv6.director_vip_deprecated);
+        let deprecated = vip.is_ipv6() && users.iter().any(|s| s.profile().ipv6.director_vip_deprecated);
         let reason = if deprecated {
             format!(
                 "VIP of {} (deprecated: never the source of the director's own IPv6-in-IPv6 packets)",
@@ -322,10 +322,11 @@ fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
                     host: b.host.clone(),
                     address: b.address,
                     port: b.port,
-                    forward: s.mode.profile().forward,
+                    forward: s.profile().forward,
                     weight: b.weight,
                     u_threshold: b.u_threshold,
                     l_threshold: b.l_threshold,
+                    encap: s.encap,
                 })
                 .collect(),
             reason: format!("service {} ({} mode)", s.label(), s.mode),
@@ -333,10 +334,10 @@ fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
     }
 }
 
-/// The profiles of the modes `services` use, in `modes::ALL` order.
+/// The profiles `services` use, in `modes::ALL` order.
 fn modes_of<'a>(services: impl Iterator<Item = &'a Service>) -> Vec<&'static Profile> {
-    let used: BTreeSet<Mode> = services.map(|s| s.mode).collect();
-    crate::modes::ALL.into_iter().filter(|p| used.contains(&p.mode)).collect()
+    let used: BTreeSet<&str> = services.map(|s| s.profile().name).collect();
+    crate::modes::ALL.into_iter().filter(|p| used.contains(p.name)).collect()
 }
 
 /// What each mode a real server serves asks of it (see `modes/`), in `modes::ALL` order: a
@@ -366,14 +367,32 @@ fn plan_real_server(lab: &Lab, host: &Host, p: &mut HostPlan) {
             p.link_up(dev, why);
         }
     }
+    gue_ports(&mine, p);
     for (served, v6) in [(&v4, false), (&v6, true)] {
         for profile in modes_of(served.iter().copied()) {
             let on = if v6 { &profile.ipv6.real_server.vip } else { &profile.real_server.vip };
             let Some(on) = on else { continue };
-            let of_mode: Vec<&Service> = served.iter().copied().filter(|s| s.mode == profile.mode).collect();
+            let of_mode: Vec<&Service> = served.iter().copied().filter(|s| s.profile().name == profile.name).collect();
             for vip in vips(&of_mode) {
                 p.vip(on.dev, vip, false, on.reason.replace("{vip}", &vip.to_string()));
             }
+        }
+    }
+}
+
+/// The GUE ports a real server opens: one per (port, family) its GUE services use.
+fn gue_ports(mine: &[&Service], p: &mut HostPlan) {
+    for s in mine.iter().filter(|s| s.encap.tun_type == crate::ipvs::TunType::Gue) {
+        let ipv6 = s.family() == Family::Ipv6;
+        let reason =
+            format!("TUN over GUE: receives the director's UDP packets of {} on port {}", s.label(), s.encap.port);
+        match p.gue_ports.iter_mut().find(|g| g.port == s.encap.port && g.ipv6 == ipv6) {
+            Some(g) => {
+                if !g.reason.contains(&s.label()) {
+                    g.reason = g.reason.replacen(" on port", &format!(", {} on port", s.label()), 1);
+                }
+            }
+            None => p.gue_ports.push(GuePortSpec { port: s.encap.port, ipv6, reason }),
         }
     }
 }

@@ -6,6 +6,8 @@
 //! inventory, planner, templates, command line or SSH client.
 
 pub mod agent;
+pub mod fou;
+pub mod genl;
 pub mod host;
 pub mod ipvs;
 pub mod resource;

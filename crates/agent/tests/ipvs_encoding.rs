@@ -40,7 +40,7 @@ fn flagged(scheduler: &str, flags: u32, timeout: u32, netmask: Netmask) -> Servi
 }
 
 fn cfg(fwd: u32, weight: u32, u: u32, l: u32) -> DestConfig {
-    DestConfig { fwd, weight, u_threshold: u, l_threshold: l }
+    DestConfig { fwd, weight, u_threshold: u, l_threshold: l, tun: (0, 0, 0) }
 }
 
 #[test]

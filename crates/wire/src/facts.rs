@@ -84,6 +84,9 @@ pub struct HostFacts {
     #[serde(default)]
     pub ip6_forward: Option<u32>,
     pub modules: Vec<String>,
+    /// Open GUE (fou) ports: (port, IPv6).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gue_ports: Vec<(u16, bool)>,
     /// None: IPVS is not loaded.
     pub ipvs: Option<Vec<IpvsService>>,
     pub lookups: Vec<Lookup>,

@@ -124,6 +124,187 @@ impl Forward {
     }
 }
 
+/// How the director wraps a TUN destination's packets (`ipvsadm --tun-type`; the kernel's
+/// IPVS_DEST_ATTR_TUN_TYPE, since Linux 5.3): IP-in-IP, GUE (IP in UDP) or GRE.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum TunType {
+    #[default]
+    Ipip,
+    Gue,
+    Gre,
+}
+
+impl TunType {
+    pub const NAMES: [&'static str; 3] = ["ipip", "gue", "gre"];
+    pub fn parse(s: &str) -> Option<TunType> {
+        match s {
+            "ipip" => Some(TunType::Ipip),
+            "gue" => Some(TunType::Gue),
+            "gre" => Some(TunType::Gre),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TunType::Ipip => "ipip",
+            TunType::Gue => "gue",
+            TunType::Gre => "gre",
+        }
+    }
+    /// IP_VS_CONN_F_TUNNEL_TYPE_*.
+    pub fn code(self) -> u8 {
+        match self {
+            TunType::Ipip => 0,
+            TunType::Gue => 1,
+            TunType::Gre => 2,
+        }
+    }
+    pub fn from_code(c: u8) -> Option<TunType> {
+        [TunType::Ipip, TunType::Gue, TunType::Gre].into_iter().find(|t| t.code() == c)
+    }
+}
+
+/// The checksum of a GUE or GRE tunnel (`--tun-nocsum`, `--tun-csum`, `--tun-remcsum`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum TunChecksum {
+    #[default]
+    None,
+    /// A checksum over the outer header (UDP's for GUE, GRE's own).
+    Csum,
+    /// GUE's remote checksum offload: the receiver completes the inner checksum.
+    Remcsum,
+}
+
+impl TunChecksum {
+    pub const NAMES: [&'static str; 3] = ["none", "csum", "remcsum"];
+    pub fn parse(s: &str) -> Option<TunChecksum> {
+        match s {
+            "none" => Some(TunChecksum::None),
+            "csum" => Some(TunChecksum::Csum),
+            "remcsum" => Some(TunChecksum::Remcsum),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TunChecksum::None => "none",
+            TunChecksum::Csum => "csum",
+            TunChecksum::Remcsum => "remcsum",
+        }
+    }
+    /// IP_VS_TUNNEL_ENCAP_FLAG_*.
+    pub fn flags(self) -> u16 {
+        match self {
+            TunChecksum::None => 0,
+            TunChecksum::Csum => 1,
+            TunChecksum::Remcsum => 2,
+        }
+    }
+    pub fn from_flags(f: u16) -> Option<TunChecksum> {
+        [TunChecksum::None, TunChecksum::Csum, TunChecksum::Remcsum].into_iter().find(|c| c.flags() == f)
+    }
+}
+
+/// A TUN destination's encapsulation: type, GUE's UDP port, checksum.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub struct Encap {
+    #[serde(rename = "type")]
+    pub tun_type: TunType,
+    /// GUE: the UDP port the real servers receive on; 0 for the others.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub port: u16,
+    #[serde(default, skip_serializing_if = "is_no_checksum")]
+    pub checksum: TunChecksum,
+}
+
+fn is_zero(p: &u16) -> bool {
+    *p == 0
+}
+
+fn is_no_checksum(c: &TunChecksum) -> bool {
+    *c == TunChecksum::None
+}
+
+impl Encap {
+    pub const IPIP: Encap = Encap { tun_type: TunType::Ipip, port: 0, checksum: TunChecksum::None };
+
+    pub fn is_ipip(&self) -> bool {
+        *self == Encap::IPIP
+    }
+
+    /// Bytes the director adds in front of a packet: the outer IP header (20, or 40 for IPv6)
+    /// and the tunnel's own — GRE 4 (8 with a checksum), GUE 8 of UDP and 4 of GUE (8 more
+    /// for remote checksum offload's option).
+    pub fn overhead(&self, ipv6: bool) -> u32 {
+        let outer = if ipv6 { 40 } else { 20 };
+        outer
+            + match (self.tun_type, self.checksum) {
+                (TunType::Ipip, _) => 0,
+                (TunType::Gre, TunChecksum::None) => 4,
+                (TunType::Gre, _) => 8,
+                (TunType::Gue, TunChecksum::Remcsum) => 20,
+                (TunType::Gue, _) => 12,
+            }
+    }
+
+    /// ipvsadm's options after `-i` (empty for plain IP-in-IP, which every ipvsadm takes).
+    pub fn ipvsadm_args(&self) -> String {
+        if self.is_ipip() {
+            return String::new();
+        }
+        let mut s = format!(" --tun-type {}", self.tun_type.as_str());
+        if self.tun_type == TunType::Gue {
+            s.push_str(&format!(" --tun-port {}", self.port));
+        }
+        match self.checksum {
+            TunChecksum::None => {}
+            TunChecksum::Csum => s.push_str(" --tun-csum"),
+            TunChecksum::Remcsum => s.push_str(" --tun-remcsum"),
+        }
+        s
+    }
+
+    /// keepalived's words after `lvs_method TUN` (empty for plain IP-in-IP).
+    pub fn keepalived_words(&self) -> String {
+        if self.is_ipip() {
+            return String::new();
+        }
+        let mut s = format!(" type {}", self.tun_type.as_str());
+        if self.tun_type == TunType::Gue {
+            s.push_str(&format!(" port {}", self.port));
+        }
+        if self.checksum != TunChecksum::None {
+            s.push_str(&format!(" {}", self.checksum.as_str()));
+        }
+        s
+    }
+
+    /// As the kernel carries it: (type, port, flags).
+    pub fn raw(&self) -> (u8, u16, u16) {
+        (self.tun_type.code(), self.port, self.checksum.flags())
+    }
+
+    /// `gue port 6080 csum`, `gre`, `ipip`.
+    pub fn describe(&self) -> String {
+        let mut s = self.tun_type.as_str().to_string();
+        if self.tun_type == TunType::Gue {
+            s.push_str(&format!(" port {}", self.port));
+        }
+        if self.checksum != TunChecksum::None {
+            s.push_str(&format!(" {}", self.checksum.as_str()));
+        }
+        s
+    }
+}
+
 /// What identifies a virtual service: its protocol, address and port, or a firewall mark and
 /// an address family (`ipvsadm -f MARK`, with `-6` for IPv6).
 ///
@@ -346,11 +527,38 @@ pub struct DestConfig {
     pub weight: u32,
     pub u_threshold: u32,
     pub l_threshold: u32,
+    /// The tunnel's encapsulation as the kernel keeps it: (IPVS_DEST_ATTR_TUN_TYPE, _PORT,
+    /// _FLAGS), all 0 for IP-in-IP and for the other methods. Journals written before lvsctl
+    /// knew of it have none: 0s, what the kernel held then.
+    #[serde(default, skip_serializing_if = "no_tunnel")]
+    pub tun: (u8, u16, u16),
+}
+
+fn no_tunnel(t: &(u8, u16, u16)) -> bool {
+    *t == (0, 0, 0)
 }
 
 impl DestConfig {
+    /// A destination with no thresholds and no tunnel options.
+    pub fn plain(fwd: u32, weight: u32) -> DestConfig {
+        DestConfig { fwd, weight, u_threshold: 0, l_threshold: 0, tun: (0, 0, 0) }
+    }
+
+    /// The encapsulation, when the kernel's numbers name one lvsctl knows.
+    pub fn encap(&self) -> Option<Encap> {
+        let (t, port, flags) = self.tun;
+        Some(Encap { tun_type: TunType::from_code(t)?, port, checksum: TunChecksum::from_flags(flags)? })
+    }
+
     pub fn describe(&self) -> String {
-        let mut s = format!("{} weight {}", fwd_name(self.fwd), self.weight);
+        let mut s = fwd_name(self.fwd).to_string();
+        if self.tun != (0, 0, 0) {
+            match self.encap() {
+                Some(e) => s.push_str(&format!(" {}", e.describe())),
+                None => s.push_str(&format!(" tun {:?}", self.tun)),
+            }
+        }
+        s.push_str(&format!(" weight {}", self.weight));
         if self.u_threshold > 0 {
             s.push_str(&format!(" u_threshold {}", self.u_threshold));
         }

@@ -59,6 +59,9 @@ pub struct Decoded {
     /// Whether a GRE header sits between the outer and the inner IP header.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub gre: bool,
+    /// Whether a UDP and a GUE header do (TUN over GUE).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gue: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transport: Option<Transport>,
 }
@@ -210,6 +213,10 @@ fn ip(d: &mut Decoded, b: &[u8], depth: u8) {
                 payload: data,
             });
         }
+        IPPROTO_UDP if depth < 4 && gue_inner(payload).is_some() => {
+            d.gue = true;
+            ip(d, gue_inner(payload).unwrap_or_default(), depth + 1);
+        }
         IPPROTO_UDP | IPPROTO_SCTP => {
             let (Some(sp), Some(dp)) = (be16(payload, 0), be16(payload, 2)) else { return };
             let hlen = if header.protocol == IPPROTO_UDP { 8 } else { 12 };
@@ -226,6 +233,34 @@ fn ip(d: &mut Decoded, b: &[u8], depth: u8) {
         }
         _ => {}
     }
+}
+
+/// The IP packet a UDP datagram carries in GUE (draft-ietf-intarea-gue): version 0 with an
+/// IP-in-IP or IPv6 protocol and the header length it says, or version 1 (the IP header right
+/// after UDP's). Only when what follows is an IP header of that version: a GUE port is not known
+/// from the packet alone, and other UDP must not read as a tunnel.
+fn gue_inner(udp: &[u8]) -> Option<&[u8]> {
+    let g = udp.get(8..)?;
+    let first = *g.first()?;
+    let (inner, version) = match first >> 6 {
+        0 => {
+            // C (control) bit clear, HLEN in 32-bit words after the 4-byte base header.
+            if first & 0x20 != 0 {
+                return None;
+            }
+            let hlen = 4 + usize::from(first & 0x1f) * 4;
+            let version = match *g.get(1)? {
+                IPPROTO_IPIP => 4,
+                IPPROTO_IPV6 => 6,
+                _ => return None,
+            };
+            (g.get(hlen..)?, version)
+        }
+        1 => (g, first >> 4),
+        _ => return None,
+    };
+    let min = if version == 4 { 20 } else { 40 };
+    (inner.len() >= min && inner[0] >> 4 == version && (version == 6 || inner[0] & 0x0f >= 5)).then_some(inner)
 }
 
 /// `SYN`, `SYN,ACK`, `ACK`, `PSH,ACK`, `FIN,ACK`, `RST`.
@@ -413,6 +448,29 @@ pub(crate) mod tests {
         let t = d.transport.unwrap();
         assert_eq!((t.tcp_flags, t.payload), (0x12, 2));
         assert_eq!(tcp_flags(0x12), "SYN,ACK");
+    }
+
+    #[test]
+    fn a_gue_packet_reads_down_to_its_inner_ports_and_plain_udp_stays_udp() {
+        let inner = v4([192, 168, 10, 6], [192, 168, 188, 100], IPPROTO_TCP, &tcp(40000, 80, 0x02, 7, &[]));
+        let mut gue = vec![0, IPPROTO_IPIP, 0, 0];
+        gue.extend(&inner);
+        let mut udp = vec![0xc3, 0x50, 0x17, 0xc0, 0, 0, 0, 0];
+        udp.extend(&gue);
+        let outer = v4([192, 168, 188, 8], [192, 168, 188, 81], IPPROTO_UDP, &udp);
+        let d = decode(false, &outer);
+        assert!(d.gue && !d.gre && d.encapsulated(), "{d:?}");
+        assert_eq!(d.inner().unwrap().dst, IpAddr::from([192, 168, 188, 100]));
+        let t = d.transport.unwrap();
+        assert_eq!((t.src_port, t.dst_port, t.tcp_flags), (40000, 80, 0x02));
+        // A DNS answer is not a tunnel, nor a datagram that only starts like GUE.
+        let dns =
+            v4([10, 0, 0, 1], [10, 0, 0, 2], IPPROTO_UDP, &[0, 53, 0x9c, 0x40, 0, 20, 0, 0, 0x12, 0x34, 0x81, 0x80]);
+        let d = decode(false, &dns);
+        assert!(!d.gue && !d.encapsulated() && d.transport.unwrap().src_port == 53, "{d:?}");
+        let mut fake = vec![0x17, 0xc0, 0x17, 0xc0, 0, 0, 0, 0, 0, IPPROTO_IPIP, 0, 0];
+        fake.extend([0x55; 20]);
+        assert!(!decode(false, &v4([10, 0, 0, 1], [10, 0, 0, 2], IPPROTO_UDP, &fake)).gue);
     }
 
     #[test]

@@ -542,7 +542,16 @@ impl Reader {
                 return None;
             }
         };
-        let mut d = Dest { at: rs.at.clone(), address, port, forward, weight: 1, u_threshold: 0, l_threshold: 0 };
+        let mut d = Dest {
+            at: rs.at.clone(),
+            address,
+            port,
+            forward,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+            encap: Default::default(),
+        };
         let mut c = RsCheck { check: None, inhibit: defaults.inhibit };
         let mut delay_loop = defaults.delay_loop;
         let mut checks = 0;

@@ -70,6 +70,7 @@ pub fn gather<S: System>(sys: &mut S, lab: &str, req: &FactsRequest) -> std::io:
         ip_forward: num(sys.read_sysctl("net.ipv4.ip_forward")?),
         ip6_forward: num(sys.read_sysctl("net.ipv6.conf.all.forwarding")?),
         modules: sys.loaded_modules()?,
+        gue_ports: sys.fou_ports()?.into_iter().filter(|p| p.gue).map(|p| (p.port, p.ipv6)).collect(),
         ipvs: if sys.ipvs_loaded() { Some(sys.ipvs_table()?) } else { None },
         links,
         conf,

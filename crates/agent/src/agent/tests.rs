@@ -100,6 +100,46 @@ fn dr_real_server_up_changes_exactly_the_plan_and_journals_priors() {
     assert_eq!(f.state.addresses.iter().find(|a| a.dev == "lo").unwrap().label.as_deref(), Some("lo:lvs"));
 }
 
+/// A TUN-over-GUE real server (IPv4 part: the fake has no IPv6 tunnel modules): fou loaded
+/// before its port opens, the port open once, and `down` gives the host back exactly; a GRE one
+/// gets gre0 and no ipip.
+#[test]
+fn gue_and_gre_real_servers_get_their_receivers_and_lose_them_on_down() {
+    for (inv, expect, absent) in [
+        ("inventories/tun-gue.toml", &["modprobe fou", "fou add port 6080 gue"][..], "modprobe ip_gre"),
+        (
+            "inventories/tun-gre.toml",
+            &["modprobe ip_gre", "link gre0 up", "addr add 192.168.188.100/32 dev gre0"][..],
+            "modprobe ipip",
+        ),
+    ] {
+        let root = tempfile::tempdir().unwrap();
+        let mut f = Fake::new();
+        let before = f.state.clone();
+        let mut p = plan_for(inv, "web1");
+        // The IPv4 half: IPv6 tunnel modules and devices are not in the fake.
+        p.modules.retain(|m| !["ip6_tunnel", "fou6", "ip6_gre"].contains(&m.name.as_str()));
+        p.links_up.retain(|l| !l.dev.starts_with("ip6"));
+        p.gue_ports.retain(|g| !g.ipv6);
+        p.addresses.retain(|a| a.address.addr().is_ipv4());
+        p.routes.retain(|r| r.destination.addr().is_ipv4());
+        let (r, ev) = run(&mut f, root.path(), Op::Apply, Some(&p));
+        assert_eq!((r.failed, r.errors.len()), (0, 0), "{inv}: {r:?} {:?}", changes(&ev));
+        let at =
+            |op: &str| f.log.iter().position(|l| l == op).unwrap_or_else(|| panic!("{inv}: no {op} in {:?}", f.log));
+        for pair in expect.windows(2) {
+            assert!(at(pair[0]) < at(pair[1]), "{inv}: {} before {}", pair[0], pair[1]);
+        }
+        assert!(!f.log.iter().any(|l| l == absent), "{inv}: {absent} in {:?}", f.log);
+        let n = f.log.len();
+        let (again, ev) = run(&mut f, root.path(), Op::Apply, Some(&p));
+        assert_eq!((again.changes, f.log.len()), (0, n), "{inv}: {:?}", changes(&ev));
+        let (r, ev) = run_lab(&mut f, root.path(), Op::Down, &p.lab, None);
+        assert_eq!((r.failed, r.kept), (0, 0), "{inv}: {:?}", changes(&ev));
+        assert_eq!(f.state, before, "{inv}");
+    }
+}
+
 #[test]
 fn second_up_changes_nothing() {
     let root = tempfile::tempdir().unwrap();
@@ -303,13 +343,7 @@ fn director_ipvs_rules_are_set_and_restored_without_touching_foreign_destination
     let key =
         ServiceKey::addr(crate::ipvs::Protocol::Tcp, "192.168.188.100".parse::<std::net::Ipv4Addr>().unwrap(), 80);
     let foreign = DestKey { addr: "192.168.188.99".parse().unwrap(), port: 80 };
-    crate::host::IpvsTable::ipvs_new_dest(
-        &mut f,
-        &key,
-        &foreign,
-        &DestConfig { fwd: FWD_ROUTE, weight: 1, u_threshold: 0, l_threshold: 0 },
-    )
-    .unwrap();
+    crate::host::IpvsTable::ipvs_new_dest(&mut f, &key, &foreign, &DestConfig::plain(FWD_ROUTE, 1)).unwrap();
     let (_, _) = run(&mut f, root.path(), Op::Apply, Some(&p));
     assert!(f.state.ipvs.as_ref().unwrap()[0].dests.iter().any(|d| d.key == foreign));
     run(&mut f, root.path(), Op::Down, None);
@@ -330,7 +364,7 @@ fn editing_a_weight_sets_the_destination_and_down_restores_a_pre_existing_one() 
     let s = &mut f as &mut dyn crate::host::System;
     s.ipvs_new_service(&key, &ServiceConfig::persistent("rr", 0, None)).unwrap();
     let web1 = DestKey { addr: "192.168.188.81".parse().unwrap(), port: 80 };
-    s.ipvs_new_dest(&key, &web1, &DestConfig { fwd: FWD_ROUTE, weight: 7, u_threshold: 0, l_threshold: 0 }).unwrap();
+    s.ipvs_new_dest(&key, &web1, &DestConfig::plain(FWD_ROUTE, 7)).unwrap();
     let before = f.state.clone();
     f.log.clear();
     run(&mut f, root.path(), Op::Apply, Some(&p));
@@ -852,13 +886,7 @@ fn metrics_name_the_table_by_the_plan_with_each_real_servers_state() {
     // web2 at weight 0 (as a health check quiesces it), web1 out of the table.
     let key = ServiceKey::addr(Protocol::Tcp, "192.168.188.100".parse::<std::net::IpAddr>().unwrap(), 80);
     let web2 = DestKey { addr: "192.168.188.82".parse().unwrap(), port: 80 };
-    crate::host::IpvsTable::ipvs_set_dest(
-        &mut f,
-        &key,
-        &web2,
-        &DestConfig { fwd: FWD_ROUTE, weight: 0, u_threshold: 0, l_threshold: 0 },
-    )
-    .unwrap();
+    crate::host::IpvsTable::ipvs_set_dest(&mut f, &key, &web2, &DestConfig::plain(FWD_ROUTE, 0)).unwrap();
     crate::host::IpvsTable::ipvs_del_dest(&mut f, &key, &DestKey { addr: "192.168.188.81".parse().unwrap(), port: 80 })
         .unwrap();
     let broken = metrics(&mut f);

@@ -11,6 +11,8 @@ pub struct FakeState {
     pub modules: BTreeSet<String>,
     pub sysctls: BTreeMap<String, String>,
     pub links: BTreeMap<String, bool>,
+    /// Open fou (GUE) ports.
+    pub fou_ports: BTreeSet<super::FouPort>,
     pub addresses: Vec<AddrFact>,
     pub routes: Vec<RouteFact>,
     /// None: ip_vs not loaded.

@@ -1,5 +1,5 @@
-//! The host effects the agent needs, one narrow trait per area (modules, sysctls, links,
-//! addresses, routes, IPVS, nftables, files, processes) and `System` for all of them. Each area's
+//! The host effects the agent needs, one narrow trait per area (modules, sysctls, links, GUE
+//! ports, addresses, routes, IPVS, nftables, files, processes) and `System` for all of them. Each area's
 //! file holds its trait and the recording fake's side of it (`fake.rs` holds the fake's state),
 //! which lets the apply and revert logic be tested without root by asserting on the exact
 //! operations it performs; the real implementation talks to the kernel (`linux/`, one file per
@@ -14,6 +14,7 @@ mod addresses;
 #[cfg(any(test, feature = "fake-host"))]
 pub mod fake;
 mod files;
+mod gue_ports;
 mod ipvs_table;
 mod links;
 pub mod linux;
@@ -25,6 +26,7 @@ mod sysctls;
 
 pub use addresses::Addresses;
 pub use files::Files;
+pub use gue_ports::{FouPort, GuePorts};
 pub use ipvs_table::IpvsTable;
 pub use links::Links;
 pub use modules::Modules;
@@ -48,9 +50,15 @@ pub fn is_not_found(e: &io::Error) -> bool {
 
 /// Every host effect: what the agent's kinds act through. The real host (`linux/`) implements
 /// each area in its own file; the fake (`fake.rs`) records what was asked of it.
-pub trait System: Modules + Sysctls + Links + Addresses + Routes + IpvsTable + Nftables + Files + Processes {}
+pub trait System:
+    Modules + Sysctls + Links + GuePorts + Addresses + Routes + IpvsTable + Nftables + Files + Processes
+{
+}
 
-impl<T: Modules + Sysctls + Links + Addresses + Routes + IpvsTable + Nftables + Files + Processes> System for T {}
+impl<T: Modules + Sysctls + Links + GuePorts + Addresses + Routes + IpvsTable + Nftables + Files + Processes> System
+    for T
+{
+}
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,
 /// fsync of the directory.

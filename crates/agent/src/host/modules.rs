@@ -53,10 +53,12 @@ mod fake {
                     self.state.sysctls.entry(format!("net.ipv4.vs.{k}")).or_insert_with(|| "0".into());
                 }
             }
-            if name == "ipip" && !self.state.links.contains_key("tunl0") {
-                self.state.links.insert("tunl0".into(), false);
+            if let Some(dev) = fallback_device(name)
+                && !self.state.links.contains_key(dev)
+            {
+                self.state.links.insert(dev.into(), false);
                 for (k, v) in [("arp_ignore", "0"), ("arp_announce", "0"), ("rp_filter", "2")] {
-                    self.state.sysctls.insert(format!("net.ipv4.conf.tunl0.{k}"), v.into());
+                    self.state.sysctls.insert(format!("net.ipv4.conf.{dev}.{k}"), v.into());
                 }
             }
             Ok(())
@@ -79,16 +81,29 @@ mod fake {
                 self.state.ipvs = None;
                 self.state.sysctls.retain(|k, _| !k.starts_with("net.ipv4.vs."));
             }
-            if name == "ipip" {
-                self.state.links.remove("tunl0");
-                self.state.sysctls.retain(|k, _| !k.contains(".tunl0."));
-                self.state.addresses.retain(|a| a.dev != "tunl0");
+            if let Some(dev) = fallback_device(name) {
+                self.state.links.remove(dev);
+                self.state.sysctls.retain(|k, _| !k.contains(&format!(".{dev}.")));
+                self.state.addresses.retain(|a| a.dev != dev);
+            }
+            if name == "fou" {
+                // The module's exit closes every port.
+                self.state.fou_ports.clear();
             }
             Ok(())
         }
 
         fn module_refcount(&self, name: &str) -> Result<Option<u32>> {
             Ok(self.state.modules.contains(name).then_some(0))
+        }
+    }
+
+    /// The tunnel device a module makes when it loads (as the kernel's fallback devices).
+    fn fallback_device(module: &str) -> Option<&'static str> {
+        match module {
+            "ipip" => Some("tunl0"),
+            "ip_gre" => Some("gre0"),
+            _ => None,
         }
     }
 }

@@ -1,34 +1,16 @@
 //! A synchronous IPVS generic netlink client.
 
-use std::fmt::Debug;
 use std::io;
 
-use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_MULTIPART, NLM_F_REQUEST, NetlinkDeserializable, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload, NetlinkSerializable,
-};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
 use netlink_packet_generic::GenlMessage;
-use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
-use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_GENERIC};
+
+use crate::genl::{Genl, decode_err};
 
 use super::{DestConfig, DestEntry, DestKey, IpvsMessage, ServiceConfig, ServiceEntry, ServiceKey};
 
 pub struct IpvsClient {
-    socket: Socket,
-    family: u16,
-    seq: u32,
-    /// Where replies are received, reused: one recv per datagram, no peek and no allocation
-    /// (a table of 1,000 services is 1,001 dumps of two datagrams each).
-    rx: Vec<u8>,
-}
-
-/// Larger than any datagram the kernel sends: a dump's are at most 32 KiB, an error carries
-/// the (small) request that failed.
-const RX_SIZE: usize = 64 * 1024;
-
-fn decode_err(e: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("cannot decode a netlink reply: {e}"))
+    genl: Genl,
 }
 
 impl IpvsClient {
@@ -38,85 +20,9 @@ impl IpvsClient {
     /// alias is the genl family name): callers that must not change the host check
     /// `/proc/net/ip_vs` first.
     pub fn connect() -> io::Result<IpvsClient> {
-        let mut socket = Socket::new(NETLINK_GENERIC)?;
-        socket.bind_auto()?;
-        socket.connect(&SocketAddr::new(0, 0))?;
-        let mut c = IpvsClient { socket, family: 0, seq: 0, rx: Vec::with_capacity(RX_SIZE) };
-        let ctrl =
-            GenlCtrl { cmd: GenlCtrlCmd::GetFamily, nlas: vec![GenlCtrlAttrs::FamilyName(super::FAMILY_NAME.into())] };
-        let replies = c.transact(GenlMessage::from_payload(ctrl), NLM_F_REQUEST | NLM_F_ACK)?;
-        let family = replies
-            .iter()
-            .flat_map(|m| m.payload.nlas.iter())
-            .find_map(|a| if let GenlCtrlAttrs::FamilyId(id) = a { Some(*id) } else { None });
-        match family {
-            Some(f) => {
-                c.family = f;
-                Ok(c)
-            }
+        match Genl::connect(super::FAMILY_NAME)? {
+            Some(genl) => Ok(IpvsClient { genl }),
             None => Err(io::Error::new(io::ErrorKind::NotFound, "the kernel has no IPVS generic netlink family")),
-        }
-    }
-
-    /// Receives one datagram into `rx`; its length.
-    fn recv(&mut self) -> io::Result<usize> {
-        self.rx.clear();
-        let n = self.socket.recv(&mut self.rx, libc::MSG_TRUNC)?;
-        if n > self.rx.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("a netlink reply of {n} bytes is larger than the {RX_SIZE} bytes expected"),
-            ));
-        }
-        Ok(n)
-    }
-
-    fn transact<T>(&mut self, payload: T, flags: u16) -> io::Result<Vec<T>>
-    where
-        T: NetlinkSerializable + NetlinkDeserializable + Debug,
-    {
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let mut header = NetlinkHeader::default();
-        header.flags = flags;
-        header.sequence_number = seq;
-        let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(payload));
-        msg.finalize();
-        let mut buf = vec![0u8; msg.buffer_len()];
-        msg.serialize(&mut buf);
-        self.socket.send(&buf, 0)?;
-
-        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
-        let mut out = Vec::new();
-        loop {
-            let n = self.recv()?;
-            let data = &self.rx[..n];
-            let mut off = 0;
-            while off < data.len() {
-                let reply = NetlinkMessage::<T>::deserialize(&data[off..]).map_err(decode_err)?;
-                let len = reply.header.length as usize;
-                if len == 0 {
-                    break;
-                }
-                off += len;
-                if reply.header.sequence_number != seq {
-                    continue; // a late answer to an earlier request
-                }
-                match reply.payload {
-                    NetlinkPayload::Done(_) => return Ok(out),
-                    NetlinkPayload::Error(e) => match e.code {
-                        None => return Ok(out), // ACK
-                        Some(code) => return Err(io::Error::from_raw_os_error(-code.get())),
-                    },
-                    NetlinkPayload::InnerMessage(m) => {
-                        out.push(m);
-                        if !dump && reply.header.flags & NLM_F_MULTIPART == 0 && flags & NLM_F_ACK == 0 {
-                            return Ok(out);
-                        }
-                    }
-                    _ => {}
-                }
-            }
         }
     }
 
@@ -127,15 +33,15 @@ impl IpvsClient {
         const BATCH: usize = 256;
         let mut results = Vec::with_capacity(msgs.len());
         for chunk in msgs.chunks(BATCH) {
-            let first = self.seq.wrapping_add(1);
+            let first = self.genl.seq.wrapping_add(1);
             let mut buf = Vec::new();
             for m in chunk {
-                self.seq = self.seq.wrapping_add(1);
+                self.genl.seq = self.genl.seq.wrapping_add(1);
                 let mut g = GenlMessage::from_payload(m.clone());
-                g.set_resolved_family_id(self.family);
+                g.set_resolved_family_id(self.genl.family);
                 let mut header = NetlinkHeader::default();
                 header.flags = NLM_F_REQUEST | NLM_F_ACK;
-                header.sequence_number = self.seq;
+                header.sequence_number = self.genl.seq;
                 let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(g));
                 msg.finalize();
                 let at = buf.len();
@@ -159,11 +65,11 @@ impl IpvsClient {
 
     /// Sends `buf` (requests numbered from `first`) and reads until each has its answer.
     fn collect_acks(&mut self, buf: &[u8], first: u32, acks: &mut [Option<io::Result<()>>]) -> io::Result<()> {
-        self.socket.send(buf, 0)?;
+        self.genl.socket.send(buf, 0)?;
         let mut pending = acks.len();
         while pending > 0 {
-            let n = self.recv()?;
-            let data = &self.rx[..n];
+            let n = self.genl.recv()?;
+            let data = &self.genl.rx[..n];
             let mut off = 0;
             while off < data.len() {
                 let reply =
@@ -190,9 +96,7 @@ impl IpvsClient {
     }
 
     fn call(&mut self, m: IpvsMessage, flags: u16) -> io::Result<Vec<IpvsMessage>> {
-        let mut g = GenlMessage::from_payload(m);
-        g.set_resolved_family_id(self.family);
-        Ok(self.transact(g, flags)?.into_iter().map(|g| g.payload).collect())
+        self.genl.call(m, flags)
     }
 
     fn act(&mut self, m: IpvsMessage) -> io::Result<()> {

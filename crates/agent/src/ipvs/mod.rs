@@ -472,9 +472,9 @@ pub fn dest_attrs(key: &DestKey, config: &DestConfig) -> Vec<DestAttr> {
         DestAttr::Port(key.port),
         DestAttr::FwdMethod(config.fwd),
         DestAttr::Weight(config.weight),
-        DestAttr::TunType(0),
-        DestAttr::TunPort(0),
-        DestAttr::TunFlags(0),
+        DestAttr::TunType(config.tun.0),
+        DestAttr::TunPort(config.tun.1),
+        DestAttr::TunFlags(config.tun.2),
         DestAttr::UThresh(config.u_threshold),
         DestAttr::LThresh(config.l_threshold),
     ]
@@ -529,7 +529,7 @@ impl IpvsMessage {
     /// The kernel needs only the address and port of the destination; like ipvsadm, the rest
     /// carries ipvsadm's defaults (direct routing, weight 1), which the kernel ignores.
     pub fn del_dest(svc: &ServiceKey, key: &DestKey) -> Self {
-        let defaults = DestConfig { fwd: FWD_ROUTE, weight: 1, u_threshold: 0, l_threshold: 0 };
+        let defaults = DestConfig::plain(FWD_ROUTE, 1);
         IpvsMessage {
             cmd: CMD_DEL_DEST,
             attrs: vec![CmdAttr::Service(service_attrs(svc, None)), CmdAttr::Dest(dest_attrs(key, &defaults))],
@@ -648,7 +648,7 @@ impl IpvsMessage {
         let attrs = self.attrs.iter().find_map(|a| if let CmdAttr::Dest(v) = a { Some(v) } else { None })?;
         let (mut addr, mut port) = (None, None);
         let mut ipv6 = service.is_ipv6();
-        let mut config = DestConfig { fwd: 0, weight: 0, u_threshold: 0, l_threshold: 0 };
+        let mut config = DestConfig::plain(0, 0);
         let (mut active, mut inact, mut persist) = (0, 0, 0);
         let (mut stats, mut stats64) = (None, None);
         for a in attrs {
@@ -660,6 +660,9 @@ impl IpvsMessage {
                 DestAttr::Weight(v) => config.weight = *v,
                 DestAttr::UThresh(v) => config.u_threshold = *v,
                 DestAttr::LThresh(v) => config.l_threshold = *v,
+                DestAttr::TunType(v) => config.tun.0 = *v,
+                DestAttr::TunPort(v) => config.tun.1 = *v,
+                DestAttr::TunFlags(v) => config.tun.2 = *v,
                 DestAttr::ActiveConns(v) => active = *v,
                 DestAttr::InactConns(v) => inact = *v,
                 DestAttr::PersistConns(v) => persist = *v,
@@ -750,7 +753,7 @@ mod tests {
             assert_eq!((e.key, e.config), (key, cfg), "{key}");
 
             let dest = DestKey { addr: "2001:db8::81".parse::<Ipv6Addr>().unwrap().into(), port: 0 };
-            let dc = DestConfig { fwd: FWD_ROUTE, weight: 2, u_threshold: 0, l_threshold: 0 };
+            let dc = DestConfig::plain(FWD_ROUTE, 2);
             let bytes = payload_bytes(&IpvsMessage::new_dest(&key, &dest, &dc));
             let header = GenlHeader { cmd: bytes[0], version: bytes[1] };
             let d = IpvsMessage::parse_with_param(&bytes[4..], header).unwrap().dest_entry(&key).unwrap();

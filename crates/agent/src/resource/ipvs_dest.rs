@@ -108,7 +108,7 @@ pub fn key(d: &DestSpec) -> DestKey {
 }
 
 pub fn config(d: &DestSpec) -> DestConfig {
-    DestConfig { fwd: d.forward.code(), weight: d.weight, u_threshold: d.u_threshold, l_threshold: d.l_threshold }
+    d.config()
 }
 
 /// The destinations of service `s`, given the ones it has now.
@@ -177,7 +177,11 @@ fn op(a: &Action) -> crate::ipvs::TableOp {
 
 pub fn show(d: &DestSpec) -> super::Line {
     let to = std::net::SocketAddr::new(d.address, d.port);
-    let mut line = format!("  -> {to} {} weight {}", d.forward.as_str(), d.weight);
+    let mut line = format!("  -> {to} {}", d.forward.as_str());
+    if !d.encap.is_ipip() {
+        line.push_str(&format!(" {}", d.encap.describe()));
+    }
+    line.push_str(&format!(" weight {}", d.weight));
     if d.u_threshold > 0 {
         line.push_str(&format!(" u_threshold {}", d.u_threshold));
     }

@@ -20,6 +20,7 @@ mod decision;
 pub mod dir;
 pub mod exporter;
 pub mod file;
+pub mod gue_port;
 pub mod ipvs_dest;
 pub mod ipvs_service;
 pub mod ipvs_timeouts;
@@ -127,6 +128,8 @@ registry::kinds! {
     Module = "module" => module::Module,
     Sysctl = "sysctl" => sysctl::Sysctl,
     Link = "link-up" => link::Link,
+    /// A GUE receive port (fou) of a TUN-over-GUE real server.
+    GuePort = "gue-port" => gue_port::GuePort,
     Address = "address" => address::Address,
     Route = "route" => route::Route,
     /// lvsctl's nftables table (`inet NAME`).
@@ -177,6 +180,8 @@ pub struct Live {
     pub modules: Fact<Vec<String>>,
     pub sysctls: BTreeMap<String, Fact<Option<String>>>,
     pub links: BTreeMap<String, Fact<Option<bool>>>,
+    /// Open fou ports, when asked for.
+    pub gue_ports: Fact<Vec<crate::host::FouPort>>,
     pub addresses: Fact<Vec<AddrFact>>,
     pub routes: Fact<Vec<RouteFact>>,
     /// None: IPVS is not loaded.
@@ -233,6 +238,7 @@ impl Default for Live {
             modules: Ok(vec![]),
             sysctls: BTreeMap::new(),
             links: BTreeMap::new(),
+            gue_ports: Ok(vec![]),
             addresses: Ok(vec![]),
             routes: Ok(vec![]),
             ipvs: Ok(None),
@@ -257,6 +263,7 @@ pub struct Wants {
     pub modules: bool,
     pub sysctls: BTreeSet<String>,
     pub links: BTreeSet<String>,
+    pub gue_ports: bool,
     pub addresses: bool,
     pub routes: bool,
     pub ipvs: bool,
@@ -321,6 +328,9 @@ impl Live {
         }
         for d in &w.links {
             live.links.insert(d.clone(), fact(sys.link_up(d)));
+        }
+        if w.gue_ports {
+            live.gue_ports = fact(sys.fou_ports());
         }
         if w.addresses {
             live.addresses = fact(sys.addresses());

@@ -179,6 +179,43 @@ fn links() {
 }
 
 #[test]
+fn gue_ports() {
+    use crate::host::FouPort;
+    let mut p = empty_plan();
+    p.gue_ports = vec![
+        crate::plan::GuePortSpec { port: 6080, ipv6: false, reason: "r".into() },
+        crate::plan::GuePortSpec { port: 6080, ipv6: true, reason: "r".into() },
+        crate::plan::GuePortSpec { port: 7000, ipv6: false, reason: "r".into() },
+    ];
+    assert!(Stage::Links.wants(&p).gue_ports);
+    let live = Live {
+        gue_ports: Ok(vec![
+            FouPort { port: 6080, ipv6: false, gue: true },
+            FouPort { port: 7000, ipv6: false, gue: false },
+        ]),
+        ..Live::default()
+    };
+    assert_eq!(
+        decide(Stage::Links, &p, &live, &[], Intent::Apply),
+        [
+            "= gue port 6080: is open (gue)",
+            "~ gue port 6080 (IPv6): closed -> open (gue)",
+            "! gue port 7000: open, direct -> open, gue (fou port 7000 is open as a direct (not GUE) port: it would not unwrap the director's GUE packets; close it (ip fou del port 7000) or choose another tun_port)"
+        ]
+    );
+    let failed = Live { gue_ports: Err("EPERM".into()), ..Live::default() };
+    assert!(decide(Stage::Links, &p, &failed, &[], Intent::Apply)[0].starts_with("x gue port 6080"));
+
+    let u = Undo::GuePort(gue_port::Undo { port: 6080, ipv6: true });
+    let at = |open: bool| Live {
+        gue_ports: Ok(if open { vec![FouPort { port: 6080, ipv6: true, gue: true }] } else { vec![] }),
+        ..Live::default()
+    };
+    assert_eq!(line(&undo(&u, &at(true))), "~ gue port 6080 (IPv6): open -> closed");
+    assert_eq!(line(&undo(&u, &at(false))), "= gue port 6080 (IPv6): is closed");
+}
+
+#[test]
 fn addresses() {
     let mut p = empty_plan();
     let spec = |dev: &str, a: &str| AddressSpec {
@@ -322,13 +359,14 @@ fn dest(a: &str, weight: u32) -> DestSpec {
         weight,
         u_threshold: 0,
         l_threshold: 0,
+        encap: Default::default(),
     }
 }
 
 fn dest_entry(a: &str, weight: u32) -> DestEntry {
     DestEntry {
         key: DestKey { addr: a.parse().unwrap(), port: 80 },
-        config: DestConfig { fwd: crate::ipvs::FWD_ROUTE, weight, u_threshold: 0, l_threshold: 0 },
+        config: DestConfig::plain(crate::ipvs::FWD_ROUTE, weight),
         active_conns: 0,
         inact_conns: 0,
         persist_conns: 0,
@@ -391,7 +429,7 @@ fn ipvs_services_and_destinations() {
     );
     let k = service_key();
     let web2 = DestKey { addr: "10.0.0.12".parse().unwrap(), port: 80 };
-    let one = DestConfig { fwd: crate::ipvs::FWD_ROUTE, weight: 1, u_threshold: 0, l_threshold: 0 };
+    let one = DestConfig::plain(crate::ipvs::FWD_ROUTE, 1);
     assert_eq!(change(&ds[2]).action, Action::Dest(ipvs_dest::Action::Set(k, web2, one.clone())));
     assert_eq!(
         change(&ds[0]).record,
@@ -718,7 +756,7 @@ fn a_second_change_keeps_the_first_prior() {
     let backup = |f: &str| Some(file::Backup { file: f.into(), mode: 0o644 });
     let f = |prior, sha: &str| Undo::File(file::Undo { path: "/p".into(), prior, applied_sha256: sha.into() });
     assert_eq!(m(f(backup("first"), "a"), f(None, "b")), f(backup("first"), "b"));
-    let cfg = |w| DestConfig { fwd: crate::ipvs::FWD_ROUTE, weight: w, u_threshold: 0, l_threshold: 0 };
+    let cfg = |w| DestConfig::plain(crate::ipvs::FWD_ROUTE, w);
     let d = |prior: Option<u32>, applied| {
         Undo::Dest(ipvs_dest::Undo {
             service: service_key(),

@@ -78,6 +78,9 @@ pub struct KaVirtualServer {
     #[serde(default)]
     pub one_packet: bool,
     pub forward: Forward,
+    /// TUN over GUE or GRE: keepalived's words after `lb_kind TUN` (`type gue port 6080 csum`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tun_options: String,
     pub persistence: u32,
     /// keepalived's `persistence_granularity`: a netmask, or an IPv6 prefix length.
     pub netmask: Option<Netmask>,

@@ -53,6 +53,17 @@ pub struct AddressSpec {
     pub reason: String,
 }
 
+/// A GUE receive port on a real server (`ip fou add port PORT gue [-6]`): the UDP packets of
+/// TUN-over-GUE services are unwrapped there and their IP-in-IP inside handed to tunl0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct GuePortSpec {
+    pub port: u16,
+    /// An IPv6 socket (for IPv6 services' tunnels).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ipv6: bool,
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RouteSpec {
     /// CIDR notation: `192.168.188.100/32`.
@@ -75,6 +86,22 @@ pub struct DestSpec {
     pub weight: u32,
     pub u_threshold: u32,
     pub l_threshold: u32,
+    /// TUN: how the packets are wrapped (left out for IP-in-IP and the other methods).
+    #[serde(default, skip_serializing_if = "crate::ipvs::Encap::is_ipip")]
+    pub encap: crate::ipvs::Encap,
+}
+
+impl DestSpec {
+    /// The destination as the kernel keeps it.
+    pub fn config(&self) -> crate::ipvs::DestConfig {
+        crate::ipvs::DestConfig {
+            fwd: self.forward.code(),
+            weight: self.weight,
+            u_threshold: self.u_threshold,
+            l_threshold: self.l_threshold,
+            tun: self.encap.raw(),
+        }
+    }
 }
 
 // A virtual service the director runs: the service, and its destinations.
@@ -154,6 +181,9 @@ pub struct HostPlan {
     pub modules: Vec<ModuleSpec>,
     pub sysctls: Vec<SysctlSpec>,
     pub links_up: Vec<LinkSpec>,
+    /// Real servers of TUN-over-GUE services: their GUE receive ports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gue_ports: Vec<GuePortSpec>,
     pub addresses: Vec<AddressSpec>,
     pub routes: Vec<RouteSpec>,
     pub ipvs: Vec<VirtualServiceSpec>,
@@ -269,6 +299,7 @@ impl HostPlan {
             modules: vec![],
             sysctls: vec![],
             links_up: vec![],
+            gue_ports: vec![],
             addresses: vec![],
             routes: vec![],
             ipvs: vec![],

@@ -5,6 +5,7 @@
 
 mod address;
 mod files;
+mod gue;
 mod ipvs;
 mod link;
 mod module;
