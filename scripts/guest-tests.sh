@@ -26,7 +26,7 @@ reuse=(--cargo-metadata target/nextest-reuse/cargo-metadata.json
 nextest() { cargo-nextest nextest run "${reuse[@]}" --profile guest --no-fail-fast "$@"; }
 real_kernel='(binary(e2e) | binary(e2e_ha)) & test(/^e2e_/)'
 # In this order: e2e_tun's down unloads ipip, which e2e_rendered_files_alone needs unloaded.
-alone=(e2e_dr e2e_tun e2e_tun6 e2e_rendered_files_alone)
+alone=(e2e_dr e2e_tun e2e_tun6 e2e_tun_gue e2e_tun_gre e2e_rendered_files_alone)
 
 booted=$(cut -d ' ' -f 1 /proc/uptime)
 printf 'guest %s\tboot\t%s\n' "$stage" "$booted" >> "$LVSCTL_PHASES"

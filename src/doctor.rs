@@ -867,6 +867,7 @@ mod tests {
             protocol: 76,
             scope: 0,
             prefsrc: None,
+            advmss: None,
         }
     }
 

@@ -580,6 +580,10 @@ fn full_cycle(test: &str, inv: &str, c: Checks) {
         assert_split(&l, s, 16);
     }
     common::vm::assert_sticky_across_ports(&l, 4);
+    common::vm::big_transfers(&l);
+    if l.lab.services.iter().any(|s| s.mode == lvsctl::inventory::Mode::Tun) {
+        common::vm::big_transfers_without_icmp(&l);
+    }
     ph.done("traffic");
     let masters = kept_masters(&l);
     assert_eq!(masters.len(), l.lab.hosts.len(), "one kept ssh connection per host: {masters:?}");
@@ -1291,6 +1295,86 @@ fn e2e_tun() {
                     readme: None,
                 },
             ],
+        },
+    );
+}
+
+/// TUN over GUE, both families: the real servers' GUE ports (IPv4 and IPv6), checksummed UDP.
+#[test]
+fn e2e_tun_gue() {
+    if !here_or_in_vm("e2e_tun_gue") {
+        return;
+    }
+    full_cycle(
+        "e2e_tun_gue",
+        "inventories/tun-gue.toml",
+        Checks {
+            prepare: &[],
+            crash_first: false,
+            reboot: &["web1"],
+            extra: "",
+            drain: None,
+            after_up: &[
+                ("web1", "ip fou show", "port 6080 gue"),
+                ("web1", "ip fou show", "port 6080 gue -6"),
+                ("web1", "ip -o -4 addr show dev tunl0", "192.168.188.100/32"),
+                ("web1", "ip -o -6 addr show dev ip6tnl0", "2001:db8:188::100/128"),
+                ("lvs", "ipvsadm-save -n", "-r 192.168.188.81:80 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum"),
+                (
+                    "lvs",
+                    "ipvsadm-save -n",
+                    "-r [2001:db8:188::82]:80 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum",
+                ),
+            ],
+            breaks: &[Break {
+                what: "web1's GUE port is closed",
+                host: "web1",
+                script: "ip fou del port 6080",
+                verify_fails_with: Some("web1 never answered"),
+                doctor: &[("web1", "fou-port-missing")],
+                after_repair: None,
+                drift: true,
+                readme: None,
+            }],
+        },
+    );
+}
+
+/// TUN over GRE, both families: gre0 and ip6gre0 hold the VIPs, no ipip.
+#[test]
+fn e2e_tun_gre() {
+    if !here_or_in_vm("e2e_tun_gre") {
+        return;
+    }
+    full_cycle(
+        "e2e_tun_gre",
+        "inventories/tun-gre.toml",
+        Checks {
+            prepare: &[],
+            crash_first: false,
+            reboot: &["web2"],
+            extra: "",
+            drain: None,
+            after_up: &[
+                ("web1", "ip -o -4 addr show dev gre0", "192.168.188.100/32"),
+                ("web1", "ip -o link show gre0", ",UP"),
+                ("web1", "cat /proc/sys/net/ipv4/conf/gre0/rp_filter /proc/sys/net/ipv4/conf/all/rp_filter", "0\n0"),
+                ("web1", "ip -o -6 addr show dev ip6gre0", "2001:db8:188::100/128"),
+                // No ipip, so no tunl0 (listed, not asked for by name: asking for a device by
+                // name makes the kernel load the module that provides it, ipip for tunl0).
+                ("web1", "ip -o link show | grep -c tunl0 || true", "0"),
+                ("lvs", "ipvsadm-save -n", "-r 192.168.188.82:80 -i -w 1 --tun-type gre --tun-nocsum"),
+            ],
+            breaks: &[Break {
+                what: "web2's gre0 is down",
+                host: "web2",
+                script: "ip link set gre0 down",
+                verify_fails_with: Some("web2 never answered"),
+                doctor: &[("web2", "gre0-down")],
+                after_repair: None,
+                drift: true,
+                readme: None,
+            }],
         },
     );
 }

@@ -11,7 +11,7 @@ use crate::exit::{self, Exit};
 use crate::inventory::{Lab, Role, Service};
 use crate::packets::walk::{Expect, Hop, Seen, Walked, walk};
 use crate::wire::capture::CaptureRequest;
-use crate::wire::packet::{Flow, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, decode};
+use crate::wire::packet::{Flow, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP};
 use crate::wire::probe::{ProbeRequest, ProbeTarget};
 
 /// The client port the probe sends from: below the kernel's ephemeral range (32768-60999), so no
@@ -211,14 +211,13 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<u8> {
         counts.insert(c.host.clone(), c.packets.len() as u32);
         for p in &c.packets {
             let iface = c.interfaces.iter().find(|i| i.index == p.interface);
-            let ethernet = iface.is_none_or(|i| i.ethernet);
             seen.push(Seen {
                 host: c.host.clone(),
                 role,
                 interface: iface.map(|i| i.name.clone()).unwrap_or_else(|| format!("if{}", p.interface)),
                 outgoing: p.outgoing,
                 at_ns: p.at_ns,
-                packet: decode(ethernet, &p.bytes()),
+                packet: crate::wire::capture::delivered(iface, &p.bytes()),
             });
         }
     }

@@ -1,7 +1,9 @@
 //! The lab's real-server responder: answers every TCP connection and SCTP association (an HTTP
 //! response) and every UDP datagram with the host's name, so tests and `lvsctl verify` can tell
 //! who answered. `GET /bytes/N` adds N bytes after the name (a large body), `GET /slow/N` sends
-//! them paced (a slow download: 16 KiB every 50 ms, about 320 KB/s), for traffic that lasts.
+//! them paced (a slow download: 16 KiB every 50 ms, about 320 KB/s), for traffic that lasts. A
+//! `POST` is read whole (its Content-Length, at most `MAX_BODY`) and answered with the name and
+//! `received N`: an upload, whose large packets go client to real server.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
@@ -36,6 +38,34 @@ pub fn asked(request: &[u8]) -> (usize, bool) {
         _ => return (0, false),
     };
     (n.parse::<usize>().map_or(0, |n| n.min(MAX_BODY)), slow)
+}
+
+/// A POST's Content-Length (at most `MAX_BODY`), and how much of the body `request` holds
+/// already after its head. None for anything but a POST with a length.
+pub fn upload(request: &[u8]) -> Option<(usize, usize)> {
+    let end = request.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&request[..end]);
+    if !head.starts_with("POST ") {
+        return None;
+    }
+    let length = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok()).flatten()
+    })?;
+    Some((length.min(MAX_BODY), request.len() - end))
+}
+
+/// Reads the rest of an upload's body; the bytes received in all.
+fn read_body(s: &mut impl Read, length: usize, have: usize) -> usize {
+    let mut got = have;
+    let mut buf = vec![0u8; 64 << 10];
+    while got < length {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    got
 }
 
 /// Sends the answer to `request`: headers, the name, then the extra bytes asked for.
@@ -82,6 +112,16 @@ pub(super) fn serve_tcp(l: TcpListener, name: String) {
                         let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
                     }
                 }
+            }
+            if let Some((length, have)) = upload(&got) {
+                let received = read_body(&mut s, length, have);
+                let body = format!("{name}\nreceived {received}\n");
+                let head = format!(
+                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(format!("{head}{body}").as_bytes());
+                return;
             }
             let _ = answer(&mut s, &name, &got);
         });
@@ -207,6 +247,11 @@ mod tests {
         assert_eq!(asked(b"GET /bytes/999999999999 HTTP/1.0\r\n"), (MAX_BODY, false));
         assert_eq!(asked(b"GET /bytes/x HTTP/1.0\r\n"), (0, false));
         assert_eq!(asked(b"POST /bytes/5 HTTP/1.0\r\n"), (0, false));
+        assert_eq!(upload(b"POST /up HTTP/1.1\r\nHost: x\r\ncontent-length: 1048576\r\n\r\nabc"), Some((1048576, 3)));
+        assert_eq!(upload(b"POST /up HTTP/1.1\r\nContent-Length: 999999999999\r\n\r\n"), Some((MAX_BODY, 0)));
+        assert_eq!(upload(b"POST /up HTTP/1.1\r\nHost: x\r\n\r\n"), None, "no length, no upload");
+        assert_eq!(upload(b"GET / HTTP/1.0\r\nContent-Length: 5\r\n\r\n"), None);
+        assert_eq!(upload(b"POST /up HTTP/1.1\r\nContent-Length: 5\r\n"), None, "the head is not complete");
         let mut out = Vec::new();
         answer(&mut out, "web1", b"GET /slow/40000 HTTP/1.0\r\n\r\n").unwrap();
         let text = String::from_utf8(out).unwrap();

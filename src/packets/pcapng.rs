@@ -103,8 +103,8 @@ mod tests {
     #[test]
     fn blocks_are_well_formed() {
         let ifs = vec![
-            CaptureInterface { index: 2, name: "eth0".into(), ethernet: true },
-            CaptureInterface { index: 5, name: "tunl0".into(), ethernet: false },
+            CaptureInterface { index: 2, name: "eth0".into(), ethernet: true, gre_device: false },
+            CaptureInterface { index: 5, name: "tunl0".into(), ethernet: false, gre_device: false },
         ];
         let pkt = |i, d: &[u8]| CapturedPacket {
             at_ns: 1_700_000_000_123_456_789,

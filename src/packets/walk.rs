@@ -110,7 +110,13 @@ fn hop(s: &Seen, t0: u64, change: Option<String>) -> Hop {
     let t = s.packet.transport.expect("ports");
     let outer = s.packet.encapsulated().then(|| {
         let o = s.packet.outer().expect("outer");
-        let kind = if s.packet.gre { "gre".to_string() } else { protocol_name(o.protocol) };
+        let kind = if s.packet.gre {
+            "gre".to_string()
+        } else if s.packet.gue {
+            "gue".to_string()
+        } else {
+            protocol_name(o.protocol)
+        };
         format!("{} > {} ({kind})", o.src, o.dst)
     });
     Hop {
@@ -195,7 +201,13 @@ fn change_between(
     let (bl, al) = (before.packet.ip.len(), after.packet.ip.len());
     if al > bl {
         let o = after.packet.outer().expect("outer");
-        let kind = if after.packet.gre { "GRE".to_string() } else { "IP-in-IP".to_string() };
+        let kind = if after.packet.gre {
+            "GRE".to_string()
+        } else if after.packet.gue {
+            "GUE (UDP)".to_string()
+        } else {
+            "IP-in-IP".to_string()
+        };
         what.push(format!("outer header added: {} > {}{} ({kind})", o.src, o.dst, named(o.dst)));
     } else if al < bl {
         let o = before.packet.outer().expect("outer");

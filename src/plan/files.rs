@@ -34,6 +34,7 @@ struct RouteLine<'a> {
     gateway: String,
     dev: Option<&'a str>,
     v6: bool,
+    advmss: Option<u32>,
     reason: &'a str,
 }
 
@@ -102,6 +103,7 @@ pub struct TemplateContext<'a> {
     modules: &'a [super::ModuleSpec],
     sysctls: Vec<SysctlLine<'a>>,
     links_up: &'a [super::LinkSpec],
+    gue_ports: &'a [super::GuePortSpec],
     addresses: Vec<AddressLine<'a>>,
     routes: Vec<RouteLine<'a>>,
     ipvs: Vec<ServiceLine>,
@@ -194,6 +196,7 @@ impl<'a> TemplateContext<'a> {
                 })
                 .collect(),
             links_up: &p.links_up,
+            gue_ports: &p.gue_ports,
             addresses: p
                 .addresses
                 .iter()
@@ -220,6 +223,7 @@ impl<'a> TemplateContext<'a> {
                         gateway: r.gateway?.to_string(),
                         dev: r.dev.as_deref(),
                         v6: r.destination.addr().is_ipv6(),
+                        advmss: r.advmss,
                         reason: &r.reason,
                     })
                 })

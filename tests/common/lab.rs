@@ -202,7 +202,8 @@ pub fn kernel_state(l: &Lab, host: &str) -> String {
          if [ -e /proc/net/ip_vs ]; then cat /proc/net/ip_vs; else echo no ipvs; fi; echo; \
          if [ -d /proc/sys/net/ipv4/vs ]; then grep -H '' /proc/sys/net/ipv4/vs/*; ipvsadm -L --timeout; echo; fi; \
          if command -v nft >/dev/null; then nft list ruleset; fi; echo; \
-         ss -Hlntu | awk '{print \"listening\", $1, $5}' | sort",
+         ss -Hlntu | awk '{print \"listening\", $1, $5}' | sort; \
+         if [ -d /sys/module/fou ]; then ip fou show | sed 's/^/fou /'; fi",
     );
     let (ip, rest) = raw.split_once("@@\n").unwrap_or_else(|| panic!("{host}: no ip listing in {raw}"));
     let (mut links, mut addrs, mut routes) = (Vec::new(), Vec::new(), Vec::new());

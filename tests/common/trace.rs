@@ -53,6 +53,13 @@ fn stop(
     running: Vec<(String, String, String)>,
     port: u16,
 ) -> (BTreeMap<Where, String>, BTreeMap<Where, String>) {
+    let gue_ports: Vec<u16> = l
+        .lab
+        .services
+        .iter()
+        .filter(|s| s.encap.tun_type == lvsctl::ipvs::TunType::Gue)
+        .map(|s| s.encap.port)
+        .collect();
     // -U wrote every packet as it came; give the last ones a moment, then end them all.
     std::thread::sleep(std::time::Duration::from_millis(300));
     let read: Vec<(String, String)> = std::thread::scope(|s| {
@@ -83,7 +90,10 @@ fn stop(
                 continue;
             }
             let key = (h.clone(), w[1].to_string(), w[2].to_lowercase());
-            if line.contains(&format!(".{port} >")) {
+            // GUE is UDP to the lab's GUE port, which tcpdump does not open: the outer header is
+            // all it shows of the request there (the hop check compares that).
+            let gue = gue_ports.iter().any(|g| line.contains(&format!(".{g}: UDP")));
+            if line.contains(&format!(".{port} >")) || gue {
                 req.entry(key).or_insert_with(|| line.to_string());
             } else if line.contains(&format!(".{port}:")) {
                 rep.entry(key).or_insert_with(|| line.to_string());
@@ -133,11 +143,15 @@ pub fn trace_as_tcpdump_sees_it(l: &Lab, args: &[&str], want_ok: bool, stopped: 
                 panic!("trace's {walk} hop {key:?} is not in tcpdump's capture there: {seen:#?}\n{doc:#}")
             });
             let pair = format!("{} > {}", dotted(&s("src")), dotted(&s("dst")));
-            assert!(line.contains(&pair), "{walk} hop {key:?}: trace says {pair}, tcpdump saw: {line}");
+            let gue = hop["outer"].as_str().is_some_and(|o| o.ends_with("(gue)"));
+            assert!(gue || line.contains(&pair), "{walk} hop {key:?}: trace says {pair}, tcpdump saw: {line}");
             if let Some(outer) = hop["outer"].as_str() {
                 let (a, rest) = outer.split_once(" > ").expect("outer: A > B (kind)");
                 let b = rest.split(' ').next().unwrap();
-                assert!(line.contains(&format!("{a} > {b}")), "{walk} hop {key:?}: outer {outer}, tcpdump: {line}");
+                // tcpdump writes GUE's outer header with its UDP ports: `A.PORT > B.6080`.
+                let seen = line.contains(&format!("{a} > {b}"))
+                    || (gue && line.contains(&format!(" {a}.")) && line.contains(&format!("> {b}.")));
+                assert!(seen, "{walk} hop {key:?}: outer {outer}, tcpdump: {line}");
             }
             named.insert(key);
         }

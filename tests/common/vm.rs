@@ -296,6 +296,58 @@ pub fn units(lab: &lvsctl::inventory::Lab) -> Vec<lvsctl::inventory::Service> {
     lvsctl::judge::probe_units(lab)
 }
 
+/// A 1 MB download and a 1 MB upload through each TCP service's VIP, from the client: full-size
+/// packets both ways (a download's leave the real server, an upload's cross the director, where
+/// NAT rewrites them and TUN adds its outer header). Each must arrive whole.
+pub fn big_transfers(l: &Lab) {
+    const MB: usize = 1 << 20;
+    for u in units(&l.lab).into_iter().filter(|u| u.ipvs.protocol == lvsctl::ipvs::Protocol::Tcp) {
+        let url = format!("http://{}/", std::net::SocketAddr::new(u.ipvs.vip, u.ipvs.port));
+        // -H Expect: sends the body at once (curl would wait a second for "100 Continue").
+        let out = l.sh(
+            "client",
+            &format!(
+                "curl -sS -g -m 60 -o /dev/null -w 'download %{{http_code}} %{{size_download}}\n' {url}bytes/{MB} && \
+                 head -c {MB} /dev/zero | curl -sS -g -m 60 -H Expect: --data-binary @- {url}upload"
+            ),
+        );
+        let mut lines = out.lines();
+        let download = lines.next().unwrap_or_default();
+        let size: usize = download.strip_prefix("download 200 ").and_then(|n| n.parse().ok()).unwrap_or(0);
+        assert!(size > MB, "{}: a 1 MB download through the VIP: {out}", u.label());
+        assert!(out.contains(&format!("received {MB}")), "{}: a 1 MB upload through the VIP: {out}", u.label());
+    }
+}
+
+/// TUN without path MTU discovery: the router drops ICMP "fragmentation needed" and "packet too
+/// big" (as firewalls do), the client forgets what it learnt, and the 1 MB transfers must still
+/// complete — the real servers' advmss keeps the client's segments small enough for the
+/// director's outer header — with no PMTU exception on the client for any VIP (none was needed).
+pub fn big_transfers_without_icmp(l: &Lab) {
+    let router = l.lab.hosts.iter().find(|h| h.role == lvsctl::inventory::Role::Router).expect("a router").name.clone();
+    let table = "lvsctl-test-no-pmtu";
+    l.sh(
+        &router,
+        &format!(
+            "nft -f - <<'EOF'\ntable inet {table} {{\n  chain f {{\n    type filter hook forward priority 0;\n    \
+             icmp type destination-unreachable counter drop\n    icmpv6 type packet-too-big counter drop\n  }}\n}}\nEOF"
+        ),
+    );
+    l.sh("client", "ip route flush cache; ip -6 route flush cache");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        big_transfers(l);
+        for u in units(&l.lab) {
+            let route = l.sh("client", &format!("ip route get {}", u.ipvs.vip));
+            assert!(!route.contains(" mtu "), "{}: the client learnt a smaller path MTU: {route}", u.label());
+        }
+    }));
+    let dropped = l.sh(&router, &format!("nft list table inet {table}; nft delete table inet {table}"));
+    if let Err(e) = result {
+        eprintln!("what the router dropped:\n{dropped}");
+        std::panic::resume_unwind(e);
+    }
+}
+
 /// A persistent firewall-mark service keeps the client on one real server across all its ports
 /// of one family: which one each port of each IPVS service answered from.
 pub fn assert_sticky_across_ports(l: &Lab, n: u32) {

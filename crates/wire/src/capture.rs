@@ -35,6 +35,21 @@ pub struct CaptureInterface {
     pub name: String,
     /// Whether its frames start with an Ethernet header (otherwise with the IP header: tunnels).
     pub ethernet: bool,
+    /// A GRE device (gre0, ip6gre0): what it receives is captured with the outer IP and GRE
+    /// header it came in as the link-layer header, though the device delivers the inner packet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gre_device: bool,
+}
+
+/// A packet as the interface delivers it: on a GRE device, without the outer header its
+/// capture still shows (tcpdump shows it so too).
+pub fn delivered(iface: Option<&CaptureInterface>, bytes: &[u8]) -> crate::packet::Decoded {
+    let mut d = crate::packet::decode(iface.is_none_or(|i| i.ethernet), bytes);
+    if iface.is_some_and(|i| i.gre_device) && d.gre && d.ip.len() > 1 {
+        d.ip.remove(0);
+        d.gre = false;
+    }
+    d
 }
 
 /// One captured packet.

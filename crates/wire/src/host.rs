@@ -35,6 +35,9 @@ pub struct RouteFact {
     pub protocol: u8,
     pub scope: u8,
     pub prefsrc: Option<IpAddr>,
+    /// The MSS TCP advertises for connections over it (`ip route … advmss N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advmss: Option<u32>,
 }
 
 /// `default` (`default ipv6`) or the destination network.
@@ -60,6 +63,9 @@ impl RouteFact {
         }
         if self.metric != 0 {
             s.push_str(&format!(" metric {}", self.metric));
+        }
+        if let Some(m) = self.advmss {
+            s.push_str(&format!(" advmss {m}"));
         }
         s
     }

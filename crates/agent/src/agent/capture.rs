@@ -36,7 +36,13 @@ fn interfaces() -> Vec<CaptureInterface> {
         let (Some(index), Some(kind)) = (read("ifindex"), read("type")) else { continue };
         // ARPHRD_ETHER and ARPHRD_LOOPBACK have a link-layer header; tunnels (ipip, ip6tnl,
         // sit, gre without broadcast) hand over the IP packet itself.
-        out.push(CaptureInterface { index, name, ethernet: kind == 1 || kind == 772 });
+        // ARPHRD_IPGRE and ARPHRD_IP6GRE: the outer header comes as the link-layer header.
+        out.push(CaptureInterface {
+            index,
+            name,
+            ethernet: kind == 1 || kind == 772,
+            gre_device: kind == 778 || kind == 823,
+        });
     }
     out.sort_by_key(|i| i.index);
     out

@@ -202,6 +202,7 @@ fn pre_existing_address_and_default_route_survive_down_exactly() {
         protocol: 16,
         scope: 0,
         prefsrc: Some("192.168.188.8".parse().unwrap()),
+        advmss: None,
     };
     f.state.routes.push(dhcp.clone());
     let before = f.state.clone();

@@ -129,12 +129,16 @@ fn decide(specs: &[RouteSpec], live: &Live) -> Vec<Decision> {
                 protocol: RTPROT_LVSCTL,
                 scope: 0,
                 prefsrc: None,
+                advmss: r.advmss,
             };
             let slot: Vec<&RouteFact> = have
                 .iter()
                 .filter(|h| h.destination == r.destination && h.metric == slot_metric(r.destination))
                 .collect();
-            if slot.iter().any(|h| h.gateway == r.gateway && (r.dev.is_none() || h.dev == r.dev)) {
+            if slot
+                .iter()
+                .any(|h| h.gateway == r.gateway && (r.dev.is_none() || h.dev == r.dev) && h.advmss == r.advmss)
+            {
                 return Decision::same(key, "is in place");
             }
             let after = want.describe();
@@ -218,5 +222,6 @@ fn undo(u: &Undo, live: &Live) -> Decision {
 fn show(r: &RouteSpec) -> super::Line {
     let via = r.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
     let dev = r.dev.as_deref().map(|d| format!(" dev {d}")).unwrap_or_default();
-    ("route", format!("{}{via}{dev}", destination(r.destination)), r.reason.clone())
+    let mss = r.advmss.map(|m| format!(" advmss {m}")).unwrap_or_default();
+    ("route", format!("{}{via}{dev}{mss}", destination(r.destination)), r.reason.clone())
 }

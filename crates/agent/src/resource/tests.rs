@@ -63,6 +63,7 @@ fn route(dst: &str, gw: &str, protocol: u8) -> RouteFact {
         protocol,
         scope: 0,
         prefsrc: None,
+        advmss: None,
     }
 }
 
@@ -263,6 +264,7 @@ fn routes() {
         destination: dst.parse().unwrap(),
         gateway: Some(gw.parse().unwrap()),
         dev: None,
+        advmss: None,
         reason: "r".into(),
     };
     p.routes =
@@ -320,6 +322,7 @@ fn a_default_route_carrying_the_ssh_session_is_not_replaced_without_force() {
         destination: "0.0.0.0/0".parse().unwrap(),
         gateway: Some("10.0.0.254".parse().unwrap()),
         dev: None,
+        advmss: None,
         reason: "r".into(),
     }];
     let connected = RouteFact { gateway: None, scope: 253, ..route("10.0.0.0/24", "10.0.0.1", 2) };

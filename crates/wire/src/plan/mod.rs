@@ -71,6 +71,10 @@ pub struct RouteSpec {
     pub destination: ipnet::IpNet,
     pub gateway: Option<std::net::IpAddr>,
     pub dev: Option<String>,
+    /// The MSS TCP advertises over the route (`advmss`): TUN real servers' routes back to
+    /// clients, so that a client's segments still fit once the director wraps them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advmss: Option<u32>,
     pub reason: String,
 }
 

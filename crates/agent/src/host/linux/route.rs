@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use rtnetlink::RouteMessageBuilder;
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteProtocol, RouteScope, RouteType,
 };
 
 use super::{Linux, nl};
@@ -34,7 +34,11 @@ impl Linux {
         if let Some(src) = r.prefsrc {
             b = b.pref_source(src).map_err(invalid)?;
         }
-        Ok(b.build())
+        let mut m = b.build();
+        if let Some(mss) = r.advmss {
+            m.attributes.push(RouteAttribute::Metrics(vec![RouteMetric::Advmss(mss)]));
+        }
+        Ok(m)
     }
 }
 
@@ -62,6 +66,7 @@ fn route_fact(m: &RouteMessage, names: &HashMap<u32, String>) -> Option<RouteFac
     }
     let mut table = m.header.table as u32;
     let (mut dst, mut gateway, mut dev, mut metric, mut prefsrc) = (unspecified, None, None, 0, None);
+    let mut advmss = None;
     for a in &m.attributes {
         match a {
             RouteAttribute::Table(t) => table = *t,
@@ -70,6 +75,9 @@ fn route_fact(m: &RouteMessage, names: &HashMap<u32, String>) -> Option<RouteFac
             RouteAttribute::Oif(i) => dev = names.get(i).cloned(),
             RouteAttribute::Priority(p) => metric = *p,
             RouteAttribute::PrefSource(s) => prefsrc = ip_of(s),
+            RouteAttribute::Metrics(ms) => {
+                advmss = ms.iter().find_map(|x| if let RouteMetric::Advmss(v) = x { Some(*v) } else { None })
+            }
             _ => {}
         }
     }
@@ -84,6 +92,7 @@ fn route_fact(m: &RouteMessage, names: &HashMap<u32, String>) -> Option<RouteFac
         protocol: m.header.protocol.into(),
         scope: m.header.scope.into(),
         prefsrc,
+        advmss,
     })
 }
 

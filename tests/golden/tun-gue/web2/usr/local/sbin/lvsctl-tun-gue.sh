@@ -54,6 +54,13 @@ restore_sysctls() {
     done
 }
 
+gue_port() { # port [-6]
+    ip fou show | grep -qx "port $1 gue${2:+ $2}" && return 0
+    ip fou add port "$1" gue ${2:+"$2"} || die "cannot open GUE port $1"
+    record gue "$1" "${2:-}"
+    say "GUE port $1${2:+ (IPv6)} open"
+}
+
 link_up() { # dev
     ip -o link show dev "$1" up | grep -q . && return 0
     ip link set dev "$1" up || die "cannot bring $1 up"
@@ -100,34 +107,39 @@ add_address6() { # dev cidr [deprecated]
     say "address $2 on $1 added"
 }
 
-set_route6() { # destination gateway [dev]
+# The route's gateway and advmss as `ip route show` prints them: "GATEWAY ADVMSS".
+route_words() {
+    awk '$2 == "via" { m = ""; for (i = 1; i < NF; i++) if ($i == "advmss") m = $(i + 1); print $3, m; exit }'
+}
+
+set_route6() { # destination gateway [dev] [advmss]
     # The kernel stores an IPv6 route's metric 0 as 1024: that slot is the one to replace (a
     # router advertisement's default route takes it too); its expiry is not kept.
     prior=$(ip -6 route show exact "$1" | awk '/ metric 1024( |$)/ { for (i = 1; i <= NF; i++) { if ($i == "expires") { i++; continue } printf "%s ", $i } print ""; exit }')
-    [ "$(printf '%s\n' "$prior" | awk '$2 == "via" { print $3 }')" = "$2" ] && return 0
+    [ "$(printf '%s\n' "$prior" | route_words)" = "$2 ${4:-}" ] && return 0
     if [ -n "$prior" ]; then
-        ip -6 route replace "$1" via "$2" ${3:+dev "$3"} proto $PROTO || die "cannot route $1 via $2"
+        ip -6 route replace "$1" via "$2" ${3:+dev "$3"} proto $PROTO ${4:+advmss "$4"} || die "cannot route $1 via $2"
         record route-replaced6 "$1" "$prior"
     else
-        ip -6 route add "$1" via "$2" ${3:+dev "$3"} proto $PROTO || die "cannot route $1 via $2"
+        ip -6 route add "$1" via "$2" ${3:+dev "$3"} proto $PROTO ${4:+advmss "$4"} || die "cannot route $1 via $2"
         record route6 "$1" "$2"
     fi
-    say "route $1 via $2"
+    say "route $1 via $2${4:+ advmss $4}"
 }
 
-set_route() { # destination gateway
+set_route() { # destination gateway [advmss]
     # Only the route of metric 0 is the one to replace: routes of other metrics (NetworkManager's
     # 100, networkd's 1024) stay as they are, and the metric-0 route added here wins over them.
     prior=$(ip -4 route show exact "$1" | awk '!/ metric / { print; exit }')
-    [ "$(printf '%s\n' "$prior" | awk '$2 == "via" { print $3 }')" = "$2" ] && return 0
+    [ "$(printf '%s\n' "$prior" | route_words)" = "$2 ${3:-}" ] && return 0
     if [ -n "$prior" ]; then
-        ip route replace "$1" via "$2" proto $PROTO || die "cannot route $1 via $2"
+        ip route replace "$1" via "$2" proto $PROTO ${3:+advmss "$3"} || die "cannot route $1 via $2"
         record route-replaced "$1" "$prior"
     else
-        ip route add "$1" via "$2" proto $PROTO || die "cannot route $1 via $2"
+        ip route add "$1" via "$2" proto $PROTO ${3:+advmss "$3"} || die "cannot route $1 via $2"
         record route "$1" "$2"
     fi
-    say "route $1 via $2"
+    say "route $1 via $2${3:+ advmss $3}"
 }
 
 start() {
@@ -151,12 +163,14 @@ start() {
     link_up eth0
     link_up tunl0
     link_up ip6tnl0
+    gue_port 6080
+    gue_port 6080 -6
     add_address eth0 192.168.188.82/24 eth0:lvs
     add_address6 eth0 2001:db8:188::82/64
     add_address tunl0 192.168.188.100/32 tunl0:lvs
     add_address6 ip6tnl0 2001:db8:188::100/128
-    set_route default 192.168.188.200
-    set_route6 default 2001:db8:188::200
+    set_route default 192.168.188.200 1428
+    set_route6 default 2001:db8:188::200 '' 1388
     record started
     say "started"
 }
@@ -167,6 +181,7 @@ stop() {
         sed '1!G;h;$!d' "$RUNSTATE" | while read -r kind a b c d; do
             case $kind in
                 link) link_down "$a" ;;
+                gue) ip fou del port "$a" ${b:+"$b"} 2>/dev/null; say "GUE port $a closed" ;;
                 address) ip addr del "$b" dev "$a" 2>/dev/null; say "address $b on $a removed" ;;
                 route) ip route del "$a" via "$b" proto $PROTO metric 0 2>/dev/null; say "route $a removed" ;;
                 route6) ip -6 route del "$a" via "$b" proto $PROTO 2>/dev/null; say "route $a removed" ;;
