@@ -317,7 +317,18 @@ fn ha_cycle(test: &str, c: Ha) {
     wait_until("keepalived put every real server in the table", SETTLE, || {
         checked.iter().all(|s| table(&l, master, s).len() == s.real_servers.len())
     });
+    // A tunnel type other than IP-in-IP is keepalived's to set (`lb_kind TUN type gue port N`):
+    // the kernel holds it for each real server (traffic alone would not tell: IP-in-IP arrives too).
+    let saved = l.sh(master, "ipvsadm-save -n");
+    for s in l.lab.services.iter().filter(|s| !s.encap.is_ipip()) {
+        for b in &s.real_servers {
+            let dest = format!("-r {} ", std::net::SocketAddr::new(b.address, b.port));
+            let line = saved.lines().find(|x| x.contains(&dest)).unwrap_or_else(|| panic!("{dest} in:\n{saved}"));
+            assert!(line.contains(&s.encap.ipvsadm_args()), "{} tunnels as {}: {line}", s.label(), s.encap.describe());
+        }
+    }
     assert_split(&l, &svc, 16);
+    common::vm::big_transfers(&l);
     // Every other service through the master: each family, each port of a firewall-mark service
     // on its own, and a persistent client on one real server across the ports of one.
     let others: Vec<lvsctl::inventory::Service> = units(&l.lab).into_iter().filter(|u| u.key() != svc.key()).collect();

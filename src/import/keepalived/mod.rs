@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use conf::Node;
 
 use super::model::{Check, Dest, HttpCheck, Loc, Pair, Service, Setup, Timeouts, valid_name};
-use crate::ipvs::{Forward, Netmask, Protocol, ServiceKey};
+use crate::ipvs::{Encap, Forward, Netmask, Protocol, ServiceKey, TunChecksum, TunType};
 
 /// keepalived's defaults for what a file leaves out (keepalived.conf(5)).
 const DEFAULT_DELAY_LOOP: u32 = 60;
@@ -215,7 +215,7 @@ impl Reader {
         // The service's settings, read once; then one service per address the group holds.
         let mut proto = Protocol::Tcp;
         let mut v6_family: Option<bool> = None;
-        let mut forward = Forward::Route;
+        let mut forward = (Forward::Route, Encap::IPIP);
         let mut template = Service::new(n.at.clone(), ServiceKey::Mark { fwmark: 1, ipv6: false });
         let mut defaults =
             CheckDefaults { delay_loop: DEFAULT_DELAY_LOOP, connect_timeout: None, retry: None, inhibit: false };
@@ -427,8 +427,9 @@ impl Reader {
         }
     }
 
-    /// `lb_kind NAT|DR|TUN [type ipip]`; None (with a note) for what an inventory cannot say.
-    fn method(&mut self, k: &Node) -> Option<Forward> {
+    /// `lb_kind NAT|DR|TUN [type ipip|gue|gre] [port N] [nocsum|csum|remcsum]`; None (with a
+    /// note) for what an inventory cannot say.
+    fn method(&mut self, k: &Node) -> Option<(Forward, Encap)> {
         let f = match k.arg(0).map(str::to_ascii_uppercase).as_deref() {
             Some("NAT") => Forward::Masq,
             Some("DR") => Forward::Route,
@@ -438,16 +439,33 @@ impl Reader {
                 return None;
             }
         };
-        match (k.arg(1), k.arg(2)) {
-            (None, _) | (Some("type"), Some("ipip")) if k.words.len() <= 4 => Some(f),
-            _ => {
-                self.note(
-                    &k.at,
-                    format!("{}: TUN encapsulation types other than ipip (GUE, GRE) and their options are not in an inventory yet", k.words.join(" ")),
-                );
-                None
+        let mut e = Encap::IPIP;
+        let mut i = 1;
+        let bad = |this: &mut Self, why: &str| {
+            this.note(&k.at, format!("{}: {why}", k.words.join(" ")));
+            None
+        };
+        while let Some(w) = k.arg(i) {
+            match (w, k.arg(i + 1)) {
+                ("type", Some(t)) if f == Forward::Tunnel => match TunType::parse(t) {
+                    Some(t) => e.tun_type = t,
+                    None => return bad(self, "a tunnel type lvsctl does not know"),
+                },
+                ("port", Some(p)) if f == Forward::Tunnel => match p.parse::<u16>() {
+                    Ok(p) if p > 0 => e.port = p,
+                    _ => return bad(self, "not a port"),
+                },
+                (c, _) if f == Forward::Tunnel && TunChecksum::parse(c.trim_start_matches("no")).is_some() => {
+                    e.checksum =
+                        if c == "nocsum" { TunChecksum::None } else { TunChecksum::parse(c).unwrap_or_default() };
+                    i += 1;
+                    continue;
+                }
+                _ => return bad(self, "options lvsctl does not know after the method"),
             }
+            i += 2;
         }
+        Some((f, e))
     }
 
     /// One entry of a virtual_server_group: `ADDR PORT`, `ADDR-LAST PORT` (a range of the last
@@ -527,7 +545,7 @@ impl Reader {
     fn real_server(
         &mut self,
         rs: &Node,
-        forward: Forward,
+        (forward, encap): (Forward, Encap),
         defaults: &CheckDefaults,
     ) -> Option<(Dest, RsCheck, Option<String>)> {
         let Some(address) = rs.arg(0).and_then(|a| a.parse::<IpAddr>().ok()) else {
@@ -542,16 +560,8 @@ impl Reader {
                 return None;
             }
         };
-        let mut d = Dest {
-            at: rs.at.clone(),
-            address,
-            port,
-            forward,
-            weight: 1,
-            u_threshold: 0,
-            l_threshold: 0,
-            encap: Default::default(),
-        };
+        let mut d =
+            Dest { at: rs.at.clone(), address, port, forward, weight: 1, u_threshold: 0, l_threshold: 0, encap };
         let mut c = RsCheck { check: None, inhibit: defaults.inhibit };
         let mut delay_loop = defaults.delay_loop;
         let mut checks = 0;
@@ -562,8 +572,8 @@ impl Reader {
                 "lthreshold" => d.l_threshold = number(&mut self.setup, k, 0).unwrap_or(0),
                 "inhibit_on_failure" => c.inhibit = true,
                 "lb_kind" | "lvs_method" => {
-                    if let Some(f) = self.method(k) {
-                        d.forward = f;
+                    if let Some((f, e)) = self.method(k) {
+                        (d.forward, d.encap) = (f, e);
                     }
                 }
                 "delay_loop" => delay_loop = seconds(&mut self.setup, k).unwrap_or(delay_loop),
@@ -1034,7 +1044,7 @@ virtual_server group WEB {
 }
 virtual_server 10.0.0.100 53 {
   lb_algo rr
-  lb_kind TUN type gue port 6080
+  lb_kind TUN type gue port 6080 csum
   protocol UDP
   real_server 10.1.0.11 53 {
   }
@@ -1047,7 +1057,12 @@ virtual_server 10.0.0.100 53 {
         assert_eq!((p.virtual_router_id, p.priority, p.advert_interval, p.preempt, p.sync), (61, 200, 1, false, true));
         assert_eq!(p.unicast, Some(("10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap())));
         assert_eq!(p.floating, [("10.1.0.1".parse().unwrap(), 24)]);
-        assert_eq!(s.services.len(), 2, "the group's two entries; the GUE service left out");
+        assert_eq!(s.services.len(), 3, "the group's two entries, and the GUE service");
+        let gue = Encap { tun_type: TunType::Gue, port: 6080, checksum: TunChecksum::Csum };
+        assert_eq!(
+            s.services[2].dests.iter().map(|d| (d.forward, d.encap)).collect::<Vec<_>>(),
+            [(Forward::Tunnel, gue)]
+        );
         let web = &s.services[0];
         assert_eq!(web.name.as_deref(), Some("web"));
         assert_eq!(s.services[1].name.as_deref(), Some("web"), "the writer numbers names that repeat");
@@ -1074,6 +1089,5 @@ virtual_server 10.0.0.100 53 {
         noted(43, "regular expression");
         noted(49, "check differs");
         noted(52, "MISC_CHECK");
-        noted(59, "GUE");
     }
 }

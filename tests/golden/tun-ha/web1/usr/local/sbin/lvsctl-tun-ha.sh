@@ -151,6 +151,7 @@ start() {
     : > "$RUNSTATE"
     touch "$STATE"
     load_module ipip
+    load_module fou
     load_module ip6_tunnel
     set_sysctl net.ipv4.conf.all.arp_ignore 1
     set_sysctl net.ipv4.conf.all.arp_announce 2
@@ -161,12 +162,13 @@ start() {
     link_up eth0
     link_up tunl0
     link_up ip6tnl0
+    gue_port 6080
     add_address eth0 192.168.188.81/24 eth0:lvs
     add_address6 eth0 2001:db8:188::81/64
-    add_address tunl0 192.168.188.100/32 tunl0:lvs
     add_address tunl0 192.168.188.101/32 tunl0:lvs
+    add_address tunl0 192.168.188.100/32 tunl0:lvs
     add_address6 ip6tnl0 2001:db8:188::101/128
-    set_route default 192.168.188.200 1440
+    set_route default 192.168.188.200 1428
     set_route6 default 2001:db8:188::200 '' 1400
     record started
     say "started"
@@ -226,10 +228,10 @@ status() {
     printf '  address %s on %s: %s\n' 192.168.188.81/24 eth0 "$w"
     if ip -o -6 addr show dev eth0 to 2001:db8:188::81/128 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi
     printf '  address %s on %s: %s\n' 2001:db8:188::81/64 eth0 "$w"
-    if ip -o -4 addr show dev tunl0 to 192.168.188.100/32 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi
-    printf '  address %s on %s: %s\n' 192.168.188.100/32 tunl0 "$w"
     if ip -o -4 addr show dev tunl0 to 192.168.188.101/32 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi
     printf '  address %s on %s: %s\n' 192.168.188.101/32 tunl0 "$w"
+    if ip -o -4 addr show dev tunl0 to 192.168.188.100/32 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi
+    printf '  address %s on %s: %s\n' 192.168.188.100/32 tunl0 "$w"
     if ip -o -6 addr show dev ip6tnl0 to 2001:db8:188::101/128 2>/dev/null | grep -q .; then w=present; else w=MISSING; fi
     printf '  address %s on %s: %s\n' 2001:db8:188::101/128 ip6tnl0 "$w"
     printf '  route %s: %s\n' default "$(ip -4 route show exact default | head -n 1)"
