@@ -328,7 +328,6 @@ fn ha_cycle(test: &str, c: Ha) {
         }
     }
     assert_split(&l, &svc, 16);
-    common::vm::big_transfers(&l);
     // Every other service through the master: each family, each port of a firewall-mark service
     // on its own, and a persistent client on one real server across the ports of one.
     let others: Vec<lvsctl::inventory::Service> = units(&l.lab).into_iter().filter(|u| u.key() != svc.key()).collect();

@@ -118,7 +118,18 @@ pub fn drain_under_load(l: &Lab, which: Drain) {
     let out = drain_cmd(l, "drain", rs, &["--timeout", "120", "--output", "jsonl"]);
     std::thread::sleep(std::time::Duration::from_secs(3));
     stop_load(&load);
-    assert!(out.status.success(), "drain {rs}:\n{}", text(&out));
+    if !out.status.success() {
+        // What kept it: the directors' connection entries, and the load's own account.
+        let tables: Vec<String> = l
+            .lab
+            .hosts
+            .iter()
+            .filter(|h| h.role == lvsctl::inventory::Role::Director)
+            .map(|d| format!("{}:\n{}", d.name, l.sh(&d.name, "ipvsadm -Lnc; ipvsadm -Ln --stats")))
+            .collect();
+        let report = load_report(load);
+        panic!("drain {rs}:\n{}\n{}\nload: {report:#}", text(&out), tables.join("\n"));
+    }
     let lines: Vec<serde_json::Value> =
         String::from_utf8_lossy(&out.stdout).lines().map(|x| serde_json::from_str(x).unwrap()).collect();
     // One line per director and phase. Nothing reaches the server once its weight is 0 on every
