@@ -324,7 +324,12 @@ fn ha_cycle(test: &str, c: Ha) {
         for b in &s.real_servers {
             let dest = format!("-r {} ", std::net::SocketAddr::new(b.address, b.port));
             let line = saved.lines().find(|x| x.contains(&dest)).unwrap_or_else(|| panic!("{dest} in:\n{saved}"));
-            assert!(line.contains(&s.encap.ipvsadm_args()), "{} tunnels as {}: {line}", s.label(), s.encap.describe());
+            assert!(
+                line.contains(&s.encap.ipvsadm_save_args()),
+                "{} tunnels as {}: {line}",
+                s.label(),
+                s.encap.describe()
+            );
         }
     }
     assert_split(&l, &svc, 16);

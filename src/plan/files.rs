@@ -43,10 +43,8 @@ struct DestLine {
     address: String,
     port: u16,
     flag: &'static str,
-    /// `--tun-type ipip` for tunnelled destinations, as `ipvsadm-save` prints it; GUE and GRE
-    /// add their port and checksum options (`--tun-port 6080 --tun-nocsum`).
-    tun_type: Option<&'static str>,
-    tun_options: String,
+    /// ` --tun-type …` for tunnelled destinations, as `ipvsadm-save` prints it.
+    tun: String,
     weight: u32,
     u_threshold: u32,
     l_threshold: u32,
@@ -255,8 +253,11 @@ impl<'a> TemplateContext<'a> {
                         address: crate::ipvs::bracketed(d.address),
                         port: d.port,
                         flag: d.forward.ipvsadm_flag(),
-                        tun_type: (d.forward == crate::ipvs::Forward::Tunnel).then_some(d.encap.tun_type.as_str()),
-                        tun_options: tun_options(&d.encap),
+                        tun: if d.forward == crate::ipvs::Forward::Tunnel {
+                            d.encap.ipvsadm_save_args()
+                        } else {
+                            String::new()
+                        },
                         weight: d.weight,
                         u_threshold: d.u_threshold,
                         l_threshold: d.l_threshold,
@@ -272,24 +273,6 @@ impl<'a> TemplateContext<'a> {
                 .map(|t| t.applied_to(super::IpvsTimeouts { tcp: 0, tcp_fin: 0, udp: 0 })),
         }
     }
-}
-
-/// What `ipvsadm-save` prints after `--tun-type gue|gre`: GUE's port, then the checksum
-/// option (none for IP-in-IP).
-fn tun_options(e: &crate::ipvs::Encap) -> String {
-    use crate::ipvs::{TunChecksum, TunType};
-    let mut s = String::new();
-    if e.tun_type == TunType::Gue {
-        s.push_str(&format!(" --tun-port {}", e.port));
-    }
-    if e.tun_type != TunType::Ipip {
-        s.push_str(match e.checksum {
-            TunChecksum::None => " --tun-nocsum",
-            TunChecksum::Csum => " --tun-csum",
-            TunChecksum::Remcsum => " --tun-remcsum",
-        });
-    }
-    s
 }
 
 /// An address as IPVS stores it (`union nf_inet_addr`: an IPv4 address in the first four of

@@ -255,19 +255,20 @@ impl Encap {
             }
     }
 
-    /// ipvsadm's options after `-i` (empty for plain IP-in-IP, which every ipvsadm takes).
-    pub fn ipvsadm_args(&self) -> String {
-        if self.is_ipip() {
-            return String::new();
-        }
+    /// What `ipvsadm-save` writes after a tunnelled destination's weight: `--tun-type ipip`, or
+    /// the type with GUE's port and the checksum option (`--tun-type gue --tun-port 6080
+    /// --tun-nocsum`); `ipvsadm -R` reads it back.
+    pub fn ipvsadm_save_args(&self) -> String {
         let mut s = format!(" --tun-type {}", self.tun_type.as_str());
         if self.tun_type == TunType::Gue {
             s.push_str(&format!(" --tun-port {}", self.port));
         }
-        match self.checksum {
-            TunChecksum::None => {}
-            TunChecksum::Csum => s.push_str(" --tun-csum"),
-            TunChecksum::Remcsum => s.push_str(" --tun-remcsum"),
+        if self.tun_type != TunType::Ipip {
+            s.push_str(match self.checksum {
+                TunChecksum::None => " --tun-nocsum",
+                TunChecksum::Csum => " --tun-csum",
+                TunChecksum::Remcsum => " --tun-remcsum",
+            });
         }
         s
     }
