@@ -21,13 +21,43 @@ use common::vm::{assert_split, assert_sticky_across_ports, here_or_in_vm, traffi
 const SETTLE: u64 = 60;
 
 /// Polls `f` every half second until it holds, for at most `secs`.
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) -> Duration {
+fn wait_until(what: &str, secs: u64, f: impl FnMut() -> bool) -> Duration {
+    waited(secs, 1, f).unwrap_or_else(|| panic!("{what}: not within {secs} s"))
+}
+
+/// How long `f` took to hold, polled every half second; None when it did not within `secs` and
+/// `min_polls` polls.
+fn waited(secs: u64, min_polls: u32, mut f: impl FnMut() -> bool) -> Option<Duration> {
     let started = Instant::now();
+    let mut polls = 0;
     while !f() {
-        assert!(started.elapsed() < Duration::from_secs(secs), "{what}: not within {secs} s");
+        polls += 1;
+        if started.elapsed() >= Duration::from_secs(secs) && polls >= min_polls {
+            eprintln!("still false after {polls} polls in {:.1} s", started.elapsed().as_secs_f64());
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(500));
     }
-    started.elapsed()
+    Some(started.elapsed())
+}
+
+/// `wait_until` for where the VIP is, looking at least 30 times: each look asks two hosts (an
+/// exec each), and when the guest's two vCPUs are starved by the labs beside this one a look takes
+/// tens of seconds (in one CI run the failed phase lasted 64 s longer than `up` and this 60 s
+/// deadline together: a few looks in all). When
+/// the pair does not settle: what every director held and what its keepalived said last.
+fn wait_for_pair(l: &Lab, what: &str, secs: u64, f: impl FnMut() -> bool) -> Duration {
+    waited(secs, 30, f).unwrap_or_else(|| {
+        for d in l.lab.hosts_with_role(lvsctl::inventory::Role::Director) {
+            let script = format!(
+                "date +%s.%N; ip -o addr show; ps -eo pid,stat,etime,args | grep [k]eepalived; \
+                 tail -n 40 /run/lvsctl-{}-keepalived.log 2>/dev/null",
+                l.lab.name
+            );
+            eprintln!("{} when the pair had not settled: {}", d.name, l.sh(&d.name, &script));
+        }
+        panic!("{what}: not within {secs} s")
+    })
 }
 
 /// Every VRRP instance of `master` scraped as master, every one of `backup` as not.
@@ -282,7 +312,7 @@ fn ha_cycle(test: &str, c: Ha) {
     let (master, backup) = match c.backup {
         Some(b) if !preempt => {
             let mut first = None;
-            wait_until("a director holds the VIP", SETTLE, || {
+            wait_for_pair(&l, "a director holds the VIP", SETTLE, || {
                 first = [c.master, b].into_iter().find(|h| holds(&l, h, &vip));
                 first.is_some()
             });
@@ -295,7 +325,9 @@ fn ha_cycle(test: &str, c: Ha) {
         // Both start as BACKUP and `up` starts them in parallel: under emulation the lower
         // priority may finish its wait first and hold the VIP until the master's first advert
         // reaches it. The pair has settled when only the master holds it.
-        wait_until("the master alone holds the VIP", SETTLE, || holds(&l, master, &vip) && !holds(&l, backup, &vip));
+        wait_for_pair(&l, "the master alone holds the VIP", SETTLE, || {
+            holds(&l, master, &vip) && !holds(&l, backup, &vip)
+        });
         let status = l.ok(&["status"]);
         let line =
             |h: &str| status.lines().find(|l| l.trim_start().starts_with(&format!("{h} ")) && l.contains("VRRP"));
@@ -389,7 +421,7 @@ fn ha_cycle(test: &str, c: Ha) {
         std::thread::sleep(Duration::from_secs(5));
         let out = lab_cmd("stop", master);
         assert!(out.contains(&format!("{master} stopped")) && out.contains("processes frozen"), "{out}");
-        let took = wait_until("the backup holds the VIP", SETTLE, || holds(&l, backup, &vip));
+        let took = wait_for_pair(&l, "the backup holds the VIP", SETTLE, || holds(&l, backup, &vip));
         eprintln!("{backup} took the VIP {:.1} s after {master} stopped", took.as_secs_f64());
         if let Some(p) = &prom {
             // The stopped master cannot be scraped; the backup's series flips to master.
@@ -409,7 +441,7 @@ fn ha_cycle(test: &str, c: Ha) {
         assert_eq!(common::trace::director_of(&doc).as_deref(), Some(backup), "{doc:#}");
         let out = lab_cmd("start", master);
         assert!(out.contains(&format!("{master} started")), "{out}");
-        wait_until("the master alone holds the VIP again", SETTLE, || {
+        wait_for_pair(&l, "the master alone holds the VIP again", SETTLE, || {
             holds(&l, master, &vip) && !holds(&l, backup, &vip)
         });
         if let Some(p) = &prom {
@@ -445,7 +477,7 @@ fn ha_cycle(test: &str, c: Ha) {
         if !preempt {
             master_after = backup;
         }
-        wait_until("the VIP is where preemption puts it", SETTLE, || holds(&l, master_after, &vip));
+        wait_for_pair(&l, "the VIP is where preemption puts it", SETTLE, || holds(&l, master_after, &vip));
         for u in &others {
             assert_split(&l, u, 4);
         }
@@ -476,7 +508,7 @@ fn ha_cycle(test: &str, c: Ha) {
     let repaired = l.ok(&["up", "--host", victim]);
     assert!(repaired.contains("daemon keepalived: stopped -> running"), "{repaired}");
     if let Some(standby) = standby {
-        wait_until("the pair settled", SETTLE, || {
+        wait_for_pair(&l, "the pair settled", SETTLE, || {
             l.ok(&["status"]).lines().any(|x| x.trim_start().starts_with(standby) && x.contains("BACKUP"))
         });
     } else {
