@@ -8,7 +8,8 @@
 # its own, run at once:
 #   alone     the scenarios that prove loading and unloading (the README's first `up` shows
 #             `+ module ip_vs`; TUN's ipip and ip6_tunnel; the rendered files' modules-load.d),
-#             one at a time, on a kernel with none of them loaded;
+#             one at a time, on a kernel with none of them loaded; and one-armed NAT, whose source
+#             NAT rule makes nftables load the kernel's NAT modules (and this guest has the room);
 #   together  every other scenario, several at once, after every module a lab loads was loaded
 #             up front (so that no lab loads or unloads one under another's snapshots).
 # Each prints its phase times at the end as `PHASES<TAB>scenario<TAB>phase<TAB>seconds` lines.
@@ -26,7 +27,7 @@ reuse=(--cargo-metadata target/nextest-reuse/cargo-metadata.json
 nextest() { cargo-nextest nextest run "${reuse[@]}" --profile guest --no-fail-fast "$@"; }
 real_kernel='(binary(e2e) | binary(e2e_ha)) & test(/^e2e_/)'
 # In this order: e2e_tun's down unloads ipip, which e2e_rendered_files_alone needs unloaded.
-alone=(e2e_dr e2e_tun e2e_tun6 e2e_tun_gue e2e_tun_gre e2e_rendered_files_alone)
+alone=(e2e_dr e2e_tun e2e_tun6 e2e_tun_gue e2e_tun_gre e2e_nat_onearm e2e_rendered_files_alone)
 
 booted=$(cut -d ' ' -f 1 /proc/uptime)
 printf 'guest %s\tboot\t%s\n' "$stage" "$booted" >> "$LVSCTL_PHASES"

@@ -42,6 +42,8 @@ pub enum Code {
     PortMapping,
     DirectorIsRealServer,
     FwmarkRulesMissing,
+    SnatRulesMissing,
+    NatConntrackOff,
     VipUnroutable,
     VipMisrouted,
     KeepalivedDown,
@@ -57,7 +59,7 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 38] = [
+    pub const ALL: [Code; 40] = [
         Code::ArpIgnore,
         Code::ArpAnnounce,
         Code::VipOnInterface,
@@ -84,6 +86,8 @@ impl Code {
         Code::PortMapping,
         Code::DirectorIsRealServer,
         Code::FwmarkRulesMissing,
+        Code::SnatRulesMissing,
+        Code::NatConntrackOff,
         Code::VipUnroutable,
         Code::VipMisrouted,
         Code::KeepalivedDown,
@@ -126,6 +130,8 @@ impl Code {
             Code::PortMapping => "port-mapping",
             Code::DirectorIsRealServer => "director-is-real-server",
             Code::FwmarkRulesMissing => "fwmark-rules-missing",
+            Code::SnatRulesMissing => "snat-rules-missing",
+            Code::NatConntrackOff => "nat-conntrack-off",
             Code::VipUnroutable => "vip-unroutable",
             Code::VipMisrouted => "vip-misrouted",
             Code::KeepalivedDown => "keepalived-down",
@@ -402,6 +408,7 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
     if let Some(n) = &f.nft {
         marks(c, h, n);
     }
+    one_armed(c, h, f);
     let Some(table) = &f.ipvs else {
         c.add(
             &h.name,
@@ -520,38 +527,75 @@ fn director(c: &mut Ctx, h: &Host, f: &HostFacts) {
     }
 }
 
-/// A firewall-mark service sees only the packets lvsctl's nftables table marks: without the
-/// table (or with other rules in it) IPVS never sees them, and nothing else says why.
+/// A firewall-mark service sees only the packets lvsctl's nftables table marks, and a one-armed
+/// NAT service's requests keep the client's source without its source NAT rules: without the
+/// table (or with other rules in it) the first are never seen by IPVS and the second are answered
+/// past the director, and nothing else says why.
 fn marks(c: &mut Ctx, h: &Host, n: &crate::agent::facts::NftFact) {
-    let services: Vec<String> = c.lab.services.iter().filter(|s| s.ipvs.fwmark.is_some()).map(|s| s.label()).collect();
-    let services = services.join(", ");
+    let of = |pick: fn(&crate::inventory::Service) -> bool| {
+        c.lab.services.iter().filter(|s| pick(s)).map(|s| s.label()).collect::<Vec<_>>().join(", ")
+    };
+    let (marked, snat) = (of(|s| s.ipvs.fwmark.is_some()), of(|s| s.snat));
     let table = format!("table inet {}", n.table);
-    let fix = format!("run `lvsctl up --host {}`: it puts {table} back as planned and touches no other table", h.name);
-    if let Some(e) = &n.error {
-        c.add(
-            &h.name,
-            Code::FwmarkRulesMissing,
-            format!("the marking rules of {services} could not be read on director {}", h.name),
-            e.clone(),
-            "install nftables on the director (apt-get install nftables, or dnf install nftables)".into(),
-        );
+    let (evidence, fix) = if let Some(e) = &n.error {
+        (e.clone(), "install nftables on the director (apt-get install nftables, or dnf install nftables)".to_string())
+    } else {
+        let evidence = match n.rules {
+            None => format!("no {table} (nft list tables)"),
+            Some(_) if n.as_planned => return,
+            Some(r) => format!(
+                "{table} holds {} where the plan has {}, or other objects",
+                crate::plural(r, "rule"),
+                crate::plural(n.planned_rules, "rule")
+            ),
+        };
+        (
+            evidence,
+            format!("run `lvsctl up --host {}`: it puts {table} back as planned and touches no other table", h.name),
+        )
+    };
+    let unread = n.error.is_some();
+    if !marked.is_empty() {
+        let cause = if unread {
+            format!("the marking rules of {marked} could not be read on director {}", h.name)
+        } else {
+            format!("the packets of {marked} are not marked as planned on director {}: IPVS does not see them", h.name)
+        };
+        c.add(&h.name, Code::FwmarkRulesMissing, cause, evidence.clone(), fix.clone());
+    }
+    if !snat.is_empty() {
+        let cause = if unread {
+            format!("the source NAT rules of {snat} could not be read on director {}", h.name)
+        } else {
+            format!(
+                "the requests of {snat} do not get the director's address as planned on director {}: real servers answer the clients' addresses by their own routes, past the director",
+                h.name
+            )
+        };
+        c.add(&h.name, Code::SnatRulesMissing, cause, evidence, fix);
+    }
+}
+
+/// One-armed NAT's source NAT acts on the conntrack entries IPVS keeps only with
+/// `net.ipv4.vs.conntrack = 1`.
+fn one_armed(c: &mut Ctx, h: &Host, f: &HostFacts) {
+    let Some(s) = c.lab.services.iter().find(|s| s.snat) else { return };
+    let key = "net.ipv4.vs.conntrack";
+    let have = f.sysctls.get(key).map(|v| v.trim().to_string());
+    if have.as_deref() == Some("1") || f.ipvs.is_none() {
+        // Without IPVS, ipvs-missing says what is wrong.
         return;
     }
-    let evidence = match n.rules {
-        None => format!("no {table} (nft list tables)"),
-        Some(_) if n.as_planned => return,
-        Some(r) => format!(
-            "{table} holds {} where the plan has {}, or other objects",
-            crate::plural(r, "rule"),
-            crate::plural(n.planned_rules, "rule")
-        ),
-    };
     c.add(
         &h.name,
-        Code::FwmarkRulesMissing,
-        format!("the packets of {services} are not marked as planned on director {}: IPVS does not see them", h.name),
-        evidence,
-        fix,
+        Code::NatConntrackOff,
+        format!(
+            "one-armed NAT director {} keeps no conntrack entries for IPVS: the source NAT of {} never acts, and real servers answer the clients' addresses past the director",
+            h.name,
+            s.label()
+        ),
+        format!("{key}={}", have.unwrap_or_else(|| "?".into())),
+        format!("set {key}=1 (lvsctl up does)"),
     );
 }
 

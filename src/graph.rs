@@ -107,6 +107,9 @@ pub struct Svc {
     pub real_servers: Vec<(String, u32)>,
     pub sorry: Option<String>,
     pub check: Option<String>,
+    /// How the director forwards, when it is not the mode's plain way: `one-armed NAT, source
+    /// 192.168.188.8`, `GUE port 6080 csum`, `GRE`.
+    pub forwarding: Option<String>,
 }
 
 /// The segments of the lab: `[lab] segments` when the inventory has them, else one per subnet.
@@ -245,9 +248,32 @@ pub fn topology(lab: &Lab) -> Topology {
                 crate::inventory::CheckKind::Tcp => "tcp check".to_string(),
                 crate::inventory::CheckKind::Http { path, status, .. } => format!("http check GET {path} → {status}"),
             }),
+            forwarding: forwarding(lab, s),
         })
         .collect();
     Topology { lab: lab.name.clone(), mode: lab.mode.to_string(), segments: order(segments(lab), lab), hosts, services }
+}
+
+/// A service's forwarding in words, when it is not its mode's plain way.
+fn forwarding(lab: &Lab, s: &crate::inventory::Service) -> Option<String> {
+    if s.snat {
+        let from: std::collections::BTreeSet<String> = lab
+            .director()
+            .map(|d| {
+                s.real_servers
+                    .iter()
+                    .filter_map(|b| crate::plan::snat_address(d, b.address))
+                    .map(|a| a.to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        return Some(format!("one-armed NAT, source {}", from.into_iter().collect::<Vec<_>>().join(", ")));
+    }
+    (!s.encap.is_ipip()).then(|| {
+        let d = s.encap.describe();
+        let (kind, rest) = d.split_once(' ').unwrap_or((&d, ""));
+        format!("tunnel {} {rest}", kind.to_uppercase()).trim_end().to_string()
+    })
 }
 
 impl Segment {
@@ -274,6 +300,9 @@ impl Svc {
     pub fn summary(&self) -> String {
         let rs: Vec<String> = self.real_servers.iter().map(|(h, w)| format!("{h} weight {w}")).collect();
         let mut s = format!("{}, {}: {}", self.label, self.scheduler, rs.join(", "));
+        if let Some(f) = &self.forwarding {
+            s.push_str(&format!("; {f}"));
+        }
         if let Some(c) = &self.check {
             s.push_str(&format!("; {c}"));
         }

@@ -545,12 +545,12 @@ fn full_cycle(test: &str, inv: &str, c: Checks) {
     if l.lab.name == "dr" {
         readme_example_is_on_screen(&out, "$ lvsctl up inventories/dr.toml\n");
     }
-    // up asks directors that need a program (nft for firewall-mark services) whether it is
-    // installed before it changes any host: one exec more there.
+    // up asks directors that need a program (nft for firewall-mark and one-armed NAT services)
+    // whether it is installed before it changes any host: one exec more there.
     // So does a director whose exporter's address must be free.
     let mut up_execs = every(1);
     for d in l.lab.directors() {
-        if l.lab.services.iter().any(|s| s.ipvs.fwmark.is_some()) || l.lab.metrics_listen(d).is_some() {
+        if l.lab.services.iter().any(|s| s.ipvs.fwmark.is_some() || s.snat) || l.lab.metrics_listen(d).is_some() {
             up_execs.insert(d.name.clone(), 2);
         }
     }
@@ -1336,6 +1336,59 @@ fn e2e_tun_gue() {
                 drift: true,
                 readme: None,
             }],
+        },
+    );
+}
+
+/// One-armed NAT, both families: real servers behind the router keep the router as their
+/// gateway, and see the director's address as their client's.
+#[test]
+fn e2e_nat_onearm() {
+    if !here_or_in_vm("e2e_nat_onearm") {
+        return;
+    }
+    full_cycle(
+        "e2e_nat_onearm",
+        "inventories/nat-onearm.toml",
+        Checks {
+            prepare: &[],
+            crash_first: false,
+            reboot: &["lvs"],
+            extra: "",
+            drain: None,
+            after_up: &[
+                // The real servers' own routes, untouched: the router is their gateway.
+                ("web1", "ip route show default", "default via 10.20.0.200"),
+                ("web2", "ip -6 route show default", "default via 2001:db8:20::200"),
+                ("lvs", "cat /proc/sys/net/ipv4/vs/conntrack /proc/sys/net/ipv4/ip_forward", "1\n1"),
+                ("lvs", "nft list table inet lvsctl-nat-onearm", "snat ip to 192.168.188.8"),
+                ("lvs", "nft list table inet lvsctl-nat-onearm", "snat ip6 to 2001:db8:188::8"),
+                // Whom the real servers see: the director, never the client (192.168.10.6).
+                ("client", "curl -s -m 10 http://192.168.188.100/peer", "peer 192.168.188.8\n"),
+                ("client", "curl -s -m 10 -g 'http://[2001:db8:188::100]/peer'", "peer 2001:db8:188::8\n"),
+            ],
+            breaks: &[
+                Break {
+                    what: "the director keeps no conntrack entries for IPVS",
+                    host: "lvs",
+                    script: "echo 0 > /proc/sys/net/ipv4/vs/conntrack",
+                    verify_fails_with: Some("never answered"),
+                    doctor: &[("lvs", "nat-conntrack-off")],
+                    after_repair: None,
+                    drift: true,
+                    readme: None,
+                },
+                Break {
+                    what: "the director's source NAT rules are gone",
+                    host: "lvs",
+                    script: "nft delete table inet lvsctl-nat-onearm",
+                    verify_fails_with: Some("never answered"),
+                    doctor: &[("lvs", "snat-rules-missing")],
+                    after_repair: None,
+                    drift: true,
+                    readme: None,
+                },
+            ],
         },
     );
 }

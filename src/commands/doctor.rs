@@ -12,9 +12,12 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<u8> {
     let planned = super::Planned::open(&args.inv, &args.connect, &args.tpl)?;
     let lab = &planned.lab;
     let vips = lab.vips();
+    // One-armed NAT needs IPVS's conntrack entries (doctor: nat-conntrack-off).
+    let sysctls: Vec<String> =
+        lab.services.iter().any(|s| s.snat).then(|| "net.ipv4.vs.conntrack".into()).into_iter().collect();
     let jobs = planned.jobs(&args.connect.filter, |plan| Operation::Facts {
         plan: Some(plan.clone()),
-        facts: FactsRequest { lookups: vips.clone(), ..Default::default() },
+        facts: FactsRequest { lookups: vips.clone(), sysctls: sysctls.clone(), ..Default::default() },
     });
     let names: Vec<String> = jobs.iter().map(|j| j.host.clone()).collect();
     let mut printer = Printer::new(&names, true);

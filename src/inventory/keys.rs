@@ -211,6 +211,12 @@ pub const SERVICE: Table = Table {
             "GUE only: a UDP checksum on the outer header (ipvsadm --tun-csum). GRE's and remote checksum offload are refused: see the README's mode table.",
         ),
         key(
+            "snat",
+            "bool",
+            "false",
+            "NAT only: one-armed NAT. The director also rewrites each request's source to its own address (net.ipv4.vs.conntrack = 1 and a source NAT rule in lvsctl's nftables table), so real servers answer it through their own routes, on any subnet, with no gateway change; they no longer see the client's address. Not on firewall-mark services nor in an HA pair (yet).",
+        ),
+        key(
             "real_servers",
             "array of tables",
             "every real-server host, weight 1",

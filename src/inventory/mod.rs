@@ -11,6 +11,7 @@ pub mod model;
 pub mod parse;
 pub mod reader;
 pub mod services;
+pub mod snat;
 pub mod ssh;
 pub mod tunnel;
 pub mod validate;

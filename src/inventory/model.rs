@@ -170,6 +170,10 @@ pub struct Service {
     /// TUN: how the director wraps the packets (IP-in-IP unless the inventory says GUE or GRE).
     #[serde(default, skip_serializing_if = "Encap::is_ipip")]
     pub encap: Encap,
+    /// NAT: one-armed (`snat = true`): the director also puts its own address as the requests'
+    /// source, so the real servers' replies come back to it through their own routes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub snat: bool,
     pub real_servers: Vec<Backend>,
     /// How keepalived checks each real server (None: no checks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -263,7 +267,7 @@ pub struct Ha {
 impl Service {
     /// What the service's mode (and, for TUN, its tunnel) requires: see `modes/`.
     pub fn profile(&self) -> &'static crate::modes::Profile {
-        crate::modes::profile_of(self.mode, self.encap.tun_type)
+        crate::modes::profile_of(self.mode, self.encap.tun_type, self.snat)
     }
 
     /// The address the director sends `host`'s share of this service to (real server or sorry server).

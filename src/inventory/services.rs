@@ -45,6 +45,8 @@ pub struct DraftService {
     pub mode: Option<Mode>,
     /// tun_type, tun_port, tun_checksum as written (checked once the mode is known).
     pub tunnel: super::tunnel::DraftTunnel,
+    /// `snat = true`: the key's path (one-armed NAT, checked once the mode is known).
+    pub snat: Option<String>,
     /// None: every real-server host, weight 1.
     pub real_servers: Option<Vec<DraftBackend>>,
     pub health_check: Option<HealthCheck>,
@@ -281,6 +283,7 @@ pub(super) fn parse_service(r: &mut Reader, index: usize, t: Table) -> DraftServ
     });
     let mode = t.get(r, "mode").and_then(|i| parse_enum(r, &i, &Mode::NAMES, Mode::parse, "mode"));
     let tunnel = super::tunnel::parse_tunnel(r, &t);
+    let snat = super::snat::parse_snat(r, &t);
     let real_servers = t.get(r, "real_servers").and_then(|i| i.array(r)).map(|items| {
         items
             .into_iter()
@@ -359,6 +362,7 @@ pub(super) fn parse_service(r: &mut Reader, index: usize, t: Table) -> DraftServ
         netmask,
         mode,
         tunnel,
+        snat,
         real_servers,
         health_check,
         on_failure,
@@ -746,6 +750,9 @@ pub(super) fn check_service(
         }
     };
     let mut seen = BTreeSet::new();
+    // One-armed NAT's real servers answer the director through their own routes: anywhere it
+    // can reach (whether snat is allowed here is checked with the service's other keys).
+    let one_arm = s.snat.is_some() && mode == Some(Mode::Nat);
     for (host, bpath, weight, port, u_threshold, l_threshold) in list {
         let hp = if explicit { join(&bpath, "host") } else { bpath.clone() };
         let Some(h) = by_name.get(host.as_str()).copied() else {
@@ -778,12 +785,12 @@ pub(super) fn check_service(
         }
         let (Some(mode), Some(sport), Some(vip)) = (mode, s.port, s.vip) else { continue };
         let family = Family::of_addr(vip);
-        let address = resolve_rs_address(r, h, director, mode, family, &label_of(s), reported);
+        let address = resolve_rs_address(r, h, director, (mode, one_arm), family, &label_of(s), reported);
         // The other director of a pair must reach it the same way.
         if let Some(other) = directors.get(1)
             && address.is_some()
         {
-            resolve_rs_address(r, h, Some(other), mode, family, &label_of(s), reported);
+            resolve_rs_address(r, h, Some(other), (mode, one_arm), family, &label_of(s), reported);
         }
         if let Some(p) = port
             && p != sport
@@ -812,6 +819,8 @@ pub(super) fn check_service(
         .and_then(|x| check_sorry(r, s, x, mode?, by_name, names, directors, &backends, reported));
     check_health(r, s, mode?);
     let encap = super::tunnel::check_tunnel(r, &s.path, &s.tunnel, mode?);
+    let family = Family::of_addr(s.vip?);
+    let snat = super::snat::check_snat(r, s.snat.as_ref(), (mode?, family), s.fwmark, directors);
     Some(Service {
         index: s.index,
         name: s.name.clone(),
@@ -833,6 +842,7 @@ pub(super) fn check_service(
             .collect(),
         mode: mode?,
         encap,
+        snat,
         real_servers: backends,
         health_check: s.health_check.clone(),
         on_failure: s.on_failure,
@@ -913,7 +923,8 @@ pub(super) fn check_sorry(
                 );
                 return None;
             }
-            let address = resolve_rs_address(r, h, directors.first().copied(), mode, family, &label_of(s), reported)?;
+            let address =
+                resolve_rs_address(r, h, directors.first().copied(), (mode, false), family, &label_of(s), reported)?;
             Some(SorryServer { host: Some(host.clone()), address, port })
         }
         other => {
@@ -955,7 +966,7 @@ pub(super) fn resolve_rs_address(
     r: &mut Reader,
     h: &DraftHost,
     director: Option<&DraftHost>,
-    mode: Mode,
+    (mode, one_arm): (Mode, bool),
     family: Family,
     service: &str,
     reported: &mut BTreeSet<(String, Mode, Family)>,
@@ -963,7 +974,7 @@ pub(super) fn resolve_rs_address(
     let of_family = |a: &IpNet| Family::of_addr(a.addr()) == family;
     let director_nets: Vec<IpNet> =
         director.map(|d| d.addresses().map(|(_, _, a)| a).filter(of_family).collect()).unwrap_or_default();
-    let same_l2 = mode.profile().real_server.same_l2;
+    let same_l2 = crate::modes::profile_of(mode, Default::default(), one_arm).real_server.same_l2;
     // Subnets that failed to parse were reported: deciding without them would only add
     // follow-on errors.
     if h.incomplete || director.is_some_and(|d| d.incomplete) {

@@ -36,6 +36,7 @@ pub fn validate(r: &mut Reader, d: Draft, file: &Path) -> Option<Lab> {
     super::services::check_some_service(r, &services);
     let gateways = real_server_gateways(r, &hosts, &by_name, &mut checked, &directors, pair, ha.as_ref());
     check_nat_clients(r, &hosts, &by_name, &checked.services);
+    super::snat::check_conntrack(r, &checked.services, &ipvs);
     if let Some(ha) = &ha
         && let Some((a, b)) = pair
     {
@@ -140,11 +141,14 @@ fn check_services(
                     service_keys.insert((vip, port, s.protocol), s.index);
                 }
             }
-            for b in &svc.real_servers {
+            // A one-armed NAT service asks nothing of its real servers' routes (nor one whose
+            // snat was refused: its error is enough).
+            for b in svc.real_servers.iter().filter(|_| s.snat.is_none()) {
                 rs_modes.entry(b.host.clone()).or_default().entry(svc.mode).or_insert_with(|| svc.label());
             }
             if let Some(h) = svc.sorry_server.as_ref().and_then(|x| x.host.as_ref())
                 && by_name.get(h.as_str()).is_some_and(|d| d.role == Some(Role::SorryServer))
+                && s.snat.is_none()
             {
                 rs_modes.entry(h.clone()).or_default().entry(svc.mode).or_insert_with(|| svc.label());
             }

@@ -471,6 +471,7 @@ mod tests {
             matches: vec![],
             mode: crate::inventory::Mode::Dr,
             encap: Default::default(),
+            snat: false,
             real_servers: weights
                 .iter()
                 .enumerate()

@@ -3,7 +3,8 @@
 //! who answered. `GET /bytes/N` adds N bytes after the name (a large body), `GET /slow/N` sends
 //! them paced (a slow download: 16 KiB every 50 ms, about 320 KB/s), for traffic that lasts. A
 //! `POST` is read whole (its Content-Length, at most `MAX_BODY`) and answered with the name and
-//! `received N`: an upload, whose large packets go client to real server.
+//! `received N`: an upload, whose large packets go client to real server. `GET /peer` answers
+//! the name and `peer ADDRESS`: whom the real server sees as its client (one-armed NAT's director).
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
@@ -38,6 +39,14 @@ pub fn asked(request: &[u8]) -> (usize, bool) {
         _ => return (0, false),
     };
     (n.parse::<usize>().map_or(0, |n| n.min(MAX_BODY)), slow)
+}
+
+/// Whether `request` is `GET /peer` (what address the real server sees the client at).
+pub fn asks_peer(request: &[u8]) -> bool {
+    let line = request.split(|b| *b == b'\n').next().unwrap_or(&[]);
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.split_whitespace();
+    (words.next(), words.next()) == (Some("GET"), Some("/peer"))
 }
 
 /// A POST's Content-Length (at most `MAX_BODY`), and how much of the body `request` holds
@@ -113,9 +122,12 @@ pub(super) fn serve_tcp(l: TcpListener, name: String) {
                     }
                 }
             }
-            if let Some((length, have)) = upload(&got) {
-                let received = read_body(&mut s, length, have);
-                let body = format!("{name}\nreceived {received}\n");
+            let peer = asks_peer(&got).then(|| s.peer_addr().map(|p| p.ip().to_canonical()));
+            if let Some(body) = match (upload(&got), peer) {
+                (Some((length, have)), _) => Some(format!("{name}\nreceived {}\n", read_body(&mut s, length, have))),
+                (None, Some(Ok(ip))) => Some(format!("{name}\npeer {ip}\n")),
+                _ => None,
+            } {
                 let head = format!(
                     "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                     body.len()
@@ -247,6 +259,8 @@ mod tests {
         assert_eq!(asked(b"GET /bytes/999999999999 HTTP/1.0\r\n"), (MAX_BODY, false));
         assert_eq!(asked(b"GET /bytes/x HTTP/1.0\r\n"), (0, false));
         assert_eq!(asked(b"POST /bytes/5 HTTP/1.0\r\n"), (0, false));
+        assert!(asks_peer(b"GET /peer HTTP/1.0\r\n\r\n"));
+        assert!(!asks_peer(b"GET /peers HTTP/1.0\r\n") && !asks_peer(b"POST /peer HTTP/1.0\r\n"));
         assert_eq!(upload(b"POST /up HTTP/1.1\r\nHost: x\r\ncontent-length: 1048576\r\n\r\nabc"), Some((1048576, 3)));
         assert_eq!(upload(b"POST /up HTTP/1.1\r\nContent-Length: 999999999999\r\n\r\n"), Some((MAX_BODY, 0)));
         assert_eq!(upload(b"POST /up HTTP/1.1\r\nHost: x\r\n\r\n"), None, "no length, no upload");

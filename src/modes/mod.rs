@@ -95,6 +95,9 @@ pub struct Walk {
 pub enum Rewrite {
     /// The destination becomes the real server's address (and port).
     Destination,
+    /// The destination becomes the real server's address (and port), the source the director's
+    /// own address (one-armed NAT).
+    DestinationAndSource,
     /// Only the Ethernet destination: the frame goes to the real server's MAC, the IP packet is
     /// untouched.
     MacOnly,
@@ -190,15 +193,17 @@ pub struct VipOn {
 }
 
 /// Every profile, in the order their requirements are applied when a host serves several.
-pub const ALL: [&Profile; 5] = [&nat::PROFILE, &dr::PROFILE, &tun::PROFILE, &tun::GUE, &tun::GRE];
+pub const ALL: [&Profile; 6] = [&nat::PROFILE, &nat::ONE_ARM, &dr::PROFILE, &tun::PROFILE, &tun::GUE, &tun::GRE];
 
-/// The profile of a service of `mode` whose tunnel (TUN only) is `tun_type`.
-pub fn profile_of(mode: Mode, tun_type: crate::ipvs::TunType) -> &'static Profile {
+/// The profile of a service of `mode` whose tunnel (TUN only) is `tun_type`, one-armed (NAT
+/// only) when `snat`.
+pub fn profile_of(mode: Mode, tun_type: crate::ipvs::TunType, snat: bool) -> &'static Profile {
     use crate::ipvs::TunType;
-    match (mode, tun_type) {
-        (Mode::Tun, TunType::Gue) => &tun::GUE,
-        (Mode::Tun, TunType::Gre) => &tun::GRE,
-        (m, _) => m.profile(),
+    match (mode, tun_type, snat) {
+        (Mode::Tun, TunType::Gue, _) => &tun::GUE,
+        (Mode::Tun, TunType::Gre, _) => &tun::GRE,
+        (Mode::Nat, _, true) => &nat::ONE_ARM,
+        (m, _, _) => m.profile(),
     }
 }
 
@@ -211,7 +216,7 @@ mod tests {
         for m in [Mode::Nat, Mode::Dr, Mode::Tun] {
             assert_eq!(m.profile().mode, m);
         }
-        assert_eq!(ALL.map(|p| p.name), ["nat", "dr", "tun", "tun-gue", "tun-gre"]);
+        assert_eq!(ALL.map(|p| p.name), ["nat", "nat-onearm", "dr", "tun", "tun-gue", "tun-gre"]);
         for p in ALL {
             assert!(p.name.starts_with(p.mode.as_str()), "{}", p.name);
         }

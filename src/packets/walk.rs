@@ -162,9 +162,18 @@ fn chain(obs: &[Seen], start: usize) -> Vec<usize> {
         used.insert(next);
         let host = obs[next].host.clone();
         let at = obs[next].at_ns;
-        // Received again on another device of the host (decapsulated by a tunnel device).
+        // Received again on another device of the host, decapsulated by a tunnel device: with
+        // fewer headers. (The same flow received again with as many is a later pass through the
+        // host: a router that one-armed NAT's director sends the request back through.)
+        let layers = obs[next].packet.ip.len();
         let mut more: Vec<usize> = (0..obs.len())
-            .filter(|i| !used.contains(i) && obs[*i].host == host && !obs[*i].outgoing && obs[*i].at_ns >= at)
+            .filter(|i| {
+                !used.contains(i)
+                    && obs[*i].host == host
+                    && !obs[*i].outgoing
+                    && obs[*i].at_ns >= at
+                    && obs[*i].packet.ip.len() < layers
+            })
             .collect();
         more.sort_by_key(|i| obs[*i].at_ns);
         for i in more {
@@ -362,6 +371,12 @@ fn director_rewrite(got: &Seen, sent: &Seen, e: &Expect) -> Option<String> {
         Rewrite::Destination if layers.1 == layers.0 && rips.contains(&si.dst) => None,
         Rewrite::Destination => Some(format!(
             "expected the destination rewritten to a real server's address, but it left as {}",
+            endpoint(si.dst, sd)
+        )),
+        Rewrite::DestinationAndSource if layers.1 == layers.0 && rips.contains(&si.dst) && si.src != gi.src => None,
+        Rewrite::DestinationAndSource => Some(format!(
+            "expected the destination rewritten to a real server's address and the source to the director's, but it left as {} > {}",
+            si.src,
             endpoint(si.dst, sd)
         )),
         Rewrite::MacOnly if layers.1 == layers.0 && (si.src, si.dst) == (gi.src, gi.dst) && sd == gd => None,
@@ -618,5 +633,74 @@ mod tests {
             w.departures
         );
         assert_eq!(w.answered_by, None);
+    }
+
+    /// One-armed NAT: the request leaves the director with its address as the source (one arm,
+    /// eth0 both ways), the reply comes back to it and leaves from the VIP to the client; the
+    /// same packets under two-armed NAT's expectation are fine too, but two-armed NAT's packets
+    /// are not one-armed.
+    #[test]
+    fn a_one_armed_nat_walk_rewrites_the_source_too() {
+        use Role::*;
+        // As captured in nat-onearm.toml's lab: the real server sits behind the router, which
+        // each packet crosses twice (the director has one arm, towards the router).
+        const RIP: &str = "10.20.0.81";
+        let one = vec![
+            seen("client", Client, "eth0", true, 10, req(vec![(CLIENT, VIP, 64)], (1, 2))),
+            seen("router", Router, "eth1", false, 20, req(vec![(CLIENT, VIP, 64)], (1, 2))),
+            seen("router", Router, "eth0", true, 30, req(vec![(CLIENT, VIP, 63)], (3, 4))),
+            seen("lvs", Director, "eth0", false, 40, req(vec![(CLIENT, VIP, 63)], (3, 4))),
+            seen("lvs", Director, "eth0", true, 50, req(vec![(DIP, RIP, 62)], (4, 3))),
+            seen("router", Router, "eth0", false, 55, req(vec![(DIP, RIP, 62)], (4, 3))),
+            seen("router", Router, "eth2", true, 57, req(vec![(DIP, RIP, 61)], (7, 5))),
+            seen("web1", RealServer, "eth0", false, 60, req(vec![(DIP, RIP, 61)], (7, 5))),
+            seen("web1", RealServer, "eth0", true, 70, rep(vec![(RIP, DIP, 64)], (5, 7))),
+            seen("router", Router, "eth2", false, 72, rep(vec![(RIP, DIP, 64)], (5, 7))),
+            seen("router", Router, "eth0", true, 75, rep(vec![(RIP, DIP, 63)], (3, 4))),
+            seen("lvs", Director, "eth0", false, 80, rep(vec![(RIP, DIP, 63)], (3, 4))),
+            seen("lvs", Director, "eth0", true, 90, rep(vec![(VIP, CLIENT, 62)], (4, 3))),
+            seen("router", Router, "eth0", false, 92, rep(vec![(VIP, CLIENT, 62)], (4, 3))),
+            seen("router", Router, "eth1", true, 95, rep(vec![(VIP, CLIENT, 61)], (2, 1))),
+            seen("client", Client, "eth0", false, 100, rep(vec![(VIP, CLIENT, 61)], (2, 1))),
+        ];
+        let one_arm = &crate::modes::nat::ONE_ARM.walk;
+        let behind = |e: Expect<'static>| Expect { real_servers: vec![("web1".into(), ip(RIP))], ..e };
+        let w = walk(&one, &behind(expect(one_arm, "nat")));
+        assert!(w.departures.is_empty(), "{:?}", w.departures);
+        assert_eq!(w.answered_by.as_deref(), Some("web1"));
+        let at = |hops: &[Hop]| {
+            hops.iter().map(|h| format!("{} {} {}", h.host, h.interface, h.direction)).collect::<Vec<_>>()
+        };
+        let there_and_back = [
+            "client eth0 out",
+            "router eth1 in",
+            "router eth0 out",
+            "lvs eth0 in",
+            "lvs eth0 out",
+            "router eth0 in",
+            "router eth2 out",
+            "web1 eth0 in",
+        ];
+        assert_eq!(at(&w.request), there_and_back);
+        let change = w.request[4].change.as_deref().unwrap();
+        assert!(change.contains("source rewritten: 192.168.10.6:20000 -> 192.168.188.8:20000"), "{change}");
+        let change = w.reply[4].change.as_deref().unwrap();
+        assert!(change.contains("destination rewritten: 192.168.188.8:20000 -> 192.168.10.6:20000"), "{change}");
+        assert_eq!(w.reply.len(), 8);
+        // Two-armed NAT's packets (the client's source kept) depart from one-armed NAT's walk.
+        let two = vec![
+            seen("client", Client, "eth0", true, 10, req(vec![(CLIENT, VIP, 64)], (1, 4))),
+            seen("lvs", Director, "eth0", false, 40, req(vec![(CLIENT, VIP, 64)], (1, 4))),
+            seen("lvs", Director, "eth1", true, 50, req(vec![(CLIENT, RIP, 63)], (6, 5))),
+            seen("web1", RealServer, "eth0", false, 60, req(vec![(CLIENT, RIP, 63)], (6, 5))),
+        ];
+        let w = walk(&two, &expect(one_arm, "nat"));
+        assert!(
+            w.departures.iter().any(|d| d.contains(
+                "expected the destination rewritten to a real server's address and the source to the director's"
+            )),
+            "{:?}",
+            w.departures
+        );
     }
 }

@@ -261,8 +261,9 @@ fn cost(name: &str, value: &str) -> Option<&'static str> {
     }
 }
 
-/// The marking rules of a lab's firewall-mark services (None: it has none).
-pub fn nft_table(lab: &Lab) -> Option<NftTableSpec> {
+/// The director `host`'s nftables table: the marking rules of the lab's firewall-mark services
+/// and the source NAT rules of its one-armed NAT services (None: it has neither).
+pub fn nft_table(lab: &Lab, host: &Host) -> Option<NftTableSpec> {
     let rules: Vec<MarkRuleSpec> = lab
         .services
         .iter()
@@ -277,16 +278,58 @@ pub fn nft_table(lab: &Lab) -> Option<NftTableSpec> {
             })
         })
         .collect();
-    if rules.is_empty() {
+    let snat: Vec<SnatRuleSpec> = lab.services.iter().filter(|s| s.snat).flat_map(|s| snat_rules(s, host)).collect();
+    if rules.is_empty() && snat.is_empty() {
         return None;
     }
     let marks: BTreeSet<u32> = rules.iter().map(|r| r.mark).collect();
     let marks: Vec<String> = marks.iter().map(|m| m.to_string()).collect();
-    Some(NftTableSpec {
-        name: nft_table_name(&lab.name),
-        rules,
-        reason: format!("marks the packets of firewall-mark service(s) {} before IPVS sees them", marks.join(", ")),
-    })
+    let mut why = Vec::new();
+    if !rules.is_empty() {
+        why.push(format!("marks the packets of firewall-mark service(s) {} before IPVS sees them", marks.join(", ")));
+    }
+    if !snat.is_empty() {
+        let sources: BTreeSet<String> = snat.iter().map(|r| r.to.to_string()).collect();
+        why.push(format!(
+            "one-armed NAT: requests reach the real servers from {} (the director), so their replies come back to it by their own routes; the price: real servers see the director, not the client",
+            sources.into_iter().collect::<Vec<_>>().join(" and ")
+        ));
+    }
+    Some(NftTableSpec { name: nft_table_name(&lab.name), rules, snat, reason: why.join("; ") })
+}
+
+/// A one-armed service's source NAT on director `host`: one rule when every real server gets the
+/// same source address, else one per real server.
+fn snat_rules(s: &Service, host: &Host) -> Vec<SnatRuleSpec> {
+    let label = s.name.clone().unwrap_or_else(|| format!("services[{}]", s.index));
+    let to: Vec<(IpAddr, IpAddr)> =
+        s.real_servers.iter().filter_map(|b| snat_address(host, b.address).map(|a| (b.address, a))).collect();
+    let rule = |daddr: Option<IpAddr>, to: IpAddr| SnatRuleSpec {
+        vip: s.ipvs.vip,
+        protocol: s.ipvs.protocol,
+        port: s.ipvs.port,
+        daddr,
+        to,
+        service: label.clone(),
+    };
+    let one: BTreeSet<IpAddr> = to.iter().map(|(_, a)| *a).collect();
+    if one.len() == 1 {
+        return vec![rule(None, to[0].1)];
+    }
+    to.into_iter().map(|(rip, a)| rule(Some(rip), a)).collect()
+}
+
+/// The director's address a one-armed NAT request to `rip` leaves from: its address on `rip`'s
+/// subnet, else the one on its gateway's subnet (the way to a real server behind a router),
+/// else its first of the family (validation requires one).
+pub fn snat_address(director: &Host, rip: IpAddr) -> Option<IpAddr> {
+    let family = Family::of_addr(rip);
+    let of_family = || director.all_addresses().filter(move |(_, a)| Family::of_addr(a.addr()) == family);
+    director
+        .interface_for(rip)
+        .or_else(|| director.gateway(family).and_then(|g| director.interface_for(g.via)))
+        .or_else(|| of_family().next())
+        .map(|(_, a)| a.addr())
 }
 
 fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
@@ -324,7 +367,7 @@ fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
     );
     ipvs_settings(lab, p);
     p.keepalived = keepalived::spec(lab, host);
-    p.nftables = nft_table(lab);
+    p.nftables = nft_table(lab, host);
     let all: Vec<&Service> = lab.services.iter().collect();
     for vip in vips(&all) {
         if lab.ha.is_some() {
@@ -372,7 +415,7 @@ fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
                     encap: s.encap,
                 })
                 .collect(),
-            reason: format!("service {} ({} mode)", s.label(), s.mode),
+            reason: format!("service {} ({} mode)", s.label(), s.profile().name),
         });
     }
 }

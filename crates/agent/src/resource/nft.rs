@@ -1,5 +1,5 @@
 //! lvsctl's nftables table (`table inet lvsctl-LAB`): the rules that mark the packets of
-//! firewall-mark services. The table is lvsctl's alone; no other table or rule is read or
+//! firewall-mark services, and the source NAT rules of one-armed NAT services. The table is lvsctl's alone; no other table or rule is read or
 //! touched. It goes to the kernel as data: a JSON transaction fed to the host's `nft -j -f -`
 //! (never a ruleset text). A table that differs from the plan is replaced whole in one
 //! transaction (add, delete, add: atomic); `down` deletes it, or puts back the table of that
@@ -20,11 +20,14 @@ use super::{
 };
 use crate::host::System;
 pub use crate::host::{NFT_FAMILY as FAMILY, NftObjects as Objects};
-use crate::plan::{HostPlan, MarkRuleSpec, NftTableSpec};
+use crate::plan::{HostPlan, MarkRuleSpec, NftTableSpec, SnatRuleSpec};
 
-/// Its one chain: prerouting, priority mangle (-150), before IPVS sees the packets.
+/// The marking chain: prerouting, priority mangle (-150), before IPVS sees the packets.
 pub const CHAIN: &str = "prerouting";
 const PRIO_MANGLE: i64 = -150;
+/// The source NAT chain: postrouting, priority srcnat (100), after IPVS forwarded the request.
+pub const SNAT_CHAIN: &str = "postrouting";
+const PRIO_SRCNAT: i64 = 100;
 /// nftables keeps at most 128 bytes of a comment; lvsctl's are shorter.
 const COMMENT_MAX: usize = 64;
 
@@ -110,14 +113,46 @@ impl Kind for Nft {
     }
 }
 
-/// The objects of the planned table, in the form `nft -j list table` prints them.
+/// The objects of the planned table, in the form (and order: chains, then each chain's rules)
+/// `nft -j list table` prints them. Each chain is there when it has rules.
 pub fn objects(spec: &NftTableSpec) -> Objects {
-    let mut v = vec![json!({"chain": {
-        "family": FAMILY, "table": spec.name, "name": CHAIN,
-        "type": "filter", "hook": "prerouting", "prio": PRIO_MANGLE, "policy": "accept",
-    }})];
+    let mut v = Vec::new();
+    if !spec.rules.is_empty() {
+        v.push(json!({"chain": {
+            "family": FAMILY, "table": spec.name, "name": CHAIN,
+            "type": "filter", "hook": "prerouting", "prio": PRIO_MANGLE, "policy": "accept",
+        }}));
+    }
+    if !spec.snat.is_empty() {
+        v.push(json!({"chain": {
+            "family": FAMILY, "table": spec.name, "name": SNAT_CHAIN,
+            "type": "nat", "hook": "postrouting", "prio": PRIO_SRCNAT, "policy": "accept",
+        }}));
+    }
     v.extend(spec.rules.iter().map(|r| rule(&spec.name, r)));
+    v.extend(spec.snat.iter().map(|r| snat_rule(&spec.name, r)));
     v
+}
+
+/// `ct direction original ct original ip daddr VIP meta l4proto tcp ct original proto-dst PORT
+/// [ip daddr RIP] snat ip to DIP`: the conntrack entry's original direction is the client's
+/// request to the VIP (IPVS keeps it with `conntrack = 1`), whatever IPVS rewrote since; nft needs
+/// the protocol known before it matches a port.
+fn snat_rule(table: &str, r: &SnatRuleSpec) -> Value {
+    let family = if r.vip.is_ipv6() { "ip6" } else { "ip" };
+    let mut expr = vec![
+        json!({"match": {"op": "==", "left": {"ct": {"key": "direction"}}, "right": "original"}}),
+        json!({"match": {"op": "==", "left": {"ct": {"key": format!("{family} daddr"), "dir": "original"}}, "right": r.vip.to_string()}}),
+        json!({"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": r.protocol.as_str()}}),
+        json!({"match": {"op": "==", "left": {"ct": {"key": "proto-dst", "dir": "original"}}, "right": r.port}}),
+    ];
+    if let Some(d) = r.daddr {
+        expr.push(json!({"match": {"op": "==", "left": {"payload": {"protocol": family, "field": "daddr"}}, "right": d.to_string()}}));
+    }
+    expr.push(json!({"snat": {"family": family, "addr": r.to.to_string()}}));
+    json!({"rule": {
+        "family": FAMILY, "table": table, "chain": SNAT_CHAIN, "comment": comment(&r.service), "expr": expr,
+    }})
 }
 
 fn rule(table: &str, r: &MarkRuleSpec) -> Value {
@@ -165,7 +200,8 @@ pub use crate::wire::facts::NftFact;
 
 /// The table as doctor sees it: there or not, as planned or not.
 pub fn fact<S: System>(sys: &mut S, spec: &NftTableSpec) -> NftFact {
-    let mut f = NftFact { table: spec.name.clone(), planned_rules: spec.rules.len(), ..Default::default() };
+    let mut f =
+        NftFact { table: spec.name.clone(), planned_rules: spec.rules.len() + spec.snat.len(), ..Default::default() };
     match sys.nft_table(&spec.name) {
         Ok(None) => {}
         Ok(Some(have)) => {
@@ -191,7 +227,11 @@ fn decide(spec: Option<&NftTableSpec>, live: &Live, journal: &dyn Recorded) -> V
     let Some(spec) = spec else { return vec![] };
     let key = key(spec);
     let want = objects(spec);
-    let after = format!("{} marking rule(s)", spec.rules.len());
+    let after = match (spec.rules.len(), spec.snat.len()) {
+        (m, 0) => format!("{m} marking rule(s)"),
+        (0, n) => format!("{n} source NAT rule(s)"),
+        (m, n) => format!("{m} marking rule(s), {n} source NAT rule(s)"),
+    };
     match live.nft.get(&spec.name) {
         None => vec![Decision::failed(&key, &spec.reason, "not read")],
         Some(Err(e)) => vec![Decision::failed(&key, &spec.reason, e)],
@@ -242,7 +282,10 @@ fn act<S: System>(sys: &mut S, a: &Action) -> io::Result<()> {
 }
 
 fn show(s: &NftTableSpec) -> Vec<super::Line> {
-    let mut v = vec![("nft", format!("table {FAMILY} {} chain {CHAIN} (priority mangle)", s.name), s.reason.clone())];
+    let mut v = Vec::new();
+    if !s.rules.is_empty() {
+        v.push(("nft", format!("table {FAMILY} {} chain {CHAIN} (priority mangle)", s.name), s.reason.clone()));
+    }
     for r in &s.rules {
         let family = if r.vip.is_ipv6() { "ip6" } else { "ip" };
         let ports: Vec<String> = r.ports.iter().map(u16::to_string).collect();
@@ -251,6 +294,19 @@ fn show(s: &NftTableSpec) -> Vec<super::Line> {
             "",
             format!("  {family} daddr {} {} dport {ports} meta mark set {}", r.vip, r.protocol, r.mark),
             format!("service {}", r.service),
+        ));
+    }
+    if !s.snat.is_empty() {
+        let why = if s.rules.is_empty() { s.reason.clone() } else { "one-armed NAT's source NAT".into() };
+        v.push(("nft", format!("table {FAMILY} {} chain {SNAT_CHAIN} (priority srcnat)", s.name), why));
+    }
+    for r in &s.snat {
+        let family = if r.vip.is_ipv6() { "ip6" } else { "ip" };
+        let only = r.daddr.map(|d| format!(" {family} daddr {d}")).unwrap_or_default();
+        v.push((
+            "",
+            format!("  ct original {family} daddr {} {} dport {}{only} snat to {}", r.vip, r.protocol, r.port, r.to),
+            format!("service {}: the real servers see {} as the client", r.service, r.to),
         ));
     }
     v
@@ -300,6 +356,7 @@ mod tests {
                     service: "web-all".into(),
                 },
             ],
+            snat: vec![],
             reason: "r".into(),
         }
     }
@@ -314,6 +371,41 @@ mod tests {
     }
 
     /// doctor's view of the table: absent, as planned after `replace_commands`, changed.
+    /// What nft 1.0.6 printed (in a network namespace of this machine) for a table of lvsctl's
+    /// with a marking rule and two one-armed NAT rules, one of them for one real server only.
+    const LISTING_WITH_SNAT: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"table": {"family": "inet", "name": "lvsctl-lab", "handle": 1}}, {"chain": {"family": "inet", "table": "lvsctl-lab", "name": "prerouting", "handle": 1, "type": "filter", "hook": "prerouting", "prio": -150, "policy": "accept"}}, {"chain": {"family": "inet", "table": "lvsctl-lab", "name": "postrouting", "handle": 2, "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}}, {"rule": {"family": "inet", "table": "lvsctl-lab", "chain": "prerouting", "handle": 4, "comment": "web-all", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "192.168.188.100"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": {"set": [80, 443]}}}, {"mangle": {"key": {"meta": {"key": "mark"}}, "value": 10}}]}}, {"rule": {"family": "inet", "table": "lvsctl-lab", "chain": "postrouting", "handle": 5, "comment": "web", "expr": [{"match": {"op": "==", "left": {"ct": {"key": "direction"}}, "right": "original"}}, {"match": {"op": "==", "left": {"ct": {"key": "ip daddr", "dir": "original"}}, "right": "192.168.188.100"}}, {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}}, {"match": {"op": "==", "left": {"ct": {"key": "proto-dst", "dir": "original"}}, "right": 80}}, {"snat": {"family": "ip", "addr": "192.168.188.8"}}]}}, {"rule": {"family": "inet", "table": "lvsctl-lab", "chain": "postrouting", "handle": 6, "comment": "dns", "expr": [{"match": {"op": "==", "left": {"ct": {"key": "direction"}}, "right": "original"}}, {"match": {"op": "==", "left": {"ct": {"key": "ip6 daddr", "dir": "original"}}, "right": "2001:db8:188::100"}}, {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "udp"}}, {"match": {"op": "==", "left": {"ct": {"key": "proto-dst", "dir": "original"}}, "right": 53}}, {"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "daddr"}}, "right": "2001:db8:20::81"}}, {"snat": {"family": "ip6", "addr": "2001:db8:188::8"}}]}}]}"#;
+
+    #[test]
+    fn a_table_with_source_nat_reads_back_equal_from_nfts_listing() {
+        let mut s = spec();
+        s.rules.truncate(1);
+        s.snat = vec![
+            SnatRuleSpec {
+                vip: "192.168.188.100".parse().unwrap(),
+                protocol: crate::ipvs::Protocol::Tcp,
+                port: 80,
+                daddr: None,
+                to: "192.168.188.8".parse().unwrap(),
+                service: "web".into(),
+            },
+            SnatRuleSpec {
+                vip: "2001:db8:188::100".parse().unwrap(),
+                protocol: crate::ipvs::Protocol::Udp,
+                port: 53,
+                daddr: Some("2001:db8:20::81".parse().unwrap()),
+                to: "2001:db8:188::8".parse().unwrap(),
+                service: "dns".into(),
+            },
+        ];
+        let listed = crate::host::linux::nft::parse_listing(&serde_json::from_str(LISTING_WITH_SNAT).unwrap()).unwrap();
+        assert_eq!(listed, objects(&s));
+        // Source NAT alone: its chain, no marking chain.
+        s.rules.clear();
+        let only: Vec<String> =
+            objects(&s).iter().filter_map(|o| o["chain"]["name"].as_str().map(String::from)).collect();
+        assert_eq!(only, [SNAT_CHAIN]);
+    }
+
     #[test]
     fn the_fact_tells_absent_planned_and_changed_apart() {
         let s = spec();

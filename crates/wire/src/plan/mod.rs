@@ -279,7 +279,25 @@ impl IpvsTimeoutsSpec {
 pub struct NftTableSpec {
     pub name: String,
     pub rules: Vec<MarkRuleSpec>,
+    /// One-armed NAT: the source NAT rules of its services (a chain of their own, postrouting).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snat: Vec<SnatRuleSpec>,
     pub reason: String,
+}
+
+/// One-armed NAT: a request of the service (`vip`, `protocol`, `port`, as the client sent it) that
+/// IPVS forwards to a real server — to `daddr` only, when the service's real servers need
+/// different source addresses — leaves with the director's address `to` as its source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SnatRuleSpec {
+    pub vip: IpAddr,
+    pub protocol: Protocol,
+    pub port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daddr: Option<IpAddr>,
+    pub to: IpAddr,
+    /// The service's name or label, as the rule's comment.
+    pub service: String,
 }
 
 /// Packets to `vip` with `protocol` to one of `ports` get `mark`.
