@@ -368,6 +368,18 @@ fn plan_director(lab: &Lab, host: &Host, p: &mut HostPlan) {
     ipvs_settings(lab, p);
     p.keepalived = keepalived::spec(lab, host);
     p.nftables = nft_table(lab, host);
+    // nftables would load its NAT expressions on demand when the source NAT rule arrives (checked
+    // on 6.1: nft_ct, nft_nat, nft_chain_nat and nf_nat beside nf_tables), and they would then
+    // hold nf_conntrack, which ip_vs brought: planned, so that down unloads them first.
+    if lab.services.iter().any(|s| s.snat) {
+        for (m, why) in [
+            ("nft_ct", "one-armed NAT: the source NAT rule matches conntrack's original direction"),
+            ("nft_nat", "one-armed NAT: the rule's snat statement"),
+            ("nft_chain_nat", "one-armed NAT: the table's postrouting chain of type nat"),
+        ] {
+            p.module(m, why);
+        }
+    }
     let all: Vec<&Service> = lab.services.iter().collect();
     for vip in vips(&all) {
         if lab.ha.is_some() {

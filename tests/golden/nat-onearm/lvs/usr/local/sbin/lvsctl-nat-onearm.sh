@@ -185,6 +185,9 @@ start() {
     touch "$STATE"
     load_module ip_vs
     load_module ip_vs_rr
+    load_module nft_ct
+    load_module nft_nat
+    load_module nft_chain_nat
     set_sysctl net.ipv4.ip_forward 1
     set_sysctl net.ipv4.vs.conntrack 1
     set_sysctl net.ipv6.conf.all.forwarding 1
