@@ -507,6 +507,28 @@ fn full_cycle(test: &str, inv: &str, c: Checks) {
         assert_same(&before, &snapshot(&l), "after up refused to start without nft");
         ph.done("refusals");
     }
+    if let Some(s) = l.lab.services.iter().find(|s| !s.encap.is_ipip()) {
+        // A real server whose kernel has no module for the tunnel (its modules directory
+        // replaced, in its mount namespace, by one that lists none): up stops before any host
+        // changed, and names the module.
+        let module = if s.encap.tun_type == lvsctl::ipvs::TunType::Gue { "fou" } else { "ip_gre" };
+        let rs = s.real_servers[0].host.clone();
+        let moved = "d=$(mktemp -d) && touch $d/modules.dep && mount --bind $d /lib/modules/$(uname -r) && echo $d";
+        let dir = l.sh(&rs, moved).trim().to_string();
+        let out = l.lvsctl(&["up"]);
+        let t = text(&out);
+        l.sh(&rs, &format!("umount /lib/modules/$(uname -r) && rm -r {dir}"));
+        assert!(!out.status.success(), "up must fail without {module} on {rs}:\n{t}");
+        for want in [
+            &format!("{rs}: the kernel cannot load module {module}") as &str,
+            &format!("modprobe -n {module}"),
+            "nothing was changed on any host",
+        ] {
+            assert!(t.contains(want), "up's error names {want:?}:\n{t}");
+        }
+        assert_same(&before, &snapshot(&l), "after up refused a kernel without the tunnel's module");
+        ph.done("refusals");
+    }
     if let Some(d) = l.lab.directors().find(|d| l.lab.metrics_listen(d).is_some()) {
         // Something else listens on the exporter's port: up stops before any host changed.
         let listen = l.lab.metrics_listen(d).unwrap();
@@ -546,12 +568,18 @@ fn full_cycle(test: &str, inv: &str, c: Checks) {
         readme_example_is_on_screen(&out, "$ lvsctl up inventories/dr.toml\n");
     }
     // up asks directors that need a program (nft for firewall-mark and one-armed NAT services)
-    // whether it is installed before it changes any host: one exec more there.
-    // So does a director whose exporter's address must be free.
+    // whether it is installed before it changes any host: one exec more there. So does a
+    // director whose exporter's address must be free, and a host whose plan has a module a
+    // distribution kernel may lack (GUE's fou, GRE's ip_gre: a tunnel's real servers).
     let mut up_execs = every(1);
     for d in l.lab.directors() {
         if l.lab.services.iter().any(|s| s.ipvs.fwmark.is_some() || s.snat) || l.lab.metrics_listen(d).is_some() {
             up_execs.insert(d.name.clone(), 2);
+        }
+    }
+    for s in l.lab.services.iter().filter(|s| !s.encap.is_ipip()) {
+        for h in s.real_servers.iter().map(|b| &b.host).chain(s.sorry_server.iter().filter_map(|x| x.host.as_ref())) {
+            up_execs.insert(h.clone(), 2);
         }
     }
     assert_eq!(execs, up_execs, "ssh execs per host of the first up");

@@ -71,26 +71,43 @@ fn programs_needed(plan: &crate::plan::HostPlan) -> Vec<(&'static str, &'static 
     v
 }
 
+/// The kernel modules of a host's plan that a distribution kernel may lack (GUE's fou, GRE's
+/// ip_gre, one-armed NAT's nftables NAT): asked about before any host changes. ip_vs and its
+/// schedulers, ipip and ip6_tunnel are in every distribution kernel and are not asked about, so
+/// that most hosts keep one exec per command.
+fn modules_to_check(plan: &crate::plan::HostPlan) -> Vec<String> {
+    let everywhere = |m: &str| m.starts_with("ip_vs") || m == "ipip" || m == "ip6_tunnel";
+    plan.modules.iter().map(|m| m.name.clone()).filter(|m| !everywhere(m)).collect()
+}
+
 /// What some hosts need, asked before any host is changed: a director of a keepalived lab
-/// without keepalived, one with firewall-mark services without nft, or one whose exporter's
-/// address something else listens on stops `up` here, with nothing changed anywhere.
+/// without keepalived, one with firewall-mark services without nft, a host whose kernel cannot
+/// load a module its plan needs, or a director whose exporter's address something else listens
+/// on stops `up` here, with nothing changed anywhere.
 fn preflight(planned: &super::Planned, jobs: &[fleet::Job]) -> anyhow::Result<()> {
     use crate::agent::facts::FactsRequest;
     let mut wanted: std::collections::BTreeMap<String, Vec<(&'static str, &'static str)>> = Default::default();
+    let mut reasons: std::collections::BTreeMap<(String, String), String> = Default::default();
     let needs: Vec<fleet::Job> = jobs
         .iter()
         .filter_map(|j| match &j.request.op {
-            Operation::Apply { plan, .. } if !programs_needed(plan).is_empty() || plan.exporter.is_some() => {
-                Some((j, programs_needed(plan), plan.exporter.as_ref().map(|e| e.listen)))
+            Operation::Apply { plan, .. }
+                if !programs_needed(plan).is_empty()
+                    || plan.exporter.is_some()
+                    || !modules_to_check(plan).is_empty() =>
+            {
+                Some((j, programs_needed(plan), plan.exporter.as_ref().map(|e| e.listen), plan))
             }
             _ => None,
         })
-        .map(|(j, programs, exporter_listen)| {
+        .map(|(j, programs, exporter_listen, plan)| {
             let facts = FactsRequest {
                 programs: programs.iter().map(|(p, _)| p.to_string()).collect(),
                 exporter_listen,
+                modules: modules_to_check(plan),
                 ..Default::default()
             };
+            reasons.extend(plan.modules.iter().map(|m| ((j.host.clone(), m.name.clone()), m.reason.clone())));
             wanted.insert(j.host.clone(), programs);
             let request =
                 crate::agent::protocol::Request::new(&j.request.lab, &j.host, Operation::Facts { plan: None, facts });
@@ -116,6 +133,13 @@ fn preflight(planned: &super::Planned, jobs: &[fleet::Job]) -> anyhow::Result<()
                             o.host, o.host
                         ));
                     }
+                }
+                for m in r.facts().map(|f| f.modules_missing.as_slice()).unwrap_or_default() {
+                    let why = reasons.get(&(o.host.clone(), m.clone())).map(String::as_str).unwrap_or("planned");
+                    problems.push(format!(
+                        "{}: the kernel cannot load module {m} ({why}): it is neither loaded, built in, nor installed for the running kernel (`modprobe -n {m}` fails); install the package that ships it for this kernel (RHEL-family: kernel-modules-extra; Debian's linux-image has it), or change the inventory so that {} does not need it",
+                        o.host, o.host
+                    ));
                 }
                 if let Some(busy) = r.facts().and_then(|f| f.exporter_busy.as_ref()) {
                     problems.push(format!(

@@ -31,6 +31,10 @@ pub struct FactsRequest {
     /// changes any host)?
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exporter_listen: Option<std::net::SocketAddr>,
+    /// Which of these kernel modules can the host not load (neither loaded, built in, nor
+    /// installed for its kernel)? `up` asks before it changes any host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<String>,
 }
 
 /// Whether a host reads sysctl `name` for a facts request: `net.*` and `kernel.hostname`, named
@@ -114,6 +118,9 @@ pub struct HostFacts {
     /// (or this lab's exporter holds it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exporter_busy: Option<String>,
+    /// `FactsRequest::modules` the host cannot load.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modules_missing: Vec<String>,
 }
 
 impl HostFacts {

@@ -64,6 +64,12 @@ pub fn gather<S: System>(sys: &mut S, lab: &str, req: &FactsRequest) -> std::io:
         None => None,
     };
     let ipvs_timeouts = if req.ipvs_timeouts && sys.ipvs_loaded() { Some(sys.ipvs_timeouts()?) } else { None };
+    let mut modules_missing = Vec::new();
+    for m in &req.modules {
+        if !sys.module_available(m)? {
+            modules_missing.push(m.clone());
+        }
+    }
     Ok(HostFacts {
         addresses: sys.addresses()?,
         routes: sys.routes()?,
@@ -83,5 +89,24 @@ pub fn gather<S: System>(sys: &mut S, lab: &str, req: &FactsRequest) -> std::io:
         sysctls,
         ipvs_timeouts,
         exporter_busy,
+        modules_missing,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `up`'s question before it changes anything: which modules the kernel cannot load (one
+    /// loaded already counts as loadable, whatever its files say).
+    #[test]
+    fn modules_the_kernel_lacks_are_named_and_nothing_is_loaded() {
+        let mut sys = crate::host::fake::Fake::new();
+        sys.state.missing_modules = ["fou".to_string(), "ip_gre".to_string()].into();
+        sys.state.modules.insert("ip_gre".into());
+        let req = FactsRequest { modules: vec!["fou".into(), "ip_gre".into(), "nft_ct".into()], ..Default::default() };
+        let f = gather(&mut sys, "lab", &req).unwrap();
+        assert_eq!(f.modules_missing, ["fou"]);
+        assert!(!sys.state.modules.contains("nft_ct"), "asking loads nothing");
+    }
 }

@@ -9,6 +9,8 @@ use crate::ipvs::ServiceKey;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FakeState {
     pub modules: BTreeSet<String>,
+    /// Modules this kernel has neither built in nor installed.
+    pub missing_modules: BTreeSet<String>,
     pub sysctls: BTreeMap<String, String>,
     pub links: BTreeMap<String, bool>,
     /// Open fou (GUE) ports.

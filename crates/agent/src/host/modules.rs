@@ -13,6 +13,9 @@ pub trait Modules {
     fn unload_module(&mut self, name: &str) -> Result<()>;
     /// How many users a module has (`/sys/module/NAME/refcnt`).
     fn module_refcount(&self, name: &str) -> Result<Option<u32>>;
+    /// Whether `load_module(name)` can succeed: loaded, built in, or installed for the running
+    /// kernel (asked before anything is changed).
+    fn module_available(&self, name: &str) -> Result<bool>;
 }
 
 #[cfg(any(test, feature = "fake-host"))]
@@ -95,6 +98,10 @@ mod fake {
 
         fn module_refcount(&self, name: &str) -> Result<Option<u32>> {
             Ok(self.state.modules.contains(name).then_some(0))
+        }
+
+        fn module_available(&self, name: &str) -> Result<bool> {
+            Ok(self.state.modules.contains(name) || !self.state.missing_modules.contains(name))
         }
     }
 

@@ -49,6 +49,26 @@ impl Modules for Linux {
         if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
     }
 
+    /// Loaded (or built in with parameters: /sys/module/NAME), or resolved by `modprobe -n` the
+    /// way a load would be (built in, or in the running kernel's modules.dep; nothing changes).
+    /// A kernel without a modules.dep cannot tell: the load itself will.
+    fn module_available(&self, name: &str) -> Result<bool> {
+        valid_module_name(name)?;
+        if std::path::Path::new(&format!("/sys/module/{}", name.replace('-', "_"))).exists() {
+            return Ok(true);
+        }
+        let out = Command::new("modprobe")
+            .args(["-n", "-q", "--"])
+            .arg(name)
+            .output()
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot run modprobe (install kmod): {e}")))?;
+        if out.status.success() {
+            return Ok(true);
+        }
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")?;
+        Ok(!std::path::Path::new(&format!("/lib/modules/{}/modules.dep", release.trim())).exists())
+    }
+
     fn module_refcount(&self, name: &str) -> Result<Option<u32>> {
         match std::fs::read_to_string(format!("/sys/module/{name}/refcnt")) {
             Ok(s) => Ok(s.trim().parse().ok()),
