@@ -162,6 +162,8 @@ impl Reader {
                     }
                     self.setup.timeouts = Some(t);
                 }
+                // The VRRP process's nice value: lvsctl writes its own.
+                "vrrp_priority" => {}
                 // Mail on state changes, script security, keepalived's own tuning: not the lab's.
                 other => self.note(&g.at, format!("global_defs {other}: keepalived's own setting, not the lab's")),
             }
