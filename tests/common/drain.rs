@@ -211,11 +211,13 @@ pub fn drain_under_load(l: &Lab, which: Drain) {
 
     if svc.keepalived_managed() {
         // keepalived keeps its real servers in the table: --remove is refused, nothing changes.
-        let before = l.run(&l.lab.director().expect("a director").name, &["ipvsadm", "-Ln"]);
+        // The table as ipvsadm-save writes it (services, real servers, weights): `ipvsadm -Ln`'s
+        // connection counts change by themselves as closed connections expire.
+        let before = l.run(&l.lab.director().expect("a director").name, &["ipvsadm-save", "-n"]);
         let out = drain_cmd(l, "drain", rs, &["--remove"]);
         let t = text(&out);
         assert!(!out.status.success() && t.contains("--remove applies to services lvsctl programs itself"), "{t}");
-        let after = l.run(&l.lab.director().expect("a director").name, &["ipvsadm", "-Ln"]);
+        let after = l.run(&l.lab.director().expect("a director").name, &["ipvsadm-save", "-n"]);
         assert_eq!(before, after, "a refused drain --remove changes nothing");
         return;
     }
