@@ -9,10 +9,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 # The static build is what gets installed on lab hosts; tests find it through LVSCTL_BIN. The
-# crash-consistency tests need the agent's fault injection, which only this build has: it has a
-# target directory of its own, so that the main job's build (scripts/demo.sh, without it) and this
-# one never rebuild each other.
-cargo build --release --target x86_64-unknown-linux-musl --features fault-injection --target-dir target/fault-injection
+# crash-consistency tests need the agent's fault injection, which only this build has: its
+# binaries go to a target directory of their own, so that the main job's build (scripts/demo.sh,
+# without it) and this one never overwrite or rebuild each other, while both keep their
+# intermediate files in target/ (cargo's build-dir): the dependencies are built once for both.
+CARGO_BUILD_BUILD_DIR="$PWD/target" cargo build --release --target x86_64-unknown-linux-musl --features fault-injection \
+    --target-dir target/fault-injection
 export LVSCTL_BIN="$PWD/target/fault-injection/x86_64-unknown-linux-musl/release/lvsctl"
 # Every test binary, built once; the guest runs them from these lists (nextest's reuse of a build).
 mkdir -p target/nextest-reuse
