@@ -11,7 +11,8 @@ use sha2::Digest;
 use super::repo;
 
 /// Where scripts/test.sh builds the static lvsctl with the agent's fault injection (a target
-/// directory of its own, so that it and the main job's build never rebuild each other).
+/// directory of its own for the binaries, so that it and the main job's build never overwrite
+/// each other; their intermediate files share target/, cargo's build-dir).
 const STATIC_TARGET: &str = "target/fault-injection/x86_64-unknown-linux-musl/release/lvsctl";
 
 /// The static lvsctl, with fault injection: hosts run it as their agent. `scripts/test.sh` builds
@@ -25,6 +26,7 @@ pub fn lvsctl_bin() -> PathBuf {
         let st = Command::new(env!("CARGO"))
             .args(["build", "--release", "--target", "x86_64-unknown-linux-musl", "--features", "fault-injection"])
             .args(["--target-dir", "target/fault-injection"])
+            .env("CARGO_BUILD_BUILD_DIR", repo().join("target"))
             .current_dir(repo())
             .status()
             .expect("run cargo");
@@ -186,25 +188,42 @@ pub fn text(o: &Output) -> String {
 
 /// Kernel state of a host, as iproute2 and /proc show it. Interface indexes and fallback tunnels'
 /// permanent addresses (kernel-chosen, new after a reboot) and qdiscs (attached by the kernel on a
-/// link's first up, and never managed by lvsctl) are left out. One `ip -batch` lists links, addresses and routes of
-/// both families (a process costs more than the listing under emulation); the rest is one grep,
-/// a cat, IPVS's settings (every `net.ipv4.vs.*` and the timeouts, where ip_vs is loaded) and nft.
+/// link's first up, and never managed by lvsctl) are left out. A process costs more than its
+/// listing under emulation (about 50 ms of guest CPU each), and every scenario takes several
+/// snapshots of every host: one `ip -batch` lists links, addresses and routes of both families;
+/// one grep every sysctl, /proc/net/ip_vs and every `net.ipv4.vs.*` (where ip_vs is loaded); then
+/// IPVS's timeouts, nft, the listening sockets and fou's ports, each one process, their output
+/// sorted and labelled here rather than by more processes there.
 pub fn kernel_state(l: &Lab, host: &str) -> String {
     let raw = l.sh(
         host,
         // forwarding of IPv6's all and default only (the kernel drops a device's IPv6 settings when
-        // a device that cannot carry IPv6, like tunl0, goes up).
+        // a device that cannot carry IPv6, like tunl0, goes up). Globs that match nothing stay
+        // as they are: grep's complaint about them goes to /dev/null, and its status is ignored.
         "printf 'link show\\naddr show\\nroute show table all\\n' | ip -o -batch -; echo @@; \
          grep -H '' /proc/sys/net/ipv4/conf/*/arp_ignore /proc/sys/net/ipv4/conf/*/arp_announce \
                   /proc/sys/net/ipv4/conf/*/rp_filter /proc/sys/net/ipv4/conf/*/forwarding /proc/sys/net/ipv4/ip_forward \
-                  /proc/sys/net/ipv6/conf/all/forwarding /proc/sys/net/ipv6/conf/default/forwarding; \
-         echo; \
-         if [ -e /proc/net/ip_vs ]; then cat /proc/net/ip_vs; else echo no ipvs; fi; echo; \
-         if [ -d /proc/sys/net/ipv4/vs ]; then grep -H '' /proc/sys/net/ipv4/vs/*; ipvsadm -L --timeout; echo; fi; \
-         if command -v nft >/dev/null; then nft list ruleset; fi; echo; \
-         ss -Hlntu | awk '{print \"listening\", $1, $5}' | sort; \
-         if [ -d /sys/module/fou ]; then ip fou show | sed 's/^/fou /'; fi",
+                  /proc/sys/net/ipv6/conf/all/forwarding /proc/sys/net/ipv6/conf/default/forwarding \
+                  /proc/net/ip_vs /proc/sys/net/ipv4/vs/* 2>/dev/null; \
+         echo; if [ -d /proc/sys/net/ipv4/vs ]; then ipvsadm -L --timeout; else echo no ipvs; fi; echo; \
+         if command -v nft >/dev/null; then nft list ruleset; fi; \
+         echo @@ss; ss -Hlntu; echo @@fou; if [ -d /sys/module/fou ]; then ip fou show; fi",
     );
+    let (raw, fou) = raw.rsplit_once("@@fou\n").unwrap_or_else(|| panic!("{host}: no fou section in {raw}"));
+    let (raw, ss) = raw.rsplit_once("@@ss\n").unwrap_or_else(|| panic!("{host}: no socket listing in {raw}"));
+    assert!(raw.contains("/proc/sys/net/ipv4/ip_forward:"), "{host}: no sysctls in {raw}");
+    // `ss`'s netid and local address of every listening socket, sorted: the sockets' queues and
+    // owners change by themselves.
+    let mut listening: Vec<String> = ss
+        .lines()
+        .filter_map(|x| {
+            let w: Vec<&str> = x.split_whitespace().collect();
+            Some(format!("listening {} {}", w.first()?, w.get(4)?))
+        })
+        .collect();
+    listening.sort();
+    let fou: Vec<String> = fou.lines().map(|x| format!("fou {x}")).collect();
+    let raw = format!("{raw}{}\n{}", listening.join("\n"), fou.join("\n"));
     let (ip, rest) = raw.split_once("@@\n").unwrap_or_else(|| panic!("{host}: no ip listing in {raw}"));
     let (mut links, mut addrs, mut routes) = (Vec::new(), Vec::new(), Vec::new());
     for line in ip.lines() {
