@@ -223,7 +223,19 @@ pub fn kernel_state(l: &Lab, host: &str) -> String {
         .collect();
     listening.sort();
     let fou: Vec<String> = fou.lines().map(|x| format!("fou {x}")).collect();
-    let raw = format!("{raw}{}\n{}", listening.join("\n"), fou.join("\n"));
+    // /proc/net/ip_vs's real servers without their connection counts, which move by themselves
+    // (a closed connection's entry expires after tcp_fin's 2 minutes): a table left by hand
+    // beside the lab's keeps the counts of the traffic that went through it.
+    let raw: Vec<String> = raw
+        .lines()
+        .map(|x| match x.strip_prefix("/proc/net/ip_vs:") {
+            Some(r) if r.trim_start().starts_with("->") => {
+                format!("/proc/net/ip_vs:{}", r.split_whitespace().take(4).collect::<Vec<_>>().join(" "))
+            }
+            _ => x.to_string(),
+        })
+        .collect();
+    let raw = format!("{}\n{}\n{}", raw.join("\n"), listening.join("\n"), fou.join("\n"));
     let (ip, rest) = raw.split_once("@@\n").unwrap_or_else(|| panic!("{host}: no ip listing in {raw}"));
     let (mut links, mut addrs, mut routes) = (Vec::new(), Vec::new(), Vec::new());
     for line in ip.lines() {
