@@ -760,3 +760,43 @@ fn what_up_and_down_print_on_a_terminal_and_through_a_pipe() {
     }
     assert_same(&before, &snapshot(&l), "after the runs");
 }
+
+/// A host snapshot sees each kind of kernel state this machine's kernel has (IPVS and fou are
+/// the guests'): a snapshot that missed one could not tell that `down` left it behind.
+#[test]
+fn a_snapshot_sees_each_kind_of_state() {
+    if !needs_root("a_snapshot_sees_each_kind_of_state") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let l = Lab::create(dr_copy(dir.path(), "t-snap"));
+    let base = common::lab::kernel_state(&l, "web1");
+    for (what, change, undo) in [
+        (
+            "a sysctl",
+            "echo 1 > /proc/sys/net/ipv4/conf/all/arp_ignore",
+            "echo 0 > /proc/sys/net/ipv4/conf/all/arp_ignore",
+        ),
+        ("an address", "ip addr add 192.0.2.7/32 dev lo", "ip addr del 192.0.2.7/32 dev lo"),
+        ("a route", "ip route add 198.51.100.0/24 dev lo", "ip route del 198.51.100.0/24 dev lo"),
+        ("a link", "ip link add t-snap0 type veth peer name t-snap1", "ip link del t-snap0"),
+        ("an nft table", "nft add table inet t-snap", "nft delete table inet t-snap"),
+    ] {
+        l.sh("web1", change);
+        let changed = common::lab::kernel_state(&l, "web1");
+        l.sh("web1", undo);
+        assert_ne!(changed, base, "the snapshot sees {what}");
+        assert_eq!(common::lab::kernel_state(&l, "web1"), base, "{what} undone");
+    }
+    // A socket that listens while the snapshot is taken.
+    let listener = l.sh(
+        "web1",
+        "setsid python3 -c 'import socket,time\ns=socket.socket()\ns.bind((\"0.0.0.0\",4711))\ns.listen()\ntime.sleep(60)' \
+         </dev/null >/dev/null 2>&1 & echo $!; sleep 1",
+    );
+    let changed = common::lab::kernel_state(&l, "web1");
+    l.sh("web1", &format!("kill {}", listener.trim()));
+    common::lab::wait_gone(&l, "web1", "0.0.0.0:4711");
+    assert!(changed.contains("listening tcp 0.0.0.0:4711"), "the snapshot sees a listening socket:\n{changed}");
+    assert_eq!(common::lab::kernel_state(&l, "web1"), base, "the socket gone");
+}
