@@ -45,7 +45,10 @@ together)
     jobs=${LVSCTL_GUEST_JOBS:-6}
     not_alone=""
     for t in "${alone[@]}"; do not_alone+=" & not test(=$t)"; done
-    modules=(ip_vs ipip ip6_tunnel)
+    # fou and fou6 too: tun-ha's GUE service has its real servers open GUE ports, and the host
+    # whose up loaded fou would unload it on down while the other still closes its port (one
+    # kernel under every lab host here; each machine has its own outside the lab).
+    modules=(ip_vs ipip ip6_tunnel fou fou6)
     for m in /lib/modules/"$(uname -r)"/kernel/net/netfilter/ipvs/ip_vs_*.ko*; do
         m=${m##*/}
         m=${m%%.ko*}
