@@ -38,6 +38,11 @@ mod fake {
         }
 
         fn del_fou_port(&mut self, port: u16, ipv6: bool) -> Result<()> {
+            if !self.state.modules.contains("fou") {
+                // As the kernel answers a request to the fou family that went with its module
+                // between the request's lookup and its delivery.
+                return Err(io::Error::from_raw_os_error(libc::EPROTONOSUPPORT));
+            }
             let Some(p) = self.state.fou_ports.iter().find(|p| p.port == port && p.ipv6 == ipv6).copied() else {
                 return Err(io::Error::from_raw_os_error(libc::ENOENT));
             };

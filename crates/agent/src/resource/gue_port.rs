@@ -122,8 +122,25 @@ impl Kind for GuePort {
         if a.open { ChangeKind::Add } else { ChangeKind::Remove }
     }
 
+    /// A close that fails is checked against the ports: on a kernel that network namespaces share
+    /// (a lab), another host's `down` may unload fou — and every port with it — between this
+    /// host's reading of its ports and its close, which then fails (EPROTONOSUPPORT when the
+    /// family goes while the request is on its way). A port that is gone is reported as not
+    /// found, which `down` counts as undone; the error stands while the port is still open or
+    /// the ports cannot be read.
     fn act<S: System>(sys: &mut S, a: &Action, _: &dyn Backups) -> io::Result<Option<Undo>> {
-        if a.open { sys.add_gue_port(a.port, a.ipv6) } else { sys.del_fou_port(a.port, a.ipv6) }.map(|_| None)
+        if a.open {
+            return sys.add_gue_port(a.port, a.ipv6).map(|_| None);
+        }
+        match sys.del_fou_port(a.port, a.ipv6) {
+            Ok(()) => Ok(None),
+            Err(e) => match sys.fou_ports() {
+                Ok(l) if !l.iter().any(|p| p.port == a.port && p.ipv6 == a.ipv6) => {
+                    Err(io::Error::new(io::ErrorKind::NotFound, format!("the port is gone already ({e})")))
+                }
+                _ => Err(e),
+            },
+        }
     }
 
     /// A port number and a family: nothing that could name another object.
@@ -133,5 +150,57 @@ impl Kind for GuePort {
 
     fn merge(_: &Undo, newer: Undo) -> Undo {
         newer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::FouPort;
+    use crate::host::fake::Fake;
+    use crate::host::{Modules, is_not_found};
+    use crate::resource::NoBackups;
+
+    fn close(sys: &mut Fake, ipv6: bool) -> io::Result<Option<Undo>> {
+        GuePort::act(sys, &Action { port: 6080, ipv6, open: false }, &NoBackups)
+    }
+
+    fn host_with_port(ipv6: bool) -> Fake {
+        let mut sys = Fake::new();
+        sys.state.modules.insert("fou".into());
+        sys.state.fou_ports.insert(FouPort { port: 6080, ipv6, gue: true });
+        sys
+    }
+
+    /// `down` read the port open; before its close, another host's `down` unloaded fou (the
+    /// hosts of a lab share a kernel). The close fails, the port is gone: as good as undone.
+    #[test]
+    fn a_port_gone_with_its_module_before_the_close_is_not_found() {
+        let mut sys = host_with_port(false);
+        close(&mut sys, false).unwrap();
+        assert_eq!(sys.log, ["fou del port 6080"]);
+        assert!(sys.state.fou_ports.is_empty());
+
+        let mut sys = host_with_port(false);
+        sys.unload_module("fou").unwrap();
+        let e = close(&mut sys, false).unwrap_err();
+        assert!(is_not_found(&e), "{e}");
+        assert!(e.to_string().contains("gone already"), "{e}");
+    }
+
+    /// A close the kernel refuses while the port is still open is an error, as before; a port of
+    /// the same number in the other family does not make it open.
+    #[test]
+    fn a_port_still_open_after_a_failed_close_is_an_error() {
+        let mut sys = host_with_port(false);
+        sys.fail.push("fou del".into());
+        let e = close(&mut sys, false).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM));
+        assert!(!is_not_found(&e));
+
+        let mut sys = host_with_port(true);
+        sys.fail.push("fou del".into());
+        assert_eq!(close(&mut sys, true).unwrap_err().raw_os_error(), Some(libc::EPERM));
+        assert!(is_not_found(&close(&mut sys, false).unwrap_err()), "the IPv4 port 6080 was never open");
     }
 }

@@ -225,16 +225,7 @@ mod tests {
         let mut sys = Fake::new();
         sys.state.ipvs = Some(vec![]);
         let a = Action { set: t(60, 120, 300) };
-        struct NoBackups;
-        impl Backups for NoBackups {
-            fn backup(&mut self, _: &[u8], _: u32) -> io::Result<super::super::file::Backup> {
-                unreachable!("no file is changed")
-            }
-            fn read_backup(&self, _: &super::super::file::Backup) -> io::Result<Vec<u8>> {
-                unreachable!("no file is changed")
-            }
-        }
-        Timeouts::act(&mut sys, &a, &NoBackups).unwrap();
+        Timeouts::act(&mut sys, &a, &crate::resource::NoBackups).unwrap();
         assert_eq!(sys.state.ipvs_timeouts, Some(t(60, 120, 300)));
         assert_eq!(sys.log, ["ipvs set timeouts tcp 60 tcp_fin 120 udp 300"]);
     }

@@ -171,6 +171,20 @@ pub trait Backups {
     fn read_backup(&self, b: &file::Backup) -> io::Result<Vec<u8>>;
 }
 
+/// For the tests of kinds that change no file.
+#[cfg(test)]
+pub(crate) struct NoBackups;
+
+#[cfg(test)]
+impl Backups for NoBackups {
+    fn backup(&mut self, _: &[u8], _: u32) -> io::Result<file::Backup> {
+        unreachable!("no file is changed")
+    }
+    fn read_backup(&self, _: &file::Backup) -> io::Result<Vec<u8>> {
+        unreachable!("no file is changed")
+    }
+}
+
 /// A read that may have failed (the error is reported as a failed item, not an abort).
 pub type Fact<T> = Result<T, String>;
 
