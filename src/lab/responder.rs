@@ -133,10 +133,36 @@ pub(super) fn serve_tcp(l: TcpListener, name: String) {
                     body.len()
                 );
                 let _ = s.write_all(format!("{head}{body}").as_bytes());
-                return;
+            } else {
+                let _ = answer(&mut s, &name, &got);
             }
-            let _ = answer(&mut s, &name, &got);
+            close_after_client(&mut s);
         });
+    }
+}
+
+/// How long, at most, an answered connection waits for its client to close.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// Ends an answered connection without a reset: the answer's end is sent (a half close), then
+/// what the client still sends is read and dropped until it closes its side. A socket closed with
+/// unread data, or one that receives data once closed, answers with a reset, and a reset makes the
+/// client's kernel drop the answer it has not read yet: a client slow to send its request (a loaded
+/// guest descheduled it past the half second that makes its connection a plain TCP probe) got its
+/// answer and then "connection reset by peer" (CI, e2e_dr_ha, while keepalived reloaded).
+fn close_after_client(s: &mut std::net::TcpStream) {
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let deadline = std::time::Instant::now() + CLOSE_WAIT;
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
     }
 }
 
@@ -276,5 +302,29 @@ mod tests {
         let mut plain = Vec::new();
         answer(&mut plain, "web1", b"").unwrap();
         assert_eq!(plain, http_response("web1").as_bytes());
+    }
+
+    /// A client that sends its request only after the half second that makes a connection a plain
+    /// TCP probe gets the answer, and what it sends after the answer is read, not reset.
+    #[test]
+    fn a_late_request_is_answered_and_never_reset() {
+        use std::net::TcpStream;
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || serve_tcp(l, "web1".into()));
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        std::thread::sleep(Duration::from_millis(800));
+        c.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).unwrap();
+        assert_eq!(got, http_response("web1").as_bytes());
+        // The responder's side is still open for reading: more data is taken, not reset.
+        c.write_all(b"more").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        c.write_all(b"and more").unwrap();
+        assert!(c.take_error().unwrap().is_none());
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(c.take_error().unwrap().is_none(), "the responder reset the connection");
     }
 }
