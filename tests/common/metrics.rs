@@ -49,6 +49,24 @@ fn endpoint(s: &str) -> (String, String) {
     (a.trim_start_matches('[').trim_end_matches(']').to_string(), p.to_string())
 }
 
+/// A director's table once its counters have caught up with the traffic before: the 6.1 kernel
+/// sums its per-CPU counters in its estimator, every two seconds (later in a loaded guest), so
+/// requests answered just before can still be counted after. CI once saw the last two requests
+/// of a verify counted between the metrics' "before" and "after". Two readings 2.5 s apart that
+/// agree are settled; the scenario sends nothing meanwhile.
+fn settled(l: &Lab, director: &str) -> Counted {
+    let mut last = ipvsadm(l, director);
+    for _ in 0..6 {
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        let now = ipvsadm(l, director);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("{director}'s IPVS counters still moved after 15 s without traffic: {last:?}");
+}
+
 /// ipvsadm's `--stats --exact` table of a director.
 fn ipvsadm(l: &Lab, director: &str) -> Counted {
     let text = l.run(director, &["ipvsadm", "-Ln", "--stats", "--exact"]);
@@ -104,7 +122,7 @@ fn sample(line: &str) -> Option<(String, BTreeMap<String, String>, String)> {
 /// each real server's counters equal ipvsadm's. Returns the exposition.
 pub fn metrics_equal_ipvsadm(l: &Lab) -> String {
     let directors: Vec<String> = l.lab.directors().map(|d| d.name.clone()).collect();
-    let before: Vec<Counted> = directors.iter().map(|d| ipvsadm(l, d)).collect();
+    let before: Vec<Counted> = directors.iter().map(|d| settled(l, d)).collect();
     let (text, execs) = l.counted(&["metrics"]);
     let after: Vec<Counted> = directors.iter().map(|d| ipvsadm(l, d)).collect();
     assert_eq!(before, after, "no traffic while the metrics were read");
