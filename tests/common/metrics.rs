@@ -356,11 +356,10 @@ fn mismatch(l: &Lab, p: &Prometheus, kernel: &[(String, Counted)]) -> Option<Str
 }
 
 /// What Prometheus scraped from every director equals the kernel's count: each real server's five
-/// counters as `ipvsadm -Ln --stats --exact` shows them, read once traffic has stopped and two
-/// seconds have passed, with the scrapes taken after that read. Firewall-mark services too.
+/// counters as `ipvsadm -Ln --stats --exact` shows them, read once traffic has stopped and the
+/// counters have settled, with the scrapes taken after that read. Firewall-mark services too.
 pub fn scraped_equal_ipvsadm(l: &Lab, p: &Prometheus) {
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    let kernel: Vec<(String, Counted)> = p.targets.iter().map(|(d, _)| (d.clone(), ipvsadm(l, d))).collect();
+    let kernel: Vec<(String, Counted)> = p.targets.iter().map(|(d, _)| (d.clone(), settled(l, d))).collect();
     p.fresh();
     // A scrape that timed out on a loaded machine leaves the series stale for a moment: what
     // Prometheus answers must come to equal the kernel's count (which does not move).
