@@ -93,6 +93,10 @@ pub struct ServiceResult {
     pub errors: Vec<String>,
     /// Answers the director cannot have carried: they reached real servers without it.
     pub bypassed: u64,
+    /// Answers the director carried on connection entries it kept from earlier clients (a client
+    /// source port used again while the entry lived): the scheduler did not choose their real
+    /// server, so the split is judged without them.
+    pub followed_earlier: u64,
     /// How long the answered requests took, from the client's connect to the answer (None when
     /// none was answered).
     pub latency: Option<Latency>,
@@ -214,13 +218,30 @@ pub fn judge(
     };
     let p = policy(s);
     let total_w: u32 = s.real_servers.iter().map(|b| b.weight).sum();
-    let tol = tolerance(p, answered);
+    // Answers beyond the connections the director scheduled to a real server, that it still
+    // carried (packets enough): requests from a source port whose entry of an earlier connection
+    // the director kept (DR and TUN directors keep closed ones for tcp_fin). Measured: after a
+    // drained run, 9 of 40 requests went where such entries pointed. The weights govern the
+    // scheduler's choices: the split is judged on those.
+    let followed: Vec<u32> = (0..s.real_servers.len())
+        .map(|i| match fwd[i] {
+            Some(f) if attributed_by == "answer bodies" && counts[i] as u64 > f.scheduled => {
+                (counts[i] as u64 - f.scheduled).min(f.carried.saturating_sub(f.scheduled)) as u32
+            }
+            _ => 0,
+        })
+        .collect();
+    let followed_earlier: u32 = followed.iter().sum();
+    let judged_n = answered - followed_earlier;
+    let tol = tolerance(p, judged_n);
     let mut problems = Vec::new();
     let mut rs = Vec::new();
     let mut bypassed = 0;
     for (i, b) in s.real_servers.iter().enumerate() {
         let got = counts[i];
         let expected = if total_w == 0 { 0.0 } else { answered as f64 * b.weight as f64 / total_w as f64 };
+        let judged = got - followed[i];
+        let judged_expected = if total_w == 0 { 0.0 } else { judged_n as f64 * b.weight as f64 / total_w as f64 };
         let mut verdict = "ok".to_string();
         if attributed_by == "answer bodies"
             && let Some(f) = fwd[i]
@@ -229,16 +250,18 @@ pub fn judge(
             verdict = format!("BYPASS: answered {got} but the director sent it {}", f.scheduled);
             bypassed += got as u64 - f.carried;
             problems.push(format!("{} answered {} requests the director never scheduled to it (the VIP's traffic reaches it without the director: ARP?)", b.host, got as u64 - f.carried));
-        } else if b.weight == 0 && got > 0 {
+        } else if b.weight == 0 && judged > 0 {
             verdict = "UNEXPECTED: weight 0".into();
-            problems.push(format!("{} has weight 0 but answered {got}", b.host));
+            problems.push(format!("{} has weight 0 but answered {judged}", b.host));
         } else if p != Policy::Sticky && b.weight > 0 && got == 0 && answered > 0 {
             verdict = "NEVER ANSWERED".into();
             problems.push(format!("{} never answered", b.host));
-        } else if p != Policy::Sticky && (got as f64 - expected).abs() > tol {
-            verdict = format!("OFF by {:+.0}", got as f64 - expected);
+        } else if p != Policy::Sticky && (judged as f64 - judged_expected).abs() > tol {
+            verdict = format!("OFF by {:+.0}", judged as f64 - judged_expected);
+            let of =
+                if followed_earlier > 0 { format!(" of the {judged_n} the director scheduled") } else { String::new() };
             problems.push(format!(
-                "{} answered {got}, expected {expected:.0} ± {tol:.0} for {} weights",
+                "{} answered {judged}{of}, expected {judged_expected:.0} ± {tol:.0} for {} weights",
                 b.host, s.ipvs.scheduler
             ));
         }
@@ -303,6 +326,7 @@ pub fn judge(
         problems,
         errors,
         bypassed,
+        followed_earlier: followed_earlier as u64,
         latency: Latency::of(answers),
     }
 }
@@ -337,6 +361,13 @@ pub fn render(r: &ServiceResult, from: &str) -> String {
             expected,
             sched,
             x.verdict
+        ));
+    }
+    if r.followed_earlier > 0 {
+        s.push_str(&format!(
+            "  {} answers followed entries the director kept from earlier connections (a client port used again): the split is judged on the {} it scheduled\n",
+            r.followed_earlier,
+            r.answered as u64 - r.followed_earlier
         ));
     }
     if let Some(l) = r.latency {
@@ -602,6 +633,41 @@ mod tests {
         // Too few packets for the answers: some reached web2 without the director.
         let r = judge(&s, &a, &with([0, 0], [0, 0]), &with([19, 20], [95, 60]));
         assert!(r.bypassed > 0, "{:?}", r.problems);
+    }
+
+    /// As CI saw it after a drain and an undrain of web1 (wrr 3:1): the director scheduled 23 and
+    /// 8, at its weights, and 9 more requests followed entries of the drained run to web2. The
+    /// split is judged on the director's choices; without the packets to carry them, they are a
+    /// bypass as before.
+    #[test]
+    fn answers_on_earlier_entries_are_left_out_of_the_split() {
+        let s = service("wrr", &[3, 1]);
+        let with = |conns: [u64; 2], pkts: [u64; 2]| {
+            let mut t = table(&s, &conns);
+            for (d, p) in t.as_mut().unwrap()[0].dests.iter_mut().zip(pkts) {
+                d.stats.inpkts = p;
+            }
+            t
+        };
+        let a = answers(&[("web1", 23), ("web2", 17)]);
+        let r = judge(&s, &a, &with([0, 0], [0, 0]), &with([23, 8], [115, 85]));
+        assert!(r.ok(), "{:?}", r.problems);
+        assert_eq!(r.followed_earlier, 9);
+        let text = render(&r, "client");
+        assert!(text.contains("9 answers followed entries the director kept"), "{text}");
+        assert!(text.contains("judged on the 31 it scheduled"), "{text}");
+        // The director's own choices off the weights still fail.
+        let a = answers(&[("web1", 15), ("web2", 25)]);
+        let r = judge(&s, &a, &with([0, 0], [0, 0]), &with([15, 16], [75, 125]));
+        assert!(!r.ok());
+        assert!(r.problems.iter().any(|p| p.contains("of the 31 the director scheduled")), "{:?}", r.problems);
+        // Answers with too few packets behind them are not "followed": a bypass.
+        let a = answers(&[("web1", 23), ("web2", 17)]);
+        let r = judge(&s, &a, &with([0, 0], [0, 0]), &with([23, 8], [115, 40]));
+        assert!(r.bypassed > 0 && !r.ok(), "{:?}", r.problems);
+        // Nothing followed: the text says nothing of it.
+        let r = judge(&s, &answers(&[("web1", 30), ("web2", 10)]), &with([0, 0], [0, 0]), &with([30, 10], [150, 50]));
+        assert!(r.ok() && r.followed_earlier == 0 && !render(&r, "client").contains("followed"));
     }
 
     #[test]
