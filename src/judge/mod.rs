@@ -598,13 +598,7 @@ mod tests {
         s.ipvs.protocol = Protocol::Udp;
         // One datagram left from a source port an earlier run's entry still holds: the director
         // forwarded it to web2 on that entry, counting a packet but no new connection.
-        let with = |conns: [u64; 2], pkts: [u64; 2]| {
-            let mut t = table(&s, &conns);
-            for (d, p) in t.as_mut().unwrap()[0].dests.iter_mut().zip(pkts) {
-                d.stats.inpkts = p;
-            }
-            t
-        };
+        let with = |conns: [u64; 2], pkts: [u64; 2]| table_with_packets(&s, &conns, &pkts);
         let r = judge(&s, &answers(&[("web1", 19), ("web2", 21)]), &with([0, 0], [0, 0]), &with([19, 20], [19, 21]));
         assert!(r.ok(), "{:?}", r.problems);
         assert_eq!(r.real_servers[1].scheduled, Some(21));
@@ -613,19 +607,22 @@ mod tests {
         assert!(r.bypassed > 0, "{:?}", r.problems);
     }
 
+    /// `table`, with each destination's incoming packets.
+    fn table_with_packets(s: &Service, conns: &[u64], pkts: &[u64]) -> Option<Vec<IpvsService>> {
+        let mut t = table(s, conns);
+        for (d, p) in t.as_mut().unwrap()[0].dests.iter_mut().zip(pkts) {
+            d.stats.inpkts = *p;
+        }
+        t
+    }
+
     #[test]
     fn a_connection_forwarded_on_an_earlier_entry_is_not_a_bypass() {
         // A DR director keeps a closed connection's entry for a while; a new connection from the
         // same source port goes to the same real server without counting a new connection. Its
         // packets still count: 21 answers need 63 packets or more, the director carried 105.
         let s = service("rr", &[1, 1]);
-        let with = |conns: [u64; 2], pkts: [u64; 2]| {
-            let mut t = table(&s, &conns);
-            for (d, p) in t.as_mut().unwrap()[0].dests.iter_mut().zip(pkts) {
-                d.stats.inpkts = p;
-            }
-            t
-        };
+        let with = |conns: [u64; 2], pkts: [u64; 2]| table_with_packets(&s, &conns, &pkts);
         let a = answers(&[("web1", 19), ("web2", 21)]);
         let r = judge(&s, &a, &with([0, 0], [0, 0]), &with([19, 20], [95, 105]));
         assert!(r.ok(), "{:?}", r.problems);
@@ -642,13 +639,7 @@ mod tests {
     #[test]
     fn answers_on_earlier_entries_are_left_out_of_the_split() {
         let s = service("wrr", &[3, 1]);
-        let with = |conns: [u64; 2], pkts: [u64; 2]| {
-            let mut t = table(&s, &conns);
-            for (d, p) in t.as_mut().unwrap()[0].dests.iter_mut().zip(pkts) {
-                d.stats.inpkts = p;
-            }
-            t
-        };
+        let with = |conns: [u64; 2], pkts: [u64; 2]| table_with_packets(&s, &conns, &pkts);
         let a = answers(&[("web1", 23), ("web2", 17)]);
         let r = judge(&s, &a, &with([0, 0], [0, 0]), &with([23, 8], [115, 85]));
         assert!(r.ok(), "{:?}", r.problems);
