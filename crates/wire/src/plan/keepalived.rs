@@ -52,6 +52,10 @@ pub struct VrrpAddress {
     /// own packets (TUN's IPv6-in-IPv6).
     #[serde(default)]
     pub deprecated: bool,
+    /// Of the other family than the instance's adverts: in `virtual_ipaddress_excluded`, held
+    /// and moved with the instance but not named in its adverts.
+    #[serde(default)]
+    pub excluded: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
