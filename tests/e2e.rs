@@ -2237,6 +2237,22 @@ fn verify_rows_are_compared_without_the_director_column() {
     assert_ne!(counts(readme), counts(&screen.replace("192.168.188.81", "192.168.188.82")));
 }
 
+/// `assert_split` leaves out requests from client ports the director still held an entry for:
+/// it reads them from `ipvsadm -Lnc`, for the service's VIP and port only.
+#[test]
+fn client_ports_the_director_holds_are_read_with_their_real_servers() {
+    let lab = lvsctl::inventory::load(&common::repo().join("inventories/dr.toml")).unwrap();
+    let table = "IPVS connection entries
+pro expire state       source             virtual            destination
+TCP 00:57  FIN_WAIT    192.168.10.6:26697 192.168.188.100:80 192.168.188.82:80
+TCP 01:47  FIN_WAIT    192.168.10.6:40014 192.168.188.100:80 192.168.188.81:80
+TCP 01:47  FIN_WAIT    192.168.10.6:40016 192.168.188.100:443 192.168.188.81:443
+TCP 01:47  FIN_WAIT    192.168.10.6:40018 192.168.188.100:80 192.168.188.99:80
+";
+    let m = common::vm::parse_entries(table, "192.168.188.100:80", &lab.services[0]);
+    assert_eq!(m, BTreeMap::from([("26697".to_string(), "web2".to_string()), ("40014".into(), "web1".into())]));
+}
+
 /// The traffic judgements cannot pass when requests failed: a sticky service answered by nobody
 /// (`{"FAILED": n}`), or a weighted split with a failure within its ±1 margin.
 mod judging {
