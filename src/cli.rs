@@ -803,7 +803,8 @@ hosts through the lab automatically. Needs root, and a kernel with IPVS (see `la
     Create(LabCreateArgs),
     /// Remove everything `lab create` made (also after a failed create).
     Destroy(InventoryArg),
-    /// Run a command inside a lab host's namespaces (network and files).
+    /// Run a command inside a lab host's namespaces (network and files). The lab is found by the
+    /// inventory's `name` alone, so an inventory being edited still reaches its lab.
     Exec(LabExecArgs),
     /// Simulate a reboot of a host: fresh kernel state, same files, boot units started.
     Reboot(LabRebootArgs),

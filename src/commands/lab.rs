@@ -10,7 +10,8 @@ pub fn run(c: &LabCommand) -> anyhow::Result<u8> {
         LabCommand::Create(a) => build::create(&super::load_inventory(&a.inv.inventory)?, a.fast_ssh),
         // Works on an inventory that no longer validates: destroy finds the lab by its name.
         LabCommand::Destroy(a) => build::destroy(&a.inventory),
-        LabCommand::Exec(a) => build::exec(&super::load_inventory(&a.inv.inventory)?, &a.host, &a.command),
+        // Finds the lab by its name alone, as destroy does.
+        LabCommand::Exec(a) => build::exec(&a.inv.inventory, &a.host, &a.command),
         LabCommand::Reboot(a) => build::reboot(&super::load_inventory(&a.inv.inventory)?, &a.host),
         LabCommand::Impair(a) => {
             let lab = super::load_inventory(&a.inv.inventory)?;

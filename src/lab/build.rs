@@ -837,10 +837,26 @@ pub fn destroy(inv: &Path) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// The inventory's `name`, without reading the rest of it. `name` is a top-level key, and TOML
+/// puts those before the first table header: the text before the first line that starts with
+/// `[` is parsed alone (a lab of 5,000 services is named in microseconds); when that does not
+/// parse (a cut inside a multi-line array or string) or holds no name, the whole file is.
 fn lab_name_of(inv: &Path) -> anyhow::Result<String> {
     let src = std::fs::read_to_string(inv).with_context(|| format!("cannot read {}", inv.display()))?;
-    let t: toml::Table = toml::from_str(&src).with_context(|| format!("{} is not valid TOML", inv.display()))?;
-    t.get("name").and_then(|v| v.as_str()).map(str::to_string).with_context(|| format!("{} has no name", inv.display()))
+    lab_name_in(&src).with_context(|| format!("{} has no name", inv.display()))
+}
+
+fn lab_name_in(src: &str) -> anyhow::Result<String> {
+    let name = |t: &toml::Table| t.get("name").and_then(|v| v.as_str()).map(str::to_string);
+    let head = std::iter::once(0)
+        .chain(src.match_indices('\n').map(|(i, _)| i + 1))
+        .find(|&i| src[i..].trim_start_matches([' ', '\t']).starts_with('['))
+        .unwrap_or(src.len());
+    if let Some(n) = toml::from_str::<toml::Table>(&src[..head]).ok().as_ref().and_then(name) {
+        return Ok(n);
+    }
+    let t: toml::Table = toml::from_str(src).context("not valid TOML")?;
+    name(&t).context("no top-level key name")
 }
 
 fn host_pid(lab: &str, host: &str) -> anyhow::Result<u32> {
@@ -855,12 +871,16 @@ fn host_pid(lab: &str, host: &str) -> anyhow::Result<u32> {
 }
 
 /// `lab exec`: runs a command in a host's network and mount namespaces (replaces this process).
-pub fn exec(lab: &Lab, host: &str, command: &[String]) -> anyhow::Result<u8> {
-    let pid = host_pid(&lab.name, host)?;
+/// The lab is found by the inventory's name alone: nothing else of it is read (a lab of 5,000
+/// services is entered without validating them, as often as a test needs), and a lab whose
+/// inventory no longer validates can still be looked into.
+pub fn exec(inv: &Path, host: &str, command: &[String]) -> anyhow::Result<u8> {
+    let lab = lab_name_of(inv)?;
+    let pid = host_pid(&lab, host)?;
     let (prog, args) = command.split_first().context("no command")?;
     let mut cmd = Command::new(prog);
     cmd.args(args);
-    let mounts = HostMounts::join(&lab.name, host, pid);
+    let mounts = HostMounts::join(&lab, host, pid);
     // SAFETY: raw syscalls only (HostMounts::enter).
     unsafe {
         cmd.pre_exec(move || mounts.enter());
@@ -995,6 +1015,24 @@ mod name_tests {
         assert_ne!(host_netns("a", "b-c"), host_netns("a-b", "c"));
         assert!(!host_netns("a-b", "c").starts_with(&host_netns_prefix("a")));
         assert_ne!(host_netns("a", "b"), crate::lab::control_netns("a-b").file_name().unwrap().to_string_lossy());
+    }
+
+    /// `lab exec` and `lab destroy` find a lab by its inventory's name, read before the first table.
+    #[test]
+    fn a_lab_is_named_by_the_text_before_its_first_table() {
+        let name = |s: &str| lab_name_in(s).map_err(|e| e.to_string());
+        assert_eq!(
+            name("# a lab\nname = \"dr\"\nmode = \"dr\"\n\n[hosts.lvs]\nname = \"not this\"\n"),
+            Ok("dr".into())
+        );
+        // What follows the first table is not read: it may not even parse.
+        assert_eq!(name("name = \"dr\"\n[hosts.lvs]\nrole = \n"), Ok("dr".into()));
+        // A multi-line array whose lines start with `[`: the head does not parse, the whole file does.
+        assert_eq!(name("x = [\n  [1, 2],\n]\nname = \"nested\"\n[a]\n"), Ok("nested".into()));
+        // No name before the first table (where TOML puts top-level keys): none at all.
+        assert_eq!(name("[a]\nname = \"of a\"\n"), Err("no top-level key name".into()));
+        assert!(name("name = \"x\"\n[a]\nb = [\n").is_ok());
+        assert_eq!(name("name = [\n"), Err("not valid TOML".into()));
     }
 }
 
