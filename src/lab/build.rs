@@ -823,10 +823,7 @@ pub fn destroy(inv: &Path) -> anyhow::Result<u8> {
         bail!("lab destroy needs root");
     }
     // The lab's name is what matters; an inventory that no longer validates still names it.
-    let lab = match crate::inventory::load(inv) {
-        Ok(l) => l.name,
-        Err(_) => lab_name_of(inv)?,
-    };
+    let lab = lab_name_of(inv)?;
     let state = LabState::load(&lab).unwrap_or(LabState {
         lab: lab.clone(),
         control: Some(format!("lvsctl-{lab}")),
@@ -843,7 +840,7 @@ pub fn destroy(inv: &Path) -> anyhow::Result<u8> {
 /// parse (a cut inside a multi-line array or string) or holds no name, the whole file is.
 fn lab_name_of(inv: &Path) -> anyhow::Result<String> {
     let src = std::fs::read_to_string(inv).with_context(|| format!("cannot read {}", inv.display()))?;
-    lab_name_in(&src).with_context(|| format!("{} has no name", inv.display()))
+    lab_name_in(&src).with_context(|| format!("cannot tell the lab's name from {}", inv.display()))
 }
 
 fn lab_name_in(src: &str) -> anyhow::Result<String> {
