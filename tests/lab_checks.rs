@@ -800,3 +800,49 @@ fn a_snapshot_sees_each_kind_of_state() {
     assert!(changed.contains("listening tcp 0.0.0.0:4711"), "the snapshot sees a listening socket:\n{changed}");
     assert_eq!(common::lab::kernel_state(&l, "web1"), base, "the socket gone");
 }
+
+/// verify's client sends from no port the director holds an entry for: the agent's probe, asked
+/// to avoid every even port of the ephemeral range, connects from odd ones only (a server in a
+/// fresh network namespace records each request's source port), and every request is answered.
+#[test]
+fn the_probe_sends_from_no_port_it_must_avoid() {
+    use lvsctl::agent::probe::{ProbeKind, ProbeRequest, ProbeTarget, run};
+    use std::io::{Read, Write};
+    if !in_fresh_netns("the_probe_sends_from_no_port_it_must_avoid") {
+        return;
+    }
+    sh(&["ip", "link", "set", "lo", "up"]);
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let [lo, hi]: [u16; 2] =
+        range.split_whitespace().map(|w| w.parse().unwrap()).collect::<Vec<_>>().try_into().unwrap();
+    let avoid: Vec<u16> = (lo..=hi).filter(|p| p % 2 == 0).collect();
+    let server = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = server.local_addr().unwrap().port();
+    const N: u32 = 24;
+    let accepting = std::thread::spawn(move || {
+        let mut ports = Vec::new();
+        for _ in 0..N {
+            let (mut s, peer) = server.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            s.write_all(b"HTTP/1.0 200 OK\r\n\r\nweb1\n").unwrap();
+            ports.push(peer.port());
+        }
+        ports
+    });
+    let target = ProbeTarget {
+        address: "127.0.0.1".parse().unwrap(),
+        port,
+        kind: ProbeKind::Http,
+        count: N,
+        timeout_ms: 5000,
+        source_port: None,
+        avoid_ports: avoid,
+    };
+    let result = run(&ProbeRequest { targets: vec![target], ..Default::default() });
+    let ports = accepting.join().unwrap();
+    let bodies: Vec<Option<&str>> = result.answers[0].iter().map(|a| a.body.as_deref()).collect();
+    assert!(bodies.iter().all(|b| *b == Some("web1")), "{:?}", result.answers[0]);
+    assert_eq!(ports.len(), N as usize);
+    assert!(ports.iter().all(|p| p % 2 == 1 && (lo..=hi).contains(p)), "source ports: {ports:?}");
+}

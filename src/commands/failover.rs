@@ -125,9 +125,7 @@ pub fn run(v: &Verifier, facts: &[DirectorView]) -> anyhow::Result<Failover> {
         problems.push(format!("with sync = true, a connection opened before the failover must complete after it: {e}"));
     }
     let backup_view = after.iter().find(|d| d.host == backup.name);
-    let backup_table = backup_view.and_then(|d| d.table.clone());
-    let drained = backup_view.map(|d| d.drained.clone()).unwrap_or_default();
-    let through_backup = v.split(Some(backup), backup_table, &drained)?;
+    let through_backup = v.split(Some(backup), backup_view)?;
     for r in through_backup.iter().filter(|r| !r.ok()) {
         problems.push(format!("through {}: {}", backup.name, r.problems.join("; ")));
     }

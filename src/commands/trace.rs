@@ -109,6 +109,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<u8> {
         count: 1,
         timeout_ms: args.timeout * 1000,
         source_port: Some(port),
+        avoid_ports: vec![],
     };
     let capture = |probe: Option<ProbeRequest>| CaptureRequest {
         interface: None,

@@ -8,26 +8,42 @@ use super::fleet::Job;
 use super::outcome::Outcome;
 use super::printer::Printer;
 use crate::agent::facts::{CountedWait, FactsRequest};
-use crate::agent::probe::ProbeRequest;
+use crate::agent::probe::{ProbeRequest, ProbeTarget};
 use crate::agent::protocol::{Operation, Request};
 use crate::cli::VerifyArgs;
 use crate::exit::Exit;
 use crate::host::IpvsService;
 use crate::inventory::{Lab, Service};
-use crate::judge::{ServiceResult, counted_by_now, judge, persistence_across_ports, probe_targets};
+use crate::ipvs::ServiceKey;
+use crate::judge::{ServiceResult, counted_by_now, judge, persistence_across_ports, probe_targets, probe_units};
 
 /// How long the director may take to count the run's packets (three of IPVS's two-second sums,
 /// with room for a loaded machine).
 const COUNTED_WAIT: Duration = Duration::from_millis(7500);
 
+/// A director's facts as verify reads them: its IPVS table, and the client ports it holds
+/// connection entries for to every (VIP, port) verify sends to.
 pub fn facts_job(lab: &Lab, host: &crate::inventory::Host) -> Job {
-    let request = Request::new(&lab.name, &host.name, Operation::Facts { plan: None, facts: FactsRequest::default() });
+    let held_ports =
+        probe_units(lab).iter().map(|s| ServiceKey::addr(s.ipvs.protocol, s.ipvs.vip, s.ipvs.port)).collect();
+    let facts = FactsRequest { held_ports, ..Default::default() };
+    let request = Request::new(&lab.name, &host.name, Operation::Facts { plan: None, facts });
     Job { host: host.name.clone(), ssh: host.ssh.clone(), request }
 }
 
 pub fn ipvs_of(outcomes: &[Outcome]) -> Option<Vec<IpvsService>> {
     outcomes.first()?.result.as_ref().ok()?.facts()?.ipvs.clone()
 }
+
+fn held_of(outcomes: &[Outcome]) -> Held {
+    let f = outcomes.first().and_then(|o| o.result.as_ref().ok()?.facts().cloned());
+    f.map(|f| f.held_ports.into_iter().collect()).unwrap_or_default()
+}
+
+/// Client ports a director holds connection entries for, by (protocol, VIP, port): a request
+/// from one goes where its entry points (IPVS schedules only new connections), so verify sends
+/// from others.
+pub type Held = std::collections::BTreeMap<ServiceKey, Vec<u16>>;
 
 /// A director as verify sees it: its IPVS table and its addresses.
 #[derive(Debug, Clone)]
@@ -37,6 +53,7 @@ pub struct DirectorView<'h> {
     pub addresses: Vec<std::net::IpAddr>,
     /// The real servers `lvsctl drain` keeps drained there.
     pub drained: Drains,
+    pub held: Held,
 }
 
 /// Drained real servers by host name, as a director keeps them.
@@ -76,23 +93,25 @@ impl Verifier<'_> {
                     outcomes.iter().find(|o| o.host == d.name).and_then(|o| o.result.as_ref().ok()?.facts().cloned());
                 let table = f.as_ref().and_then(|f| f.ipvs.clone());
                 let drained = f.as_ref().map(|f| f.drained.clone()).unwrap_or_default();
+                let held = f.as_ref().map(|f| f.held_ports.iter().cloned().collect()).unwrap_or_default();
                 let addrs = f.map(|f| f.addresses.iter().map(|a| a.address.addr()).collect()).unwrap_or_default();
-                DirectorView { host: d.name.as_str(), table, addresses: addrs, drained }
+                DirectorView { host: d.name.as_str(), table, addresses: addrs, drained, held }
             })
             .collect()
     }
 
     /// Requests from the client to every service, each answer attributed and the split judged,
-    /// with `director`'s counters read around them (`before`: read already) and its drains
-    /// honoured (a drained real server is expected to get nothing).
+    /// with `director`'s counters read around them (`view`: what was read of it already) and
+    /// its drains honoured (a drained real server is expected to get nothing). The client sends
+    /// from ports the director holds no connection entry for.
     pub fn split(
         &self,
         director: Option<&crate::inventory::Host>,
-        before: Option<Vec<IpvsService>>,
-        drained: &Drains,
+        view: Option<&DirectorView>,
     ) -> anyhow::Result<Vec<ServiceResult>> {
         let (lab, client, args) = (self.lab, self.client, self.args);
-        let (services, targets) = probe_targets(lab, args.requests, args.timeout);
+        let drained = &view.map(|d| d.drained.clone()).unwrap_or_default();
+        let (services, mut targets) = probe_targets(lab, args.requests, args.timeout);
         eprintln!(
             "verify: {} requests to each of {} from {}{}",
             args.requests,
@@ -104,11 +123,23 @@ impl Verifier<'_> {
             }
         );
         let director_job = director.map(|d| facts_job(lab, d));
-        let before_t = match (&director_job, before) {
-            (_, Some(t)) => Some(t),
-            (Some(j), None) => ipvs_of(&self.session.run(vec![j.clone()], self.printer.clone())),
-            (None, None) => None,
+        let (before_t, held) = match (&director_job, view.and_then(|v| v.table.clone())) {
+            (_, Some(t)) => (Some(t), view.map(|v| v.held.clone()).unwrap_or_default()),
+            (Some(j), None) => {
+                let o = self.session.run(vec![j.clone()], self.printer.clone());
+                (ipvs_of(&o), held_of(&o))
+            }
+            (None, None) => (None, Held::new()),
         };
+        let avoided = avoid_held(&services, &mut targets, &held);
+        if let Some(d) = director.filter(|_| avoided.iter().any(|n| *n > 0)) {
+            eprintln!(
+                "verify: {} still holds connection entries for {} of the client's ports (a request from one goes where \
+                 its entry points): the client sends from other ports",
+                d.name,
+                avoided.iter().sum::<usize>()
+            );
+        }
         let probe = ProbeRequest { targets, ..Default::default() };
         let probe = Request::new(&lab.name, &client.name, Operation::Probe { probe });
         let probed = self.session.run(
@@ -136,6 +167,7 @@ impl Verifier<'_> {
         // bypassed it are never counted: judged below).
         let after = director_job.map(|mut j| {
             if let Operation::Facts { facts, .. } = &mut j.request.op {
+                facts.held_ports.clear();
                 facts.ipvs_counted = Some(CountedWait {
                     inpkts: counted_by_now(&effective, &answers, &before_t),
                     max_ms: COUNTED_WAIT.as_millis() as u64,
@@ -156,8 +188,10 @@ impl Verifier<'_> {
         let mut results: Vec<ServiceResult> = effective
             .iter()
             .zip(answers.iter())
-            .map(|(s, a)| {
+            .zip(avoided)
+            .map(|((s, a), avoided)| {
                 let mut r = judge(s, a, &before_t, &after_t);
+                r.client_ports_avoided = avoided as u64;
                 mark_down(&mut r, s, services.iter().find(|x| x.index == s.index).copied());
                 mark_drained(&mut r, s, drained);
                 r
@@ -166,6 +200,20 @@ impl Verifier<'_> {
         persistence_across_ports(&mut results, &effective);
         Ok(results)
     }
+}
+
+/// Each target's requests avoid the client ports `held` names for its service (the targets
+/// are `services`' in order); how many each avoids.
+fn avoid_held(services: &[Service], targets: &mut [ProbeTarget], held: &Held) -> Vec<usize> {
+    services
+        .iter()
+        .zip(targets.iter_mut())
+        .map(|(s, t)| {
+            let key = ServiceKey::addr(s.ipvs.protocol, t.address, t.port);
+            t.avoid_ports = held.get(&key).cloned().unwrap_or_default();
+            t.avoid_ports.len()
+        })
+        .collect()
 }
 
 /// A service keepalived checks, as its table shows it now: real servers it took out (or

@@ -39,9 +39,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<u8> {
     let facts = v.director_facts(lab.directors().collect());
     let active = active_director(&lab, &facts).or_else(|| lab.director());
     let view = facts.iter().find(|d| Some(d.host) == active.map(|a| a.name.as_str()));
-    let before = view.and_then(|d| d.table.clone());
-    let drained = view.map(|d| d.drained.clone()).unwrap_or_default();
-    let results = v.split(active, before, &drained)?;
+    let results = v.split(active, view)?;
     let mut ok = results.iter().all(|r| r.ok());
     let mut failover = None;
     if args.failover {

@@ -97,6 +97,10 @@ pub struct ServiceResult {
     /// source port used again while the entry lived): the scheduler did not choose their real
     /// server, so the split is judged without them.
     pub followed_earlier: u64,
+    /// Client ports the director held connection entries for to this service's VIP and port
+    /// when verify began: the client sent from none of them (a request from one goes where its
+    /// entry points, not where the scheduler would send it).
+    pub client_ports_avoided: u64,
     /// How long the answered requests took, from the client's connect to the answer (None when
     /// none was answered).
     pub latency: Option<Latency>,
@@ -327,6 +331,7 @@ pub fn judge(
         errors,
         bypassed,
         followed_earlier: followed_earlier as u64,
+        client_ports_avoided: 0,
         latency: Latency::of(answers),
     }
 }
@@ -425,6 +430,7 @@ pub fn probe_targets(lab: &Lab, requests: u32, timeout: u64) -> (Vec<Service>, V
             count: requests,
             timeout_ms: timeout * 1000,
             source_port: None,
+            avoid_ports: vec![],
         });
         services.push(s);
     }

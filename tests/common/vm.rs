@@ -2,7 +2,7 @@
 //! the lab tests share.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -266,6 +266,28 @@ fn entries_by_client_port(l: &Lab, svc: &lvsctl::inventory::Service) -> BTreeMap
     let mut out = BTreeMap::new();
     for d in l.lab.hosts_with_role(lvsctl::inventory::Role::Director) {
         out.extend(parse_entries(&l.run(&d.name, &["ipvsadm", "-Lnc"]), &virtual_, svc));
+    }
+    out
+}
+
+/// The client ports `director`'s connection entries to `svc`'s VIP and port hold for at least
+/// `min_left_s` more seconds (`ipvsadm -Lnc`'s expire column, `mm:ss`).
+pub fn held_ports(l: &Lab, director: &str, svc: &lvsctl::inventory::Service, min_left_s: u32) -> BTreeSet<u16> {
+    let virtual_ = std::net::SocketAddr::new(svc.ipvs.vip, svc.ipvs.port).to_string();
+    parse_held(&l.run(director, &["ipvsadm", "-Lnc"]), &virtual_, &svc.ipvs.protocol.to_string(), min_left_s)
+}
+
+/// `held_ports`' reading of `ipvsadm -Lnc` lines (`pro expire state source virtual destination`).
+pub fn parse_held(table: &str, virtual_: &str, protocol: &str, min_left_s: u32) -> BTreeSet<u16> {
+    let mut out = BTreeSet::new();
+    for line in table.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let [pro, expire, _, source, virt, _] = w[..] else { continue };
+        let left = expire.split_once(':').and_then(|(m, s)| Some(m.parse::<u32>().ok()? * 60 + s.parse::<u32>().ok()?));
+        let Ok(source) = source.parse::<std::net::SocketAddr>() else { continue };
+        if pro.eq_ignore_ascii_case(protocol) && virt == virtual_ && left.is_some_and(|t| t >= min_left_s) {
+            out.insert(source.port());
+        }
     }
     out
 }

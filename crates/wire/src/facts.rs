@@ -35,6 +35,11 @@ pub struct FactsRequest {
     /// installed for its kernel)? `up` asks before it changes any host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub modules: Vec<String>,
+    /// Which client ports does IPVS hold connection entries for, to each of these addresses
+    /// (`ServiceKey::Addr`: protocol, VIP, port)? verify sends from other ports: a request
+    /// from a held port goes where that entry points, whatever the table says now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_ports: Vec<crate::ipvs::ServiceKey>,
 }
 
 /// Whether a host reads sysctl `name` for a facts request: `net.*` and `kernel.hostname`, named
@@ -121,6 +126,10 @@ pub struct HostFacts {
     /// `FactsRequest::modules` the host cannot load.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub modules_missing: Vec<String>,
+    /// `FactsRequest::held_ports`: each address asked for, with the client ports IPVS holds
+    /// entries for (from any client address), ascending.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_ports: Vec<(crate::ipvs::ServiceKey, Vec<u16>)>,
 }
 
 impl HostFacts {

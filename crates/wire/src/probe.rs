@@ -28,6 +28,10 @@ pub struct ProbeTarget {
     /// Send from this port (a trace: the hosts it captures on look for it); any when None.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_port: Option<u16>,
+    /// Without `source_port`: send from none of these local ports (verify: ports the director
+    /// still holds connection entries for, which would decide where such a request goes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub avoid_ports: Vec<u16>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
