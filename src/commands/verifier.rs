@@ -36,8 +36,11 @@ pub fn ipvs_of(outcomes: &[Outcome]) -> Option<Vec<IpvsService>> {
 }
 
 fn held_of(outcomes: &[Outcome]) -> Held {
-    let f = outcomes.first().and_then(|o| o.result.as_ref().ok()?.facts().cloned());
-    f.map(|f| f.held_ports.into_iter().collect()).unwrap_or_default()
+    outcomes.first().and_then(|o| o.result.as_ref().ok()?.facts().map(held)).unwrap_or_default()
+}
+
+fn held(f: &crate::agent::facts::HostFacts) -> Held {
+    f.held_ports.iter().cloned().collect()
 }
 
 /// Client ports a director holds connection entries for, by (protocol, VIP, port): a request
@@ -93,7 +96,7 @@ impl Verifier<'_> {
                     outcomes.iter().find(|o| o.host == d.name).and_then(|o| o.result.as_ref().ok()?.facts().cloned());
                 let table = f.as_ref().and_then(|f| f.ipvs.clone());
                 let drained = f.as_ref().map(|f| f.drained.clone()).unwrap_or_default();
-                let held = f.as_ref().map(|f| f.held_ports.iter().cloned().collect()).unwrap_or_default();
+                let held = f.as_ref().map(held).unwrap_or_default();
                 let addrs = f.map(|f| f.addresses.iter().map(|a| a.address.addr()).collect()).unwrap_or_default();
                 DirectorView { host: d.name.as_str(), table, addresses: addrs, drained, held }
             })
