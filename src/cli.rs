@@ -850,11 +850,15 @@ guest writes is lost when it ends: its root is this machine's, read-only, under 
 namespace; the lab's client unless --from names another):\n\
   lvsctl lab load lab.toml --to 192.168.188.100:80 --seconds 30 --slow 2\n\
 CONCURRENCY workers send short requests one after the other until the deadline, and SLOW workers\n\
-each download SLOW_BYTES paced by the lab's responder (GET /slow/N, about 320 KB/s). Every answer\n\
-must arrive whole (its Content-Length); it is attributed to the real server that sent it. Prints\n\
-one JSON document: answers per server, failures, the slow downloads, and each short request's\n\
-start time and server. Exit status 6 when any request failed. Bounded: at most 600 seconds, 64\n\
-workers and 16 slow downloads; the lab's responders answer only lab hosts."
+download SLOW_BYTES paced by the lab's responder (GET /slow/N, about 320 KB/s), each starting its\n\
+next download when one ends, so that slow connections are open at every moment of the load (a\n\
+drain always has some to wait for). Every answer must arrive whole (its Content-Length); it is\n\
+attributed to the real server that sent it. At the deadline (or SIGTERM, Ctrl-C) the short\n\
+requests in flight finish and a download still arriving is cut: reported as \"cut\" with the\n\
+bytes that had come, not as a failure. Prints one JSON document: answers per server, failures,\n\
+the slow downloads, and each short request's start time and server. Exit status 6 when any\n\
+request failed. Bounded: at most 600 seconds, 64 workers and 16 slow workers; the lab's\n\
+responders answer only lab hosts."
     )]
     Load(LabLoadArgs),
     /// Serve a host's name over TCP/UDP (the lab's real-server responder).
@@ -979,7 +983,7 @@ pub struct LabLoadArgs {
     /// Workers sending short requests (at most 64).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub concurrency: u64,
-    /// Slow downloads started at once (at most 16).
+    /// Slow-download workers, each downloading again when one ends (at most 16).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=16))]
     pub slow: u64,
     /// Bytes of each slow download (at most 64 MiB).

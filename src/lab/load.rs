@@ -1,9 +1,13 @@
 //! `lvsctl lab load`: a bounded HTTP load against a service, from wherever it runs (a lab client,
 //! through `lab exec`): many short requests at once and a few slow downloads (the responder's
-//! `/slow/N`), every answer checked whole and attributed to the real server that sent it. It
-//! stops by itself: at the deadline, the workers finish the request they are in. SIGTERM or
-//! SIGINT end it the same way before the deadline (the report is still printed), so that a
-//! caller can keep it running exactly as long as what it measures takes.
+//! `/slow/N`), every answer checked whole and attributed to the real server that sent it. Each
+//! slow worker starts its next download when one ends, so that slow connections are open at any
+//! moment of the load (a drain, whenever it sets the weight to 0, has some to wait for). It stops
+//! by itself: at the deadline the short-request workers finish the request they are in, and a
+//! slow download still arriving is cut there and reported as cut (neither whole nor failed), so
+//! that the load lasts what it was asked to. SIGTERM or SIGINT end it the same way before the
+//! deadline (the report is still printed), so that a caller can keep it running exactly as long
+//! as what it measures takes.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -25,7 +29,7 @@ pub struct LoadOptions {
     pub seconds: u64,
     /// Workers sending short requests, one after the other each.
     pub concurrency: usize,
-    /// Slow downloads, one each, at the start.
+    /// Slow-download workers: each downloads `slow_bytes`, then the next, until the deadline.
     pub slow: usize,
     pub slow_bytes: usize,
     /// How long one request may take (a slow download: this plus its pacing).
@@ -45,7 +49,11 @@ pub struct Answered {
 pub struct SlowDownload {
     pub server: Option<String>,
     pub bytes: usize,
+    /// The whole answer arrived.
     pub ok: bool,
+    /// The load ended (its deadline, SIGTERM) while this download was still arriving: not a
+    /// failure, and not whole either (`bytes` is what had arrived).
+    pub cut: bool,
     /// When it started and ended, ms since the epoch (the client's clock).
     pub started_ms: u64,
     pub ended_ms: u64,
@@ -114,14 +122,81 @@ fn connect(to: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
     Err(last.unwrap_or_else(|| std::io::Error::other("no free source port")))
 }
 
-pub fn get(to: SocketAddr, path: &str, timeout: Duration) -> Result<(String, usize), String> {
-    let mut s = connect(to, timeout).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).map_err(|e| format!("send: {e}"))?;
+/// Why a GET brought no whole answer.
+#[derive(Debug, PartialEq, Eq)]
+enum Unanswered {
+    Failed(String),
+    /// `stop` said so while the answer was arriving: the server's name if it had come, and the
+    /// body's bytes so far.
+    Cut(Option<String>, usize),
+}
+
+/// How often a read that waits for bytes looks at `stop`.
+const STOP_CHECK: Duration = Duration::from_millis(200);
+
+/// One GET, ended early when `stop` says so; `timeout` bounds the connect, the send, and each
+/// wait for the next bytes.
+fn get_until(
+    to: SocketAddr,
+    path: &str,
+    timeout: Duration,
+    stop: &dyn Fn() -> bool,
+) -> Result<(String, usize), Unanswered> {
+    let failed = Unanswered::Failed;
+    let mut s = connect(to, timeout).map_err(|e| failed(format!("connect: {e}")))?;
+    s.set_read_timeout(Some(STOP_CHECK.min(timeout))).map_err(|e| failed(e.to_string()))?;
+    s.set_write_timeout(Some(timeout)).map_err(|e| failed(e.to_string()))?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).map_err(|e| failed(format!("send: {e}")))?;
     let mut all = Vec::new();
-    s.read_to_end(&mut all).map_err(|e| format!("receive after {} bytes: {e}", all.len()))?;
-    parse_answer(&all)
+    let mut buf = [0u8; 16 << 10];
+    let mut last = Instant::now();
+    loop {
+        // Bytes that keep coming never time a read out: `stop` is asked after each read.
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                all.extend_from_slice(&buf[..n]);
+                last = Instant::now();
+                if stop() {
+                    return cut_short(&all);
+                }
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                if stop() {
+                    return cut_short(&all);
+                }
+                if last.elapsed() >= timeout {
+                    return Err(failed(format!("receive after {} bytes: nothing for {timeout:?}", all.len())));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(failed(format!("receive after {} bytes: {e}", all.len()))),
+        }
+    }
+    parse_answer(&all).map_err(failed)
+}
+
+/// What had arrived of an answer when it was cut: the server's name (the body's first line) once
+/// it is whole, and the body's bytes.
+fn cut_short(all: &[u8]) -> Result<(String, usize), Unanswered> {
+    // Every byte had come, only the close had not.
+    if let Ok(whole) = parse_answer(all) {
+        return Ok(whole);
+    }
+    let Some(end) = all.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Err(Unanswered::Cut(None, 0));
+    };
+    let body = &all[end + 4..];
+    let name = body.iter().position(|b| *b == b'\n').map(|n| String::from_utf8_lossy(&body[..n]).into_owned());
+    Err(Unanswered::Cut(name, body.len()))
+}
+
+/// One GET to its end: the answering server's name and the body's size.
+pub fn get(to: SocketAddr, path: &str, timeout: Duration) -> Result<(String, usize), String> {
+    get_until(to, path, timeout, &|| false).map_err(|e| match e {
+        Unanswered::Failed(e) => e,
+        Unanswered::Cut(_, n) => format!("cut after {n} bytes of its body"),
+    })
 }
 
 /// The server's name and the body's size of a whole HTTP answer.
@@ -166,6 +241,24 @@ fn running(deadline: Instant) -> bool {
     Instant::now() < deadline && !STOP.load(Ordering::Relaxed)
 }
 
+/// One paced download of `o.slow_bytes`, cut at the load's end.
+fn slow_download(o: &LoadOptions, deadline: Instant) -> SlowDownload {
+    let started = Instant::now();
+    let started_ms = now_ms();
+    // The pacing is 16 KiB per 50 ms: time for that, and the timeout besides.
+    let paced = Duration::from_millis((o.slow_bytes as u64 / (16 << 10) + 1) * 50);
+    let r = get_until(o.to, &format!("/slow/{}", o.slow_bytes), o.timeout + paced, &|| !running(deadline));
+    let seconds = started.elapsed().as_secs_f64();
+    let ended_ms = now_ms();
+    let (server, bytes, cut, error) = match r {
+        Ok((server, bytes)) => (Some(server), bytes, false, None),
+        Err(Unanswered::Cut(server, n)) => (server, n, true, None),
+        Err(Unanswered::Failed(e)) => (None, 0, false, Some(e)),
+    };
+    let ok = !cut && error.is_none();
+    SlowDownload { server, bytes, ok, cut, started_ms, ended_ms, seconds, error }
+}
+
 pub fn run(o: &LoadOptions) -> LoadReport {
     let deadline = Instant::now() + Duration::from_secs(o.seconds.min(MAX_SECONDS));
     let answered = Mutex::new(Vec::new());
@@ -174,18 +267,11 @@ pub fn run(o: &LoadOptions) -> LoadReport {
         let slow: Vec<_> = (0..o.slow.min(MAX_SLOW))
             .map(|_| {
                 s.spawn(|| {
-                    let started = Instant::now();
-                    let started_ms = now_ms();
-                    // The pacing is 16 KiB per 50 ms: time for that, and the timeout besides.
-                    let paced = Duration::from_millis((o.slow_bytes as u64 / (16 << 10) + 1) * 50);
-                    let r = get(o.to, &format!("/slow/{}", o.slow_bytes), o.timeout + paced);
-                    let seconds = started.elapsed().as_secs_f64();
-                    let ended_ms = now_ms();
-                    let (server, bytes, error) = match r {
-                        Ok((server, bytes)) => (Some(server), bytes, None),
-                        Err(e) => (None, 0, Some(e)),
-                    };
-                    SlowDownload { server, bytes, ok: error.is_none(), started_ms, ended_ms, seconds, error }
+                    let mut done = Vec::new();
+                    while running(deadline) {
+                        done.push(slow_download(o, deadline));
+                    }
+                    done
                 })
             })
             .collect();
@@ -209,8 +295,10 @@ pub fn run(o: &LoadOptions) -> LoadReport {
                 }
             });
         }
-        slow.into_iter().map(|h| h.join().expect("a slow download")).collect::<Vec<_>>()
+        slow.into_iter().flat_map(|h| h.join().expect("a slow download")).collect::<Vec<_>>()
     });
+    let mut slow = slow;
+    slow.sort_by_key(|d| d.started_ms);
     let mut answered = answered.into_inner().unwrap();
     answered.sort_by_key(|a| a.started_ms);
     let failures = failures.into_inner().unwrap();
@@ -254,8 +342,22 @@ mod tests {
         assert!(parse_answer(b"HTTP/1.0 200 OK\r\nContent-Length: 8").is_err(), "cut in the header");
     }
 
+    /// What a cut answer had brought: the sender once its name's line is whole; a whole answer
+    /// whose close had not come is not cut.
+    #[test]
+    fn a_cut_answer_keeps_what_had_come() {
+        let cut = |b: &[u8]| cut_short(b);
+        assert_eq!(cut(b"HTTP/1.0 200 OK\r\nContent-Le"), Err(Unanswered::Cut(None, 0)));
+        assert_eq!(cut(b"HTTP/1.0 200 OK\r\nContent-Length: 99\r\n\r\nwe"), Err(Unanswered::Cut(None, 2)));
+        assert_eq!(
+            cut(b"HTTP/1.0 200 OK\r\nContent-Length: 99\r\n\r\nweb1\n...."),
+            Err(Unanswered::Cut(Some("web1".into()), 9))
+        );
+        assert_eq!(cut(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nweb1\n"), Ok(("web1".into(), 5)));
+    }
+
     /// Against the lab's own responder on a loopback port: every request answered whole, the
-    /// slow download too, and the load ends at its deadline.
+    /// slow worker's downloads one after the other until the deadline, and the load ends there.
     #[test]
     fn a_load_against_the_responder_ends_and_counts_every_answer() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -271,11 +373,48 @@ mod tests {
             timeout: Duration::from_secs(5),
             rate: None,
         });
-        assert!(started.elapsed() < Duration::from_secs(10), "it ends");
+        assert!(started.elapsed() < Duration::from_secs(3), "it ends at its deadline: {:?}", started.elapsed());
         assert_eq!((r.short_failed, r.failures.len()), (0, 0), "{:?}", r.failures);
         assert!(r.short_ok > 0 && r.by_server["here"] == r.short_ok);
-        assert!(r.slow.len() == 1 && r.slow[0].ok && r.slow[0].bytes == 40_005, "{:?}", r.slow);
-        assert!(r.slow[0].started_ms <= r.slow[0].ended_ms);
+        // 40 KB paced at 16 KiB per 50 ms: some 150 ms each, so several in the second.
+        let whole: Vec<_> = r.slow.iter().filter(|d| d.ok).collect();
+        assert!(whole.len() >= 3, "one download after the other: {:?}", r.slow);
+        for d in &r.slow {
+            assert!(d.started_ms <= d.ended_ms && d.error.is_none(), "{d:?}");
+            assert!(d.ok != d.cut, "whole or cut at the deadline: {d:?}");
+            assert!(!d.ok || d.bytes == 40_005, "{d:?}");
+        }
+        assert!(r.slow.iter().filter(|d| d.cut).count() <= 1, "only the last can be cut: {:?}", r.slow);
+        for w in r.slow.windows(2) {
+            assert!(w[0].ended_ms <= w[1].started_ms, "one worker: the next starts when one ends: {:?}", r.slow);
+        }
+    }
+
+    /// A download longer than the load is cut at the deadline, reported with what had arrived
+    /// and who sent it, and not as a failure.
+    #[test]
+    fn a_download_still_arriving_at_the_deadline_is_cut_there() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = l.local_addr().unwrap();
+        std::thread::spawn(move || super::super::responder::serve_tcp(l, "here".into()));
+        let started = Instant::now();
+        // 4 MB paced: some 12 s.
+        let r = run(&LoadOptions {
+            to,
+            seconds: 1,
+            concurrency: 1,
+            slow: 2,
+            slow_bytes: 4_000_000,
+            timeout: Duration::from_secs(5),
+            rate: None,
+        });
+        assert!(started.elapsed() < Duration::from_secs(3), "cut at the deadline: {:?}", started.elapsed());
+        assert_eq!(r.slow.len(), 2, "{:?}", r.slow);
+        for d in &r.slow {
+            assert!(d.cut && !d.ok && d.error.is_none(), "{d:?}");
+            assert_eq!(d.server.as_deref(), Some("here"), "{d:?}");
+            assert!(d.bytes > 0 && d.bytes < 4_000_000, "{d:?}");
+        }
     }
 
     /// `rate` caps the short requests of all workers together: 20 a second for 2 s are about
