@@ -410,19 +410,21 @@ fn ha_cycle(test: &str, c: Ha) {
             assert!(out.status.success(), "lab {verb} {host}: {}", text(&out));
             text(&out)
         };
-        // top watches through it all (the stopped master's agent is frozen with it).
-        let top = l
-            .command(&["top"])
-            .args(["--seconds", "60"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_secs(5));
+        // top watches through it all (the stopped master's agent is frozen with it). The master is
+        // stopped once top has shown it as master: its ssh connections may take many seconds in
+        // a loaded guest, and a master frozen before top reached it never shows.
+        let top = common::lab::Watching::spawn(l.command(&["top"]).args(["--seconds", "70"]));
+        let is_master = |d: &str| {
+            let vrrp = format!(" {d} vrrp ");
+            move |x: &str| x.contains(&vrrp) && x.ends_with(" master")
+        };
+        let shown = top.wait_for(&format!("top shows {master} as VRRP master"), 40, is_master(master));
+        eprintln!("top showed {master} as VRRP master {:.1} s after it started", shown.as_secs_f64());
         let out = lab_cmd("stop", master);
         assert!(out.contains(&format!("{master} stopped")) && out.contains("processes frozen"), "{out}");
         let took = wait_for_pair(&l, "the backup holds the VIP", SETTLE, || holds(&l, backup, &vip));
         eprintln!("{backup} took the VIP {:.1} s after {master} stopped", took.as_secs_f64());
+        top.wait_for(&format!("top shows {backup} as VRRP master"), 20, is_master(backup));
         if let Some(p) = &prom {
             // The stopped master cannot be scraped; the backup's series flips to master.
             p.wait(&format!("{backup} scraped as VRRP master"), 60, |p| {
@@ -450,15 +452,9 @@ fn ha_cycle(test: &str, c: Ha) {
             vrrp_master_is(p, master, backup);
         }
         assert_split(&l, &svc, 8);
-        let out = top.wait_with_output().unwrap();
-        let t = String::from_utf8_lossy(&out.stdout).into_owned();
-        for d in [master, backup] {
-            assert!(
-                t.lines().any(|x| x.contains(&format!(" {d} vrrp ")) && x.ends_with(" master")),
-                "top shows {d} as VRRP master at some point:\n{t}\n{}",
-                text(&out)
-            );
-        }
+        // top ends by itself at its --seconds.
+        let (_, out) = top.finish();
+        eprintln!("top: {}", out.status);
         ph.done("host faults");
     }
     // Failover under traffic, then failback.

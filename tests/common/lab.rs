@@ -182,6 +182,63 @@ impl Drop for Lab {
     }
 }
 
+/// A command that watches (`top`), its output read as it comes: the test waits for what it
+/// expects to have been shown instead of sleeping for a time a loaded guest may not keep to.
+pub struct Watching {
+    child: std::process::Child,
+    lines: std::sync::Arc<(std::sync::Mutex<Vec<String>>, std::sync::Condvar)>,
+    reader: std::thread::JoinHandle<()>,
+    stderr: std::thread::JoinHandle<Vec<u8>>,
+    started: Instant,
+}
+
+impl Watching {
+    pub fn spawn(cmd: &mut Command) -> Watching {
+        use std::io::{BufRead, Read};
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn the watch");
+        let lines = std::sync::Arc::new((std::sync::Mutex::new(Vec::new()), std::sync::Condvar::new()));
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let shared = lines.clone();
+        let reader = std::thread::spawn(move || {
+            for line in out.lines() {
+                let Ok(line) = line else { break };
+                shared.0.lock().unwrap().push(line);
+                shared.1.notify_all();
+            }
+        });
+        let mut err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = err.read_to_end(&mut v);
+            v
+        });
+        Watching { child, lines, reader, stderr, started: Instant::now() }
+    }
+
+    /// Waits until a line `f` accepts has been shown, at most `secs`; how long after the start.
+    pub fn wait_for(&self, what: &str, secs: u64, f: impl Fn(&str) -> bool) -> std::time::Duration {
+        let deadline = Instant::now() + std::time::Duration::from_secs(secs);
+        let mut lines = self.lines.0.lock().unwrap();
+        loop {
+            if lines.iter().any(|x| f(x)) {
+                return self.started.elapsed();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "{what}: not within {secs} s; shown so far:\n{}", lines.join("\n"));
+            lines = self.lines.1.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+
+    /// Waits for the watch to end by itself: what it printed, and its exit status and stderr.
+    pub fn finish(mut self) -> (String, Output) {
+        let status = self.child.wait().expect("wait for the watch");
+        self.reader.join().expect("the watch's reader");
+        let stderr = self.stderr.join().expect("the watch's stderr");
+        let stdout = self.lines.0.lock().unwrap().join("\n");
+        (stdout.clone(), Output { status, stdout: stdout.into_bytes(), stderr })
+    }
+}
+
 pub fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
