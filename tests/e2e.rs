@@ -386,24 +386,26 @@ fn dr_made_wrong_by_hand(l: &Lab) {
 }
 
 /// `lvsctl top` through a pipe while verify sends requests: plain lines per sample, the real
-/// servers' connection rates 0 before and above 0 while the requests flow.
+/// servers' connection rates 0 before and above 0 while the requests flow; Ctrl-C ends it.
 fn top_shows_rates_rising(l: &Lab) {
-    let top =
-        l.command(&["top"]).args(["--seconds", "30"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(8));
-    l.ok(&["verify", "--requests", "40"]);
-    let out = top.wait_with_output().unwrap();
-    let t = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "top: {}", text(&out));
+    let top = common::lab::Watching::spawn(l.command(&["top"]).args(["--seconds", "120"]));
+    let rate_of = |rs: &str, x: &str| -> Option<f64> {
+        x.split_once(&format!(" lvs web {rs} conn/s="))?.1.split(' ').next()?.parse().ok()
+    };
+    // A rate once the second sample is in (top's connection may take seconds in a loaded guest).
     for rs in ["web1", "web2"] {
-        let rates: Vec<f64> = t
-            .lines()
-            .filter(|x| x.contains(&format!(" lvs web {rs} conn/s=")))
-            .filter_map(|x| x.split("conn/s=").nth(1)?.split(' ').next()?.parse().ok())
-            .collect();
-        assert!(rates.len() >= 5, "{rs}: a rate a second once the first sample is in:\n{t}");
+        top.wait_for(&format!("top shows a rate for {rs}"), 60, |x| rate_of(rs, x).is_some());
+    }
+    l.ok(&["verify", "--requests", "40"]);
+    for rs in ["web1", "web2"] {
+        top.wait_for(&format!("top shows {rs}'s rate rising"), 30, |x| rate_of(rs, x).is_some_and(|r| r > 0.0));
+    }
+    top.interrupt();
+    let (t, out) = top.finish();
+    assert!(out.status.success(), "top ends on Ctrl-C with status 0: {}", text(&out));
+    for rs in ["web1", "web2"] {
+        let rates: Vec<f64> = t.lines().filter_map(|x| rate_of(rs, x)).collect();
         assert_eq!(rates[0], 0.0, "{rs}: nothing flows before verify:\n{t}");
-        assert!(rates.iter().any(|r| *r > 0.0), "{rs}: the rate rises while verify runs:\n{t}");
         assert!(t.contains(&format!(" lvs web {rs} ")) && t.contains("state=up"), "{t}");
     }
 }
@@ -415,17 +417,19 @@ fn capture_read_back_by_tcpdump(l: &Lab) {
     let file = dir.path().join("lvs.pcapng");
     let file_s = file.to_str().unwrap().to_string();
     // The inventory comes before the host: `capture INV HOST …`.
-    let capture = l
-        .command(&["capture"])
-        .args(["lvs", "--seconds", "60", "--count", "40", "--out", &file_s])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Until the capture runs (its line on stderr comes first; the agent's ready follows fast).
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    let capture = common::lab::Watching::spawn(l.command(&["capture"]).args([
+        "lvs",
+        "--seconds",
+        "60",
+        "--count",
+        "40",
+        "--out",
+        &file_s,
+    ]));
+    // Until the capture runs: it says so once the agent captures.
+    capture.wait_for("capture says lvs is capturing", 60, |x| x == "capture: lvs is capturing");
     l.ok(&["verify", "--requests", "12"]);
-    let out = capture.wait_with_output().unwrap();
+    let (_, out) = capture.finish();
     assert!(out.status.success(), "capture: {}", text(&out));
     assert!(text(&out).contains("40 packets from lvs written"), "{}", text(&out));
     let read = Command::new("tcpdump").args(["-nn", "-r", &file_s]).output().unwrap();
@@ -2258,19 +2262,39 @@ fn verify_rows_are_compared_without_the_director_column() {
 }
 
 /// `assert_split` leaves out requests from client ports the director still held an entry for:
-/// it reads them from `ipvsadm -Lnc`, for the service's VIP and port only.
+/// it reads them from `ipvsadm -Lnc`, for the service's VIP and port only, and only the entries
+/// the kernel follows (not those over which it schedules a new connection afresh).
 #[test]
 fn client_ports_the_director_holds_are_read_with_their_real_servers() {
-    let lab = lvsctl::inventory::load(&common::repo().join("inventories/dr.toml")).unwrap();
+    let dr = lvsctl::inventory::load(&common::repo().join("inventories/dr.toml")).unwrap();
     let table = "IPVS connection entries
 pro expire state       source             virtual            destination
 TCP 00:57  FIN_WAIT    192.168.10.6:26697 192.168.188.100:80 192.168.188.82:80
 TCP 01:47  FIN_WAIT    192.168.10.6:40014 192.168.188.100:80 192.168.188.81:80
 TCP 01:47  FIN_WAIT    192.168.10.6:40016 192.168.188.100:443 192.168.188.81:443
 TCP 01:47  FIN_WAIT    192.168.10.6:40018 192.168.188.100:80 192.168.188.99:80
+TCP 01:47  TIME_WAIT   192.168.10.6:40020 192.168.188.100:80 192.168.188.81:80
+TCP 00:07  CLOSE       192.168.10.6:40022 192.168.188.100:80 192.168.188.82:80
+TCP 00:47  ESTABLISHED 192.168.10.6:40024 192.168.188.100:80 192.168.188.82:80
 ";
-    let m = common::vm::parse_entries(table, "192.168.188.100:80", &lab.services[0]);
-    assert_eq!(m, BTreeMap::from([("26697".to_string(), "web2".to_string()), ("40014".into(), "web1".into())]));
+    let followed = BTreeMap::from([
+        ("26697".to_string(), "web2".to_string()),
+        ("40014".into(), "web1".into()),
+        ("40024".into(), "web2".into()),
+    ]);
+    let m = common::vm::parse_entries(table, "192.168.188.100:80", &dr.services[0], 1);
+    assert_eq!(m, followed, "conn_reuse_mode 1: TIME_WAIT and CLOSE are scheduled afresh");
+    let m = common::vm::parse_entries(table, "192.168.188.100:80", &dr.services[0], 2);
+    assert_eq!(m, BTreeMap::from([("40024".to_string(), "web2".to_string())]), "bit 2: DR's FIN_WAIT too");
+    let m = common::vm::parse_entries(table, "192.168.188.100:80", &dr.services[0], 0);
+    assert_eq!(m.len(), 5, "conn_reuse_mode 0: every entry is followed: {m:?}");
+    // NAT's FIN_WAIT entries see the real server's replies: followed whatever the mode.
+    let nat = lvsctl::inventory::load(&common::repo().join("inventories/nat.toml")).unwrap();
+    let table = "TCP 01:47  FIN_WAIT    192.168.10.6:40014 192.168.188.100:80 10.10.0.81:80
+TCP 01:47  TIME_WAIT   192.168.10.6:40016 192.168.188.100:80 10.10.0.81:80
+";
+    let m = common::vm::parse_entries(table, "192.168.188.100:80", &nat.services[0], 3);
+    assert_eq!(m, BTreeMap::from([("40014".to_string(), "web1".to_string())]));
 }
 
 /// The test's own count of the ports verify must avoid: entries of the service's protocol,

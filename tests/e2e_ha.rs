@@ -413,7 +413,7 @@ fn ha_cycle(test: &str, c: Ha) {
         // top watches through it all (the stopped master's agent is frozen with it). The master is
         // stopped once top has shown it as master: its ssh connections may take many seconds in
         // a loaded guest, and a master frozen before top reached it never shows.
-        let top = common::lab::Watching::spawn(l.command(&["top"]).args(["--seconds", "70"]));
+        let top = common::lab::Watching::spawn(l.command(&["top"]).args(["--seconds", "300"]));
         let is_master = |d: &str| {
             let vrrp = format!(" {d} vrrp ");
             move |x: &str| x.contains(&vrrp) && x.ends_with(" master")
@@ -452,9 +452,10 @@ fn ha_cycle(test: &str, c: Ha) {
             vrrp_master_is(p, master, backup);
         }
         assert_split(&l, &svc, 8);
-        // top ends by itself at its --seconds.
+        // Ctrl-C ends top: every director's agent, the one frozen and thawed too, ends its watch.
+        top.interrupt();
         let (_, out) = top.finish();
-        eprintln!("top: {}", out.status);
+        assert!(out.status.success(), "top, after a director was frozen and thawed: {}", text(&out));
         ph.done("host faults");
     }
     // Failover under traffic, then failback.

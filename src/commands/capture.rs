@@ -82,7 +82,15 @@ fn capture_to(
     let ctrl_c: crate::remote::Release = Box::pin(async {
         let _ = tokio::signal::ctrl_c().await;
     });
-    let mut got = captures::run(&session, vec![job], None, &|_| true, Some(ctrl_c), on_packets);
+    // Connecting and starting the agent take a moment (seconds on a loaded host): the user's
+    // traffic is seen from this line on.
+    let capturing = |states: &captures::ReadyStates| {
+        for (h, _) in states.iter().filter(|(_, up)| up.is_some()) {
+            eprintln!("capture: {h} is capturing");
+        }
+        true
+    };
+    let mut got = captures::run(&session, vec![job], None, &capturing, Some(ctrl_c), on_packets);
     if terminal {
         eprintln!();
     }

@@ -85,9 +85,9 @@ fn spawn(
     })
 }
 
-/// Captures on every `watcher` until the end; once all of them capture (or ended), `go` decides
-/// from their (host, lab_up) whether `then` runs; the watchers are released when `then` is done
-/// (at once when it does not run), or when `stop` resolves first.
+/// Captures on every `watcher` until the end; once all of them capture (or ended), `go` is told
+/// their (host, lab_up) and decides whether `then` runs; the watchers are released when `then` is
+/// done (at once when it does not run), or when `stop` resolves first.
 pub fn run(
     session: &super::Session,
     watchers: Vec<Job>,
@@ -124,8 +124,10 @@ pub fn run(
         }
         states
     });
+    // `go` hears it even without `then`: `capture` says when its host captures.
+    let go_on = states.len() == n && !*release_tx.borrow() && go(&states);
     if let Some(job) = then {
-        if states.len() == n && !*release_tx.borrow() && go(&states) {
+        if go_on {
             let t = spawn(session, job, None, ready_tx.clone(), on_packets.clone());
             let done = session.rt.block_on(t);
             tasks.push(session.rt.spawn(async move { done.expect("the probing host's task ran") }));

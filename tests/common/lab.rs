@@ -182,60 +182,76 @@ impl Drop for Lab {
     }
 }
 
-/// A command that watches (`top`), its output read as it comes: the test waits for what it
-/// expects to have been shown instead of sleeping for a time a loaded guest may not keep to.
+/// Each line a watch showed, and whether it came on stderr; told when one comes.
+type Shown = std::sync::Arc<(std::sync::Mutex<Vec<(bool, String)>>, std::sync::Condvar)>;
+
+/// A command that watches (`top`, `capture`), its output read as it comes: the test waits for what
+/// it expects to have been shown instead of sleeping for a time a loaded guest may not keep to.
 pub struct Watching {
     child: std::process::Child,
-    lines: std::sync::Arc<(std::sync::Mutex<Vec<String>>, std::sync::Condvar)>,
-    reader: std::thread::JoinHandle<()>,
-    stderr: std::thread::JoinHandle<Vec<u8>>,
+    lines: Shown,
+    readers: Vec<std::thread::JoinHandle<()>>,
     started: Instant,
 }
 
 impl Watching {
     pub fn spawn(cmd: &mut Command) -> Watching {
-        use std::io::{BufRead, Read};
         let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn the watch");
-        let lines = std::sync::Arc::new((std::sync::Mutex::new(Vec::new()), std::sync::Condvar::new()));
-        let out = std::io::BufReader::new(child.stdout.take().unwrap());
-        let shared = lines.clone();
-        let reader = std::thread::spawn(move || {
-            for line in out.lines() {
-                let Ok(line) = line else { break };
-                shared.0.lock().unwrap().push(line);
-                shared.1.notify_all();
-            }
-        });
-        let mut err = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = err.read_to_end(&mut v);
-            v
-        });
-        Watching { child, lines, reader, stderr, started: Instant::now() }
+        let lines: Shown = std::sync::Arc::new((std::sync::Mutex::new(Vec::new()), std::sync::Condvar::new()));
+        let read = |stream: Box<dyn std::io::Read + Send>, is_err: bool| {
+            let shared = lines.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    shared.0.lock().unwrap().push((is_err, line));
+                    shared.1.notify_all();
+                }
+            })
+        };
+        let readers = vec![
+            read(Box::new(child.stdout.take().unwrap()), false),
+            read(Box::new(child.stderr.take().unwrap()), true),
+        ];
+        Watching { child, lines, readers, started: Instant::now() }
     }
 
-    /// Waits until a line `f` accepts has been shown, at most `secs`; how long after the start.
+    /// Waits until a line `f` accepts has been shown (stdout or stderr), at most `secs`; how
+    /// long after the start.
     pub fn wait_for(&self, what: &str, secs: u64, f: impl Fn(&str) -> bool) -> std::time::Duration {
         let deadline = Instant::now() + std::time::Duration::from_secs(secs);
         let mut lines = self.lines.0.lock().unwrap();
         loop {
-            if lines.iter().any(|x| f(x)) {
+            if lines.iter().any(|(_, x)| f(x)) {
                 return self.started.elapsed();
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "{what}: not within {secs} s; shown so far:\n{}", lines.join("\n"));
+            if left.is_zero() {
+                let shown: Vec<&str> = lines.iter().map(|(_, x)| x.as_str()).collect();
+                panic!("{what}: not within {secs} s; shown so far:\n{}", shown.join("\n"));
+            }
             lines = self.lines.1.wait_timeout(lines, left).unwrap().0;
         }
     }
 
-    /// Waits for the watch to end by itself: what it printed, and its exit status and stderr.
+    /// Ends the watch as Ctrl-C would (SIGINT to our own child, by its pid).
+    pub fn interrupt(&self) {
+        // SAFETY: a signal to a process this test started and has not yet waited for.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGINT);
+        }
+    }
+
+    /// Waits for the watch to end: its stdout, and its exit status with both streams.
     pub fn finish(mut self) -> (String, Output) {
         let status = self.child.wait().expect("wait for the watch");
-        self.reader.join().expect("the watch's reader");
-        let stderr = self.stderr.join().expect("the watch's stderr");
-        let stdout = self.lines.0.lock().unwrap().join("\n");
-        (stdout.clone(), Output { status, stdout: stdout.into_bytes(), stderr })
+        for r in self.readers.drain(..) {
+            r.join().expect("the watch's reader");
+        }
+        let lines = self.lines.0.lock().unwrap();
+        let of = |err: bool| lines.iter().filter(|(e, _)| *e == err).map(|(_, x)| format!("{x}\n")).collect::<String>();
+        let (stdout, stderr) = (of(false), of(true));
+        (stdout.clone(), Output { status, stdout: stdout.into_bytes(), stderr: stderr.into_bytes() })
     }
 }
 

@@ -259,13 +259,17 @@ pub fn assert_split(l: &Lab, svc: &lvsctl::inventory::Service, n: u32) {
     }
 }
 
-/// The directors' connection entries to `svc`'s VIP and port, by client source port: the real
-/// server each points to (`ipvsadm -Lnc`; a backup's synced entries are the master's).
+/// The directors' connection entries to `svc`'s VIP and port that a new connection from the same
+/// client port follows, by client source port: the real server each points to (`ipvsadm -Lnc`; a
+/// backup's synced entries are the master's).
 fn entries_by_client_port(l: &Lab, svc: &lvsctl::inventory::Service) -> BTreeMap<String, String> {
     let virtual_ = std::net::SocketAddr::new(svc.ipvs.vip, svc.ipvs.port).to_string();
     let mut out = BTreeMap::new();
     for d in l.lab.hosts_with_role(lvsctl::inventory::Role::Director) {
-        out.extend(parse_entries(&l.run(&d.name, &["ipvsadm", "-Lnc"]), &virtual_, svc));
+        let got = l.sh(&d.name, "cat /proc/sys/net/ipv4/vs/conn_reuse_mode; ipvsadm -Lnc");
+        let (mode, table) = got.split_once('\n').unwrap_or((&got, ""));
+        let mode: u32 = mode.trim().parse().unwrap_or_else(|e| panic!("{}: conn_reuse_mode {mode:?}: {e}", d.name));
+        out.extend(parse_entries(table, &virtual_, svc, mode));
     }
     out
 }
@@ -292,13 +296,33 @@ pub fn parse_held(table: &str, virtual_: &str, protocol: &str, min_left_s: u32) 
     out
 }
 
-/// `pro expire state source virtual destination` lines of `ipvsadm -Lnc` to `virtual_`: client
-/// port → the real server (by name) of the destination.
-pub fn parse_entries(table: &str, virtual_: &str, svc: &lvsctl::inventory::Service) -> BTreeMap<String, String> {
+/// `pro expire state source virtual destination` lines of `ipvsadm -Lnc` to `virtual_` that a new
+/// connection from the same client port follows: client port → the real server (by name) of the
+/// destination. With `conn_reuse_mode` on (1, the default), the kernel schedules a new TCP
+/// connection afresh over an entry in TIME_WAIT or CLOSE, and with its bit 2 over a DR or TUN
+/// entry in FIN_WAIT (`is_new_conn_expected` in ip_vs_core.c); an SCTP entry in CLOSED likewise.
+/// The entries of a non-persistent service have no template controlling them.
+pub fn parse_entries(
+    table: &str,
+    virtual_: &str,
+    svc: &lvsctl::inventory::Service,
+    conn_reuse_mode: u32,
+) -> BTreeMap<String, String> {
+    let rescheduled = |state: &str| {
+        conn_reuse_mode != 0
+            && match state {
+                "TIME_WAIT" | "CLOSE" | "CLOSED" => true,
+                "FIN_WAIT" => conn_reuse_mode & 2 != 0 && svc.mode != lvsctl::modes::Mode::Nat,
+                _ => false,
+            }
+    };
     let mut out = BTreeMap::new();
     for line in table.lines() {
         let w: Vec<&str> = line.split_whitespace().collect();
-        let [_, _, _, source, virt, dest] = w[..] else { continue };
+        let [_, _, state, source, virt, dest] = w[..] else { continue };
+        if rescheduled(state) {
+            continue;
+        }
         let (Ok(source), Ok(dest)) = (source.parse::<std::net::SocketAddr>(), dest.parse::<std::net::SocketAddr>())
         else {
             continue;
