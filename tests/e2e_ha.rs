@@ -418,7 +418,7 @@ fn ha_cycle(test: &str, c: Ha) {
             let vrrp = format!(" {d} vrrp ");
             move |x: &str| x.contains(&vrrp) && x.ends_with(" master")
         };
-        let shown = top.wait_for(&format!("top shows {master} as VRRP master"), 40, is_master(master));
+        let shown = top.wait_for(&format!("top shows {master} as VRRP master"), 90, is_master(master));
         eprintln!("top showed {master} as VRRP master {:.1} s after it started", shown.as_secs_f64());
         let out = lab_cmd("stop", master);
         assert!(out.contains(&format!("{master} stopped")) && out.contains("processes frozen"), "{out}");
