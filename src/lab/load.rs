@@ -342,6 +342,14 @@ mod tests {
         assert!(parse_answer(b"HTTP/1.0 200 OK\r\nContent-Length: 8").is_err(), "cut in the header");
     }
 
+    /// The lab's own responder on a loopback port, answering as "here".
+    fn responder_here() -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = l.local_addr().unwrap();
+        std::thread::spawn(move || super::super::responder::serve_tcp(l, "here".into()));
+        to
+    }
+
     /// What a cut answer had brought: the sender once its name's line is whole; a whole answer
     /// whose close had not come is not cut.
     #[test]
@@ -360,9 +368,7 @@ mod tests {
     /// slow worker's downloads one after the other until the deadline, and the load ends there.
     #[test]
     fn a_load_against_the_responder_ends_and_counts_every_answer() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let to = l.local_addr().unwrap();
-        std::thread::spawn(move || super::super::responder::serve_tcp(l, "here".into()));
+        let to = responder_here();
         let started = Instant::now();
         let r = run(&LoadOptions {
             to,
@@ -394,9 +400,7 @@ mod tests {
     /// and who sent it, and not as a failure.
     #[test]
     fn a_download_still_arriving_at_the_deadline_is_cut_there() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let to = l.local_addr().unwrap();
-        std::thread::spawn(move || super::super::responder::serve_tcp(l, "here".into()));
+        let to = responder_here();
         let started = Instant::now();
         // 4 MB paced: some 12 s.
         let r = run(&LoadOptions {
@@ -421,9 +425,7 @@ mod tests {
     /// 40 (the loopback answers hundreds a second without it).
     #[test]
     fn a_rate_caps_the_short_requests() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let to = l.local_addr().unwrap();
-        std::thread::spawn(move || super::super::responder::serve_tcp(l, "here".into()));
+        let to = responder_here();
         let o = LoadOptions {
             to,
             seconds: 2,
